@@ -1,0 +1,41 @@
+//! Every bound a peer could otherwise push past, in one place.
+//!
+//! The numbers start from THREATS.md §6 ("suggested default caps, to be tuned") unless a
+//! comment says otherwise.
+
+/// Largest envelope accepted from anyone (THREATS: change ≤ 256 KiB, plus headers).
+pub const MAX_ENVELOPE_BYTES: usize = 256 * 1024 + 1024;
+/// Largest decompressed batch of Automerge changes in one envelope.
+pub const MAX_CHANGES_BYTES: usize = 256 * 1024;
+/// Automerge changes in one envelope.
+pub const MAX_CHANGES_PER_ENVELOPE: usize = 1024;
+/// Operations in one Automerge change (a 1,000-message batch needs ~4,000).
+pub const MAX_OPS_PER_CHANGE: usize = 8192;
+/// A message body, in bytes of UTF-8 (about 21,000 Devanagari characters).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A reaction (one emoji, possibly with modifiers).
+pub const MAX_REACTION_BYTES: usize = 64;
+/// A conversation title or a member's display name.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Membership operations per conversation (each is rare: an add, a removal, a rename).
+pub const MAX_CONTROL_OPS: usize = 4096;
+/// Parents of one membership operation.
+pub const MAX_OP_PARENTS: usize = 32;
+/// Members of one conversation (WhatsApp allows 1,024, Signal 1,000: PERF.md).
+pub const MAX_MEMBERS: usize = 1024;
+/// Epoch keys one conversation may accumulate.
+pub const MAX_EPOCHS: usize = 1024;
+/// Messages per page (bounded Automerge document). Measured: appends stay flat and a page
+/// loads in a few milliseconds at this size (see the `sync` bench).
+pub const PAGE_CAPACITY: u32 = 1000;
+/// Decrypted, verified envelopes waiting for a dependency, per replica. Past this the
+/// oldest are dropped *and deleted from the store* so that reconciliation fetches them again
+/// once their dependencies are here (nothing acknowledged is lost: members never discard
+/// their own conversations' envelopes, so a copy remains with the sender).
+pub const MAX_PENDING: usize = 10_000;
+/// Ids of envelopes rejected per tag, kept so reconciliation does not fetch them again.
+pub const MAX_TOMBSTONES_PER_TAG: usize = 10_000;
+/// Page documents kept in memory per conversation (others are saved and reloaded on demand).
+pub const MAX_LOADED_PAGES: usize = 4;
+/// Events waiting to be polled before the oldest are dropped (and counted).
+pub const MAX_QUEUED_EVENTS: usize = 4096;

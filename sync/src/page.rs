@@ -1,0 +1,809 @@
+//! Pages: a conversation is a sequence of bounded Automerge documents.
+//!
+//! One Automerge document per conversation would make every append slower as history grows
+//! (a list: 1.4 ms per append at 100k messages; PERF.md) and keep the whole history in memory.
+//! Instead a conversation is split into *pages* of about [`PAGE_CAPACITY`] messages. A device
+//! appends to the newest page it knows; when that page is full it starts the next one. Two
+//! disconnected devices may both start page *n+1*: they simply write into the same page
+//! document, which merges like any other. An edit, deletion or reaction goes into the page of
+//! the message it targets, so it merges with it. Appends cost the same at 10^3 or 10^6
+//! messages, and only the pages in use are held in memory.
+//!
+//! # Schema (one page)
+//! Root map keys:
+//! * `<message key>` → map `{b: body, r?: reply-to, p?: precedence, x?: expiry, e?: edited-at,
+//!   d?: deleted}`. The key is the author's HLC (fixed-width base36, so keys sort by time) and
+//!   the first 8 bytes of the author's actor in hex, so keys of different authors never collide.
+//! * `~<message key><reactor actor hex>` → the reactor's emoji (deleted to withdraw it).
+//!
+//! # Rules (checked on every remote change before Automerge sees it)
+//! A change by actor *A* may only: create a message map at a root key carrying *A*'s actor
+//! prefix; set or delete reaction keys carrying *A*'s prefix; and set the fields above inside
+//! maps *A* created. Anything else — writing into another author's message, nested objects,
+//! lists, text, counters, commit messages, extra bytes — rejects the whole change. With the
+//! actor bound to the signing key (see `conversation`), nobody can write as someone else.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{
+    ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, Value,
+};
+use thiserror::Error;
+
+use crate::envelope::Precedence;
+use crate::hlc::Hlc;
+use crate::ids::{hex, hex_decode};
+use crate::limits::{MAX_BODY_BYTES, MAX_OPS_PER_CHANGE, MAX_REACTION_BYTES};
+
+pub use crate::limits::PAGE_CAPACITY;
+
+const KEY_TIME: usize = 10;
+const KEY_COUNTER: usize = 4;
+const KEY_ACTOR: usize = 16;
+/// Length of a message key.
+pub const KEY_LEN: usize = KEY_TIME + KEY_COUNTER + KEY_ACTOR;
+
+/// A message within a conversation: its page and its key in that page.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId {
+    pub page: u32,
+    pub key: String,
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.page, self.key)
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId({self})")
+    }
+}
+
+impl std::str::FromStr for MessageId {
+    type Err = crate::ids::ParseIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = crate::ids::ParseIdError("message id");
+        let (page, key) = s.split_once('.').ok_or(err.clone())?;
+        let page: u32 = page.parse().map_err(|_| err.clone())?;
+        if parse_key(key).is_none() {
+            return Err(err);
+        }
+        Ok(Self {
+            page,
+            key: key.to_string(),
+        })
+    }
+}
+
+fn base36(mut v: u64, width: usize) -> String {
+    const D: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = vec![b'0'; width];
+    for slot in out.iter_mut().rev() {
+        *slot = D[(v % 36) as usize];
+        v /= 36;
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn unbase36(s: &str) -> Option<u64> {
+    if !s
+        .bytes()
+        .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+    {
+        return None;
+    }
+    u64::from_str_radix(s, 36).ok()
+}
+
+pub(crate) fn actor_prefix(actor: &[u8]) -> String {
+    hex(&actor[..8.min(actor.len())])
+}
+
+/// The key of a message written at `hlc` by `actor`.
+pub fn message_key(hlc: Hlc, actor: &[u8]) -> String {
+    let mut k = base36(hlc.ms, KEY_TIME);
+    k.push_str(&base36(u64::from(hlc.counter), KEY_COUNTER));
+    k.push_str(&actor_prefix(actor));
+    k
+}
+
+/// Parses a message key into its time and author prefix.
+pub fn parse_key(k: &str) -> Option<(Hlc, &str)> {
+    if k.len() != KEY_LEN || !k.is_ascii() {
+        return None;
+    }
+    let ms = unbase36(&k[..KEY_TIME])?;
+    let counter = unbase36(&k[KEY_TIME..KEY_TIME + KEY_COUNTER])?;
+    let actor = &k[KEY_TIME + KEY_COUNTER..];
+    if ms > Hlc::MAX_MS
+        || counter > u64::from(u16::MAX)
+        || hex_decode(actor).is_none()
+        || actor.bytes().any(|c| c.is_ascii_uppercase())
+    {
+        return None;
+    }
+    // Canonical: re-encoding gives the same text.
+    let hlc = Hlc {
+        ms,
+        counter: counter as u16,
+    };
+    Some((hlc, actor))
+}
+
+fn reaction_key(message_key: &str, actor: &[u8]) -> String {
+    format!("~{message_key}{}", actor_prefix(actor))
+}
+
+fn parse_reaction_key(k: &str) -> Option<(&str, &str)> {
+    let rest = k.strip_prefix('~')?;
+    if rest.len() != KEY_LEN + KEY_ACTOR || !rest.is_ascii() {
+        return None;
+    }
+    let (msg, actor) = rest.split_at(KEY_LEN);
+    parse_key(msg)?;
+    if hex_decode(actor).is_none() || actor.bytes().any(|c| c.is_ascii_uppercase()) {
+        return None;
+    }
+    Some((msg, actor))
+}
+
+/// Why a change was refused by the page rules.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RuleError {
+    #[error("change actor is not the actor of the key that signed it")]
+    ActorMismatch,
+    #[error("change has {0} operations, more than allowed")]
+    TooManyOps(usize),
+    #[error("operation not allowed: {0}")]
+    Forbidden(&'static str),
+    #[error("value not allowed for field '{0}'")]
+    BadValue(String),
+    #[error("malformed Automerge change: {0}")]
+    Malformed(String),
+    #[error("a second, different change for the same actor and sequence number (equivocation)")]
+    Equivocation,
+    #[error("sequence number {got} where {expected} was expected")]
+    OutOfSequence { expected: u64, got: u64 },
+    #[error("Automerge failed: {0}")]
+    Automerge(String),
+}
+
+/// Runs Automerge code behind a panic boundary: a panic inside Automerge on hostile input
+/// becomes an error, never a crashed node (THREATS §2.5.4).
+fn guarded<T>(f: impl FnOnce() -> Result<T, RuleError>) -> Result<T, RuleError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => Err(RuleError::Malformed("Automerge panicked".into())),
+    }
+}
+
+/// Parses change bytes. Refuses anything Automerge refuses, behind the panic boundary.
+pub fn parse_change(bytes: &[u8]) -> Result<Change, RuleError> {
+    guarded(|| Change::try_from(bytes).map_err(|e| RuleError::Malformed(e.to_string())))
+}
+
+fn field_ok(field: &str, v: &automerge::legacy::OpType) -> Result<(), RuleError> {
+    use automerge::legacy::OpType;
+    let bad = || RuleError::BadValue(field.to_string());
+    match (field, v) {
+        ("b", OpType::Put(ScalarValue::Str(s))) if s.len() <= MAX_BODY_BYTES => Ok(()),
+        ("r", OpType::Put(ScalarValue::Str(s))) if s.len() <= 64 => Ok(()),
+        ("p", OpType::Put(ScalarValue::Uint(p))) if *p <= 3 => Ok(()),
+        ("x" | "e", OpType::Put(ScalarValue::Uint(_))) => Ok(()),
+        ("d", OpType::Put(ScalarValue::Boolean(true))) => Ok(()),
+        ("b" | "r", OpType::Delete) => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
+/// Checks a remote change against the page rules. Returns how many messages it creates.
+pub fn check_change(change: &Change, author: &ActorId) -> Result<u32, RuleError> {
+    use automerge::legacy::{Key, ObjectId, OpType};
+    if change.actor_id() != author {
+        return Err(RuleError::ActorMismatch);
+    }
+    if change.len() > MAX_OPS_PER_CHANGE {
+        return Err(RuleError::TooManyOps(change.len()));
+    }
+    if change.message().is_some() || !change.extra_bytes().is_empty() || change.author().is_some() {
+        return Err(RuleError::Forbidden(
+            "commit message, author or extra bytes",
+        ));
+    }
+    let prefix = actor_prefix(author.to_bytes());
+    let expanded = guarded(|| Ok(change.decode()))?;
+    let mut created = 0;
+    for op in &expanded.operations {
+        if op.insert {
+            return Err(RuleError::Forbidden("sequence insert"));
+        }
+        let Key::Map(key) = &op.key else {
+            return Err(RuleError::Forbidden("sequence key"));
+        };
+        match &op.obj {
+            ObjectId::Root => {
+                if let Some((_, who)) = parse_key(key) {
+                    if who != prefix {
+                        return Err(RuleError::Forbidden("message key of another author"));
+                    }
+                    if op.action != OpType::Make(ObjType::Map) || !op.pred.is_empty() {
+                        return Err(RuleError::Forbidden("message must be a new map"));
+                    }
+                    created += 1;
+                } else if let Some((_, who)) = parse_reaction_key(key) {
+                    if who != prefix {
+                        return Err(RuleError::Forbidden("reaction of another author"));
+                    }
+                    match &op.action {
+                        OpType::Put(ScalarValue::Str(s)) if s.len() <= MAX_REACTION_BYTES => {}
+                        OpType::Delete => {}
+                        _ => return Err(RuleError::BadValue("reaction".into())),
+                    }
+                } else {
+                    return Err(RuleError::Forbidden("unknown root key"));
+                }
+            }
+            ObjectId::Id(id) => {
+                if id.actor() != author {
+                    return Err(RuleError::Forbidden("write into another author's message"));
+                }
+                field_ok(key, &op.action)?;
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// A message as an application shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageView {
+    pub id: MessageId,
+    /// The author's actor (16 bytes); map it to a device through the conversation.
+    pub actor: Vec<u8>,
+    pub sent_at: Hlc,
+    pub body: String,
+    pub reply_to: Option<MessageId>,
+    pub precedence: Precedence,
+    pub expiry: Option<u64>,
+    pub edited_at: Option<Hlc>,
+    pub deleted: bool,
+    /// (reactor actor prefix, emoji), sorted by actor.
+    pub reactions: Vec<(String, String)>,
+    /// The op counter that created the message (for membership cut-offs).
+    pub created_op: u64,
+}
+
+/// Per-actor progress in one page: last sequence number and last op counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ActorProgress {
+    pub seq: u64,
+    pub max_op: u64,
+    pub last_hash: [u8; 32],
+}
+
+/// A message to add.
+#[derive(Debug, Clone, Default)]
+pub struct Draft {
+    pub body: String,
+    pub reply_to: Option<MessageId>,
+    pub precedence: Precedence,
+    /// Seconds since the Unix epoch.
+    pub expiry: Option<u64>,
+}
+
+/// One page document.
+pub struct Page {
+    number: u32,
+    doc: AutoCommit,
+    messages: u32,
+    progress: BTreeMap<Vec<u8>, ActorProgress>,
+    staged: u32,
+}
+
+impl fmt::Debug for Page {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Page")
+            .field("number", &self.number)
+            .field("messages", &self.messages)
+            .finish()
+    }
+}
+
+fn am<T>(r: Result<T, automerge::AutomergeError>) -> Result<T, RuleError> {
+    r.map_err(|e| RuleError::Automerge(e.to_string()))
+}
+
+impl Page {
+    pub fn new(number: u32, actor: ActorId) -> Self {
+        Self {
+            number,
+            doc: AutoCommit::new().with_actor(actor),
+            messages: 0,
+            progress: BTreeMap::new(),
+            staged: 0,
+        }
+    }
+
+    /// Loads a page saved with [`Page::save`]. Saved pages come from our own store, but are
+    /// still parsed behind the panic boundary.
+    pub fn load(number: u32, bytes: &[u8], actor: ActorId) -> Result<Self, RuleError> {
+        let doc = guarded(|| am(AutoCommit::load(bytes)))?.with_actor(actor);
+        let mut page = Self {
+            number,
+            doc,
+            messages: 0,
+            progress: BTreeMap::new(),
+            staged: 0,
+        };
+        page.messages = page
+            .doc
+            .map_range(automerge::ROOT, ..)
+            .filter(|i| !i.key.starts_with('~'))
+            .count() as u32;
+        let metas: Vec<(Vec<u8>, ActorProgress)> = page
+            .doc
+            .get_changes_meta(&[])
+            .into_iter()
+            .map(|m| {
+                (
+                    m.actor.to_bytes().to_vec(),
+                    ActorProgress {
+                        seq: m.seq,
+                        max_op: m.max_op,
+                        last_hash: m.hash.0,
+                    },
+                )
+            })
+            .collect();
+        for (actor, p) in metas {
+            let e = page.progress.entry(actor).or_default();
+            if p.seq > e.seq {
+                *e = p;
+            }
+        }
+        Ok(page)
+    }
+
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// Messages in this page (as far as this device knows).
+    pub fn len(&self) -> u32 {
+        self.messages + self.staged
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len() >= PAGE_CAPACITY
+    }
+
+    pub fn has_staged(&self) -> bool {
+        self.doc.pending_ops() > 0
+    }
+
+    pub fn progress(&self, actor: &[u8]) -> Option<ActorProgress> {
+        self.progress.get(actor).copied()
+    }
+
+    pub fn heads(&mut self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    /// Stages a new message (committed by [`Page::commit`]).
+    pub fn add_message(&mut self, hlc: Hlc, draft: &Draft) -> Result<MessageId, RuleError> {
+        if draft.body.len() > MAX_BODY_BYTES {
+            return Err(RuleError::BadValue("b".into()));
+        }
+        let key = message_key(hlc, self.doc.get_actor().to_bytes());
+        let obj = am(self.doc.put_object(automerge::ROOT, &key, ObjType::Map))?;
+        am(self.doc.put(&obj, "b", draft.body.as_str()))?;
+        if let Some(r) = &draft.reply_to {
+            am(self.doc.put(&obj, "r", r.to_string()))?;
+        }
+        if draft.precedence != Precedence::Routine {
+            am(self.doc.put(&obj, "p", draft.precedence as u64))?;
+        }
+        if let Some(x) = draft.expiry {
+            am(self.doc.put(&obj, "x", x))?;
+        }
+        self.staged += 1;
+        Ok(MessageId {
+            page: self.number,
+            key,
+        })
+    }
+
+    fn own_message(&self, key: &str) -> Result<ObjId, RuleError> {
+        match self.doc.get(automerge::ROOT, key) {
+            Ok(Some((Value::Object(ObjType::Map), id))) => {
+                if let ObjId::Id(_, actor, _) = &id
+                    && actor == self.doc.get_actor()
+                {
+                    return Ok(id);
+                }
+                Err(RuleError::Forbidden("only the author may change a message"))
+            }
+            _ => Err(RuleError::Forbidden("no such message")),
+        }
+    }
+
+    pub fn edit_message(&mut self, key: &str, body: &str, hlc: Hlc) -> Result<(), RuleError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(RuleError::BadValue("b".into()));
+        }
+        let obj = self.own_message(key)?;
+        am(self.doc.put(&obj, "b", body))?;
+        am(self.doc.put(&obj, "e", hlc.pack()))?;
+        Ok(())
+    }
+
+    pub fn delete_message(&mut self, key: &str, hlc: Hlc) -> Result<(), RuleError> {
+        let obj = self.own_message(key)?;
+        am(self.doc.put(&obj, "d", true))?;
+        am(self.doc.put(&obj, "e", hlc.pack()))?;
+        if self.doc.get(&obj, "b").ok().flatten().is_some() {
+            am(self.doc.delete(&obj, "b"))?;
+        }
+        Ok(())
+    }
+
+    /// Sets (or with `None` withdraws) this device's reaction to a message.
+    pub fn react(&mut self, key: &str, emoji: Option<&str>) -> Result<(), RuleError> {
+        if parse_key(key).is_none() {
+            return Err(RuleError::Forbidden("no such message"));
+        }
+        let rk = reaction_key(key, self.doc.get_actor().to_bytes());
+        match emoji {
+            Some(e) if e.len() <= MAX_REACTION_BYTES && !e.is_empty() => {
+                am(self.doc.put(automerge::ROOT, rk, e))?
+            }
+            Some(_) => return Err(RuleError::BadValue("reaction".into())),
+            None => am(self.doc.delete(automerge::ROOT, rk))?,
+        }
+        Ok(())
+    }
+
+    /// Commits staged operations into one change (time 0: the HLC lives in the keys).
+    pub fn commit(&mut self) -> Option<Change> {
+        self.doc
+            .commit_with(CommitOptions::default().with_time(0))?;
+        let change = self.doc.get_last_local_change()?;
+        self.messages += self.staged;
+        self.staged = 0;
+        self.note(&change);
+        Some(change)
+    }
+
+    fn note(&mut self, change: &Change) {
+        let e = self
+            .progress
+            .entry(change.actor_id().to_bytes().to_vec())
+            .or_default();
+        if change.seq() > e.seq {
+            *e = ActorProgress {
+                seq: change.seq(),
+                max_op: change.max_op(),
+                last_hash: change.hash().0,
+            };
+        }
+    }
+
+    /// Whether the document already has this change.
+    pub fn has_change(&mut self, hash: &ChangeHash) -> bool {
+        self.doc.get_change_meta_by_hash(hash).is_some()
+    }
+
+    /// Dependencies of `changes` that neither the page nor the batch itself contains.
+    pub fn missing_deps(&mut self, changes: &[Change]) -> Vec<ChangeHash> {
+        let batch: std::collections::BTreeSet<ChangeHash> =
+            changes.iter().map(|c| c.hash()).collect();
+        let mut missing = Vec::new();
+        for c in changes {
+            for d in c.deps() {
+                if !batch.contains(d) && !self.has_change(d) && !missing.contains(d) {
+                    missing.push(*d);
+                }
+            }
+        }
+        missing
+    }
+
+    /// Applies remote changes that passed [`check_change`] and whose deps are present.
+    /// Changes already present are skipped; a different change for a known (actor, seq) is
+    /// equivocation and refused.
+    pub fn apply(&mut self, changes: Vec<(Change, u32)>) -> Result<usize, RuleError> {
+        debug_assert!(
+            !self.has_staged(),
+            "seal staged ops before applying remote changes"
+        );
+        let mut fresh = Vec::with_capacity(changes.len());
+        let mut created = 0;
+        let mut expect: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for (c, n) in changes {
+            if self.has_change(&c.hash()) {
+                continue;
+            }
+            let actor = c.actor_id().to_bytes().to_vec();
+            let next = expect
+                .get(&actor)
+                .copied()
+                .unwrap_or_else(|| self.progress.get(&actor).map_or(0, |p| p.seq))
+                + 1;
+            if c.seq() < next {
+                return Err(RuleError::Equivocation);
+            }
+            if c.seq() > next {
+                return Err(RuleError::OutOfSequence {
+                    expected: next,
+                    got: c.seq(),
+                });
+            }
+            expect.insert(actor, c.seq());
+            created += n;
+            fresh.push(c);
+        }
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let count = fresh.len();
+        let notes = fresh.clone();
+        guarded(|| am(self.doc.apply_changes(fresh)))?;
+        for c in &notes {
+            self.note(c);
+        }
+        self.messages += created;
+        Ok(count)
+    }
+
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// All changes (for tests and replay).
+    pub fn changes(&mut self) -> Vec<Change> {
+        self.doc.get_changes(&[])
+    }
+
+    /// Messages in key (time) order, with reactions.
+    pub fn messages(&self) -> Vec<MessageView> {
+        let mut out: Vec<MessageView> = Vec::new();
+        let mut reactions: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for item in self.doc.map_range(automerge::ROOT, ..) {
+            if let Some((msg, who)) = parse_reaction_key(&item.key) {
+                if let automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) = &item.value
+                {
+                    reactions
+                        .entry(msg.to_string())
+                        .or_default()
+                        .push((who.to_string(), s.to_string()));
+                }
+                continue;
+            }
+            let Some((sent_at, _)) = parse_key(&item.key) else {
+                continue;
+            };
+            let ObjId::Id(counter, actor, _) = item.id() else {
+                continue;
+            };
+            let obj = item.id();
+            let get = |f: &str| self.doc.get(&obj, f).ok().flatten().map(|(v, _)| v);
+            let str_of = |v: Option<Value<'_>>| match v {
+                Some(Value::Scalar(s)) => match s.as_ref() {
+                    ScalarValue::Str(s) => Some(s.to_string()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let uint_of = |v: Option<Value<'_>>| match v {
+                Some(Value::Scalar(s)) => match s.as_ref() {
+                    ScalarValue::Uint(u) => Some(*u),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let deleted = matches!(get("d"), Some(Value::Scalar(s)) if matches!(s.as_ref(), ScalarValue::Boolean(true)));
+            out.push(MessageView {
+                id: MessageId {
+                    page: self.number,
+                    key: item.key.to_string(),
+                },
+                actor: actor.to_bytes().to_vec(),
+                sent_at,
+                body: if deleted {
+                    String::new()
+                } else {
+                    str_of(get("b")).unwrap_or_default()
+                },
+                reply_to: str_of(get("r")).and_then(|r| r.parse().ok()),
+                precedence: uint_of(get("p"))
+                    .and_then(|p| Precedence::from_u8(p as u8))
+                    .unwrap_or_default(),
+                expiry: uint_of(get("x")),
+                edited_at: uint_of(get("e")).map(Hlc::unpack),
+                deleted,
+                reactions: Vec::new(),
+                created_op: counter,
+            });
+        }
+        for m in &mut out {
+            if let Some(r) = reactions.remove(&m.id.key) {
+                m.reactions = r;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(n: u8) -> ActorId {
+        ActorId::from(&[n; 16][..])
+    }
+
+    #[test]
+    fn keys_sort_by_time_and_parse_back() {
+        let a = message_key(
+            Hlc {
+                ms: 1_700_000_000_000,
+                counter: 2,
+            },
+            &[0xab; 16],
+        );
+        let b = message_key(
+            Hlc {
+                ms: 1_700_000_000_001,
+                counter: 0,
+            },
+            &[0x01; 16],
+        );
+        assert_eq!(a.len(), KEY_LEN);
+        assert!(a < b);
+        assert_eq!(
+            parse_key(&a).unwrap().0,
+            Hlc {
+                ms: 1_700_000_000_000,
+                counter: 2
+            }
+        );
+        assert!(parse_key(&a.to_uppercase()).is_none());
+        let id = MessageId { page: 3, key: a };
+        assert_eq!(id.to_string().parse::<MessageId>().unwrap(), id);
+    }
+
+    #[test]
+    fn author_can_write_others_cannot() {
+        let mut alice = Page::new(0, actor(1));
+        let id = alice
+            .add_message(
+                Hlc { ms: 10, counter: 0 },
+                &Draft {
+                    body: "नमस्ते".into(),
+                    ..Draft::default()
+                },
+            )
+            .unwrap();
+        let c1 = alice.commit().unwrap();
+        assert_eq!(check_change(&c1, &actor(1)).unwrap(), 1);
+        assert_eq!(check_change(&c1, &actor(2)), Err(RuleError::ActorMismatch));
+
+        // Mallory applies Alice's change, then tries to edit Alice's message.
+        let mut mallory = Page::new(0, actor(2));
+        mallory.apply(vec![(c1.clone(), 1)]).unwrap();
+        let obj = match mallory.doc.get(automerge::ROOT, &id.key).unwrap() {
+            Some((_, obj)) => obj,
+            None => panic!("message missing"),
+        };
+        mallory.doc.put(&obj, "b", "forged").unwrap();
+        let forged = mallory.commit().unwrap();
+        assert!(matches!(
+            check_change(&forged, &actor(2)),
+            Err(RuleError::Forbidden(_))
+        ));
+
+        // Mallory writing a message under Alice's key prefix is refused too.
+        let mut m2 = Page::new(0, actor(2));
+        let k = message_key(Hlc { ms: 11, counter: 0 }, &[1; 16]);
+        let o = m2
+            .doc
+            .put_object(automerge::ROOT, &k, ObjType::Map)
+            .unwrap();
+        m2.doc.put(&o, "b", "x").unwrap();
+        let c = m2.commit().unwrap();
+        assert!(matches!(
+            check_change(&c, &actor(2)),
+            Err(RuleError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn edit_delete_react_converge() {
+        let mut a = Page::new(0, actor(1));
+        let mut b = Page::new(0, actor(2));
+        let id = a
+            .add_message(
+                Hlc { ms: 1, counter: 0 },
+                &Draft {
+                    body: "hello".into(),
+                    ..Draft::default()
+                },
+            )
+            .unwrap();
+        let c1 = a.commit().unwrap();
+        b.apply(vec![(c1.clone(), 1)]).unwrap();
+        // Concurrently: A edits, B reacts.
+        a.edit_message(&id.key, "hello, team", Hlc { ms: 2, counter: 0 })
+            .unwrap();
+        let c2 = a.commit().unwrap();
+        b.react(&id.key, Some("👍")).unwrap();
+        let c3 = b.commit().unwrap();
+        check_change(&c2, &actor(1)).unwrap();
+        check_change(&c3, &actor(2)).unwrap();
+        a.apply(vec![(c3, 0)]).unwrap();
+        b.apply(vec![(c2, 0)]).unwrap();
+        assert_eq!(a.messages(), b.messages());
+        let m = &a.messages()[0];
+        assert_eq!(m.body, "hello, team");
+        assert_eq!(m.reactions.len(), 1);
+        assert!(m.edited_at.is_some());
+        a.delete_message(&id.key, Hlc { ms: 3, counter: 0 })
+            .unwrap();
+        let c4 = a.commit().unwrap();
+        check_change(&c4, &actor(1)).unwrap();
+        b.apply(vec![(c4, 0)]).unwrap();
+        assert!(b.messages()[0].deleted);
+        assert_eq!(b.messages()[0].body, "");
+        // B cannot edit A's message through the API either.
+        assert!(b.edit_message(&id.key, "x", Hlc::default()).is_err());
+    }
+
+    #[test]
+    fn sequence_and_equivocation() {
+        let mut a = Page::new(0, actor(1));
+        a.add_message(Hlc { ms: 1, counter: 0 }, &Draft::default())
+            .unwrap();
+        let c1 = a.commit().unwrap();
+        a.add_message(Hlc { ms: 2, counter: 0 }, &Draft::default())
+            .unwrap();
+        let c2 = a.commit().unwrap();
+        // A fork of A's history: a different change with seq 2.
+        let mut fork = Page::new(0, actor(1));
+        fork.apply(vec![(c1.clone(), 1)]).unwrap();
+        fork.add_message(Hlc { ms: 3, counter: 0 }, &Draft::default())
+            .unwrap();
+        let c2b = fork.commit().unwrap();
+        let mut b = Page::new(0, actor(2));
+        b.apply(vec![(c1, 1), (c2, 1)]).unwrap();
+        assert_eq!(b.apply(vec![(c2b, 1)]), Err(RuleError::Equivocation));
+        assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn save_load_keeps_progress() {
+        let mut a = Page::new(4, actor(1));
+        for i in 0..5 {
+            a.add_message(Hlc { ms: i, counter: 0 }, &Draft::default())
+                .unwrap();
+            a.commit().unwrap();
+        }
+        let bytes = a.save();
+        let mut b = Page::load(4, &bytes, actor(1)).unwrap();
+        assert_eq!(b.len(), 5);
+        assert_eq!(b.progress(&[1; 16]).unwrap().seq, 5);
+        b.add_message(Hlc { ms: 9, counter: 0 }, &Draft::default())
+            .unwrap();
+        assert_eq!(b.commit().unwrap().seq(), 6);
+        assert!(Page::load(0, b"garbage", actor(1)).is_err());
+    }
+}
