@@ -1,0 +1,192 @@
+//! One conversation as a member sees it: its secret and keys, its membership, its pages.
+//! Storage is the [`crate::replica::Replica`]'s job; this type holds the in-memory state.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::crypto::{ConversationSecret, Key};
+use crate::envelope::Precedence;
+use crate::ids::{ConversationId, DeviceId, EpochId, Tag, actor_bytes};
+use crate::limits::MAX_EPOCHS;
+use crate::membership::Membership;
+use crate::page::Page;
+
+/// What an invitation carries: the conversation secret, the creator (which names the
+/// conversation), and the keys the inviting admin grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    pub secret: ConversationSecret,
+    pub creator: DeviceId,
+    pub keys: Vec<(EpochId, Key)>,
+}
+
+impl Invitation {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.raw(&self.secret.0)
+            .raw(&self.creator.0)
+            .varint(self.keys.len() as u64);
+        for (e, k) in &self.keys {
+            w.raw(&e.0).raw(k);
+        }
+        w.into_vec()
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(b);
+        let secret = ConversationSecret(r.array("secret")?);
+        let creator = DeviceId(r.array("creator")?);
+        let n = r.count("keys", MAX_EPOCHS, 36)?;
+        let mut keys = Vec::with_capacity(n);
+        for _ in 0..n {
+            keys.push((EpochId(r.array("epoch")?), r.array("key")?));
+        }
+        r.finish()?;
+        Ok(Self {
+            secret,
+            creator,
+            keys,
+        })
+    }
+}
+
+/// Parameters of the ops staged (not yet sealed) in one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Staged {
+    pub precedence: Precedence,
+    pub expiry: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub secret: ConversationSecret,
+    pub creator: DeviceId,
+    pub tag: Tag,
+    pub control_key: Key,
+    pub membership: Membership,
+    pub(crate) keys: BTreeMap<EpochId, Key>,
+    pub(crate) pages: BTreeMap<u32, Page>,
+    pub(crate) lru: VecDeque<u32>,
+    pub(crate) known_pages: BTreeSet<u32>,
+    pub(crate) journal: BTreeMap<u32, u32>,
+    pub(crate) actors: BTreeMap<[u8; 16], DeviceId>,
+    pub(crate) staged: BTreeMap<u32, Staged>,
+    /// Epochs whose envelopes wrote into each page. A device starts a new page when its key
+    /// changes, so that members who joined with the new key never depend on changes they
+    /// cannot decrypt.
+    pub(crate) page_epochs: BTreeMap<u32, BTreeSet<EpochId>>,
+    /// When admin duties (rotation, key shares) last ran, in ms.
+    pub(crate) last_duty_ms: u64,
+}
+
+impl Conversation {
+    pub fn new(secret: ConversationSecret, creator: DeviceId) -> Self {
+        let id = secret.conversation_id(&creator);
+        let tag = secret.tag();
+        let control_key = secret.control_key();
+        // No key yet: the creator takes the first epoch key, others receive keys from an admin.
+        let keys = BTreeMap::new();
+        let mut c = Self {
+            id,
+            membership: Membership::new(id, secret.clone()),
+            secret,
+            creator,
+            tag,
+            control_key,
+            keys,
+            pages: BTreeMap::new(),
+            lru: VecDeque::new(),
+            known_pages: BTreeSet::new(),
+            journal: BTreeMap::new(),
+            actors: BTreeMap::new(),
+            staged: BTreeMap::new(),
+            page_epochs: BTreeMap::new(),
+            last_duty_ms: 0,
+        };
+        c.learn_actor(creator);
+        c
+    }
+
+    pub fn learn_actor(&mut self, d: DeviceId) {
+        self.actors.insert(actor_bytes(&d), d);
+    }
+
+    /// The device behind an actor id, if known.
+    pub fn device_of_actor(&self, actor: &[u8]) -> Option<DeviceId> {
+        let a: [u8; 16] = actor.try_into().ok()?;
+        self.actors.get(&a).copied()
+    }
+
+    pub fn title(&self) -> &str {
+        &self.membership.state().title
+    }
+
+    pub fn key(&self, epoch: &EpochId) -> Option<&Key> {
+        self.keys.get(epoch)
+    }
+
+    pub fn epochs_held(&self) -> Vec<EpochId> {
+        self.keys.keys().copied().collect()
+    }
+
+    /// The key to seal new messages with: the newest epoch whose key we hold.
+    pub fn sending_epoch(&self) -> Option<(EpochId, Key)> {
+        let st = self.membership.state();
+        st.epochs
+            .iter()
+            .rev()
+            .find_map(|e| self.keys.get(&e.id).map(|k| (e.id, *k)))
+    }
+
+    /// The page new messages go to with `epoch`: the newest page unless it is full or was
+    /// written under another key.
+    pub(crate) fn page_for(&self, epoch: &EpochId, full: impl Fn(u32) -> bool) -> u32 {
+        let top = self.top_page();
+        if self.staged.contains_key(&top) {
+            return top;
+        }
+        let foreign = self
+            .page_epochs
+            .get(&top)
+            .is_some_and(|es| es.iter().any(|e| e != epoch));
+        if foreign || full(top) { top + 1 } else { top }
+    }
+
+    pub fn top_page(&self) -> u32 {
+        self.known_pages.iter().next_back().copied().unwrap_or(0)
+    }
+
+    pub fn pages(&self) -> impl DoubleEndedIterator<Item = u32> + '_ {
+        self.known_pages.iter().copied()
+    }
+
+    /// A member's display name: their own profile, else a short id.
+    pub fn name_of(&self, d: &DeviceId) -> Option<String> {
+        self.membership
+            .state()
+            .members
+            .get(d)
+            .and_then(|m| m.name.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invitation_round_trip_and_strictness() {
+        let inv = Invitation {
+            secret: ConversationSecret([1; 32]),
+            creator: DeviceId([2; 32]),
+            keys: vec![(EpochId([3; 4]), [4; 32])],
+        };
+        let b = inv.encode();
+        assert_eq!(Invitation::decode(&b).unwrap(), inv);
+        assert!(Invitation::decode(&b[..b.len() - 1]).is_err());
+        let mut long = b.clone();
+        long.push(0);
+        assert!(Invitation::decode(&long).is_err());
+    }
+}

@@ -1,0 +1,1011 @@
+//! Membership: who is in a conversation, who administers it, and who holds which key.
+//!
+//! Membership is data in its own right (THREATS §0.4): a set of signed operations, each naming
+//! the operations it follows (its *parents*), evaluated the same way on every replica. No relay,
+//! server or transport decides it. The evaluation is a deterministic linearisation (Kahn's
+//! topological sort, ties broken by (HLC, operation hash)) followed by a fold that checks
+//! each operation against the state produced by the operations before it:
+//!
+//! * `Create` — only the creator can sign it (the conversation id binds the creator's key);
+//!   the creator is the first admin and holds the first key.
+//! * `Add` / role change — admins only.
+//! * `Remove` — admins, or a member removing itself (leaving). The last admin cannot be
+//!   removed. A removal records *pins*: for each page, the last sequence number of the
+//!   removed member's changes that the remover had seen. Later changes from that member are
+//!   refused or hidden on every replica (the Keyhive "pinned heads" rule).
+//! * `Keys` — admins only. Either starts a new epoch (a fresh key sealed to each member with
+//!   Noise `X`; a rotation) or shares an existing epoch key with members who lack it.
+//! * `Profile` — a member names itself. `Title` — admins rename the conversation.
+//!
+//! "Remove wins": an operation whose author was removed earlier in the linear order is
+//! rejected, even if it was valid where its author wrote it. Concurrent mutual removals of two
+//! admins therefore keep exactly one of them. Every replica that holds the same operations
+//! computes the same state.
+//!
+//! Removal excludes a member from *future* keys. It cannot take back what the member already
+//! read (no post-removal secrecy for old epochs; see docs/security.md).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use thiserror::Error;
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::crypto::{self, ConversationSecret, Key};
+use crate::hlc::Hlc;
+use crate::identity::Identity;
+use crate::ids::{ConversationId, DeviceId, EpochId, OpHash};
+use crate::limits::{MAX_CONTROL_OPS, MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OP_PARENTS};
+
+/// Whether members added later can read what was written before they joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum History {
+    /// Newcomers receive every earlier key (field teams need the context).
+    #[default]
+    Shared,
+    /// Adding a member rotates the key; newcomers read only what follows.
+    FromJoin,
+}
+
+/// The last change of a removed member, per page, that stays valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pin {
+    pub page: u32,
+    pub seq: u64,
+    pub max_op: u64,
+}
+
+/// A key sealed to one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub device: DeviceId,
+    pub sealed: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Create {
+        title: String,
+        history: History,
+    },
+    Add {
+        device: DeviceId,
+        admin: bool,
+        epochs: Vec<EpochId>,
+    },
+    Remove {
+        device: DeviceId,
+        pins: Vec<Pin>,
+    },
+    Keys {
+        epoch: EpochId,
+        rotate: bool,
+        slots: Vec<Slot>,
+    },
+    Profile {
+        name: String,
+    },
+    Title {
+        title: String,
+    },
+}
+
+/// A membership operation as signed (the signer and time come from the envelope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlOp {
+    pub parents: Vec<OpHash>,
+    pub action: Action,
+}
+
+const MAX_SLOT_BYTES: usize = 32 + crypto::NOISE_X_OVERHEAD;
+
+impl ControlOp {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.varint(self.parents.len() as u64);
+        for p in &self.parents {
+            w.raw(&p.0);
+        }
+        match &self.action {
+            Action::Create { title, history } => {
+                w.u8(0).str(title).u8(*history as u8);
+            }
+            Action::Add {
+                device,
+                admin,
+                epochs,
+            } => {
+                w.u8(1)
+                    .raw(&device.0)
+                    .bool(*admin)
+                    .varint(epochs.len() as u64);
+                for e in epochs {
+                    w.raw(&e.0);
+                }
+            }
+            Action::Remove { device, pins } => {
+                w.u8(2).raw(&device.0).varint(pins.len() as u64);
+                for p in pins {
+                    w.varint(u64::from(p.page)).varint(p.seq).varint(p.max_op);
+                }
+            }
+            Action::Keys {
+                epoch,
+                rotate,
+                slots,
+            } => {
+                w.u8(3)
+                    .raw(&epoch.0)
+                    .bool(*rotate)
+                    .varint(slots.len() as u64);
+                for s in slots {
+                    w.raw(&s.device.0).bytes(&s.sealed);
+                }
+            }
+            Action::Profile { name } => {
+                w.u8(4).str(name);
+            }
+            Action::Title { title } => {
+                w.u8(5).str(title);
+            }
+        }
+        w.into_vec()
+    }
+
+    /// Strict decoding: sorted unique lists, known tags, bounded sizes, nothing trailing.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let n = r.count("parents", MAX_OP_PARENTS, 32)?;
+        let mut parents = Vec::with_capacity(n);
+        for _ in 0..n {
+            parents.push(OpHash(r.array("parent")?));
+        }
+        if !parents.windows(2).all(|w| w[0] < w[1]) {
+            return Err(DecodeError::NonCanonical("parents order"));
+        }
+        let action = match r.u8("action")? {
+            0 => {
+                let title = r.str("title", MAX_NAME_BYTES)?.to_string();
+                let history = match r.u8("history")? {
+                    0 => History::Shared,
+                    1 => History::FromJoin,
+                    _ => return Err(DecodeError::Invalid("history")),
+                };
+                Action::Create { title, history }
+            }
+            1 => {
+                let device = DeviceId(r.array("device")?);
+                let admin = r.bool("admin")?;
+                let n = r.count("epochs", MAX_EPOCHS, 4)?;
+                let mut epochs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    epochs.push(EpochId(r.array("epoch")?));
+                }
+                if !epochs.windows(2).all(|w| w[0] < w[1]) {
+                    return Err(DecodeError::NonCanonical("epochs order"));
+                }
+                Action::Add {
+                    device,
+                    admin,
+                    epochs,
+                }
+            }
+            2 => {
+                let device = DeviceId(r.array("device")?);
+                let n = r.count("pins", 1 << 20, 3)?;
+                let mut pins = Vec::with_capacity(n);
+                for _ in 0..n {
+                    pins.push(Pin {
+                        page: r.u32_varint("pin page")?,
+                        seq: r.varint("pin seq")?,
+                        max_op: r.varint("pin op")?,
+                    });
+                }
+                if !pins.windows(2).all(|w| w[0].page < w[1].page) {
+                    return Err(DecodeError::NonCanonical("pins order"));
+                }
+                Action::Remove { device, pins }
+            }
+            3 => {
+                let epoch = EpochId(r.array("epoch")?);
+                let rotate = r.bool("rotate")?;
+                let n = r.count("slots", MAX_MEMBERS, 33)?;
+                let mut slots = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let device = DeviceId(r.array("slot device")?);
+                    let sealed = r.bytes("slot", MAX_SLOT_BYTES)?.to_vec();
+                    slots.push(Slot { device, sealed });
+                }
+                if !slots.windows(2).all(|w| w[0].device < w[1].device) {
+                    return Err(DecodeError::NonCanonical("slots order"));
+                }
+                Action::Keys {
+                    epoch,
+                    rotate,
+                    slots,
+                }
+            }
+            4 => Action::Profile {
+                name: r.str("name", MAX_NAME_BYTES)?.to_string(),
+            },
+            5 => Action::Title {
+                title: r.str("title", MAX_NAME_BYTES)?.to_string(),
+            },
+            _ => return Err(DecodeError::Invalid("action")),
+        };
+        r.finish()?;
+        Ok(Self { parents, action })
+    }
+}
+
+fn slot_prologue(conversation: &ConversationId, epoch: &EpochId) -> Vec<u8> {
+    let mut p = b"vaarta 2026 epoch key v1".to_vec();
+    p.extend_from_slice(&conversation.0);
+    p.extend_from_slice(&epoch.0);
+    p
+}
+
+/// Seals `key` to each device (sorted, one slot each).
+pub fn seal_slots(
+    admin: &Identity,
+    conversation: &ConversationId,
+    key: &Key,
+    devices: &BTreeSet<DeviceId>,
+    mut seed: impl FnMut() -> [u8; 32],
+) -> Vec<Slot> {
+    let epoch = crypto::epoch_id(key);
+    let prologue = slot_prologue(conversation, &epoch);
+    devices
+        .iter()
+        .filter_map(|d| {
+            let sealed = crypto::noise_seal(admin, d, &prologue, key, seed()).ok()?;
+            Some(Slot { device: *d, sealed })
+        })
+        .collect()
+}
+
+/// Opens my slot; checks the sender is the signer and the key matches the epoch id.
+pub fn open_slot(
+    me: &Identity,
+    conversation: &ConversationId,
+    epoch: &EpochId,
+    signer: &DeviceId,
+    slot: &Slot,
+) -> Option<Key> {
+    let (from, key) =
+        crypto::noise_open(me, &slot_prologue(conversation, epoch), &slot.sealed).ok()?;
+    let key: Key = key.try_into().ok()?;
+    (signer.x25519_public() == Some(from) && crypto::epoch_id(&key) == *epoch).then_some(key)
+}
+
+/// A verified operation with its author.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub signer: DeviceId,
+    pub hlc: Hlc,
+    pub op: ControlOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Member {
+    pub admin: bool,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Epoch {
+    pub id: EpochId,
+    /// The operation that started it (`None` for the first epoch).
+    pub started_by: Option<OpHash>,
+    /// Devices that were given this key.
+    pub holders: BTreeSet<DeviceId>,
+}
+
+/// Why an operation had no effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum OpRejected {
+    #[error("only the creator can create the conversation")]
+    NotCreator,
+    #[error("the conversation was already created")]
+    DuplicateCreate,
+    #[error("the author is not a member")]
+    NotMember,
+    #[error("the author is not an admin")]
+    NotAdmin,
+    #[error("the last admin cannot be removed")]
+    LastAdmin,
+    #[error("the device is not a member")]
+    NoSuchMember,
+    #[error("too many members")]
+    TooManyMembers,
+    #[error("too many epochs")]
+    TooManyEpochs,
+    #[error("unknown epoch")]
+    UnknownEpoch,
+    #[error("not a valid device key")]
+    BadDevice,
+    #[error("the operation came before the conversation was created")]
+    BeforeCreate,
+}
+
+/// The evaluated membership of one conversation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    pub creator: Option<DeviceId>,
+    pub title: String,
+    pub history: History,
+    pub members: BTreeMap<DeviceId, Member>,
+    pub removed: BTreeMap<DeviceId, Vec<Pin>>,
+    /// In the order they started; the last one is current.
+    pub epochs: Vec<Epoch>,
+    /// Applied operations in linear order.
+    pub order: Vec<OpHash>,
+    pub rejected: BTreeMap<OpHash, OpRejected>,
+}
+
+impl State {
+    pub fn is_member(&self, d: &DeviceId) -> bool {
+        self.members.contains_key(d)
+    }
+
+    pub fn is_admin(&self, d: &DeviceId) -> bool {
+        self.members.get(d).is_some_and(|m| m.admin)
+    }
+
+    pub fn current_epoch(&self) -> Option<&Epoch> {
+        self.epochs.last()
+    }
+
+    pub fn epoch(&self, id: &EpochId) -> Option<&Epoch> {
+        self.epochs.iter().find(|e| e.id == *id)
+    }
+
+    /// A holder of the current key is no longer a member: the key must rotate.
+    pub fn needs_rotation(&self) -> bool {
+        self.current_epoch()
+            .is_some_and(|e| e.holders.iter().any(|h| !self.members.contains_key(h)))
+    }
+
+    /// Members that do not hold the current key.
+    pub fn missing_current_key(&self) -> BTreeSet<DeviceId> {
+        match self.current_epoch() {
+            Some(e) => self
+                .members
+                .keys()
+                .filter(|m| !e.holders.contains(m))
+                .copied()
+                .collect(),
+            None => BTreeSet::new(),
+        }
+    }
+
+    /// Whether a change by `author` with (page, seq, first op counter) stays valid after a
+    /// removal: within the pins recorded for that page.
+    pub fn change_allowed(&self, author: &DeviceId, page: u32, seq: u64) -> Option<bool> {
+        if self.members.contains_key(author) {
+            return Some(true);
+        }
+        let pins = self.removed.get(author)?;
+        Some(pins.iter().any(|p| p.page == page && seq <= p.seq))
+    }
+
+    /// Whether a message created by `author` at op counter `op` in `page` is shown.
+    pub fn message_visible(&self, author: &DeviceId, page: u32, op: u64) -> bool {
+        if self.members.contains_key(author) {
+            return true;
+        }
+        match self.removed.get(author) {
+            Some(pins) => pins.iter().any(|p| p.page == page && op <= p.max_op),
+            None => false,
+        }
+    }
+}
+
+/// All operations of one conversation and their evaluation.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    conversation: ConversationId,
+    secret: ConversationSecret,
+    ops: BTreeMap<OpHash, Entry>,
+    state: State,
+    heads: BTreeSet<OpHash>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum InsertError {
+    #[error("too many membership operations")]
+    Full,
+}
+
+impl Membership {
+    pub fn new(conversation: ConversationId, secret: ConversationSecret) -> Self {
+        let mut m = Self {
+            conversation,
+            secret,
+            ops: BTreeMap::new(),
+            state: State::default(),
+            heads: BTreeSet::new(),
+        };
+        m.recompute();
+        m
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn contains(&self, h: &OpHash) -> bool {
+        self.ops.contains_key(h)
+    }
+
+    pub fn entry(&self, h: &OpHash) -> Option<&Entry> {
+        self.ops.get(h)
+    }
+
+    /// Parents for a new operation: the current heads.
+    pub fn heads(&self) -> Vec<OpHash> {
+        self.heads.iter().copied().collect()
+    }
+
+    /// Adds a verified operation and re-evaluates. Returns false if it was known.
+    pub fn insert(&mut self, hash: OpHash, entry: Entry) -> Result<bool, InsertError> {
+        if self.ops.contains_key(&hash) {
+            return Ok(false);
+        }
+        if self.ops.len() >= MAX_CONTROL_OPS {
+            return Err(InsertError::Full);
+        }
+        self.ops.insert(hash, entry);
+        self.recompute();
+        Ok(true)
+    }
+
+    /// Operations whose parents have not all arrived.
+    pub fn waiting(&self) -> usize {
+        self.ops.len() - self.state.order.len() - self.state.rejected.len()
+    }
+
+    fn recompute(&mut self) {
+        // Linearise: Kahn's algorithm over operations whose parents are all present.
+        let mut children: BTreeMap<OpHash, Vec<OpHash>> = BTreeMap::new();
+        let mut indegree: BTreeMap<OpHash, usize> = BTreeMap::new();
+        for (h, e) in &self.ops {
+            let mut missing = false;
+            for p in &e.op.parents {
+                if !self.ops.contains_key(p) {
+                    missing = true;
+                }
+                children.entry(*p).or_default().push(*h);
+            }
+            // An op with a missing parent never becomes ready; neither do its descendants.
+            indegree.insert(
+                *h,
+                e.op.parents.len() + usize::from(missing) * MAX_CONTROL_OPS,
+            );
+        }
+        let mut ready: BTreeSet<(Hlc, OpHash)> = indegree
+            .iter()
+            .filter(|(_, d)| **d == 0)
+            .map(|(h, _)| (self.ops[h].hlc, *h))
+            .collect();
+        let mut st = State {
+            epochs: vec![Epoch {
+                id: crypto::epoch_id(&self.secret.first_epoch_key()),
+                started_by: None,
+                holders: BTreeSet::new(),
+            }],
+            ..State::default()
+        };
+        let mut placed: BTreeSet<OpHash> = BTreeSet::new();
+        while let Some(first) = ready.iter().next().copied() {
+            ready.remove(&first);
+            let (_, h) = first;
+            placed.insert(h);
+            let entry = &self.ops[&h];
+            match self.apply(&mut st, h, entry) {
+                Ok(()) => st.order.push(h),
+                Err(why) => {
+                    st.rejected.insert(h, why);
+                }
+            }
+            for c in children.get(&h).into_iter().flatten() {
+                if let Some(d) = indegree.get_mut(c) {
+                    *d -= 1;
+                    if *d == 0 {
+                        ready.insert((self.ops[c].hlc, *c));
+                    }
+                }
+            }
+        }
+        let mut heads: BTreeSet<OpHash> = placed.clone();
+        for h in &placed {
+            for p in &self.ops[h].op.parents {
+                heads.remove(p);
+            }
+        }
+        self.heads = heads;
+        self.state = st;
+    }
+
+    fn apply(&self, st: &mut State, hash: OpHash, e: &Entry) -> Result<(), OpRejected> {
+        let author = &e.signer;
+        if let Action::Create { title, history } = &e.op.action {
+            if self.secret.conversation_id(author) != self.conversation {
+                return Err(OpRejected::NotCreator);
+            }
+            if st.creator.is_some() {
+                return Err(OpRejected::DuplicateCreate);
+            }
+            st.creator = Some(*author);
+            st.title = title.clone();
+            st.history = *history;
+            st.members.insert(
+                *author,
+                Member {
+                    admin: true,
+                    name: None,
+                },
+            );
+            st.epochs[0].holders.insert(*author);
+            return Ok(());
+        }
+        if st.creator.is_none() {
+            return Err(OpRejected::BeforeCreate);
+        }
+        let is_member = st.members.contains_key(author);
+        let is_admin = st.is_admin(author);
+        match &e.op.action {
+            Action::Create { .. } => unreachable!("handled above"),
+            Action::Add {
+                device,
+                admin,
+                epochs,
+            } => {
+                if !is_admin {
+                    return Err(if is_member {
+                        OpRejected::NotAdmin
+                    } else {
+                        OpRejected::NotMember
+                    });
+                }
+                if !device.is_valid() {
+                    return Err(OpRejected::BadDevice);
+                }
+                if !st.members.contains_key(device) && st.members.len() >= MAX_MEMBERS {
+                    return Err(OpRejected::TooManyMembers);
+                }
+                if let Some(m) = st.members.get_mut(device) {
+                    // A role change; the last admin cannot demote itself away.
+                    if m.admin && !admin && st.members.values().filter(|m| m.admin).count() == 1 {
+                        return Err(OpRejected::LastAdmin);
+                    }
+                    if let Some(m) = st.members.get_mut(device) {
+                        m.admin = *admin;
+                    }
+                } else {
+                    st.removed.remove(device);
+                    st.members.insert(
+                        *device,
+                        Member {
+                            admin: *admin,
+                            name: None,
+                        },
+                    );
+                }
+                for ep in &mut st.epochs {
+                    if epochs.contains(&ep.id) {
+                        ep.holders.insert(*device);
+                    }
+                }
+            }
+            Action::Remove { device, pins } => {
+                if !(is_admin || (is_member && author == device)) {
+                    return Err(if is_member {
+                        OpRejected::NotAdmin
+                    } else {
+                        OpRejected::NotMember
+                    });
+                }
+                let Some(target) = st.members.get(device) else {
+                    return Err(OpRejected::NoSuchMember);
+                };
+                if target.admin && st.members.values().filter(|m| m.admin).count() == 1 {
+                    return Err(OpRejected::LastAdmin);
+                }
+                st.members.remove(device);
+                st.removed.insert(*device, pins.clone());
+            }
+            Action::Keys {
+                epoch,
+                rotate,
+                slots,
+            } => {
+                if !is_admin {
+                    return Err(if is_member {
+                        OpRejected::NotAdmin
+                    } else {
+                        OpRejected::NotMember
+                    });
+                }
+                let holders = slots.iter().map(|s| s.device).chain([*author]);
+                if *rotate {
+                    if st.epochs.len() >= MAX_EPOCHS {
+                        return Err(OpRejected::TooManyEpochs);
+                    }
+                    // A repeated id (a replayed key) moves nothing backwards: just share.
+                    if let Some(ep) = st.epochs.iter_mut().find(|ep| ep.id == *epoch) {
+                        ep.holders.extend(holders);
+                    } else {
+                        st.epochs.push(Epoch {
+                            id: *epoch,
+                            started_by: Some(hash),
+                            holders: holders.collect(),
+                        });
+                    }
+                } else {
+                    let ep = st
+                        .epochs
+                        .iter_mut()
+                        .find(|ep| ep.id == *epoch)
+                        .ok_or(OpRejected::UnknownEpoch)?;
+                    ep.holders.extend(holders);
+                }
+            }
+            Action::Profile { name } => {
+                let m = st.members.get_mut(author).ok_or(OpRejected::NotMember)?;
+                m.name = Some(name.clone());
+            }
+            Action::Title { title } => {
+                if !is_admin {
+                    return Err(if is_member {
+                        OpRejected::NotAdmin
+                    } else {
+                        OpRejected::NotMember
+                    });
+                }
+                st.title = title.clone();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    struct Fixture {
+        cs: ConversationSecret,
+        conv: ConversationId,
+        ids: Vec<Identity>,
+    }
+
+    fn fixture() -> Fixture {
+        let ids: Vec<Identity> = (1..=5u8).map(|i| Identity::from_seed([i; 32])).collect();
+        let cs = ConversationSecret([42; 32]);
+        let conv = cs.conversation_id(&ids[0].device_id());
+        Fixture { cs, conv, ids }
+    }
+
+    fn op(signer: &Identity, ms: u64, parents: Vec<OpHash>, action: Action) -> (OpHash, Entry) {
+        let mut parents = parents;
+        parents.sort();
+        let e = Entry {
+            signer: signer.device_id(),
+            hlc: Hlc { ms, counter: 0 },
+            op: ControlOp { parents, action },
+        };
+        let h = OpHash(
+            *blake3::hash(
+                &[
+                    e.op.encode(),
+                    signer.device_id().0.to_vec(),
+                    ms.to_le_bytes().to_vec(),
+                ]
+                .concat(),
+            )
+            .as_bytes(),
+        );
+        (h, e)
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let f = fixture();
+        let ops = [
+            Action::Create {
+                title: "बाढ़ राहत".into(),
+                history: History::FromJoin,
+            },
+            Action::Add {
+                device: f.ids[1].device_id(),
+                admin: true,
+                epochs: vec![EpochId([1; 4]), EpochId([2; 4])],
+            },
+            Action::Remove {
+                device: f.ids[1].device_id(),
+                pins: vec![
+                    Pin {
+                        page: 0,
+                        seq: 3,
+                        max_op: 20,
+                    },
+                    Pin {
+                        page: 2,
+                        seq: 1,
+                        max_op: 7,
+                    },
+                ],
+            },
+            Action::Keys {
+                epoch: EpochId([9; 4]),
+                rotate: true,
+                slots: vec![Slot {
+                    device: DeviceId([1; 32]),
+                    sealed: vec![5; 128],
+                }],
+            },
+            Action::Profile {
+                name: "Asha".into(),
+            },
+            Action::Title { title: "t".into() },
+        ];
+        for a in ops {
+            let op = ControlOp {
+                parents: vec![OpHash([1; 32]), OpHash([2; 32])],
+                action: a,
+            };
+            assert_eq!(ControlOp::decode(&op.encode()).unwrap(), op);
+        }
+        let bad = ControlOp {
+            parents: vec![OpHash([2; 32]), OpHash([1; 32])],
+            action: Action::Profile { name: "x".into() },
+        };
+        assert_eq!(
+            ControlOp::decode(&bad.encode()),
+            Err(DecodeError::NonCanonical("parents order"))
+        );
+        let mut trailing = ControlOp {
+            parents: vec![],
+            action: Action::Profile { name: "x".into() },
+        }
+        .encode();
+        trailing.push(0);
+        assert_eq!(ControlOp::decode(&trailing), Err(DecodeError::Trailing(1)));
+    }
+
+    #[test]
+    fn only_creator_creates_and_only_admins_add() {
+        let f = fixture();
+        let mut m = Membership::new(f.conv, f.cs.clone());
+        // Someone else signing the genesis is refused.
+        let (fake, e) = op(
+            &f.ids[1],
+            1,
+            vec![],
+            Action::Create {
+                title: "x".into(),
+                history: History::Shared,
+            },
+        );
+        m.insert(fake, e).unwrap();
+        assert_eq!(m.state().rejected.get(&fake), Some(&OpRejected::NotCreator));
+        let (c, e) = op(
+            &f.ids[0],
+            2,
+            vec![],
+            Action::Create {
+                title: "ops".into(),
+                history: History::Shared,
+            },
+        );
+        m.insert(c, e).unwrap();
+        assert_eq!(m.state().creator, Some(f.ids[0].device_id()));
+        // Non-member cannot add.
+        let (a1, e) = op(
+            &f.ids[2],
+            3,
+            vec![c],
+            Action::Add {
+                device: f.ids[3].device_id(),
+                admin: false,
+                epochs: vec![],
+            },
+        );
+        m.insert(a1, e).unwrap();
+        assert_eq!(m.state().rejected.get(&a1), Some(&OpRejected::NotMember));
+        let (a2, e) = op(
+            &f.ids[0],
+            4,
+            vec![c],
+            Action::Add {
+                device: f.ids[1].device_id(),
+                admin: false,
+                epochs: vec![],
+            },
+        );
+        m.insert(a2, e).unwrap();
+        assert!(m.state().is_member(&f.ids[1].device_id()));
+        // A plain member cannot add either.
+        let (a3, e) = op(
+            &f.ids[1],
+            5,
+            vec![a2],
+            Action::Add {
+                device: f.ids[4].device_id(),
+                admin: false,
+                epochs: vec![],
+            },
+        );
+        m.insert(a3, e).unwrap();
+        assert_eq!(m.state().rejected.get(&a3), Some(&OpRejected::NotAdmin));
+        assert!(!m.state().is_member(&f.ids[4].device_id()));
+        // The last admin cannot be removed; a member can leave.
+        let (r1, e) = op(
+            &f.ids[0],
+            6,
+            vec![a3],
+            Action::Remove {
+                device: f.ids[0].device_id(),
+                pins: vec![],
+            },
+        );
+        m.insert(r1, e).unwrap();
+        assert_eq!(m.state().rejected.get(&r1), Some(&OpRejected::LastAdmin));
+        let (r2, e) = op(
+            &f.ids[1],
+            7,
+            vec![r1],
+            Action::Remove {
+                device: f.ids[1].device_id(),
+                pins: vec![],
+            },
+        );
+        m.insert(r2, e).unwrap();
+        assert!(!m.state().is_member(&f.ids[1].device_id()));
+        assert!(m.heads().contains(&r2) && !m.heads().contains(&r1));
+    }
+
+    #[test]
+    fn mutual_removal_keeps_exactly_one_admin() {
+        let f = fixture();
+        let mut m = Membership::new(f.conv, f.cs.clone());
+        let (c, e) = op(
+            &f.ids[0],
+            1,
+            vec![],
+            Action::Create {
+                title: "x".into(),
+                history: History::Shared,
+            },
+        );
+        m.insert(c, e).unwrap();
+        let (a, e) = op(
+            &f.ids[0],
+            2,
+            vec![c],
+            Action::Add {
+                device: f.ids[1].device_id(),
+                admin: true,
+                epochs: vec![],
+            },
+        );
+        m.insert(a, e).unwrap();
+        let (r0, e0) = op(
+            &f.ids[0],
+            3,
+            vec![a],
+            Action::Remove {
+                device: f.ids[1].device_id(),
+                pins: vec![],
+            },
+        );
+        let (r1, e1) = op(
+            &f.ids[1],
+            3,
+            vec![a],
+            Action::Remove {
+                device: f.ids[0].device_id(),
+                pins: vec![],
+            },
+        );
+        let mut m2 = m.clone();
+        m.insert(r0, e0.clone()).unwrap();
+        m.insert(r1, e1.clone()).unwrap();
+        m2.insert(r1, e1).unwrap();
+        m2.insert(r0, e0).unwrap();
+        assert_eq!(m.state(), m2.state());
+        assert_eq!(m.state().members.values().filter(|m| m.admin).count(), 1);
+    }
+
+    #[test]
+    fn slots_open_only_for_their_device() {
+        let f = fixture();
+        let key = [7u8; 32];
+        let epoch = crypto::epoch_id(&key);
+        let devices: BTreeSet<DeviceId> = [f.ids[1].device_id(), f.ids[2].device_id()].into();
+        let mut n = 0u8;
+        let slots = seal_slots(&f.ids[0], &f.conv, &key, &devices, || {
+            n += 1;
+            [n; 32]
+        });
+        assert_eq!(slots.len(), 2);
+        let mine = slots
+            .iter()
+            .find(|s| s.device == f.ids[1].device_id())
+            .unwrap();
+        assert_eq!(
+            open_slot(&f.ids[1], &f.conv, &epoch, &f.ids[0].device_id(), mine),
+            Some(key)
+        );
+        // Wrong claimed signer, wrong reader, wrong epoch.
+        assert_eq!(
+            open_slot(&f.ids[1], &f.conv, &epoch, &f.ids[3].device_id(), mine),
+            None
+        );
+        assert_eq!(
+            open_slot(&f.ids[2], &f.conv, &epoch, &f.ids[0].device_id(), mine),
+            None
+        );
+        assert_eq!(
+            open_slot(
+                &f.ids[1],
+                &f.conv,
+                &EpochId([0; 4]),
+                &f.ids[0].device_id(),
+                mine
+            ),
+            None
+        );
+    }
+
+    proptest! {
+        /// Any delivery order of the same operations gives the same state.
+        #[test]
+        fn order_does_not_matter(seed in any::<u64>(), perm in proptest::collection::vec(any::<u32>(), 12)) {
+            let f = fixture();
+            let d = |i: usize| f.ids[i].device_id();
+            let mut ops = Vec::new();
+            let (c, e) = op(&f.ids[0], 1, vec![], Action::Create { title: "x".into(), history: History::Shared });
+            ops.push((c, e));
+            let mut heads = vec![c];
+            // Build a small DAG with concurrent branches from a seeded schedule.
+            let mut x = seed;
+            for i in 0..10u64 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let signer = &f.ids[(x >> 33) as usize % 3];
+                let target = d(1 + (x >> 40) as usize % 4);
+                let action = match (x >> 50) % 4 {
+                    0 => Action::Add { device: target, admin: (x >> 20) % 2 == 0, epochs: vec![] },
+                    1 => Action::Remove { device: target, pins: vec![] },
+                    2 => Action::Title { title: format!("t{i}") },
+                    _ => Action::Profile { name: format!("n{i}") },
+                };
+                let parents = if (x >> 10) % 3 == 0 { vec![heads[0]] } else { heads.clone() };
+                let (h, e) = op(signer, 2 + i, parents, action);
+                heads = vec![h];
+                ops.push((h, e));
+            }
+            let mut a = Membership::new(f.conv, f.cs.clone());
+            for (h, e) in &ops { a.insert(*h, e.clone()).unwrap(); }
+            let mut shuffled = ops.clone();
+            for (i, p) in perm.iter().enumerate() {
+                let n = shuffled.len();
+                shuffled.swap(i % n, *p as usize % n);
+            }
+            let mut b = Membership::new(f.conv, f.cs.clone());
+            for (h, e) in &shuffled { b.insert(*h, e.clone()).unwrap(); }
+            prop_assert_eq!(a.state(), b.state());
+            // A non-admin's operations never take effect: every applied Add/Remove/Title was by an admin at that point.
+            prop_assert!(a.state().members.values().any(|m| m.admin));
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! Storage, as a small synchronous trait (the iroh-docs pattern): the sync core and the node
+//! engine are written against it, the daemon implements it on sled (`vaarta-node`), tests and
+//! the simulator use [`MemoryStore`].
+//!
+//! Two spaces:
+//! * **envelopes**, keyed by (tag, id), with a per-tag [`Summary`] (count and 256-bit sum of
+//!   ids) kept up to date on every write, so reconciliation can fingerprint a whole tag in O(1).
+//!   A *tombstone* (empty bytes) marks an envelope that was refused: it counts as "have" for
+//!   reconciliation, so the same bad envelope is not fetched again, but it is never sent.
+//! * **metadata**, a plain ordered key-value map.
+//!
+//! Writes are visible at once and *durable only after [`Store::flush`]*. Callers must flush
+//! before they acknowledge anything to anyone (rule 4).
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use crate::ids::{EnvelopeId, Tag};
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    #[error("storage is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage is full")]
+    Full,
+}
+
+/// Count and sum (mod 2^256, little-endian) of the ids under one tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub count: u64,
+    pub sum: [u8; 32],
+}
+
+impl Summary {
+    pub fn add(&mut self, id: &EnvelopeId) {
+        self.count += 1;
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let v = u16::from(self.sum[i]) + u16::from(id.0[i]) + carry;
+            self.sum[i] = v as u8;
+            carry = v >> 8;
+        }
+    }
+
+    pub fn sub(&mut self, id: &EnvelopeId) {
+        self.count = self.count.saturating_sub(1);
+        let mut borrow = 0i16;
+        for i in 0..32 {
+            let v = i16::from(self.sum[i]) - i16::from(id.0[i]) - borrow;
+            borrow = i16::from(v < 0);
+            self.sum[i] = v.rem_euclid(256) as u8;
+        }
+    }
+
+    pub fn merge(&mut self, other: &Summary) {
+        self.count += other.count;
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let v = u16::from(self.sum[i]) + u16::from(other.sum[i]) + carry;
+            self.sum[i] = v as u8;
+            carry = v >> 8;
+        }
+    }
+}
+
+/// The storage the sync core needs.
+pub trait Store {
+    /// Stores an envelope (or a tombstone, with empty bytes). Returns false if the id was
+    /// already present. A tombstone never replaces an envelope; an envelope replaces a tombstone.
+    fn put_envelope(
+        &mut self,
+        tag: &Tag,
+        id: &EnvelopeId,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// The bytes of an envelope (empty for a tombstone), if present.
+    fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError>;
+    fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError>;
+    /// The tag an envelope is stored under.
+    fn tag_of(&self, id: &EnvelopeId) -> Result<Option<Tag>, StoreError>;
+    fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError>;
+    fn summary(&self, tag: &Tag) -> Summary;
+    /// Every tag with at least one envelope.
+    fn tags(&self) -> Vec<(Tag, Summary)>;
+    /// Visits the ids under `tag` that are `>= from`, in order, until `f` returns false.
+    fn for_each_id(
+        &self,
+        tag: &Tag,
+        from: &[u8; 32],
+        f: &mut dyn FnMut(&EnvelopeId) -> bool,
+    ) -> Result<(), StoreError>;
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError>;
+    /// Visits metadata entries whose key starts with `prefix`, in order, until `f` is false.
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
+
+    /// Makes every write so far durable.
+    fn flush(&mut self) -> Result<(), StoreError>;
+    /// Bytes held (envelopes and metadata), for quotas and reports.
+    fn bytes_used(&self) -> u64;
+}
+
+#[derive(Debug, Clone)]
+enum Undo {
+    Envelope(Tag, EnvelopeId, Option<Vec<u8>>),
+    Meta(Vec<u8>, Option<Vec<u8>>),
+}
+
+/// An in-memory store. It can also *forget unflushed writes* ([`MemoryStore::crash`]), which
+/// is how the simulator models a power cut.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    envelopes: BTreeMap<(Tag, EnvelopeId), Vec<u8>>,
+    index: BTreeMap<EnvelopeId, Tag>,
+    summaries: BTreeMap<Tag, Summary>,
+    meta: BTreeMap<Vec<u8>, Vec<u8>>,
+    undo: Vec<Undo>,
+    bytes: u64,
+    /// Flushes so far (for tests of group commit).
+    pub flushes: u64,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Drops every write since the last flush, as a power cut would.
+    pub fn crash(&mut self) {
+        while let Some(u) = self.undo.pop() {
+            match u {
+                Undo::Envelope(tag, id, prev) => {
+                    self.raw_remove_envelope(&tag, &id);
+                    if let Some(b) = prev {
+                        self.raw_put_envelope(&tag, &id, b);
+                    }
+                }
+                Undo::Meta(k, prev) => {
+                    if let Some(old) = self.meta.remove(&k) {
+                        self.bytes -= (k.len() + old.len()) as u64;
+                    }
+                    if let Some(v) = prev {
+                        self.bytes += (k.len() + v.len()) as u64;
+                        self.meta.insert(k, v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes not yet flushed.
+    pub fn unflushed(&self) -> usize {
+        self.undo.len()
+    }
+
+    fn raw_put_envelope(&mut self, tag: &Tag, id: &EnvelopeId, bytes: Vec<u8>) {
+        self.bytes += bytes.len() as u64 + 48;
+        if let Some(old) = self.envelopes.insert((*tag, *id), bytes) {
+            self.bytes -= old.len() as u64 + 48;
+        } else {
+            self.summaries.entry(*tag).or_default().add(id);
+        }
+        self.index.insert(*id, *tag);
+    }
+
+    fn raw_remove_envelope(&mut self, tag: &Tag, id: &EnvelopeId) -> Option<Vec<u8>> {
+        let old = self.envelopes.remove(&(*tag, *id))?;
+        self.bytes -= old.len() as u64 + 48;
+        self.index.remove(id);
+        if let Some(s) = self.summaries.get_mut(tag) {
+            s.sub(id);
+            if s.count == 0 {
+                self.summaries.remove(tag);
+            }
+        }
+        Some(old)
+    }
+}
+
+impl Store for MemoryStore {
+    fn put_envelope(
+        &mut self,
+        tag: &Tag,
+        id: &EnvelopeId,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
+        let prev = match self.index.get(id) {
+            Some(t) => {
+                let t = *t;
+                let old = &self.envelopes[&(t, *id)];
+                if !old.is_empty() || bytes.is_empty() {
+                    return Ok(false);
+                }
+                // Envelope replaces a tombstone.
+                self.raw_remove_envelope(&t, id);
+                self.undo.push(Undo::Envelope(t, *id, Some(Vec::new())));
+                self.raw_put_envelope(tag, id, bytes.to_vec());
+                self.undo.push(Undo::Envelope(*tag, *id, None));
+                return Ok(true);
+            }
+            None => None,
+        };
+        self.undo.push(Undo::Envelope(*tag, *id, prev));
+        self.raw_put_envelope(tag, id, bytes.to_vec());
+        Ok(true)
+    }
+
+    fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .index
+            .get(id)
+            .and_then(|t| self.envelopes.get(&(*t, *id)))
+            .cloned())
+    }
+
+    fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
+        Ok(self.index.contains_key(id))
+    }
+
+    fn tag_of(&self, id: &EnvelopeId) -> Result<Option<Tag>, StoreError> {
+        Ok(self.index.get(id).copied())
+    }
+
+    fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError> {
+        let Some(tag) = self.index.get(id).copied() else {
+            return Ok(false);
+        };
+        let old = self.raw_remove_envelope(&tag, id);
+        self.undo.push(Undo::Envelope(tag, *id, old));
+        Ok(true)
+    }
+
+    fn summary(&self, tag: &Tag) -> Summary {
+        self.summaries.get(tag).copied().unwrap_or_default()
+    }
+
+    fn tags(&self) -> Vec<(Tag, Summary)> {
+        self.summaries.iter().map(|(t, s)| (*t, *s)).collect()
+    }
+
+    fn for_each_id(
+        &self,
+        tag: &Tag,
+        from: &[u8; 32],
+        f: &mut dyn FnMut(&EnvelopeId) -> bool,
+    ) -> Result<(), StoreError> {
+        for ((_, id), _) in self
+            .envelopes
+            .range((*tag, EnvelopeId(*from))..=(*tag, EnvelopeId([0xff; 32])))
+        {
+            if !f(id) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(key).cloned())
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.bytes += (key.len() + value.len()) as u64;
+        let prev = self.meta.insert(key.to_vec(), value.to_vec());
+        if let Some(p) = &prev {
+            self.bytes -= (key.len() + p.len()) as u64;
+        }
+        self.undo.push(Undo::Meta(key.to_vec(), prev));
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        if let Some(prev) = self.meta.remove(key) {
+            self.bytes -= (key.len() + prev.len()) as u64;
+            self.undo.push(Undo::Meta(key.to_vec(), Some(prev)));
+        }
+        Ok(())
+    }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        for (k, v) in self.meta.range(prefix.to_vec()..) {
+            if !k.starts_with(prefix) || !f(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.undo.clear();
+        self.flushes += 1;
+        Ok(())
+    }
+
+    fn bytes_used(&self) -> u64 {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> EnvelopeId {
+        EnvelopeId([n; 32])
+    }
+
+    #[test]
+    fn summary_add_sub_inverse() {
+        let mut s = Summary::default();
+        s.add(&id(200));
+        s.add(&id(100));
+        s.sub(&id(200));
+        let mut t = Summary::default();
+        t.add(&id(100));
+        assert_eq!(s, t);
+    }
+
+    #[test]
+    fn crash_forgets_unflushed_writes_only() {
+        let mut st = MemoryStore::new();
+        let tag = Tag([1; 16]);
+        st.put_envelope(&tag, &id(1), b"one").unwrap();
+        st.put(b"k", b"v1").unwrap();
+        st.flush().unwrap();
+        st.put_envelope(&tag, &id(2), b"two").unwrap();
+        st.put(b"k", b"v2").unwrap();
+        st.remove_envelope(&id(1)).unwrap();
+        st.crash();
+        assert_eq!(st.envelope(&id(1)).unwrap().unwrap(), b"one");
+        assert!(!st.contains(&id(2)).unwrap());
+        assert_eq!(st.get(b"k").unwrap().unwrap(), b"v1");
+        assert_eq!(st.summary(&tag).count, 1);
+    }
+
+    #[test]
+    fn tombstones_count_and_are_replaced_by_envelopes() {
+        let mut st = MemoryStore::new();
+        let tag = Tag([1; 16]);
+        assert!(st.put_envelope(&tag, &id(1), b"").unwrap());
+        assert!(!st.put_envelope(&tag, &id(1), b"").unwrap());
+        assert_eq!(st.summary(&tag).count, 1);
+        assert!(st.put_envelope(&tag, &id(1), b"real").unwrap());
+        assert_eq!(st.summary(&tag).count, 1);
+        assert!(!st.put_envelope(&tag, &id(1), b"").unwrap());
+        assert_eq!(st.envelope(&id(1)).unwrap().unwrap(), b"real");
+    }
+}
