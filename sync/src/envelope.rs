@@ -38,7 +38,7 @@ fn nonce_of(salt: &[u8; SALT_LEN]) -> [u8; NONCE_LEN] {
     n
 }
 use crate::hlc::Hlc;
-use crate::identity::{Identity, VerifyError};
+use crate::identity::{Identity, KeyCache, VerifyError};
 use crate::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, Tag};
 use crate::limits::MAX_ENVELOPE_BYTES;
 
@@ -298,6 +298,7 @@ fn parse_inner(
     domain: &[u8],
     context: &[u8],
     header: &[u8],
+    cache: &mut KeyCache,
 ) -> Result<Opened, OpenError> {
     if inner.len() < MIN_INNER {
         return Err(DecodeError::Truncated("inner").into());
@@ -311,7 +312,7 @@ fn parse_inner(
         .try_into()
         .map_err(|_| DecodeError::Truncated("signature"))?;
     let signed = signed_bytes(domain, context, header, unsigned);
-    signer.verify(&signed, &sig)?;
+    cache.verify(&signer, &signed, &sig)?;
     Ok(Opened {
         signer,
         hlc,
@@ -358,6 +359,16 @@ pub fn seal(
 
 /// Opens and verifies a Change or Control envelope with the conversation key of its epoch.
 pub fn open(env: &Envelope, key: &Key, conversation: &ConversationId) -> Result<Opened, OpenError> {
+    open_cached(env, key, conversation, &mut KeyCache::default())
+}
+
+/// [`open`], reusing decompressed signer keys.
+pub fn open_cached(
+    env: &Envelope,
+    key: &Key,
+    conversation: &ConversationId,
+    cache: &mut KeyCache,
+) -> Result<Opened, OpenError> {
     if env.header.kind == Kind::Invite {
         return Err(OpenError::WrongKind {
             expected: Kind::Change,
@@ -371,7 +382,13 @@ pub fn open(env: &Envelope, key: &Key, conversation: &ConversationId) -> Result<
     let mut ad = env.header_bytes().to_vec();
     ad.extend_from_slice(&conversation.0);
     let inner = crypto::aead_open(key, &nonce_of(&salt), &ad, &body[SALT_LEN..])?;
-    parse_inner(&inner, SIG_DOMAIN, &conversation.0, env.header_bytes())
+    parse_inner(
+        &inner,
+        SIG_DOMAIN,
+        &conversation.0,
+        env.header_bytes(),
+        cache,
+    )
 }
 
 /// Seals an invite to `recipient` (Noise `X`), signed by `sender`.
@@ -410,7 +427,13 @@ pub fn open_invite(env: &Envelope, me: &Identity) -> Result<Opened, OpenError> {
     }
     let prologue = signed_bytes(INVITE_DOMAIN, &[], env.header_bytes(), &[]);
     let (sender_x, inner) = crypto::noise_open(me, &prologue, &env.bytes[env.header_len..])?;
-    let opened = parse_inner(&inner, INVITE_DOMAIN, &[], env.header_bytes())?;
+    let opened = parse_inner(
+        &inner,
+        INVITE_DOMAIN,
+        &[],
+        env.header_bytes(),
+        &mut KeyCache::default(),
+    )?;
     if opened.signer.x25519_public() != Some(sender_x) {
         return Err(OpenError::SignerMismatch);
     }

@@ -146,6 +146,14 @@ impl Ord for Bound {
     }
 }
 
+/// An item as it travels in lists: 16 bytes of a 32-byte hash are plenty to tell items
+/// apart (a collision with an honest id would take ~2^128 work), and halve list sizes.
+fn short(item: &(u32, EnvelopeId)) -> (u32, [u8; 16]) {
+    let mut p = [0u8; 16];
+    p.copy_from_slice(&item.1.0[..16]);
+    (item.0, p)
+}
+
 fn fingerprint(s: &Summary) -> [u8; 16] {
     let mut h = blake3::Hasher::new_derive_key("vaarta 2026 recon fingerprint v1");
     h.update(&s.count.to_le_bytes());
@@ -233,7 +241,8 @@ impl<'a, S: Store + ?Sized> View<'a, S> {
 enum Mode {
     Skip,
     Fingerprint([u8; 16]),
-    List(Vec<(u32, EnvelopeId)>),
+    /// Items as (tag index, first 16 bytes of the id).
+    List(Vec<(u32, [u8; 16])>),
     Need(Vec<u8>),
 }
 
@@ -275,13 +284,13 @@ impl Session {
         let hi = Bound::end(s.tags.len());
         let sum = view.summary(&lo, &hi)?;
         let mode = if sum.count as usize <= LIST_MAX.min(4) {
-            Mode::List(view.items(&lo, &hi, LIST_MAX)?)
+            let items = view.items(&lo, &hi, LIST_MAX)?;
+            let m = Mode::List(items.iter().map(short).collect());
+            s.sent_lists.insert((lo, hi.clone()), items);
+            m
         } else {
             Mode::Fingerprint(fingerprint(&sum))
         };
-        if let Mode::List(items) = &mode {
-            s.sent_lists.insert((lo, hi.clone()), items.clone());
-        }
         s.queue(vec![(hi, mode)]);
         Ok(s)
     }
@@ -345,8 +354,8 @@ impl Session {
                 }
                 Mode::List(items) => {
                     w.u8(2).varint(items.len() as u64);
-                    for (t, id) in items {
-                        w.varint(u64::from(*t)).raw(&id.0);
+                    for (t, p) in items {
+                        w.varint(u64::from(*t)).raw(p);
                     }
                 }
                 Mode::Need(bits) => {
@@ -389,23 +398,28 @@ impl Session {
                 0 => Mode::Skip,
                 1 => Mode::Fingerprint(r.array("fingerprint")?),
                 2 => {
-                    let k = r.count("list", LIST_CAP, 33)?;
-                    let mut items = Vec::with_capacity(k);
+                    let k = r.count("list", LIST_CAP, 17)?;
+                    let mut items: Vec<(u32, [u8; 16])> = Vec::with_capacity(k);
                     for _ in 0..k {
                         let t = r.u32_varint("list tag")?;
-                        let id = EnvelopeId(r.array("list id")?);
+                        let p: [u8; 16] = r.array("list id")?;
+                        // The item lies somewhere in [p‖00…, p‖ff…]; it must overlap [lo, hi).
+                        let mut low = [0u8; 32];
+                        low[..16].copy_from_slice(&p);
+                        let mut high = [0xffu8; 32];
+                        high[..16].copy_from_slice(&p);
                         if t as usize >= self.tags.len()
-                            || prev.cmp_item(t, &id) == Ordering::Less
-                            || b.cmp_item(t, &id) != Ordering::Less
+                            || prev.cmp_item(t, &EnvelopeId(high)) == Ordering::Less
+                            || b.cmp_item(t, &EnvelopeId(low)) != Ordering::Less
                         {
                             return Err(ReconError::BadRanges);
                         }
-                        if let Some((pt, pid)) = items.last()
-                            && (*pt, pid) >= (t, &id)
+                        if let Some(last) = items.last()
+                            && *last >= (t, p)
                         {
                             return Err(ReconError::BadRanges);
                         }
-                        items.push((t, id));
+                        items.push((t, p));
                     }
                     Mode::List(items)
                 }
@@ -456,24 +470,23 @@ impl Session {
                         out.push((hi.clone(), Mode::Skip));
                     } else if mine.count as usize <= LIST_MAX {
                         let items = view.items(&lo, &hi, LIST_MAX + 1)?;
-                        self.sent_lists
-                            .insert((lo.clone(), hi.clone()), items.clone());
-                        out.push((hi.clone(), Mode::List(items)));
+                        out.push((hi.clone(), Mode::List(items.iter().map(short).collect())));
+                        self.sent_lists.insert((lo.clone(), hi.clone()), items);
                     } else {
                         self.split(&view, &lo, &hi, mine.count as usize, &mut out)?;
                     }
                 }
                 Mode::List(theirs) => {
                     let mine = view.items(&lo, &hi, usize::MAX)?;
-                    let theirs_set: std::collections::BTreeSet<&(u32, EnvelopeId)> =
+                    let theirs_set: std::collections::BTreeSet<&(u32, [u8; 16])> =
                         theirs.iter().collect();
                     for item in &mine {
-                        if !theirs_set.contains(item) {
+                        if !theirs_set.contains(&short(item)) {
                             self.haves.push_back((tags[item.0 as usize], item.1));
                         }
                     }
-                    let mine_set: std::collections::BTreeSet<&(u32, EnvelopeId)> =
-                        mine.iter().collect();
+                    let mine_set: std::collections::BTreeSet<(u32, [u8; 16])> =
+                        mine.iter().map(short).collect();
                     let mut bits = vec![0u8; theirs.len().div_ceil(8)];
                     let mut any = false;
                     for (i, item) in theirs.iter().enumerate() {
