@@ -15,8 +15,18 @@ fn main() {
     let mut src = Page::new(0, ActorId::from(&[1u8; 16][..]));
     let mut changes = Vec::new();
     for i in 0..2000u64 {
-        let d = Draft { body: "x".repeat(115), ..Draft::default() };
-        src.add_message(Hlc { ms: 1_790_000_000_000 + i, counter: 0 }, &d).unwrap();
+        let d = Draft {
+            body: "x".repeat(115),
+            ..Draft::default()
+        };
+        src.add_message(
+            Hlc {
+                ms: 1_790_000_000_000 + i,
+                counter: 0,
+            },
+            &d,
+        )
+        .unwrap();
         changes.push(src.commit().unwrap());
     }
     for n in [100usize, 250, 500, 1000, 2000] {
@@ -25,15 +35,22 @@ fn main() {
         for c in &changes[..n] {
             dst.apply(vec![(c.clone(), 1)]).unwrap();
         }
-        println!("apply one at a time into a page growing to {n}: {:.1} us/change", per(t, n));
+        println!(
+            "apply one at a time into a page growing to {n}: {:.1} us/change",
+            per(t, n)
+        );
     }
     for chunk in [10usize, 100] {
         let mut dst = Page::new(0, ActorId::from(&[2u8; 16][..]));
         let t = Instant::now();
         for c in changes.chunks(chunk) {
-            dst.apply(c.iter().map(|c| (c.clone(), 1)).collect()).unwrap();
+            dst.apply(c.iter().map(|c| (c.clone(), 1)).collect())
+                .unwrap();
         }
-        println!("apply in batches of {chunk} (to 2000): {:.1} us/change", per(t, 2000));
+        println!(
+            "apply in batches of {chunk} (to 2000): {:.1} us/change",
+            per(t, 2000)
+        );
     }
     let id = Identity::from_seed([1; 32]);
     let sig = id.sign(b"message");
@@ -48,9 +65,17 @@ fn main() {
     }
     println!("sign: {:.1} us", per(t, 2000));
     for lvl in [3, 6, 9, 12, 15, 19] {
-        let mut c = zstd::bulk::Compressor::with_dictionary(lvl, vaarta_sync::compress::DICT_V1).unwrap();
+        let mut c =
+            zstd::bulk::Compressor::with_dictionary(lvl, vaarta_sync::compress::DICT_V1).unwrap();
         let t = Instant::now();
-        let tot: usize = changes[..1000].iter().map(|ch| c.compress(ch.raw_bytes()).unwrap().len()).sum();
-        println!("zstd level {lvl} with dictionary: {:.1} us, {:.1} bytes", per(t, 1000), tot as f64 / 1000.0);
+        let tot: usize = changes[..1000]
+            .iter()
+            .map(|ch| c.compress(ch.raw_bytes()).unwrap().len())
+            .sum();
+        println!(
+            "zstd level {lvl} with dictionary: {:.1} us, {:.1} bytes",
+            per(t, 1000),
+            tot as f64 / 1000.0
+        );
     }
 }

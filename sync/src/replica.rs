@@ -1637,12 +1637,14 @@ impl<S: Store> Replica<S> {
         let conv_id = inv.secret.conversation_id(&inv.creator);
         self.store
             .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+        let mut readmit_tag = None;
         if !self.convs.contains_key(&conv_id) {
             if self.convs.len() >= MAX_CONVERSATIONS {
                 return Err(IngestError::TooManyConversations);
             }
             let mut c = Conversation::new(inv.secret.clone(), inv.creator);
             c.learn_actor(opened.signer);
+            readmit_tag = Some(c.tag);
             self.add_conversation(c)?;
         }
         let mut new_keys = false;
@@ -1650,6 +1652,32 @@ impl<S: Store> Replica<S> {
             if crypto::epoch_id(&k) == e {
                 new_keys |= self.store_key(&conv_id, e, k)?;
             }
+        }
+        if let Some(tag) = readmit_tag {
+            // Envelopes of this conversation carried before we were invited are ours now.
+            let mut carried = Vec::new();
+            self.store.for_each_id(&tag, &[0; 32], &mut |id| {
+                carried.push(*id);
+                true
+            })?;
+            let mut readmit = Vec::new();
+            for id in carried {
+                if let Some(b) = self.store.envelope(&id)?
+                    && !b.is_empty()
+                {
+                    self.store.remove_envelope(&id)?;
+                    self.carried_bytes = self.carried_bytes.saturating_sub(b.len() as u64);
+                    readmit.push(b);
+                }
+            }
+            // Membership first, so authors are known when their changes are checked.
+            readmit.sort_by_key(|b| {
+                Envelope::decode(b)
+                    .map(|e| e.header().kind != Kind::Control)
+                    .unwrap_or(true)
+            });
+            let refs: Vec<&[u8]> = readmit.iter().map(|b| b.as_slice()).collect();
+            let _ = self.ingest_batch(&refs, now_ms);
         }
         if new_keys {
             self.emit(Event::MembershipChanged(conv_id));

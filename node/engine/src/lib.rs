@@ -1,1 +1,1309 @@
+//! The Vaarta node engine: one device's whole protocol brain, with no I/O.
+//!
+//! It composes the sync core ([`vaarta_sync::replica::Replica`]) with the mesh protocol:
+//! which peers to dial and when to try again, the hello handshake that binds a device key to
+//! a transport session, which conversation tags two devices reconcile, when to start a
+//! reconciliation, which envelopes to push to whom and in what order, and acknowledgements.
+//! The tokio daemon (`vaarta-node`) and the discrete-event simulator (`vaarta-sim`) are two
+//! drivers of this same code.
+//!
+//! # Contract (quinn-style)
+//! * Inputs: `handle_link_up`, `handle_link_down`, `handle_frame`, `handle_discovered`,
+//!   `handle_dial_failed`, `handle_timeout`, and commands (`send_message`, ...). `now_ms` is
+//!   always an argument; randomness comes from a seed.
+//! * After a batch of inputs the driver calls [`Engine::flush`]: inbound envelopes are
+//!   ingested as one batch, staged messages are sealed into envelopes (group commit), the store
+//!   is flushed once, and only *then* are acknowledgements released. Nothing is acknowledged
+//!   before it is durable (rule 4).
+//! * Outputs: [`Engine::poll_transmit`] (frames per link), [`Engine::poll_action`] (dial,
+//!   close), [`Engine::poll_event`] and [`Engine::poll_timeout`] (the next deadline).
+//!
+//! # Routing
+//! An envelope is pushed at once to every linked device whose reconciled tag set includes its
+//! tag, except the one it came from (flooding among interested devices, with relays carrying
+//! tags they are not members of). Reconciliation repairs whatever pushing missed: on link up,
+//! when either side's tags change, and every [`Config::resync_interval_ms`]. Pushes leave in
+//! precedence order (FLASH first, membership operations before messages).
 
+pub mod wire;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use thiserror::Error;
+use vaarta_sync::envelope::{Envelope, Kind, Precedence};
+use vaarta_sync::identity::Identity;
+use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId, Tag};
+use vaarta_sync::membership::History;
+use vaarta_sync::page::{Draft, MessageId};
+use vaarta_sync::recon;
+use vaarta_sync::replica::{
+    self, CommandError, ConversationInfo, Ingested, MessageInfo, RelayPolicy, Replica,
+};
+use vaarta_sync::store::{Store, StoreError};
+
+pub use wire::{Frame, Hello, MAX_FRAME_BYTES};
+
+/// A link (one transport connection/stream) as the driver numbers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LinkId(pub u64);
+
+impl std::fmt::Display for LinkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "L{}", self.0)
+    }
+}
+
+/// How the driver names a remote transport endpoint (a libp2p peer id; a simulator node).
+pub type PeerKey = String;
+
+/// Engine settings. Defaults say where each number comes from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This device's display name.
+    pub name: String,
+    /// Carry envelopes of conversations this device is not in (store-and-forward for others).
+    pub relay: bool,
+    /// Largest total of carried bytes (guess: a phone can spare 256 MiB).
+    pub relay_max_bytes: u64,
+    /// Re-reconcile each link this often even if nothing seems new (guess: cheap, ~25 bytes).
+    pub resync_interval_ms: u64,
+    /// Links at most (rust-libp2p guidance and THREATS §4.1; a phone rarely sees more).
+    pub max_links: usize,
+    /// Known peers (mDNS hints, static peers) at most (THREATS F2: cap discovery tables).
+    pub max_peers: usize,
+    /// Least time between two dials (THREATS F2: rate-limit dialling).
+    pub min_dial_interval_ms: u64,
+    /// Redial backoff: first wait and cap (guess: 1 s doubling to 1 min).
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// How long an mDNS hint stays worth dialling after it was last seen.
+    pub hint_ttl_ms: u64,
+    /// Pushes in flight (unacknowledged) per link: flow control.
+    pub push_window: usize,
+    /// Envelopes queued for one link; past this the queue is dropped and a reconciliation is
+    /// scheduled instead (it finds the same envelopes again; nothing is lost).
+    pub max_push_queue: usize,
+    /// Refused frames or envelopes from one link before it is cut off.
+    pub max_faults: u32,
+    /// How long a misbehaving peer is refused after being cut off.
+    pub ban_ms: u64,
+    /// Peers to keep connected (transport addresses, dialled with backoff).
+    pub static_peers: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            name: "device".into(),
+            relay: true,
+            relay_max_bytes: 256 * 1024 * 1024,
+            resync_interval_ms: 30_000,
+            max_links: 64,
+            max_peers: 256,
+            min_dial_interval_ms: 100,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 60_000,
+            hint_ttl_ms: 5 * 60_000,
+            push_window: 1024,
+            max_push_queue: 100_000,
+            max_faults: 8,
+            ban_ms: 60_000,
+            static_peers: Vec::new(),
+        }
+    }
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Open a transport connection to `addr` (and `peer`, if known).
+    Dial { peer: Option<PeerKey>, addr: String },
+    /// Close a link (after sending what is queued on it).
+    Close { link: LinkId, reason: String },
+}
+
+/// Something the application may want to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Sync(replica::Event),
+    LinkReady {
+        link: LinkId,
+        device: DeviceId,
+        name: String,
+    },
+    LinkClosed {
+        link: LinkId,
+        device: Option<DeviceId>,
+    },
+    /// A device acknowledged (stored durably) an envelope of ours.
+    Delivered {
+        envelope: EnvelopeId,
+        device: DeviceId,
+    },
+    /// A peer sent something refused; `cut` if the link was closed for it.
+    Refused {
+        link: LinkId,
+        reason: String,
+        cut: bool,
+    },
+    /// A reconciliation finished.
+    Reconciled {
+        link: LinkId,
+        stats: recon::Stats,
+    },
+}
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+}
+
+#[derive(Debug)]
+struct Link {
+    peer: PeerKey,
+    outbound: bool,
+    dialed: Option<String>,
+    local_tid: Vec<u8>,
+    remote_tid: Vec<u8>,
+    up_at: u64,
+    remote: Option<Hello>,
+    tags: Vec<Tag>,
+    initiator: Option<(u64, recon::Session)>,
+    responder: Option<(u64, recon::Session)>,
+    next_session: u64,
+    resync_at: u64,
+    /// Envelopes to push: (precedence, kind rank, order) → id.
+    queue: BTreeSet<(Reverse<Precedence>, u8, u64, EnvelopeId)>,
+    queued: BTreeSet<EnvelopeId>,
+    unacked: BTreeMap<u64, EnvelopeId>,
+    next_push: u64,
+    /// Highest push sequence received and handed to ingestion (acked after the next flush).
+    received_up_to: Option<u64>,
+    faults: u32,
+    closing: bool,
+    bytes_in: u64,
+    bytes_out: u64,
+    frames_out: VecDeque<Vec<u8>>,
+}
+
+impl Link {
+    fn ready(&self) -> bool {
+        self.remote.is_some() && !self.closing
+    }
+}
+
+/// What the engine knows about a peer it might dial.
+#[derive(Debug, Clone)]
+struct PeerInfo {
+    addrs: Vec<String>,
+    last_seen: u64,
+    device: Option<DeviceId>,
+    name: Option<String>,
+    next_dial: u64,
+    backoff: u64,
+    banned_until: u64,
+}
+
+#[derive(Debug, Clone)]
+struct StaticPeer {
+    addr: String,
+    link: Option<LinkId>,
+    next_dial: u64,
+    backoff: u64,
+    dialing: bool,
+}
+
+/// A connected link as shown to users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub link: LinkId,
+    pub peer: PeerKey,
+    pub device: Option<DeviceId>,
+    pub name: Option<String>,
+    pub outbound: bool,
+    pub since_ms: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub tags: usize,
+}
+
+/// A known but not connected peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSeen {
+    pub peer: PeerKey,
+    pub device: Option<DeviceId>,
+    pub name: Option<String>,
+    pub addrs: Vec<String>,
+    pub last_seen_ms: u64,
+}
+
+/// Traffic counters, for benchmarks and simulations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub pushes_out: u64,
+    pub envelopes_in: u64,
+    pub refused: u64,
+    pub flushes: u64,
+}
+
+/// One device's engine. See the crate docs.
+#[derive(Debug)]
+pub struct Engine<S: Store> {
+    replica: Replica<S>,
+    config: Config,
+    rng: ChaCha20Rng,
+    links: BTreeMap<LinkId, Link>,
+    peers: BTreeMap<PeerKey, PeerInfo>,
+    statics: Vec<StaticPeer>,
+    /// Envelopes received since the last flush: (link, push seq, bytes).
+    inbox: Vec<(LinkId, u64, Vec<u8>)>,
+    /// Envelopes created or stored since the last push round, with the link they came from.
+    fresh: Vec<(EnvelopeId, Option<LinkId>)>,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+    last_dial: u64,
+    next_order: u64,
+    maintain_at: u64,
+    profiled: BTreeSet<ConversationId>,
+    /// Tags in the last hello we sent.
+    announced: BTreeSet<Tag>,
+    counters: Counters,
+    now: u64,
+}
+
+fn kind_rank(k: Kind) -> u8 {
+    match k {
+        Kind::Control | Kind::Invite => 0,
+        Kind::Change => 1,
+    }
+}
+
+/// Tags two devices reconcile: what both are willing to hold (a relay holds anything).
+pub fn session_tags(a: &Hello, b: &Hello) -> Vec<Tag> {
+    let mut t: Vec<Tag> = match (a.relay, b.relay) {
+        (true, true) => a.tags.iter().chain(b.tags.iter()).copied().collect(),
+        (true, false) => b.tags.clone(),
+        (false, true) => a.tags.clone(),
+        (false, false) => {
+            let bs: BTreeSet<&Tag> = b.tags.iter().collect();
+            a.tags.iter().filter(|t| bs.contains(t)).copied().collect()
+        }
+    };
+    t.sort();
+    t.dedup();
+    t
+}
+
+impl<S: Store> Engine<S> {
+    /// Opens the engine over a store. `seed` seeds every random choice (the daemon passes
+    /// OS randomness; the simulator a per-node seed).
+    pub fn new(
+        identity: Identity,
+        store: S,
+        config: Config,
+        seed: [u8; 32],
+        now_ms: u64,
+    ) -> Result<Self, StoreError> {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut rseed = [0u8; 32];
+        rng.fill_bytes(&mut rseed);
+        let mut replica = Replica::open(identity, store, rseed)?;
+        replica.set_relay_policy(RelayPolicy {
+            carry: config.relay,
+            max_bytes: config.relay_max_bytes,
+        });
+        let statics = config
+            .static_peers
+            .iter()
+            .map(|a| StaticPeer {
+                addr: a.clone(),
+                link: None,
+                next_dial: now_ms,
+                backoff: config.backoff_initial_ms,
+                dialing: false,
+            })
+            .collect();
+        Ok(Self {
+            replica,
+            config,
+            rng,
+            links: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            statics,
+            inbox: Vec::new(),
+            fresh: Vec::new(),
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            last_dial: 0,
+            next_order: 0,
+            maintain_at: now_ms,
+            profiled: BTreeSet::new(),
+            announced: BTreeSet::new(),
+            counters: Counters::default(),
+            now: now_ms,
+        })
+    }
+
+    pub fn replica(&self) -> &Replica<S> {
+        &self.replica
+    }
+
+    pub fn replica_mut(&mut self) -> &mut Replica<S> {
+        &mut self.replica
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn device_id(&self) -> DeviceId {
+        self.replica.device_id()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    pub fn into_store(self) -> S {
+        self.replica.into_store()
+    }
+
+    // ------------------------------------------------------------------ outputs
+
+    pub fn poll_transmit(&mut self) -> Option<(LinkId, Vec<u8>)> {
+        let ids: Vec<LinkId> = self.links.keys().copied().collect();
+        for id in ids {
+            self.fill_pushes(id);
+            if let Some(l) = self.links.get_mut(&id)
+                && let Some(f) = l.frames_out.pop_front()
+            {
+                l.bytes_out += f.len() as u64;
+                self.counters.frames_out += 1;
+                self.counters.bytes_out += f.len() as u64;
+                return Some((id, f));
+            }
+        }
+        None
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        self.replica.poll_event().map(Event::Sync)
+    }
+
+    /// The next time [`Engine::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let mut t = self.maintain_at;
+        for l in self.links.values() {
+            if l.ready() && l.outbound {
+                t = t.min(l.resync_at);
+            }
+        }
+        for s in &self.statics {
+            if s.link.is_none() && !s.dialing {
+                t = t.min(
+                    s.next_dial
+                        .max(self.last_dial + self.config.min_dial_interval_ms),
+                );
+            }
+        }
+        Some(t)
+    }
+
+    fn send(&mut self, link: LinkId, f: Frame) {
+        if let Some(l) = self.links.get_mut(&link) {
+            l.frames_out.push_back(f.encode());
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        if self.events.len() >= vaarta_sync::limits::MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    // ------------------------------------------------------------------ links
+
+    fn my_hello(&self) -> Hello {
+        let mut tags = self.replica.tags_of_interest(self.now);
+        if self.config.relay {
+            // A relay offers what it carries too.
+            tags.extend(self.replica.store().tags().into_iter().map(|(t, _)| t));
+        }
+        tags.sort();
+        tags.dedup();
+        tags.truncate(wire::MAX_HELLO_TAGS);
+        Hello {
+            device: self.replica.device_id(),
+            name: self.config.name.clone(),
+            relay: self.config.relay,
+            tags,
+        }
+    }
+
+    /// A transport connection is up. `local_tid`/`remote_tid` are the transport-authenticated
+    /// ids of both ends (bound into the hello proof). `dialed` is the address we dialled.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_link_up(
+        &mut self,
+        link: LinkId,
+        peer: PeerKey,
+        outbound: bool,
+        dialed: Option<String>,
+        local_tid: Vec<u8>,
+        remote_tid: Vec<u8>,
+        now_ms: u64,
+    ) {
+        self.now = now_ms;
+        let banned = self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.banned_until > now_ms);
+        if banned || self.links.len() >= self.config.max_links {
+            self.actions.push_back(Action::Close {
+                link,
+                reason: if banned {
+                    "banned".into()
+                } else {
+                    "too many links".into()
+                },
+            });
+            return;
+        }
+        if let Some(addr) = &dialed
+            && let Some(s) = self.statics.iter_mut().find(|s| &s.addr == addr)
+        {
+            s.link = Some(link);
+            s.dialing = false;
+        }
+        let l = Link {
+            peer: peer.clone(),
+            outbound,
+            dialed,
+            local_tid,
+            remote_tid,
+            up_at: now_ms,
+            remote: None,
+            tags: Vec::new(),
+            initiator: None,
+            responder: None,
+            next_session: 1,
+            resync_at: u64::MAX,
+            queue: BTreeSet::new(),
+            queued: BTreeSet::new(),
+            unacked: BTreeMap::new(),
+            next_push: 1,
+            received_up_to: None,
+            faults: 0,
+            closing: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            frames_out: VecDeque::new(),
+        };
+        self.links.insert(link, l);
+        self.send_hello(link);
+    }
+
+    fn send_hello(&mut self, link: LinkId) {
+        let hello = self.my_hello();
+        self.announced = hello.tags.iter().copied().collect();
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        let f = Frame::hello(self.replica.identity(), hello, &l.local_tid, &l.remote_tid);
+        self.send(link, f);
+    }
+
+    pub fn handle_link_down(&mut self, link: LinkId, now_ms: u64) {
+        self.now = now_ms;
+        let Some(l) = self.links.remove(&link) else {
+            return;
+        };
+        // Anything received but not yet ingested is still processed at the next flush; the
+        // acknowledgement simply cannot be sent, so the peer will offer it again.
+        let device = l.remote.as_ref().map(|h| h.device);
+        let up_long = now_ms.saturating_sub(l.up_at) > 30_000;
+        for s in &mut self.statics {
+            if s.link == Some(link) {
+                s.link = None;
+                s.dialing = false;
+                if up_long {
+                    s.backoff = self.config.backoff_initial_ms;
+                }
+                s.next_dial = now_ms + jitter(&mut self.rng, s.backoff);
+                s.backoff = (s.backoff * 2).min(self.config.backoff_max_ms);
+            }
+        }
+        if let Some(p) = self.peers.get_mut(&l.peer) {
+            p.next_dial = now_ms + jitter(&mut self.rng, p.backoff);
+            p.backoff = (p.backoff * 2).min(self.config.backoff_max_ms);
+            if up_long {
+                p.backoff = self.config.backoff_initial_ms;
+            }
+        }
+        self.event(Event::LinkClosed { link, device });
+    }
+
+    /// mDNS (or any discovery) says `peer` may be reachable at `addrs`. A hint only.
+    pub fn handle_discovered(&mut self, peer: PeerKey, addrs: Vec<String>, now_ms: u64) {
+        self.now = now_ms;
+        if !self.peers.contains_key(&peer) && self.peers.len() >= self.config.max_peers {
+            // Evict the stalest peer that is not connected.
+            let connected: BTreeSet<&PeerKey> = self.links.values().map(|l| &l.peer).collect();
+            if let Some(victim) = self
+                .peers
+                .iter()
+                .filter(|(k, _)| !connected.contains(k))
+                .min_by_key(|(_, p)| p.last_seen)
+                .map(|(k, _)| k.clone())
+            {
+                self.peers.remove(&victim);
+            } else {
+                return;
+            }
+        }
+        let initial = self.config.backoff_initial_ms;
+        let p = self.peers.entry(peer).or_insert(PeerInfo {
+            addrs: Vec::new(),
+            last_seen: now_ms,
+            device: None,
+            name: None,
+            next_dial: now_ms,
+            backoff: initial,
+            banned_until: 0,
+        });
+        p.last_seen = now_ms;
+        for a in addrs.into_iter().take(8) {
+            if !p.addrs.contains(&a) {
+                p.addrs.push(a);
+            }
+        }
+        p.addrs.truncate(8);
+        self.dial_due(now_ms);
+    }
+
+    pub fn handle_dial_failed(&mut self, peer: Option<PeerKey>, addr: String, now_ms: u64) {
+        self.now = now_ms;
+        if let Some(s) = self.statics.iter_mut().find(|s| s.addr == addr) {
+            s.dialing = false;
+            s.next_dial = now_ms + jitter(&mut self.rng, s.backoff);
+            s.backoff = (s.backoff * 2).min(self.config.backoff_max_ms);
+        }
+        if let Some(p) = peer.and_then(|k| self.peers.get_mut(&k)) {
+            p.next_dial = now_ms + jitter(&mut self.rng, p.backoff);
+            p.backoff = (p.backoff * 2).min(self.config.backoff_max_ms);
+        }
+    }
+
+    fn dial_due(&mut self, now_ms: u64) {
+        if self.links.len() >= self.config.max_links {
+            return;
+        }
+        let gap = self.config.min_dial_interval_ms;
+        for i in 0..self.statics.len() {
+            if now_ms < self.last_dial + gap {
+                return;
+            }
+            let s = &mut self.statics[i];
+            if s.link.is_none() && !s.dialing && s.next_dial <= now_ms {
+                s.dialing = true;
+                // A dial that never reports back is retried after the backoff.
+                s.next_dial = now_ms + s.backoff.max(10_000);
+                self.last_dial = now_ms;
+                self.actions.push_back(Action::Dial {
+                    peer: None,
+                    addr: s.addr.clone(),
+                });
+            }
+        }
+        let connected: BTreeSet<PeerKey> = self.links.values().map(|l| l.peer.clone()).collect();
+        let me = self.replica.device_id();
+        let keys: Vec<PeerKey> = self.peers.keys().cloned().collect();
+        for k in keys {
+            if now_ms < self.last_dial + gap {
+                return;
+            }
+            let ttl = self.config.hint_ttl_ms;
+            let p = self.peers.get_mut(&k).expect("listed");
+            if connected.contains(&k)
+                || p.next_dial > now_ms
+                || p.banned_until > now_ms
+                || now_ms.saturating_sub(p.last_seen) > ttl
+                || p.device == Some(me)
+                || p.addrs.is_empty()
+            {
+                continue;
+            }
+            p.next_dial = now_ms + p.backoff.max(5_000);
+            self.last_dial = now_ms;
+            let addr = p.addrs[0].clone();
+            self.actions.push_back(Action::Dial {
+                peer: Some(k),
+                addr,
+            });
+        }
+    }
+
+    /// A frame arrived on a link. Envelopes are queued for the next [`Engine::flush`].
+    pub fn handle_frame(&mut self, link: LinkId, bytes: &[u8], now_ms: u64) {
+        self.now = now_ms;
+        self.counters.frames_in += 1;
+        self.counters.bytes_in += bytes.len() as u64;
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if l.closing {
+            return;
+        }
+        l.bytes_in += bytes.len() as u64;
+        let frame = match Frame::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => return self.fault(link, format!("bad frame: {e}")),
+        };
+        match frame {
+            Frame::Hello(h, sig) => self.on_hello(link, h, sig, now_ms),
+            _ if l.remote.is_none() => self.fault(link, "frame before hello".into()),
+            Frame::Recon { session, message } => self.on_recon(link, session, &message),
+            Frame::Push { seq, envelope } => {
+                let Some(l) = self.links.get_mut(&link) else {
+                    return;
+                };
+                if l.received_up_to.is_some_and(|r| seq <= r) {
+                    return self.fault(link, "push sequence went backwards".into());
+                }
+                l.received_up_to = Some(seq);
+                self.counters.envelopes_in += 1;
+                self.inbox.push((link, seq, envelope));
+            }
+            Frame::Ack { up_to } => self.on_ack(link, up_to),
+            Frame::Bye { reason } => {
+                self.actions.push_back(Action::Close {
+                    link,
+                    reason: format!("peer said bye: {reason}"),
+                });
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.closing = true;
+                }
+            }
+        }
+    }
+
+    fn fault(&mut self, link: LinkId, reason: String) {
+        self.counters.refused += 1;
+        let max = self.config.max_faults;
+        let ban = self.config.ban_ms;
+        let now = self.now;
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.faults += 1;
+        let cut =
+            l.faults >= max || reason.starts_with("bad frame") || reason.contains("before hello");
+        if cut && !l.closing {
+            l.closing = true;
+            l.frames_out.clear();
+            l.frames_out.push_back(
+                Frame::Bye {
+                    reason: reason.clone(),
+                }
+                .encode(),
+            );
+            let peer = l.peer.clone();
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.banned_until = now + ban;
+            } else {
+                self.peers.insert(
+                    peer,
+                    PeerInfo {
+                        addrs: Vec::new(),
+                        last_seen: now,
+                        device: None,
+                        name: None,
+                        next_dial: now + ban,
+                        backoff: ban,
+                        banned_until: now + ban,
+                    },
+                );
+            }
+            self.actions.push_back(Action::Close {
+                link,
+                reason: reason.clone(),
+            });
+        }
+        tracing::warn!(%link, %reason, cut, "refused input from peer");
+        self.event(Event::Refused { link, reason, cut });
+    }
+
+    fn on_hello(&mut self, link: LinkId, h: Hello, sig: [u8; 64], now_ms: u64) {
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        if !wire::verify_hello(&h, &sig, &l.remote_tid, &l.local_tid) {
+            return self.fault(link, "bad frame: hello proof does not verify".into());
+        }
+        if h.device == self.replica.device_id() {
+            self.actions.push_back(Action::Close {
+                link,
+                reason: "connected to myself".into(),
+            });
+            if let Some(l) = self.links.get_mut(&link) {
+                l.closing = true;
+            }
+            return;
+        }
+        let first = l.remote.is_none();
+        let peer = l.peer.clone();
+        let mine = self.my_hello();
+        let tags = session_tags(&mine, &h);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.device = Some(h.device);
+            p.name = Some(h.name.clone());
+            p.backoff = self.config.backoff_initial_ms;
+        }
+        let device = h.device;
+        let name = h.name.clone();
+        let l = self.links.get_mut(&link).expect("checked");
+        let changed = l.tags != tags;
+        l.tags = tags;
+        l.remote = Some(h);
+        if first {
+            self.event(Event::LinkReady { link, device, name });
+        }
+        let l = self.links.get_mut(&link).expect("checked");
+        if l.outbound && (first || changed) {
+            l.resync_at = now_ms;
+            self.start_recon(link);
+        }
+    }
+
+    fn start_recon(&mut self, link: LinkId) {
+        let resync = self.config.resync_interval_ms;
+        let now = self.now;
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if !l.ready() || !l.outbound {
+            return;
+        }
+        let id = l.next_session;
+        l.next_session += 1;
+        l.resync_at = now + resync;
+        match recon::Session::initiate(l.tags.clone(), self.replica.store()) {
+            Ok(mut s) => {
+                let mut frames = Vec::new();
+                while let Some(m) = s.poll_transmit() {
+                    frames.push(Frame::Recon {
+                        session: id,
+                        message: m,
+                    });
+                }
+                let l = self.links.get_mut(&link).expect("present");
+                l.initiator = Some((id, s));
+                for f in frames {
+                    l.frames_out.push_back(f.encode());
+                }
+            }
+            Err(e) => tracing::error!(%link, error = %e, "cannot start reconciliation"),
+        }
+    }
+
+    fn on_recon(&mut self, link: LinkId, session: u64, message: &[u8]) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let is_initiator = l.outbound && l.initiator.as_ref().is_some_and(|(id, _)| *id == session);
+        let mut s = if is_initiator {
+            l.initiator.take().map(|(_, s)| s)
+        } else if l.outbound {
+            // A reply to a session we already replaced: ignore it.
+            return;
+        } else {
+            match l.responder.take() {
+                Some((id, s)) if id == session => Some(s),
+                _ => Some(recon::Session::respond(l.tags.clone())),
+            }
+        }
+        .expect("session");
+        if let Err(e) = s.handle_message(self.replica.store(), message) {
+            return self.fault(link, format!("reconciliation: {e}"));
+        }
+        let mut frames = Vec::new();
+        while let Some(m) = s.poll_transmit() {
+            frames.push(Frame::Recon {
+                session,
+                message: m,
+            });
+        }
+        let mut haves = Vec::new();
+        while let Some((_, id)) = s.poll_have() {
+            haves.push(id);
+        }
+        let done = s.is_done();
+        let stats = s.stats();
+        let l = self.links.get_mut(&link).expect("present");
+        for f in frames {
+            l.frames_out.push_back(f.encode());
+        }
+        if !done {
+            if is_initiator {
+                l.initiator = Some((session, s));
+            } else {
+                l.responder = Some((session, s));
+            }
+        } else {
+            self.events.push_back(Event::Reconciled { link, stats });
+        }
+        for id in haves {
+            self.enqueue(link, id);
+        }
+    }
+
+    fn on_ack(&mut self, link: LinkId, up_to: u64) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let device = l.remote.as_ref().map(|h| h.device);
+        let acked: Vec<u64> = l.unacked.range(..=up_to).map(|(k, _)| *k).collect();
+        let mut delivered = Vec::new();
+        for k in acked {
+            if let Some(e) = l.unacked.remove(&k) {
+                delivered.push(e);
+            }
+        }
+        let Some(device) = device else { return };
+        for e in delivered {
+            // Record deliveries of envelopes of conversations the acking device is in.
+            let Ok(Some(tag)) = self.replica.store().tag_of(&e) else {
+                continue;
+            };
+            let Some(conv) = self.replica.conversation_of_tag(&tag) else {
+                continue;
+            };
+            let member = self
+                .replica
+                .conversation(&conv)
+                .is_some_and(|c| c.membership.state().is_member(&device));
+            if member {
+                let key = delivery_key(&e, &device);
+                if let Ok(None) = self.replica.store().get(&key) {
+                    let _ = self.replica.store_mut().put(&key, &[]);
+                    self.event(Event::Delivered {
+                        envelope: e,
+                        device,
+                    });
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, link: LinkId, id: EnvelopeId) {
+        let max = self.config.max_push_queue;
+        let header = match self.replica.store().envelope(&id) {
+            Ok(Some(b)) if !b.is_empty() => Envelope::decode(&b).ok().map(|e| *e.header()),
+            _ => None,
+        };
+        let Some(h) = header else { return };
+        let order = self.next_order;
+        self.next_order += 1;
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if l.queued.contains(&id) {
+            return;
+        }
+        if l.queue.len() >= max {
+            // Drop the queue and let reconciliation find the rest.
+            l.queue.clear();
+            l.queued.clear();
+            l.resync_at = 0;
+            return;
+        }
+        l.queued.insert(id);
+        l.queue
+            .insert((Reverse(h.precedence), kind_rank(h.kind), order, id));
+    }
+
+    fn fill_pushes(&mut self, link: LinkId) {
+        let window = self.config.push_window;
+        loop {
+            let Some(l) = self.links.get_mut(&link) else {
+                return;
+            };
+            if !l.ready() || l.unacked.len() >= window || l.frames_out.len() > 64 {
+                return;
+            }
+            let Some(item) = l.queue.pop_first() else {
+                return;
+            };
+            let id = item.3;
+            l.queued.remove(&id);
+            let bytes = match self.replica.store().envelope(&id) {
+                Ok(Some(b)) if !b.is_empty() => b,
+                _ => continue,
+            };
+            let l = self.links.get_mut(&link).expect("present");
+            let seq = l.next_push;
+            l.next_push += 1;
+            l.unacked.insert(seq, id);
+            l.frames_out.push_back(
+                Frame::Push {
+                    seq,
+                    envelope: bytes,
+                }
+                .encode(),
+            );
+            self.counters.pushes_out += 1;
+        }
+    }
+
+    /// Pushes a stored envelope to every interested link but `from`.
+    fn spread(&mut self, id: EnvelopeId, from: Option<LinkId>) {
+        let Ok(Some(tag)) = self.replica.store().tag_of(&id) else {
+            return;
+        };
+        let targets: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(lid, l)| {
+                Some(**lid) != from && l.ready() && l.tags.binary_search(&tag).is_ok()
+            })
+            .map(|(lid, _)| *lid)
+            .collect();
+        for t in targets {
+            self.enqueue(t, id);
+        }
+    }
+
+    // ------------------------------------------------------------------ time
+
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.now = now_ms;
+        let due: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| {
+                l.ready() && l.outbound && l.resync_at <= now_ms && l.initiator.is_none()
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for l in due {
+            self.start_recon(l);
+        }
+        // A reconciliation that stalled (peer silent) is abandoned at the next interval.
+        let resync = self.config.resync_interval_ms;
+        for l in self.links.values_mut() {
+            if l.initiator.is_some() && l.resync_at + resync <= now_ms {
+                l.initiator = None;
+                l.resync_at = now_ms;
+            }
+        }
+        self.dial_due(now_ms);
+    }
+
+    // ------------------------------------------------------------------ flush (group commit)
+
+    /// Ingests queued envelopes as one batch, seals staged messages, runs admin duties,
+    /// flushes the store once, then releases acknowledgements and pushes.
+    pub fn flush(&mut self, now_ms: u64) -> Result<(), EngineError> {
+        self.now = now_ms;
+        let inbox = std::mem::take(&mut self.inbox);
+        let mut acks: BTreeMap<LinkId, u64> = BTreeMap::new();
+        if !inbox.is_empty() {
+            let refs: Vec<&[u8]> = inbox.iter().map(|(_, _, b)| b.as_slice()).collect();
+            let results = self.replica.ingest_batch(&refs, now_ms);
+            for ((link, seq, bytes), r) in inbox.iter().zip(results) {
+                match r {
+                    Ok(ing) => {
+                        if !matches!(ing, Ingested::Duplicate | Ingested::NotWanted) {
+                            let id = EnvelopeId(*blake3::hash(bytes).as_bytes());
+                            self.fresh.push((id, Some(*link)));
+                        }
+                        if let Ingested::Invited(_) = ing {
+                            self.tags_changed();
+                        }
+                    }
+                    Err(e) if e.is_peer_fault() => {
+                        self.fault(*link, format!("refused envelope: {e}"));
+                    }
+                    Err(e) => {
+                        return Err(EngineError::Store(match e {
+                            replica::IngestError::Store(s) => s,
+                            other => StoreError::Io(other.to_string()),
+                        }));
+                    }
+                }
+                let a = acks.entry(*link).or_insert(*seq);
+                *a = (*a).max(*seq);
+            }
+        }
+        for id in self.replica.seal_staged(now_ms)? {
+            self.fresh.push((id, None));
+        }
+        if now_ms >= self.maintain_at {
+            self.maintain_at = now_ms + 1_000;
+            for id in self.replica.maintain(now_ms)? {
+                self.fresh.push((id, None));
+            }
+        }
+        self.publish_profiles(now_ms)?;
+        self.replica.store_mut().flush()?;
+        // New tags (a conversation, an invitation for someone, carried envelopes): tell peers.
+        let mut new_tag = false;
+        for (id, _) in &self.fresh {
+            if let Ok(Some(t)) = self.replica.store().tag_of(id)
+                && !self.announced.contains(&t)
+                && (self.config.relay || self.replica.is_own_tag(&t, now_ms))
+            {
+                new_tag = true;
+                break;
+            }
+        }
+        if new_tag && !self.links.is_empty() {
+            self.tags_changed();
+        }
+        self.counters.flushes += 1;
+        // Durable: acknowledge and spread.
+        for (link, up_to) in acks {
+            if self.links.get(&link).is_some_and(|l| !l.closing) {
+                self.send(link, Frame::Ack { up_to });
+            }
+        }
+        for (id, from) in std::mem::take(&mut self.fresh) {
+            self.spread(id, from);
+        }
+        Ok(())
+    }
+
+    /// Posts this device's name in conversations where it is a member without one.
+    fn publish_profiles(&mut self, now_ms: u64) -> Result<(), EngineError> {
+        let me = self.replica.device_id();
+        let name = self.config.name.clone();
+        for id in self.replica.conversation_ids() {
+            if self.profiled.contains(&id) {
+                continue;
+            }
+            let Some(c) = self.replica.conversation(&id) else {
+                continue;
+            };
+            let st = c.membership.state();
+            let Some(m) = st.members.get(&me) else {
+                continue;
+            };
+            if m.name.as_deref() != Some(name.as_str()) {
+                let env = self.replica.set_profile(&id, &name, now_ms)?;
+                self.fresh.push((env, None));
+            }
+            self.profiled.insert(id);
+        }
+        Ok(())
+    }
+
+    /// Our tag set changed (a new conversation): tell every peer, which restarts reconciliation.
+    fn tags_changed(&mut self) {
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
+        let mine = self.my_hello();
+        for link in links {
+            self.send_hello(link);
+            if let Some(l) = self.links.get_mut(&link)
+                && let Some(r) = &l.remote
+            {
+                l.tags = session_tags(&mine, r);
+                if l.outbound {
+                    l.resync_at = 0;
+                    l.initiator = None;
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ commands
+
+    pub fn create_conversation(
+        &mut self,
+        title: &str,
+        history: History,
+        now_ms: u64,
+    ) -> Result<ConversationId, EngineError> {
+        let (id, env) = self.replica.create_conversation(title, history, now_ms)?;
+        self.fresh.push((env, None));
+        self.tags_changed();
+        Ok(id)
+    }
+
+    pub fn add_member(
+        &mut self,
+        conv: &ConversationId,
+        device: DeviceId,
+        admin: bool,
+        now_ms: u64,
+    ) -> Result<(), EngineError> {
+        for env in self.replica.add_member(conv, device, admin, now_ms)? {
+            self.fresh.push((env, None));
+        }
+        Ok(())
+    }
+
+    pub fn remove_member(
+        &mut self,
+        conv: &ConversationId,
+        device: DeviceId,
+        now_ms: u64,
+    ) -> Result<(), EngineError> {
+        for env in self.replica.remove_member(conv, device, now_ms)? {
+            self.fresh.push((env, None));
+        }
+        Ok(())
+    }
+
+    /// Stages a message; it is sealed and made durable by the next [`Engine::flush`], with
+    /// any other messages staged before it (one envelope per page).
+    pub fn send_message(
+        &mut self,
+        conv: &ConversationId,
+        draft: Draft,
+        now_ms: u64,
+    ) -> Result<MessageId, EngineError> {
+        Ok(self.replica.stage_message(conv, draft, now_ms)?)
+    }
+
+    pub fn edit_message(
+        &mut self,
+        conv: &ConversationId,
+        msg: &MessageId,
+        body: &str,
+        now_ms: u64,
+    ) -> Result<(), EngineError> {
+        let e = self.replica.edit_message(conv, msg, body, now_ms)?;
+        self.fresh.push((e, None));
+        Ok(())
+    }
+
+    pub fn delete_message(
+        &mut self,
+        conv: &ConversationId,
+        msg: &MessageId,
+        now_ms: u64,
+    ) -> Result<(), EngineError> {
+        let e = self.replica.delete_message(conv, msg, now_ms)?;
+        self.fresh.push((e, None));
+        Ok(())
+    }
+
+    pub fn react(
+        &mut self,
+        conv: &ConversationId,
+        msg: &MessageId,
+        emoji: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(), EngineError> {
+        let e = self.replica.react(conv, msg, emoji, now_ms)?;
+        self.fresh.push((e, None));
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ queries
+
+    pub fn conversations(&self) -> Vec<ConversationInfo> {
+        self.replica
+            .conversation_ids()
+            .iter()
+            .filter_map(|c| self.replica.info(c))
+            .collect()
+    }
+
+    pub fn messages(
+        &mut self,
+        conv: &ConversationId,
+        limit: usize,
+    ) -> Result<Vec<(MessageInfo, Vec<DeviceId>)>, EngineError> {
+        let msgs = self.replica.messages(conv, limit)?;
+        let mut out = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let mut delivered = Vec::new();
+            if let Some(e) = m.envelope {
+                self.replica
+                    .store()
+                    .scan_prefix(&delivery_prefix(&e), &mut |k, _| {
+                        if let Some(d) = DeviceId::from_slice(&k[k.len() - 32..]) {
+                            delivered.push(d);
+                        }
+                        true
+                    })?;
+            }
+            out.push((m, delivered));
+        }
+        Ok(out)
+    }
+
+    pub fn links(&self) -> Vec<LinkInfo> {
+        self.links
+            .iter()
+            .map(|(id, l)| LinkInfo {
+                link: *id,
+                peer: l.peer.clone(),
+                device: l.remote.as_ref().map(|h| h.device),
+                name: l.remote.as_ref().map(|h| h.name.clone()),
+                outbound: l.outbound,
+                since_ms: l.up_at,
+                bytes_in: l.bytes_in,
+                bytes_out: l.bytes_out,
+                tags: l.tags.len(),
+            })
+            .collect()
+    }
+
+    pub fn peers_seen(&self) -> Vec<PeerSeen> {
+        self.peers
+            .iter()
+            .map(|(k, p)| PeerSeen {
+                peer: k.clone(),
+                device: p.device,
+                name: p.name.clone(),
+                addrs: p.addrs.clone(),
+                last_seen_ms: p.last_seen,
+            })
+            .collect()
+    }
+
+    /// Links currently in a reconciliation, and envelopes waiting to be pushed (for tests).
+    pub fn backlog(&self) -> usize {
+        self.links
+            .values()
+            .map(|l| l.queue.len() + l.unacked.len())
+            .sum()
+    }
+
+    /// True if the link's dialled address is `addr` (for the daemon's bookkeeping).
+    pub fn link_dialed(&self, link: LinkId) -> Option<&str> {
+        self.links.get(&link).and_then(|l| l.dialed.as_deref())
+    }
+}
+
+fn delivery_prefix(e: &EnvelopeId) -> Vec<u8> {
+    [b"d/".as_slice(), &e.0].concat()
+}
+
+fn delivery_key(e: &EnvelopeId, d: &DeviceId) -> Vec<u8> {
+    [delivery_prefix(e).as_slice(), &d.0].concat()
+}
+
+fn jitter(rng: &mut ChaCha20Rng, base: u64) -> u64 {
+    base / 2 + rng.next_u64() % (base / 2 + 1)
+}

@@ -1,0 +1,216 @@
+//! Frames exchanged on a link. The transport delimits frames (libp2p: a varint length before
+//! each; the simulator: one message per frame); a frame is a type byte and a payload.
+//!
+//! ```text
+//! Hello = 1 version:u8 device:[32] name:str relay:bool tags:count*[16] proof:[64]
+//!         proof = Ed25519(device, "vaarta 2026 hello v1" ‖ sender transport id ‖ receiver transport id ‖ body)
+//! Recon = 2 session:varint message
+//! Push  = 3 seq:varint envelope
+//! Ack   = 4 up_to:varint          (every push up to this one is durable on the receiver)
+//! Bye   = 5 reason:str
+//! ```
+//! The proof binds the device identity to the transport session (both transport ids are
+//! authenticated by the transport's own handshake), so a hello cannot be replayed on another
+//! link. The device key is shown only inside the encrypted transport.
+
+use vaarta_sync::codec::{DecodeError, Reader, Writer};
+use vaarta_sync::identity::Identity;
+use vaarta_sync::ids::{DeviceId, Tag};
+use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
+
+pub const VERSION: u8 = 1;
+/// Largest frame: an envelope plus a little framing. Anything larger is refused unread.
+pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;
+/// Tags one hello may list.
+pub const MAX_HELLO_TAGS: usize = 8192;
+const HELLO_DOMAIN: &[u8] = b"vaarta 2026 hello v1";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub device: DeviceId,
+    pub name: String,
+    pub relay: bool,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Hello(Hello, [u8; 64]),
+    Recon { session: u64, message: Vec<u8> },
+    Push { seq: u64, envelope: Vec<u8> },
+    Ack { up_to: u64 },
+    Bye { reason: String },
+}
+
+fn hello_body(h: &Hello) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u8(VERSION).raw(&h.device.0).str(&h.name).bool(h.relay);
+    w.varint(h.tags.len() as u64);
+    for t in &h.tags {
+        w.raw(&t.0);
+    }
+    w.into_vec()
+}
+
+fn hello_signed(body: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut m = HELLO_DOMAIN.to_vec();
+    let mut w = Writer::new();
+    w.bytes(from).bytes(to);
+    m.extend_from_slice(w.as_slice());
+    m.extend_from_slice(body);
+    m
+}
+
+impl Frame {
+    pub fn hello(me: &Identity, h: Hello, local_tid: &[u8], remote_tid: &[u8]) -> Frame {
+        let sig = me.sign(&hello_signed(&hello_body(&h), local_tid, remote_tid));
+        Frame::Hello(h, sig)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            Frame::Hello(h, sig) => {
+                w.u8(1).raw(&hello_body(h)).raw(sig);
+            }
+            Frame::Recon { session, message } => {
+                w.u8(2).varint(*session).raw(message);
+            }
+            Frame::Push { seq, envelope } => {
+                w.u8(3).varint(*seq).raw(envelope);
+            }
+            Frame::Ack { up_to } => {
+                w.u8(4).varint(*up_to);
+            }
+            Frame::Bye { reason } => {
+                w.u8(5).str(reason);
+            }
+        }
+        w.into_vec()
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Frame, DecodeError> {
+        if b.len() > MAX_FRAME_BYTES {
+            return Err(DecodeError::TooLarge {
+                what: "frame",
+                len: b.len() as u64,
+                max: MAX_FRAME_BYTES as u64,
+            });
+        }
+        let mut r = Reader::new(b);
+        let f = match r.u8("frame type")? {
+            1 => {
+                let v = r.u8("hello version")?;
+                if v != VERSION {
+                    return Err(DecodeError::UnknownVersion(v));
+                }
+                let device = DeviceId(r.array("device")?);
+                let name = r
+                    .str("name", vaarta_sync::limits::MAX_NAME_BYTES)?
+                    .to_string();
+                let relay = r.bool("relay")?;
+                let n = r.count("tags", MAX_HELLO_TAGS, 16)?;
+                let mut tags = Vec::with_capacity(n);
+                for _ in 0..n {
+                    tags.push(Tag(r.array("tag")?));
+                }
+                if !tags.windows(2).all(|w| w[0] < w[1]) {
+                    return Err(DecodeError::NonCanonical("tags order"));
+                }
+                let sig = r.array("proof")?;
+                Frame::Hello(
+                    Hello {
+                        device,
+                        name,
+                        relay,
+                        tags,
+                    },
+                    sig,
+                )
+            }
+            2 => Frame::Recon {
+                session: r.varint("session")?,
+                message: r.rest().to_vec(),
+            },
+            3 => Frame::Push {
+                seq: r.varint("seq")?,
+                envelope: r.rest().to_vec(),
+            },
+            4 => Frame::Ack {
+                up_to: r.varint("ack")?,
+            },
+            5 => Frame::Bye {
+                reason: r.str("reason", 256)?.to_string(),
+            },
+            _ => return Err(DecodeError::Invalid("frame type")),
+        };
+        r.finish()?;
+        Ok(f)
+    }
+}
+
+/// Checks a hello's proof: signed by its device for (their transport id → our transport id).
+pub fn verify_hello(h: &Hello, sig: &[u8; 64], remote_tid: &[u8], local_tid: &[u8]) -> bool {
+    h.device
+        .verify(&hello_signed(&hello_body(h), remote_tid, local_tid), sig)
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn hello_binds_transport_ids() {
+        let me = Identity::from_seed([1; 32]);
+        let h = Hello {
+            device: me.device_id(),
+            name: "अनु".into(),
+            relay: true,
+            tags: vec![Tag([1; 16]), Tag([2; 16])],
+        };
+        let f = Frame::hello(&me, h.clone(), b"me", b"you");
+        let back = Frame::decode(&f.encode()).unwrap();
+        assert_eq!(back, f);
+        let Frame::Hello(h2, sig) = back else {
+            panic!()
+        };
+        assert!(verify_hello(&h2, &sig, b"me", b"you"));
+        assert!(!verify_hello(&h2, &sig, b"me", b"mallory"));
+        assert!(!verify_hello(&h2, &sig, b"you", b"me"));
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        for f in [
+            Frame::Recon {
+                session: 9,
+                message: vec![1, 2, 3],
+            },
+            Frame::Push {
+                seq: 1 << 40,
+                envelope: vec![7; 300],
+            },
+            Frame::Ack { up_to: 77 },
+            Frame::Bye {
+                reason: "bye".into(),
+            },
+        ] {
+            assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
+        }
+        assert!(Frame::decode(&[]).is_err());
+        assert!(Frame::decode(&[9]).is_err());
+        assert!(Frame::decode(&[4, 1, 0]).is_err());
+        assert!(Frame::decode(&vec![3; MAX_FRAME_BYTES + 1]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(b: Vec<u8>) {
+            if let Ok(f) = Frame::decode(&b) {
+                prop_assert_eq!(f.encode(), b);
+            }
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Engines wired together in memory (no network, virtual time).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use vaarta_engine::{Action, Config, Engine, Event, LinkId};
+use vaarta_sync::identity::Identity;
+use vaarta_sync::ids::ConversationId;
+use vaarta_sync::membership::History;
+use vaarta_sync::page::Draft;
+use vaarta_sync::store::MemoryStore;
+
+const T0: u64 = 1_790_000_000_000;
+
+struct Net {
+    nodes: Vec<Engine<MemoryStore>>,
+    /// (node, link) → (node, link) on the other side.
+    wires: BTreeMap<(usize, LinkId), (usize, LinkId)>,
+    next: u64,
+    now: u64,
+    events: Vec<Vec<Event>>,
+}
+
+impl Net {
+    fn new(n: usize) -> Self {
+        let nodes = (0..n)
+            .map(|i| {
+                let cfg = Config {
+                    name: format!("node{i}"),
+                    ..Config::default()
+                };
+                Engine::new(
+                    Identity::from_seed([i as u8 + 1; 32]),
+                    MemoryStore::new(),
+                    cfg,
+                    [i as u8; 32],
+                    T0,
+                )
+                .unwrap()
+            })
+            .collect();
+        Self {
+            nodes,
+            wires: BTreeMap::new(),
+            next: 1,
+            now: T0,
+            events: (0..n).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    fn connect(&mut self, a: usize, b: usize) -> (LinkId, LinkId) {
+        let la = LinkId(self.next);
+        let lb = LinkId(self.next + 1);
+        self.next += 2;
+        self.wires.insert((a, la), (b, lb));
+        self.wires.insert((b, lb), (a, la));
+        let (ta, tb) = (format!("t{a}").into_bytes(), format!("t{b}").into_bytes());
+        self.nodes[a].handle_link_up(
+            la,
+            format!("p{b}"),
+            true,
+            None,
+            ta.clone(),
+            tb.clone(),
+            self.now,
+        );
+        self.nodes[b].handle_link_up(lb, format!("p{a}"), false, None, tb, ta, self.now);
+        (la, lb)
+    }
+
+    fn cut(&mut self, node: usize, link: LinkId) {
+        if let Some((o, ol)) = self.wires.remove(&(node, link)) {
+            self.wires.remove(&(o, ol));
+            self.nodes[o].handle_link_down(ol, self.now);
+        }
+        self.nodes[node].handle_link_down(link, self.now);
+    }
+
+    /// Runs until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                self.nodes[i].flush(self.now).unwrap();
+                while let Some(a) = self.nodes[i].poll_action() {
+                    if let Action::Close { link, .. } = a {
+                        self.cut(i, link);
+                        moved = true;
+                    }
+                }
+                let mut out = VecDeque::new();
+                while let Some((l, f)) = self.nodes[i].poll_transmit() {
+                    out.push_back((l, f));
+                }
+                for (l, f) in out {
+                    if let Some((o, ol)) = self.wires.get(&(i, l)).copied() {
+                        self.nodes[o].handle_frame(ol, &f, self.now);
+                        moved = true;
+                    }
+                }
+                while let Some(e) = self.nodes[i].poll_event() {
+                    self.events[i].push(e);
+                }
+            }
+            self.now += 1;
+            if !moved {
+                return;
+            }
+        }
+        panic!("did not settle");
+    }
+
+    fn bodies(&mut self, i: usize, c: &ConversationId) -> Vec<String> {
+        self.nodes[i]
+            .messages(c, 10_000)
+            .unwrap()
+            .into_iter()
+            .map(|(m, _)| m.view.body)
+            .collect()
+    }
+}
+
+fn text(s: &str) -> Draft {
+    Draft {
+        body: s.into(),
+        ..Draft::default()
+    }
+}
+
+#[test]
+fn invite_travels_and_messages_flow_with_delivery_receipts() {
+    let mut net = Net::new(2);
+    net.connect(0, 1);
+    net.settle();
+    let c = net.nodes[0]
+        .create_conversation("EOC", History::Shared, net.now)
+        .unwrap();
+    let b = net.nodes[1].device_id();
+    net.nodes[0].add_member(&c, b, false, net.now).unwrap();
+    net.settle();
+    assert!(
+        net.nodes[1]
+            .conversations()
+            .iter()
+            .any(|i| i.id == c && i.me_member)
+    );
+    net.nodes[0]
+        .send_message(&c, text("पहला संदेश"), net.now)
+        .unwrap();
+    net.settle();
+    assert_eq!(net.bodies(1, &c), vec!["पहला संदेश"]);
+    // Delivery: node 0 knows node 1 stored it.
+    let msgs = net.nodes[0].messages(&c, 10).unwrap();
+    assert_eq!(msgs[0].1, vec![b]);
+    // Names travel in profiles.
+    let info = net.nodes[0]
+        .conversations()
+        .into_iter()
+        .find(|i| i.id == c)
+        .unwrap();
+    assert!(
+        info.members
+            .iter()
+            .any(|m| m.name.as_deref() == Some("node1"))
+    );
+    net.nodes[1]
+        .send_message(&c, text("received"), net.now)
+        .unwrap();
+    net.settle();
+    assert_eq!(net.bodies(0, &c), vec!["पहला संदेश", "received"]);
+}
+
+#[test]
+fn acknowledgements_wait_for_the_flush() {
+    let mut net = Net::new(2);
+    net.connect(0, 1);
+    net.settle();
+    let c = net.nodes[0]
+        .create_conversation("x", History::Shared, net.now)
+        .unwrap();
+    {
+        let d = net.nodes[1].device_id();
+        net.nodes[0].add_member(&c, d, false, net.now)
+    }
+    .unwrap();
+    net.settle();
+    net.nodes[0].send_message(&c, text("hi"), net.now).unwrap();
+    net.nodes[0].flush(net.now).unwrap();
+    let mut pushes = Vec::new();
+    while let Some((l, f)) = net.nodes[0].poll_transmit() {
+        pushes.push((l, f));
+    }
+    assert!(!pushes.is_empty());
+    for (l, f) in pushes {
+        let (o, ol) = net.wires[&(0, l)];
+        net.nodes[o].handle_frame(ol, &f, net.now);
+    }
+    // Before node 1 flushes, it must not acknowledge anything.
+    let mut before = Vec::new();
+    while let Some((_, f)) = net.nodes[1].poll_transmit() {
+        before.push(f);
+    }
+    assert!(before.iter().all(|f| f[0] != 4), "ack before flush");
+    let flushes = net.nodes[1].replica().store().flushes;
+    net.nodes[1].flush(net.now).unwrap();
+    assert_eq!(net.nodes[1].replica().store().flushes, flushes + 1);
+    let mut after = Vec::new();
+    while let Some((_, f)) = net.nodes[1].poll_transmit() {
+        after.push(f);
+    }
+    assert!(after.iter().any(|f| f[0] == 4), "ack after flush");
+}
+
+#[test]
+fn offline_member_catches_up_by_reconciliation() {
+    let mut net = Net::new(2);
+    let (la, _) = net.connect(0, 1);
+    net.settle();
+    let c = net.nodes[0]
+        .create_conversation("x", History::Shared, net.now)
+        .unwrap();
+    {
+        let d = net.nodes[1].device_id();
+        net.nodes[0].add_member(&c, d, false, net.now)
+    }
+    .unwrap();
+    net.settle();
+    net.cut(0, la);
+    for i in 0..300 {
+        net.nodes[0]
+            .send_message(&c, text(&format!("m{i}")), net.now + i)
+            .unwrap();
+        if i % 7 == 0 {
+            net.nodes[0].flush(net.now + i).unwrap();
+        }
+    }
+    net.settle();
+    assert!(net.bodies(1, &c).is_empty());
+    net.connect(0, 1);
+    net.settle();
+    let got = net.bodies(1, &c);
+    assert_eq!(got.len(), 300);
+    assert_eq!(got[299], "m299");
+    assert!(
+        net.events[0]
+            .iter()
+            .any(|e| matches!(e, Event::Reconciled { .. }))
+    );
+}
+
+#[test]
+fn relay_carries_for_members_it_cannot_read() {
+    // 0 and 2 are members; 1 is a relay between them and never a member.
+    let mut net = Net::new(3);
+    let (l01, _) = net.connect(0, 1);
+    net.settle();
+    let c = net.nodes[0]
+        .create_conversation("x", History::Shared, net.now)
+        .unwrap();
+    {
+        let d = net.nodes[2].device_id();
+        net.nodes[0].add_member(&c, d, false, net.now)
+    }
+    .unwrap();
+    net.nodes[0]
+        .send_message(&c, text("via the relay"), net.now)
+        .unwrap();
+    net.settle();
+    // Node 0 leaves; node 2 arrives at the relay.
+    net.cut(0, l01);
+    net.connect(1, 2);
+    net.settle();
+    assert_eq!(net.bodies(2, &c), vec!["via the relay"]);
+    assert!(
+        net.nodes[1].conversations().is_empty(),
+        "the relay learned nothing"
+    );
+}
+
+#[test]
+fn garbage_cuts_the_link_and_others_keep_working() {
+    let mut net = Net::new(3);
+    let (_, l10) = net.connect(0, 1);
+    net.connect(0, 2);
+    net.settle();
+    let c = net.nodes[0]
+        .create_conversation("x", History::Shared, net.now)
+        .unwrap();
+    {
+        let d = net.nodes[2].device_id();
+        net.nodes[0].add_member(&c, d, false, net.now)
+    }
+    .unwrap();
+    net.settle();
+    // Node 1 turns hostile: garbage frame.
+    let (o, ol) = net.wires[&(1, l10)];
+    net.nodes[o].handle_frame(ol, &[0xde, 0xad, 0xbe, 0xef], net.now);
+    net.settle();
+    assert!(!net.wires.contains_key(&(1, l10)), "link cut");
+    assert!(
+        net.events[0]
+            .iter()
+            .any(|e| matches!(e, Event::Refused { cut: true, .. }))
+    );
+    // Banned: a new connection from the same peer is refused at once.
+    net.connect(1, 0);
+    net.settle();
+    assert_eq!(
+        net.nodes[0]
+            .links()
+            .iter()
+            .filter(|l| l.peer == "p1")
+            .count(),
+        0
+    );
+    net.nodes[0]
+        .send_message(&c, text("still fine"), net.now)
+        .unwrap();
+    net.settle();
+    assert_eq!(net.bodies(2, &c), vec!["still fine"]);
+}
+
+#[test]
+fn forged_envelopes_count_as_faults() {
+    let mut net = Net::new(2);
+    let (_, l10) = net.connect(0, 1);
+    net.settle();
+    let c = net.nodes[0]
+        .create_conversation("x", History::Shared, net.now)
+        .unwrap();
+    {
+        let d = net.nodes[1].device_id();
+        net.nodes[0].add_member(&c, d, false, net.now)
+    }
+    .unwrap();
+    net.settle();
+    let conv = net.nodes[0].replica().conversation(&c).unwrap();
+    let (tag, epoch) = (conv.tag, conv.sending_epoch().unwrap().0);
+    // Pushes of junk envelopes under the conversation's tag and epoch (they fail
+    // authentication), with increasing sequence numbers.
+    for seq in 1000..1000 + 10u64 {
+        let mut env = vec![1u8, 0];
+        env.extend_from_slice(&tag.0);
+        env.extend_from_slice(&epoch.0);
+        env.extend_from_slice(&[seq as u8; 200]);
+        let f = vaarta_engine::Frame::Push { seq, envelope: env }.encode();
+        let (o, ol) = net.wires[&(1, l10)];
+        net.nodes[o].handle_frame(ol, &f, net.now);
+    }
+    net.settle();
+    assert!(
+        !net.wires.contains_key(&(1, l10)),
+        "cut after repeated faults"
+    );
+    assert!(net.nodes[0].replica().pending_len() == 0);
+}
