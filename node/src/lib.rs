@@ -1,1 +1,556 @@
+//! The Vaarta daemon: drives the sans-IO engine (`vaarta-engine`) with real I/O.
+//!
+//! * one **engine thread** owns the [`Engine`] and its sled store. It takes inputs (mesh
+//!   events, API calls) in batches, runs them, calls [`Engine::flush`] once per batch (group
+//!   commit: one fsync for everything in the batch), and only then answers API calls and lets
+//!   acknowledgements out;
+//! * a **tokio runtime** runs the libp2p mesh (`vaarta-mesh`) and the HTTP API (`api`).
+//!
+//! No protocol decision is made here: this crate moves inputs into the engine and outputs out.
 
+pub mod api;
+pub mod client;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use vaarta_engine::{Action, Config, Engine, Event, LinkId};
+use vaarta_mesh::libp2p::Multiaddr;
+use vaarta_sync::identity::Identity;
+use vaarta_sync::store::StoreError;
+
+pub use api::{ApiError, NodeFacts, Request};
+pub use store::SledStore;
+
+/// Milliseconds since the Unix epoch (the daemon is the one place that reads the clock).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Home(String),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("network: {0}")]
+    Mesh(#[from] vaarta_mesh::Error),
+    #[error("API: {0}")]
+    Api(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What `vaarta init` writes besides the key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub device_id: String,
+}
+
+/// Where the running node's API can be reached (written by `up`, removed at clean exit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiInfo {
+    pub addr: String,
+    pub pid: u32,
+}
+
+/// A node's home directory.
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub dir: PathBuf,
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+impl Home {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// `--home`, else `$VAARTA_HOME`, else `~/.vaarta`.
+    pub fn resolve(flag: Option<PathBuf>) -> Self {
+        if let Some(d) = flag {
+            return Self::new(d);
+        }
+        if let Some(d) = std::env::var_os("VAARTA_HOME") {
+            return Self::new(d);
+        }
+        let base = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        Self::new(base.join(".vaarta"))
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join("identity.key")
+    }
+    pub fn info_path(&self) -> PathBuf {
+        self.dir.join("node.json")
+    }
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("db")
+    }
+    pub fn api_path(&self) -> PathBuf {
+        self.dir.join("api.json")
+    }
+    pub fn token_path(&self) -> PathBuf {
+        self.dir.join("api-token")
+    }
+
+    pub fn is_initialised(&self) -> bool {
+        self.key_path().exists()
+    }
+
+    /// Creates this device's identity from the OS CSPRNG. Refuses to overwrite one.
+    pub fn init(&self, name: &str) -> Result<Identity, NodeError> {
+        if self.is_initialised() {
+            return Err(NodeError::Home(format!(
+                "{} already has an identity (device {}); refusing to overwrite it",
+                self.dir.display(),
+                self.load().map(|(_, i)| i.device_id).unwrap_or_default()
+            )));
+        }
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 {
+            return Err(NodeError::Home("the name must be 1 to 64 bytes".into()));
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| NodeError::Home(format!("no OS randomness: {e}")))?;
+        let id = Identity::from_seed(seed);
+        if !id.device_id().is_valid() {
+            return Err(NodeError::Home("generated an unusable key; try again".into()));
+        }
+        write_private(&self.key_path(), hex(&seed).as_bytes())?;
+        let info = NodeInfo {
+            name: name.to_string(),
+            device_id: id.device_id().to_string(),
+        };
+        std::fs::write(self.info_path(), serde_json::to_vec_pretty(&info).unwrap_or_default())?;
+        Ok(id)
+    }
+
+    pub fn load(&self) -> Result<(Identity, NodeInfo), NodeError> {
+        let key = std::fs::read_to_string(self.key_path()).map_err(|_| {
+            NodeError::Home(format!("no identity in {}: run `vaarta init --name NAME` first", self.dir.display()))
+        })?;
+        let seed = unhex(key.trim())
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| NodeError::Home(format!("{} is not a valid key file", self.key_path().display())))?;
+        let id = Identity::from_seed(seed);
+        let info: NodeInfo = std::fs::read(self.info_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(NodeInfo {
+                name: "device".into(),
+                device_id: id.device_id().to_string(),
+            });
+        if info.device_id != id.device_id().to_string() {
+            return Err(NodeError::Home(format!("{} does not match the key file", self.info_path().display())));
+        }
+        Ok((id, info))
+    }
+
+    /// The running node's API address and token, if one is running.
+    pub fn running_api(&self) -> Option<(ApiInfo, String)> {
+        let info: ApiInfo = serde_json::from_slice(&std::fs::read(self.api_path()).ok()?).ok()?;
+        let token = std::fs::read_to_string(self.token_path()).ok()?;
+        Some((info, token.trim().to_string()))
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen: Vec<Multiaddr>,
+    pub peers: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub api: SocketAddr,
+    pub relay: bool,
+    /// Write api.json (off for nodes embedded in tests or the demo that should not be found
+    /// by CLI commands).
+    pub publish_api: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            listen: vaarta_mesh::Config::default().listen,
+            peers: Vec::new(),
+            mdns: true,
+            api: "127.0.0.1:0".parse().expect("valid"),
+            relay: true,
+            publish_api: true,
+        }
+    }
+}
+
+/// Inputs of the engine thread.
+#[derive(Debug)]
+pub enum Input {
+    Mesh(vaarta_mesh::Event),
+    Api(api::Call),
+    Shutdown(oneshot::Sender<Result<(), String>>),
+}
+
+/// Opens the engine over the home's store, without network (for commands run while no node
+/// is up, and for the node itself).
+pub fn open_engine(home: &Home, config_tweak: impl FnOnce(&mut Config)) -> Result<(Engine<SledStore>, Vec<String>), NodeError> {
+    let (identity, info) = home.load()?;
+    let now = now_ms();
+    let (store, opened) = store::open_or_quarantine(&home.db_path(), now)?;
+    let mut warnings = Vec::new();
+    if let store::Opened::Quarantined(p) = opened {
+        warnings.push(format!(
+            "the database could not be read and was moved to {}; starting empty, peers will resend what they hold",
+            p.display()
+        ));
+    }
+    let mut config = Config {
+        name: info.name,
+        ..Config::default()
+    };
+    config_tweak(&mut config);
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| NodeError::Home(format!("no OS randomness: {e}")))?;
+    let engine = Engine::new(identity, store, config, seed, now)?;
+    Ok((engine, warnings))
+}
+
+/// Runs one request without a running node (opens the store, executes, flushes, closes).
+pub fn execute_offline(home: &Home, request: Request) -> Result<serde_json::Value, ApiError> {
+    let (mut engine, warnings) = open_engine(home, |_| {}).map_err(|e| ApiError::internal(e.to_string()))?;
+    let facts = NodeFacts {
+        warnings,
+        ..NodeFacts::default()
+    };
+    let now = now_ms();
+    let r = api::execute(&mut engine, request, now, &facts);
+    engine.flush(now).map_err(|e| ApiError::internal(format!("storage: {e}")))?;
+    engine.replica_mut().checkpoint().map_err(|e| ApiError::internal(format!("storage: {e}")))?;
+    engine.flush(now).map_err(|e| ApiError::internal(format!("storage: {e}")))?;
+    r
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    inputs: mpsc::Sender<Input>,
+    pub api_addr: SocketAddr,
+    pub token: String,
+    pub listen: Vec<Multiaddr>,
+    pub device_id: String,
+    pub events: broadcast::Sender<String>,
+    home: Home,
+    publish_api: bool,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Node {
+    /// Starts a node from its home on the current tokio runtime. Returns once it listens.
+    pub async fn start(home: &Home, opts: Options) -> Result<Node, NodeError> {
+        let statics: Vec<String> = opts.peers.iter().map(|m| m.to_string()).collect();
+        let relay = opts.relay;
+        let (mut engine, warnings) = open_engine(home, |c| {
+            c.static_peers = statics;
+            c.relay = relay;
+        })?;
+        let device_id = engine.device_id().to_string();
+        let mesh_cfg = vaarta_mesh::Config {
+            listen: opts.listen.clone(),
+            mdns: opts.mdns,
+            ..vaarta_mesh::Config::default()
+        };
+        let (mesh, mut mesh_events) = vaarta_mesh::start(mesh_cfg).await?;
+        // Wait (briefly) for the listeners so we can print them.
+        let mut listen = Vec::new();
+        let mut early = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while listen.len() < opts.listen.len() {
+            match tokio::time::timeout_at(deadline, mesh_events.recv()).await {
+                Ok(Some(vaarta_mesh::Event::Listening(a))) => listen.push(a),
+                Ok(Some(other)) => early.push(other),
+                _ => break,
+            }
+        }
+        let (inputs_tx, mut inputs_rx) = mpsc::channel::<Input>(4096);
+        for e in early {
+            let _ = inputs_tx.send(Input::Mesh(e)).await;
+        }
+        let fwd = inputs_tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = mesh_events.recv().await {
+                if fwd.send(Input::Mesh(e)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut token_bytes = [0u8; 32];
+        getrandom::fill(&mut token_bytes).map_err(|e| NodeError::Home(format!("no OS randomness: {e}")))?;
+        let token = hex(&token_bytes);
+        let (events_tx, _) = broadcast::channel(1024);
+        let (api_addr, _server) = api::serve(opts.api, inputs_tx.clone(), token.clone(), events_tx.clone())
+            .await
+            .map_err(|e| NodeError::Api(format!("cannot listen on {}: {e}", opts.api)))?;
+        if opts.publish_api {
+            write_private(&home.token_path(), token.as_bytes())?;
+            let info = ApiInfo {
+                addr: api_addr.to_string(),
+                pid: std::process::id(),
+            };
+            write_private(&home.api_path(), &serde_json::to_vec(&info).unwrap_or_default())?;
+        }
+        let facts = NodeFacts {
+            listen: listen.iter().map(|a| a.to_string()).collect(),
+            api: Some(api_addr.to_string()),
+            peer_id: Some(mesh.local_peer_id.to_string()),
+            warnings,
+            online: true,
+        };
+        let events = events_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name("vaarta-engine".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the engine thread");
+                        return;
+                    }
+                };
+                engine_loop(&mut engine, &rt, &mut inputs_rx, &mesh, facts, &events);
+            })?;
+        Ok(Node {
+            inputs: inputs_tx,
+            api_addr,
+            token,
+            listen,
+            device_id,
+            events: events_tx,
+            home: home.clone(),
+            publish_api: opts.publish_api,
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs a request in-process (as the HTTP API would).
+    pub async fn call(&self, request: Request) -> Result<serde_json::Value, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.inputs
+            .send(Input::Api(api::Call { request, reply: tx }))
+            .await
+            .map_err(|_| ApiError::internal("the node has stopped"))?;
+        rx.await.map_err(|_| ApiError::internal("the node stopped before answering"))?
+    }
+
+    /// Stops the node: finishes the batch in hand, saves pages, flushes, stops the engine.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.inputs.send(Input::Shutdown(tx)).await;
+        let r = rx.await.unwrap_or(Ok(()));
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        if self.publish_api {
+            let _ = std::fs::remove_file(self.home.api_path());
+        }
+        r.map_err(NodeError::Home)
+    }
+}
+
+fn event_json(e: &Event) -> serde_json::Value {
+    use vaarta_sync::replica::Event as S;
+    match e {
+        Event::Sync(S::ConversationAdded(c)) => json!({"type": "conversation_added", "conversation": c.to_string()}),
+        Event::Sync(S::MembershipChanged(c)) => json!({"type": "membership_changed", "conversation": c.to_string()}),
+        Event::Sync(S::MessagesChanged { conversation, page }) => {
+            json!({"type": "messages", "conversation": conversation.to_string(), "page": page})
+        }
+        Event::LinkReady { link, device, name } => json!({"type": "peer_up", "link": link.0, "device": device.to_string(), "name": name}),
+        Event::LinkClosed { link, device } => json!({"type": "peer_down", "link": link.0, "device": device.map(|d| d.to_string())}),
+        Event::Delivered { envelope, device } => json!({"type": "delivered", "envelope": envelope.to_string(), "device": device.to_string()}),
+        Event::Refused { link, reason, cut } => json!({"type": "refused", "link": link.0, "reason": reason, "cut": cut}),
+        Event::Reconciled { link, stats } => json!({"type": "reconciled", "link": link.0, "rounds": stats.messages_sent + stats.messages_received,
+            "bytes_sent": stats.bytes_sent, "bytes_received": stats.bytes_received}),
+    }
+}
+
+fn engine_loop(
+    engine: &mut Engine<SledStore>,
+    rt: &tokio::runtime::Runtime,
+    inputs: &mut mpsc::Receiver<Input>,
+    mesh: &vaarta_mesh::Handle,
+    mut facts: NodeFacts,
+    events: &broadcast::Sender<String>,
+) {
+    let mut replies: Vec<(oneshot::Sender<Result<serde_json::Value, ApiError>>, Result<serde_json::Value, ApiError>)> = Vec::new();
+    let mut stop: Option<oneshot::Sender<Result<(), String>>> = None;
+    let local_tid = mesh.local_peer_id.to_bytes();
+    loop {
+        let now = now_ms();
+        let wait = engine
+            .poll_timeout()
+            .map(|t| t.saturating_sub(now))
+            .unwrap_or(1_000)
+            .clamp(1, 1_000);
+        let mut batch = Vec::new();
+        match rt.block_on(async { tokio::time::timeout(Duration::from_millis(wait), inputs.recv()).await }) {
+            Ok(Some(i)) => batch.push(i),
+            Ok(None) => break,
+            Err(_) => {}
+        }
+        while batch.len() < 512 {
+            match inputs.try_recv() {
+                Ok(i) => batch.push(i),
+                Err(_) => break,
+            }
+        }
+        let now = now_ms();
+        for input in batch {
+            match input {
+                Input::Mesh(ev) => on_mesh(engine, ev, &local_tid, &mut facts, now),
+                Input::Api(call) => {
+                    let r = api::execute(engine, call.request, now, &facts);
+                    replies.push((call.reply, r));
+                }
+                Input::Shutdown(tx) => stop = Some(tx),
+            }
+        }
+        engine.handle_timeout(now);
+        let flushed = engine.flush(now);
+        if let Err(e) = &flushed {
+            // Nothing in this batch is acknowledged; callers get the error; the node goes on.
+            tracing::error!(error = %e, "flush failed");
+            facts.warnings.push(format!("storage error: {e}"));
+            facts.warnings.truncate(16);
+        }
+        for (tx, r) in replies.drain(..) {
+            let r = match &flushed {
+                Ok(()) => r,
+                Err(e) => Err(ApiError::internal(format!("not saved: {e}"))),
+            };
+            let _ = tx.send(r);
+        }
+        pump(engine, mesh);
+        while let Some(e) = engine.poll_event() {
+            let _ = events.send(event_json(&e).to_string());
+        }
+        if let Some(tx) = stop.take() {
+            let r = engine
+                .replica_mut()
+                .checkpoint()
+                .and_then(|_| vaarta_sync::store::Store::flush(engine.replica_mut().store_mut()))
+                .map_err(|e| e.to_string());
+            let _ = tx.send(r);
+            return;
+        }
+    }
+}
+
+fn on_mesh(engine: &mut Engine<SledStore>, ev: vaarta_mesh::Event, local_tid: &[u8], facts: &mut NodeFacts, now: u64) {
+    use vaarta_mesh::Event as M;
+    match ev {
+        M::Listening(a) => {
+            let s = a.to_string();
+            if !facts.listen.contains(&s) {
+                facts.listen.push(s);
+            }
+        }
+        M::LinkUp {
+            link,
+            peer,
+            outbound,
+            dialed,
+            ..
+        } => engine.handle_link_up(
+            LinkId(link),
+            peer.to_string(),
+            outbound,
+            dialed.map(|d| d.to_string()),
+            local_tid.to_vec(),
+            peer.to_bytes(),
+            now,
+        ),
+        M::Frame { link, bytes } => engine.handle_frame(LinkId(link), &bytes, now),
+        M::LinkDown { link, reason } => {
+            tracing::info!(link, %reason, "link down");
+            engine.handle_link_down(LinkId(link), now)
+        }
+        M::Discovered { peer, addrs } => engine.handle_discovered(peer.to_string(), addrs.iter().map(|a| a.to_string()).collect(), now),
+        M::DialFailed { peer, addr, error } => {
+            tracing::debug!(?peer, ?addr, %error, "dial failed");
+            engine.handle_dial_failed(peer.map(|p| p.to_string()), addr.map(|a| a.to_string()).unwrap_or_default(), now)
+        }
+    }
+}
+
+fn pump(engine: &mut Engine<SledStore>, mesh: &vaarta_mesh::Handle) {
+    use vaarta_mesh::Command as C;
+    while let Some(a) = engine.poll_action() {
+        let cmd = match a {
+            Action::Dial { peer, addr } => match addr.parse::<Multiaddr>() {
+                Ok(addr) => C::Dial {
+                    peer: peer.and_then(|p| p.parse().ok()),
+                    addr,
+                },
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "not a multiaddr");
+                    continue;
+                }
+            },
+            Action::Close { link, reason } => {
+                tracing::info!(%link, %reason, "closing link");
+                // Let the engine's last frames (a bye) go first.
+                while let Some((l, f)) = engine.poll_transmit() {
+                    send(mesh, C::Send { link: l.0, frame: f });
+                }
+                C::Close { link: link.0 }
+            }
+        };
+        send(mesh, cmd);
+    }
+    while let Some((link, frame)) = engine.poll_transmit() {
+        send(mesh, C::Send { link: link.0, frame });
+    }
+}
+
+fn send(mesh: &vaarta_mesh::Handle, c: vaarta_mesh::Command) {
+    // The engine thread is not inside the runtime, so a blocking send is allowed and gives
+    // backpressure when the mesh is busy.
+    if !mesh.blocking_command(c) {
+        tracing::debug!("mesh stopped");
+    }
+}

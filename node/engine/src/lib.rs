@@ -680,7 +680,7 @@ impl<S: Store> Engine<S> {
         match frame {
             Frame::Hello(h, sig) => self.on_hello(link, h, sig, now_ms),
             _ if l.remote.is_none() => self.fault(link, "frame before hello".into()),
-            Frame::Recon { session, message } => self.on_recon(link, session, &message),
+            Frame::Recon { session, tags, message } => self.on_recon(link, session, tags, &message),
             Frame::Push { seq, envelope } => {
                 let Some(l) = self.links.get_mut(&link) else {
                     return;
@@ -805,12 +805,14 @@ impl<S: Store> Engine<S> {
         let id = l.next_session;
         l.next_session += 1;
         l.resync_at = now + resync;
+        let digest = wire::tags_digest(&l.tags);
         match recon::Session::initiate(l.tags.clone(), self.replica.store()) {
             Ok(mut s) => {
                 let mut frames = Vec::new();
                 while let Some(m) = s.poll_transmit() {
                     frames.push(Frame::Recon {
                         session: id,
+                        tags: digest,
                         message: m,
                     });
                 }
@@ -824,10 +826,19 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    fn on_recon(&mut self, link: LinkId, session: u64, message: &[u8]) {
+    fn on_recon(&mut self, link: LinkId, session: u64, tags: [u8; 4], message: &[u8]) {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
+        let digest = wire::tags_digest(&l.tags);
+        if digest != tags {
+            // Built on another tag list (a hello crossed it in flight): ignore. The initiator
+            // starts again when the hellos settle.
+            if !l.outbound {
+                l.responder = None;
+            }
+            return;
+        }
         let is_initiator = l.outbound && l.initiator.as_ref().is_some_and(|(id, _)| *id == session);
         let mut s = if is_initiator {
             l.initiator.take().map(|(_, s)| s)
@@ -848,6 +859,7 @@ impl<S: Store> Engine<S> {
         while let Some(m) = s.poll_transmit() {
             frames.push(Frame::Recon {
                 session,
+                tags: digest,
                 message: m,
             });
         }

@@ -4,7 +4,7 @@
 //! ```text
 //! Hello = 1 version:u8 device:[32] name:str relay:bool tags:count*[16] proof:[64]
 //!         proof = Ed25519(device, "vaarta 2026 hello v1" ‖ sender transport id ‖ receiver transport id ‖ body)
-//! Recon = 2 session:varint message
+//! Recon = 2 session:varint tags:[4] message      (tags: digest of the session's tag list)
 //! Push  = 3 seq:varint envelope
 //! Ack   = 4 up_to:varint          (every push up to this one is durable on the receiver)
 //! Bye   = 5 reason:str
@@ -36,7 +36,7 @@ pub struct Hello {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Hello(Hello, [u8; 64]),
-    Recon { session: u64, message: Vec<u8> },
+    Recon { session: u64, tags: [u8; 4], message: Vec<u8> },
     Push { seq: u64, envelope: Vec<u8> },
     Ack { up_to: u64 },
     Bye { reason: String },
@@ -73,8 +73,8 @@ impl Frame {
             Frame::Hello(h, sig) => {
                 w.u8(1).raw(&hello_body(h)).raw(sig);
             }
-            Frame::Recon { session, message } => {
-                w.u8(2).varint(*session).raw(message);
+            Frame::Recon { session, tags, message } => {
+                w.u8(2).varint(*session).raw(tags).raw(message);
             }
             Frame::Push { seq, envelope } => {
                 w.u8(3).varint(*seq).raw(envelope);
@@ -130,6 +130,7 @@ impl Frame {
             }
             2 => Frame::Recon {
                 session: r.varint("session")?,
+                tags: r.array("tags digest")?,
                 message: r.rest().to_vec(),
             },
             3 => Frame::Push {
@@ -147,6 +148,18 @@ impl Frame {
         r.finish()?;
         Ok(f)
     }
+}
+
+/// A short digest of a session's tag list: both sides must reconcile the same list, and a
+/// reconciliation message built on another list (a hello crossed it in flight) is ignored.
+pub fn tags_digest(tags: &[Tag]) -> [u8; 4] {
+    let mut h = blake3::Hasher::new();
+    for t in tags {
+        h.update(&t.0);
+    }
+    let mut d = [0u8; 4];
+    d.copy_from_slice(&h.finalize().as_bytes()[..4]);
+    d
 }
 
 /// Checks a hello's proof: signed by its device for (their transport id → our transport id).
@@ -186,6 +199,7 @@ mod tests {
         for f in [
             Frame::Recon {
                 session: 9,
+                tags: [1, 2, 3, 4],
                 message: vec![1, 2, 3],
             },
             Frame::Push {

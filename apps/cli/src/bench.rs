@@ -1,0 +1,241 @@
+//! `vaarta bench`: two real nodes (engine, sled with fsync, libp2p TCP+Noise+Yamux) on
+//! loopback, measured end to end. Prints a table; the numbers go in docs/performance.md.
+//!
+//! * throughput: 64 concurrent senders on A; "delivered" means durable on B (B flushes before
+//!   it acknowledges, and answers queries only after its flush);
+//! * latency: one message at a time, from the send call on A to B's "messages" event (which B
+//!   emits after its flush);
+//! * bytes on the wire: TCP payload in both directions of the A–B connection, read from the
+//!   kernel (`ss -ti`), divided by messages: it includes Noise, Yamux, framing, pushes,
+//!   acknowledgements and reconciliation;
+//! * idle reconnect: B restarts after `history` messages and reconciles with nothing new.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use serde_json::{Value, json};
+use vaarta_node::api::OutgoingMessage;
+use vaarta_node::{Home, Node, Options, Request};
+
+fn opts(peers: &[String]) -> Result<Options> {
+    Ok(Options {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+        peers: peers.iter().map(|p| p.parse()).collect::<Result<_, _>>()?,
+        mdns: false,
+        publish_api: false,
+        ..Options::default()
+    })
+}
+
+/// TCP payload bytes (sent + received) on sockets whose local port is `port`.
+fn tcp_bytes(port: u16) -> Option<u64> {
+    let out = std::process::Command::new("ss").args(["-tinH", "state", "established", &format!("( sport = :{port} )")]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut total = 0;
+    for tok in text.split_whitespace() {
+        for key in ["bytes_sent:", "bytes_received:"] {
+            if let Some(v) = tok.strip_prefix(key) {
+                total += v.parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    Some(total)
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit('/').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+}
+
+async fn wait_for<F>(what: &str, timeout: Duration, mut check: F) -> Result<Duration>
+where
+    F: AsyncFnMut() -> bool,
+{
+    let t = Instant::now();
+    while t.elapsed() < timeout {
+        if check().await {
+            return Ok(t.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    bail!("timed out after {timeout:?} waiting for {what}")
+}
+
+async fn newest(n: &Node, conv: &str) -> Option<String> {
+    match n.call(Request::Messages { conversation: conv.into(), limit: 1 }).await {
+        Ok(Value::Array(a)) => a.first().and_then(|m| m["body"].as_str().map(str::to_string)),
+        _ => None,
+    }
+}
+
+fn body(i: usize) -> String {
+    // 100 bytes of chat-like text (ASCII, so length is exact).
+    let mut s = format!("msg {i:06}: boat team at ghat 3 needs tarpaulins, ORS and drinking water now. ");
+    while s.len() < 100 {
+        s.push('.');
+    }
+    s.truncate(100);
+    s
+}
+
+fn one(b: String) -> Vec<OutgoingMessage> {
+    vec![OutgoingMessage { body: b, precedence: None, expires_in_s: None, reply_to: None }]
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+pub fn run(messages: usize, history: usize, json_out: bool) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
+    rt.block_on(bench(messages, history, json_out))
+}
+
+async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
+    let root = tempfile::Builder::new().prefix("vaarta-bench-").tempdir()?;
+    let ha = Home::new(root.path().join("a"));
+    let hb = Home::new(root.path().join("b"));
+    ha.init("A").map_err(|e| anyhow!("{e}"))?;
+    hb.init("B").map_err(|e| anyhow!("{e}"))?;
+    let a = Node::start(&ha, opts(&[])?).await.map_err(|e| anyhow!("{e}"))?;
+    let a_addr = a.listen[0].to_string();
+    let a_port = port_of(&a_addr);
+    let mut b = Node::start(&hb, opts(std::slice::from_ref(&a_addr))?).await.map_err(|e| anyhow!("{e}"))?;
+    let created = a
+        .call(Request::CreateConversation { title: "bench".into(), members: vec![b.device_id.clone()], history_from_join: false })
+        .await
+        .map_err(|e| anyhow!(e.message))?;
+    let conv = created["id"].as_str().unwrap_or("").to_string();
+    wait_for("B joins", Duration::from_secs(30), async || b.call(Request::Conversation { conversation: conv.clone() }).await.is_ok_and(|c| c["member"] == true)).await?;
+    eprintln!("nodes up and linked; measuring...");
+
+    // Latency and paced bytes: one message at a time.
+    let paced = 500;
+    let mut events = b.events.subscribe();
+    let bytes0 = tcp_bytes(a_port).unwrap_or(0);
+    let mut lat = Vec::with_capacity(paced);
+    for i in 0..paced {
+        while events.try_recv().is_ok() {}
+        let t0 = Instant::now();
+        a.call(Request::Send { conversation: conv.clone(), messages: one(body(i)) }).await.map_err(|e| anyhow!(e.message))?;
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.map_err(|_| anyhow!("no event on B"))??;
+            if ev.contains("\"messages\"") {
+                break;
+            }
+        }
+        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+        // Let the acknowledgement travel back before the next one.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let paced_bytes = tcp_bytes(a_port).map(|b1| b1.saturating_sub(bytes0) as f64 / paced as f64);
+
+    // Throughput: 64 concurrent senders.
+    let bytes0 = tcp_bytes(a_port).unwrap_or(0);
+    let t0 = Instant::now();
+    let senders = 64;
+    let per = messages / senders;
+    let mut tasks = Vec::new();
+    let a = std::sync::Arc::new(a);
+    for s in 0..senders {
+        let a = a.clone();
+        let conv = conv.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                a.call(Request::Send { conversation: conv.clone(), messages: one(body(paced + s * per + i)) }).await.map_err(|e| anyhow!(e.message))?;
+            }
+            Ok::<(), anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let marker = "end of throughput run".to_string();
+    a.call(Request::Send { conversation: conv.clone(), messages: one(marker.clone()) }).await.map_err(|e| anyhow!(e.message))?;
+    wait_for("B has everything", Duration::from_secs(300), async || newest(&b, &conv).await.as_deref() == Some(marker.as_str())).await?;
+    let el = t0.elapsed().as_secs_f64();
+    let sent = per * senders + 1;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let burst_bytes = tcp_bytes(a_port).map(|b1| b1.saturating_sub(bytes0) as f64 / sent as f64);
+    let got = match b.call(Request::Messages { conversation: conv.clone(), limit: 1_000_000 }).await {
+        Ok(Value::Array(m)) => m.len(),
+        _ => 0,
+    };
+    if got != paced + sent {
+        bail!("B has {got} messages, expected {}", paced + sent);
+    }
+    let rate = sent as f64 / el;
+
+    // History for the idle reconnect: batches of 100 per call.
+    let have = paced + sent;
+    let mut i = have;
+    while i < history {
+        let n = (history - i).min(100);
+        let batch: Vec<OutgoingMessage> = (i..i + n).flat_map(|k| one(body(k))).collect();
+        a.call(Request::Send { conversation: conv.clone(), messages: batch }).await.map_err(|e| anyhow!(e.message))?;
+        i += n;
+    }
+    let last = body(i.max(have) - 1);
+    let target = if history > have { last } else { marker.clone() };
+    wait_for("history on B", Duration::from_secs(600), async || newest(&b, &conv).await.as_deref() == Some(target.as_str())).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.shutdown().await.map_err(|e| anyhow!("{e}"))?;
+    let before = tcp_bytes(a_port).unwrap_or(0);
+    b = Node::start(&hb, opts(std::slice::from_ref(&a_addr))?).await.map_err(|e| anyhow!("{e}"))?;
+    let mut ev = b.events.subscribe();
+    let t0 = Instant::now();
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(30), ev.recv()).await.map_err(|_| anyhow!("no reconciliation"))??;
+        if e.contains("\"reconciled\"") {
+            break;
+        }
+    }
+    let reconnect_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reconnect_bytes = tcp_bytes(a_port).map(|x| x.saturating_sub(before));
+    let status = b.call(Request::Status).await.map_err(|e| anyhow!(e.message))?;
+    let history_total = history.max(have);
+
+    let p50 = pct(&mut lat.clone(), 0.5);
+    let p99 = pct(&mut lat, 0.99);
+    let report = json!({
+        "throughput_msgs_per_s": rate,
+        "throughput_messages": sent,
+        "latency_p50_ms": p50,
+        "latency_p99_ms": p99,
+        "bytes_per_message_paced": paced_bytes,
+        "bytes_per_message_burst": burst_bytes,
+        "idle_reconnect_bytes": reconnect_bytes,
+        "idle_reconnect_ms": reconnect_ms,
+        "history_messages": history_total,
+        "b_stored_bytes": status["stored_bytes"],
+    });
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("# Vaarta node benchmark: two nodes on loopback (TCP + Noise + Yamux, sled with fsync)\n");
+        println!("| measure | value | target |");
+        println!("|---|---:|---:|");
+        println!("| messages/s delivered A→B, durable on both ({sent} messages, 64 senders) | {rate:.0} | ≥ 5,000 |");
+        println!("| one-hop latency p50, warm link (500 messages, one at a time) | {p50:.2} ms | ≤ 2 ms |");
+        println!("| one-hop latency p99 | {p99:.2} ms | ≤ 10 ms |");
+        match paced_bytes {
+            Some(v) => println!("| TCP bytes per 100-byte message, one at a time, incl. receipt | {v:.0} | ≤ 300 |"),
+            None => println!("| TCP bytes per message | (ss not available) | |"),
+        }
+        if let Some(v) = burst_bytes {
+            println!("| TCP bytes per 100-byte message, burst (group commit), incl. receipts | {v:.0} | ≤ 300 |");
+        }
+        match reconnect_bytes {
+            Some(v) => println!("| TCP bytes for an idle reconnect after {history_total} messages (handshakes included) | {v} | ≤ 1 KB |"),
+            None => println!("| idle reconnect bytes | (ss not available) | |"),
+        }
+        println!("| idle reconnect until reconciled | {reconnect_ms:.0} ms | |");
+    }
+    if let Ok(a) = std::sync::Arc::try_unwrap(a) {
+        a.shutdown().await.map_err(|e| anyhow!("{e}"))?;
+    }
+    b.shutdown().await.map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}

@@ -1,0 +1,543 @@
+//! The local API: requests an app (the CLI, a UI) can make, their execution against the
+//! engine, and the HTTP+JSON server on 127.0.0.1 that carries them. Reference: docs/api.md.
+//!
+//! Every request runs on the engine thread; its reply is sent only after the engine's next
+//! flush, so "sent" always means "durable on this device".
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use vaarta_engine::{Engine, EngineError};
+use vaarta_sync::envelope::Precedence;
+use vaarta_sync::ids::{ConversationId, DeviceId};
+use vaarta_sync::membership::History;
+use vaarta_sync::page::{Draft, MessageId};
+use vaarta_sync::replica::CommandError;
+use vaarta_sync::store::Store;
+
+/// A request to the node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Peers,
+    Conversations,
+    CreateConversation {
+        title: String,
+        #[serde(default)]
+        members: Vec<String>,
+        #[serde(default)]
+        history_from_join: bool,
+    },
+    Conversation { conversation: String },
+    AddMember {
+        conversation: String,
+        device: String,
+        #[serde(default)]
+        admin: bool,
+    },
+    RemoveMember { conversation: String, device: String },
+    Messages {
+        conversation: String,
+        #[serde(default = "default_limit")]
+        limit: usize,
+    },
+    Send {
+        conversation: String,
+        messages: Vec<OutgoingMessage>,
+    },
+    Edit { conversation: String, message: String, body: String },
+    Delete { conversation: String, message: String },
+    React {
+        conversation: String,
+        message: String,
+        emoji: Option<String>,
+    },
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+/// A message to send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutgoingMessage {
+    pub body: String,
+    #[serde(default)]
+    pub precedence: Option<String>,
+    /// Seconds from now after which relays stop carrying it.
+    #[serde(default)]
+    pub expires_in_s: Option<u64>,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// An error with an HTTP status and one clear line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad(msg: impl Into<String>) -> Self {
+        Self {
+            status: 400,
+            message: msg.into(),
+        }
+    }
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Self {
+            status: 404,
+            message: msg.into(),
+        }
+    }
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Self {
+            status: 500,
+            message: msg.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Command(c) => c.into(),
+            EngineError::Store(s) => ApiError::internal(format!("storage: {s}")),
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(c: CommandError) -> Self {
+        match c {
+            CommandError::NoSuchConversation => ApiError::not_found("no such conversation"),
+            CommandError::Store(s) => ApiError::internal(format!("storage: {s}")),
+            CommandError::NotAdmin | CommandError::NotMember => ApiError {
+                status: 403,
+                message: c.to_string(),
+            },
+            other => ApiError::bad(other.to_string()),
+        }
+    }
+}
+
+/// Node facts the engine does not know (filled in by the daemon).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeFacts {
+    pub listen: Vec<String>,
+    pub api: Option<String>,
+    pub peer_id: Option<String>,
+    pub warnings: Vec<String>,
+    pub online: bool,
+}
+
+fn conv<S: Store>(engine: &Engine<S>, s: &str) -> Result<ConversationId, ApiError> {
+    if let Ok(id) = s.parse::<ConversationId>()
+        && engine.replica().conversation(&id).is_some()
+    {
+        return Ok(id);
+    }
+    engine
+        .replica()
+        .resolve_conversation(s)
+        .ok_or_else(|| ApiError::not_found(format!("no conversation matches '{s}'")))
+}
+
+fn device(s: &str) -> Result<DeviceId, ApiError> {
+    let d: DeviceId = s
+        .parse()
+        .map_err(|_| ApiError::bad(format!("'{s}' is not a device id (52 base32 characters, as `vaarta id` prints)")))?;
+    if !d.is_valid() {
+        return Err(ApiError::bad(format!("'{s}' is not a valid device key")));
+    }
+    Ok(d)
+}
+
+fn message_id(s: &str) -> Result<MessageId, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::bad(format!("'{s}' is not a message id")))
+}
+
+fn member_json(m: &vaarta_sync::replica::MemberInfo) -> Value {
+    json!({"device": m.device.to_string(), "name": m.name, "admin": m.admin})
+}
+
+/// Runs a request against the engine. Changes become durable at the caller's next flush.
+pub fn execute<S: Store>(engine: &mut Engine<S>, req: Request, now_ms: u64, facts: &NodeFacts) -> Result<Value, ApiError> {
+    match req {
+        Request::Status => {
+            let me = engine.device_id();
+            Ok(json!({
+                "device_id": me.to_string(),
+                "name": engine.config().name,
+                "safety_number": me.safety_number(),
+                "listen": facts.listen,
+                "api": facts.api,
+                "peer_id": facts.peer_id,
+                "online": facts.online,
+                "links": engine.links().len(),
+                "conversations": engine.conversations().len(),
+                "pending": engine.replica().pending_len(),
+                "stored_bytes": engine.replica().store().bytes_used(),
+                "warnings": facts.warnings,
+            }))
+        }
+        Request::Peers => {
+            let connected: Vec<Value> = engine
+                .links()
+                .into_iter()
+                .map(|l| {
+                    json!({"link": l.link.0, "peer": l.peer, "device": l.device.map(|d| d.to_string()),
+                           "name": l.name, "outbound": l.outbound, "since_ms": l.since_ms,
+                           "bytes_in": l.bytes_in, "bytes_out": l.bytes_out})
+                })
+                .collect();
+            let seen: Vec<Value> = engine
+                .peers_seen()
+                .into_iter()
+                .map(|p| {
+                    json!({"peer": p.peer, "device": p.device.map(|d| d.to_string()), "name": p.name,
+                           "addrs": p.addrs, "last_seen_ms": p.last_seen_ms})
+                })
+                .collect();
+            Ok(json!({"connected": connected, "seen": seen}))
+        }
+        Request::Conversations => Ok(Value::Array(
+            engine
+                .conversations()
+                .iter()
+                .map(|c| {
+                    json!({"id": c.id.to_string(), "title": c.title, "members": c.members.iter().map(member_json).collect::<Vec<_>>(),
+                           "admin": c.me_admin, "member": c.me_member, "epochs": c.epochs, "pages": c.pages})
+                })
+                .collect(),
+        )),
+        Request::Conversation { conversation } => {
+            let id = conv(engine, &conversation)?;
+            let c = engine.replica().info(&id).ok_or_else(|| ApiError::not_found("no such conversation"))?;
+            Ok(json!({"id": c.id.to_string(), "title": c.title, "members": c.members.iter().map(member_json).collect::<Vec<_>>(),
+                      "admin": c.me_admin, "member": c.me_member, "epochs": c.epochs, "pages": c.pages}))
+        }
+        Request::CreateConversation {
+            title,
+            members,
+            history_from_join,
+        } => {
+            let devices = members.iter().map(|m| device(m)).collect::<Result<Vec<_>, _>>()?;
+            if title.trim().is_empty() {
+                return Err(ApiError::bad("the title is empty"));
+            }
+            let history = if history_from_join { History::FromJoin } else { History::Shared };
+            let id = engine.create_conversation(title.trim(), history, now_ms)?;
+            for d in devices {
+                if d != engine.device_id() {
+                    engine.add_member(&id, d, false, now_ms)?;
+                }
+            }
+            Ok(json!({"id": id.to_string()}))
+        }
+        Request::AddMember {
+            conversation,
+            device: d,
+            admin,
+        } => {
+            let id = conv(engine, &conversation)?;
+            engine.add_member(&id, device(&d)?, admin, now_ms)?;
+            Ok(json!({"ok": true}))
+        }
+        Request::RemoveMember { conversation, device: d } => {
+            let id = conv(engine, &conversation)?;
+            engine.remove_member(&id, device(&d)?, now_ms)?;
+            Ok(json!({"ok": true}))
+        }
+        Request::Messages { conversation, limit } => {
+            let id = conv(engine, &conversation)?;
+            let me = engine.device_id();
+            let members = engine.replica().info(&id).map(|i| i.members.len()).unwrap_or(0);
+            let msgs = engine.messages(&id, limit.clamp(1, 100_000))?;
+            Ok(Value::Array(
+                msgs.into_iter()
+                    .map(|(m, delivered)| {
+                        let v = &m.view;
+                        let mine = m.author == Some(me);
+                        let state = if !mine {
+                            "received".to_string()
+                        } else if delivered.is_empty() {
+                            "sent".to_string()
+                        } else if delivered.len() + 1 >= members {
+                            "delivered".to_string()
+                        } else {
+                            format!("delivered to {} of {}", delivered.len(), members.saturating_sub(1))
+                        };
+                        json!({
+                            "id": v.id.to_string(),
+                            "author": m.author.map(|a| a.to_string()),
+                            "author_name": m.author_name,
+                            "sent_at_ms": v.sent_at.ms,
+                            "body": v.body,
+                            "reply_to": v.reply_to.as_ref().map(|r| r.to_string()),
+                            "precedence": v.precedence.as_str(),
+                            "expires": v.expiry,
+                            "edited_at_ms": v.edited_at.map(|h| h.ms),
+                            "deleted": v.deleted,
+                            "reactions": v.reactions.iter().map(|(who, e)| json!({"by": who, "emoji": e})).collect::<Vec<_>>(),
+                            "mine": mine,
+                            "state": state,
+                            "delivered_to": delivered.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect(),
+            ))
+        }
+        Request::Send { conversation, messages } => {
+            let id = conv(engine, &conversation)?;
+            if messages.is_empty() {
+                return Err(ApiError::bad("no messages to send"));
+            }
+            let mut ids = Vec::with_capacity(messages.len());
+            for m in messages {
+                let precedence = match &m.precedence {
+                    Some(p) => p.parse::<Precedence>().map_err(ApiError::bad)?,
+                    None => Precedence::Routine,
+                };
+                let reply_to = m.reply_to.as_deref().map(message_id).transpose()?;
+                let draft = Draft {
+                    body: m.body,
+                    reply_to,
+                    precedence,
+                    expiry: m.expires_in_s.map(|s| now_ms / 1000 + s),
+                };
+                ids.push(engine.send_message(&id, draft, now_ms)?.to_string());
+            }
+            Ok(json!({"ids": ids}))
+        }
+        Request::Edit { conversation, message, body } => {
+            let id = conv(engine, &conversation)?;
+            engine.edit_message(&id, &message_id(&message)?, &body, now_ms)?;
+            Ok(json!({"ok": true}))
+        }
+        Request::Delete { conversation, message } => {
+            let id = conv(engine, &conversation)?;
+            engine.delete_message(&id, &message_id(&message)?, now_ms)?;
+            Ok(json!({"ok": true}))
+        }
+        Request::React {
+            conversation,
+            message,
+            emoji,
+        } => {
+            let id = conv(engine, &conversation)?;
+            engine.react(&id, &message_id(&message)?, emoji.as_deref(), now_ms)?;
+            Ok(json!({"ok": true}))
+        }
+    }
+}
+
+/// A request on its way to the engine thread, with where to send the answer.
+#[derive(Debug)]
+pub struct Call {
+    pub request: Request,
+    pub reply: oneshot::Sender<Result<Value, ApiError>>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    calls: mpsc::Sender<crate::Input>,
+    token: Arc<String>,
+    events: broadcast::Sender<String>,
+}
+
+fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(given) = v.strip_prefix("Bearer ") else { return false };
+    // Constant-time comparison.
+    given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+}
+
+fn error_response(e: ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(json!({"error": e.message}))).into_response()
+}
+
+async fn call(state: &AppState, headers: &HeaderMap, request: Request) -> Response {
+    if !authorized(headers, &state.token) {
+        return error_response(ApiError {
+            status: 401,
+            message: "missing or wrong API token (see the api-token file in the node's home)".into(),
+        });
+    }
+    let (tx, rx) = oneshot::channel();
+    if state.calls.send(crate::Input::Api(Call { request, reply: tx })).await.is_err() {
+        return error_response(ApiError {
+            status: 503,
+            message: "the node is shutting down".into(),
+        });
+    }
+    match rx.await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error_response(e),
+        Err(_) => error_response(ApiError::internal("the node stopped before answering")),
+    }
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    title: String,
+    #[serde(default)]
+    members: Vec<String>,
+    #[serde(default)]
+    history_from_join: bool,
+}
+
+#[derive(Deserialize)]
+struct MemberBody {
+    device: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SendBody {
+    Many { messages: Vec<OutgoingMessage> },
+    One(OutgoingMessage),
+}
+
+#[derive(Deserialize)]
+struct EditBody {
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct ReactBody {
+    emoji: Option<String>,
+}
+
+/// Serves the API on `addr` until the process ends. Returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    calls: mpsc::Sender<crate::Input>,
+    token: String,
+    events: broadcast::Sender<String>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let state = AppState {
+        calls,
+        token: Arc::new(token),
+        events,
+    };
+    let app = Router::new()
+        .route("/v1/status", get(|State(s): State<AppState>, h: HeaderMap| async move { call(&s, &h, Request::Status).await }))
+        .route("/v1/peers", get(|State(s): State<AppState>, h: HeaderMap| async move { call(&s, &h, Request::Peers).await }))
+        .route(
+            "/v1/conversations",
+            get(|State(s): State<AppState>, h: HeaderMap| async move { call(&s, &h, Request::Conversations).await }).post(
+                |State(s): State<AppState>, h: HeaderMap, Json(b): Json<CreateBody>| async move {
+                    call(&s, &h, Request::CreateConversation { title: b.title, members: b.members, history_from_join: b.history_from_join }).await
+                },
+            ),
+        )
+        .route(
+            "/v1/conversations/{id}",
+            get(|State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move { call(&s, &h, Request::Conversation { conversation: id }).await }),
+        )
+        .route(
+            "/v1/conversations/{id}/members",
+            post(|State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>, Json(b): Json<MemberBody>| async move {
+                call(&s, &h, Request::AddMember { conversation: id, device: b.device, admin: b.admin }).await
+            }),
+        )
+        .route(
+            "/v1/conversations/{id}/members/{device}",
+            delete(|State(s): State<AppState>, h: HeaderMap, Path((id, device)): Path<(String, String)>| async move {
+                call(&s, &h, Request::RemoveMember { conversation: id, device }).await
+            }),
+        )
+        .route(
+            "/v1/conversations/{id}/messages",
+            get(|State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>, Query(q): Query<LimitQuery>| async move {
+                call(&s, &h, Request::Messages { conversation: id, limit: q.limit.unwrap_or(50) }).await
+            })
+            .post(|State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>, Json(b): Json<SendBody>| async move {
+                let messages = match b {
+                    SendBody::Many { messages } => messages,
+                    SendBody::One(m) => vec![m],
+                };
+                call(&s, &h, Request::Send { conversation: id, messages }).await
+            }),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{msg}",
+            delete(|State(s): State<AppState>, h: HeaderMap, Path((id, msg)): Path<(String, String)>| async move {
+                call(&s, &h, Request::Delete { conversation: id, message: msg }).await
+            })
+            .patch(|State(s): State<AppState>, h: HeaderMap, Path((id, msg)): Path<(String, String)>, Json(b): Json<EditBody>| async move {
+                call(&s, &h, Request::Edit { conversation: id, message: msg, body: b.body }).await
+            }),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{msg}/reaction",
+            post(|State(s): State<AppState>, h: HeaderMap, Path((id, msg)): Path<(String, String)>, Json(b): Json<ReactBody>| async move {
+                call(&s, &h, Request::React { conversation: id, message: msg, emoji: b.emoji }).await
+            }),
+        )
+        .route("/v1/events", get(events_stream))
+        .fallback(|| async { error_response(ApiError::not_found("no such endpoint (see docs/api.md)")) })
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+async fn events_stream(State(s): State<AppState>, h: HeaderMap) -> Response {
+    if !authorized(&h, &s.token) {
+        return error_response(ApiError {
+            status: 401,
+            message: "missing or wrong API token".into(),
+        });
+    }
+    let rx = s.events.subscribe();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(line) => return Some((Ok::<_, std::convert::Infallible>(SseEvent::default().data(line)), rx)),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let e = SseEvent::default().event("lagged").data(n.to_string());
+                    return Some((Ok(e), rx));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}

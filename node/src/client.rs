@@ -1,0 +1,124 @@
+//! A small blocking client of the local API (used by the CLI and by tests).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::ApiError;
+use crate::api::Request;
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(addr: &str, token: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            base: format!("http://{addr}"),
+            token: token.to_string(),
+            agent,
+        }
+    }
+
+    fn finish(&self, r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, ApiError> {
+        let mut r = r.map_err(|e| ApiError {
+            status: 503,
+            message: format!("cannot reach the node's API at {}: {e}", self.base),
+        })?;
+        let status = r.status().as_u16();
+        let v: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            Ok(v)
+        } else {
+            Err(ApiError {
+                status,
+                message: v.get("error").and_then(|e| e.as_str()).unwrap_or("request failed").to_string(),
+            })
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<Value, ApiError> {
+        let r = self.agent.get(format!("{}{path}", self.base)).header("Authorization", format!("Bearer {}", self.token)).call();
+        self.finish(r)
+    }
+
+    fn send_json(&self, method: &str, path: &str, body: Value) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let auth = format!("Bearer {}", self.token);
+        let r = match method {
+            "POST" => self.agent.post(url).header("Authorization", auth).send_json(body),
+            "PATCH" => self.agent.patch(url).header("Authorization", auth).send_json(body),
+            _ => self.agent.delete(url).header("Authorization", auth).call(),
+        };
+        self.finish(r)
+    }
+
+    /// Runs a request over HTTP (each request maps to one endpoint of docs/api.md).
+    pub fn request(&self, req: Request) -> Result<Value, ApiError> {
+        use serde_json::json;
+        let enc = |s: &str| s.to_string();
+        match req {
+            Request::Status => self.get("/v1/status"),
+            Request::Peers => self.get("/v1/peers"),
+            Request::Conversations => self.get("/v1/conversations"),
+            Request::Conversation { conversation } => self.get(&format!("/v1/conversations/{}", enc(&conversation))),
+            Request::CreateConversation { title, members, history_from_join } => self.send_json(
+                "POST",
+                "/v1/conversations",
+                json!({"title": title, "members": members, "history_from_join": history_from_join}),
+            ),
+            Request::AddMember { conversation, device, admin } => {
+                self.send_json("POST", &format!("/v1/conversations/{conversation}/members"), json!({"device": device, "admin": admin}))
+            }
+            Request::RemoveMember { conversation, device } => {
+                self.send_json("DELETE", &format!("/v1/conversations/{conversation}/members/{device}"), Value::Null)
+            }
+            Request::Messages { conversation, limit } => self.get(&format!("/v1/conversations/{conversation}/messages?limit={limit}")),
+            Request::Send { conversation, messages } => {
+                self.send_json("POST", &format!("/v1/conversations/{conversation}/messages"), json!({"messages": messages}))
+            }
+            Request::Edit { conversation, message, body } => {
+                self.send_json("PATCH", &format!("/v1/conversations/{conversation}/messages/{message}"), json!({"body": body}))
+            }
+            Request::Delete { conversation, message } => {
+                self.send_json("DELETE", &format!("/v1/conversations/{conversation}/messages/{message}"), Value::Null)
+            }
+            Request::React { conversation, message, emoji } => self.send_json(
+                "POST",
+                &format!("/v1/conversations/{conversation}/messages/{message}/reaction"),
+                json!({"emoji": emoji}),
+            ),
+        }
+    }
+
+    /// Opens the event stream (server-sent events): one JSON object per `data:` line.
+    pub fn events(&self) -> Result<impl Iterator<Item = Value>, ApiError> {
+        use std::io::BufRead;
+        let r = self
+            .agent
+            .get(format!("{}/v1/events", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .config()
+            .timeout_global(None)
+            .build()
+            .call()
+            .map_err(|e| ApiError { status: 503, message: format!("cannot reach the node: {e}") })?;
+        if r.status().as_u16() != 200 {
+            return Err(ApiError { status: r.status().as_u16(), message: "event stream refused".into() });
+        }
+        let reader = std::io::BufReader::new(r.into_body().into_reader());
+        Ok(reader
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| l.strip_prefix("data:").map(|d| d.trim().to_string()))
+            .filter_map(|d| serde_json::from_str(&d).ok()))
+    }
+}
