@@ -38,14 +38,19 @@ pub enum Request {
         #[serde(default)]
         history_from_join: bool,
     },
-    Conversation { conversation: String },
+    Conversation {
+        conversation: String,
+    },
     AddMember {
         conversation: String,
         device: String,
         #[serde(default)]
         admin: bool,
     },
-    RemoveMember { conversation: String, device: String },
+    RemoveMember {
+        conversation: String,
+        device: String,
+    },
     Messages {
         conversation: String,
         #[serde(default = "default_limit")]
@@ -55,8 +60,15 @@ pub enum Request {
         conversation: String,
         messages: Vec<OutgoingMessage>,
     },
-    Edit { conversation: String, message: String, body: String },
-    Delete { conversation: String, message: String },
+    Edit {
+        conversation: String,
+        message: String,
+        body: String,
+    },
+    Delete {
+        conversation: String,
+        message: String,
+    },
     React {
         conversation: String,
         message: String,
@@ -163,9 +175,11 @@ fn conv<S: Store>(engine: &Engine<S>, s: &str) -> Result<ConversationId, ApiErro
 }
 
 fn device(s: &str) -> Result<DeviceId, ApiError> {
-    let d: DeviceId = s
-        .parse()
-        .map_err(|_| ApiError::bad(format!("'{s}' is not a device id (52 base32 characters, as `vaarta id` prints)")))?;
+    let d: DeviceId = s.parse().map_err(|_| {
+        ApiError::bad(format!(
+            "'{s}' is not a device id (52 base32 characters, as `vaarta id` prints)"
+        ))
+    })?;
     if !d.is_valid() {
         return Err(ApiError::bad(format!("'{s}' is not a valid device key")));
     }
@@ -182,7 +196,12 @@ fn member_json(m: &vaarta_sync::replica::MemberInfo) -> Value {
 }
 
 /// Runs a request against the engine. Changes become durable at the caller's next flush.
-pub fn execute<S: Store>(engine: &mut Engine<S>, req: Request, now_ms: u64, facts: &NodeFacts) -> Result<Value, ApiError> {
+pub fn execute<S: Store>(
+    engine: &mut Engine<S>,
+    req: Request,
+    now_ms: u64,
+    facts: &NodeFacts,
+) -> Result<Value, ApiError> {
     match req {
         Request::Status => {
             let me = engine.device_id();
@@ -199,6 +218,15 @@ pub fn execute<S: Store>(engine: &mut Engine<S>, req: Request, now_ms: u64, fact
                 "pending": engine.replica().pending_len(),
                 "stored_bytes": engine.replica().store().bytes_used(),
                 "warnings": facts.warnings,
+                "traffic": {
+                    "frames_in": engine.counters().frames_in,
+                    "frames_out": engine.counters().frames_out,
+                    "bytes_in": engine.counters().bytes_in,
+                    "bytes_out": engine.counters().bytes_out,
+                    "pushes_out": engine.counters().pushes_out,
+                    "envelopes_in": engine.counters().envelopes_in,
+                    "refused": engine.counters().refused,
+                },
             }))
         }
         Request::Peers => {
@@ -370,9 +398,16 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
     let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let Some(given) = v.strip_prefix("Bearer ") else { return false };
+    let Some(given) = v.strip_prefix("Bearer ") else {
+        return false;
+    };
     // Constant-time comparison.
-    given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |a, (x, y)| a | (x ^ y))
+            == 0
 }
 
 fn error_response(e: ApiError) -> Response {
@@ -384,11 +419,17 @@ async fn call(state: &AppState, headers: &HeaderMap, request: Request) -> Respon
     if !authorized(headers, &state.token) {
         return error_response(ApiError {
             status: 401,
-            message: "missing or wrong API token (see the api-token file in the node's home)".into(),
+            message: "missing or wrong API token (see the api-token file in the node's home)"
+                .into(),
         });
     }
     let (tx, rx) = oneshot::channel();
-    if state.calls.send(crate::Input::Api(Call { request, reply: tx })).await.is_err() {
+    if state
+        .calls
+        .send(crate::Input::Api(Call { request, reply: tx }))
+        .await
+        .is_err()
+    {
         return error_response(ApiError {
             status: 503,
             message: "the node is shutting down".into(),
@@ -452,62 +493,182 @@ pub async fn serve(
         events,
     };
     let app = Router::new()
-        .route("/v1/status", get(|State(s): State<AppState>, h: HeaderMap| async move { call(&s, &h, Request::Status).await }))
-        .route("/v1/peers", get(|State(s): State<AppState>, h: HeaderMap| async move { call(&s, &h, Request::Peers).await }))
+        .route(
+            "/v1/status",
+            get(|State(s): State<AppState>, h: HeaderMap| async move {
+                call(&s, &h, Request::Status).await
+            }),
+        )
+        .route(
+            "/v1/peers",
+            get(|State(s): State<AppState>, h: HeaderMap| async move {
+                call(&s, &h, Request::Peers).await
+            }),
+        )
         .route(
             "/v1/conversations",
-            get(|State(s): State<AppState>, h: HeaderMap| async move { call(&s, &h, Request::Conversations).await }).post(
+            get(|State(s): State<AppState>, h: HeaderMap| async move {
+                call(&s, &h, Request::Conversations).await
+            })
+            .post(
                 |State(s): State<AppState>, h: HeaderMap, Json(b): Json<CreateBody>| async move {
-                    call(&s, &h, Request::CreateConversation { title: b.title, members: b.members, history_from_join: b.history_from_join }).await
+                    call(
+                        &s,
+                        &h,
+                        Request::CreateConversation {
+                            title: b.title,
+                            members: b.members,
+                            history_from_join: b.history_from_join,
+                        },
+                    )
+                    .await
                 },
             ),
         )
         .route(
             "/v1/conversations/{id}",
-            get(|State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move { call(&s, &h, Request::Conversation { conversation: id }).await }),
+            get(
+                |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move {
+                    call(&s, &h, Request::Conversation { conversation: id }).await
+                },
+            ),
         )
         .route(
             "/v1/conversations/{id}/members",
-            post(|State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>, Json(b): Json<MemberBody>| async move {
-                call(&s, &h, Request::AddMember { conversation: id, device: b.device, admin: b.admin }).await
-            }),
+            post(
+                |State(s): State<AppState>,
+                 h: HeaderMap,
+                 Path(id): Path<String>,
+                 Json(b): Json<MemberBody>| async move {
+                    call(
+                        &s,
+                        &h,
+                        Request::AddMember {
+                            conversation: id,
+                            device: b.device,
+                            admin: b.admin,
+                        },
+                    )
+                    .await
+                },
+            ),
         )
         .route(
             "/v1/conversations/{id}/members/{device}",
-            delete(|State(s): State<AppState>, h: HeaderMap, Path((id, device)): Path<(String, String)>| async move {
-                call(&s, &h, Request::RemoveMember { conversation: id, device }).await
-            }),
+            delete(
+                |State(s): State<AppState>,
+                 h: HeaderMap,
+                 Path((id, device)): Path<(String, String)>| async move {
+                    call(
+                        &s,
+                        &h,
+                        Request::RemoveMember {
+                            conversation: id,
+                            device,
+                        },
+                    )
+                    .await
+                },
+            ),
         )
         .route(
             "/v1/conversations/{id}/messages",
-            get(|State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>, Query(q): Query<LimitQuery>| async move {
-                call(&s, &h, Request::Messages { conversation: id, limit: q.limit.unwrap_or(50) }).await
-            })
-            .post(|State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>, Json(b): Json<SendBody>| async move {
-                let messages = match b {
-                    SendBody::Many { messages } => messages,
-                    SendBody::One(m) => vec![m],
-                };
-                call(&s, &h, Request::Send { conversation: id, messages }).await
-            }),
+            get(
+                |State(s): State<AppState>,
+                 h: HeaderMap,
+                 Path(id): Path<String>,
+                 Query(q): Query<LimitQuery>| async move {
+                    call(
+                        &s,
+                        &h,
+                        Request::Messages {
+                            conversation: id,
+                            limit: q.limit.unwrap_or(50),
+                        },
+                    )
+                    .await
+                },
+            )
+            .post(
+                |State(s): State<AppState>,
+                 h: HeaderMap,
+                 Path(id): Path<String>,
+                 Json(b): Json<SendBody>| async move {
+                    let messages = match b {
+                        SendBody::Many { messages } => messages,
+                        SendBody::One(m) => vec![m],
+                    };
+                    call(
+                        &s,
+                        &h,
+                        Request::Send {
+                            conversation: id,
+                            messages,
+                        },
+                    )
+                    .await
+                },
+            ),
         )
         .route(
             "/v1/conversations/{id}/messages/{msg}",
-            delete(|State(s): State<AppState>, h: HeaderMap, Path((id, msg)): Path<(String, String)>| async move {
-                call(&s, &h, Request::Delete { conversation: id, message: msg }).await
-            })
-            .patch(|State(s): State<AppState>, h: HeaderMap, Path((id, msg)): Path<(String, String)>, Json(b): Json<EditBody>| async move {
-                call(&s, &h, Request::Edit { conversation: id, message: msg, body: b.body }).await
-            }),
+            delete(
+                |State(s): State<AppState>,
+                 h: HeaderMap,
+                 Path((id, msg)): Path<(String, String)>| async move {
+                    call(
+                        &s,
+                        &h,
+                        Request::Delete {
+                            conversation: id,
+                            message: msg,
+                        },
+                    )
+                    .await
+                },
+            )
+            .patch(
+                |State(s): State<AppState>,
+                 h: HeaderMap,
+                 Path((id, msg)): Path<(String, String)>,
+                 Json(b): Json<EditBody>| async move {
+                    call(
+                        &s,
+                        &h,
+                        Request::Edit {
+                            conversation: id,
+                            message: msg,
+                            body: b.body,
+                        },
+                    )
+                    .await
+                },
+            ),
         )
         .route(
             "/v1/conversations/{id}/messages/{msg}/reaction",
-            post(|State(s): State<AppState>, h: HeaderMap, Path((id, msg)): Path<(String, String)>, Json(b): Json<ReactBody>| async move {
-                call(&s, &h, Request::React { conversation: id, message: msg, emoji: b.emoji }).await
-            }),
+            post(
+                |State(s): State<AppState>,
+                 h: HeaderMap,
+                 Path((id, msg)): Path<(String, String)>,
+                 Json(b): Json<ReactBody>| async move {
+                    call(
+                        &s,
+                        &h,
+                        Request::React {
+                            conversation: id,
+                            message: msg,
+                            emoji: b.emoji,
+                        },
+                    )
+                    .await
+                },
+            ),
         )
         .route("/v1/events", get(events_stream))
-        .fallback(|| async { error_response(ApiError::not_found("no such endpoint (see docs/api.md)")) })
+        .fallback(|| async {
+            error_response(ApiError::not_found("no such endpoint (see docs/api.md)"))
+        })
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -530,7 +691,12 @@ async fn events_stream(State(s): State<AppState>, h: HeaderMap) -> Response {
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         loop {
             match rx.recv().await {
-                Ok(line) => return Some((Ok::<_, std::convert::Infallible>(SseEvent::default().data(line)), rx)),
+                Ok(line) => {
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(SseEvent::default().data(line)),
+                        rx,
+                    ));
+                }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     let e = SseEvent::default().event("lagged").data(n.to_string());
                     return Some((Ok(e), rx));
@@ -539,5 +705,7 @@ async fn events_stream(State(s): State<AppState>, h: HeaderMap) -> Response {
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }

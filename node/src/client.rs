@@ -28,7 +28,10 @@ impl Client {
         }
     }
 
-    fn finish(&self, r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, ApiError> {
+    fn finish(
+        &self,
+        r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value, ApiError> {
         let mut r = r.map_err(|e| ApiError {
             status: 503,
             message: format!("cannot reach the node's API at {}: {e}", self.base),
@@ -40,13 +43,21 @@ impl Client {
         } else {
             Err(ApiError {
                 status,
-                message: v.get("error").and_then(|e| e.as_str()).unwrap_or("request failed").to_string(),
+                message: v
+                    .get("error")
+                    .and_then(|e| e.as_str())
+                    .unwrap_or("request failed")
+                    .to_string(),
             })
         }
     }
 
     fn get(&self, path: &str) -> Result<Value, ApiError> {
-        let r = self.agent.get(format!("{}{path}", self.base)).header("Authorization", format!("Bearer {}", self.token)).call();
+        let r = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call();
         self.finish(r)
     }
 
@@ -54,8 +65,16 @@ impl Client {
         let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.token);
         let r = match method {
-            "POST" => self.agent.post(url).header("Authorization", auth).send_json(body),
-            "PATCH" => self.agent.patch(url).header("Authorization", auth).send_json(body),
+            "POST" => self
+                .agent
+                .post(url)
+                .header("Authorization", auth)
+                .send_json(body),
+            "PATCH" => self
+                .agent
+                .patch(url)
+                .header("Authorization", auth)
+                .send_json(body),
             _ => self.agent.delete(url).header("Authorization", auth).call(),
         };
         self.finish(r)
@@ -69,29 +88,71 @@ impl Client {
             Request::Status => self.get("/v1/status"),
             Request::Peers => self.get("/v1/peers"),
             Request::Conversations => self.get("/v1/conversations"),
-            Request::Conversation { conversation } => self.get(&format!("/v1/conversations/{}", enc(&conversation))),
-            Request::CreateConversation { title, members, history_from_join } => self.send_json(
+            Request::Conversation { conversation } => {
+                self.get(&format!("/v1/conversations/{}", enc(&conversation)))
+            }
+            Request::CreateConversation {
+                title,
+                members,
+                history_from_join,
+            } => self.send_json(
                 "POST",
                 "/v1/conversations",
                 json!({"title": title, "members": members, "history_from_join": history_from_join}),
             ),
-            Request::AddMember { conversation, device, admin } => {
-                self.send_json("POST", &format!("/v1/conversations/{conversation}/members"), json!({"device": device, "admin": admin}))
-            }
-            Request::RemoveMember { conversation, device } => {
-                self.send_json("DELETE", &format!("/v1/conversations/{conversation}/members/{device}"), Value::Null)
-            }
-            Request::Messages { conversation, limit } => self.get(&format!("/v1/conversations/{conversation}/messages?limit={limit}")),
-            Request::Send { conversation, messages } => {
-                self.send_json("POST", &format!("/v1/conversations/{conversation}/messages"), json!({"messages": messages}))
-            }
-            Request::Edit { conversation, message, body } => {
-                self.send_json("PATCH", &format!("/v1/conversations/{conversation}/messages/{message}"), json!({"body": body}))
-            }
-            Request::Delete { conversation, message } => {
-                self.send_json("DELETE", &format!("/v1/conversations/{conversation}/messages/{message}"), Value::Null)
-            }
-            Request::React { conversation, message, emoji } => self.send_json(
+            Request::AddMember {
+                conversation,
+                device,
+                admin,
+            } => self.send_json(
+                "POST",
+                &format!("/v1/conversations/{conversation}/members"),
+                json!({"device": device, "admin": admin}),
+            ),
+            Request::RemoveMember {
+                conversation,
+                device,
+            } => self.send_json(
+                "DELETE",
+                &format!("/v1/conversations/{conversation}/members/{device}"),
+                Value::Null,
+            ),
+            Request::Messages {
+                conversation,
+                limit,
+            } => self.get(&format!(
+                "/v1/conversations/{conversation}/messages?limit={limit}"
+            )),
+            Request::Send {
+                conversation,
+                messages,
+            } => self.send_json(
+                "POST",
+                &format!("/v1/conversations/{conversation}/messages"),
+                json!({"messages": messages}),
+            ),
+            Request::Edit {
+                conversation,
+                message,
+                body,
+            } => self.send_json(
+                "PATCH",
+                &format!("/v1/conversations/{conversation}/messages/{message}"),
+                json!({"body": body}),
+            ),
+            Request::Delete {
+                conversation,
+                message,
+            } => self.send_json(
+                "DELETE",
+                &format!("/v1/conversations/{conversation}/messages/{message}"),
+                Value::Null,
+            ),
+            Request::React {
+                conversation,
+                message,
+                emoji,
+            } => self.send_json(
                 "POST",
                 &format!("/v1/conversations/{conversation}/messages/{message}/reaction"),
                 json!({"emoji": emoji}),
@@ -110,9 +171,15 @@ impl Client {
             .timeout_global(None)
             .build()
             .call()
-            .map_err(|e| ApiError { status: 503, message: format!("cannot reach the node: {e}") })?;
+            .map_err(|e| ApiError {
+                status: 503,
+                message: format!("cannot reach the node: {e}"),
+            })?;
         if r.status().as_u16() != 200 {
-            return Err(ApiError { status: r.status().as_u16(), message: "event stream refused".into() });
+            return Err(ApiError {
+                status: r.status().as_u16(),
+                message: "event stream refused".into(),
+            });
         }
         let reader = std::io::BufReader::new(r.into_body().into_reader());
         Ok(reader

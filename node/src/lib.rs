@@ -99,7 +99,9 @@ impl Home {
         if let Some(d) = std::env::var_os("VAARTA_HOME") {
             return Self::new(d);
         }
-        let base = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let base = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         Self::new(base.join(".vaarta"))
     }
 
@@ -138,27 +140,41 @@ impl Home {
         }
         std::fs::create_dir_all(&self.dir)?;
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| NodeError::Home(format!("no OS randomness: {e}")))?;
+        getrandom::fill(&mut seed)
+            .map_err(|e| NodeError::Home(format!("no OS randomness: {e}")))?;
         let id = Identity::from_seed(seed);
         if !id.device_id().is_valid() {
-            return Err(NodeError::Home("generated an unusable key; try again".into()));
+            return Err(NodeError::Home(
+                "generated an unusable key; try again".into(),
+            ));
         }
         write_private(&self.key_path(), hex(&seed).as_bytes())?;
         let info = NodeInfo {
             name: name.to_string(),
             device_id: id.device_id().to_string(),
         };
-        std::fs::write(self.info_path(), serde_json::to_vec_pretty(&info).unwrap_or_default())?;
+        std::fs::write(
+            self.info_path(),
+            serde_json::to_vec_pretty(&info).unwrap_or_default(),
+        )?;
         Ok(id)
     }
 
     pub fn load(&self) -> Result<(Identity, NodeInfo), NodeError> {
         let key = std::fs::read_to_string(self.key_path()).map_err(|_| {
-            NodeError::Home(format!("no identity in {}: run `vaarta init --name NAME` first", self.dir.display()))
+            NodeError::Home(format!(
+                "no identity in {}: run `vaarta init --name NAME` first",
+                self.dir.display()
+            ))
         })?;
         let seed = unhex(key.trim())
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .ok_or_else(|| NodeError::Home(format!("{} is not a valid key file", self.key_path().display())))?;
+            .ok_or_else(|| {
+                NodeError::Home(format!(
+                    "{} is not a valid key file",
+                    self.key_path().display()
+                ))
+            })?;
         let id = Identity::from_seed(seed);
         let info: NodeInfo = std::fs::read(self.info_path())
             .ok()
@@ -168,7 +184,10 @@ impl Home {
                 device_id: id.device_id().to_string(),
             });
         if info.device_id != id.device_id().to_string() {
-            return Err(NodeError::Home(format!("{} does not match the key file", self.info_path().display())));
+            return Err(NodeError::Home(format!(
+                "{} does not match the key file",
+                self.info_path().display()
+            )));
         }
         Ok((id, info))
     }
@@ -189,7 +208,10 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// How to run a node.
@@ -228,7 +250,10 @@ pub enum Input {
 
 /// Opens the engine over the home's store, without network (for commands run while no node
 /// is up, and for the node itself).
-pub fn open_engine(home: &Home, config_tweak: impl FnOnce(&mut Config)) -> Result<(Engine<SledStore>, Vec<String>), NodeError> {
+pub fn open_engine(
+    home: &Home,
+    config_tweak: impl FnOnce(&mut Config),
+) -> Result<(Engine<SledStore>, Vec<String>), NodeError> {
     let (identity, info) = home.load()?;
     let now = now_ms();
     let (store, opened) = store::open_or_quarantine(&home.db_path(), now)?;
@@ -252,16 +277,24 @@ pub fn open_engine(home: &Home, config_tweak: impl FnOnce(&mut Config)) -> Resul
 
 /// Runs one request without a running node (opens the store, executes, flushes, closes).
 pub fn execute_offline(home: &Home, request: Request) -> Result<serde_json::Value, ApiError> {
-    let (mut engine, warnings) = open_engine(home, |_| {}).map_err(|e| ApiError::internal(e.to_string()))?;
+    let (mut engine, warnings) =
+        open_engine(home, |_| {}).map_err(|e| ApiError::internal(e.to_string()))?;
     let facts = NodeFacts {
         warnings,
         ..NodeFacts::default()
     };
     let now = now_ms();
     let r = api::execute(&mut engine, request, now, &facts);
-    engine.flush(now).map_err(|e| ApiError::internal(format!("storage: {e}")))?;
-    engine.replica_mut().checkpoint().map_err(|e| ApiError::internal(format!("storage: {e}")))?;
-    engine.flush(now).map_err(|e| ApiError::internal(format!("storage: {e}")))?;
+    engine
+        .flush(now)
+        .map_err(|e| ApiError::internal(format!("storage: {e}")))?;
+    engine
+        .replica_mut()
+        .checkpoint()
+        .map_err(|e| ApiError::internal(format!("storage: {e}")))?;
+    engine
+        .flush(now)
+        .map_err(|e| ApiError::internal(format!("storage: {e}")))?;
     r
 }
 
@@ -319,19 +352,28 @@ impl Node {
             }
         });
         let mut token_bytes = [0u8; 32];
-        getrandom::fill(&mut token_bytes).map_err(|e| NodeError::Home(format!("no OS randomness: {e}")))?;
+        getrandom::fill(&mut token_bytes)
+            .map_err(|e| NodeError::Home(format!("no OS randomness: {e}")))?;
         let token = hex(&token_bytes);
         let (events_tx, _) = broadcast::channel(1024);
-        let (api_addr, _server) = api::serve(opts.api, inputs_tx.clone(), token.clone(), events_tx.clone())
-            .await
-            .map_err(|e| NodeError::Api(format!("cannot listen on {}: {e}", opts.api)))?;
+        let (api_addr, _server) = api::serve(
+            opts.api,
+            inputs_tx.clone(),
+            token.clone(),
+            events_tx.clone(),
+        )
+        .await
+        .map_err(|e| NodeError::Api(format!("cannot listen on {}: {e}", opts.api)))?;
         if opts.publish_api {
             write_private(&home.token_path(), token.as_bytes())?;
             let info = ApiInfo {
                 addr: api_addr.to_string(),
                 pid: std::process::id(),
             };
-            write_private(&home.api_path(), &serde_json::to_vec(&info).unwrap_or_default())?;
+            write_private(
+                &home.api_path(),
+                &serde_json::to_vec(&info).unwrap_or_default(),
+            )?;
         }
         let facts = NodeFacts {
             listen: listen.iter().map(|a| a.to_string()).collect(),
@@ -344,7 +386,10 @@ impl Node {
         let thread = std::thread::Builder::new()
             .name("vaarta-engine".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot start the engine thread");
@@ -373,7 +418,8 @@ impl Node {
             .send(Input::Api(api::Call { request, reply: tx }))
             .await
             .map_err(|_| ApiError::internal("the node has stopped"))?;
-        rx.await.map_err(|_| ApiError::internal("the node stopped before answering"))?
+        rx.await
+            .map_err(|_| ApiError::internal("the node stopped before answering"))?
     }
 
     /// Stops the node: finishes the batch in hand, saves pages, flushes, stops the engine.
@@ -394,17 +440,31 @@ impl Node {
 fn event_json(e: &Event) -> serde_json::Value {
     use vaarta_sync::replica::Event as S;
     match e {
-        Event::Sync(S::ConversationAdded(c)) => json!({"type": "conversation_added", "conversation": c.to_string()}),
-        Event::Sync(S::MembershipChanged(c)) => json!({"type": "membership_changed", "conversation": c.to_string()}),
+        Event::Sync(S::ConversationAdded(c)) => {
+            json!({"type": "conversation_added", "conversation": c.to_string()})
+        }
+        Event::Sync(S::MembershipChanged(c)) => {
+            json!({"type": "membership_changed", "conversation": c.to_string()})
+        }
         Event::Sync(S::MessagesChanged { conversation, page }) => {
             json!({"type": "messages", "conversation": conversation.to_string(), "page": page})
         }
-        Event::LinkReady { link, device, name } => json!({"type": "peer_up", "link": link.0, "device": device.to_string(), "name": name}),
-        Event::LinkClosed { link, device } => json!({"type": "peer_down", "link": link.0, "device": device.map(|d| d.to_string())}),
-        Event::Delivered { envelope, device } => json!({"type": "delivered", "envelope": envelope.to_string(), "device": device.to_string()}),
-        Event::Refused { link, reason, cut } => json!({"type": "refused", "link": link.0, "reason": reason, "cut": cut}),
-        Event::Reconciled { link, stats } => json!({"type": "reconciled", "link": link.0, "rounds": stats.messages_sent + stats.messages_received,
-            "bytes_sent": stats.bytes_sent, "bytes_received": stats.bytes_received}),
+        Event::LinkReady { link, device, name } => {
+            json!({"type": "peer_up", "link": link.0, "device": device.to_string(), "name": name})
+        }
+        Event::LinkClosed { link, device } => {
+            json!({"type": "peer_down", "link": link.0, "device": device.map(|d| d.to_string())})
+        }
+        Event::Delivered { envelope, device } => {
+            json!({"type": "delivered", "envelope": envelope.to_string(), "device": device.to_string()})
+        }
+        Event::Refused { link, reason, cut } => {
+            json!({"type": "refused", "link": link.0, "reason": reason, "cut": cut})
+        }
+        Event::Reconciled { link, stats } => {
+            json!({"type": "reconciled", "link": link.0, "rounds": stats.messages_sent + stats.messages_received,
+            "bytes_sent": stats.bytes_sent, "bytes_received": stats.bytes_received})
+        }
     }
 }
 
@@ -416,7 +476,10 @@ fn engine_loop(
     mut facts: NodeFacts,
     events: &broadcast::Sender<String>,
 ) {
-    let mut replies: Vec<(oneshot::Sender<Result<serde_json::Value, ApiError>>, Result<serde_json::Value, ApiError>)> = Vec::new();
+    let mut replies: Vec<(
+        oneshot::Sender<Result<serde_json::Value, ApiError>>,
+        Result<serde_json::Value, ApiError>,
+    )> = Vec::new();
     let mut stop: Option<oneshot::Sender<Result<(), String>>> = None;
     let local_tid = mesh.local_peer_id.to_bytes();
     loop {
@@ -427,7 +490,9 @@ fn engine_loop(
             .unwrap_or(1_000)
             .clamp(1, 1_000);
         let mut batch = Vec::new();
-        match rt.block_on(async { tokio::time::timeout(Duration::from_millis(wait), inputs.recv()).await }) {
+        match rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(wait), inputs.recv()).await
+        }) {
             Ok(Some(i)) => batch.push(i),
             Ok(None) => break,
             Err(_) => {}
@@ -480,7 +545,13 @@ fn engine_loop(
     }
 }
 
-fn on_mesh(engine: &mut Engine<SledStore>, ev: vaarta_mesh::Event, local_tid: &[u8], facts: &mut NodeFacts, now: u64) {
+fn on_mesh(
+    engine: &mut Engine<SledStore>,
+    ev: vaarta_mesh::Event,
+    local_tid: &[u8],
+    facts: &mut NodeFacts,
+    now: u64,
+) {
     use vaarta_mesh::Event as M;
     match ev {
         M::Listening(a) => {
@@ -509,10 +580,18 @@ fn on_mesh(engine: &mut Engine<SledStore>, ev: vaarta_mesh::Event, local_tid: &[
             tracing::info!(link, %reason, "link down");
             engine.handle_link_down(LinkId(link), now)
         }
-        M::Discovered { peer, addrs } => engine.handle_discovered(peer.to_string(), addrs.iter().map(|a| a.to_string()).collect(), now),
+        M::Discovered { peer, addrs } => engine.handle_discovered(
+            peer.to_string(),
+            addrs.iter().map(|a| a.to_string()).collect(),
+            now,
+        ),
         M::DialFailed { peer, addr, error } => {
             tracing::debug!(?peer, ?addr, %error, "dial failed");
-            engine.handle_dial_failed(peer.map(|p| p.to_string()), addr.map(|a| a.to_string()).unwrap_or_default(), now)
+            engine.handle_dial_failed(
+                peer.map(|p| p.to_string()),
+                addr.map(|a| a.to_string()).unwrap_or_default(),
+                now,
+            )
         }
     }
 }
@@ -535,7 +614,13 @@ fn pump(engine: &mut Engine<SledStore>, mesh: &vaarta_mesh::Handle) {
                 tracing::info!(%link, %reason, "closing link");
                 // Let the engine's last frames (a bye) go first.
                 while let Some((l, f)) = engine.poll_transmit() {
-                    send(mesh, C::Send { link: l.0, frame: f });
+                    send(
+                        mesh,
+                        C::Send {
+                            link: l.0,
+                            frame: f,
+                        },
+                    );
                 }
                 C::Close { link: link.0 }
             }
@@ -543,7 +628,13 @@ fn pump(engine: &mut Engine<SledStore>, mesh: &vaarta_mesh::Handle) {
         send(mesh, cmd);
     }
     while let Some((link, frame)) = engine.poll_transmit() {
-        send(mesh, C::Send { link: link.0, frame });
+        send(
+            mesh,
+            C::Send {
+                link: link.0,
+                frame,
+            },
+        );
     }
 }
 

@@ -96,11 +96,16 @@ impl SledStore {
         let mut stale = Vec::new();
         for item in self.idx.iter() {
             let (k, v) = item.map_err(io)?;
-            let (Ok(id), Ok(tag)) = (<[u8; 32]>::try_from(&k[..]), <[u8; 16]>::try_from(&v[..])) else {
+            let (Ok(id), Ok(tag)) = (<[u8; 32]>::try_from(&k[..]), <[u8; 16]>::try_from(&v[..]))
+            else {
                 stale.push(k);
                 continue;
             };
-            if !self.env.contains_key(env_key(&Tag(tag), &EnvelopeId(id))).map_err(io)? {
+            if !self
+                .env
+                .contains_key(env_key(&Tag(tag), &EnvelopeId(id)))
+                .map_err(io)?
+            {
                 stale.push(k);
             }
         }
@@ -113,7 +118,10 @@ impl SledStore {
             self.bytes += (k.len() + v.len()) as u64;
         }
         if fixed > 0 {
-            tracing::warn!(fixed, "repaired the envelope index after an interrupted write");
+            tracing::warn!(
+                fixed,
+                "repaired the envelope index after an interrupted write"
+            );
             self.flush()?;
         }
         Ok(())
@@ -132,16 +140,22 @@ pub fn open_or_quarantine(dir: &Path, now_ms: u64) -> Result<(SledStore, Opened)
         Err(e @ StoreError::Corrupt(_)) | Err(e @ StoreError::Io(_)) if dir.exists() => {
             // An I/O error can also mean "locked by another process": do not move it then.
             if let StoreError::Io(msg) = &e
-                && (msg.contains("lock") || msg.contains("WouldBlock") || msg.contains("temporarily unavailable"))
+                && (msg.contains("lock")
+                    || msg.contains("WouldBlock")
+                    || msg.contains("temporarily unavailable"))
             {
-                return Err(StoreError::Io(format!("the database is in use by another process ({msg})")));
+                return Err(StoreError::Io(format!(
+                    "the database is in use by another process ({msg})"
+                )));
             }
             let aside = dir.with_file_name(format!(
                 "{}.corrupt-{}",
                 dir.file_name().and_then(|n| n.to_str()).unwrap_or("db"),
                 now_ms
             ));
-            std::fs::rename(dir, &aside).map_err(|r| StoreError::Io(format!("cannot move the unreadable database aside: {r}")))?;
+            std::fs::rename(dir, &aside).map_err(|r| {
+                StoreError::Io(format!("cannot move the unreadable database aside: {r}"))
+            })?;
             tracing::error!(error = %e, moved_to = %aside.display(), "database unreadable: moved aside, starting empty");
             let s = SledStore::open(dir)?;
             Ok((s, Opened::Quarantined(aside)))
@@ -151,7 +165,12 @@ pub fn open_or_quarantine(dir: &Path, now_ms: u64) -> Result<(SledStore, Opened)
 }
 
 impl Store for SledStore {
-    fn put_envelope(&mut self, tag: &Tag, id: &EnvelopeId, bytes: &[u8]) -> Result<bool, StoreError> {
+    fn put_envelope(
+        &mut self,
+        tag: &Tag,
+        id: &EnvelopeId,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
         if let Some(old_tag) = self.idx.get(id.0).map_err(io)? {
             let old_tag = Tag(old_tag[..].try_into().unwrap_or_default());
             let old = self.env.get(env_key(&old_tag, id)).map_err(io)?;
@@ -169,9 +188,15 @@ impl Store for SledStore {
     }
 
     fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(tag) = self.idx.get(id.0).map_err(io)? else { return Ok(None) };
+        let Some(tag) = self.idx.get(id.0).map_err(io)? else {
+            return Ok(None);
+        };
         let tag = Tag(tag[..].try_into().unwrap_or_default());
-        Ok(self.env.get(env_key(&tag, id)).map_err(io)?.map(|v| v.to_vec()))
+        Ok(self
+            .env
+            .get(env_key(&tag, id))
+            .map_err(io)?
+            .map(|v| v.to_vec()))
     }
 
     fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
@@ -187,7 +212,9 @@ impl Store for SledStore {
     }
 
     fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError> {
-        let Some(tag) = self.tag_of(id)? else { return Ok(false) };
+        let Some(tag) = self.tag_of(id)? else {
+            return Ok(false);
+        };
         if let Some(old) = self.env.remove(env_key(&tag, id)).map_err(io)? {
             self.bytes = self.bytes.saturating_sub(old.len() as u64 + 48);
             if let Some(s) = self.summaries.get_mut(&tag) {
@@ -209,7 +236,12 @@ impl Store for SledStore {
         self.summaries.iter().map(|(t, s)| (*t, *s)).collect()
     }
 
-    fn for_each_id(&self, tag: &Tag, from: &[u8; 32], f: &mut dyn FnMut(&EnvelopeId) -> bool) -> Result<(), StoreError> {
+    fn for_each_id(
+        &self,
+        tag: &Tag,
+        from: &[u8; 32],
+        f: &mut dyn FnMut(&EnvelopeId) -> bool,
+    ) -> Result<(), StoreError> {
         let start = env_key(tag, &EnvelopeId(*from));
         let end = env_key(tag, &EnvelopeId([0xff; 32]));
         for item in self.env.range(start..=end) {
@@ -241,7 +273,11 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn scan_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
         for item in self.meta.scan_prefix(prefix) {
             let (k, v) = item.map_err(io)?;
             if !f(&k, &v) {
@@ -305,7 +341,9 @@ mod tests {
             }
         }
         let (s, opened) = open_or_quarantine(&p, 42).unwrap();
-        let Opened::Quarantined(aside) = opened else { panic!("expected quarantine") };
+        let Opened::Quarantined(aside) = opened else {
+            panic!("expected quarantine")
+        };
         assert!(aside.exists(), "old data kept");
         assert!(s.get(b"k").unwrap().is_none());
     }

@@ -29,21 +29,56 @@ fn opts(peers: &[String]) -> Result<Options> {
 
 /// TCP payload bytes (sent + received) on sockets whose local port is `port`.
 fn tcp_bytes(port: u16) -> Option<u64> {
-    let out = std::process::Command::new("ss").args(["-tinH", "state", "established", &format!("( sport = :{port} )")]).output().ok()?;
+    tcp_bytes_dir(port).map(|(s, r)| s + r)
+}
+
+/// (sent, received) TCP payload bytes on sockets whose local port is `port`.
+fn tcp_bytes_dir(port: u16) -> Option<(u64, u64)> {
+    let per = tcp_sockets(port)?;
+    Some(per.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)))
+}
+
+/// Per established socket with local port `port` (keyed by the peer address): (sent, received).
+fn tcp_sockets(port: u16) -> Option<std::collections::BTreeMap<String, (u64, u64)>> {
+    let out = std::process::Command::new("ss")
+        .args([
+            "-tinH",
+            "state",
+            "established",
+            &format!("( sport = :{port} )"),
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut total = 0;
-    for tok in text.split_whitespace() {
-        for key in ["bytes_sent:", "bytes_received:"] {
-            if let Some(v) = tok.strip_prefix(key) {
-                total += v.parse::<u64>().unwrap_or(0);
+    let mut map = std::collections::BTreeMap::new();
+    let mut peer = String::new();
+    for line in text.lines() {
+        if !line.starts_with(char::is_whitespace) {
+            peer = line.split_whitespace().nth(3).unwrap_or("").to_string();
+            continue;
+        }
+        let (mut sent, mut recv) = (0, 0);
+        for tok in line.split_whitespace() {
+            if let Some(v) = tok.strip_prefix("bytes_sent:") {
+                sent = v.parse::<u64>().unwrap_or(0);
+            }
+            if let Some(v) = tok.strip_prefix("bytes_received:") {
+                recv = v.parse::<u64>().unwrap_or(0);
             }
         }
+        map.insert(peer.clone(), (sent, recv));
     }
-    Some(total)
+    Some(map)
 }
 
 fn port_of(addr: &str) -> u16 {
-    addr.rsplit('/').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+    addr.rsplit('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn wait_for<F>(what: &str, timeout: Duration, mut check: F) -> Result<Duration>
@@ -61,15 +96,24 @@ where
 }
 
 async fn newest(n: &Node, conv: &str) -> Option<String> {
-    match n.call(Request::Messages { conversation: conv.into(), limit: 1 }).await {
-        Ok(Value::Array(a)) => a.first().and_then(|m| m["body"].as_str().map(str::to_string)),
+    match n
+        .call(Request::Messages {
+            conversation: conv.into(),
+            limit: 1,
+        })
+        .await
+    {
+        Ok(Value::Array(a)) => a
+            .first()
+            .and_then(|m| m["body"].as_str().map(str::to_string)),
         _ => None,
     }
 }
 
 fn body(i: usize) -> String {
     // 100 bytes of chat-like text (ASCII, so length is exact).
-    let mut s = format!("msg {i:06}: boat team at ghat 3 needs tarpaulins, ORS and drinking water now. ");
+    let mut s =
+        format!("msg {i:06}: boat team at ghat 3 needs tarpaulins, ORS and drinking water now. ");
     while s.len() < 100 {
         s.push('.');
     }
@@ -78,7 +122,12 @@ fn body(i: usize) -> String {
 }
 
 fn one(b: String) -> Vec<OutgoingMessage> {
-    vec![OutgoingMessage { body: b, precedence: None, expires_in_s: None, reply_to: None }]
+    vec![OutgoingMessage {
+        body: b,
+        precedence: None,
+        expires_in_s: None,
+        reply_to: None,
+    }]
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -87,7 +136,10 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 pub fn run(messages: usize, history: usize, json_out: bool) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()?;
     rt.block_on(bench(messages, history, json_out))
 }
 
@@ -97,29 +149,56 @@ async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
     let hb = Home::new(root.path().join("b"));
     ha.init("A").map_err(|e| anyhow!("{e}"))?;
     hb.init("B").map_err(|e| anyhow!("{e}"))?;
-    let a = Node::start(&ha, opts(&[])?).await.map_err(|e| anyhow!("{e}"))?;
+    let a = Node::start(&ha, opts(&[])?)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
     let a_addr = a.listen[0].to_string();
     let a_port = port_of(&a_addr);
-    let mut b = Node::start(&hb, opts(std::slice::from_ref(&a_addr))?).await.map_err(|e| anyhow!("{e}"))?;
+    let mut b = Node::start(&hb, opts(std::slice::from_ref(&a_addr))?)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
     let created = a
-        .call(Request::CreateConversation { title: "bench".into(), members: vec![b.device_id.clone()], history_from_join: false })
+        .call(Request::CreateConversation {
+            title: "bench".into(),
+            members: vec![b.device_id.clone()],
+            history_from_join: false,
+        })
         .await
         .map_err(|e| anyhow!(e.message))?;
     let conv = created["id"].as_str().unwrap_or("").to_string();
-    wait_for("B joins", Duration::from_secs(30), async || b.call(Request::Conversation { conversation: conv.clone() }).await.is_ok_and(|c| c["member"] == true)).await?;
+    wait_for("B joins", Duration::from_secs(30), async || {
+        b.call(Request::Conversation {
+            conversation: conv.clone(),
+        })
+        .await
+        .is_ok_and(|c| c["member"] == true)
+    })
+    .await?;
     eprintln!("nodes up and linked; measuring...");
 
     // Latency and paced bytes: one message at a time.
     let paced = 500;
     let mut events = b.events.subscribe();
     let bytes0 = tcp_bytes(a_port).unwrap_or(0);
+    let dir0 = tcp_bytes_dir(a_port).unwrap_or((0, 0));
+    let st0 = a
+        .call(Request::Status)
+        .await
+        .map_err(|e| anyhow!(e.message))?;
     let mut lat = Vec::with_capacity(paced);
     for i in 0..paced {
         while events.try_recv().is_ok() {}
         let t0 = Instant::now();
-        a.call(Request::Send { conversation: conv.clone(), messages: one(body(i)) }).await.map_err(|e| anyhow!(e.message))?;
+        a.call(Request::Send {
+            conversation: conv.clone(),
+            messages: one(body(i)),
+        })
+        .await
+        .map_err(|e| anyhow!(e.message))?;
         loop {
-            let ev = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.map_err(|_| anyhow!("no event on B"))??;
+            let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .map_err(|_| anyhow!("no event on B"))??;
             if ev.contains("\"messages\"") {
                 break;
             }
@@ -130,6 +209,26 @@ async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let paced_bytes = tcp_bytes(a_port).map(|b1| b1.saturating_sub(bytes0) as f64 / paced as f64);
+    let dir1 = tcp_bytes_dir(a_port).unwrap_or((0, 0));
+    let paced_dir = (
+        (dir1.0 - dir0.0) as f64 / paced as f64,
+        (dir1.1 - dir0.1) as f64 / paced as f64,
+    );
+    let st1 = a
+        .call(Request::Status)
+        .await
+        .map_err(|e| anyhow!(e.message))?;
+    let d = |k: &str| {
+        (st1["traffic"][k].as_u64().unwrap_or(0) - st0["traffic"][k].as_u64().unwrap_or(0)) as f64
+            / paced as f64
+    };
+    eprintln!(
+        "paced: per message A sent {:.1} frames / {:.1} bytes of Vaarta frames, received {:.1} frames / {:.1} bytes",
+        d("frames_out"),
+        d("bytes_out"),
+        d("frames_in"),
+        d("bytes_in")
+    );
 
     // Throughput: 64 concurrent senders.
     let bytes0 = tcp_bytes(a_port).unwrap_or(0);
@@ -143,7 +242,12 @@ async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
         let conv = conv.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
-                a.call(Request::Send { conversation: conv.clone(), messages: one(body(paced + s * per + i)) }).await.map_err(|e| anyhow!(e.message))?;
+                a.call(Request::Send {
+                    conversation: conv.clone(),
+                    messages: one(body(paced + s * per + i)),
+                })
+                .await
+                .map_err(|e| anyhow!(e.message))?;
             }
             Ok::<(), anyhow::Error>(())
         }));
@@ -152,13 +256,27 @@ async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
         t.await??;
     }
     let marker = "end of throughput run".to_string();
-    a.call(Request::Send { conversation: conv.clone(), messages: one(marker.clone()) }).await.map_err(|e| anyhow!(e.message))?;
-    wait_for("B has everything", Duration::from_secs(300), async || newest(&b, &conv).await.as_deref() == Some(marker.as_str())).await?;
+    a.call(Request::Send {
+        conversation: conv.clone(),
+        messages: one(marker.clone()),
+    })
+    .await
+    .map_err(|e| anyhow!(e.message))?;
+    wait_for("B has everything", Duration::from_secs(300), async || {
+        newest(&b, &conv).await.as_deref() == Some(marker.as_str())
+    })
+    .await?;
     let el = t0.elapsed().as_secs_f64();
     let sent = per * senders + 1;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let burst_bytes = tcp_bytes(a_port).map(|b1| b1.saturating_sub(bytes0) as f64 / sent as f64);
-    let got = match b.call(Request::Messages { conversation: conv.clone(), limit: 1_000_000 }).await {
+    let got = match b
+        .call(Request::Messages {
+            conversation: conv.clone(),
+            limit: 1_000_000,
+        })
+        .await
+    {
         Ok(Value::Array(m)) => m.len(),
         _ => 0,
     };
@@ -173,28 +291,49 @@ async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
     while i < history {
         let n = (history - i).min(100);
         let batch: Vec<OutgoingMessage> = (i..i + n).flat_map(|k| one(body(k))).collect();
-        a.call(Request::Send { conversation: conv.clone(), messages: batch }).await.map_err(|e| anyhow!(e.message))?;
+        a.call(Request::Send {
+            conversation: conv.clone(),
+            messages: batch,
+        })
+        .await
+        .map_err(|e| anyhow!(e.message))?;
         i += n;
     }
     let last = body(i.max(have) - 1);
     let target = if history > have { last } else { marker.clone() };
-    wait_for("history on B", Duration::from_secs(600), async || newest(&b, &conv).await.as_deref() == Some(target.as_str())).await?;
+    wait_for("history on B", Duration::from_secs(600), async || {
+        newest(&b, &conv).await.as_deref() == Some(target.as_str())
+    })
+    .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     b.shutdown().await.map_err(|e| anyhow!("{e}"))?;
-    let before = tcp_bytes(a_port).unwrap_or(0);
-    b = Node::start(&hb, opts(std::slice::from_ref(&a_addr))?).await.map_err(|e| anyhow!("{e}"))?;
+    let old_sockets = tcp_sockets(a_port).unwrap_or_default();
+    b = Node::start(&hb, opts(std::slice::from_ref(&a_addr))?)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
     let mut ev = b.events.subscribe();
     let t0 = Instant::now();
     loop {
-        let e = tokio::time::timeout(Duration::from_secs(30), ev.recv()).await.map_err(|_| anyhow!("no reconciliation"))??;
+        let e = tokio::time::timeout(Duration::from_secs(30), ev.recv())
+            .await
+            .map_err(|_| anyhow!("no reconciliation"))??;
         if e.contains("\"reconciled\"") {
             break;
         }
     }
     let reconnect_ms = t0.elapsed().as_secs_f64() * 1000.0;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let reconnect_bytes = tcp_bytes(a_port).map(|x| x.saturating_sub(before));
-    let status = b.call(Request::Status).await.map_err(|e| anyhow!(e.message))?;
+    // Only the new connection counts (the old one may linger in the table while it closes).
+    let reconnect_bytes = tcp_sockets(a_port).map(|m| {
+        m.iter()
+            .filter(|(k, _)| !old_sockets.contains_key(*k))
+            .map(|(_, v)| v.0 + v.1)
+            .sum::<u64>()
+    });
+    let status = b
+        .call(Request::Status)
+        .await
+        .map_err(|e| anyhow!(e.message))?;
     let history_total = history.max(have);
 
     let p50 = pct(&mut lat.clone(), 0.5);
@@ -205,6 +344,8 @@ async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
         "latency_p50_ms": p50,
         "latency_p99_ms": p99,
         "bytes_per_message_paced": paced_bytes,
+        "bytes_per_message_paced_a_to_b": paced_dir.0,
+        "bytes_per_message_paced_b_to_a": paced_dir.1,
         "bytes_per_message_burst": burst_bytes,
         "idle_reconnect_bytes": reconnect_bytes,
         "idle_reconnect_ms": reconnect_ms,
@@ -214,21 +355,34 @@ async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
     if json_out {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("# Vaarta node benchmark: two nodes on loopback (TCP + Noise + Yamux, sled with fsync)\n");
+        println!(
+            "# Vaarta node benchmark: two nodes on loopback (TCP + Noise + Yamux, sled with fsync)\n"
+        );
         println!("| measure | value | target |");
         println!("|---|---:|---:|");
-        println!("| messages/s delivered A→B, durable on both ({sent} messages, 64 senders) | {rate:.0} | ≥ 5,000 |");
-        println!("| one-hop latency p50, warm link (500 messages, one at a time) | {p50:.2} ms | ≤ 2 ms |");
+        println!(
+            "| messages/s delivered A→B, durable on both ({sent} messages, 64 senders) | {rate:.0} | ≥ 5,000 |"
+        );
+        println!(
+            "| one-hop latency p50, warm link (500 messages, one at a time) | {p50:.2} ms | ≤ 2 ms |"
+        );
         println!("| one-hop latency p99 | {p99:.2} ms | ≤ 10 ms |");
         match paced_bytes {
-            Some(v) => println!("| TCP bytes per 100-byte message, one at a time, incl. receipt | {v:.0} | ≤ 300 |"),
+            Some(v) => println!(
+                "| TCP bytes per 100-byte message, one at a time, incl. receipt ({:.0} A→B, {:.0} B→A) | {v:.0} | ≤ 300 |",
+                paced_dir.0, paced_dir.1
+            ),
             None => println!("| TCP bytes per message | (ss not available) | |"),
         }
         if let Some(v) = burst_bytes {
-            println!("| TCP bytes per 100-byte message, burst (group commit), incl. receipts | {v:.0} | ≤ 300 |");
+            println!(
+                "| TCP bytes per 100-byte message, burst (group commit), incl. receipts | {v:.0} | ≤ 300 |"
+            );
         }
         match reconnect_bytes {
-            Some(v) => println!("| TCP bytes for an idle reconnect after {history_total} messages (handshakes included) | {v} | ≤ 1 KB |"),
+            Some(v) => println!(
+                "| TCP bytes for an idle reconnect after {history_total} messages (handshakes included) | {v} | ≤ 1 KB |"
+            ),
             None => println!("| idle reconnect bytes | (ss not available) | |"),
         }
         println!("| idle reconnect until reconciled | {reconnect_ms:.0} ms | |");

@@ -18,7 +18,12 @@ pub fn utc(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 fn short(s: &str) -> &str {
@@ -41,10 +46,27 @@ pub fn message_line(m: &Value) -> String {
     } else {
         m["body"].as_str().unwrap_or("").to_string()
     };
-    let edited = if m["edited_at_ms"].is_u64() && m["deleted"] != true { " (edited)" } else { "" };
-    let reactions: Vec<&str> = m["reactions"].as_array().into_iter().flatten().filter_map(|r| r["emoji"].as_str()).collect();
-    let reactions = if reactions.is_empty() { String::new() } else { format!(" {}", reactions.join("")) };
-    let state = if m["mine"] == true { format!("  · {}", m["state"].as_str().unwrap_or("")) } else { String::new() };
+    let edited = if m["edited_at_ms"].is_u64() && m["deleted"] != true {
+        " (edited)"
+    } else {
+        ""
+    };
+    let reactions: Vec<&str> = m["reactions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["emoji"].as_str())
+        .collect();
+    let reactions = if reactions.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", reactions.join(""))
+    };
+    let state = if m["mine"] == true {
+        format!("  · {}", m["state"].as_str().unwrap_or(""))
+    } else {
+        String::new()
+    };
     format!("{when}  {who}: {prec}{body}{edited}{reactions}{state}")
 }
 
@@ -80,7 +102,9 @@ pub fn print_peers(p: &Value, online: bool) {
 pub fn print_conversations(r: &Value) {
     let list = r.as_array().cloned().unwrap_or_default();
     if list.is_empty() {
-        println!("No conversations yet. Create one with `vaarta conv create TITLE --member DEVICE_ID`.");
+        println!(
+            "No conversations yet. Create one with `vaarta conv create TITLE --member DEVICE_ID`."
+        );
     }
     for c in list {
         let role = if c["admin"] == true {
@@ -100,7 +124,11 @@ pub fn print_conversations(r: &Value) {
 }
 
 pub fn print_conversation(c: &Value) {
-    println!("{}  {}", c["id"].as_str().unwrap_or(""), c["title"].as_str().unwrap_or(""));
+    println!(
+        "{}  {}",
+        c["id"].as_str().unwrap_or(""),
+        c["title"].as_str().unwrap_or("")
+    );
     for m in c["members"].as_array().into_iter().flatten() {
         println!(
             "  {}{:<12} {}",

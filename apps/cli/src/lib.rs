@@ -166,7 +166,9 @@ pub enum ConvCommand {
 pub fn parse_duration(s: &str) -> Result<u64> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| anyhow!("'{s}' is not a duration (use e.g. 90s, 30m, 2h, 1d)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("'{s}' is not a duration (use e.g. 90s, 30m, 2h, 1d)"))?;
     let mult = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -187,7 +189,10 @@ pub enum Conn {
 impl Conn {
     pub fn open(home: &Home) -> Result<Conn> {
         if !home.is_initialised() {
-            bail!("no identity in {}: run `vaarta init --name NAME` first", home.dir.display());
+            bail!(
+                "no identity in {}: run `vaarta init --name NAME` first",
+                home.dir.display()
+            );
         }
         if let Some((info, token)) = home.running_api() {
             let c = Client::new(&info.addr, &token);
@@ -242,16 +247,28 @@ pub fn run(cli: Cli) -> Result<()> {
             let id = home.init(&name).map_err(|e| anyhow!("{e}"))?;
             let d = id.device_id();
             if json {
-                print_json(&serde_json::json!({"device_id": d.to_string(), "name": name.trim(), "safety_number": d.safety_number(), "home": home.dir}));
+                print_json(
+                    &serde_json::json!({"device_id": d.to_string(), "name": name.trim(), "safety_number": d.safety_number(), "home": home.dir}),
+                );
             } else {
-                println!("Created identity for {} in {}", name.trim(), home.dir.display());
+                println!(
+                    "Created identity for {} in {}",
+                    name.trim(),
+                    home.dir.display()
+                );
                 println!("device id:     {d}");
                 println!("safety number: {}", d.safety_number());
                 println!("Next: vaarta up");
             }
             Ok(())
         }
-        Command::Up { listen, peer, no_mdns, api, no_relay } => up(&home, listen, peer, !no_mdns, &api, !no_relay),
+        Command::Up {
+            listen,
+            peer,
+            no_mdns,
+            api,
+            no_relay,
+        } => up(&home, listen, peer, !no_mdns, &api, !no_relay),
         Command::Id { json } => {
             let conn = Conn::open(&home)?;
             let s = conn.request(Request::Status)?;
@@ -260,7 +277,10 @@ pub fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("name:          {}", s["name"].as_str().unwrap_or(""));
                 println!("device id:     {}", s["device_id"].as_str().unwrap_or(""));
-                println!("safety number: {}", s["safety_number"].as_str().unwrap_or(""));
+                println!(
+                    "safety number: {}",
+                    s["safety_number"].as_str().unwrap_or("")
+                );
                 if conn.online() {
                     for a in s["listen"].as_array().into_iter().flatten() {
                         println!("listening on:  {}", a.as_str().unwrap_or(""));
@@ -286,9 +306,18 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Conv(c) => conv(&home, c),
-        Command::Send { conv, text, precedence, expires, reply_to, json } => {
+        Command::Send {
+            conv,
+            text,
+            precedence,
+            expires,
+            reply_to,
+            json,
+        } => {
             let conn = Conn::open(&home)?;
-            precedence.parse::<vaarta_sync::envelope::Precedence>().map_err(|e| anyhow!(e))?;
+            precedence
+                .parse::<vaarta_sync::envelope::Precedence>()
+                .map_err(|e| anyhow!(e))?;
             let expires_in_s = expires.as_deref().map(parse_duration).transpose()?;
             let r = conn.request(Request::Send {
                 conversation: conv,
@@ -311,17 +340,35 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Log { conv, follow, limit, json } => log(&home, conv, follow, limit, json),
+        Command::Log {
+            conv,
+            follow,
+            limit,
+            json,
+        } => log(&home, conv, follow, limit, json),
         Command::Demo { keep } => demo::run(keep),
-        Command::Bench { messages, history, json } => bench::run(messages, history, json),
+        Command::Bench {
+            messages,
+            history,
+            json,
+        } => bench::run(messages, history, json),
     }
 }
 
 fn conv(home: &Home, c: ConvCommand) -> Result<()> {
     let conn = Conn::open(home)?;
     match c {
-        ConvCommand::Create { title, member, history_from_join, json } => {
-            let r = conn.request(Request::CreateConversation { title, members: member, history_from_join })?;
+        ConvCommand::Create {
+            title,
+            member,
+            history_from_join,
+            json,
+        } => {
+            let r = conn.request(Request::CreateConversation {
+                title,
+                members: member,
+                history_from_join,
+            })?;
             if json {
                 print_json(&r);
             } else {
@@ -344,12 +391,26 @@ fn conv(home: &Home, c: ConvCommand) -> Result<()> {
                 fmt::print_conversation(&r);
             }
         }
-        ConvCommand::Add { conv, device, admin } => {
-            conn.request(Request::AddMember { conversation: conv, device: device.clone(), admin })?;
-            println!("added {device}{}; their keys travel to them through the mesh", if admin { " as admin" } else { "" });
+        ConvCommand::Add {
+            conv,
+            device,
+            admin,
+        } => {
+            conn.request(Request::AddMember {
+                conversation: conv,
+                device: device.clone(),
+                admin,
+            })?;
+            println!(
+                "added {device}{}; their keys travel to them through the mesh",
+                if admin { " as admin" } else { "" }
+            );
         }
         ConvCommand::Remove { conv, device } => {
-            conn.request(Request::RemoveMember { conversation: conv, device: device.clone() })?;
+            conn.request(Request::RemoveMember {
+                conversation: conv,
+                device: device.clone(),
+            })?;
             println!("removed {device}; the conversation key was rotated");
         }
     }
@@ -358,7 +419,10 @@ fn conv(home: &Home, c: ConvCommand) -> Result<()> {
 
 fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Result<()> {
     let conn = Conn::open(home)?;
-    let msgs = conn.request(Request::Messages { conversation: conv.clone(), limit })?;
+    let msgs = conn.request(Request::Messages {
+        conversation: conv.clone(),
+        limit,
+    })?;
     let mut shown = std::collections::BTreeSet::new();
     for m in msgs.as_array().into_iter().flatten() {
         shown.insert(m["id"].as_str().unwrap_or("").to_string());
@@ -374,13 +438,22 @@ fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Res
     let Conn::Online(client) = &conn else {
         bail!("--follow needs a running node: start one with `vaarta up`");
     };
-    let info = conn.request(Request::Conversation { conversation: conv.clone() })?;
+    let info = conn.request(Request::Conversation {
+        conversation: conv.clone(),
+    })?;
     let id = info["id"].as_str().unwrap_or("").to_string();
-    for ev in client.events().map_err(|e| anyhow!(e.message)).context("following")? {
+    for ev in client
+        .events()
+        .map_err(|e| anyhow!(e.message))
+        .context("following")?
+    {
         if ev["type"] != "messages" || ev["conversation"].as_str() != Some(id.as_str()) {
             continue;
         }
-        let msgs = conn.request(Request::Messages { conversation: id.clone(), limit: 200 })?;
+        let msgs = conn.request(Request::Messages {
+            conversation: id.clone(),
+            limit: 200,
+        })?;
         for m in msgs.as_array().into_iter().flatten() {
             let mid = m["id"].as_str().unwrap_or("").to_string();
             if shown.insert(mid) {
@@ -395,24 +468,51 @@ fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Res
     Ok(())
 }
 
-fn up(home: &Home, listen: Vec<String>, peers: Vec<String>, mdns: bool, api: &str, relay: bool) -> Result<()> {
+fn up(
+    home: &Home,
+    listen: Vec<String>,
+    peers: Vec<String>,
+    mdns: bool,
+    api: &str,
+    relay: bool,
+) -> Result<()> {
     use vaarta_node::{Node, Options};
-    let mut opts = Options { mdns, relay, ..Options::default() };
+    let mut opts = Options {
+        mdns,
+        relay,
+        ..Options::default()
+    };
     if !listen.is_empty() {
-        opts.listen = listen.iter().map(|l| l.parse().map_err(|e| anyhow!("--listen {l}: {e}"))).collect::<Result<_>>()?;
+        opts.listen = listen
+            .iter()
+            .map(|l| l.parse().map_err(|e| anyhow!("--listen {l}: {e}")))
+            .collect::<Result<_>>()?;
     }
-    opts.peers = peers.iter().map(|p| p.parse().map_err(|e| anyhow!("--peer {p}: {e}"))).collect::<Result<_>>()?;
+    opts.peers = peers
+        .iter()
+        .map(|p| p.parse().map_err(|e| anyhow!("--peer {p}: {e}")))
+        .collect::<Result<_>>()?;
     opts.api = api.parse().map_err(|e| anyhow!("--api {api}: {e}"))?;
     if !opts.api.ip().is_loopback() {
         bail!("--api must be a loopback address (the API is for apps on this device)");
     }
     if let Some((info, token)) = home.running_api()
-        && Client::new(&info.addr, &token).request(Request::Status).is_ok()
+        && Client::new(&info.addr, &token)
+            .request(Request::Status)
+            .is_ok()
     {
-        bail!("a node is already running for {} (pid {}, API {})", home.dir.display(), info.pid, info.addr);
+        bail!(
+            "a node is already running for {} (pid {}, API {})",
+            home.dir.display(),
+            info.pid,
+            info.addr
+        );
     }
     let (_, info) = home.load().map_err(|e| anyhow!("{e}"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()?;
     rt.block_on(async move {
         let node = Node::start(home, opts).await.map_err(|e| anyhow!("{e}"))?;
         println!("Vaarta node '{}' is up.", info.name);
@@ -420,7 +520,11 @@ fn up(home: &Home, listen: Vec<String>, peers: Vec<String>, mdns: bool, api: &st
         for a in &node.listen {
             println!("listening: {a}");
         }
-        println!("API:       http://{} (token in {})", node.api_addr, home.token_path().display());
+        println!(
+            "API:       http://{} (token in {})",
+            node.api_addr,
+            home.token_path().display()
+        );
         println!("Press Ctrl-C to stop.");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

@@ -88,6 +88,11 @@ pub struct Config {
     pub max_push_queue: usize,
     /// Refused frames or envelopes from one link before it is cut off.
     pub max_faults: u32,
+    /// Acknowledgements wait up to this long to cover more envelopes (TCP's delayed-ACK idea;
+    /// 20 ms halves a paced link's receipt bytes and is invisible to users).
+    pub ack_delay_ms: u64,
+    /// ...or until this many envelopes are waiting for one.
+    pub ack_every: u32,
     /// How long a misbehaving peer is refused after being cut off.
     pub ban_ms: u64,
     /// Peers to keep connected (transport addresses, dialled with backoff).
@@ -110,6 +115,8 @@ impl Default for Config {
             push_window: 1024,
             max_push_queue: 100_000,
             max_faults: 8,
+            ack_delay_ms: 20,
+            ack_every: 64,
             ban_ms: 60_000,
             static_peers: Vec::new(),
         }
@@ -185,6 +192,8 @@ struct Link {
     next_push: u64,
     /// Highest push sequence received and handed to ingestion (acked after the next flush).
     received_up_to: Option<u64>,
+    /// Durable pushes not yet acknowledged: (up to, since when, how many).
+    ack_due: Option<(u64, u64, u32)>,
     faults: u32,
     closing: bool,
     bytes_in: u64,
@@ -415,6 +424,11 @@ impl<S: Store> Engine<S> {
                 t = t.min(l.resync_at);
             }
         }
+        for l in self.links.values() {
+            if let Some((_, since, _)) = l.ack_due {
+                t = t.min(since + self.config.ack_delay_ms);
+            }
+        }
         for s in &self.statics {
             if s.link.is_none() && !s.dialing {
                 t = t.min(
@@ -511,6 +525,7 @@ impl<S: Store> Engine<S> {
             unacked: BTreeMap::new(),
             next_push: 1,
             received_up_to: None,
+            ack_due: None,
             faults: 0,
             closing: false,
             bytes_in: 0,
@@ -680,7 +695,11 @@ impl<S: Store> Engine<S> {
         match frame {
             Frame::Hello(h, sig) => self.on_hello(link, h, sig, now_ms),
             _ if l.remote.is_none() => self.fault(link, "frame before hello".into()),
-            Frame::Recon { session, tags, message } => self.on_recon(link, session, tags, &message),
+            Frame::Recon {
+                session,
+                tags,
+                message,
+            } => self.on_recon(link, session, tags, &message),
             Frame::Push { seq, envelope } => {
                 let Some(l) = self.links.get_mut(&link) else {
                     return;
@@ -1007,6 +1026,7 @@ impl<S: Store> Engine<S> {
 
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.now = now_ms;
+        self.send_due_acks(now_ms);
         let due: Vec<LinkId> = self
             .links
             .iter()
@@ -1036,7 +1056,7 @@ impl<S: Store> Engine<S> {
     pub fn flush(&mut self, now_ms: u64) -> Result<(), EngineError> {
         self.now = now_ms;
         let inbox = std::mem::take(&mut self.inbox);
-        let mut acks: BTreeMap<LinkId, u64> = BTreeMap::new();
+        let mut acks: BTreeMap<LinkId, (u64, u32)> = BTreeMap::new();
         if !inbox.is_empty() {
             let refs: Vec<&[u8]> = inbox.iter().map(|(_, _, b)| b.as_slice()).collect();
             let results = self.replica.ingest_batch(&refs, now_ms);
@@ -1061,8 +1081,9 @@ impl<S: Store> Engine<S> {
                         }));
                     }
                 }
-                let a = acks.entry(*link).or_insert(*seq);
-                *a = (*a).max(*seq);
+                let a = acks.entry(*link).or_insert((*seq, 0));
+                a.0 = a.0.max(*seq);
+                a.1 += 1;
             }
         }
         for id in self.replica.seal_staged(now_ms)? {
@@ -1092,15 +1113,35 @@ impl<S: Store> Engine<S> {
         }
         self.counters.flushes += 1;
         // Durable: acknowledge and spread.
-        for (link, up_to) in acks {
-            if self.links.get(&link).is_some_and(|l| !l.closing) {
-                self.send(link, Frame::Ack { up_to });
+        for (link, (up_to, n)) in acks {
+            if let Some(l) = self.links.get_mut(&link)
+                && !l.closing
+            {
+                let due = l.ack_due.get_or_insert((up_to, now_ms, 0));
+                due.0 = due.0.max(up_to);
+                due.2 += n;
             }
         }
+        self.send_due_acks(now_ms);
         for (id, from) in std::mem::take(&mut self.fresh) {
             self.spread(id, from);
         }
         Ok(())
+    }
+
+    /// Sends acknowledgements that are due (everything they cover is already durable).
+    fn send_due_acks(&mut self, now_ms: u64) {
+        let (delay, every) = (self.config.ack_delay_ms, self.config.ack_every);
+        for l in self.links.values_mut() {
+            if let Some((up_to, since, n)) = l.ack_due
+                && (n >= every || now_ms >= since + delay)
+            {
+                l.ack_due = None;
+                if !l.closing {
+                    l.frames_out.push_back(Frame::Ack { up_to }.encode());
+                }
+            }
+        }
     }
 
     /// Posts this device's name in conversations where it is a member without one.

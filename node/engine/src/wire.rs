@@ -36,10 +36,21 @@ pub struct Hello {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Hello(Hello, [u8; 64]),
-    Recon { session: u64, tags: [u8; 4], message: Vec<u8> },
-    Push { seq: u64, envelope: Vec<u8> },
-    Ack { up_to: u64 },
-    Bye { reason: String },
+    Recon {
+        session: u64,
+        tags: [u8; 4],
+        message: Vec<u8>,
+    },
+    Push {
+        seq: u64,
+        envelope: Vec<u8>,
+    },
+    Ack {
+        up_to: u64,
+    },
+    Bye {
+        reason: String,
+    },
 }
 
 fn hello_body(h: &Hello) -> Vec<u8> {
@@ -73,7 +84,11 @@ impl Frame {
             Frame::Hello(h, sig) => {
                 w.u8(1).raw(&hello_body(h)).raw(sig);
             }
-            Frame::Recon { session, tags, message } => {
+            Frame::Recon {
+                session,
+                tags,
+                message,
+            } => {
                 w.u8(2).varint(*session).raw(tags).raw(message);
             }
             Frame::Push { seq, envelope } => {

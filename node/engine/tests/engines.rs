@@ -102,7 +102,10 @@ impl Net {
                 }
             }
             self.now += 1;
-            if !moved {
+            for n in &mut self.nodes {
+                n.handle_timeout(self.now);
+            }
+            if !moved && self.nodes.iter().all(|n| n.backlog() == 0) {
                 return;
             }
         }
@@ -203,6 +206,9 @@ fn acknowledgements_wait_for_the_flush() {
     let flushes = net.nodes[1].replica().store().flushes;
     net.nodes[1].flush(net.now).unwrap();
     assert_eq!(net.nodes[1].replica().store().flushes, flushes + 1);
+    // Acknowledgements are delayed a little to cover more envelopes.
+    let delay = net.nodes[1].config().ack_delay_ms;
+    net.nodes[1].handle_timeout(net.now + delay);
     let mut after = Vec::new();
     while let Some((_, f)) = net.nodes[1].poll_transmit() {
         after.push(f);
