@@ -121,10 +121,18 @@ pub enum Command {
         link: LinkId,
         frame: Vec<u8>,
     },
+    /// Close a link. With `ban`, also drop the peer's connections and refuse it for
+    /// [`BAN`] (it misbehaved).
     Close {
         link: LinkId,
+        ban: bool,
     },
 }
+
+/// How long a misbehaving peer is refused at the connection level.
+pub const BAN: Duration = Duration::from_secs(60);
+/// Sync streams a peer may open beyond its links before it counts as flooding.
+const STREAM_STRIKES: u32 = 4;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -328,6 +336,8 @@ async fn run(
         mpsc::channel::<(PeerId, libp2p::Stream, bool, Option<Multiaddr>, Multiaddr)>(64);
     let mut remote_addr: BTreeMap<PeerId, Multiaddr> = BTreeMap::new();
     let mut pending_dials: BTreeSet<(Option<PeerId>, Multiaddr)> = BTreeSet::new();
+    let mut banned: BTreeMap<PeerId, tokio::time::Instant> = BTreeMap::new();
+    let mut strikes: BTreeMap<PeerId, u32> = BTreeMap::new();
     loop {
         tokio::select! {
             cmd = cmds.recv() => {
@@ -355,9 +365,16 @@ async fn run(
                             let _ = events.send(Event::LinkDown { link, reason: "peer too slow (send queue full)".into() }).await;
                         }
                     }
-                    Command::Close { link } => {
+                    Command::Close { link, ban } => {
                         // Dropping the sender lets the writer flush what is queued, then close.
-                        links.remove(&link);
+                        if let Some(l) = links.remove(&link)
+                            && ban
+                        {
+                            banned.insert(l.peer, tokio::time::Instant::now() + BAN);
+                            let peer = l.peer;
+                            // Give the bye a moment to leave, then drop the connection.
+                            let _ = swarm.disconnect_peer_id(peer);
+                        }
                     }
                 }
             }
@@ -367,9 +384,23 @@ async fn run(
                 }
             }
             Some((peer, stream, outbound, dialed, remote)) = new_rx.recv() => {
-                if !outbound && links.values().filter(|l| l.peer == peer).count() >= 2 {
-                    // More streams than connections warrant: refuse (THREATS F2).
+                if banned.get(&peer).is_some_and(|t| *t > tokio::time::Instant::now()) {
                     drop(stream);
+                    let _ = swarm.disconnect_peer_id(peer);
+                    continue;
+                }
+                if !outbound && links.values().filter(|l| l.peer == peer).count() >= 2 {
+                    // More streams than connections warrant: refuse, and cut off a peer that
+                    // keeps trying (THREATS F2, CVE-2022-23486 class).
+                    drop(stream);
+                    let s = strikes.entry(peer).or_insert(0);
+                    *s += 1;
+                    if *s >= STREAM_STRIKES {
+                        tracing::warn!(%peer, "stream flood: disconnecting and banning the peer");
+                        banned.insert(peer, tokio::time::Instant::now() + BAN);
+                        strikes.remove(&peer);
+                        let _ = swarm.disconnect_peer_id(peer);
+                    }
                     continue;
                 }
                 let link = next_link;
@@ -389,6 +420,11 @@ async fn run(
                         let _ = events.send(Event::Listening(address)).await;
                     }
                     SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                        if banned.get(&peer_id).is_some_and(|t| *t > tokio::time::Instant::now()) {
+                            let _ = swarm.disconnect_peer_id(peer_id);
+                            continue;
+                        }
+                        banned.retain(|_, t| *t > tokio::time::Instant::now());
                         let remote = endpoint.get_remote_address().clone();
                         remote_addr.insert(peer_id, remote.clone());
                         if let ConnectedPoint::Dialer { address, .. } = endpoint {

@@ -256,7 +256,20 @@ pub fn open_engine(
 ) -> Result<(Engine<SledStore>, Vec<String>), NodeError> {
     let (identity, info) = home.load()?;
     let now = now_ms();
-    let (store, opened) = store::open_or_quarantine(&home.db_path(), now)?;
+    // Another short-lived command (or a node starting or stopping) may hold the database for
+    // a moment: wait for it rather than fail.
+    let started = std::time::Instant::now();
+    let (store, opened) = loop {
+        match store::open_or_quarantine(&home.db_path(), now) {
+            Err(StoreError::Io(m))
+                if m.contains("in use by another process")
+                    && started.elapsed() < Duration::from_secs(15) =>
+            {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            other => break other?,
+        }
+    };
     let mut warnings = Vec::new();
     if let store::Opened::Quarantined(p) = opened {
         warnings.push(format!(
@@ -610,8 +623,8 @@ fn pump(engine: &mut Engine<SledStore>, mesh: &vaarta_mesh::Handle) {
                     continue;
                 }
             },
-            Action::Close { link, reason } => {
-                tracing::info!(%link, %reason, "closing link");
+            Action::Close { link, reason, ban } => {
+                tracing::info!(%link, %reason, ban, "closing link");
                 // Let the engine's last frames (a bye) go first.
                 while let Some((l, f)) = engine.poll_transmit() {
                     send(
@@ -622,7 +635,7 @@ fn pump(engine: &mut Engine<SledStore>, mesh: &vaarta_mesh::Handle) {
                         },
                     );
                 }
-                C::Close { link: link.0 }
+                C::Close { link: link.0, ban }
             }
         };
         send(mesh, cmd);

@@ -128,8 +128,13 @@ impl Default for Config {
 pub enum Action {
     /// Open a transport connection to `addr` (and `peer`, if known).
     Dial { peer: Option<PeerKey>, addr: String },
-    /// Close a link (after sending what is queued on it).
-    Close { link: LinkId, reason: String },
+    /// Close a link (after sending what is queued on it). With `ban`, the peer misbehaved:
+    /// drop its whole transport connection and refuse it for [`Config::ban_ms`].
+    Close {
+        link: LinkId,
+        reason: String,
+        ban: bool,
+    },
 }
 
 /// Something the application may want to know.
@@ -498,6 +503,7 @@ impl<S: Store> Engine<S> {
                 } else {
                     "too many links".into()
                 },
+                ban: banned,
             });
             return;
         }
@@ -716,6 +722,7 @@ impl<S: Store> Engine<S> {
                 self.actions.push_back(Action::Close {
                     link,
                     reason: format!("peer said bye: {reason}"),
+                    ban: false,
                 });
                 if let Some(l) = self.links.get_mut(&link) {
                     l.closing = true;
@@ -764,6 +771,7 @@ impl<S: Store> Engine<S> {
             self.actions.push_back(Action::Close {
                 link,
                 reason: reason.clone(),
+                ban: true,
             });
         }
         tracing::warn!(%link, %reason, cut, "refused input from peer");
@@ -781,6 +789,7 @@ impl<S: Store> Engine<S> {
             self.actions.push_back(Action::Close {
                 link,
                 reason: "connected to myself".into(),
+                ban: false,
             });
             if let Some(l) = self.links.get_mut(&link) {
                 l.closing = true;
