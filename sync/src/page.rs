@@ -172,6 +172,8 @@ pub enum RuleError {
     OutOfSequence { expected: u64, got: u64 },
     #[error("Automerge failed: {0}")]
     Automerge(String),
+    #[error("Automerge panicked on this input (caught)")]
+    Panicked,
 }
 
 /// Runs Automerge code behind a panic boundary: a panic inside Automerge on hostile input
@@ -179,7 +181,7 @@ pub enum RuleError {
 fn guarded<T>(f: impl FnOnce() -> Result<T, RuleError>) -> Result<T, RuleError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
-        Err(_) => Err(RuleError::Malformed("Automerge panicked".into())),
+        Err(_) => Err(RuleError::Panicked),
     }
 }
 

@@ -1549,6 +1549,11 @@ impl<S: Store> Replica<S> {
             None => Err(RuleError::Automerge("page vanished".into())),
         };
         if applied.is_err() {
+            // The document may be half-updated: drop it; it reloads from durable state.
+            if let Some(c) = self.convs.get_mut(&conv) {
+                c.pages.remove(&page_no);
+                c.lru.retain(|p| *p != page_no);
+            }
             // One bad envelope spoils a batch: isolate it by applying one at a time.
             for (i, v) in ready {
                 out.push((i, self.ingest(v.env.bytes(), now_ms)));
@@ -1856,7 +1861,14 @@ impl<S: Store> Replica<S> {
             return self.park(conv, env.id(), Waiting::Dependencies(missing));
         }
         let hashes: Vec<ChangeHash> = only.iter().map(|c| c.hash()).collect();
-        page.apply(checked)?;
+        if let Err(e) = page.apply(checked) {
+            if e == RuleError::Panicked {
+                // The document may be half-updated: drop it; it reloads from durable state.
+                c.pages.remove(&page_no);
+                c.lru.retain(|p| *p != page_no);
+            }
+            return Err(e.into());
+        }
         self.clock.observe(opened.hlc, now_ms);
         self.store
             .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
