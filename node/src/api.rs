@@ -689,20 +689,16 @@ async fn events_stream(State(s): State<AppState>, h: HeaderMap) -> Response {
     }
     let rx = s.events.subscribe();
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(line) => {
-                    return Some((
-                        Ok::<_, std::convert::Infallible>(SseEvent::default().data(line)),
-                        rx,
-                    ));
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    let e = SseEvent::default().event("lagged").data(n.to_string());
-                    return Some((Ok(e), rx));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
+        match rx.recv().await {
+            Ok(line) => Some((
+                Ok::<_, std::convert::Infallible>(SseEvent::default().data(line)),
+                rx,
+            )),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                let e = SseEvent::default().event("lagged").data(n.to_string());
+                Some((Ok(e), rx))
             }
+            Err(broadcast::error::RecvError::Closed) => None,
         }
     });
     Sse::new(stream)

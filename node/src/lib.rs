@@ -489,10 +489,8 @@ fn engine_loop(
     mut facts: NodeFacts,
     events: &broadcast::Sender<String>,
 ) {
-    let mut replies: Vec<(
-        oneshot::Sender<Result<serde_json::Value, ApiError>>,
-        Result<serde_json::Value, ApiError>,
-    )> = Vec::new();
+    type Reply = Result<serde_json::Value, ApiError>;
+    let mut replies: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::new();
     let mut stop: Option<oneshot::Sender<Result<(), String>>> = None;
     let local_tid = mesh.local_peer_id.to_bytes();
     loop {

@@ -585,8 +585,7 @@ pub fn run_pair<A: Store, B: Store>(
     let mut sb = Session::respond(tags.to_vec());
     let mut trips = 0;
     let (mut a_to_b, mut b_to_a) = (0u64, 0u64);
-    loop {
-        let Some(m) = sa.poll_transmit() else { break };
+    while let Some(m) = sa.poll_transmit() {
         a_to_b += m.len() as u64;
         trips += 1;
         sb.handle_message(b, &m)?;

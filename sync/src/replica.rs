@@ -1496,15 +1496,11 @@ impl<S: Store> Replica<S> {
         let mut known: BTreeSet<ChangeHash> = BTreeSet::new();
         let mut rest = items;
         let mut ready: Vec<(usize, Verified)> = Vec::new();
-        loop {
-            let page = match self
-                .convs
-                .get_mut(&conv)
-                .and_then(|c| c.pages.get_mut(&page_no))
-            {
-                Some(p) => p,
-                None => break,
-            };
+        while let Some(page) = self
+            .convs
+            .get_mut(&conv)
+            .and_then(|c| c.pages.get_mut(&page_no))
+        {
             let mut progress = false;
             let mut still = Vec::new();
             for (i, v) in rest {

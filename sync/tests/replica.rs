@@ -518,14 +518,14 @@ proptest! {
         let mut rnd = move || { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x };
         // Everyone writes, edits and reacts while exchanging lossy, shuffled subsets.
         for round in 0..6u64 {
-            for i in 0..rs.len() {
+            for (i, r) in rs.iter_mut().enumerate() {
                 let now = T0 + 1000 + round * 100 + i as u64;
-                let (m, _) = rs[i].send_message(&c, text(&format!("r{round} from {i}")), now).unwrap();
+                let (m, _) = r.send_message(&c, text(&format!("r{round} from {i}")), now).unwrap();
                 if rnd() % 3 == 0 {
-                    rs[i].edit_message(&c, &m, &format!("r{round} from {i} (edited)"), now + 1).unwrap();
+                    r.edit_message(&c, &m, &format!("r{round} from {i} (edited)"), now + 1).unwrap();
                 }
                 if rnd() % 4 == 0 {
-                    rs[i].react(&c, &m, Some("✅"), now + 2).unwrap();
+                    r.react(&c, &m, Some("✅"), now + 2).unwrap();
                 }
             }
             let all: Vec<Vec<Vec<u8>>> = rs.iter().map(envelopes).collect();

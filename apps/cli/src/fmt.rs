@@ -144,7 +144,7 @@ mod tests {
     #[test]
     fn utc_formats() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");
-        assert_eq!(super::utc(1_790_000_000_000), "2026-09-21 12:53:20");
+        assert_eq!(super::utc(1_790_000_000_000), "2026-09-21 14:13:20");
         assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
     }
 }
