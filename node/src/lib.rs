@@ -459,6 +459,12 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::Sync(S::MembershipChanged(c)) => {
             json!({"type": "membership_changed", "conversation": c.to_string()})
         }
+        Event::Sync(S::Applied {
+            conversation,
+            envelope,
+        }) => {
+            json!({"type": "applied", "conversation": conversation.to_string(), "envelope": envelope.to_string()})
+        }
         Event::Sync(S::MessagesChanged { conversation, page }) => {
             json!({"type": "messages", "conversation": conversation.to_string(), "page": page})
         }

@@ -176,6 +176,11 @@ pub enum Event {
         conversation: ConversationId,
         page: u32,
     },
+    /// An envelope that came from elsewhere was verified and applied.
+    Applied {
+        conversation: ConversationId,
+        envelope: EnvelopeId,
+    },
 }
 
 /// A change envelope that passed every check but dependencies (batch path).
@@ -1567,6 +1572,10 @@ impl<S: Store> Replica<S> {
                 self.note_page_epoch(&conv, page_no, v.epoch)?;
                 self.journal(&conv, page_no, &v.env.id())?;
                 self.stats.applied += 1;
+                self.emit(Event::Applied {
+                    conversation: conv,
+                    envelope: v.env.id(),
+                });
                 Ok(Ingested::Applied(conv))
             })();
             out.push((i, r));
@@ -1871,6 +1880,10 @@ impl<S: Store> Replica<S> {
         self.note_page_epoch(&conv, page_no, epoch)?;
         self.journal(&conv, page_no, &env.id())?;
         self.stats.applied += 1;
+        self.emit(Event::Applied {
+            conversation: conv,
+            envelope: env.id(),
+        });
         self.emit(Event::MessagesChanged {
             conversation: conv,
             page: page_no,
