@@ -100,7 +100,7 @@ impl Codec {
             dict_fast: has_dict.then(|| compressor(DICT_V1, LEVEL_LARGE).expect("zstd dictionary")),
             unplain: decompressor(&[]).expect("zstd context"),
             undict: has_dict.then(|| decompressor(DICT_V1).expect("zstd dictionary")),
-            buf: Vec::with_capacity(MAX_CHANGES_BYTES),
+            buf: Vec::new(),
         }
     }
 
@@ -143,11 +143,29 @@ impl Codec {
                 .ok_or(CompressError::UnknownMethod(method))?,
             m => return Err(CompressError::UnknownMethod(m)),
         };
-        self.buf.clear();
-        d.decompress_to_buffer(body, &mut self.buf)
-            .map_err(|_| CompressError::Corrupt)?;
-        Ok(self.buf.clone())
+        // Start small and grow: most changes are a few hundred bytes, and a buffer of the
+        // maximum size for every call would waste memory on every node.
+        let mut cap = (body.len() * 8).clamp(4096, MAX_CHANGES_BYTES);
+        loop {
+            self.buf.clear();
+            self.buf.reserve(cap);
+            match d.decompress_to_buffer(body, &mut self.buf) {
+                Ok(_) => return Ok(self.buf.clone()),
+                Err(_) if cap < MAX_CHANGES_BYTES => cap = (cap * 4).min(MAX_CHANGES_BYTES),
+                Err(_) => return Err(CompressError::Corrupt),
+            }
+        }
     }
+}
+
+thread_local! {
+    static CODEC: std::cell::RefCell<Codec> = std::cell::RefCell::new(Codec::new());
+}
+
+/// Runs `f` with this thread's codec (compression contexts are large; one per thread is
+/// enough, since they are used synchronously).
+pub fn with_codec<T>(f: impl FnOnce(&mut Codec) -> T) -> T {
+    CODEC.with(|c| f(&mut c.borrow_mut()))
 }
 
 #[cfg(test)]

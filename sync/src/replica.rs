@@ -20,7 +20,7 @@ use rand_core::{RngCore, SeedableRng};
 use thiserror::Error;
 
 use crate::codec::{DecodeError, Reader, Writer};
-use crate::compress::{Codec, CompressError};
+use crate::compress::{CompressError, with_codec};
 use crate::conversation::{Conversation, Invitation, Staged};
 use crate::crypto::{self, ConversationSecret, Key};
 use crate::envelope::{self, Envelope, Header, Kind, OpenError, Opened, Precedence};
@@ -262,7 +262,6 @@ pub struct Replica<S: Store> {
     me: Identity,
     clock: Clock,
     rng: ChaCha20Rng,
-    codec: Codec,
     keys: crate::identity::KeyCache,
     store: S,
     convs: BTreeMap<ConversationId, Conversation>,
@@ -290,8 +289,8 @@ pub struct Stats {
     pub carried: u64,
 }
 
-fn decode_changes(codec: &mut Codec, blob: &[u8]) -> Result<Vec<Change>, IngestError> {
-    let raw = codec.decompress(blob)?;
+fn decode_changes(blob: &[u8]) -> Result<Vec<Change>, IngestError> {
+    let raw = with_codec(|c| c.decompress(blob))?;
     let mut r = Reader::new(&raw);
     let n = r.count("changes", MAX_CHANGES_PER_ENVELOPE, 1)?;
     if n == 0 {
@@ -324,7 +323,6 @@ impl<S: Store> Replica<S> {
             me,
             clock: Clock::new(),
             rng: ChaCha20Rng::from_seed(seed),
-            codec: Codec::new(),
             keys: Default::default(),
             store,
             convs: BTreeMap::new(),
@@ -699,7 +697,7 @@ impl<S: Store> Replica<S> {
             if r.u32_varint("page").ok() != Some(n) {
                 continue;
             }
-            if let Ok(cs) = decode_changes(&mut self.codec, r.rest()) {
+            if let Ok(cs) = decode_changes(r.rest()) {
                 changes.extend(cs);
             }
         }
@@ -1259,11 +1257,8 @@ impl<S: Store> Replica<S> {
             };
         let mut payload = Writer::new();
         payload.varint(u64::from(p));
-        payload.raw(
-            &self
-                .codec
-                .compress(&encode_changes(std::slice::from_ref(&change))),
-        );
+        let raw = encode_changes(std::slice::from_ref(&change));
+        payload.raw(&with_codec(|codec| codec.compress(&raw)));
         let header = Header {
             kind: Kind::Change,
             precedence: staged.precedence,
@@ -1439,7 +1434,7 @@ impl<S: Store> Replica<S> {
             let opened = envelope::open_cached(&env, &key, &c.id, cache)?;
             let mut r = Reader::new(&opened.payload);
             let page = r.u32_varint("page")?;
-            let changes = decode_changes(&mut self.codec, r.rest())?;
+            let changes = decode_changes(r.rest())?;
             let actor = opened.signer.actor();
             let mut checked = Vec::with_capacity(changes.len());
             for ch in changes {
@@ -1823,7 +1818,7 @@ impl<S: Store> Replica<S> {
         let opened = envelope::open_cached(env, &key, &c.id, &mut self.keys)?;
         let mut r = Reader::new(&opened.payload);
         let page_no = r.u32_varint("page")?;
-        let changes = decode_changes(&mut self.codec, r.rest())?;
+        let changes = decode_changes(r.rest())?;
         let actor = opened.signer.actor();
         let mut checked = Vec::with_capacity(changes.len());
         for ch in changes {

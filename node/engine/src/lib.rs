@@ -1157,6 +1157,9 @@ impl<S: Store> Engine<S> {
     fn publish_profiles(&mut self, now_ms: u64) -> Result<(), EngineError> {
         let me = self.replica.device_id();
         let name = self.config.name.clone();
+        if name.is_empty() {
+            return Ok(());
+        }
         for id in self.replica.conversation_ids() {
             if self.profiled.contains(&id) {
                 continue;
