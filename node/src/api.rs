@@ -276,11 +276,9 @@ pub fn execute<S: Store>(
             }
             let history = if history_from_join { History::FromJoin } else { History::Shared };
             let id = engine.create_conversation(title.trim(), history, now_ms)?;
-            for d in devices {
-                if d != engine.device_id() {
-                    engine.add_member(&id, d, false, now_ms)?;
-                }
-            }
+            let me = engine.device_id();
+            let others: Vec<_> = devices.into_iter().filter(|d| *d != me).collect();
+            engine.add_members(&id, &others, false, now_ms)?;
             Ok(json!({"id": id.to_string()}))
         }
         Request::AddMember {

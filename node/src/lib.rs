@@ -480,6 +480,7 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::Refused { link, reason, cut } => {
             json!({"type": "refused", "link": link.0, "reason": reason, "cut": cut})
         }
+        Event::Created { envelope } => json!({"type": "created", "envelope": envelope.to_string()}),
         Event::Reconciled { link, stats } => {
             json!({"type": "reconciled", "link": link.0, "rounds": stats.messages_sent + stats.messages_received,
             "bytes_sent": stats.bytes_sent, "bytes_received": stats.bytes_received})

@@ -156,6 +156,12 @@ pub enum Mobility {
         #[serde(default)]
         spread_m: f64,
     },
+    /// One node per place in turn (node i at places[i % n]), scattered within `spread_m`.
+    StaticAtPlaces {
+        places: Vec<String>,
+        #[serde(default)]
+        spread_m: f64,
+    },
     /// Random waypoint over the area.
     RandomWaypoint {
         speed_min: f64,
@@ -191,6 +197,10 @@ pub struct ConversationSpec {
     /// One conversation per team of this group (members of the team + `members`).
     #[serde(default)]
     pub per_team_of: Option<String>,
+    /// Chat messages per member per hour here (default: the workload's rate; 0 for a
+    /// broadcast-only conversation).
+    #[serde(default)]
+    pub chat_rate_per_member_hour: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,7 +266,11 @@ pub enum Fault {
     /// Every `every_s`, a random node goes down for `down_s` (links drop, nothing is lost).
     Churn { every_s: u64, down_s: u64 },
     /// A node crashes at `at_s` (unflushed state lost) and restarts at `restart_s`.
-    Crash { node: String, at_s: u64, restart_s: u64 },
+    Crash {
+        node: String,
+        at_s: u64,
+        restart_s: u64,
+    },
 }
 
 impl Scenario {
@@ -278,7 +292,9 @@ impl Scenario {
             }
             let places: Vec<&String> = match &g.mobility {
                 Mobility::StaticAt { place, .. } => vec![place],
-                Mobility::Teams { places, .. } | Mobility::Route { places, .. } => places.iter().collect(),
+                Mobility::Teams { places, .. }
+                | Mobility::Route { places, .. }
+                | Mobility::StaticAtPlaces { places, .. } => places.iter().collect(),
                 _ => vec![],
             };
             for p in places {
@@ -295,7 +311,9 @@ impl Scenario {
         }
         for r in &self.routers {
             if !["vaarta", "epidemic", "spray-and-wait"].contains(&r.as_str()) {
-                return Err(format!("unknown router {r} (vaarta, epidemic, spray-and-wait)"));
+                return Err(format!(
+                    "unknown router {r} (vaarta, epidemic, spray-and-wait)"
+                ));
             }
         }
         Ok(())

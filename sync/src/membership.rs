@@ -67,8 +67,9 @@ pub enum Action {
         title: String,
         history: History,
     },
+    /// Adds devices (or changes their role), granting them the listed epoch keys.
     Add {
-        device: DeviceId,
+        devices: Vec<DeviceId>,
         admin: bool,
         epochs: Vec<EpochId>,
     },
@@ -110,14 +111,15 @@ impl ControlOp {
                 w.u8(0).str(title).u8(*history as u8);
             }
             Action::Add {
-                device,
+                devices,
                 admin,
                 epochs,
             } => {
-                w.u8(1)
-                    .raw(&device.0)
-                    .bool(*admin)
-                    .varint(epochs.len() as u64);
+                w.u8(1).varint(devices.len() as u64);
+                for d in devices {
+                    w.raw(&d.0);
+                }
+                w.bool(*admin).varint(epochs.len() as u64);
                 for e in epochs {
                     w.raw(&e.0);
                 }
@@ -173,7 +175,14 @@ impl ControlOp {
                 Action::Create { title, history }
             }
             1 => {
-                let device = DeviceId(r.array("device")?);
+                let n = r.count("devices", MAX_MEMBERS, 32)?;
+                let mut devices = Vec::with_capacity(n);
+                for _ in 0..n {
+                    devices.push(DeviceId(r.array("device")?));
+                }
+                if devices.is_empty() || !devices.windows(2).all(|w| w[0] < w[1]) {
+                    return Err(DecodeError::NonCanonical("devices order"));
+                }
                 let admin = r.bool("admin")?;
                 let n = r.count("epochs", MAX_EPOCHS, 4)?;
                 let mut epochs = Vec::with_capacity(n);
@@ -184,7 +193,7 @@ impl ControlOp {
                     return Err(DecodeError::NonCanonical("epochs order"));
                 }
                 Action::Add {
-                    device,
+                    devices,
                     admin,
                     epochs,
                 }
@@ -581,7 +590,7 @@ impl Membership {
         match &e.op.action {
             Action::Create { .. } => unreachable!("handled above"),
             Action::Add {
-                device,
+                devices,
                 admin,
                 epochs,
             } => {
@@ -592,33 +601,39 @@ impl Membership {
                         OpRejected::NotMember
                     });
                 }
-                if !device.is_valid() {
+                if devices.iter().any(|d| !d.is_valid()) {
                     return Err(OpRejected::BadDevice);
                 }
-                if !st.members.contains_key(device) && st.members.len() >= MAX_MEMBERS {
+                let new = devices
+                    .iter()
+                    .filter(|d| !st.members.contains_key(d))
+                    .count();
+                if st.members.len() + new > MAX_MEMBERS {
                     return Err(OpRejected::TooManyMembers);
                 }
-                if let Some(m) = st.members.get_mut(device) {
-                    // A role change; the last admin cannot demote itself away.
-                    if m.admin && !admin && st.members.values().filter(|m| m.admin).count() == 1 {
-                        return Err(OpRejected::LastAdmin);
-                    }
-                    if let Some(m) = st.members.get_mut(device) {
-                        m.admin = *admin;
-                    }
-                } else {
-                    st.removed.remove(device);
-                    st.members.insert(
-                        *device,
-                        Member {
-                            admin: *admin,
-                            name: None,
-                        },
-                    );
+                // A role change must not demote the last admin.
+                let demoted = devices.iter().filter(|d| !admin && st.is_admin(d)).count();
+                if demoted > 0 && st.members.values().filter(|m| m.admin).count() <= demoted {
+                    return Err(OpRejected::LastAdmin);
                 }
-                for ep in &mut st.epochs {
-                    if epochs.contains(&ep.id) {
-                        ep.holders.insert(*device);
+                for device in devices {
+                    match st.members.get_mut(device) {
+                        Some(m) => m.admin = *admin,
+                        None => {
+                            st.removed.remove(device);
+                            st.members.insert(
+                                *device,
+                                Member {
+                                    admin: *admin,
+                                    name: None,
+                                },
+                            );
+                        }
+                    }
+                    for ep in &mut st.epochs {
+                        if epochs.contains(&ep.id) {
+                            ep.holders.insert(*device);
+                        }
                     }
                 }
             }
@@ -743,7 +758,7 @@ mod tests {
                 history: History::FromJoin,
             },
             Action::Add {
-                device: f.ids[1].device_id(),
+                devices: vec![f.ids[1].device_id()],
                 admin: true,
                 epochs: vec![EpochId([1; 4]), EpochId([2; 4])],
             },
@@ -832,7 +847,7 @@ mod tests {
             3,
             vec![c],
             Action::Add {
-                device: f.ids[3].device_id(),
+                devices: vec![f.ids[3].device_id()],
                 admin: false,
                 epochs: vec![],
             },
@@ -844,7 +859,7 @@ mod tests {
             4,
             vec![c],
             Action::Add {
-                device: f.ids[1].device_id(),
+                devices: vec![f.ids[1].device_id()],
                 admin: false,
                 epochs: vec![],
             },
@@ -857,7 +872,7 @@ mod tests {
             5,
             vec![a2],
             Action::Add {
-                device: f.ids[4].device_id(),
+                devices: vec![f.ids[4].device_id()],
                 admin: false,
                 epochs: vec![],
             },
@@ -910,7 +925,7 @@ mod tests {
             2,
             vec![c],
             Action::Add {
-                device: f.ids[1].device_id(),
+                devices: vec![f.ids[1].device_id()],
                 admin: true,
                 epochs: vec![],
             },
@@ -1001,7 +1016,7 @@ mod tests {
                 let signer = &f.ids[(x >> 33) as usize % 3];
                 let target = d(1 + (x >> 40) as usize % 4);
                 let action = match (x >> 50) % 4 {
-                    0 => Action::Add { device: target, admin: (x >> 20) % 2 == 0, epochs: vec![] },
+                    0 => Action::Add { devices: vec![target], admin: (x >> 20) % 2 == 0, epochs: vec![] },
                     1 => Action::Remove { device: target, pins: vec![] },
                     2 => Action::Title { title: format!("t{i}") },
                     _ => Action::Profile { name: format!("n{i}") },

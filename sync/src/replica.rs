@@ -950,17 +950,36 @@ impl<S: Store> Replica<S> {
         admin: bool,
         now_ms: u64,
     ) -> Result<Vec<EnvelopeId>, CommandError> {
-        if !device.is_valid() {
-            return Err(CommandError::BadDevice(device.to_string()));
+        self.add_members(id, &[device], admin, now_ms)
+    }
+
+    /// Adds several members with one `Add` operation (an organisation enrolling a team), and
+    /// one invitation each.
+    pub fn add_members(
+        &mut self,
+        id: &ConversationId,
+        devices: &[DeviceId],
+        admin: bool,
+        now_ms: u64,
+    ) -> Result<Vec<EnvelopeId>, CommandError> {
+        if let Some(bad) = devices.iter().find(|d| !d.is_valid()) {
+            return Err(CommandError::BadDevice(bad.to_string()));
+        }
+        let mut devices: Vec<DeviceId> = devices.to_vec();
+        devices.sort();
+        devices.dedup();
+        if devices.is_empty() {
+            return Ok(Vec::new());
         }
         let c = self.require_admin(id)?;
         let history = c.membership.state().history;
         let mut out = Vec::new();
-        if history == History::FromJoin && !c.membership.state().is_member(&device) {
-            // Rotate so the newcomer reads only from now on.
+        let newcomers = devices.iter().any(|d| !c.membership.state().is_member(d));
+        if history == History::FromJoin && newcomers {
+            // Rotate so the newcomers read only from now on.
             let mut holders: BTreeSet<DeviceId> =
                 c.membership.state().members.keys().copied().collect();
-            holders.insert(device);
+            holders.extend(devices.iter().copied());
             out.push(self.rotate(id, holders, now_ms)?);
         }
         let c = &self.convs[id];
@@ -973,13 +992,15 @@ impl<S: Store> Replica<S> {
         out.push(self.control(
             id,
             Action::Add {
-                device,
+                devices: devices.clone(),
                 admin,
                 epochs,
             },
             now_ms,
         )?);
-        out.push(self.invite(id, device, grant, now_ms)?);
+        for d in devices {
+            out.push(self.invite(id, d, grant.clone(), now_ms)?);
+        }
         Ok(out)
     }
 
@@ -1738,8 +1759,10 @@ impl<S: Store> Replica<S> {
         self.clock.observe(opened.hlc, opened.hlc.ms);
         let hash = OpHash(opened.signed_hash);
         c.learn_actor(opened.signer);
-        if let Action::Add { device, .. } | Action::Remove { device, .. } = &op.action {
-            c.learn_actor(*device);
+        match &op.action {
+            Action::Add { devices, .. } => devices.iter().for_each(|d| c.learn_actor(*d)),
+            Action::Remove { device, .. } => c.learn_actor(*device),
+            _ => {}
         }
         let inserted = c
             .membership

@@ -88,6 +88,9 @@ pub struct Config {
     pub max_push_queue: usize,
     /// Refused frames or envelopes from one link before it is cut off.
     pub max_faults: u32,
+    /// Links a relayed envelope is announced to (gossipsub's lazy degree is 6; we take a few
+    /// more since contacts are brief), the rest learn of it by reconciliation.
+    pub announce_fanout: usize,
     /// Acknowledgements wait up to this long to cover more envelopes (TCP's delayed-ACK idea;
     /// 20 ms halves a paced link's receipt bytes and is invisible to users).
     pub ack_delay_ms: u64,
@@ -115,6 +118,7 @@ impl Default for Config {
             push_window: 1024,
             max_push_queue: 100_000,
             max_faults: 8,
+            announce_fanout: 8,
             ack_delay_ms: 20,
             ack_every: 64,
             ban_ms: 60_000,
@@ -166,6 +170,10 @@ pub enum Event {
         link: LinkId,
         stats: recon::Stats,
     },
+    /// This device sealed a new envelope of its own (durable at the flush that emits this).
+    Created {
+        envelope: EnvelopeId,
+    },
 }
 
 #[derive(Debug, Error)]
@@ -185,14 +193,22 @@ struct Link {
     remote_tid: Vec<u8>,
     up_at: u64,
     remote: Option<Hello>,
+    /// Tags the peer carries for others (relays only).
+    remote_carry: Vec<Tag>,
+    carry_sent: bool,
     tags: Vec<Tag>,
     initiator: Option<(u64, recon::Session)>,
     responder: Option<(u64, recon::Session)>,
     next_session: u64,
     resync_at: u64,
+    /// Current resync interval: doubles while reconciliations find nothing (up to 4x the
+    /// configured one), resets when one finds something.
+    resync_every: u64,
     /// Envelopes to push: (precedence, kind rank, order) → id.
     queue: BTreeSet<(Reverse<Precedence>, u8, u64, EnvelopeId)>,
     queued: BTreeSet<EnvelopeId>,
+    /// Relayed envelopes to announce with `Have`.
+    announce: BTreeSet<EnvelopeId>,
     unacked: BTreeMap<u64, EnvelopeId>,
     next_push: u64,
     /// Highest push sequence received and handed to ingestion (acked after the next flush).
@@ -291,6 +307,16 @@ pub struct Engine<S: Store> {
     profiled: BTreeSet<ConversationId>,
     /// Tags in the last hello we sent.
     announced: BTreeSet<Tag>,
+    /// Tags in the last `Carry` we sent.
+    announced_carry: BTreeSet<Tag>,
+    /// Envelopes asked for with `Want`, and when.
+    requested: BTreeMap<EnvelopeId, u64>,
+    /// Links with an acknowledgement waiting.
+    acks_due: BTreeSet<LinkId>,
+    /// Decompressed keys of peers whose hellos we verify.
+    hello_keys: vaarta_sync::identity::KeyCache,
+    /// Frames taken from the links, waiting for [`Engine::poll_transmit`].
+    outgoing: VecDeque<(LinkId, Vec<u8>)>,
     counters: Counters,
     now: u64,
 }
@@ -302,10 +328,19 @@ fn kind_rank(k: Kind) -> u8 {
     }
 }
 
-/// Tags two devices reconcile: what both are willing to hold (a relay holds anything).
-pub fn session_tags(a: &Hello, b: &Hello) -> Vec<Tag> {
+/// Tags two devices reconcile: what both are willing to hold. Members hold their own
+/// conversations; a relay holds anything, so two relays reconcile everything either carries
+/// (`*_carry`, exchanged in `Carry` frames), and a relay and a member reconcile the member's.
+pub fn session_tags(a: &Hello, a_carry: &[Tag], b: &Hello, b_carry: &[Tag]) -> Vec<Tag> {
     let mut t: Vec<Tag> = match (a.relay, b.relay) {
-        (true, true) => a.tags.iter().chain(b.tags.iter()).copied().collect(),
+        (true, true) => a
+            .tags
+            .iter()
+            .chain(b.tags.iter())
+            .chain(a_carry)
+            .chain(b_carry)
+            .copied()
+            .collect(),
         (true, false) => b.tags.clone(),
         (false, true) => a.tags.clone(),
         (false, false) => {
@@ -363,6 +398,11 @@ impl<S: Store> Engine<S> {
             maintain_at: now_ms,
             profiled: BTreeSet::new(),
             announced: BTreeSet::new(),
+            announced_carry: BTreeSet::new(),
+            requested: BTreeMap::new(),
+            outgoing: VecDeque::new(),
+            acks_due: BTreeSet::new(),
+            hello_keys: Default::default(),
             counters: Counters::default(),
             now: now_ms,
         })
@@ -395,19 +435,22 @@ impl<S: Store> Engine<S> {
     // ------------------------------------------------------------------ outputs
 
     pub fn poll_transmit(&mut self) -> Option<(LinkId, Vec<u8>)> {
-        let ids: Vec<LinkId> = self.links.keys().copied().collect();
-        for id in ids {
-            self.fill_pushes(id);
-            if let Some(l) = self.links.get_mut(&id)
-                && let Some(f) = l.frames_out.pop_front()
-            {
-                l.bytes_out += f.len() as u64;
-                self.counters.frames_out += 1;
-                self.counters.bytes_out += f.len() as u64;
-                return Some((id, f));
+        if self.outgoing.is_empty() {
+            // One pass over the links fills a batch; the driver drains it frame by frame.
+            let ids: Vec<LinkId> = self.links.keys().copied().collect();
+            for id in ids {
+                self.fill_pushes(id);
+                if let Some(l) = self.links.get_mut(&id) {
+                    while let Some(f) = l.frames_out.pop_front() {
+                        l.bytes_out += f.len() as u64;
+                        self.counters.frames_out += 1;
+                        self.counters.bytes_out += f.len() as u64;
+                        self.outgoing.push_back((id, f));
+                    }
+                }
             }
         }
-        None
+        self.outgoing.pop_front()
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -429,8 +472,8 @@ impl<S: Store> Engine<S> {
                 t = t.min(l.resync_at);
             }
         }
-        for l in self.links.values() {
-            if let Some((_, since, _)) = l.ack_due {
+        for link in &self.acks_due {
+            if let Some((_, since, _)) = self.links.get(link).and_then(|l| l.ack_due) {
                 t = t.min(since + self.config.ack_delay_ms);
             }
         }
@@ -462,18 +505,52 @@ impl<S: Store> Engine<S> {
 
     fn my_hello(&self) -> Hello {
         let mut tags = self.replica.tags_of_interest(self.now);
-        if self.config.relay {
-            // A relay offers what it carries too.
-            tags.extend(self.replica.store().tags().into_iter().map(|(t, _)| t));
-        }
-        tags.sort();
-        tags.dedup();
         tags.truncate(wire::MAX_HELLO_TAGS);
         Hello {
             device: self.replica.device_id(),
             name: self.config.name.clone(),
             relay: self.config.relay,
             tags,
+        }
+    }
+
+    /// Tags this relay carries for others (sent only to other relays).
+    fn my_carry(&self) -> Vec<Tag> {
+        if !self.config.relay {
+            return Vec::new();
+        }
+        let own: BTreeSet<Tag> = self
+            .replica
+            .tags_of_interest(self.now)
+            .into_iter()
+            .collect();
+        let mut t: Vec<Tag> = self
+            .replica
+            .store()
+            .tags()
+            .into_iter()
+            .map(|(t, _)| t)
+            .filter(|t| !own.contains(t))
+            .collect();
+        t.truncate(wire::MAX_CARRY_TAGS);
+        t
+    }
+
+    /// Recomputes a link's session tags; restarts reconciliation (dialer side) if they changed.
+    fn retag(&mut self, link: LinkId) {
+        let mine = self.my_hello();
+        let carry = self.my_carry();
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let Some(r) = &l.remote else { return };
+        let tags = session_tags(&mine, &carry, r, &l.remote_carry);
+        if tags != l.tags {
+            l.tags = tags;
+            if l.outbound {
+                l.resync_at = 0;
+                l.initiator = None;
+            }
         }
     }
 
@@ -521,13 +598,17 @@ impl<S: Store> Engine<S> {
             remote_tid,
             up_at: now_ms,
             remote: None,
+            remote_carry: Vec::new(),
+            carry_sent: false,
             tags: Vec::new(),
             initiator: None,
             responder: None,
             next_session: 1,
             resync_at: u64::MAX,
+            resync_every: self.config.resync_interval_ms,
             queue: BTreeSet::new(),
             queued: BTreeSet::new(),
+            announce: BTreeSet::new(),
             unacked: BTreeMap::new(),
             next_push: 1,
             received_up_to: None,
@@ -557,6 +638,7 @@ impl<S: Store> Engine<S> {
         let Some(l) = self.links.remove(&link) else {
             return;
         };
+        self.outgoing.retain(|(l, _)| *l != link);
         // Anything received but not yet ingested is still processed at the next flush; the
         // acknowledgement simply cannot be sent, so the peer will offer it again.
         let device = l.remote.as_ref().map(|h| h.device);
@@ -654,6 +736,9 @@ impl<S: Store> Engine<S> {
                 });
             }
         }
+        if self.peers.is_empty() {
+            return;
+        }
         let connected: BTreeSet<PeerKey> = self.links.values().map(|l| l.peer.clone()).collect();
         let me = self.replica.device_id();
         let keys: Vec<PeerKey> = self.peers.keys().cloned().collect();
@@ -718,6 +803,18 @@ impl<S: Store> Engine<S> {
                 self.inbox.push((link, seq, envelope));
             }
             Frame::Ack { up_to } => self.on_ack(link, up_to),
+            Frame::Have { ids } => self.on_have(link, ids),
+            Frame::Carry { tags } => {
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.remote_carry = tags;
+                }
+                self.retag(link);
+            }
+            Frame::Want { ids } => {
+                for id in ids {
+                    self.enqueue(link, id);
+                }
+            }
             Frame::Bye { reason } => {
                 self.actions.push_back(Action::Close {
                     link,
@@ -782,7 +879,7 @@ impl<S: Store> Engine<S> {
         let Some(l) = self.links.get(&link) else {
             return;
         };
-        if !wire::verify_hello(&h, &sig, &l.remote_tid, &l.local_tid) {
+        if !wire::verify_hello(&h, &sig, &l.remote_tid, &l.local_tid, &mut self.hello_keys) {
             return self.fault(link, "bad frame: hello proof does not verify".into());
         }
         if h.device == self.replica.device_id() {
@@ -799,7 +896,9 @@ impl<S: Store> Engine<S> {
         let first = l.remote.is_none();
         let peer = l.peer.clone();
         let mine = self.my_hello();
-        let tags = session_tags(&mine, &h);
+        let carry = self.my_carry();
+        let tags = session_tags(&mine, &carry, &h, &l.remote_carry);
+        let send_carry = self.config.relay && h.relay && !l.carry_sent;
         if let Some(p) = self.peers.get_mut(&peer) {
             p.device = Some(h.device);
             p.name = Some(h.name.clone());
@@ -811,6 +910,11 @@ impl<S: Store> Engine<S> {
         let changed = l.tags != tags;
         l.tags = tags;
         l.remote = Some(h);
+        if send_carry {
+            l.carry_sent = true;
+            l.frames_out
+                .push_back(Frame::Carry { tags: carry }.encode());
+        }
         if first {
             self.event(Event::LinkReady { link, device, name });
         }
@@ -832,7 +936,8 @@ impl<S: Store> Engine<S> {
         }
         let id = l.next_session;
         l.next_session += 1;
-        l.resync_at = now + resync;
+        let _ = resync;
+        l.resync_at = now + l.resync_every;
         let digest = wire::tags_digest(&l.tags);
         match recon::Session::initiate(l.tags.clone(), self.replica.store()) {
             Ok(mut s) => {
@@ -908,10 +1013,29 @@ impl<S: Store> Engine<S> {
                 l.responder = Some((session, s));
             }
         } else {
+            if is_initiator {
+                // Nothing new either way (one exchange, no pushes): back off; else reset.
+                let quiet =
+                    stats.messages_sent <= 2 && stats.messages_received == 1 && haves.is_empty();
+                let base = self.config.resync_interval_ms;
+                l.resync_every = if quiet {
+                    (l.resync_every * 2).min(base * 4)
+                } else {
+                    base
+                };
+                l.resync_at = self.now + l.resync_every;
+            }
             self.events.push_back(Event::Reconciled { link, stats });
         }
-        for id in haves {
-            self.enqueue(link, id);
+        // Announce rather than push: a device reconciling with several peers at once (a
+        // partition healing) then receives each missing envelope once, from whoever it asks.
+        let max = self.config.max_push_queue;
+        if let Some(l) = self.links.get_mut(&link) {
+            for id in haves {
+                if l.announce.len() < max {
+                    l.announce.insert(id);
+                }
+            }
         }
     }
 
@@ -981,6 +1105,15 @@ impl<S: Store> Engine<S> {
     }
 
     fn fill_pushes(&mut self, link: LinkId) {
+        if let Some(l) = self.links.get_mut(&link)
+            && l.ready()
+            && !l.announce.is_empty()
+        {
+            let ids: Vec<EnvelopeId> = (0..wire::MAX_IDS_PER_FRAME)
+                .map_while(|_| l.announce.pop_first())
+                .collect();
+            l.frames_out.push_back(Frame::Have { ids }.encode());
+        }
         let window = self.config.push_window;
         loop {
             let Some(l) = self.links.get_mut(&link) else {
@@ -1018,7 +1151,7 @@ impl<S: Store> Engine<S> {
         let Ok(Some(tag)) = self.replica.store().tag_of(&id) else {
             return;
         };
-        let targets: Vec<LinkId> = self
+        let mut targets: Vec<LinkId> = self
             .links
             .iter()
             .filter(|(lid, l)| {
@@ -1026,8 +1159,58 @@ impl<S: Store> Engine<S> {
             })
             .map(|(lid, _)| *lid)
             .collect();
+        // Eager for our own envelopes; lazy (announce, then push on request) for relayed ones,
+        // whatever their precedence: one round trip per hop is nothing next to the copies a
+        // dense mesh would otherwise carry (measured in the simulator). Relayed envelopes are
+        // announced to at most `announce_fanout` links, a different subset per envelope
+        // (gossip); reconciliation covers the others.
+        let eager = from.is_none();
+        if !eager && targets.len() > self.config.announce_fanout {
+            let key = |l: &LinkId| {
+                let mut h = blake3::Hasher::new();
+                h.update(&id.0);
+                h.update(
+                    self.links
+                        .get(l)
+                        .map(|x| x.peer.as_bytes())
+                        .unwrap_or_default(),
+                );
+                *h.finalize().as_bytes()
+            };
+            targets.sort_by_cached_key(key);
+            targets.truncate(self.config.announce_fanout);
+        }
+        let max = self.config.max_push_queue;
         for t in targets {
-            self.enqueue(t, id);
+            if eager {
+                self.enqueue(t, id);
+            } else if let Some(l) = self.links.get_mut(&t)
+                && l.announce.len() < max
+            {
+                l.announce.insert(id);
+            }
+        }
+    }
+
+    fn on_have(&mut self, link: LinkId, ids: Vec<EnvelopeId>) {
+        let now = self.now;
+        let mut want = Vec::new();
+        for id in ids {
+            if matches!(self.replica.store().contains(&id), Ok(true)) {
+                continue;
+            }
+            // Ask one peer at a time; ask again if the first did not deliver within 5 s.
+            if self.requested.get(&id).is_some_and(|t| now < t + 5_000) {
+                continue;
+            }
+            if self.requested.len() >= self.config.max_push_queue {
+                self.requested.retain(|_, t| now < *t + 5_000);
+            }
+            self.requested.insert(id, now);
+            want.push(id);
+        }
+        if !want.is_empty() {
+            self.send(link, Frame::Want { ids: want });
         }
     }
 
@@ -1070,6 +1253,10 @@ impl<S: Store> Engine<S> {
             let refs: Vec<&[u8]> = inbox.iter().map(|(_, _, b)| b.as_slice()).collect();
             let results = self.replica.ingest_batch(&refs, now_ms);
             for ((link, seq, bytes), r) in inbox.iter().zip(results) {
+                if !self.requested.is_empty() {
+                    self.requested
+                        .remove(&EnvelopeId(*blake3::hash(bytes).as_bytes()));
+                }
                 match r {
                     Ok(ing) => {
                         if !matches!(ing, Ingested::Duplicate | Ingested::NotWanted) {
@@ -1097,30 +1284,35 @@ impl<S: Store> Engine<S> {
         }
         for id in self.replica.seal_staged(now_ms)? {
             self.fresh.push((id, None));
+            self.event(Event::Created { envelope: id });
         }
         if now_ms >= self.maintain_at {
-            self.maintain_at = now_ms + 1_000;
+            // Admin duties (key rotation, key shares) are rate-limited per conversation anyway.
+            self.maintain_at = now_ms + 5_000;
             for id in self.replica.maintain(now_ms)? {
                 self.fresh.push((id, None));
             }
         }
         self.publish_profiles(now_ms)?;
         self.replica.store_mut().flush()?;
-        // New tags (a conversation, an invitation for someone, carried envelopes): tell peers.
-        let mut new_tag = false;
+        // New tags: our own (a conversation) go in a new hello to everyone; carried ones (a
+        // relay holding something new for others) in a `Carry` to the relays we are linked to.
+        let (mut own_new, mut carry_new) = (false, false);
         for (id, _) in &self.fresh {
-            if let Ok(Some(t)) = self.replica.store().tag_of(id)
-                && !self.announced.contains(&t)
-                && (self.config.relay || self.replica.is_own_tag(&t, now_ms))
-            {
-                new_tag = true;
-                break;
+            if let Ok(Some(t)) = self.replica.store().tag_of(id) {
+                if self.replica.is_own_tag(&t, now_ms) {
+                    own_new |= !self.announced.contains(&t);
+                } else if self.config.relay {
+                    carry_new |= !self.announced_carry.contains(&t);
+                }
             }
         }
-        if new_tag && !self.links.is_empty() {
+        if own_new && !self.links.is_empty() {
             self.tags_changed();
         }
-        self.counters.flushes += 1;
+        if carry_new && !self.links.is_empty() {
+            self.carry_changed();
+        }
         // Durable: acknowledge and spread.
         for (link, (up_to, n)) in acks {
             if let Some(l) = self.links.get_mut(&link)
@@ -1129,6 +1321,7 @@ impl<S: Store> Engine<S> {
                 let due = l.ack_due.get_or_insert((up_to, now_ms, 0));
                 due.0 = due.0.max(up_to);
                 due.2 += n;
+                self.acks_due.insert(link);
             }
         }
         self.send_due_acks(now_ms);
@@ -1141,11 +1334,17 @@ impl<S: Store> Engine<S> {
     /// Sends acknowledgements that are due (everything they cover is already durable).
     fn send_due_acks(&mut self, now_ms: u64) {
         let (delay, every) = (self.config.ack_delay_ms, self.config.ack_every);
-        for l in self.links.values_mut() {
+        let due: Vec<LinkId> = self.acks_due.iter().copied().collect();
+        for link in due {
+            let Some(l) = self.links.get_mut(&link) else {
+                self.acks_due.remove(&link);
+                continue;
+            };
             if let Some((up_to, since, n)) = l.ack_due
                 && (n >= every || now_ms >= since + delay)
             {
                 l.ack_due = None;
+                self.acks_due.remove(&link);
                 if !l.closing {
                     l.frames_out.push_back(Frame::Ack { up_to }.encode());
                 }
@@ -1157,7 +1356,7 @@ impl<S: Store> Engine<S> {
     fn publish_profiles(&mut self, now_ms: u64) -> Result<(), EngineError> {
         let me = self.replica.device_id();
         let name = self.config.name.clone();
-        if name.is_empty() {
+        if name.is_empty() || self.profiled.len() == self.replica.conversation_ids().len() {
             return Ok(());
         }
         for id in self.replica.conversation_ids() {
@@ -1183,18 +1382,30 @@ impl<S: Store> Engine<S> {
     /// Our tag set changed (a new conversation): tell every peer, which restarts reconciliation.
     fn tags_changed(&mut self) {
         let links: Vec<LinkId> = self.links.keys().copied().collect();
-        let mine = self.my_hello();
         for link in links {
             self.send_hello(link);
-            if let Some(l) = self.links.get_mut(&link)
-                && let Some(r) = &l.remote
-            {
-                l.tags = session_tags(&mine, r);
-                if l.outbound {
-                    l.resync_at = 0;
-                    l.initiator = None;
-                }
-            }
+            self.retag(link);
+        }
+    }
+
+    /// This relay carries a new tag: tell the relays it is linked with.
+    fn carry_changed(&mut self) {
+        let carry = self.my_carry();
+        self.announced_carry = carry.iter().copied().collect();
+        let links: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.ready() && l.remote.as_ref().is_some_and(|h| h.relay))
+            .map(|(k, _)| *k)
+            .collect();
+        for link in links {
+            self.send(
+                link,
+                Frame::Carry {
+                    tags: carry.clone(),
+                },
+            );
+            self.retag(link);
         }
     }
 
@@ -1220,6 +1431,19 @@ impl<S: Store> Engine<S> {
         now_ms: u64,
     ) -> Result<(), EngineError> {
         for env in self.replica.add_member(conv, device, admin, now_ms)? {
+            self.fresh.push((env, None));
+        }
+        Ok(())
+    }
+
+    pub fn add_members(
+        &mut self,
+        conv: &ConversationId,
+        devices: &[DeviceId],
+        admin: bool,
+        now_ms: u64,
+    ) -> Result<(), EngineError> {
+        for env in self.replica.add_members(conv, devices, admin, now_ms)? {
             self.fresh.push((env, None));
         }
         Ok(())

@@ -8,14 +8,20 @@
 //! Push  = 3 seq:varint envelope
 //! Ack   = 4 up_to:varint          (every push up to this one is durable on the receiver)
 //! Bye   = 5 reason:str
+//! Have  = 6 count:varint ids:[32]*    (I hold these; ask if you lack them)
+//! Want  = 7 count:varint ids:[32]*    (please push these)
+//! Carry = 8 count:varint tags:[16]*   (relay to relay: the tags I carry for others)
 //! ```
+//! Envelopes written here, and FLASH ones, are pushed at once; envelopes relayed from another
+//! link are announced with `Have` and sent on `Want` (gossipsub's lazy push), so a dense mesh
+//! does not carry every envelope once per link.
 //! The proof binds the device identity to the transport session (both transport ids are
 //! authenticated by the transport's own handshake), so a hello cannot be replayed on another
 //! link. The device key is shown only inside the encrypted transport.
 
 use vaarta_sync::codec::{DecodeError, Reader, Writer};
 use vaarta_sync::identity::Identity;
-use vaarta_sync::ids::{DeviceId, Tag};
+use vaarta_sync::ids::{DeviceId, EnvelopeId, Tag};
 use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
 
 pub const VERSION: u8 = 1;
@@ -51,7 +57,22 @@ pub enum Frame {
     Bye {
         reason: String,
     },
+    Have {
+        ids: Vec<EnvelopeId>,
+    },
+    Want {
+        ids: Vec<EnvelopeId>,
+    },
+    Carry {
+        tags: Vec<Tag>,
+    },
 }
+
+/// Tags in one `Carry` frame.
+pub const MAX_CARRY_TAGS: usize = 16_000;
+
+/// Ids in one `Have` or `Want` frame.
+pub const MAX_IDS_PER_FRAME: usize = 1024;
 
 fn hello_body(h: &Hello) -> Vec<u8> {
     let mut w = Writer::new();
@@ -99,6 +120,23 @@ impl Frame {
             }
             Frame::Bye { reason } => {
                 w.u8(5).str(reason);
+            }
+            Frame::Carry { tags } => {
+                w.u8(8).varint(tags.len() as u64);
+                for t in tags {
+                    w.raw(&t.0);
+                }
+            }
+            Frame::Have { ids } | Frame::Want { ids } => {
+                w.u8(if matches!(self, Frame::Have { .. }) {
+                    6
+                } else {
+                    7
+                });
+                w.varint(ids.len() as u64);
+                for id in ids {
+                    w.raw(&id.0);
+                }
             }
         }
         w.into_vec()
@@ -158,6 +196,29 @@ impl Frame {
             5 => Frame::Bye {
                 reason: r.str("reason", 256)?.to_string(),
             },
+            8 => {
+                let n = r.count("tags", MAX_CARRY_TAGS, 16)?;
+                let mut tags = Vec::with_capacity(n);
+                for _ in 0..n {
+                    tags.push(Tag(r.array("tag")?));
+                }
+                if !tags.windows(2).all(|w| w[0] < w[1]) {
+                    return Err(DecodeError::NonCanonical("tags order"));
+                }
+                Frame::Carry { tags }
+            }
+            t @ (6 | 7) => {
+                let n = r.count("ids", MAX_IDS_PER_FRAME, 32)?;
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(EnvelopeId(r.array("id")?));
+                }
+                if t == 6 {
+                    Frame::Have { ids }
+                } else {
+                    Frame::Want { ids }
+                }
+            }
             _ => return Err(DecodeError::Invalid("frame type")),
         };
         r.finish()?;
@@ -178,10 +239,19 @@ pub fn tags_digest(tags: &[Tag]) -> [u8; 4] {
 }
 
 /// Checks a hello's proof: signed by its device for (their transport id → our transport id).
-pub fn verify_hello(h: &Hello, sig: &[u8; 64], remote_tid: &[u8], local_tid: &[u8]) -> bool {
-    h.device
-        .verify(&hello_signed(&hello_body(h), remote_tid, local_tid), sig)
-        .is_ok()
+pub fn verify_hello(
+    h: &Hello,
+    sig: &[u8; 64],
+    remote_tid: &[u8],
+    local_tid: &[u8],
+    keys: &mut vaarta_sync::identity::KeyCache,
+) -> bool {
+    keys.verify(
+        &h.device,
+        &hello_signed(&hello_body(h), remote_tid, local_tid),
+        sig,
+    )
+    .is_ok()
 }
 
 #[cfg(test)]
@@ -204,9 +274,10 @@ mod tests {
         let Frame::Hello(h2, sig) = back else {
             panic!()
         };
-        assert!(verify_hello(&h2, &sig, b"me", b"you"));
-        assert!(!verify_hello(&h2, &sig, b"me", b"mallory"));
-        assert!(!verify_hello(&h2, &sig, b"you", b"me"));
+        let mut k = vaarta_sync::identity::KeyCache::default();
+        assert!(verify_hello(&h2, &sig, b"me", b"you", &mut k));
+        assert!(!verify_hello(&h2, &sig, b"me", b"mallory", &mut k));
+        assert!(!verify_hello(&h2, &sig, b"you", b"me", &mut k));
     }
 
     #[test]
@@ -224,6 +295,13 @@ mod tests {
             Frame::Ack { up_to: 77 },
             Frame::Bye {
                 reason: "bye".into(),
+            },
+            Frame::Have {
+                ids: vec![EnvelopeId([1; 32]), EnvelopeId([2; 32])],
+            },
+            Frame::Want { ids: vec![] },
+            Frame::Carry {
+                tags: vec![Tag([1; 16]), Tag([3; 16])],
             },
         ] {
             assert_eq!(Frame::decode(&f.encode()).unwrap(), f);

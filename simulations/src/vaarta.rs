@@ -1,0 +1,731 @@
+//! The Vaarta "router": thousands of real [`vaarta_engine::Engine`]s (the code the daemon
+//! runs) over in-memory stores, driven in virtual time by a discrete-event loop.
+//!
+//! Links follow the contact trace: when two devices are in contact their engines get
+//! `handle_link_up` (as after mDNS + dial), frames take `size / rate + latency` to cross, one
+//! after another per direction, and are lost if the contact ends first. After each instant
+//! every touched engine is flushed once (its group commit), exactly like the daemon's loop.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use vaarta_engine::{Action, Config, Engine, Event, LinkId};
+use vaarta_sync::envelope::{self, Envelope};
+use vaarta_sync::identity::Identity;
+use vaarta_sync::ids::{ConversationId, EnvelopeId};
+use vaarta_sync::membership::History;
+use vaarta_sync::page::Draft;
+use vaarta_sync::replica::Event as SyncEvent;
+use vaarta_sync::store::{MemoryStore, Store};
+
+use crate::metrics::{Delivery, RouterResult};
+use crate::scenario::Scenario;
+use crate::workload::{Conv, Message, body, destinations};
+use crate::world::World;
+
+/// Virtual start time (a fixed date, so runs are reproducible).
+pub const T0: u64 = 1_790_000_000_000;
+
+#[derive(Debug)]
+enum Ev {
+    Contact(usize),
+    Deliver {
+        to: usize,
+        from: usize,
+        epoch: u64,
+        frame: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+    },
+    Send {
+        msg: usize,
+    },
+    Outage {
+        idx: usize,
+        start: bool,
+    },
+    Sample,
+}
+
+struct Pipe {
+    epoch: u64,
+    busy_until: u64,
+    radio: usize,
+}
+
+struct SimNode {
+    identity: Identity,
+    config: Config,
+    engine: Option<Engine<MemoryStore>>,
+    parked: Option<MemoryStore>,
+    /// Peer node → our link id to it.
+    links: BTreeMap<usize, LinkId>,
+    by_link: BTreeMap<LinkId, usize>,
+    next_link: u64,
+    timer: Option<u64>,
+    peak_bytes: u64,
+}
+
+/// What the checker found after the run.
+#[derive(Debug, Default, Clone)]
+pub struct Checks {
+    pub failures: Vec<String>,
+    pub linked_member_pairs_checked: usize,
+    pub carried_envelopes_checked: usize,
+    pub max_pending: usize,
+    pub max_backlog: usize,
+}
+
+#[allow(missing_debug_implementations)]
+pub struct Runner<'a> {
+    sc: &'a Scenario,
+    world: &'a World,
+    convs: &'a [Conv],
+    msgs: &'a [Message],
+    nodes: Vec<SimNode>,
+    conv_ids: Vec<ConversationId>,
+    pipes: BTreeMap<(usize, usize), Pipe>,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: BTreeMap<u64, Ev>,
+    seq: u64,
+    now: u64,
+    dirty: BTreeSet<usize>,
+    env_msgs: BTreeMap<EnvelopeId, Vec<usize>>,
+    dests: Vec<BTreeSet<usize>>,
+    delivered: BTreeSet<(usize, usize)>,
+    deliveries: Vec<Delivery>,
+    duplicates: u64,
+    transfers: u64,
+    frame_bytes: u64,
+    by_kind: BTreeMap<String, u64>,
+    hasher: blake3::Hasher,
+    processed: u64,
+    pub checks: Checks,
+    progress: Option<&'a dyn Fn(u64)>,
+}
+
+fn seed_of(seed: u64, node: usize, what: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("vaarta-sim node seed v1");
+    h.update(&seed.to_le_bytes());
+    h.update(&(node as u64).to_le_bytes());
+    h.update(what);
+    *h.finalize().as_bytes()
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(
+        sc: &'a Scenario,
+        world: &'a World,
+        convs: &'a [Conv],
+        msgs: &'a [Message],
+    ) -> Result<Self, String> {
+        let mut nodes = Vec::with_capacity(world.nodes.len());
+        for n in &world.nodes {
+            let identity = Identity::from_seed(seed_of(sc.seed, n.index, b"identity"));
+            let max_links = n
+                .radios
+                .iter()
+                .map(|r| world.radios[*r].max_links)
+                .max()
+                .unwrap_or(64);
+            let config = Config {
+                name: String::new(),
+                relay: n.role.relays(),
+                max_links,
+                ..Config::default()
+            };
+            let engine = Engine::new(
+                identity.clone(),
+                MemoryStore::new(),
+                config.clone(),
+                seed_of(sc.seed, n.index, b"engine"),
+                T0,
+            )
+            .map_err(|e| e.to_string())?;
+            nodes.push(SimNode {
+                identity,
+                config,
+                engine: Some(engine),
+                parked: None,
+                links: BTreeMap::new(),
+                by_link: BTreeMap::new(),
+                next_link: 1,
+                timer: None,
+                peak_bytes: 0,
+            });
+        }
+        let mut r = Runner {
+            sc,
+            world,
+            convs,
+            msgs,
+            nodes,
+            conv_ids: Vec::new(),
+            pipes: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            seq: 0,
+            now: T0,
+            dirty: BTreeSet::new(),
+            env_msgs: BTreeMap::new(),
+            dests: msgs
+                .iter()
+                .map(|m| destinations(m, convs).into_iter().collect())
+                .collect(),
+            delivered: BTreeSet::new(),
+            deliveries: Vec::new(),
+            duplicates: 0,
+            transfers: 0,
+            frame_bytes: 0,
+            by_kind: BTreeMap::new(),
+            hasher: blake3::Hasher::new(),
+            processed: 0,
+            checks: Checks::default(),
+            progress: None,
+        };
+        r.setup_conversations()?;
+        Ok(r)
+    }
+
+    pub fn with_progress(mut self, f: &'a dyn Fn(u64)) -> Self {
+        self.progress = Some(f);
+        self
+    }
+
+    /// Conversations exist before the scenario starts (an organisation set them up): the
+    /// admin creates each and adds its members; members receive the membership operations and
+    /// their invitations directly, in creation order.
+    fn setup_conversations(&mut self) -> Result<(), String> {
+        for c in self.convs {
+            let admin = c.members[0];
+            let eng = self.nodes[admin].engine.as_mut().ok_or("admin down")?;
+            let rep = eng.replica_mut();
+            let (id, first) = rep
+                .create_conversation(&c.name, History::Shared, T0)
+                .map_err(|e| e.to_string())?;
+            let mut created = vec![first];
+            let devs: Vec<_> = c.members[1..]
+                .iter()
+                .map(|m| self.nodes[*m].identity.device_id())
+                .collect();
+            let eng = self.nodes[admin].engine.as_mut().ok_or("admin down")?;
+            created.extend(
+                eng.replica_mut()
+                    .add_members(&id, &devs, false, T0)
+                    .map_err(|e| e.to_string())?,
+            );
+            let eng = self.nodes[admin].engine.as_mut().ok_or("admin down")?;
+            let bytes: Vec<Vec<u8>> = created
+                .iter()
+                .filter_map(|e| eng.replica().store().envelope(e).ok().flatten())
+                .collect();
+            for &m in &c.members[1..] {
+                let eng = self.nodes[m].engine.as_mut().ok_or("member down")?;
+                // Invitations first (they carry the keys), then the operations in order.
+                let (invites, ops): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = bytes.iter().partition(|b| {
+                    Envelope::decode(b)
+                        .is_ok_and(|e| e.header().kind == vaarta_sync::envelope::Kind::Invite)
+                });
+                for b in invites.into_iter().chain(ops) {
+                    let _ = eng.replica_mut().ingest(b, T0);
+                }
+            }
+            self.conv_ids.push(id);
+        }
+        for n in &mut self.nodes {
+            if let Some(e) = n.engine.as_mut() {
+                e.flush(T0).map_err(|e| e.to_string())?;
+                while e.poll_event().is_some() {}
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.events.insert(self.seq, ev);
+        self.queue.push(Reverse((t, self.seq)));
+    }
+
+    fn trace(&mut self, kind: u8, a: usize, b: usize, extra: &[u8]) {
+        self.hasher.update(&self.now.to_le_bytes());
+        self.hasher.update(&[kind]);
+        self.hasher.update(&(a as u64).to_le_bytes());
+        self.hasher.update(&(b as u64).to_le_bytes());
+        self.hasher.update(extra);
+        self.processed += 1;
+    }
+
+    /// Runs the scenario, then the quiescence period, then the checks.
+    pub fn run(mut self) -> Result<(RouterResult, Checks, [u8; 32]), String> {
+        let end = T0 + self.sc.duration_s * 1000;
+        let hard_end = end + self.sc.quiesce_s * 1000;
+        for i in 0..self.world.contacts.len() {
+            let t = T0 + self.world.contacts[i].time_ms;
+            self.push(t, Ev::Contact(i));
+        }
+        for (i, m) in self.msgs.iter().enumerate() {
+            self.push(T0 + m.time_ms, Ev::Send { msg: i });
+        }
+        for (i, o) in self.world.outages.iter().enumerate() {
+            self.push(
+                T0 + o.from_ms,
+                Ev::Outage {
+                    idx: i,
+                    start: true,
+                },
+            );
+            self.push(
+                T0 + o.to_ms,
+                Ev::Outage {
+                    idx: i,
+                    start: false,
+                },
+            );
+        }
+        let mut t = T0;
+        while t <= hard_end {
+            self.push(t, Ev::Sample);
+            t += 60_000;
+        }
+        for i in 0..self.nodes.len() {
+            self.schedule_timer(i);
+        }
+        while let Some(Reverse((t, seq))) = self.queue.pop() {
+            if t > hard_end {
+                break;
+            }
+            self.now = t;
+            let ev = self.events.remove(&seq).ok_or("event vanished")?;
+            self.handle(ev)?;
+            let next_t = self.queue.peek().map(|Reverse((t, _))| *t);
+            if next_t != Some(t) {
+                self.flush_dirty()?;
+                if let Some(p) = self.progress {
+                    p(t - T0);
+                }
+            }
+        }
+        self.flush_dirty()?;
+        self.check()?;
+        let hash = *self.hasher.finalize().as_bytes();
+        let peak: Vec<u64> = self.nodes.iter().map(|n| n.peak_bytes).collect();
+        let result = RouterResult {
+            router: "vaarta".into(),
+            deliveries: self.deliveries,
+            duplicates: self.duplicates,
+            transfers: self.transfers,
+            bytes: self.frame_bytes,
+            peak_storage: peak,
+            events: self.processed,
+            bytes_by_kind: self.by_kind,
+        };
+        Ok((result, self.checks, hash))
+    }
+
+    fn schedule_timer(&mut self, node: usize) {
+        let Some(e) = self.nodes[node].engine.as_ref() else {
+            return;
+        };
+        if let Some(t) = e.poll_timeout() {
+            let t = t.max(self.now + 1);
+            if self.nodes[node].timer.is_none_or(|x| x > t || x < self.now) {
+                self.nodes[node].timer = Some(t);
+                self.push(t, Ev::Timer { node });
+            }
+        }
+    }
+
+    fn link_up(&mut self, a: usize, b: usize, radio: usize) {
+        if self.nodes[a].engine.is_none() || self.nodes[b].engine.is_none() {
+            return;
+        }
+        for (x, y) in [(a, b), (b, a)] {
+            let epoch = self.pipes.get(&(x, y)).map_or(1, |p| p.epoch + 1);
+            self.pipes.insert(
+                (x, y),
+                Pipe {
+                    epoch,
+                    busy_until: self.now,
+                    radio,
+                },
+            );
+            let n = &mut self.nodes[x];
+            let link = LinkId(n.next_link);
+            n.next_link += 1;
+            n.links.insert(y, link);
+            n.by_link.insert(link, y);
+        }
+        let (la, lb) = (self.nodes[a].links[&b], self.nodes[b].links[&a]);
+        let (ta, tb) = (
+            (a as u64).to_le_bytes().to_vec(),
+            (b as u64).to_le_bytes().to_vec(),
+        );
+        let now = self.now;
+        if let Some(e) = self.nodes[a].engine.as_mut() {
+            e.handle_link_up(
+                la,
+                format!("n{b}"),
+                a < b,
+                None,
+                ta.clone(),
+                tb.clone(),
+                now,
+            );
+        }
+        if let Some(e) = self.nodes[b].engine.as_mut() {
+            e.handle_link_up(lb, format!("n{a}"), b < a, None, tb, ta, now);
+        }
+        self.dirty.insert(a);
+        self.dirty.insert(b);
+    }
+
+    fn link_down(&mut self, a: usize, b: usize) {
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(p) = self.pipes.get_mut(&(x, y)) {
+                p.epoch += 1;
+            }
+            let now = self.now;
+            let n = &mut self.nodes[x];
+            if let Some(link) = n.links.remove(&y) {
+                n.by_link.remove(&link);
+                if let Some(e) = n.engine.as_mut() {
+                    e.handle_link_down(link, now);
+                }
+                self.dirty.insert(x);
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) -> Result<(), String> {
+        match ev {
+            Ev::Contact(i) => {
+                let c = self.world.contacts[i];
+                self.trace(1, c.a, c.b, &[u8::from(c.up)]);
+                if c.up {
+                    self.link_up(c.a, c.b, c.radio);
+                } else {
+                    self.link_down(c.a, c.b);
+                }
+            }
+            Ev::Deliver {
+                to,
+                from,
+                epoch,
+                frame,
+            } => {
+                let ok = self
+                    .pipes
+                    .get(&(from, to))
+                    .is_some_and(|p| p.epoch == epoch);
+                if !ok {
+                    return Ok(());
+                }
+                self.trace(2, from, to, blake3::hash(&frame).as_bytes());
+                self.frame_bytes += frame.len() as u64;
+                let kind = match frame.first() {
+                    Some(1) => "hello",
+                    Some(2) => "reconcile",
+                    Some(3) => "push",
+                    Some(4) => "ack",
+                    Some(6) => "have",
+                    Some(7) => "want",
+                    Some(8) => "carry",
+                    _ => "other",
+                };
+                *self.by_kind.entry(kind.to_string()).or_default() += frame.len() as u64;
+                if frame.first() == Some(&3) {
+                    self.transfers += 1;
+                }
+                let now = self.now;
+                let n = &mut self.nodes[to];
+                if let (Some(link), Some(e)) = (n.links.get(&from).copied(), n.engine.as_mut()) {
+                    e.handle_frame(link, &frame, now);
+                    self.dirty.insert(to);
+                }
+            }
+            Ev::Timer { node } => {
+                if self.nodes[node].timer != Some(self.now) {
+                    return Ok(());
+                }
+                self.nodes[node].timer = None;
+                self.trace(3, node, 0, &[]);
+                let now = self.now;
+                if let Some(e) = self.nodes[node].engine.as_mut() {
+                    e.handle_timeout(now);
+                    self.dirty.insert(node);
+                }
+            }
+            Ev::Send { msg } => {
+                let m = &self.msgs[msg];
+                self.trace(4, m.src, msg, &[]);
+                let conv = self.conv_ids[m.conv];
+                let draft = Draft {
+                    body: body(m),
+                    reply_to: None,
+                    precedence: m.precedence,
+                    expiry: Some((self.now + m.ttl_ms) / 1000),
+                };
+                let now = self.now;
+                let src = m.src;
+                let Some(e) = self.nodes[src].engine.as_mut() else {
+                    // The author's device is down: the message is never written.
+                    return Ok(());
+                };
+                e.send_message(&conv, draft, now)
+                    .map_err(|e| format!("send: {e}"))?;
+                // Flush now so the envelope maps to this message alone.
+                self.flush_node(src, Some(msg))?;
+            }
+            Ev::Outage { idx, start } => {
+                let o = self.world.outages[idx];
+                self.trace(5, o.node, usize::from(start), &[u8::from(o.crash)]);
+                if !o.crash {
+                    return Ok(());
+                }
+                let n = &mut self.nodes[o.node];
+                if start {
+                    if let Some(mut e) = n.engine.take() {
+                        // A crash: anything not flushed is gone (the engine flushes every
+                        // batch, so this models a power cut between batches).
+                        while e.poll_event().is_some() {}
+                        let mut store = e.into_store();
+                        store.crash();
+                        n.parked = Some(store);
+                    }
+                    let peers: Vec<usize> = n.links.keys().copied().collect();
+                    for p in peers {
+                        self.link_down(o.node, p);
+                    }
+                } else if let Some(store) = n.parked.take() {
+                    let seed = seed_of(self.sc.seed, o.node, &self.now.to_le_bytes());
+                    let e =
+                        Engine::new(n.identity.clone(), store, n.config.clone(), seed, self.now)
+                            .map_err(|e| e.to_string())?;
+                    n.engine = Some(e);
+                    self.dirty.insert(o.node);
+                }
+            }
+            Ev::Sample => {
+                for n in &mut self.nodes {
+                    if let Some(e) = &n.engine {
+                        n.peak_bytes = n.peak_bytes.max(e.replica().store().bytes_used());
+                        self.checks.max_pending =
+                            self.checks.max_pending.max(e.replica().pending_len());
+                        self.checks.max_backlog = self.checks.max_backlog.max(e.backlog());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_dirty(&mut self) -> Result<(), String> {
+        let dirty = std::mem::take(&mut self.dirty);
+        for n in dirty {
+            self.flush_node(n, None)?;
+        }
+        Ok(())
+    }
+
+    fn flush_node(&mut self, node: usize, sent: Option<usize>) -> Result<(), String> {
+        let now = self.now;
+        let Some(e) = self.nodes[node].engine.as_mut() else {
+            return Ok(());
+        };
+        e.flush(now).map_err(|e| format!("flush: {e}"))?;
+        let mut out = Vec::new();
+        while let Some(a) = e.poll_action() {
+            if let Action::Close { link, .. } = a {
+                out.push(link);
+            }
+        }
+        let mut frames = Vec::new();
+        while let Some(f) = e.poll_transmit() {
+            frames.push(f);
+        }
+        let mut evs = Vec::new();
+        while let Some(ev) = e.poll_event() {
+            evs.push(ev);
+        }
+        for ev in evs {
+            match ev {
+                Event::Created { envelope } => {
+                    if let Some(m) = sent {
+                        self.env_msgs.entry(envelope).or_default().push(m);
+                    }
+                }
+                Event::Sync(SyncEvent::Applied { envelope, .. }) => {
+                    if let Some(ms) = self.env_msgs.get(&envelope) {
+                        for &m in ms {
+                            if !self.dests[m].contains(&node) {
+                                continue;
+                            }
+                            if !self.delivered.insert((m, node)) {
+                                self.duplicates += 1;
+                                continue;
+                            }
+                            self.deliveries.push(Delivery {
+                                msg: m,
+                                node,
+                                time_ms: now - T0,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (link, frame) in frames {
+            let Some(&peer) = self.nodes[node].by_link.get(&link) else {
+                continue;
+            };
+            let Some(p) = self.pipes.get_mut(&(node, peer)) else {
+                continue;
+            };
+            let radio = &self.world.radios[p.radio];
+            let on_air = on_air_bytes(frame.len() as u64, radio);
+            let rate = (radio.rate_kbytes_s * 1000.0 * (1.0 - radio.loss).max(0.01)).max(1.0);
+            let start = p.busy_until.max(now);
+            let dur = ((on_air as f64) * 1000.0 / rate).ceil() as u64;
+            p.busy_until = start + dur;
+            let at = p.busy_until + radio.latency_ms.max(1);
+            let epoch = p.epoch;
+            self.push(
+                at,
+                Ev::Deliver {
+                    to: peer,
+                    from: node,
+                    epoch,
+                    frame,
+                },
+            );
+        }
+        for link in out {
+            if let Some(&peer) = self.nodes[node].by_link.get(&link) {
+                self.link_down(node, peer);
+            }
+        }
+        self.schedule_timer(node);
+        Ok(())
+    }
+
+    /// Invariants: linked members converge; nothing delivered twice; bounds held; nothing a
+    /// non-member carries can be opened with any key it holds.
+    fn check(&mut self) -> Result<(), String> {
+        if self.duplicates > 0 {
+            self.checks.failures.push(format!(
+                "{} duplicate deliveries to applications",
+                self.duplicates
+            ));
+        }
+        let pairs: Vec<(usize, usize)> =
+            self.pipes.keys().filter(|(a, b)| a < b).copied().collect();
+        let live: Vec<(usize, usize)> = pairs
+            .into_iter()
+            .filter(|(a, b)| self.nodes[*a].links.contains_key(b))
+            .collect();
+        for (ci, c) in self.convs.iter().enumerate() {
+            let members: BTreeSet<usize> = c.members.iter().copied().collect();
+            let conv = self.conv_ids[ci];
+            for &(a, b) in &live {
+                if !members.contains(&a) || !members.contains(&b) {
+                    continue;
+                }
+                let (Some(da), Some(db)) = (self.digest(a, &conv), self.digest(b, &conv)) else {
+                    continue;
+                };
+                self.checks.linked_member_pairs_checked += 1;
+                if da != db {
+                    self.checks.failures.push(format!(
+                        "linked members n{a} and n{b} differ in conversation {}",
+                        c.name
+                    ));
+                }
+            }
+        }
+        if self.checks.max_pending > vaarta_sync::limits::MAX_PENDING {
+            self.checks
+                .failures
+                .push(format!("pending queue reached {}", self.checks.max_pending));
+        }
+        let relay_cap = Config::default().relay_max_bytes;
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(e) = &n.engine else { continue };
+            let rep = e.replica();
+            let own: BTreeSet<_> = rep
+                .conversation_ids()
+                .iter()
+                .filter_map(|c| rep.conversation(c).map(|c| c.tag))
+                .collect();
+            let keys: Vec<(ConversationId, [u8; 32])> = rep
+                .conversation_ids()
+                .iter()
+                .filter_map(|c| rep.conversation(c))
+                .flat_map(|c| {
+                    c.epochs_held()
+                        .into_iter()
+                        .filter_map(move |ep| c.key(&ep).map(|k| (c.id, *k)))
+                        .chain([(c.id, c.control_key)])
+                })
+                .collect();
+            let mut carried = 0u64;
+            for (tag, _) in rep.store().tags() {
+                if own.contains(&tag) || rep.is_own_tag(&tag, self.now) {
+                    continue;
+                }
+                let mut ids = Vec::new();
+                let _ = rep.store().for_each_id(&tag, &[0; 32], &mut |id| {
+                    ids.push(*id);
+                    true
+                });
+                for id in ids {
+                    let Ok(Some(b)) = rep.store().envelope(&id) else {
+                        continue;
+                    };
+                    carried += b.len() as u64;
+                    let Ok(env) = Envelope::decode(&b) else {
+                        continue;
+                    };
+                    self.checks.carried_envelopes_checked += 1;
+                    for (cid, k) in &keys {
+                        if envelope::open(&env, k, cid).is_ok() {
+                            self.checks
+                                .failures
+                                .push(format!("n{i} can read an envelope it only carries"));
+                        }
+                    }
+                    if envelope::open_invite(&env, &n.identity).is_ok() {
+                        self.checks
+                            .failures
+                            .push(format!("n{i} can open a carried invitation"));
+                    }
+                }
+            }
+            if carried > relay_cap {
+                self.checks
+                    .failures
+                    .push(format!("n{i} carries {carried} bytes, above its quota"));
+            }
+        }
+        Ok(())
+    }
+
+    fn digest(&mut self, node: usize, conv: &ConversationId) -> Option<[u8; 32]> {
+        self.nodes[node]
+            .engine
+            .as_mut()?
+            .replica_mut()
+            .state_digest(conv)
+            .ok()
+    }
+}
+
+/// Bytes a frame occupies on the air: with an MTU, each packet pays its overhead.
+pub fn on_air_bytes(len: u64, r: &crate::scenario::Radio) -> u64 {
+    match r.mtu {
+        Some(mtu) if mtu > 0 => len + len.div_ceil(mtu) * r.packet_overhead,
+        _ => len + r.packet_overhead,
+    }
+}
