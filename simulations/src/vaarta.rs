@@ -97,6 +97,7 @@ pub struct Runner<'a> {
     deliveries: Vec<Delivery>,
     duplicates: u64,
     transfers: u64,
+    redundant: u64,
     frame_bytes: u64,
     by_kind: BTreeMap<String, u64>,
     hasher: blake3::Hasher,
@@ -177,6 +178,7 @@ impl<'a> Runner<'a> {
             deliveries: Vec::new(),
             duplicates: 0,
             transfers: 0,
+            redundant: 0,
             frame_bytes: 0,
             by_kind: BTreeMap::new(),
             hasher: blake3::Hasher::new(),
@@ -437,6 +439,17 @@ impl<'a> Runner<'a> {
                 *self.by_kind.entry(kind.to_string()).or_default() += frame.len() as u64;
                 if frame.first() == Some(&3) {
                     self.transfers += 1;
+                    // Was it redundant (the receiver already held it)?
+                    let mut r = vaarta_sync::codec::Reader::new(&frame[1..]);
+                    if r.varint("seq").is_ok() {
+                        let id = EnvelopeId(*blake3::hash(r.rest()).as_bytes());
+                        if let Some(e) = self.nodes[to].engine.as_ref()
+                            && e.replica().store().contains(&id).unwrap_or(false)
+                        {
+                            *self.by_kind.entry("push (redundant)".into()).or_default() += frame.len() as u64;
+                            self.redundant += 1;
+                        }
+                    }
                 }
                 let now = self.now;
                 let n = &mut self.nodes[to];

@@ -539,6 +539,42 @@ impl<S: Store> Replica<S> {
         })
     }
 
+    /// Whether this device takes envelopes for others now (relaying on, quota not used up).
+    pub fn carries(&self) -> bool {
+        self.relay.carry && self.carried_bytes < self.relay.max_bytes
+    }
+
+    /// Replaces carried envelopes whose expiry has passed with tombstones (freeing their
+    /// bytes; reconciliation still counts them as held). Returns how many expired.
+    pub fn expire_carried(&mut self, now_ms: u64) -> Result<usize, StoreError> {
+        let own: BTreeSet<Tag> = self.by_tag.keys().copied().collect();
+        let mut expired = Vec::new();
+        for (tag, _) in self.store.tags() {
+            if own.contains(&tag) {
+                continue;
+            }
+            let mut ids = Vec::new();
+            self.store.for_each_id(&tag, &[0; 32], &mut |id| {
+                ids.push(*id);
+                true
+            })?;
+            for id in ids {
+                if let Some(b) = self.store.envelope(&id)?
+                    && !b.is_empty()
+                    && Envelope::decode(&b).is_ok_and(|e| e.header().is_expired(now_ms))
+                {
+                    expired.push((tag, id, b.len() as u64));
+                }
+            }
+        }
+        for (tag, id, len) in &expired {
+            self.store.remove_envelope(id)?;
+            self.store.put_envelope(tag, id, &[])?;
+            self.carried_bytes = self.carried_bytes.saturating_sub(*len);
+        }
+        Ok(expired.len())
+    }
+
     /// Tags this device wants: its conversations and its recent inbox tags.
     pub fn tags_of_interest(&self, now_ms: u64) -> Vec<Tag> {
         let mut t: Vec<Tag> = self.by_tag.keys().copied().collect();
@@ -1629,10 +1665,12 @@ impl<S: Store> Replica<S> {
             let r = self.ingest_invite(&env, now_ms);
             return self.refuse_on_error(&env, r);
         }
-        if !self.relay.carry || env.header().is_expired(now_ms) {
+        if !self.relay.carry || self.carried_bytes + bytes.len() as u64 > self.relay.max_bytes {
             return Ok(Ingested::NotWanted);
         }
-        if self.carried_bytes + bytes.len() as u64 > self.relay.max_bytes {
+        if env.header().is_expired(now_ms) {
+            // Remember it as held-and-dropped, so reconciliation stops offering it.
+            self.store.put_envelope(&tag, &env.id(), &[])?;
             return Ok(Ingested::NotWanted);
         }
         self.store.put_envelope(&tag, &env.id(), bytes)?;

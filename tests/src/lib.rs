@@ -5,6 +5,8 @@
 //! message) on a developer machine without root, but when `VAARTA_REQUIRE_NETNS=1` is set
 //! (as `.ci/run` does) a missing capability is a failure, never a silent pass.
 
+pub mod emulate;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -412,6 +414,8 @@ fn sh(args: &[&str]) {
 pub struct Netns {
     prefix: String,
     names: Vec<String>,
+    /// What link model was applied (netem, or the fallback), for reports.
+    pub impairment: String,
 }
 
 impl Netns {
@@ -423,6 +427,7 @@ impl Netns {
         let mut ns = Netns {
             prefix: prefix.clone(),
             names: Vec::new(),
+            impairment: "none".into(),
         };
         let br = format!("{prefix}-br");
         sh(&["ip", "netns", "add", &br]);
@@ -455,7 +460,7 @@ impl Netns {
             sh(&["ip", "-n", &name, "link", "set", &a, "up"]);
             sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
             if let Some(m) = link {
-                impair(&name, &a, m);
+                ns.impairment = impair(&name, &a, m);
             }
         }
         ns
@@ -470,6 +475,7 @@ impl Netns {
         let ns = Netns {
             prefix,
             names: vec![name.clone()],
+            impairment: "none".into(),
         };
         sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
         sh(&[

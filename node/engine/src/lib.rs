@@ -304,6 +304,7 @@ pub struct Engine<S: Store> {
     last_dial: u64,
     next_order: u64,
     maintain_at: u64,
+    expire_at: u64,
     profiled: BTreeSet<ConversationId>,
     /// Tags in the last hello we sent.
     announced: BTreeSet<Tag>,
@@ -396,6 +397,7 @@ impl<S: Store> Engine<S> {
             last_dial: 0,
             next_order: 0,
             maintain_at: now_ms,
+            expire_at: now_ms + 60_000,
             profiled: BTreeSet::new(),
             announced: BTreeSet::new(),
             announced_carry: BTreeSet::new(),
@@ -509,14 +511,15 @@ impl<S: Store> Engine<S> {
         Hello {
             device: self.replica.device_id(),
             name: self.config.name.clone(),
-            relay: self.config.relay,
+            // A relay whose quota is used up stops offering to carry.
+            relay: self.replica.carries(),
             tags,
         }
     }
 
     /// Tags this relay carries for others (sent only to other relays).
     fn my_carry(&self) -> Vec<Tag> {
-        if !self.config.relay {
+        if !self.replica.carries() {
             return Vec::new();
         }
         let own: BTreeSet<Tag> = self
@@ -898,7 +901,7 @@ impl<S: Store> Engine<S> {
         let mine = self.my_hello();
         let carry = self.my_carry();
         let tags = session_tags(&mine, &carry, &h, &l.remote_carry);
-        let send_carry = self.config.relay && h.relay && !l.carry_sent;
+        let send_carry = self.replica.carries() && h.relay && !l.carry_sent;
         if let Some(p) = self.peers.get_mut(&peer) {
             p.device = Some(h.device);
             p.name = Some(h.name.clone());
@@ -1291,6 +1294,10 @@ impl<S: Store> Engine<S> {
             self.maintain_at = now_ms + 5_000;
             for id in self.replica.maintain(now_ms)? {
                 self.fresh.push((id, None));
+            }
+            if now_ms >= self.expire_at {
+                self.expire_at = now_ms + 60_000;
+                self.replica.expire_carried(now_ms)?;
             }
         }
         self.publish_profiles(now_ms)?;
