@@ -434,6 +434,7 @@ impl<'a> Runner<'a> {
                     Some(6) => "have",
                     Some(7) => "want",
                     Some(8) => "carry",
+                    Some(9) => "tag-sync",
                     _ => "other",
                 };
                 *self.by_kind.entry(kind.to_string()).or_default() += frame.len() as u64;
@@ -446,7 +447,8 @@ impl<'a> Runner<'a> {
                         if let Some(e) = self.nodes[to].engine.as_ref()
                             && e.replica().store().contains(&id).unwrap_or(false)
                         {
-                            *self.by_kind.entry("push (redundant)".into()).or_default() += frame.len() as u64;
+                            *self.by_kind.entry("push (redundant)".into()).or_default() +=
+                                frame.len() as u64;
                             self.redundant += 1;
                         }
                     }

@@ -141,7 +141,15 @@ impl Conversation {
 
     /// The page new messages go to with `epoch`: the newest page unless it is full or was
     /// written under another key.
-    pub(crate) fn page_for(&self, epoch: &EpochId, full: impl Fn(u32) -> bool) -> u32 {
+    /// A FLASH message starts a page of its own (unless the newest page is still empty), so
+    /// it depends on nothing: a device that missed earlier messages — expired at relays, or
+    /// never carried — can still show the alert the moment it arrives.
+    pub(crate) fn page_for(
+        &self,
+        epoch: &EpochId,
+        flash: bool,
+        len: impl Fn(u32) -> Option<u32>,
+    ) -> u32 {
         let top = self.top_page();
         if self.staged.contains_key(&top) {
             return top;
@@ -150,7 +158,13 @@ impl Conversation {
             .page_epochs
             .get(&top)
             .is_some_and(|es| es.iter().any(|e| e != epoch));
-        if foreign || full(top) { top + 1 } else { top }
+        let used = len(top).unwrap_or(0);
+        let full = used >= crate::limits::PAGE_CAPACITY;
+        if foreign || full || (flash && used > 0) {
+            top + 1
+        } else {
+            top
+        }
     }
 
     pub fn top_page(&self) -> u32 {

@@ -1244,7 +1244,8 @@ impl<S: Store> Replica<S> {
         let top = c.top_page();
         self.ensure_page(id, top)?;
         let c = &self.convs[id];
-        let page_no = c.page_for(&epoch, |p| c.pages.get(&p).is_some_and(|pg| pg.is_full()));
+        let flash = draft.precedence == Precedence::Flash;
+        let page_no = c.page_for(&epoch, flash, |p| c.pages.get(&p).map(|pg| pg.len()));
         self.ensure_page(id, page_no)?;
         let hlc = self.tick(now_ms)?;
         let c = self

@@ -67,22 +67,35 @@ fn log_ids(n: &Node, conv: &str) -> Vec<(String, String)> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|m| (m["id"].as_str().unwrap_or("").to_string(), m["body"].as_str().unwrap_or("").to_string()))
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap_or("").to_string(),
+                m["body"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect()
 }
 
 /// Runs an emulation. Panics (after cleaning up) if the environment cannot host it.
 pub fn run(cfg: &Config) -> Report {
-    let model = LinkModel { delay_ms: cfg.delay_ms, loss_pct: cfg.loss_pct, rate_kbit: None };
+    let model = LinkModel {
+        delay_ms: cfg.delay_ms,
+        loss_pct: cfg.loss_pct,
+        rate_kbit: None,
+    };
     let ns = Netns::bridge(cfg.nodes, cfg.subnet, Some(model));
-    let mut nodes: Vec<Node> = (0..cfg.nodes).map(|i| Node::init(&format!("n{i}"))).collect();
+    let mut nodes: Vec<Node> = (0..cfg.nodes)
+        .map(|i| Node::init(&format!("n{i}")))
+        .collect();
     for (i, n) in nodes.iter_mut().enumerate() {
         n.netns = Some(ns.node_ns(i));
         n.up(&["--listen", "/ip4/0.0.0.0/tcp/0"]);
     }
     let t = Duration::from_secs(120);
     for n in &nodes {
-        wait_for(&format!("{} to discover peers by mDNS", n.name), t, || (n.linked() >= 1).then_some(()));
+        wait_for(&format!("{} to discover peers by mDNS", n.name), t, || {
+            (n.linked() >= 1).then_some(())
+        });
     }
     let ids: Vec<String> = nodes[1..].iter().map(|n| n.device_id()).collect();
     let mut args = vec!["conv", "create", "emulation"];
@@ -92,7 +105,9 @@ pub fn run(cfg: &Config) -> Report {
     }
     let conv = nodes[0].ok(&args).trim().to_string();
     for n in &nodes[1..] {
-        wait_for("membership", t, || n.is_member_of(&conv, cfg.nodes).then_some(()));
+        wait_for("membership", t, || {
+            n.is_member_of(&conv, cfg.nodes).then_some(())
+        });
     }
     // Workload: rounds of one message per node; the cut node is offline for the middle third.
     // Logs are polled between rounds too, so first-seen times (latency) are measured while the
@@ -120,7 +135,10 @@ pub fn run(cfg: &Config) -> Report {
             }
         }
         for (i, n) in nodes.iter().enumerate() {
-            let body = format!("round {r} from n{i}: ठीक है, water level at marker {}", r * 7 + i);
+            let body = format!(
+                "round {r} from n{i}: ठीक है, water level at marker {}",
+                r * 7 + i
+            );
             let t0 = Instant::now();
             n.ok(&["send", &conv, &body]);
             sent.insert(body, (i, t0));
@@ -144,7 +162,9 @@ pub fn run(cfg: &Config) -> Report {
                     duplicates += 1;
                 }
                 bodies.insert(body.clone());
-                first_seen.entry((body.clone(), i)).or_insert_with(Instant::now);
+                first_seen
+                    .entry((body.clone(), i))
+                    .or_insert_with(Instant::now);
             }
             all &= sent.keys().all(|b| bodies.contains(b));
             sets.push(log);
@@ -171,8 +191,19 @@ pub fn run(cfg: &Config) -> Report {
         }
     }
     lat.sort_unstable();
-    let p = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
-    let bytes_out: u64 = nodes.iter().map(|n| n.json(&["id"])["traffic"]["bytes_out"].as_u64().unwrap_or(0)).sum();
+    let p = |q: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let bytes_out: u64 = nodes
+        .iter()
+        .map(|n| {
+            n.json(&["id"])["traffic"]["bytes_out"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
     let report = Report {
         nodes: cfg.nodes,
         messages: sent.len(),
@@ -182,7 +213,9 @@ pub fn run(cfg: &Config) -> Report {
         latency_p50_ms: p(0.5),
         latency_p90_ms: p(0.9),
         converged: converged_at.is_some(),
-        convergence_after_heal_ms: converged_at.map(|c| c.saturating_duration_since(heal_at).as_millis() as u64).unwrap_or(0),
+        convergence_after_heal_ms: converged_at
+            .map(|c| c.saturating_duration_since(heal_at).as_millis() as u64)
+            .unwrap_or(0),
         bytes_out,
         link_model: ns.impairment.clone(),
     };

@@ -13,5 +13,8 @@ fn five_namespace_emulation_converges() {
     println!("{}", serde_json::to_string_pretty(&r.json()).unwrap());
     assert!(r.converged, "nodes did not converge: {:?}", r);
     assert_eq!(r.duplicates, 0);
-    assert_eq!(r.delivered, r.destinations, "every message reached every member");
+    assert_eq!(
+        r.delivered, r.destinations,
+        "every message reached every member"
+    );
 }

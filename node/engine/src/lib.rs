@@ -193,9 +193,10 @@ struct Link {
     remote_tid: Vec<u8>,
     up_at: u64,
     remote: Option<Hello>,
-    /// Tags the peer carries for others (relays only).
+    /// Tags the peer carries for others (relays only; learnt by tag reconciliation).
     remote_carry: Vec<Tag>,
-    carry_sent: bool,
+    /// A reconciliation of carried tag sets in progress (relay to relay).
+    tag_sync: Option<TagSync>,
     tags: Vec<Tag>,
     initiator: Option<(u64, recon::Session)>,
     responder: Option<(u64, recon::Session)>,
@@ -226,6 +227,29 @@ impl Link {
     fn ready(&self) -> bool {
         self.remote.is_some() && !self.closing
     }
+}
+
+/// Relays reconcile the *sets of tags* they carry with the same range-based reconciliation as
+/// envelopes (tags padded to 32 bytes are the items), so two relays that already know each
+/// other's tags spend ~25 bytes, not a list of thousands of tags, on each new link.
+#[derive(Debug)]
+struct TagSync {
+    id: u64,
+    session: recon::Session,
+    set: vaarta_sync::store::MemoryStore,
+    mine: BTreeSet<Tag>,
+}
+
+const TAG_SET: Tag = Tag([0; 16]);
+
+fn tag_set(tags: &[Tag]) -> vaarta_sync::store::MemoryStore {
+    let mut st = vaarta_sync::store::MemoryStore::new();
+    for t in tags {
+        let mut id = [0u8; 32];
+        id[..16].copy_from_slice(&t.0);
+        let _ = st.put_envelope(&TAG_SET, &EnvelopeId(id), b"t");
+    }
+    st
 }
 
 /// What the engine knows about a peer it might dial.
@@ -602,7 +626,7 @@ impl<S: Store> Engine<S> {
             up_at: now_ms,
             remote: None,
             remote_carry: Vec::new(),
-            carry_sent: false,
+            tag_sync: None,
             tags: Vec::new(),
             initiator: None,
             responder: None,
@@ -809,10 +833,13 @@ impl<S: Store> Engine<S> {
             Frame::Have { ids } => self.on_have(link, ids),
             Frame::Carry { tags } => {
                 if let Some(l) = self.links.get_mut(&link) {
-                    l.remote_carry = tags;
+                    let mut all: BTreeSet<Tag> = l.remote_carry.iter().copied().collect();
+                    all.extend(tags);
+                    l.remote_carry = all.into_iter().take(wire::MAX_CARRY_TAGS).collect();
                 }
                 self.retag(link);
             }
+            Frame::TagSync { session, message } => self.on_tag_sync(link, session, &message),
             Frame::Want { ids } => {
                 for id in ids {
                     self.enqueue(link, id);
@@ -901,7 +928,8 @@ impl<S: Store> Engine<S> {
         let mine = self.my_hello();
         let carry = self.my_carry();
         let tags = session_tags(&mine, &carry, &h, &l.remote_carry);
-        let send_carry = self.replica.carries() && h.relay && !l.carry_sent;
+        let start_tag_sync =
+            self.replica.carries() && h.relay && l.outbound && l.tag_sync.is_none() && first;
         if let Some(p) = self.peers.get_mut(&peer) {
             p.device = Some(h.device);
             p.name = Some(h.name.clone());
@@ -913,10 +941,25 @@ impl<S: Store> Engine<S> {
         let changed = l.tags != tags;
         l.tags = tags;
         l.remote = Some(h);
-        if send_carry {
-            l.carry_sent = true;
-            l.frames_out
-                .push_back(Frame::Carry { tags: carry }.encode());
+        if start_tag_sync {
+            let set = tag_set(&carry);
+            if let Ok(mut session) = recon::Session::initiate(vec![TAG_SET], &set) {
+                while let Some(m) = session.poll_transmit() {
+                    l.frames_out.push_back(
+                        Frame::TagSync {
+                            session: 1,
+                            message: m,
+                        }
+                        .encode(),
+                    );
+                }
+                l.tag_sync = Some(TagSync {
+                    id: 1,
+                    session,
+                    set,
+                    mine: carry.iter().copied().collect(),
+                });
+            }
         }
         if first {
             self.event(Event::LinkReady { link, device, name });
@@ -1195,6 +1238,74 @@ impl<S: Store> Engine<S> {
         }
     }
 
+    fn on_tag_sync(&mut self, link: LinkId, session: u64, message: &[u8]) {
+        if !self.replica.carries() {
+            return;
+        }
+        let carry = self.my_carry();
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if !l.remote.as_ref().is_some_and(|h| h.relay) {
+            return self.fault(
+                link,
+                "tag reconciliation from a peer that is not a relay".into(),
+            );
+        }
+        let mut sync = match l.tag_sync.take() {
+            Some(t) if t.id == session => t,
+            _ if l.outbound => return,
+            _ => TagSync {
+                id: session,
+                session: recon::Session::respond(vec![TAG_SET]),
+                set: tag_set(&carry),
+                mine: carry.iter().copied().collect(),
+            },
+        };
+        if let Err(e) = sync.session.handle_message(&sync.set, message) {
+            return self.fault(link, format!("tag reconciliation: {e}"));
+        }
+        while let Some(m) = sync.session.poll_transmit() {
+            l.frames_out.push_back(
+                Frame::TagSync {
+                    session,
+                    message: m,
+                }
+                .encode(),
+            );
+        }
+        let mut haves: Vec<Tag> = Vec::new();
+        while let Some((_, id)) = sync.session.poll_have() {
+            let mut t = [0u8; 16];
+            t.copy_from_slice(&id.0[..16]);
+            haves.push(Tag(t));
+        }
+        if !haves.is_empty() {
+            l.frames_out.push_back(
+                Frame::Carry {
+                    tags: haves.clone(),
+                }
+                .encode(),
+            );
+        }
+        // Tags both of us carry are known to the peer; the rest arrive in its `Carry`.
+        let missing: BTreeSet<Tag> = haves.into_iter().collect();
+        let mut known: BTreeSet<Tag> = l.remote_carry.iter().copied().collect();
+        known.extend(sync.mine.iter().filter(|t| !missing.contains(t)).copied());
+        l.remote_carry = known.into_iter().take(wire::MAX_CARRY_TAGS).collect();
+        let done = sync.session.is_done();
+        let outbound = l.outbound;
+        if !done {
+            l.tag_sync = Some(sync);
+        }
+        self.retag(link);
+        if done && outbound {
+            // The peer's view of the tags changes when our `Carry` arrives: reconcile again,
+            // after it (frames on a link stay in order).
+            self.start_recon(link);
+        }
+    }
+
     fn on_have(&mut self, link: LinkId, ids: Vec<EnvelopeId>) {
         let now = self.now;
         let mut want = Vec::new();
@@ -1398,7 +1509,15 @@ impl<S: Store> Engine<S> {
     /// This relay carries a new tag: tell the relays it is linked with.
     fn carry_changed(&mut self) {
         let carry = self.my_carry();
-        self.announced_carry = carry.iter().copied().collect();
+        let new: Vec<Tag> = carry
+            .iter()
+            .filter(|t| !self.announced_carry.contains(t))
+            .copied()
+            .collect();
+        self.announced_carry = carry.into_iter().collect();
+        if new.is_empty() {
+            return;
+        }
         let links: Vec<LinkId> = self
             .links
             .iter()
@@ -1406,12 +1525,7 @@ impl<S: Store> Engine<S> {
             .map(|(k, _)| *k)
             .collect();
         for link in links {
-            self.send(
-                link,
-                Frame::Carry {
-                    tags: carry.clone(),
-                },
-            );
+            self.send(link, Frame::Carry { tags: new.clone() });
             self.retag(link);
         }
     }

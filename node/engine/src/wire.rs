@@ -10,7 +10,8 @@
 //! Bye   = 5 reason:str
 //! Have  = 6 count:varint ids:[32]*    (I hold these; ask if you lack them)
 //! Want  = 7 count:varint ids:[32]*    (please push these)
-//! Carry = 8 count:varint tags:[16]*   (relay to relay: the tags I carry for others)
+//! Carry = 8 count:varint tags:[16]*   (relay to relay: tags I carry that you did not know of)
+//! TagSync = 9 session:varint message   (relay to relay: reconciliation of carried tag sets)
 //! ```
 //! Envelopes written here, and FLASH ones, are pushed at once; envelopes relayed from another
 //! link are announced with `Have` and sent on `Want` (gossipsub's lazy push), so a dense mesh
@@ -66,6 +67,10 @@ pub enum Frame {
     Carry {
         tags: Vec<Tag>,
     },
+    TagSync {
+        session: u64,
+        message: Vec<u8>,
+    },
 }
 
 /// Tags in one `Carry` frame.
@@ -120,6 +125,9 @@ impl Frame {
             }
             Frame::Bye { reason } => {
                 w.u8(5).str(reason);
+            }
+            Frame::TagSync { session, message } => {
+                w.u8(9).varint(*session).raw(message);
             }
             Frame::Carry { tags } => {
                 w.u8(8).varint(tags.len() as u64);
@@ -195,6 +203,10 @@ impl Frame {
             },
             5 => Frame::Bye {
                 reason: r.str("reason", 256)?.to_string(),
+            },
+            9 => Frame::TagSync {
+                session: r.varint("session")?,
+                message: r.rest().to_vec(),
             },
             8 => {
                 let n = r.count("tags", MAX_CARRY_TAGS, 16)?;

@@ -33,7 +33,10 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::FAILURE;
     }
     let r = vaarta_tests::emulate::run(&cfg);
-    println!("{}", serde_json::to_string_pretty(&r.json()).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&r.json()).unwrap_or_default()
+    );
     if r.converged && r.duplicates == 0 {
         std::process::ExitCode::SUCCESS
     } else {
