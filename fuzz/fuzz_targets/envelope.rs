@@ -19,7 +19,7 @@ fn quiet_caught_panics() {
 fuzz_target!(|data: &[u8]| {
     quiet_caught_panics();
     if let Ok(env) = Envelope::decode(data) {
-        let _ = envelope::open(&env, &[7u8; 32], &ConversationId([1; 16]));
+        let _ = envelope::open(&env, &[7u8; 32], &ConversationId([1; 16]), &mut |h| vec![vaarta_sync::ids::DeviceId([h[0]; 32])]);
         let _ = env.header().is_expired(0);
     }
     if let Ok(op) = ControlOp::decode(data) {

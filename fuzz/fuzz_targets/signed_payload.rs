@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let alice = Identity::from_seed([1; 32]);
     let header = Header { kind: Kind::Change, precedence: Precedence::Routine, tag: f.tag, epoch: f.epoch, expiry: None };
-    let env = envelope::seal(&header, &f.key, &f.conv, &alice, Hlc { ms: T0 + 1, counter: 0 }, data, [3; 16]);
+    let env = envelope::seal(&header, &f.key, &f.conv, &alice, Hlc { ms: T0 + 1, counter: 0 }, data, [3; vaarta_sync::envelope::SALT_LEN]);
     let _ = b.ingest(env.bytes(), T0 + 2);
     let _ = b.ingest_batch(&[env.bytes()], T0 + 3);
     let _ = b.messages(&f.conv, 10);

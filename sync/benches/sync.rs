@@ -161,7 +161,6 @@ fn main() {
         env.header().encode(&mut w);
         w.len()
     };
-    let hlc_len = vaarta_sync::codec::varint_len(opened.hlc.pack());
     let compressed = opened.payload.len() - 1;
     let raw_change = {
         let mut codec = vaarta_sync::compress::Codec::new();
@@ -179,8 +178,10 @@ fn main() {
     println!("|---|---:|");
     println!("| cleartext header (version, flags, tag 16, epoch 4) | {header} |");
     println!("| salt (nonce) | {SALT_LEN} |");
-    println!("| signer key | 32 |");
-    println!("| hybrid logical clock | {hlc_len} |");
+    println!(
+        "| signer hint (first bytes of the key; the signature covers all 32) | {} |",
+        vaarta_sync::envelope::SIGNER_HINT_LEN
+    );
     println!("| page number | 1 |");
     println!("| Automerge change, compressed (raw {raw_change}) | {compressed} |");
     println!("| Ed25519 signature | 64 |");

@@ -118,6 +118,23 @@ impl Conversation {
         self.actors.get(&a).copied()
     }
 
+    /// Known devices whose key starts with `hint` (members, removed members, and any signer
+    /// seen before): the candidates for a change envelope's signer.
+    pub fn signers(&self, hint: &[u8]) -> Vec<DeviceId> {
+        let st = self.membership.state();
+        let mut out: Vec<DeviceId> = st
+            .members
+            .keys()
+            .chain(st.removed.keys())
+            .chain(self.actors.values())
+            .filter(|d| d.0.starts_with(hint))
+            .copied()
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub fn title(&self) -> &str {
         &self.membership.state().title
     }

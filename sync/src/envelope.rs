@@ -4,10 +4,13 @@
 //! envelope  = header body
 //! header    = version:u8(=1) flags:u8 tag:[16] epoch:[4] [expiry:varint]
 //!             flags = kind (bits 0-1) | precedence (bits 2-3) | has-expiry (bit 4); bits 5-7 zero
-//! body      = salt:[16] aead(key, nonce = salt ‖ 0^8, ad = header ‖ conversation-id, inner)   kinds Change, Control
+//! body      = salt:[12] aead(key, nonce = salt ‖ 0^12, ad = header ‖ conversation-id, inner)   kinds Change, Control
 //!           | noise-X(sender → recipient, prologue = domain ‖ header, inner)        kind Invite
-//! inner     = signer:[32] hlc:varint payload signature:[64]
-//! signature = Ed25519(signer, domain ‖ conversation-id ‖ header ‖ signer ‖ hlc ‖ payload)
+//! inner     = signer:[32] hlc:varint payload signature:[64]          kinds Control, Invite
+//!           | signer-hint:[4] payload signature:[64]                kind Change
+//! signature = Ed25519(signer, domain ‖ conversation-id ‖ header ‖ signer ‖ [hlc] ‖ payload)
+//!             (always over the full 32-byte signer key)
+//! A change needs no separate time: each message key carries its author's clock.
 //! id        = BLAKE3(envelope)
 //! ```
 //!
@@ -27,10 +30,11 @@ use thiserror::Error;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::crypto::{self, AEAD_TAG_LEN, CryptoError, Key, NOISE_X_OVERHEAD, NONCE_LEN};
 
-/// Random bytes per envelope that make the XChaCha20 nonce (the rest is zero). 128 random
-/// bits keep the chance of a repeated nonce under one key below 2^-64 for 2^32 envelopes,
-/// and save eight bytes on every envelope compared with sending all 192 bits.
-pub const SALT_LEN: usize = 16;
+/// Random bytes per envelope that make the XChaCha20 nonce (the rest is zero). With 96
+/// random bits the chance of a repeated nonce under one key stays below 2^-57 for a million
+/// envelopes per epoch (keys rotate on every removal), and twelve bytes are saved on every
+/// envelope compared with sending all 192 bits.
+pub const SALT_LEN: usize = 12;
 
 fn nonce_of(salt: &[u8; SALT_LEN]) -> [u8; NONCE_LEN] {
     let mut n = [0u8; NONCE_LEN];
@@ -46,8 +50,13 @@ pub const VERSION: u8 = 1;
 const SIG_DOMAIN: &[u8] = b"vaarta 2026 envelope v1";
 const INVITE_DOMAIN: &[u8] = b"vaarta 2026 invite v1";
 const SIG_LEN: usize = 64;
+/// Change envelopes name their signer by the first bytes of its key: the receiver knows the
+/// members' keys, and the Automerge change inside names its actor anyway, so sending the full
+/// key again would cost 28 bytes a message. The signature still covers the full key.
+pub const SIGNER_HINT_LEN: usize = 4;
 /// Smallest possible inner plaintext: signer, a one-byte hlc, the signature.
 const MIN_INNER: usize = 32 + 1 + SIG_LEN;
+const MIN_INNER_COMPACT: usize = SIGNER_HINT_LEN + 1 + SIG_LEN;
 
 /// What an envelope carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -203,7 +212,8 @@ impl Envelope {
         let header = Header::decode(&mut r)?;
         let header_len = r.position();
         let min_body = match header.kind {
-            Kind::Change | Kind::Control => SALT_LEN + AEAD_TAG_LEN + MIN_INNER,
+            Kind::Change => SALT_LEN + AEAD_TAG_LEN + MIN_INNER_COMPACT,
+            Kind::Control => SALT_LEN + AEAD_TAG_LEN + MIN_INNER,
             Kind::Invite => NOISE_X_OVERHEAD + MIN_INNER,
         };
         if r.remaining() < min_body {
@@ -260,6 +270,8 @@ pub enum OpenError {
     SignerMismatch,
     #[error("expected a {expected:?} envelope, got {got:?}")]
     WrongKind { expected: Kind, got: Kind },
+    #[error("signed by a key this device does not know (yet)")]
+    UnknownSigner([u8; SIGNER_HINT_LEN]),
 }
 
 impl From<CryptoError> for OpenError {
@@ -285,13 +297,26 @@ fn inner_signed(
     domain: &[u8],
     context: &[u8],
     header: &[u8],
+    compact: bool,
 ) -> Vec<u8> {
+    let key = signer.device_id().0;
     let mut w = Writer::with_capacity(32 + 10 + payload.len() + SIG_LEN);
-    w.raw(&signer.device_id().0).varint(hlc.pack()).raw(payload);
+    w.raw(&key);
+    if !compact {
+        w.varint(hlc.pack());
+    }
+    w.raw(payload);
     let sig = signer.sign(&signed_bytes(domain, context, header, w.as_slice()));
-    w.raw(&sig);
-    w.into_vec()
+    let mut unsigned = w.into_vec();
+    if compact {
+        unsigned.drain(SIGNER_HINT_LEN..32);
+    }
+    unsigned.extend_from_slice(&sig);
+    unsigned
 }
+
+/// Finds the devices whose key starts with a hint.
+pub type Resolver<'a> = &'a mut dyn FnMut(&[u8; SIGNER_HINT_LEN]) -> Vec<DeviceId>;
 
 fn parse_inner(
     inner: &[u8],
@@ -299,26 +324,68 @@ fn parse_inner(
     context: &[u8],
     header: &[u8],
     cache: &mut KeyCache,
+    resolve: Option<Resolver<'_>>,
 ) -> Result<Opened, OpenError> {
-    if inner.len() < MIN_INNER {
+    let compact = resolve.is_some();
+    if inner.len()
+        < if compact {
+            MIN_INNER_COMPACT
+        } else {
+            MIN_INNER
+        }
+    {
         return Err(DecodeError::Truncated("inner").into());
     }
     let (unsigned, sig) = inner.split_at(inner.len() - SIG_LEN);
-    let mut r = Reader::new(unsigned);
-    let signer = DeviceId(r.array("signer")?);
-    let hlc = Hlc::unpack(r.varint("hlc")?);
-    let payload = r.rest().to_vec();
     let sig: [u8; 64] = sig
         .try_into()
         .map_err(|_| DecodeError::Truncated("signature"))?;
-    let signed = signed_bytes(domain, context, header, unsigned);
-    cache.verify(&signer, &signed, &sig)?;
-    Ok(Opened {
-        signer,
-        hlc,
-        payload,
-        signed_hash: *blake3::hash(&signed).as_bytes(),
-    })
+    let (candidates, rest) = match resolve {
+        Some(resolve) => {
+            let hint: [u8; SIGNER_HINT_LEN] = unsigned[..SIGNER_HINT_LEN]
+                .try_into()
+                .map_err(|_| DecodeError::Truncated("signer"))?;
+            let c = resolve(&hint);
+            if c.is_empty() {
+                return Err(OpenError::UnknownSigner(hint));
+            }
+            (c, &unsigned[SIGNER_HINT_LEN..])
+        }
+        None => (
+            vec![DeviceId(
+                unsigned[..32]
+                    .try_into()
+                    .map_err(|_| DecodeError::Truncated("signer"))?,
+            )],
+            &unsigned[32..],
+        ),
+    };
+    let mut r = Reader::new(rest);
+    let hlc = if compact {
+        Hlc::default()
+    } else {
+        Hlc::unpack(r.varint("hlc")?)
+    };
+    let payload = r.rest().to_vec();
+    let mut last = OpenError::Signature(VerifyError::BadSignature);
+    for signer in candidates {
+        let mut full = Vec::with_capacity(32 + rest.len());
+        full.extend_from_slice(&signer.0);
+        full.extend_from_slice(rest);
+        let signed = signed_bytes(domain, context, header, &full);
+        match cache.verify(&signer, &signed, &sig) {
+            Ok(()) => {
+                return Ok(Opened {
+                    signer,
+                    hlc,
+                    payload,
+                    signed_hash: *blake3::hash(&signed).as_bytes(),
+                });
+            }
+            Err(e) => last = e.into(),
+        }
+    }
+    Err(last)
 }
 
 /// Seals a Change or Control envelope.
@@ -343,6 +410,7 @@ pub fn seal(
         SIG_DOMAIN,
         &conversation.0,
         w.as_slice(),
+        header.kind == Kind::Change,
     );
     let mut ad = w.as_slice().to_vec();
     ad.extend_from_slice(&conversation.0);
@@ -358,8 +426,16 @@ pub fn seal(
 }
 
 /// Opens and verifies a Change or Control envelope with the conversation key of its epoch.
-pub fn open(env: &Envelope, key: &Key, conversation: &ConversationId) -> Result<Opened, OpenError> {
-    open_cached(env, key, conversation, &mut KeyCache::default())
+///
+/// Change envelopes name their signer by a hint: `resolve` lists the known keys that match
+/// it (the conversation's members). Control envelopes carry the full key.
+pub fn open(
+    env: &Envelope,
+    key: &Key,
+    conversation: &ConversationId,
+    resolve: Resolver<'_>,
+) -> Result<Opened, OpenError> {
+    open_cached(env, key, conversation, &mut KeyCache::default(), resolve)
 }
 
 /// [`open`], reusing decompressed signer keys.
@@ -368,6 +444,7 @@ pub fn open_cached(
     key: &Key,
     conversation: &ConversationId,
     cache: &mut KeyCache,
+    resolve: Resolver<'_>,
 ) -> Result<Opened, OpenError> {
     if env.header.kind == Kind::Invite {
         return Err(OpenError::WrongKind {
@@ -382,12 +459,14 @@ pub fn open_cached(
     let mut ad = env.header_bytes().to_vec();
     ad.extend_from_slice(&conversation.0);
     let inner = crypto::aead_open(key, &nonce_of(&salt), &ad, &body[SALT_LEN..])?;
+    let compact = env.header.kind == Kind::Change;
     parse_inner(
         &inner,
         SIG_DOMAIN,
         &conversation.0,
         env.header_bytes(),
         cache,
+        compact.then_some(resolve),
     )
 }
 
@@ -404,7 +483,15 @@ pub fn seal_invite(
     let mut w = Writer::new();
     header.encode(&mut w);
     let header_len = w.len();
-    let inner = inner_signed(sender, hlc, payload, INVITE_DOMAIN, &[], w.as_slice());
+    let inner = inner_signed(
+        sender,
+        hlc,
+        payload,
+        INVITE_DOMAIN,
+        &[],
+        w.as_slice(),
+        false,
+    );
     let prologue = signed_bytes(INVITE_DOMAIN, &[], w.as_slice(), &[]);
     let sealed = crypto::noise_seal(sender, recipient, &prologue, &inner, seed)?;
     w.raw(&sealed);
@@ -433,6 +520,7 @@ pub fn open_invite(env: &Envelope, me: &Identity) -> Result<Opened, OpenError> {
         &[],
         env.header_bytes(),
         &mut KeyCache::default(),
+        None,
     )?;
     if opened.signer.x25519_public() != Some(sender_x) {
         return Err(OpenError::SignerMismatch);
@@ -465,20 +553,26 @@ mod tests {
             &alice,
             Hlc { ms: 5, counter: 1 },
             b"payload",
-            [3; 16],
+            [3; 12],
         );
         let decoded = Envelope::decode(env.bytes()).unwrap();
         assert_eq!(decoded, env);
-        let opened = open(&decoded, &[7; 32], &conv).unwrap();
+        let opened = open(&decoded, &[7; 32], &conv, &mut |_| vec![alice.device_id()]).unwrap();
         assert_eq!(opened.signer, alice.device_id());
         assert_eq!(opened.payload, b"payload");
-        assert_eq!(opened.hlc, Hlc { ms: 5, counter: 1 });
+        // Change envelopes carry no separate time (message keys do).
+        assert_eq!(opened.hlc, Hlc::default());
         // Another conversation id (same key) fails: the AD binds it.
         assert_eq!(
-            open(&decoded, &[7; 32], &ConversationId([8; 16])),
+            open(&decoded, &[7; 32], &ConversationId([8; 16]), &mut |_| vec![
+                alice.device_id()
+            ]),
             Err(OpenError::Decrypt)
         );
-        assert_eq!(open(&decoded, &[6; 32], &conv), Err(OpenError::Decrypt));
+        assert_eq!(
+            open(&decoded, &[6; 32], &conv, &mut |_| vec![alice.device_id()]),
+            Err(OpenError::Decrypt)
+        );
     }
 
     #[test]
@@ -492,14 +586,17 @@ mod tests {
             &alice,
             Hlc::default(),
             b"x",
-            [3; 16],
+            [3; 12],
         );
         let mut bytes = env.bytes().to_vec();
         // Raise the precedence from immediate to flash.
         bytes[1] |= 3 << 2;
         let tampered = Envelope::decode(&bytes).unwrap();
         assert_ne!(tampered.id(), env.id());
-        assert_eq!(open(&tampered, &[7; 32], &conv), Err(OpenError::Decrypt));
+        assert_eq!(
+            open(&tampered, &[7; 32], &conv, &mut |_| vec![alice.device_id()]),
+            Err(OpenError::Decrypt)
+        );
     }
 
     #[test]
@@ -512,7 +609,7 @@ mod tests {
             &alice,
             Hlc::default(),
             b"x",
-            [3; 16],
+            [3; 12],
         );
         let mut b = env.bytes().to_vec();
         b[1] |= 0x80;

@@ -206,6 +206,12 @@ fn field_ok(field: &str, v: &automerge::legacy::OpType) -> Result<(), RuleError>
 
 /// Checks a remote change against the page rules. Returns how many messages it creates.
 pub fn check_change(change: &Change, author: &ActorId) -> Result<u32, RuleError> {
+    check_change_timed(change, author).map(|(created, _)| created)
+}
+
+/// [`check_change`], also returning the newest clock among the messages it creates: the
+/// message keys are the author's clock readings, so a change needs no separate timestamp.
+pub fn check_change_timed(change: &Change, author: &ActorId) -> Result<(u32, Hlc), RuleError> {
     use automerge::legacy::{Key, ObjectId, OpType};
     if change.actor_id() != author {
         return Err(RuleError::ActorMismatch);
@@ -221,6 +227,7 @@ pub fn check_change(change: &Change, author: &ActorId) -> Result<u32, RuleError>
     let prefix = actor_prefix(author.to_bytes());
     let expanded = guarded(|| Ok(change.decode()))?;
     let mut created = 0;
+    let mut newest = Hlc::default();
     for op in &expanded.operations {
         if op.insert {
             return Err(RuleError::Forbidden("sequence insert"));
@@ -230,7 +237,7 @@ pub fn check_change(change: &Change, author: &ActorId) -> Result<u32, RuleError>
         };
         match &op.obj {
             ObjectId::Root => {
-                if let Some((_, who)) = parse_key(key) {
+                if let Some((at, who)) = parse_key(key) {
                     if who != prefix {
                         return Err(RuleError::Forbidden("message key of another author"));
                     }
@@ -238,6 +245,7 @@ pub fn check_change(change: &Change, author: &ActorId) -> Result<u32, RuleError>
                         return Err(RuleError::Forbidden("message must be a new map"));
                     }
                     created += 1;
+                    newest = newest.max(at);
                 } else if let Some((_, who)) = parse_reaction_key(key) {
                     if who != prefix {
                         return Err(RuleError::Forbidden("reaction of another author"));
@@ -259,7 +267,7 @@ pub fn check_change(change: &Change, author: &ActorId) -> Result<u32, RuleError>
             }
         }
     }
-    Ok(created)
+    Ok((created, newest))
 }
 
 /// A message as an application shows it.

@@ -103,6 +103,8 @@ pub enum Ingested {
 pub enum Waiting {
     Dependencies(Vec<ChangeHash>),
     Author(DeviceId),
+    /// An author known only by the first bytes of its key.
+    Signer([u8; envelope::SIGNER_HINT_LEN]),
     Epoch(EpochId),
     Parents,
 }
@@ -585,10 +587,12 @@ impl<S: Store> Replica<S> {
     }
 
     pub fn inbox_tags(&self, now_ms: u64) -> Vec<Tag> {
-        let today = crypto::day_of(now_ms);
-        (today.saturating_sub(INBOX_DAYS_BACK)..=today + 1)
-            .map(|d| crypto::inbox_tag(&self.me.device_id(), d))
-            .collect()
+        inbox_window(&self.me.device_id(), crypto::day_of(now_ms))
+    }
+
+    /// The conversations' tags (without inbox tags).
+    pub fn conversation_tags(&self) -> Vec<Tag> {
+        self.by_tag.keys().copied().collect()
     }
 
     /// True if `tag` is one of our conversations (or inbox tags at `now_ms`).
@@ -726,7 +730,7 @@ impl<S: Store> Replica<S> {
             let Some(key) = c.key(&env.header().epoch).copied() else {
                 continue;
             };
-            let Ok(opened) = envelope::open(&env, &key, &c.id) else {
+            let Ok(opened) = envelope::open(&env, &key, &c.id, &mut |h| c.signers(h)) else {
                 continue;
             };
             let mut r = Reader::new(&opened.payload);
@@ -1489,14 +1493,20 @@ impl<S: Store> Replica<S> {
         let eid = env.id();
         let cache = &mut self.keys;
         let checked = (|| -> Result<Option<Verified>, IngestError> {
-            let opened = envelope::open_cached(&env, &key, &c.id, cache)?;
+            let opened =
+                match envelope::open_cached(&env, &key, &c.id, cache, &mut |h| c.signers(h)) {
+                    Err(OpenError::UnknownSigner(_)) => return Ok(None),
+                    r => r?,
+                };
             let mut r = Reader::new(&opened.payload);
             let page = r.u32_varint("page")?;
             let changes = decode_changes(r.rest())?;
             let actor = opened.signer.actor();
             let mut checked = Vec::with_capacity(changes.len());
+            let mut hlc = Hlc::default();
             for ch in changes {
-                let n = page::check_change(&ch, &actor)?;
+                let (n, at) = page::check_change_timed(&ch, &actor)?;
+                hlc = hlc.max(at);
                 checked.push((ch, n));
             }
             let last_seq = checked.iter().map(|(c, _)| c.seq()).max().unwrap_or(0);
@@ -1511,7 +1521,7 @@ impl<S: Store> Replica<S> {
                     epoch: h.epoch,
                     env,
                     signer: opened.signer,
-                    hlc: opened.hlc,
+                    hlc,
                     changes: checked,
                 })),
                 Some(false) => Err(IngestError::AuthorRemoved),
@@ -1793,7 +1803,7 @@ impl<S: Store> Replica<S> {
             .convs
             .get_mut(&conv)
             .ok_or(StoreError::Corrupt("conversation vanished".into()))?;
-        let opened = envelope::open(env, &c.control_key, &c.id)?;
+        let opened = envelope::open(env, &c.control_key, &c.id, &mut |_| Vec::new())?;
         let op = ControlOp::decode(&opened.payload)?;
         self.clock.observe(opened.hlc, opened.hlc.ms);
         let hash = OpHash(opened.signed_hash);
@@ -1877,14 +1887,25 @@ impl<S: Store> Replica<S> {
             }
             return self.park(conv, env.id(), Waiting::Epoch(epoch));
         };
-        let opened = envelope::open_cached(env, &key, &c.id, &mut self.keys)?;
+        let opened =
+            match envelope::open_cached(env, &key, &c.id, &mut self.keys, &mut |h| c.signers(h)) {
+                Err(OpenError::UnknownSigner(hint)) => {
+                    // Its author is not known here yet (its membership has not arrived).
+                    self.store
+                        .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+                    return self.park(conv, env.id(), Waiting::Signer(hint));
+                }
+                r => r?,
+            };
         let mut r = Reader::new(&opened.payload);
         let page_no = r.u32_varint("page")?;
         let changes = decode_changes(r.rest())?;
         let actor = opened.signer.actor();
         let mut checked = Vec::with_capacity(changes.len());
+        let mut newest = Hlc::default();
         for ch in changes {
-            let created = page::check_change(&ch, &actor)?;
+            let (created, at) = page::check_change_timed(&ch, &actor)?;
+            newest = newest.max(at);
             checked.push((ch, created));
         }
         let st = c.membership.state();
@@ -1931,7 +1952,7 @@ impl<S: Store> Replica<S> {
             }
             return Err(e.into());
         }
-        self.clock.observe(opened.hlc, now_ms);
+        self.clock.observe(newest, now_ms);
         self.store
             .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
         self.note_page_epoch(&conv, page_no, epoch)?;
@@ -2057,6 +2078,15 @@ impl<S: Store> Replica<S> {
     }
 }
 
+/// The inbox tags a device listens on when its clock says `day`: a week back and one day
+/// ahead. Anyone who knows the device id can compute them (a peer derives them from the
+/// hello rather than receiving them).
+pub fn inbox_window(device: &DeviceId, day: u64) -> Vec<Tag> {
+    (day.saturating_sub(INBOX_DAYS_BACK)..=day + 1)
+        .map(|d| crypto::inbox_tag(device, d))
+        .collect()
+}
+
 fn c_waiting<S: Store>(r: &Replica<S>, conv: &ConversationId) -> bool {
     r.convs
         .get(conv)
@@ -2101,5 +2131,5 @@ pub fn open_with<S: Store>(r: &Replica<S>, env: &Envelope) -> Result<Opened, Ope
         Kind::Control => conv.control_key,
         _ => *conv.key(&env.header().epoch).ok_or(OpenError::Decrypt)?,
     };
-    envelope::open(env, &key, &conv.id)
+    envelope::open(env, &key, &conv.id, &mut |h| conv.signers(h))
 }

@@ -13,6 +13,7 @@ use vaarta_sync::replica::{IngestError, Ingested, Replica};
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
+const SALT: usize = envelope::SALT_LEN;
 
 fn replica(n: u8) -> Replica<MemoryStore> {
     Replica::open(Identity::from_seed([n; 32]), MemoryStore::new(), [n; 32]).unwrap()
@@ -276,19 +277,21 @@ fn forge(
         actual,
         Hlc { ms: T0, counter: 0 },
         payload,
-        [1; 16],
+        [1; SALT],
     );
     let bytes = env.bytes().to_vec();
     let hl = header_len(h);
-    let salt: [u8; 16] = bytes[hl..hl + 16].try_into().unwrap();
+    let salt: [u8; SALT] = bytes[hl..hl + SALT].try_into().unwrap();
     let mut nonce = [0u8; 24];
-    nonce[..16].copy_from_slice(&salt);
+    nonce[..SALT].copy_from_slice(&salt);
     let mut ad = bytes[..hl].to_vec();
     ad.extend_from_slice(&c.0);
-    let mut inner = vaarta_sync::crypto::aead_open(key, &nonce, &ad, &bytes[hl + 16..]).unwrap();
-    inner[..32].copy_from_slice(&claimed.0);
+    let mut inner = vaarta_sync::crypto::aead_open(key, &nonce, &ad, &bytes[hl + SALT..]).unwrap();
+    // Change envelopes name the signer by the first bytes of its key.
+    let n = vaarta_sync::envelope::SIGNER_HINT_LEN;
+    inner[..n].copy_from_slice(&claimed.0[..n]);
     let ct = vaarta_sync::crypto::aead_seal(key, &nonce, &ad, &inner);
-    [&bytes[..hl + 16], &ct[..]].concat()
+    [&bytes[..hl + SALT], &ct[..]].concat()
 }
 
 fn header_len(h: &Header) -> usize {
@@ -320,7 +323,7 @@ fn actor_not_bound_to_signer_is_refused() {
         &mallory,
         opened.hlc,
         &opened.payload,
-        [9; 16],
+        [9; SALT],
     );
     let r = rs[1].ingest(resigned.bytes(), T0 + 200);
     assert_eq!(r, Err(IngestError::Rule(RuleError::ActorMismatch)));
@@ -372,16 +375,16 @@ fn replay_into_another_conversation_is_refused() {
     // Rebuild the exact signed inner under c2's key by decrypting and re-encrypting.
     let hl = header_len(env.header());
     let mut nonce = [0u8; 24];
-    nonce[..16].copy_from_slice(&bytes[hl..hl + 16]);
+    nonce[..SALT].copy_from_slice(&bytes[hl..hl + SALT]);
     let mut ad1 = bytes[..hl].to_vec();
     ad1.extend_from_slice(&c1.0);
-    let inner = vaarta_sync::crypto::aead_open(&key1, &nonce, &ad1, &bytes[hl + 16..]).unwrap();
+    let inner = vaarta_sync::crypto::aead_open(&key1, &nonce, &ad1, &bytes[hl + SALT..]).unwrap();
     let mut w = vaarta_sync::codec::Writer::new();
     h2.encode(&mut w);
     let mut ad2 = w.as_slice().to_vec();
     ad2.extend_from_slice(&c2.0);
     let ct = vaarta_sync::crypto::aead_seal(&key2, &nonce, &ad2, &inner);
-    let replayed = [w.as_slice(), &nonce[..16], &ct].concat();
+    let replayed = [w.as_slice(), &nonce[..SALT], &ct].concat();
     let r = b.ingest(&replayed, T0 + 40);
     assert!(
         matches!(r, Err(IngestError::Open(OpenError::Signature(_)))),
@@ -576,4 +579,37 @@ fn envelope_ids_are_hashes_of_exact_bytes() {
     let (_, eid) = rs[0].send_message(&c, text("x"), T0).unwrap();
     let bytes = rs[0].store().envelope(&eid).unwrap().unwrap();
     assert_eq!(EnvelopeId(*blake3::hash(&bytes).as_bytes()), eid);
+}
+
+/// Changes carry no separate timestamp: the receiver learns the author's clock from the
+/// message keys, so a reply written on a device whose clock is behind still sorts after the
+/// message it answers (whether it arrived alone or in a batch).
+#[test]
+fn replies_sort_after_what_they_answer_despite_a_slow_clock() {
+    for batched in [false, true] {
+        let (mut rs, c) = group(2);
+        // Alice's clock runs 40 s ahead of Bob's.
+        rs[0]
+            .send_message(&c, text("पानी का स्तर बढ़ रहा है"), T0 + 40_000)
+            .unwrap();
+        let (a, b) = rs.split_at_mut(1);
+        if batched {
+            let all = envelopes(&a[0]);
+            let refs: Vec<&[u8]> = all.iter().map(|v| v.as_slice()).collect();
+            for r in b[0].ingest_batch(&refs, T0 + 1_000) {
+                r.unwrap();
+            }
+        } else {
+            sync(&a[0], &mut b[0], T0 + 1_000);
+        }
+        b[0].send_message(&c, text("noted"), T0 + 1_001).unwrap();
+        let msgs = b[0].messages(&c, 10).unwrap();
+        let bodies: Vec<&str> = msgs.iter().map(|m| m.view.body.as_str()).collect();
+        assert_eq!(
+            bodies,
+            ["पानी का स्तर बढ़ रहा है", "noted"],
+            "batched={batched}"
+        );
+        assert!(msgs[1].view.sent_at > msgs[0].view.sent_at);
+    }
 }

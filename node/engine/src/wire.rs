@@ -2,7 +2,8 @@
 //! each; the simulator: one message per frame); a frame is a type byte and a payload.
 //!
 //! ```text
-//! Hello = 1 version:u8 device:[32] name:str relay:bool tags:count*[16] proof:[64]
+//! Hello = 1 version:u8 device:[32] name:str relay:bool day:varint tags:count*[16] proof:[64]
+//!         tags: the sender's conversations; its inbox tags follow from device and day
 //!         proof = Ed25519(device, "vaarta 2026 hello v1" ‖ sender transport id ‖ receiver transport id ‖ body)
 //! Recon = 2 session:varint tags:[4] message      (tags: digest of the session's tag list)
 //! Push  = 3 seq:varint envelope
@@ -37,6 +38,8 @@ pub struct Hello {
     pub device: DeviceId,
     pub name: String,
     pub relay: bool,
+    /// The sender's current day (days since the Unix epoch), which fixes its inbox tags.
+    pub day: u64,
     pub tags: Vec<Tag>,
 }
 
@@ -81,7 +84,11 @@ pub const MAX_IDS_PER_FRAME: usize = 1024;
 
 fn hello_body(h: &Hello) -> Vec<u8> {
     let mut w = Writer::new();
-    w.u8(VERSION).raw(&h.device.0).str(&h.name).bool(h.relay);
+    w.u8(VERSION)
+        .raw(&h.device.0)
+        .str(&h.name)
+        .bool(h.relay)
+        .varint(h.day);
     w.varint(h.tags.len() as u64);
     for t in &h.tags {
         w.raw(&t.0);
@@ -170,6 +177,7 @@ impl Frame {
                     .str("name", vaarta_sync::limits::MAX_NAME_BYTES)?
                     .to_string();
                 let relay = r.bool("relay")?;
+                let day = r.varint("day")?;
                 let n = r.count("tags", MAX_HELLO_TAGS, 16)?;
                 let mut tags = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -184,6 +192,7 @@ impl Frame {
                         device,
                         name,
                         relay,
+                        day,
                         tags,
                     },
                     sig,
@@ -278,6 +287,7 @@ mod tests {
             device: me.device_id(),
             name: "अनु".into(),
             relay: true,
+            day: 20_000,
             tags: vec![Tag([1; 16]), Tag([2; 16])],
         };
         let f = Frame::hello(&me, h.clone(), b"me", b"you");
