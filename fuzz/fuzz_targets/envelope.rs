@@ -1,5 +1,5 @@
 //! Every decoder that takes bytes from a peer: envelopes (and opening them), membership
-//! operations, invitations, link frames, page change lists. None may panic or allocate from
+//! operations, invitations, link frames, page change lists (raw and in wire form). None may panic or allocate from
 //! an unchecked length.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -19,7 +19,9 @@ fn quiet_caught_panics() {
 fuzz_target!(|data: &[u8]| {
     quiet_caught_panics();
     if let Ok(env) = Envelope::decode(data) {
-        let _ = envelope::open(&env, &[7u8; 32], &ConversationId([1; 16]), &mut |h| vec![vaarta_sync::ids::DeviceId([h[0]; 32])]);
+        let _ = envelope::open(&env, &[7u8; 32], &ConversationId([1; 16]), &mut |h| {
+            vec![vaarta_sync::ids::DeviceId([h[0]; 32])]
+        });
         let _ = env.header().is_expired(0);
     }
     if let Ok(op) = ControlOp::decode(data) {
@@ -30,4 +32,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(f.encode(), data);
     }
     let _ = vaarta_sync::page::parse_change(data);
+    if let Ok(raw) = vaarta_sync::wirechange::restore(data, &[5u8; 16]) {
+        if let Ok(ch) = vaarta_sync::page::parse_change(&raw) {
+            // What restores and parses strips back to the same wire bytes.
+            assert_eq!(
+                vaarta_sync::wirechange::strip(ch.raw_bytes(), &[5u8; 16]).as_deref(),
+                Ok(data)
+            );
+        }
+    }
 });

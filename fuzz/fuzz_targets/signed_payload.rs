@@ -24,20 +24,33 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let mut a = Replica::open(Identity::from_seed([1; 32]), MemoryStore::new(), [1; 32]).unwrap();
+        let mut a =
+            Replica::open(Identity::from_seed([1; 32]), MemoryStore::new(), [1; 32]).unwrap();
         let (conv, _) = a.create_conversation("fuzz", History::Shared, T0).unwrap();
-        a.add_member(&conv, Identity::from_seed([2; 32]).device_id(), false, T0).unwrap();
+        a.add_member(&conv, Identity::from_seed([2; 32]).device_id(), false, T0)
+            .unwrap();
         let mut envelopes = Vec::new();
         for (t, _) in a.store().tags() {
             let mut ids = Vec::new();
-            a.store().for_each_id(&t, &[0; 32], &mut |i| { ids.push(*i); true }).unwrap();
+            a.store()
+                .for_each_id(&t, &[0; 32], &mut |i| {
+                    ids.push(*i);
+                    true
+                })
+                .unwrap();
             for i in ids {
                 envelopes.push(a.store().envelope(&i).unwrap().unwrap());
             }
         }
         let c = a.conversation(&conv).unwrap();
         let (epoch, key) = c.sending_epoch().unwrap();
-        Fixture { envelopes, conv, tag: c.tag, epoch, key }
+        Fixture {
+            envelopes,
+            conv,
+            tag: c.tag,
+            epoch,
+            key,
+        }
     })
 }
 
@@ -57,8 +70,25 @@ fuzz_target!(|data: &[u8]| {
         let _ = b.ingest(e, T0);
     }
     let alice = Identity::from_seed([1; 32]);
-    let header = Header { kind: Kind::Change, precedence: Precedence::Routine, tag: f.tag, epoch: f.epoch, expiry: None };
-    let env = envelope::seal(&header, &f.key, &f.conv, &alice, Hlc { ms: T0 + 1, counter: 0 }, data, [3; vaarta_sync::envelope::SALT_LEN]);
+    let header = Header {
+        kind: Kind::Change,
+        precedence: Precedence::Routine,
+        tag: f.tag,
+        epoch: f.epoch,
+        expiry: None,
+    };
+    let env = envelope::seal(
+        &header,
+        &f.key,
+        &f.conv,
+        &alice,
+        Hlc {
+            ms: T0 + 1,
+            counter: 0,
+        },
+        data,
+        [3; vaarta_sync::envelope::SALT_LEN],
+    );
     let _ = b.ingest(env.bytes(), T0 + 2);
     let _ = b.ingest_batch(&[env.bytes()], T0 + 3);
     let _ = b.messages(&f.conv, 10);

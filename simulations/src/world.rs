@@ -474,13 +474,11 @@ fn mobility_contacts(
                         c.pos[1] + offsets[n.index][1],
                     ];
                 }
-                Mobility::Route { speed, pause_s, .. } => {
-                    if advance(m, dt, t, *speed) {
-                        let places = &route_places[g];
-                        m.cursor = (m.cursor + 1) % places.len().max(1);
-                        m.target = places[m.cursor];
-                        m.pause_until_ms = t + (*pause_s * 1000.0) as u64;
-                    }
+                Mobility::Route { speed, pause_s, .. } if advance(m, dt, t, *speed) => {
+                    let places = &route_places[g];
+                    m.cursor = (m.cursor + 1) % places.len().max(1);
+                    m.target = places[m.cursor];
+                    m.pause_until_ms = t + (*pause_s * 1000.0) as u64;
                 }
                 _ => {}
             }

@@ -3,7 +3,7 @@
 //! The dictionary is a protocol constant: every node must have the same bytes. Changing it
 //! means a new compression method number (see `compress.rs`), never an edit in place.
 //!
-//! Samples are single-message changes as `Page` writes them, from many authors, with text
+//! Samples are single-message changes as `Page` writes them, in wire form (`wirechange`), from many authors, with text
 //! from `sample::Chatter` (seed 1; benchmarks measure with other seeds).
 
 use automerge::ActorId;
@@ -32,7 +32,10 @@ fn main() {
                 counter: (i % 3) as u16,
             };
             page.add_message(hlc, &draft).unwrap();
-            samples.push(page.commit().unwrap().raw_bytes().to_vec());
+            let change = page.commit().unwrap();
+            // Envelopes carry changes in wire form (no header, no actor): train on that.
+            let wire = vaarta_sync::wirechange::strip(change.raw_bytes(), &actor[..16]).unwrap();
+            samples.push(wire);
         }
     }
     let dict = zstd::dict::from_samples(&samples, 8 * 1024).expect("training");

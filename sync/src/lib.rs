@@ -14,3 +14,4 @@ pub mod recon;
 pub mod replica;
 pub mod sample;
 pub mod store;
+pub mod wirechange;

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use automerge::{Change, ChangeHash};
+use automerge::{ActorId, Change, ChangeHash};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use thiserror::Error;
@@ -31,6 +31,7 @@ use crate::limits::{MAX_CHANGES_PER_ENVELOPE, MAX_LOADED_PAGES, MAX_PENDING, MAX
 use crate::membership::{self, Action, ControlOp, Entry, History, Pin};
 use crate::page::{self, Draft, MessageId, MessageView, Page, RuleError};
 use crate::store::{Store, StoreError};
+use crate::wirechange::StripError;
 
 /// Journal entries per page before the page is saved whole.
 const JOURNAL_MAX: u32 = 256;
@@ -291,7 +292,9 @@ pub struct Stats {
     pub carried: u64,
 }
 
-fn decode_changes(blob: &[u8]) -> Result<Vec<Change>, IngestError> {
+/// Decompresses an envelope's change list and restores each change under its signer's actor
+/// (see [`crate::wirechange`]).
+fn decode_changes(blob: &[u8], actor: &ActorId) -> Result<Vec<Change>, IngestError> {
     let raw = with_codec(|c| c.decompress(blob))?;
     let mut r = Reader::new(&raw);
     let n = r.count("changes", MAX_CHANGES_PER_ENVELOPE, 1)?;
@@ -301,19 +304,22 @@ fn decode_changes(blob: &[u8]) -> Result<Vec<Change>, IngestError> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let b = r.bytes("change", crate::limits::MAX_CHANGES_BYTES)?;
-        out.push(page::parse_change(b)?);
+        let restored = crate::wirechange::restore(b, actor.to_bytes())?;
+        out.push(page::parse_change(&restored)?);
     }
     r.finish()?;
     Ok(out)
 }
 
-fn encode_changes(changes: &[Change]) -> Vec<u8> {
+/// The change list of an envelope, before compression: our own changes, without what the
+/// receiver knows (see [`crate::wirechange`]).
+fn encode_changes(changes: &[Change], actor: &ActorId) -> Result<Vec<u8>, StripError> {
     let mut w = Writer::new();
     w.varint(changes.len() as u64);
     for c in changes {
-        w.bytes(c.raw_bytes());
+        w.bytes(&crate::wirechange::strip(c.raw_bytes(), actor.to_bytes())?);
     }
-    w.into_vec()
+    Ok(w.into_vec())
 }
 
 impl<S: Store> Replica<S> {
@@ -737,7 +743,7 @@ impl<S: Store> Replica<S> {
             if r.u32_varint("page").ok() != Some(n) {
                 continue;
             }
-            if let Ok(cs) = decode_changes(r.rest()) {
+            if let Ok(cs) = decode_changes(r.rest(), &opened.signer.actor()) {
                 changes.extend(cs);
             }
         }
@@ -1319,7 +1325,9 @@ impl<S: Store> Replica<S> {
             };
         let mut payload = Writer::new();
         payload.varint(u64::from(p));
-        let raw = encode_changes(std::slice::from_ref(&change));
+        // Our own fresh change always has our actor; failing here is a bug, not bad input.
+        let raw = encode_changes(std::slice::from_ref(&change), &self.me.device_id().actor())
+            .map_err(|e| RuleError::Malformed(e.to_string()))?;
         payload.raw(&with_codec(|codec| codec.compress(&raw)));
         let header = Header {
             kind: Kind::Change,
@@ -1500,8 +1508,8 @@ impl<S: Store> Replica<S> {
                 };
             let mut r = Reader::new(&opened.payload);
             let page = r.u32_varint("page")?;
-            let changes = decode_changes(r.rest())?;
             let actor = opened.signer.actor();
+            let changes = decode_changes(r.rest(), &actor)?;
             let mut checked = Vec::with_capacity(changes.len());
             let mut hlc = Hlc::default();
             for ch in changes {
@@ -1899,8 +1907,8 @@ impl<S: Store> Replica<S> {
             };
         let mut r = Reader::new(&opened.payload);
         let page_no = r.u32_varint("page")?;
-        let changes = decode_changes(r.rest())?;
         let actor = opened.signer.actor();
+        let changes = decode_changes(r.rest(), &actor)?;
         let mut checked = Vec::with_capacity(changes.len());
         let mut newest = Hlc::default();
         for ch in changes {

@@ -326,7 +326,15 @@ fn actor_not_bound_to_signer_is_refused() {
         [9; SALT],
     );
     let r = rs[1].ingest(resigned.bytes(), T0 + 200);
-    assert_eq!(r, Err(IngestError::Rule(RuleError::ActorMismatch)));
+    // The wire form of a change has no actor: it is restored as the signer's (Mallory's), so
+    // the change can only ever be Mallory's, and its message key (Alice's) gives it away.
+    assert_eq!(
+        r,
+        Err(IngestError::Rule(RuleError::Forbidden(
+            "message key of another author"
+        )))
+    );
+    assert!(bodies(&mut rs[1], &c).is_empty());
 }
 
 #[test]
