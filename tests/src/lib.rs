@@ -13,18 +13,26 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The binary under test. Cargo builds this package's binary before its integration tests
-/// and puts it next to the `deps/` folder that holds the test executables.
+/// The binary under test. Cargo builds this package's binaries before its integration tests
+/// and puts them next to the `deps/` folder that holds the test executables; the
+/// `vaarta-emulate` binary sits beside it.
 pub fn bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join("vaarta-under-test");
-    assert!(
-        p.exists(),
-        "{} is missing: run the tests with `cargo test -p vaarta-tests`",
-        p.display()
-    );
-    p
+    let beside = exe.parent().expect("exe dir");
+    let candidates = [
+        beside.join("vaarta-under-test"),
+        beside
+            .parent()
+            .map(|d| d.join("vaarta-under-test"))
+            .unwrap_or_default(),
+    ];
+    let found = candidates.iter().find(|p| p.is_file()).cloned();
+    found.unwrap_or_else(|| {
+        panic!(
+            "{} is missing: run `cargo test -p vaarta-tests` or `cargo build -p vaarta-tests`",
+            candidates[1].display()
+        )
+    })
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, or panics after `timeout` naming `what`.
