@@ -200,6 +200,11 @@ struct Link {
     tags: Vec<Tag>,
     initiator: Option<(u64, recon::Session)>,
     responder: Option<(u64, recon::Session)>,
+    /// What the current reconciliation found the peer lacking, and when it started: when it
+    /// ends, our own messages sealed before that are known to be on the peer (receipts that
+    /// a dropped link lost are recovered so). `None` once more than [`MAX_SESSION_LACKS`].
+    session_lacks: Option<BTreeSet<EnvelopeId>>,
+    session_started: u64,
     next_session: u64,
     resync_at: u64,
     /// Current resync interval: doubles while reconciliations find nothing (up to 4x the
@@ -241,6 +246,12 @@ struct TagSync {
 }
 
 const TAG_SET: Tag = Tag([0; 16]);
+
+/// Ids a peer may be found lacking in one reconciliation before receipt recovery gives up
+/// for that session (it then waits for the next one).
+const MAX_SESSION_LACKS: usize = 4096;
+/// Own messages per conversation awaiting receipts that one reconciliation looks at.
+const MAX_AWAITING_RECEIPTS: usize = 4096;
 
 fn tag_set(tags: &[Tag]) -> vaarta_sync::store::MemoryStore {
     let mut st = vaarta_sync::store::MemoryStore::new();
@@ -640,6 +651,8 @@ impl<S: Store> Engine<S> {
             tags: Vec::new(),
             initiator: None,
             responder: None,
+            session_lacks: Some(BTreeSet::new()),
+            session_started: self.now,
             next_session: 1,
             resync_at: u64::MAX,
             resync_every: self.config.resync_interval_ms,
@@ -1008,6 +1021,8 @@ impl<S: Store> Engine<S> {
                 }
                 let l = self.links.get_mut(&link).expect("present");
                 l.initiator = Some((id, s));
+                l.session_lacks = Some(BTreeSet::new());
+                l.session_started = self.now;
                 for f in frames {
                     l.frames_out.push_back(f.encode());
                 }
@@ -1038,7 +1053,11 @@ impl<S: Store> Engine<S> {
         } else {
             match l.responder.take() {
                 Some((id, s)) if id == session => Some(s),
-                _ => Some(recon::Session::respond(l.tags.clone())),
+                _ => {
+                    l.session_lacks = Some(BTreeSet::new());
+                    l.session_started = self.now;
+                    Some(recon::Session::respond(l.tags.clone()))
+                }
             }
         }
         .expect("session");
@@ -1063,6 +1082,12 @@ impl<S: Store> Engine<S> {
         for f in frames {
             l.frames_out.push_back(f.encode());
         }
+        if let Some(lacks) = &mut l.session_lacks {
+            lacks.extend(haves.iter().copied());
+            if lacks.len() > MAX_SESSION_LACKS {
+                l.session_lacks = None;
+            }
+        }
         if !done {
             if is_initiator {
                 l.initiator = Some((session, s));
@@ -1083,6 +1108,7 @@ impl<S: Store> Engine<S> {
                 l.resync_at = self.now + l.resync_every;
             }
             self.events.push_back(Event::Reconciled { link, stats });
+            self.recover_receipts(link);
         }
         // Announce rather than push: a device reconciling with several peers at once (a
         // partition healing) then receives each missing envelope once, from whoever it asks.
@@ -1122,13 +1148,82 @@ impl<S: Store> Engine<S> {
                 .conversation(&conv)
                 .is_some_and(|c| c.membership.state().is_member(&device));
             if member {
-                let key = delivery_key(&e, &device);
-                if let Ok(None) = self.replica.store().get(&key) {
-                    let _ = self.replica.store_mut().put(&key, &[]);
-                    self.event(Event::Delivered {
-                        envelope: e,
-                        device,
-                    });
+                self.record_delivery(e, device);
+            }
+        }
+    }
+
+    fn record_delivery(&mut self, e: EnvelopeId, device: DeviceId) {
+        let key = delivery_key(&e, &device);
+        if let Ok(None) = self.replica.store().get(&key) {
+            let _ = self.replica.store_mut().put(&key, &[]);
+            self.event(Event::Delivered {
+                envelope: e,
+                device,
+            });
+        }
+    }
+
+    /// A reconciliation with `link` ended: every own message sealed before it started and not
+    /// found lacking is on the peer. Records those receipts (a push whose acknowledgement a
+    /// dropped link lost is otherwise never confirmed), and forgets messages every member
+    /// has confirmed.
+    fn recover_receipts(&mut self, link: LinkId) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let (Some(lacks), Some(device)) =
+            (l.session_lacks.take(), l.remote.as_ref().map(|h| h.device))
+        else {
+            return;
+        };
+        let (tags, started) = (l.tags.clone(), l.session_started);
+        let me = self.replica.device_id();
+        for tag in tags {
+            let Some(conv) = self.replica.conversation_of_tag(&tag) else {
+                continue;
+            };
+            let Some(members) = self.replica.conversation(&conv).map(|c| {
+                let st = c.membership.state();
+                st.members
+                    .keys()
+                    .filter(|m| **m != me)
+                    .copied()
+                    .collect::<Vec<_>>()
+            }) else {
+                continue;
+            };
+            if !members.contains(&device) {
+                continue;
+            }
+            let mut awaiting = Vec::new();
+            let _ = self
+                .replica
+                .store()
+                .scan_prefix(&awaiting_prefix(&tag), &mut |k, _| {
+                    awaiting.push(k.to_vec());
+                    awaiting.len() < MAX_AWAITING_RECEIPTS
+                });
+            // A member that never comes back must not pin the list: when it is full, the
+            // older half is given up (their receipts can still come with acknowledgements).
+            let give_up = if awaiting.len() >= MAX_AWAITING_RECEIPTS {
+                MAX_AWAITING_RECEIPTS / 2
+            } else {
+                0
+            };
+            for (i, k) in awaiting.into_iter().enumerate() {
+                let Some((sealed_at, e)) = parse_awaiting(&k) else {
+                    let _ = self.replica.store_mut().delete(&k);
+                    continue;
+                };
+                if sealed_at < started && !lacks.contains(&e) {
+                    self.record_delivery(e, device);
+                }
+                let all = members
+                    .iter()
+                    .all(|m| matches!(self.replica.store().get(&delivery_key(&e, m)), Ok(Some(_))));
+                if all || i < give_up {
+                    let _ = self.replica.store_mut().delete(&k);
                 }
             }
         }
@@ -1414,6 +1509,11 @@ impl<S: Store> Engine<S> {
         }
         for id in self.replica.seal_staged(now_ms)? {
             self.fresh.push((id, None));
+            if let Some(tag) = self.replica.store().tag_of(&id)? {
+                self.replica
+                    .store_mut()
+                    .put(&awaiting_key(&tag, now_ms, &id), &[])?;
+            }
             self.event(Event::Created { envelope: id });
         }
         if now_ms >= self.maintain_at {
@@ -1729,6 +1829,28 @@ fn delivery_prefix(e: &EnvelopeId) -> Vec<u8> {
 
 fn delivery_key(e: &EnvelopeId, d: &DeviceId) -> Vec<u8> {
     [delivery_prefix(e).as_slice(), &d.0].concat()
+}
+
+/// Own message envelopes not yet confirmed by every member, oldest first:
+/// `w/` ‖ tag ‖ sealed-at (ms, big-endian) ‖ envelope id.
+fn awaiting_prefix(tag: &Tag) -> Vec<u8> {
+    [b"w/".as_slice(), &tag.0].concat()
+}
+
+fn awaiting_key(tag: &Tag, sealed_at: u64, e: &EnvelopeId) -> Vec<u8> {
+    [
+        awaiting_prefix(tag).as_slice(),
+        &sealed_at.to_be_bytes(),
+        &e.0,
+    ]
+    .concat()
+}
+
+fn parse_awaiting(k: &[u8]) -> Option<(u64, EnvelopeId)> {
+    let rest = k.get(2 + 16..)?;
+    let at = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let id: [u8; 32] = rest.get(8..)?.try_into().ok()?;
+    Some((at, EnvelopeId(id)))
 }
 
 fn jitter(rng: &mut ChaCha20Rng, base: u64) -> u64 {

@@ -26,7 +26,8 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{DeviceId, EnvelopeId, Tag};
 use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
 
-pub const VERSION: u8 = 1;
+/// 2: hellos name the day (inbox tags are derived, not sent) (2026-11).
+pub const VERSION: u8 = 2;
 /// Largest frame: an envelope plus a little framing. Anything larger is refused unread.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;
 /// Tags one hello may list.

@@ -359,3 +359,56 @@ fn forged_envelopes_count_as_faults() {
     );
     assert!(net.nodes[0].replica().pending_len() == 0);
 }
+
+/// Sends one message from node 0 and lets node 1 store it, but cuts the link before node 1's
+/// acknowledgement leaves: node 0 has no receipt yet.
+fn deliver_without_receipt(net: &mut Net, c: &ConversationId, link0: LinkId, body: &str) {
+    net.nodes[0].send_message(c, text(body), net.now).unwrap();
+    net.nodes[0].flush(net.now).unwrap();
+    while let Some((l, f)) = net.nodes[0].poll_transmit() {
+        if let Some((o, ol)) = net.wires.get(&(0, l)).copied() {
+            net.nodes[o].handle_frame(ol, &f, net.now);
+        }
+    }
+    net.nodes[1].flush(net.now).unwrap();
+    while net.nodes[1].poll_transmit().is_some() {}
+    net.cut(0, link0);
+    assert!(net.bodies(1, c).iter().any(|b| b == body));
+}
+
+#[test]
+fn receipts_lost_with_a_link_are_recovered_by_the_next_reconciliation() {
+    let mut net = Net::new(2);
+    let (la, _) = net.connect(0, 1);
+    net.settle();
+    let c = net.nodes[0]
+        .create_conversation("x", History::Shared, net.now)
+        .unwrap();
+    let b = net.nodes[1].device_id();
+    net.nodes[0].add_member(&c, b, false, net.now).unwrap();
+    net.settle();
+    let receipts = |net: &mut Net| -> Vec<Vec<_>> {
+        net.nodes[0]
+            .messages(&c, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect()
+    };
+
+    // Node 0 is the responder of the next reconciliation.
+    deliver_without_receipt(&mut net, &c, la, "one");
+    assert_eq!(receipts(&mut net), vec![vec![]]);
+    net.now += 10;
+    let (_, la) = net.connect(1, 0);
+    net.settle();
+    assert_eq!(receipts(&mut net), vec![vec![b]]);
+
+    // Node 0 is the initiator of the next one.
+    deliver_without_receipt(&mut net, &c, la, "two");
+    assert_eq!(receipts(&mut net), vec![vec![b], vec![]]);
+    net.now += 10;
+    net.connect(0, 1);
+    net.settle();
+    assert_eq!(receipts(&mut net), vec![vec![b], vec![b]]);
+}
