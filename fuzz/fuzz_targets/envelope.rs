@@ -16,11 +16,19 @@ fn quiet_caught_panics() {
     ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
 }
 
+fn signer() -> vaarta_sync::ids::DeviceId {
+    static ID: std::sync::OnceLock<vaarta_sync::ids::DeviceId> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| vaarta_sync::identity::Identity::from_seed([1; 32]).device_id())
+}
+
 fuzz_target!(|data: &[u8]| {
     quiet_caught_panics();
     if let Ok(env) = Envelope::decode(data) {
+        // The seed's signer (see sync/examples/fuzz_seeds.rs) and a key that is not one, so
+        // both the accepting and the refusing paths of `open` are reached.
+        let signer = signer();
         let _ = envelope::open(&env, &[7u8; 32], &ConversationId([1; 16]), &mut |h| {
-            vec![vaarta_sync::ids::DeviceId([h[0]; 32])]
+            vec![vaarta_sync::ids::DeviceId([h[0]; 32]), signer]
         });
         let _ = env.header().is_expired(0);
     }

@@ -1,7 +1,8 @@
 //! Regenerates the shared zstd dictionary for Automerge changes (`sync/dict/changes-v1.zdict`).
 //!
 //! The dictionary is a protocol constant: every node must have the same bytes. Changing it
-//! means a new compression method number (see `compress.rs`), never an edit in place.
+//! means a new compression method number (see `compress.rs`), or comes with a new envelope
+//! version (as this one did with envelope version 2), never an edit in place.
 //!
 //! Samples are single-message changes as `Page` writes them, in wire form (`wirechange`), from many authors, with text
 //! from `sample::Chatter` (seed 1; benchmarks measure with other seeds).

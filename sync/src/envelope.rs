@@ -2,12 +2,12 @@
 //!
 //! ```text
 //! envelope  = header body
-//! header    = version:u8(=1) flags:u8 tag:[16] epoch:[4] [expiry:varint]
+//! header    = version:u8(=2) flags:u8 tag:[16] epoch:[4] [expiry:varint]
 //!             flags = kind (bits 0-1) | precedence (bits 2-3) | has-expiry (bit 4); bits 5-7 zero
 //! body      = salt:[12] aead(key, nonce = salt ‖ 0^12, ad = header ‖ conversation-id, inner)   kinds Change, Control
 //!           | noise-X(sender → recipient, prologue = domain ‖ header, inner)        kind Invite
 //! inner     = signer:[32] hlc:varint payload signature:[64]          kinds Control, Invite
-//!           | signer-hint:[4] payload signature:[64]                kind Change
+//!           | signer-hint:[8] payload signature:[64]                kind Change
 //! signature = Ed25519(signer, domain ‖ conversation-id ‖ header ‖ signer ‖ [hlc] ‖ payload)
 //!             (always over the full 32-byte signer key)
 //! A change needs no separate time: each message key carries its author's clock.
@@ -46,14 +46,20 @@ use crate::identity::{Identity, KeyCache, VerifyError};
 use crate::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, Tag};
 use crate::limits::MAX_ENVELOPE_BYTES;
 
-pub const VERSION: u8 = 1;
+/// 2: change envelopes with a signer hint, 12-byte salt, wire-form changes (2026-11).
+pub const VERSION: u8 = 2;
 const SIG_DOMAIN: &[u8] = b"vaarta 2026 envelope v1";
 const INVITE_DOMAIN: &[u8] = b"vaarta 2026 invite v1";
 const SIG_LEN: usize = 64;
 /// Change envelopes name their signer by the first bytes of its key: the receiver knows the
 /// members' keys, and the Automerge change inside names its actor anyway, so sending the full
-/// key again would cost 28 bytes a message. The signature still covers the full key.
-pub const SIGNER_HINT_LEN: usize = 4;
+/// key again would cost 24 bytes a message. The signature still covers the full key.
+///
+/// Eight bytes, not four: a member could grind a key whose first four bytes equal another
+/// member's (2^32 tries, a day on one core) so that, while that member's key is not yet known
+/// somewhere, its envelopes match only the impostor, fail and are refused for good. 2^64
+/// tries is out of reach, and an honest clash is then negligible.
+pub const SIGNER_HINT_LEN: usize = 8;
 /// Smallest possible inner plaintext: signer, a one-byte hlc, the signature.
 const MIN_INNER: usize = 32 + 1 + SIG_LEN;
 const MIN_INNER_COMPACT: usize = SIGNER_HINT_LEN + 1 + SIG_LEN;
@@ -438,14 +444,13 @@ pub fn open(
     open_cached(env, key, conversation, &mut KeyCache::default(), resolve)
 }
 
-/// [`open`], reusing decompressed signer keys.
-pub fn open_cached(
-    env: &Envelope,
-    key: &Key,
-    conversation: &ConversationId,
-    cache: &mut KeyCache,
-    resolve: Resolver<'_>,
-) -> Result<Opened, OpenError> {
+/// Whether `key` decrypts the envelope for `conversation`, whoever signed it: what a device
+/// can *read*, as opposed to what it accepts (tests of confidentiality use this).
+pub fn can_decrypt(env: &Envelope, key: &Key, conversation: &ConversationId) -> bool {
+    decrypt(env, key, conversation).is_ok()
+}
+
+fn decrypt(env: &Envelope, key: &Key, conversation: &ConversationId) -> Result<Vec<u8>, OpenError> {
     if env.header.kind == Kind::Invite {
         return Err(OpenError::WrongKind {
             expected: Kind::Change,
@@ -458,7 +463,23 @@ pub fn open_cached(
         .map_err(|_| DecodeError::Truncated("salt"))?;
     let mut ad = env.header_bytes().to_vec();
     ad.extend_from_slice(&conversation.0);
-    let inner = crypto::aead_open(key, &nonce_of(&salt), &ad, &body[SALT_LEN..])?;
+    Ok(crypto::aead_open(
+        key,
+        &nonce_of(&salt),
+        &ad,
+        &body[SALT_LEN..],
+    )?)
+}
+
+/// [`open`], reusing decompressed signer keys.
+pub fn open_cached(
+    env: &Envelope,
+    key: &Key,
+    conversation: &ConversationId,
+    cache: &mut KeyCache,
+    resolve: Resolver<'_>,
+) -> Result<Opened, OpenError> {
+    let inner = decrypt(env, key, conversation)?;
     let compact = env.header.kind == Kind::Change;
     parse_inner(
         &inner,
@@ -573,6 +594,11 @@ mod tests {
             open(&decoded, &[6; 32], &conv, &mut |_| vec![alice.device_id()]),
             Err(OpenError::Decrypt)
         );
+        // Reading does not depend on knowing the signer.
+        assert!(open(&decoded, &[7; 32], &conv, &mut |_| vec![]).is_err());
+        assert!(can_decrypt(&decoded, &[7; 32], &conv));
+        assert!(!can_decrypt(&decoded, &[6; 32], &conv));
+        assert!(!can_decrypt(&decoded, &[7; 32], &ConversationId([8; 16])));
     }
 
     #[test]
@@ -617,9 +643,11 @@ mod tests {
             Envelope::decode(&b),
             Err(DecodeError::NonCanonical("flags"))
         );
-        let mut b = env.bytes().to_vec();
-        b[0] = 2;
-        assert_eq!(Envelope::decode(&b), Err(DecodeError::UnknownVersion(2)));
+        for v in [VERSION - 1, VERSION + 1] {
+            let mut b = env.bytes().to_vec();
+            b[0] = v;
+            assert_eq!(Envelope::decode(&b), Err(DecodeError::UnknownVersion(v)));
+        }
         let mut b = env.bytes().to_vec();
         b[1] = (b[1] & !3) | 3;
         assert_eq!(Envelope::decode(&b), Err(DecodeError::Invalid("kind")));

@@ -2090,7 +2090,7 @@ impl<S: Store> Replica<S> {
 /// ahead. Anyone who knows the device id can compute them (a peer derives them from the
 /// hello rather than receiving them).
 pub fn inbox_window(device: &DeviceId, day: u64) -> Vec<Tag> {
-    (day.saturating_sub(INBOX_DAYS_BACK)..=day + 1)
+    (day.saturating_sub(INBOX_DAYS_BACK)..=day.saturating_add(1))
         .map(|d| crypto::inbox_tag(device, d))
         .collect()
 }
