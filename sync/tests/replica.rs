@@ -621,3 +621,11 @@ fn replies_sort_after_what_they_answer_despite_a_slow_clock() {
         assert!(msgs[1].view.sent_at > msgs[0].view.sent_at);
     }
 }
+
+#[test]
+fn inbox_window_takes_any_day_a_peer_names() {
+    let d = vaarta_sync::identity::Identity::from_seed([5; 32]).device_id();
+    // The day comes from a peer's hello: extremes must not overflow.
+    assert_eq!(vaarta_sync::replica::inbox_window(&d, u64::MAX).len(), 8);
+    assert_eq!(vaarta_sync::replica::inbox_window(&d, 0).len(), 2);
+}
