@@ -1153,14 +1153,53 @@ impl<S: Store> Engine<S> {
         }
     }
 
+    /// Lists a message envelope we just sealed as awaiting receipts from the other members.
+    fn await_receipts(&mut self, id: EnvelopeId, now_ms: u64) -> Result<(), StoreError> {
+        let Some(tag) = self.replica.store().tag_of(&id)? else {
+            return Ok(());
+        };
+        let me = self.replica.device_id();
+        let others = self
+            .replica
+            .conversation_of_tag(&tag)
+            .and_then(|c| self.replica.conversation(&c))
+            .map(|c| {
+                let st = c.membership.state();
+                st.members.len() - usize::from(st.is_member(&me))
+            })
+            .unwrap_or(0);
+        if others > 0 {
+            let left = u32::try_from(others).unwrap_or(u32::MAX);
+            self.replica
+                .store_mut()
+                .put(&awaiting_key(&tag, &id), &awaiting_value(now_ms, left))?;
+        }
+        Ok(())
+    }
+
     fn record_delivery(&mut self, e: EnvelopeId, device: DeviceId) {
         let key = delivery_key(&e, &device);
-        if let Ok(None) = self.replica.store().get(&key) {
-            let _ = self.replica.store_mut().put(&key, &[]);
-            self.event(Event::Delivered {
-                envelope: e,
-                device,
-            });
+        if !matches!(self.replica.store().get(&key), Ok(None)) {
+            return;
+        }
+        let _ = self.replica.store_mut().put(&key, &[]);
+        self.event(Event::Delivered {
+            envelope: e,
+            device,
+        });
+        // One member fewer to hear from.
+        let Ok(Some(tag)) = self.replica.store().tag_of(&e) else {
+            return;
+        };
+        let k = awaiting_key(&tag, &e);
+        if let Ok(Some(v)) = self.replica.store().get(&k) {
+            let _ = match parse_awaiting(&v) {
+                Some((at, left)) if left > 1 => self
+                    .replica
+                    .store_mut()
+                    .put(&k, &awaiting_value(at, left - 1)),
+                _ => self.replica.store_mut().delete(&k),
+            };
         }
     }
 
@@ -1196,29 +1235,34 @@ impl<S: Store> Engine<S> {
             if !members.contains(&device) {
                 continue;
             }
-            let mut awaiting = Vec::new();
-            let _ = self
-                .replica
-                .store()
-                .scan_prefix(&awaiting_prefix(&tag), &mut |k, _| {
-                    awaiting.push(k.to_vec());
-                    awaiting.len() < MAX_AWAITING_RECEIPTS
-                });
+            let prefix = awaiting_prefix(&tag);
+            let mut awaiting: Vec<(u64, EnvelopeId)> = Vec::new();
+            let _ = self.replica.store().scan_prefix(&prefix, &mut |k, v| {
+                let id = k
+                    .get(prefix.len()..)
+                    .and_then(|x| <[u8; 32]>::try_from(x).ok());
+                if let (Some(id), Some((at, _))) = (id, parse_awaiting(v)) {
+                    awaiting.push((at, EnvelopeId(id)));
+                }
+                awaiting.len() < MAX_AWAITING_RECEIPTS
+            });
             // A member that never comes back must not pin the list: when it is full, the
             // older half is given up (their receipts can still come with acknowledgements).
+            awaiting.sort_unstable();
             let give_up = if awaiting.len() >= MAX_AWAITING_RECEIPTS {
                 MAX_AWAITING_RECEIPTS / 2
             } else {
                 0
             };
-            for (i, k) in awaiting.into_iter().enumerate() {
-                let Some((sealed_at, e)) = parse_awaiting(&k) else {
-                    let _ = self.replica.store_mut().delete(&k);
-                    continue;
-                };
+            for (i, (sealed_at, e)) in awaiting.into_iter().enumerate() {
                 if sealed_at < started && !lacks.contains(&e) {
                     self.record_delivery(e, device);
                 }
+                let k = awaiting_key(&tag, &e);
+                if !matches!(self.replica.store().get(&k), Ok(Some(_))) {
+                    continue;
+                }
+                // Still listed: drop it if a removal left only confirmed members, or if old.
                 let all = members
                     .iter()
                     .all(|m| matches!(self.replica.store().get(&delivery_key(&e, m)), Ok(Some(_))));
@@ -1509,11 +1553,7 @@ impl<S: Store> Engine<S> {
         }
         for id in self.replica.seal_staged(now_ms)? {
             self.fresh.push((id, None));
-            if let Some(tag) = self.replica.store().tag_of(&id)? {
-                self.replica
-                    .store_mut()
-                    .put(&awaiting_key(&tag, now_ms, &id), &[])?;
-            }
+            self.await_receipts(id, now_ms)?;
             self.event(Event::Created { envelope: id });
         }
         if now_ms >= self.maintain_at {
@@ -1831,26 +1871,27 @@ fn delivery_key(e: &EnvelopeId, d: &DeviceId) -> Vec<u8> {
     [delivery_prefix(e).as_slice(), &d.0].concat()
 }
 
-/// Own message envelopes not yet confirmed by every member, oldest first:
-/// `w/` ‖ tag ‖ sealed-at (ms, big-endian) ‖ envelope id.
+/// Own message envelopes not yet confirmed by every member: `w/` ‖ tag ‖ envelope id →
+/// sealed-at (ms) ‖ members still to confirm (u32), both big-endian.
 fn awaiting_prefix(tag: &Tag) -> Vec<u8> {
     [b"w/".as_slice(), &tag.0].concat()
 }
 
-fn awaiting_key(tag: &Tag, sealed_at: u64, e: &EnvelopeId) -> Vec<u8> {
-    [
-        awaiting_prefix(tag).as_slice(),
-        &sealed_at.to_be_bytes(),
-        &e.0,
-    ]
-    .concat()
+fn awaiting_key(tag: &Tag, e: &EnvelopeId) -> Vec<u8> {
+    [awaiting_prefix(tag).as_slice(), &e.0].concat()
 }
 
-fn parse_awaiting(k: &[u8]) -> Option<(u64, EnvelopeId)> {
-    let rest = k.get(2 + 16..)?;
-    let at = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
-    let id: [u8; 32] = rest.get(8..)?.try_into().ok()?;
-    Some((at, EnvelopeId(id)))
+fn awaiting_value(sealed_at: u64, left: u32) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..8].copy_from_slice(&sealed_at.to_be_bytes());
+    v[8..].copy_from_slice(&left.to_be_bytes());
+    v
+}
+
+fn parse_awaiting(v: &[u8]) -> Option<(u64, u32)> {
+    let at = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    let left = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?);
+    Some((at, left))
 }
 
 fn jitter(rng: &mut ChaCha20Rng, base: u64) -> u64 {

@@ -7,7 +7,7 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::ConversationId;
 use vaarta_sync::membership::History;
 use vaarta_sync::page::Draft;
-use vaarta_sync::store::MemoryStore;
+use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
 
@@ -396,9 +396,23 @@ fn receipts_lost_with_a_link_are_recovered_by_the_next_reconciliation() {
             .collect()
     };
 
+    let awaiting = |net: &Net| {
+        let mut n = 0;
+        net.nodes[0]
+            .replica()
+            .store()
+            .scan_prefix(b"w/", &mut |_, _| {
+                n += 1;
+                true
+            })
+            .unwrap();
+        n
+    };
+
     // Node 0 is the responder of the next reconciliation.
     deliver_without_receipt(&mut net, &c, la, "one");
     assert_eq!(receipts(&mut net), vec![vec![]]);
+    assert_eq!(awaiting(&net), 1, "listed until every member confirms");
     net.now += 10;
     let (_, la) = net.connect(1, 0);
     net.settle();
@@ -411,4 +425,10 @@ fn receipts_lost_with_a_link_are_recovered_by_the_next_reconciliation() {
     net.connect(0, 1);
     net.settle();
     assert_eq!(receipts(&mut net), vec![vec![b], vec![b]]);
+    assert_eq!(awaiting(&net), 0, "confirmed messages leave the list");
+    // Acknowledged pushes take their message off the list at once.
+    net.nodes[0].send_message(&c, text("three"), net.now).unwrap();
+    net.settle();
+    assert_eq!(receipts(&mut net)[2], vec![b]);
+    assert_eq!(awaiting(&net), 0);
 }
