@@ -250,8 +250,10 @@ const TAG_SET: Tag = Tag([0; 16]);
 /// Ids a peer may be found lacking in one reconciliation before receipt recovery gives up
 /// for that session (it then waits for the next one).
 const MAX_SESSION_LACKS: usize = 4096;
-/// Own messages per conversation awaiting receipts that one reconciliation looks at.
-const MAX_AWAITING_RECEIPTS: usize = 4096;
+/// Own messages per conversation awaiting receipts that one reconciliation looks at; the
+/// list is kept near this size. Receipts lost with a link concern the last few messages sent
+/// before it dropped, and each reconciliation's cost grows with this number.
+const MAX_AWAITING_RECEIPTS: usize = 256;
 
 fn tag_set(tags: &[Tag]) -> vaarta_sync::store::MemoryStore {
     let mut st = vaarta_sync::store::MemoryStore::new();
@@ -1205,8 +1207,8 @@ impl<S: Store> Engine<S> {
 
     /// A reconciliation with `link` ended: every own message sealed before it started and not
     /// found lacking is on the peer. Records those receipts (a push whose acknowledgement a
-    /// dropped link lost is otherwise never confirmed), and forgets messages every member
-    /// has confirmed.
+    /// dropped link lost is otherwise never confirmed). A message leaves the list when its
+    /// last member confirms ([`Self::record_delivery`] counts down).
     fn recover_receipts(&mut self, link: LinkId) {
         let Some(l) = self.links.get_mut(&link) else {
             return;
@@ -1217,22 +1219,13 @@ impl<S: Store> Engine<S> {
             return;
         };
         let (tags, started) = (l.tags.clone(), l.session_started);
-        let me = self.replica.device_id();
         for tag in tags {
-            let Some(conv) = self.replica.conversation_of_tag(&tag) else {
-                continue;
-            };
-            let Some(members) = self.replica.conversation(&conv).map(|c| {
-                let st = c.membership.state();
-                st.members
-                    .keys()
-                    .filter(|m| **m != me)
-                    .copied()
-                    .collect::<Vec<_>>()
-            }) else {
-                continue;
-            };
-            if !members.contains(&device) {
+            let member = self
+                .replica
+                .conversation_of_tag(&tag)
+                .and_then(|c| self.replica.conversation(&c))
+                .is_some_and(|c| c.membership.state().is_member(&device));
+            if !member {
                 continue;
             }
             let prefix = awaiting_prefix(&tag);
@@ -1246,8 +1239,9 @@ impl<S: Store> Engine<S> {
                 }
                 awaiting.len() < MAX_AWAITING_RECEIPTS
             });
-            // A member that never comes back must not pin the list: when it is full, the
-            // older half is given up (their receipts can still come with acknowledgements).
+            // A member that never confirms (gone for good, or removed) must not pin the list:
+            // when it is full, the older half is given up (their receipts can still come
+            // with acknowledgements).
             awaiting.sort_unstable();
             let give_up = if awaiting.len() >= MAX_AWAITING_RECEIPTS {
                 MAX_AWAITING_RECEIPTS / 2
@@ -1258,16 +1252,8 @@ impl<S: Store> Engine<S> {
                 if sealed_at < started && !lacks.contains(&e) {
                     self.record_delivery(e, device);
                 }
-                let k = awaiting_key(&tag, &e);
-                if !matches!(self.replica.store().get(&k), Ok(Some(_))) {
-                    continue;
-                }
-                // Still listed: drop it if a removal left only confirmed members, or if old.
-                let all = members
-                    .iter()
-                    .all(|m| matches!(self.replica.store().get(&delivery_key(&e, m)), Ok(Some(_))));
-                if all || i < give_up {
-                    let _ = self.replica.store_mut().delete(&k);
+                if i < give_up {
+                    let _ = self.replica.store_mut().delete(&awaiting_key(&tag, &e));
                 }
             }
         }

@@ -427,7 +427,9 @@ fn receipts_lost_with_a_link_are_recovered_by_the_next_reconciliation() {
     assert_eq!(receipts(&mut net), vec![vec![b], vec![b]]);
     assert_eq!(awaiting(&net), 0, "confirmed messages leave the list");
     // Acknowledged pushes take their message off the list at once.
-    net.nodes[0].send_message(&c, text("three"), net.now).unwrap();
+    net.nodes[0]
+        .send_message(&c, text("three"), net.now)
+        .unwrap();
     net.settle();
     assert_eq!(receipts(&mut net)[2], vec![b]);
     assert_eq!(awaiting(&net), 0);
