@@ -248,6 +248,15 @@ async fn demo(keep: bool) -> Result<()> {
         t.as_millis()
     ));
 
+    // Receipts settle a moment after the messages (acknowledgements, and the reconciliations
+    // that recover those a stopped node never sent).
+    for n in [&a, &c] {
+        wait_for("receipts", Duration::from_secs(10), async || {
+            matches!(n.call(Request::Messages { conversation: conv.clone(), limit: 20 }).await, Ok(Value::Array(m)) if m.iter().filter(|m| m["mine"] == true).all(|m| m["state"] == "delivered"))
+        })
+        .await
+        .ok();
+    }
     println!("\nChitra's log now:");
     if let Ok(Value::Array(msgs)) = c
         .call(Request::Messages {
@@ -260,11 +269,6 @@ async fn demo(keep: bool) -> Result<()> {
             println!("  {}", crate::fmt::message_line(m));
         }
     }
-    wait_for("receipts", Duration::from_secs(10), async || {
-        matches!(a.call(Request::Messages { conversation: conv.clone(), limit: 20 }).await, Ok(Value::Array(m)) if m.iter().filter(|m| m["mine"] == true).all(|m| m["state"] == "delivered"))
-    })
-    .await
-    .ok();
     println!("\nAsha's view of her own messages (delivery receipts):");
     if let Ok(Value::Array(msgs)) = a
         .call(Request::Messages {

@@ -205,6 +205,9 @@ struct Link {
     /// a dropped link lost are recovered so). `None` once more than [`MAX_SESSION_LACKS`].
     session_lacks: Option<BTreeSet<EnvelopeId>>,
     session_started: u64,
+    /// Responder: we re-sent our hello because a session came on another tag list; not
+    /// again until our tag list for this link changes (no ping-pong if the lists disagree).
+    nudged: bool,
     next_session: u64,
     resync_at: u64,
     /// Current resync interval: doubles while reconciliations find nothing (up to 4x the
@@ -597,6 +600,7 @@ impl<S: Store> Engine<S> {
         let tags = session_tags(&mine, &carry, r, &l.remote_carry);
         if tags != l.tags {
             l.tags = tags;
+            l.nudged = false;
             if l.outbound {
                 l.resync_at = 0;
                 l.initiator = None;
@@ -655,6 +659,7 @@ impl<S: Store> Engine<S> {
             responder: None,
             session_lacks: Some(BTreeSet::new()),
             session_started: self.now,
+            nudged: false,
             next_session: 1,
             resync_at: u64::MAX,
             resync_every: self.config.resync_interval_ms,
@@ -965,6 +970,9 @@ impl<S: Store> Engine<S> {
         let name = h.name.clone();
         let l = self.links.get_mut(&link).expect("checked");
         let changed = l.tags != tags;
+        if changed {
+            l.nudged = false;
+        }
         l.tags = tags;
         l.remote = Some(h);
         if start_tag_sync {
@@ -991,7 +999,9 @@ impl<S: Store> Engine<S> {
             self.event(Event::LinkReady { link, device, name });
         }
         let l = self.links.get_mut(&link).expect("checked");
-        if l.outbound && (first || changed) {
+        // A hello while our session is outstanding may be the responder's nudge (it ignored
+        // the session): start over.
+        if l.outbound && (first || changed || l.initiator.is_some()) {
             l.resync_at = now_ms;
             self.start_recon(link);
         }
@@ -1039,10 +1049,17 @@ impl<S: Store> Engine<S> {
         };
         let digest = wire::tags_digest(&l.tags);
         if digest != tags {
-            // Built on another tag list (a hello crossed it in flight): ignore. The initiator
-            // starts again when the hellos settle.
+            tracing::debug!(%link, outbound = l.outbound, session, "reconciliation on another tag list: ignored");
+            // Built on another tag list (a hello crossed it in flight): ignore it, and send our
+            // hello again (once per tag list), which makes the initiator start over on the
+            // tags both sides will then share. Otherwise it would wait for the stalled
+            // session to expire (a minute), holding back whatever the peer lacks.
             if !l.outbound {
                 l.responder = None;
+                if !l.nudged {
+                    l.nudged = true;
+                    self.send_hello(link);
+                }
             }
             return;
         }
