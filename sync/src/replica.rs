@@ -262,6 +262,10 @@ pub struct MessageInfo {
 /// A device's replica. See the module docs.
 #[derive(Debug)]
 pub struct Replica<S: Store> {
+    /// Envelopes sealed on the way (staged messages sealed before a remote change of the same
+    /// conversation is applied) that [`Replica::seal_staged`] has not reported yet: the
+    /// caller must learn of them to push them.
+    sealed_unreported: Vec<EnvelopeId>,
     me: Identity,
     clock: Clock,
     rng: ChaCha20Rng,
@@ -342,6 +346,7 @@ impl<S: Store> Replica<S> {
             draining: false,
             next_order: 0,
             journal_seq: 0,
+            sealed_unreported: Vec::new(),
             events: VecDeque::new(),
             events_dropped: 0,
             relay: RelayPolicy::default(),
@@ -1287,7 +1292,7 @@ impl<S: Store> Replica<S> {
             .iter()
             .flat_map(|(id, c)| c.staged.keys().map(move |p| (*id, *p)))
             .collect();
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.sealed_unreported);
         for (id, p) in work {
             out.push(self.seal_page(&id, p, now_ms)?);
         }
@@ -1671,11 +1676,13 @@ impl<S: Store> Replica<S> {
         let tag = env.header().tag;
         if let Some(conv) = self.by_tag.get(&tag).copied() {
             // Seal local staged ops first so remote changes never mix with them.
+            // They are reported by the next `seal_staged`, so the caller still pushes them.
             if self.convs.get(&conv).is_some_and(|c| !c.staged.is_empty()) {
-                self.seal_staged(now_ms).map_err(|e| match e {
+                let sealed = self.seal_staged(now_ms).map_err(|e| match e {
                     CommandError::Store(s) => IngestError::Store(s),
                     other => IngestError::Store(StoreError::Io(other.to_string())),
                 })?;
+                self.sealed_unreported.extend(sealed);
             }
             let r = self.ingest_conversation(conv, &env, now_ms);
             return self.refuse_on_error(&env, r);

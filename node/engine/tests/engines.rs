@@ -434,3 +434,37 @@ fn receipts_lost_with_a_link_are_recovered_by_the_next_reconciliation() {
     assert_eq!(receipts(&mut net)[2], vec![b]);
     assert_eq!(awaiting(&net), 0);
 }
+
+#[test]
+fn a_message_staged_while_a_remote_one_arrives_is_still_pushed() {
+    let mut net = Net::new(2);
+    net.connect(0, 1);
+    net.settle();
+    let c = net.nodes[0]
+        .create_conversation("x", History::Shared, net.now)
+        .unwrap();
+    let b = net.nodes[1].device_id();
+    net.nodes[0].add_member(&c, b, false, net.now).unwrap();
+    net.settle();
+    // Node 1 stages a message; before its next flush, node 0's message arrives. Ingesting
+    // it seals node 1's staged message first; that envelope must still be pushed at once
+    // (not wait for the next periodic reconciliation, 30 s away).
+    net.nodes[1]
+        .send_message(&c, text("from one"), net.now)
+        .unwrap();
+    net.nodes[0]
+        .send_message(&c, text("from zero"), net.now)
+        .unwrap();
+    net.nodes[0].flush(net.now).unwrap();
+    while let Some((l, f)) = net.nodes[0].poll_transmit() {
+        let (o, ol) = net.wires[&(0, l)];
+        net.nodes[o].handle_frame(ol, &f, net.now);
+    }
+    net.settle();
+    let mut zero = net.bodies(0, &c);
+    let mut one = net.bodies(1, &c);
+    zero.sort();
+    one.sort();
+    assert_eq!(zero, vec!["from one", "from zero"]);
+    assert_eq!(one, zero);
+}
