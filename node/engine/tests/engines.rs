@@ -376,8 +376,9 @@ fn deliver_without_receipt(net: &mut Net, c: &ConversationId, link0: LinkId, bod
     assert!(net.bodies(1, c).iter().any(|b| b == body));
 }
 
-#[test]
-fn receipts_lost_with_a_link_are_recovered_by_the_next_reconciliation() {
+/// Two linked nodes in one conversation that node 0 created: (net, conversation, node 0's
+/// link, node 1's device).
+fn linked_pair() -> (Net, ConversationId, LinkId, vaarta_sync::ids::DeviceId) {
     let mut net = Net::new(2);
     let (la, _) = net.connect(0, 1);
     net.settle();
@@ -387,6 +388,12 @@ fn receipts_lost_with_a_link_are_recovered_by_the_next_reconciliation() {
     let b = net.nodes[1].device_id();
     net.nodes[0].add_member(&c, b, false, net.now).unwrap();
     net.settle();
+    (net, c, la, b)
+}
+
+#[test]
+fn receipts_lost_with_a_link_are_recovered_by_the_next_reconciliation() {
+    let (mut net, c, la, b) = linked_pair();
     let receipts = |net: &mut Net| -> Vec<Vec<_>> {
         net.nodes[0]
             .messages(&c, 10)
@@ -437,15 +444,7 @@ fn receipts_lost_with_a_link_are_recovered_by_the_next_reconciliation() {
 
 #[test]
 fn a_message_staged_while_a_remote_one_arrives_is_still_pushed() {
-    let mut net = Net::new(2);
-    net.connect(0, 1);
-    net.settle();
-    let c = net.nodes[0]
-        .create_conversation("x", History::Shared, net.now)
-        .unwrap();
-    let b = net.nodes[1].device_id();
-    net.nodes[0].add_member(&c, b, false, net.now).unwrap();
-    net.settle();
+    let (mut net, c, _, _) = linked_pair();
     // Node 1 stages a message; before its next flush, node 0's message arrives. Ingesting
     // it seals node 1's staged message first; that envelope must still be pushed at once
     // (not wait for the next periodic reconciliation, 30 s away).
