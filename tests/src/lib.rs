@@ -274,7 +274,39 @@ impl Drop for Node {
 /// Whether network namespaces can be used here (root and `ip netns`). With
 /// `VAARTA_REQUIRE_NETNS=1` a missing capability panics instead of returning false.
 pub fn netns_available() -> bool {
+    netns_with_tools(&[])
+}
+
+/// [`netns_available`], and every program in `tools` runs here (`nft` for loss emulation,
+/// `tc` for delay). Without them a test prints SKIPPED, unless `VAARTA_REQUIRE_NETNS=1`
+/// (CI installs them), where it fails and names what is missing.
+pub fn netns_with_tools(tools: &[&str]) -> bool {
     let required = std::env::var("VAARTA_REQUIRE_NETNS").is_ok_and(|v| v == "1");
+    if !netns_probe(required) {
+        return false;
+    }
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| Command::new(t).arg("--version").output().is_err())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if required {
+        panic!(
+            "VAARTA_REQUIRE_NETNS=1 but {} not installed (apt-get install nftables iproute2)",
+            missing.join(", ")
+        );
+    }
+    eprintln!(
+        "SKIPPED: needs {} (apt-get install nftables iproute2); set VAARTA_REQUIRE_NETNS=1 to make this a failure",
+        missing.join(", ")
+    );
+    false
+}
+
+fn netns_probe(required: bool) -> bool {
     static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let probe = format!("vaarta-probe-{}-{n}", std::process::id());

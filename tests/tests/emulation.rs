@@ -2,11 +2,11 @@
 //! impaired links, a cut and a heal, then the invariants: every node converges to the same
 //! log, nothing is delivered twice, nothing is lost.
 
-use vaarta_tests::{emulate, netns_available};
+use vaarta_tests::{emulate, netns_with_tools};
 
 #[test]
 fn five_namespace_emulation_converges() {
-    if !netns_available() {
+    if !netns_with_tools(&["nft", "tc"]) {
         return;
     }
     let r = emulate::run(&emulate::Config::default());

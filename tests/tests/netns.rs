@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use vaarta_tests::{LinkModel, Netns, Node, netns_available, wait_for};
+use vaarta_tests::{LinkModel, Netns, Node, netns_available, netns_with_tools, wait_for};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -51,7 +51,7 @@ fn three_nodes_on_one_host_find_each_other_by_mdns() {
 
 #[test]
 fn partition_then_heal_converges_across_a_bridge() {
-    if !netns_available() {
+    if !netns_with_tools(&["nft", "tc"]) {
         return;
     }
     // Three "hosts" on a LAN with 5 ms delay and 1% loss on every link.
