@@ -35,13 +35,28 @@ pub use libp2p;
 
 /// The protocol name of the sync stream.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/vaarta/sync/1");
-/// Largest frame accepted or sent (an envelope of 256 KiB plus framing; see vaarta-engine).
-pub const MAX_FRAME_BYTES: usize = 256 * 1024 + 1024 + 64;
+/// Largest frame accepted or sent: the engine's limit (an envelope of 256 KiB plus framing).
+pub use vaarta_engine::MAX_FRAME_BYTES;
 /// Frames waiting to be written on one link before the link counts as stuck and is closed.
 pub const LINK_QUEUE: usize = 4096;
 
-/// A link id as the daemon and the engine know it.
-pub type LinkId = u64;
+/// A link id: the engine's own type, so the daemon passes it through unchanged.
+pub use vaarta_engine::LinkId;
+
+/// Why a link ended, as the mesh saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LinkEnd {
+    #[error("peer closed the link")]
+    PeerClosed,
+    #[error("peer too slow (send queue full)")]
+    SendQueueFull,
+    #[error("read failed: {0}")]
+    Read(String),
+    #[error("write failed: {0}")]
+    Write(String),
+    #[error("node stopped")]
+    Stopped,
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -59,6 +74,9 @@ pub struct Config {
     pub max_streams: u32,
     /// Close a connection with no open stream after this long.
     pub idle_timeout: Duration,
+    /// How long a peer the engine banned (or that floods streams) is refused at the
+    /// connection level: the engine's `Config::ban_ms`.
+    pub ban: Duration,
 }
 
 impl Default for Config {
@@ -75,6 +93,7 @@ impl Default for Config {
             max_memory_fraction: 0.9,
             max_streams: 16,
             idle_timeout: Duration::from_secs(60),
+            ban: Duration::from_millis(vaarta_engine::Config::default().ban_ms),
         }
     }
 }
@@ -97,7 +116,7 @@ pub enum Event {
     },
     LinkDown {
         link: LinkId,
-        reason: String,
+        reason: LinkEnd,
     },
     Discovered {
         peer: PeerId,
@@ -122,15 +141,13 @@ pub enum Command {
         frame: Vec<u8>,
     },
     /// Close a link. With `ban`, also drop the peer's connections and refuse it for
-    /// [`BAN`] (it misbehaved).
+    /// [`Config::ban`] (it misbehaved).
     Close {
         link: LinkId,
         ban: bool,
     },
 }
 
-/// How long a misbehaving peer is refused at the connection level.
-pub const BAN: Duration = Duration::from_secs(60);
 /// Sync streams a peer may open beyond its links before it counts as flooding.
 const STREAM_STRIKES: u32 = 4;
 
@@ -162,10 +179,6 @@ pub struct Handle {
 impl Handle {
     pub async fn command(&self, c: Command) -> bool {
         self.commands.send(c).await.is_ok()
-    }
-
-    pub fn try_command(&self, c: Command) -> bool {
-        self.commands.try_send(c).is_ok()
     }
 
     /// For callers outside the async runtime (the engine thread): waits for room.
@@ -300,7 +313,7 @@ pub async fn start(config: Config) -> Result<(Handle, mpsc::Receiver<Event>), Er
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (ev_tx, ev_rx) = mpsc::channel(4096);
-    tokio::spawn(run(swarm, cmd_rx, ev_tx));
+    tokio::spawn(run(swarm, cmd_rx, ev_tx, config.ban));
     Ok((
         Handle {
             local_peer_id,
@@ -319,6 +332,7 @@ async fn run(
     mut swarm: Swarm<Behaviour>,
     mut cmds: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
+    ban_for: Duration,
 ) {
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = match control.accept(PROTOCOL) {
@@ -329,11 +343,12 @@ async fn run(
         }
     };
     let mut links: BTreeMap<LinkId, LinkState> = BTreeMap::new();
-    let mut next_link: LinkId = 1;
-    let (done_tx, mut done_rx) = mpsc::channel::<(LinkId, String)>(256);
+    let mut next_link: u64 = 1;
+    let (done_tx, mut done_rx) = mpsc::channel::<(LinkId, LinkEnd)>(256);
     // Streams opened or accepted by helper tasks, to be registered here.
     let (new_tx, mut new_rx) =
         mpsc::channel::<(PeerId, libp2p::Stream, bool, Option<Multiaddr>, Multiaddr)>(64);
+    // Per connected peer (pruned when its last connection closes).
     let mut remote_addr: BTreeMap<PeerId, Multiaddr> = BTreeMap::new();
     let mut pending_dials: BTreeSet<(Option<PeerId>, Multiaddr)> = BTreeSet::new();
     let mut banned: BTreeMap<PeerId, tokio::time::Instant> = BTreeMap::new();
@@ -362,7 +377,7 @@ async fn run(
                         {
                             // The peer does not read: cut it off rather than buffer without end.
                             links.remove(&link);
-                            let _ = events.send(Event::LinkDown { link, reason: "peer too slow (send queue full)".into() }).await;
+                            let _ = events.send(Event::LinkDown { link, reason: LinkEnd::SendQueueFull }).await;
                         }
                     }
                     Command::Close { link, ban } => {
@@ -370,7 +385,7 @@ async fn run(
                         if let Some(l) = links.remove(&link)
                             && ban
                         {
-                            banned.insert(l.peer, tokio::time::Instant::now() + BAN);
+                            banned.insert(l.peer, tokio::time::Instant::now() + ban_for);
                             let peer = l.peer;
                             // Give the bye a moment to leave, then drop the connection.
                             let _ = swarm.disconnect_peer_id(peer);
@@ -397,13 +412,13 @@ async fn run(
                     *s += 1;
                     if *s >= STREAM_STRIKES {
                         tracing::warn!(%peer, "stream flood: disconnecting and banning the peer");
-                        banned.insert(peer, tokio::time::Instant::now() + BAN);
+                        banned.insert(peer, tokio::time::Instant::now() + ban_for);
                         strikes.remove(&peer);
                         let _ = swarm.disconnect_peer_id(peer);
                     }
                     continue;
                 }
-                let link = next_link;
+                let link = LinkId(next_link);
                 next_link += 1;
                 let (tx, rx) = mpsc::channel(LINK_QUEUE);
                 links.insert(link, LinkState { peer, tx });
@@ -450,6 +465,11 @@ async fn run(
                                 }
                             });
                         }
+                    }
+                    SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                        // Nothing per peer outlives its connections (but bans, which expire).
+                        remote_addr.remove(&peer_id);
+                        strikes.remove(&peer_id);
                     }
                     SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                         let failed: Vec<(Option<PeerId>, Multiaddr)> = pending_dials
@@ -503,33 +523,33 @@ async fn serve_link(
     stream: libp2p::Stream,
     mut outgoing: mpsc::Receiver<Vec<u8>>,
     events: mpsc::Sender<Event>,
-    done: mpsc::Sender<(LinkId, String)>,
+    done: mpsc::Sender<(LinkId, LinkEnd)>,
 ) {
     let (mut reader, mut writer) = stream.split();
     let writer_task = tokio::spawn(async move {
         while let Some(frame) = outgoing.recv().await {
             if let Err(e) = write_frame(&mut writer, &frame).await {
-                return format!("write failed: {e}");
+                return LinkEnd::Write(e.to_string());
             }
             // Coalesce: only flush when nothing else is queued.
             if outgoing.is_empty()
                 && let Err(e) = writer.flush().await
             {
-                return format!("flush failed: {e}");
+                return LinkEnd::Write(e.to_string());
             }
         }
         let _ = writer.close().await;
-        "closed".to_string()
+        LinkEnd::Stopped
     });
     let reason = loop {
         match read_frame(&mut reader, MAX_FRAME_BYTES).await {
             Ok(Some(bytes)) => {
                 if events.send(Event::Frame { link, bytes }).await.is_err() {
-                    break "node stopped".to_string();
+                    break LinkEnd::Stopped;
                 }
             }
-            Ok(None) => break "peer closed the link".to_string(),
-            Err(e) => break format!("read failed: {e}"),
+            Ok(None) => break LinkEnd::PeerClosed,
+            Err(e) => break LinkEnd::Read(e.to_string()),
         }
     };
     writer_task.abort();

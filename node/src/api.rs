@@ -234,7 +234,7 @@ pub fn execute<S: Store>(
                 .links()
                 .into_iter()
                 .map(|l| {
-                    json!({"link": l.link.0, "peer": l.peer, "device": l.device.map(|d| d.to_string()),
+                    json!({"link": l.link.0, "peer": l.peer.as_str(), "device": l.device.map(|d| d.to_string()),
                            "name": l.name, "outbound": l.outbound, "since_ms": l.since_ms,
                            "bytes_in": l.bytes_in, "bytes_out": l.bytes_out})
                 })
@@ -243,7 +243,7 @@ pub fn execute<S: Store>(
                 .peers_seen()
                 .into_iter()
                 .map(|p| {
-                    json!({"peer": p.peer, "device": p.device.map(|d| d.to_string()), "name": p.name,
+                    json!({"peer": p.peer.as_str(), "device": p.device.map(|d| d.to_string()), "name": p.name,
                            "addrs": p.addrs, "last_seen_ms": p.last_seen_ms})
                 })
                 .collect();
@@ -275,7 +275,7 @@ pub fn execute<S: Store>(
                 return Err(ApiError::bad("the title is empty"));
             }
             let history = if history_from_join { History::FromJoin } else { History::Shared };
-            let id = engine.create_conversation(title.trim(), history, now_ms)?;
+            let (id, _) = engine.create_conversation(title.trim(), history, now_ms)?;
             let me = engine.device_id();
             let others: Vec<_> = devices.into_iter().filter(|d| *d != me).collect();
             engine.add_members(&id, &others, false, now_ms)?;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use vaarta_engine::{Action, Config, Engine, Event, LinkId};
+use vaarta_engine::{Action, Config, Engine, Event, LinkUp, PeerKey};
 use vaarta_mesh::libp2p::Multiaddr;
 use vaarta_sync::identity::Identity;
 use vaarta_sync::store::StoreError;
@@ -302,11 +302,7 @@ pub fn execute_offline(home: &Home, request: Request) -> Result<serde_json::Valu
         .flush(now)
         .map_err(|e| ApiError::internal(format!("storage: {e}")))?;
     engine
-        .replica_mut()
         .checkpoint()
-        .map_err(|e| ApiError::internal(format!("storage: {e}")))?;
-    engine
-        .flush(now)
         .map_err(|e| ApiError::internal(format!("storage: {e}")))?;
     r
 }
@@ -338,6 +334,7 @@ impl Node {
         let mesh_cfg = vaarta_mesh::Config {
             listen: opts.listen.clone(),
             mdns: opts.mdns,
+            ban: Duration::from_millis(engine.config().ban_ms),
             ..vaarta_mesh::Config::default()
         };
         let (mesh, mut mesh_events) = vaarta_mesh::start(mesh_cfg).await?;
@@ -478,7 +475,7 @@ fn event_json(e: &Event) -> serde_json::Value {
             json!({"type": "delivered", "envelope": envelope.to_string(), "device": device.to_string()})
         }
         Event::Refused { link, reason, cut } => {
-            json!({"type": "refused", "link": link.0, "reason": reason, "cut": cut})
+            json!({"type": "refused", "link": link.0, "reason": reason.to_string(), "cut": cut})
         }
         Event::Created { envelope } => json!({"type": "created", "envelope": envelope.to_string()}),
         Event::Reconciled { link, stats } => {
@@ -532,7 +529,9 @@ fn engine_loop(
                 Input::Shutdown(tx) => stop = Some(tx),
             }
         }
-        engine.handle_timeout(now);
+        if engine.poll_timeout().is_some_and(|t| t <= now) {
+            engine.handle_timeout(now);
+        }
         let flushed = engine.flush(now);
         if let Err(e) = &flushed {
             // Nothing in this batch is acknowledged; callers get the error; the node goes on.
@@ -547,16 +546,11 @@ fn engine_loop(
             };
             let _ = tx.send(r);
         }
-        pump(engine, mesh);
-        while let Some(e) = engine.poll_event() {
+        for e in pump(engine, mesh) {
             let _ = events.send(event_json(&e).to_string());
         }
         if let Some(tx) = stop.take() {
-            let r = engine
-                .replica_mut()
-                .checkpoint()
-                .and_then(|_| vaarta_sync::store::Store::flush(engine.replica_mut().store_mut()))
-                .map_err(|e| e.to_string());
+            let r = engine.checkpoint().map_err(|e| e.to_string());
             let _ = tx.send(r);
             return;
         }
@@ -585,28 +579,30 @@ fn on_mesh(
             dialed,
             ..
         } => engine.handle_link_up(
-            LinkId(link),
-            peer.to_string(),
-            outbound,
-            dialed.map(|d| d.to_string()),
-            local_tid.to_vec(),
-            peer.to_bytes(),
+            LinkUp {
+                link,
+                peer: PeerKey::new(peer.to_string()),
+                outbound,
+                dialed: dialed.map(|d| d.to_string()),
+                local_tid: local_tid.to_vec(),
+                remote_tid: peer.to_bytes(),
+            },
             now,
         ),
-        M::Frame { link, bytes } => engine.handle_frame(LinkId(link), &bytes, now),
+        M::Frame { link, bytes } => engine.handle_frame(link, &bytes, now),
         M::LinkDown { link, reason } => {
-            tracing::info!(link, %reason, "link down");
-            engine.handle_link_down(LinkId(link), now)
+            tracing::info!(%link, %reason, "link down");
+            engine.handle_link_down(link, now)
         }
         M::Discovered { peer, addrs } => engine.handle_discovered(
-            peer.to_string(),
+            PeerKey::new(peer.to_string()),
             addrs.iter().map(|a| a.to_string()).collect(),
             now,
         ),
         M::DialFailed { peer, addr, error } => {
             tracing::debug!(?peer, ?addr, %error, "dial failed");
             engine.handle_dial_failed(
-                peer.map(|p| p.to_string()),
+                peer.map(|p| PeerKey::new(p.to_string())),
                 addr.map(|a| a.to_string()).unwrap_or_default(),
                 now,
             )
@@ -614,13 +610,20 @@ fn on_mesh(
     }
 }
 
-fn pump(engine: &mut Engine<SledStore>, mesh: &vaarta_mesh::Handle) {
+/// Hands the engine's outputs to the mesh (the engine's poll order, [`vaarta_engine::drive`]):
+/// frames first, so a link's last frames (a bye) leave before it is closed; then dials and
+/// closes. Returns the events for the application.
+fn pump(engine: &mut Engine<SledStore>, mesh: &vaarta_mesh::Handle) -> Vec<Event> {
     use vaarta_mesh::Command as C;
-    while let Some(a) = engine.poll_action() {
+    let out = vaarta_engine::drive::drain(engine);
+    for (link, frame) in out.frames {
+        send(mesh, C::Send { link, frame });
+    }
+    for a in out.actions {
         let cmd = match a {
             Action::Dial { peer, addr } => match addr.parse::<Multiaddr>() {
                 Ok(addr) => C::Dial {
-                    peer: peer.and_then(|p| p.parse().ok()),
+                    peer: peer.and_then(|p| p.as_str().parse().ok()),
                     addr,
                 },
                 Err(e) => {
@@ -630,30 +633,12 @@ fn pump(engine: &mut Engine<SledStore>, mesh: &vaarta_mesh::Handle) {
             },
             Action::Close { link, reason, ban } => {
                 tracing::info!(%link, %reason, ban, "closing link");
-                // Let the engine's last frames (a bye) go first.
-                while let Some((l, f)) = engine.poll_transmit() {
-                    send(
-                        mesh,
-                        C::Send {
-                            link: l.0,
-                            frame: f,
-                        },
-                    );
-                }
-                C::Close { link: link.0, ban }
+                C::Close { link, ban }
             }
         };
         send(mesh, cmd);
     }
-    while let Some((link, frame)) = engine.poll_transmit() {
-        send(
-            mesh,
-            C::Send {
-                link: link.0,
-                frame,
-            },
-        );
-    }
+    out.events
 }
 
 fn send(mesh: &vaarta_mesh::Handle, c: vaarta_mesh::Command) {

@@ -9,7 +9,8 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
-use vaarta_engine::{Action, Config, Engine, Event, LinkId};
+use vaarta_engine::drive::pump;
+use vaarta_engine::{Action, Config, Engine, Event, LinkId, LinkUp, PeerKey};
 use vaarta_sync::envelope::{self, Envelope};
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, EnvelopeId};
@@ -202,8 +203,7 @@ impl<'a> Runner<'a> {
         for c in self.convs {
             let admin = c.members[0];
             let eng = self.nodes[admin].engine.as_mut().ok_or("admin down")?;
-            let rep = eng.replica_mut();
-            let (id, first) = rep
+            let (id, first) = eng
                 .create_conversation(&c.name, History::Shared, T0)
                 .map_err(|e| e.to_string())?;
             let mut created = vec![first];
@@ -213,11 +213,9 @@ impl<'a> Runner<'a> {
                 .collect();
             let eng = self.nodes[admin].engine.as_mut().ok_or("admin down")?;
             created.extend(
-                eng.replica_mut()
-                    .add_members(&id, &devs, false, T0)
+                eng.add_members(&id, &devs, false, T0)
                     .map_err(|e| e.to_string())?,
             );
-            let eng = self.nodes[admin].engine.as_mut().ok_or("admin down")?;
             let bytes: Vec<Vec<u8>> = created
                 .iter()
                 .filter_map(|e| eng.replica().store().envelope(e).ok().flatten())
@@ -230,7 +228,7 @@ impl<'a> Runner<'a> {
                         .is_ok_and(|e| e.header().kind == vaarta_sync::envelope::Kind::Invite)
                 });
                 for b in invites.into_iter().chain(ops) {
-                    let _ = eng.replica_mut().ingest(b, T0);
+                    let _ = eng.import(b, T0);
                 }
             }
             self.conv_ids.push(id);
@@ -367,17 +365,29 @@ impl<'a> Runner<'a> {
         let now = self.now;
         if let Some(e) = self.nodes[a].engine.as_mut() {
             e.handle_link_up(
-                la,
-                format!("n{b}"),
-                a < b,
-                None,
-                ta.clone(),
-                tb.clone(),
+                LinkUp {
+                    link: la,
+                    peer: PeerKey::new(format!("n{b}")),
+                    outbound: a < b,
+                    dialed: None,
+                    local_tid: ta.clone(),
+                    remote_tid: tb.clone(),
+                },
                 now,
             );
         }
         if let Some(e) = self.nodes[b].engine.as_mut() {
-            e.handle_link_up(lb, format!("n{a}"), b < a, None, tb, ta, now);
+            e.handle_link_up(
+                LinkUp {
+                    link: lb,
+                    peer: PeerKey::new(format!("n{a}")),
+                    outbound: b < a,
+                    dialed: None,
+                    local_tid: tb,
+                    remote_tid: ta,
+                },
+                now,
+            );
         }
         self.dirty.insert(a);
         self.dirty.insert(b);
@@ -505,7 +515,7 @@ impl<'a> Runner<'a> {
                         // A crash: anything not flushed is gone (the engine flushes every
                         // batch, so this models a power cut between batches).
                         while e.poll_event().is_some() {}
-                        let mut store = e.into_store();
+                        let mut store = e.crash();
                         store.crash();
                         n.parked = Some(store);
                     }
@@ -549,21 +559,16 @@ impl<'a> Runner<'a> {
         let Some(e) = self.nodes[node].engine.as_mut() else {
             return Ok(());
         };
-        e.flush(now).map_err(|e| format!("flush: {e}"))?;
-        let mut out = Vec::new();
-        while let Some(a) = e.poll_action() {
-            if let Action::Close { link, .. } = a {
-                out.push(link);
-            }
-        }
-        let mut frames = Vec::new();
-        while let Some(f) = e.poll_transmit() {
-            frames.push(f);
-        }
-        let mut evs = Vec::new();
-        while let Some(ev) = e.poll_event() {
-            evs.push(ev);
-        }
+        let drained = pump(e, now).map_err(|e| format!("flush: {e}"))?;
+        let out: Vec<LinkId> = drained
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Close { link, .. } => Some(*link),
+                _ => None,
+            })
+            .collect();
+        let (frames, evs) = (drained.frames, drained.events);
         for ev in evs {
             match ev {
                 Event::Created { envelope } => {
@@ -729,12 +734,7 @@ impl<'a> Runner<'a> {
     }
 
     fn digest(&mut self, node: usize, conv: &ConversationId) -> Option<[u8; 32]> {
-        self.nodes[node]
-            .engine
-            .as_mut()?
-            .replica_mut()
-            .state_digest(conv)
-            .ok()
+        self.nodes[node].engine.as_mut()?.state_digest(conv).ok()
     }
 }
 

@@ -40,3 +40,6 @@ pub const MAX_TOMBSTONES_PER_TAG: usize = 10_000;
 pub const MAX_LOADED_PAGES: usize = 4;
 /// Events waiting to be polled before the oldest are dropped (and counted).
 pub const MAX_QUEUED_EVENTS: usize = 4096;
+/// Bytes a relay carries for conversations it is not in, by default (a phone can spare
+/// 256 MiB; a control-room laptop raises it).
+pub const DEFAULT_RELAY_MAX_BYTES: u64 = 256 * 1024 * 1024;

@@ -20,7 +20,7 @@ async fn attacker() -> (vaarta_mesh::Handle, tokio::sync::mpsc::Receiver<Event>)
     .unwrap()
 }
 
-async fn link_up(events: &mut tokio::sync::mpsc::Receiver<Event>) -> u64 {
+async fn link_up(events: &mut tokio::sync::mpsc::Receiver<Event>) -> vaarta_mesh::LinkId {
     loop {
         match tokio::time::timeout(T, events.recv())
             .await
@@ -34,7 +34,10 @@ async fn link_up(events: &mut tokio::sync::mpsc::Receiver<Event>) -> u64 {
     }
 }
 
-async fn link_down(events: &mut tokio::sync::mpsc::Receiver<Event>, link: u64) -> String {
+async fn link_down(
+    events: &mut tokio::sync::mpsc::Receiver<Event>,
+    link: vaarta_mesh::LinkId,
+) -> vaarta_mesh::LinkEnd {
     loop {
         match tokio::time::timeout(T, events.recv())
             .await

@@ -1,125 +1,21 @@
 //! Engines wired together in memory (no network, virtual time).
 
-use std::collections::{BTreeMap, VecDeque};
-
-use vaarta_engine::{Action, Config, Engine, Event, LinkId};
-use vaarta_sync::identity::Identity;
+use vaarta_engine::testing::Network;
+use vaarta_engine::{Event, LinkId};
 use vaarta_sync::ids::ConversationId;
 use vaarta_sync::membership::History;
 use vaarta_sync::page::Draft;
-use vaarta_sync::store::{MemoryStore, Store};
+use vaarta_sync::store::Store;
 
-const T0: u64 = 1_790_000_000_000;
+type Net = Network;
 
-struct Net {
-    nodes: Vec<Engine<MemoryStore>>,
-    /// (node, link) → (node, link) on the other side.
-    wires: BTreeMap<(usize, LinkId), (usize, LinkId)>,
-    next: u64,
-    now: u64,
-    events: Vec<Vec<Event>>,
-}
-
-impl Net {
-    fn new(n: usize) -> Self {
-        let nodes = (0..n)
-            .map(|i| {
-                let cfg = Config {
-                    name: format!("node{i}"),
-                    ..Config::default()
-                };
-                Engine::new(
-                    Identity::from_seed([i as u8 + 1; 32]),
-                    MemoryStore::new(),
-                    cfg,
-                    [i as u8; 32],
-                    T0,
-                )
-                .unwrap()
-            })
-            .collect();
-        Self {
-            nodes,
-            wires: BTreeMap::new(),
-            next: 1,
-            now: T0,
-            events: (0..n).map(|_| Vec::new()).collect(),
-        }
-    }
-
-    fn connect(&mut self, a: usize, b: usize) -> (LinkId, LinkId) {
-        let la = LinkId(self.next);
-        let lb = LinkId(self.next + 1);
-        self.next += 2;
-        self.wires.insert((a, la), (b, lb));
-        self.wires.insert((b, lb), (a, la));
-        let (ta, tb) = (format!("t{a}").into_bytes(), format!("t{b}").into_bytes());
-        self.nodes[a].handle_link_up(
-            la,
-            format!("p{b}"),
-            true,
-            None,
-            ta.clone(),
-            tb.clone(),
-            self.now,
-        );
-        self.nodes[b].handle_link_up(lb, format!("p{a}"), false, None, tb, ta, self.now);
-        (la, lb)
-    }
-
-    fn cut(&mut self, node: usize, link: LinkId) {
-        if let Some((o, ol)) = self.wires.remove(&(node, link)) {
-            self.wires.remove(&(o, ol));
-            self.nodes[o].handle_link_down(ol, self.now);
-        }
-        self.nodes[node].handle_link_down(link, self.now);
-    }
-
-    /// Runs until nothing moves.
-    fn settle(&mut self) {
-        for _ in 0..10_000 {
-            let mut moved = false;
-            for i in 0..self.nodes.len() {
-                self.nodes[i].flush(self.now).unwrap();
-                while let Some(a) = self.nodes[i].poll_action() {
-                    if let Action::Close { link, .. } = a {
-                        self.cut(i, link);
-                        moved = true;
-                    }
-                }
-                let mut out = VecDeque::new();
-                while let Some((l, f)) = self.nodes[i].poll_transmit() {
-                    out.push_back((l, f));
-                }
-                for (l, f) in out {
-                    if let Some((o, ol)) = self.wires.get(&(i, l)).copied() {
-                        self.nodes[o].handle_frame(ol, &f, self.now);
-                        moved = true;
-                    }
-                }
-                while let Some(e) = self.nodes[i].poll_event() {
-                    self.events[i].push(e);
-                }
-            }
-            self.now += 1;
-            for n in &mut self.nodes {
-                n.handle_timeout(self.now);
-            }
-            if !moved && self.nodes.iter().all(|n| n.backlog() == 0) {
-                return;
-            }
-        }
-        panic!("did not settle");
-    }
-
-    fn bodies(&mut self, i: usize, c: &ConversationId) -> Vec<String> {
-        self.nodes[i]
-            .messages(c, 10_000)
-            .unwrap()
-            .into_iter()
-            .map(|(m, _)| m.view.body)
-            .collect()
-    }
+fn bodies(net: &mut Net, i: usize, c: &ConversationId) -> Vec<String> {
+    net.nodes[i]
+        .messages(c, 10_000)
+        .unwrap()
+        .into_iter()
+        .map(|(m, _)| m.view.body)
+        .collect()
 }
 
 fn text(s: &str) -> Draft {
@@ -136,7 +32,8 @@ fn invite_travels_and_messages_flow_with_delivery_receipts() {
     net.settle();
     let c = net.nodes[0]
         .create_conversation("EOC", History::Shared, net.now)
-        .unwrap();
+        .unwrap()
+        .0;
     let b = net.nodes[1].device_id();
     net.nodes[0].add_member(&c, b, false, net.now).unwrap();
     net.settle();
@@ -150,7 +47,7 @@ fn invite_travels_and_messages_flow_with_delivery_receipts() {
         .send_message(&c, text("पहला संदेश"), net.now)
         .unwrap();
     net.settle();
-    assert_eq!(net.bodies(1, &c), vec!["पहला संदेश"]);
+    assert_eq!(bodies(&mut net, 1, &c), vec!["पहला संदेश"]);
     // Delivery: node 0 knows node 1 stored it.
     let msgs = net.nodes[0].messages(&c, 10).unwrap();
     assert_eq!(msgs[0].1, vec![b]);
@@ -169,7 +66,7 @@ fn invite_travels_and_messages_flow_with_delivery_receipts() {
         .send_message(&c, text("received"), net.now)
         .unwrap();
     net.settle();
-    assert_eq!(net.bodies(0, &c), vec!["पहला संदेश", "received"]);
+    assert_eq!(bodies(&mut net, 0, &c), vec!["पहला संदेश", "received"]);
 }
 
 #[test]
@@ -179,7 +76,8 @@ fn acknowledgements_wait_for_the_flush() {
     net.settle();
     let c = net.nodes[0]
         .create_conversation("x", History::Shared, net.now)
-        .unwrap();
+        .unwrap()
+        .0;
     {
         let d = net.nodes[1].device_id();
         net.nodes[0].add_member(&c, d, false, net.now)
@@ -194,7 +92,7 @@ fn acknowledgements_wait_for_the_flush() {
     }
     assert!(!pushes.is_empty());
     for (l, f) in pushes {
-        let (o, ol) = net.wires[&(0, l)];
+        let (o, ol) = net.peer_of(0, l).unwrap();
         net.nodes[o].handle_frame(ol, &f, net.now);
     }
     // Before node 1 flushes, it must not acknowledge anything.
@@ -223,7 +121,8 @@ fn offline_member_catches_up_by_reconciliation() {
     net.settle();
     let c = net.nodes[0]
         .create_conversation("x", History::Shared, net.now)
-        .unwrap();
+        .unwrap()
+        .0;
     {
         let d = net.nodes[1].device_id();
         net.nodes[0].add_member(&c, d, false, net.now)
@@ -240,10 +139,10 @@ fn offline_member_catches_up_by_reconciliation() {
         }
     }
     net.settle();
-    assert!(net.bodies(1, &c).is_empty());
+    assert!(bodies(&mut net, 1, &c).is_empty());
     net.connect(0, 1);
     net.settle();
-    let got = net.bodies(1, &c);
+    let got = bodies(&mut net, 1, &c);
     assert_eq!(got.len(), 300);
     assert_eq!(got[299], "m299");
     assert!(
@@ -261,7 +160,8 @@ fn relay_carries_for_members_it_cannot_read() {
     net.settle();
     let c = net.nodes[0]
         .create_conversation("x", History::Shared, net.now)
-        .unwrap();
+        .unwrap()
+        .0;
     {
         let d = net.nodes[2].device_id();
         net.nodes[0].add_member(&c, d, false, net.now)
@@ -275,7 +175,7 @@ fn relay_carries_for_members_it_cannot_read() {
     net.cut(0, l01);
     net.connect(1, 2);
     net.settle();
-    assert_eq!(net.bodies(2, &c), vec!["via the relay"]);
+    assert_eq!(bodies(&mut net, 2, &c), vec!["via the relay"]);
     assert!(
         net.nodes[1].conversations().is_empty(),
         "the relay learned nothing"
@@ -290,7 +190,8 @@ fn garbage_cuts_the_link_and_others_keep_working() {
     net.settle();
     let c = net.nodes[0]
         .create_conversation("x", History::Shared, net.now)
-        .unwrap();
+        .unwrap()
+        .0;
     {
         let d = net.nodes[2].device_id();
         net.nodes[0].add_member(&c, d, false, net.now)
@@ -298,10 +199,10 @@ fn garbage_cuts_the_link_and_others_keep_working() {
     .unwrap();
     net.settle();
     // Node 1 turns hostile: garbage frame.
-    let (o, ol) = net.wires[&(1, l10)];
+    let (o, ol) = net.peer_of(1, l10).unwrap();
     net.nodes[o].handle_frame(ol, &[0xde, 0xad, 0xbe, 0xef], net.now);
     net.settle();
-    assert!(!net.wires.contains_key(&(1, l10)), "link cut");
+    assert!(net.peer_of(1, l10).is_none(), "link cut");
     assert!(
         net.events[0]
             .iter()
@@ -314,7 +215,7 @@ fn garbage_cuts_the_link_and_others_keep_working() {
         net.nodes[0]
             .links()
             .iter()
-            .filter(|l| l.peer == "p1")
+            .filter(|l| l.peer.as_str() == "p1")
             .count(),
         0
     );
@@ -322,7 +223,7 @@ fn garbage_cuts_the_link_and_others_keep_working() {
         .send_message(&c, text("still fine"), net.now)
         .unwrap();
     net.settle();
-    assert_eq!(net.bodies(2, &c), vec!["still fine"]);
+    assert_eq!(bodies(&mut net, 2, &c), vec!["still fine"]);
 }
 
 #[test]
@@ -332,7 +233,8 @@ fn forged_envelopes_count_as_faults() {
     net.settle();
     let c = net.nodes[0]
         .create_conversation("x", History::Shared, net.now)
-        .unwrap();
+        .unwrap()
+        .0;
     {
         let d = net.nodes[1].device_id();
         net.nodes[0].add_member(&c, d, false, net.now)
@@ -349,14 +251,11 @@ fn forged_envelopes_count_as_faults() {
         env.extend_from_slice(&epoch.0);
         env.extend_from_slice(&[seq as u8; 200]);
         let f = vaarta_engine::Frame::Push { seq, envelope: env }.encode();
-        let (o, ol) = net.wires[&(1, l10)];
+        let (o, ol) = net.peer_of(1, l10).unwrap();
         net.nodes[o].handle_frame(ol, &f, net.now);
     }
     net.settle();
-    assert!(
-        !net.wires.contains_key(&(1, l10)),
-        "cut after repeated faults"
-    );
+    assert!(net.peer_of(1, l10).is_none(), "cut after repeated faults");
     assert!(net.nodes[0].replica().pending_len() == 0);
 }
 
@@ -366,14 +265,14 @@ fn deliver_without_receipt(net: &mut Net, c: &ConversationId, link0: LinkId, bod
     net.nodes[0].send_message(c, text(body), net.now).unwrap();
     net.nodes[0].flush(net.now).unwrap();
     while let Some((l, f)) = net.nodes[0].poll_transmit() {
-        if let Some((o, ol)) = net.wires.get(&(0, l)).copied() {
+        if let Some((o, ol)) = net.peer_of(0, l) {
             net.nodes[o].handle_frame(ol, &f, net.now);
         }
     }
     net.nodes[1].flush(net.now).unwrap();
     while net.nodes[1].poll_transmit().is_some() {}
     net.cut(0, link0);
-    assert!(net.bodies(1, c).iter().any(|b| b == body));
+    assert!(bodies(net, 1, c).iter().any(|b| b == body));
 }
 
 /// Two linked nodes in one conversation that node 0 created: (net, conversation, node 0's
@@ -384,7 +283,8 @@ fn linked_pair() -> (Net, ConversationId, LinkId, vaarta_sync::ids::DeviceId) {
     net.settle();
     let c = net.nodes[0]
         .create_conversation("x", History::Shared, net.now)
-        .unwrap();
+        .unwrap()
+        .0;
     let b = net.nodes[1].device_id();
     net.nodes[0].add_member(&c, b, false, net.now).unwrap();
     net.settle();
@@ -456,12 +356,12 @@ fn a_message_staged_while_a_remote_one_arrives_is_still_pushed() {
         .unwrap();
     net.nodes[0].flush(net.now).unwrap();
     while let Some((l, f)) = net.nodes[0].poll_transmit() {
-        let (o, ol) = net.wires[&(0, l)];
+        let (o, ol) = net.peer_of(0, l).unwrap();
         net.nodes[o].handle_frame(ol, &f, net.now);
     }
     net.settle();
-    let mut zero = net.bodies(0, &c);
-    let mut one = net.bodies(1, &c);
+    let mut zero = bodies(&mut net, 0, &c);
+    let mut one = bodies(&mut net, 1, &c);
     zero.sort();
     one.sort();
     assert_eq!(zero, vec!["from one", "from zero"]);

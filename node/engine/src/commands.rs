@@ -1,0 +1,141 @@
+//! Local commands: what the user of this device asks for. Each writes through the replica;
+//! what it seals is pushed at the next [`Engine::flush`] (staged messages are sealed there).
+
+use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId};
+use vaarta_sync::membership::History;
+use vaarta_sync::page::{Draft, MessageId};
+use vaarta_sync::store::Store;
+
+use crate::{Engine, EngineError, Source};
+
+impl<S: Store> Engine<S> {
+    /// Creates a conversation with this device as its admin; returns it and the envelope
+    /// that founds it.
+    pub fn create_conversation(
+        &mut self,
+        title: &str,
+        history: History,
+        now_ms: u64,
+    ) -> Result<(ConversationId, EnvelopeId), EngineError> {
+        let (id, env) = self.replica.create_conversation(title, history, now_ms)?;
+        self.fresh.push((env, Source::Own));
+        self.tags_changed();
+        self.settle();
+        Ok((id, env))
+    }
+
+    /// Adds a member (see [`Self::add_members`]).
+    pub fn add_member(
+        &mut self,
+        conv: &ConversationId,
+        device: DeviceId,
+        admin: bool,
+        now_ms: u64,
+    ) -> Result<Vec<EnvelopeId>, EngineError> {
+        self.add_members(conv, &[device], admin, now_ms)
+    }
+
+    /// Adds members with one operation and seals an invitation to each; returns what it
+    /// sealed.
+    pub fn add_members(
+        &mut self,
+        conv: &ConversationId,
+        devices: &[DeviceId],
+        admin: bool,
+        now_ms: u64,
+    ) -> Result<Vec<EnvelopeId>, EngineError> {
+        let sealed = self.replica.add_members(conv, devices, admin, now_ms)?;
+        for env in &sealed {
+            self.fresh.push((*env, Source::Own));
+        }
+        Ok(sealed)
+    }
+
+    /// Removes a member (and rotates the key at the next admin duty); returns what it
+    /// sealed.
+    pub fn remove_member(
+        &mut self,
+        conv: &ConversationId,
+        device: DeviceId,
+        now_ms: u64,
+    ) -> Result<Vec<EnvelopeId>, EngineError> {
+        let sealed = self.replica.remove_member(conv, device, now_ms)?;
+        for env in &sealed {
+            self.fresh.push((*env, Source::Own));
+        }
+        Ok(sealed)
+    }
+
+    /// Stages a message; it is sealed and made durable by the next [`Engine::flush`], with
+    /// any other messages staged before it (one envelope per page).
+    pub fn send_message(
+        &mut self,
+        conv: &ConversationId,
+        draft: Draft,
+        now_ms: u64,
+    ) -> Result<MessageId, EngineError> {
+        Ok(self.replica.stage_message(conv, draft, now_ms)?)
+    }
+
+    pub fn edit_message(
+        &mut self,
+        conv: &ConversationId,
+        msg: &MessageId,
+        body: &str,
+        now_ms: u64,
+    ) -> Result<(), EngineError> {
+        let e = self.replica.edit_message(conv, msg, body, now_ms)?;
+        self.fresh.push((e, Source::Own));
+        Ok(())
+    }
+
+    pub fn delete_message(
+        &mut self,
+        conv: &ConversationId,
+        msg: &MessageId,
+        now_ms: u64,
+    ) -> Result<(), EngineError> {
+        let e = self.replica.delete_message(conv, msg, now_ms)?;
+        self.fresh.push((e, Source::Own));
+        Ok(())
+    }
+
+    pub fn react(
+        &mut self,
+        conv: &ConversationId,
+        msg: &MessageId,
+        emoji: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(), EngineError> {
+        let e = self.replica.react(conv, msg, emoji, now_ms)?;
+        self.fresh.push((e, Source::Own));
+        Ok(())
+    }
+
+    /// Posts this device's name in conversations where it is a member without one.
+    pub(crate) fn publish_profiles(&mut self, now_ms: u64) -> Result<(), EngineError> {
+        let me = self.replica.device_id();
+        let name = self.config.name.clone();
+        if name.is_empty() || self.profiled.len() == self.replica.conversation_ids().len() {
+            return Ok(());
+        }
+        for id in self.replica.conversation_ids() {
+            if self.profiled.contains(&id) {
+                continue;
+            }
+            let Some(c) = self.replica.conversation(&id) else {
+                continue;
+            };
+            let st = c.membership.state();
+            let Some(m) = st.members.get(&me) else {
+                continue;
+            };
+            if m.name.as_deref() != Some(name.as_str()) {
+                let env = self.replica.set_profile(&id, &name, now_ms)?;
+                self.fresh.push((env, Source::Own));
+            }
+            self.profiled.insert(id);
+        }
+        Ok(())
+    }
+}

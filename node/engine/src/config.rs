@@ -1,0 +1,120 @@
+//! Engine settings, and every fixed number the engine uses, with where it comes from.
+//!
+//! [`Config`] holds what a driver may choose; the constants below are the engine's own
+//! bounds. Each says why it has the value it has (`docs/security.md` for the bounds that
+//! protect against peers, `docs/performance.md` for the measured ones).
+
+/// Engine settings. Defaults say where each number comes from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This device's display name.
+    pub name: String,
+    /// Carry envelopes of conversations this device is not in (store-and-forward for others).
+    pub relay: bool,
+    /// Largest total of carried bytes (guess: a phone can spare 256 MiB).
+    pub relay_max_bytes: u64,
+    /// Re-reconcile each link this often even if nothing seems new (guess: cheap, ~25 bytes).
+    pub resync_interval_ms: u64,
+    /// Links at most (rust-libp2p's connection-limit guidance; a phone rarely sees more;
+    /// `docs/security.md`, resource exhaustion).
+    pub max_links: usize,
+    /// Known peers (mDNS hints, static peers) at most (discovery tables are capped:
+    /// `docs/security.md`, churn and discovery floods).
+    pub max_peers: usize,
+    /// Least time between two dials (dialling is rate-limited, same section).
+    pub min_dial_interval_ms: u64,
+    /// Redial backoff: first wait (guess: 1 s doubling to 1 min).
+    pub backoff_initial_ms: u64,
+    /// Redial backoff: largest wait.
+    pub backoff_max_ms: u64,
+    /// How long an mDNS hint stays worth dialling after it was last seen.
+    pub hint_ttl_ms: u64,
+    /// Pushes in flight (unacknowledged) per link: flow control.
+    pub push_window: usize,
+    /// Envelopes queued for one link; past this the queue is dropped and a reconciliation is
+    /// scheduled instead (it finds the same envelopes again; nothing is lost).
+    pub max_push_queue: usize,
+    /// Refused frames or envelopes from one link before it is cut off.
+    pub max_faults: u32,
+    /// Links a relayed envelope is announced to (gossipsub's lazy degree is 6; we take a few
+    /// more since contacts are brief), the rest learn of it by reconciliation.
+    pub announce_fanout: usize,
+    /// Acknowledgements wait up to this long to cover more envelopes (TCP's delayed-ACK idea;
+    /// 20 ms halves a paced link's receipt bytes and is invisible to users).
+    pub ack_delay_ms: u64,
+    /// ...or until this many envelopes are waiting for one.
+    pub ack_every: u32,
+    /// How long a misbehaving peer is refused after being cut off.
+    pub ban_ms: u64,
+    /// Peers to keep connected (transport addresses, dialled with backoff).
+    pub static_peers: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            name: "device".into(),
+            relay: true,
+            relay_max_bytes: DEFAULT_RELAY_MAX_BYTES,
+            resync_interval_ms: 30_000,
+            max_links: 64,
+            max_peers: 256,
+            min_dial_interval_ms: 100,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 60_000,
+            hint_ttl_ms: 5 * 60_000,
+            push_window: 1024,
+            max_push_queue: 100_000,
+            max_faults: 8,
+            announce_fanout: 8,
+            ack_delay_ms: 20,
+            ack_every: 64,
+            ban_ms: 60_000,
+            static_peers: Vec::new(),
+        }
+    }
+}
+
+/// Default relay quota (the replica's own default, [`vaarta_sync::limits`]), written once.
+pub const DEFAULT_RELAY_MAX_BYTES: u64 = vaarta_sync::limits::DEFAULT_RELAY_MAX_BYTES;
+
+/// How often admin duties run (key rotation after a removal, key shares for new members).
+/// The replica rate-limits each conversation's duties on its own; this only bounds how often
+/// the engine asks.
+pub const MAINTAIN_INTERVAL_MS: u64 = 5_000;
+
+/// How often carried envelopes past their expiry are dropped (checked at a maintain run).
+pub const EXPIRE_INTERVAL_MS: u64 = 60_000;
+
+/// A reconciliation that found nothing new doubles the link's resync interval, up to this
+/// many times the configured one (an idle link costs ~25 bytes per resync).
+pub const RESYNC_BACKOFF_MAX_FACTOR: u64 = 4;
+
+/// Ids a peer may be found lacking in one reconciliation before receipt recovery gives up
+/// for that session (it then waits for the next one).
+pub const MAX_SESSION_LACKS: usize = 4096;
+
+/// Own messages per conversation awaiting receipts that one reconciliation looks at; the
+/// list is kept near this size. Receipts lost with a link concern the last few messages sent
+/// before it dropped, and each reconciliation's cost grows with this number.
+pub const MAX_AWAITING_RECEIPTS: usize = 256;
+
+/// An envelope asked for with `Want` is asked of another peer if the first has not
+/// delivered it within this long.
+pub const WANT_RETRY_MS: u64 = 5_000;
+
+/// Frames waiting on one link past which no more pushes are added to it: the transport
+/// drains it first (pushes stay in the queue, ordered, so FLASH overtakes what is queued).
+pub const MAX_FRAMES_QUEUED_PER_LINK: usize = 64;
+
+/// A link that stayed up this long resets its peer's redial backoff when it drops.
+pub const LONG_LINK_MS: u64 = 30_000;
+
+/// Transport addresses remembered per peer (mDNS may list many).
+pub const MAX_PEER_ADDRS: usize = 8;
+
+/// A static peer's dial that never reports back is retried after at least this long.
+pub const STATIC_DIAL_TIMEOUT_MS: u64 = 10_000;
+
+/// A discovered peer is not dialled again within this long (or its backoff, if longer).
+pub const PEER_REDIAL_MIN_MS: u64 = 5_000;

@@ -1,0 +1,423 @@
+//! Which peers to dial and when: static peers (kept connected), discovery hints (mDNS),
+//! backoff with jitter after failures and drops, a least interval between dials, and bans
+//! for peers that misbehaved. The dialer decides; the engine turns its answers into
+//! [`Action::Dial`]s for the driver.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::RngCore;
+use vaarta_sync::ids::DeviceId;
+
+use crate::config::{MAX_PEER_ADDRS, PEER_REDIAL_MIN_MS, STATIC_DIAL_TIMEOUT_MS};
+use crate::{Action, Config, LinkId, PeerKey};
+
+/// What the engine knows about a peer it might dial.
+#[derive(Debug, Clone)]
+struct PeerInfo {
+    addrs: Vec<String>,
+    last_seen: u64,
+    device: Option<DeviceId>,
+    name: Option<String>,
+    next_dial: u64,
+    backoff: u64,
+    banned_until: u64,
+}
+
+#[derive(Debug, Clone)]
+struct StaticPeer {
+    addr: String,
+    link: Option<LinkId>,
+    next_dial: u64,
+    backoff: u64,
+    dialing: bool,
+}
+
+/// A known but not connected peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSeen {
+    pub peer: PeerKey,
+    pub device: Option<DeviceId>,
+    pub name: Option<String>,
+    pub addrs: Vec<String>,
+    pub last_seen_ms: u64,
+}
+
+/// Bounded: at most [`Config::max_peers`] discovered peers (the stalest unconnected one is
+/// evicted), [`MAX_PEER_ADDRS`] addresses each, and the configured static peers.
+#[derive(Debug)]
+pub(crate) struct Dialer {
+    rng: ChaCha20Rng,
+    peers: BTreeMap<PeerKey, PeerInfo>,
+    statics: Vec<StaticPeer>,
+    last_dial: u64,
+    max_peers: usize,
+    gap: u64,
+    backoff_initial: u64,
+    backoff_max: u64,
+    hint_ttl: u64,
+}
+
+/// A wait of `base` with jitter: uniformly in `[base/2, base]`, so peers that lost each
+/// other at the same moment do not redial in lockstep.
+fn jitter(rng: &mut ChaCha20Rng, base: u64) -> u64 {
+    base / 2 + rng.next_u64() % (base / 2 + 1)
+}
+
+impl Dialer {
+    pub(crate) fn new(config: &Config, rng: ChaCha20Rng, now: u64) -> Self {
+        let statics = config
+            .static_peers
+            .iter()
+            .map(|a| StaticPeer {
+                addr: a.clone(),
+                link: None,
+                next_dial: now,
+                backoff: config.backoff_initial_ms,
+                dialing: false,
+            })
+            .collect();
+        Self {
+            rng,
+            peers: BTreeMap::new(),
+            statics,
+            last_dial: 0,
+            max_peers: config.max_peers,
+            gap: config.min_dial_interval_ms,
+            backoff_initial: config.backoff_initial_ms,
+            backoff_max: config.backoff_max_ms,
+            hint_ttl: config.hint_ttl_ms,
+        }
+    }
+
+    fn grow(&self, b: u64) -> u64 {
+        (b * 2).min(self.backoff_max)
+    }
+
+    pub(crate) fn is_banned(&self, peer: &PeerKey, now: u64) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.banned_until > now)
+    }
+
+    /// A link came up; if we dialled a static peer's address, that peer is connected.
+    pub(crate) fn link_up(&mut self, link: LinkId, dialed: Option<&str>) {
+        if let Some(addr) = dialed
+            && let Some(s) = self.statics.iter_mut().find(|s| s.addr == addr)
+        {
+            s.link = Some(link);
+            s.dialing = false;
+        }
+    }
+
+    /// A link to `peer` dropped; `up_long` if it had been up a good while (its backoff
+    /// starts over).
+    pub(crate) fn link_down(&mut self, link: LinkId, peer: &PeerKey, up_long: bool, now: u64) {
+        let initial = self.backoff_initial;
+        for i in 0..self.statics.len() {
+            if self.statics[i].link != Some(link) {
+                continue;
+            }
+            let mut backoff = self.statics[i].backoff;
+            if up_long {
+                backoff = initial;
+            }
+            let wait = jitter(&mut self.rng, backoff);
+            let grown = self.grow(backoff);
+            let s = &mut self.statics[i];
+            s.link = None;
+            s.dialing = false;
+            s.next_dial = now + wait;
+            s.backoff = grown;
+        }
+        if let Some(backoff) = self.peers.get(peer).map(|p| p.backoff) {
+            let wait = jitter(&mut self.rng, backoff);
+            let grown = self.grow(backoff);
+            let p = self.peers.get_mut(peer).expect("present");
+            p.next_dial = now + wait;
+            p.backoff = if up_long { initial } else { grown };
+        }
+    }
+
+    /// Discovery says `peer` may be reachable at `addrs`. False if the table is full of
+    /// connected peers and the hint was dropped.
+    pub(crate) fn discovered(
+        &mut self,
+        peer: PeerKey,
+        addrs: Vec<String>,
+        now: u64,
+        connected: &BTreeSet<PeerKey>,
+    ) -> bool {
+        if !self.peers.contains_key(&peer) && self.peers.len() >= self.max_peers {
+            // Evict the stalest peer that is not connected.
+            let Some(victim) = self
+                .peers
+                .iter()
+                .filter(|(k, _)| !connected.contains(k))
+                .min_by_key(|(_, p)| p.last_seen)
+                .map(|(k, _)| k.clone())
+            else {
+                return false;
+            };
+            self.peers.remove(&victim);
+        }
+        let initial = self.backoff_initial;
+        let p = self.peers.entry(peer).or_insert(PeerInfo {
+            addrs: Vec::new(),
+            last_seen: now,
+            device: None,
+            name: None,
+            next_dial: now,
+            backoff: initial,
+            banned_until: 0,
+        });
+        p.last_seen = now;
+        for a in addrs.into_iter().take(MAX_PEER_ADDRS) {
+            if !p.addrs.contains(&a) {
+                p.addrs.push(a);
+            }
+        }
+        p.addrs.truncate(MAX_PEER_ADDRS);
+        true
+    }
+
+    /// A dial we asked for failed.
+    pub(crate) fn dial_failed(&mut self, peer: Option<&PeerKey>, addr: &str, now: u64) {
+        if let Some(i) = self.statics.iter().position(|s| s.addr == addr) {
+            let wait = jitter(&mut self.rng, self.statics[i].backoff);
+            let grown = self.grow(self.statics[i].backoff);
+            let s = &mut self.statics[i];
+            s.dialing = false;
+            s.next_dial = now + wait;
+            s.backoff = grown;
+        }
+        if let Some(backoff) = peer.and_then(|k| self.peers.get(k)).map(|p| p.backoff) {
+            let wait = jitter(&mut self.rng, backoff);
+            let grown = self.grow(backoff);
+            let p = self.peers.get_mut(peer.expect("found")).expect("present");
+            p.next_dial = now + wait;
+            p.backoff = grown;
+        }
+    }
+
+    /// The peer's hello verified: remember who it is; its backoff starts over.
+    pub(crate) fn hello(&mut self, peer: &PeerKey, device: DeviceId, name: &str) {
+        let initial = self.backoff_initial;
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.device = Some(device);
+            p.name = Some(name.to_string());
+            p.backoff = initial;
+        }
+    }
+
+    /// Refuses `peer` for `ban_ms` (it misbehaved).
+    pub(crate) fn ban(&mut self, peer: &PeerKey, now: u64, ban_ms: u64) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.banned_until = now + ban_ms;
+        } else {
+            self.peers.insert(
+                peer.clone(),
+                PeerInfo {
+                    addrs: Vec::new(),
+                    last_seen: now,
+                    device: None,
+                    name: None,
+                    next_dial: now + ban_ms,
+                    backoff: ban_ms,
+                    banned_until: now + ban_ms,
+                },
+            );
+        }
+    }
+
+    /// Dials due at `now`: static peers first, then discovered ones, one per least dial
+    /// interval. `connected` are the peers with a link; `me` is never dialled.
+    pub(crate) fn due(
+        &mut self,
+        now: u64,
+        me: DeviceId,
+        connected: &BTreeSet<PeerKey>,
+        out: &mut impl Extend<Action>,
+    ) {
+        for s in &mut self.statics {
+            if now < self.last_dial + self.gap {
+                return;
+            }
+            if s.link.is_none() && !s.dialing && s.next_dial <= now {
+                s.dialing = true;
+                // A dial that never reports back is retried after the backoff.
+                s.next_dial = now + s.backoff.max(STATIC_DIAL_TIMEOUT_MS);
+                self.last_dial = now;
+                out.extend([Action::Dial {
+                    peer: None,
+                    addr: s.addr.clone(),
+                }]);
+            }
+        }
+        for (k, p) in self.peers.iter_mut() {
+            if now < self.last_dial + self.gap {
+                return;
+            }
+            if connected.contains(k)
+                || p.next_dial > now
+                || p.banned_until > now
+                || now.saturating_sub(p.last_seen) > self.hint_ttl
+                || p.device == Some(me)
+                || p.addrs.is_empty()
+            {
+                continue;
+            }
+            p.next_dial = now + p.backoff.max(PEER_REDIAL_MIN_MS);
+            self.last_dial = now;
+            out.extend([Action::Dial {
+                peer: Some(k.clone()),
+                addr: p.addrs[0].clone(),
+            }]);
+        }
+    }
+
+    /// When a static peer is next due for a dial (discovered peers are dialled when a hint
+    /// arrives, or at any other timer).
+    pub(crate) fn deadline(&self) -> Option<u64> {
+        self.statics
+            .iter()
+            .filter(|s| s.link.is_none() && !s.dialing)
+            .map(|s| s.next_dial.max(self.last_dial + self.gap))
+            .min()
+    }
+
+    pub(crate) fn peers_seen(&self) -> Vec<PeerSeen> {
+        self.peers
+            .iter()
+            .map(|(k, p)| PeerSeen {
+                peer: k.clone(),
+                device: p.device,
+                name: p.name.clone(),
+                addrs: p.addrs.clone(),
+                last_seen_ms: p.last_seen,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::SeedableRng;
+
+    fn dialer(statics: &[&str]) -> Dialer {
+        let config = Config {
+            static_peers: statics.iter().map(|s| s.to_string()).collect(),
+            max_peers: 3,
+            ..Config::default()
+        };
+        Dialer::new(&config, ChaCha20Rng::from_seed([1; 32]), 0)
+    }
+
+    fn dials(d: &mut Dialer, now: u64, connected: &BTreeSet<PeerKey>) -> Vec<Action> {
+        let mut out = Vec::new();
+        d.due(now, DeviceId([9; 32]), connected, &mut out);
+        out
+    }
+
+    #[test]
+    fn failed_static_dials_back_off_with_jitter_up_to_the_cap() {
+        let mut d = dialer(&["/ip4/127.0.0.1/tcp/1"]);
+        let none = BTreeSet::new();
+        let mut now;
+        let mut expected = 1_000;
+        assert_eq!(
+            d.deadline(),
+            Some(100),
+            "due at once, after the least interval"
+        );
+        for _ in 0..10 {
+            let due = d.deadline().unwrap();
+            let a = dials(&mut d, due, &none);
+            assert_eq!(a.len(), 1, "one dial when due");
+            assert_eq!(d.deadline(), None, "no deadline while the dial is out");
+            now = d.last_dial + 1;
+            d.dial_failed(None, "/ip4/127.0.0.1/tcp/1", now);
+            let wait = d.deadline().unwrap() - now;
+            assert!(
+                (expected / 2..=expected).contains(&wait),
+                "wait {wait} outside [{}, {expected}]",
+                expected / 2
+            );
+            expected = (expected * 2).min(60_000);
+        }
+        assert_eq!(expected, 60_000);
+    }
+
+    #[test]
+    fn a_long_link_resets_the_backoff() {
+        let mut d = dialer(&["a"]);
+        for _ in 0..5 {
+            d.dial_failed(None, "a", 0);
+        }
+        assert_eq!(d.statics[0].backoff, 32_000);
+        d.link_up(LinkId(1), Some("a"));
+        assert_eq!(d.deadline(), None, "connected");
+        d.link_down(LinkId(1), &PeerKey::from("p"), true, 100_000);
+        let wait = d.deadline().unwrap() - 100_000;
+        assert!((500..=1_000).contains(&wait), "{wait}");
+    }
+
+    #[test]
+    fn banned_peers_are_not_dialled_until_the_ban_ends() {
+        let mut d = dialer(&[]);
+        let p = PeerKey::from("p");
+        let none = BTreeSet::new();
+        assert!(d.discovered(p.clone(), vec!["addr".into()], 0, &none));
+        d.ban(&p, 0, 60_000);
+        assert!(d.is_banned(&p, 59_999));
+        assert!(dials(&mut d, 1_000, &none).is_empty());
+        assert!(!d.is_banned(&p, 60_000));
+        d.discovered(p.clone(), vec![], 60_000, &none);
+        assert_eq!(dials(&mut d, 60_000, &none).len(), 1);
+        // A ban of an unknown peer is remembered too.
+        let q = PeerKey::from("q");
+        d.ban(&q, 0, 10);
+        assert!(d.is_banned(&q, 5));
+    }
+
+    #[test]
+    fn the_peer_table_is_bounded_and_evicts_the_stalest_unconnected() {
+        let mut d = dialer(&[]);
+        let none = BTreeSet::new();
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            assert!(d.discovered(PeerKey::from(*name), vec![], i as u64, &none));
+        }
+        assert!(d.discovered(PeerKey::from("d"), vec![], 10, &none));
+        let names: Vec<String> = d.peers_seen().iter().map(|p| p.peer.to_string()).collect();
+        assert_eq!(names, vec!["b", "c", "d"]);
+        // All connected: a new hint is dropped rather than evicting a connected peer.
+        let all: BTreeSet<PeerKey> = ["b", "c", "d"].iter().map(|s| PeerKey::from(*s)).collect();
+        assert!(!d.discovered(PeerKey::from("e"), vec![], 11, &all));
+        assert_eq!(d.peers_seen().len(), 3);
+        // Addresses per peer are bounded.
+        let many: Vec<String> = (0..20).map(|i| format!("/ip4/10.0.0.{i}")).collect();
+        d.discovered(PeerKey::from("b"), many, 12, &none);
+        let b = d.peers_seen().into_iter().find(|p| p.peer.as_str() == "b");
+        assert_eq!(b.unwrap().addrs.len(), MAX_PEER_ADDRS);
+    }
+
+    #[test]
+    fn dials_are_spaced_by_the_least_interval_and_skip_connected_and_self() {
+        let mut d = dialer(&[]);
+        let none = BTreeSet::new();
+        for name in ["a", "b", "me"] {
+            d.discovered(PeerKey::from(name), vec![format!("/{name}")], 0, &none);
+        }
+        d.hello(&PeerKey::from("me"), DeviceId([9; 32]), "me");
+        assert_eq!(dials(&mut d, 1_000, &none).len(), 1);
+        assert!(
+            dials(&mut d, 1_050, &none).is_empty(),
+            "within the interval"
+        );
+        let connected: BTreeSet<PeerKey> = [PeerKey::from("b")].into();
+        assert!(
+            dials(&mut d, 1_100, &connected).is_empty(),
+            "b is connected, me is me"
+        );
+        assert_eq!(dials(&mut d, 1_100, &none).len(), 1, "b when it is not");
+    }
+}

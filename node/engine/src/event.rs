@@ -1,0 +1,175 @@
+//! What the engine tells its driver: actions to perform, events to show, counters, and the
+//! typed reasons a peer is refused or a link is closed.
+
+use thiserror::Error;
+use vaarta_sync::codec::DecodeError;
+use vaarta_sync::ids::{DeviceId, EnvelopeId};
+use vaarta_sync::recon::{self, ReconError};
+use vaarta_sync::replica::{self, CommandError, IngestError};
+use vaarta_sync::store::StoreError;
+
+use crate::{LinkId, PeerKey};
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Open a transport connection to `addr` (and `peer`, if known).
+    Dial { peer: Option<PeerKey>, addr: String },
+    /// Close a link (after sending what is queued on it). With `ban`, the peer misbehaved:
+    /// drop its whole transport connection and refuse it for [`crate::Config::ban_ms`].
+    Close {
+        link: LinkId,
+        reason: CloseReason,
+        ban: bool,
+    },
+}
+
+/// Why the engine closes a link.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CloseReason {
+    /// The peer is banned (it misbehaved recently).
+    #[error("banned")]
+    Banned,
+    /// Every link slot is taken.
+    #[error("too many links")]
+    TooManyLinks,
+    /// The link leads back to this device.
+    #[error("connected to myself")]
+    ConnectedToSelf,
+    /// The peer closed the session with a `Bye`.
+    #[error("peer said bye: {0}")]
+    PeerSaidBye(String),
+    /// The peer sent something that cuts the link (see [`Fault::is_fatal`]).
+    #[error("{0}")]
+    Fault(Fault),
+}
+
+/// Why input from a peer was refused. Every refusal counts against the link
+/// ([`crate::Config::max_faults`]); a fatal one cuts it at once.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Fault {
+    /// A frame that does not decode.
+    #[error("bad frame: {0}")]
+    BadFrame(DecodeError),
+    /// A hello whose proof does not verify over this link's transport ids.
+    #[error("bad frame: hello proof does not verify")]
+    BadHelloProof,
+    /// Anything but a hello before the peer's hello.
+    #[error("frame before hello")]
+    BeforeHello,
+    /// A push numbered at or below one already received on this link.
+    #[error("push sequence went backwards")]
+    PushSequence,
+    /// A reconciliation message that does not follow the protocol.
+    #[error("reconciliation: {0}")]
+    Recon(ReconError),
+    /// Tag reconciliation from a peer that did not say it relays.
+    #[error("tag reconciliation from a peer that is not a relay")]
+    TagSyncNotRelay,
+    /// A tag reconciliation message that does not follow the protocol.
+    #[error("tag reconciliation: {0}")]
+    TagSync(ReconError),
+    /// A pushed envelope the replica refused.
+    #[error("refused envelope: {0}")]
+    Envelope(IngestError),
+}
+
+impl Fault {
+    /// True if the link is cut at the first such fault: the peer is not speaking the
+    /// protocol (or not as who it claims), so nothing more it sends is worth reading.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Fault::BadFrame(_) | Fault::BadHelloProof | Fault::BeforeHello
+        )
+    }
+}
+
+/// Something the application may want to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Sync(replica::Event),
+    LinkReady {
+        link: LinkId,
+        device: DeviceId,
+        name: String,
+    },
+    LinkClosed {
+        link: LinkId,
+        device: Option<DeviceId>,
+    },
+    /// A device acknowledged (stored durably) an envelope of ours.
+    Delivered {
+        envelope: EnvelopeId,
+        device: DeviceId,
+    },
+    /// A peer sent something refused; `cut` if the link was closed for it.
+    Refused {
+        link: LinkId,
+        reason: Fault,
+        cut: bool,
+    },
+    /// A reconciliation finished.
+    Reconciled {
+        link: LinkId,
+        stats: recon::Stats,
+    },
+    /// This device sealed a new message envelope of its own (durable at the flush that
+    /// emits this); it is listed as awaiting receipts from the other members.
+    Created {
+        envelope: EnvelopeId,
+    },
+}
+
+/// Traffic counters, for benchmarks and simulations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub pushes_out: u64,
+    pub envelopes_in: u64,
+    pub refused: u64,
+    pub flushes: u64,
+}
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_protocol_violations_are_fatal() {
+        assert!(Fault::BadFrame(DecodeError::Invalid("x")).is_fatal());
+        assert!(Fault::BadHelloProof.is_fatal());
+        assert!(Fault::BeforeHello.is_fatal());
+        assert!(!Fault::PushSequence.is_fatal());
+        assert!(!Fault::TagSyncNotRelay.is_fatal());
+        assert!(!Fault::Envelope(IngestError::AuthorRemoved).is_fatal());
+    }
+
+    #[test]
+    fn reasons_read_as_before() {
+        // The text travels in `Bye` frames and logs; it must stay stable.
+        assert_eq!(
+            Fault::BadHelloProof.to_string(),
+            "bad frame: hello proof does not verify"
+        );
+        assert_eq!(
+            CloseReason::PeerSaidBye("x".into()).to_string(),
+            "peer said bye: x"
+        );
+        assert_eq!(
+            CloseReason::Fault(Fault::BeforeHello).to_string(),
+            "frame before hello"
+        );
+    }
+}

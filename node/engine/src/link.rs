@@ -1,0 +1,233 @@
+//! Links: one transport connection each, as the engine sees it once the driver reports it
+//! up. A link starts with a hello each way; then it carries reconciliation, pushes,
+//! announcements and acknowledgements until either side closes it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use vaarta_sync::ids::{DeviceId, Tag};
+
+use crate::ack::AckState;
+use crate::push::PushQueue;
+use crate::session::Sessions;
+use crate::tags::TagSync;
+use crate::wire::Hello;
+
+/// A link (one transport connection/stream) as the driver numbers it. The mesh adapter and
+/// the simulator number links with this same type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LinkId(pub u64);
+
+impl std::fmt::Display for LinkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "L{}", self.0)
+    }
+}
+
+/// How the driver names a remote transport endpoint (a libp2p peer id; a simulator node).
+/// It says nothing about the device behind it until that device's hello verifies.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerKey(String);
+
+impl PeerKey {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for PeerKey {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for PeerKey {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
+/// A transport connection that came up, as the driver reports it to
+/// [`crate::Engine::handle_link_up`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkUp {
+    pub link: LinkId,
+    pub peer: PeerKey,
+    /// We dialled it.
+    pub outbound: bool,
+    /// The address we dialled, if we did (static peers are matched by it).
+    pub dialed: Option<String>,
+    /// Our transport-authenticated id on this connection (bound into our hello's proof).
+    pub local_tid: Vec<u8>,
+    /// The peer's transport-authenticated id.
+    pub remote_tid: Vec<u8>,
+}
+
+/// A connected link as shown to users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub link: LinkId,
+    pub peer: PeerKey,
+    pub device: Option<DeviceId>,
+    pub name: Option<String>,
+    pub outbound: bool,
+    pub since_ms: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub tags: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) peer: PeerKey,
+    pub(crate) outbound: bool,
+    pub(crate) local_tid: Vec<u8>,
+    pub(crate) remote_tid: Vec<u8>,
+    pub(crate) up_at: u64,
+    /// The peer's verified hello.
+    pub(crate) remote: Option<Hello>,
+    /// Tags the peer carries for others (relays only; learnt by tag reconciliation).
+    pub(crate) remote_carry: Vec<Tag>,
+    /// A reconciliation of carried tag sets in progress (relay to relay).
+    pub(crate) tag_sync: Option<TagSync>,
+    /// Tags this link reconciles and pushes ([`crate::tags::session_tags`]), sorted.
+    pub(crate) tags: Vec<Tag>,
+    pub(crate) sessions: Sessions,
+    pub(crate) push: PushQueue,
+    pub(crate) ack: AckState,
+    pub(crate) faults: u32,
+    pub(crate) closing: bool,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    /// Encoded frames waiting for [`crate::Engine::poll_transmit`].
+    pub(crate) frames_out: VecDeque<Vec<u8>>,
+}
+
+impl Link {
+    pub(crate) fn new(up: LinkUp, now: u64, resync_interval: u64) -> Self {
+        Self {
+            peer: up.peer,
+            outbound: up.outbound,
+            local_tid: up.local_tid,
+            remote_tid: up.remote_tid,
+            up_at: now,
+            remote: None,
+            remote_carry: Vec::new(),
+            tag_sync: None,
+            tags: Vec::new(),
+            sessions: Sessions::new(now, resync_interval),
+            push: PushQueue::new(),
+            ack: AckState::default(),
+            faults: 0,
+            closing: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            frames_out: VecDeque::new(),
+        }
+    }
+
+    /// The hello verified and the link is not closing: it carries data.
+    pub(crate) fn ready(&self) -> bool {
+        self.remote.is_some() && !self.closing
+    }
+
+    pub(crate) fn device(&self) -> Option<DeviceId> {
+        self.remote.as_ref().map(|h| h.device)
+    }
+
+    pub(crate) fn is_relay(&self) -> bool {
+        self.remote.as_ref().is_some_and(|h| h.relay)
+    }
+
+    pub(crate) fn info(&self, id: LinkId) -> LinkInfo {
+        LinkInfo {
+            link: id,
+            peer: self.peer.clone(),
+            device: self.device(),
+            name: self.remote.as_ref().map(|h| h.name.clone()),
+            outbound: self.outbound,
+            since_ms: self.up_at,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            tags: self.tags.len(),
+        }
+    }
+}
+
+/// The link table. Every mutable access marks the link, so the engine re-arms that link's
+/// timers (and only that link's) before it returns to the driver.
+#[derive(Debug, Default)]
+pub(crate) struct Links {
+    map: BTreeMap<LinkId, Link>,
+    touched: BTreeSet<LinkId>,
+}
+
+impl Links {
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub(crate) fn get(&self, id: &LinkId) -> Option<&Link> {
+        self.map.get(id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &LinkId) -> Option<&mut Link> {
+        let l = self.map.get_mut(id)?;
+        self.touched.insert(*id);
+        Some(l)
+    }
+
+    pub(crate) fn insert(&mut self, id: LinkId, l: Link) {
+        self.touched.insert(id);
+        self.map.insert(id, l);
+    }
+
+    pub(crate) fn remove(&mut self, id: &LinkId) -> Option<Link> {
+        self.touched.insert(*id);
+        self.map.remove(id)
+    }
+
+    pub(crate) fn ids(&self) -> Vec<LinkId> {
+        self.map.keys().copied().collect()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&LinkId, &Link)> {
+        self.map.iter()
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Link> {
+        self.map.values()
+    }
+
+    /// Links (ids, sorted) that match `f`.
+    pub(crate) fn select(&self, f: impl Fn(&Link) -> bool) -> Vec<LinkId> {
+        self.map
+            .iter()
+            .filter(|(_, l)| f(l))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// Links changed since the last call.
+    pub(crate) fn take_touched(&mut self) -> BTreeSet<LinkId> {
+        std::mem::take(&mut self.touched)
+    }
+
+    /// Peers with a link.
+    pub(crate) fn peers(&self) -> BTreeSet<PeerKey> {
+        self.map.values().map(|l| l.peer.clone()).collect()
+    }
+}

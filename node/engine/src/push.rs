@@ -1,0 +1,209 @@
+//! What one link still has to send: envelopes to push in precedence order, relayed ones to
+//! announce, and pushes in flight awaiting the peer's acknowledgement.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+use vaarta_sync::envelope::{Kind, Precedence};
+use vaarta_sync::ids::EnvelopeId;
+
+/// Membership operations and invitations before messages of the same precedence (a new
+/// member needs the key before the messages).
+pub(crate) fn kind_rank(k: Kind) -> u8 {
+    match k {
+        Kind::Control | Kind::Invite => 0,
+        Kind::Change => 1,
+    }
+}
+
+/// What [`PushQueue::enqueue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enqueued {
+    Queued,
+    /// Already waiting on this link.
+    Already,
+    /// The queue was full: it was dropped whole, and the caller must schedule a
+    /// reconciliation, which finds the same envelopes again (nothing is lost).
+    Overflowed,
+}
+
+/// One link's outgoing envelopes. Bounded: at most `max` queued and `max` announced.
+#[derive(Debug, Default)]
+pub(crate) struct PushQueue {
+    /// (precedence, kind rank, arrival order) → id: FLASH first, then control before
+    /// messages, then first come first served.
+    queue: BTreeSet<(Reverse<Precedence>, u8, u64, EnvelopeId)>,
+    queued: BTreeSet<EnvelopeId>,
+    /// Relayed envelopes to announce with `Have`.
+    announce: BTreeSet<EnvelopeId>,
+    /// Pushes sent and not yet acknowledged, by push sequence.
+    unacked: BTreeMap<u64, EnvelopeId>,
+    next_push: u64,
+}
+
+impl PushQueue {
+    pub(crate) fn new() -> Self {
+        Self {
+            next_push: 1,
+            ..Self::default()
+        }
+    }
+
+    /// Queues `id` for pushing; `order` breaks ties within a precedence (increasing).
+    pub(crate) fn enqueue(
+        &mut self,
+        id: EnvelopeId,
+        precedence: Precedence,
+        kind: Kind,
+        order: u64,
+        max: usize,
+    ) -> Enqueued {
+        if self.queued.contains(&id) {
+            return Enqueued::Already;
+        }
+        if self.queue.len() >= max {
+            self.queue.clear();
+            self.queued.clear();
+            return Enqueued::Overflowed;
+        }
+        self.queued.insert(id);
+        self.queue
+            .insert((Reverse(precedence), kind_rank(kind), order, id));
+        Enqueued::Queued
+    }
+
+    /// The next envelope to push, highest precedence first.
+    pub(crate) fn pop(&mut self) -> Option<EnvelopeId> {
+        let (_, _, _, id) = self.queue.pop_first()?;
+        self.queued.remove(&id);
+        Some(id)
+    }
+
+    /// Records that `id` was pushed; returns its push sequence number.
+    pub(crate) fn sent(&mut self, id: EnvelopeId) -> u64 {
+        let seq = self.next_push;
+        self.next_push += 1;
+        self.unacked.insert(seq, id);
+        seq
+    }
+
+    /// The peer acknowledged every push up to `up_to`: the envelopes it now holds, in
+    /// push order.
+    pub(crate) fn acknowledged(&mut self, up_to: u64) -> Vec<EnvelopeId> {
+        let acked: Vec<u64> = self.unacked.range(..=up_to).map(|(k, _)| *k).collect();
+        acked
+            .into_iter()
+            .filter_map(|k| self.unacked.remove(&k))
+            .collect()
+    }
+
+    /// Lists a relayed envelope to announce; false if the announce list is full.
+    pub(crate) fn announce(&mut self, id: EnvelopeId, max: usize) -> bool {
+        if self.announce.len() >= max {
+            return false;
+        }
+        self.announce.insert(id);
+        true
+    }
+
+    /// Up to `n` envelopes to announce in one `Have`.
+    pub(crate) fn take_announce(&mut self, n: usize) -> Option<Vec<EnvelopeId>> {
+        if self.announce.is_empty() {
+            return None;
+        }
+        Some((0..n).map_while(|_| self.announce.pop_first()).collect())
+    }
+
+    /// Pushes in flight.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// Envelopes queued or in flight.
+    pub(crate) fn backlog(&self) -> usize {
+        self.queue.len() + self.unacked.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> EnvelopeId {
+        EnvelopeId([n; 32])
+    }
+
+    #[test]
+    fn flash_first_then_control_then_arrival_order() {
+        let mut q = PushQueue::new();
+        let max = 100;
+        q.enqueue(id(1), Precedence::Routine, Kind::Change, 1, max);
+        q.enqueue(id(2), Precedence::Routine, Kind::Control, 2, max);
+        q.enqueue(id(3), Precedence::Flash, Kind::Change, 3, max);
+        q.enqueue(id(4), Precedence::Routine, Kind::Change, 4, max);
+        q.enqueue(id(5), Precedence::Immediate, Kind::Change, 5, max);
+        let order: Vec<EnvelopeId> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(order, vec![id(3), id(5), id(2), id(1), id(4)]);
+    }
+
+    #[test]
+    fn an_envelope_is_queued_once() {
+        let mut q = PushQueue::new();
+        assert_eq!(
+            q.enqueue(id(1), Precedence::Routine, Kind::Change, 1, 10),
+            Enqueued::Queued
+        );
+        assert_eq!(
+            q.enqueue(id(1), Precedence::Flash, Kind::Change, 2, 10),
+            Enqueued::Already
+        );
+        assert_eq!(q.backlog(), 1);
+        assert_eq!(q.pop(), Some(id(1)));
+        assert_eq!(q.pop(), None);
+        // Popped: it may be queued again (a `Want` after a lost push).
+        assert_eq!(
+            q.enqueue(id(1), Precedence::Routine, Kind::Change, 3, 10),
+            Enqueued::Queued
+        );
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_overflow_drops_it_whole() {
+        let mut q = PushQueue::new();
+        for n in 0..3 {
+            assert_eq!(
+                q.enqueue(id(n), Precedence::Routine, Kind::Change, n.into(), 3),
+                Enqueued::Queued
+            );
+        }
+        assert_eq!(
+            q.enqueue(id(9), Precedence::Flash, Kind::Change, 9, 3),
+            Enqueued::Overflowed
+        );
+        assert_eq!(q.backlog(), 0);
+        assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn acknowledgements_are_cumulative() {
+        let mut q = PushQueue::new();
+        let s: Vec<u64> = (1..=4).map(|n| q.sent(id(n))).collect();
+        assert_eq!(s, vec![1, 2, 3, 4]);
+        assert_eq!(q.in_flight(), 4);
+        assert_eq!(q.acknowledged(2), vec![id(1), id(2)]);
+        assert_eq!(q.acknowledged(2), vec![]);
+        assert_eq!(q.acknowledged(10), vec![id(3), id(4)]);
+        assert_eq!(q.in_flight(), 0);
+    }
+
+    #[test]
+    fn announcements_are_bounded_and_batched() {
+        let mut q = PushQueue::new();
+        assert!(q.announce(id(1), 2));
+        assert!(q.announce(id(2), 2));
+        assert!(!q.announce(id(3), 2));
+        assert_eq!(q.take_announce(1), Some(vec![id(1)]));
+        assert_eq!(q.take_announce(8), Some(vec![id(2)]));
+        assert_eq!(q.take_announce(8), None);
+    }
+}

@@ -1,0 +1,102 @@
+//! What drivers and applications may ask the engine, and the calls that end its life.
+//! Drivers never write to the replica behind the engine's back: state changes go through
+//! commands, [`Engine::import`], and [`Engine::checkpoint`]/[`Engine::close`].
+
+use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId};
+use vaarta_sync::replica::{
+    CommandError, ConversationInfo, IngestError, Ingested, MessageInfo, Replica,
+};
+use vaarta_sync::store::{Store, StoreError};
+
+use crate::{Engine, EngineError, LinkInfo, PeerSeen, Source};
+
+impl<S: Store> Engine<S> {
+    /// The replica, read-only: for queries and for a simulator's invariant checks.
+    pub fn replica(&self) -> &Replica<S> {
+        &self.replica
+    }
+
+    pub fn device_id(&self) -> DeviceId {
+        self.replica.device_id()
+    }
+
+    pub fn conversations(&self) -> Vec<ConversationInfo> {
+        self.replica
+            .conversation_ids()
+            .iter()
+            .filter_map(|c| self.replica.info(c))
+            .collect()
+    }
+
+    /// Newest `limit` messages of a conversation, each with the member devices that
+    /// confirmed holding it (for messages written here).
+    pub fn messages(
+        &mut self,
+        conv: &ConversationId,
+        limit: usize,
+    ) -> Result<Vec<(MessageInfo, Vec<DeviceId>)>, EngineError> {
+        let msgs = self.replica.messages(conv, limit)?;
+        let mut out = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let delivered = match m.envelope {
+                Some(e) => self.delivered_to(&e)?,
+                None => Vec::new(),
+            };
+            out.push((m, delivered));
+        }
+        Ok(out)
+    }
+
+    /// A digest of a conversation's state (equal on two devices that hold the same).
+    pub fn state_digest(&mut self, conv: &ConversationId) -> Result<[u8; 32], CommandError> {
+        self.replica.state_digest(conv)
+    }
+
+    pub fn links(&self) -> Vec<LinkInfo> {
+        self.links.iter().map(|(id, l)| l.info(*id)).collect()
+    }
+
+    pub fn peers_seen(&self) -> Vec<PeerSeen> {
+        self.dialer.peers_seen()
+    }
+
+    /// Envelopes queued for pushing or pushed and not yet acknowledged, over all links.
+    pub fn backlog(&self) -> usize {
+        self.links.values().map(|l| l.push.backlog()).sum()
+    }
+
+    /// An envelope from outside any link (a provisioning step, a carried bundle), checked
+    /// like any other. What it adds is announced to interested links at the next
+    /// [`Engine::flush`], which also makes it durable.
+    pub fn import(&mut self, bytes: &[u8], now_ms: u64) -> Result<Ingested, IngestError> {
+        self.now = now_ms;
+        let r = self.replica.ingest(bytes, now_ms)?;
+        if !matches!(r, Ingested::Duplicate | Ingested::NotWanted) {
+            let id = EnvelopeId(*blake3::hash(bytes).as_bytes());
+            self.fresh.push((id, Source::Import));
+        }
+        if let Ingested::Invited(_) = r {
+            self.tags_changed();
+        }
+        self.settle();
+        Ok(r)
+    }
+
+    /// Saves loaded pages whole (so the next start replays no journal) and flushes.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.replica.checkpoint()?;
+        self.replica.store_mut().flush()
+    }
+
+    /// Ends the engine cleanly: checkpoints, flushes, and hands back the store.
+    pub fn close(mut self) -> Result<S, StoreError> {
+        self.checkpoint()?;
+        Ok(self.replica.into_store())
+    }
+
+    /// Ends the engine as a power cut would: nothing more is written or flushed. The store
+    /// is handed back as it is, for a simulator to cut its unflushed writes and reopen.
+    pub fn crash(self) -> S {
+        self.replica.into_store()
+    }
+}

@@ -1,0 +1,247 @@
+//! Delivery receipts: which member devices hold which of our envelopes, durably.
+//!
+//! A receipt is recorded when a member's device acknowledges a push (it flushed the envelope
+//! before acknowledging), or when a reconciliation with that member ends and did not find our
+//! message lacking (a push whose acknowledgement a dropped link lost). For the second, our
+//! own message envelopes stay on an *awaiting* list, per conversation, with the count of
+//! members still to confirm; the list is bounded by [`MAX_AWAITING_RECEIPTS`].
+//!
+//! Store keys (in the replica's store, beside its own; see `vaarta_sync::replica`):
+//! * `d/` ‖ envelope id ‖ device id → empty: a receipt;
+//! * `w/` ‖ tag ‖ envelope id → sealed-at ms (u64 BE) ‖ members still to confirm (u32 BE).
+
+use std::collections::BTreeSet;
+
+use vaarta_sync::ids::{DeviceId, EnvelopeId, Tag};
+use vaarta_sync::store::{Store, StoreError};
+
+use crate::config::MAX_AWAITING_RECEIPTS;
+use crate::{Engine, Event, LinkId};
+
+pub(crate) fn delivery_prefix(e: &EnvelopeId) -> Vec<u8> {
+    [b"d/".as_slice(), &e.0].concat()
+}
+
+pub(crate) fn delivery_key(e: &EnvelopeId, d: &DeviceId) -> Vec<u8> {
+    [delivery_prefix(e).as_slice(), &d.0].concat()
+}
+
+fn awaiting_prefix(tag: &Tag) -> Vec<u8> {
+    [b"w/".as_slice(), &tag.0].concat()
+}
+
+fn awaiting_key(tag: &Tag, e: &EnvelopeId) -> Vec<u8> {
+    [awaiting_prefix(tag).as_slice(), &e.0].concat()
+}
+
+fn awaiting_value(sealed_at: u64, left: u32) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..8].copy_from_slice(&sealed_at.to_be_bytes());
+    v[8..].copy_from_slice(&left.to_be_bytes());
+    v
+}
+
+fn parse_awaiting(v: &[u8]) -> Option<(u64, u32)> {
+    let at = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    let left = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?);
+    Some((at, left))
+}
+
+/// What a finished reconciliation proves, given the awaiting list (sealed-at, id), when the
+/// session started and what it found lacking: the envelopes now known delivered, and those
+/// given up (the older half, when the list is full, so that a member that never confirms does
+/// not pin it; their receipts can still come with acknowledgements).
+pub(crate) fn plan_recovery(
+    mut awaiting: Vec<(u64, EnvelopeId)>,
+    started: u64,
+    lacks: &BTreeSet<EnvelopeId>,
+) -> (Vec<EnvelopeId>, Vec<EnvelopeId>) {
+    awaiting.sort_unstable();
+    let give_up = if awaiting.len() >= MAX_AWAITING_RECEIPTS {
+        MAX_AWAITING_RECEIPTS / 2
+    } else {
+        0
+    };
+    let mut delivered = Vec::new();
+    let mut dropped = Vec::new();
+    for (i, (sealed_at, e)) in awaiting.into_iter().enumerate() {
+        if sealed_at < started && !lacks.contains(&e) {
+            delivered.push(e);
+        }
+        if i < give_up {
+            dropped.push(e);
+        }
+    }
+    (delivered, dropped)
+}
+
+impl<S: Store> Engine<S> {
+    fn is_member_of_tag(&self, tag: &Tag, device: &DeviceId) -> bool {
+        self.replica
+            .conversation_of_tag(tag)
+            .and_then(|c| self.replica.conversation(&c))
+            .is_some_and(|c| c.membership.state().is_member(device))
+    }
+
+    /// Lists a message envelope we just sealed as awaiting receipts from the other members.
+    pub(crate) fn await_receipts(&mut self, id: EnvelopeId, now_ms: u64) -> Result<(), StoreError> {
+        let Some(tag) = self.replica.store().tag_of(&id)? else {
+            return Ok(());
+        };
+        let me = self.replica.device_id();
+        let others = self
+            .replica
+            .conversation_of_tag(&tag)
+            .and_then(|c| self.replica.conversation(&c))
+            .map(|c| {
+                let st = c.membership.state();
+                st.members.len() - usize::from(st.is_member(&me))
+            })
+            .unwrap_or(0);
+        if others > 0 {
+            let left = u32::try_from(others).unwrap_or(u32::MAX);
+            self.replica
+                .store_mut()
+                .put(&awaiting_key(&tag, &id), &awaiting_value(now_ms, left))?;
+        }
+        Ok(())
+    }
+
+    /// `device` acknowledged our push of `e`: a receipt if it is a member of its conversation.
+    pub(crate) fn acknowledged(&mut self, e: EnvelopeId, device: DeviceId) {
+        let Ok(Some(tag)) = self.replica.store().tag_of(&e) else {
+            return;
+        };
+        if self.is_member_of_tag(&tag, &device) {
+            self.record_delivery(e, device);
+        }
+    }
+
+    fn record_delivery(&mut self, e: EnvelopeId, device: DeviceId) {
+        let key = delivery_key(&e, &device);
+        if !matches!(self.replica.store().get(&key), Ok(None)) {
+            return;
+        }
+        let _ = self.replica.store_mut().put(&key, &[]);
+        self.event(Event::Delivered {
+            envelope: e,
+            device,
+        });
+        // One member fewer to hear from.
+        let Ok(Some(tag)) = self.replica.store().tag_of(&e) else {
+            return;
+        };
+        let k = awaiting_key(&tag, &e);
+        if let Ok(Some(v)) = self.replica.store().get(&k) {
+            let _ = match parse_awaiting(&v) {
+                Some((at, left)) if left > 1 => self
+                    .replica
+                    .store_mut()
+                    .put(&k, &awaiting_value(at, left - 1)),
+                _ => self.replica.store_mut().delete(&k),
+            };
+        }
+    }
+
+    /// A reconciliation with `link` ended: every own message sealed before it started and not
+    /// found lacking is on the peer. Records those receipts (a push whose acknowledgement a
+    /// dropped link lost is otherwise never confirmed). A message leaves the list when its
+    /// last member confirms ([`Self::record_delivery`] counts down).
+    pub(crate) fn recover_receipts(&mut self, link: LinkId) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let Some(device) = l.device() else {
+            return;
+        };
+        let Some((lacks, started)) = l.sessions.take_lacking() else {
+            return;
+        };
+        for tag in l.tags.clone() {
+            if !self.is_member_of_tag(&tag, &device) {
+                continue;
+            }
+            let prefix = awaiting_prefix(&tag);
+            let mut awaiting: Vec<(u64, EnvelopeId)> = Vec::new();
+            let _ = self.replica.store().scan_prefix(&prefix, &mut |k, v| {
+                let id = k
+                    .get(prefix.len()..)
+                    .and_then(|x| <[u8; 32]>::try_from(x).ok());
+                if let (Some(id), Some((at, _))) = (id, parse_awaiting(v)) {
+                    awaiting.push((at, EnvelopeId(id)));
+                }
+                awaiting.len() < MAX_AWAITING_RECEIPTS
+            });
+            let (delivered, dropped) = plan_recovery(awaiting, started, &lacks);
+            for e in delivered {
+                self.record_delivery(e, device);
+            }
+            for e in dropped {
+                let _ = self.replica.store_mut().delete(&awaiting_key(&tag, &e));
+            }
+        }
+    }
+
+    /// Member devices that hold envelope `e` (receipts recorded).
+    pub(crate) fn delivered_to(&self, e: &EnvelopeId) -> Result<Vec<DeviceId>, StoreError> {
+        let mut delivered = Vec::new();
+        self.replica
+            .store()
+            .scan_prefix(&delivery_prefix(e), &mut |k, _| {
+                if let Some(d) = DeviceId::from_slice(&k[k.len() - 32..]) {
+                    delivered.push(d);
+                }
+                true
+            })?;
+        Ok(delivered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u32) -> EnvelopeId {
+        let mut b = [0u8; 32];
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        EnvelopeId(b)
+    }
+
+    #[test]
+    fn awaiting_values_round_trip() {
+        assert_eq!(
+            parse_awaiting(&awaiting_value(123_456, 7)),
+            Some((123_456, 7))
+        );
+        assert_eq!(parse_awaiting(&[0; 11]), None);
+    }
+
+    #[test]
+    fn recovery_confirms_what_was_sealed_before_and_not_found_lacking() {
+        let awaiting = vec![(30, id(3)), (10, id(1)), (20, id(2)), (40, id(4))];
+        let lacks: BTreeSet<EnvelopeId> = [id(2)].into();
+        let (delivered, dropped) = plan_recovery(awaiting, 35, &lacks);
+        // 4 was sealed after the session started; 2 was lacking.
+        assert_eq!(delivered, vec![id(1), id(3)]);
+        assert!(dropped.is_empty(), "list not full: nothing given up");
+    }
+
+    #[test]
+    fn a_full_list_gives_up_its_older_half() {
+        let awaiting: Vec<(u64, EnvelopeId)> = (0..MAX_AWAITING_RECEIPTS as u32)
+            .map(|i| (u64::from(i), id(i)))
+            .collect();
+        let (delivered, dropped) = plan_recovery(awaiting, 0, &BTreeSet::new());
+        assert!(delivered.is_empty());
+        assert_eq!(dropped.len(), MAX_AWAITING_RECEIPTS / 2);
+        assert_eq!(dropped[0], id(0), "oldest first");
+    }
+
+    #[test]
+    fn keys_do_not_overlap() {
+        let e = id(1);
+        let d = DeviceId([2; 32]);
+        assert!(delivery_key(&e, &d).starts_with(&delivery_prefix(&e)));
+        assert!(!awaiting_key(&Tag([0; 16]), &e).starts_with(b"d/"));
+    }
+}
