@@ -5,7 +5,7 @@ use super::*;
 impl<S: Store> Replica<S> {
     pub(super) fn tick(&mut self, now_ms: u64) -> Result<Hlc, StoreError> {
         let h = self.clock.tick(now_ms);
-        self.store.put(key::HLC, &h.pack().to_be_bytes())?;
+        self.store.put(keys::HLC, &h.pack().to_be_bytes())?;
         Ok(h)
     }
 
@@ -16,9 +16,9 @@ impl<S: Store> Replica<S> {
         let id = c.id;
         let mut rec = c.secret.0.to_vec();
         rec.extend_from_slice(&c.creator.0);
-        self.store.put(&key::conv(&id), &rec)?;
+        self.store.put(&keys::conv(&id), &rec)?;
         for (e, k) in &c.keys {
-            self.store.put(&key::epoch_key(&id, e), k)?;
+            self.store.put(&keys::epoch_key(&id, e), k)?;
         }
         self.by_tag.insert(c.tag, id);
         self.convs.insert(id, c);
@@ -39,7 +39,7 @@ impl<S: Store> Replica<S> {
             return Ok(false);
         }
         c.keys.insert(epoch, k);
-        self.store.put(&key::epoch_key(id, &epoch), &k)?;
+        self.store.put(&keys::epoch_key(id, &epoch), &k)?;
         Ok(true)
     }
 
@@ -398,7 +398,7 @@ impl<S: Store> Replica<S> {
         let eid = env.id();
         self.store.put_envelope(&header.tag, &eid, env.bytes())?;
         for m in created {
-            self.store.put(&key::own_message(id, &m), &eid.0)?;
+            self.store.put(&keys::own_message(id, &m), &eid.0)?;
         }
         self.note_page_epoch(id, p, epoch)?;
         self.journal(id, p, &eid)?;

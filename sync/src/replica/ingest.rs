@@ -361,7 +361,7 @@ impl<S: Store> Replica<S> {
                     }
                     Err(e) => {
                         self.store.remove_envelope(&env.id())?;
-                        self.store.delete(&key::control(&conv, &env.id()))?;
+                        self.store.delete(&keys::control(&conv, &env.id()))?;
                         Err(e)
                     }
                 }
@@ -408,7 +408,7 @@ impl<S: Store> Replica<S> {
             )
             .map_err(|_| IngestError::ControlFull)?;
         if persist {
-            self.store.put(&key::control(&conv, &env.id()), &[])?;
+            self.store.put(&keys::control(&conv, &env.id()), &[])?;
         }
         if inserted {
             self.learn_keys(&conv)?;

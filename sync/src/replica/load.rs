@@ -4,13 +4,13 @@ use super::*;
 
 impl<S: Store> Replica<S> {
     pub(super) fn load(&mut self) -> Result<(), StoreError> {
-        if let Some(h) = self.store.get(key::HLC)?
+        if let Some(h) = self.store.get(keys::HLC)?
             && let Ok(v) = <[u8; 8]>::try_from(h.as_slice())
         {
             self.clock = Clock::resume(Hlc::unpack(u64::from_be_bytes(v)));
         }
         let mut records = Vec::new();
-        self.store.scan_prefix(b"c/", &mut |k, v| {
+        self.store.scan_prefix(keys::CONVERSATION, &mut |k, v| {
             records.push((k.to_vec(), v.to_vec()));
             true
         })?;
@@ -24,7 +24,7 @@ impl<S: Store> Replica<S> {
             let id = c.id;
             let mut keys = Vec::new();
             self.store
-                .scan_prefix(&[b"k/".as_slice(), &id.0].concat(), &mut |k, v| {
+                .scan_prefix(&keys::epoch_prefix(&id), &mut |k, v| {
                     if let (Ok(e), Ok(key)) =
                         (<[u8; 4]>::try_from(&k[18..]), <[u8; 32]>::try_from(v))
                     {
@@ -35,7 +35,7 @@ impl<S: Store> Replica<S> {
             c.keys.extend(keys);
             let mut pe: Vec<(u32, EpochId)> = Vec::new();
             self.store
-                .scan_prefix(&[b"e/".as_slice(), &id.0].concat(), &mut |k, _| {
+                .scan_prefix(&keys::page_epoch_prefix(&id), &mut |k, _| {
                     if let (Ok(p), Ok(e)) = (
                         <[u8; 4]>::try_from(&k[18..22]),
                         <[u8; 4]>::try_from(&k[22..26]),
@@ -47,10 +47,10 @@ impl<S: Store> Replica<S> {
             for (p, e) in pe {
                 c.page_epochs.entry(p).or_default().insert(e);
             }
-            for p in [b"p/".as_slice(), b"j/"] {
+            for prefix in [keys::pages_prefix(&id), keys::journals_prefix(&id)] {
                 let mut pages = BTreeSet::new();
                 let mut max_seq = 0u64;
-                self.store.scan_prefix(&[p, &id.0].concat(), &mut |k, _| {
+                self.store.scan_prefix(&prefix, &mut |k, _| {
                     if let Ok(n) = <[u8; 4]>::try_from(&k[18..22]) {
                         pages.insert(u32::from_be_bytes(n));
                     }
@@ -72,7 +72,7 @@ impl<S: Store> Replica<S> {
             // Membership from the stored control envelopes.
             let mut ctl = Vec::new();
             self.store
-                .scan_prefix(&[b"o/".as_slice(), &id.0].concat(), &mut |k, _| {
+                .scan_prefix(&keys::control_prefix(&id), &mut |k, _| {
                     if let Ok(e) = <[u8; 32]>::try_from(&k[18..]) {
                         ctl.push(EnvelopeId(e));
                     }
@@ -88,14 +88,14 @@ impl<S: Store> Replica<S> {
         }
         // Pending envelopes: retry each (they may have become applicable).
         let mut pend = Vec::new();
-        self.store.scan_prefix(b"q/", &mut |k, _| {
+        self.store.scan_prefix(keys::PENDING, &mut |k, _| {
             if let Ok(e) = <[u8; 32]>::try_from(&k[2..]) {
                 pend.push(EnvelopeId(e));
             }
             true
         })?;
         for e in pend {
-            self.store.delete(&key::pending(&e))?;
+            self.store.delete(&keys::pending(&e))?;
             if let Some(bytes) = self.store.envelope(&e)? {
                 self.store.remove_envelope(&e)?;
                 let _ = self.ingest(&bytes, self.clock.last().ms);
@@ -116,7 +116,7 @@ impl<S: Store> Replica<S> {
             return Ok(());
         }
         let actor = self.me.device_id().actor();
-        let mut page = match self.store.get(&key::page(id, n))? {
+        let mut page = match self.store.get(&keys::page(id, n))? {
             Some(bytes) => Page::load(n, &bytes, actor.clone())
                 .map_err(|e| StoreError::Corrupt(format!("page {n}: {e}")))?,
             None => Page::new(n, actor),
@@ -124,7 +124,7 @@ impl<S: Store> Replica<S> {
         // Replay the journal: envelopes applied since the page was last saved.
         let mut entries = Vec::new();
         self.store
-            .scan_prefix(&key::journal_prefix(id, n), &mut |_, v| {
+            .scan_prefix(&keys::journal_prefix(id, n), &mut |_, v| {
                 entries.push(v.to_vec());
                 true
             })?;

@@ -36,6 +36,7 @@ use crate::wirechange::StripError;
 mod admin;
 mod compose;
 mod ingest;
+pub mod keys;
 mod load;
 mod page_cache;
 mod pending;
@@ -49,44 +50,6 @@ pub const INBOX_DAYS_BACK: u64 = 7;
 pub const MAX_CONVERSATIONS: usize = 4096;
 /// How often an admin re-checks key duties for one conversation.
 const DUTY_INTERVAL_MS: u64 = 10_000;
-
-mod key {
-    use super::*;
-    pub fn conv(c: &ConversationId) -> Vec<u8> {
-        [b"c/".as_slice(), &c.0].concat()
-    }
-    pub fn epoch_key(c: &ConversationId, e: &EpochId) -> Vec<u8> {
-        [b"k/".as_slice(), &c.0, &e.0].concat()
-    }
-    pub fn journal_prefix(c: &ConversationId, page: u32) -> Vec<u8> {
-        [b"j/".as_slice(), &c.0, &page.to_be_bytes()].concat()
-    }
-    pub fn journal(c: &ConversationId, page: u32, seq: u64) -> Vec<u8> {
-        [journal_prefix(c, page).as_slice(), &seq.to_be_bytes()].concat()
-    }
-    pub fn page(c: &ConversationId, page: u32) -> Vec<u8> {
-        [b"p/".as_slice(), &c.0, &page.to_be_bytes()].concat()
-    }
-    pub fn control(c: &ConversationId, env: &EnvelopeId) -> Vec<u8> {
-        [b"o/".as_slice(), &c.0, &env.0].concat()
-    }
-    pub fn pending(env: &EnvelopeId) -> Vec<u8> {
-        [b"q/".as_slice(), &env.0].concat()
-    }
-    pub fn page_epoch(c: &ConversationId, page: u32, e: &EpochId) -> Vec<u8> {
-        [b"e/".as_slice(), &c.0, &page.to_be_bytes(), &e.0].concat()
-    }
-    pub fn own_message(c: &ConversationId, msg: &MessageId) -> Vec<u8> {
-        [
-            b"m/".as_slice(),
-            &c.0,
-            &msg.page.to_be_bytes(),
-            msg.key.as_bytes(),
-        ]
-        .concat()
-    }
-    pub const HLC: &[u8] = b"h";
-}
 
 /// What happened to an ingested envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]

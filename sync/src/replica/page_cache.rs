@@ -37,10 +37,10 @@ impl<S: Store> Replica<S> {
             return Ok(());
         };
         let bytes = page.save();
-        self.store.put(&key::page(id, n), &bytes)?;
+        self.store.put(&keys::page(id, n), &bytes)?;
         let mut old = Vec::new();
         self.store
-            .scan_prefix(&key::journal_prefix(id, n), &mut |k, _| {
+            .scan_prefix(&keys::journal_prefix(id, n), &mut |k, _| {
                 old.push(k.to_vec());
                 true
             })?;
@@ -74,7 +74,7 @@ impl<S: Store> Replica<S> {
             return Ok(());
         };
         if c.page_epochs.entry(page).or_default().insert(epoch) {
-            self.store.put(&key::page_epoch(id, page, &epoch), &[])?;
+            self.store.put(&keys::page_epoch(id, page, &epoch), &[])?;
         }
         Ok(())
     }
@@ -87,7 +87,7 @@ impl<S: Store> Replica<S> {
     ) -> Result<(), StoreError> {
         let seq = self.journal_seq;
         self.journal_seq += 1;
-        self.store.put(&key::journal(id, page, seq), &env.0)?;
+        self.store.put(&keys::journal(id, page, seq), &env.0)?;
         let full = {
             let Some(c) = self.convs.get_mut(id) else {
                 return Ok(());

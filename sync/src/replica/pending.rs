@@ -33,7 +33,7 @@ impl<S: Store> Replica<S> {
             },
         );
         self.pending_order.insert(order, env);
-        self.store.put(&key::pending(&env), &conv.0)?;
+        self.store.put(&keys::pending(&env), &conv.0)?;
         Ok(Ingested::Pending(conv, waiting))
     }
 
@@ -52,7 +52,7 @@ impl<S: Store> Replica<S> {
                 }
             }
         }
-        self.store.delete(&key::pending(env))?;
+        self.store.delete(&keys::pending(env))?;
         Ok(Some(p))
     }
 

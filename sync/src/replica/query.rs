@@ -123,7 +123,7 @@ impl<S: Store> Replica<S> {
         let me = self.me.device_id();
         for m in &mut out {
             if m.author == Some(me)
-                && let Some(e) = self.store.get(&key::own_message(id, &m.view.id))?
+                && let Some(e) = self.store.get(&keys::own_message(id, &m.view.id))?
             {
                 m.envelope = EnvelopeId::from_slice(&e);
             }
