@@ -32,6 +32,7 @@ use crate::membership::{self, Action, ControlOp, Entry, History, Pin};
 use crate::page::{self, Draft, MessageId, MessageView, Page, RuleError};
 use crate::store::{Store, StoreError};
 use crate::wirechange::StripError;
+use pending::Pending;
 
 mod admin;
 mod compose;
@@ -176,13 +177,6 @@ enum Fast {
     Ready(Box<Verified>),
 }
 
-#[derive(Debug, Clone)]
-struct PendingEntry {
-    conversation: ConversationId,
-    waiting: Waiting,
-    order: u64,
-}
-
 /// Relay behaviour for tags that are not ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayPolicy {
@@ -244,12 +238,7 @@ pub struct Replica<S: Store> {
     store: S,
     convs: BTreeMap<ConversationId, Conversation>,
     by_tag: BTreeMap<Tag, ConversationId>,
-    pending: BTreeMap<EnvelopeId, PendingEntry>,
-    pending_order: BTreeMap<u64, EnvelopeId>,
-    waiting_on: BTreeMap<ChangeHash, Vec<EnvelopeId>>,
-    wake: VecDeque<EnvelopeId>,
-    draining: bool,
-    next_order: u64,
+    pending: Pending,
     journal_seq: u64,
     events: VecDeque<Event>,
     events_dropped: u64,
@@ -310,12 +299,7 @@ impl<S: Store> Replica<S> {
             store,
             convs: BTreeMap::new(),
             by_tag: BTreeMap::new(),
-            pending: BTreeMap::new(),
-            pending_order: BTreeMap::new(),
-            waiting_on: BTreeMap::new(),
-            wake: VecDeque::new(),
-            draining: false,
-            next_order: 0,
+            pending: Pending::default(),
             journal_seq: 0,
             sealed_unreported: Vec::new(),
             events: VecDeque::new(),
