@@ -244,7 +244,8 @@ impl<S: Store> Replica<S> {
         let mut pins = Vec::new();
         for p in pages {
             self.ensure_page(id, p)?;
-            if let Some(pr) = self.convs[id].pages[&p].progress(&actor) {
+            let page = self.pages.get(id, p).expect("loaded by ensure_page");
+            if let Some(pr) = page.progress(&actor) {
                 pins.push(Pin {
                     page: p,
                     seq: pr.seq,
@@ -305,16 +306,16 @@ impl<S: Store> Replica<S> {
         self.ensure_page(id, top)?;
         let c = &self.convs[id];
         let flash = draft.precedence == Precedence::Flash;
-        let page_no = c.page_for(&epoch, flash, |p| c.pages.get(&p).map(|pg| pg.len()));
+        let page_no = c.page_for(&epoch, flash, |p| self.pages.get(id, p).map(|pg| pg.len()));
         self.ensure_page(id, page_no)?;
         let hlc = self.tick(now_ms)?;
         let c = self
             .convs
             .get_mut(id)
             .ok_or(CommandError::NoSuchConversation)?;
-        let page = c
+        let page = self
             .pages
-            .get_mut(&page_no)
+            .get_mut(id, page_no)
             .ok_or(CommandError::NoSuchConversation)?;
         let mid = page.add_message(hlc, &draft)?;
         c.known_pages.insert(page_no);
@@ -361,9 +362,9 @@ impl<S: Store> Replica<S> {
             expiry: None,
         });
         let (epoch, key) = c.sending_epoch().ok_or(CommandError::NoKey)?;
-        let page = c
+        let page = self
             .pages
-            .get_mut(&p)
+            .get_mut(id, p)
             .ok_or(CommandError::NoSuchConversation)?;
         let Some(change) = page.commit() else {
             return Err(CommandError::EmptyBody);
@@ -443,9 +444,9 @@ impl<S: Store> Replica<S> {
             .convs
             .get_mut(id)
             .ok_or(CommandError::NoSuchConversation)?;
-        let page = c
+        let page = self
             .pages
-            .get_mut(&msg.page)
+            .get_mut(id, msg.page)
             .ok_or(CommandError::NoSuchConversation)?;
         f(page, hlc)?;
         c.staged.entry(msg.page).or_insert(Staged {

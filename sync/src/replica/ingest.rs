@@ -141,11 +141,7 @@ impl<S: Store> Replica<S> {
         let mut known: BTreeSet<ChangeHash> = BTreeSet::new();
         let mut rest = items;
         let mut ready: Vec<(usize, Verified)> = Vec::new();
-        while let Some(page) = self
-            .convs
-            .get_mut(&conv)
-            .and_then(|c| c.pages.get_mut(&page_no))
-        {
+        while let Some(page) = self.pages.get_mut(&conv, page_no) {
             let mut progress = false;
             let mut still = Vec::new();
             for (i, v) in rest {
@@ -181,20 +177,13 @@ impl<S: Store> Replica<S> {
             .flat_map(|(_, v)| v.changes.iter().cloned())
             .collect();
         let hashes: Vec<ChangeHash> = all.iter().map(|(c, _)| c.hash()).collect();
-        let applied = match self
-            .convs
-            .get_mut(&conv)
-            .and_then(|c| c.pages.get_mut(&page_no))
-        {
+        let applied = match self.pages.get_mut(&conv, page_no) {
             Some(page) => page.apply(all),
             None => Err(RuleError::Automerge("page vanished".into())),
         };
         if applied.is_err() {
             // The document may be half-updated: drop it; it reloads from durable state.
-            if let Some(c) = self.convs.get_mut(&conv) {
-                c.pages.remove(&page_no);
-                c.lru.retain(|p| *p != page_no);
-            }
+            self.pages.discard(&conv, page_no);
             // One bad envelope spoils a batch: isolate it by applying one at a time.
             for (i, v) in ready {
                 out.push((i, self.ingest(v.env.bytes(), now_ms)));
@@ -515,9 +504,9 @@ impl<S: Store> Replica<S> {
             .get_mut(&conv)
             .ok_or(StoreError::Corrupt("conversation vanished".into()))?;
         c.learn_actor(opened.signer);
-        let page = c
+        let page = self
             .pages
-            .get_mut(&page_no)
+            .get_mut(&conv, page_no)
             .ok_or(StoreError::Corrupt("page vanished".into()))?;
         let only: Vec<Change> = checked.iter().map(|(c, _)| c.clone()).collect();
         let missing = page.missing_deps(&only);
@@ -530,8 +519,7 @@ impl<S: Store> Replica<S> {
         if let Err(e) = page.apply(checked) {
             if e == RuleError::Panicked {
                 // The document may be half-updated: drop it; it reloads from durable state.
-                c.pages.remove(&page_no);
-                c.lru.retain(|p| *p != page_no);
+                self.pages.discard(&conv, page_no);
             }
             return Err(e.into());
         }

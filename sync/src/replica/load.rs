@@ -58,14 +58,15 @@ impl<S: Store> Replica<S> {
                         && let Ok(s) = <[u8; 8]>::try_from(&k[22..30])
                     {
                         max_seq = max_seq.max(u64::from_be_bytes(s));
-                        *c.journal
-                            .entry(u32::from_be_bytes(k[18..22].try_into().unwrap_or([0; 4])))
-                            .or_default() += 1;
+                        self.pages.note_journal_entry(
+                            &id,
+                            u32::from_be_bytes(k[18..22].try_into().unwrap_or([0; 4])),
+                        );
                     }
                     true
                 })?;
                 c.known_pages.extend(pages);
-                self.journal_seq = self.journal_seq.max(max_seq + 1);
+                self.pages.resume_journal_seq(max_seq + 1);
             }
             self.by_tag.insert(c.tag, id);
             self.convs.insert(id, c);
@@ -106,13 +107,8 @@ impl<S: Store> Replica<S> {
     }
 
     pub(super) fn ensure_page(&mut self, id: &ConversationId, n: u32) -> Result<(), CommandError> {
-        let c = self
-            .convs
-            .get_mut(id)
-            .ok_or(CommandError::NoSuchConversation)?;
-        if c.pages.contains_key(&n) {
-            c.lru.retain(|p| *p != n);
-            c.lru.push_back(n);
+        let c = self.convs.get(id).ok_or(CommandError::NoSuchConversation)?;
+        if self.pages.touch(id, n) {
             return Ok(());
         }
         let actor = self.me.device_id().actor();
@@ -167,8 +163,7 @@ impl<S: Store> Replica<S> {
             .convs
             .get_mut(id)
             .ok_or(CommandError::NoSuchConversation)?;
-        c.pages.insert(n, page);
-        c.lru.push_back(n);
+        self.pages.insert(id, n, page);
         c.known_pages.insert(n);
         self.evict_pages(id)?;
         Ok(())

@@ -32,6 +32,7 @@ use crate::membership::{self, Action, ControlOp, Entry, History, Pin};
 use crate::page::{self, Draft, MessageId, MessageView, Page, RuleError};
 use crate::store::{Store, StoreError};
 use crate::wirechange::StripError;
+use page_cache::PageCache;
 use pending::Pending;
 
 mod admin;
@@ -43,8 +44,6 @@ mod page_cache;
 mod pending;
 mod query;
 
-/// Journal entries per page before the page is saved whole.
-const JOURNAL_MAX: u32 = 256;
 /// Days of inbox tags a device listens on (before today, and one ahead for clock skew).
 pub const INBOX_DAYS_BACK: u64 = 7;
 /// Conversations one device may hold (invites beyond this are refused).
@@ -239,7 +238,7 @@ pub struct Replica<S: Store> {
     convs: BTreeMap<ConversationId, Conversation>,
     by_tag: BTreeMap<Tag, ConversationId>,
     pending: Pending,
-    journal_seq: u64,
+    pages: PageCache,
     events: VecDeque<Event>,
     events_dropped: u64,
     relay: RelayPolicy,
@@ -300,7 +299,7 @@ impl<S: Store> Replica<S> {
             convs: BTreeMap::new(),
             by_tag: BTreeMap::new(),
             pending: Pending::default(),
-            journal_seq: 0,
+            pages: PageCache::default(),
             sealed_unreported: Vec::new(),
             events: VecDeque::new(),
             events_dropped: 0,

@@ -102,7 +102,12 @@ impl<S: Store> Replica<S> {
             self.ensure_page(id, p)?;
             let c = &self.convs[id];
             let st = c.membership.state();
-            for v in c.pages[&p].messages() {
+            for v in self
+                .pages
+                .get(id, p)
+                .expect("loaded by ensure_page")
+                .messages()
+            {
                 let author = c.device_of_actor(&v.actor);
                 if let Some(a) = &author
                     && !st.message_visible(a, p, v.created_op)
@@ -142,13 +147,12 @@ impl<S: Store> Replica<S> {
         let mut h = blake3::Hasher::new();
         for p in pages {
             self.ensure_page(id, p)?;
-            let c = self
-                .convs
-                .get_mut(id)
-                .ok_or(CommandError::NoSuchConversation)?;
-            let page = c
+            if !self.convs.contains_key(id) {
+                return Err(CommandError::NoSuchConversation);
+            }
+            let page = self
                 .pages
-                .get_mut(&p)
+                .get_mut(id, p)
                 .ok_or(CommandError::NoSuchConversation)?;
             let mut heads = page.heads();
             heads.sort();
