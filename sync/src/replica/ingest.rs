@@ -2,6 +2,49 @@
 
 use super::*;
 
+/// A change envelope that passed every check but dependencies.
+#[derive(Debug)]
+pub(super) struct Checked {
+    pub(super) page: u32,
+    pub(super) signer: DeviceId,
+    /// The newest time among its changes.
+    pub(super) hlc: Hlc,
+    /// Each change with the number of messages it creates.
+    pub(super) changes: Vec<(Change, u32)>,
+}
+
+/// What [`Replica::verify_change`] concluded about a change envelope it did not refuse.
+#[derive(Debug)]
+pub(super) enum Verdict {
+    /// Passed every check but dependencies (which are checked against the page, where the
+    /// changes are applied).
+    Ready(Checked),
+    /// Fine so far, but something has not arrived: store it and park it.
+    Wait(Waiting),
+    /// Its epoch is known and its key was not granted to this device (a member): store it,
+    /// it will never be readable here.
+    Unreadable,
+}
+
+/// A change envelope the batch path verified, waiting to be applied with its page's group.
+#[derive(Debug)]
+pub(super) struct Verified {
+    conv: ConversationId,
+    env: Envelope,
+    checked: Checked,
+}
+
+/// The batch path's first step for one envelope.
+#[derive(Debug)]
+pub(super) enum Fast {
+    /// Settled (duplicate, refused, stored and parked, unreadable).
+    Done(Result<Ingested, IngestError>),
+    /// Not a change of one of our conversations with nothing staged: the general path.
+    Slow,
+    /// Verified: applied with its (conversation, page) group.
+    Ready(Box<Verified>),
+}
+
 impl<S: Store> Replica<S> {
     /// Ingests many envelopes at once. Same result as calling [`Replica::ingest`] on each in
     /// order, but the changes bound for one page are applied to Automerge in one call, which
@@ -20,7 +63,10 @@ impl<S: Store> Replica<S> {
             match self.verify_fast(bytes, now_ms, &mut seen) {
                 Fast::Done(r) => results[i] = Some(r),
                 Fast::Slow => results[i] = Some(self.ingest(bytes, now_ms)),
-                Fast::Ready(v) => groups.entry((v.conv, v.page)).or_default().push((i, *v)),
+                Fast::Ready(v) => groups
+                    .entry((v.conv, v.checked.page))
+                    .or_default()
+                    .push((i, *v)),
             }
         }
         for ((conv, page_no), items) in groups {
@@ -34,8 +80,11 @@ impl<S: Store> Replica<S> {
             .collect()
     }
 
-    /// The fast path: a change envelope of one of our conversations whose key we hold and
-    /// whose author is a member. Everything else takes the general path.
+    /// The batch path's decode, dedup and route. Change envelopes of our conversations with
+    /// nothing staged are verified by [`Replica::verify_change`], like on the general path;
+    /// what is not ready is settled here exactly as the general path would (stored, parked
+    /// or refused), and what is ready is applied later with its page's group. Everything
+    /// else takes the general path.
     pub(super) fn verify_fast(
         &mut self,
         bytes: &[u8],
@@ -61,61 +110,19 @@ impl<S: Store> Replica<S> {
         let Some(c) = self.convs.get(&conv) else {
             return Fast::Slow;
         };
+        // With ops staged, the general path seals them first (it draws from the generator).
         if h.kind != Kind::Change || !c.staged.is_empty() {
             return Fast::Slow;
         }
-        let Some(key) = c.key(&h.epoch).copied() else {
-            return Fast::Slow;
-        };
-        let eid = env.id();
-        let cache = &mut self.keys;
-        let checked = (|| -> Result<Option<Verified>, IngestError> {
-            let opened =
-                match envelope::open_cached(&env, &key, &c.id, cache, &mut |h| c.signers(h)) {
-                    Err(OpenError::UnknownSigner(_)) => return Ok(None),
-                    r => r?,
-                };
-            let mut r = Reader::new(&opened.payload);
-            let page = r.u32_varint("page")?;
-            let actor = opened.signer.actor();
-            let changes = decode_changes(r.rest(), &actor)?;
-            let mut checked = Vec::with_capacity(changes.len());
-            let mut hlc = Hlc::default();
-            for ch in changes {
-                let (n, at) = page::check_change_timed(&ch, &actor)?;
-                hlc = hlc.max(at);
-                checked.push((ch, n));
+        match self.verify_change(conv, &env) {
+            Ok(Verdict::Ready(checked)) => Fast::Ready(Box::new(Verified { conv, env, checked })),
+            // From here on, what `ingest` would do for this envelope (it would decode it,
+            // find it absent, route it to `ingest_change` and verify it to the same verdict).
+            Ok(verdict) => {
+                let r = self.settle_change(conv, &env, verdict, now_ms);
+                Fast::Done(self.refuse_on_error(&env, r))
             }
-            let last_seq = checked.iter().map(|(c, _)| c.seq()).max().unwrap_or(0);
-            match c
-                .membership
-                .state()
-                .change_allowed(&opened.signer, page, last_seq)
-            {
-                Some(true) => Ok(Some(Verified {
-                    conv,
-                    page,
-                    epoch: h.epoch,
-                    env,
-                    signer: opened.signer,
-                    hlc,
-                    changes: checked,
-                })),
-                Some(false) => Err(IngestError::AuthorRemoved),
-                None => Ok(None),
-            }
-        })();
-        match checked {
-            Ok(Some(v)) => Fast::Ready(Box::new(v)),
-            Ok(None) => Fast::Slow,
-            Err(e) => {
-                let _ = now_ms;
-                self.stats.refused += 1;
-                if let Err(se) = self.store.put_envelope(&h.tag, &eid, &[]) {
-                    return Fast::Done(Err(se.into()));
-                }
-                Fast::Done(Err(e))
-            }
+            Err(e) => Fast::Done(self.refuse_on_error(&env, Err(e))),
         }
     }
 
@@ -145,15 +152,16 @@ impl<S: Store> Replica<S> {
             let mut progress = false;
             let mut still = Vec::new();
             for (i, v) in rest {
-                let ok = v.changes.iter().all(|(ch, _)| {
+                let changes = &v.checked.changes;
+                let ok = changes.iter().all(|(ch, _)| {
                     ch.deps().iter().all(|d| {
                         known.contains(d)
                             || page.has_change(d)
-                            || v.changes.iter().any(|(o, _)| o.hash() == *d)
+                            || changes.iter().any(|(o, _)| o.hash() == *d)
                     })
                 });
                 if ok {
-                    known.extend(v.changes.iter().map(|(c, _)| c.hash()));
+                    known.extend(changes.iter().map(|(c, _)| c.hash()));
                     ready.push((i, v));
                     progress = true;
                 } else {
@@ -165,7 +173,10 @@ impl<S: Store> Replica<S> {
                 break;
             }
         }
-        // Whatever still lacks a dependency takes the general path (and waits there).
+        // Whatever still lacks a dependency takes the general path (and waits there). It is
+        // verified again there, on purpose: since the first step, envelopes later in the batch
+        // that took the general path (membership, keys) have been applied, and the general path
+        // judges it against that state, as it does every envelope it parks and retries.
         for (i, v) in rest {
             out.push((i, self.ingest(v.env.bytes(), now_ms)));
         }
@@ -174,7 +185,7 @@ impl<S: Store> Replica<S> {
         }
         let all: Vec<(Change, u32)> = ready
             .iter()
-            .flat_map(|(_, v)| v.changes.iter().cloned())
+            .flat_map(|(_, v)| v.checked.changes.iter().cloned())
             .collect();
         let hashes: Vec<ChangeHash> = all.iter().map(|(c, _)| c.hash()).collect();
         let applied = match self.pages.get_mut(&conv, page_no) {
@@ -193,12 +204,12 @@ impl<S: Store> Replica<S> {
         for (i, v) in ready {
             let r = (|| -> Result<Ingested, IngestError> {
                 if let Some(c) = self.convs.get_mut(&conv) {
-                    c.learn_actor(v.signer);
+                    c.learn_actor(v.checked.signer);
                 }
-                self.clock.observe(v.hlc, now_ms);
+                self.clock.observe(v.checked.hlc, now_ms);
                 self.store
                     .put_envelope(&v.env.header().tag, &v.env.id(), v.env.bytes())?;
-                self.note_page_epoch(&conv, page_no, v.epoch)?;
+                self.note_page_epoch(&conv, page_no, v.env.header().epoch)?;
                 self.journal(&conv, page_no, &v.env.id())?;
                 self.stats.applied += 1;
                 self.emit(Event::Applied {
@@ -438,12 +449,39 @@ impl<S: Store> Replica<S> {
         Ok(())
     }
 
+    /// The general path for a change envelope: verify, then settle.
     pub(super) fn ingest_change(
         &mut self,
         conv: ConversationId,
         env: &Envelope,
         now_ms: u64,
     ) -> Result<Ingested, IngestError> {
+        let verdict = self.verify_change(conv, env)?;
+        self.settle_change(conv, env, verdict, now_ms)
+    }
+
+    /// The one verification of change envelopes, for both paths: key for the epoch → decrypt
+    /// and verify the signature (the signer must be a device the conversation knows: the
+    /// actor binding) → page number and changes → page rules (each change well-formed and
+    /// by the signer's actor) → membership (the signer may write this page up to this
+    /// sequence number). No store writes and no randomness: what it concludes is settled by
+    /// [`Replica::settle_change`]; an error refuses the envelope ([`Replica::refuse_on_error`]).
+    ///
+    /// Dependencies are checked where the changes are applied, against the page: one at a
+    /// time in [`Replica::settle_change`], by group in [`Replica::apply_group`]. The two
+    /// paths differ only there, and on purpose:
+    /// * the batch path applies one (conversation, page) group in one Automerge call, emits
+    ///   one `MessagesChanged` per group, and sends what lacks a dependency within the group
+    ///   (or a group whose application failed) through the general path, which verifies it
+    ///   again against the state after the whole batch's general-path envelopes;
+    /// * the general path learns the signer's actor before the dependency check (so it is
+    ///   known even if the envelope is parked); the batch path after applying, since nothing
+    ///   reads it in between.
+    pub(super) fn verify_change(
+        &mut self,
+        conv: ConversationId,
+        env: &Envelope,
+    ) -> Result<Verdict, IngestError> {
         let epoch = env.header().epoch;
         let c = self
             .convs
@@ -452,20 +490,16 @@ impl<S: Store> Replica<S> {
         let Some(key) = c.key(&epoch).copied() else {
             // Known epoch not granted to us: unreadable for good. Unknown: wait for it.
             let known = c.membership.state().epoch(&epoch).is_some();
-            self.store
-                .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
             if known && c.membership.state().is_member(&self.me.device_id()) {
-                return Ok(Ingested::Unreadable(conv));
+                return Ok(Verdict::Unreadable);
             }
-            return self.park(conv, env.id(), Waiting::Epoch(epoch));
+            return Ok(Verdict::Wait(Waiting::Epoch(epoch)));
         };
         let opened =
             match envelope::open_cached(env, &key, &c.id, &mut self.keys, &mut |h| c.signers(h)) {
+                // Its author is not known here yet (its membership has not arrived).
                 Err(OpenError::UnknownSigner(hint)) => {
-                    // Its author is not known here yet (its membership has not arrived).
-                    self.store
-                        .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
-                    return self.park(conv, env.id(), Waiting::Signer(hint));
+                    return Ok(Verdict::Wait(Waiting::Signer(hint)));
                 }
                 r => r?,
             };
@@ -480,21 +514,53 @@ impl<S: Store> Replica<S> {
             newest = newest.max(at);
             checked.push((ch, created));
         }
-        let st = c.membership.state();
-        let first_seq = checked.iter().map(|(c, _)| c.seq()).min().unwrap_or(0);
         let last_seq = checked.iter().map(|(c, _)| c.seq()).max().unwrap_or(0);
-        match st.change_allowed(&opened.signer, page_no, last_seq) {
-            None => {
+        match c
+            .membership
+            .state()
+            .change_allowed(&opened.signer, page_no, last_seq)
+        {
+            None => Ok(Verdict::Wait(Waiting::Author(opened.signer))),
+            Some(false) => Err(IngestError::AuthorRemoved),
+            Some(true) => Ok(Verdict::Ready(Checked {
+                page: page_no,
+                signer: opened.signer,
+                hlc: newest,
+                changes: checked,
+            })),
+        }
+    }
+
+    /// Acts on a verdict, one envelope at a time: stores and parks what waits, stores what
+    /// is unreadable, and applies what is ready unless a dependency is missing (then it is
+    /// stored and parked too).
+    pub(super) fn settle_change(
+        &mut self,
+        conv: ConversationId,
+        env: &Envelope,
+        verdict: Verdict,
+        now_ms: u64,
+    ) -> Result<Ingested, IngestError> {
+        let checked = match verdict {
+            Verdict::Ready(checked) => checked,
+            Verdict::Wait(waiting) => {
                 self.store
                     .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
-                return self.park(conv, env.id(), Waiting::Author(opened.signer));
+                return self.park(conv, env.id(), waiting);
             }
-            Some(false) => {
-                let _ = first_seq;
-                return Err(IngestError::AuthorRemoved);
+            Verdict::Unreadable => {
+                self.store
+                    .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+                return Ok(Ingested::Unreadable(conv));
             }
-            Some(true) => {}
-        }
+        };
+        let Checked {
+            page: page_no,
+            signer,
+            hlc: newest,
+            changes: checked,
+        } = checked;
+        let epoch = env.header().epoch;
         self.ensure_page(&conv, page_no).map_err(|e| match e {
             CommandError::Store(s) => IngestError::Store(s),
             other => IngestError::Store(StoreError::Corrupt(other.to_string())),
@@ -503,7 +569,7 @@ impl<S: Store> Replica<S> {
             .convs
             .get_mut(&conv)
             .ok_or(StoreError::Corrupt("conversation vanished".into()))?;
-        c.learn_actor(opened.signer);
+        c.learn_actor(signer);
         let page = self
             .pages
             .get_mut(&conv, page_no)

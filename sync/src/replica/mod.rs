@@ -157,25 +157,6 @@ pub enum Event {
     },
 }
 
-/// A change envelope that passed every check but dependencies (batch path).
-#[derive(Debug)]
-struct Verified {
-    conv: ConversationId,
-    page: u32,
-    epoch: EpochId,
-    env: Envelope,
-    signer: DeviceId,
-    hlc: Hlc,
-    changes: Vec<(Change, u32)>,
-}
-
-#[derive(Debug)]
-enum Fast {
-    Done(Result<Ingested, IngestError>),
-    Slow,
-    Ready(Box<Verified>),
-}
-
 /// Relay behaviour for tags that are not ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayPolicy {
