@@ -38,5 +38,5 @@ pub const MAX_PENDING: usize = 10_000;
 pub const MAX_TOMBSTONES_PER_TAG: usize = 10_000;
 /// Page documents kept in memory per conversation (others are saved and reloaded on demand).
 pub const MAX_LOADED_PAGES: usize = 4;
-/// Events waiting to be polled before the oldest are dropped (and counted).
+/// Events waiting to be polled before the oldest are dropped.
 pub const MAX_QUEUED_EVENTS: usize = 4096;

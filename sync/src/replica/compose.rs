@@ -418,10 +418,7 @@ impl<S: Store> Replica<S> {
         draft: Draft,
         now_ms: u64,
     ) -> Result<(MessageId, EnvelopeId), CommandError> {
-        let precedence = draft.precedence;
-        let expiry = draft.expiry;
         let mid = self.stage_message(id, draft, now_ms)?;
-        let _ = (precedence, expiry);
         let env = self.seal_page(id, mid.page, now_ms)?;
         Ok((mid, env))
     }

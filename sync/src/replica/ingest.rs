@@ -201,6 +201,7 @@ impl<S: Store> Replica<S> {
             }
             return out;
         }
+        let first_ready = out.len();
         for (i, v) in ready {
             let r = (|| -> Result<Ingested, IngestError> {
                 if let Some(c) = self.convs.get_mut(&conv) {
@@ -225,8 +226,15 @@ impl<S: Store> Replica<S> {
             page: page_no,
         });
         if let Err(e) = self.wake_deps(&hashes) {
-            out.push((usize::MAX, Err(e.into())));
-            out.retain(|(i, _)| *i != usize::MAX);
+            // Applied and stored, but retrying what waited for these changes failed on
+            // storage: report it for every envelope of the group, as the general path does
+            // for the one it applied (the caller must not acknowledge them).
+            let e = IngestError::from(e);
+            for (_, r) in &mut out[first_ready..] {
+                if r.is_ok() {
+                    *r = Err(e.clone());
+                }
+            }
         }
         out
     }
@@ -605,5 +613,132 @@ impl<S: Store> Replica<S> {
         });
         self.wake_deps(&hashes)?;
         Ok(Ingested::Applied(conv))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryStore, Summary};
+
+    /// A memory store whose metadata deletes fail once `fail` is set.
+    #[derive(Debug, Default)]
+    struct FailingDeletes {
+        inner: MemoryStore,
+        fail: bool,
+    }
+
+    impl Store for FailingDeletes {
+        fn put_envelope(&mut self, t: &Tag, id: &EnvelopeId, b: &[u8]) -> Result<bool, StoreError> {
+            self.inner.put_envelope(t, id, b)
+        }
+        fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.envelope(id)
+        }
+        fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
+            self.inner.contains(id)
+        }
+        fn tag_of(&self, id: &EnvelopeId) -> Result<Option<Tag>, StoreError> {
+            self.inner.tag_of(id)
+        }
+        fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError> {
+            self.inner.remove_envelope(id)
+        }
+        fn summary(&self, t: &Tag) -> Summary {
+            self.inner.summary(t)
+        }
+        fn tags(&self) -> Vec<(Tag, Summary)> {
+            self.inner.tags()
+        }
+        fn for_each_id(
+            &self,
+            t: &Tag,
+            from: &[u8; 32],
+            f: &mut dyn FnMut(&EnvelopeId) -> bool,
+        ) -> Result<(), StoreError> {
+            self.inner.for_each_id(t, from, f)
+        }
+        fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(k)
+        }
+        fn put(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+            self.inner.put(k, v)
+        }
+        fn delete(&mut self, k: &[u8]) -> Result<(), StoreError> {
+            if self.fail {
+                return Err(StoreError::Io("delete refused".into()));
+            }
+            self.inner.delete(k)
+        }
+        fn scan_prefix(
+            &self,
+            p: &[u8],
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> Result<(), StoreError> {
+            self.inner.scan_prefix(p, f)
+        }
+        fn flush(&mut self) -> Result<(), StoreError> {
+            self.inner.flush()
+        }
+        fn bytes_used(&self) -> u64 {
+            self.inner.bytes_used()
+        }
+    }
+
+    const T0: u64 = 1_790_000_000_000;
+
+    fn text(s: &str) -> Draft {
+        Draft {
+            body: s.into(),
+            ..Draft::default()
+        }
+    }
+
+    #[test]
+    fn a_failed_wake_is_reported_by_both_paths() {
+        for batch in [false, true] {
+            let mut a =
+                Replica::open(Identity::from_seed([1; 32]), MemoryStore::new(), [1; 32]).unwrap();
+            let mut b = Replica::open(
+                Identity::from_seed([2; 32]),
+                FailingDeletes::default(),
+                [2; 32],
+            )
+            .unwrap();
+            let (c, created) = a.create_conversation("t", History::Shared, T0).unwrap();
+            let mut setup = vec![created];
+            setup.extend(a.add_member(&c, b.device_id(), false, T0).unwrap());
+            for e in setup {
+                let bytes = a.store().envelope(&e).unwrap().unwrap();
+                b.ingest(&bytes, T0).unwrap();
+            }
+            let (_, first) = a.send_message(&c, text("one"), T0 + 1).unwrap();
+            let (_, second) = a.send_message(&c, text("two"), T0 + 2).unwrap();
+            let first = a.store().envelope(&first).unwrap().unwrap();
+            let second = a.store().envelope(&second).unwrap().unwrap();
+            assert!(matches!(
+                b.ingest(&second, T0 + 3).unwrap(),
+                Ingested::Pending(_, Waiting::Dependencies(_))
+            ));
+            // Waking the second envelope unparks it, which deletes its `q/` record: refused.
+            b.store_mut().fail = true;
+            let r = if batch {
+                b.ingest_batch(&[first.as_slice()], T0 + 4).remove(0)
+            } else {
+                b.ingest(&first, T0 + 4)
+            };
+            assert!(
+                matches!(r, Err(IngestError::Store(StoreError::Io(_)))),
+                "batch {batch}: {r:?}"
+            );
+            // Not a peer fault: the first envelope is stored, not a tombstone.
+            assert!(
+                !b.store()
+                    .envelope(&Envelope::decode(&first).unwrap().id())
+                    .unwrap()
+                    .unwrap()
+                    .is_empty()
+            );
+        }
     }
 }

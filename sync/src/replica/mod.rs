@@ -221,7 +221,6 @@ pub struct Replica<S: Store> {
     pending: Pending,
     pages: PageCache,
     events: VecDeque<Event>,
-    events_dropped: u64,
     relay: RelayPolicy,
     carried_bytes: u64,
     /// Counters for reports.
@@ -283,7 +282,6 @@ impl<S: Store> Replica<S> {
             pages: PageCache::default(),
             sealed_unreported: Vec::new(),
             events: VecDeque::new(),
-            events_dropped: 0,
             relay: RelayPolicy::default(),
             carried_bytes: 0,
             stats: Stats::default(),
@@ -332,7 +330,6 @@ impl<S: Store> Replica<S> {
         }
         if self.events.len() >= MAX_QUEUED_EVENTS {
             self.events.pop_front();
-            self.events_dropped += 1;
         }
         self.events.push_back(e);
     }
