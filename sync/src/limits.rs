@@ -1,9 +1,9 @@
 //! Every bound a peer could otherwise push past, in one place.
 //!
-//! The numbers start from THREATS.md §6 ("suggested default caps, to be tuned") unless a
-//! comment says otherwise.
+//! The numbers start from the threat model's suggested default caps (docs/security.md,
+//! "Bound everything a peer can grow") unless a comment says otherwise.
 
-/// Largest envelope accepted from anyone (THREATS: change ≤ 256 KiB, plus headers).
+/// Largest envelope accepted from anyone (a change ≤ 256 KiB, plus headers: docs/security.md).
 pub const MAX_ENVELOPE_BYTES: usize = 256 * 1024 + 1024;
 /// Largest decompressed batch of Automerge changes in one envelope.
 pub const MAX_CHANGES_BYTES: usize = 256 * 1024;
@@ -21,7 +21,7 @@ pub const MAX_NAME_BYTES: usize = 256;
 pub const MAX_CONTROL_OPS: usize = 4096;
 /// Parents of one membership operation.
 pub const MAX_OP_PARENTS: usize = 32;
-/// Members of one conversation (WhatsApp allows 1,024, Signal 1,000: PERF.md).
+/// Members of one conversation (WhatsApp allows 1,024, Signal 1,000: docs/performance.md).
 pub const MAX_MEMBERS: usize = 1024;
 /// Epoch keys one conversation may accumulate.
 pub const MAX_EPOCHS: usize = 1024;
