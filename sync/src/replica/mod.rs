@@ -11,6 +11,17 @@
 //! Time and randomness come from the caller (`now_ms`, a seed): the replica does no I/O except
 //! through its [`Store`], and it never flushes: the caller flushes (group commit) before it
 //! acknowledges anything.
+//!
+//! The parts, each an `impl Replica` block over the fields declared here:
+//! * `load` — the state from the store at open; pages on demand (saved page + journal);
+//! * `query` — read-only views: conversations, tags, messages, digests;
+//! * `compose` — local writes: conversations, members, profiles, messages;
+//! * `admin` — key rotation, key shares, expiry of carried envelopes;
+//! * `ingest` — envelopes from elsewhere: one by one or in batches, through one
+//!   verification of change envelopes ([`Replica::ingest`], [`Replica::ingest_batch`]);
+//! * `pending` — the bounded pending set and the retries;
+//! * `page_cache` — loaded pages, their eviction and their journal;
+//! * [`keys`] — every store key, in one table.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
