@@ -1,6 +1,7 @@
 //! Canonical binary encoding used by every Vaarta wire and storage format.
 //!
-//! The rules are few and strict, because ids are hashes of exact bytes (THREATS §0.3):
+//! The rules are few and strict, because ids are hashes of exact bytes (docs/security.md:
+//! "one envelope, one id"):
 //! * integers are unsigned LEB128 ("varint") and must be *minimal*: an over-long encoding,
 //!   more than ten bytes, or a value above `u64::MAX` is rejected;
 //! * every length is checked against a caller-given maximum *and* against the bytes that are

@@ -1,7 +1,7 @@
-//! One conversation as a member sees it: its secret and keys, its membership, its pages.
+//! One conversation as a member sees it: its secret and keys, its membership, which pages it has.
 //! Storage is the [`crate::replica::Replica`]'s job; this type holds the in-memory state.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::crypto::{ConversationSecret, Key};
@@ -9,7 +9,6 @@ use crate::envelope::Precedence;
 use crate::ids::{ConversationId, DeviceId, EpochId, Tag, actor_bytes};
 use crate::limits::MAX_EPOCHS;
 use crate::membership::Membership;
-use crate::page::Page;
 
 /// What an invitation carries: the conversation secret, the creator (which names the
 /// conversation), and the keys the inviting admin grants.
@@ -66,10 +65,8 @@ pub struct Conversation {
     pub control_key: Key,
     pub membership: Membership,
     pub(crate) keys: BTreeMap<EpochId, Key>,
-    pub(crate) pages: BTreeMap<u32, Page>,
-    pub(crate) lru: VecDeque<u32>,
+    /// Pages known to exist (loaded or not; the replica's page cache holds loaded ones).
     pub(crate) known_pages: BTreeSet<u32>,
-    pub(crate) journal: BTreeMap<u32, u32>,
     pub(crate) actors: BTreeMap<[u8; 16], DeviceId>,
     pub(crate) staged: BTreeMap<u32, Staged>,
     /// Epochs whose envelopes wrote into each page. A device starts a new page when its key
@@ -95,10 +92,7 @@ impl Conversation {
             tag,
             control_key,
             keys,
-            pages: BTreeMap::new(),
-            lru: VecDeque::new(),
             known_pages: BTreeSet::new(),
-            journal: BTreeMap::new(),
             actors: BTreeMap::new(),
             staged: BTreeMap::new(),
             page_epochs: BTreeMap::new(),

@@ -23,7 +23,7 @@
 //! everything: moving an envelope to another conversation fails authentication (wrong key, or
 //! a signature over another conversation id), and changing the precedence or expiry fails the
 //! AEAD. Every field has one encoding, and `id` hashes the exact bytes, so one envelope has one
-//! id (THREATS §0.3, Briar 2023 issue 2).
+//! id (docs/security.md: "one envelope, one id"; Briar 2023 issue 2).
 
 use thiserror::Error;
 

@@ -1,9 +1,9 @@
 //! Every bound a peer could otherwise push past, in one place.
 //!
-//! The numbers start from THREATS.md §6 ("suggested default caps, to be tuned") unless a
-//! comment says otherwise.
+//! The numbers start from the threat model's suggested default caps (docs/security.md,
+//! "Bound everything a peer can grow") unless a comment says otherwise.
 
-/// Largest envelope accepted from anyone (THREATS: change ≤ 256 KiB, plus headers).
+/// Largest envelope accepted from anyone (a change ≤ 256 KiB, plus headers: docs/security.md).
 pub const MAX_ENVELOPE_BYTES: usize = 256 * 1024 + 1024;
 /// Largest decompressed batch of Automerge changes in one envelope.
 pub const MAX_CHANGES_BYTES: usize = 256 * 1024;
@@ -21,7 +21,7 @@ pub const MAX_NAME_BYTES: usize = 256;
 pub const MAX_CONTROL_OPS: usize = 4096;
 /// Parents of one membership operation.
 pub const MAX_OP_PARENTS: usize = 32;
-/// Members of one conversation (WhatsApp allows 1,024, Signal 1,000: PERF.md).
+/// Members of one conversation (WhatsApp allows 1,024, Signal 1,000: docs/performance.md).
 pub const MAX_MEMBERS: usize = 1024;
 /// Epoch keys one conversation may accumulate.
 pub const MAX_EPOCHS: usize = 1024;
@@ -38,7 +38,7 @@ pub const MAX_PENDING: usize = 10_000;
 pub const MAX_TOMBSTONES_PER_TAG: usize = 10_000;
 /// Page documents kept in memory per conversation (others are saved and reloaded on demand).
 pub const MAX_LOADED_PAGES: usize = 4;
-/// Events waiting to be polled before the oldest are dropped (and counted).
+/// Events waiting to be polled before the oldest are dropped.
 pub const MAX_QUEUED_EVENTS: usize = 4096;
 /// Bytes a relay carries for conversations it is not in, by default (a phone can spare
 /// 256 MiB; a control-room laptop raises it).

@@ -1,10 +1,11 @@
 //! Membership: who is in a conversation, who administers it, and who holds which key.
 //!
-//! Membership is data in its own right (THREATS §0.4): a set of signed operations, each naming
-//! the operations it follows (its *parents*), evaluated the same way on every replica. No relay,
-//! server or transport decides it. The evaluation is a deterministic linearisation (Kahn's
-//! topological sort, ties broken by (HLC, operation hash)) followed by a fold that checks
-//! each operation against the state produced by the operations before it:
+//! Membership is data in its own right (docs/security.md: "membership is data"): a set of
+//! signed operations, each naming the operations it follows (its *parents*), evaluated the
+//! same way on every replica. No relay, server or transport decides it. The evaluation is a
+//! deterministic linearisation (Kahn's topological sort, ties broken by (HLC, operation hash))
+//! followed by a fold that checks each operation against the state produced by the operations
+//! before it:
 //!
 //! * `Create` — only the creator can sign it (the conversation id binds the creator's key);
 //!   the creator is the first admin and holds the first key.

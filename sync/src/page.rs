@@ -1,7 +1,8 @@
 //! Pages: a conversation is a sequence of bounded Automerge documents.
 //!
 //! One Automerge document per conversation would make every append slower as history grows
-//! (a list: 1.4 ms per append at 100k messages; PERF.md) and keep the whole history in memory.
+//! (a list: 1.4 ms per append at 100k messages; docs/performance.md) and keep the whole
+//! history in memory.
 //! Instead a conversation is split into *pages* of about [`PAGE_CAPACITY`] messages. A device
 //! appends to the newest page it knows; when that page is full it starts the next one. Two
 //! disconnected devices may both start page *n+1*: they simply write into the same page
@@ -177,7 +178,7 @@ pub enum RuleError {
 }
 
 /// Runs Automerge code behind a panic boundary: a panic inside Automerge on hostile input
-/// becomes an error, never a crashed node (THREATS §2.5.4).
+/// becomes an error, never a crashed node (docs/security.md, A3).
 fn guarded<T>(f: impl FnOnce() -> Result<T, RuleError>) -> Result<T, RuleError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,

@@ -1,0 +1,744 @@
+//! Ingestion: envelopes from elsewhere, verified and applied (or parked, or refused).
+
+use super::*;
+
+/// A change envelope that passed every check but dependencies.
+#[derive(Debug)]
+pub(super) struct Checked {
+    pub(super) page: u32,
+    pub(super) signer: DeviceId,
+    /// The newest time among its changes.
+    pub(super) hlc: Hlc,
+    /// Each change with the number of messages it creates.
+    pub(super) changes: Vec<(Change, u32)>,
+}
+
+/// What [`Replica::verify_change`] concluded about a change envelope it did not refuse.
+#[derive(Debug)]
+pub(super) enum Verdict {
+    /// Passed every check but dependencies (which are checked against the page, where the
+    /// changes are applied).
+    Ready(Checked),
+    /// Fine so far, but something has not arrived: store it and park it.
+    Wait(Waiting),
+    /// Its epoch is known and its key was not granted to this device (a member): store it,
+    /// it will never be readable here.
+    Unreadable,
+}
+
+/// A change envelope the batch path verified, waiting to be applied with its page's group.
+#[derive(Debug)]
+pub(super) struct Verified {
+    conv: ConversationId,
+    env: Envelope,
+    checked: Checked,
+}
+
+/// The batch path's first step for one envelope.
+#[derive(Debug)]
+pub(super) enum Fast {
+    /// Settled (duplicate, refused, stored and parked, unreadable).
+    Done(Result<Ingested, IngestError>),
+    /// Not a change of one of our conversations with nothing staged: the general path.
+    Slow,
+    /// Verified: applied with its (conversation, page) group.
+    Ready(Box<Verified>),
+}
+
+impl<S: Store> Replica<S> {
+    /// Ingests many envelopes at once. Same result as calling [`Replica::ingest`] on each in
+    /// order, but the changes bound for one page are applied to Automerge in one call, which
+    /// costs a fraction of one call per change (measured: ~10 µs instead of ~60 µs a change).
+    pub fn ingest_batch(
+        &mut self,
+        batch: &[&[u8]],
+        now_ms: u64,
+    ) -> Vec<Result<Ingested, IngestError>> {
+        let mut results: Vec<Option<Result<Ingested, IngestError>>> =
+            (0..batch.len()).map(|_| None).collect();
+        // Envelopes verified and ready to apply, grouped by (conversation, page).
+        let mut groups: BTreeMap<(ConversationId, u32), Vec<(usize, Verified)>> = BTreeMap::new();
+        let mut seen: BTreeSet<EnvelopeId> = BTreeSet::new();
+        for (i, bytes) in batch.iter().enumerate() {
+            match self.verify_fast(bytes, now_ms, &mut seen) {
+                Fast::Done(r) => results[i] = Some(r),
+                Fast::Slow => results[i] = Some(self.ingest(bytes, now_ms)),
+                Fast::Ready(v) => groups
+                    .entry((v.conv, v.checked.page))
+                    .or_default()
+                    .push((i, *v)),
+            }
+        }
+        for ((conv, page_no), items) in groups {
+            for (i, r) in self.apply_group(conv, page_no, items, now_ms) {
+                results[i] = Some(r);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Ok(Ingested::Duplicate)))
+            .collect()
+    }
+
+    /// The batch path's decode, dedup and route. Change envelopes of our conversations with
+    /// nothing staged are verified by [`Replica::verify_change`], like on the general path;
+    /// what is not ready is settled here exactly as the general path would (stored, parked
+    /// or refused), and what is ready is applied later with its page's group. Everything
+    /// else takes the general path.
+    pub(super) fn verify_fast(
+        &mut self,
+        bytes: &[u8],
+        now_ms: u64,
+        seen: &mut BTreeSet<EnvelopeId>,
+    ) -> Fast {
+        let env = match Envelope::decode(bytes) {
+            Ok(e) => e,
+            Err(e) => return Fast::Done(Err(e.into())),
+        };
+        match self.store.contains(&env.id()) {
+            Ok(true) => return Fast::Done(Ok(Ingested::Duplicate)),
+            Ok(false) => {}
+            Err(e) => return Fast::Done(Err(e.into())),
+        }
+        if !seen.insert(env.id()) {
+            return Fast::Done(Ok(Ingested::Duplicate));
+        }
+        let h = *env.header();
+        let Some(conv) = self.by_tag.get(&h.tag).copied() else {
+            return Fast::Slow;
+        };
+        let Some(c) = self.convs.get(&conv) else {
+            return Fast::Slow;
+        };
+        // With ops staged, the general path seals them first (it draws from the generator).
+        if h.kind != Kind::Change || !c.staged.is_empty() {
+            return Fast::Slow;
+        }
+        match self.verify_change(conv, &env) {
+            Ok(Verdict::Ready(checked)) => Fast::Ready(Box::new(Verified { conv, env, checked })),
+            // From here on, what `ingest` would do for this envelope (it would decode it,
+            // find it absent, route it to `ingest_change` and verify it to the same verdict).
+            Ok(verdict) => {
+                let r = self.settle_change(conv, &env, verdict, now_ms);
+                Fast::Done(self.refuse_on_error(&env, r))
+            }
+            Err(e) => Fast::Done(self.refuse_on_error(&env, Err(e))),
+        }
+    }
+
+    pub(super) fn apply_group(
+        &mut self,
+        conv: ConversationId,
+        page_no: u32,
+        items: Vec<(usize, Verified)>,
+        now_ms: u64,
+    ) -> Vec<(usize, Result<Ingested, IngestError>)> {
+        let mut out = Vec::with_capacity(items.len());
+        if let Err(e) = self.ensure_page(&conv, page_no) {
+            let err = match e {
+                CommandError::Store(s) => IngestError::Store(s),
+                other => IngestError::Store(StoreError::Corrupt(other.to_string())),
+            };
+            return items
+                .into_iter()
+                .map(|(i, _)| (i, Err(err.clone())))
+                .collect();
+        }
+        // Order the group causally: take what is applicable, repeat.
+        let mut known: BTreeSet<ChangeHash> = BTreeSet::new();
+        let mut rest = items;
+        let mut ready: Vec<(usize, Verified)> = Vec::new();
+        while let Some(page) = self.pages.get_mut(&conv, page_no) {
+            let mut progress = false;
+            let mut still = Vec::new();
+            for (i, v) in rest {
+                let changes = &v.checked.changes;
+                let ok = changes.iter().all(|(ch, _)| {
+                    ch.deps().iter().all(|d| {
+                        known.contains(d)
+                            || page.has_change(d)
+                            || changes.iter().any(|(o, _)| o.hash() == *d)
+                    })
+                });
+                if ok {
+                    known.extend(changes.iter().map(|(c, _)| c.hash()));
+                    ready.push((i, v));
+                    progress = true;
+                } else {
+                    still.push((i, v));
+                }
+            }
+            rest = still;
+            if !progress || rest.is_empty() {
+                break;
+            }
+        }
+        // Whatever still lacks a dependency takes the general path (and waits there). It is
+        // verified again there, on purpose: since the first step, envelopes later in the batch
+        // that took the general path (membership, keys) have been applied, and the general path
+        // judges it against that state, as it does every envelope it parks and retries.
+        for (i, v) in rest {
+            out.push((i, self.ingest(v.env.bytes(), now_ms)));
+        }
+        if ready.is_empty() {
+            return out;
+        }
+        let all: Vec<(Change, u32)> = ready
+            .iter()
+            .flat_map(|(_, v)| v.checked.changes.iter().cloned())
+            .collect();
+        let hashes: Vec<ChangeHash> = all.iter().map(|(c, _)| c.hash()).collect();
+        let applied = match self.pages.get_mut(&conv, page_no) {
+            Some(page) => page.apply(all),
+            None => Err(RuleError::Automerge("page vanished".into())),
+        };
+        if applied.is_err() {
+            // The document may be half-updated: drop it; it reloads from durable state.
+            self.pages.discard(&conv, page_no);
+            // One bad envelope spoils a batch: isolate it by applying one at a time.
+            for (i, v) in ready {
+                out.push((i, self.ingest(v.env.bytes(), now_ms)));
+            }
+            return out;
+        }
+        let first_ready = out.len();
+        for (i, v) in ready {
+            let r = (|| -> Result<Ingested, IngestError> {
+                if let Some(c) = self.convs.get_mut(&conv) {
+                    c.learn_actor(v.checked.signer);
+                }
+                self.clock.observe(v.checked.hlc, now_ms);
+                self.store
+                    .put_envelope(&v.env.header().tag, &v.env.id(), v.env.bytes())?;
+                self.note_page_epoch(&conv, page_no, v.env.header().epoch)?;
+                self.journal(&conv, page_no, &v.env.id())?;
+                self.stats.applied += 1;
+                self.emit(Event::Applied {
+                    conversation: conv,
+                    envelope: v.env.id(),
+                });
+                Ok(Ingested::Applied(conv))
+            })();
+            out.push((i, r));
+        }
+        self.emit(Event::MessagesChanged {
+            conversation: conv,
+            page: page_no,
+        });
+        if let Err(e) = self.wake_deps(&hashes) {
+            // Applied and stored, but retrying what waited for these changes failed on
+            // storage: report it for every envelope of the group, as the general path does
+            // for the one it applied (the caller must not acknowledge them).
+            let e = IngestError::from(e);
+            for (_, r) in &mut out[first_ready..] {
+                if r.is_ok() {
+                    *r = Err(e.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Takes an envelope from anywhere (a peer, a file) and does what the module docs say.
+    pub fn ingest(&mut self, bytes: &[u8], now_ms: u64) -> Result<Ingested, IngestError> {
+        let env = Envelope::decode(bytes)?;
+        if self.store.contains(&env.id())? {
+            return Ok(Ingested::Duplicate);
+        }
+        let tag = env.header().tag;
+        if let Some(conv) = self.by_tag.get(&tag).copied() {
+            // Seal local staged ops first so remote changes never mix with them.
+            // They are reported by the next `seal_staged`, so the caller still pushes them.
+            if self.convs.get(&conv).is_some_and(|c| !c.staged.is_empty()) {
+                let sealed = self.seal_staged(now_ms).map_err(|e| match e {
+                    CommandError::Store(s) => IngestError::Store(s),
+                    other => IngestError::Store(StoreError::Io(other.to_string())),
+                })?;
+                self.sealed_unreported.extend(sealed);
+            }
+            let r = self.ingest_conversation(conv, &env, now_ms);
+            return self.refuse_on_error(&env, r);
+        }
+        if env.header().kind == Kind::Invite && self.inbox_tags(now_ms).contains(&tag) {
+            let r = self.ingest_invite(&env, now_ms);
+            return self.refuse_on_error(&env, r);
+        }
+        if !self.relay.carry || self.carried_bytes + bytes.len() as u64 > self.relay.max_bytes {
+            return Ok(Ingested::NotWanted);
+        }
+        if env.header().is_expired(now_ms) {
+            // Remember it as held-and-dropped, so reconciliation stops offering it.
+            self.store.put_envelope(&tag, &env.id(), &[])?;
+            return Ok(Ingested::NotWanted);
+        }
+        self.store.put_envelope(&tag, &env.id(), bytes)?;
+        self.carried_bytes += bytes.len() as u64;
+        self.stats.carried += 1;
+        Ok(Ingested::Carried)
+    }
+
+    pub(super) fn refuse_on_error(
+        &mut self,
+        env: &Envelope,
+        r: Result<Ingested, IngestError>,
+    ) -> Result<Ingested, IngestError> {
+        if let Err(e) = &r
+            && e.is_peer_fault()
+        {
+            self.stats.refused += 1;
+            // Remember the refusal so reconciliation does not fetch it again.
+            self.store.put_envelope(&env.header().tag, &env.id(), &[])?;
+        }
+        r
+    }
+
+    pub(super) fn ingest_invite(
+        &mut self,
+        env: &Envelope,
+        now_ms: u64,
+    ) -> Result<Ingested, IngestError> {
+        let opened = envelope::open_invite(env, &self.me)?;
+        let inv = Invitation::decode(&opened.payload)?;
+        self.clock.observe(opened.hlc, now_ms);
+        let conv_id = inv.secret.conversation_id(&inv.creator);
+        self.store
+            .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+        let mut readmit_tag = None;
+        if !self.convs.contains_key(&conv_id) {
+            if self.convs.len() >= MAX_CONVERSATIONS {
+                return Err(IngestError::TooManyConversations);
+            }
+            let mut c = Conversation::new(inv.secret.clone(), inv.creator);
+            c.learn_actor(opened.signer);
+            readmit_tag = Some(c.tag);
+            self.add_conversation(c)?;
+        }
+        let mut new_keys = false;
+        for (e, k) in inv.keys {
+            if crypto::epoch_id(&k) == e {
+                new_keys |= self.store_key(&conv_id, e, k)?;
+            }
+        }
+        if let Some(tag) = readmit_tag {
+            // Envelopes of this conversation carried before we were invited are ours now.
+            let mut carried = Vec::new();
+            self.store.for_each_id(&tag, &[0; 32], &mut |id| {
+                carried.push(*id);
+                true
+            })?;
+            let mut readmit = Vec::new();
+            for id in carried {
+                if let Some(b) = self.store.envelope(&id)?
+                    && !b.is_empty()
+                {
+                    self.store.remove_envelope(&id)?;
+                    self.carried_bytes = self.carried_bytes.saturating_sub(b.len() as u64);
+                    readmit.push(b);
+                }
+            }
+            // Membership first, so authors are known when their changes are checked.
+            readmit.sort_by_key(|b| {
+                Envelope::decode(b)
+                    .map(|e| e.header().kind != Kind::Control)
+                    .unwrap_or(true)
+            });
+            let refs: Vec<&[u8]> = readmit.iter().map(|b| b.as_slice()).collect();
+            let _ = self.ingest_batch(&refs, now_ms);
+        }
+        if new_keys {
+            self.emit(Event::MembershipChanged(conv_id));
+            self.wake_conversation(&conv_id, now_ms)?;
+        }
+        Ok(Ingested::Invited(conv_id))
+    }
+
+    pub(super) fn ingest_conversation(
+        &mut self,
+        conv: ConversationId,
+        env: &Envelope,
+        now_ms: u64,
+    ) -> Result<Ingested, IngestError> {
+        match env.header().kind {
+            Kind::Control => {
+                self.store
+                    .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+                match self.apply_control(conv, env, true) {
+                    Ok(r) => {
+                        self.wake_conversation(&conv, now_ms)?;
+                        Ok(r)
+                    }
+                    Err(e) => {
+                        self.store.remove_envelope(&env.id())?;
+                        self.store.delete(&keys::control(&conv, &env.id()))?;
+                        Err(e)
+                    }
+                }
+            }
+            Kind::Change => self.ingest_change(conv, env, now_ms),
+            Kind::Invite => Err(OpenError::WrongKind {
+                expected: Kind::Change,
+                got: Kind::Invite,
+            }
+            .into()),
+        }
+    }
+
+    /// Opens a control envelope and inserts its operation. The envelope must already be stored.
+    pub(super) fn apply_control(
+        &mut self,
+        conv: ConversationId,
+        env: &Envelope,
+        persist: bool,
+    ) -> Result<Ingested, IngestError> {
+        let c = self
+            .convs
+            .get_mut(&conv)
+            .ok_or(StoreError::Corrupt("conversation vanished".into()))?;
+        let opened = envelope::open(env, &c.control_key, &c.id, &mut |_| Vec::new())?;
+        let op = ControlOp::decode(&opened.payload)?;
+        self.clock.observe(opened.hlc, opened.hlc.ms);
+        let hash = OpHash(opened.signed_hash);
+        c.learn_actor(opened.signer);
+        match &op.action {
+            Action::Add { devices, .. } => devices.iter().for_each(|d| c.learn_actor(*d)),
+            Action::Remove { device, .. } => c.learn_actor(*device),
+            _ => {}
+        }
+        let inserted = c
+            .membership
+            .insert(
+                hash,
+                Entry {
+                    signer: opened.signer,
+                    hlc: opened.hlc,
+                    op,
+                },
+            )
+            .map_err(|_| IngestError::ControlFull)?;
+        if persist {
+            self.store.put(&keys::control(&conv, &env.id()), &[])?;
+        }
+        if inserted {
+            self.learn_keys(&conv)?;
+            self.emit(Event::MembershipChanged(conv));
+        }
+        Ok(if c_waiting(self, &conv) {
+            Ingested::Pending(conv, Waiting::Parents)
+        } else {
+            Ingested::Applied(conv)
+        })
+    }
+
+    /// Opens key slots addressed to this device in the conversation's operations.
+    pub(super) fn learn_keys(&mut self, conv: &ConversationId) -> Result<(), StoreError> {
+        let me = self.me.clone();
+        let Some(c) = self.convs.get(conv) else {
+            return Ok(());
+        };
+        let mut found = Vec::new();
+        for h in &c.membership.state().order {
+            let Some(e) = c.membership.entry(h) else {
+                continue;
+            };
+            if let Action::Keys { epoch, slots, .. } = &e.op.action {
+                if c.keys.contains_key(epoch) {
+                    continue;
+                }
+                if let Some(slot) = slots.iter().find(|s| s.device == me.device_id())
+                    && let Some(k) = membership::open_slot(&me, &c.id, epoch, &e.signer, slot)
+                {
+                    found.push((*epoch, k));
+                }
+            }
+        }
+        for (e, k) in found {
+            self.store_key(conv, e, k)?;
+        }
+        Ok(())
+    }
+
+    /// The general path for a change envelope: verify, then settle.
+    pub(super) fn ingest_change(
+        &mut self,
+        conv: ConversationId,
+        env: &Envelope,
+        now_ms: u64,
+    ) -> Result<Ingested, IngestError> {
+        let verdict = self.verify_change(conv, env)?;
+        self.settle_change(conv, env, verdict, now_ms)
+    }
+
+    /// The one verification of change envelopes, for both paths: key for the epoch → decrypt
+    /// and verify the signature (the signer must be a device the conversation knows: the
+    /// actor binding) → page number and changes → page rules (each change well-formed and
+    /// by the signer's actor) → membership (the signer may write this page up to this
+    /// sequence number). No store writes and no randomness: what it concludes is settled by
+    /// [`Replica::settle_change`]; an error refuses the envelope ([`Replica::refuse_on_error`]).
+    ///
+    /// Dependencies are checked where the changes are applied, against the page: one at a
+    /// time in [`Replica::settle_change`], by group in [`Replica::apply_group`]. The two
+    /// paths differ only there, and on purpose:
+    /// * the batch path applies one (conversation, page) group in one Automerge call, emits
+    ///   one `MessagesChanged` per group, and sends what lacks a dependency within the group
+    ///   (or a group whose application failed) through the general path, which verifies it
+    ///   again against the state after the whole batch's general-path envelopes;
+    /// * the general path learns the signer's actor before the dependency check (so it is
+    ///   known even if the envelope is parked); the batch path after applying, since nothing
+    ///   reads it in between.
+    pub(super) fn verify_change(
+        &mut self,
+        conv: ConversationId,
+        env: &Envelope,
+    ) -> Result<Verdict, IngestError> {
+        let epoch = env.header().epoch;
+        let c = self
+            .convs
+            .get(&conv)
+            .ok_or(StoreError::Corrupt("conversation vanished".into()))?;
+        let Some(key) = c.key(&epoch).copied() else {
+            // Known epoch not granted to us: unreadable for good. Unknown: wait for it.
+            let known = c.membership.state().epoch(&epoch).is_some();
+            if known && c.membership.state().is_member(&self.me.device_id()) {
+                return Ok(Verdict::Unreadable);
+            }
+            return Ok(Verdict::Wait(Waiting::Epoch(epoch)));
+        };
+        let opened =
+            match envelope::open_cached(env, &key, &c.id, &mut self.keys, &mut |h| c.signers(h)) {
+                // Its author is not known here yet (its membership has not arrived).
+                Err(OpenError::UnknownSigner(hint)) => {
+                    return Ok(Verdict::Wait(Waiting::Signer(hint)));
+                }
+                r => r?,
+            };
+        let mut r = Reader::new(&opened.payload);
+        let page_no = r.u32_varint("page")?;
+        let actor = opened.signer.actor();
+        let changes = decode_changes(r.rest(), &actor)?;
+        let mut checked = Vec::with_capacity(changes.len());
+        let mut newest = Hlc::default();
+        for ch in changes {
+            let (created, at) = page::check_change_timed(&ch, &actor)?;
+            newest = newest.max(at);
+            checked.push((ch, created));
+        }
+        let last_seq = checked.iter().map(|(c, _)| c.seq()).max().unwrap_or(0);
+        match c
+            .membership
+            .state()
+            .change_allowed(&opened.signer, page_no, last_seq)
+        {
+            None => Ok(Verdict::Wait(Waiting::Author(opened.signer))),
+            Some(false) => Err(IngestError::AuthorRemoved),
+            Some(true) => Ok(Verdict::Ready(Checked {
+                page: page_no,
+                signer: opened.signer,
+                hlc: newest,
+                changes: checked,
+            })),
+        }
+    }
+
+    /// Acts on a verdict, one envelope at a time: stores and parks what waits, stores what
+    /// is unreadable, and applies what is ready unless a dependency is missing (then it is
+    /// stored and parked too).
+    pub(super) fn settle_change(
+        &mut self,
+        conv: ConversationId,
+        env: &Envelope,
+        verdict: Verdict,
+        now_ms: u64,
+    ) -> Result<Ingested, IngestError> {
+        let checked = match verdict {
+            Verdict::Ready(checked) => checked,
+            Verdict::Wait(waiting) => {
+                self.store
+                    .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+                return self.park(conv, env.id(), waiting);
+            }
+            Verdict::Unreadable => {
+                self.store
+                    .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+                return Ok(Ingested::Unreadable(conv));
+            }
+        };
+        let Checked {
+            page: page_no,
+            signer,
+            hlc: newest,
+            changes: checked,
+        } = checked;
+        let epoch = env.header().epoch;
+        self.ensure_page(&conv, page_no).map_err(|e| match e {
+            CommandError::Store(s) => IngestError::Store(s),
+            other => IngestError::Store(StoreError::Corrupt(other.to_string())),
+        })?;
+        let c = self
+            .convs
+            .get_mut(&conv)
+            .ok_or(StoreError::Corrupt("conversation vanished".into()))?;
+        c.learn_actor(signer);
+        let page = self
+            .pages
+            .get_mut(&conv, page_no)
+            .ok_or(StoreError::Corrupt("page vanished".into()))?;
+        let only: Vec<Change> = checked.iter().map(|(c, _)| c.clone()).collect();
+        let missing = page.missing_deps(&only);
+        if !missing.is_empty() {
+            self.store
+                .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+            return self.park(conv, env.id(), Waiting::Dependencies(missing));
+        }
+        let hashes: Vec<ChangeHash> = only.iter().map(|c| c.hash()).collect();
+        if let Err(e) = page.apply(checked) {
+            if e == RuleError::Panicked {
+                // The document may be half-updated: drop it; it reloads from durable state.
+                self.pages.discard(&conv, page_no);
+            }
+            return Err(e.into());
+        }
+        self.clock.observe(newest, now_ms);
+        self.store
+            .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+        self.note_page_epoch(&conv, page_no, epoch)?;
+        self.journal(&conv, page_no, &env.id())?;
+        self.stats.applied += 1;
+        self.emit(Event::Applied {
+            conversation: conv,
+            envelope: env.id(),
+        });
+        self.emit(Event::MessagesChanged {
+            conversation: conv,
+            page: page_no,
+        });
+        self.wake_deps(&hashes)?;
+        Ok(Ingested::Applied(conv))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryStore, Summary};
+
+    /// A memory store whose metadata deletes fail once `fail` is set.
+    #[derive(Debug, Default)]
+    struct FailingDeletes {
+        inner: MemoryStore,
+        fail: bool,
+    }
+
+    impl Store for FailingDeletes {
+        fn put_envelope(&mut self, t: &Tag, id: &EnvelopeId, b: &[u8]) -> Result<bool, StoreError> {
+            self.inner.put_envelope(t, id, b)
+        }
+        fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.envelope(id)
+        }
+        fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
+            self.inner.contains(id)
+        }
+        fn tag_of(&self, id: &EnvelopeId) -> Result<Option<Tag>, StoreError> {
+            self.inner.tag_of(id)
+        }
+        fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError> {
+            self.inner.remove_envelope(id)
+        }
+        fn summary(&self, t: &Tag) -> Summary {
+            self.inner.summary(t)
+        }
+        fn tags(&self) -> Vec<(Tag, Summary)> {
+            self.inner.tags()
+        }
+        fn for_each_id(
+            &self,
+            t: &Tag,
+            from: &[u8; 32],
+            f: &mut dyn FnMut(&EnvelopeId) -> bool,
+        ) -> Result<(), StoreError> {
+            self.inner.for_each_id(t, from, f)
+        }
+        fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(k)
+        }
+        fn put(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+            self.inner.put(k, v)
+        }
+        fn delete(&mut self, k: &[u8]) -> Result<(), StoreError> {
+            if self.fail {
+                return Err(StoreError::Io("delete refused".into()));
+            }
+            self.inner.delete(k)
+        }
+        fn scan_prefix(
+            &self,
+            p: &[u8],
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> Result<(), StoreError> {
+            self.inner.scan_prefix(p, f)
+        }
+        fn flush(&mut self) -> Result<(), StoreError> {
+            self.inner.flush()
+        }
+        fn bytes_used(&self) -> u64 {
+            self.inner.bytes_used()
+        }
+    }
+
+    const T0: u64 = 1_790_000_000_000;
+
+    fn text(s: &str) -> Draft {
+        Draft {
+            body: s.into(),
+            ..Draft::default()
+        }
+    }
+
+    #[test]
+    fn a_failed_wake_is_reported_by_both_paths() {
+        for batch in [false, true] {
+            let mut a =
+                Replica::open(Identity::from_seed([1; 32]), MemoryStore::new(), [1; 32]).unwrap();
+            let mut b = Replica::open(
+                Identity::from_seed([2; 32]),
+                FailingDeletes::default(),
+                [2; 32],
+            )
+            .unwrap();
+            let (c, created) = a.create_conversation("t", History::Shared, T0).unwrap();
+            let mut setup = vec![created];
+            setup.extend(a.add_member(&c, b.device_id(), false, T0).unwrap());
+            for e in setup {
+                let bytes = a.store().envelope(&e).unwrap().unwrap();
+                b.ingest(&bytes, T0).unwrap();
+            }
+            let (_, first) = a.send_message(&c, text("one"), T0 + 1).unwrap();
+            let (_, second) = a.send_message(&c, text("two"), T0 + 2).unwrap();
+            let first = a.store().envelope(&first).unwrap().unwrap();
+            let second = a.store().envelope(&second).unwrap().unwrap();
+            assert!(matches!(
+                b.ingest(&second, T0 + 3).unwrap(),
+                Ingested::Pending(_, Waiting::Dependencies(_))
+            ));
+            // Waking the second envelope unparks it, which deletes its `q/` record: refused.
+            b.store_mut().fail = true;
+            let r = if batch {
+                b.ingest_batch(&[first.as_slice()], T0 + 4).remove(0)
+            } else {
+                b.ingest(&first, T0 + 4)
+            };
+            assert!(
+                matches!(r, Err(IngestError::Store(StoreError::Io(_)))),
+                "batch {batch}: {r:?}"
+            );
+            // Not a peer fault: the first envelope is stored, not a tombstone.
+            assert!(
+                !b.store()
+                    .envelope(&Envelope::decode(&first).unwrap().id())
+                    .unwrap()
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Every key of the store's metadata space, in one table.
+//!
+//! The replica and the node engine share one [`Store`](crate::store::Store); its metadata
+//! space is a flat ordered map, and each kind of record lives under its own prefix:
+//!
+//! | prefix | key (‖ = concatenation) | meaning | value |
+//! |--------|-------------------------|---------|-------|
+//! | `c/` | `c/` ‖ conversation id | a conversation this device holds | secret (32) ‖ creator device id (32) |
+//! | `k/` | `k/` ‖ conversation id ‖ epoch id | an epoch key this device holds | the key (32) |
+//! | `e/` | `e/` ‖ conversation id ‖ page u32 BE ‖ epoch id | an epoch whose envelopes wrote into the page | empty |
+//! | `p/` | `p/` ‖ conversation id ‖ page u32 BE | a page document, saved whole | [`Page::save`](crate::page::Page::save) bytes |
+//! | `j/` | `j/` ‖ conversation id ‖ page u32 BE ‖ seq u64 BE | the page's journal: an envelope applied since the page was last saved (seq: application order) | envelope id (32) |
+//! | `o/` | `o/` ‖ conversation id ‖ envelope id | a control (membership) envelope of the conversation, replayed at open | empty |
+//! | `q/` | `q/` ‖ envelope id | a pending envelope (retried at open) | conversation id (16) |
+//! | `m/` | `m/` ‖ conversation id ‖ page u32 BE ‖ message key (UTF-8) | a message written on this device | envelope id (32) that carried it |
+//! | `h` | `h` (the whole key) | the hybrid logical clock, so it never runs backwards | packed [`Hlc`](crate::hlc::Hlc) u64 BE |
+//! | `d/` | `d/` ‖ envelope id ‖ device id | engine: a delivery receipt for an own envelope from one member device | empty |
+//! | `w/` | `w/` ‖ tag ‖ envelope id | engine: an own message envelope still awaiting receipts | sealed-at ms u64 BE ‖ members still to confirm u32 BE |
+//!
+//! Sizes: conversation id and tag 16 bytes, envelope and device id 32, epoch id 4.
+//! No prefix is a prefix of another (a unit test checks it), so a scan of one kind never
+//! visits another.
+//!
+//! Envelopes are not metadata: they live in the store's envelope space, keyed by (tag, id).
+//! There an envelope with *empty bytes* is a **tombstone** (refused, or carried and expired):
+//! held for reconciliation, never sent. Envelopes stored under a tag that is not one of ours
+//! are **carried** for others.
+
+use crate::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, Tag};
+use crate::page::MessageId;
+
+/// `c/`: conversations held.
+pub const CONVERSATION: &[u8] = b"c/";
+/// `k/`: epoch keys held.
+pub const EPOCH_KEY: &[u8] = b"k/";
+/// `e/`: epochs that wrote into each page.
+pub const PAGE_EPOCH: &[u8] = b"e/";
+/// `p/`: saved pages.
+pub const PAGE: &[u8] = b"p/";
+/// `j/`: page journals.
+pub const JOURNAL: &[u8] = b"j/";
+/// `o/`: control envelopes per conversation.
+pub const CONTROL: &[u8] = b"o/";
+/// `q/`: pending envelopes.
+pub const PENDING: &[u8] = b"q/";
+/// `m/`: messages written on this device.
+pub const OWN_MESSAGE: &[u8] = b"m/";
+/// `h`: the clock (a single key).
+pub const HLC: &[u8] = b"h";
+/// `d/`: delivery receipts (node engine).
+pub const DELIVERY: &[u8] = b"d/";
+/// `w/`: own envelopes awaiting receipts (node engine).
+pub const AWAITING: &[u8] = b"w/";
+
+/// Every prefix above (the table's rows, in order).
+pub const ALL: &[&[u8]] = &[
+    CONVERSATION,
+    EPOCH_KEY,
+    PAGE_EPOCH,
+    PAGE,
+    JOURNAL,
+    CONTROL,
+    PENDING,
+    OWN_MESSAGE,
+    HLC,
+    DELIVERY,
+    AWAITING,
+];
+
+pub(crate) fn conv(c: &ConversationId) -> Vec<u8> {
+    [CONVERSATION, &c.0].concat()
+}
+
+pub(crate) fn epoch_prefix(c: &ConversationId) -> Vec<u8> {
+    [EPOCH_KEY, &c.0].concat()
+}
+
+pub(crate) fn epoch_key(c: &ConversationId, e: &EpochId) -> Vec<u8> {
+    [EPOCH_KEY, &c.0, &e.0].concat()
+}
+
+pub(crate) fn page_epoch_prefix(c: &ConversationId) -> Vec<u8> {
+    [PAGE_EPOCH, &c.0].concat()
+}
+
+pub(crate) fn page_epoch(c: &ConversationId, page: u32, e: &EpochId) -> Vec<u8> {
+    [PAGE_EPOCH, &c.0, &page.to_be_bytes(), &e.0].concat()
+}
+
+/// Saved pages of one conversation.
+pub(crate) fn pages_prefix(c: &ConversationId) -> Vec<u8> {
+    [PAGE, &c.0].concat()
+}
+
+pub(crate) fn page(c: &ConversationId, page: u32) -> Vec<u8> {
+    [PAGE, &c.0, &page.to_be_bytes()].concat()
+}
+
+/// Journal entries of every page of one conversation.
+pub(crate) fn journals_prefix(c: &ConversationId) -> Vec<u8> {
+    [JOURNAL, &c.0].concat()
+}
+
+pub(crate) fn journal_prefix(c: &ConversationId, page: u32) -> Vec<u8> {
+    [JOURNAL, &c.0, &page.to_be_bytes()].concat()
+}
+
+pub(crate) fn journal(c: &ConversationId, page: u32, seq: u64) -> Vec<u8> {
+    [journal_prefix(c, page).as_slice(), &seq.to_be_bytes()].concat()
+}
+
+pub(crate) fn control_prefix(c: &ConversationId) -> Vec<u8> {
+    [CONTROL, &c.0].concat()
+}
+
+pub(crate) fn control(c: &ConversationId, env: &EnvelopeId) -> Vec<u8> {
+    [CONTROL, &c.0, &env.0].concat()
+}
+
+pub(crate) fn pending(env: &EnvelopeId) -> Vec<u8> {
+    [PENDING, &env.0].concat()
+}
+
+pub(crate) fn own_message(c: &ConversationId, msg: &MessageId) -> Vec<u8> {
+    [
+        OWN_MESSAGE,
+        &c.0,
+        &msg.page.to_be_bytes(),
+        msg.key.as_bytes(),
+    ]
+    .concat()
+}
+
+/// Delivery receipts of one envelope: `d/` ‖ envelope id.
+pub fn delivery_prefix(e: &EnvelopeId) -> Vec<u8> {
+    [DELIVERY, &e.0].concat()
+}
+
+/// The receipt of envelope `e` from device `d`: `d/` ‖ envelope id ‖ device id.
+pub fn delivery_key(e: &EnvelopeId, d: &DeviceId) -> Vec<u8> {
+    [delivery_prefix(e).as_slice(), &d.0].concat()
+}
+
+/// Own message envelopes of one tag not yet confirmed by every member: `w/` ‖ tag.
+pub fn awaiting_prefix(tag: &Tag) -> Vec<u8> {
+    [AWAITING, &tag.0].concat()
+}
+
+/// `w/` ‖ tag ‖ envelope id.
+pub fn awaiting_key(tag: &Tag, e: &EnvelopeId) -> Vec<u8> {
+    [awaiting_prefix(tag).as_slice(), &e.0].concat()
+}
+
+/// The value under [`awaiting_key`]: sealed-at (ms) ‖ members still to confirm, both
+/// big-endian.
+pub fn awaiting_value(sealed_at: u64, left: u32) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..8].copy_from_slice(&sealed_at.to_be_bytes());
+    v[8..].copy_from_slice(&left.to_be_bytes());
+    v
+}
+
+/// Reads an [`awaiting_value`]: (sealed-at, left), or `None` if it is too short.
+pub fn parse_awaiting(v: &[u8]) -> Option<(u64, u32)> {
+    let at = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    let left = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?);
+    Some((at, left))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_prefix_is_a_prefix_of_another() {
+        assert_eq!(ALL.len(), 11);
+        for (i, a) in ALL.iter().enumerate() {
+            assert!(!a.is_empty());
+            for (j, b) in ALL.iter().enumerate() {
+                if i != j {
+                    assert!(
+                        !b.starts_with(a),
+                        "{:?} is a prefix of {:?}",
+                        String::from_utf8_lossy(a),
+                        String::from_utf8_lossy(b)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_starts_with_its_prefix_and_has_its_layout() {
+        let c = ConversationId([1; 16]);
+        let e = EpochId([2; 4]);
+        let env = EnvelopeId([3; 32]);
+        let m = MessageId {
+            page: 5,
+            key: "k".into(),
+        };
+        let cases: [(&[u8], Vec<u8>, usize); 13] = [
+            (CONVERSATION, conv(&c), 18),
+            (EPOCH_KEY, epoch_prefix(&c), 18),
+            (EPOCH_KEY, epoch_key(&c, &e), 22),
+            (PAGE_EPOCH, page_epoch_prefix(&c), 18),
+            (PAGE_EPOCH, page_epoch(&c, 5, &e), 26),
+            (PAGE, pages_prefix(&c), 18),
+            (PAGE, page(&c, 5), 22),
+            (JOURNAL, journals_prefix(&c), 18),
+            (JOURNAL, journal(&c, 5, 7), 30),
+            (CONTROL, control(&c, &env), 50),
+            (PENDING, pending(&env), 34),
+            (OWN_MESSAGE, own_message(&c, &m), 23),
+            (CONTROL, control_prefix(&c), 18),
+        ];
+        for (p, k, len) in cases {
+            assert!(k.starts_with(p));
+            assert_eq!(k.len(), len, "{k:?}");
+        }
+        assert_eq!(&page(&c, 5)[18..], &5u32.to_be_bytes());
+        assert_eq!(&journal(&c, 5, 7)[22..], &7u64.to_be_bytes());
+        assert!(journal(&c, 5, 7).starts_with(&journal_prefix(&c, 5)));
+        assert!(journal_prefix(&c, 5).starts_with(&journals_prefix(&c)));
+    }
+
+    #[test]
+    fn engine_receipt_keys_keep_their_layout() {
+        let e = EnvelopeId([3; 32]);
+        let d = DeviceId([4; 32]);
+        let t = Tag([5; 16]);
+        let mut want = b"d/".to_vec();
+        want.extend([3; 32]);
+        assert_eq!(delivery_prefix(&e), want);
+        want.extend([4; 32]);
+        assert_eq!(delivery_key(&e, &d), want);
+        let mut want = b"w/".to_vec();
+        want.extend([5; 16]);
+        assert_eq!(awaiting_prefix(&t), want);
+        want.extend([3; 32]);
+        assert_eq!(awaiting_key(&t, &e), want);
+        let v = awaiting_value(0x0102_0304_0506_0708, 0x0a0b_0c0d);
+        assert_eq!(v, [1, 2, 3, 4, 5, 6, 7, 8, 0x0a, 0x0b, 0x0c, 0x0d]);
+        assert_eq!(
+            parse_awaiting(&v),
+            Some((0x0102_0304_0506_0708, 0x0a0b_0c0d))
+        );
+        assert_eq!(parse_awaiting(&v[..11]), None);
+        // Longer values read their first 12 bytes, as the engine's copy does.
+        assert_eq!(
+            parse_awaiting(&[v.as_slice(), &[9]].concat()),
+            Some((0x0102_0304_0506_0708, 0x0a0b_0c0d))
+        );
+    }
+}

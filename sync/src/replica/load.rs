@@ -1,0 +1,171 @@
+//! Loading: the replica's state from its store at open, and pages on demand.
+
+use super::*;
+
+impl<S: Store> Replica<S> {
+    pub(super) fn load(&mut self) -> Result<(), StoreError> {
+        if let Some(h) = self.store.get(keys::HLC)?
+            && let Ok(v) = <[u8; 8]>::try_from(h.as_slice())
+        {
+            self.clock = Clock::resume(Hlc::unpack(u64::from_be_bytes(v)));
+        }
+        let mut records = Vec::new();
+        self.store.scan_prefix(keys::CONVERSATION, &mut |k, v| {
+            records.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        for (_, v) in records {
+            if v.len() != 64 {
+                continue;
+            }
+            let secret = ConversationSecret(v[..32].try_into().unwrap_or([0; 32]));
+            let creator = DeviceId(v[32..].try_into().unwrap_or([0; 32]));
+            let mut c = Conversation::new(secret, creator);
+            let id = c.id;
+            let mut keys = Vec::new();
+            self.store
+                .scan_prefix(&keys::epoch_prefix(&id), &mut |k, v| {
+                    if let (Ok(e), Ok(key)) =
+                        (<[u8; 4]>::try_from(&k[18..]), <[u8; 32]>::try_from(v))
+                    {
+                        keys.push((EpochId(e), key));
+                    }
+                    true
+                })?;
+            c.keys.extend(keys);
+            let mut pe: Vec<(u32, EpochId)> = Vec::new();
+            self.store
+                .scan_prefix(&keys::page_epoch_prefix(&id), &mut |k, _| {
+                    if let (Ok(p), Ok(e)) = (
+                        <[u8; 4]>::try_from(&k[18..22]),
+                        <[u8; 4]>::try_from(&k[22..26]),
+                    ) {
+                        pe.push((u32::from_be_bytes(p), EpochId(e)));
+                    }
+                    true
+                })?;
+            for (p, e) in pe {
+                c.page_epochs.entry(p).or_default().insert(e);
+            }
+            for prefix in [keys::pages_prefix(&id), keys::journals_prefix(&id)] {
+                let mut pages = BTreeSet::new();
+                let mut max_seq = 0u64;
+                self.store.scan_prefix(&prefix, &mut |k, _| {
+                    if let Ok(n) = <[u8; 4]>::try_from(&k[18..22]) {
+                        pages.insert(u32::from_be_bytes(n));
+                    }
+                    if k.len() == 30
+                        && let Ok(s) = <[u8; 8]>::try_from(&k[22..30])
+                    {
+                        max_seq = max_seq.max(u64::from_be_bytes(s));
+                        self.pages.note_journal_entry(
+                            &id,
+                            u32::from_be_bytes(k[18..22].try_into().unwrap_or([0; 4])),
+                        );
+                    }
+                    true
+                })?;
+                c.known_pages.extend(pages);
+                self.pages.resume_journal_seq(max_seq + 1);
+            }
+            self.by_tag.insert(c.tag, id);
+            self.convs.insert(id, c);
+            // Membership from the stored control envelopes.
+            let mut ctl = Vec::new();
+            self.store
+                .scan_prefix(&keys::control_prefix(&id), &mut |k, _| {
+                    if let Ok(e) = <[u8; 32]>::try_from(&k[18..]) {
+                        ctl.push(EnvelopeId(e));
+                    }
+                    true
+                })?;
+            for e in ctl {
+                if let Some(bytes) = self.store.envelope(&e)?
+                    && let Ok(env) = Envelope::decode(&bytes)
+                {
+                    let _ = self.apply_control(id, &env, false);
+                }
+            }
+        }
+        // Pending envelopes: retry each (they may have become applicable).
+        let mut pend = Vec::new();
+        self.store.scan_prefix(keys::PENDING, &mut |k, _| {
+            if let Ok(e) = <[u8; 32]>::try_from(&k[2..]) {
+                pend.push(EnvelopeId(e));
+            }
+            true
+        })?;
+        for e in pend {
+            self.store.delete(&keys::pending(&e))?;
+            if let Some(bytes) = self.store.envelope(&e)? {
+                self.store.remove_envelope(&e)?;
+                let _ = self.ingest(&bytes, self.clock.last().ms);
+            }
+        }
+        self.events.clear();
+        Ok(())
+    }
+
+    pub(super) fn ensure_page(&mut self, id: &ConversationId, n: u32) -> Result<(), CommandError> {
+        let c = self.convs.get(id).ok_or(CommandError::NoSuchConversation)?;
+        if self.pages.touch(id, n) {
+            return Ok(());
+        }
+        let actor = self.me.device_id().actor();
+        let mut page = match self.store.get(&keys::page(id, n))? {
+            Some(bytes) => Page::load(n, &bytes, actor.clone())
+                .map_err(|e| StoreError::Corrupt(format!("page {n}: {e}")))?,
+            None => Page::new(n, actor),
+        };
+        // Replay the journal: envelopes applied since the page was last saved.
+        let mut entries = Vec::new();
+        self.store
+            .scan_prefix(&keys::journal_prefix(id, n), &mut |_, v| {
+                entries.push(v.to_vec());
+                true
+            })?;
+        let mut changes: Vec<Change> = Vec::new();
+        for e in entries {
+            let Some(eid) = EnvelopeId::from_slice(&e) else {
+                continue;
+            };
+            let Some(bytes) = self.store.envelope(&eid)? else {
+                continue;
+            };
+            let Ok(env) = Envelope::decode(&bytes) else {
+                continue;
+            };
+            let Some(key) = c.key(&env.header().epoch).copied() else {
+                continue;
+            };
+            let Ok(opened) = envelope::open(&env, &key, &c.id, &mut |h| c.signers(h)) else {
+                continue;
+            };
+            let mut r = Reader::new(&opened.payload);
+            if r.u32_varint("page").ok() != Some(n) {
+                continue;
+            }
+            if let Ok(cs) = decode_changes(r.rest(), &opened.signer.actor()) {
+                changes.extend(cs);
+            }
+        }
+        let fresh: Vec<(Change, u32)> = changes
+            .into_iter()
+            .filter(|ch| !page.has_change(&ch.hash()))
+            .map(|ch| (ch, 0))
+            .collect();
+        if !fresh.is_empty() {
+            // Journal order is application order, so sequence checks hold.
+            page.apply(fresh)
+                .map_err(|e| StoreError::Corrupt(format!("journal of page {n}: {e}")))?;
+        }
+        let c = self
+            .convs
+            .get_mut(id)
+            .ok_or(CommandError::NoSuchConversation)?;
+        self.pages.insert(id, n, page);
+        c.known_pages.insert(n);
+        self.evict_pages(id)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,407 @@
+//! A device's replica: its conversations, its envelopes and the rules that connect them.
+//!
+//! Everything that enters goes through [`Replica::ingest`]: decode strictly, route by tag,
+//! decrypt, verify the signature, check the actor binding and the page rules, check
+//! membership, check dependencies, apply. Whatever fails is refused with a typed error and,
+//! when it was under one of our tags, remembered as a *tombstone* so reconciliation does not
+//! fetch it again. Envelopes that are fine but early (a dependency, an author or a key has not
+//! arrived) wait in a bounded *pending* set and are retried when what they wait for arrives.
+//! Envelopes under tags we are not a member of are *carried* for others when relaying is on.
+//!
+//! Time and randomness come from the caller (`now_ms`, a seed): the replica does no I/O except
+//! through its [`Store`], and it never flushes: the caller flushes (group commit) before it
+//! acknowledges anything.
+//!
+//! The parts, each an `impl Replica` block over the fields declared here:
+//! * `load` — the state from the store at open; pages on demand (saved page + journal);
+//! * `query` — read-only views: conversations, tags, messages, digests;
+//! * `compose` — local writes: conversations, members, profiles, messages;
+//! * `admin` — key rotation, key shares, expiry of carried envelopes;
+//! * `ingest` — envelopes from elsewhere: one by one or in batches, through one
+//!   verification of change envelopes ([`Replica::ingest`], [`Replica::ingest_batch`]);
+//! * `pending` — the bounded pending set and the retries;
+//! * `page_cache` — loaded pages, their eviction and their journal;
+//! * [`keys`] — every store key, in one table.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use automerge::{ActorId, Change, ChangeHash};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use thiserror::Error;
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::compress::{CompressError, with_codec};
+use crate::conversation::{Conversation, Invitation, Staged};
+use crate::crypto::{self, ConversationSecret, Key};
+use crate::envelope::{self, Envelope, Header, Kind, OpenError, Opened, Precedence};
+use crate::hlc::{Clock, Hlc};
+use crate::identity::Identity;
+use crate::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, OpHash, Tag, actor_bytes};
+use crate::limits::{MAX_CHANGES_PER_ENVELOPE, MAX_LOADED_PAGES, MAX_PENDING, MAX_QUEUED_EVENTS};
+use crate::membership::{self, Action, ControlOp, Entry, History, Pin};
+use crate::page::{self, Draft, MessageId, MessageView, Page, RuleError};
+use crate::store::{Store, StoreError};
+use crate::wirechange::StripError;
+use page_cache::PageCache;
+use pending::Pending;
+
+mod admin;
+mod compose;
+mod ingest;
+pub mod keys;
+mod load;
+mod page_cache;
+mod pending;
+mod query;
+
+/// Days of inbox tags a device listens on (before today, and one ahead for clock skew).
+pub const INBOX_DAYS_BACK: u64 = 7;
+/// Conversations one device may hold (invites beyond this are refused).
+pub const MAX_CONVERSATIONS: usize = 4096;
+/// How often an admin re-checks key duties for one conversation.
+const DUTY_INTERVAL_MS: u64 = 10_000;
+
+/// What happened to an ingested envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// Already held (or refused before).
+    Duplicate,
+    /// Verified and applied to a conversation.
+    Applied(ConversationId),
+    /// Verified as far as possible, stored, waiting for something.
+    Pending(ConversationId, Waiting),
+    /// Stored, but this device has no key for it and will not get one.
+    Unreadable(ConversationId),
+    /// An invitation opened: a conversation was added (or got new keys).
+    Invited(ConversationId),
+    /// Carried for other devices (not one of our conversations).
+    Carried,
+    /// Not stored: not ours, and not carried (relaying off, or expired).
+    NotWanted,
+}
+
+/// What a pending envelope waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    Dependencies(Vec<ChangeHash>),
+    Author(DeviceId),
+    /// An author known only by the first bytes of its key.
+    Signer([u8; envelope::SIGNER_HINT_LEN]),
+    Epoch(EpochId),
+    Parents,
+}
+
+/// Why an envelope was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum IngestError {
+    #[error("malformed envelope: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("{0}")]
+    Open(#[from] OpenError),
+    #[error("refused change: {0}")]
+    Rule(#[from] RuleError),
+    #[error("bad compressed payload: {0}")]
+    Compress(#[from] CompressError),
+    #[error("the author was removed from the conversation before this change")]
+    AuthorRemoved,
+    #[error("the conversation holds too many membership operations")]
+    ControlFull,
+    #[error("an invitation for another conversation than it claims")]
+    BadInvitation,
+    #[error("too many conversations")]
+    TooManyConversations,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    /// True if the peer that sent it misbehaved (as opposed to our storage failing).
+    pub fn is_peer_fault(&self) -> bool {
+        !matches!(self, IngestError::Store(_))
+    }
+}
+
+/// Errors of local commands.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CommandError {
+    #[error("no such conversation")]
+    NoSuchConversation,
+    #[error("this device is not a member of the conversation")]
+    NotMember,
+    #[error("only an admin can do that")]
+    NotAdmin,
+    #[error("{0} is not a member")]
+    NoSuchMember(String),
+    #[error("{0} is not a valid device id")]
+    BadDevice(String),
+    #[error("no key to write with yet (waiting for the conversation key)")]
+    NoKey,
+    #[error("{0}")]
+    Rule(#[from] RuleError),
+    #[error("the message body is empty")]
+    EmptyBody,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Crypto(#[from] crypto::CryptoError),
+    #[error("too many membership operations")]
+    ControlFull,
+}
+
+/// Something the application may want to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A conversation was created here or an invitation arrived.
+    ConversationAdded(ConversationId),
+    /// Membership, title or keys changed.
+    MembershipChanged(ConversationId),
+    /// Messages of one page changed (new, edited, deleted, reacted).
+    MessagesChanged {
+        conversation: ConversationId,
+        page: u32,
+    },
+    /// An envelope that came from elsewhere was verified and applied.
+    Applied {
+        conversation: ConversationId,
+        envelope: EnvelopeId,
+    },
+}
+
+/// Relay behaviour for tags that are not ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayPolicy {
+    /// Carry envelopes of conversations this device is not in.
+    pub carry: bool,
+    /// Largest total of carried bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for RelayPolicy {
+    fn default() -> Self {
+        Self {
+            carry: true,
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// A conversation as listed to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationInfo {
+    pub id: ConversationId,
+    pub title: String,
+    pub members: Vec<MemberInfo>,
+    pub me_admin: bool,
+    pub me_member: bool,
+    pub epochs: usize,
+    pub pages: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub device: DeviceId,
+    pub name: Option<String>,
+    pub admin: bool,
+}
+
+/// A message with its author resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    pub view: MessageView,
+    pub author: Option<DeviceId>,
+    pub author_name: Option<String>,
+    /// For messages written on this device: the envelope that carried it.
+    pub envelope: Option<EnvelopeId>,
+}
+
+/// A device's replica. See the module docs.
+#[derive(Debug)]
+pub struct Replica<S: Store> {
+    /// Envelopes sealed on the way (staged messages sealed before a remote change of the same
+    /// conversation is applied) that [`Replica::seal_staged`] has not reported yet: the
+    /// caller must learn of them to push them.
+    sealed_unreported: Vec<EnvelopeId>,
+    me: Identity,
+    clock: Clock,
+    rng: ChaCha20Rng,
+    keys: crate::identity::KeyCache,
+    store: S,
+    convs: BTreeMap<ConversationId, Conversation>,
+    by_tag: BTreeMap<Tag, ConversationId>,
+    pending: Pending,
+    pages: PageCache,
+    events: VecDeque<Event>,
+    relay: RelayPolicy,
+    carried_bytes: u64,
+    /// Counters for reports.
+    pub stats: Stats,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub applied: u64,
+    pub refused: u64,
+    pub pending_evicted: u64,
+    pub carried: u64,
+}
+
+/// Decompresses an envelope's change list and restores each change under its signer's actor
+/// (see [`crate::wirechange`]).
+fn decode_changes(blob: &[u8], actor: &ActorId) -> Result<Vec<Change>, IngestError> {
+    let raw = with_codec(|c| c.decompress(blob))?;
+    let mut r = Reader::new(&raw);
+    let n = r.count("changes", MAX_CHANGES_PER_ENVELOPE, 1)?;
+    if n == 0 {
+        return Err(DecodeError::Invalid("empty change list").into());
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let b = r.bytes("change", crate::limits::MAX_CHANGES_BYTES)?;
+        let restored = crate::wirechange::restore(b, actor.to_bytes())?;
+        out.push(page::parse_change(&restored)?);
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+/// The change list of an envelope, before compression: our own changes, without what the
+/// receiver knows (see [`crate::wirechange`]).
+fn encode_changes(changes: &[Change], actor: &ActorId) -> Result<Vec<u8>, StripError> {
+    let mut w = Writer::new();
+    w.varint(changes.len() as u64);
+    for c in changes {
+        w.bytes(&crate::wirechange::strip(c.raw_bytes(), actor.to_bytes())?);
+    }
+    Ok(w.into_vec())
+}
+
+impl<S: Store> Replica<S> {
+    /// Opens a replica over `store`, loading what it holds. `seed` seeds the replica's
+    /// generator (salts, ephemeral keys, new secrets): the daemon passes OS randomness, the
+    /// simulator a seeded value.
+    pub fn open(me: Identity, store: S, seed: [u8; 32]) -> Result<Self, StoreError> {
+        let mut r = Self {
+            me,
+            clock: Clock::new(),
+            rng: ChaCha20Rng::from_seed(seed),
+            keys: Default::default(),
+            store,
+            convs: BTreeMap::new(),
+            by_tag: BTreeMap::new(),
+            pending: Pending::default(),
+            pages: PageCache::default(),
+            sealed_unreported: Vec::new(),
+            events: VecDeque::new(),
+            relay: RelayPolicy::default(),
+            carried_bytes: 0,
+            stats: Stats::default(),
+        };
+        r.load()?;
+        Ok(r)
+    }
+
+    pub fn set_relay_policy(&mut self, p: RelayPolicy) {
+        self.relay = p;
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.me
+    }
+
+    pub fn device_id(&self) -> DeviceId {
+        self.me.device_id()
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    pub fn clock(&self) -> Hlc {
+        self.clock.last()
+    }
+
+    pub(super) fn seed32(&mut self) -> [u8; 32] {
+        let mut s = [0u8; 32];
+        self.rng.fill_bytes(&mut s);
+        s
+    }
+
+    pub(super) fn emit(&mut self, e: Event) {
+        if self.events.back() == Some(&e) {
+            return;
+        }
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
+
+/// The inbox tags a device listens on when its clock says `day`: a week back and one day
+/// ahead. Anyone who knows the device id can compute them (a peer derives them from the
+/// hello rather than receiving them).
+pub fn inbox_window(device: &DeviceId, day: u64) -> Vec<Tag> {
+    (day.saturating_sub(INBOX_DAYS_BACK)..=day.saturating_add(1))
+        .map(|d| crypto::inbox_tag(device, d))
+        .collect()
+}
+
+fn c_waiting<S: Store>(r: &Replica<S>, conv: &ConversationId) -> bool {
+    r.convs
+        .get(conv)
+        .is_some_and(|c| c.membership.waiting() > 0)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut cut = s.len().min(max);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s[..cut].to_string()
+}
+
+/// Message ids a local change created.
+fn own_created(change: &Change, page: u32) -> Vec<MessageId> {
+    use automerge::legacy::{Key as AmKey, ObjectId, OpType};
+    change
+        .decode()
+        .operations
+        .iter()
+        .filter_map(|op| match (&op.obj, &op.key, &op.action) {
+            (ObjectId::Root, AmKey::Map(k), OpType::Make(_)) if page::parse_key(k).is_some() => {
+                Some(MessageId {
+                    page,
+                    key: k.to_string(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Opens an envelope of a conversation this replica holds (for tests and tools).
+pub fn open_with<S: Store>(r: &Replica<S>, env: &Envelope) -> Result<Opened, OpenError> {
+    let conv = r
+        .by_tag
+        .get(&env.header().tag)
+        .and_then(|c| r.convs.get(c))
+        .ok_or(OpenError::Decrypt)?;
+    let key = match env.header().kind {
+        Kind::Control => conv.control_key,
+        _ => *conv.key(&env.header().epoch).ok_or(OpenError::Decrypt)?,
+    };
+    envelope::open(env, &key, &conv.id, &mut |h| conv.signers(h))
+}

@@ -1,0 +1,170 @@
+//! Read-only views: conversations, tags, messages, digests.
+
+use super::*;
+
+impl<S: Store> Replica<S> {
+    pub fn conversation(&self, id: &ConversationId) -> Option<&Conversation> {
+        self.convs.get(id)
+    }
+
+    pub fn conversation_ids(&self) -> Vec<ConversationId> {
+        self.convs.keys().copied().collect()
+    }
+
+    /// Finds a conversation by a unique prefix of its printed id.
+    pub fn resolve_conversation(&self, prefix: &str) -> Option<ConversationId> {
+        let prefix = prefix.trim().to_ascii_lowercase();
+        let mut hits = self
+            .convs
+            .keys()
+            .filter(|c| c.to_string().starts_with(&prefix));
+        let first = hits.next()?;
+        hits.next().is_none().then_some(*first)
+    }
+
+    pub fn info(&self, id: &ConversationId) -> Option<ConversationInfo> {
+        let c = self.convs.get(id)?;
+        let st = c.membership.state();
+        let me = self.me.device_id();
+        Some(ConversationInfo {
+            id: *id,
+            title: st.title.clone(),
+            members: st
+                .members
+                .iter()
+                .map(|(d, m)| MemberInfo {
+                    device: *d,
+                    name: m.name.clone(),
+                    admin: m.admin,
+                })
+                .collect(),
+            me_admin: st.is_admin(&me),
+            me_member: st.is_member(&me),
+            epochs: st.epochs.len(),
+            pages: c.known_pages.len(),
+        })
+    }
+
+    /// Whether this device takes envelopes for others now (relaying on, quota not used up).
+    pub fn carries(&self) -> bool {
+        self.relay.carry && self.carried_bytes < self.relay.max_bytes
+    }
+
+    /// Tags this device wants: its conversations and its recent inbox tags.
+    pub fn tags_of_interest(&self, now_ms: u64) -> Vec<Tag> {
+        let mut t: Vec<Tag> = self.by_tag.keys().copied().collect();
+        t.extend(self.inbox_tags(now_ms));
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    pub fn inbox_tags(&self, now_ms: u64) -> Vec<Tag> {
+        inbox_window(&self.me.device_id(), crypto::day_of(now_ms))
+    }
+
+    /// The conversations' tags (without inbox tags).
+    pub fn conversation_tags(&self) -> Vec<Tag> {
+        self.by_tag.keys().copied().collect()
+    }
+
+    /// True if `tag` is one of our conversations (or inbox tags at `now_ms`).
+    pub fn is_own_tag(&self, tag: &Tag, now_ms: u64) -> bool {
+        self.by_tag.contains_key(tag) || self.inbox_tags(now_ms).contains(tag)
+    }
+
+    pub fn conversation_of_tag(&self, tag: &Tag) -> Option<ConversationId> {
+        self.by_tag.get(tag).copied()
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The newest `limit` messages (oldest first), skipping messages hidden by membership.
+    pub fn messages(
+        &mut self,
+        id: &ConversationId,
+        limit: usize,
+    ) -> Result<Vec<MessageInfo>, CommandError> {
+        let pages: Vec<u32> = self
+            .convs
+            .get(id)
+            .ok_or(CommandError::NoSuchConversation)?
+            .pages()
+            .rev()
+            .collect();
+        let mut out: Vec<MessageInfo> = Vec::new();
+        for p in pages {
+            if out.len() >= limit {
+                break;
+            }
+            self.ensure_page(id, p)?;
+            let c = &self.convs[id];
+            let st = c.membership.state();
+            for v in self
+                .pages
+                .get(id, p)
+                .expect("loaded by ensure_page")
+                .messages()
+            {
+                let author = c.device_of_actor(&v.actor);
+                if let Some(a) = &author
+                    && !st.message_visible(a, p, v.created_op)
+                {
+                    continue;
+                }
+                out.push(MessageInfo {
+                    author_name: author.and_then(|a| c.name_of(&a)),
+                    author,
+                    envelope: None,
+                    view: v,
+                });
+            }
+        }
+        out.sort_by(|a, b| (a.view.sent_at, &a.view.id).cmp(&(b.view.sent_at, &b.view.id)));
+        let skip = out.len().saturating_sub(limit);
+        let mut out: Vec<MessageInfo> = out.into_iter().skip(skip).collect();
+        let me = self.me.device_id();
+        for m in &mut out {
+            if m.author == Some(me)
+                && let Some(e) = self.store.get(&keys::own_message(id, &m.view.id))?
+            {
+                m.envelope = EnvelopeId::from_slice(&e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Heads of every page and the membership state: equal on two replicas iff they converged.
+    pub fn state_digest(&mut self, id: &ConversationId) -> Result<[u8; 32], CommandError> {
+        let pages: Vec<u32> = self
+            .convs
+            .get(id)
+            .ok_or(CommandError::NoSuchConversation)?
+            .pages()
+            .collect();
+        let mut h = blake3::Hasher::new();
+        for p in pages {
+            self.ensure_page(id, p)?;
+            if !self.convs.contains_key(id) {
+                return Err(CommandError::NoSuchConversation);
+            }
+            let page = self
+                .pages
+                .get_mut(id, p)
+                .ok_or(CommandError::NoSuchConversation)?;
+            let mut heads = page.heads();
+            heads.sort();
+            h.update(&p.to_be_bytes());
+            for hd in heads {
+                h.update(&hd.0);
+            }
+        }
+        let c = &self.convs[id];
+        for op in &c.membership.state().order {
+            h.update(&op.0);
+        }
+        Ok(*h.finalize().as_bytes())
+    }
+}
