@@ -6,46 +6,21 @@
 //! own message envelopes stay on an *awaiting* list, per conversation, with the count of
 //! members still to confirm; the list is bounded by [`MAX_AWAITING_RECEIPTS`].
 //!
-//! Store keys (in the replica's store, beside its own; see `vaarta_sync::replica`):
+//! Store keys (in the replica's store, in its one table of prefixes,
+//! [`vaarta_sync::replica::keys`]):
 //! * `d/` ‖ envelope id ‖ device id → empty: a receipt;
 //! * `w/` ‖ tag ‖ envelope id → sealed-at ms (u64 BE) ‖ members still to confirm (u32 BE).
 
 use std::collections::BTreeSet;
 
 use vaarta_sync::ids::{DeviceId, EnvelopeId, Tag};
+use vaarta_sync::replica::keys::{
+    awaiting_key, awaiting_prefix, awaiting_value, delivery_key, delivery_prefix, parse_awaiting,
+};
 use vaarta_sync::store::{Store, StoreError};
 
 use crate::config::MAX_AWAITING_RECEIPTS;
 use crate::{Engine, Event, LinkId};
-
-pub(crate) fn delivery_prefix(e: &EnvelopeId) -> Vec<u8> {
-    [b"d/".as_slice(), &e.0].concat()
-}
-
-pub(crate) fn delivery_key(e: &EnvelopeId, d: &DeviceId) -> Vec<u8> {
-    [delivery_prefix(e).as_slice(), &d.0].concat()
-}
-
-fn awaiting_prefix(tag: &Tag) -> Vec<u8> {
-    [b"w/".as_slice(), &tag.0].concat()
-}
-
-fn awaiting_key(tag: &Tag, e: &EnvelopeId) -> Vec<u8> {
-    [awaiting_prefix(tag).as_slice(), &e.0].concat()
-}
-
-fn awaiting_value(sealed_at: u64, left: u32) -> [u8; 12] {
-    let mut v = [0u8; 12];
-    v[..8].copy_from_slice(&sealed_at.to_be_bytes());
-    v[8..].copy_from_slice(&left.to_be_bytes());
-    v
-}
-
-fn parse_awaiting(v: &[u8]) -> Option<(u64, u32)> {
-    let at = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
-    let left = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?);
-    Some((at, left))
-}
 
 /// What a finished reconciliation proves, given the awaiting list (sealed-at, id), when the
 /// session started and what it found lacking: the envelopes now known delivered, and those
@@ -208,15 +183,6 @@ mod tests {
     }
 
     #[test]
-    fn awaiting_values_round_trip() {
-        assert_eq!(
-            parse_awaiting(&awaiting_value(123_456, 7)),
-            Some((123_456, 7))
-        );
-        assert_eq!(parse_awaiting(&[0; 11]), None);
-    }
-
-    #[test]
     fn recovery_confirms_what_was_sealed_before_and_not_found_lacking() {
         let awaiting = vec![(30, id(3)), (10, id(1)), (20, id(2)), (40, id(4))];
         let lacks: BTreeSet<EnvelopeId> = [id(2)].into();
@@ -235,13 +201,5 @@ mod tests {
         assert!(delivered.is_empty());
         assert_eq!(dropped.len(), MAX_AWAITING_RECEIPTS / 2);
         assert_eq!(dropped[0], id(0), "oldest first");
-    }
-
-    #[test]
-    fn keys_do_not_overlap() {
-        let e = id(1);
-        let d = DeviceId([2; 32]);
-        assert!(delivery_key(&e, &d).starts_with(&delivery_prefix(&e)));
-        assert!(!awaiting_key(&Tag([0; 16]), &e).starts_with(b"d/"));
     }
 }

@@ -181,7 +181,7 @@ impl Default for RelayPolicy {
     fn default() -> Self {
         Self {
             carry: true,
-            max_bytes: 256 * 1024 * 1024,
+            max_bytes: crate::limits::DEFAULT_RELAY_MAX_BYTES,
         }
     }
 }
