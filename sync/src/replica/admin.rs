@@ -57,8 +57,12 @@ impl<S: Store> Replica<S> {
             .into_iter()
             .filter(|d| *d != me.device_id())
             .collect();
-        let slots =
-            membership::seal_slots(&me, &conv, &key, &others, || it.next().unwrap_or([7; 32]));
+        // One fresh ephemeral seed per slot, drawn up front (the draw order is part of the
+        // replica's determinism); past them, more are drawn, never a fixed value.
+        let rng = &mut self.rng;
+        let slots = membership::seal_slots(&me, &conv, &key, &others, || {
+            it.next().unwrap_or_else(|| fresh_seed(rng))
+        });
         self.store_key(id, epoch, key)?;
         self.control(
             id,
@@ -102,13 +106,11 @@ impl<S: Store> Replica<S> {
                 let key = self.convs[&id].keys[&epoch];
                 let conv = self.convs[&id].id;
                 let me_id = self.me.clone();
-                let mut seeds: Vec<[u8; 32]> = (0..missing.len()).map(|_| [0; 32]).collect();
-                for s in &mut seeds {
-                    *s = self.seed32();
-                }
+                let seeds: Vec<[u8; 32]> = (0..missing.len()).map(|_| self.seed32()).collect();
                 let mut it = seeds.into_iter();
+                let rng = &mut self.rng;
                 let slots = membership::seal_slots(&me_id, &conv, &key, &missing, || {
-                    it.next().unwrap_or([9; 32])
+                    it.next().unwrap_or_else(|| fresh_seed(rng))
                 });
                 out.push(self.control(
                     &id,
@@ -123,4 +125,12 @@ impl<S: Store> Replica<S> {
         }
         Ok(out)
     }
+}
+
+/// A fresh 32-byte seed from the replica's generator.
+fn fresh_seed(rng: &mut rand_chacha::ChaCha20Rng) -> [u8; 32] {
+    use rand_core::RngCore;
+    let mut s = [0u8; 32];
+    rng.fill_bytes(&mut s);
+    s
 }
