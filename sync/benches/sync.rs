@@ -134,7 +134,7 @@ fn main() {
         for chunk in sent.chunks(batch) {
             let refs: Vec<&[u8]> = chunk.iter().map(|e| e.as_slice()).collect();
             for r in b.ingest_batch(&refs, T0 + 1_000_000) {
-                r.unwrap();
+                r.result.unwrap();
             }
         }
         let el = t.elapsed();

@@ -559,7 +559,7 @@ proptest! {
                 }
                 for chunk in batch.chunks(1 + (rnd() % 40) as usize) {
                     for res in r.ingest_batch(chunk, T0 + 5000) {
-                        prop_assert!(res.is_ok(), "{res:?}");
+                        prop_assert!(res.result.is_ok(), "{res:?}");
                     }
                 }
             }
@@ -605,7 +605,7 @@ fn replies_sort_after_what_they_answer_despite_a_slow_clock() {
             let all = envelopes(&a[0]);
             let refs: Vec<&[u8]> = all.iter().map(|v| v.as_slice()).collect();
             for r in b[0].ingest_batch(&refs, T0 + 1_000) {
-                r.unwrap();
+                r.result.unwrap();
             }
         } else {
             sync(&a[0], &mut b[0], T0 + 1_000);
@@ -628,4 +628,77 @@ fn inbox_window_takes_any_day_a_peer_names() {
     // The day comes from a peer's hello: extremes must not overflow.
     assert_eq!(vaarta_sync::replica::inbox_window(&d, u64::MAX).len(), 8);
     assert_eq!(vaarta_sync::replica::inbox_window(&d, 0).len(), 2);
+}
+
+#[test]
+fn every_own_envelope_is_reported_with_its_routing_facts() {
+    let mut a = replica(1);
+    let b = replica(2);
+    // Without asking, nothing is kept.
+    let (c0, _) = a.create_conversation("quiet", History::Shared, T0).unwrap();
+    assert!(a.take_sealed().is_empty());
+    a.report_sealed();
+    let (c, first) = a.create_conversation("EOC", History::Shared, T0).unwrap();
+    let mut made = vec![first];
+    made.extend(a.add_member(&c, b.device_id(), false, T0).unwrap());
+    a.stage_message(&c, text("one"), T0 + 1).unwrap();
+    let m2 = a.stage_message(&c, text("two"), T0 + 1).unwrap();
+    made.extend(a.seal_staged(T0 + 2).unwrap());
+    made.push(a.edit_message(&c, &m2, "two, edited", T0 + 3).unwrap());
+    made.push(a.react(&c, &m2, Some("👍"), T0 + 4).unwrap());
+    made.push(a.set_profile(&c0, "Asha", T0 + 5).unwrap());
+    let sealed = a.take_sealed();
+    assert_eq!(
+        sealed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        made,
+        "every envelope, in sealing order"
+    );
+    for s in &sealed {
+        let bytes = a.store().envelope(&s.id).unwrap().unwrap();
+        let env = Envelope::decode(&bytes).unwrap();
+        assert_eq!(env.id(), s.id);
+        assert_eq!(env.header().tag, s.tag);
+        assert_eq!(env.header().kind, s.kind);
+        assert_eq!(env.header().precedence, s.precedence);
+    }
+    let kinds: Vec<Kind> = sealed.iter().map(|s| s.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            Kind::Control,
+            Kind::Control,
+            Kind::Invite,
+            Kind::Change,
+            Kind::Change,
+            Kind::Change,
+            Kind::Control
+        ]
+    );
+    // The batch of two messages names both; an edit or a reaction names none.
+    assert_eq!(sealed[3].messages.len(), 2);
+    assert!(sealed[3].messages.contains(&m2));
+    assert!(sealed[4].messages.is_empty() && sealed[5].messages.is_empty());
+    assert_eq!(sealed[6].conversation, c0);
+    assert!(a.take_sealed().is_empty(), "drained");
+}
+
+#[test]
+fn a_batch_names_what_it_ingested() {
+    let mut a = replica(1);
+    let mut b = replica(2);
+    let (c, _) = a.create_conversation("x", History::Shared, T0).unwrap();
+    a.add_member(&c, b.device_id(), false, T0).unwrap();
+    a.send_message(&c, text("hi"), T0 + 1).unwrap();
+    let all = envelopes(&a);
+    let mut refs: Vec<&[u8]> = all.iter().map(|v| v.as_slice()).collect();
+    refs.push(b"not an envelope");
+    let out = b.ingest_batch(&refs, T0 + 2);
+    for (bytes, adm) in all.iter().zip(&out) {
+        let env = Envelope::decode(bytes).unwrap();
+        assert_eq!(adm.id, Some(env.id()));
+        assert_eq!(adm.tag, Some(env.header().tag));
+    }
+    let junk = out.last().unwrap();
+    assert_eq!((junk.id, junk.tag), (None, None));
+    assert!(junk.result.is_err());
 }

@@ -6,7 +6,7 @@ use vaarta_sync::membership::History;
 use vaarta_sync::page::{Draft, MessageId};
 use vaarta_sync::store::Store;
 
-use crate::{Engine, EngineError, Source};
+use crate::{Engine, EngineError};
 
 impl<S: Store> Engine<S> {
     /// Creates a conversation with this device as its admin; returns it and the envelope
@@ -18,7 +18,7 @@ impl<S: Store> Engine<S> {
         now_ms: u64,
     ) -> Result<(ConversationId, EnvelopeId), EngineError> {
         let (id, env) = self.replica.create_conversation(title, history, now_ms)?;
-        self.fresh.push((env, Source::Own));
+        self.note_sealed();
         self.tags_changed();
         self.settle();
         Ok((id, env))
@@ -45,9 +45,7 @@ impl<S: Store> Engine<S> {
         now_ms: u64,
     ) -> Result<Vec<EnvelopeId>, EngineError> {
         let sealed = self.replica.add_members(conv, devices, admin, now_ms)?;
-        for env in &sealed {
-            self.fresh.push((*env, Source::Own));
-        }
+        self.note_sealed();
         Ok(sealed)
     }
 
@@ -60,9 +58,7 @@ impl<S: Store> Engine<S> {
         now_ms: u64,
     ) -> Result<Vec<EnvelopeId>, EngineError> {
         let sealed = self.replica.remove_member(conv, device, now_ms)?;
-        for env in &sealed {
-            self.fresh.push((*env, Source::Own));
-        }
+        self.note_sealed();
         Ok(sealed)
     }
 
@@ -84,8 +80,8 @@ impl<S: Store> Engine<S> {
         body: &str,
         now_ms: u64,
     ) -> Result<(), EngineError> {
-        let e = self.replica.edit_message(conv, msg, body, now_ms)?;
-        self.fresh.push((e, Source::Own));
+        self.replica.edit_message(conv, msg, body, now_ms)?;
+        self.note_sealed();
         Ok(())
     }
 
@@ -95,8 +91,8 @@ impl<S: Store> Engine<S> {
         msg: &MessageId,
         now_ms: u64,
     ) -> Result<(), EngineError> {
-        let e = self.replica.delete_message(conv, msg, now_ms)?;
-        self.fresh.push((e, Source::Own));
+        self.replica.delete_message(conv, msg, now_ms)?;
+        self.note_sealed();
         Ok(())
     }
 
@@ -107,8 +103,8 @@ impl<S: Store> Engine<S> {
         emoji: Option<&str>,
         now_ms: u64,
     ) -> Result<(), EngineError> {
-        let e = self.replica.react(conv, msg, emoji, now_ms)?;
-        self.fresh.push((e, Source::Own));
+        self.replica.react(conv, msg, emoji, now_ms)?;
+        self.note_sealed();
         Ok(())
     }
 
@@ -131,8 +127,8 @@ impl<S: Store> Engine<S> {
                 continue;
             };
             if m.name.as_deref() != Some(name.as_str()) {
-                let env = self.replica.set_profile(&id, &name, now_ms)?;
-                self.fresh.push((env, Source::Own));
+                self.replica.set_profile(&id, &name, now_ms)?;
+                self.note_sealed();
             }
             self.profiled.insert(id);
         }

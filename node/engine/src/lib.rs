@@ -63,10 +63,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-use vaarta_sync::envelope::Envelope;
+use vaarta_sync::envelope::{Envelope, Kind, Precedence};
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, EnvelopeId, Tag};
-use vaarta_sync::replica::{self, Ingested, RelayPolicy, Replica};
+use vaarta_sync::replica::{self, Ingested, RelayPolicy, Replica, Sealed};
 use vaarta_sync::store::{Store, StoreError};
 
 pub use config::Config;
@@ -97,6 +97,28 @@ pub(crate) enum Source {
     Import,
 }
 
+/// A new envelope to spread, with what routing it needs (known from sealing or ingestion,
+/// never read back from the store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fresh {
+    id: EnvelopeId,
+    tag: Tag,
+    /// Precedence and kind, for our own envelopes (pushed at once).
+    route: Option<(Precedence, Kind)>,
+    source: Source,
+}
+
+impl Fresh {
+    pub(crate) fn own(s: &Sealed) -> Self {
+        Self {
+            id: s.id,
+            tag: s.tag,
+            route: Some((s.precedence, s.kind)),
+            source: Source::Own,
+        }
+    }
+}
+
 /// One device's engine. See the crate docs.
 #[derive(Debug)]
 pub struct Engine<S: Store> {
@@ -108,7 +130,7 @@ pub struct Engine<S: Store> {
     /// Envelopes received since the last flush: (link, push seq, bytes).
     inbox: Vec<(LinkId, u64, Vec<u8>)>,
     /// Envelopes created or stored since the last push round, and where they came from.
-    fresh: Vec<(EnvelopeId, Source)>,
+    fresh: Vec<Fresh>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     /// Arrival order of pushes (ties within a precedence).
@@ -146,6 +168,7 @@ impl<S: Store> Engine<S> {
         let mut rseed = [0u8; 32];
         rng.fill_bytes(&mut rseed);
         let mut replica = Replica::open(identity, store, rseed)?;
+        replica.report_sealed();
         replica.set_relay_policy(RelayPolicy {
             carry: config.relay,
             max_bytes: config.relay_max_bytes,
@@ -234,6 +257,13 @@ impl<S: Store> Engine<S> {
             self.events.pop_front();
         }
         self.events.push_back(e);
+    }
+
+    /// Lists what the replica sealed since the last call for spreading.
+    pub(crate) fn note_sealed(&mut self) {
+        for s in self.replica.take_sealed() {
+            self.fresh.push(Fresh::own(&s));
+        }
     }
 
     /// Re-arms the timers of the links touched since the last call, and the dialer's.
@@ -498,20 +528,25 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Queues a stored envelope for pushing on `link` (its header gives the precedence).
+    /// Queues a stored envelope for pushing on `link` (a peer asked for it: its header,
+    /// read from the store, gives the precedence).
     fn enqueue(&mut self, link: LinkId, id: EnvelopeId) {
-        let max = self.config.max_push_queue;
         let header = match self.replica.store().envelope(&id) {
             Ok(Some(b)) if !b.is_empty() => Envelope::decode(&b).ok().map(|e| *e.header()),
             _ => None,
         };
         let Some(h) = header else { return };
+        self.enqueue_routed(link, id, h.precedence, h.kind);
+    }
+
+    fn enqueue_routed(&mut self, link: LinkId, id: EnvelopeId, precedence: Precedence, kind: Kind) {
+        let max = self.config.max_push_queue;
         let order = self.next_order;
         self.next_order += 1;
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        if l.push.enqueue(id, h.precedence, h.kind, order, max) == Enqueued::Overflowed {
+        if l.push.enqueue(id, precedence, kind, order, max) == Enqueued::Overflowed {
             // Let reconciliation find the rest.
             l.sessions.resync_at = 0;
         }
@@ -557,10 +592,13 @@ impl<S: Store> Engine<S> {
 
     /// Pushes (own) or announces (relayed) a stored envelope to the interested links, but
     /// not back to the link it came from.
-    fn spread(&mut self, id: EnvelopeId, from: Source) {
-        let Ok(Some(tag)) = self.replica.store().tag_of(&id) else {
-            return;
-        };
+    fn spread(&mut self, f: Fresh) {
+        let Fresh {
+            id,
+            tag,
+            route,
+            source: from,
+        } = f;
         let mut targets: Vec<LinkId> = self
             .links
             .iter()
@@ -594,7 +632,9 @@ impl<S: Store> Engine<S> {
         }
         let max = self.config.max_push_queue;
         for t in targets {
-            if eager {
+            if let (true, Some((precedence, kind))) = (eager, route) {
+                self.enqueue_routed(t, id, precedence, kind);
+            } else if eager {
                 self.enqueue(t, id);
             } else if let Some(l) = self.links.get_mut(&t) {
                 l.push.announce(id, max);
@@ -665,16 +705,21 @@ impl<S: Store> Engine<S> {
         if !inbox.is_empty() {
             let refs: Vec<&[u8]> = inbox.iter().map(|(_, _, b)| b.as_slice()).collect();
             let results = self.replica.ingest_batch(&refs, now_ms);
-            for ((link, seq, bytes), r) in inbox.iter().zip(results) {
-                if !self.requested.is_empty() {
-                    self.requested
-                        .remove(&EnvelopeId(*blake3::hash(bytes).as_bytes()));
+            for ((link, seq, _), adm) in inbox.iter().zip(results) {
+                if let Some(id) = adm.id {
+                    self.requested.remove(&id);
                 }
-                match r {
+                match adm.result {
                     Ok(ing) => {
-                        if !matches!(ing, Ingested::Duplicate | Ingested::NotWanted) {
-                            let id = EnvelopeId(*blake3::hash(bytes).as_bytes());
-                            self.fresh.push((id, Source::Link(*link)));
+                        if let (Some(id), Some(tag)) = (adm.id, adm.tag)
+                            && !matches!(ing, Ingested::Duplicate | Ingested::NotWanted)
+                        {
+                            self.fresh.push(Fresh {
+                                id,
+                                tag,
+                                route: None,
+                                source: Source::Link(*link),
+                            });
                         }
                         if let Ingested::Invited(_) = ing {
                             self.tags_changed();
@@ -695,10 +740,13 @@ impl<S: Store> Engine<S> {
                 a.1 += 1;
             }
         }
-        for id in self.replica.seal_staged(now_ms)? {
-            self.fresh.push((id, Source::Own));
-            self.await_receipts(id, now_ms)?;
-            self.event(Event::Created { envelope: id });
+        let staged: BTreeSet<EnvelopeId> = self.replica.seal_staged(now_ms)?.into_iter().collect();
+        for s in self.replica.take_sealed() {
+            self.fresh.push(Fresh::own(&s));
+            if staged.contains(&s.id) {
+                self.await_receipts(&s, now_ms)?;
+                self.event(Event::Created { envelope: s.id });
+            }
         }
         if self
             .timers
@@ -708,9 +756,8 @@ impl<S: Store> Engine<S> {
             // Admin duties (key rotation, key shares) are rate-limited per conversation anyway.
             self.timers
                 .set(Timer::Maintain, Some(now_ms + MAINTAIN_INTERVAL_MS));
-            for id in self.replica.maintain(now_ms)? {
-                self.fresh.push((id, Source::Own));
-            }
+            self.replica.maintain(now_ms)?;
+            self.note_sealed();
             if now_ms >= self.expire_at {
                 self.expire_at = now_ms + EXPIRE_INTERVAL_MS;
                 self.replica.expire_carried(now_ms)?;
@@ -722,14 +769,13 @@ impl<S: Store> Engine<S> {
         // New tags: our own (a conversation) go in a new hello to everyone; carried ones (a
         // relay holding something new for others) in a `Carry` to the relays we are linked to.
         let (mut own_new, mut carry_new) = (false, false);
-        for (id, _) in &self.fresh {
-            if let Ok(Some(t)) = self.replica.store().tag_of(id) {
-                if self.replica.is_own_tag(&t, now_ms) {
-                    own_new |= self.replica.conversation_of_tag(&t).is_some()
-                        && !self.announced.contains(&t);
-                } else if self.config.relay {
-                    carry_new |= !self.announced_carry.contains(&t);
-                }
+        for f in &self.fresh {
+            let t = f.tag;
+            if self.replica.is_own_tag(&t, now_ms) {
+                own_new |=
+                    self.replica.conversation_of_tag(&t).is_some() && !self.announced.contains(&t);
+            } else if self.config.relay {
+                carry_new |= !self.announced_carry.contains(&t);
             }
         }
         if own_new && !self.links.is_empty() {
@@ -748,8 +794,8 @@ impl<S: Store> Engine<S> {
         }
         self.settle();
         self.send_due_acks(now_ms);
-        for (id, from) in std::mem::take(&mut self.fresh) {
-            self.spread(id, from);
+        for f in std::mem::take(&mut self.fresh) {
+            self.spread(f);
         }
         Ok(())
     }

@@ -2,13 +2,15 @@
 //! Drivers never write to the replica behind the engine's back: state changes go through
 //! commands, [`Engine::import`], and [`Engine::checkpoint`]/[`Engine::close`].
 
-use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId};
+use vaarta_sync::ids::{ConversationId, DeviceId};
 use vaarta_sync::replica::{
     CommandError, ConversationInfo, IngestError, Ingested, MessageInfo, Replica,
 };
 use vaarta_sync::store::{Store, StoreError};
 
-use crate::{Engine, EngineError, LinkInfo, PeerSeen, Source};
+use vaarta_sync::envelope::Envelope;
+
+use crate::{Engine, EngineError, Fresh, LinkInfo, PeerSeen, Source};
 
 impl<S: Store> Engine<S> {
     /// The replica, read-only: for queries and for a simulator's invariant checks.
@@ -71,9 +73,17 @@ impl<S: Store> Engine<S> {
     pub fn import(&mut self, bytes: &[u8], now_ms: u64) -> Result<Ingested, IngestError> {
         self.now = now_ms;
         let r = self.replica.ingest(bytes, now_ms)?;
-        if !matches!(r, Ingested::Duplicate | Ingested::NotWanted) {
-            let id = EnvelopeId(*blake3::hash(bytes).as_bytes());
-            self.fresh.push((id, Source::Import));
+        // Ingesting may seal messages staged here first: they spread as our own.
+        self.note_sealed();
+        if !matches!(r, Ingested::Duplicate | Ingested::NotWanted)
+            && let Ok(env) = Envelope::decode(bytes)
+        {
+            self.fresh.push(Fresh {
+                id: env.id(),
+                tag: env.header().tag,
+                route: None,
+                source: Source::Import,
+            });
         }
         if let Ingested::Invited(_) = r {
             self.tags_changed();

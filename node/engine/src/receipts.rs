@@ -14,6 +14,7 @@
 use std::collections::BTreeSet;
 
 use vaarta_sync::ids::{DeviceId, EnvelopeId, Tag};
+use vaarta_sync::replica::Sealed;
 use vaarta_sync::replica::keys::{
     awaiting_key, awaiting_prefix, awaiting_value, delivery_key, delivery_prefix, parse_awaiting,
 };
@@ -59,15 +60,12 @@ impl<S: Store> Engine<S> {
     }
 
     /// Lists a message envelope we just sealed as awaiting receipts from the other members.
-    pub(crate) fn await_receipts(&mut self, id: EnvelopeId, now_ms: u64) -> Result<(), StoreError> {
-        let Some(tag) = self.replica.store().tag_of(&id)? else {
-            return Ok(());
-        };
+    pub(crate) fn await_receipts(&mut self, s: &Sealed, now_ms: u64) -> Result<(), StoreError> {
+        let (id, tag) = (s.id, s.tag);
         let me = self.replica.device_id();
         let others = self
             .replica
-            .conversation_of_tag(&tag)
-            .and_then(|c| self.replica.conversation(&c))
+            .conversation(&s.conversation)
             .map(|c| {
                 let st = c.membership.state();
                 st.members.len() - usize::from(st.is_member(&me))

@@ -215,9 +215,35 @@ pub struct MessageInfo {
     pub envelope: Option<EnvelopeId>,
 }
 
+/// An envelope this device sealed, as [`Replica::take_sealed`] reports it: everything a
+/// caller needs to route it without reading it back or hashing it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub id: EnvelopeId,
+    pub tag: Tag,
+    pub precedence: Precedence,
+    pub kind: Kind,
+    pub conversation: ConversationId,
+    /// Messages the envelope created (new messages; empty for edits, deletions, reactions
+    /// and control operations).
+    pub messages: Vec<MessageId>,
+}
+
+/// What [`Replica::ingest_batch`] learnt of one input: its id and tag when it decoded, and
+/// the outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    pub id: Option<EnvelopeId>,
+    pub tag: Option<Tag>,
+    pub result: Result<Ingested, IngestError>,
+}
+
 /// A device's replica. See the module docs.
 #[derive(Debug)]
 pub struct Replica<S: Store> {
+    /// Every envelope sealed here since the last [`Replica::take_sealed`], when the caller
+    /// asked for them ([`Replica::report_sealed`]); otherwise nothing is kept.
+    sealed: Option<Vec<Sealed>>,
     /// Envelopes sealed on the way (staged messages sealed before a remote change of the same
     /// conversation is applied) that [`Replica::seal_staged`] has not reported yet: the
     /// caller must learn of them to push them.
@@ -292,6 +318,7 @@ impl<S: Store> Replica<S> {
             pending: Pending::default(),
             pages: PageCache::default(),
             sealed_unreported: Vec::new(),
+            sealed: None,
             events: VecDeque::new(),
             relay: RelayPolicy::default(),
             carried_bytes: 0,
@@ -299,6 +326,23 @@ impl<S: Store> Replica<S> {
         };
         r.load()?;
         Ok(r)
+    }
+
+    /// From now on, keep a record of every envelope sealed here for [`Self::take_sealed`]
+    /// (the engine drains it after every call, so it stays small).
+    pub fn report_sealed(&mut self) {
+        self.sealed.get_or_insert_with(Vec::new);
+    }
+
+    /// The envelopes sealed since the last call, in sealing order.
+    pub fn take_sealed(&mut self) -> Vec<Sealed> {
+        self.sealed.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    pub(super) fn record_sealed(&mut self, s: Sealed) {
+        if let Some(v) = &mut self.sealed {
+            v.push(s);
+        }
     }
 
     pub fn set_relay_policy(&mut self, p: RelayPolicy) {
