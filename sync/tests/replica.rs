@@ -702,3 +702,28 @@ fn a_batch_names_what_it_ingested() {
     assert_eq!((junk.id, junk.tag), (None, None));
     assert!(junk.result.is_err());
 }
+
+#[test]
+fn a_checkpoint_or_a_digest_never_swallows_staged_messages() {
+    // Saving a page (checkpoint) or reading its heads (digest) closes Automerge's open
+    // transaction: staged ops became a local change that no envelope ever carried.
+    let mut a = replica(1);
+    let mut b = replica(2);
+    let (c, _) = a.create_conversation("x", History::Shared, T0).unwrap();
+    a.add_member(&c, b.device_id(), false, T0).unwrap();
+    a.send_message(&c, text("first"), T0 + 1).unwrap();
+    a.stage_message(&c, text("staged across a checkpoint"), T0 + 2)
+        .unwrap();
+    a.checkpoint().unwrap();
+    assert!(a.state_digest(&c).is_err(), "no digest while staged");
+    let sealed = a.seal_staged(T0 + 3).unwrap();
+    assert_eq!(sealed.len(), 1);
+    a.checkpoint().unwrap();
+    assert!(a.state_digest(&c).is_ok());
+    sync(&a, &mut b, T0 + 4);
+    assert_eq!(
+        bodies(&mut b, &c),
+        vec!["first", "staged across a checkpoint"]
+    );
+    assert_eq!(a.state_digest(&c), b.state_digest(&c));
+}

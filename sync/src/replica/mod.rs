@@ -147,6 +147,8 @@ pub enum CommandError {
     Crypto(#[from] crypto::CryptoError),
     #[error("too many membership operations")]
     ControlFull,
+    #[error("messages are staged and not sealed yet (flush first)")]
+    Staged,
 }
 
 /// Something the application may want to know.

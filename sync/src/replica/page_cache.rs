@@ -31,7 +31,8 @@ struct Loaded {
 }
 
 impl Loaded {
-    /// Saves page `n` whole and deletes its journal, if it is loaded and has journal entries.
+    /// Saves page `n` whole and deletes its journal, if it is loaded, has journal entries and
+    /// nothing staged.
     fn checkpoint<S: Store>(
         &mut self,
         store: &mut S,
@@ -44,6 +45,11 @@ impl Loaded {
         let Some(page) = self.pages.get_mut(&n) else {
             return Ok(());
         };
+        if page.has_staged() {
+            // Saving closes Automerge's open transaction: the staged ops would become a
+            // change no envelope carries. The page is saved after they are sealed.
+            return Ok(());
+        }
         let bytes = page.save();
         store.put(&keys::page(id, n), &bytes)?;
         let mut old = Vec::new();

@@ -154,6 +154,10 @@ impl<S: Store> Replica<S> {
                 .pages
                 .get_mut(id, p)
                 .ok_or(CommandError::NoSuchConversation)?;
+            if page.has_staged() {
+                // Reading heads would commit the staged ops outside any envelope.
+                return Err(CommandError::Staged);
+            }
             let mut heads = page.heads();
             heads.sort();
             h.update(&p.to_be_bytes());
