@@ -572,7 +572,12 @@ impl<'a> Runner<'a> {
         for ev in evs {
             match ev {
                 Event::Created { envelope } => {
-                    if let Some(m) = sent {
+                    // The message just sent travels in the change envelope sealed by this
+                    // flush (a membership operation sealed by the same flush does not carry
+                    // it).
+                    if let Some(m) = sent
+                        && self.is_change(node, &envelope)
+                    {
                         self.env_msgs.entry(envelope).or_default().push(m);
                     }
                 }
@@ -731,6 +736,15 @@ impl<'a> Runner<'a> {
             }
         }
         Ok(())
+    }
+
+    fn is_change(&self, node: usize, env: &EnvelopeId) -> bool {
+        self.nodes[node]
+            .engine
+            .as_ref()
+            .and_then(|e| e.replica().store().envelope(env).ok().flatten())
+            .and_then(|b| Envelope::decode(&b).ok())
+            .is_some_and(|e| e.header().kind == envelope::Kind::Change)
     }
 
     fn digest(&mut self, node: usize, conv: &ConversationId) -> Option<[u8; 32]> {

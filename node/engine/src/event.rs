@@ -114,8 +114,9 @@ pub enum Event {
         link: LinkId,
         stats: recon::Stats,
     },
-    /// This device sealed a new message envelope of its own (durable at the flush that
-    /// emits this); it is listed as awaiting receipts from the other members.
+    /// This device sealed an envelope of its own: messages, edits, deletions, reactions and
+    /// membership operations (not invitations). Durable at the flush that emits this; listed
+    /// as awaiting receipts from the other members.
     Created {
         envelope: EnvelopeId,
     },

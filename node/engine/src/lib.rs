@@ -131,6 +131,9 @@ pub struct Engine<S: Store> {
     inbox: Vec<(LinkId, u64, Vec<u8>)>,
     /// Envelopes created or stored since the last push round, and where they came from.
     fresh: Vec<Fresh>,
+    /// Own envelopes sealed since the last flush: listed as awaiting receipts and reported
+    /// as [`Event::Created`] at the flush that makes them durable.
+    sealed: Vec<Sealed>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     /// Arrival order of pushes (ties within a precedence).
@@ -182,6 +185,7 @@ impl<S: Store> Engine<S> {
             timers: TimerTable::default(),
             inbox: Vec::new(),
             fresh: Vec::new(),
+            sealed: Vec::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             next_order: 0,
@@ -263,6 +267,7 @@ impl<S: Store> Engine<S> {
     pub(crate) fn note_sealed(&mut self) {
         for s in self.replica.take_sealed() {
             self.fresh.push(Fresh::own(&s));
+            self.sealed.push(s);
         }
     }
 
@@ -740,10 +745,12 @@ impl<S: Store> Engine<S> {
                 a.1 += 1;
             }
         }
-        let staged: BTreeSet<EnvelopeId> = self.replica.seal_staged(now_ms)?.into_iter().collect();
-        for s in self.replica.take_sealed() {
-            self.fresh.push(Fresh::own(&s));
-            if staged.contains(&s.id) {
+        self.replica.seal_staged(now_ms)?;
+        self.note_sealed();
+        // Every own envelope but invitations (the invitee shows up as a member instead)
+        // awaits receipts: messages, edits, deletions, reactions, membership operations.
+        for s in std::mem::take(&mut self.sealed) {
+            if s.kind != Kind::Invite {
                 self.await_receipts(&s, now_ms)?;
                 self.event(Event::Created { envelope: s.id });
             }

@@ -367,3 +367,51 @@ fn a_message_staged_while_a_remote_one_arrives_is_still_pushed() {
     assert_eq!(zero, vec!["from one", "from zero"]);
     assert_eq!(one, zero);
 }
+
+#[test]
+fn edits_deletions_reactions_and_control_operations_get_created_and_receipts() {
+    let (mut net, c, _, b) = linked_pair();
+    net.nodes[0].send_message(&c, text("m"), net.now).unwrap();
+    net.settle();
+    let msg = net.nodes[0].messages(&c, 1).unwrap()[0].0.view.id.clone();
+    let created = |net: &Net| -> Vec<vaarta_sync::ids::EnvelopeId> {
+        net.events[0]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Created { envelope } => Some(*envelope),
+                _ => None,
+            })
+            .collect()
+    };
+    let delivered = |net: &Net, env| {
+        net.events[0]
+            .iter()
+            .any(|e| matches!(e, Event::Delivered { envelope, device } if *envelope == env && *device == b))
+    };
+    let before = created(&net).len();
+    net.nodes[0]
+        .edit_message(&c, &msg, "m, edited", net.now)
+        .unwrap();
+    net.settle();
+    net.nodes[0].react(&c, &msg, Some("👍"), net.now).unwrap();
+    net.settle();
+    net.nodes[0].delete_message(&c, &msg, net.now).unwrap();
+    net.settle();
+    // A control operation: a third member is added (its invitation is not awaited: the
+    // invitee shows up as a member instead).
+    let d = vaarta_sync::identity::Identity::from_seed([77; 32]).device_id();
+    net.nodes[0].add_member(&c, d, false, net.now).unwrap();
+    net.settle();
+    let after = created(&net);
+    assert_eq!(
+        after.len() - before,
+        4,
+        "edit, reaction, deletion, add: {after:?}"
+    );
+    for env in &after[before..] {
+        assert!(
+            delivered(&net, *env),
+            "no receipt from the member for {env:?}"
+        );
+    }
+}
