@@ -13,11 +13,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 use vaarta_node::api::OutgoingMessage;
 use vaarta_node::client::Client;
 use vaarta_node::{Home, Request};
+use vaarta_sync::envelope::Precedence;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -82,9 +84,9 @@ pub enum Command {
         conv: String,
         /// The message text (any language)
         text: String,
-        /// flash, immediate, priority or routine
-        #[arg(long, default_value = "routine")]
-        precedence: String,
+        /// How urgent it is: relays and links carry higher precedence first
+        #[arg(long, value_enum, ignore_case = true, default_value_t = PrecedenceArg::Routine)]
+        precedence: PrecedenceArg,
         /// Stop relaying after this long, e.g. 30m, 2h, 1d
         #[arg(long, value_name = "DURATION")]
         expires: Option<String>,
@@ -162,6 +164,31 @@ pub enum ConvCommand {
     Remove { conv: String, device: String },
 }
 
+/// `--precedence`: the values of [`Precedence`] for clap (the sync crate stays free of it).
+/// The short forms the API also accepts (f/z, i/o, p, r) are hidden aliases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecedenceArg {
+    #[value(alias = "f", alias = "z")]
+    Flash,
+    #[value(alias = "i", alias = "o")]
+    Immediate,
+    #[value(alias = "p")]
+    Priority,
+    #[value(alias = "r")]
+    Routine,
+}
+
+impl From<PrecedenceArg> for Precedence {
+    fn from(p: PrecedenceArg) -> Precedence {
+        match p {
+            PrecedenceArg::Flash => Precedence::Flash,
+            PrecedenceArg::Immediate => Precedence::Immediate,
+            PrecedenceArg::Priority => Precedence::Priority,
+            PrecedenceArg::Routine => Precedence::Routine,
+        }
+    }
+}
+
 /// Parses 90s, 30m, 2h, 1d (or plain seconds).
 pub fn parse_duration(s: &str) -> Result<u64> {
     let s = s.trim();
@@ -221,7 +248,19 @@ fn print_json(v: &Value) {
 
 /// Runs the CLI; returns the process exit code.
 pub fn main_entry() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("{}", usage_error_line(&e));
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -238,6 +277,26 @@ pub fn main_entry() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A usage error in one line, like every other error of the CLI: clap's message and its
+/// hints (possible values, a similar argument), without the usage block.
+fn usage_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push_str(if l.starts_with('[') { " " } else { "; " });
+        }
+        out.push_str(l);
+    }
+    out
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -315,15 +374,13 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let conn = Conn::open(&home)?;
-            precedence
-                .parse::<vaarta_sync::envelope::Precedence>()
-                .map_err(|e| anyhow!(e))?;
             let expires_in_s = expires.as_deref().map(parse_duration).transpose()?;
             let r = conn.request(Request::Send {
                 conversation: conv,
                 messages: vec![OutgoingMessage {
                     body: text,
-                    precedence: Some(precedence),
+                    // The API's wire form; it parses the string (one parser, in the API).
+                    precedence: Some(Precedence::from(precedence).as_str().to_string()),
                     expires_in_s,
                     reply_to,
                 }],
@@ -536,4 +593,42 @@ fn up(
         println!("Stopped cleanly.");
         Ok::<(), anyhow::Error>(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_precedence(args: &[&str]) -> std::result::Result<Precedence, clap::Error> {
+        let mut argv = vec!["vaarta", "send", "CONV", "text"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Send { precedence, .. } => Ok(precedence.into()),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn precedence_is_a_value_enum_with_the_api_short_forms() {
+        assert_eq!(send_precedence(&[]).unwrap(), Precedence::Routine);
+        for p in Precedence::ALL {
+            assert_eq!(send_precedence(&["--precedence", p.as_str()]).unwrap(), p);
+        }
+        assert_eq!(
+            send_precedence(&["--precedence", "FLASH"]).unwrap(),
+            Precedence::Flash
+        );
+        assert_eq!(
+            send_precedence(&["--precedence", "o"]).unwrap(),
+            Precedence::Immediate
+        );
+        let e = send_precedence(&["--precedence", "urgent"]).unwrap_err();
+        let line = usage_error_line(&e);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.starts_with("error: invalid value 'urgent'"), "{line}");
+        assert!(
+            line.contains("[possible values: flash, immediate, priority, routine]"),
+            "{line}"
+        );
+    }
 }
