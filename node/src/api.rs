@@ -21,7 +21,7 @@ use vaarta_sync::envelope::Precedence;
 use vaarta_sync::ids::{ConversationId, DeviceId};
 use vaarta_sync::membership::History;
 use vaarta_sync::page::{Draft, MessageId};
-use vaarta_sync::replica::CommandError;
+use vaarta_sync::replica::{CommandError, ConversationInfo, MemberInfo};
 use vaarta_sync::store::Store;
 
 /// A request to the node.
@@ -191,8 +191,14 @@ fn message_id(s: &str) -> Result<MessageId, ApiError> {
         .map_err(|_| ApiError::bad(format!("'{s}' is not a message id")))
 }
 
-fn member_json(m: &vaarta_sync::replica::MemberInfo) -> Value {
+fn member_json(m: &MemberInfo) -> Value {
     json!({"device": m.device.to_string(), "name": m.name, "admin": m.admin})
+}
+
+/// A conversation as `GET /v1/conversations` lists it and `GET /v1/conversations/{id}` shows it.
+fn conversation_json(c: &ConversationInfo) -> Value {
+    json!({"id": c.id.to_string(), "title": c.title, "members": c.members.iter().map(member_json).collect::<Vec<_>>(),
+           "admin": c.me_admin, "member": c.me_member, "epochs": c.epochs, "pages": c.pages})
 }
 
 /// Runs a request against the engine. Changes become durable at the caller's next flush.
@@ -253,28 +259,34 @@ pub fn execute<S: Store>(
             engine
                 .conversations()
                 .iter()
-                .map(|c| {
-                    json!({"id": c.id.to_string(), "title": c.title, "members": c.members.iter().map(member_json).collect::<Vec<_>>(),
-                           "admin": c.me_admin, "member": c.me_member, "epochs": c.epochs, "pages": c.pages})
-                })
+                .map(conversation_json)
                 .collect(),
         )),
         Request::Conversation { conversation } => {
             let id = conv(engine, &conversation)?;
-            let c = engine.replica().info(&id).ok_or_else(|| ApiError::not_found("no such conversation"))?;
-            Ok(json!({"id": c.id.to_string(), "title": c.title, "members": c.members.iter().map(member_json).collect::<Vec<_>>(),
-                      "admin": c.me_admin, "member": c.me_member, "epochs": c.epochs, "pages": c.pages}))
+            let c = engine
+                .replica()
+                .info(&id)
+                .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+            Ok(conversation_json(&c))
         }
         Request::CreateConversation {
             title,
             members,
             history_from_join,
         } => {
-            let devices = members.iter().map(|m| device(m)).collect::<Result<Vec<_>, _>>()?;
+            let devices = members
+                .iter()
+                .map(|m| device(m))
+                .collect::<Result<Vec<_>, _>>()?;
             if title.trim().is_empty() {
                 return Err(ApiError::bad("the title is empty"));
             }
-            let history = if history_from_join { History::FromJoin } else { History::Shared };
+            let history = if history_from_join {
+                History::FromJoin
+            } else {
+                History::Shared
+            };
             let (id, _) = engine.create_conversation(title.trim(), history, now_ms)?;
             let me = engine.device_id();
             let others: Vec<_> = devices.into_iter().filter(|d| *d != me).collect();
@@ -290,15 +302,25 @@ pub fn execute<S: Store>(
             engine.add_member(&id, device(&d)?, admin, now_ms)?;
             Ok(json!({"ok": true}))
         }
-        Request::RemoveMember { conversation, device: d } => {
+        Request::RemoveMember {
+            conversation,
+            device: d,
+        } => {
             let id = conv(engine, &conversation)?;
             engine.remove_member(&id, device(&d)?, now_ms)?;
             Ok(json!({"ok": true}))
         }
-        Request::Messages { conversation, limit } => {
+        Request::Messages {
+            conversation,
+            limit,
+        } => {
             let id = conv(engine, &conversation)?;
             let me = engine.device_id();
-            let members = engine.replica().info(&id).map(|i| i.members.len()).unwrap_or(0);
+            let members = engine
+                .replica()
+                .info(&id)
+                .map(|i| i.members.len())
+                .unwrap_or(0);
             let msgs = engine.messages(&id, limit.clamp(1, 100_000))?;
             Ok(Value::Array(
                 msgs.into_iter()
@@ -334,7 +356,10 @@ pub fn execute<S: Store>(
                     .collect(),
             ))
         }
-        Request::Send { conversation, messages } => {
+        Request::Send {
+            conversation,
+            messages,
+        } => {
             let id = conv(engine, &conversation)?;
             if messages.is_empty() {
                 return Err(ApiError::bad("no messages to send"));
@@ -356,12 +381,19 @@ pub fn execute<S: Store>(
             }
             Ok(json!({"ids": ids}))
         }
-        Request::Edit { conversation, message, body } => {
+        Request::Edit {
+            conversation,
+            message,
+            body,
+        } => {
             let id = conv(engine, &conversation)?;
             engine.edit_message(&id, &message_id(&message)?, &body, now_ms)?;
             Ok(json!({"ok": true}))
         }
-        Request::Delete { conversation, message } => {
+        Request::Delete {
+            conversation,
+            message,
+        } => {
             let id = conv(engine, &conversation)?;
             engine.delete_message(&id, &message_id(&message)?, now_ms)?;
             Ok(json!({"ok": true}))
@@ -702,4 +734,83 @@ async fn events_stream(State(s): State<AppState>, h: HeaderMap) -> Response {
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vaarta_engine::Config;
+    use vaarta_sync::identity::Identity;
+    use vaarta_sync::store::MemoryStore;
+
+    const NOW: u64 = 1_790_000_000_000;
+
+    fn engine(seed: u8, name: &str) -> Engine<MemoryStore> {
+        let config = Config {
+            name: name.into(),
+            ..Config::default()
+        };
+        Engine::new(
+            Identity::from_seed([seed; 32]),
+            MemoryStore::new(),
+            config,
+            [seed; 32],
+            NOW,
+        )
+        .unwrap()
+    }
+
+    fn run(e: &mut Engine<MemoryStore>, r: Request) -> Value {
+        let v = execute(e, r, NOW, &NodeFacts::default()).unwrap();
+        e.flush(NOW).unwrap();
+        v
+    }
+
+    #[test]
+    fn a_conversation_is_listed_as_it_is_shown() {
+        let mut e = engine(1, "Asha");
+        let other = Identity::from_seed([2; 32]).device_id().to_string();
+        let id = run(
+            &mut e,
+            Request::CreateConversation {
+                title: "Relief".into(),
+                members: vec![other.clone()],
+                history_from_join: false,
+            },
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let listed = run(&mut e, Request::Conversations);
+        let shown = run(
+            &mut e,
+            Request::Conversation {
+                conversation: id[..6].into(),
+            },
+        );
+        assert_eq!(listed, Value::Array(vec![shown.clone()]));
+        let keys: Vec<&str> = shown
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "admin", "epochs", "id", "member", "members", "pages", "title"
+            ]
+        );
+        assert_eq!(shown["id"], id.as_str());
+        assert_eq!(shown["title"], "Relief");
+        assert_eq!(shown["admin"], true);
+        assert_eq!(shown["member"], true);
+        let members = shown["members"].as_array().unwrap();
+        assert_eq!(members.len(), 2);
+        assert!(
+            members
+                .iter()
+                .any(|m| m["device"] == other.as_str() && m["admin"] == false)
+        );
+    }
 }
