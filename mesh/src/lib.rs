@@ -4,18 +4,19 @@
 //! * Transports: TCP and QUIC, each authenticated and encrypted (Noise XX on TCP, TLS 1.3 in
 //!   QUIC), TCP multiplexed with Yamux.
 //! * Discovery: mDNS. Its answers are *hints* ([`Event::Discovered`]); the engine caps the
-//!   table and the dial rate (THREATS §4.3).
+//!   table and the dial rate (docs/security.md, "Bound everything a peer can grow").
 //! * identify and ping keep connections honest and alive.
 //! * Limits: pending and established connections (total, per direction, per peer), process
-//!   memory, Yamux and QUIC stream counts (THREATS §4.1, CVE-2022-23486).
+//!   memory, Yamux and QUIC stream counts (docs/security.md, "Bound everything a peer can
+//!   grow"; CVE-2022-23486).
 //! * Links: on each connection the dialer opens one `/vaarta/sync/1` stream. Frames on it are
 //!   length-prefixed (unsigned varint, at most [`MAX_FRAME_BYTES`]); a longer length cuts the
 //!   link before anything is allocated. Extra inbound streams from a peer that already has a
 //!   link are refused.
 //!
 //! The transport key is fresh for every run: it is not the device identity (which is proven
-//! only inside the encrypted link, THREATS §4.4), so mDNS announcements do not track a device
-//! across restarts.
+//! only inside the encrypted link: docs/security.md, "the device key is the peer's" and C1/C5),
+//! so mDNS announcements do not track a device across restarts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -64,7 +65,8 @@ pub struct Config {
     pub listen: Vec<Multiaddr>,
     /// Announce and look for peers with mDNS.
     pub mdns: bool,
-    /// Connections at most, and per peer (THREATS §4.1; a phone mesh rarely needs more).
+    /// Connections at most, and per peer (docs/security.md, "Bound everything a peer can grow";
+    /// a phone mesh rarely needs more).
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
     pub max_pending: u32,
@@ -406,7 +408,7 @@ async fn run(
                 }
                 if !outbound && links.values().filter(|l| l.peer == peer).count() >= 2 {
                     // More streams than connections warrant: refuse, and cut off a peer that
-                    // keeps trying (THREATS F2, CVE-2022-23486 class).
+                    // keeps trying (docs/security.md, F2; CVE-2022-23486 class).
                     drop(stream);
                     let s = strikes.entry(peer).or_insert(0);
                     *s += 1;

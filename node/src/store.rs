@@ -3,13 +3,13 @@
 //! Three trees: `env` (tag ‖ id → envelope bytes), `idx` (id → tag) and `meta`. Writes go
 //! to sled's page cache; [`Store::flush`] makes them durable (`Db::flush`, which fsyncs).
 //! The engine flushes once per batch before acknowledging anything (group commit), so
-//! durability does not cost throughput (PERF.md: sled does 3.4–5.2k single flushed inserts/s,
-//! 30–51k/s in batches).
+//! durability does not cost throughput (sled does 3.4–5.2k single flushed inserts/s, 30–51k/s
+//! in batches).
 //!
 //! sled writes each tree separately, so a crash can leave an `env` entry without its `idx`
 //! entry or the reverse. Opening repairs both (a key scan, also needed to rebuild the per-tag
-//! summaries). A database that cannot be opened is moved aside, never deleted (THREATS E3):
-//! see [`open_or_quarantine`].
+//! summaries). A database that cannot be opened is moved aside, never deleted (docs/security.md,
+//! "Nothing acknowledged is ever lost" and E3): see [`open_or_quarantine`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
