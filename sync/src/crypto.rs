@@ -74,9 +74,12 @@ pub fn epoch_id(key: &Key) -> EpochId {
     EpochId(first(derive("vaarta 2026 epoch id v1", &[key])))
 }
 
+/// Milliseconds in a day.
+pub const DAY_MS: u64 = 86_400_000;
+
 /// Days since the Unix epoch (UTC) for an instant in milliseconds.
 pub fn day_of(now_ms: u64) -> u64 {
-    now_ms / 86_400_000
+    now_ms / DAY_MS
 }
 
 /// The inbox tag of a device for one day: invitations to the device travel under it.

@@ -56,6 +56,8 @@ pub(crate) struct Dialer {
     backoff_initial: u64,
     backoff_max: u64,
     hint_ttl: u64,
+    /// Something changed since [`Self::take_changed`] (the deadline may have moved).
+    changed: bool,
 }
 
 /// A wait of `base` with jitter: uniformly in `[base/2, base]`, so peers that lost each
@@ -87,7 +89,13 @@ impl Dialer {
             backoff_initial: config.backoff_initial_ms,
             backoff_max: config.backoff_max_ms,
             hint_ttl: config.hint_ttl_ms,
+            changed: true,
         }
+    }
+
+    /// True once after anything changed that may move [`Self::deadline`].
+    pub(crate) fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     fn grow(&self, b: u64) -> u64 {
@@ -100,6 +108,7 @@ impl Dialer {
 
     /// A link came up; if we dialled a static peer's address, that peer is connected.
     pub(crate) fn link_up(&mut self, link: LinkId, dialed: Option<&str>) {
+        self.changed = true;
         if let Some(addr) = dialed
             && let Some(s) = self.statics.iter_mut().find(|s| s.addr == addr)
         {
@@ -111,6 +120,7 @@ impl Dialer {
     /// A link to `peer` dropped; `up_long` if it had been up a good while (its backoff
     /// starts over).
     pub(crate) fn link_down(&mut self, link: LinkId, peer: &PeerKey, up_long: bool, now: u64) {
+        self.changed = true;
         let initial = self.backoff_initial;
         for i in 0..self.statics.len() {
             if self.statics[i].link != Some(link) {
@@ -146,6 +156,7 @@ impl Dialer {
         now: u64,
         connected: &BTreeSet<PeerKey>,
     ) -> bool {
+        self.changed = true;
         if !self.peers.contains_key(&peer) && self.peers.len() >= self.max_peers {
             // Evict the stalest peer that is not connected.
             let Some(victim) = self
@@ -181,6 +192,7 @@ impl Dialer {
 
     /// A dial we asked for failed.
     pub(crate) fn dial_failed(&mut self, peer: Option<&PeerKey>, addr: &str, now: u64) {
+        self.changed = true;
         if let Some(i) = self.statics.iter().position(|s| s.addr == addr) {
             let wait = jitter(&mut self.rng, self.statics[i].backoff);
             let grown = self.grow(self.statics[i].backoff);
@@ -200,6 +212,7 @@ impl Dialer {
 
     /// The peer's hello verified: remember who it is; its backoff starts over.
     pub(crate) fn hello(&mut self, peer: &PeerKey, device: DeviceId, name: &str) {
+        self.changed = true;
         let initial = self.backoff_initial;
         if let Some(p) = self.peers.get_mut(peer) {
             p.device = Some(device);
@@ -210,6 +223,7 @@ impl Dialer {
 
     /// Refuses `peer` for `ban_ms` (it misbehaved).
     pub(crate) fn ban(&mut self, peer: &PeerKey, now: u64, ban_ms: u64) {
+        self.changed = true;
         if let Some(p) = self.peers.get_mut(peer) {
             p.banned_until = now + ban_ms;
         } else {
@@ -237,6 +251,7 @@ impl Dialer {
         connected: &BTreeSet<PeerKey>,
         out: &mut impl Extend<Action>,
     ) {
+        self.changed = true;
         for s in &mut self.statics {
             if now < self.last_dial + self.gap {
                 return;
@@ -274,14 +289,25 @@ impl Dialer {
         }
     }
 
-    /// When a static peer is next due for a dial (discovered peers are dialled when a hint
-    /// arrives, or at any other timer).
-    pub(crate) fn deadline(&self) -> Option<u64> {
-        self.statics
+    /// When [`Self::due`] next has a dial to make: a static peer whose backoff ends, or a
+    /// discovered one (not connected, not banned, its hint still fresh then), never before
+    /// the least dial interval. `None` if no dial can become due without new input.
+    pub(crate) fn deadline(&self, me: DeviceId, connected: &BTreeSet<PeerKey>) -> Option<u64> {
+        let gap_at = self.last_dial + self.gap;
+        let statics = self
+            .statics
             .iter()
             .filter(|s| s.link.is_none() && !s.dialing)
-            .map(|s| s.next_dial.max(self.last_dial + self.gap))
-            .min()
+            .map(|s| s.next_dial.max(gap_at));
+        let peers = self
+            .peers
+            .iter()
+            .filter(|(k, p)| !connected.contains(k) && !p.addrs.is_empty() && p.device != Some(me))
+            .filter_map(|(_, p)| {
+                let t = p.next_dial.max(p.banned_until).max(gap_at);
+                (t.saturating_sub(p.last_seen) <= self.hint_ttl).then_some(t)
+            });
+        statics.chain(peers).min()
     }
 
     pub(crate) fn peers_seen(&self) -> Vec<PeerSeen> {
@@ -325,18 +351,22 @@ mod tests {
         let mut now;
         let mut expected = 1_000;
         assert_eq!(
-            d.deadline(),
+            d.deadline(DeviceId([9; 32]), &BTreeSet::new()),
             Some(100),
             "due at once, after the least interval"
         );
         for _ in 0..10 {
-            let due = d.deadline().unwrap();
+            let due = d.deadline(DeviceId([9; 32]), &BTreeSet::new()).unwrap();
             let a = dials(&mut d, due, &none);
             assert_eq!(a.len(), 1, "one dial when due");
-            assert_eq!(d.deadline(), None, "no deadline while the dial is out");
+            assert_eq!(
+                d.deadline(DeviceId([9; 32]), &BTreeSet::new()),
+                None,
+                "no deadline while the dial is out"
+            );
             now = d.last_dial + 1;
             d.dial_failed(None, "/ip4/127.0.0.1/tcp/1", now);
-            let wait = d.deadline().unwrap() - now;
+            let wait = d.deadline(DeviceId([9; 32]), &BTreeSet::new()).unwrap() - now;
             assert!(
                 (expected / 2..=expected).contains(&wait),
                 "wait {wait} outside [{}, {expected}]",
@@ -355,9 +385,13 @@ mod tests {
         }
         assert_eq!(d.statics[0].backoff, 32_000);
         d.link_up(LinkId(1), Some("a"));
-        assert_eq!(d.deadline(), None, "connected");
+        assert_eq!(
+            d.deadline(DeviceId([9; 32]), &BTreeSet::new()),
+            None,
+            "connected"
+        );
         d.link_down(LinkId(1), &PeerKey::from("p"), true, 100_000);
-        let wait = d.deadline().unwrap() - 100_000;
+        let wait = d.deadline(DeviceId([9; 32]), &BTreeSet::new()).unwrap() - 100_000;
         assert!((500..=1_000).contains(&wait), "{wait}");
     }
 
@@ -419,5 +453,39 @@ mod tests {
             "b is connected, me is me"
         );
         assert_eq!(dials(&mut d, 1_100, &none).len(), 1, "b when it is not");
+    }
+
+    #[test]
+    fn the_deadline_covers_discovered_peers_too() {
+        // Regression: discovered peers waiting for the least dial interval, a ban or a
+        // backoff had no deadline, so a daemon that wakes only for deadlines dialled them
+        // at the next unrelated timer (the mDNS test took 60 s instead of 5).
+        let mut d = dialer(&[]);
+        let me = DeviceId([9; 32]);
+        let none = BTreeSet::new();
+        assert_eq!(d.deadline(me, &none), None);
+        d.discovered(PeerKey::from("a"), vec!["/a".into()], 0, &none);
+        d.discovered(PeerKey::from("b"), vec!["/b".into()], 0, &none);
+        assert_eq!(
+            dials(&mut d, 1_000, &none).len(),
+            1,
+            "a; b waits for the interval"
+        );
+        assert_eq!(d.deadline(me, &none), Some(1_100));
+        assert_eq!(dials(&mut d, 1_100, &none).len(), 1, "b");
+        // Both dialled: next deadlines are their redial times, unless connected.
+        let both: BTreeSet<PeerKey> = [PeerKey::from("a"), PeerKey::from("b")].into();
+        assert_eq!(d.deadline(me, &both), None);
+        assert_eq!(d.deadline(me, &none), Some(6_000));
+        // A ban pushes it out; a stale hint drops it.
+        d.ban(&PeerKey::from("a"), 1_100, 60_000);
+        assert_eq!(d.deadline(me, &none), Some(6_100), "b only");
+        let ttl = d.hint_ttl;
+        d.dial_failed(Some(&PeerKey::from("b")), "/b", ttl);
+        assert_eq!(
+            d.deadline(me, &none),
+            Some(61_100),
+            "b's hint is stale by its redial time: a, once its ban ends"
+        );
     }
 }

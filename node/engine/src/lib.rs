@@ -200,7 +200,6 @@ impl<S: Store> Engine<S> {
             counters: Counters::default(),
             now: now_ms,
         };
-        e.timers.set(Timer::Maintain, Some(now_ms));
         e.settle();
         Ok(e)
     }
@@ -278,8 +277,15 @@ impl<S: Store> Engine<S> {
         for id in self.links.take_touched() {
             let (resync, ack) = match self.links.get(&id) {
                 Some(l) => (
-                    (l.ready() && l.outbound && l.sessions.resync_at != u64::MAX)
-                        .then_some(l.sessions.resync_at),
+                    (l.ready() && l.outbound && l.sessions.resync_at != u64::MAX).then(|| {
+                        // While our session is outstanding the next thing to do is to give
+                        // up on it, one interval after it was due.
+                        if l.sessions.initiator.is_some() {
+                            l.sessions.resync_at + self.config.resync_interval_ms
+                        } else {
+                            l.sessions.resync_at
+                        }
+                    }),
                     l.ack.deadline(self.config.ack_delay_ms),
                 ),
                 None => (None, None),
@@ -287,7 +293,23 @@ impl<S: Store> Engine<S> {
             self.timers.set(Timer::Resync(id), resync);
             self.timers.set(Timer::Ack(id), ack);
         }
-        self.timers.set(Timer::Dial, self.dialer.deadline());
+        if self.dialer.take_changed() || self.links.take_membership_changed() {
+            let dial = if self.links.len() >= self.config.max_links {
+                None
+            } else {
+                self.dialer
+                    .deadline(self.replica.device_id(), &self.links.peers())
+            };
+            self.timers.set(Timer::Dial, dial);
+        }
+        // A new day moves the inbox window: hello again (only linked peers care).
+        let day = (!self.links.is_empty())
+            .then(|| (vaarta_sync::crypto::day_of(self.now) + 1) * vaarta_sync::crypto::DAY_MS);
+        self.timers.set(Timer::Day, day);
+        // Admin duties and expiry exist once something is held; an empty device sleeps.
+        if self.timers.get(Timer::Maintain).is_none() && self.replica.holds_anything() {
+            self.timers.set(Timer::Maintain, Some(self.now));
+        }
     }
 
     // ------------------------------------------------------------------ links
@@ -676,9 +698,9 @@ impl<S: Store> Engine<S> {
             if l.sessions.initiator.is_none() {
                 self.start_recon(link);
             } else if l.sessions.stalled(now_ms, resync) {
-                // The peer went silent: abandon the session; a new one starts at once.
+                // The peer went silent: abandon the session and start over.
                 l.sessions.initiator = None;
-                l.sessions.resync_at = now_ms;
+                self.start_recon(link);
             }
         }
         self.dial_due(now_ms);
@@ -761,8 +783,11 @@ impl<S: Store> Engine<S> {
             .is_some_and(|t| now_ms >= t)
         {
             // Admin duties (key rotation, key shares) are rate-limited per conversation anyway.
-            self.timers
-                .set(Timer::Maintain, Some(now_ms + MAINTAIN_INTERVAL_MS));
+            let next = self
+                .replica
+                .holds_anything()
+                .then_some(now_ms + MAINTAIN_INTERVAL_MS);
+            self.timers.set(Timer::Maintain, next);
             self.replica.maintain(now_ms)?;
             self.note_sealed();
             if now_ms >= self.expire_at {

@@ -169,6 +169,8 @@ impl Link {
 pub(crate) struct Links {
     map: BTreeMap<LinkId, Link>,
     touched: BTreeSet<LinkId>,
+    /// A link was added or removed since [`Self::take_membership_changed`].
+    membership_changed: bool,
 }
 
 impl Links {
@@ -192,11 +194,13 @@ impl Links {
 
     pub(crate) fn insert(&mut self, id: LinkId, l: Link) {
         self.touched.insert(id);
+        self.membership_changed = true;
         self.map.insert(id, l);
     }
 
     pub(crate) fn remove(&mut self, id: &LinkId) -> Option<Link> {
         self.touched.insert(*id);
+        self.membership_changed = true;
         self.map.remove(id)
     }
 
@@ -224,6 +228,10 @@ impl Links {
     /// Links changed since the last call.
     pub(crate) fn take_touched(&mut self) -> BTreeSet<LinkId> {
         std::mem::take(&mut self.touched)
+    }
+
+    pub(crate) fn take_membership_changed(&mut self) -> bool {
+        std::mem::take(&mut self.membership_changed)
     }
 
     /// Peers with a link.

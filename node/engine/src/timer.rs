@@ -3,10 +3,14 @@
 //!
 //! | timer | armed while | at | fires |
 //! |---|---|---|---|
-//! | `Maintain` | always | every [`crate::config::MAINTAIN_INTERVAL_MS`] | admin duties and expiry at the next flush |
+//! | `Maintain` | the device holds a conversation or an envelope | every [`crate::config::MAINTAIN_INTERVAL_MS`] | admin duties and expiry at the next flush |
+//! | `Day` | a link is up | the next UTC midnight | a new hello (the inbox window moves) |
 //! | `Dial` | a static peer is due for a dial | its backoff, after the least dial interval | [`crate::dial::Dialer::due`] |
 //! | `Ack(link)` | durable pushes wait for an acknowledgement | oldest + `ack_delay_ms` | the cumulative `Ack` |
-//! | `Resync(link)` | our outbound link is ready | the link's resync time | a reconciliation, or abandons a stalled one |
+//! | `Resync(link)` | our outbound link is ready | its resync time; with our session outstanding, one interval later | a reconciliation; or the stalled one is abandoned and started over |
+//!
+//! An engine that holds nothing, has no link and no static peer to dial has no deadline:
+//! [`crate::Engine::poll_timeout`] is `None`.
 //!
 //! [`crate::Engine::poll_timeout`] is the earliest armed deadline; the table keeps them
 //! ordered so that costs O(log n), not a scan of the links.
@@ -19,6 +23,7 @@ use crate::LinkId;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Timer {
     Maintain,
+    Day,
     Dial,
     Ack(LinkId),
     Resync(LinkId),

@@ -415,3 +415,51 @@ fn edits_deletions_reactions_and_control_operations_get_created_and_receipts() {
         );
     }
 }
+
+#[test]
+fn an_idle_engine_has_no_deadline() {
+    let mut net = Net::new(1);
+    assert_eq!(
+        net.nodes[0].poll_timeout(),
+        None,
+        "nothing held, no link, no peer"
+    );
+    let now = net.now;
+    net.nodes[0]
+        .create_conversation("x", History::Shared, now)
+        .unwrap();
+    net.nodes[0].flush(now).unwrap();
+    assert!(
+        net.nodes[0].poll_timeout().is_some(),
+        "a conversation has admin duties"
+    );
+}
+
+#[test]
+fn a_silent_peer_does_not_make_the_timer_spin() {
+    // Node 1 answers the hello, then never answers a reconciliation: node 0's session stays
+    // outstanding until it is abandoned. Meanwhile every deadline node 0 names must lie in
+    // the future (a past one makes a driver call it in a loop).
+    let mut e = Net::new(2);
+    let (la, lb) = e.connect(0, 1);
+    // Deliver the two hellos by hand, nothing else.
+    let now = e.now;
+    let ha = e.nodes[0].poll_transmit().unwrap().1;
+    let hb = e.nodes[1].poll_transmit().unwrap().1;
+    e.nodes[1].handle_frame(lb, &ha, now);
+    e.nodes[0].handle_frame(la, &hb, now);
+    e.nodes[0].flush(now).unwrap();
+    while e.nodes[0].poll_transmit().is_some() {}
+    let mut t = now;
+    let mut calls = 0;
+    while t < now + 5 * 60_000 {
+        let next = e.nodes[0].poll_timeout().expect("a link is up");
+        assert!(next > t, "deadline {next} not after {t}");
+        t = next;
+        e.nodes[0].handle_timeout(t);
+        e.nodes[0].flush(t).unwrap();
+        while e.nodes[0].poll_transmit().is_some() {}
+        calls += 1;
+    }
+    assert!(calls < 200, "{calls} wake-ups in five idle minutes");
+}

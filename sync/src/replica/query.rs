@@ -77,6 +77,12 @@ impl<S: Store> Replica<S> {
         self.by_tag.get(tag).copied()
     }
 
+    /// True if this replica holds a conversation or any envelope (so it has duties: key
+    /// rotation, expiry).
+    pub fn holds_anything(&self) -> bool {
+        !self.convs.is_empty() || self.store.bytes_used() > 0
+    }
+
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }
