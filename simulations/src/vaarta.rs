@@ -10,6 +10,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use vaarta_engine::drive::pump;
+use vaarta_engine::wire::FrameType;
 use vaarta_engine::{Action, Config, Engine, Event, LinkId, LinkUp, PeerKey};
 use vaarta_sync::envelope::{self, Envelope};
 use vaarta_sync::identity::Identity;
@@ -436,19 +437,10 @@ impl<'a> Runner<'a> {
                 }
                 self.trace(2, from, to, blake3::hash(&frame).as_bytes());
                 self.frame_bytes += frame.len() as u64;
-                let kind = match frame.first() {
-                    Some(1) => "hello",
-                    Some(2) => "reconcile",
-                    Some(3) => "push",
-                    Some(4) => "ack",
-                    Some(6) => "have",
-                    Some(7) => "want",
-                    Some(8) => "carry",
-                    Some(9) => "tag-sync",
-                    _ => "other",
-                };
+                let ftype = frame.first().and_then(|b| FrameType::of(*b));
+                let kind = ftype.map_or("other", FrameType::name);
                 *self.by_kind.entry(kind.to_string()).or_default() += frame.len() as u64;
-                if frame.first() == Some(&3) {
+                if ftype == Some(FrameType::Push) {
                     self.transfers += 1;
                     // Was it redundant (the receiver already held it)?
                     let mut r = vaarta_sync::codec::Reader::new(&frame[1..]);

@@ -106,7 +106,70 @@ fn hello_signed(body: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     m
 }
 
+/// Frame type bytes: the one table that encoding, decoding and traffic reports use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum FrameType {
+    Hello = 1,
+    Recon = 2,
+    Push = 3,
+    Ack = 4,
+    Bye = 5,
+    Have = 6,
+    Want = 7,
+    Carry = 8,
+    TagSync = 9,
+}
+
+impl FrameType {
+    const ALL: [FrameType; 9] = [
+        FrameType::Hello,
+        FrameType::Recon,
+        FrameType::Push,
+        FrameType::Ack,
+        FrameType::Bye,
+        FrameType::Have,
+        FrameType::Want,
+        FrameType::Carry,
+        FrameType::TagSync,
+    ];
+
+    /// The type a frame's first byte names, if any.
+    pub fn of(b: u8) -> Option<FrameType> {
+        Self::ALL.into_iter().find(|t| *t as u8 == b)
+    }
+
+    /// For reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameType::Hello => "hello",
+            FrameType::Recon => "reconcile",
+            FrameType::Push => "push",
+            FrameType::Ack => "ack",
+            FrameType::Bye => "bye",
+            FrameType::Have => "have",
+            FrameType::Want => "want",
+            FrameType::Carry => "carry",
+            FrameType::TagSync => "tag-sync",
+        }
+    }
+}
+
 impl Frame {
+    pub fn frame_type(&self) -> FrameType {
+        match self {
+            Frame::Hello(..) => FrameType::Hello,
+            Frame::Recon { .. } => FrameType::Recon,
+            Frame::Push { .. } => FrameType::Push,
+            Frame::Ack { .. } => FrameType::Ack,
+            Frame::Bye { .. } => FrameType::Bye,
+            Frame::Have { .. } => FrameType::Have,
+            Frame::Want { .. } => FrameType::Want,
+            Frame::Carry { .. } => FrameType::Carry,
+            Frame::TagSync { .. } => FrameType::TagSync,
+        }
+    }
+
     pub fn hello(me: &Identity, h: Hello, local_tid: &[u8], remote_tid: &[u8]) -> Frame {
         let sig = me.sign(&hello_signed(&hello_body(&h), local_tid, remote_tid));
         Frame::Hello(h, sig)
@@ -114,41 +177,37 @@ impl Frame {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
+        w.u8(self.frame_type() as u8);
         match self {
             Frame::Hello(h, sig) => {
-                w.u8(1).raw(&hello_body(h)).raw(sig);
+                w.raw(&hello_body(h)).raw(sig);
             }
             Frame::Recon {
                 session,
                 tags,
                 message,
             } => {
-                w.u8(2).varint(*session).raw(tags).raw(message);
+                w.varint(*session).raw(tags).raw(message);
             }
             Frame::Push { seq, envelope } => {
-                w.u8(3).varint(*seq).raw(envelope);
+                w.varint(*seq).raw(envelope);
             }
             Frame::Ack { up_to } => {
-                w.u8(4).varint(*up_to);
+                w.varint(*up_to);
             }
             Frame::Bye { reason } => {
-                w.u8(5).str(reason);
+                w.str(reason);
             }
             Frame::TagSync { session, message } => {
-                w.u8(9).varint(*session).raw(message);
+                w.varint(*session).raw(message);
             }
             Frame::Carry { tags } => {
-                w.u8(8).varint(tags.len() as u64);
+                w.varint(tags.len() as u64);
                 for t in tags {
                     w.raw(&t.0);
                 }
             }
             Frame::Have { ids } | Frame::Want { ids } => {
-                w.u8(if matches!(self, Frame::Have { .. }) {
-                    6
-                } else {
-                    7
-                });
                 w.varint(ids.len() as u64);
                 for id in ids {
                     w.raw(&id.0);
@@ -167,8 +226,9 @@ impl Frame {
             });
         }
         let mut r = Reader::new(b);
-        let f = match r.u8("frame type")? {
-            1 => {
+        let t = FrameType::of(r.u8("frame type")?).ok_or(DecodeError::Invalid("frame type"))?;
+        let f = match t {
+            FrameType::Hello => {
                 let v = r.u8("hello version")?;
                 if v != VERSION {
                     return Err(DecodeError::UnknownVersion(v));
@@ -199,26 +259,26 @@ impl Frame {
                     sig,
                 )
             }
-            2 => Frame::Recon {
+            FrameType::Recon => Frame::Recon {
                 session: r.varint("session")?,
                 tags: r.array("tags digest")?,
                 message: r.rest().to_vec(),
             },
-            3 => Frame::Push {
+            FrameType::Push => Frame::Push {
                 seq: r.varint("seq")?,
                 envelope: r.rest().to_vec(),
             },
-            4 => Frame::Ack {
+            FrameType::Ack => Frame::Ack {
                 up_to: r.varint("ack")?,
             },
-            5 => Frame::Bye {
+            FrameType::Bye => Frame::Bye {
                 reason: r.str("reason", 256)?.to_string(),
             },
-            9 => Frame::TagSync {
+            FrameType::TagSync => Frame::TagSync {
                 session: r.varint("session")?,
                 message: r.rest().to_vec(),
             },
-            8 => {
+            FrameType::Carry => {
                 let n = r.count("tags", MAX_CARRY_TAGS, 16)?;
                 let mut tags = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -229,19 +289,18 @@ impl Frame {
                 }
                 Frame::Carry { tags }
             }
-            t @ (6 | 7) => {
+            FrameType::Have | FrameType::Want => {
                 let n = r.count("ids", MAX_IDS_PER_FRAME, 32)?;
                 let mut ids = Vec::with_capacity(n);
                 for _ in 0..n {
                     ids.push(EnvelopeId(r.array("id")?));
                 }
-                if t == 6 {
+                if t == FrameType::Have {
                     Frame::Have { ids }
                 } else {
                     Frame::Want { ids }
                 }
             }
-            _ => return Err(DecodeError::Invalid("frame type")),
         };
         r.finish()?;
         Ok(f)
@@ -327,8 +386,15 @@ mod tests {
                 tags: vec![Tag([1; 16]), Tag([3; 16])],
             },
         ] {
-            assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
+            let bytes = f.encode();
+            assert_eq!(FrameType::of(bytes[0]), Some(f.frame_type()));
+            assert_eq!(Frame::decode(&bytes).unwrap(), f);
         }
+        for t in FrameType::ALL {
+            assert_eq!(FrameType::of(t as u8), Some(t));
+        }
+        assert_eq!(FrameType::of(0), None);
+        assert_eq!(FrameType::of(10), None);
         assert!(Frame::decode(&[]).is_err());
         assert!(Frame::decode(&[9]).is_err());
         assert!(Frame::decode(&[4, 1, 0]).is_err());
