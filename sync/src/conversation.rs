@@ -54,6 +54,8 @@ impl Invitation {
 pub(crate) struct Staged {
     pub precedence: Precedence,
     pub expiry: Option<u64>,
+    /// Body bytes staged, plus a per-message allowance (bounds the envelope's size).
+    pub bytes: usize,
 }
 
 #[derive(Debug)]

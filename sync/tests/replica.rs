@@ -727,3 +727,28 @@ fn a_checkpoint_or_a_digest_never_swallows_staged_messages() {
     );
     assert_eq!(a.state_digest(&c), b.state_digest(&c));
 }
+
+#[test]
+fn a_large_batch_is_sealed_in_envelopes_the_receiver_accepts() {
+    // Found as a new user: 30 messages of 60,000 bytes staged together were sealed in one
+    // envelope that expands beyond the receiver's limit: refused, and every message lost.
+    let mut a = replica(1);
+    let mut b = replica(2);
+    let (c, _) = a.create_conversation("x", History::Shared, T0).unwrap();
+    a.add_member(&c, b.device_id(), false, T0).unwrap();
+    sync(&a, &mut b, T0);
+    let body = |i: usize| format!("{i:02}{}", "x".repeat(59_998));
+    for i in 0..30 {
+        a.stage_message(&c, text(&body(i)), T0 + 1).unwrap();
+    }
+    let sealed = a.seal_staged(T0 + 2).unwrap();
+    assert!(sealed.len() > 1, "split into several envelopes");
+    for id in sealed {
+        let bytes = a.store().envelope(&id).unwrap().unwrap();
+        let r = b.ingest(&bytes, T0 + 3);
+        assert!(r.is_ok(), "refused: {r:?}");
+    }
+    let got = bodies(&mut b, &c);
+    assert_eq!(got.len(), 30);
+    assert!((0..30).all(|i| got.contains(&body(i))));
+}

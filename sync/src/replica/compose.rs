@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// Bytes staged on one page before what is staged is sealed on its own: half the
+/// decompressed limit a receiver accepts ([`crate::limits::MAX_CHANGES_BYTES`]), so that an
+/// Automerge change's own overhead can never push an envelope past it.
+const MAX_STAGED_BYTES: usize = crate::limits::MAX_CHANGES_BYTES / 2;
+/// A message's share of a change beyond its body (keys, timestamps, reply, precedence),
+/// counted generously.
+const STAGED_MESSAGE_OVERHEAD: usize = 256;
+
 impl<S: Store> Replica<S> {
     pub(super) fn tick(&mut self, now_ms: u64) -> Result<Hlc, StoreError> {
         let h = self.clock.tick(now_ms);
@@ -324,6 +332,18 @@ impl<S: Store> Replica<S> {
         let flash = draft.precedence == Precedence::Flash;
         let page_no = c.page_for(&epoch, flash, |p| self.pages.get(id, p).map(|pg| pg.len()));
         self.ensure_page(id, page_no)?;
+        // What is staged on a page travels in one envelope, which every receiver must
+        // accept: past the bound, seal what is staged first and start a new change.
+        let cost = draft.body.len() + STAGED_MESSAGE_OVERHEAD;
+        let staged_bytes = self.convs[id].staged.get(&page_no).map_or(0, |s| s.bytes);
+        if staged_bytes > 0
+            && staged_bytes + cost > MAX_STAGED_BYTES
+            && draft.body.len() <= crate::limits::MAX_BODY_BYTES
+        {
+            let sealed = self.seal_page(id, page_no, now_ms)?;
+            // Reported by the next `seal_staged`, with the rest of the batch.
+            self.sealed_unreported.push(sealed);
+        }
         let hlc = self.tick(now_ms)?;
         let c = self
             .convs
@@ -338,7 +358,9 @@ impl<S: Store> Replica<S> {
         let st = c.staged.entry(page_no).or_insert(Staged {
             precedence: draft.precedence,
             expiry: draft.expiry,
+            bytes: 0,
         });
+        st.bytes += cost;
         st.precedence = st.precedence.max(draft.precedence);
         st.expiry = match (st.expiry, draft.expiry) {
             (Some(a), Some(b)) => Some(a.max(b)),
@@ -376,6 +398,7 @@ impl<S: Store> Replica<S> {
         let staged = c.staged.remove(&p).unwrap_or(Staged {
             precedence: Precedence::Routine,
             expiry: None,
+            bytes: 0,
         });
         let (epoch, key) = c.sending_epoch().ok_or(CommandError::NoKey)?;
         let page = self
@@ -473,6 +496,7 @@ impl<S: Store> Replica<S> {
         c.staged.entry(msg.page).or_insert(Staged {
             precedence: Precedence::Routine,
             expiry: None,
+            bytes: 0,
         });
         self.seal_page(id, msg.page, now_ms)
     }

@@ -247,8 +247,9 @@ pub struct Replica<S: Store> {
     /// asked for them ([`Replica::report_sealed`]); otherwise nothing is kept.
     sealed: Option<Vec<Sealed>>,
     /// Envelopes sealed on the way (staged messages sealed before a remote change of the same
-    /// conversation is applied) that [`Replica::seal_staged`] has not reported yet: the
-    /// caller must learn of them to push them.
+    /// conversation is applied, or because the page's staged batch reached its bound) that
+    /// [`Replica::seal_staged`] has not reported yet: the caller must learn of them to push
+    /// them.
     sealed_unreported: Vec<EnvelopeId>,
     me: Identity,
     clock: Clock,

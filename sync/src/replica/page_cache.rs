@@ -313,6 +313,7 @@ mod tests {
             Staged {
                 precedence: Precedence::Routine,
                 expiry: None,
+                bytes: 0,
             },
         )]);
         c.evict(&mut st, &ID, &staged).unwrap();
