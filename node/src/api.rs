@@ -4,6 +4,7 @@
 //! Every request runs on the engine thread; its reply is sent only after the engine's next
 //! flush, so "sent" always means "durable on this device".
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use vaarta_engine::{Engine, EngineError};
 use vaarta_sync::envelope::Precedence;
-use vaarta_sync::ids::{ConversationId, DeviceId};
+use vaarta_sync::ids::{ConversationId, DeviceId, actor_bytes};
 use vaarta_sync::membership::History;
 use vaarta_sync::page::{Draft, MessageId};
 use vaarta_sync::replica::{CommandError, ConversationInfo, MemberInfo};
@@ -195,6 +196,15 @@ fn member_json(m: &MemberInfo) -> Value {
     json!({"device": m.device.to_string(), "name": m.name, "admin": m.admin})
 }
 
+/// How a page names the author of a reaction: the first 8 bytes of the device's Automerge
+/// actor, in hex.
+fn actor_hint(d: &DeviceId) -> String {
+    actor_bytes(d)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A conversation as `GET /v1/conversations` lists it and `GET /v1/conversations/{id}` shows it.
 fn conversation_json(c: &ConversationInfo) -> Value {
     json!({"id": c.id.to_string(), "title": c.title, "members": c.members.iter().map(member_json).collect::<Vec<_>>(),
@@ -316,11 +326,18 @@ pub fn execute<S: Store>(
         } => {
             let id = conv(engine, &conversation)?;
             let me = engine.device_id();
-            let members = engine
-                .replica()
-                .info(&id)
-                .map(|i| i.members.len())
-                .unwrap_or(0);
+            let info = engine.replica().info(&id);
+            let members = info.as_ref().map(|i| i.members.len()).unwrap_or(0);
+            let reactors: BTreeMap<String, &MemberInfo> = info
+                .iter()
+                .flat_map(|i| &i.members)
+                .map(|m| (actor_hint(&m.device), m))
+                .collect();
+            let reaction = |(by, emoji): &(String, String)| {
+                let who = reactors.get(by);
+                json!({"by": by, "emoji": emoji, "device": who.map(|m| m.device.to_string()),
+                       "name": who.and_then(|m| m.name.clone())})
+            };
             let msgs = engine.messages(&id, limit.clamp(1, 100_000))?;
             Ok(Value::Array(
                 msgs.into_iter()
@@ -347,7 +364,7 @@ pub fn execute<S: Store>(
                             "expires": v.expiry,
                             "edited_at_ms": v.edited_at.map(|h| h.ms),
                             "deleted": v.deleted,
-                            "reactions": v.reactions.iter().map(|(who, e)| json!({"by": who, "emoji": e})).collect::<Vec<_>>(),
+                            "reactions": v.reactions.iter().map(reaction).collect::<Vec<_>>(),
                             "mine": mine,
                             "state": state,
                             "delivered_to": delivered.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
@@ -812,5 +829,54 @@ mod tests {
                 .iter()
                 .any(|m| m["device"] == other.as_str() && m["admin"] == false)
         );
+    }
+
+    #[test]
+    fn reactions_name_their_author() {
+        let mut e = engine(3, "Asha");
+        let id = run(
+            &mut e,
+            Request::CreateConversation {
+                title: "x".into(),
+                members: vec![],
+                history_from_join: false,
+            },
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let sent = run(
+            &mut e,
+            Request::Send {
+                conversation: id.clone(),
+                messages: vec![OutgoingMessage {
+                    body: "boats at ghat 3".into(),
+                    precedence: None,
+                    expires_in_s: None,
+                    reply_to: None,
+                }],
+            },
+        );
+        let msg = sent["ids"][0].as_str().unwrap().to_string();
+        run(
+            &mut e,
+            Request::React {
+                conversation: id.clone(),
+                message: msg,
+                emoji: Some("👍".into()),
+            },
+        );
+        let msgs = run(
+            &mut e,
+            Request::Messages {
+                conversation: id,
+                limit: 10,
+            },
+        );
+        let r = &msgs[0]["reactions"][0];
+        assert_eq!(r["emoji"], "👍");
+        assert_eq!(r["name"], "Asha");
+        assert_eq!(r["device"], e.device_id().to_string().as_str());
+        assert_eq!(r["by"], actor_hint(&e.device_id()).as_str());
     }
 }
