@@ -727,6 +727,26 @@ pub async fn serve(
     Ok((bound, task))
 }
 
+/// The next event for one subscriber of the stream, as (SSE event name, JSON data). A
+/// subscriber that fell behind the channel (a slow reader, or a burst larger than the
+/// channel) gets `{"type": "lagged", "missed": n}` under the event name `lagged` instead of
+/// the events it lost, so it knows to re-read. `None` once the node is gone.
+async fn next_event(
+    rx: &mut broadcast::Receiver<String>,
+) -> Option<(Option<&'static str>, String)> {
+    match rx.recv().await {
+        Ok(line) => Some((None, line)),
+        Err(broadcast::error::RecvError::Lagged(n)) => {
+            tracing::debug!(missed = n, "event stream lagged");
+            Some((
+                Some("lagged"),
+                json!({"type": "lagged", "missed": n}).to_string(),
+            ))
+        }
+        Err(broadcast::error::RecvError::Closed) => None,
+    }
+}
+
 async fn events_stream(State(s): State<AppState>, h: HeaderMap) -> Response {
     if !authorized(&h, &s.token) {
         return error_response(ApiError {
@@ -736,17 +756,12 @@ async fn events_stream(State(s): State<AppState>, h: HeaderMap) -> Response {
     }
     let rx = s.events.subscribe();
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        match rx.recv().await {
-            Ok(line) => Some((
-                Ok::<_, std::convert::Infallible>(SseEvent::default().data(line)),
-                rx,
-            )),
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                let e = SseEvent::default().event("lagged").data(n.to_string());
-                Some((Ok(e), rx))
-            }
-            Err(broadcast::error::RecvError::Closed) => None,
+        let (name, data) = next_event(&mut rx).await?;
+        let mut e = SseEvent::default().data(data);
+        if let Some(name) = name {
+            e = e.event(name);
         }
+        Some((Ok::<_, std::convert::Infallible>(e), rx))
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
@@ -878,5 +893,27 @@ mod tests {
         assert_eq!(r["name"], "Asha");
         assert_eq!(r["device"], e.device_id().to_string().as_str());
         assert_eq!(r["by"], actor_hint(&e.device_id()).as_str());
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told_so_in_json() {
+        let (tx, mut rx) = broadcast::channel(2);
+        for i in 0..5 {
+            tx.send(format!("{{\"n\": {i}}}")).unwrap();
+        }
+        let (name, data) = next_event(&mut rx).await.unwrap();
+        assert_eq!(name, Some("lagged"));
+        let v: Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(v, json!({"type": "lagged", "missed": 3}));
+        assert_eq!(
+            next_event(&mut rx).await.unwrap(),
+            (None, "{\"n\": 3}".to_string())
+        );
+        assert_eq!(
+            next_event(&mut rx).await.unwrap(),
+            (None, "{\"n\": 4}".to_string())
+        );
+        drop(tx);
+        assert_eq!(next_event(&mut rx).await, None);
     }
 }
