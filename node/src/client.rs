@@ -160,8 +160,10 @@ impl Client {
         }
     }
 
-    /// Opens the event stream (server-sent events): one JSON object per `data:` line.
-    pub fn events(&self) -> Result<impl Iterator<Item = Value>, ApiError> {
+    /// Opens the event stream (server-sent events): one JSON object per `data:` line, until
+    /// the connection ends (the node stopped). The node has subscribed this reader when it
+    /// returns. The iterator owns the connection, so a thread can read it.
+    pub fn events(&self) -> Result<impl Iterator<Item = Value> + Send + use<>, ApiError> {
         use std::io::BufRead;
         let r = self
             .agent

@@ -30,12 +30,30 @@ fn short(s: &str) -> &str {
     &s[..s.len().min(8)]
 }
 
-pub fn message_line(m: &Value) -> String {
-    let who = m["author_name"]
+/// The author's name, else the start of their device id.
+fn author(m: &Value) -> String {
+    m["author_name"]
         .as_str()
         .map(str::to_string)
         .or_else(|| m["author"].as_str().map(|a| short(a).to_string()))
-        .unwrap_or_else(|| "?".into());
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The start of a message's text, for a line that refers to it.
+fn excerpt(m: &Value) -> String {
+    if m["deleted"] == true {
+        return "a deleted message".into();
+    }
+    let body = m["body"].as_str().unwrap_or("");
+    let mut s: String = body.chars().take(40).collect();
+    if s.len() < body.len() {
+        s.push('…');
+    }
+    format!("\"{s}\"")
+}
+
+pub fn message_line(m: &Value) -> String {
+    let who = author(m);
     let when = utc(m["sent_at_ms"].as_u64().unwrap_or(0));
     let prec = match m["precedence"].as_str() {
         Some("routine") | None => String::new(),
@@ -68,6 +86,41 @@ pub fn message_line(m: &Value) -> String {
         String::new()
     };
     format!("{when}  {who}: {prec}{body}{edited}{reactions}{state}")
+}
+
+/// A message edited after it was shown: "… Asha (edited): new text".
+pub fn edited_line(m: &Value) -> String {
+    let when = utc(m["edited_at_ms"]
+        .as_u64()
+        .or(m["sent_at_ms"].as_u64())
+        .unwrap_or(0));
+    let body = m["body"].as_str().unwrap_or("");
+    format!("{when}  {} (edited): {body}", author(m))
+}
+
+/// A message deleted after it was shown (its text is not repeated).
+pub fn deleted_line(m: &Value, now_ms: u64) -> String {
+    let when = utc(m["edited_at_ms"].as_u64().unwrap_or(now_ms));
+    let sent = utc(m["sent_at_ms"].as_u64().unwrap_or(0));
+    format!("{when}  {} deleted a message (sent {sent})", author(m))
+}
+
+/// A reaction added (`emoji` set) or taken back (`None`) on a shown message.
+pub fn reaction_line(m: &Value, reaction: &Value, emoji: Option<&str>, now_ms: u64) -> String {
+    let who = reaction["name"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| reaction["by"].as_str().map(|b| short(b).to_string()))
+        .unwrap_or_else(|| "?".into());
+    let when = utc(now_ms);
+    match emoji {
+        Some(e) => format!("{when}  {who} reacted {e} to {}", excerpt(m)),
+        None => format!(
+            "{when}  {who} took back {} from {}",
+            reaction["emoji"].as_str().unwrap_or(""),
+            excerpt(m)
+        ),
+    }
 }
 
 pub fn print_peers(p: &Value, online: bool) {

@@ -8,11 +8,12 @@
 pub mod bench;
 pub mod demo;
 pub mod fmt;
+pub mod follow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
@@ -99,10 +100,12 @@ pub enum Command {
     /// Show the messages of a conversation in order
     Log {
         conv: String,
-        /// Keep printing new messages as they arrive (needs a running node)
+        /// Keep printing as the conversation changes: new messages, edits, deletions and
+        /// reactions, each on a line that says so (with --json: the message with a "change"
+        /// field). Needs a running node; fails when the node stops
         #[arg(long)]
         follow: bool,
-        /// How many of the newest messages
+        /// How many of the newest messages (at start, with --follow)
         #[arg(long, default_value_t = 50)]
         limit: usize,
         #[arg(long)]
@@ -476,50 +479,23 @@ fn conv(home: &Home, c: ConvCommand) -> Result<()> {
 
 fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Result<()> {
     let conn = Conn::open(home)?;
+    if follow {
+        let Conn::Online(client) = &conn else {
+            bail!("--follow needs a running node: start one with `vaarta up`");
+        };
+        let info = conn.request(Request::Conversation { conversation: conv })?;
+        let id = info["id"].as_str().unwrap_or("").to_string();
+        return follow::run(&conn, client, &id, limit, json);
+    }
     let msgs = conn.request(Request::Messages {
-        conversation: conv.clone(),
+        conversation: conv,
         limit,
     })?;
-    let mut shown = std::collections::BTreeSet::new();
     for m in msgs.as_array().into_iter().flatten() {
-        shown.insert(m["id"].as_str().unwrap_or("").to_string());
         if json {
             println!("{}", serde_json::to_string(m).unwrap_or_default());
         } else {
             println!("{}", fmt::message_line(m));
-        }
-    }
-    if !follow {
-        return Ok(());
-    }
-    let Conn::Online(client) = &conn else {
-        bail!("--follow needs a running node: start one with `vaarta up`");
-    };
-    let info = conn.request(Request::Conversation {
-        conversation: conv.clone(),
-    })?;
-    let id = info["id"].as_str().unwrap_or("").to_string();
-    for ev in client
-        .events()
-        .map_err(|e| anyhow!(e.message))
-        .context("following")?
-    {
-        if ev["type"] != "messages" || ev["conversation"].as_str() != Some(id.as_str()) {
-            continue;
-        }
-        let msgs = conn.request(Request::Messages {
-            conversation: id.clone(),
-            limit: 200,
-        })?;
-        for m in msgs.as_array().into_iter().flatten() {
-            let mid = m["id"].as_str().unwrap_or("").to_string();
-            if shown.insert(mid) {
-                if json {
-                    println!("{}", serde_json::to_string(m).unwrap_or_default());
-                } else {
-                    println!("{}", fmt::message_line(m));
-                }
-            }
         }
     }
     Ok(())
