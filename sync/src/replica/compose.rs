@@ -109,14 +109,7 @@ impl<S: Store> Replica<S> {
         );
         let eid = env.id();
         self.store.put_envelope(&header.tag, &eid, env.bytes())?;
-        self.record_sealed(Sealed {
-            id: eid,
-            tag: header.tag,
-            precedence: header.precedence,
-            kind: header.kind,
-            conversation: *id,
-            messages: Vec::new(),
-        });
+        self.record_sealed(Sealed::of(eid, &header, *id, Vec::new()));
         match self.apply_control(*id, &env, true) {
             Ok(_) => Ok(eid),
             Err(IngestError::ControlFull) => Err(CommandError::ControlFull),
@@ -231,14 +224,7 @@ impl<S: Store> Replica<S> {
         let env = envelope::seal_invite(&header, &self.me, &device, hlc, &inv.encode(), seed)?;
         self.store
             .put_envelope(&header.tag, &env.id(), env.bytes())?;
-        self.record_sealed(Sealed {
-            id: env.id(),
-            tag: header.tag,
-            precedence: header.precedence,
-            kind: header.kind,
-            conversation: *id,
-            messages: Vec::new(),
-        });
+        self.record_sealed(Sealed::of(env.id(), &header, *id, Vec::new()));
         Ok(env.id())
     }
 
@@ -440,14 +426,7 @@ impl<S: Store> Replica<S> {
         for m in &created {
             self.store.put(&keys::own_message(id, m), &eid.0)?;
         }
-        self.record_sealed(Sealed {
-            id: eid,
-            tag: header.tag,
-            precedence: header.precedence,
-            kind: header.kind,
-            conversation: *id,
-            messages: created,
-        });
+        self.record_sealed(Sealed::of(eid, &header, *id, created));
         self.note_page_epoch(id, p, epoch)?;
         self.journal(id, p, &eid)?;
         self.emit(Event::MessagesChanged {

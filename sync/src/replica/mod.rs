@@ -231,6 +231,24 @@ pub struct Sealed {
     pub messages: Vec<MessageId>,
 }
 
+impl Sealed {
+    pub(super) fn of(
+        id: EnvelopeId,
+        header: &Header,
+        conversation: ConversationId,
+        messages: Vec<MessageId>,
+    ) -> Self {
+        Self {
+            id,
+            tag: header.tag,
+            precedence: header.precedence,
+            kind: header.kind,
+            conversation,
+            messages,
+        }
+    }
+}
+
 /// What [`Replica::ingest_batch`] learnt of one input: its id and tag when it decoded, and
 /// the outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
