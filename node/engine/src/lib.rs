@@ -641,8 +641,8 @@ impl<S: Store> Engine<S> {
         // (gossip); reconciliation covers the others.
         // (Relaying FLASH eagerly as well was measured in the flood-relief scenario: no faster
         // at p50, 50% more copies; so relays announce FLASH like the rest, first in order.)
-        let eager = from == Source::Own;
-        if !eager && targets.len() > self.config.announce_fanout {
+        // Only our own envelopes carry their route (`Fresh::own`): those are pushed.
+        if route.is_none() && targets.len() > self.config.announce_fanout {
             let key = |l: &LinkId| {
                 let mut h = blake3::Hasher::new();
                 h.update(&id.0);
@@ -659,12 +659,13 @@ impl<S: Store> Engine<S> {
         }
         let max = self.config.max_push_queue;
         for t in targets {
-            if let (true, Some((precedence, kind))) = (eager, route) {
-                self.enqueue_routed(t, id, precedence, kind);
-            } else if eager {
-                self.enqueue(t, id);
-            } else if let Some(l) = self.links.get_mut(&t) {
-                l.push.announce(id, max);
+            match route {
+                Some((precedence, kind)) => self.enqueue_routed(t, id, precedence, kind),
+                None => {
+                    if let Some(l) = self.links.get_mut(&t) {
+                        l.push.announce(id, max);
+                    }
+                }
             }
         }
     }
