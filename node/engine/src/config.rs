@@ -16,10 +16,10 @@ pub struct Config {
     /// Re-reconcile each link this often even if nothing seems new (guess: cheap, ~25 bytes).
     pub resync_interval_ms: u64,
     /// Links at most (rust-libp2p's connection-limit guidance; a phone rarely sees more;
-    /// `docs/security.md`, resource exhaustion).
+    /// `docs/security.md`, "Bound everything a peer can grow").
     pub max_links: usize,
     /// Known peers (mDNS hints, static peers) at most (discovery tables are capped:
-    /// `docs/security.md`, churn and discovery floods).
+    /// `docs/security.md`, same section).
     pub max_peers: usize,
     /// Least time between two dials (dialling is rate-limited, same section).
     pub min_dial_interval_ms: u64,
