@@ -134,6 +134,16 @@ impl Node {
     }
 
     /// Starts `vaarta up` with extra arguments and waits until its API answers.
+    /// Starts the node on a free loopback TCP port, without mDNS, dialling `peers` (other
+    /// nodes' TCP addresses).
+    pub fn up_loopback(&mut self, peers: &[&str]) {
+        let mut args = vec!["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
+        for p in peers {
+            args.extend(["--peer", p]);
+        }
+        self.up(&args);
+    }
+
     pub fn up(&mut self, args: &[&str]) {
         assert!(self.child.is_none(), "{} is already up", self.name);
         let _ = std::fs::remove_file(self.home.join("api.json"));

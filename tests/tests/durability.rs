@@ -28,13 +28,7 @@ fn sigkill_after_send_loses_nothing() {
             "lost '{text}' after SIGKILL"
         );
     }
-    b.up(&[
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--no-mdns",
-        "--peer",
-        &a.addr("/tcp/"),
-    ]);
+    b.up_loopback(&[&a.addr("/tcp/")]);
     wait_for("delivery after the crashes", T, || {
         (b.bodies(&conv).len() == 5).then_some(())
     });

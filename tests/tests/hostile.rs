@@ -147,13 +147,7 @@ async fn hostile_peers_are_cut_off_and_honest_ones_served() {
         .ok(&["conv", "create", "still fine", "--member", &b.device_id()])
         .trim()
         .to_string();
-    b.up(&[
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--no-mdns",
-        "--peer",
-        &a.addr("/tcp/"),
-    ]);
+    b.up_loopback(&[&a.addr("/tcp/")]);
     a.ok(&["send", &conv, "after the attacks"]);
     wait_for("honest delivery", T, || {
         (b.bodies(&conv) == vec!["after the attacks".to_string()]).then_some(())

@@ -107,13 +107,7 @@ fn offline_send_leaves_with_the_next_up_and_cli_errors_are_one_line() {
     let out = a.ok(&["send", &conv, "written offline"]);
     assert!(out.contains("saved"), "{out}");
     a.up(&["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
-    b.up(&[
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--no-mdns",
-        "--peer",
-        &a.addr("/tcp/"),
-    ]);
+    b.up_loopback(&[&a.addr("/tcp/")]);
     wait_for("delivery", T, || {
         (b.bodies(&conv) == vec!["written offline".to_string()]).then_some(())
     });
