@@ -133,7 +133,6 @@ impl Node {
         info["device_id"].as_str().expect("device id").to_string()
     }
 
-    /// Starts `vaarta up` with extra arguments and waits until its API answers.
     /// Starts the node on a free loopback TCP port, without mDNS, dialling `peers` (other
     /// nodes' TCP addresses).
     pub fn up_loopback(&mut self, peers: &[&str]) {
@@ -144,6 +143,7 @@ impl Node {
         self.up(&args);
     }
 
+    /// Starts `vaarta up` with extra arguments and waits until its API answers.
     pub fn up(&mut self, args: &[&str]) {
         assert!(self.child.is_none(), "{} is already up", self.name);
         let _ = std::fs::remove_file(self.home.join("api.json"));

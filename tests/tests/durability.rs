@@ -15,14 +15,14 @@ fn sigkill_after_send_loses_nothing() {
         .ok(&["conv", "create", "x", "--member", &b.device_id()])
         .trim()
         .to_string();
-    a.up(&["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    a.up_loopback(&[]);
     for round in 0..5 {
         let text = format!("durable {round}");
         let out = a.ok(&["send", &conv, &text]);
         assert!(out.contains("sent"), "{out}");
         // No grace period at all.
         a.kill9();
-        a.up(&["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+        a.up_loopback(&[]);
         assert!(
             a.bodies(&conv).contains(&text),
             "lost '{text}' after SIGKILL"
@@ -38,7 +38,7 @@ fn sigkill_after_send_loses_nothing() {
 fn sigkill_during_a_stream_of_sends_keeps_every_acknowledged_message() {
     let mut a = Node::init("a");
     let conv = a.ok(&["conv", "create", "x"]).trim().to_string();
-    a.up(&["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    a.up_loopback(&[]);
     // Send from a background thread and kill the node mid-stream; every send that returned
     // success must be there after restart.
     let home = a.home.clone();
@@ -65,7 +65,7 @@ fn sigkill_during_a_stream_of_sends_keeps_every_acknowledged_message() {
     std::thread::sleep(Duration::from_millis(400));
     a.kill9();
     let acked = sender.join().expect("sender");
-    a.up(&["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    a.up_loopback(&[]);
     let have = a.bodies(&conv);
     for t in &acked {
         assert!(

@@ -121,7 +121,7 @@ fn burst_seen(lines: &[String]) -> Vec<usize> {
 fn follow_prints_bursts_edits_deletions_reactions_and_fails_when_the_node_stops() {
     let mut a = Node::init("Asha");
     let mut b = Node::init("Bhavesh");
-    a.up(&["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    a.up_loopback(&[]);
     b.up_loopback(&[&a.addr("/tcp/")]);
     let conv = a
         .ok(&["conv", "create", "Follow", "--member", &b.device_id()])

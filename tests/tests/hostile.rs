@@ -53,7 +53,7 @@ async fn link_down(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_peers_are_cut_off_and_honest_ones_served() {
     let mut a = Node::init("a");
-    a.up(&["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    a.up_loopback(&[]);
     let a_addr: Multiaddr = a.addr("/tcp/").parse().unwrap();
     let a_peer: PeerId = a.json(&["id"])["peer_id"]
         .as_str()

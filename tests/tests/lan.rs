@@ -12,7 +12,7 @@ fn three_nodes_by_static_peers_with_downtime_and_restarts() {
     let mut a = Node::init("asha");
     let mut b = Node::init("bhavesh");
     let mut c = Node::init("chitra");
-    a.up(&["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    a.up_loopback(&[]);
     let a_addr = a.addr("/tcp/");
     b.up(&[
         "--listen",
@@ -88,7 +88,7 @@ fn three_nodes_by_static_peers_with_downtime_and_restarts() {
             n.bodies(&conv)
         );
     }
-    a.up(&["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    a.up_loopback(&[]);
     assert_eq!(a.bodies(&conv).len(), 4);
     let log = a.ok(&["log", &conv]);
     assert!(log.contains("[FLASH] Water rising"), "{log}");
@@ -106,7 +106,7 @@ fn offline_send_leaves_with_the_next_up_and_cli_errors_are_one_line() {
         .to_string();
     let out = a.ok(&["send", &conv, "written offline"]);
     assert!(out.contains("saved"), "{out}");
-    a.up(&["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    a.up_loopback(&[]);
     b.up_loopback(&[&a.addr("/tcp/")]);
     wait_for("delivery", T, || {
         (b.bodies(&conv) == vec!["written offline".to_string()]).then_some(())
