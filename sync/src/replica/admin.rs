@@ -101,7 +101,12 @@ impl<S: Store> Replica<S> {
                 c.last_duty_ms = now_ms;
             }
             if rotate {
-                out.push(self.rotate(&id, members, now_ms)?);
+                match self.rotate(&id, members, now_ms) {
+                    Ok(e) => out.push(e),
+                    // A full log must never fail the caller's flush: the duty waits.
+                    Err(CommandError::ControlFull) => continue,
+                    Err(e) => return Err(e),
+                }
             } else if let Some(epoch) = current {
                 let key = self.convs[&id].keys[&epoch];
                 let conv = self.convs[&id].id;
@@ -112,7 +117,7 @@ impl<S: Store> Replica<S> {
                 let slots = membership::seal_slots(&me_id, &conv, &key, &missing, || {
                     it.next().unwrap_or_else(|| fresh_seed(rng))
                 });
-                out.push(self.control(
+                match self.control(
                     &id,
                     Action::Keys {
                         epoch,
@@ -120,7 +125,11 @@ impl<S: Store> Replica<S> {
                         slots,
                     },
                     now_ms,
-                )?);
+                ) {
+                    Ok(e) => out.push(e),
+                    Err(CommandError::ControlFull) => continue,
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(out)

@@ -22,6 +22,12 @@ impl<S: Store> Replica<S> {
         c: Conversation,
     ) -> Result<ConversationId, StoreError> {
         let id = c.id;
+        // A tag is bound to one conversation for good.
+        if self.by_tag.get(&c.tag).is_some_and(|held| *held != id) {
+            return Err(StoreError::Corrupt(
+                "a conversation tag is bound already".into(),
+            ));
+        }
         let mut rec = c.secret.0.to_vec();
         rec.extend_from_slice(&c.creator.0);
         self.store.put(&keys::conv(&id), &rec)?;
@@ -110,7 +116,7 @@ impl<S: Store> Replica<S> {
         let eid = env.id();
         self.store.put_envelope(&header.tag, &eid, env.bytes())?;
         self.record_sealed(Sealed::of(eid, &header, *id, Vec::new()));
-        match self.apply_control(*id, &env, true) {
+        match self.apply_control(*id, &env, Some(now_ms)) {
             Ok(_) => Ok(eid),
             Err(IngestError::ControlFull) => Err(CommandError::ControlFull),
             Err(e) => Err(CommandError::Store(StoreError::Corrupt(e.to_string()))),
