@@ -150,8 +150,13 @@ impl Conversation {
         &self.membership.state().title
     }
 
+    /// The key of `epoch`, if this device holds it *and* it matches the check the epoch's
+    /// admin recorded in membership. A key offered by anyone else (an invitation, before the
+    /// membership arrived) is not used until then, and never if it does not match.
     pub fn key(&self, epoch: &EpochId) -> Option<&Key> {
-        self.keys.get(epoch)
+        self.keys
+            .get(epoch)
+            .filter(|k| self.membership.state().key_matches(epoch, k) == Some(true))
     }
 
     pub fn epochs_held(&self) -> Vec<EpochId> {
@@ -164,7 +169,7 @@ impl Conversation {
         st.epochs
             .iter()
             .rev()
-            .find_map(|e| self.keys.get(&e.id).map(|k| (e.id, *k)))
+            .find_map(|e| self.key(&e.id).map(|k| (e.id, *k)))
     }
 
     /// The page new messages go to with `epoch`: the newest page unless it is full or was

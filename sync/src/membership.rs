@@ -84,6 +84,10 @@ pub enum Action {
     Keys {
         epoch: EpochId,
         rotate: bool,
+        /// [`key_check`] of the epoch's key: 32 bytes that no one can grind a second key
+        /// for (the 4-byte epoch id only routes). A key from any source is used only if it
+        /// matches the check of the admin who started the epoch.
+        check: [u8; 32],
         slots: Vec<Slot>,
     },
     Profile {
@@ -137,11 +141,13 @@ impl ControlOp {
             Action::Keys {
                 epoch,
                 rotate,
+                check,
                 slots,
             } => {
                 w.u8(3)
                     .raw(&epoch.0)
                     .bool(*rotate)
+                    .raw(check)
                     .varint(slots.len() as u64);
                 for s in slots {
                     w.raw(&s.device.0).bytes(&s.sealed);
@@ -221,6 +227,7 @@ impl ControlOp {
             3 => {
                 let epoch = EpochId(r.array("epoch")?);
                 let rotate = r.bool("rotate")?;
+                let check = r.array("key check")?;
                 let n = r.count("slots", MAX_MEMBERS, 33)?;
                 let mut slots = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -234,6 +241,7 @@ impl ControlOp {
                 Action::Keys {
                     epoch,
                     rotate,
+                    check,
                     slots,
                 }
             }
@@ -248,6 +256,11 @@ impl ControlOp {
         r.finish()?;
         Ok(Self { parents, action })
     }
+}
+
+/// The 32-byte check of an epoch key that membership records (see [`Action::Keys`]).
+pub fn key_check(key: &Key) -> [u8; 32] {
+    blake3::derive_key("vaarta 2026 epoch key check v1", key)
 }
 
 fn slot_prologue(conversation: &ConversationId, epoch: &EpochId) -> Vec<u8> {
@@ -307,6 +320,8 @@ pub struct Member {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Epoch {
     pub id: EpochId,
+    /// [`key_check`] of its key.
+    pub check: [u8; 32],
     /// The operation that started it (`None` for the first epoch).
     pub started_by: Option<OpHash>,
     /// Devices that were given this key.
@@ -340,6 +355,8 @@ pub enum OpRejected {
     BeforeCreate,
     #[error("the operation is concurrent with its author's removal (removal wins)")]
     Superseded,
+    #[error("the key check differs from the epoch's")]
+    KeyMismatch,
 }
 
 /// The evaluated membership of one conversation.
@@ -375,6 +392,12 @@ impl State {
 
     pub fn epoch(&self, id: &EpochId) -> Option<&Epoch> {
         self.epochs.iter().find(|e| e.id == *id)
+    }
+
+    /// Whether `key` is the key of epoch `id` as its admin recorded it (`None`: the epoch is
+    /// not known yet).
+    pub fn key_matches(&self, id: &EpochId, key: &Key) -> Option<bool> {
+        self.epoch(id).map(|e| e.check == key_check(key))
     }
 
     /// A holder of the current key is no longer a member: the key must rotate.
@@ -629,6 +652,7 @@ impl Membership {
         let mut st = State {
             epochs: vec![Epoch {
                 id: crypto::epoch_id(&self.secret.first_epoch_key()),
+                check: key_check(&self.secret.first_epoch_key()),
                 started_by: None,
                 holders: BTreeSet::new(),
             }],
@@ -828,6 +852,7 @@ impl Membership {
             Action::Keys {
                 epoch,
                 rotate,
+                check,
                 slots,
             } => {
                 if !is_admin {
@@ -838,27 +863,26 @@ impl Membership {
                     });
                 }
                 let holders = slots.iter().map(|s| s.device).chain([*author]);
-                if *rotate {
+                let known = st.epochs.iter_mut().find(|ep| ep.id == *epoch);
+                if let Some(ep) = known {
+                    // A repeated id (a replayed key) moves nothing backwards: just share. A
+                    // share must name the key the epoch started with.
+                    if ep.check != *check {
+                        return Err(OpRejected::KeyMismatch);
+                    }
+                    ep.holders.extend(holders);
+                } else if *rotate {
                     if st.epochs.len() >= MAX_EPOCHS {
                         return Err(OpRejected::TooManyEpochs);
                     }
-                    // A repeated id (a replayed key) moves nothing backwards: just share.
-                    if let Some(ep) = st.epochs.iter_mut().find(|ep| ep.id == *epoch) {
-                        ep.holders.extend(holders);
-                    } else {
-                        st.epochs.push(Epoch {
-                            id: *epoch,
-                            started_by: Some(hash),
-                            holders: holders.collect(),
-                        });
-                    }
+                    st.epochs.push(Epoch {
+                        id: *epoch,
+                        check: *check,
+                        started_by: Some(hash),
+                        holders: holders.collect(),
+                    });
                 } else {
-                    let ep = st
-                        .epochs
-                        .iter_mut()
-                        .find(|ep| ep.id == *epoch)
-                        .ok_or(OpRejected::UnknownEpoch)?;
-                    ep.holders.extend(holders);
+                    return Err(OpRejected::UnknownEpoch);
                 }
             }
             Action::Profile { name } => {
@@ -951,6 +975,7 @@ mod tests {
             Action::Keys {
                 epoch: EpochId([9; 4]),
                 rotate: true,
+                check: [3; 32],
                 slots: vec![Slot {
                     device: DeviceId([1; 32]),
                     sealed: vec![5; 128],

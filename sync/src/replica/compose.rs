@@ -49,7 +49,17 @@ impl<S: Store> Replica<S> {
         let Some(c) = self.convs.get_mut(id) else {
             return Ok(false);
         };
-        if c.keys.contains_key(&epoch) {
+        // A key that does not match the check membership records for its epoch is never
+        // kept; one for an epoch not known yet is kept unverified ([`Conversation::key`] does
+        // not give it out) and gives way to a verified one.
+        let st = c.membership.state();
+        let verdict = st.key_matches(&epoch, &k);
+        if verdict == Some(false) {
+            return Ok(false);
+        }
+        if let Some(old) = c.keys.get(&epoch)
+            && (*old == k || st.key_matches(&epoch, old) == Some(true) || verdict.is_none())
+        {
             return Ok(false);
         }
         c.keys.insert(epoch, k);
@@ -185,7 +195,11 @@ impl<S: Store> Replica<S> {
         }
         let c = &self.convs[id];
         let grant: Vec<(EpochId, Key)> = match history {
-            History::Shared => c.keys.iter().map(|(e, k)| (*e, *k)).collect(),
+            History::Shared => c
+                .keys
+                .keys()
+                .filter_map(|e| c.key(e).map(|k| (*e, *k)))
+                .collect(),
             History::FromJoin => c.sending_epoch().into_iter().collect(),
         };
         let mut epochs: Vec<EpochId> = grant.iter().map(|(e, _)| *e).collect();

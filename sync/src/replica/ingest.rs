@@ -500,6 +500,21 @@ impl<S: Store> Replica<S> {
     /// Opens key slots addressed to this device in the conversation's operations.
     pub(super) fn learn_keys(&mut self, conv: &ConversationId) -> Result<(), StoreError> {
         let me = self.me.clone();
+        let Some(c) = self.convs.get_mut(conv) else {
+            return Ok(());
+        };
+        // Keys offered before membership knew their epoch, that turn out not to match it.
+        let st = c.membership.state();
+        let wrong: Vec<EpochId> = c
+            .keys
+            .iter()
+            .filter(|(e, k)| st.key_matches(e, k) == Some(false))
+            .map(|(e, _)| *e)
+            .collect();
+        for e in wrong {
+            c.keys.remove(&e);
+            self.store.delete(&keys::epoch_key(conv, &e))?;
+        }
         let Some(c) = self.convs.get(conv) else {
             return Ok(());
         };
@@ -509,7 +524,7 @@ impl<S: Store> Replica<S> {
                 continue;
             };
             if let Action::Keys { epoch, slots, .. } = &e.op.action {
-                if c.keys.contains_key(epoch) {
+                if c.key(epoch).is_some() {
                     continue;
                 }
                 if let Some(slot) = slots.iter().find(|s| s.device == me.device_id())
