@@ -422,9 +422,9 @@ fn junk_operations_do_not_freeze_the_log() {
 }
 
 #[test]
-fn a_full_log_never_fails_duties() {
-    // A member spams valid profile operations until the log is full: the admin's duties
-    // and the member's own operations must not turn into errors.
+fn one_spamming_member_is_held_to_its_quota() {
+    // A member spams valid profile operations: she fills only her own quota, so the admin's
+    // duties and the other members' operations go on.
     let (mut rs, c) = group(3, &[], History::Shared);
     let mallory = Identity::from_seed([3; 32]);
     let mut f = Forger::of(&rs[2], &c);
@@ -468,7 +468,75 @@ fn a_full_log_never_fails_duties() {
             st.members.get(&rs[1].device_id()).unwrap().name.as_deref(),
             Some("Bhavesh")
         );
+        assert!(r.conversation(&c).unwrap().membership.len() <= MAX_CONTROL_OPS_PER_MEMBER + 16);
     }
+}
+
+#[test]
+fn a_full_log_never_fails_duties() {
+    // Sixteen members (a compromised team) each spend their whole quota: the log reaches
+    // MAX_CONTROL_OPS. The admin still removes them and rotates, and duties never fail.
+    let (mut rs, c) = group(2, &[], History::Shared);
+    let spammers: Vec<Identity> = (0..16u8)
+        .map(|i| Identity::from_seed([200 + i; 32]))
+        .collect();
+    let devices: Vec<DeviceId> = spammers.iter().map(|i| i.device_id()).collect();
+    rs[0].add_members(&c, &devices, false, T0 + 150).unwrap();
+    sync_all(&mut rs, T0 + 160);
+    let mut f = Forger::of(&rs[0], &c);
+    let mut parents = heads(&rs[0], &c);
+    let mut n = 0u64;
+    'fill: for round in 0..MAX_CONTROL_OPS_PER_MEMBER {
+        for s in &spammers {
+            let e = f.control(
+                s,
+                Hlc {
+                    ms: T0 + 200 + n,
+                    counter: 0,
+                },
+                parents.clone(),
+                Action::Profile {
+                    name: format!("s{round}"),
+                },
+            );
+            n += 1;
+            parents = vec![op_hash(&rs[0], &e)];
+            for r in rs.iter_mut() {
+                let _ = r.ingest(&e, T0 + 10_000);
+            }
+            if rs[0].conversation(&c).unwrap().membership.len() >= MAX_CONTROL_OPS {
+                break 'fill;
+            }
+        }
+    }
+    for r in &rs {
+        assert!(r.conversation(&c).unwrap().membership.len() >= MAX_CONTROL_OPS);
+    }
+    // A member's own operation is refused (the engine skips it without failing its flush);
+    // the admin's removals and rotations still go in, and duties run.
+    assert!(rs[1].set_profile(&c, "Bhavesh", T0 + 10_100).is_err());
+    for d in &devices[..4] {
+        rs[0]
+            .remove_member(&c, *d, T0 + 10_200)
+            .expect("removal in a full log");
+    }
+    for r in rs.iter_mut() {
+        r.maintain(T0 + 30_000).expect("maintain in a full log");
+    }
+    sync_all(&mut rs, T0 + 40_000);
+    let s0 = rs[0].conversation(&c).unwrap().membership.state().clone();
+    assert_eq!(rs[1].conversation(&c).unwrap().membership.state(), &s0);
+    let cur = s0.current_epoch().unwrap();
+    for d in &devices[..4] {
+        assert!(!s0.is_member(d) && !cur.holders.contains(d));
+    }
+    assert!(rs[1].conversation(&c).unwrap().key(&cur.id).is_some());
+    // Messages still flow.
+    rs[1]
+        .send_message(&c, text("still talking"), T0 + 41_000)
+        .unwrap();
+    deliver(&mut rs, 1, 0, T0 + 42_000);
+    assert_eq!(bodies(&mut rs[0], &c), ["still talking"]);
 }
 
 // ---------------------------------------------------------------------------------------
