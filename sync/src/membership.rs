@@ -406,6 +406,12 @@ impl State {
             .is_some_and(|e| e.holders.iter().any(|h| !self.members.contains_key(h)))
     }
 
+    /// The key must rotate and cannot: every epoch is used ([`MAX_EPOCHS`]). Nothing new may
+    /// be sealed under the current key then (a removed device holds it).
+    pub fn rotation_exhausted(&self) -> bool {
+        self.epochs.len() >= MAX_EPOCHS && self.needs_rotation()
+    }
+
     /// Members that do not hold the current key.
     pub fn missing_current_key(&self) -> BTreeSet<DeviceId> {
         match self.current_epoch() {

@@ -908,3 +908,49 @@ fn from_join_newcomer_cannot_read_the_first_epoch() {
     );
     assert!(bodies(&mut chitra, &c).is_empty());
 }
+
+/// Slow: 1,024 rotations through the whole replica (many minutes unoptimised). Run with
+/// `cargo test --release -p vaarta-sync --test adversarial -- --ignored rotation_past`.
+#[test]
+#[ignore = "slow (1,024 rotations); run with --release --ignored"]
+fn rotation_past_max_epochs_is_loud_not_silent() {
+    // After MAX_EPOCHS rotations a removal cannot rotate the key: the removal still holds,
+    // nobody seals under the key the removed device holds, and duties neither fail nor fill
+    // the log with rotations every replica would refuse.
+    let (mut rs, c) = group(3, &[], History::Shared);
+    let members: Vec<DeviceId> = rs.iter().map(|r| r.device_id()).collect();
+    let mut now = T0 + 1_000;
+    while rs[0]
+        .conversation(&c)
+        .unwrap()
+        .membership
+        .state()
+        .epochs
+        .len()
+        < vaarta_sync::limits::MAX_EPOCHS
+    {
+        // Removing and re-adding a member rotates (cheaply: one removal, one rotation).
+        rs[0].remove_member(&c, members[2], now).unwrap();
+        rs[0].add_member(&c, members[2], false, now + 1).unwrap();
+        now += 2;
+    }
+    rs[0].remove_member(&c, members[2], now).unwrap();
+    sync_all(&mut rs[..2], now + 1);
+    let len = rs[0].conversation(&c).unwrap().membership.len();
+    for r in rs[..2].iter_mut() {
+        assert!(
+            !r.conversation(&c)
+                .unwrap()
+                .membership
+                .state()
+                .is_member(&members[2])
+        );
+        assert!(
+            r.send_message(&c, text("under a leaked key"), now + 2)
+                .is_err()
+        );
+        r.maintain(now + 20_000).expect("maintain");
+        r.maintain(now + 40_000).expect("maintain");
+    }
+    assert_eq!(rs[0].conversation(&c).unwrap().membership.len(), len);
+}

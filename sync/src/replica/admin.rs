@@ -40,13 +40,15 @@ impl<S: Store> Replica<S> {
         holders: BTreeSet<DeviceId>,
         now_ms: u64,
     ) -> Result<EnvelopeId, CommandError> {
+        let c = self.convs.get(id).ok_or(CommandError::NoSuchConversation)?;
+        // Refused here rather than by every replica: a rejected rotation would still fill
+        // the log, once per duty round.
+        if c.membership.state().epochs.len() >= crate::limits::MAX_EPOCHS {
+            return Err(CommandError::EpochsExhausted);
+        }
+        let conv = c.id;
         let key = self.seed32();
         let epoch = crypto::epoch_id(&key);
-        let conv = self
-            .convs
-            .get(id)
-            .ok_or(CommandError::NoSuchConversation)?
-            .id;
         let me = self.me.clone();
         let mut seeds = Vec::with_capacity(holders.len());
         for _ in 0..holders.len() {
@@ -102,8 +104,9 @@ impl<S: Store> Replica<S> {
             if rotate {
                 match self.rotate(&id, members, now_ms) {
                     Ok(e) => out.push(e),
-                    // A full log must never fail the caller's flush: the duty waits.
-                    Err(CommandError::ControlFull) => continue,
+                    // A full log must never fail the caller's flush: the duty waits. With
+                    // every epoch used, sending is refused instead (`stage_message`).
+                    Err(CommandError::ControlFull | CommandError::EpochsExhausted) => continue,
                     Err(e) => return Err(e),
                 }
             } else if let Some(epoch) = current {

@@ -298,7 +298,12 @@ impl<S: Store> Replica<S> {
                 .keys()
                 .copied()
                 .collect();
-            out.push(self.rotate(id, holders, now_ms)?);
+            match self.rotate(id, holders, now_ms) {
+                Ok(e) => out.push(e),
+                // The removal holds; sending is refused from now on (`stage_message`).
+                Err(CommandError::EpochsExhausted) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }
@@ -334,6 +339,9 @@ impl<S: Store> Replica<S> {
         let c = self.convs.get(id).ok_or(CommandError::NoSuchConversation)?;
         if !c.membership.state().is_member(&me) {
             return Err(CommandError::NotMember);
+        }
+        if c.membership.state().rotation_exhausted() {
+            return Err(CommandError::EpochsExhausted);
         }
         let Some((epoch, _)) = c.sending_epoch() else {
             return Err(CommandError::NoKey);

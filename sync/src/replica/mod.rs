@@ -151,6 +151,10 @@ pub enum CommandError {
     ControlFull,
     #[error("messages are staged and not sealed yet (flush first)")]
     Staged,
+    #[error(
+        "the conversation has used all its epochs: the key cannot rotate, and a removed device holds the current one"
+    )]
+    EpochsExhausted,
 }
 
 /// Something the application may want to know.
