@@ -49,6 +49,19 @@ impl Invitation {
     }
 }
 
+/// The routing tag of the conversation named by (secret, creator). It depends on the creator
+/// as the conversation id does, so an invitation that pairs a known secret with another
+/// creator names another conversation under another tag: it can never take over the tag of
+/// the real one (docs/security.md, "Control plane against members and ex-members").
+pub fn conversation_tag(secret: &ConversationSecret, creator: &DeviceId) -> Tag {
+    let mut h = blake3::Hasher::new_derive_key("vaarta 2026 conversation tag v2");
+    h.update(&secret.0);
+    h.update(&creator.0);
+    let mut t = [0u8; 16];
+    t.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    Tag(t)
+}
+
 /// Parameters of the ops staged (not yet sealed) in one page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Staged {
@@ -82,7 +95,7 @@ pub struct Conversation {
 impl Conversation {
     pub fn new(secret: ConversationSecret, creator: DeviceId) -> Self {
         let id = secret.conversation_id(&creator);
-        let tag = secret.tag();
+        let tag = conversation_tag(&secret, &creator);
         let control_key = secret.control_key();
         // No key yet: the creator takes the first epoch key, others receive keys from an admin.
         let keys = BTreeMap::new();
@@ -114,15 +127,17 @@ impl Conversation {
         self.actors.get(&a).copied()
     }
 
-    /// Known devices whose key starts with `hint` (members, removed members, and any signer
-    /// seen before): the candidates for a change envelope's signer.
+    /// Devices whose key starts with `hint` among the creator, the members and the removed
+    /// members as the evaluated membership names them: the candidates for a change
+    /// envelope's signer. Devices named only by a rejected operation are never candidates
+    /// (they could be planted by the thousand with the hint of a member's key).
     pub fn signers(&self, hint: &[u8]) -> Vec<DeviceId> {
         let st = self.membership.state();
         let mut out: Vec<DeviceId> = st
             .members
             .keys()
             .chain(st.removed.keys())
-            .chain(self.actors.values())
+            .chain([&self.creator])
             .filter(|d| d.0.starts_with(hint))
             .copied()
             .collect();
@@ -135,8 +150,13 @@ impl Conversation {
         &self.membership.state().title
     }
 
+    /// The key of `epoch`, if this device holds it *and* it matches the check the epoch's
+    /// admin recorded in membership. A key offered by anyone else (an invitation, before the
+    /// membership arrived) is not used until then, and never if it does not match.
     pub fn key(&self, epoch: &EpochId) -> Option<&Key> {
-        self.keys.get(epoch)
+        self.keys
+            .get(epoch)
+            .filter(|k| self.membership.state().key_matches(epoch, k) == Some(true))
     }
 
     pub fn epochs_held(&self) -> Vec<EpochId> {
@@ -149,7 +169,7 @@ impl Conversation {
         st.epochs
             .iter()
             .rev()
-            .find_map(|e| self.keys.get(&e.id).map(|k| (e.id, *k)))
+            .find_map(|e| self.key(&e.id).map(|k| (e.id, *k)))
     }
 
     /// The page new messages go to with `epoch`: the newest page unless it is full or was

@@ -77,9 +77,12 @@ impl Clock {
         self.last
     }
 
-    /// Moves past a timestamp received from another device.
+    /// Moves past a timestamp received from another device, unless it is more than
+    /// [`MAX_FORWARD_SKEW_MS`] ahead of `now_ms`, the *local* wall clock. The limit is from
+    /// local time, never from the clock's own last value: otherwise a peer could ratchet the
+    /// clock forward one skew step per message.
     pub fn observe(&mut self, remote: Hlc, now_ms: u64) {
-        let limit = now_ms.max(self.last.ms).saturating_add(MAX_FORWARD_SKEW_MS);
+        let limit = now_ms.min(Hlc::MAX_MS).saturating_add(MAX_FORWARD_SKEW_MS);
         if remote.ms > limit || remote <= self.last {
             return;
         }
@@ -138,6 +141,30 @@ mod tests {
             1_000,
         );
         assert_eq!(c.last(), before);
+    }
+
+    #[test]
+    fn remote_times_cannot_ratchet_the_clock() {
+        let mut c = Clock::new();
+        let now = 1_000;
+        for i in 1..10 {
+            c.observe(
+                Hlc {
+                    ms: now + i * (MAX_FORWARD_SKEW_MS - 1),
+                    counter: 0,
+                },
+                now,
+            );
+        }
+        assert!(c.last().ms <= now + MAX_FORWARD_SKEW_MS);
+        c.observe(
+            Hlc {
+                ms: Hlc::MAX_MS,
+                counter: 0,
+            },
+            now,
+        );
+        assert!(c.last().ms <= now + MAX_FORWARD_SKEW_MS);
     }
 
     #[test]

@@ -18,7 +18,13 @@ pub const MAX_REACTION_BYTES: usize = 64;
 /// A conversation title or a member's display name.
 pub const MAX_NAME_BYTES: usize = 256;
 /// Membership operations per conversation (each is rare: an add, a removal, a rename).
+/// Only operations of current or past members in a valid causal position count; past this
+/// bound only current admins may add operations, up to twice it (docs/security.md,
+/// "Control plane against members and ex-members").
 pub const MAX_CONTROL_OPS: usize = 4096;
+/// Membership operations one signer that is not an admin may have in a conversation (a
+/// member writes a profile now and then, and leaves once).
+pub const MAX_CONTROL_OPS_PER_MEMBER: usize = 256;
 /// Parents of one membership operation.
 pub const MAX_OP_PARENTS: usize = 32;
 /// Members of one conversation (WhatsApp allows 1,024, Signal 1,000: docs/performance.md).

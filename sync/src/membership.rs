@@ -35,7 +35,10 @@ use crate::crypto::{self, ConversationSecret, Key};
 use crate::hlc::Hlc;
 use crate::identity::Identity;
 use crate::ids::{ConversationId, DeviceId, EpochId, OpHash};
-use crate::limits::{MAX_CONTROL_OPS, MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OP_PARENTS};
+use crate::limits::{
+    MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER, MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES,
+    MAX_OP_PARENTS,
+};
 
 /// Whether members added later can read what was written before they joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,6 +84,10 @@ pub enum Action {
     Keys {
         epoch: EpochId,
         rotate: bool,
+        /// [`key_check`] of the epoch's key: 32 bytes that no one can grind a second key
+        /// for (the 4-byte epoch id only routes). A key from any source is used only if it
+        /// matches the check of the admin who started the epoch.
+        check: [u8; 32],
         slots: Vec<Slot>,
     },
     Profile {
@@ -134,11 +141,13 @@ impl ControlOp {
             Action::Keys {
                 epoch,
                 rotate,
+                check,
                 slots,
             } => {
                 w.u8(3)
                     .raw(&epoch.0)
                     .bool(*rotate)
+                    .raw(check)
                     .varint(slots.len() as u64);
                 for s in slots {
                     w.raw(&s.device.0).bytes(&s.sealed);
@@ -218,6 +227,7 @@ impl ControlOp {
             3 => {
                 let epoch = EpochId(r.array("epoch")?);
                 let rotate = r.bool("rotate")?;
+                let check = r.array("key check")?;
                 let n = r.count("slots", MAX_MEMBERS, 33)?;
                 let mut slots = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -231,6 +241,7 @@ impl ControlOp {
                 Action::Keys {
                     epoch,
                     rotate,
+                    check,
                     slots,
                 }
             }
@@ -245,6 +256,11 @@ impl ControlOp {
         r.finish()?;
         Ok(Self { parents, action })
     }
+}
+
+/// The 32-byte check of an epoch key that membership records (see [`Action::Keys`]).
+pub fn key_check(key: &Key) -> [u8; 32] {
+    blake3::derive_key("vaarta 2026 epoch key check v1", key)
 }
 
 fn slot_prologue(conversation: &ConversationId, epoch: &EpochId) -> Vec<u8> {
@@ -304,6 +320,8 @@ pub struct Member {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Epoch {
     pub id: EpochId,
+    /// [`key_check`] of its key.
+    pub check: [u8; 32],
     /// The operation that started it (`None` for the first epoch).
     pub started_by: Option<OpHash>,
     /// Devices that were given this key.
@@ -335,6 +353,10 @@ pub enum OpRejected {
     BadDevice,
     #[error("the operation came before the conversation was created")]
     BeforeCreate,
+    #[error("the operation is concurrent with its author's removal (removal wins)")]
+    Superseded,
+    #[error("the key check differs from the epoch's")]
+    KeyMismatch,
 }
 
 /// The evaluated membership of one conversation.
@@ -350,6 +372,9 @@ pub struct State {
     /// Applied operations in linear order.
     pub order: Vec<OpHash>,
     pub rejected: BTreeMap<OpHash, OpRejected>,
+    /// Admin seniority: the position in `order` of the operation that last made each device
+    /// an admin (the creator: 0). Kept after a removal; decides concurrent mutual removals.
+    pub admin_since: BTreeMap<DeviceId, usize>,
 }
 
 impl State {
@@ -369,10 +394,22 @@ impl State {
         self.epochs.iter().find(|e| e.id == *id)
     }
 
+    /// Whether `key` is the key of epoch `id` as its admin recorded it (`None`: the epoch is
+    /// not known yet).
+    pub fn key_matches(&self, id: &EpochId, key: &Key) -> Option<bool> {
+        self.epoch(id).map(|e| e.check == key_check(key))
+    }
+
     /// A holder of the current key is no longer a member: the key must rotate.
     pub fn needs_rotation(&self) -> bool {
         self.current_epoch()
             .is_some_and(|e| e.holders.iter().any(|h| !self.members.contains_key(h)))
+    }
+
+    /// The key must rotate and cannot: every epoch is used ([`MAX_EPOCHS`]). Nothing new may
+    /// be sealed under the current key then (a removed device holds it).
+    pub fn rotation_exhausted(&self) -> bool {
+        self.epochs.len() >= MAX_EPOCHS && self.needs_rotation()
     }
 
     /// Members that do not hold the current key.
@@ -418,12 +455,24 @@ pub struct Membership {
     ops: BTreeMap<OpHash, Entry>,
     state: State,
     heads: BTreeSet<OpHash>,
+    /// Operations held per signer (the per-member quota).
+    by_signer: BTreeMap<DeviceId, usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum InsertError {
     #[error("too many membership operations")]
     Full,
+    /// A parent has not arrived: the caller keeps the operation aside (bounded) and offers it
+    /// again later. It is not counted, so operations that never find their parents cannot
+    /// fill the log.
+    #[error("a parent operation has not arrived")]
+    Early,
+    /// The signer was never a member where it signed (not the creator, and no `Add` among the
+    /// operation's ancestors names it), or the operation has no causal position (a root other
+    /// than the creator's `Create`). Never counted, never stored.
+    #[error("the signer was never a member where it signed")]
+    Outsider,
 }
 
 impl Membership {
@@ -434,6 +483,7 @@ impl Membership {
             ops: BTreeMap::new(),
             state: State::default(),
             heads: BTreeSet::new(),
+            by_signer: BTreeMap::new(),
         };
         m.recompute();
         m
@@ -459,24 +509,64 @@ impl Membership {
         self.ops.get(h)
     }
 
-    /// Parents for a new operation: the current heads.
+    /// Parents for a new operation: the current heads, at most [`MAX_OP_PARENTS`] of them
+    /// (concurrent junk can make many heads; an operation with more parents would not
+    /// decode anywhere). Applied heads come first, then rejected ones, each in hash order.
     pub fn heads(&self) -> Vec<OpHash> {
-        self.heads.iter().copied().collect()
+        let mut hs: Vec<OpHash> = self.heads.iter().copied().collect();
+        if hs.len() > MAX_OP_PARENTS {
+            hs.sort_by_key(|h| (self.state.rejected.contains_key(h), *h));
+            hs.truncate(MAX_OP_PARENTS);
+            hs.sort();
+        }
+        hs
     }
 
     /// Adds a verified operation and re-evaluates. Returns false if it was known.
+    ///
+    /// Only operations that can take a place in the log count toward its bounds: the
+    /// creator's `Create` (no parents), or an operation whose parents are all held and whose
+    /// signer is the creator or named by an `Add` among its ancestors (a current or past
+    /// member where it signed). Anything else is [`InsertError::Early`] (kept aside by the
+    /// caller) or [`InsertError::Outsider`] (refused). Past [`MAX_CONTROL_OPS`] only the
+    /// current admins may add operations (up to twice the bound), so junk from members can
+    /// never stop a removal or a rotation; a signer that is not an admin holds at most
+    /// [`MAX_CONTROL_OPS_PER_MEMBER`].
     pub fn insert(&mut self, hash: OpHash, entry: Entry) -> Result<bool, InsertError> {
         if self.ops.contains_key(&hash) {
             return Ok(false);
         }
-        if self.ops.len() >= MAX_CONTROL_OPS {
+        if matches!(entry.op.action, Action::Create { .. }) {
+            if !entry.op.parents.is_empty()
+                || self.secret.conversation_id(&entry.signer) != self.conversation
+            {
+                return Err(InsertError::Outsider);
+            }
+        } else {
+            if entry.op.parents.is_empty() {
+                return Err(InsertError::Outsider);
+            }
+            if entry.op.parents.iter().any(|p| !self.ops.contains_key(p)) {
+                return Err(InsertError::Early);
+            }
+            if !self.admissible(&entry) {
+                return Err(InsertError::Outsider);
+            }
+        }
+        let admin = self.state.is_admin(&entry.signer);
+        let own = self.by_signer.get(&entry.signer).copied().unwrap_or(0);
+        if self.ops.len() >= 2 * MAX_CONTROL_OPS
+            || (!admin && (self.ops.len() >= MAX_CONTROL_OPS || own >= MAX_CONTROL_OPS_PER_MEMBER))
+        {
             return Err(InsertError::Full);
         }
+        *self.by_signer.entry(entry.signer).or_default() += 1;
         // Fast path: an operation that follows every current head (the usual case: ops
-        // arrive in causal order) comes last in the linear order, so it can be applied to the
-        // current state; the full evaluation would give the same result.
+        // arrive in causal order) comes last in the linear order and is concurrent with
+        // nothing, so it can be applied to the current state; the full evaluation would give
+        // the same result.
         let parents: BTreeSet<OpHash> = entry.op.parents.iter().copied().collect();
-        let fast = self.waiting() == 0 && parents == self.heads;
+        let fast = parents == self.heads;
         self.ops.insert(hash, entry);
         if fast {
             let mut st = std::mem::take(&mut self.state);
@@ -494,70 +584,176 @@ impl Membership {
         Ok(true)
     }
 
-    /// Operations whose parents have not all arrived.
+    /// Whether the signer of `e` is the creator or is named by an `Add` among its ancestors.
+    fn admissible(&self, e: &Entry) -> bool {
+        if self.secret.conversation_id(&e.signer) == self.conversation {
+            return true;
+        }
+        let mut seen: BTreeSet<OpHash> = BTreeSet::new();
+        let mut stack: Vec<OpHash> = e.op.parents.clone();
+        while let Some(h) = stack.pop() {
+            if !seen.insert(h) {
+                continue;
+            }
+            let Some(a) = self.ops.get(&h) else {
+                continue;
+            };
+            if let Action::Add { devices, .. } = &a.op.action
+                && devices.binary_search(&e.signer).is_ok()
+            {
+                return true;
+            }
+            stack.extend(a.op.parents.iter().copied());
+        }
+        false
+    }
+
+    /// Operations held but neither applied nor rejected (none: early ones are not held).
     pub fn waiting(&self) -> usize {
         self.ops.len() - self.state.order.len() - self.state.rejected.len()
     }
 
-    fn recompute(&mut self) {
-        // Linearise: Kahn's algorithm over operations whose parents are all present.
-        let mut children: BTreeMap<OpHash, Vec<OpHash>> = BTreeMap::new();
-        let mut indegree: BTreeMap<OpHash, usize> = BTreeMap::new();
-        for (h, e) in &self.ops {
-            let mut missing = false;
-            for p in &e.op.parents {
-                if !self.ops.contains_key(p) {
-                    missing = true;
-                }
-                children.entry(*p).or_default().push(*h);
+    /// Every operation reachable from `from` by `next` (not `from` itself).
+    fn reach(&self, from: OpHash, next: impl Fn(&OpHash) -> Vec<OpHash>) -> BTreeSet<OpHash> {
+        let mut seen = BTreeSet::new();
+        let mut stack = next(&from);
+        while let Some(h) = stack.pop() {
+            if seen.insert(h) {
+                stack.extend(next(&h));
             }
-            // An op with a missing parent never becomes ready; neither do its descendants.
-            indegree.insert(
-                *h,
-                e.op.parents.len() + usize::from(missing) * MAX_CONTROL_OPS,
-            );
         }
-        let mut ready: BTreeSet<(Hlc, OpHash)> = indegree
+        seen
+    }
+
+    /// The linear order: Kahn's topological sort, ties broken by operation hash alone. The
+    /// signer-chosen time plays no part (a backdated operation gains nothing), and the rules
+    /// that decide conflicts ([`Membership::superseded`]) do not depend on this order.
+    fn linear_order(&self, children: &BTreeMap<OpHash, Vec<OpHash>>) -> Vec<OpHash> {
+        let mut indegree: BTreeMap<OpHash, usize> = self
+            .ops
+            .iter()
+            .map(|(h, e)| (*h, e.op.parents.len()))
+            .collect();
+        let mut ready: BTreeSet<OpHash> = indegree
             .iter()
             .filter(|(_, d)| **d == 0)
-            .map(|(h, _)| (self.ops[h].hlc, *h))
+            .map(|(h, _)| *h)
             .collect();
+        let mut order = Vec::with_capacity(self.ops.len());
+        while let Some(h) = ready.pop_first() {
+            order.push(h);
+            for c in children.get(&h).into_iter().flatten() {
+                if let Some(d) = indegree.get_mut(c) {
+                    *d -= 1;
+                    if *d == 0 {
+                        ready.insert(*c);
+                    }
+                }
+            }
+        }
+        order
+    }
+
+    fn fold(&self, order: &[OpHash], excluded: &BTreeSet<OpHash>) -> State {
         let mut st = State {
             epochs: vec![Epoch {
                 id: crypto::epoch_id(&self.secret.first_epoch_key()),
+                check: key_check(&self.secret.first_epoch_key()),
                 started_by: None,
                 holders: BTreeSet::new(),
             }],
             ..State::default()
         };
-        let mut placed: BTreeSet<OpHash> = BTreeSet::new();
-        while let Some(first) = ready.iter().next().copied() {
-            ready.remove(&first);
-            let (_, h) = first;
-            placed.insert(h);
-            let entry = &self.ops[&h];
-            match self.apply(&mut st, h, entry) {
-                Ok(()) => st.order.push(h),
+        for h in order {
+            if excluded.contains(h) {
+                st.rejected.insert(*h, OpRejected::Superseded);
+                continue;
+            }
+            match self.apply(&mut st, *h, &self.ops[h]) {
+                Ok(()) => st.order.push(*h),
                 Err(why) => {
-                    st.rejected.insert(h, why);
-                }
-            }
-            for c in children.get(&h).into_iter().flatten() {
-                if let Some(d) = indegree.get_mut(c) {
-                    *d -= 1;
-                    if *d == 0 {
-                        ready.insert((self.ops[c].hlc, *c));
-                    }
+                    st.rejected.insert(*h, why);
                 }
             }
         }
-        let mut heads: BTreeSet<OpHash> = placed.clone();
-        for h in &placed {
-            for p in &self.ops[h].op.parents {
-                heads.remove(p);
+        st
+    }
+
+    /// "Removal wins": for the first applied removal (of T, by S) that leaves applied
+    /// operations of T concurrent with it, those operations (to be voided). Except when T
+    /// concurrently removed S and T is the senior admin ([`State::admin_since`]): then the
+    /// removal itself is voided. Empty when nothing is left to void.
+    fn superseded(
+        &self,
+        st: &State,
+        excluded: &BTreeSet<OpHash>,
+        children: &BTreeMap<OpHash, Vec<OpHash>>,
+    ) -> Vec<OpHash> {
+        let applied: BTreeSet<OpHash> = st.order.iter().copied().collect();
+        for r in &st.order {
+            let e = &self.ops[r];
+            let Action::Remove { device: target, .. } = &e.op.action else {
+                continue;
+            };
+            let remover = e.signer;
+            let by_target: Vec<OpHash> = self
+                .ops
+                .iter()
+                .filter(|(h, o)| o.signer == *target && *h != r && !excluded.contains(*h))
+                .map(|(h, _)| *h)
+                .collect();
+            if by_target.is_empty() {
+                continue;
+            }
+            let before = self.reach(*r, |h| self.ops[h].op.parents.clone());
+            let after = self.reach(*r, |h| children.get(h).cloned().unwrap_or_default());
+            let concurrent: Vec<OpHash> = by_target
+                .into_iter()
+                .filter(|h| !before.contains(h) && !after.contains(h))
+                .collect();
+            let counter = concurrent.iter().any(|h| {
+                matches!(&self.ops[h].op.action, Action::Remove { device, .. } if *device == remover)
+            });
+            let rank = |d: &DeviceId| st.admin_since.get(d).copied().unwrap_or(usize::MAX);
+            if remover != *target && counter && rank(target) < rank(&remover) {
+                return vec![*r];
+            }
+            let void: Vec<OpHash> = concurrent
+                .into_iter()
+                .filter(|h| applied.contains(h))
+                .collect();
+            if !void.is_empty() {
+                return void;
             }
         }
-        self.heads = heads;
+        Vec::new()
+    }
+
+    fn recompute(&mut self) {
+        let mut children: BTreeMap<OpHash, Vec<OpHash>> = BTreeMap::new();
+        for (h, e) in &self.ops {
+            for p in &e.op.parents {
+                children.entry(*p).or_default().push(*h);
+            }
+        }
+        let order = self.linear_order(&children);
+        // Fold, void what a removal supersedes, fold again, until nothing changes. Each round
+        // voids at least one applied operation, so this ends.
+        let mut excluded: BTreeSet<OpHash> = BTreeSet::new();
+        let st = loop {
+            let st = self.fold(&order, &excluded);
+            let more = self.superseded(&st, &excluded, &children);
+            if more.is_empty() {
+                break st;
+            }
+            excluded.extend(more);
+        };
+        self.heads = self
+            .ops
+            .keys()
+            .filter(|h| !children.contains_key(*h))
+            .copied()
+            .collect();
         self.state = st;
     }
 
@@ -571,6 +767,7 @@ impl Membership {
                 return Err(OpRejected::DuplicateCreate);
             }
             st.creator = Some(*author);
+            st.admin_since.insert(*author, st.order.len());
             st.title = title.clone();
             st.history = *history;
             st.members.insert(
@@ -618,6 +815,9 @@ impl Membership {
                     return Err(OpRejected::LastAdmin);
                 }
                 for device in devices {
+                    if *admin && !st.is_admin(device) {
+                        st.admin_since.insert(*device, st.order.len());
+                    }
                     match st.members.get_mut(device) {
                         Some(m) => m.admin = *admin,
                         None => {
@@ -658,6 +858,7 @@ impl Membership {
             Action::Keys {
                 epoch,
                 rotate,
+                check,
                 slots,
             } => {
                 if !is_admin {
@@ -668,27 +869,26 @@ impl Membership {
                     });
                 }
                 let holders = slots.iter().map(|s| s.device).chain([*author]);
-                if *rotate {
+                let known = st.epochs.iter_mut().find(|ep| ep.id == *epoch);
+                if let Some(ep) = known {
+                    // A repeated id (a replayed key) moves nothing backwards: just share. A
+                    // share must name the key the epoch started with.
+                    if ep.check != *check {
+                        return Err(OpRejected::KeyMismatch);
+                    }
+                    ep.holders.extend(holders);
+                } else if *rotate {
                     if st.epochs.len() >= MAX_EPOCHS {
                         return Err(OpRejected::TooManyEpochs);
                     }
-                    // A repeated id (a replayed key) moves nothing backwards: just share.
-                    if let Some(ep) = st.epochs.iter_mut().find(|ep| ep.id == *epoch) {
-                        ep.holders.extend(holders);
-                    } else {
-                        st.epochs.push(Epoch {
-                            id: *epoch,
-                            started_by: Some(hash),
-                            holders: holders.collect(),
-                        });
-                    }
+                    st.epochs.push(Epoch {
+                        id: *epoch,
+                        check: *check,
+                        started_by: Some(hash),
+                        holders: holders.collect(),
+                    });
                 } else {
-                    let ep = st
-                        .epochs
-                        .iter_mut()
-                        .find(|ep| ep.id == *epoch)
-                        .ok_or(OpRejected::UnknownEpoch)?;
-                    ep.holders.extend(holders);
+                    return Err(OpRejected::UnknownEpoch);
                 }
             }
             Action::Profile { name } => {
@@ -781,6 +981,7 @@ mod tests {
             Action::Keys {
                 epoch: EpochId([9; 4]),
                 rotate: true,
+                check: [3; 32],
                 slots: vec![Slot {
                     device: DeviceId([1; 32]),
                     sealed: vec![5; 128],
@@ -829,8 +1030,9 @@ mod tests {
                 history: History::Shared,
             },
         );
-        m.insert(fake, e).unwrap();
-        assert_eq!(m.state().rejected.get(&fake), Some(&OpRejected::NotCreator));
+        // Refused outright: it has no place in the log and does not count.
+        assert_eq!(m.insert(fake, e), Err(InsertError::Outsider));
+        assert!(!m.contains(&fake));
         let (c, e) = op(
             &f.ids[0],
             2,
@@ -853,8 +1055,7 @@ mod tests {
                 epochs: vec![],
             },
         );
-        m.insert(a1, e).unwrap();
-        assert_eq!(m.state().rejected.get(&a1), Some(&OpRejected::NotMember));
+        assert_eq!(m.insert(a1, e), Err(InsertError::Outsider));
         let (a2, e) = op(
             &f.ids[0],
             4,
@@ -1030,7 +1231,13 @@ mod tests {
             // In creation order most inserts take the incremental fast path; shuffled, most
             // take the full evaluation. Both must agree.
             let mut a = Membership::new(f.conv, f.cs.clone());
-            for (h, e) in &ops { a.insert(*h, e.clone()).unwrap(); }
+            for (h, e) in &ops {
+                match a.insert(*h, e.clone()) {
+                    // Descendants of a refused operation wait for ever.
+                    Ok(_) | Err(InsertError::Outsider) | Err(InsertError::Early) => {}
+                    Err(other) => prop_assert!(false, "{other:?}"),
+                }
+            }
             let mut full = a.clone();
             full.recompute();
             prop_assert_eq!(a.state(), full.state());
@@ -1039,8 +1246,16 @@ mod tests {
                 let n = shuffled.len();
                 shuffled.swap(i % n, *p as usize % n);
             }
+            // Early operations are offered again later (as the replica's pending set does).
             let mut b = Membership::new(f.conv, f.cs.clone());
-            for (h, e) in &shuffled { b.insert(*h, e.clone()).unwrap(); }
+            let mut left = shuffled.clone();
+            while !left.is_empty() {
+                let before = left.len();
+                left.retain(|(h, e)| b.insert(*h, e.clone()) == Err(InsertError::Early));
+                if left.len() == before {
+                    break;
+                }
+            }
             prop_assert_eq!(a.state(), b.state());
             // A non-admin's operations never take effect: every applied Add/Remove/Title was by an admin at that point.
             prop_assert!(a.state().members.values().any(|m| m.admin));

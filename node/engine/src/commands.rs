@@ -127,8 +127,12 @@ impl<S: Store> Engine<S> {
                 continue;
             };
             if m.name.as_deref() != Some(name.as_str()) {
-                self.replica.set_profile(&id, &name, now_ms)?;
-                self.note_sealed();
+                match self.replica.set_profile(&id, &name, now_ms) {
+                    Ok(_) => self.note_sealed(),
+                    // A full membership log must never fail the flush: no profile then.
+                    Err(vaarta_sync::replica::CommandError::ControlFull) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             self.profiled.insert(id);
         }

@@ -40,13 +40,15 @@ impl<S: Store> Replica<S> {
         holders: BTreeSet<DeviceId>,
         now_ms: u64,
     ) -> Result<EnvelopeId, CommandError> {
+        let c = self.convs.get(id).ok_or(CommandError::NoSuchConversation)?;
+        // Refused here rather than by every replica: a rejected rotation would still fill
+        // the log, once per duty round.
+        if c.membership.state().epochs.len() >= crate::limits::MAX_EPOCHS {
+            return Err(CommandError::EpochsExhausted);
+        }
+        let conv = c.id;
         let key = self.seed32();
         let epoch = crypto::epoch_id(&key);
-        let conv = self
-            .convs
-            .get(id)
-            .ok_or(CommandError::NoSuchConversation)?
-            .id;
         let me = self.me.clone();
         let mut seeds = Vec::with_capacity(holders.len());
         for _ in 0..holders.len() {
@@ -69,6 +71,7 @@ impl<S: Store> Replica<S> {
             Action::Keys {
                 epoch,
                 rotate: true,
+                check: membership::key_check(&key),
                 slots,
             },
             now_ms,
@@ -89,9 +92,7 @@ impl<S: Store> Replica<S> {
             }
             let rotate = st.needs_rotation();
             let missing = st.missing_current_key();
-            let have_current = st
-                .current_epoch()
-                .is_some_and(|e| c.keys.contains_key(&e.id));
+            let have_current = st.current_epoch().is_some_and(|e| c.key(&e.id).is_some());
             if !rotate && (missing.is_empty() || !have_current) {
                 continue;
             }
@@ -101,9 +102,17 @@ impl<S: Store> Replica<S> {
                 c.last_duty_ms = now_ms;
             }
             if rotate {
-                out.push(self.rotate(&id, members, now_ms)?);
+                match self.rotate(&id, members, now_ms) {
+                    Ok(e) => out.push(e),
+                    // A full log must never fail the caller's flush: the duty waits. With
+                    // every epoch used, sending is refused instead (`stage_message`).
+                    Err(CommandError::ControlFull | CommandError::EpochsExhausted) => continue,
+                    Err(e) => return Err(e),
+                }
             } else if let Some(epoch) = current {
-                let key = self.convs[&id].keys[&epoch];
+                let Some(key) = self.convs[&id].key(&epoch).copied() else {
+                    continue;
+                };
                 let conv = self.convs[&id].id;
                 let me_id = self.me.clone();
                 let seeds: Vec<[u8; 32]> = (0..missing.len()).map(|_| self.seed32()).collect();
@@ -112,15 +121,20 @@ impl<S: Store> Replica<S> {
                 let slots = membership::seal_slots(&me_id, &conv, &key, &missing, || {
                     it.next().unwrap_or_else(|| fresh_seed(rng))
                 });
-                out.push(self.control(
+                match self.control(
                     &id,
                     Action::Keys {
                         epoch,
                         rotate: false,
+                        check: membership::key_check(&key),
                         slots,
                     },
                     now_ms,
-                )?);
+                ) {
+                    Ok(e) => out.push(e),
+                    Err(CommandError::ControlFull) => continue,
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(out)
@@ -133,4 +147,58 @@ fn fresh_seed(rng: &mut rand_chacha::ChaCha20Rng) -> [u8; 32] {
     let mut s = [0u8; 32];
     rng.fill_bytes(&mut s);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    const T0: u64 = 1_790_000_000_000;
+
+    fn deliver(from: &Replica<MemoryStore>, to: &mut Replica<MemoryStore>, now: u64) {
+        for (tag, _) in from.store.tags() {
+            let mut ids = Vec::new();
+            from.store
+                .for_each_id(&tag, &[0; 32], &mut |id| {
+                    ids.push(*id);
+                    true
+                })
+                .unwrap();
+            for id in ids {
+                let b = from.store.envelope(&id).unwrap().unwrap();
+                let _ = to.ingest(&b, now);
+            }
+        }
+    }
+
+    /// What grinding a 4-byte epoch id buys (a key whose id matches the next epoch's,
+    /// delivered before the rotation): nothing. The key is held unverified, never used,
+    /// and gives way to the admin's key from its slot.
+    #[test]
+    fn a_key_that_only_matches_the_epoch_id_is_never_used() {
+        let me = |n: u8| Identity::from_seed([n; 32]);
+        let mut a = Replica::open(me(1), MemoryStore::new(), [1; 32]).unwrap();
+        let mut b = Replica::open(me(2), MemoryStore::new(), [2; 32]).unwrap();
+        let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
+        a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
+        deliver(&a, &mut b, T0 + 2);
+        let members: BTreeSet<DeviceId> = [a.device_id(), b.device_id()].into();
+        a.rotate(&c, members, T0 + 3).unwrap();
+        let next = a.convs[&c].membership.state().current_epoch().unwrap().id;
+        let ground: Key = [0x66; 32];
+        // Before B knows the epoch: kept unverified, not given out.
+        assert!(b.store_key(&c, next, ground).unwrap());
+        assert_eq!(b.convs[&c].key(&next), None);
+        deliver(&a, &mut b, T0 + 4);
+        let real = a.convs[&c].key(&next).copied();
+        assert!(real.is_some() && real != Some(ground));
+        assert_eq!(b.convs[&c].key(&next).copied(), real);
+        assert_eq!(b.convs[&c].sending_epoch().map(|(e, _)| e), Some(next));
+        // Once the epoch is known the ground key is refused outright, and the store keeps
+        // the real one (after a restart too).
+        assert!(!b.store_key(&c, next, ground).unwrap());
+        let b = Replica::open(me(2), b.into_store(), [3; 32]).unwrap();
+        assert_eq!(b.convs[&c].key(&next).copied(), real);
+    }
 }

@@ -22,6 +22,12 @@ impl<S: Store> Replica<S> {
         c: Conversation,
     ) -> Result<ConversationId, StoreError> {
         let id = c.id;
+        // A tag is bound to one conversation for good.
+        if self.by_tag.get(&c.tag).is_some_and(|held| *held != id) {
+            return Err(StoreError::Corrupt(
+                "a conversation tag is bound already".into(),
+            ));
+        }
         let mut rec = c.secret.0.to_vec();
         rec.extend_from_slice(&c.creator.0);
         self.store.put(&keys::conv(&id), &rec)?;
@@ -43,7 +49,17 @@ impl<S: Store> Replica<S> {
         let Some(c) = self.convs.get_mut(id) else {
             return Ok(false);
         };
-        if c.keys.contains_key(&epoch) {
+        // A key that does not match the check membership records for its epoch is never
+        // kept; one for an epoch not known yet is kept unverified ([`Conversation::key`] does
+        // not give it out) and gives way to a verified one.
+        let st = c.membership.state();
+        let verdict = st.key_matches(&epoch, &k);
+        if verdict == Some(false) {
+            return Ok(false);
+        }
+        if let Some(old) = c.keys.get(&epoch)
+            && (*old == k || st.key_matches(&epoch, old) == Some(true) || verdict.is_none())
+        {
             return Ok(false);
         }
         c.keys.insert(epoch, k);
@@ -74,6 +90,12 @@ impl<S: Store> Replica<S> {
             },
             now_ms,
         )?;
+        if history == History::FromJoin {
+            // The first epoch's key derives from the secret, which every newcomer receives:
+            // from-join writes under a fresh key from the start.
+            let me: BTreeSet<DeviceId> = [self.me.device_id()].into();
+            self.rotate(&id, me, now_ms)?;
+        }
         Ok((id, env))
     }
 
@@ -110,7 +132,7 @@ impl<S: Store> Replica<S> {
         let eid = env.id();
         self.store.put_envelope(&header.tag, &eid, env.bytes())?;
         self.record_sealed(Sealed::of(eid, &header, *id, Vec::new()));
-        match self.apply_control(*id, &env, true) {
+        match self.apply_control(*id, &env, Some(now_ms)) {
             Ok(_) => Ok(eid),
             Err(IngestError::ControlFull) => Err(CommandError::ControlFull),
             Err(e) => Err(CommandError::Store(StoreError::Corrupt(e.to_string()))),
@@ -179,7 +201,11 @@ impl<S: Store> Replica<S> {
         }
         let c = &self.convs[id];
         let grant: Vec<(EpochId, Key)> = match history {
-            History::Shared => c.keys.iter().map(|(e, k)| (*e, *k)).collect(),
+            History::Shared => c
+                .keys
+                .keys()
+                .filter_map(|e| c.key(e).map(|k| (*e, *k)))
+                .collect(),
             History::FromJoin => c.sending_epoch().into_iter().collect(),
         };
         let mut epochs: Vec<EpochId> = grant.iter().map(|(e, _)| *e).collect();
@@ -272,7 +298,12 @@ impl<S: Store> Replica<S> {
                 .keys()
                 .copied()
                 .collect();
-            out.push(self.rotate(id, holders, now_ms)?);
+            match self.rotate(id, holders, now_ms) {
+                Ok(e) => out.push(e),
+                // The removal holds; sending is refused from now on (`stage_message`).
+                Err(CommandError::EpochsExhausted) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }
@@ -308,6 +339,9 @@ impl<S: Store> Replica<S> {
         let c = self.convs.get(id).ok_or(CommandError::NoSuchConversation)?;
         if !c.membership.state().is_member(&me) {
             return Err(CommandError::NotMember);
+        }
+        if c.membership.state().rotation_exhausted() {
+            return Err(CommandError::EpochsExhausted);
         }
         let Some((epoch, _)) = c.sending_epoch() else {
             return Err(CommandError::NoKey);

@@ -318,6 +318,18 @@ impl<S: Store> Replica<S> {
         let inv = Invitation::decode(&opened.payload)?;
         self.clock.observe(opened.hlc, now_ms);
         let conv_id = inv.secret.conversation_id(&inv.creator);
+        // Checked against what is held: a conversation held is the same (secret, creator), and
+        // a tag already bound is never bound again (the tag derives from both, so a known
+        // secret with another creator is another conversation under another tag).
+        let tag = crate::conversation::conversation_tag(&inv.secret, &inv.creator);
+        if let Some(held) = self.convs.get(&conv_id)
+            && (held.secret != inv.secret || held.creator != inv.creator)
+        {
+            return Err(IngestError::BadInvitation);
+        }
+        if self.by_tag.get(&tag).is_some_and(|c| *c != conv_id) {
+            return Err(IngestError::BadInvitation);
+        }
         self.store
             .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
         let mut readmit_tag = None;
@@ -379,7 +391,12 @@ impl<S: Store> Replica<S> {
             Kind::Control => {
                 self.store
                     .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
-                match self.apply_control(conv, env, true) {
+                match self.apply_control(conv, env, Some(now_ms)) {
+                    // A parent has not arrived: stored and parked (bounded; not counted in
+                    // the log), retried when the conversation's membership changes.
+                    Ok(Ingested::Pending(_, Waiting::Parents)) => {
+                        self.park(conv, env.id(), Waiting::Parents)
+                    }
                     Ok(r) => {
                         self.wake_conversation(&conv, now_ms)?;
                         Ok(r)
@@ -401,11 +418,16 @@ impl<S: Store> Replica<S> {
     }
 
     /// Opens a control envelope and inserts its operation. The envelope must already be stored.
+    /// `now_ms` is the local time when the envelope came from elsewhere (`None` when it is
+    /// replayed from the store at open): only then may its time move the clock, and never
+    /// past [`crate::hlc::MAX_FORWARD_SKEW_MS`] ahead of local time. An operation whose
+    /// parents have not all arrived is not inserted: `Pending(_, Waiting::Parents)`, and the
+    /// caller parks it.
     pub(super) fn apply_control(
         &mut self,
         conv: ConversationId,
         env: &Envelope,
-        persist: bool,
+        now_ms: Option<u64>,
     ) -> Result<Ingested, IngestError> {
         let c = self
             .convs
@@ -413,42 +435,86 @@ impl<S: Store> Replica<S> {
             .ok_or(StoreError::Corrupt("conversation vanished".into()))?;
         let opened = envelope::open(env, &c.control_key, &c.id, &mut |_| Vec::new())?;
         let op = ControlOp::decode(&opened.payload)?;
-        self.clock.observe(opened.hlc, opened.hlc.ms);
         let hash = OpHash(opened.signed_hash);
-        c.learn_actor(opened.signer);
-        match &op.action {
-            Action::Add { devices, .. } => devices.iter().for_each(|d| c.learn_actor(*d)),
-            Action::Remove { device, .. } => c.learn_actor(*device),
-            _ => {}
-        }
-        let inserted = c
-            .membership
-            .insert(
-                hash,
-                Entry {
-                    signer: opened.signer,
-                    hlc: opened.hlc,
-                    op,
-                },
-            )
-            .map_err(|_| IngestError::ControlFull)?;
-        if persist {
+        let inserted = match c.membership.insert(
+            hash,
+            Entry {
+                signer: opened.signer,
+                hlc: opened.hlc,
+                op,
+            },
+        ) {
+            Ok(inserted) => inserted,
+            Err(membership::InsertError::Early) => {
+                return Ok(Ingested::Pending(conv, Waiting::Parents));
+            }
+            Err(membership::InsertError::Outsider) => return Err(IngestError::ControlOutsider),
+            Err(membership::InsertError::Full) => return Err(IngestError::ControlFull),
+        };
+        // Only devices the evaluated membership names become known actors (and so signer
+        // candidates): never the devices of a rejected `Add`.
+        let st = c.membership.state();
+        let known: Vec<DeviceId> = st
+            .members
+            .keys()
+            .chain(st.removed.keys())
+            .copied()
+            .collect();
+        known.into_iter().for_each(|d| c.learn_actor(d));
+        if let Some(now_ms) = now_ms {
+            self.clock.observe(opened.hlc, now_ms);
             self.store.put(&keys::control(&conv, &env.id()), &[])?;
         }
         if inserted {
             self.learn_keys(&conv)?;
             self.emit(Event::MembershipChanged(conv));
         }
-        Ok(if c_waiting(self, &conv) {
-            Ingested::Pending(conv, Waiting::Parents)
-        } else {
-            Ingested::Applied(conv)
-        })
+        Ok(Ingested::Applied(conv))
+    }
+
+    /// Replays a conversation's stored control envelopes at open, in causal order whatever
+    /// the order they are stored in (an operation waits for its parents).
+    pub(super) fn replay_controls(
+        &mut self,
+        conv: ConversationId,
+        envs: Vec<Envelope>,
+    ) -> Result<(), StoreError> {
+        let mut left = envs;
+        loop {
+            let before = left.len();
+            let mut still = Vec::new();
+            for env in left {
+                match self.apply_control(conv, &env, None) {
+                    Ok(Ingested::Pending(..)) => still.push(env),
+                    Err(IngestError::Store(e)) => return Err(e),
+                    _ => {}
+                }
+            }
+            left = still;
+            if left.is_empty() || left.len() == before {
+                return Ok(());
+            }
+        }
     }
 
     /// Opens key slots addressed to this device in the conversation's operations.
     pub(super) fn learn_keys(&mut self, conv: &ConversationId) -> Result<(), StoreError> {
         let me = self.me.clone();
+        let Some(c) = self.convs.get_mut(conv) else {
+            return Ok(());
+        };
+        // Keys offered before membership knew their epoch, that turn out not to match it.
+        let st = c.membership.state();
+        let wrong: Vec<EpochId> = c
+            .keys
+            .iter()
+            .filter(|(e, k)| st.key_matches(e, k) == Some(false))
+            .map(|(e, _)| *e)
+            .collect();
+        for e in wrong {
+            c.keys.remove(&e);
+            self.store.delete(&keys::epoch_key(conv, &e))?;
+        }
         let Some(c) = self.convs.get(conv) else {
             return Ok(());
         };
@@ -458,7 +524,7 @@ impl<S: Store> Replica<S> {
                 continue;
             };
             if let Action::Keys { epoch, slots, .. } = &e.op.action {
-                if c.keys.contains_key(epoch) {
+                if c.key(epoch).is_some() {
                     continue;
                 }
                 if let Some(slot) = slots.iter().find(|s| s.device == me.device_id())

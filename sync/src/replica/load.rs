@@ -79,13 +79,15 @@ impl<S: Store> Replica<S> {
                     }
                     true
                 })?;
+            let mut envs = Vec::new();
             for e in ctl {
                 if let Some(bytes) = self.store.envelope(&e)?
                     && let Ok(env) = Envelope::decode(&bytes)
                 {
-                    let _ = self.apply_control(id, &env, false);
+                    envs.push(env);
                 }
             }
+            self.replay_controls(id, envs)?;
         }
         // Pending envelopes: retry each (they may have become applicable).
         let mut pend = Vec::new();

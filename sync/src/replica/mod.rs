@@ -107,6 +107,8 @@ pub enum IngestError {
     AuthorRemoved,
     #[error("the conversation holds too many membership operations")]
     ControlFull,
+    #[error("a membership operation by a device that was never a member where it signed")]
+    ControlOutsider,
     #[error("an invitation for another conversation than it claims")]
     BadInvitation,
     #[error("too many conversations")]
@@ -149,6 +151,10 @@ pub enum CommandError {
     ControlFull,
     #[error("messages are staged and not sealed yet (flush first)")]
     Staged,
+    #[error(
+        "the conversation has used all its epochs: the key cannot rotate, and a removed device holds the current one"
+    )]
+    EpochsExhausted,
 }
 
 /// Something the application may want to know.
@@ -422,12 +428,6 @@ pub fn inbox_window(device: &DeviceId, day: u64) -> Vec<Tag> {
     (day.saturating_sub(INBOX_DAYS_BACK)..=day.saturating_add(1))
         .map(|d| crypto::inbox_tag(device, d))
         .collect()
-}
-
-fn c_waiting<S: Store>(r: &Replica<S>, conv: &ConversationId) -> bool {
-    r.convs
-        .get(conv)
-        .is_some_and(|c| c.membership.waiting() > 0)
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -1,0 +1,956 @@
+//! The control plane against members and ex-members (docs/security.md, "Control plane
+//! against members and ex-members").
+//!
+//! Every hostile input here is *validly signed* by a device that holds, or once held, the
+//! conversation secret: a current member, a removed member or a removed admin. Each test
+//! builds the hostile envelopes by hand (the replica's own commands never write them), delivers
+//! them, and then checks what the control plane promises:
+//! * the honest members converge (same membership, same messages);
+//! * a revocation holds (the removed device stays removed and gets no new key);
+//! * the honest replicas keep working (`maintain`, profiles and messages never fail);
+//! * nothing honest is tombstoned (every honest envelope is still held, readable).
+
+use std::collections::BTreeSet;
+
+use vaarta_sync::crypto::{self, ConversationSecret, Key};
+use vaarta_sync::envelope::{self, Envelope, Header, Kind, Precedence};
+use vaarta_sync::hlc::{Hlc, MAX_FORWARD_SKEW_MS};
+use vaarta_sync::identity::Identity;
+use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, OpHash, Tag};
+use vaarta_sync::limits::{MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER};
+use vaarta_sync::membership::{Action, ControlOp, History};
+use vaarta_sync::page::Draft;
+use vaarta_sync::replica::Replica;
+use vaarta_sync::store::{MemoryStore, Store};
+
+const T0: u64 = 1_790_000_000_000;
+
+fn replica(n: u8) -> Replica<MemoryStore> {
+    Replica::open(Identity::from_seed([n; 32]), MemoryStore::new(), [n; 32]).unwrap()
+}
+
+fn reopen(r: Replica<MemoryStore>, n: u8) -> Replica<MemoryStore> {
+    Replica::open(Identity::from_seed([n; 32]), r.into_store(), [n + 100; 32]).unwrap()
+}
+
+fn text(s: &str) -> Draft {
+    Draft {
+        body: s.into(),
+        ..Draft::default()
+    }
+}
+
+/// Every non-tombstone envelope a replica holds, in store order.
+fn envelopes(r: &Replica<MemoryStore>) -> Vec<Vec<u8>> {
+    let st = r.store();
+    let mut out = Vec::new();
+    for (tag, _) in st.tags() {
+        let mut ids = Vec::new();
+        st.for_each_id(&tag, &[0; 32], &mut |id| {
+            ids.push(*id);
+            true
+        })
+        .unwrap();
+        for id in ids {
+            let b = st.envelope(&id).unwrap().unwrap();
+            if !b.is_empty() {
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+/// Delivers everything `from` holds to `to` (twice, so that what waited gets its turn).
+fn sync(from: &Replica<MemoryStore>, to: &mut Replica<MemoryStore>, now: u64) {
+    for _ in 0..2 {
+        for b in envelopes(from) {
+            let _ = to.ingest(&b, now);
+        }
+    }
+}
+
+/// [`sync`] between two replicas of one slice.
+fn deliver(rs: &mut [Replica<MemoryStore>], from: usize, to: usize, now: u64) {
+    for _ in 0..2 {
+        for b in envelopes(&rs[from]) {
+            let _ = rs[to].ingest(&b, now);
+        }
+    }
+}
+
+fn sync_all(rs: &mut [Replica<MemoryStore>], now: u64) {
+    for _ in 0..2 {
+        let snapshot: Vec<Vec<Vec<u8>>> = rs.iter().map(envelopes).collect();
+        for (i, r) in rs.iter_mut().enumerate() {
+            for (j, envs) in snapshot.iter().enumerate() {
+                if i != j {
+                    for b in envs {
+                        let _ = r.ingest(b, now);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn bodies(r: &mut Replica<MemoryStore>, c: &ConversationId) -> Vec<String> {
+    r.messages(c, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.view.body)
+        .collect()
+}
+
+/// Asserts `r` holds every one of `ids` with its bytes (not refused, not a tombstone).
+fn holds_all(r: &Replica<MemoryStore>, ids: &[EnvelopeId], what: &str) {
+    for id in ids {
+        let b = r.store().envelope(id).unwrap();
+        assert!(
+            b.as_ref().is_some_and(|b| !b.is_empty()),
+            "{what}: honest envelope {id:?} is {}",
+            if b.is_some() { "a tombstone" } else { "gone" }
+        );
+    }
+}
+
+/// What a holder of the conversation secret knows, and can sign with.
+struct Forger {
+    id: ConversationId,
+    tag: Tag,
+    control_key: Key,
+    salt: u64,
+}
+
+impl Forger {
+    fn of(r: &Replica<MemoryStore>, c: &ConversationId) -> Self {
+        let conv = r.conversation(c).unwrap();
+        Self {
+            id: conv.id,
+            tag: conv.tag,
+            control_key: conv.control_key,
+            salt: 0,
+        }
+    }
+
+    /// A control envelope signed by `signer` with any time and any parents.
+    fn control(&mut self, signer: &Identity, hlc: Hlc, parents: Vec<OpHash>, a: Action) -> Vec<u8> {
+        let mut parents = parents;
+        parents.sort();
+        parents.dedup();
+        self.salt += 1;
+        let mut salt = [0u8; envelope::SALT_LEN];
+        salt[..8].copy_from_slice(&self.salt.to_le_bytes());
+        salt[8] = 0xad;
+        let header = Header {
+            kind: Kind::Control,
+            precedence: Precedence::Flash,
+            tag: self.tag,
+            epoch: EpochId([0; 4]),
+            expiry: None,
+        };
+        let op = ControlOp { parents, action: a };
+        envelope::seal(
+            &header,
+            &self.control_key,
+            &self.id,
+            signer,
+            hlc,
+            &op.encode(),
+            salt,
+        )
+        .bytes()
+        .to_vec()
+    }
+}
+
+/// The operation hash of a control envelope (what later operations name as a parent).
+fn op_hash(r: &Replica<MemoryStore>, bytes: &[u8]) -> OpHash {
+    let env = Envelope::decode(bytes).unwrap();
+    OpHash(
+        vaarta_sync::replica::open_with(r, &env)
+            .unwrap()
+            .signed_hash,
+    )
+}
+
+fn heads(r: &Replica<MemoryStore>, c: &ConversationId) -> Vec<OpHash> {
+    r.conversation(c).unwrap().membership.heads()
+}
+
+/// An invitation sealed by `from` to `to`, carrying any secret, creator and keys.
+fn invitation(
+    from: &Identity,
+    to: &DeviceId,
+    secret: &ConversationSecret,
+    creator: DeviceId,
+    keys: Vec<(EpochId, Key)>,
+    now: u64,
+) -> Vec<u8> {
+    let inv = vaarta_sync::conversation::Invitation {
+        secret: secret.clone(),
+        creator,
+        keys,
+    };
+    let header = Header {
+        kind: Kind::Invite,
+        precedence: Precedence::Immediate,
+        tag: crypto::inbox_tag(to, crypto::day_of(now)),
+        epoch: EpochId([0; 4]),
+        expiry: None,
+    };
+    envelope::seal_invite(
+        &header,
+        from,
+        to,
+        Hlc {
+            ms: now,
+            counter: 0,
+        },
+        &inv.encode(),
+        [9; 32],
+    )
+    .unwrap()
+    .bytes()
+    .to_vec()
+}
+
+/// Replicas 1..=n: 1 creates a conversation (history `h`) and adds the others (admins where
+/// `admins` says so), everyone synced.
+fn group(n: u8, admins: &[u8], h: History) -> (Vec<Replica<MemoryStore>>, ConversationId) {
+    let mut rs: Vec<Replica<MemoryStore>> = (1..=n).map(replica).collect();
+    let (c, _) = rs[0].create_conversation("field team", h, T0).unwrap();
+    for i in 1..n as usize {
+        let d = rs[i].device_id();
+        let admin = admins.contains(&(i as u8 + 1));
+        rs[0].add_member(&c, d, admin, T0 + i as u64).unwrap();
+    }
+    sync_all(&mut rs, T0 + 100);
+    (rs, c)
+}
+
+fn own_ids(r: &Replica<MemoryStore>, c: &ConversationId) -> Vec<EnvelopeId> {
+    let tag = r.conversation(c).unwrap().tag;
+    let mut ids = Vec::new();
+    r.store()
+        .for_each_id(&tag, &[0; 32], &mut |id| {
+            ids.push(*id);
+            true
+        })
+        .unwrap();
+    ids.retain(|id| {
+        r.store()
+            .envelope(id)
+            .unwrap()
+            .is_some_and(|b| !b.is_empty())
+    });
+    ids
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Conversation hijack by invitation.
+
+#[test]
+fn foreign_creator_invitation_does_not_hijack() {
+    // Asha (1) creates, Bhavesh (2) and Mallory (3) are members.
+    let (mut rs, c) = group(3, &[], History::Shared);
+    rs[0]
+        .send_message(&c, text("convoy at 5"), T0 + 200)
+        .unwrap();
+    rs[1].send_message(&c, text("ack"), T0 + 210).unwrap();
+    sync_all(&mut rs, T0 + 300);
+    let honest: Vec<EnvelopeId> = own_ids(&rs[0], &c);
+    let tag = rs[1].conversation(&c).unwrap().tag;
+    assert_eq!(bodies(&mut rs[1], &c), ["convoy at 5", "ack"]);
+    // Mallory invites Bhavesh to "the same" conversation, naming herself as creator.
+    let secret = rs[2].conversation(&c).unwrap().secret.clone();
+    let mallory = Identity::from_seed([3; 32]);
+    let fake = invitation(
+        &mallory,
+        &rs[1].device_id(),
+        &secret,
+        mallory.device_id(),
+        vec![],
+        T0 + 400,
+    );
+    let _ = rs[1].ingest(&fake, T0 + 400);
+    // The tag still routes to the real conversation; nothing honest was tombstoned.
+    assert_eq!(rs[1].conversation_of_tag(&tag), Some(c));
+    holds_all(&rs[1], &honest, "after the fake invitation");
+    assert_eq!(bodies(&mut rs[1], &c), ["convoy at 5", "ack"]);
+    // And it holds after a restart, and the conversation keeps working.
+    let b = rs.remove(1);
+    let mut b = reopen(b, 2);
+    assert_eq!(b.conversation_of_tag(&tag), Some(c));
+    assert!(b.info(&c).unwrap().me_member);
+    assert_eq!(bodies(&mut b, &c), ["convoy at 5", "ack"]);
+    b.send_message(&c, text("still here"), T0 + 500).unwrap();
+    sync(&b, &mut rs[0], T0 + 600);
+    assert_eq!(bodies(&mut rs[0], &c), ["convoy at 5", "ack", "still here"]);
+}
+
+#[test]
+fn foreign_creator_invitation_first_does_not_capture_the_newcomer() {
+    // Mallory (3), a member, knows whom Asha will add next (Chitra, 4) and invites her first
+    // with a fake creator; Chitra must still join the real conversation.
+    let (mut rs, c) = group(3, &[], History::Shared);
+    rs[0]
+        .send_message(&c, text("before Chitra"), T0 + 200)
+        .unwrap();
+    let mut chitra = replica(4);
+    let mallory = Identity::from_seed([3; 32]);
+    let secret = rs[2].conversation(&c).unwrap().secret.clone();
+    let fake = invitation(
+        &mallory,
+        &chitra.device_id(),
+        &secret,
+        mallory.device_id(),
+        vec![],
+        T0 + 250,
+    );
+    let _ = chitra.ingest(&fake, T0 + 250);
+    rs[0]
+        .add_member(&c, chitra.device_id(), false, T0 + 300)
+        .unwrap();
+    sync(&rs[0], &mut chitra, T0 + 400);
+    assert!(chitra.info(&c).unwrap().me_member);
+    assert_eq!(bodies(&mut chitra, &c), ["before Chitra"]);
+    holds_all(&chitra, &own_ids(&rs[0], &c), "newcomer");
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Freezing the membership log.
+
+#[test]
+fn junk_operations_do_not_freeze_the_log() {
+    // Asha (1, admin), Bhavesh (2), Mallory (3, removed later), Chitra (4).
+    let (mut rs, c) = group(4, &[], History::Shared);
+    let mallory = Identity::from_seed([3; 32]);
+    let outsider = Identity::from_seed([77; 32]);
+    let mut f = Forger::of(&rs[2], &c);
+    let old_heads = heads(&rs[2], &c);
+    rs[0]
+        .remove_member(&c, mallory.device_id(), T0 + 200)
+        .unwrap();
+    let mut junk = Vec::new();
+    // An outsider who learnt the secret: operations in valid positions.
+    for i in 0..MAX_CONTROL_OPS as u64 {
+        junk.push(f.control(
+            &outsider,
+            Hlc {
+                ms: T0 + 210,
+                counter: i as u16,
+            },
+            old_heads.clone(),
+            Action::Title {
+                title: format!("junk {i}"),
+            },
+        ));
+    }
+    // The removed member: operations concurrent with her removal, and ones whose parents
+    // never arrive.
+    for i in 0..MAX_CONTROL_OPS as u64 {
+        let parents = if i % 2 == 0 {
+            old_heads.clone()
+        } else {
+            vec![OpHash(*blake3::hash(&i.to_le_bytes()).as_bytes())]
+        };
+        junk.push(f.control(
+            &mallory,
+            Hlc {
+                ms: T0 + 220,
+                counter: i as u16,
+            },
+            parents,
+            Action::Profile {
+                name: format!("m{i}"),
+            },
+        ));
+    }
+    for r in rs.iter_mut() {
+        for j in &junk {
+            let _ = r.ingest(j, T0 + 230);
+        }
+    }
+    sync_all(&mut rs, T0 + 300);
+    // Asha can still remove Bhavesh and rotate; Chitra can still name herself; duties run.
+    let b = rs[1].device_id();
+    rs[0]
+        .remove_member(&c, b, T0 + 400)
+        .expect("removal after junk");
+    rs[3]
+        .set_profile(&c, "Chitra", T0 + 410)
+        .expect("profile after junk");
+    for r in rs.iter_mut() {
+        r.maintain(T0 + 20_000).expect("maintain after junk");
+    }
+    sync_all(&mut rs, T0 + 30_000);
+    let (a, ch) = (&rs[0], &rs[3]);
+    for r in [a, ch] {
+        let st = r.conversation(&c).unwrap().membership.state();
+        assert!(!st.is_member(&b) && !st.is_member(&mallory.device_id()));
+        assert_eq!(st.title, "field team");
+        assert_eq!(
+            st.members.get(&ch.device_id()).unwrap().name.as_deref(),
+            Some("Chitra")
+        );
+        // The log holds no operation of the outsider, and at most a member's quota of
+        // Mallory's (those in a valid position; the ones whose parents never came are not
+        // counted).
+        let ctl = &r.conversation(&c).unwrap().membership;
+        assert!(
+            ctl.len() <= MAX_CONTROL_OPS_PER_MEMBER + 32,
+            "{} operations kept",
+            ctl.len()
+        );
+    }
+    assert_eq!(
+        a.conversation(&c).unwrap().membership.state(),
+        ch.conversation(&c).unwrap().membership.state()
+    );
+    // The current key is one neither removed device holds.
+    let cur = a
+        .conversation(&c)
+        .unwrap()
+        .membership
+        .state()
+        .current_epoch()
+        .unwrap()
+        .clone();
+    assert!(!cur.holders.contains(&b) && !cur.holders.contains(&mallory.device_id()));
+    assert!(ch.conversation(&c).unwrap().key(&cur.id).is_some());
+}
+
+#[test]
+fn one_spamming_member_is_held_to_its_quota() {
+    // A member spams valid profile operations: she fills only her own quota, so the admin's
+    // duties and the other members' operations go on.
+    let (mut rs, c) = group(3, &[], History::Shared);
+    let mallory = Identity::from_seed([3; 32]);
+    let mut f = Forger::of(&rs[2], &c);
+    let mut parents = heads(&rs[2], &c);
+    let mut spam = Vec::new();
+    for i in 0..(MAX_CONTROL_OPS as u64 + 16) {
+        let e = f.control(
+            &mallory,
+            Hlc {
+                ms: T0 + 200 + i,
+                counter: 0,
+            },
+            parents.clone(),
+            Action::Profile {
+                name: format!("m{i}"),
+            },
+        );
+        parents = vec![op_hash(&rs[2], &e)];
+        let _ = rs[2].ingest(&e, T0 + 200);
+        spam.push(e);
+    }
+    for r in rs.iter_mut().take(2) {
+        for e in &spam {
+            let _ = r.ingest(e, T0 + 10_000);
+        }
+    }
+    let m = mallory.device_id();
+    rs[0]
+        .remove_member(&c, m, T0 + 10_100)
+        .expect("removal of the spammer");
+    rs[1]
+        .set_profile(&c, "Bhavesh", T0 + 10_200)
+        .expect("an honest profile");
+    rs[0].maintain(T0 + 30_000).expect("maintain");
+    rs[1].maintain(T0 + 30_000).expect("maintain");
+    sync_all(&mut rs[..2], T0 + 40_000);
+    for r in &rs[..2] {
+        let st = r.conversation(&c).unwrap().membership.state();
+        assert!(!st.is_member(&m));
+        assert_eq!(
+            st.members.get(&rs[1].device_id()).unwrap().name.as_deref(),
+            Some("Bhavesh")
+        );
+        assert!(r.conversation(&c).unwrap().membership.len() <= MAX_CONTROL_OPS_PER_MEMBER + 16);
+    }
+}
+
+#[test]
+fn a_full_log_never_fails_duties() {
+    // Sixteen members (a compromised team) each spend their whole quota: the log reaches
+    // MAX_CONTROL_OPS. The admin still removes them and rotates, and duties never fail.
+    let (mut rs, c) = group(2, &[], History::Shared);
+    let spammers: Vec<Identity> = (0..16u8)
+        .map(|i| Identity::from_seed([200 + i; 32]))
+        .collect();
+    let devices: Vec<DeviceId> = spammers.iter().map(|i| i.device_id()).collect();
+    rs[0].add_members(&c, &devices, false, T0 + 150).unwrap();
+    sync_all(&mut rs, T0 + 160);
+    let mut f = Forger::of(&rs[0], &c);
+    let mut parents = heads(&rs[0], &c);
+    let mut n = 0u64;
+    'fill: for round in 0..MAX_CONTROL_OPS_PER_MEMBER {
+        for s in &spammers {
+            let e = f.control(
+                s,
+                Hlc {
+                    ms: T0 + 200 + n,
+                    counter: 0,
+                },
+                parents.clone(),
+                Action::Profile {
+                    name: format!("s{round}"),
+                },
+            );
+            n += 1;
+            parents = vec![op_hash(&rs[0], &e)];
+            for r in rs.iter_mut() {
+                let _ = r.ingest(&e, T0 + 10_000);
+            }
+            if rs[0].conversation(&c).unwrap().membership.len() >= MAX_CONTROL_OPS {
+                break 'fill;
+            }
+        }
+    }
+    for r in &rs {
+        assert!(r.conversation(&c).unwrap().membership.len() >= MAX_CONTROL_OPS);
+    }
+    // A member's own operation is refused (the engine skips it without failing its flush);
+    // the admin's removals and rotations still go in, and duties run.
+    assert!(rs[1].set_profile(&c, "Bhavesh", T0 + 10_100).is_err());
+    for d in &devices[..4] {
+        rs[0]
+            .remove_member(&c, *d, T0 + 10_200)
+            .expect("removal in a full log");
+    }
+    for r in rs.iter_mut() {
+        r.maintain(T0 + 30_000).expect("maintain in a full log");
+    }
+    sync_all(&mut rs, T0 + 40_000);
+    let s0 = rs[0].conversation(&c).unwrap().membership.state().clone();
+    assert_eq!(rs[1].conversation(&c).unwrap().membership.state(), &s0);
+    let cur = s0.current_epoch().unwrap();
+    for d in &devices[..4] {
+        assert!(!s0.is_member(d) && !cur.holders.contains(d));
+    }
+    assert!(rs[1].conversation(&c).unwrap().key(&cur.id).is_some());
+    // Messages still flow.
+    rs[1]
+        .send_message(&c, text("still talking"), T0 + 41_000)
+        .unwrap();
+    deliver(&mut rs, 1, 0, T0 + 42_000);
+    assert_eq!(bodies(&mut rs[0], &c), ["still talking"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Backdated takeover by a removed admin.
+
+#[test]
+fn removed_admin_cannot_backdate_a_takeover() {
+    // Asha (1, creator), Bhavesh (2, admin), Chitra (3), Dev (4). Asha removes Bhavesh.
+    // Bhavesh, from the state before his removal, signs with time 0: remove Asha, make his
+    // second device an admin, rename, rotate to a key of his.
+    for order in 0..3 {
+        let (mut rs, c) = group(4, &[2], History::Shared);
+        let bhavesh = Identity::from_seed([2; 32]);
+        let second = Identity::from_seed([22; 32]);
+        let mut f = Forger::of(&rs[1], &c);
+        let old = heads(&rs[1], &c);
+        let zero = Hlc { ms: 0, counter: 0 };
+        let a_id = rs[0].device_id();
+        let mut hostile = vec![
+            f.control(
+                &bhavesh,
+                zero,
+                old.clone(),
+                Action::Remove {
+                    device: a_id,
+                    pins: vec![],
+                },
+            ),
+            f.control(
+                &bhavesh,
+                zero,
+                old.clone(),
+                Action::Add {
+                    devices: vec![second.device_id()],
+                    admin: true,
+                    epochs: vec![],
+                },
+            ),
+            f.control(
+                &bhavesh,
+                zero,
+                old.clone(),
+                Action::Title {
+                    title: "mine".into(),
+                },
+            ),
+        ];
+        // The second device, once "added", removes Chitra.
+        let add_hash = op_hash(&rs[1], &hostile[1]);
+        hostile.push(f.control(
+            &second,
+            Hlc { ms: 1, counter: 0 },
+            vec![add_hash],
+            Action::Remove {
+                device: rs[2].device_id(),
+                pins: vec![],
+            },
+        ));
+        let b_id = rs[1].device_id();
+        rs[0].remove_member(&c, b_id, T0 + 500).unwrap();
+        let honest = envelopes(&rs[0]);
+        // Deliver to Chitra and Dev in different orders; Asha gets the hostile ones late.
+        match order {
+            0 => {
+                for e in hostile.iter().chain(&honest) {
+                    let _ = rs[2].ingest(e, T0 + 600);
+                }
+            }
+            1 => {
+                for e in honest.iter().chain(&hostile) {
+                    let _ = rs[2].ingest(e, T0 + 600);
+                }
+            }
+            _ => {
+                for e in hostile.iter().rev().chain(honest.iter().rev()) {
+                    let _ = rs[2].ingest(e, T0 + 600);
+                }
+            }
+        }
+        for e in honest.iter().chain(&hostile) {
+            let _ = rs[3].ingest(e, T0 + 600);
+            let _ = rs[0].ingest(e, T0 + 600);
+        }
+        sync_all(&mut rs[..], T0 + 700);
+        rs[0].maintain(T0 + 20_000).unwrap();
+        sync_all(&mut rs[..], T0 + 21_000);
+        let s0 = rs[0].conversation(&c).unwrap().membership.state().clone();
+        for r in &rs[2..] {
+            assert_eq!(
+                r.conversation(&c).unwrap().membership.state(),
+                &s0,
+                "order {order}"
+            );
+        }
+        assert!(s0.is_admin(&a_id), "order {order}: the creator was removed");
+        assert!(
+            !s0.is_member(&b_id),
+            "order {order}: the removal did not hold"
+        );
+        assert!(!s0.is_member(&second.device_id()), "order {order}");
+        assert!(s0.is_member(&rs[2].device_id()), "order {order}");
+        assert_eq!(s0.title, "field team");
+        let cur = s0.current_epoch().unwrap();
+        assert!(!cur.holders.contains(&b_id));
+        assert!(rs[2].conversation(&c).unwrap().key(&cur.id).is_some());
+    }
+}
+
+#[test]
+fn concurrent_mutual_removal_is_decided_by_seniority_not_by_time() {
+    // Two admins remove each other concurrently, each with a time that would win under an
+    // HLC order: the senior one (granted admin first) stays, whatever the times and hashes.
+    for (ta, tb) in [(0u64, T0), (T0, 0), (T0, T0)] {
+        let (mut rs, c) = group(3, &[2, 3], History::Shared);
+        let mut f = Forger::of(&rs[1], &c);
+        let old = heads(&rs[1], &c);
+        let (b, ch) = (Identity::from_seed([2; 32]), Identity::from_seed([3; 32]));
+        let rb = f.control(
+            &b,
+            Hlc { ms: ta, counter: 0 },
+            old.clone(),
+            Action::Remove {
+                device: ch.device_id(),
+                pins: vec![],
+            },
+        );
+        let rc = f.control(
+            &ch,
+            Hlc { ms: tb, counter: 0 },
+            old.clone(),
+            Action::Remove {
+                device: b.device_id(),
+                pins: vec![],
+            },
+        );
+        for r in rs.iter_mut() {
+            let _ = r.ingest(&rb, T0 + 600);
+            let _ = r.ingest(&rc, T0 + 600);
+        }
+        let s = rs[0].conversation(&c).unwrap().membership.state().clone();
+        assert!(
+            s.is_admin(&b.device_id()) && !s.is_member(&ch.device_id()),
+            "{ta} {tb}"
+        );
+        for r in &rs[1..] {
+            assert_eq!(r.conversation(&c).unwrap().membership.state(), &s);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Clock poisoning.
+
+#[test]
+fn far_future_control_time_does_not_move_the_clock() {
+    let (mut rs, c) = group(3, &[], History::Shared);
+    let mallory = Identity::from_seed([3; 32]);
+    let mut f = Forger::of(&rs[2], &c);
+    let mut parents = heads(&rs[2], &c);
+    let now = T0 + 1_000;
+    // One far-future operation, then a ladder of one skew step each.
+    let mut times = vec![Hlc::MAX_MS];
+    times.extend((1..=30).map(|i| now + i * (MAX_FORWARD_SKEW_MS - 1)));
+    for (i, ms) in times.into_iter().enumerate() {
+        let e = f.control(
+            &mallory,
+            Hlc { ms, counter: 0 },
+            parents.clone(),
+            Action::Profile {
+                name: format!("t{i}"),
+            },
+        );
+        parents = vec![op_hash(&rs[2], &e)];
+        let _ = rs[0].ingest(&e, now);
+        let _ = rs[1].ingest(&e, now);
+    }
+    for r in &rs[..2] {
+        assert!(
+            r.clock().ms <= now + MAX_FORWARD_SKEW_MS,
+            "clock moved to {:?}",
+            r.clock()
+        );
+    }
+    // After a restart too, and the victims' messages are still read by the others.
+    let a = rs.remove(0);
+    let mut a = reopen(a, 1);
+    assert!(a.clock().ms <= now + MAX_FORWARD_SKEW_MS);
+    a.send_message(&c, text("on time"), now + 10).unwrap();
+    sync(&a, &mut rs[0], now + 20);
+    assert_eq!(bodies(&mut rs[0], &c), ["on time"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Planted signer candidates.
+
+#[test]
+fn rejected_adds_plant_no_signer_candidates() {
+    let (mut rs, c) = group(3, &[], History::Shared);
+    let mallory = Identity::from_seed([3; 32]);
+    let mut f = Forger::of(&rs[2], &c);
+    let target = rs[1].device_id();
+    // 1,024 ids sharing the target's signer hint, in an Add that a plain member may not make.
+    let mut devices: BTreeSet<DeviceId> = BTreeSet::new();
+    for i in 0u32..1024 {
+        let mut d = target.0;
+        d[8..12].copy_from_slice(&i.to_le_bytes());
+        d[12] ^= 0x5a;
+        devices.insert(DeviceId(d));
+    }
+    let add = f.control(
+        &mallory,
+        Hlc {
+            ms: T0 + 200,
+            counter: 0,
+        },
+        heads(&rs[2], &c),
+        Action::Add {
+            devices: devices.into_iter().collect(),
+            admin: false,
+            epochs: vec![],
+        },
+    );
+    let _ = rs[0].ingest(&add, T0 + 200);
+    let hint = &target.0[..envelope::SIGNER_HINT_LEN];
+    assert_eq!(rs[0].conversation(&c).unwrap().signers(hint), vec![target]);
+    // The target's messages are still read.
+    rs[1].send_message(&c, text("mine"), T0 + 300).unwrap();
+    deliver(&mut rs, 1, 0, T0 + 400);
+    assert_eq!(bodies(&mut rs[0], &c), ["mine"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Key injection through invitations.
+
+#[test]
+fn invitation_keys_for_a_held_conversation_are_not_taken() {
+    // Mallory, removed, knows the next epoch's id once the rotation is published and sends
+    // Bhavesh an invitation with a key for it. (A real attacker grinds a key whose id
+    // matches; here the invitation names the epoch with a key that does not derive it,
+    // and, separately, a key that derives an id of its own.)
+    let (mut rs, c) = group(3, &[], History::Shared);
+    let mallory = Identity::from_seed([3; 32]);
+    let secret = rs[2].conversation(&c).unwrap().secret.clone();
+    let creator = rs[0].device_id();
+    rs[0]
+        .remove_member(&c, mallory.device_id(), T0 + 200)
+        .unwrap();
+    let cur = rs[0]
+        .conversation(&c)
+        .unwrap()
+        .membership
+        .state()
+        .current_epoch()
+        .unwrap()
+        .id;
+    let mine: Key = [0x66; 32];
+    let inv = invitation(
+        &mallory,
+        &rs[1].device_id(),
+        &secret,
+        creator,
+        vec![(cur, mine), (crypto::epoch_id(&mine), mine)],
+        T0 + 210,
+    );
+    let _ = rs[1].ingest(&inv, T0 + 210);
+    deliver(&mut rs, 0, 1, T0 + 300);
+    let b = &rs[1];
+    assert_ne!(b.conversation(&c).unwrap().key(&cur), Some(&mine));
+    assert_eq!(
+        b.conversation(&c).unwrap().key(&crypto::epoch_id(&mine)),
+        None
+    );
+    assert_eq!(
+        b.conversation(&c).unwrap().key(&cur),
+        rs[0].conversation(&c).unwrap().key(&cur)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. Edits after removal, and rotation with many epochs.
+
+/// Shows a defect that is NOT fixed yet (issue 9 A, item 9): a replica that applied the
+/// removed member's edits before it learnt of the removal keeps them; one that learnt of the
+/// removal first refuses them. Pins bound which *messages* stay visible, not edits or
+/// reactions. Run with `--ignored` to see it fail.
+#[test]
+#[ignore = "issue 9 A item 9: late edits after removal still diverge (not fixed)"]
+fn removed_member_late_edits_are_refused_everywhere() {
+    let (mut rs, c) = group(3, &[], History::Shared);
+    let (m, _) = rs[2]
+        .send_message(&c, text("from Mallory"), T0 + 200)
+        .unwrap();
+    sync_all(&mut rs, T0 + 300);
+    // Mallory edits and reacts after Asha removed her but before she learns of it.
+    let mallory_id = rs[2].device_id();
+    rs[0].remove_member(&c, mallory_id, T0 + 400).unwrap();
+    rs[2].edit_message(&c, &m, "rewritten", T0 + 410).unwrap();
+    rs[2].react(&c, &m, Some("x"), T0 + 420).unwrap();
+    // Bhavesh gets Mallory's edits first, Asha's removal later; Asha the other way round.
+    deliver(&mut rs, 2, 1, T0 + 500);
+    deliver(&mut rs, 0, 1, T0 + 510);
+    deliver(&mut rs, 2, 0, T0 + 520);
+    sync_all(&mut rs[..2], T0 + 600);
+    let va = rs[0].messages(&c, 10).unwrap();
+    let vb = rs[1].messages(&c, 10).unwrap();
+    assert_eq!(
+        va.iter().map(|m| &m.view).collect::<Vec<_>>(),
+        vb.iter().map(|m| &m.view).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        rs[0].state_digest(&c).unwrap(),
+        rs[1].state_digest(&c).unwrap()
+    );
+}
+
+#[test]
+fn split_delivery_equivocation_converges() {
+    // An admin (Bhavesh) signs two conflicting operations on the same parents and sends one
+    // to each half: after the halves meet, everyone agrees.
+    let (mut rs, c) = group(4, &[2], History::Shared);
+    let b = Identity::from_seed([2; 32]);
+    let mut f = Forger::of(&rs[1], &c);
+    let old = heads(&rs[1], &c);
+    let x = f.control(
+        &b,
+        Hlc {
+            ms: T0 + 500,
+            counter: 0,
+        },
+        old.clone(),
+        Action::Title { title: "x".into() },
+    );
+    let y = f.control(
+        &b,
+        Hlc {
+            ms: T0 + 500,
+            counter: 0,
+        },
+        old.clone(),
+        Action::Title { title: "y".into() },
+    );
+    let _ = rs[0].ingest(&x, T0 + 600);
+    let _ = rs[2].ingest(&x, T0 + 600);
+    let _ = rs[3].ingest(&y, T0 + 600);
+    sync_all(&mut rs, T0 + 700);
+    let s = rs[0].conversation(&c).unwrap().membership.state().clone();
+    for r in &rs[1..] {
+        assert_eq!(r.conversation(&c).unwrap().membership.state(), &s);
+    }
+}
+
+#[test]
+fn from_join_newcomer_cannot_read_the_first_epoch() {
+    // Asha writes alone, then adds Chitra to a from-join conversation: Chitra holds the
+    // conversation secret, and must still not read what was written before she joined.
+    let mut a = replica(1);
+    let (c, _) = a.create_conversation("ops", History::FromJoin, T0).unwrap();
+    let (_, before) = a.send_message(&c, text("before"), T0 + 100).unwrap();
+    let mut chitra = replica(4);
+    a.add_member(&c, chitra.device_id(), false, T0 + 200)
+        .unwrap();
+    sync(&a, &mut chitra, T0 + 300);
+    assert!(chitra.info(&c).unwrap().me_member);
+    let env = Envelope::decode(&a.store().envelope(&before).unwrap().unwrap()).unwrap();
+    let key = chitra.conversation(&c).unwrap().secret.first_epoch_key();
+    assert!(
+        !envelope::can_decrypt(&env, &key, &c),
+        "the first epoch's messages are readable from the secret"
+    );
+    assert!(bodies(&mut chitra, &c).is_empty());
+}
+
+/// Slow: 1,024 rotations through the whole replica (many minutes unoptimised). Run with
+/// `cargo test --release -p vaarta-sync --test adversarial -- --ignored rotation_past`.
+#[test]
+#[ignore = "slow (1,024 rotations); run with --release --ignored"]
+fn rotation_past_max_epochs_is_loud_not_silent() {
+    // After MAX_EPOCHS rotations a removal cannot rotate the key: the removal still holds,
+    // nobody seals under the key the removed device holds, and duties neither fail nor fill
+    // the log with rotations every replica would refuse.
+    let (mut rs, c) = group(3, &[], History::Shared);
+    let members: Vec<DeviceId> = rs.iter().map(|r| r.device_id()).collect();
+    let mut now = T0 + 1_000;
+    while rs[0]
+        .conversation(&c)
+        .unwrap()
+        .membership
+        .state()
+        .epochs
+        .len()
+        < vaarta_sync::limits::MAX_EPOCHS
+    {
+        // Removing and re-adding a member rotates (cheaply: one removal, one rotation).
+        rs[0].remove_member(&c, members[2], now).unwrap();
+        rs[0].add_member(&c, members[2], false, now + 1).unwrap();
+        now += 2;
+    }
+    rs[0].remove_member(&c, members[2], now).unwrap();
+    sync_all(&mut rs[..2], now + 1);
+    let len = rs[0].conversation(&c).unwrap().membership.len();
+    for r in rs[..2].iter_mut() {
+        assert!(
+            !r.conversation(&c)
+                .unwrap()
+                .membership
+                .state()
+                .is_member(&members[2])
+        );
+        assert!(
+            r.send_message(&c, text("under a leaked key"), now + 2)
+                .is_err()
+        );
+        r.maintain(now + 20_000).expect("maintain");
+        r.maintain(now + 40_000).expect("maintain");
+    }
+    assert_eq!(rs[0].conversation(&c).unwrap().membership.len(), len);
+}
