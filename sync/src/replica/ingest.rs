@@ -165,11 +165,21 @@ impl<S: Store> Replica<S> {
         let mut known: BTreeSet<ChangeHash> = BTreeSet::new();
         let mut rest = items;
         let mut ready: Vec<(usize, Verified)> = Vec::new();
+        let mut duplicates: Vec<(usize, Verified)> = Vec::new();
         while let Some(page) = self.pages.get_mut(&conv, page_no) {
             let mut progress = false;
             let mut still = Vec::new();
             for (i, v) in rest {
                 let changes = &v.checked.changes;
+                if changes
+                    .iter()
+                    .all(|(ch, _)| known.contains(&ch.hash()) || page.has_change(&ch.hash()))
+                {
+                    // Same content as what the page or the group holds (see `settle_change`).
+                    duplicates.push((i, v));
+                    progress = true;
+                    continue;
+                }
                 let ok = changes.iter().all(|(ch, _)| {
                     ch.deps().iter().all(|d| {
                         known.contains(d)
@@ -197,12 +207,23 @@ impl<S: Store> Replica<S> {
         for (i, v) in rest {
             out.push((i, self.ingest(v.env.bytes(), now_ms)));
         }
+        for (i, v) in duplicates {
+            let r = self
+                .store
+                .put_envelope(&v.env.header().tag, &v.env.id(), v.env.bytes())
+                .map(|_| Ingested::Duplicate)
+                .map_err(IngestError::from);
+            out.push((i, r));
+        }
         if ready.is_empty() {
             return out;
         }
+        // A change carried by two envelopes of the group is applied once.
+        let mut once: BTreeSet<ChangeHash> = BTreeSet::new();
         let all: Vec<(Change, u32)> = ready
             .iter()
             .flat_map(|(_, v)| v.checked.changes.iter().cloned())
+            .filter(|(c, _)| once.insert(c.hash()))
             .collect();
         let hashes: Vec<ChangeHash> = all.iter().map(|(c, _)| c.hash()).collect();
         let applied = match self.pages.get_mut(&conv, page_no) {
@@ -607,11 +628,18 @@ impl<S: Store> Replica<S> {
             return self.park(conv, env.id(), Waiting::Dependencies(missing));
         }
         let hashes: Vec<ChangeHash> = only.iter().map(|c| c.hash()).collect();
+        if hashes.iter().all(|h| page.has_change(h)) {
+            // Every change is in the page already: the same content under another envelope
+            // (its author sealed it twice). Held, so reconciliation does not fetch it again,
+            // but not journalled: replaying it would apply the changes twice.
+            self.store
+                .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+            return Ok(Ingested::Duplicate);
+        }
         if let Err(e) = page.apply(checked) {
-            if e == RuleError::Panicked {
-                // The document may be half-updated: drop it; it reloads from durable state.
-                self.pages.discard(&conv, page_no);
-            }
+            // Whatever failed (a rule, an Automerge error part-way, a panic), the document may
+            // be half-updated: drop it; it reloads from durable state.
+            self.pages.discard(&conv, page_no);
             return Err(e.into());
         }
         self.clock.observe(newest, now_ms);
