@@ -209,3 +209,191 @@ fn duplicated_content_is_recognised_and_the_page_always_loads() {
         );
     }
 }
+
+fn all_envelopes(r: &Replica<MemoryStore>) -> Vec<Vec<u8>> {
+    let st = r.store();
+    let mut out = Vec::new();
+    for (tag, _) in st.tags() {
+        let mut ids = Vec::new();
+        st.for_each_id(&tag, &[0; 32], &mut |id| {
+            ids.push(*id);
+            true
+        })
+        .unwrap();
+        for id in ids {
+            let b = st.envelope(&id).unwrap().unwrap();
+            if !b.is_empty() {
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+/// Item 8: a member added by one admin while another admin rotates the key misses the new
+/// epoch's key at first; its envelopes are unreadable. When an admin shares the key later,
+/// they are read (also across a restart in between).
+#[test]
+fn unreadable_envelopes_are_read_when_their_key_arrives() {
+    for restart_between in [false, true] {
+        let mut a = replica(1);
+        let mut b = replica(2);
+        let c_dev = replica(3);
+        let mut d = replica(4);
+        let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
+        a.add_member(&c, b.device_id(), true, T0 + 1).unwrap();
+        a.add_member(&c, c_dev.device_id(), false, T0 + 2).unwrap();
+        sync(&a, &mut b, T0 + 10);
+        // Concurrently: Alice adds Dara, Bhavesh removes the third member (a rotation whose
+        // key goes to the members Bhavesh knows: not Dara).
+        a.add_member(&c, d.device_id(), false, T0 + 20).unwrap();
+        b.remove_member(&c, c_dev.device_id(), T0 + 21).unwrap();
+        b.send_message(&c, text("after rotation"), T0 + 30).unwrap();
+        sync(&a, &mut d, T0 + 40);
+        for e in all_envelopes(&b) {
+            let _ = d.ingest(&e, T0 + 41);
+        }
+        assert!(bodies(&mut d, &c).is_empty(), "not readable yet");
+        assert_eq!(d.unreadable_count(&c).0, 1);
+        if restart_between {
+            d = restart(d, 4);
+            assert_eq!(d.unreadable_count(&c).0, 1, "held across a restart");
+        }
+        // Alice learns of the rotation and, as admin, shares the current key with Dara.
+        sync(&b, &mut a, T0 + 50);
+        let shared = a.maintain(T0 + 100_000).unwrap();
+        assert!(!shared.is_empty(), "Alice shares the key");
+        sync(&a, &mut d, T0 + 100_001);
+        assert_eq!(
+            bodies(&mut d, &c),
+            vec!["after rotation".to_string()],
+            "restart {restart_between}"
+        );
+        assert_eq!(d.unreadable_count(&c).0, 0);
+    }
+}
+
+/// A change envelope as anyone who knows the tag can make one: any epoch, any bytes.
+fn junk(tag: vaarta_sync::ids::Tag, epoch: [u8; 4], len: usize, n: u64) -> Vec<u8> {
+    let h = envelope::Header {
+        kind: envelope::Kind::Change,
+        precedence: envelope::Precedence::Routine,
+        tag,
+        epoch: vaarta_sync::ids::EpochId(epoch),
+        expiry: None,
+    };
+    let mut w = vaarta_sync::codec::Writer::new();
+    h.encode(&mut w);
+    let mut b = w.into_vec();
+    let mut x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for _ in 0..len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.push(x as u8);
+    }
+    b
+}
+
+/// Item 11: envelopes with random epoch ids are parked without decryption; they are bounded
+/// per tag in count and bytes, the oldest going first, and the conversation still works.
+#[test]
+fn unverified_parking_is_bounded() {
+    let (mut rs, c) = group(2);
+    let tag = rs[0].conversation(&c).unwrap().tag;
+    let before = rs[1].store().bytes_used();
+    let len = 64 * 1024;
+    let mut first = None;
+    for n in 0..300u64 {
+        let e = junk(tag, (n as u32 + 1000).to_be_bytes(), len, n);
+        if n == 0 {
+            first = Some(Envelope::decode(&e).unwrap().id());
+        }
+        let r = rs[1].ingest(&e, T0 + 200);
+        assert!(matches!(r, Ok(Ingested::Pending(..))), "{r:?}");
+    }
+    let max = vaarta_sync::limits::MAX_UNVERIFIED_BYTES_PER_TAG;
+    let held = rs[1].store().bytes_used() - before;
+    assert!(held <= max + 64 * 1024, "{held} bytes held");
+    assert!(rs[1].pending_count() <= (max / len as u64) as usize);
+    assert!(rs[1].pending_count() >= 100, "the newest stay");
+    // The oldest went (deleted, not refused: no tombstone).
+    assert!(!rs[1].store().contains(&first.unwrap()).unwrap());
+    assert_eq!(rs[1].tombstone_count(&tag).0, 0);
+    // Small ones: bounded in count.
+    for n in 0..400u64 {
+        let e = junk(tag, (n as u32 + 5000).to_be_bytes(), 200, n);
+        rs[1].ingest(&e, T0 + 300).unwrap();
+    }
+    assert!(rs[1].pending_count() <= vaarta_sync::limits::MAX_UNVERIFIED_PER_TAG);
+    // The conversation still works.
+    let (_, m) = rs[0]
+        .send_message(&c, text("still here"), T0 + 400)
+        .unwrap();
+    let b = rs[0].store().envelope(&m).unwrap().unwrap();
+    assert_eq!(rs[1].ingest(&b, T0 + 500), Ok(Ingested::Applied(c)));
+}
+
+/// Item 11: tombstones are bounded per tag (`MAX_TOMBSTONES_PER_TAG` was never used), the
+/// oldest forgotten first, and across a restart.
+#[test]
+fn tombstones_are_bounded_per_tag() {
+    let (mut rs, c) = group(2);
+    let tag = rs[0].conversation(&c).unwrap().tag;
+    let current = rs[1].conversation(&c).unwrap().epochs_held()[0].0;
+    let max = vaarta_sync::limits::MAX_TOMBSTONES_PER_TAG;
+    let before = rs[1].store().summary(&tag).count as usize;
+    let mut ids = Vec::new();
+    for n in 0..(max as u64 + 50) {
+        // The right epoch, junk ciphertext: refused (cannot decrypt), a tombstone.
+        let e = junk(tag, current, 120, n);
+        ids.push(Envelope::decode(&e).unwrap().id());
+        assert!(rs[1].ingest(&e, T0 + 200).is_err());
+    }
+    assert_eq!(rs[1].tombstone_count(&tag).0, max);
+    assert_eq!(rs[1].store().summary(&tag).count as usize, before + max);
+    assert!(
+        !rs[1].store().contains(&ids[0]).unwrap(),
+        "oldest forgotten"
+    );
+    assert!(rs[1].store().contains(&ids[max + 49]).unwrap());
+    let r = std::mem::replace(&mut rs[1], replica(99));
+    let mut r = restart(r, 2);
+    assert_eq!(r.tombstone_count(&tag).0, max);
+    let e = junk(tag, current, 120, 1_000_000);
+    assert!(r.ingest(&e, T0 + 300).is_err());
+    assert_eq!(r.tombstone_count(&tag).0, max);
+    assert_eq!(r.store().summary(&tag).count as usize, before + max);
+}
+
+/// Item 11: unreadable envelopes (a known epoch whose key this device was not given: stored
+/// without decryption) are bounded per conversation.
+#[test]
+fn unreadable_envelopes_are_bounded() {
+    let mut a = replica(1);
+    let mut b = replica(2);
+    let c_dev = replica(3);
+    let mut d = replica(4);
+    let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
+    a.add_member(&c, b.device_id(), true, T0 + 1).unwrap();
+    a.add_member(&c, c_dev.device_id(), false, T0 + 2).unwrap();
+    sync(&a, &mut b, T0 + 10);
+    a.add_member(&c, d.device_id(), false, T0 + 20).unwrap();
+    b.remove_member(&c, c_dev.device_id(), T0 + 21).unwrap();
+    sync(&a, &mut d, T0 + 40);
+    sync(&b, &mut d, T0 + 41);
+    let info = b.conversation(&c).unwrap();
+    let tag = info.tag;
+    let unreadable: Vec<_> = info
+        .epochs_held()
+        .into_iter()
+        .filter(|e| d.conversation(&c).unwrap().key(e).is_none())
+        .collect();
+    assert_eq!(unreadable.len(), 1, "Dara lacks the rotated key");
+    let max = vaarta_sync::limits::MAX_UNREADABLE_PER_TAG;
+    for n in 0..(max as u64 + 20) {
+        let e = junk(tag, unreadable[0].0, 120, n);
+        assert_eq!(d.ingest(&e, T0 + 50), Ok(Ingested::Unreadable(c)));
+    }
+    assert_eq!(d.unreadable_count(&c).0, max);
+}

@@ -306,7 +306,7 @@ impl<S: Store> Replica<S> {
         }
         if env.header().is_expired(now_ms) {
             // Remember it as held-and-dropped, so reconciliation stops offering it.
-            self.store.put_envelope(&tag, &env.id(), &[])?;
+            self.tombstone(&tag, &env.id())?;
             return Ok(Ingested::NotWanted);
         }
         self.store.put_envelope(&tag, &env.id(), bytes)?;
@@ -325,7 +325,7 @@ impl<S: Store> Replica<S> {
         {
             self.stats.refused += 1;
             // Remember the refusal so reconciliation does not fetch it again.
-            self.store.put_envelope(&env.header().tag, &env.id(), &[])?;
+            self.tombstone(&env.header().tag, &env.id())?;
         }
         r
     }
@@ -589,6 +589,10 @@ impl<S: Store> Replica<S> {
     ) -> Result<Ingested, IngestError> {
         let checked = match verdict {
             Verdict::Ready(checked) => checked,
+            Verdict::Wait(Waiting::Epoch(epoch)) => {
+                // Not decrypted: bounded apart (anyone who knows the tag can send these).
+                return self.park_unverified(conv, env, epoch);
+            }
             Verdict::Wait(waiting) => {
                 self.store
                     .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
@@ -597,6 +601,7 @@ impl<S: Store> Replica<S> {
             Verdict::Unreadable => {
                 self.store
                     .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+                self.hold_unreadable(conv, env.id(), env.header().epoch)?;
                 return Ok(Ingested::Unreadable(conv));
             }
         };

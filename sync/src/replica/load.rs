@@ -4,6 +4,7 @@ use super::*;
 
 impl<S: Store> Replica<S> {
     pub(super) fn load(&mut self) -> Result<(), StoreError> {
+        self.load_held()?;
         if let Some(h) = self.store.get(keys::HLC)?
             && let Ok(v) = <[u8; 8]>::try_from(h.as_slice())
         {
@@ -101,6 +102,11 @@ impl<S: Store> Replica<S> {
                 self.store.remove_envelope(&e)?;
                 let _ = self.ingest(&bytes, self.clock.last().ms);
             }
+        }
+        // Unreadable envelopes whose key was stored before a restart could retry them.
+        let ids: Vec<ConversationId> = self.convs.keys().copied().collect();
+        for id in ids {
+            self.retry_unreadable(&id, self.clock.last().ms)?;
         }
         self.events.clear();
         Ok(())
