@@ -397,3 +397,147 @@ fn unreadable_envelopes_are_bounded() {
     }
     assert_eq!(d.unreadable_count(&c).0, max);
 }
+
+/// A memory store whose writes fail with `fail` while it is set (a full disk, EIO).
+#[derive(Debug, Default)]
+struct Flaky {
+    inner: MemoryStore,
+    fail: Option<vaarta_sync::store::StoreError>,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<(), vaarta_sync::store::StoreError> {
+        self.fail.clone().map_or(Ok(()), Err)
+    }
+}
+
+use vaarta_sync::ids::{EnvelopeId, Tag};
+use vaarta_sync::store::{StoreError, Summary};
+
+impl Store for Flaky {
+    fn put_envelope(&mut self, t: &Tag, id: &EnvelopeId, b: &[u8]) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.put_envelope(t, id, b)
+    }
+    fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.envelope(id)
+    }
+    fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
+        self.inner.contains(id)
+    }
+    fn tag_of(&self, id: &EnvelopeId) -> Result<Option<Tag>, StoreError> {
+        self.inner.tag_of(id)
+    }
+    fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.remove_envelope(id)
+    }
+    fn summary(&self, t: &Tag) -> Summary {
+        self.inner.summary(t)
+    }
+    fn tags(&self) -> Vec<(Tag, Summary)> {
+        self.inner.tags()
+    }
+    fn for_each_id(
+        &self,
+        t: &Tag,
+        from: &[u8; 32],
+        f: &mut dyn FnMut(&EnvelopeId) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.for_each_id(t, from, f)
+    }
+    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(k)
+    }
+    fn put(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.put(k, v)
+    }
+    fn delete(&mut self, k: &[u8]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.delete(k)
+    }
+    fn scan_prefix(
+        &self,
+        p: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.scan_prefix(p, f)
+    }
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.flush()
+    }
+    fn bytes_used(&self) -> u64 {
+        self.inner.bytes_used()
+    }
+}
+
+/// Item 19: a full disk or an I/O error while ingesting is the storage's fault, not the
+/// peer's: the envelope is not refused (no tombstone), nothing stored before is lost, and
+/// once the disk has room the same envelope is applied.
+#[test]
+fn a_full_disk_refuses_nothing_and_loses_nothing() {
+    for fail in [StoreError::Full, StoreError::Io("EIO".into())] {
+        let mut a = replica(1);
+        let mut b = Replica::open(Identity::from_seed([2; 32]), Flaky::default(), [2; 32]).unwrap();
+        let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
+        a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
+        let (_, first) = a.send_message(&c, text("first"), T0 + 2).unwrap();
+        for e in all_envelopes(&a) {
+            if Envelope::decode(&e).unwrap().id() != first {
+                b.ingest(&e, T0 + 3).unwrap();
+            }
+        }
+        let first = a.store().envelope(&first).unwrap().unwrap();
+        b.ingest(&first, T0 + 4).unwrap();
+        b.store_mut().flush().unwrap();
+        let (_, second) = a.send_message(&c, text("second"), T0 + 5).unwrap();
+        let second = a.store().envelope(&second).unwrap().unwrap();
+        b.store_mut().fail = Some(fail.clone());
+        for batch in [false, true] {
+            let r = if batch {
+                b.ingest_batch(&[second.as_slice()], T0 + 6)
+                    .remove(0)
+                    .result
+            } else {
+                b.ingest(&second, T0 + 6)
+            };
+            assert!(
+                matches!(r, Err(IngestError::Store(ref e)) if *e == fail),
+                "{r:?}"
+            );
+        }
+        assert!(b.store_mut().flush().is_err());
+        let id = Envelope::decode(&second).unwrap().id();
+        assert!(
+            !b.store()
+                .envelope(&id)
+                .unwrap()
+                .is_some_and(|x| x.is_empty()),
+            "not a tombstone"
+        );
+        b.store_mut().fail = None;
+        assert_eq!(
+            b.messages(&c, 10).unwrap()[0].view.body,
+            "first",
+            "what was stored is there"
+        );
+        let r = b.ingest(&second, T0 + 7);
+        assert!(
+            matches!(r, Ok(Ingested::Applied(_)) | Ok(Ingested::Duplicate)),
+            "{r:?}"
+        );
+        let bodies: Vec<String> = b
+            .messages(&c, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.view.body)
+            .collect();
+        assert_eq!(bodies, vec!["first".to_string(), "second".to_string()]);
+        let mut st = b.into_store();
+        st.flush().unwrap();
+        let mut b = Replica::open(Identity::from_seed([2; 32]), st, [2; 32]).unwrap();
+        assert_eq!(b.messages(&c, 10).unwrap().len(), 2, "and after a restart");
+    }
+}

@@ -257,6 +257,10 @@ impl<S: Store> Replica<S> {
                 });
                 Ok(Ingested::Applied(conv))
             })();
+            if r.is_err() {
+                // As in `settle_change`: memory must not hold what the store does not.
+                self.pages.discard(&conv, page_no);
+            }
             out.push((i, r));
         }
         self.emit(Event::MessagesChanged {
@@ -648,10 +652,19 @@ impl<S: Store> Replica<S> {
             return Err(e.into());
         }
         self.clock.observe(newest, now_ms);
-        self.store
-            .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
-        self.note_page_epoch(&conv, page_no, epoch)?;
-        self.journal(&conv, page_no, &env.id())?;
+        let stored = (|| -> Result<(), StoreError> {
+            self.store
+                .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+            self.note_page_epoch(&conv, page_no, epoch)?;
+            self.journal(&conv, page_no, &env.id())
+        })();
+        if let Err(e) = stored {
+            // Applied in memory but not stored (disk full, I/O error): drop the page so that
+            // memory is what the store holds, and the envelope is applied again when it
+            // comes back (else it would look like a duplicate and never be journalled).
+            self.pages.discard(&conv, page_no);
+            return Err(e.into());
+        }
         self.stats.applied += 1;
         self.emit(Event::Applied {
             conversation: conv,
