@@ -9,6 +9,7 @@
 //! No protocol decision is made here: this crate moves inputs into the engine and outputs out.
 
 pub mod api;
+pub mod at_rest;
 pub mod client;
 pub mod store;
 
@@ -64,10 +65,41 @@ pub struct ApiInfo {
     pub pid: u32,
 }
 
-/// A node's home directory.
+/// A node's home directory: 0700, every file in it 0600.
+///
+/// It holds the identity key (`identity.key`), the storage key (`storage.key`, see
+/// [`at_rest`]) and the database (`db/`, every value sealed under the storage key). With a
+/// passphrase ([`Home::with_passphrase`], `$VAARTA_PASSPHRASE`, `vaarta up --passphrase-file`)
+/// both keys are wrapped by it (Argon2id), so a copy of the whole home reveals nothing.
 #[derive(Debug, Clone)]
 pub struct Home {
     pub dir: PathBuf,
+    passphrase: Option<at_rest::Passphrase>,
+}
+
+/// The environment variable a passphrase may come from.
+pub const PASSPHRASE_ENV: &str = "VAARTA_PASSPHRASE";
+/// The line `identity.key` starts with once it is wrapped by a passphrase (hex follows).
+const WRAPPED_IDENTITY: &str = "wrapped ";
+
+/// Makes `dir` (created if need be) owner-only (0700), and every file directly in it 0600.
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        for e in std::fs::read_dir(dir)?.flatten() {
+            let p = e.path();
+            if p.is_file() {
+                let mode = e.metadata()?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -88,21 +120,87 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 impl Home {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            passphrase: None,
+        }
     }
 
-    /// `--home`, else `$VAARTA_HOME`, else `~/.vaarta`.
+    /// `--home`, else `$VAARTA_HOME`, else `~/.vaarta`; the passphrase from
+    /// `$VAARTA_PASSPHRASE` if set.
     pub fn resolve(flag: Option<PathBuf>) -> Self {
-        if let Some(d) = flag {
-            return Self::new(d);
+        let home = if let Some(d) = flag {
+            Self::new(d)
+        } else if let Some(d) = std::env::var_os("VAARTA_HOME") {
+            Self::new(d)
+        } else {
+            let base = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            Self::new(base.join(".vaarta"))
+        };
+        match std::env::var(PASSPHRASE_ENV) {
+            Ok(p) if !p.is_empty() => home.with_passphrase(at_rest::Passphrase::new(p)),
+            _ => home,
         }
-        if let Some(d) = std::env::var_os("VAARTA_HOME") {
-            return Self::new(d);
+    }
+
+    /// Uses `p` to unwrap the keys (and wraps keys that are not wrapped yet).
+    pub fn with_passphrase(mut self, p: at_rest::Passphrase) -> Self {
+        self.passphrase = Some(p).filter(|p| !p.is_empty());
+        self
+    }
+
+    /// [`Home::with_passphrase`] with the first line of a file.
+    pub fn with_passphrase_file(self, path: &Path) -> Result<Self, NodeError> {
+        let p = at_rest::Passphrase::from_file(path).map_err(|e| {
+            NodeError::Home(format!(
+                "cannot read the passphrase file {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(self.with_passphrase(p))
+    }
+
+    pub fn storage_key_path(&self) -> PathBuf {
+        self.dir.join("storage.key")
+    }
+
+    /// The key the database is sealed under ([`at_rest`]). Created with the database; wrapped
+    /// by the passphrase if there is one (a plain key file is wrapped the first time a
+    /// passphrase is given). Refuses to invent a key for a database that exists already.
+    pub fn storage_key(&self) -> Result<at_rest::Secret, NodeError> {
+        make_private_dir(&self.dir)?;
+        let path = self.storage_key_path();
+        let pass = self.passphrase.as_ref();
+        let file = match std::fs::read(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.db_path().exists() {
+                    return Err(NodeError::Home(format!(
+                        "{} is missing but the database {} exists: without its key the database cannot be read (restore the key file, or move the database away to start afresh)",
+                        path.display(),
+                        self.db_path().display()
+                    )));
+                }
+                let key = at_rest::Secret::random().map_err(NodeError::Home)?;
+                write_private(
+                    &path,
+                    &at_rest::encode(&key, pass).map_err(NodeError::Home)?,
+                )?;
+                return Ok(key);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let key = at_rest::decode(&file, pass)
+            .map_err(|e| NodeError::Home(format!("{}: {e}", path.display())))?;
+        if pass.is_some() && !at_rest::is_wrapped(&file) {
+            write_private(
+                &path,
+                &at_rest::encode(&key, pass).map_err(NodeError::Home)?,
+            )?;
         }
-        let base = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
-        Self::new(base.join(".vaarta"))
+        Ok(key)
     }
 
     pub fn key_path(&self) -> PathBuf {
@@ -138,44 +236,73 @@ impl Home {
         if name.is_empty() || name.len() > 64 {
             return Err(NodeError::Home("the name must be 1 to 64 bytes".into()));
         }
-        std::fs::create_dir_all(&self.dir)?;
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed)
-            .map_err(|e| NodeError::Home(format!("no OS randomness: {e}")))?;
-        let id = Identity::from_seed(seed);
+        make_private_dir(&self.dir)?;
+        let seed = at_rest::Secret::random().map_err(NodeError::Home)?;
+        let id = Identity::from_seed(*seed.bytes());
         if !id.device_id().is_valid() {
             return Err(NodeError::Home(
                 "generated an unusable key; try again".into(),
             ));
         }
-        write_private(&self.key_path(), hex(&seed).as_bytes())?;
+        self.write_identity(&seed)?;
         let info = NodeInfo {
             name: name.to_string(),
             device_id: id.device_id().to_string(),
         };
-        std::fs::write(
-            self.info_path(),
-            serde_json::to_vec_pretty(&info).unwrap_or_default(),
+        write_private(
+            &self.info_path(),
+            &serde_json::to_vec_pretty(&info).unwrap_or_default(),
         )?;
         Ok(id)
     }
 
+    /// Writes the identity seed: hex, or wrapped by the passphrase if there is one.
+    fn write_identity(&self, seed: &at_rest::Secret) -> Result<(), NodeError> {
+        let text = match &self.passphrase {
+            Some(p) => {
+                let f = at_rest::encode(seed, Some(p)).map_err(NodeError::Home)?;
+                zeroize::Zeroizing::new(format!("{WRAPPED_IDENTITY}{}", hex(&f)))
+            }
+            None => zeroize::Zeroizing::new(hex(seed.bytes())),
+        };
+        write_private(&self.key_path(), text.as_bytes())?;
+        Ok(())
+    }
+
     pub fn load(&self) -> Result<(Identity, NodeInfo), NodeError> {
-        let key = std::fs::read_to_string(self.key_path()).map_err(|_| {
-            NodeError::Home(format!(
-                "no identity in {}: run `vaarta init --name NAME` first",
-                self.dir.display()
-            ))
-        })?;
-        let seed = unhex(key.trim())
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .ok_or_else(|| {
+        if self.dir.exists() {
+            make_private_dir(&self.dir)?;
+        }
+        let key =
+            zeroize::Zeroizing::new(std::fs::read_to_string(self.key_path()).map_err(|_| {
                 NodeError::Home(format!(
-                    "{} is not a valid key file",
-                    self.key_path().display()
+                    "no identity in {}: run `vaarta init --name NAME` first",
+                    self.dir.display()
                 ))
-            })?;
-        let id = Identity::from_seed(seed);
+            })?);
+        let bad = || {
+            NodeError::Home(format!(
+                "{} is not a valid key file",
+                self.key_path().display()
+            ))
+        };
+        let seed = match key.trim().strip_prefix(WRAPPED_IDENTITY) {
+            Some(w) => {
+                let file = zeroize::Zeroizing::new(unhex(w.trim()).ok_or_else(bad)?);
+                at_rest::decode(&file, self.passphrase.as_ref())
+                    .map_err(|e| NodeError::Home(format!("{}: {e}", self.key_path().display())))?
+            }
+            None => {
+                let b = zeroize::Zeroizing::new(unhex(key.trim()).ok_or_else(bad)?);
+                let seed = at_rest::Secret::new(b.as_slice().try_into().map_err(|_| bad())?);
+                if self.passphrase.is_some() {
+                    // A passphrase was given for a home whose identity is not wrapped yet.
+                    self.write_identity(&seed)?;
+                }
+                seed
+            }
+        };
+        let id = Identity::from_seed(*seed.bytes());
         let info: NodeInfo = std::fs::read(self.info_path())
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -255,12 +382,13 @@ pub fn open_engine(
     config_tweak: impl FnOnce(&mut Config),
 ) -> Result<(Engine<SledStore>, Vec<String>), NodeError> {
     let (identity, info) = home.load()?;
+    let storage_key = home.storage_key()?;
     let now = now_ms();
     // Another short-lived command (or a node starting or stopping) may hold the database for
     // a moment: wait for it rather than fail.
     let started = std::time::Instant::now();
     let (store, opened) = loop {
-        match store::open_or_quarantine(&home.db_path(), now) {
+        match store::open_or_quarantine(&home.db_path(), &storage_key, now) {
             Err(StoreError::Io(m))
                 if m.contains("in use by another process")
                     && started.elapsed() < Duration::from_secs(15) =>
@@ -273,8 +401,9 @@ pub fn open_engine(
     let mut warnings = Vec::new();
     if let store::Opened::Quarantined(p) = opened {
         warnings.push(format!(
-            "the database could not be read and was moved to {}; starting empty, peers will resend what they hold",
-            p.display()
+            "the database was corrupt and was moved to {}; starting empty. Peers resend the envelopes of shared conversations they still hold, but invitations older than {} days and anything only this device held are only in the moved copy: keep it",
+            p.display(),
+            vaarta_sync::replica::INBOX_DAYS_BACK
         ));
     }
     let mut config = Config {

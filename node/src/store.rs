@@ -8,8 +8,13 @@
 //!
 //! sled writes each tree separately, so a crash can leave an `env` entry without its `idx`
 //! entry or the reverse. Opening repairs both (a key scan, also needed to rebuild the per-tag
-//! summaries). A database that cannot be opened is moved aside, never deleted (docs/security.md,
-//! "Nothing acknowledged is ever lost" and E3): see [`open_or_quarantine`].
+//! summaries). A database that is *corrupt* is moved aside, never deleted (docs/security.md,
+//! "Nothing acknowledged is ever lost" and E3): see [`open_or_quarantine`]. Any other failure
+//! (a lock, a full disk, an I/O error, a wrong key) is reported and leaves the database alone.
+//!
+//! Every value is sealed at rest under the device's storage key ([`crate::at_rest`]): envelope
+//! bytes in `env` (tombstones stay empty), every metadata value in `meta`. A fourth tree,
+//! `rest`, holds a sealed canary so that a wrong key is told apart from corruption at open.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,23 +22,55 @@ use std::path::{Path, PathBuf};
 use vaarta_sync::ids::{EnvelopeId, Tag};
 use vaarta_sync::store::{Store, StoreError, Summary};
 
+use crate::at_rest::{OVERHEAD, Sealer, Secret};
+
+/// Associated-data spaces of sealed values (one per tree).
+const SPACE_ENV: u8 = 0;
+const SPACE_META: u8 = 1;
+const SPACE_CANARY: u8 = 2;
+const CANARY_KEY: &[u8] = b"canary";
+const CANARY: &[u8] = b"vaarta sealed store v1";
+
 #[derive(Debug)]
 pub struct SledStore {
     db: sled::Db,
     env: sled::Tree,
     idx: sled::Tree,
     meta: sled::Tree,
+    sealer: Sealer,
     summaries: BTreeMap<Tag, Summary>,
     bytes: u64,
     pub flushes: u64,
 }
 
+/// What a sled error means for the caller. Only sled's own verdict of corruption (or a file
+/// it could not parse) is [`StoreError::Corrupt`] — the one case that moves the database
+/// aside. A full disk is [`StoreError::Full`]; every OS error (EIO, EACCES, a lock…) is
+/// [`StoreError::Io`]: the data on disk is fine, the operation failed.
 fn io(e: sled::Error) -> StoreError {
     match e {
-        sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+        // Unsupported: sled could not parse its own config file.
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => {
+            StoreError::Corrupt(e.to_string())
+        }
         sled::Error::Io(ref ioe) if ioe.raw_os_error() == Some(28) => StoreError::Full,
+        sled::Error::Io(ref ioe)
+            if ioe.raw_os_error().is_none()
+                && matches!(
+                    ioe.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                ) =>
+        {
+            StoreError::Corrupt(e.to_string())
+        }
         _ => StoreError::Io(e.to_string()),
     }
+}
+
+fn corrupt_value(what: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "a sealed {what} value does not authenticate under the storage key"
+    ))
 }
 
 fn env_key(tag: &Tag, id: &EnvelopeId) -> [u8; 48] {
@@ -52,8 +89,9 @@ pub enum Opened {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store at `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store at `path`, sealed under `key`.
+    pub fn open(path: &Path, key: &Secret) -> Result<Self, StoreError> {
+        let fresh = !path.exists();
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(64 * 1024 * 1024)
@@ -63,11 +101,36 @@ impl SledStore {
         let env = db.open_tree("env").map_err(io)?;
         let idx = db.open_tree("idx").map_err(io)?;
         let meta = db.open_tree("meta").map_err(io)?;
+        let rest = db.open_tree("rest").map_err(io)?;
+        let sealer = Sealer::new(key);
+        match rest.get(CANARY_KEY).map_err(io)? {
+            Some(v) => {
+                if sealer.open(SPACE_CANARY, CANARY_KEY, &v).as_deref() != Some(CANARY) {
+                    // Not corruption: another key (another home's key file, a restored
+                    // backup of only one of the two). Leave the database as it is.
+                    return Err(StoreError::Io(
+                        "the storage key does not open this database (storage.key belongs to another database?)".into(),
+                    ));
+                }
+            }
+            None => {
+                if !fresh && (!env.is_empty() || !meta.is_empty()) {
+                    return Err(StoreError::Io(
+                        "the database is not sealed at rest (written by an older version); move it away to start afresh".into(),
+                    ));
+                }
+                rest.insert(CANARY_KEY, sealer.seal(SPACE_CANARY, CANARY_KEY, CANARY))
+                    .map_err(io)?;
+                db.flush().map_err(io)?;
+            }
+        }
+        restrict_permissions(path);
         let mut s = Self {
             db,
             env,
             idx,
             meta,
+            sealer,
             summaries: BTreeMap::new(),
             bytes: 0,
             flushes: 0,
@@ -87,7 +150,7 @@ impl SledStore {
             let tag = Tag(k[..16].try_into().unwrap_or_default());
             let id = EnvelopeId(k[16..].try_into().unwrap_or_default());
             self.summaries.entry(tag).or_default().add(&id);
-            self.bytes += v.len() as u64 + 48;
+            self.bytes += v.len().saturating_sub(OVERHEAD) as u64 + 48;
             if self.idx.get(id.0).map_err(io)?.as_deref() != Some(&tag.0[..]) {
                 self.idx.insert(id.0, &tag.0).map_err(io)?;
                 fixed += 1;
@@ -115,7 +178,7 @@ impl SledStore {
         }
         for item in self.meta.iter() {
             let (k, v) = item.map_err(io)?;
-            self.bytes += (k.len() + v.len()) as u64;
+            self.bytes += (k.len() + v.len().saturating_sub(OVERHEAD)) as u64;
         }
         if fixed > 0 {
             tracing::warn!(
@@ -132,32 +195,68 @@ impl SledStore {
     }
 }
 
-/// Opens the store in `dir`; if it cannot be opened, moves it to `dir.corrupt-<when>` and
-/// starts an empty one (peers will repair what they hold). Never deletes data.
-pub fn open_or_quarantine(dir: &Path, now_ms: u64) -> Result<(SledStore, Opened), StoreError> {
-    match SledStore::open(dir) {
-        Ok(s) => Ok((s, Opened::Clean)),
-        Err(e @ StoreError::Corrupt(_)) | Err(e @ StoreError::Io(_)) if dir.exists() => {
-            // An I/O error can also mean "locked by another process": do not move it then.
-            if let StoreError::Io(msg) = &e
-                && (msg.contains("lock")
-                    || msg.contains("WouldBlock")
-                    || msg.contains("temporarily unavailable"))
-            {
-                return Err(StoreError::Io(format!(
-                    "the database is in use by another process ({msg})"
-                )));
+/// Owner-only permissions on the database directory and its files (0700 / 0600): the home
+/// is 0700 already, this keeps a database copied or moved elsewhere private too.
+fn restrict_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |p: &Path, mode: u32| {
+            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+        };
+        set(path, 0o700);
+        let mut dirs = vec![path.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    set(&p, 0o700);
+                    dirs.push(p);
+                } else {
+                    set(&p, 0o600);
+                }
             }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// Opens the store in `dir`. Only if it is *corrupt* ([`StoreError::Corrupt`]) is it moved to
+/// `dir.corrupt-<when>` and an empty one started; it is never deleted. Every other failure —
+/// locked by another process, disk full (ENOSPC), an I/O error (EIO), a wrong storage key — is
+/// returned as it is and the database stays where it is, untouched: what is stored there is
+/// not lost, and the node can be started again once the cause is fixed.
+pub fn open_or_quarantine(
+    dir: &Path,
+    key: &Secret,
+    now_ms: u64,
+) -> Result<(SledStore, Opened), StoreError> {
+    match SledStore::open(dir, key) {
+        Ok(s) => Ok((s, Opened::Clean)),
+        Err(StoreError::Io(msg))
+            if msg.contains("lock")
+                || msg.contains("WouldBlock")
+                || msg.contains("temporarily unavailable") =>
+        {
+            Err(StoreError::Io(format!(
+                "the database is in use by another process ({msg})"
+            )))
+        }
+        Err(e @ StoreError::Corrupt(_)) if dir.exists() => {
             let aside = dir.with_file_name(format!(
                 "{}.corrupt-{}",
                 dir.file_name().and_then(|n| n.to_str()).unwrap_or("db"),
                 now_ms
             ));
             std::fs::rename(dir, &aside).map_err(|r| {
-                StoreError::Io(format!("cannot move the unreadable database aside: {r}"))
+                StoreError::Io(format!("cannot move the corrupt database aside: {r}"))
             })?;
-            tracing::error!(error = %e, moved_to = %aside.display(), "database unreadable: moved aside, starting empty");
-            let s = SledStore::open(dir)?;
+            tracing::error!(error = %e, moved_to = %aside.display(), "database corrupt: moved aside, starting empty");
+            let s = SledStore::open(dir, key)?;
             Ok((s, Opened::Quarantined(aside)))
         }
         Err(e) => Err(e),
@@ -180,7 +279,13 @@ impl Store for SledStore {
             }
             self.remove_envelope(id)?;
         }
-        self.env.insert(env_key(tag, id), bytes).map_err(io)?;
+        let k = env_key(tag, id);
+        let stored = if bytes.is_empty() {
+            Vec::new()
+        } else {
+            self.sealer.seal(SPACE_ENV, &k, bytes)
+        };
+        self.env.insert(k, stored).map_err(io)?;
         self.idx.insert(id.0, &tag.0).map_err(io)?;
         self.summaries.entry(*tag).or_default().add(id);
         self.bytes += bytes.len() as u64 + 48;
@@ -192,11 +297,16 @@ impl Store for SledStore {
             return Ok(None);
         };
         let tag = Tag(tag[..].try_into().unwrap_or_default());
-        Ok(self
-            .env
-            .get(env_key(&tag, id))
-            .map_err(io)?
-            .map(|v| v.to_vec()))
+        let k = env_key(&tag, id);
+        match self.env.get(k).map_err(io)? {
+            None => Ok(None),
+            Some(v) if v.is_empty() => Ok(Some(Vec::new())),
+            Some(v) => self
+                .sealer
+                .open(SPACE_ENV, &k, &v)
+                .map(Some)
+                .ok_or_else(|| corrupt_value("envelope")),
+        }
     }
 
     fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
@@ -216,7 +326,9 @@ impl Store for SledStore {
             return Ok(false);
         };
         if let Some(old) = self.env.remove(env_key(&tag, id)).map_err(io)? {
-            self.bytes = self.bytes.saturating_sub(old.len() as u64 + 48);
+            self.bytes = self
+                .bytes
+                .saturating_sub(old.len().saturating_sub(OVERHEAD) as u64 + 48);
             if let Some(s) = self.summaries.get_mut(&tag) {
                 s.sub(id);
                 if s.count == 0 {
@@ -255,12 +367,22 @@ impl Store for SledStore {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.meta.get(key).map_err(io)?.map(|v| v.to_vec()))
+        match self.meta.get(key).map_err(io)? {
+            None => Ok(None),
+            Some(v) => self
+                .sealer
+                .open(SPACE_META, key, &v)
+                .map(Some)
+                .ok_or_else(|| corrupt_value("metadata")),
+        }
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        if let Some(old) = self.meta.insert(key, value).map_err(io)? {
-            self.bytes = self.bytes.saturating_sub((key.len() + old.len()) as u64);
+        let sealed = self.sealer.seal(SPACE_META, key, value);
+        if let Some(old) = self.meta.insert(key, sealed).map_err(io)? {
+            self.bytes = self
+                .bytes
+                .saturating_sub((key.len() + old.len().saturating_sub(OVERHEAD)) as u64);
         }
         self.bytes += (key.len() + value.len()) as u64;
         Ok(())
@@ -268,7 +390,9 @@ impl Store for SledStore {
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
         if let Some(old) = self.meta.remove(key).map_err(io)? {
-            self.bytes = self.bytes.saturating_sub((key.len() + old.len()) as u64);
+            self.bytes = self
+                .bytes
+                .saturating_sub((key.len() + old.len().saturating_sub(OVERHEAD)) as u64);
         }
         Ok(())
     }
@@ -280,6 +404,10 @@ impl Store for SledStore {
     ) -> Result<(), StoreError> {
         for item in self.meta.scan_prefix(prefix) {
             let (k, v) = item.map_err(io)?;
+            let v = self
+                .sealer
+                .open(SPACE_META, &k, &v)
+                .ok_or_else(|| corrupt_value("metadata"))?;
             if !f(&k, &v) {
                 break;
             }
@@ -302,13 +430,17 @@ impl Store for SledStore {
 mod tests {
     use super::*;
 
+    fn key() -> Secret {
+        Secret::new([0x5a; 32])
+    }
+
     #[test]
     fn persists_across_reopen_and_repairs_index() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("db");
         let tag = Tag([1; 16]);
         {
-            let mut s = SledStore::open(&p).unwrap();
+            let mut s = SledStore::open(&p, &key()).unwrap();
             s.put_envelope(&tag, &EnvelopeId([2; 32]), b"two").unwrap();
             s.put_envelope(&tag, &EnvelopeId([3; 32]), b"").unwrap();
             s.put(b"k", b"v").unwrap();
@@ -316,7 +448,7 @@ mod tests {
             s.idx.insert([9u8; 32], &tag.0).unwrap();
             s.flush().unwrap();
         }
-        let s = SledStore::open(&p).unwrap();
+        let s = SledStore::open(&p, &key()).unwrap();
         assert_eq!(s.envelope(&EnvelopeId([2; 32])).unwrap().unwrap(), b"two");
         assert_eq!(s.envelope(&EnvelopeId([3; 32])).unwrap().unwrap(), b"");
         assert!(!s.contains(&EnvelopeId([9; 32])).unwrap());
@@ -329,7 +461,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("db");
         {
-            let mut s = SledStore::open(&p).unwrap();
+            let mut s = SledStore::open(&p, &key()).unwrap();
             s.put(b"k", b"v").unwrap();
             s.flush().unwrap();
         }
@@ -340,11 +472,81 @@ mod tests {
                 std::fs::write(&f, vec![0xa5u8; 4096]).unwrap();
             }
         }
-        let (s, opened) = open_or_quarantine(&p, 42).unwrap();
+        let (s, opened) = open_or_quarantine(&p, &key(), 42).unwrap();
         let Opened::Quarantined(aside) = opened else {
             panic!("expected quarantine")
         };
         assert!(aside.exists(), "old data kept");
         assert!(s.get(b"k").unwrap().is_none());
+    }
+
+    #[test]
+    fn only_corruption_is_quarantined() {
+        // ENOSPC and EIO are errors of the operation, not of the data.
+        let os = |n| sled::Error::Io(std::io::Error::from_raw_os_error(n));
+        assert_eq!(io(os(28)), StoreError::Full);
+        assert!(matches!(io(os(5)), StoreError::Io(_)));
+        assert!(matches!(io(os(13)), StoreError::Io(_)));
+        assert!(matches!(
+            io(sled::Error::Corruption { at: None, bt: () }),
+            StoreError::Corrupt(_)
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        // An I/O error at open (here ENOTDIR: the path is a file): reported, left in place.
+        let p = dir.path().join("db");
+        std::fs::write(&p, b"precious").unwrap();
+        let e = open_or_quarantine(&p, &key(), 42).unwrap_err();
+        assert!(matches!(e, StoreError::Io(_)), "{e:?}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"precious");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "nothing moved"
+        );
+        // The wrong storage key: reported, left in place, and still readable with the right one.
+        let p = dir.path().join("db2");
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            s.put(b"k", b"v").unwrap();
+            s.flush().unwrap();
+        }
+        let e = open_or_quarantine(&p, &Secret::new([1; 32]), 43).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Io(m) if m.contains("storage key")),
+            "{e:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "nothing moved"
+        );
+        let (s, opened) = open_or_quarantine(&p, &key(), 44).unwrap();
+        assert_eq!(opened, Opened::Clean);
+        assert_eq!(s.get(b"k").unwrap().unwrap(), b"v");
+    }
+
+    #[test]
+    fn values_are_sealed_and_a_tampered_value_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let tag = Tag([1; 16]);
+        let mut s = SledStore::open(&p, &key()).unwrap();
+        s.put_envelope(&tag, &EnvelopeId([2; 32]), b"envelope-bytes")
+            .unwrap();
+        s.put(b"p/page", b"plaintext-page").unwrap();
+        let raw = s.meta.get(b"p/page").unwrap().unwrap();
+        assert!(!raw.windows(9).any(|w| w == b"plaintext"));
+        let raw = s
+            .env
+            .get(env_key(&tag, &EnvelopeId([2; 32])))
+            .unwrap()
+            .unwrap();
+        assert!(!raw.windows(8).any(|w| w == b"envelope"));
+        assert_eq!(s.bytes_used(), 14 + 48 + 6 + 14);
+        // A value moved under another key does not open.
+        s.meta
+            .insert(b"p/other", s.meta.get(b"p/page").unwrap().unwrap())
+            .unwrap();
+        assert!(matches!(s.get(b"p/other"), Err(StoreError::Corrupt(_))));
     }
 }

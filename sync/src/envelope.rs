@@ -8,8 +8,10 @@
 //!           | noise-X(sender → recipient, prologue = domain ‖ header, inner)        kind Invite
 //! inner     = signer:[32] hlc:varint payload signature:[64]          kinds Control, Invite
 //!           | signer-hint:[8] payload signature:[64]                kind Change
-//! signature = Ed25519(signer, domain ‖ conversation-id ‖ header ‖ signer ‖ [hlc] ‖ payload)
-//!             (always over the full 32-byte signer key)
+//! signature = Ed25519(signer, domain ‖ conversation-id ‖ [salt] ‖ header ‖ signer ‖ [hlc] ‖ payload)
+//!             (always over the full 32-byte signer key; the salt of Change and Control
+//!             envelopes is signed, so nobody but the signer can re-seal the same inner
+//!             bytes under a new salt, i.e. a new id)
 //! A change needs no separate time: each message key carries its author's clock.
 //! id        = BLAKE3(envelope)
 //! ```
@@ -48,7 +50,9 @@ use crate::limits::MAX_ENVELOPE_BYTES;
 
 /// 2: change envelopes with a signer hint, 12-byte salt, wire-form changes (2026-11).
 pub const VERSION: u8 = 2;
-const SIG_DOMAIN: &[u8] = b"vaarta 2026 envelope v1";
+/// v2: the salt is signed (issue 9 item 5: anyone with the epoch key could re-seal an
+/// envelope under a new salt, hence a new id, and it verified).
+const SIG_DOMAIN: &[u8] = b"vaarta 2026 envelope v2";
 const INVITE_DOMAIN: &[u8] = b"vaarta 2026 invite v1";
 const SIG_LEN: usize = 64;
 /// Change envelopes name their signer by the first bytes of its key: the receiver knows the
@@ -414,7 +418,7 @@ pub fn seal(
         hlc,
         payload,
         SIG_DOMAIN,
-        &conversation.0,
+        &signed_context(conversation, &salt),
         w.as_slice(),
         header.kind == Kind::Change,
     );
@@ -429,6 +433,15 @@ pub fn seal(
         id: EnvelopeId(*blake3::hash(&bytes).as_bytes()),
         bytes,
     }
+}
+
+/// What a Change or Control signature covers besides the header and the inner bytes: the
+/// conversation id and the salt.
+fn signed_context(conversation: &ConversationId, salt: &[u8; SALT_LEN]) -> [u8; 16 + SALT_LEN] {
+    let mut c = [0u8; 16 + SALT_LEN];
+    c[..16].copy_from_slice(&conversation.0);
+    c[16..].copy_from_slice(salt);
+    c
 }
 
 /// Opens and verifies a Change or Control envelope with the conversation key of its epoch.
@@ -481,10 +494,13 @@ pub fn open_cached(
 ) -> Result<Opened, OpenError> {
     let inner = decrypt(env, key, conversation)?;
     let compact = env.header.kind == Kind::Change;
+    let salt: [u8; SALT_LEN] = env.bytes[env.header_len..env.header_len + SALT_LEN]
+        .try_into()
+        .map_err(|_| DecodeError::Truncated("salt"))?;
     parse_inner(
         &inner,
         SIG_DOMAIN,
-        &conversation.0,
+        &signed_context(conversation, &salt),
         env.header_bytes(),
         cache,
         compact.then_some(resolve),

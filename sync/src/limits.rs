@@ -41,7 +41,24 @@ pub const PAGE_CAPACITY: u32 = 256;
 /// their own conversations' envelopes, so a copy remains with the sender).
 pub const MAX_PENDING: usize = 10_000;
 /// Ids of envelopes rejected per tag, kept so reconciliation does not fetch them again.
+/// Past it (or past [`MAX_TOMBSTONES`]) the oldest tombstone of the tag is forgotten: the
+/// worst that follows is that the bad envelope is fetched and refused once more.
 pub const MAX_TOMBSTONES_PER_TAG: usize = 10_000;
+/// Tombstones per replica, every tag together.
+pub const MAX_TOMBSTONES: usize = 100_000;
+/// Envelopes parked *unverified* — waiting for an epoch key this device has never heard of,
+/// so nobody has checked who sealed them — per conversation, and their bytes. Anyone who
+/// knows a tag can make these, so they are bounded tightly; past the bound the oldest
+/// of the conversation goes (deleted, not refused: reconciliation fetches it again).
+pub const MAX_UNVERIFIED_PER_TAG: usize = 256;
+pub const MAX_UNVERIFIED_BYTES_PER_TAG: u64 = 8 * 1024 * 1024;
+/// Unverified parked bytes per replica, every conversation together.
+pub const MAX_UNVERIFIED_BYTES: u64 = 64 * 1024 * 1024;
+/// Envelopes held unreadable (their epoch is known, its key not granted to this device) per
+/// conversation, and per replica. They are kept to pass on to the other members and to be
+/// read if the key arrives later; past the bound the oldest go (deleted, fetched again later).
+pub const MAX_UNREADABLE_PER_TAG: usize = 4096;
+pub const MAX_UNREADABLE: usize = 65_536;
 /// Page documents kept in memory per conversation (others are saved and reloaded on demand).
 pub const MAX_LOADED_PAGES: usize = 4;
 /// Events waiting to be polled before the oldest are dropped.

@@ -65,6 +65,10 @@ pub enum Command {
         /// Do not carry other conversations' envelopes for others
         #[arg(long)]
         no_relay: bool,
+        /// Wrap the identity and storage keys with the passphrase on this file's first line
+        /// (Argon2id); $VAARTA_PASSPHRASE does the same
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
     },
     /// Show this device's id, name, safety number and listen addresses
     Id {
@@ -330,7 +334,14 @@ pub fn run(cli: Cli) -> Result<()> {
             no_mdns,
             api,
             no_relay,
-        } => up(&home, listen, peer, !no_mdns, &api, !no_relay),
+            passphrase_file,
+        } => {
+            let home = match passphrase_file {
+                Some(f) => home.with_passphrase_file(&f).map_err(|e| anyhow!("{e}"))?,
+                None => home,
+            };
+            up(&home, listen, peer, !no_mdns, &api, !no_relay)
+        }
         Command::Id { json } => {
             let conn = Conn::open(&home)?;
             let s = conn.request(Request::Status)?;

@@ -28,7 +28,7 @@ impl<S: Store> Replica<S> {
         }
         for (tag, id, len) in &expired {
             self.store.remove_envelope(id)?;
-            self.store.put_envelope(tag, id, &[])?;
+            self.tombstone(tag, id)?;
             self.carried_bytes = self.carried_bytes.saturating_sub(*len);
         }
         Ok(expired.len())

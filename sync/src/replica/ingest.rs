@@ -165,11 +165,21 @@ impl<S: Store> Replica<S> {
         let mut known: BTreeSet<ChangeHash> = BTreeSet::new();
         let mut rest = items;
         let mut ready: Vec<(usize, Verified)> = Vec::new();
+        let mut duplicates: Vec<(usize, Verified)> = Vec::new();
         while let Some(page) = self.pages.get_mut(&conv, page_no) {
             let mut progress = false;
             let mut still = Vec::new();
             for (i, v) in rest {
                 let changes = &v.checked.changes;
+                if changes
+                    .iter()
+                    .all(|(ch, _)| known.contains(&ch.hash()) || page.has_change(&ch.hash()))
+                {
+                    // Same content as what the page or the group holds (see `settle_change`).
+                    duplicates.push((i, v));
+                    progress = true;
+                    continue;
+                }
                 let ok = changes.iter().all(|(ch, _)| {
                     ch.deps().iter().all(|d| {
                         known.contains(d)
@@ -197,12 +207,23 @@ impl<S: Store> Replica<S> {
         for (i, v) in rest {
             out.push((i, self.ingest(v.env.bytes(), now_ms)));
         }
+        for (i, v) in duplicates {
+            let r = self
+                .store
+                .put_envelope(&v.env.header().tag, &v.env.id(), v.env.bytes())
+                .map(|_| Ingested::Duplicate)
+                .map_err(IngestError::from);
+            out.push((i, r));
+        }
         if ready.is_empty() {
             return out;
         }
+        // A change carried by two envelopes of the group is applied once.
+        let mut once: BTreeSet<ChangeHash> = BTreeSet::new();
         let all: Vec<(Change, u32)> = ready
             .iter()
             .flat_map(|(_, v)| v.checked.changes.iter().cloned())
+            .filter(|(c, _)| once.insert(c.hash()))
             .collect();
         let hashes: Vec<ChangeHash> = all.iter().map(|(c, _)| c.hash()).collect();
         let applied = match self.pages.get_mut(&conv, page_no) {
@@ -236,6 +257,10 @@ impl<S: Store> Replica<S> {
                 });
                 Ok(Ingested::Applied(conv))
             })();
+            if r.is_err() {
+                // As in `settle_change`: memory must not hold what the store does not.
+                self.pages.discard(&conv, page_no);
+            }
             out.push((i, r));
         }
         self.emit(Event::MessagesChanged {
@@ -285,7 +310,7 @@ impl<S: Store> Replica<S> {
         }
         if env.header().is_expired(now_ms) {
             // Remember it as held-and-dropped, so reconciliation stops offering it.
-            self.store.put_envelope(&tag, &env.id(), &[])?;
+            self.tombstone(&tag, &env.id())?;
             return Ok(Ingested::NotWanted);
         }
         self.store.put_envelope(&tag, &env.id(), bytes)?;
@@ -304,7 +329,7 @@ impl<S: Store> Replica<S> {
         {
             self.stats.refused += 1;
             // Remember the refusal so reconciliation does not fetch it again.
-            self.store.put_envelope(&env.header().tag, &env.id(), &[])?;
+            self.tombstone(&env.header().tag, &env.id())?;
         }
         r
     }
@@ -634,6 +659,10 @@ impl<S: Store> Replica<S> {
     ) -> Result<Ingested, IngestError> {
         let checked = match verdict {
             Verdict::Ready(checked) => checked,
+            Verdict::Wait(Waiting::Epoch(epoch)) => {
+                // Not decrypted: bounded apart (anyone who knows the tag can send these).
+                return self.park_unverified(conv, env, epoch);
+            }
             Verdict::Wait(waiting) => {
                 self.store
                     .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
@@ -642,6 +671,7 @@ impl<S: Store> Replica<S> {
             Verdict::Unreadable => {
                 self.store
                     .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+                self.hold_unreadable(conv, env.id(), env.header().epoch)?;
                 return Ok(Ingested::Unreadable(conv));
             }
         };
@@ -673,18 +703,34 @@ impl<S: Store> Replica<S> {
             return self.park(conv, env.id(), Waiting::Dependencies(missing));
         }
         let hashes: Vec<ChangeHash> = only.iter().map(|c| c.hash()).collect();
+        if hashes.iter().all(|h| page.has_change(h)) {
+            // Every change is in the page already: the same content under another envelope
+            // (its author sealed it twice). Held, so reconciliation does not fetch it again,
+            // but not journalled: replaying it would apply the changes twice.
+            self.store
+                .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+            return Ok(Ingested::Duplicate);
+        }
         if let Err(e) = page.apply(checked) {
-            if e == RuleError::Panicked {
-                // The document may be half-updated: drop it; it reloads from durable state.
-                self.pages.discard(&conv, page_no);
-            }
+            // Whatever failed (a rule, an Automerge error part-way, a panic), the document may
+            // be half-updated: drop it; it reloads from durable state.
+            self.pages.discard(&conv, page_no);
             return Err(e.into());
         }
         self.clock.observe(newest, now_ms);
-        self.store
-            .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
-        self.note_page_epoch(&conv, page_no, epoch)?;
-        self.journal(&conv, page_no, &env.id())?;
+        let stored = (|| -> Result<(), StoreError> {
+            self.store
+                .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+            self.note_page_epoch(&conv, page_no, epoch)?;
+            self.journal(&conv, page_no, &env.id())
+        })();
+        if let Err(e) = stored {
+            // Applied in memory but not stored (disk full, I/O error): drop the page so that
+            // memory is what the store holds, and the envelope is applied again when it
+            // comes back (else it would look like a duplicate and never be journalled).
+            self.pages.discard(&conv, page_no);
+            return Err(e.into());
+        }
         self.stats.applied += 1;
         self.emit(Event::Applied {
             conversation: conv,

@@ -13,6 +13,8 @@
 //! | `o/` | `o/` ‖ conversation id ‖ envelope id | a control (membership) envelope of the conversation, replayed at open | empty |
 //! | `q/` | `q/` ‖ envelope id | a pending envelope (retried at open) | conversation id (16) |
 //! | `m/` | `m/` ‖ conversation id ‖ page u32 BE ‖ message key (UTF-8) | a message written on this device | envelope id (32) that carried it |
+//! | `u/` | `u/` ‖ conversation id ‖ envelope id | an envelope held unreadable (its epoch key not granted here), read again when the key arrives | epoch id (4) ‖ order u64 BE |
+//! | `t/` | `t/` ‖ tag ‖ order u64 BE | a tombstone, in the order it was made (for the bounds) | envelope id (32) |
 //! | `h` | `h` (the whole key) | the hybrid logical clock, so it never runs backwards | packed [`Hlc`](crate::hlc::Hlc) u64 BE |
 //! | `d/` | `d/` ‖ envelope id ‖ device id | engine: a delivery receipt for an own envelope from one member device | empty |
 //! | `w/` | `w/` ‖ tag ‖ envelope id | engine: an own message envelope still awaiting receipts | sealed-at ms u64 BE ‖ members still to confirm u32 BE |
@@ -45,6 +47,10 @@ pub const CONTROL: &[u8] = b"o/";
 pub const PENDING: &[u8] = b"q/";
 /// `m/`: messages written on this device.
 pub const OWN_MESSAGE: &[u8] = b"m/";
+/// `u/`: envelopes held unreadable.
+pub const UNREADABLE: &[u8] = b"u/";
+/// `t/`: tombstones in the order they were made.
+pub const TOMBSTONE: &[u8] = b"t/";
 /// `h`: the clock (a single key).
 pub const HLC: &[u8] = b"h";
 /// `d/`: delivery receipts (node engine).
@@ -62,6 +68,8 @@ pub const ALL: &[&[u8]] = &[
     CONTROL,
     PENDING,
     OWN_MESSAGE,
+    UNREADABLE,
+    TOMBSTONE,
     HLC,
     DELIVERY,
     AWAITING,
@@ -121,6 +129,14 @@ pub(crate) fn pending(env: &EnvelopeId) -> Vec<u8> {
     [PENDING, &env.0].concat()
 }
 
+pub(crate) fn unreadable(c: &ConversationId, env: &EnvelopeId) -> Vec<u8> {
+    [UNREADABLE, &c.0, &env.0].concat()
+}
+
+pub(crate) fn tombstone(tag: &Tag, order: u64) -> Vec<u8> {
+    [TOMBSTONE, &tag.0, &order.to_be_bytes()].concat()
+}
+
 pub(crate) fn own_message(c: &ConversationId, msg: &MessageId) -> Vec<u8> {
     [
         OWN_MESSAGE,
@@ -173,7 +189,7 @@ mod tests {
 
     #[test]
     fn no_prefix_is_a_prefix_of_another() {
-        assert_eq!(ALL.len(), 11);
+        assert_eq!(ALL.len(), 13);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!a.is_empty());
             for (j, b) in ALL.iter().enumerate() {
@@ -198,7 +214,9 @@ mod tests {
             page: 5,
             key: "k".into(),
         };
-        let cases: [(&[u8], Vec<u8>, usize); 13] = [
+        let cases: [(&[u8], Vec<u8>, usize); 15] = [
+            (UNREADABLE, unreadable(&c, &env), 50),
+            (TOMBSTONE, tombstone(&Tag([4; 16]), 9), 26),
             (CONVERSATION, conv(&c), 18),
             (EPOCH_KEY, epoch_prefix(&c), 18),
             (EPOCH_KEY, epoch_key(&c, &e), 22),

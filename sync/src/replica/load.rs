@@ -4,6 +4,7 @@ use super::*;
 
 impl<S: Store> Replica<S> {
     pub(super) fn load(&mut self) -> Result<(), StoreError> {
+        self.load_held()?;
         if let Some(h) = self.store.get(keys::HLC)?
             && let Ok(v) = <[u8; 8]>::try_from(h.as_slice())
         {
@@ -104,6 +105,11 @@ impl<S: Store> Replica<S> {
                 let _ = self.ingest(&bytes, self.clock.last().ms);
             }
         }
+        // Unreadable envelopes whose key was stored before a restart could retry them.
+        let ids: Vec<ConversationId> = self.convs.keys().copied().collect();
+        for id in ids {
+            self.retry_unreadable(&id, self.clock.last().ms)?;
+        }
         self.events.clear();
         Ok(())
     }
@@ -117,7 +123,7 @@ impl<S: Store> Replica<S> {
         let mut page = match self.store.get(&keys::page(id, n))? {
             Some(bytes) => Page::load(n, &bytes, actor.clone())
                 .map_err(|e| StoreError::Corrupt(format!("page {n}: {e}")))?,
-            None => Page::new(n, actor),
+            None => Page::new(n, actor.clone()),
         };
         // Replay the journal: envelopes applied since the page was last saved.
         let mut entries = Vec::new();
@@ -151,15 +157,44 @@ impl<S: Store> Replica<S> {
                 changes.extend(cs);
             }
         }
+        // A change may come from more than one journalled envelope (the same content sealed
+        // twice): apply it once.
+        let mut once: BTreeSet<ChangeHash> = BTreeSet::new();
         let fresh: Vec<(Change, u32)> = changes
             .into_iter()
-            .filter(|ch| !page.has_change(&ch.hash()))
+            .filter(|ch| !page.has_change(&ch.hash()) && once.insert(ch.hash()))
             .map(|ch| (ch, 0))
             .collect();
         if !fresh.is_empty() {
             // Journal order is application order, so sequence checks hold.
-            page.apply(fresh)
-                .map_err(|e| StoreError::Corrupt(format!("journal of page {n}: {e}")))?;
+            if page.apply(fresh.clone()).is_err() {
+                // A page always loads: start again from the saved page and apply the journal
+                // change by change, leaving out what does not apply (it was verified when it
+                // arrived; what fails now cannot be shown anyway). A failed apply may leave
+                // the document half-updated, so after one the page is rebuilt from the saved
+                // page and the changes that applied.
+                let base = |s: &S| -> Result<Page, StoreError> {
+                    Ok(match s.get(&keys::page(id, n))? {
+                        Some(bytes) => Page::load(n, &bytes, actor.clone())
+                            .map_err(|e| StoreError::Corrupt(format!("page {n}: {e}")))?,
+                        None => Page::new(n, actor.clone()),
+                    })
+                };
+                page = base(&self.store)?;
+                let mut good: Vec<(Change, u32)> = Vec::new();
+                for ch in fresh {
+                    if page.apply(vec![ch.clone()]).is_ok() {
+                        good.push(ch);
+                    } else {
+                        page = base(&self.store)?;
+                        if !good.is_empty() {
+                            page.apply(good.clone()).map_err(|e| {
+                                StoreError::Corrupt(format!("journal of page {n}: {e}"))
+                            })?;
+                        }
+                    }
+                }
+            }
         }
         let c = self
             .convs

@@ -38,13 +38,17 @@ use crate::envelope::{self, Envelope, Header, Kind, OpenError, Opened, Precedenc
 use crate::hlc::{Clock, Hlc};
 use crate::identity::Identity;
 use crate::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, OpHash, Tag, actor_bytes};
-use crate::limits::{MAX_CHANGES_PER_ENVELOPE, MAX_LOADED_PAGES, MAX_PENDING, MAX_QUEUED_EVENTS};
+use crate::limits::{
+    MAX_CHANGES_PER_ENVELOPE, MAX_LOADED_PAGES, MAX_PENDING, MAX_QUEUED_EVENTS, MAX_TOMBSTONES,
+    MAX_TOMBSTONES_PER_TAG, MAX_UNREADABLE, MAX_UNREADABLE_PER_TAG, MAX_UNVERIFIED_BYTES,
+    MAX_UNVERIFIED_BYTES_PER_TAG, MAX_UNVERIFIED_PER_TAG,
+};
 use crate::membership::{self, Action, ControlOp, Entry, History, Pin};
 use crate::page::{self, Draft, MessageId, MessageView, Page, RuleError};
 use crate::store::{Store, StoreError};
 use crate::wirechange::StripError;
 use page_cache::PageCache;
-use pending::Pending;
+use pending::{Held, Pending};
 
 mod admin;
 mod compose;
@@ -283,6 +287,8 @@ pub struct Replica<S: Store> {
     convs: BTreeMap<ConversationId, Conversation>,
     by_tag: BTreeMap<Tag, ConversationId>,
     pending: Pending,
+    /// Tombstones and unreadable envelopes, bounded (see `pending`).
+    held: Held,
     pages: PageCache,
     events: VecDeque<Event>,
     relay: RelayPolicy,
@@ -343,6 +349,7 @@ impl<S: Store> Replica<S> {
             convs: BTreeMap::new(),
             by_tag: BTreeMap::new(),
             pending: Pending::default(),
+            held: Held::default(),
             pages: PageCache::default(),
             sealed_unreported: Vec::new(),
             sealed: None,
@@ -418,6 +425,21 @@ impl<S: Store> Replica<S> {
 
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Tombstones recorded under `tag`, and in all (for tests and reports).
+    pub fn tombstone_count(&self, tag: &Tag) -> (usize, usize) {
+        self.held.tombstones(tag)
+    }
+
+    /// Unreadable envelopes held for `conv`, and in all (for tests and reports).
+    pub fn unreadable_count(&self, conv: &ConversationId) -> (usize, usize) {
+        self.held.unreadable(conv)
+    }
+
+    /// Envelopes pending, every conversation together (for tests and reports).
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
     }
 }
 

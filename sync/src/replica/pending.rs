@@ -13,6 +13,17 @@ pub(super) struct PendingEntry {
     pub(super) waiting: Waiting,
     /// Arrival number: the smallest is evicted first.
     order: u64,
+    /// Bytes, for entries parked unverified ([`Waiting::Epoch`]: not decrypted); else 0.
+    unverified_bytes: u64,
+}
+
+/// The entries parked unverified, per conversation (arrival order → envelope) and in bytes.
+#[derive(Debug, Default)]
+struct Unverified {
+    per_conv: BTreeMap<ConversationId, (BTreeMap<u64, EnvelopeId>, u64)>,
+    /// Arrival order → envelope, every conversation together.
+    all: BTreeMap<u64, EnvelopeId>,
+    bytes: u64,
 }
 
 /// The pending set, bounded by [`MAX_PENDING`]: past it the oldest entry is forgotten (and
@@ -29,6 +40,7 @@ pub(super) struct Pending {
     /// True while some caller up the stack retries the woken envelopes.
     draining: bool,
     next_order: u64,
+    unverified: Unverified,
 }
 
 impl Pending {
@@ -57,6 +69,19 @@ impl Pending {
         env: EnvelopeId,
         waiting: Waiting,
     ) -> Result<(), StoreError> {
+        self.insert_sized(store, conversation, env, waiting, 0)
+    }
+
+    /// [`Pending::insert`]; `unverified_bytes` is the size of an envelope parked without
+    /// being decrypted ([`Waiting::Epoch`]), counted against the unverified bounds.
+    pub(super) fn insert_sized<S: Store>(
+        &mut self,
+        store: &mut S,
+        conversation: ConversationId,
+        env: EnvelopeId,
+        waiting: Waiting,
+        unverified_bytes: u64,
+    ) -> Result<(), StoreError> {
         if let Waiting::Dependencies(d) = &waiting {
             for h in d {
                 self.waiting_on.entry(*h).or_default().push(env);
@@ -64,14 +89,24 @@ impl Pending {
         }
         let order = self.next_order;
         self.next_order += 1;
+        let unverified = matches!(waiting, Waiting::Epoch(_));
         self.entries.insert(
             env,
             PendingEntry {
                 conversation,
                 waiting,
                 order,
+                unverified_bytes,
             },
         );
+        if unverified {
+            let u = &mut self.unverified;
+            let (m, b) = u.per_conv.entry(conversation).or_default();
+            m.insert(order, env);
+            *b += unverified_bytes;
+            u.all.insert(order, env);
+            u.bytes += unverified_bytes;
+        }
         self.by_order.insert(order, env);
         store.put(&keys::pending(&env), &conversation.0)?;
         Ok(())
@@ -87,6 +122,18 @@ impl Pending {
             return Ok(None);
         };
         self.by_order.remove(&p.order);
+        if matches!(p.waiting, Waiting::Epoch(_)) {
+            let u = &mut self.unverified;
+            u.all.remove(&p.order);
+            u.bytes = u.bytes.saturating_sub(p.unverified_bytes);
+            if let Some((m, b)) = u.per_conv.get_mut(&p.conversation) {
+                m.remove(&p.order);
+                *b = b.saturating_sub(p.unverified_bytes);
+                if m.is_empty() {
+                    u.per_conv.remove(&p.conversation);
+                }
+            }
+        }
         if let Waiting::Dependencies(d) = &p.waiting {
             for h in d {
                 if let Some(v) = self.waiting_on.get_mut(h) {
@@ -125,6 +172,33 @@ impl Pending {
             .collect()
     }
 
+    /// The unverified entry to evict before one of `bytes` more for `conv` fits the bounds:
+    /// the conversation's oldest if it is over its own bound, else the oldest of all if the
+    /// replica is over its bound; `None` if it fits.
+    fn unverified_victim(&self, conv: &ConversationId, bytes: u64) -> Option<EnvelopeId> {
+        let u = &self.unverified;
+        if let Some((m, b)) = u.per_conv.get(conv)
+            && (m.len() >= MAX_UNVERIFIED_PER_TAG || b + bytes > MAX_UNVERIFIED_BYTES_PER_TAG)
+        {
+            return m.values().next().copied();
+        }
+        if u.bytes + bytes > MAX_UNVERIFIED_BYTES {
+            return u.all.values().next().copied();
+        }
+        None
+    }
+
+    /// Unverified entries parked for `conv` (count, bytes), and bytes for every conversation.
+    #[cfg(test)]
+    pub(super) fn unverified(&self, conv: &ConversationId) -> (usize, u64, u64) {
+        let (n, b) = self
+            .unverified
+            .per_conv
+            .get(conv)
+            .map_or((0, 0), |(m, b)| (m.len(), *b));
+        (n, b, self.unverified.bytes)
+    }
+
     pub(super) fn queue_wake(&mut self, envs: Vec<EnvelopeId>) {
         self.wake.extend(envs);
     }
@@ -156,6 +230,190 @@ impl<S: Store> Replica<S> {
         self.pending
             .insert(&mut self.store, conv, env, waiting.clone())?;
         Ok(Ingested::Pending(conv, waiting))
+    }
+
+    /// Parks an envelope waiting for an epoch key this device has never heard of. It could
+    /// not be decrypted, so anyone who knows the tag could have sent it: the conversation's
+    /// oldest such entries (or, past the replica's bound, the oldest of all) are deleted to
+    /// make room (not refused: reconciliation fetches them again if they matter).
+    pub(super) fn park_unverified(
+        &mut self,
+        conv: ConversationId,
+        env: &Envelope,
+        epoch: EpochId,
+    ) -> Result<Ingested, IngestError> {
+        let bytes = env.bytes().len() as u64;
+        while let Some(victim) = self.pending.unverified_victim(&conv, bytes) {
+            self.pending.unpark(&mut self.store, &victim)?;
+            self.store.remove_envelope(&victim)?;
+            self.stats.pending_evicted += 1;
+        }
+        if self.pending.evict_if_full(&mut self.store)? {
+            self.stats.pending_evicted += 1;
+        }
+        self.store
+            .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+        self.pending.insert_sized(
+            &mut self.store,
+            conv,
+            env.id(),
+            Waiting::Epoch(epoch),
+            bytes,
+        )?;
+        Ok(Ingested::Pending(conv, Waiting::Epoch(epoch)))
+    }
+
+    /// Holds an envelope (already stored) that this device cannot read: its epoch is known
+    /// and its key was not granted here. It is read again if the key arrives later
+    /// ([`Replica::wake_conversation`]). Bounded per conversation and per replica; the
+    /// oldest go first (deleted, not refused).
+    pub(super) fn hold_unreadable(
+        &mut self,
+        conv: ConversationId,
+        env: EnvelopeId,
+        epoch: EpochId,
+    ) -> Result<(), StoreError> {
+        if self.held.unreadable_ids.contains_key(&env) {
+            return Ok(());
+        }
+        loop {
+            let per = self.held.unreadable.get(&conv).map_or(0, |m| m.len());
+            let victim = if per >= MAX_UNREADABLE_PER_TAG {
+                self.held
+                    .unreadable
+                    .get(&conv)
+                    .and_then(|m| m.values().next().map(|(e, _)| *e))
+            } else if self.held.unreadable_ids.len() >= MAX_UNREADABLE {
+                self.held.unreadable_order.values().next().copied()
+            } else {
+                None
+            };
+            let Some(v) = victim else { break };
+            self.release_unreadable(&v)?;
+            self.store.remove_envelope(&v)?;
+        }
+        let order = self.held.next();
+        let mut val = epoch.0.to_vec();
+        val.extend_from_slice(&order.to_be_bytes());
+        self.store.put(&keys::unreadable(&conv, &env), &val)?;
+        self.held.add_unreadable(conv, env, epoch, order);
+        Ok(())
+    }
+
+    /// Forgets the unreadable record of `env` (the envelope stays).
+    fn release_unreadable(&mut self, env: &EnvelopeId) -> Result<(), StoreError> {
+        if let Some(conv) = self.held.remove_unreadable(env) {
+            self.store.delete(&keys::unreadable(&conv, env))?;
+        }
+        Ok(())
+    }
+
+    /// Unreadable envelopes of `conv` whose key is now held: read them again.
+    pub(super) fn retry_unreadable(
+        &mut self,
+        conv: &ConversationId,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let Some(c) = self.convs.get(conv) else {
+            return Ok(());
+        };
+        let ready: Vec<EnvelopeId> = self
+            .held
+            .unreadable
+            .get(conv)
+            .map(|m| {
+                m.values()
+                    .filter(|(_, ep)| c.key(ep).is_some())
+                    .map(|(e, _)| *e)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for e in ready {
+            self.release_unreadable(&e)?;
+            let Some(bytes) = self.store.envelope(&e)? else {
+                continue;
+            };
+            if bytes.is_empty() {
+                continue;
+            }
+            self.store.remove_envelope(&e)?;
+            if let Err(err) = self.ingest(&bytes, now_ms)
+                && !err.is_peer_fault()
+            {
+                return Err(match err {
+                    IngestError::Store(s) => s,
+                    other => StoreError::Io(other.to_string()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `id` a tombstone under `tag` (refused, or expired), within the bounds: past
+    /// [`MAX_TOMBSTONES_PER_TAG`] for the tag, or [`MAX_TOMBSTONES`] in all, the oldest
+    /// tombstone (of the tag, else of all) is forgotten.
+    pub(super) fn tombstone(&mut self, tag: &Tag, id: &EnvelopeId) -> Result<(), StoreError> {
+        if !self.store.put_envelope(tag, id, &[])? {
+            return Ok(());
+        }
+        let order = self.held.next();
+        self.store.put(&keys::tombstone(tag, order), &id.0)?;
+        self.held.add_tombstone(*tag, order, *id);
+        loop {
+            let victim = if self.held.tombs.get(tag).map_or(0, |m| m.len()) > MAX_TOMBSTONES_PER_TAG
+            {
+                self.held
+                    .tombs
+                    .get(tag)
+                    .and_then(|m| m.iter().next().map(|(o, e)| (*tag, *o, *e)))
+            } else if self.held.tomb_order.len() > MAX_TOMBSTONES {
+                self.held.tomb_order.iter().next().and_then(|(o, t)| {
+                    self.held
+                        .tombs
+                        .get(t)
+                        .and_then(|m| m.get(o))
+                        .map(|e| (*t, *o, *e))
+                })
+            } else {
+                None
+            };
+            let Some((t, o, e)) = victim else { break };
+            self.held.remove_tombstone(&t, o);
+            self.store.delete(&keys::tombstone(&t, o))?;
+            // Only if it is still a tombstone (an envelope may have replaced it since).
+            if self.store.envelope(&e)?.is_some_and(|b| b.is_empty()) {
+                self.store.remove_envelope(&e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// At open: the tombstone and unreadable records.
+    pub(super) fn load_held(&mut self) -> Result<(), StoreError> {
+        let mut held = Held::default();
+        self.store.scan_prefix(keys::TOMBSTONE, &mut |k, v| {
+            if let (Some(t), Some(o), Some(e)) = (
+                k.get(2..18).and_then(|b| <[u8; 16]>::try_from(b).ok()),
+                k.get(18..26).and_then(|b| <[u8; 8]>::try_from(b).ok()),
+                EnvelopeId::from_slice(v),
+            ) {
+                held.add_tombstone(Tag(t), u64::from_be_bytes(o), e);
+            }
+            true
+        })?;
+        self.store.scan_prefix(keys::UNREADABLE, &mut |k, v| {
+            if let (Some(c), Some(e), Some(ep), Some(o)) = (
+                k.get(2..18).and_then(|b| <[u8; 16]>::try_from(b).ok()),
+                k.get(18..50).and_then(EnvelopeId::from_slice),
+                v.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()),
+                v.get(4..12).and_then(|b| <[u8; 8]>::try_from(b).ok()),
+            ) {
+                held.add_unreadable(ConversationId(c), e, EpochId(ep), u64::from_be_bytes(o));
+            }
+            true
+        })?;
+        self.held = held;
+        Ok(())
     }
 
     pub(super) fn unpark(&mut self, env: &EnvelopeId) -> Result<Option<PendingEntry>, StoreError> {
@@ -204,7 +462,83 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let envs = self.pending.waiting_in(conv);
-        self.retry(envs, now_ms)
+        self.retry(envs, now_ms)?;
+        self.retry_unreadable(conv, now_ms)
+    }
+}
+
+/// What a peer can make this replica hold without anyone having verified it, besides the
+/// pending set: tombstones (`t/`) and unreadable envelopes (`u/`), each in the order it came
+/// (one counter for both, resumed at open) so the oldest goes first past its bound.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    next: u64,
+    tombs: BTreeMap<Tag, BTreeMap<u64, EnvelopeId>>,
+    tomb_order: BTreeMap<u64, Tag>,
+    unreadable: BTreeMap<ConversationId, BTreeMap<u64, (EnvelopeId, EpochId)>>,
+    unreadable_order: BTreeMap<u64, EnvelopeId>,
+    unreadable_ids: BTreeMap<EnvelopeId, (ConversationId, u64)>,
+}
+
+impl Held {
+    fn next(&mut self) -> u64 {
+        let n = self.next;
+        self.next += 1;
+        n
+    }
+
+    fn add_tombstone(&mut self, tag: Tag, order: u64, id: EnvelopeId) {
+        self.next = self.next.max(order + 1);
+        self.tombs.entry(tag).or_default().insert(order, id);
+        self.tomb_order.insert(order, tag);
+    }
+
+    fn remove_tombstone(&mut self, tag: &Tag, order: u64) {
+        self.tomb_order.remove(&order);
+        if let Some(m) = self.tombs.get_mut(tag) {
+            m.remove(&order);
+            if m.is_empty() {
+                self.tombs.remove(tag);
+            }
+        }
+    }
+
+    fn add_unreadable(&mut self, conv: ConversationId, id: EnvelopeId, epoch: EpochId, order: u64) {
+        self.next = self.next.max(order + 1);
+        self.unreadable
+            .entry(conv)
+            .or_default()
+            .insert(order, (id, epoch));
+        self.unreadable_order.insert(order, id);
+        self.unreadable_ids.insert(id, (conv, order));
+    }
+
+    fn remove_unreadable(&mut self, id: &EnvelopeId) -> Option<ConversationId> {
+        let (conv, order) = self.unreadable_ids.remove(id)?;
+        self.unreadable_order.remove(&order);
+        if let Some(m) = self.unreadable.get_mut(&conv) {
+            m.remove(&order);
+            if m.is_empty() {
+                self.unreadable.remove(&conv);
+            }
+        }
+        Some(conv)
+    }
+
+    /// Tombstones recorded (under `tag`, and in all).
+    pub(super) fn tombstones(&self, tag: &Tag) -> (usize, usize) {
+        (
+            self.tombs.get(tag).map_or(0, |m| m.len()),
+            self.tomb_order.len(),
+        )
+    }
+
+    /// Unreadable envelopes held (of `conv`, and in all).
+    pub(super) fn unreadable(&self, conv: &ConversationId) -> (usize, usize) {
+        (
+            self.unreadable.get(conv).map_or(0, |m| m.len()),
+            self.unreadable_ids.len(),
+        )
     }
 }
 
@@ -347,5 +681,27 @@ mod tests {
         assert_eq!(p.next_woken(), None);
         p.end_drain();
         assert!(p.begin_drain());
+    }
+
+    #[test]
+    fn unverified_entries_are_counted_and_released() {
+        let mut st = MemoryStore::new();
+        let mut p = Pending::default();
+        let e = |n| Waiting::Epoch(EpochId([n; 4]));
+        p.insert_sized(&mut st, CONV, env(1), e(1), 100).unwrap();
+        p.insert_sized(&mut st, CONV, env(2), e(2), 50).unwrap();
+        p.insert(&mut st, CONV, env(3), Waiting::Parents).unwrap();
+        assert_eq!(p.unverified(&CONV), (2, 150, 150));
+        assert_eq!(p.unverified_victim(&CONV, 10), None);
+        assert_eq!(
+            p.unverified_victim(&CONV, MAX_UNVERIFIED_BYTES_PER_TAG),
+            Some(env(1)),
+            "the oldest of the conversation"
+        );
+        p.unpark(&mut st, &env(1)).unwrap();
+        assert_eq!(p.unverified(&CONV), (1, 50, 50));
+        p.unpark(&mut st, &env(2)).unwrap();
+        p.unpark(&mut st, &env(3)).unwrap();
+        assert_eq!(p.unverified(&CONV), (0, 0, 0));
     }
 }

@@ -1,0 +1,543 @@
+//! Issue 9, items 5, 8 and 11: re-sealed and duplicated envelopes, unreadable envelopes whose
+//! key arrives later, and the bounds on what a peer can make a replica store.
+
+use vaarta_sync::envelope::{self, Envelope, OpenError};
+use vaarta_sync::identity::Identity;
+use vaarta_sync::ids::ConversationId;
+use vaarta_sync::membership::History;
+use vaarta_sync::page::Draft;
+use vaarta_sync::replica::{IngestError, Ingested, Replica};
+use vaarta_sync::store::{MemoryStore, Store};
+
+const T0: u64 = 1_790_000_000_000;
+const SALT: usize = envelope::SALT_LEN;
+
+fn replica(n: u8) -> Replica<MemoryStore> {
+    Replica::open(Identity::from_seed([n; 32]), MemoryStore::new(), [n; 32]).unwrap()
+}
+
+fn text(s: &str) -> Draft {
+    Draft {
+        body: s.into(),
+        ..Draft::default()
+    }
+}
+
+fn bodies(r: &mut Replica<MemoryStore>, c: &ConversationId) -> Vec<String> {
+    r.messages(c, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.view.body)
+        .collect()
+}
+
+/// Every envelope (not tombstones) `from` holds, delivered to `to`.
+fn sync(from: &Replica<MemoryStore>, to: &mut Replica<MemoryStore>, now: u64) {
+    let st = from.store();
+    for (tag, _) in st.tags() {
+        let mut ids = Vec::new();
+        st.for_each_id(&tag, &[0; 32], &mut |id| {
+            ids.push(*id);
+            true
+        })
+        .unwrap();
+        for id in ids {
+            let b = st.envelope(&id).unwrap().unwrap();
+            if !b.is_empty() {
+                let _ = to.ingest(&b, now);
+            }
+        }
+    }
+}
+
+/// Replica 1 makes a conversation with 2..=n as members, all synced.
+fn group(n: u8) -> (Vec<Replica<MemoryStore>>, ConversationId) {
+    let mut rs: Vec<Replica<MemoryStore>> = (1..=n).map(replica).collect();
+    let (c, _) = rs[0].create_conversation("t", History::Shared, T0).unwrap();
+    for i in 1..n as usize {
+        let d = rs[i].device_id();
+        rs[0].add_member(&c, d, false, T0 + i as u64).unwrap();
+    }
+    for i in 1..n as usize {
+        let (a, b) = rs.split_at_mut(i);
+        sync(&a[0], &mut b[0], T0 + 100);
+    }
+    (rs, c)
+}
+
+/// Flushes, drops the replica and opens its store again (a restart).
+fn restart(r: Replica<MemoryStore>, seed: u8) -> Replica<MemoryStore> {
+    let mut st = r.into_store();
+    st.flush().unwrap();
+    Replica::open(Identity::from_seed([seed; 32]), st, [seed; 32]).unwrap()
+}
+
+/// The envelope re-encrypted under a new salt by anyone who holds the epoch key: the inner
+/// plaintext (signer, payload, signature) is copied unchanged.
+fn reseal(bytes: &[u8], key: &[u8; 32], c: &ConversationId, salt: [u8; SALT]) -> Vec<u8> {
+    let env = Envelope::decode(bytes).unwrap();
+    let mut w = vaarta_sync::codec::Writer::new();
+    env.header().encode(&mut w);
+    let hl = w.len();
+    let nonce_of = |s: &[u8]| {
+        let mut n = [0u8; 24];
+        n[..SALT].copy_from_slice(s);
+        n
+    };
+    let mut ad = bytes[..hl].to_vec();
+    ad.extend_from_slice(&c.0);
+    let inner = vaarta_sync::crypto::aead_open(
+        key,
+        &nonce_of(&bytes[hl..hl + SALT]),
+        &ad,
+        &bytes[hl + SALT..],
+    )
+    .unwrap();
+    let ct = vaarta_sync::crypto::aead_seal(key, &nonce_of(&salt), &ad, &inner);
+    [&bytes[..hl], &salt[..], &ct[..]].concat()
+}
+
+#[test]
+fn a_resealed_envelope_is_refused_and_the_page_still_loads() {
+    let (mut rs, c) = group(3);
+    let (_, eid) = rs[0].send_message(&c, text("hello"), T0 + 200).unwrap();
+    let bytes = rs[0].store().envelope(&eid).unwrap().unwrap();
+    // Mallory, a member, holds the epoch key and re-seals Alice's envelope under a new salt.
+    let epoch = Envelope::decode(&bytes).unwrap().header().epoch;
+    let key = *rs[2].conversation(&c).unwrap().key(&epoch).unwrap();
+    let copy = reseal(&bytes, &key, &c, [0x42; SALT]);
+    assert_ne!(Envelope::decode(&copy).unwrap().id(), eid);
+    assert_eq!(rs[1].ingest(&bytes, T0 + 300), Ok(Ingested::Applied(c)));
+    let r = rs[1].ingest(&copy, T0 + 300);
+    assert!(
+        matches!(r, Err(IngestError::Open(OpenError::Signature(_)))),
+        "the signature covers the salt: {r:?}"
+    );
+    // In the batch path too, before the original (on a fresh member).
+    let mut late = replica(4);
+    rs[0]
+        .add_member(&c, late.device_id(), false, T0 + 400)
+        .unwrap();
+    sync(&rs[0], &mut late, T0 + 500);
+    let mut fresh = replica(5);
+    rs[0]
+        .add_member(&c, fresh.device_id(), false, T0 + 600)
+        .unwrap();
+    let setup: Vec<Vec<u8>> = {
+        let st = rs[0].store();
+        let mut out = Vec::new();
+        for (tag, _) in st.tags() {
+            let mut ids = Vec::new();
+            st.for_each_id(&tag, &[0; 32], &mut |id| {
+                ids.push(*id);
+                true
+            })
+            .unwrap();
+            for id in ids {
+                if id != eid {
+                    out.push(st.envelope(&id).unwrap().unwrap());
+                }
+            }
+        }
+        out
+    };
+    for b in &setup {
+        let _ = fresh.ingest(b, T0 + 700);
+    }
+    let got = fresh.ingest_batch(&[copy.as_slice(), bytes.as_slice()], T0 + 800);
+    assert!(got[0].result.is_err(), "{:?}", got[0].result);
+    assert_eq!(got[1].result, Ok(Ingested::Applied(c)));
+    let mut fresh = restart(fresh, 5);
+    assert_eq!(bodies(&mut fresh, &c), vec!["hello".to_string()]);
+    let mut b = restart(std::mem::replace(&mut rs[1], replica(99)), 2);
+    assert_eq!(bodies(&mut b, &c), vec!["hello".to_string()]);
+}
+
+/// The author itself (or a buggy client) seals the same change twice, under two salts: both
+/// signatures are valid. The second is recognised as a duplicate, the page loads after an
+/// unclean restart, by both ingestion paths.
+#[test]
+fn duplicated_content_is_recognised_and_the_page_always_loads() {
+    for batch in [false, true] {
+        let (mut rs, c) = group(2);
+        let (_, eid) = rs[0].send_message(&c, text("once"), T0 + 200).unwrap();
+        let bytes = rs[0].store().envelope(&eid).unwrap().unwrap();
+        let env = Envelope::decode(&bytes).unwrap();
+        let opened = vaarta_sync::replica::open_with(&rs[0], &env).unwrap();
+        let key = *rs[0]
+            .conversation(&c)
+            .unwrap()
+            .key(&env.header().epoch)
+            .unwrap();
+        let twin = envelope::seal(
+            env.header(),
+            &key,
+            &c,
+            &Identity::from_seed([1; 32]),
+            opened.hlc,
+            &opened.payload,
+            [0x17; SALT],
+        );
+        assert_ne!(twin.id(), eid);
+        let (r0, r1) = if batch {
+            let mut got = rs[1].ingest_batch(&[bytes.as_slice(), twin.bytes()], T0 + 300);
+            let b = got.remove(1).result;
+            (got.remove(0).result, b)
+        } else {
+            (
+                rs[1].ingest(&bytes, T0 + 300),
+                rs[1].ingest(twin.bytes(), T0 + 300),
+            )
+        };
+        assert_eq!(r0, Ok(Ingested::Applied(c)), "batch {batch}");
+        assert_eq!(r1, Ok(Ingested::Duplicate), "batch {batch}");
+        // A valid envelope is not a tombstone.
+        assert!(
+            !rs[1]
+                .store()
+                .envelope(&twin.id())
+                .unwrap()
+                .is_some_and(|b| b.is_empty()),
+            "batch {batch}"
+        );
+        let b = std::mem::replace(&mut rs[1], replica(99));
+        let mut b = restart(b, 2);
+        assert_eq!(
+            bodies(&mut b, &c),
+            vec!["once".to_string()],
+            "batch {batch}"
+        );
+    }
+}
+
+fn all_envelopes(r: &Replica<MemoryStore>) -> Vec<Vec<u8>> {
+    let st = r.store();
+    let mut out = Vec::new();
+    for (tag, _) in st.tags() {
+        let mut ids = Vec::new();
+        st.for_each_id(&tag, &[0; 32], &mut |id| {
+            ids.push(*id);
+            true
+        })
+        .unwrap();
+        for id in ids {
+            let b = st.envelope(&id).unwrap().unwrap();
+            if !b.is_empty() {
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+/// Item 8: a member added by one admin while another admin rotates the key misses the new
+/// epoch's key at first; its envelopes are unreadable. When an admin shares the key later,
+/// they are read (also across a restart in between).
+#[test]
+fn unreadable_envelopes_are_read_when_their_key_arrives() {
+    for restart_between in [false, true] {
+        let mut a = replica(1);
+        let mut b = replica(2);
+        let c_dev = replica(3);
+        let mut d = replica(4);
+        let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
+        a.add_member(&c, b.device_id(), true, T0 + 1).unwrap();
+        a.add_member(&c, c_dev.device_id(), false, T0 + 2).unwrap();
+        sync(&a, &mut b, T0 + 10);
+        // Concurrently: Alice adds Dara, Bhavesh removes the third member (a rotation whose
+        // key goes to the members Bhavesh knows: not Dara).
+        a.add_member(&c, d.device_id(), false, T0 + 20).unwrap();
+        b.remove_member(&c, c_dev.device_id(), T0 + 21).unwrap();
+        b.send_message(&c, text("after rotation"), T0 + 30).unwrap();
+        sync(&a, &mut d, T0 + 40);
+        for e in all_envelopes(&b) {
+            let _ = d.ingest(&e, T0 + 41);
+        }
+        assert!(bodies(&mut d, &c).is_empty(), "not readable yet");
+        assert_eq!(d.unreadable_count(&c).0, 1);
+        if restart_between {
+            d = restart(d, 4);
+            assert_eq!(d.unreadable_count(&c).0, 1, "held across a restart");
+        }
+        // Alice learns of the rotation and, as admin, shares the current key with Dara.
+        sync(&b, &mut a, T0 + 50);
+        let shared = a.maintain(T0 + 100_000).unwrap();
+        assert!(!shared.is_empty(), "Alice shares the key");
+        sync(&a, &mut d, T0 + 100_001);
+        assert_eq!(
+            bodies(&mut d, &c),
+            vec!["after rotation".to_string()],
+            "restart {restart_between}"
+        );
+        assert_eq!(d.unreadable_count(&c).0, 0);
+    }
+}
+
+/// A change envelope as anyone who knows the tag can make one: any epoch, any bytes.
+fn junk(tag: vaarta_sync::ids::Tag, epoch: [u8; 4], len: usize, n: u64) -> Vec<u8> {
+    let h = envelope::Header {
+        kind: envelope::Kind::Change,
+        precedence: envelope::Precedence::Routine,
+        tag,
+        epoch: vaarta_sync::ids::EpochId(epoch),
+        expiry: None,
+    };
+    let mut w = vaarta_sync::codec::Writer::new();
+    h.encode(&mut w);
+    let mut b = w.into_vec();
+    let mut x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for _ in 0..len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.push(x as u8);
+    }
+    b
+}
+
+/// Item 11: envelopes with random epoch ids are parked without decryption; they are bounded
+/// per tag in count and bytes, the oldest going first, and the conversation still works.
+#[test]
+fn unverified_parking_is_bounded() {
+    let (mut rs, c) = group(2);
+    let tag = rs[0].conversation(&c).unwrap().tag;
+    let before = rs[1].store().bytes_used();
+    let len = 64 * 1024;
+    let mut first = None;
+    for n in 0..300u64 {
+        let e = junk(tag, (n as u32 + 1000).to_be_bytes(), len, n);
+        if n == 0 {
+            first = Some(Envelope::decode(&e).unwrap().id());
+        }
+        let r = rs[1].ingest(&e, T0 + 200);
+        assert!(matches!(r, Ok(Ingested::Pending(..))), "{r:?}");
+    }
+    let max = vaarta_sync::limits::MAX_UNVERIFIED_BYTES_PER_TAG;
+    let held = rs[1].store().bytes_used() - before;
+    assert!(held <= max + 64 * 1024, "{held} bytes held");
+    assert!(rs[1].pending_count() <= (max / len as u64) as usize);
+    assert!(rs[1].pending_count() >= 100, "the newest stay");
+    // The oldest went (deleted, not refused: no tombstone).
+    assert!(!rs[1].store().contains(&first.unwrap()).unwrap());
+    assert_eq!(rs[1].tombstone_count(&tag).0, 0);
+    // Small ones: bounded in count.
+    for n in 0..400u64 {
+        let e = junk(tag, (n as u32 + 5000).to_be_bytes(), 200, n);
+        rs[1].ingest(&e, T0 + 300).unwrap();
+    }
+    assert!(rs[1].pending_count() <= vaarta_sync::limits::MAX_UNVERIFIED_PER_TAG);
+    // The conversation still works.
+    let (_, m) = rs[0]
+        .send_message(&c, text("still here"), T0 + 400)
+        .unwrap();
+    let b = rs[0].store().envelope(&m).unwrap().unwrap();
+    assert_eq!(rs[1].ingest(&b, T0 + 500), Ok(Ingested::Applied(c)));
+}
+
+/// Item 11: tombstones are bounded per tag (`MAX_TOMBSTONES_PER_TAG` was never used), the
+/// oldest forgotten first, and across a restart.
+#[test]
+fn tombstones_are_bounded_per_tag() {
+    let (mut rs, c) = group(2);
+    let tag = rs[0].conversation(&c).unwrap().tag;
+    let current = rs[1].conversation(&c).unwrap().epochs_held()[0].0;
+    let max = vaarta_sync::limits::MAX_TOMBSTONES_PER_TAG;
+    let before = rs[1].store().summary(&tag).count as usize;
+    let mut ids = Vec::new();
+    for n in 0..(max as u64 + 50) {
+        // The right epoch, junk ciphertext: refused (cannot decrypt), a tombstone.
+        let e = junk(tag, current, 120, n);
+        ids.push(Envelope::decode(&e).unwrap().id());
+        assert!(rs[1].ingest(&e, T0 + 200).is_err());
+    }
+    assert_eq!(rs[1].tombstone_count(&tag).0, max);
+    assert_eq!(rs[1].store().summary(&tag).count as usize, before + max);
+    assert!(
+        !rs[1].store().contains(&ids[0]).unwrap(),
+        "oldest forgotten"
+    );
+    assert!(rs[1].store().contains(&ids[max + 49]).unwrap());
+    let r = std::mem::replace(&mut rs[1], replica(99));
+    let mut r = restart(r, 2);
+    assert_eq!(r.tombstone_count(&tag).0, max);
+    let e = junk(tag, current, 120, 1_000_000);
+    assert!(r.ingest(&e, T0 + 300).is_err());
+    assert_eq!(r.tombstone_count(&tag).0, max);
+    assert_eq!(r.store().summary(&tag).count as usize, before + max);
+}
+
+/// Item 11: unreadable envelopes (a known epoch whose key this device was not given: stored
+/// without decryption) are bounded per conversation.
+#[test]
+fn unreadable_envelopes_are_bounded() {
+    let mut a = replica(1);
+    let mut b = replica(2);
+    let c_dev = replica(3);
+    let mut d = replica(4);
+    let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
+    a.add_member(&c, b.device_id(), true, T0 + 1).unwrap();
+    a.add_member(&c, c_dev.device_id(), false, T0 + 2).unwrap();
+    sync(&a, &mut b, T0 + 10);
+    a.add_member(&c, d.device_id(), false, T0 + 20).unwrap();
+    b.remove_member(&c, c_dev.device_id(), T0 + 21).unwrap();
+    sync(&a, &mut d, T0 + 40);
+    sync(&b, &mut d, T0 + 41);
+    let info = b.conversation(&c).unwrap();
+    let tag = info.tag;
+    let unreadable: Vec<_> = info
+        .epochs_held()
+        .into_iter()
+        .filter(|e| d.conversation(&c).unwrap().key(e).is_none())
+        .collect();
+    assert_eq!(unreadable.len(), 1, "Dara lacks the rotated key");
+    let max = vaarta_sync::limits::MAX_UNREADABLE_PER_TAG;
+    for n in 0..(max as u64 + 20) {
+        let e = junk(tag, unreadable[0].0, 120, n);
+        assert_eq!(d.ingest(&e, T0 + 50), Ok(Ingested::Unreadable(c)));
+    }
+    assert_eq!(d.unreadable_count(&c).0, max);
+}
+
+/// A memory store whose writes fail with `fail` while it is set (a full disk, EIO).
+#[derive(Debug, Default)]
+struct Flaky {
+    inner: MemoryStore,
+    fail: Option<vaarta_sync::store::StoreError>,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<(), vaarta_sync::store::StoreError> {
+        self.fail.clone().map_or(Ok(()), Err)
+    }
+}
+
+use vaarta_sync::ids::{EnvelopeId, Tag};
+use vaarta_sync::store::{StoreError, Summary};
+
+impl Store for Flaky {
+    fn put_envelope(&mut self, t: &Tag, id: &EnvelopeId, b: &[u8]) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.put_envelope(t, id, b)
+    }
+    fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.envelope(id)
+    }
+    fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
+        self.inner.contains(id)
+    }
+    fn tag_of(&self, id: &EnvelopeId) -> Result<Option<Tag>, StoreError> {
+        self.inner.tag_of(id)
+    }
+    fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.remove_envelope(id)
+    }
+    fn summary(&self, t: &Tag) -> Summary {
+        self.inner.summary(t)
+    }
+    fn tags(&self) -> Vec<(Tag, Summary)> {
+        self.inner.tags()
+    }
+    fn for_each_id(
+        &self,
+        t: &Tag,
+        from: &[u8; 32],
+        f: &mut dyn FnMut(&EnvelopeId) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.for_each_id(t, from, f)
+    }
+    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(k)
+    }
+    fn put(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.put(k, v)
+    }
+    fn delete(&mut self, k: &[u8]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.delete(k)
+    }
+    fn scan_prefix(
+        &self,
+        p: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.scan_prefix(p, f)
+    }
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.flush()
+    }
+    fn bytes_used(&self) -> u64 {
+        self.inner.bytes_used()
+    }
+}
+
+/// Item 19: a full disk or an I/O error while ingesting is the storage's fault, not the
+/// peer's: the envelope is not refused (no tombstone), nothing stored before is lost, and
+/// once the disk has room the same envelope is applied.
+#[test]
+fn a_full_disk_refuses_nothing_and_loses_nothing() {
+    for fail in [StoreError::Full, StoreError::Io("EIO".into())] {
+        let mut a = replica(1);
+        let mut b = Replica::open(Identity::from_seed([2; 32]), Flaky::default(), [2; 32]).unwrap();
+        let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
+        a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
+        let (_, first) = a.send_message(&c, text("first"), T0 + 2).unwrap();
+        for e in all_envelopes(&a) {
+            if Envelope::decode(&e).unwrap().id() != first {
+                b.ingest(&e, T0 + 3).unwrap();
+            }
+        }
+        let first = a.store().envelope(&first).unwrap().unwrap();
+        b.ingest(&first, T0 + 4).unwrap();
+        b.store_mut().flush().unwrap();
+        let (_, second) = a.send_message(&c, text("second"), T0 + 5).unwrap();
+        let second = a.store().envelope(&second).unwrap().unwrap();
+        b.store_mut().fail = Some(fail.clone());
+        for batch in [false, true] {
+            let r = if batch {
+                b.ingest_batch(&[second.as_slice()], T0 + 6)
+                    .remove(0)
+                    .result
+            } else {
+                b.ingest(&second, T0 + 6)
+            };
+            assert!(
+                matches!(r, Err(IngestError::Store(ref e)) if *e == fail),
+                "{r:?}"
+            );
+        }
+        assert!(b.store_mut().flush().is_err());
+        let id = Envelope::decode(&second).unwrap().id();
+        assert!(
+            !b.store()
+                .envelope(&id)
+                .unwrap()
+                .is_some_and(|x| x.is_empty()),
+            "not a tombstone"
+        );
+        b.store_mut().fail = None;
+        assert_eq!(
+            b.messages(&c, 10).unwrap()[0].view.body,
+            "first",
+            "what was stored is there"
+        );
+        let r = b.ingest(&second, T0 + 7);
+        assert!(
+            matches!(r, Ok(Ingested::Applied(_)) | Ok(Ingested::Duplicate)),
+            "{r:?}"
+        );
+        let bodies: Vec<String> = b
+            .messages(&c, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.view.body)
+            .collect();
+        assert_eq!(bodies, vec!["first".to_string(), "second".to_string()]);
+        let mut st = b.into_store();
+        st.flush().unwrap();
+        let mut b = Replica::open(Identity::from_seed([2; 32]), st, [2; 32]).unwrap();
+        assert_eq!(b.messages(&c, 10).unwrap().len(), 2, "and after a restart");
+    }
+}
