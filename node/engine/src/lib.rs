@@ -416,7 +416,7 @@ impl<S: Store> Engine<S> {
                 self.counters.envelopes_in += 1;
                 self.inbox.push((link, seq, envelope));
             }
-            Frame::Ack { up_to } => self.on_ack(link, up_to),
+            Frame::Ack { up_to, refused } => self.on_ack(link, up_to, &refused),
             Frame::Have { ids } => self.on_have(link, ids),
             Frame::Carry { tags } => self.on_carry(link, tags),
             Frame::TagSync { session, message } => self.on_tag_sync(link, session, &message),
@@ -543,15 +543,18 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    fn on_ack(&mut self, link: LinkId, up_to: u64) {
+    /// The peer handled every push up to `up_to` and stored all but `refused`: receipts for
+    /// the stored ones, a refusal noted for the others (no receipt, now or by recovery).
+    fn on_ack(&mut self, link: LinkId, up_to: u64, refused: &[u64]) {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
         let device = l.device();
-        let delivered = l.push.acknowledged(up_to);
+        let acked = l.push.acknowledged(up_to);
         let Some(device) = device else { return };
-        for e in delivered {
-            self.acknowledged(e, device);
+        for (seq, e) in acked {
+            let stored = refused.binary_search(&seq).is_err();
+            self.acknowledged(e, device, stored);
         }
     }
 
@@ -729,7 +732,8 @@ impl<S: Store> Engine<S> {
 
     fn flush_inner(&mut self, now_ms: u64) -> Result<(), EngineError> {
         let inbox = std::mem::take(&mut self.inbox);
-        let mut acks: BTreeMap<LinkId, (u64, u32)> = BTreeMap::new();
+        // Per link: (up to, pushes handled, pushes not stored).
+        let mut acks: BTreeMap<LinkId, (u64, u32, Vec<u64>)> = BTreeMap::new();
         if !inbox.is_empty() {
             let refs: Vec<&[u8]> = inbox.iter().map(|(_, _, b)| b.as_slice()).collect();
             let results = self.replica.ingest_batch(&refs, now_ms);
@@ -737,6 +741,7 @@ impl<S: Store> Engine<S> {
                 if let Some(id) = adm.id {
                     self.requested.remove(&id);
                 }
+                let stored = self.stored(&adm);
                 match adm.result {
                     Ok(ing) => {
                         if let (Some(id), Some(tag)) = (adm.id, adm.tag)
@@ -763,9 +768,12 @@ impl<S: Store> Engine<S> {
                         }));
                     }
                 }
-                let a = acks.entry(*link).or_insert((*seq, 0));
+                let a = acks.entry(*link).or_insert((*seq, 0, Vec::new()));
                 a.0 = a.0.max(*seq);
                 a.1 += 1;
+                if !stored {
+                    a.2.push(*seq);
+                }
             }
         }
         self.replica.seal_staged(now_ms)?;
@@ -818,11 +826,11 @@ impl<S: Store> Engine<S> {
             self.carry_changed();
         }
         // Durable: acknowledge and spread.
-        for (link, (up_to, n)) in acks {
+        for (link, (up_to, n, refused)) in acks {
             if let Some(l) = self.links.get_mut(&link)
                 && !l.closing
             {
-                l.ack.durable(up_to, n, now_ms);
+                l.ack.durable(up_to, n, &refused, now_ms);
             }
         }
         self.settle();
@@ -833,6 +841,20 @@ impl<S: Store> Engine<S> {
         Ok(())
     }
 
+    /// Whether an ingested push is now held by this device (what its acknowledgement may
+    /// confirm): applied, pending, carried, an invitation, or a duplicate of an envelope
+    /// held (not of a refusal's tombstone). Refused, not wanted and unreadable ones are not.
+    fn stored(&self, adm: &replica::Admission) -> bool {
+        match &adm.result {
+            Ok(Ingested::Applied(_) | Ingested::Pending(..) | Ingested::Invited(_)) => true,
+            Ok(Ingested::Carried) => true,
+            Ok(Ingested::Duplicate) => adm.id.is_some_and(
+                |id| matches!(self.replica.store().envelope(&id), Ok(Some(b)) if !b.is_empty()),
+            ),
+            Ok(Ingested::Unreadable(_) | Ingested::NotWanted) | Err(_) => false,
+        }
+    }
+
     /// Sends acknowledgements that are due (everything they cover is already durable).
     fn send_due_acks(&mut self, now_ms: u64) {
         let (delay, every) = (self.config.ack_delay_ms, self.config.ack_every);
@@ -840,10 +862,11 @@ impl<S: Store> Engine<S> {
             let Some(l) = self.links.get_mut(&link) else {
                 continue;
             };
-            if let Some(up_to) = l.ack.take_due(now_ms, delay, every)
-                && !l.closing
-            {
-                l.frames_out.push_back(Frame::Ack { up_to }.encode());
+            while let Some((up_to, refused)) = l.ack.take_due(now_ms, delay, every) {
+                if !l.closing {
+                    l.frames_out
+                        .push_back(Frame::Ack { up_to, refused }.encode());
+                }
             }
         }
     }
