@@ -18,6 +18,14 @@ pub struct Config {
     /// Links at most (rust-libp2p's connection-limit guidance; a phone rarely sees more;
     /// `docs/security.md`, "Bound everything a peer can grow").
     pub max_links: usize,
+    /// Inbound links at most: the rest of [`Self::max_links`] is kept for links this device
+    /// dials, so strangers that connect cannot take every slot (eclipse; libp2p's
+    /// connection-limit docs pair a total limit with an incoming one for this reason). Links
+    /// to static peers are never refused for want of a slot.
+    pub max_inbound_links: usize,
+    /// A link whose peer has not sent a valid hello this long after it came up is closed
+    /// (a silent connection holds a slot for nothing; guess: a hello takes one round trip).
+    pub hello_timeout_ms: u64,
     /// Known peers (mDNS hints, static peers) at most (discovery tables are capped:
     /// `docs/security.md`, same section).
     pub max_peers: usize,
@@ -58,6 +66,8 @@ impl Default for Config {
             relay_max_bytes: DEFAULT_RELAY_MAX_BYTES,
             resync_interval_ms: 30_000,
             max_links: 64,
+            max_inbound_links: 48,
+            hello_timeout_ms: 10_000,
             max_peers: 256,
             min_dial_interval_ms: 100,
             backoff_initial_ms: 1_000,

@@ -106,6 +106,11 @@ impl Dialer {
         self.peers.get(peer).is_some_and(|p| p.banned_until > now)
     }
 
+    /// True if `dialed` is a static peer's address.
+    pub(crate) fn is_static(&self, dialed: Option<&str>) -> bool {
+        dialed.is_some_and(|a| self.statics.iter().any(|s| s.addr == a))
+    }
+
     /// A link came up; if we dialled a static peer's address, that peer is connected.
     pub(crate) fn link_up(&mut self, link: LinkId, dialed: Option<&str>) {
         self.changed = true;

@@ -33,6 +33,9 @@ pub enum CloseReason {
     /// Every link slot is taken.
     #[error("too many links")]
     TooManyLinks,
+    /// The peer sent no valid hello within [`crate::Config::hello_timeout_ms`].
+    #[error("no hello in time")]
+    HelloTimeout,
     /// The link leads back to this device.
     #[error("connected to myself")]
     ConnectedToSelf,
@@ -133,6 +136,8 @@ pub struct Counters {
     pub envelopes_in: u64,
     pub refused: u64,
     pub flushes: u64,
+    /// Links closed because the peer said no hello in time.
+    pub hello_timeouts: u64,
 }
 
 #[derive(Debug, Error)]

@@ -290,8 +290,14 @@ impl<S: Store> Engine<S> {
                 ),
                 None => (None, None),
             };
+            let hello = self
+                .links
+                .get(&id)
+                .filter(|l| l.remote.is_none() && !l.closing)
+                .map(|l| l.up_at + self.config.hello_timeout_ms);
             self.timers.set(Timer::Resync(id), resync);
             self.timers.set(Timer::Ack(id), ack);
+            self.timers.set(Timer::Hello(id), hello);
         }
         if self.dialer.take_changed() || self.links.take_membership_changed() {
             let dial = if self.links.len() >= self.config.max_links {
@@ -318,7 +324,18 @@ impl<S: Store> Engine<S> {
     pub fn handle_link_up(&mut self, up: LinkUp, now_ms: u64) {
         self.now = now_ms;
         let banned = self.dialer.is_banned(&up.peer, now_ms);
-        if banned || self.links.len() >= self.config.max_links {
+        // Inbound links get at most `max_inbound_links` slots, so those this device dials
+        // always find one; links to static peers are never refused for want of a slot
+        // (there are only as many as configured).
+        let full = if up.outbound {
+            !self.dialer.is_static(up.dialed.as_deref())
+                && self.links.len() >= self.config.max_links
+        } else {
+            self.links.len() >= self.config.max_links
+                || self.links.values().filter(|l| !l.outbound).count()
+                    >= self.config.max_inbound_links
+        };
+        if banned || full {
             self.actions.push_back(Action::Close {
                 link: up.link,
                 reason: if banned {
@@ -684,9 +701,24 @@ impl<S: Store> Engine<S> {
         }
         self.settle();
         let resync = self.config.resync_interval_ms;
-        let due: Vec<LinkId> = self
-            .timers
-            .expired(now_ms)
+        let expired = self.timers.expired(now_ms);
+        // Links whose peer stayed silent: closed (not banned: it may be slow, not hostile).
+        for t in &expired {
+            if let Timer::Hello(link) = *t
+                && let Some(l) = self.links.get_mut(&link)
+                && l.remote.is_none()
+                && !l.closing
+            {
+                l.closing = true;
+                self.counters.hello_timeouts += 1;
+                self.actions.push_back(Action::Close {
+                    link,
+                    reason: CloseReason::HelloTimeout,
+                    ban: false,
+                });
+            }
+        }
+        let due: Vec<LinkId> = expired
             .into_iter()
             .filter_map(|t| match t {
                 Timer::Resync(l) => Some(l),

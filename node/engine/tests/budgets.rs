@@ -2,7 +2,7 @@
 //! test bounds bytes, entries or work per input, and checks honest peers are still served.
 
 use vaarta_engine::testing::Network;
-use vaarta_engine::{Event, MAX_FRAME_BYTES};
+use vaarta_engine::{Action, CloseReason, Event, LinkId, LinkUp, MAX_FRAME_BYTES, PeerKey};
 use vaarta_sync::ids::{ConversationId, EnvelopeId, Tag};
 use vaarta_sync::membership::History;
 use vaarta_sync::page::Draft;
@@ -93,4 +93,81 @@ fn a_large_honest_reconciliation_fits_the_frame_limit() {
         big > MAX_FRAME_BYTES as u64,
         "the reconciliation moved more than a frame ({big} bytes) and completed"
     );
+}
+
+/// A stranger's transport connection to `node` that never says anything.
+fn silent_inbound(net: &mut Network, node: usize, n: u64) -> LinkId {
+    let link = LinkId(1_000_000 + n);
+    let now = net.now;
+    net.nodes[node].handle_link_up(
+        LinkUp {
+            link,
+            peer: PeerKey::new(format!("stranger{n}")),
+            outbound: false,
+            dialed: None,
+            local_tid: b"victim".to_vec(),
+            remote_tid: format!("stranger{n}").into_bytes(),
+        },
+        now,
+    );
+    link
+}
+
+/// Item 15: 64 silent inbound connections with fresh peer ids (the whole `max_links`) do not
+/// eclipse a node: inbound links get at most `max_inbound_links`, the node still dials out
+/// and is served, and the silent links are closed after the hello timeout, freeing slots for
+/// honest inbound peers.
+#[test]
+fn silent_strangers_cannot_take_every_link_slot() {
+    let mut net = Network::new(3);
+    let cfg = net.nodes[0].config().clone();
+    for n in 0..cfg.max_links as u64 {
+        silent_inbound(&mut net, 0, n);
+    }
+    let mut refused_slots = 0;
+    while let Some(a) = net.nodes[0].poll_action() {
+        if let Action::Close {
+            reason: CloseReason::TooManyLinks,
+            link,
+            ..
+        } = a
+        {
+            refused_slots += 1;
+            net.nodes[0].handle_link_down(link, net.now);
+        }
+    }
+    assert_eq!(net.nodes[0].links().len(), cfg.max_inbound_links);
+    assert_eq!(refused_slots, cfg.max_links - cfg.max_inbound_links);
+    // The node dials an honest peer: a slot is there; they link and sync.
+    net.connect(0, 1);
+    net.run_for(100);
+    assert!(
+        net.nodes[0]
+            .links()
+            .iter()
+            .any(|l| l.device == Some(net.nodes[1].device_id())),
+        "the dialled honest peer is linked"
+    );
+    // The silent ones are closed at the hello timeout, and only they.
+    net.run_for(cfg.hello_timeout_ms);
+    assert_eq!(net.nodes[0].links().len(), 1);
+    assert_eq!(
+        net.nodes[0].counters().hello_timeouts,
+        cfg.max_inbound_links as u64
+    );
+    // An honest peer dialling in is accepted now.
+    net.connect(2, 0);
+    net.settle();
+    assert_eq!(net.nodes[0].links().len(), 2);
+    let c = net.nodes[0]
+        .create_conversation("x", History::Shared, net.now)
+        .unwrap()
+        .0;
+    let d = net.nodes[2].device_id();
+    net.nodes[0].add_member(&c, d, false, net.now).unwrap();
+    net.nodes[0]
+        .send_message(&c, text("served"), net.now)
+        .unwrap();
+    net.settle();
+    assert_eq!(net.nodes[2].messages(&c, 10).unwrap().len(), 1);
 }
