@@ -72,6 +72,9 @@ pub enum Fault {
     /// A tag reconciliation message that does not follow the protocol.
     #[error("tag reconciliation: {0}")]
     TagSync(ReconError),
+    /// A second hello on the link names another device than the first.
+    #[error("hello names another device than the link's")]
+    DeviceChanged,
     /// A pushed envelope the replica refused.
     #[error("refused envelope: {0}")]
     Envelope(IngestError),
@@ -83,7 +86,7 @@ impl Fault {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            Fault::BadFrame(_) | Fault::BadHelloProof | Fault::BeforeHello
+            Fault::BadFrame(_) | Fault::BadHelloProof | Fault::BeforeHello | Fault::DeviceChanged
         )
     }
 }
@@ -138,6 +141,9 @@ pub struct Counters {
     pub flushes: u64,
     /// Links closed because the peer said no hello in time.
     pub hello_timeouts: u64,
+    /// Envelopes asked for with `Want` and not pushed: outside the link's session tags, or
+    /// already pushed on the link.
+    pub wants_ignored: u64,
 }
 
 #[derive(Debug, Error)]

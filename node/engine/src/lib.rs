@@ -437,11 +437,7 @@ impl<S: Store> Engine<S> {
             Frame::Have { ids } => self.on_have(link, ids),
             Frame::Carry { tags } => self.on_carry(link, tags),
             Frame::TagSync { session, message } => self.on_tag_sync(link, session, &message),
-            Frame::Want { ids } => {
-                for id in ids {
-                    self.enqueue(link, id);
-                }
-            }
+            Frame::Want { ids } => self.on_want(link, ids),
             Frame::Bye { reason } => {
                 l.closing = true;
                 self.actions.push_back(Action::Close {
@@ -466,9 +462,12 @@ impl<S: Store> Engine<S> {
         if cut && !l.closing {
             l.closing = true;
             l.frames_out.clear();
+            // One reason for every fault: telling the peer why (a key this device lacks, an
+            // envelope pending, a decrypt failure) would tell it which keys the device holds.
+            // The detailed reason stays local (the event, the log).
             l.frames_out.push_back(
                 Frame::Bye {
-                    reason: reason.to_string(),
+                    reason: wire::BYE_REFUSED.into(),
                 }
                 .encode(),
             );
@@ -501,6 +500,9 @@ impl<S: Store> Engine<S> {
                 l.closing = true;
             }
             return;
+        }
+        if l.remote.as_ref().is_some_and(|r| r.device != h.device) {
+            return self.fault(link, Fault::DeviceChanged);
         }
         let first = l.remote.is_none();
         let peer = l.peer.clone();
@@ -575,6 +577,30 @@ impl<S: Store> Engine<S> {
         }
     }
 
+    /// The peer asks for envelopes: only those under the link's session tags are pushed
+    /// (what the two devices reconcile; any other stored envelope is none of its business),
+    /// and each at most once per link.
+    fn on_want(&mut self, link: LinkId, ids: Vec<EnvelopeId>) {
+        let max = self.config.max_push_queue;
+        for id in ids {
+            let Ok(Some(tag)) = self.replica.store().tag_of(&id) else {
+                continue;
+            };
+            let Some(l) = self.links.get_mut(&link) else {
+                return;
+            };
+            if l.tags.binary_search(&tag).is_err() || l.served.contains(&id) {
+                self.counters.wants_ignored += 1;
+                continue;
+            }
+            if l.served.len() >= max {
+                l.served.clear();
+            }
+            l.served.insert(id);
+            self.enqueue(link, id);
+        }
+    }
+
     /// Queues a stored envelope for pushing on `link` (a peer asked for it: its header,
     /// read from the store, gives the precedence).
     fn enqueue(&mut self, link: LinkId, id: EnvelopeId) {
@@ -594,8 +620,9 @@ impl<S: Store> Engine<S> {
             return;
         };
         if l.push.enqueue(id, precedence, kind, order, max) == Enqueued::Overflowed {
-            // Let reconciliation find the rest.
+            // Let reconciliation find the rest (and let the peer ask for them again).
             l.sessions.resync_at = 0;
+            l.served.clear();
         }
     }
 

@@ -84,6 +84,10 @@ pub enum Frame {
     },
 }
 
+/// The reason every `Bye` sent for a fault gives (the same whatever the fault, so a peer
+/// learns nothing from it about this device's keys or state).
+pub const BYE_REFUSED: &str = "refused";
+
 /// Tags in one `Carry` frame.
 pub const MAX_CARRY_TAGS: usize = 16_000;
 

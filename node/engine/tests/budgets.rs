@@ -2,7 +2,10 @@
 //! test bounds bytes, entries or work per input, and checks honest peers are still served.
 
 use vaarta_engine::testing::Network;
-use vaarta_engine::{Action, CloseReason, Event, LinkId, LinkUp, MAX_FRAME_BYTES, PeerKey};
+use vaarta_engine::{
+    Action, CloseReason, Event, Frame, Hello, LinkId, LinkUp, MAX_FRAME_BYTES, PeerKey,
+};
+use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, EnvelopeId, Tag};
 use vaarta_sync::membership::History;
 use vaarta_sync::page::Draft;
@@ -170,4 +173,132 @@ fn silent_strangers_cannot_take_every_link_slot() {
         .unwrap();
     net.settle();
     assert_eq!(net.nodes[2].messages(&c, 10).unwrap().len(), 1);
+}
+
+fn created(net: &Network, node: usize) -> Vec<EnvelopeId> {
+    net.events[node]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Created { envelope } => Some(*envelope),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Item 16: `Want` is served only for envelopes under the link's session tags, and each at
+/// most once per link.
+#[test]
+fn want_serves_only_session_tags_and_once_per_link() {
+    // Nodes 0 and 1 share a conversation; node 2 is a stranger that is not a relay (so its
+    // session with node 0 has none of node 0's tags).
+    let mut net = Network::with(3, |i| vaarta_engine::Config {
+        name: format!("node{i}"),
+        relay: i != 2,
+        ..vaarta_engine::Config::default()
+    });
+    let (_c, _tag) = shared(&mut net);
+    let secret = *created(&net, 0).last().expect("the message");
+    let (_, on0) = net.connect(2, 0);
+    net.settle();
+    let pushes = net.nodes[0].counters().pushes_out;
+    let want = Frame::Want { ids: vec![secret] }.encode();
+    for _ in 0..10 {
+        net.nodes[0].handle_frame(on0, &want, net.now);
+    }
+    net.run_for(100);
+    assert_eq!(
+        net.nodes[0].counters().pushes_out,
+        pushes,
+        "nothing outside the link's tags is pushed"
+    );
+    assert_eq!(net.nodes[0].counters().wants_ignored, 10);
+    // The member may fetch it, once per link however often it asks.
+    let on0_from1 = net.nodes[0]
+        .links()
+        .into_iter()
+        .find(|l| l.device == Some(net.nodes[1].device_id()))
+        .unwrap()
+        .link;
+    let pushes = net.nodes[0].counters().pushes_out;
+    for _ in 0..10 {
+        net.nodes[0].handle_frame(on0_from1, &want, net.now);
+    }
+    net.run_for(100);
+    assert_eq!(net.nodes[0].counters().pushes_out, pushes + 1);
+}
+
+/// Item 16: a second hello on a link cannot switch the device behind it.
+#[test]
+fn a_second_hello_cannot_switch_the_device() {
+    let mut net = Network::new(3);
+    let (on2, on0) = net.connect(2, 0);
+    net.settle();
+    let other = Identity::from_seed([99; 32]);
+    let h = Hello {
+        device: other.device_id(),
+        name: "impostor".into(),
+        relay: false,
+        day: vaarta_sync::crypto::day_of(net.now),
+        tags: vec![],
+    };
+    // Signed properly by the other device over this link's transport ids.
+    let f = Frame::hello(&other, h, b"t2", b"t0").encode();
+    let _ = on2;
+    net.nodes[0].handle_frame(on0, &f, net.now);
+    let devices: Vec<_> = net.nodes[0].links().into_iter().map(|l| l.device).collect();
+    assert!(
+        !devices.contains(&Some(other.device_id())),
+        "the link's device did not change"
+    );
+    net.run_for(100);
+    assert!(net.nodes[0].links().is_empty(), "the link is cut");
+}
+
+/// Item 16: every fault's `Bye` gives the same reason (which keys a device holds must not
+/// show in why it refused), and strangers that fault with fresh peer ids do not grow the
+/// peer table.
+#[test]
+fn bye_reasons_are_uniform_and_faulting_strangers_do_not_grow_tables() {
+    let mut net = Network::with(2, |i| vaarta_engine::Config {
+        name: format!("node{i}"),
+        max_peers: 8,
+        ..vaarta_engine::Config::default()
+    });
+    let mut reasons = std::collections::BTreeSet::new();
+    for n in 0..100u64 {
+        let link = silent_inbound(&mut net, 0, n);
+        // Alternate two different faults: a frame before the hello, and garbage.
+        let junk: Vec<u8> = if n % 2 == 0 {
+            Frame::Ack {
+                up_to: 1,
+                refused: vec![],
+            }
+            .encode()
+        } else {
+            vec![0xee; 40]
+        };
+        net.nodes[0].handle_frame(link, &junk, net.now);
+        while let Some((l, f)) = net.nodes[0].poll_transmit() {
+            if l == link
+                && let Ok(Frame::Bye { reason }) = Frame::decode(&f)
+            {
+                reasons.insert(reason);
+            }
+        }
+        while let Some(a) = net.nodes[0].poll_action() {
+            if let Action::Close { link, .. } = a {
+                net.nodes[0].handle_link_down(link, net.now);
+            }
+        }
+    }
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        net.nodes[0].peers_seen().len() <= 8,
+        "{} peers",
+        net.nodes[0].peers_seen().len()
+    );
+    // Honest peers are still served.
+    net.connect(1, 0);
+    net.settle();
+    assert_eq!(net.nodes[0].links().len(), 1);
 }
