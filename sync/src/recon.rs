@@ -70,6 +70,8 @@ pub enum ReconError {
     TooManyRounds,
     #[error("message after the session ended")]
     Finished,
+    #[error("work budget of the session spent")]
+    OverBudget,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -184,11 +186,38 @@ fn fingerprint(s: &Summary) -> [u8; 16] {
 pub struct View<'a, S: Store + ?Sized> {
     store: &'a S,
     tags: &'a [Tag],
+    /// Items visited so far, and how many may be.
+    work: std::cell::Cell<u64>,
+    limit: u64,
 }
 
 impl<'a, S: Store + ?Sized> View<'a, S> {
     pub fn new(store: &'a S, tags: &'a [Tag]) -> Self {
-        Self { store, tags }
+        Self::with_limit(store, tags, u64::MAX)
+    }
+
+    fn with_limit(store: &'a S, tags: &'a [Tag], limit: u64) -> Self {
+        Self {
+            store,
+            tags,
+            work: std::cell::Cell::new(0),
+            limit,
+        }
+    }
+
+    /// Counts one item visited; false once the limit is reached.
+    fn visit(&self) -> bool {
+        let w = self.work.get() + 1;
+        self.work.set(w);
+        w <= self.limit
+    }
+
+    fn check(&self) -> Result<(), ReconError> {
+        if self.work.get() > self.limit {
+            Err(ReconError::OverBudget)
+        } else {
+            Ok(())
+        }
     }
 
     /// Items in [lo, hi), in order, at most `limit` of them.
@@ -211,7 +240,7 @@ impl<'a, S: Store + ?Sized> View<'a, S> {
             };
             let mut err = None;
             self.store.for_each_id(&self.tags[t], &from, &mut |id| {
-                if hi.cmp_item(t as u32, id) != Ordering::Less {
+                if hi.cmp_item(t as u32, id) != Ordering::Less || !self.visit() {
                     return false;
                 }
                 out.push((t as u32, *id));
@@ -242,7 +271,7 @@ impl<'a, S: Store + ?Sized> View<'a, S> {
             }
             let from = if t32 == lo.tag { lo.padded() } else { [0; 32] };
             self.store.for_each_id(&self.tags[t], &from, &mut |id| {
-                if hi.cmp_item(t32, id) != Ordering::Less {
+                if hi.cmp_item(t32, id) != Ordering::Less || !self.visit() {
                     return false;
                 }
                 s.add(id);
@@ -303,6 +332,8 @@ pub struct Session {
     stats: Stats,
     /// The parts of the peer's message received so far (until its last part).
     partial: Vec<u8>,
+    /// Items this session may still visit in the store (see [`Session::limit_work`]).
+    budget: u64,
 }
 
 impl Session {
@@ -342,7 +373,22 @@ impl Session {
             rounds: 0,
             stats: Stats::default(),
             partial: Vec::new(),
+            budget: u64::MAX,
         }
+    }
+
+    /// Bounds the store items this session visits from now on, over all its rounds; past
+    /// it, [`Session::handle_message`] fails with [`ReconError::OverBudget`]. Unbounded by
+    /// default. An honest session visits each item under its tags about once per level of
+    /// the range tree that still differs (log_16 n levels), so a few times the number of
+    /// items is a budget no honest peer reaches.
+    pub fn limit_work(&mut self, items: u64) {
+        self.budget = items;
+    }
+
+    /// Items this session may still visit.
+    pub fn work_left(&self) -> u64 {
+        self.budget
     }
 
     pub fn role(&self) -> Role {
@@ -528,7 +574,19 @@ impl Session {
             return Ok(());
         }
         let tags = self.tags.clone();
-        let view = View::new(store, &tags);
+        let view = View::with_limit(store, &tags, self.budget);
+        let r = self.reply(&view, &tags, ranges);
+        self.budget = self.budget.saturating_sub(view.work.get());
+        view.check()?;
+        r
+    }
+
+    fn reply<S: Store + ?Sized>(
+        &mut self,
+        view: &View<'_, S>,
+        tags: &[Tag],
+        ranges: Vec<(Bound, Mode)>,
+    ) -> Result<(), ReconError> {
         let mut out: Vec<(Bound, Mode)> = Vec::new();
         // Reply bytes so far, whether a range was expanded, and the start of a run of
         // deferred ranges being merged into one fingerprint.
@@ -557,7 +615,7 @@ impl Session {
                         self.sent_lists.insert((lo.clone(), hi.clone()), items);
                     } else {
                         expanded = true;
-                        self.split(&view, &lo, &hi, mine.count as usize, &mut out)?;
+                        self.split(view, &lo, &hi, mine.count as usize, &mut out)?;
                     }
                 }
                 Mode::List(_) | Mode::Need(_) if run.is_some() => {
@@ -565,10 +623,10 @@ impl Session {
                     let sum = view.summary(&rlo, &lo)?;
                     out.push((lo.clone(), Mode::Fingerprint(fingerprint(&sum))));
                     // Then this range, as below.
-                    self.answer(&view, &tags, &lo, &hi, mode, &mut out)?;
+                    self.answer(view, tags, &lo, &hi, mode, &mut out)?;
                 }
                 Mode::List(_) | Mode::Need(_) => {
-                    self.answer(&view, &tags, &lo, &hi, mode, &mut out)?;
+                    self.answer(view, tags, &lo, &hi, mode, &mut out)?;
                 }
             }
             out_len += out[before..]
@@ -581,6 +639,8 @@ impl Session {
             let sum = view.summary(&rlo, &lo)?;
             out.push((lo.clone(), Mode::Fingerprint(fingerprint(&sum))));
         }
+        // A scan cut short by the budget gives wrong sums: send nothing.
+        view.check()?;
         if out.iter().all(|(_, m)| *m == Mode::Skip) {
             self.done = true;
             self.queue(Vec::new());
@@ -853,6 +913,58 @@ mod tests {
         assert_eq!(a.summary(&t), b.summary(&t));
         // Deferring keeps the cost near the difference: well under 2 KB per missing id.
         assert!(total < 1_500 * 2_000, "{total} bytes in {parts} parts");
+    }
+
+    /// Issue 9, item 13: a 25-byte message (one fingerprint over everything) makes the
+    /// responder scan every item to split the range. Work is counted and bounded per
+    /// session: an honest session stays well within a few times the items, a budget below
+    /// what a message needs stops it with an error and sends nothing.
+    #[test]
+    fn work_per_session_is_counted_and_bounded() {
+        let t = Tag([1; 16]);
+        let mut a = MemoryStore::new();
+        fill(&mut a, t, 0..20_000);
+        let mut b = a.clone();
+        fill(&mut a, t, 100_000..100_300);
+        fill(&mut b, t, 200_000..200_300);
+        let n = 20_300u64;
+        // Honest: within 8 items visited per item held, on both sides.
+        let mut sa = Session::initiate(vec![t], &a).unwrap();
+        sa.limit_work(8 * n);
+        let mut sb = Session::respond(vec![t]);
+        sb.limit_work(8 * n);
+        for _ in 0..MAX_ROUNDS {
+            let mut any = false;
+            while let Some(m) = sa.poll_transmit() {
+                any = true;
+                sb.handle_message(&b, &m).unwrap();
+            }
+            while let Some(m) = sb.poll_transmit() {
+                any = true;
+                sa.handle_message(&a, &m).unwrap();
+            }
+            if !any {
+                break;
+            }
+        }
+        assert!(sa.is_done() && sb.is_done());
+        assert!(sb.work_left() < 8 * n, "work was counted");
+        assert!(
+            8 * n - sb.work_left() <= 4 * n,
+            "{}",
+            8 * n - sb.work_left()
+        );
+        // One small fingerprint over everything, on a budget below one scan: refused, and
+        // no reply.
+        let first = Session::initiate(vec![t], &a)
+            .unwrap()
+            .poll_transmit()
+            .unwrap();
+        assert!(first.len() <= 25, "{} bytes", first.len());
+        let mut s = Session::respond(vec![t]);
+        s.limit_work(1_000);
+        assert_eq!(s.handle_message(&b, &first), Err(ReconError::OverBudget));
+        assert!(s.poll_transmit().is_none());
     }
 
     #[test]

@@ -144,6 +144,10 @@ pub struct Counters {
     /// Envelopes asked for with `Want` and not pushed: outside the link's session tags, or
     /// already pushed on the link.
     pub wants_ignored: u64,
+    /// Store items visited by reconciliation sessions (work bounded per session and link).
+    pub recon_work: u64,
+    /// Reconciliations a peer started beyond its link's allowance, ignored.
+    pub recon_starts_ignored: u64,
 }
 
 #[derive(Debug, Error)]

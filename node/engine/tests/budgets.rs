@@ -302,3 +302,76 @@ fn bye_reasons_are_uniform_and_faulting_strangers_do_not_grow_tables() {
     net.settle();
     assert_eq!(net.nodes[0].links().len(), 1);
 }
+
+/// Item 13: a stranger floods reconciliation, each message a small fingerprint under a new
+/// session id (each used to start a responder that scans the store). Sessions a link may
+/// start are bounded in a burst and in rate, each session's store work is bounded, and the
+/// honest member is still served.
+#[test]
+fn a_reconciliation_flood_is_bounded_per_link() {
+    let mut net = Network::new(3);
+    let (c, tag) = shared(&mut net);
+    let n = 20_000u64;
+    for k in 0..n {
+        net.nodes[0]
+            .store_for_tests()
+            .put_envelope(&tag, &fake(k), b"x")
+            .unwrap();
+    }
+    // Node 2 (a relay: its session with node 0 covers node 0's tags) dials node 0; its
+    // first reconciliation message is taken as the flood's template.
+    let (on2, on0) = net.connect(2, 0);
+    net.settle();
+    let mut template = None;
+    let mut t = net.now;
+    for _ in 0..50 {
+        t = net.nodes[2].poll_timeout().unwrap().max(t);
+        net.nodes[2].handle_timeout(t);
+        let out = vaarta_engine::testing::pump(&mut net.nodes[2], t).unwrap();
+        for (l, f) in out.frames {
+            if l == on2
+                && let Ok(Frame::Recon { tags, message, .. }) = Frame::decode(&f)
+            {
+                template = Some((tags, message));
+            }
+        }
+        if template.is_some() {
+            break;
+        }
+        t += 1;
+    }
+    let (digest, message) = template.expect("node 2 reconciles");
+    assert!(
+        message.len() < 40,
+        "a small message: {} bytes",
+        message.len()
+    );
+    let before = net.nodes[0].counters();
+    let flood = 1_000u64;
+    for k in 0..flood {
+        let f = Frame::Recon {
+            session: 1_000 + k,
+            tags: digest,
+            message: message.clone(),
+        };
+        net.nodes[0].handle_frame(on0, &f.encode(), t);
+        while net.nodes[0].poll_transmit().is_some() {}
+    }
+    let after = net.nodes[0].counters();
+    let started = flood - (after.recon_starts_ignored - before.recon_starts_ignored);
+    assert!(started <= 4, "{started} sessions started");
+    let work = after.recon_work - before.recon_work;
+    assert!(work >= n, "the sessions that started did scan ({work})");
+    let held = n + 100; // planted, plus the conversation's own few
+    assert!(
+        work <= started * (4096 + 8 * held),
+        "{work} items visited for {flood} messages"
+    );
+    // The honest member is still served.
+    net.now = net.now.max(t);
+    net.nodes[1]
+        .send_message(&c, text("still here"), net.now)
+        .unwrap();
+    net.settle();
+    assert_eq!(net.nodes[0].messages(&c, 10).unwrap().len(), 2);
+}
