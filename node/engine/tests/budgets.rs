@@ -375,3 +375,95 @@ fn a_reconciliation_flood_is_bounded_per_link() {
     net.settle();
     assert_eq!(net.nodes[0].messages(&c, 10).unwrap().len(), 2);
 }
+
+/// Text that does not compress.
+fn noise(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            char::from(b'a' + ((x >> 33) % 26) as u8)
+        })
+        .collect()
+}
+
+/// Item 14: the relay quota holds across a restart (the count of carried bytes was never
+/// rebuilt, so every restart gave a full quota again).
+#[test]
+fn the_relay_quota_holds_across_a_restart() {
+    let quota = 20_000;
+    let mut net = Network::with(3, |i| vaarta_engine::Config {
+        name: format!("node{i}"),
+        relay: true,
+        relay_max_bytes: if i == 0 { quota } else { 1 << 28 },
+        ..vaarta_engine::Config::default()
+    });
+    // Nodes 1 and 2 share a conversation; node 0 only relays for node 1.
+    net.connect(1, 2);
+    net.settle();
+    let c = net.nodes[1]
+        .create_conversation("far", History::Shared, net.now)
+        .unwrap()
+        .0;
+    let d = net.nodes[2].device_id();
+    net.nodes[1].add_member(&c, d, false, net.now).unwrap();
+    net.settle();
+    net.connect(1, 0);
+    net.run_for(1_000);
+    for i in 0..40 {
+        let body = noise(i, 2_000);
+        net.nodes[1].send_message(&c, text(&body), net.now).unwrap();
+        net.run_for(200);
+    }
+    let used = |e: &vaarta_engine::Engine<vaarta_sync::store::MemoryStore>| {
+        let r = e.replica();
+        r.store()
+            .tags()
+            .into_iter()
+            .filter(|(t, _)| r.conversation_of_tag(t).is_none())
+            .map(|(t, _)| {
+                let mut n = 0u64;
+                r.store()
+                    .for_each_id(&t, &[0; 32], &mut |id| {
+                        n += r
+                            .store()
+                            .envelope(id)
+                            .unwrap()
+                            .map_or(0, |b| b.len() as u64);
+                        true
+                    })
+                    .unwrap();
+                n
+            })
+            .sum::<u64>()
+    };
+    let before = used(&net.nodes[0]);
+    assert!(before <= quota && before > quota / 2, "filled: {before}");
+    // Restart node 0 on its store.
+    let config = net.nodes[0].config().clone();
+    let old = net.nodes.remove(0);
+    let store = old.close().unwrap();
+    let restarted = vaarta_engine::Engine::new(
+        Identity::from_seed([1; 32]),
+        store,
+        config,
+        [0; 32],
+        net.now,
+    )
+    .unwrap();
+    net.nodes.insert(0, restarted);
+    net.connect(1, 0);
+    net.run_for(1_000);
+    for i in 0..10 {
+        let body = noise(1_000 + i, 2_000);
+        net.nodes[1].send_message(&c, text(&body), net.now).unwrap();
+        net.run_for(200);
+    }
+    assert!(
+        used(&net.nodes[0]) <= quota,
+        "{} > {quota}",
+        used(&net.nodes[0])
+    );
+}
