@@ -38,9 +38,25 @@ const LIST_CAP: usize = 4096;
 /// Most ranges in one message, most rounds in one session.
 const MAX_RANGES: usize = 1 << 16;
 pub const MAX_ROUNDS: u32 = 64;
-/// Largest message accepted.
+/// Largest message accepted (all its parts together).
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
-const VERSION: u8 = 1;
+/// A message leaves in parts of at most this many bytes (version, "more follows", a slice
+/// of the message), so it fits any transport frame above this, whatever the difference
+/// (an honest reply for 1,500 differences among 100k ids is ~560 KB: one frame would be
+/// refused by the engine's frame limit, and the honest peer cut off at every retry).
+pub const MAX_PART_BYTES: usize = 64 * 1024;
+/// Bytes of a reply spent on expanding differing ranges (splitting, listing) before the
+/// rest is deferred: echoed back as this side's fingerprint, for the peer to expand in the
+/// next round. Keeps every honest reply within [`MAX_MESSAGE_BYTES`] (a reply is at most
+/// this, plus answers to the peer's lists, plus echoes: a few times this), so an honest
+/// peer is never refused; at least one range is expanded per round, so it converges.
+const EXPAND_BUDGET: usize = MAX_MESSAGE_BYTES / 8;
+/// Past this many reply bytes, deferred ranges are no longer echoed one by one but merged
+/// into one fingerprint per run (between two lists the peer sent).
+const ECHO_BUDGET: usize = MAX_MESSAGE_BYTES / 4;
+/// 2: messages travel in parts ([`MAX_PART_BYTES`]); replies defer expansions past a
+/// budget (2026-12).
+const VERSION: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ReconError {
@@ -54,6 +70,8 @@ pub enum ReconError {
     TooManyRounds,
     #[error("message after the session ended")]
     Finished,
+    #[error("work budget of the session spent")]
+    OverBudget,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -168,11 +186,38 @@ fn fingerprint(s: &Summary) -> [u8; 16] {
 pub struct View<'a, S: Store + ?Sized> {
     store: &'a S,
     tags: &'a [Tag],
+    /// Items visited so far, and how many may be.
+    work: std::cell::Cell<u64>,
+    limit: u64,
 }
 
 impl<'a, S: Store + ?Sized> View<'a, S> {
     pub fn new(store: &'a S, tags: &'a [Tag]) -> Self {
-        Self { store, tags }
+        Self::with_limit(store, tags, u64::MAX)
+    }
+
+    fn with_limit(store: &'a S, tags: &'a [Tag], limit: u64) -> Self {
+        Self {
+            store,
+            tags,
+            work: std::cell::Cell::new(0),
+            limit,
+        }
+    }
+
+    /// Counts one item visited; false once the limit is reached.
+    fn visit(&self) -> bool {
+        let w = self.work.get() + 1;
+        self.work.set(w);
+        w <= self.limit
+    }
+
+    fn check(&self) -> Result<(), ReconError> {
+        if self.work.get() > self.limit {
+            Err(ReconError::OverBudget)
+        } else {
+            Ok(())
+        }
     }
 
     /// Items in [lo, hi), in order, at most `limit` of them.
@@ -195,7 +240,7 @@ impl<'a, S: Store + ?Sized> View<'a, S> {
             };
             let mut err = None;
             self.store.for_each_id(&self.tags[t], &from, &mut |id| {
-                if hi.cmp_item(t as u32, id) != Ordering::Less {
+                if hi.cmp_item(t as u32, id) != Ordering::Less || !self.visit() {
                     return false;
                 }
                 out.push((t as u32, *id));
@@ -226,7 +271,7 @@ impl<'a, S: Store + ?Sized> View<'a, S> {
             }
             let from = if t32 == lo.tag { lo.padded() } else { [0; 32] };
             self.store.for_each_id(&self.tags[t], &from, &mut |id| {
-                if hi.cmp_item(t32, id) != Ordering::Less {
+                if hi.cmp_item(t32, id) != Ordering::Less || !self.visit() {
                     return false;
                 }
                 s.add(id);
@@ -235,6 +280,18 @@ impl<'a, S: Store + ?Sized> View<'a, S> {
         }
         Ok(s)
     }
+}
+
+/// The encoded size of one range (for the reply budget).
+fn encoded_len(b: &Bound, m: &Mode) -> usize {
+    let bound = 1 + 1 + b.prefix.len() + usize::from(b.tag >= 128) * 4;
+    bound
+        + match m {
+            Mode::Skip => 1,
+            Mode::Fingerprint(_) => 17,
+            Mode::List(items) => 1 + 3 + items.len() * 18,
+            Mode::Need(bits) => 1 + 3 + bits.len(),
+        }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +330,10 @@ pub struct Session {
     done: bool,
     rounds: u32,
     stats: Stats,
+    /// The parts of the peer's message received so far (until its last part).
+    partial: Vec<u8>,
+    /// Items this session may still visit in the store (see [`Session::limit_work`]).
+    budget: u64,
 }
 
 impl Session {
@@ -311,7 +372,23 @@ impl Session {
             done: false,
             rounds: 0,
             stats: Stats::default(),
+            partial: Vec::new(),
+            budget: u64::MAX,
         }
+    }
+
+    /// Bounds the store items this session visits from now on, over all its rounds; past
+    /// it, [`Session::handle_message`] fails with [`ReconError::OverBudget`]. Unbounded by
+    /// default. An honest session visits each item under its tags about once per level of
+    /// the range tree that still differs (log_16 n levels), so a few times the number of
+    /// items is a budget no honest peer reaches.
+    pub fn limit_work(&mut self, items: u64) {
+        self.budget = items;
+    }
+
+    /// Items this session may still visit.
+    pub fn work_left(&self) -> u64 {
+        self.budget
     }
 
     pub fn role(&self) -> Role {
@@ -330,7 +407,7 @@ impl Session {
         self.stats
     }
 
-    /// The next message to send, if any.
+    /// The next part of a message to send, if any (each at most [`MAX_PART_BYTES`]).
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
     }
@@ -342,7 +419,7 @@ impl Session {
 
     fn queue(&mut self, ranges: Vec<(Bound, Mode)>) {
         let mut w = Writer::new();
-        w.u8(VERSION).varint(ranges.len() as u64);
+        w.varint(ranges.len() as u64);
         for (b, m) in &ranges {
             b.encode(&mut w);
             match m {
@@ -365,8 +442,15 @@ impl Session {
         }
         let bytes = w.into_vec();
         self.stats.messages_sent += 1;
-        self.stats.bytes_sent += bytes.len() as u64;
-        self.transmit.push_back(bytes);
+        let mut chunks = bytes.chunks(MAX_PART_BYTES - 2).peekable();
+        while let Some(c) = chunks.next() {
+            let mut part = Vec::with_capacity(c.len() + 2);
+            part.push(VERSION);
+            part.push(u8::from(chunks.peek().is_some()));
+            part.extend_from_slice(c);
+            self.stats.bytes_sent += part.len() as u64;
+            self.transmit.push_back(part);
+        }
     }
 
     fn decode(&self, msg: &[u8]) -> Result<Vec<(Bound, Mode)>, ReconError> {
@@ -379,10 +463,6 @@ impl Session {
             .into());
         }
         let mut r = Reader::new(msg);
-        let v = r.u8("version")?;
-        if v != VERSION {
-            return Err(DecodeError::UnknownVersion(v).into());
-        }
         let n = r.count("ranges", MAX_RANGES, 3)?;
         let mut out = Vec::with_capacity(n);
         let mut prev = Bound::start();
@@ -436,15 +516,51 @@ impl Session {
         Ok(out)
     }
 
-    /// Handles a message from the peer. Replies and pushes are left to be polled.
+    /// Handles a part of a message from the peer; at its last part, the message. Replies
+    /// and pushes are left to be polled.
     pub fn handle_message<S: Store + ?Sized>(
         &mut self,
         store: &S,
-        msg: &[u8],
+        part: &[u8],
     ) -> Result<(), ReconError> {
         if self.done {
             return Err(ReconError::Finished);
         }
+        if part.len() > MAX_PART_BYTES {
+            return Err(DecodeError::TooLarge {
+                what: "reconciliation part",
+                len: part.len() as u64,
+                max: MAX_PART_BYTES as u64,
+            }
+            .into());
+        }
+        let mut r = Reader::new(part);
+        let v = r.u8("version")?;
+        if v != VERSION {
+            return Err(DecodeError::UnknownVersion(v).into());
+        }
+        let more = r.bool("more parts")?;
+        let chunk = r.rest();
+        if more && chunk.is_empty() {
+            return Err(DecodeError::Invalid("empty part").into());
+        }
+        if self.partial.len() + chunk.len() > MAX_MESSAGE_BYTES {
+            return Err(DecodeError::TooLarge {
+                what: "reconciliation message",
+                len: (self.partial.len() + chunk.len()) as u64,
+                max: MAX_MESSAGE_BYTES as u64,
+            }
+            .into());
+        }
+        self.partial.extend_from_slice(chunk);
+        if more {
+            return Ok(());
+        }
+        let msg = std::mem::take(&mut self.partial);
+        self.handle_whole(store, &msg)
+    }
+
+    fn handle_whole<S: Store + ?Sized>(&mut self, store: &S, msg: &[u8]) -> Result<(), ReconError> {
         self.rounds += 1;
         if self.rounds > MAX_ROUNDS {
             return Err(ReconError::TooManyRounds);
@@ -458,26 +574,106 @@ impl Session {
             return Ok(());
         }
         let tags = self.tags.clone();
-        let view = View::new(store, &tags);
+        let view = View::with_limit(store, &tags, self.budget);
+        let r = self.reply(&view, &tags, ranges);
+        self.budget = self.budget.saturating_sub(view.work.get());
+        view.check()?;
+        r
+    }
+
+    fn reply<S: Store + ?Sized>(
+        &mut self,
+        view: &View<'_, S>,
+        tags: &[Tag],
+        ranges: Vec<(Bound, Mode)>,
+    ) -> Result<(), ReconError> {
         let mut out: Vec<(Bound, Mode)> = Vec::new();
+        // Reply bytes so far, whether a range was expanded, and the start of a run of
+        // deferred ranges being merged into one fingerprint.
+        let mut out_len = 0usize;
+        let mut expanded = false;
+        let mut run: Option<Bound> = None;
         let mut lo = Bound::start();
         for (hi, mode) in ranges {
+            let before = out.len();
             match mode {
+                Mode::Skip | Mode::Fingerprint(_) if run.is_some() => {}
                 Mode::Skip => out.push((hi.clone(), Mode::Skip)),
                 Mode::Fingerprint(theirs) => {
                     let mine = view.summary(&lo, &hi)?;
                     if fingerprint(&mine) == theirs {
                         out.push((hi.clone(), Mode::Skip));
+                    } else if expanded && out_len >= ECHO_BUDGET {
+                        run = Some(lo.clone());
+                    } else if expanded && out_len >= EXPAND_BUDGET {
+                        // Deferred: our fingerprint back, the peer expands it next round.
+                        out.push((hi.clone(), Mode::Fingerprint(fingerprint(&mine))));
                     } else if mine.count as usize <= LIST_MAX {
+                        expanded = true;
                         let items = view.items(&lo, &hi, LIST_MAX + 1)?;
                         out.push((hi.clone(), Mode::List(items.iter().map(short).collect())));
                         self.sent_lists.insert((lo.clone(), hi.clone()), items);
                     } else {
-                        self.split(&view, &lo, &hi, mine.count as usize, &mut out)?;
+                        expanded = true;
+                        self.split(view, &lo, &hi, mine.count as usize, &mut out)?;
                     }
                 }
+                Mode::List(_) | Mode::Need(_) if run.is_some() => {
+                    let rlo = run.take().expect("run");
+                    let sum = view.summary(&rlo, &lo)?;
+                    out.push((lo.clone(), Mode::Fingerprint(fingerprint(&sum))));
+                    // Then this range, as below.
+                    self.answer(view, tags, &lo, &hi, mode, &mut out)?;
+                }
+                Mode::List(_) | Mode::Need(_) => {
+                    self.answer(view, tags, &lo, &hi, mode, &mut out)?;
+                }
+            }
+            out_len += out[before..]
+                .iter()
+                .map(|(b, m)| encoded_len(b, m))
+                .sum::<usize>();
+            lo = hi;
+        }
+        if let Some(rlo) = run.take() {
+            let sum = view.summary(&rlo, &lo)?;
+            out.push((lo.clone(), Mode::Fingerprint(fingerprint(&sum))));
+        }
+        // A scan cut short by the budget gives wrong sums: send nothing.
+        view.check()?;
+        if out.iter().all(|(_, m)| *m == Mode::Skip) {
+            self.done = true;
+            self.queue(Vec::new());
+        } else {
+            // Merge runs of skips into one range.
+            let mut merged: Vec<(Bound, Mode)> = Vec::with_capacity(out.len());
+            for (b, m) in out {
+                if m == Mode::Skip && matches!(merged.last(), Some((_, Mode::Skip))) {
+                    merged.pop();
+                }
+                merged.push((b, m));
+            }
+            self.queue(merged);
+        }
+        Ok(())
+    }
+
+    /// Answers a list (need bits, and what the peer lacks) or a need (what the peer lacks)
+    /// for the range [lo, hi).
+    fn answer<S: Store + ?Sized>(
+        &mut self,
+        view: &View<'_, S>,
+        tags: &[Tag],
+        lo: &Bound,
+        hi: &Bound,
+        mode: Mode,
+        out: &mut Vec<(Bound, Mode)>,
+    ) -> Result<(), ReconError> {
+        {
+            match mode {
+                Mode::Skip | Mode::Fingerprint(_) => unreachable!("lists and needs only"),
                 Mode::List(theirs) => {
-                    let mine = view.items(&lo, &hi, usize::MAX)?;
+                    let mine = view.items(lo, hi, usize::MAX)?;
                     let theirs_set: std::collections::BTreeSet<&(u32, [u8; 16])> =
                         theirs.iter().collect();
                     for item in &mine {
@@ -513,21 +709,6 @@ impl Session {
                     out.push((hi.clone(), Mode::Skip));
                 }
             }
-            lo = hi;
-        }
-        if out.iter().all(|(_, m)| *m == Mode::Skip) {
-            self.done = true;
-            self.queue(Vec::new());
-        } else {
-            // Merge runs of skips into one range.
-            let mut merged: Vec<(Bound, Mode)> = Vec::with_capacity(out.len());
-            for (b, m) in out {
-                if m == Mode::Skip && matches!(merged.last(), Some((_, Mode::Skip))) {
-                    merged.pop();
-                }
-                merged.push((b, m));
-            }
-            self.queue(merged);
         }
         Ok(())
     }
@@ -585,14 +766,23 @@ pub fn run_pair<A: Store, B: Store>(
     let mut sb = Session::respond(tags.to_vec());
     let mut trips = 0;
     let (mut a_to_b, mut b_to_a) = (0u64, 0u64);
-    while let Some(m) = sa.poll_transmit() {
-        a_to_b += m.len() as u64;
-        trips += 1;
-        sb.handle_message(b, &m)?;
-        let Some(r) = sb.poll_transmit() else { break };
-        b_to_a += r.len() as u64;
-        sa.handle_message(a, &r)?;
-        if sa.is_done() {
+    loop {
+        // Every part a has to send, then every part b has.
+        let mut any = false;
+        while let Some(m) = sa.poll_transmit() {
+            if !any {
+                trips += 1;
+            }
+            any = true;
+            a_to_b += m.len() as u64;
+            sb.handle_message(b, &m)?;
+        }
+        while let Some(r) = sb.poll_transmit() {
+            any = true;
+            b_to_a += r.len() as u64;
+            sa.handle_message(a, &r)?;
+        }
+        if !any || sa.is_done() {
             break;
         }
     }
@@ -679,16 +869,141 @@ mod tests {
         converge(&[t], &mut b, &mut a);
     }
 
+    /// Issue 9, item 12: a reply for many differences among many shared ids is larger than
+    /// a frame (≈ 560 KB for 1,500 among 100k; the engine's frame limit is ≈ 257 KiB). Every
+    /// part of every message must fit the frame limit, and the sets still converge.
+    #[test]
+    fn honest_messages_fit_a_frame_whatever_the_difference() {
+        const FRAME_LIMIT: usize = 256 * 1024;
+        let t = Tag([1; 16]);
+        let mut a = MemoryStore::new();
+        fill(&mut a, t, 0..100_000);
+        let mut b = a.clone();
+        fill(&mut a, t, 1_000_000..1_001_500);
+        let mut sa = Session::initiate(vec![t], &a).unwrap();
+        let mut sb = Session::respond(vec![t]);
+        let (mut largest, mut parts, mut total) = (0usize, 0u32, 0u64);
+        let mut pushed = Vec::new();
+        for _ in 0..2 * MAX_ROUNDS {
+            let mut any = false;
+            while let Some(m) = sa.poll_transmit() {
+                any = true;
+                (largest, parts, total) = (largest.max(m.len()), parts + 1, total + m.len() as u64);
+                sb.handle_message(&b, &m).unwrap();
+            }
+            while let Some(m) = sb.poll_transmit() {
+                any = true;
+                (largest, parts, total) = (largest.max(m.len()), parts + 1, total + m.len() as u64);
+                sa.handle_message(&a, &m).unwrap();
+            }
+            while let Some((_, id)) = sa.poll_have() {
+                pushed.push(id);
+            }
+            if !any {
+                break;
+            }
+        }
+        assert!(largest <= FRAME_LIMIT, "a part of {largest} bytes");
+        assert!(largest <= MAX_PART_BYTES);
+        assert!(sa.is_done() && sb.is_done(), "finished");
+        for id in &pushed {
+            b.put_envelope(&t, id, b"x").unwrap();
+        }
+        assert_eq!(pushed.len(), 1_500);
+        assert_eq!(a.summary(&t), b.summary(&t));
+        // Deferring keeps the cost near the difference: well under 2 KB per missing id.
+        assert!(total < 1_500 * 2_000, "{total} bytes in {parts} parts");
+    }
+
+    /// Issue 9, item 13: a 25-byte message (one fingerprint over everything) makes the
+    /// responder scan every item to split the range. Work is counted and bounded per
+    /// session: an honest session stays well within a few times the items, a budget below
+    /// what a message needs stops it with an error and sends nothing.
+    #[test]
+    fn work_per_session_is_counted_and_bounded() {
+        let t = Tag([1; 16]);
+        let mut a = MemoryStore::new();
+        fill(&mut a, t, 0..20_000);
+        let mut b = a.clone();
+        fill(&mut a, t, 100_000..100_300);
+        fill(&mut b, t, 200_000..200_300);
+        let n = 20_300u64;
+        // Honest: within 8 items visited per item held, on both sides.
+        let mut sa = Session::initiate(vec![t], &a).unwrap();
+        sa.limit_work(8 * n);
+        let mut sb = Session::respond(vec![t]);
+        sb.limit_work(8 * n);
+        for _ in 0..MAX_ROUNDS {
+            let mut any = false;
+            while let Some(m) = sa.poll_transmit() {
+                any = true;
+                sb.handle_message(&b, &m).unwrap();
+            }
+            while let Some(m) = sb.poll_transmit() {
+                any = true;
+                sa.handle_message(&a, &m).unwrap();
+            }
+            if !any {
+                break;
+            }
+        }
+        assert!(sa.is_done() && sb.is_done());
+        assert!(sb.work_left() < 8 * n, "work was counted");
+        assert!(
+            8 * n - sb.work_left() <= 4 * n,
+            "{}",
+            8 * n - sb.work_left()
+        );
+        // One small fingerprint over everything, on a budget below one scan: refused, and
+        // no reply.
+        let first = Session::initiate(vec![t], &a)
+            .unwrap()
+            .poll_transmit()
+            .unwrap();
+        assert!(first.len() <= 25, "{} bytes", first.len());
+        let mut s = Session::respond(vec![t]);
+        s.limit_work(1_000);
+        assert_eq!(s.handle_message(&b, &first), Err(ReconError::OverBudget));
+        assert!(s.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn a_message_in_parts_is_bounded_and_parts_are_not_empty() {
+        let t = Tag([1; 16]);
+        let store = MemoryStore::new();
+        let mut s = Session::respond(vec![t]);
+        // A non-final empty part.
+        assert!(s.handle_message(&store, &[VERSION, 1]).is_err());
+        let mut s = Session::respond(vec![t]);
+        let mut part = vec![VERSION, 1];
+        part.resize(MAX_PART_BYTES, 7);
+        for _ in 0..MAX_MESSAGE_BYTES / (MAX_PART_BYTES - 2) {
+            s.handle_message(&store, &part).unwrap();
+        }
+        assert!(
+            s.handle_message(&store, &part).is_err(),
+            "more than a message's worth of parts"
+        );
+        let mut s = Session::respond(vec![t]);
+        let mut big = vec![VERSION, 1];
+        big.resize(MAX_PART_BYTES + 1, 7);
+        assert!(
+            s.handle_message(&store, &big).is_err(),
+            "a part over the bound"
+        );
+    }
+
     #[test]
     fn hostile_messages_are_errors() {
         let t = Tag([1; 16]);
         let store = MemoryStore::new();
         for bad in [
             &[][..],
-            &[1],
+            &[2],
             &[2, 0],
-            &[1, 1, 9, 0, 0],
-            &[1, 200, 200, 200, 200, 200, 200, 200, 200, 200, 2],
+            &[1, 0, 0],
+            &[2, 0, 1, 9, 0, 0],
+            &[2, 0, 200, 200, 200, 200, 200, 200, 200, 200, 200, 2],
         ] {
             let mut s = Session::respond(vec![t]);
             assert!(s.handle_message(&store, bad).is_err(), "{bad:?}");
@@ -696,7 +1011,7 @@ mod tests {
         let mut s = Session::respond(vec![t]);
         // A need for a list we never sent.
         let mut w = Writer::new();
-        w.u8(1).varint(1);
+        w.u8(VERSION).u8(0).varint(1);
         Bound::end(1).encode(&mut w);
         w.u8(3).bytes(&[1]);
         assert_eq!(

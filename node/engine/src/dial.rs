@@ -50,6 +50,10 @@ pub(crate) struct Dialer {
     rng: ChaCha20Rng,
     peers: BTreeMap<PeerKey, PeerInfo>,
     statics: Vec<StaticPeer>,
+    /// Bans of peers not in `peers` (strangers that connected and misbehaved): peer → until.
+    /// Bounded by `max_peers` (the ban ending soonest goes first), so fresh peer ids that
+    /// fault do not grow the table; the transport bans the connection as well.
+    bans: BTreeMap<PeerKey, u64>,
     last_dial: u64,
     max_peers: usize,
     gap: u64,
@@ -83,6 +87,7 @@ impl Dialer {
             rng,
             peers: BTreeMap::new(),
             statics,
+            bans: BTreeMap::new(),
             last_dial: 0,
             max_peers: config.max_peers,
             gap: config.min_dial_interval_ms,
@@ -104,6 +109,12 @@ impl Dialer {
 
     pub(crate) fn is_banned(&self, peer: &PeerKey, now: u64) -> bool {
         self.peers.get(peer).is_some_and(|p| p.banned_until > now)
+            || self.bans.get(peer).is_some_and(|t| *t > now)
+    }
+
+    /// True if `dialed` is a static peer's address.
+    pub(crate) fn is_static(&self, dialed: Option<&str>) -> bool {
+        dialed.is_some_and(|a| self.statics.iter().any(|s| s.addr == a))
     }
 
     /// A link came up; if we dialled a static peer's address, that peer is connected.
@@ -171,14 +182,20 @@ impl Dialer {
             self.peers.remove(&victim);
         }
         let initial = self.backoff_initial;
+        // A stranger banned before it was discovered stays banned.
+        let banned_until = if self.peers.contains_key(&peer) {
+            0
+        } else {
+            self.bans.remove(&peer).unwrap_or(0)
+        };
         let p = self.peers.entry(peer).or_insert(PeerInfo {
             addrs: Vec::new(),
             last_seen: now,
             device: None,
             name: None,
-            next_dial: now,
+            next_dial: now.max(banned_until),
             backoff: initial,
-            banned_until: 0,
+            banned_until,
         });
         p.last_seen = now;
         for a in addrs.into_iter().take(MAX_PEER_ADDRS) {
@@ -226,20 +243,27 @@ impl Dialer {
         self.changed = true;
         if let Some(p) = self.peers.get_mut(peer) {
             p.banned_until = now + ban_ms;
-        } else {
-            self.peers.insert(
-                peer.clone(),
-                PeerInfo {
-                    addrs: Vec::new(),
-                    last_seen: now,
-                    device: None,
-                    name: None,
-                    next_dial: now + ban_ms,
-                    backoff: ban_ms,
-                    banned_until: now + ban_ms,
-                },
-            );
+            p.next_dial = p.next_dial.max(now + ban_ms);
+            return;
         }
+        self.bans.retain(|_, t| *t > now);
+        if !self.bans.contains_key(peer) && self.bans.len() >= self.max_peers.max(1) {
+            let soonest = self
+                .bans
+                .iter()
+                .min_by_key(|(k, t)| (**t, (*k).clone()))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = soonest {
+                self.bans.remove(&k);
+            }
+        }
+        self.bans.insert(peer.clone(), now + ban_ms);
+    }
+
+    /// Entries in the peer and ban tables (for bounds checks).
+    #[cfg(test)]
+    pub(crate) fn table_len(&self) -> (usize, usize) {
+        (self.peers.len(), self.bans.len())
     }
 
     /// Dials due at `now`: static peers first, then discovered ones, one per least dial
@@ -393,6 +417,35 @@ mod tests {
         d.link_down(LinkId(1), &PeerKey::from("p"), true, 100_000);
         let wait = d.deadline(DeviceId([9; 32]), &BTreeSet::new()).unwrap() - 100_000;
         assert!((500..=1_000).contains(&wait), "{wait}");
+    }
+
+    #[test]
+    fn bans_of_strangers_are_bounded_and_survive_discovery() {
+        let mut d = dialer(&[]);
+        // max_peers is 3 in these tests.
+        for n in 0..100 {
+            d.ban(&PeerKey::new(format!("s{n}")), 1_000 + n, 60_000);
+        }
+        assert_eq!(
+            d.table_len(),
+            (0, 3),
+            "strangers' bans do not grow the tables"
+        );
+        assert!(d.is_banned(&PeerKey::new("s99"), 2_000));
+        assert!(
+            !d.is_banned(&PeerKey::new("s0"), 2_000),
+            "the soonest-ending went"
+        );
+        d.discovered(
+            PeerKey::new("s99"),
+            vec!["/a".into()],
+            2_000,
+            &BTreeSet::new(),
+        );
+        assert!(
+            d.is_banned(&PeerKey::new("s99"), 2_001),
+            "still banned once discovered"
+        );
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub enum CloseReason {
     /// Every link slot is taken.
     #[error("too many links")]
     TooManyLinks,
+    /// The peer sent no valid hello within [`crate::Config::hello_timeout_ms`].
+    #[error("no hello in time")]
+    HelloTimeout,
     /// The link leads back to this device.
     #[error("connected to myself")]
     ConnectedToSelf,
@@ -69,6 +72,9 @@ pub enum Fault {
     /// A tag reconciliation message that does not follow the protocol.
     #[error("tag reconciliation: {0}")]
     TagSync(ReconError),
+    /// A second hello on the link names another device than the first.
+    #[error("hello names another device than the link's")]
+    DeviceChanged,
     /// A pushed envelope the replica refused.
     #[error("refused envelope: {0}")]
     Envelope(IngestError),
@@ -80,7 +86,7 @@ impl Fault {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            Fault::BadFrame(_) | Fault::BadHelloProof | Fault::BeforeHello
+            Fault::BadFrame(_) | Fault::BadHelloProof | Fault::BeforeHello | Fault::DeviceChanged
         )
     }
 }
@@ -133,6 +139,15 @@ pub struct Counters {
     pub envelopes_in: u64,
     pub refused: u64,
     pub flushes: u64,
+    /// Links closed because the peer said no hello in time.
+    pub hello_timeouts: u64,
+    /// Envelopes asked for with `Want` and not pushed: outside the link's session tags, or
+    /// already pushed on the link.
+    pub wants_ignored: u64,
+    /// Store items visited by reconciliation sessions (work bounded per session and link).
+    pub recon_work: u64,
+    /// Reconciliations a peer started beyond its link's allowance, ignored.
+    pub recon_starts_ignored: u64,
 }
 
 #[derive(Debug, Error)]

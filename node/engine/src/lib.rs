@@ -290,8 +290,14 @@ impl<S: Store> Engine<S> {
                 ),
                 None => (None, None),
             };
+            let hello = self
+                .links
+                .get(&id)
+                .filter(|l| l.remote.is_none() && !l.closing)
+                .map(|l| l.up_at + self.config.hello_timeout_ms);
             self.timers.set(Timer::Resync(id), resync);
             self.timers.set(Timer::Ack(id), ack);
+            self.timers.set(Timer::Hello(id), hello);
         }
         if self.dialer.take_changed() || self.links.take_membership_changed() {
             let dial = if self.links.len() >= self.config.max_links {
@@ -318,7 +324,18 @@ impl<S: Store> Engine<S> {
     pub fn handle_link_up(&mut self, up: LinkUp, now_ms: u64) {
         self.now = now_ms;
         let banned = self.dialer.is_banned(&up.peer, now_ms);
-        if banned || self.links.len() >= self.config.max_links {
+        // Inbound links get at most `max_inbound_links` slots, so those this device dials
+        // always find one; links to static peers are never refused for want of a slot
+        // (there are only as many as configured).
+        let full = if up.outbound {
+            !self.dialer.is_static(up.dialed.as_deref())
+                && self.links.len() >= self.config.max_links
+        } else {
+            self.links.len() >= self.config.max_links
+                || self.links.values().filter(|l| !l.outbound).count()
+                    >= self.config.max_inbound_links
+        };
+        if banned || full {
             self.actions.push_back(Action::Close {
                 link: up.link,
                 reason: if banned {
@@ -416,15 +433,11 @@ impl<S: Store> Engine<S> {
                 self.counters.envelopes_in += 1;
                 self.inbox.push((link, seq, envelope));
             }
-            Frame::Ack { up_to } => self.on_ack(link, up_to),
+            Frame::Ack { up_to, refused } => self.on_ack(link, up_to, &refused),
             Frame::Have { ids } => self.on_have(link, ids),
             Frame::Carry { tags } => self.on_carry(link, tags),
             Frame::TagSync { session, message } => self.on_tag_sync(link, session, &message),
-            Frame::Want { ids } => {
-                for id in ids {
-                    self.enqueue(link, id);
-                }
-            }
+            Frame::Want { ids } => self.on_want(link, ids),
             Frame::Bye { reason } => {
                 l.closing = true;
                 self.actions.push_back(Action::Close {
@@ -449,9 +462,12 @@ impl<S: Store> Engine<S> {
         if cut && !l.closing {
             l.closing = true;
             l.frames_out.clear();
+            // One reason for every fault: telling the peer why (a key this device lacks, an
+            // envelope pending, a decrypt failure) would tell it which keys the device holds.
+            // The detailed reason stays local (the event, the log).
             l.frames_out.push_back(
                 Frame::Bye {
-                    reason: reason.to_string(),
+                    reason: wire::BYE_REFUSED.into(),
                 }
                 .encode(),
             );
@@ -484,6 +500,9 @@ impl<S: Store> Engine<S> {
                 l.closing = true;
             }
             return;
+        }
+        if l.remote.as_ref().is_some_and(|r| r.device != h.device) {
+            return self.fault(link, Fault::DeviceChanged);
         }
         let first = l.remote.is_none();
         let peer = l.peer.clone();
@@ -543,15 +562,42 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    fn on_ack(&mut self, link: LinkId, up_to: u64) {
+    /// The peer handled every push up to `up_to` and stored all but `refused`: receipts for
+    /// the stored ones, a refusal noted for the others (no receipt, now or by recovery).
+    fn on_ack(&mut self, link: LinkId, up_to: u64, refused: &[u64]) {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
         let device = l.device();
-        let delivered = l.push.acknowledged(up_to);
+        let acked = l.push.acknowledged(up_to);
         let Some(device) = device else { return };
-        for e in delivered {
-            self.acknowledged(e, device);
+        for (seq, e) in acked {
+            let stored = refused.binary_search(&seq).is_err();
+            self.acknowledged(e, device, stored);
+        }
+    }
+
+    /// The peer asks for envelopes: only those under the link's session tags are pushed
+    /// (what the two devices reconcile; any other stored envelope is none of its business),
+    /// and each at most once per link.
+    fn on_want(&mut self, link: LinkId, ids: Vec<EnvelopeId>) {
+        let max = self.config.max_push_queue;
+        for id in ids {
+            let Ok(Some(tag)) = self.replica.store().tag_of(&id) else {
+                continue;
+            };
+            let Some(l) = self.links.get_mut(&link) else {
+                return;
+            };
+            if l.tags.binary_search(&tag).is_err() || l.served.contains(&id) {
+                self.counters.wants_ignored += 1;
+                continue;
+            }
+            if l.served.len() >= max {
+                l.served.clear();
+            }
+            l.served.insert(id);
+            self.enqueue(link, id);
         }
     }
 
@@ -574,8 +620,9 @@ impl<S: Store> Engine<S> {
             return;
         };
         if l.push.enqueue(id, precedence, kind, order, max) == Enqueued::Overflowed {
-            // Let reconciliation find the rest.
+            // Let reconciliation find the rest (and let the peer ask for them again).
             l.sessions.resync_at = 0;
+            l.served.clear();
         }
     }
 
@@ -681,9 +728,24 @@ impl<S: Store> Engine<S> {
         }
         self.settle();
         let resync = self.config.resync_interval_ms;
-        let due: Vec<LinkId> = self
-            .timers
-            .expired(now_ms)
+        let expired = self.timers.expired(now_ms);
+        // Links whose peer stayed silent: closed (not banned: it may be slow, not hostile).
+        for t in &expired {
+            if let Timer::Hello(link) = *t
+                && let Some(l) = self.links.get_mut(&link)
+                && l.remote.is_none()
+                && !l.closing
+            {
+                l.closing = true;
+                self.counters.hello_timeouts += 1;
+                self.actions.push_back(Action::Close {
+                    link,
+                    reason: CloseReason::HelloTimeout,
+                    ban: false,
+                });
+            }
+        }
+        let due: Vec<LinkId> = expired
             .into_iter()
             .filter_map(|t| match t {
                 Timer::Resync(l) => Some(l),
@@ -729,7 +791,8 @@ impl<S: Store> Engine<S> {
 
     fn flush_inner(&mut self, now_ms: u64) -> Result<(), EngineError> {
         let inbox = std::mem::take(&mut self.inbox);
-        let mut acks: BTreeMap<LinkId, (u64, u32)> = BTreeMap::new();
+        // Per link: (up to, pushes handled, pushes not stored).
+        let mut acks: BTreeMap<LinkId, (u64, u32, Vec<u64>)> = BTreeMap::new();
         if !inbox.is_empty() {
             let refs: Vec<&[u8]> = inbox.iter().map(|(_, _, b)| b.as_slice()).collect();
             let results = self.replica.ingest_batch(&refs, now_ms);
@@ -737,6 +800,7 @@ impl<S: Store> Engine<S> {
                 if let Some(id) = adm.id {
                     self.requested.remove(&id);
                 }
+                let stored = self.stored(&adm);
                 match adm.result {
                     Ok(ing) => {
                         if let (Some(id), Some(tag)) = (adm.id, adm.tag)
@@ -763,9 +827,12 @@ impl<S: Store> Engine<S> {
                         }));
                     }
                 }
-                let a = acks.entry(*link).or_insert((*seq, 0));
+                let a = acks.entry(*link).or_insert((*seq, 0, Vec::new()));
                 a.0 = a.0.max(*seq);
                 a.1 += 1;
+                if !stored {
+                    a.2.push(*seq);
+                }
             }
         }
         self.replica.seal_staged(now_ms)?;
@@ -818,11 +885,11 @@ impl<S: Store> Engine<S> {
             self.carry_changed();
         }
         // Durable: acknowledge and spread.
-        for (link, (up_to, n)) in acks {
+        for (link, (up_to, n, refused)) in acks {
             if let Some(l) = self.links.get_mut(&link)
                 && !l.closing
             {
-                l.ack.durable(up_to, n, now_ms);
+                l.ack.durable(up_to, n, &refused, now_ms);
             }
         }
         self.settle();
@@ -833,6 +900,20 @@ impl<S: Store> Engine<S> {
         Ok(())
     }
 
+    /// Whether an ingested push is now held by this device (what its acknowledgement may
+    /// confirm): applied, pending, carried, an invitation, or a duplicate of an envelope
+    /// held (not of a refusal's tombstone). Refused, not wanted and unreadable ones are not.
+    fn stored(&self, adm: &replica::Admission) -> bool {
+        match &adm.result {
+            Ok(Ingested::Applied(_) | Ingested::Pending(..) | Ingested::Invited(_)) => true,
+            Ok(Ingested::Carried) => true,
+            Ok(Ingested::Duplicate) => adm.id.is_some_and(
+                |id| matches!(self.replica.store().envelope(&id), Ok(Some(b)) if !b.is_empty()),
+            ),
+            Ok(Ingested::Unreadable(_) | Ingested::NotWanted) | Err(_) => false,
+        }
+    }
+
     /// Sends acknowledgements that are due (everything they cover is already durable).
     fn send_due_acks(&mut self, now_ms: u64) {
         let (delay, every) = (self.config.ack_delay_ms, self.config.ack_every);
@@ -840,10 +921,11 @@ impl<S: Store> Engine<S> {
             let Some(l) = self.links.get_mut(&link) else {
                 continue;
             };
-            if let Some(up_to) = l.ack.take_due(now_ms, delay, every)
-                && !l.closing
-            {
-                l.frames_out.push_back(Frame::Ack { up_to }.encode());
+            while let Some((up_to, refused)) = l.ack.take_due(now_ms, delay, every) {
+                if !l.closing {
+                    l.frames_out
+                        .push_back(Frame::Ack { up_to, refused }.encode());
+                }
             }
         }
     }

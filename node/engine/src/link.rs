@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use vaarta_sync::ids::{DeviceId, Tag};
+use vaarta_sync::ids::{DeviceId, EnvelopeId, Tag};
 
 use crate::ack::AckState;
 use crate::push::PushQueue;
@@ -110,6 +110,10 @@ pub(crate) struct Link {
     pub(crate) bytes_out: u64,
     /// Encoded frames waiting for [`crate::Engine::poll_transmit`].
     pub(crate) frames_out: VecDeque<Vec<u8>>,
+    /// Envelopes pushed on this link on request (`Want`): each is sent once per link (a
+    /// peer cannot fetch the same one over and over). Bounded by
+    /// [`crate::Config::max_push_queue`]; cleared when full.
+    pub(crate) served: BTreeSet<EnvelopeId>,
 }
 
 impl Link {
@@ -132,6 +136,7 @@ impl Link {
             bytes_in: 0,
             bytes_out: 0,
             frames_out: VecDeque::new(),
+            served: BTreeSet::new(),
         }
     }
 

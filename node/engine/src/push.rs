@@ -87,13 +87,13 @@ impl PushQueue {
         seq
     }
 
-    /// The peer acknowledged every push up to `up_to`: the envelopes it now holds, in
-    /// push order.
-    pub(crate) fn acknowledged(&mut self, up_to: u64) -> Vec<EnvelopeId> {
+    /// The peer acknowledged every push up to `up_to`: the pushes no longer in flight, in
+    /// push order, as (sequence, envelope).
+    pub(crate) fn acknowledged(&mut self, up_to: u64) -> Vec<(u64, EnvelopeId)> {
         let acked: Vec<u64> = self.unacked.range(..=up_to).map(|(k, _)| *k).collect();
         acked
             .into_iter()
-            .filter_map(|k| self.unacked.remove(&k))
+            .filter_map(|k| self.unacked.remove(&k).map(|e| (k, e)))
             .collect()
     }
 
@@ -190,9 +190,9 @@ mod tests {
         let s: Vec<u64> = (1..=4).map(|n| q.sent(id(n))).collect();
         assert_eq!(s, vec![1, 2, 3, 4]);
         assert_eq!(q.in_flight(), 4);
-        assert_eq!(q.acknowledged(2), vec![id(1), id(2)]);
+        assert_eq!(q.acknowledged(2), vec![(1, id(1)), (2, id(2))]);
         assert_eq!(q.acknowledged(2), vec![]);
-        assert_eq!(q.acknowledged(10), vec![id(3), id(4)]);
+        assert_eq!(q.acknowledged(10), vec![(3, id(3)), (4, id(4))]);
         assert_eq!(q.in_flight(), 0);
     }
 

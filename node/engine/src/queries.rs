@@ -18,6 +18,13 @@ impl<S: Store> Engine<S> {
         &self.replica
     }
 
+    /// The store behind the replica, writable: for tests that plant a state (feature
+    /// `testing` only; drivers never write behind the engine's back).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn store_for_tests(&mut self) -> &mut S {
+        self.replica.store_mut()
+    }
+
     pub fn device_id(&self) -> DeviceId {
         self.replica.device_id()
     }

@@ -8,7 +8,8 @@
 //!
 //! Store keys (in the replica's store, in its one table of prefixes,
 //! [`vaarta_sync::replica::keys`]):
-//! * `d/` ‖ envelope id ‖ device id → empty: a receipt;
+//! * `d/` ‖ envelope id ‖ device id → empty: a receipt; `refused`: the device acknowledged
+//!   the push without storing it (no receipt);
 //! * `w/` ‖ tag ‖ envelope id → sealed-at ms (u64 BE) ‖ members still to confirm (u32 BE).
 
 use std::collections::BTreeSet;
@@ -21,6 +22,10 @@ use vaarta_sync::replica::keys::{
 use vaarta_sync::store::{Store, StoreError};
 
 use crate::config::MAX_AWAITING_RECEIPTS;
+
+/// The value of a `d/` key that records a refusal: the device acknowledged the push but
+/// did not store it (no receipt). A receipt is the empty value.
+const REFUSED: &[u8] = b"refused";
 use crate::{Engine, Event, LinkId};
 
 /// What a finished reconciliation proves, given the awaiting list (sealed-at, id), when the
@@ -80,20 +85,35 @@ impl<S: Store> Engine<S> {
         Ok(())
     }
 
-    /// `device` acknowledged our push of `e`: a receipt if it is a member of its conversation.
-    pub(crate) fn acknowledged(&mut self, e: EnvelopeId, device: DeviceId) {
+    /// `device` acknowledged our push of `e`, and says whether it stored it: a receipt if it
+    /// did and is a member of its conversation; if it did not, a refusal is noted, which
+    /// receipt recovery does not override (a refused envelope leaves a tombstone that
+    /// reconciliation counts as held).
+    pub(crate) fn acknowledged(&mut self, e: EnvelopeId, device: DeviceId, stored: bool) {
         let Ok(Some(tag)) = self.replica.store().tag_of(&e) else {
             return;
         };
-        if self.is_member_of_tag(&tag, &device) {
-            self.record_delivery(e, device);
+        if !self.is_member_of_tag(&tag, &device) {
+            return;
+        }
+        if stored {
+            self.record_delivery(e, device, true);
+        } else {
+            let key = delivery_key(&e, &device);
+            if matches!(self.replica.store().get(&key), Ok(None)) {
+                let _ = self.replica.store_mut().put(&key, REFUSED);
+            }
         }
     }
 
-    fn record_delivery(&mut self, e: EnvelopeId, device: DeviceId) {
+    /// Records that `device` holds `e`. A noted refusal stands unless `explicit` (the
+    /// device acknowledged storing it since).
+    fn record_delivery(&mut self, e: EnvelopeId, device: DeviceId, explicit: bool) {
         let key = delivery_key(&e, &device);
-        if !matches!(self.replica.store().get(&key), Ok(None)) {
-            return;
+        match self.replica.store().get(&key) {
+            Ok(None) => {}
+            Ok(Some(v)) if v == REFUSED && explicit => {}
+            _ => return,
         }
         let _ = self.replica.store_mut().put(&key, &[]);
         self.event(Event::Delivered {
@@ -147,7 +167,7 @@ impl<S: Store> Engine<S> {
             });
             let (delivered, dropped) = plan_recovery(awaiting, started, &lacks);
             for e in delivered {
-                self.record_delivery(e, device);
+                self.record_delivery(e, device, false);
             }
             for e in dropped {
                 let _ = self.replica.store_mut().delete(&awaiting_key(&tag, &e));
@@ -160,8 +180,10 @@ impl<S: Store> Engine<S> {
         let mut delivered = Vec::new();
         self.replica
             .store()
-            .scan_prefix(&delivery_prefix(e), &mut |k, _| {
-                if let Some(d) = DeviceId::from_slice(&k[k.len() - 32..]) {
+            .scan_prefix(&delivery_prefix(e), &mut |k, v| {
+                if v.is_empty()
+                    && let Some(d) = DeviceId::from_slice(&k[k.len() - 32..])
+                {
                     delivered.push(d);
                 }
                 true

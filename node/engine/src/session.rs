@@ -8,7 +8,10 @@ use vaarta_sync::ids::EnvelopeId;
 use vaarta_sync::recon;
 use vaarta_sync::store::Store;
 
-use crate::config::{MAX_SESSION_LACKS, RESYNC_BACKOFF_MAX_FACTOR};
+use crate::config::{
+    MAX_SESSION_LACKS, RECON_START_EVERY_MS, RECON_STARTS_BURST, RECON_WORK_BASE,
+    RECON_WORK_PER_ITEM, RESYNC_BACKOFF_MAX_FACTOR,
+};
 use crate::wire::{self, Frame};
 use crate::{Engine, Event, Fault, LinkId};
 
@@ -35,9 +38,25 @@ pub(crate) struct Sessions {
     /// [`RESYNC_BACKOFF_MAX_FACTOR`] times the configured one), resets when one finds
     /// something.
     resync_every: u64,
+    /// The peer's allowance of new sessions, in milliseconds of [`RECON_START_EVERY_MS`]
+    /// each (at most [`RECON_STARTS_BURST`] of them), as of `credit_at`.
+    start_credit: u64,
+    credit_at: u64,
 }
 
 impl Sessions {
+    /// The peer starts a session at `now`: false if its allowance is spent (ignore it).
+    pub(crate) fn may_start(&mut self, now: u64) -> bool {
+        let cap = RECON_STARTS_BURST * RECON_START_EVERY_MS;
+        self.start_credit = (self.start_credit + now.saturating_sub(self.credit_at)).min(cap);
+        self.credit_at = now;
+        if self.start_credit < RECON_START_EVERY_MS {
+            return false;
+        }
+        self.start_credit -= RECON_START_EVERY_MS;
+        true
+    }
+
     pub(crate) fn new(now: u64, resync_interval: u64) -> Self {
         Self {
             initiator: None,
@@ -48,6 +67,8 @@ impl Sessions {
             next_session: 1,
             resync_at: u64::MAX,
             resync_every: resync_interval,
+            start_credit: RECON_STARTS_BURST * RECON_START_EVERY_MS,
+            credit_at: now,
         }
     }
 
@@ -112,8 +133,10 @@ impl<S: Store> Engine<S> {
         }
         let id = l.sessions.next_id(now);
         let digest = wire::tags_digest(&l.tags);
+        let budget = work_budget(self.replica.store(), &l.tags);
         match recon::Session::initiate(l.tags.clone(), self.replica.store()) {
             Ok(mut s) => {
+                s.limit_work(budget);
                 let mut frames = Vec::new();
                 while let Some(m) = s.poll_transmit() {
                     frames.push(Frame::Recon {
@@ -167,14 +190,25 @@ impl<S: Store> Engine<S> {
         } else {
             match l.sessions.responder.take() {
                 Some((id, s)) if id == session => Some(s),
-                _ => {
+                other => {
+                    if !l.sessions.may_start(now) {
+                        // Too many new sessions: ignored (the one running, if any, stays).
+                        l.sessions.responder = other;
+                        self.counters.recon_starts_ignored += 1;
+                        return;
+                    }
                     l.sessions.begin(now);
-                    Some(recon::Session::respond(l.tags.clone()))
+                    let mut s = recon::Session::respond(l.tags.clone());
+                    s.limit_work(work_budget(self.replica.store(), &l.tags));
+                    Some(s)
                 }
             }
         }
         .expect("session");
-        if let Err(e) = s.handle_message(self.replica.store(), message) {
+        let before = s.work_left();
+        let r = s.handle_message(self.replica.store(), message);
+        self.counters.recon_work += before - s.work_left();
+        if let Err(e) = r {
             return self.fault(link, Fault::Recon(e));
         }
         let mut frames = Vec::new();
@@ -224,9 +258,25 @@ impl<S: Store> Engine<S> {
     }
 }
 
+/// The store items a session over `tags` may visit ([`RECON_WORK_PER_ITEM`]).
+fn work_budget<S: Store>(store: &S, tags: &[vaarta_sync::ids::Tag]) -> u64 {
+    let held: u64 = tags.iter().map(|t| store.summary(t).count).sum();
+    RECON_WORK_BASE + RECON_WORK_PER_ITEM * held
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_sessions_come_in_a_bounded_burst_then_at_a_bounded_rate() {
+        let mut s = Sessions::new(0, 100);
+        let burst = (0..10).filter(|_| s.may_start(0)).count() as u64;
+        assert_eq!(burst, RECON_STARTS_BURST);
+        assert!(!s.may_start(RECON_START_EVERY_MS - 1));
+        assert!(s.may_start(RECON_START_EVERY_MS));
+        assert!(!s.may_start(RECON_START_EVERY_MS));
+    }
 
     #[test]
     fn quiet_reconciliations_back_off_up_to_a_bound_and_reset() {

@@ -7,7 +7,10 @@
 //!         proof = Ed25519(device, "vaarta 2026 hello v1" ‖ sender transport id ‖ receiver transport id ‖ body)
 //! Recon = 2 session:varint tags:[4] message      (tags: digest of the session's tag list)
 //! Push  = 3 seq:varint envelope
-//! Ack   = 4 up_to:varint          (every push up to this one is durable on the receiver)
+//! Ack   = 4 up_to:varint count:varint refused:varint*
+//!         (every push up to `up_to` was handled durably by the receiver; the pushes whose
+//!         sequence is in `refused`, strictly increasing and at most `up_to`, were *not*
+//!         stored: refused, or not wanted. Only the others are delivered)
 //! Bye   = 5 reason:str
 //! Have  = 6 count:varint ids:[32]*    (I hold these; ask if you lack them)
 //! Want  = 7 count:varint ids:[32]*    (please push these)
@@ -27,7 +30,9 @@ use vaarta_sync::ids::{DeviceId, EnvelopeId, Tag};
 use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
 
 /// 2: hellos name the day (inbox tags are derived, not sent) (2026-11).
-pub const VERSION: u8 = 2;
+/// 3: acknowledgements list the pushes the receiver refused (a cumulative acknowledgement
+///    made the sender record receipts for envelopes the receiver never stored) (2026-12).
+pub const VERSION: u8 = 3;
 /// Largest frame: an envelope plus a little framing. Anything larger is refused unread.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;
 /// Tags one hello may list.
@@ -58,6 +63,8 @@ pub enum Frame {
     },
     Ack {
         up_to: u64,
+        /// Pushes up to `up_to` that were not stored (sorted, strictly increasing).
+        refused: Vec<u64>,
     },
     Bye {
         reason: String,
@@ -76,6 +83,10 @@ pub enum Frame {
         message: Vec<u8>,
     },
 }
+
+/// The reason every `Bye` sent for a fault gives (the same whatever the fault, so a peer
+/// learns nothing from it about this device's keys or state).
+pub const BYE_REFUSED: &str = "refused";
 
 /// Tags in one `Carry` frame.
 pub const MAX_CARRY_TAGS: usize = 16_000;
@@ -192,8 +203,11 @@ impl Frame {
             Frame::Push { seq, envelope } => {
                 w.varint(*seq).raw(envelope);
             }
-            Frame::Ack { up_to } => {
-                w.varint(*up_to);
+            Frame::Ack { up_to, refused } => {
+                w.varint(*up_to).varint(refused.len() as u64);
+                for r in refused {
+                    w.varint(*r);
+                }
             }
             Frame::Bye { reason } => {
                 w.str(reason);
@@ -268,9 +282,19 @@ impl Frame {
                 seq: r.varint("seq")?,
                 envelope: r.rest().to_vec(),
             },
-            FrameType::Ack => Frame::Ack {
-                up_to: r.varint("ack")?,
-            },
+            FrameType::Ack => {
+                let up_to = r.varint("ack")?;
+                let n = r.count("refused", MAX_IDS_PER_FRAME, 1)?;
+                let mut refused = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let s = r.varint("refused")?;
+                    if s > up_to || refused.last().is_some_and(|l| *l >= s) {
+                        return Err(DecodeError::NonCanonical("refused pushes"));
+                    }
+                    refused.push(s);
+                }
+                Frame::Ack { up_to, refused }
+            }
             FrameType::Bye => Frame::Bye {
                 reason: r.str("reason", 256)?.to_string(),
             },
@@ -374,7 +398,14 @@ mod tests {
                 seq: 1 << 40,
                 envelope: vec![7; 300],
             },
-            Frame::Ack { up_to: 77 },
+            Frame::Ack {
+                up_to: 77,
+                refused: vec![],
+            },
+            Frame::Ack {
+                up_to: 77,
+                refused: vec![3, 70, 77],
+            },
             Frame::Bye {
                 reason: "bye".into(),
             },
@@ -397,7 +428,11 @@ mod tests {
         assert_eq!(FrameType::of(10), None);
         assert!(Frame::decode(&[]).is_err());
         assert!(Frame::decode(&[9]).is_err());
-        assert!(Frame::decode(&[4, 1, 0]).is_err());
+        assert!(Frame::decode(&[4, 1, 0, 0]).is_err());
+        // Refused pushes beyond the acknowledgement, or out of order.
+        assert!(Frame::decode(&[4, 5, 1, 6]).is_err());
+        assert!(Frame::decode(&[4, 5, 2, 3, 3]).is_err());
+        assert!(Frame::decode(&[4, 5, 2, 3, 4]).is_ok());
         assert!(Frame::decode(&vec![3; MAX_FRAME_BYTES + 1]).is_err());
     }
 
