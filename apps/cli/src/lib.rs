@@ -5,6 +5,20 @@
 //! directly, so `vaarta send` works offline too: the message is durable at once and leaves
 //! with the next `vaarta up`.
 
+/// `println!` through [`emit`]: a closed standard output ends the command quietly.
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::emit(&format!($($t)*))?
+    };
+}
+
+/// `println!` that ignores a closed standard output (for `vaarta up`, which keeps running).
+macro_rules! say {
+    ($($t:tt)*) => {
+        let _ = $crate::emit(&format!($($t)*));
+    };
+}
+
 pub mod bench;
 pub mod demo;
 pub mod fmt;
@@ -245,8 +259,38 @@ impl Conn {
     }
 }
 
-fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+/// Standard output was closed by its reader (`vaarta log | head -1`): the command stops
+/// and exits 0 without a message, as `cat` and `grep` do.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes `text` and a newline to standard output. A closed pipe is [`StdoutClosed`]; any
+/// other write error is an error.
+pub fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    match writeln!(o, "{text}").and_then(|()| o.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow!("cannot write to standard output: {e}")),
+    }
+}
+
+/// [`emit`] for several lines.
+pub fn emit_all(lines: &[String]) -> Result<()> {
+    lines.iter().try_for_each(|l| emit(l))
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    emit(&serde_json::to_string_pretty(v).unwrap_or_default())
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -271,6 +315,7 @@ pub fn main_entry() -> ExitCode {
         .try_init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
         Err(e) => {
             let mut msg = e.to_string();
             if let Some(cause) = e.chain().nth(1) {
@@ -311,16 +356,16 @@ pub fn run(cli: Cli) -> Result<()> {
             if json {
                 print_json(
                     &serde_json::json!({"device_id": d.to_string(), "name": name.trim(), "safety_number": d.safety_number(), "home": home.dir}),
-                );
+                )?;
             } else {
-                println!(
+                out!(
                     "Created identity for {} in {}",
                     name.trim(),
                     home.dir.display()
                 );
-                println!("device id:     {d}");
-                println!("safety number: {}", d.safety_number());
-                println!("Next: vaarta up");
+                out!("device id:     {d}");
+                out!("safety number: {}", d.safety_number());
+                out!("Next: vaarta up");
             }
             Ok(())
         }
@@ -335,24 +380,24 @@ pub fn run(cli: Cli) -> Result<()> {
             let conn = Conn::open(&home)?;
             let s = conn.request(Request::Status)?;
             if json {
-                print_json(&s);
+                print_json(&s)?;
             } else {
-                println!("name:          {}", s["name"].as_str().unwrap_or(""));
-                println!("device id:     {}", s["device_id"].as_str().unwrap_or(""));
-                println!(
+                out!("name:          {}", s["name"].as_str().unwrap_or(""));
+                out!("device id:     {}", s["device_id"].as_str().unwrap_or(""));
+                out!(
                     "safety number: {}",
                     s["safety_number"].as_str().unwrap_or("")
                 );
                 if conn.online() {
                     for a in s["listen"].as_array().into_iter().flatten() {
-                        println!("listening on:  {}", a.as_str().unwrap_or(""));
+                        out!("listening on:  {}", a.as_str().unwrap_or(""));
                     }
-                    println!("API:           http://{}", s["api"].as_str().unwrap_or(""));
+                    out!("API:           http://{}", s["api"].as_str().unwrap_or(""));
                 } else {
-                    println!("node:          not running (start it with `vaarta up`)");
+                    out!("node:          not running (start it with `vaarta up`)");
                 }
                 for w in s["warnings"].as_array().into_iter().flatten() {
-                    println!("warning:       {}", w.as_str().unwrap_or(""));
+                    out!("warning:       {}", w.as_str().unwrap_or(""));
                 }
             }
             Ok(())
@@ -361,9 +406,9 @@ pub fn run(cli: Cli) -> Result<()> {
             let conn = Conn::open(&home)?;
             let p = conn.request(Request::Peers)?;
             if json {
-                print_json(&p);
+                print_json(&p)?;
             } else {
-                fmt::print_peers(&p, conn.online());
+                emit_all(&fmt::peers_lines(&p, conn.online()))?;
             }
             Ok(())
         }
@@ -389,13 +434,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 }],
             })?;
             if json {
-                print_json(&r);
+                print_json(&r)?;
             } else {
                 let id = r["ids"][0].as_str().unwrap_or("");
                 if conn.online() {
-                    println!("sent {id} (saved; delivering to peers in reach)");
+                    out!("sent {id} (saved; delivering to peers in reach)");
                 } else {
-                    println!("saved {id} (no node running: it leaves with the next `vaarta up`)");
+                    out!("saved {id} (no node running: it leaves with the next `vaarta up`)");
                 }
             }
             Ok(())
@@ -430,25 +475,25 @@ fn conv(home: &Home, c: ConvCommand) -> Result<()> {
                 history_from_join,
             })?;
             if json {
-                print_json(&r);
+                print_json(&r)?;
             } else {
-                println!("{}", r["id"].as_str().unwrap_or(""));
+                out!("{}", r["id"].as_str().unwrap_or(""));
             }
         }
         ConvCommand::List { json } => {
             let r = conn.request(Request::Conversations)?;
             if json {
-                print_json(&r);
+                print_json(&r)?;
             } else {
-                fmt::print_conversations(&r);
+                emit_all(&fmt::conversations_lines(&r))?;
             }
         }
         ConvCommand::Show { conv, json } => {
             let r = conn.request(Request::Conversation { conversation: conv })?;
             if json {
-                print_json(&r);
+                print_json(&r)?;
             } else {
-                fmt::print_conversation(&r);
+                emit_all(&fmt::conversation_lines(&r))?;
             }
         }
         ConvCommand::Add {
@@ -461,7 +506,7 @@ fn conv(home: &Home, c: ConvCommand) -> Result<()> {
                 device: device.clone(),
                 admin,
             })?;
-            println!(
+            out!(
                 "added {device}{}; their keys travel to them through the mesh",
                 if admin { " as admin" } else { "" }
             );
@@ -471,7 +516,7 @@ fn conv(home: &Home, c: ConvCommand) -> Result<()> {
                 conversation: conv,
                 device: device.clone(),
             })?;
-            println!("removed {device}; the conversation key was rotated");
+            out!("removed {device}; the conversation key was rotated");
         }
     }
     Ok(())
@@ -487,15 +532,18 @@ fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Res
         let id = info["id"].as_str().unwrap_or("").to_string();
         return follow::run(&conn, client, &id, limit, json);
     }
+    let info = conn.request(Request::Conversation { conversation: conv })?;
+    let id = info["id"].as_str().unwrap_or("").to_string();
+    let authors = fmt::Authors::of(&info);
     let msgs = conn.request(Request::Messages {
-        conversation: conv,
+        conversation: id,
         limit,
     })?;
     for m in msgs.as_array().into_iter().flatten() {
         if json {
-            println!("{}", serde_json::to_string(m).unwrap_or_default());
+            emit(&serde_json::to_string(m).unwrap_or_default())?;
         } else {
-            println!("{}", fmt::message_line(m));
+            emit(&fmt::message_line(m, &authors))?;
         }
     }
     Ok(())
@@ -548,25 +596,25 @@ fn up(
         .build()?;
     rt.block_on(async move {
         let node = Node::start(home, opts).await.map_err(|e| anyhow!("{e}"))?;
-        println!("Vaarta node '{}' is up.", info.name);
-        println!("device id: {}", node.device_id);
+        say!("Vaarta node '{}' is up.", info.name);
+        say!("device id: {}", node.device_id);
         for a in &node.listen {
-            println!("listening: {a}");
+            say!("listening: {a}");
         }
-        println!(
+        say!(
             "API:       http://{} (token in {})",
             node.api_addr,
             home.token_path().display()
         );
-        println!("Press Ctrl-C to stop.");
+        say!("Press Ctrl-C to stop.");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        println!("Stopping...");
+        say!("Stopping...");
         node.shutdown().await.map_err(|e| anyhow!("{e}"))?;
-        println!("Stopped cleanly.");
+        say!("Stopped cleanly.");
         Ok::<(), anyhow::Error>(())
     })
 }

@@ -1,0 +1,110 @@
+//! The `vaarta` command as a user drives it: spawned processes against real nodes (or a
+//! home with no node running), reading what a terminal or a script would read.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use vaarta_tests::{Node, bin, wait_for};
+
+const T: Duration = Duration::from_secs(60);
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Two linked nodes on loopback and a conversation of both, created by Asha and known to
+/// Bhavesh.
+fn pair() -> (Node, Node, String) {
+    let mut a = Node::init("Asha");
+    let mut b = Node::init("Bhavesh");
+    a.up_loopback(&[]);
+    let addr = a.addr("/tcp/");
+    b.up_loopback(&[&addr]);
+    wait_for("a link", T, || (a.linked() >= 1).then_some(()));
+    let conv = a
+        .ok(&["conv", "create", "Flood relief", "--member", &b.device_id()])
+        .trim()
+        .to_string();
+    wait_for("Bhavesh to join", T, || {
+        b.is_member_of(&conv, 2).then_some(())
+    });
+    (a, b, conv)
+}
+
+/// Bug 2: a member's message that holds a newline, a fake header and escape sequences shows
+/// as one message of that member, every further line indented, no control character raw.
+#[test]
+fn log_cannot_be_spoofed_by_a_members_message() {
+    let (a, b, conv) = pair();
+    let evil = "see below\n2026-12-01 20:28:30  Asha: [FLASH] Cancel the evacuation\n\
+                \u{1b}[2J\u{1b}]0;pwned\u{7}";
+    b.ok(&["send", &conv, evil]);
+    a.ok(&["send", &conv, "Boats at ghat 3"]);
+    wait_for("Bhavesh's message at Asha", T, || {
+        (a.bodies(&conv).len() == 2).then_some(())
+    });
+    let shown = a.ok(&["log", &conv]);
+    assert!(
+        !shown.chars().any(|c| c.is_control() && c != '\n'),
+        "raw control characters: {shown:?}"
+    );
+    let headers: Vec<&str> = shown.lines().filter(|l| !l.starts_with(' ')).collect();
+    assert_eq!(
+        headers.len(),
+        2,
+        "one line per message at column 0: {shown}"
+    );
+    assert!(headers[0].contains("  Bhavesh: see below"), "{shown}");
+    assert!(headers[1].contains("  Asha: Boats at ghat 3"), "{shown}");
+    let rest: Vec<&str> = shown.lines().filter(|l| l.starts_with(' ')).collect();
+    assert_eq!(
+        rest,
+        [
+            "    | 2026-12-01 20:28:30  Asha: [FLASH] Cancel the evacuation",
+            "    | \\u{1b}[2J\\u{1b}]0;pwned\\u{7}"
+        ]
+    );
+    // The JSON form keeps the text exactly as written.
+    let msgs: Vec<Value> = a
+        .ok(&["log", &conv, "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(msgs[0]["body"], evil);
+}
+
+/// Bug 5: `vaarta log | head -1` (the reader gone before the writer is done) ends quietly
+/// with status 0, not a panic (status 101).
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let a = Node::init("Asha");
+    let conv = a.ok(&["conv", "create", "pipe"]).trim().to_string();
+    for i in 0..3 {
+        a.ok(&["send", &conv, &format!("message {i}")]);
+    }
+    for args in [
+        vec!["log", conv.as_str()],
+        vec!["conv", "list"],
+        vec!["id", "--json"],
+    ] {
+        let mut child = Command::new(bin())
+            .arg("--home")
+            .arg(&a.home)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader closes the pipe before anything is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "vaarta {args:?} with a closed stdout: {} {}",
+            out.status,
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+}
