@@ -163,16 +163,37 @@ pub struct NodeFacts {
     pub online: bool,
 }
 
+/// The answer to an empty conversation id (the client gives it too: an empty path segment
+/// cannot be sent).
+pub const EMPTY_CONVERSATION: &str = "no conversation id given";
+
+/// A conversation by its id or a unique prefix of it: no match is 404, several are 400.
 fn conv<S: Store>(engine: &Engine<S>, s: &str) -> Result<ConversationId, ApiError> {
     if let Ok(id) = s.parse::<ConversationId>()
         && engine.replica().conversation(&id).is_some()
     {
         return Ok(id);
     }
-    engine
+    let prefix = s.trim().to_ascii_lowercase();
+    if prefix.is_empty() {
+        return Err(ApiError::bad(EMPTY_CONVERSATION));
+    }
+    let hits: Vec<ConversationId> = engine
         .replica()
-        .resolve_conversation(s)
-        .ok_or_else(|| ApiError::not_found(format!("no conversation matches '{s}'")))
+        .conversation_ids()
+        .into_iter()
+        .filter(|c| c.to_string().starts_with(&prefix))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(ApiError::not_found(format!(
+            "no conversation matches '{s}'"
+        ))),
+        many => Err(ApiError::bad(format!(
+            "'{s}' matches {} conversations: give more characters of the id (`vaarta conv list`)",
+            many.len()
+        ))),
+    }
 }
 
 fn device(s: &str) -> Result<DeviceId, ApiError> {
@@ -893,6 +914,56 @@ mod tests {
         assert_eq!(r["name"], "Asha");
         assert_eq!(r["device"], e.device_id().to_string().as_str());
         assert_eq!(r["by"], actor_hint(&e.device_id()).as_str());
+    }
+
+    fn create(e: &mut Engine<MemoryStore>, title: &str) -> String {
+        run(
+            e,
+            Request::CreateConversation {
+                title: title.into(),
+                members: vec![],
+                history_from_join: false,
+            },
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn try_run(e: &mut Engine<MemoryStore>, r: Request) -> Result<Value, ApiError> {
+        let v = execute(e, r, NOW, &NodeFacts::default());
+        e.flush(NOW).unwrap();
+        v
+    }
+
+    /// Bug 6: a prefix of several conversations is "ambiguous" (400), not "no match".
+    #[test]
+    fn an_ambiguous_prefix_says_so() {
+        let mut e = engine(4, "Asha");
+        // 33 ids in a 32-letter alphabet: two start alike.
+        let ids: Vec<String> = (0..33).map(|i| create(&mut e, &format!("c{i}"))).collect();
+        let shared = ids
+            .iter()
+            .find(|a| ids.iter().filter(|b| b[..1] == a[..1]).count() > 1)
+            .unwrap()[..1]
+            .to_string();
+        let show = |e: &mut Engine<MemoryStore>, c: &str| {
+            try_run(
+                e,
+                Request::Conversation {
+                    conversation: c.into(),
+                },
+            )
+        };
+        let err = show(&mut e, &shared).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(
+            err.message.contains("matches") && err.message.contains("conversations"),
+            "{err}"
+        );
+        assert_eq!(show(&mut e, &ids[0]).unwrap()["id"], ids[0].as_str());
+        assert_eq!(show(&mut e, "a/b?c d").unwrap_err().status, 404);
+        assert_eq!(show(&mut e, " ").unwrap_err().message, EMPTY_CONVERSATION);
     }
 
     #[tokio::test]

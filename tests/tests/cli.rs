@@ -108,3 +108,48 @@ fn a_closed_stdout_is_not_a_panic() {
         assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     }
 }
+
+/// Bug 6: ids that hold `/`, `?`, `#`, `%` or spaces reach the node as one id, online as
+/// offline: the same clear error, never a request to another path.
+#[test]
+fn odd_ids_give_the_same_answer_online_and_offline() {
+    let mut a = Node::init("Asha");
+    let conv = a.ok(&["conv", "create", "ids"]).trim().to_string();
+    let odd = [
+        "x/y",
+        "x?limit=1",
+        "x y",
+        "x#y",
+        "x%2Fy",
+        "..",
+        "messages/../x",
+    ];
+    let answers = |a: &Node| -> Vec<(bool, String)> {
+        let mut out = Vec::new();
+        for id in odd {
+            for args in [
+                vec!["conv", "show", id],
+                vec!["log", id],
+                vec!["send", id, "hello"],
+            ] {
+                let o = a.cli(&args);
+                out.push((o.status.success(), stderr(&o).trim().to_string()));
+            }
+        }
+        // A message id with a slash, in a real conversation.
+        let o = a.cli(&["send", &conv, "hi", "--reply-to", "1/2"]);
+        out.push((o.status.success(), stderr(&o).trim().to_string()));
+        out
+    };
+    let offline = answers(&a);
+    for (ok, err) in &offline {
+        assert!(!ok);
+        assert!(
+            err.contains("no conversation matches") || err.contains("is not a message id"),
+            "{err}"
+        );
+    }
+    a.up_loopback(&[]);
+    assert_eq!(answers(&a), offline);
+    assert!(a.bodies(&conv).is_empty(), "nothing was sent anywhere");
+}
