@@ -192,12 +192,117 @@ impl Home {
         Ok((id, info))
     }
 
-    /// The running node's API address and token, if one is running.
+    /// The running node's API address and token, if one is running: `api.json` is trusted
+    /// only while its process lives and (where `/proc` shows it) holds the listening socket,
+    /// so after a crash the token and message text are not sent to whatever listens on that
+    /// port now. A stale `api.json` is removed. Callers still check the node's identity
+    /// ([`Home::verify_api`]).
     pub fn running_api(&self) -> Option<(ApiInfo, String)> {
         let info: ApiInfo = serde_json::from_slice(&std::fs::read(self.api_path()).ok()?).ok()?;
+        match api_owner(&info) {
+            Owner::Yes | Owner::Unknown => {}
+            Owner::Dead => {
+                tracing::info!(pid = info.pid, "removing a stale api.json");
+                let _ = std::fs::remove_file(self.api_path());
+                return None;
+            }
+            Owner::NotListening => return None,
+        }
         let token = std::fs::read_to_string(self.token_path()).ok()?;
         Some((info, token.trim().to_string()))
     }
+
+    /// Checks that a node's status answer is this home's device (not another program or
+    /// another node that now has the port).
+    pub fn verify_api(&self, status: &serde_json::Value) -> Result<(), NodeError> {
+        let (id, _) = self.load()?;
+        let expected = id.device_id().to_string();
+        match status["device_id"].as_str() {
+            Some(d) if d == expected => Ok(()),
+            other => Err(NodeError::Home(format!(
+                "the API named in {} answers as device {}, not this home's {expected}: refusing to use it (remove the file if no node of this home runs)",
+                self.api_path().display(),
+                other.unwrap_or("(none)")
+            ))),
+        }
+    }
+}
+
+/// Whether the process named in `api.json` serves its address.
+#[derive(Debug, PartialEq, Eq)]
+enum Owner {
+    Yes,
+    /// The process is gone (a crash, or a kill -9).
+    Dead,
+    /// The process lives but does not hold a socket listening there (its pid was reused).
+    NotListening,
+    /// This system does not say (no `/proc`, or another user's process).
+    Unknown,
+}
+
+fn api_owner(info: &ApiInfo) -> Owner {
+    let proc = PathBuf::from(format!("/proc/{}", info.pid));
+    if !Path::new("/proc/self").exists() {
+        return Owner::Unknown;
+    }
+    if !proc.exists() {
+        return Owner::Dead;
+    }
+    let Ok(addr) = info.addr.parse::<SocketAddr>() else {
+        return Owner::NotListening;
+    };
+    let Some(inodes) = listening_inodes(addr) else {
+        return Owner::Unknown;
+    };
+    let Ok(fds) = std::fs::read_dir(proc.join("fd")) else {
+        return Owner::Unknown;
+    };
+    let held = fds.filter_map(Result::ok).any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|l| {
+            let l = l.to_string_lossy();
+            inodes
+                .iter()
+                .any(|i| l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) == Some(i))
+        })
+    });
+    if held {
+        Owner::Yes
+    } else {
+        Owner::NotListening
+    }
+}
+
+/// Socket inodes listening on `addr` (from /proc/net/tcp or tcp6).
+fn listening_inodes(addr: SocketAddr) -> Option<Vec<String>> {
+    let (file, local) = match addr {
+        SocketAddr::V4(a) => (
+            "/proc/net/tcp",
+            format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(a.ip().octets()),
+                a.port()
+            ),
+        ),
+        SocketAddr::V6(a) => {
+            let o = a.ip().octets();
+            let words: String = o
+                .chunks(4)
+                .map(|c| format!("{:08X}", u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect();
+            ("/proc/net/tcp6", format!("{words}:{:04X}", a.port()))
+        }
+    };
+    let text = std::fs::read_to_string(file).ok()?;
+    Some(
+        text.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // local_address, state 0A = LISTEN, inode is the tenth field.
+                (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| f[9].to_string())
+            })
+            .collect(),
+    )
 }
 
 fn hex(b: &[u8]) -> String {

@@ -205,6 +205,11 @@ impl Node {
             .unwrap_or_else(|| panic!("{} has no {fragment} address", self.name))
     }
 
+    /// Hands over the running `vaarta up` process (to signal and wait for it yourself).
+    pub fn take_child(&mut self) -> Option<Child> {
+        self.child.take()
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }

@@ -153,3 +153,100 @@ fn odd_ids_give_the_same_answer_online_and_offline() {
     assert_eq!(answers(&a), offline);
     assert!(a.bodies(&conv).is_empty(), "nothing was sent anywhere");
 }
+
+/// Bug 11: SIGHUP (the terminal closed) stops the node cleanly: status 0, api.json removed.
+#[test]
+fn sighup_stops_the_node_cleanly() {
+    let mut a = Node::init("Asha");
+    a.up_loopback(&[]);
+    let pid = a.pid().unwrap();
+    let mut child = a.take_child().unwrap();
+    Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    let st = wait_for("the node to exit", T, || child.try_wait().ok().flatten());
+    assert!(st.success(), "SIGHUP: {st}: {}", a.log());
+    assert!(!a.home.join("api.json").exists(), "api.json left behind");
+}
+
+/// A stand-in for whatever listens on a dead node's port: records every request, answers
+/// each with `answer` (a status line and a JSON body).
+fn impostor(answer: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let mut buf = [0u8; 4096];
+            let n = c.read(&mut buf).unwrap_or(0);
+            s.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (addr, seen)
+}
+
+/// Bug 11: after a crash, api.json names a port that something else holds now. The CLI
+/// checks the pid (alive, holding that socket) and the node's identity before it sends the
+/// token or any message text.
+#[test]
+fn a_stale_api_file_is_not_trusted() {
+    let a = Node::init("Asha");
+    let conv = a.ok(&["conv", "create", "stale"]).trim().to_string();
+    std::fs::write(a.home.join("api-token"), "old-token").unwrap();
+    let fake = r#"{"device_id": "someone-else", "online": true, "listen": [], "warnings": []}"#;
+    // 1. The pid is dead: api.json is stale, the command runs offline, nothing is sent.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    // 2. The pid lives but does not hold the socket (a reused pid).
+    let mut other = Command::new("sleep").arg("60").spawn().unwrap();
+    for pid in [dead, other.id()] {
+        let (addr, seen) = impostor(fake);
+        std::fs::write(
+            a.home.join("api.json"),
+            format!(r#"{{"addr": "{addr}", "pid": {pid}}}"#),
+        )
+        .unwrap();
+        let o = a.cli(&["send", &conv, "secret plan"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("no node running"),
+            "saved offline"
+        );
+        assert_eq!(*seen.lock().unwrap(), "", "nothing reached the impostor");
+    }
+    let _ = other.kill();
+    let _ = other.wait();
+    // 3. The process holds the socket (here: this test) but is not this home's node.
+    let (addr, seen) = impostor(fake);
+    std::fs::write(
+        a.home.join("api.json"),
+        format!(r#"{{"addr": "{addr}", "pid": {}}}"#, std::process::id()),
+    )
+    .unwrap();
+    let o = a.cli(&["send", &conv, "secret plan"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("answers as device someone-else"),
+        "{}",
+        stderr(&o)
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        !seen.contains("secret plan") && !seen.contains("POST"),
+        "{seen}"
+    );
+    std::fs::remove_file(a.home.join("api.json")).unwrap();
+    assert_eq!(a.bodies(&conv), ["secret plan", "secret plan"]);
+}

@@ -240,7 +240,8 @@ impl Conn {
         }
         if let Some((info, token)) = home.running_api() {
             let c = Client::new(&info.addr, &token);
-            if c.request(Request::Status).is_ok() {
+            if let Ok(status) = c.request(Request::Status) {
+                home.verify_api(&status).map_err(|e| anyhow!("{e}"))?;
                 return Ok(Conn::Online(c));
             }
         }
@@ -607,10 +608,14 @@ fn up(
             home.token_path().display()
         );
         say!("Press Ctrl-C to stop.");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        // A closed terminal (SIGHUP) stops the node as cleanly as Ctrl-C.
+        let mut hup = signal(SignalKind::hangup())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
         say!("Stopping...");
         node.shutdown().await.map_err(|e| anyhow!("{e}"))?;
