@@ -250,3 +250,160 @@ fn a_stale_api_file_is_not_trusted() {
     std::fs::remove_file(a.home.join("api.json")).unwrap();
     assert_eq!(a.bodies(&conv), ["secret plan", "secret plan"]);
 }
+
+fn json_of(o: &std::process::Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {} / {}",
+            String::from_utf8_lossy(&o.stdout),
+            stderr(o)
+        )
+    })
+}
+
+/// Global `--json` on every data command (before or after the subcommand), one JSON value
+/// per command (JSON Lines for `log`), and errors as JSON on stderr, usage errors too.
+#[test]
+fn every_data_command_speaks_json() {
+    let (a, b, conv) = pair();
+    let bd = b.device_id();
+    let run = |args: &[&str]| {
+        let o = a.cli(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        json_of(&o)
+    };
+    assert_eq!(run(&["--json", "id"])["online"], true);
+    assert!(run(&["peers", "--json"])["connected"].is_array());
+    assert!(run(&["conv", "list", "--json"]).is_array());
+    assert_eq!(run(&["conv", "show", &conv, "--json"])["id"], conv.as_str());
+    let added = run(&["conv", "add", &conv, &bd, "--json"]);
+    assert_eq!(
+        (added["changed"].clone(), added["admin"].clone()),
+        (false.into(), false.into())
+    );
+    let added = run(&["--json", "conv", "add", &conv, &bd, "--admin"]);
+    assert_eq!(
+        (added["changed"].clone(), added["admin"].clone()),
+        (true.into(), true.into())
+    );
+    // Adding an admin again without a role keeps them admin (it used to demote).
+    assert_eq!(run(&["conv", "add", &conv, &bd, "--json"])["admin"], true);
+    let sent = run(&["send", &conv, "hello", "--json"]);
+    let id = sent["ids"][0].as_str().unwrap().to_string();
+    let log = a.ok(&["log", &conv, "--json"]);
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["id"], id.as_str());
+    let c2 = run(&["conv", "create", "second", "--json"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(run(&["conv", "remove", &conv, &bd, "--json"])["ok"], true);
+    // The last admin cannot leave: a JSON error, status 1.
+    let o = a.cli(&["conv", "remove", &c2, &a.device_id(), "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err: Value = serde_json::from_slice(&o.stderr).unwrap();
+    assert!(
+        err["error"].as_str().unwrap().contains("last admin"),
+        "{err}"
+    );
+    // Usage errors: JSON, status 2.
+    let o = a.cli(&["log", &conv, "--limit", "0", "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err: Value = serde_json::from_slice(&o.stderr).unwrap();
+    assert!(err["error"].as_str().unwrap().contains("0"), "{err}");
+    // A fresh home: init --json.
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(bin())
+        .arg("--home")
+        .arg(dir.path().join("h"))
+        .args(["--json", "init", "--name", "Chitra"])
+        .output()
+        .unwrap();
+    assert_eq!(json_of(&o)["name"], "Chitra");
+}
+
+/// Message text from standard input (`send CONV -`) and from a file, of any size up to the
+/// limit (a 1 MB argument fails in the shell with "Argument list too long").
+#[test]
+fn send_reads_stdin_and_files() {
+    let mut a = Node::init("Asha");
+    let conv = a.ok(&["conv", "create", "stdin"]).trim().to_string();
+    let text = "line one\nदूसरी पंक्ति\n".repeat(1000);
+    let send_stdin = |a: &Node, input: &str| {
+        let mut child = Command::new(bin())
+            .arg("--home")
+            .arg(&a.home)
+            .args(["send", &conv, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = send_stdin(&a, &text);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = a.home.with_extension("msg");
+    std::fs::write(&file, "from a file").unwrap();
+    a.up_loopback(&[]);
+    a.ok(&["send", &conv, "--file", file.to_str().unwrap()]);
+    assert_eq!(a.bodies(&conv), [text.as_str(), "from a file"]);
+    // Too big, blank, or a file that is not there: one clear line naming the problem.
+    let o = send_stdin(&a, &"x".repeat(70_000));
+    assert!(
+        stderr(&o).contains("the limit is 65536 bytes (64 KiB)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = send_stdin(&a, "  \n ");
+    assert!(
+        stderr(&o).contains("the message is empty"),
+        "{}",
+        stderr(&o)
+    );
+    let o = a.cli(&["send", &conv, "--file", "/nonexistent/msg"]);
+    assert!(stderr(&o).contains("/nonexistent/msg"), "{}", stderr(&o));
+    let o = a.cli(&["send", &conv]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// Bugs 4 and 9: out-of-range values are refused with a clear error instead of a silent
+/// wrong result (an expiry in the past, one message for --limit 0, --home ignored).
+#[test]
+fn out_of_range_values_are_refused() {
+    let a = Node::init("Asha");
+    let conv = a.ok(&["conv", "create", "range"]).trim().to_string();
+    for bad in ["0", "0s", "99999999999999999d", "367d"] {
+        let o = a.cli(&["send", &conv, "hi", "--expires", bad]);
+        assert_eq!(o.status.code(), Some(1), "--expires {bad}");
+        assert!(
+            stderr(&o).contains("must be between 1s and 366d"),
+            "{bad}: {}",
+            stderr(&o)
+        );
+    }
+    a.ok(&["send", &conv, "hi", "--expires", "2h"]);
+    let m: Value = serde_json::from_str(a.ok(&["log", &conv, "--json"]).trim()).unwrap();
+    let left = m["expires_at_ms"].as_u64().unwrap() - m["sent_at_ms"].as_u64().unwrap();
+    assert!((7_199_000..=7_201_000).contains(&left), "{m}");
+    for limit in ["0", "100001"] {
+        assert_eq!(
+            a.cli(&["log", &conv, "--limit", limit]).status.code(),
+            Some(2)
+        );
+    }
+    assert_eq!(a.cli(&["bench", "--messages", "0"]).status.code(), Some(2));
+    let o = a.cli(&["demo"]);
+    assert!(stderr(&o).contains("--home is not used"), "{}", stderr(&o));
+}

@@ -42,12 +42,18 @@ use vaarta_sync::envelope::Precedence;
     version,
     about = "Vaarta (वार्ता): offline-first, end-to-end encrypted mesh messenger for field teams",
     long_about = "Vaarta syncs end-to-end encrypted conversations directly between devices in reach \
-(same Wi-Fi/LAN), with no server. Start with `vaarta demo`, or `vaarta init --name NAME` then `vaarta up`."
+(same Wi-Fi/LAN), with no server. Start with `vaarta demo`, or `vaarta init --name NAME` then `vaarta up`.",
+    after_help = "Exit status: 0 success, 1 error (one line on stderr; with --json a {\"error\": ...} object), \
+2 usage error. A closed standard output (e.g. `vaarta log C | head -1`) ends a command with 0."
 )]
 pub struct Cli {
     /// The node's home directory (identity, database, API token). Default: $VAARTA_HOME or ~/.vaarta
-    #[arg(long, global = true, env = "VAARTA_HOME")]
+    #[arg(long, global = true, env = "VAARTA_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
+    /// Machine-readable output: one pretty-printed JSON value, or JSON Lines (one object per
+    /// line) for `log`; errors as {"error": "..."} on stderr
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,10 +65,8 @@ pub enum Command {
         /// Your name as others will see it
         #[arg(long)]
         name: String,
-        #[arg(long)]
-        json: bool,
     },
-    /// Run the node in the foreground until Ctrl-C / SIGTERM
+    /// Run the node in the foreground until Ctrl-C / SIGTERM / SIGHUP
     Up {
         /// Address to listen on (repeatable), e.g. /ip4/0.0.0.0/tcp/7447
         #[arg(long = "listen", value_name = "MULTIADDR")]
@@ -74,22 +78,16 @@ pub enum Command {
         #[arg(long)]
         no_mdns: bool,
         /// Where the local API listens (loopback only)
-        #[arg(long, default_value = "127.0.0.1:0")]
+        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
         api: String,
         /// Do not carry other conversations' envelopes for others
         #[arg(long)]
         no_relay: bool,
     },
     /// Show this device's id, name, safety number and listen addresses
-    Id {
-        #[arg(long)]
-        json: bool,
-    },
+    Id,
     /// Show connected and recently seen peers
-    Peers {
-        #[arg(long)]
-        json: bool,
-    },
+    Peers,
     /// Create, list and manage conversations
     #[command(subcommand)]
     Conv(ConvCommand),
@@ -97,50 +95,51 @@ pub enum Command {
     Send {
         /// Conversation id (or a unique prefix of it)
         conv: String,
-        /// The message text (any language)
-        text: String,
+        /// The message text (any language); `-` reads it from standard input
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        text: Option<String>,
+        /// Read the message text from this file (UTF-8)
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
         /// How urgent it is: relays and links carry higher precedence first
         #[arg(long, value_enum, ignore_case = true, default_value_t = PrecedenceArg::Routine)]
         precedence: PrecedenceArg,
-        /// Stop relaying after this long, e.g. 30m, 2h, 1d
+        /// Stop relaying after this long, e.g. 90s, 30m, 2h, 1d (at most 366d)
         #[arg(long, value_name = "DURATION")]
         expires: Option<String>,
-        /// Reply to this message id
+        /// Reply to this message id (as `log --json` shows it)
         #[arg(long, value_name = "MESSAGE")]
         reply_to: Option<String>,
-        #[arg(long)]
-        json: bool,
     },
     /// Show the messages of a conversation in order
     Log {
+        /// Conversation id (or a unique prefix of it)
         conv: String,
         /// Keep printing as the conversation changes: new messages, edits, deletions and
         /// reactions, each on a line that says so (with --json: the message with a "change"
         /// field). Needs a running node; fails when the node stops
         #[arg(long)]
         follow: bool,
-        /// How many of the newest messages (at start, with --follow)
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        #[arg(long)]
-        json: bool,
+        /// How many of the newest messages (at start, with --follow): 1 to 100000
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        limit: u64,
     },
     /// Run three nodes on this machine and show them talking, losing one and catching up
+    /// (in temporary homes: --home is not used)
     Demo {
         /// Keep the nodes' homes (printed) instead of deleting them
         #[arg(long)]
         keep: bool,
     },
-    /// Measure two nodes on loopback (throughput, latency, bytes) and print a table
+    /// Measure two nodes on loopback (throughput, latency, bytes) and print a table (in
+    /// temporary homes: --home is not used)
     Bench {
         /// Messages for the throughput run
-        #[arg(long, default_value_t = 20_000)]
-        messages: usize,
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+        messages: u64,
         /// Messages of history for the idle-reconnect measurement
         #[arg(long, default_value_t = 100_000)]
         history: usize,
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -148,6 +147,7 @@ pub enum Command {
 pub enum ConvCommand {
     /// Create a conversation; prints its id
     Create {
+        /// The conversation's title
         title: String,
         /// A member's device id (repeatable)
         #[arg(long = "member", value_name = "DEVICE_ID")]
@@ -155,30 +155,35 @@ pub enum ConvCommand {
         /// Members added later read only what is written after they join
         #[arg(long)]
         history_from_join: bool,
-        #[arg(long)]
-        json: bool,
     },
     /// List conversations
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Show a conversation's members
     Show {
+        /// Conversation id (or a unique prefix of it)
         conv: String,
-        #[arg(long)]
-        json: bool,
     },
-    /// Add a member by device id (their keys travel through the mesh)
+    /// Add a member by device id (their keys travel through the mesh), or change a
+    /// member's role with --admin / --no-admin; an existing member keeps their role otherwise
     Add {
+        /// Conversation id (or a unique prefix of it)
         conv: String,
+        /// The member's device id (`vaarta id` on their device)
         device: String,
         /// Make them an admin
-        #[arg(long)]
+        #[arg(long, conflicts_with = "no_admin")]
         admin: bool,
+        /// Make them a plain member (takes back admin)
+        #[arg(long)]
+        no_admin: bool,
     },
-    /// Remove a member (the conversation key rotates)
-    Remove { conv: String, device: String },
+    /// Remove a member (the conversation key rotates); your own device id: leave
+    Remove {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The member's device id
+        device: String,
+    },
 }
 
 /// `--precedence`: the values of [`Precedence`] for clap (the sync crate stays free of it).
@@ -206,21 +211,42 @@ impl From<PrecedenceArg> for Precedence {
     }
 }
 
-/// Parses 90s, 30m, 2h, 1d (or plain seconds).
+/// Parses 90s, 30m, 2h, 1d (or plain seconds): 1 s to 366 days, with no overflow.
 pub fn parse_duration(s: &str) -> Result<u64> {
     let s = s.trim();
+    let bad = || anyhow!("'{s}' is not a duration (use e.g. 90s, 30m, 2h, 1d)");
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| anyhow!("'{s}' is not a duration (use e.g. 90s, 30m, 2h, 1d)"))?;
+    let n: u64 = num.parse().map_err(|_| bad())?;
     let mult = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => bail!("'{s}' is not a duration (use e.g. 90s, 30m, 2h, 1d)"),
+        _ => return Err(bad()),
     };
-    Ok(n * mult)
+    let max = vaarta_node::api::MAX_EXPIRES_S;
+    match n.checked_mul(mult) {
+        Some(secs) if (1..=max).contains(&secs) => Ok(secs),
+        _ => bail!("--expires {s}: must be between 1s and {}d", max / 86_400),
+    }
+}
+
+/// The text of `send`: the argument, standard input for `-`, or a file.
+fn message_text(text: Option<String>, file: Option<PathBuf>) -> Result<String> {
+    use std::io::Read;
+    match (text, file) {
+        (Some(t), None) if t == "-" => {
+            let mut buf = String::new();
+            std::io::stdin()
+                .read_to_string(&mut buf)
+                .map_err(|e| anyhow!("cannot read the message from standard input: {e}"))?;
+            Ok(buf)
+        }
+        (Some(t), None) => Ok(t),
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .map_err(|e| anyhow!("cannot read the message from {}: {e}", f.display())),
+        _ => bail!("give the message text, `-` for standard input, or --file PATH"),
+    }
 }
 
 /// How a command reaches the node.
@@ -296,6 +322,8 @@ fn print_json(v: &Value) -> Result<()> {
 
 /// Runs the CLI; returns the process exit code.
 pub fn main_entry() -> ExitCode {
+    // Known before parsing, so that a usage error is JSON under --json too.
+    let json_errors = std::env::args_os().any(|a| a == "--json");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e)
@@ -305,7 +333,14 @@ pub fn main_entry() -> ExitCode {
             e.exit()
         }
         Err(e) => {
-            eprintln!("{}", usage_error_line(&e));
+            if json_errors {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"error": usage_error_line(&e), "usage": true})
+                );
+            } else {
+                eprintln!("{}", usage_error_line(&e));
+            }
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
@@ -322,7 +357,11 @@ pub fn main_entry() -> ExitCode {
             if let Some(cause) = e.chain().nth(1) {
                 msg = format!("{msg}: {cause}");
             }
-            eprintln!("error: {msg}");
+            if json_errors {
+                eprintln!("{}", serde_json::json!({"error": msg}));
+            } else {
+                eprintln!("error: {msg}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -349,9 +388,21 @@ fn usage_error_line(e: &clap::Error) -> String {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    let json = cli.json;
+    if matches!(cli.command, Command::Demo { .. } | Command::Bench { .. })
+        && cli.home.is_some()
+        && std::env::var_os("VAARTA_HOME").is_none()
+    {
+        bail!("demo and bench run in temporary homes: --home is not used by them");
+    }
+    if json && matches!(cli.command, Command::Demo { .. } | Command::Up { .. }) {
+        bail!(
+            "--json: `up` and `demo` print a narrative, not data (use `vaarta id --json` or `bench --json`)"
+        );
+    }
     let home = Home::resolve(cli.home.clone());
     match cli.command {
-        Command::Init { name, json } => {
+        Command::Init { name } => {
             let id = home.init(&name).map_err(|e| anyhow!("{e}"))?;
             let d = id.device_id();
             if json {
@@ -361,7 +412,7 @@ pub fn run(cli: Cli) -> Result<()> {
             } else {
                 out!(
                     "Created identity for {} in {}",
-                    name.trim(),
+                    fmt::clean(name.trim()),
                     home.dir.display()
                 );
                 out!("device id:     {d}");
@@ -377,13 +428,16 @@ pub fn run(cli: Cli) -> Result<()> {
             api,
             no_relay,
         } => up(&home, listen, peer, !no_mdns, &api, !no_relay),
-        Command::Id { json } => {
+        Command::Id => {
             let conn = Conn::open(&home)?;
             let s = conn.request(Request::Status)?;
             if json {
                 print_json(&s)?;
             } else {
-                out!("name:          {}", s["name"].as_str().unwrap_or(""));
+                out!(
+                    "name:          {}",
+                    fmt::clean(s["name"].as_str().unwrap_or(""))
+                );
                 out!("device id:     {}", s["device_id"].as_str().unwrap_or(""));
                 out!(
                     "safety number: {}",
@@ -398,12 +452,12 @@ pub fn run(cli: Cli) -> Result<()> {
                     out!("node:          not running (start it with `vaarta up`)");
                 }
                 for w in s["warnings"].as_array().into_iter().flatten() {
-                    out!("warning:       {}", w.as_str().unwrap_or(""));
+                    out!("warning:       {}", fmt::clean(w.as_str().unwrap_or("")));
                 }
             }
             Ok(())
         }
-        Command::Peers { json } => {
+        Command::Peers => {
             let conn = Conn::open(&home)?;
             let p = conn.request(Request::Peers)?;
             if json {
@@ -413,21 +467,22 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Conv(c) => conv(&home, c),
+        Command::Conv(c) => conv(&home, c, json),
         Command::Send {
             conv,
             text,
+            file,
             precedence,
             expires,
             reply_to,
-            json,
         } => {
-            let conn = Conn::open(&home)?;
             let expires_in_s = expires.as_deref().map(parse_duration).transpose()?;
+            let body = message_text(text, file)?;
+            let conn = Conn::open(&home)?;
             let r = conn.request(Request::Send {
                 conversation: conv,
                 messages: vec![OutgoingMessage {
-                    body: text,
+                    body,
                     // The API's wire form; it parses the string (one parser, in the API).
                     precedence: Some(Precedence::from(precedence).as_str().to_string()),
                     expires_in_s,
@@ -450,25 +505,19 @@ pub fn run(cli: Cli) -> Result<()> {
             conv,
             follow,
             limit,
-            json,
-        } => log(&home, conv, follow, limit, json),
+        } => log(&home, conv, follow, limit as usize, json),
         Command::Demo { keep } => demo::run(keep),
-        Command::Bench {
-            messages,
-            history,
-            json,
-        } => bench::run(messages, history, json),
+        Command::Bench { messages, history } => bench::run(messages as usize, history, json),
     }
 }
 
-fn conv(home: &Home, c: ConvCommand) -> Result<()> {
+fn conv(home: &Home, c: ConvCommand, json: bool) -> Result<()> {
     let conn = Conn::open(home)?;
     match c {
         ConvCommand::Create {
             title,
             member,
             history_from_join,
-            json,
         } => {
             let r = conn.request(Request::CreateConversation {
                 title,
@@ -481,7 +530,7 @@ fn conv(home: &Home, c: ConvCommand) -> Result<()> {
                 out!("{}", r["id"].as_str().unwrap_or(""));
             }
         }
-        ConvCommand::List { json } => {
+        ConvCommand::List => {
             let r = conn.request(Request::Conversations)?;
             if json {
                 print_json(&r)?;
@@ -489,7 +538,7 @@ fn conv(home: &Home, c: ConvCommand) -> Result<()> {
                 emit_all(&fmt::conversations_lines(&r))?;
             }
         }
-        ConvCommand::Show { conv, json } => {
+        ConvCommand::Show { conv } => {
             let r = conn.request(Request::Conversation { conversation: conv })?;
             if json {
                 print_json(&r)?;
@@ -501,23 +550,45 @@ fn conv(home: &Home, c: ConvCommand) -> Result<()> {
             conv,
             device,
             admin,
+            no_admin,
         } => {
-            conn.request(Request::AddMember {
+            let role = match (admin, no_admin) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let r = conn.request(Request::AddMember {
                 conversation: conv,
                 device: device.clone(),
-                admin,
+                admin: role,
             })?;
-            out!(
-                "added {device}{}; their keys travel to them through the mesh",
-                if admin { " as admin" } else { "" }
-            );
+            if json {
+                print_json(&r)?;
+            } else {
+                let role = if r["admin"] == true {
+                    "an admin"
+                } else {
+                    "a member"
+                };
+                if r["changed"] == false {
+                    out!("{device} is already {role}; nothing changed");
+                } else {
+                    out!("{device} is now {role}; their keys travel to them through the mesh");
+                }
+            }
         }
         ConvCommand::Remove { conv, device } => {
-            conn.request(Request::RemoveMember {
+            let r = conn.request(Request::RemoveMember {
                 conversation: conv,
                 device: device.clone(),
             })?;
-            out!("removed {device}; the conversation key was rotated");
+            if json {
+                print_json(&r)?;
+            } else if r["left"] == true {
+                out!("you left the conversation; the others' next key is not sealed to you");
+            } else {
+                out!("removed {device}; the conversation key was rotated");
+            }
         }
     }
     Ok(())
