@@ -121,24 +121,36 @@ impl Home {
         self.dir.join("api-token")
     }
 
+    /// Whether the home holds an identity. A key file that cannot be looked at (an
+    /// unreadable home, a file in place of the directory) counts as there, so that
+    /// [`Home::load`] reports the real error with its path instead of "run init".
     pub fn is_initialised(&self) -> bool {
-        self.key_path().exists()
+        !matches!(std::fs::symlink_metadata(self.key_path()), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
     }
 
     /// Creates this device's identity from the OS CSPRNG. Refuses to overwrite one.
     pub fn init(&self, name: &str) -> Result<Identity, NodeError> {
+        let at = |p: &Path, e: std::io::Error| NodeError::Home(format!("{}: {e}", p.display()));
+        if self.dir.exists() && !self.dir.is_dir() {
+            return Err(NodeError::Home(format!(
+                "{} exists and is not a directory: give another --home",
+                self.dir.display()
+            )));
+        }
         if self.is_initialised() {
+            // An identity that cannot be read is reported as such, with its path.
+            let (_, info) = self.load()?;
             return Err(NodeError::Home(format!(
                 "{} already has an identity (device {}); refusing to overwrite it",
                 self.dir.display(),
-                self.load().map(|(_, i)| i.device_id).unwrap_or_default()
+                info.device_id
             )));
         }
         let name = name.trim();
         if name.is_empty() || name.len() > 64 {
             return Err(NodeError::Home("the name must be 1 to 64 bytes".into()));
         }
-        std::fs::create_dir_all(&self.dir)?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| at(&self.dir, e))?;
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
             .map_err(|e| NodeError::Home(format!("no OS randomness: {e}")))?;
@@ -148,7 +160,8 @@ impl Home {
                 "generated an unusable key; try again".into(),
             ));
         }
-        write_private(&self.key_path(), hex(&seed).as_bytes())?;
+        write_private(&self.key_path(), hex(&seed).as_bytes())
+            .map_err(|e| at(&self.key_path(), e))?;
         let info = NodeInfo {
             name: name.to_string(),
             device_id: id.device_id().to_string(),
@@ -156,16 +169,21 @@ impl Home {
         std::fs::write(
             self.info_path(),
             serde_json::to_vec_pretty(&info).unwrap_or_default(),
-        )?;
+        )
+        .map_err(|e| at(&self.info_path(), e))?;
         Ok(id)
     }
 
     pub fn load(&self) -> Result<(Identity, NodeInfo), NodeError> {
-        let key = std::fs::read_to_string(self.key_path()).map_err(|_| {
-            NodeError::Home(format!(
-                "no identity in {}: run `vaarta init --name NAME` first",
-                self.dir.display()
-            ))
+        let key = std::fs::read_to_string(self.key_path()).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                NodeError::Home(format!(
+                    "no identity in {}: run `vaarta init --name NAME` first",
+                    self.dir.display()
+                ))
+            } else {
+                NodeError::Home(format!("{}: {e}", self.key_path().display()))
+            }
         })?;
         let seed = unhex(key.trim())
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
@@ -480,7 +498,10 @@ impl Node {
         .await
         .map_err(|e| NodeError::Api(format!("cannot listen on {}: {e}", opts.api)))?;
         if opts.publish_api {
-            write_private(&home.token_path(), token.as_bytes())?;
+            let at =
+                |p: PathBuf, e: std::io::Error| NodeError::Home(format!("{}: {e}", p.display()));
+            write_private(&home.token_path(), token.as_bytes())
+                .map_err(|e| at(home.token_path(), e))?;
             let info = ApiInfo {
                 addr: api_addr.to_string(),
                 pid: std::process::id(),
@@ -488,7 +509,8 @@ impl Node {
             write_private(
                 &home.api_path(),
                 &serde_json::to_vec(&info).unwrap_or_default(),
-            )?;
+            )
+            .map_err(|e| at(home.api_path(), e))?;
         }
         let facts = NodeFacts {
             listen: listen.iter().map(|a| a.to_string()).collect(),

@@ -407,3 +407,56 @@ fn out_of_range_values_are_refused() {
     let o = a.cli(&["demo"]);
     assert!(stderr(&o).contains("--home is not used"), "{}", stderr(&o));
 }
+
+/// Bug 8: every OS error names its path; "run init" only when there is no identity.
+#[test]
+fn home_errors_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let vaarta = |home: &std::path::Path, args: &[&str]| {
+        Command::new(bin())
+            .arg("--home")
+            .arg(home)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // A file where the home should be.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    for args in [&["init", "--name", "A"][..], &["id"][..]] {
+        let o = vaarta(&file, args);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stderr(&o).contains(file.to_str().unwrap()),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("run `vaarta init"), "{}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("already has an identity"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // A home inside a directory we may not write to (root may write anywhere: use a
+    // path under a file, which fails for everyone).
+    let below = file.join("home");
+    let o = vaarta(&below, &["init", "--name", "A"]);
+    assert!(
+        stderr(&o).contains(below.to_str().unwrap()),
+        "{}",
+        stderr(&o)
+    );
+    // An unreadable key file (a directory in its place reads as an error for root too).
+    let home = dir.path().join("h");
+    std::fs::create_dir_all(home.join("identity.key")).unwrap();
+    let o = vaarta(&home, &["id"]);
+    assert!(
+        stderr(&o).contains(home.join("identity.key").to_str().unwrap()),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("run `vaarta init"), "{}", stderr(&o));
+    let o = vaarta(&dir.path().join("none"), &["id"]);
+    assert!(stderr(&o).contains("run `vaarta init"), "{}", stderr(&o));
+}

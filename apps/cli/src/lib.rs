@@ -258,12 +258,8 @@ pub enum Conn {
 
 impl Conn {
     pub fn open(home: &Home) -> Result<Conn> {
-        if !home.is_initialised() {
-            bail!(
-                "no identity in {}: run `vaarta init --name NAME` first",
-                home.dir.display()
-            );
-        }
+        // Says "run init" only when there is no key; any other error names its path.
+        home.load().map_err(|e| anyhow!("{e}"))?;
         if let Some((info, token)) = home.running_api() {
             let c = Client::new(&info.addr, &token);
             if let Ok(status) = c.request(Request::Status) {
