@@ -638,6 +638,102 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
             == 0
 }
 
+/// Whether a `Host` header names this device: `localhost`, a loopback address, with or
+/// without a port. Anything else is a page that re-pointed its own name at 127.0.0.1 (DNS
+/// rebinding) or a request meant for another host.
+pub fn loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, tail)) if tail.is_empty() || tail.starts_with(':') => ip,
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether an `Origin` header is a page served from this device (`http://localhost:…`,
+/// `http://127.0.0.1:…`); `null` and every other origin are foreign.
+pub fn loopback_origin(origin: &str) -> bool {
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|h| !h.contains('/') && loopback_host(h))
+}
+
+/// Runs before any extractor reads the request: a foreign `Host` or `Origin` is refused
+/// (403), then a missing or wrong token (401), so nothing about the body (its type, size or
+/// JSON) is looked at for a caller that may not call. Afterwards, an error answer the
+/// framework wrote as text (a body that is not JSON, 413, 405) is rewritten as
+/// `{"error": ...}` with its status.
+async fn guard(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let h = req.headers();
+    let header = |n: &str| {
+        h.get(n)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}").to_string())
+    };
+    if let Some(host) = header("host")
+        && !loopback_host(&host)
+    {
+        return error_response(ApiError {
+            status: 403,
+            message: format!(
+                "refused: Host '{host}' is not this device (the API answers loopback names only)"
+            ),
+        });
+    }
+    if let Some(origin) = header("origin")
+        && !loopback_origin(&origin)
+    {
+        return error_response(ApiError {
+            status: 403,
+            message: format!("refused: requests from the web origin '{origin}' are not allowed"),
+        });
+    }
+    if !authorized(h, &s.token) {
+        return error_response(ApiError {
+            status: 401,
+            message: "missing or wrong API token (see the api-token file in the node's home)"
+                .into(),
+        });
+    }
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    error_response(ApiError {
+        status: status.as_u16(),
+        message,
+    })
+}
+
 fn error_response(e: ApiError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(json!({"error": e.message}))).into_response()
@@ -715,6 +811,11 @@ pub async fn serve(
     token: String,
     events: broadcast::Sender<String>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    if !addr.ip().is_loopback() {
+        return Err(std::io::Error::other(format!(
+            "the API listens on loopback only (127.0.0.1 or ::1), not {addr}"
+        )));
+    }
     let state = AppState {
         calls,
         token: Arc::new(token),
@@ -897,6 +998,7 @@ pub async fn serve(
         .fallback(|| async {
             error_response(ApiError::not_found("no such endpoint (see docs/api.md)"))
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -1328,6 +1430,50 @@ mod tests {
         )
         .unwrap_err();
         assert!(m.message.contains("last admin"), "{m}");
+    }
+
+    #[test]
+    fn only_loopback_hosts_and_origins() {
+        for h in [
+            "127.0.0.1:7000",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:80",
+            "127.5.6.7",
+        ] {
+            assert!(loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example",
+            "evil.example:7000",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:80",
+            "[::1]x",
+            "localhost:x",
+            "",
+        ] {
+            assert!(!loopback_host(h), "{h}");
+        }
+        assert!(loopback_origin("http://localhost:8080"));
+        for o in [
+            "null",
+            "http://evil.example",
+            "http://127.0.0.1.evil.example",
+            "http://localhost/x",
+            "file://",
+        ] {
+            assert!(!loopback_origin(o), "{o}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_server_refuses_a_non_loopback_address() {
+        let (calls, _rx) = mpsc::channel(1);
+        let (events, _) = broadcast::channel(1);
+        let e = serve("0.0.0.0:0".parse().unwrap(), calls, "t".into(), events)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("loopback only"), "{e}");
     }
 
     #[tokio::test]

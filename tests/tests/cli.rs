@@ -460,3 +460,119 @@ fn home_errors_name_the_path() {
     let o = vaarta(&dir.path().join("none"), &["id"]);
     assert!(stderr(&o).contains("run `vaarta init"), "{}", stderr(&o));
 }
+
+/// One raw HTTP/1.1 exchange with a node's API: (status code, body).
+fn raw_http(node: &Node, head: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(node.home.join("api.json")).unwrap()).unwrap();
+    let mut s = std::net::TcpStream::connect(info["addr"].as_str().unwrap()).unwrap();
+    write!(
+        s,
+        "{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (status, rest) = answer.split_once("\r\n\r\n").unwrap();
+    let code = status.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, rest.to_string())
+}
+
+/// The local API authenticates before it reads a body, refuses foreign Host and Origin
+/// headers (DNS rebinding, drive-by requests from web pages), and answers every error,
+/// the framework's own included, as {"error": ...}.
+#[test]
+fn the_api_checks_callers_before_bodies() {
+    let mut a = Node::init("Asha");
+    a.up_loopback(&[]);
+    let token = std::fs::read_to_string(a.home.join("api-token")).unwrap();
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(a.home.join("api.json")).unwrap()).unwrap();
+    let host = info["addr"].as_str().unwrap().to_string();
+    let auth = format!("Authorization: Bearer {}", token.trim());
+    let post = "POST /v1/conversations HTTP/1.1";
+    let cases: Vec<(String, &str, u16, &str)> = vec![
+        // No token: 401 whatever the body (it used to be 415/400/422 first).
+        (format!("{post}\r\nHost: {host}"), "not json", 401, "token"),
+        (
+            format!("{post}\r\nHost: {host}\r\nContent-Type: text/plain"),
+            "{}",
+            401,
+            "token",
+        ),
+        (
+            format!("{post}\r\nHost: {host}\r\nContent-Type: application/json"),
+            "{",
+            401,
+            "token",
+        ),
+        // Foreign Host or Origin: refused even with the token.
+        (
+            format!("{post}\r\nHost: evil.example:80\r\n{auth}\r\nContent-Type: application/json"),
+            r#"{"title":"x"}"#,
+            403,
+            "Host",
+        ),
+        (
+            format!(
+                "{post}\r\nHost: {host}\r\nOrigin: http://evil.example\r\n{auth}\r\nContent-Type: application/json"
+            ),
+            r#"{"title":"x"}"#,
+            403,
+            "origin",
+        ),
+        // With the token: the framework's rejections as JSON.
+        (
+            format!("{post}\r\nHost: {host}\r\n{auth}\r\nContent-Type: text/plain"),
+            "{}",
+            415,
+            "Content-Type",
+        ),
+        (
+            format!("{post}\r\nHost: {host}\r\n{auth}\r\nContent-Type: application/json"),
+            "{",
+            400,
+            "JSON",
+        ),
+        (
+            format!("{post}\r\nHost: {host}\r\n{auth}\r\nContent-Type: application/json"),
+            "{}",
+            422,
+            "title",
+        ),
+        (
+            format!("PUT /v1/status HTTP/1.1\r\nHost: {host}\r\n{auth}"),
+            "",
+            405,
+            "method",
+        ),
+        (
+            format!("GET /v1/conversations/x/messages?limit=-1 HTTP/1.1\r\nHost: {host}\r\n{auth}"),
+            "",
+            400,
+            "limit",
+        ),
+    ];
+    for (head, body, status, word) in cases {
+        let (code, answer) = raw_http(&a, &head, body);
+        let v: Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("{head}: not JSON ({e}): {answer}"));
+        assert_eq!(code, status, "{head}\n{answer}");
+        let msg = v["error"].as_str().unwrap_or_else(|| panic!("{answer}"));
+        assert!(
+            msg.to_lowercase().contains(&word.to_lowercase()),
+            "{head}: {msg}"
+        );
+    }
+    // A loopback origin (a local app's page) with the token is served.
+    let (code, _) = raw_http(
+        &a,
+        &format!(
+            "GET /v1/status HTTP/1.1\r\nHost: localhost\r\nOrigin: http://127.0.0.1:9\r\n{auth}"
+        ),
+        "",
+    );
+    assert_eq!(code, 200);
+}
