@@ -323,6 +323,36 @@ fn listening_inodes(addr: SocketAddr) -> Option<Vec<String>> {
     )
 }
 
+/// The transport may share a TCP port with another socket that allows it (port reuse), so
+/// a second node on the same `--listen` address would be accepted and incoming dials split
+/// between the two. A plain bind first tells whether the port is free.
+fn refuse_taken_port(addr: &Multiaddr) -> Result<(), NodeError> {
+    use vaarta_mesh::libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    let (Some(ip), Some(port)) = (ip, port) else {
+        return Ok(());
+    };
+    if port == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind((ip, port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(NodeError::Home(format!(
+            "cannot listen on {addr}: the port is already in use (another node or program holds it); choose another --listen"
+        ))),
+        Err(e) => Err(NodeError::Home(format!("cannot listen on {addr}: {e}"))),
+    }
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -460,6 +490,9 @@ impl Node {
             ban: Duration::from_millis(engine.config().ban_ms),
             ..vaarta_mesh::Config::default()
         };
+        for a in &opts.listen {
+            refuse_taken_port(a)?;
+        }
         let (mesh, mut mesh_events) = vaarta_mesh::start(mesh_cfg).await?;
         // Wait (briefly) for the listeners so we can print them.
         let mut listen = Vec::new();

@@ -576,3 +576,16 @@ fn the_api_checks_callers_before_bodies() {
     );
     assert_eq!(code, 200);
 }
+
+/// Bug 3: a second node on an address another node holds is refused with a clear error.
+#[test]
+fn two_nodes_cannot_share_a_listen_port() {
+    let mut a = Node::init("Asha");
+    a.up_loopback(&[]);
+    let addr = a.addr("/tcp/");
+    let b = Node::init("Bhavesh");
+    let o = b.cli(&["up", "--listen", &addr, "--no-mdns"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already in use"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&addr), "{}", stderr(&o));
+}
