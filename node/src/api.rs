@@ -45,8 +45,10 @@ pub enum Request {
     AddMember {
         conversation: String,
         device: String,
+        /// `Some(true)` admin, `Some(false)` plain member; `None`: a new member is a plain
+        /// member and an existing one keeps their role.
         #[serde(default)]
-        admin: bool,
+        admin: Option<bool>,
     },
     RemoveMember {
         conversation: String,
@@ -79,6 +81,112 @@ pub enum Request {
 
 fn default_limit() -> usize {
     50
+}
+
+/// The largest `limit` of a messages request.
+pub const MAX_LIMIT: usize = 100_000;
+
+/// The longest `expires_in_s`: one year.
+pub const MAX_EXPIRES_S: u64 = 366 * 86_400;
+
+/// The expiry (seconds since the epoch) of a message sent at `now_ms` that relays carry for
+/// `expires_in_s` seconds: at least 1 s, at most [`MAX_EXPIRES_S`].
+pub fn expiry_of(now_ms: u64, expires_in_s: u64) -> Result<u64, ApiError> {
+    if expires_in_s == 0 || expires_in_s > MAX_EXPIRES_S {
+        return Err(ApiError::bad(format!(
+            "expires_in_s must be 1 to {MAX_EXPIRES_S} seconds (one year); got {expires_in_s}"
+        )));
+    }
+    (now_ms / 1000)
+        .checked_add(expires_in_s)
+        .ok_or_else(|| ApiError::bad("expires_in_s is out of range"))
+}
+
+/// A message text: not blank, at most 64 KiB.
+fn check_body(body: &str) -> Result<(), ApiError> {
+    if body.trim().is_empty() {
+        return Err(ApiError::bad("the message is empty"));
+    }
+    let max = vaarta_sync::limits::MAX_BODY_BYTES;
+    if body.len() > max {
+        return Err(ApiError::bad(format!(
+            "the message is {} bytes; the limit is {max} bytes (64 KiB)",
+            body.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A reaction: one emoji (a sequence of pictographs, joiners, variation selectors, skin
+/// tones, flags or a keycap), at most 64 bytes. Letters, digits and spaces are refused.
+pub fn check_emoji(e: &str) -> Result<(), ApiError> {
+    let pictographic = |c: char| {
+        matches!(c as u32,
+            0xA9 | 0xAE | 0x203C | 0x2049 | 0x2122 | 0x2139 | 0x2194..=0x21AA | 0x231A..=0x23FF
+            | 0x24C2 | 0x25AA..=0x27BF | 0x2934 | 0x2935 | 0x2B05..=0x2B55 | 0x3030 | 0x303D
+            | 0x3297 | 0x3299 | 0x1F000..=0x1FAFF)
+    };
+    let modifier = |c: char| {
+        matches!(
+            c as u32,
+            0x200D | 0xFE0E | 0xFE0F | 0x20E3 | 0xE0020..=0xE007F
+        )
+    };
+    let keycap = e.contains('\u{20E3}');
+    let ok = !e.is_empty()
+        && e.len() <= vaarta_sync::limits::MAX_REACTION_BYTES
+        && e.chars().any(|c| pictographic(c) || keycap)
+        && e.chars().all(|c| {
+            pictographic(c) || modifier(c) || (keycap && matches!(c, '0'..='9' | '#' | '*'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad(format!("'{e}' is not an emoji")))
+    }
+}
+
+/// A message of a conversation, if it is there (and shown to this device). Reads the newest
+/// messages, in a window that grows until it holds the message or the whole conversation
+/// (so an absent id costs a read of the conversation; edits, replies and reactions are rare).
+fn find_message<S: Store>(
+    engine: &mut Engine<S>,
+    id: &ConversationId,
+    msg: &MessageId,
+) -> Result<Option<vaarta_sync::replica::MessageInfo>, ApiError> {
+    let mut window = 512usize;
+    loop {
+        let msgs = engine.messages(id, window)?;
+        let whole = msgs.len() < window;
+        if let Some((m, _)) = msgs.into_iter().find(|(m, _)| m.view.id == *msg) {
+            return Ok(Some(m));
+        }
+        if whole {
+            return Ok(None);
+        }
+        window = window.saturating_mul(4);
+    }
+}
+
+/// A message this device may change: there, not deleted, and (for `own`) written here.
+fn changeable<S: Store>(
+    engine: &mut Engine<S>,
+    id: &ConversationId,
+    msg: &MessageId,
+    own: bool,
+) -> Result<(), ApiError> {
+    let m = find_message(engine, id, msg)?
+        .ok_or_else(|| ApiError::not_found(format!("no message {msg} in this conversation")))?;
+    if m.view.deleted {
+        return Err(ApiError::bad(format!("message {msg} was deleted")));
+    }
+    if own && m.author != Some(engine.device_id()) {
+        return Err(ApiError {
+            status: 403,
+            message: "only the author may change a message".into(),
+        });
+    }
+    Ok(())
 }
 
 /// A message to send.
@@ -163,16 +271,37 @@ pub struct NodeFacts {
     pub online: bool,
 }
 
+/// The answer to an empty conversation id (the client gives it too: an empty path segment
+/// cannot be sent).
+pub const EMPTY_CONVERSATION: &str = "no conversation id given";
+
+/// A conversation by its id or a unique prefix of it: no match is 404, several are 400.
 fn conv<S: Store>(engine: &Engine<S>, s: &str) -> Result<ConversationId, ApiError> {
     if let Ok(id) = s.parse::<ConversationId>()
         && engine.replica().conversation(&id).is_some()
     {
         return Ok(id);
     }
-    engine
+    let prefix = s.trim().to_ascii_lowercase();
+    if prefix.is_empty() {
+        return Err(ApiError::bad(EMPTY_CONVERSATION));
+    }
+    let hits: Vec<ConversationId> = engine
         .replica()
-        .resolve_conversation(s)
-        .ok_or_else(|| ApiError::not_found(format!("no conversation matches '{s}'")))
+        .conversation_ids()
+        .into_iter()
+        .filter(|c| c.to_string().starts_with(&prefix))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(ApiError::not_found(format!(
+            "no conversation matches '{s}'"
+        ))),
+        many => Err(ApiError::bad(format!(
+            "'{s}' matches {} conversations: give more characters of the id (`vaarta conv list`)",
+            many.len()
+        ))),
+    }
 }
 
 fn device(s: &str) -> Result<DeviceId, ApiError> {
@@ -309,21 +438,49 @@ pub fn execute<S: Store>(
             admin,
         } => {
             let id = conv(engine, &conversation)?;
-            engine.add_member(&id, device(&d)?, admin, now_ms)?;
-            Ok(json!({"ok": true}))
+            let d = device(&d)?;
+            let current = engine
+                .replica()
+                .info(&id)
+                .and_then(|i| i.members.into_iter().find(|m| m.device == d));
+            if let Some(m) = current
+                && admin.is_none_or(|a| a == m.admin)
+            {
+                // Already a member in that role: nothing to do (and no silent demotion).
+                return Ok(json!({"ok": true, "changed": false, "admin": m.admin}));
+            }
+            let admin = admin.unwrap_or(false);
+            engine.add_member(&id, d, admin, now_ms)?;
+            Ok(json!({"ok": true, "changed": true, "admin": admin}))
         }
         Request::RemoveMember {
             conversation,
             device: d,
         } => {
             let id = conv(engine, &conversation)?;
-            engine.remove_member(&id, device(&d)?, now_ms)?;
-            Ok(json!({"ok": true}))
+            let d = device(&d)?;
+            let me = engine.device_id();
+            if d == me
+                && let Some(info) = engine.replica().info(&id)
+                && info.me_admin
+                && !info.members.iter().any(|m| m.admin && m.device != me)
+            {
+                return Err(ApiError::bad(
+                    "you are the last admin of this conversation: make another member an admin first (`vaarta conv add CONV DEVICE --admin`)",
+                ));
+            }
+            engine.remove_member(&id, d, now_ms)?;
+            Ok(json!({"ok": true, "left": d == me}))
         }
         Request::Messages {
             conversation,
             limit,
         } => {
+            if limit == 0 || limit > MAX_LIMIT {
+                return Err(ApiError::bad(format!(
+                    "limit must be 1 to {MAX_LIMIT}; got {limit}"
+                )));
+            }
             let id = conv(engine, &conversation)?;
             let me = engine.device_id();
             let info = engine.replica().info(&id);
@@ -338,7 +495,7 @@ pub fn execute<S: Store>(
                 json!({"by": by, "emoji": emoji, "device": who.map(|m| m.device.to_string()),
                        "name": who.and_then(|m| m.name.clone())})
             };
-            let msgs = engine.messages(&id, limit.clamp(1, 100_000))?;
+            let msgs = engine.messages(&id, limit)?;
             Ok(Value::Array(
                 msgs.into_iter()
                     .map(|(m, delivered)| {
@@ -362,6 +519,7 @@ pub fn execute<S: Store>(
                             "reply_to": v.reply_to.as_ref().map(|r| r.to_string()),
                             "precedence": v.precedence.as_str(),
                             "expires": v.expiry,
+                            "expires_at_ms": v.expiry.and_then(|x| x.checked_mul(1000)),
                             "edited_at_ms": v.edited_at.map(|h| h.ms),
                             "deleted": v.deleted,
                             "reactions": v.reactions.iter().map(reaction).collect::<Vec<_>>(),
@@ -381,19 +539,32 @@ pub fn execute<S: Store>(
             if messages.is_empty() {
                 return Err(ApiError::bad("no messages to send"));
             }
-            let mut ids = Vec::with_capacity(messages.len());
+            // Every message is checked before any is staged: all or nothing.
+            let mut drafts = Vec::with_capacity(messages.len());
             for m in messages {
+                check_body(&m.body)?;
                 let precedence = match &m.precedence {
                     Some(p) => p.parse::<Precedence>().map_err(ApiError::bad)?,
                     None => Precedence::Routine,
                 };
                 let reply_to = m.reply_to.as_deref().map(message_id).transpose()?;
-                let draft = Draft {
+                if let Some(r) = &reply_to
+                    && find_message(engine, &id, r)?.is_none()
+                {
+                    return Err(ApiError::not_found(format!(
+                        "no message {r} in this conversation to reply to"
+                    )));
+                }
+                let expiry = m.expires_in_s.map(|s| expiry_of(now_ms, s)).transpose()?;
+                drafts.push(Draft {
                     body: m.body,
                     reply_to,
                     precedence,
-                    expiry: m.expires_in_s.map(|s| now_ms / 1000 + s),
-                };
+                    expiry,
+                });
+            }
+            let mut ids = Vec::with_capacity(drafts.len());
+            for draft in drafts {
                 ids.push(engine.send_message(&id, draft, now_ms)?.to_string());
             }
             Ok(json!({"ids": ids}))
@@ -404,7 +575,10 @@ pub fn execute<S: Store>(
             body,
         } => {
             let id = conv(engine, &conversation)?;
-            engine.edit_message(&id, &message_id(&message)?, &body, now_ms)?;
+            let msg = message_id(&message)?;
+            check_body(&body)?;
+            changeable(engine, &id, &msg, true)?;
+            engine.edit_message(&id, &msg, &body, now_ms)?;
             Ok(json!({"ok": true}))
         }
         Request::Delete {
@@ -412,7 +586,9 @@ pub fn execute<S: Store>(
             message,
         } => {
             let id = conv(engine, &conversation)?;
-            engine.delete_message(&id, &message_id(&message)?, now_ms)?;
+            let msg = message_id(&message)?;
+            changeable(engine, &id, &msg, true)?;
+            engine.delete_message(&id, &msg, now_ms)?;
             Ok(json!({"ok": true}))
         }
         Request::React {
@@ -421,7 +597,12 @@ pub fn execute<S: Store>(
             emoji,
         } => {
             let id = conv(engine, &conversation)?;
-            engine.react(&id, &message_id(&message)?, emoji.as_deref(), now_ms)?;
+            let msg = message_id(&message)?;
+            if let Some(e) = &emoji {
+                check_emoji(e)?;
+            }
+            changeable(engine, &id, &msg, false)?;
+            engine.react(&id, &msg, emoji.as_deref(), now_ms)?;
             Ok(json!({"ok": true}))
         }
     }
@@ -455,6 +636,102 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
             .zip(token.bytes())
             .fold(0u8, |a, (x, y)| a | (x ^ y))
             == 0
+}
+
+/// Whether a `Host` header names this device: `localhost`, a loopback address, with or
+/// without a port. Anything else is a page that re-pointed its own name at 127.0.0.1 (DNS
+/// rebinding) or a request meant for another host.
+pub fn loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, tail)) if tail.is_empty() || tail.starts_with(':') => ip,
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether an `Origin` header is a page served from this device (`http://localhost:…`,
+/// `http://127.0.0.1:…`); `null` and every other origin are foreign.
+pub fn loopback_origin(origin: &str) -> bool {
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|h| !h.contains('/') && loopback_host(h))
+}
+
+/// Runs before any extractor reads the request: a foreign `Host` or `Origin` is refused
+/// (403), then a missing or wrong token (401), so nothing about the body (its type, size or
+/// JSON) is looked at for a caller that may not call. Afterwards, an error answer the
+/// framework wrote as text (a body that is not JSON, 413, 405) is rewritten as
+/// `{"error": ...}` with its status.
+async fn guard(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let h = req.headers();
+    let header = |n: &str| {
+        h.get(n)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}").to_string())
+    };
+    if let Some(host) = header("host")
+        && !loopback_host(&host)
+    {
+        return error_response(ApiError {
+            status: 403,
+            message: format!(
+                "refused: Host '{host}' is not this device (the API answers loopback names only)"
+            ),
+        });
+    }
+    if let Some(origin) = header("origin")
+        && !loopback_origin(&origin)
+    {
+        return error_response(ApiError {
+            status: 403,
+            message: format!("refused: requests from the web origin '{origin}' are not allowed"),
+        });
+    }
+    if !authorized(h, &s.token) {
+        return error_response(ApiError {
+            status: 401,
+            message: "missing or wrong API token (see the api-token file in the node's home)"
+                .into(),
+        });
+    }
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    error_response(ApiError {
+        status: status.as_u16(),
+        message,
+    })
 }
 
 fn error_response(e: ApiError) -> Response {
@@ -507,7 +784,7 @@ struct CreateBody {
 struct MemberBody {
     device: String,
     #[serde(default)]
-    admin: bool,
+    admin: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -534,6 +811,11 @@ pub async fn serve(
     token: String,
     events: broadcast::Sender<String>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    if !addr.ip().is_loopback() {
+        return Err(std::io::Error::other(format!(
+            "the API listens on loopback only (127.0.0.1 or ::1), not {addr}"
+        )));
+    }
     let state = AppState {
         calls,
         token: Arc::new(token),
@@ -630,7 +912,7 @@ pub async fn serve(
                         &h,
                         Request::Messages {
                             conversation: id,
-                            limit: q.limit.unwrap_or(50),
+                            limit: q.limit.unwrap_or_else(default_limit),
                         },
                     )
                     .await
@@ -716,6 +998,7 @@ pub async fn serve(
         .fallback(|| async {
             error_response(ApiError::not_found("no such endpoint (see docs/api.md)"))
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -893,6 +1176,304 @@ mod tests {
         assert_eq!(r["name"], "Asha");
         assert_eq!(r["device"], e.device_id().to_string().as_str());
         assert_eq!(r["by"], actor_hint(&e.device_id()).as_str());
+    }
+
+    fn create(e: &mut Engine<MemoryStore>, title: &str) -> String {
+        run(
+            e,
+            Request::CreateConversation {
+                title: title.into(),
+                members: vec![],
+                history_from_join: false,
+            },
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn try_run(e: &mut Engine<MemoryStore>, r: Request) -> Result<Value, ApiError> {
+        let v = execute(e, r, NOW, &NodeFacts::default());
+        e.flush(NOW).unwrap();
+        v
+    }
+
+    /// Bug 6: a prefix of several conversations is "ambiguous" (400), not "no match".
+    #[test]
+    fn an_ambiguous_prefix_says_so() {
+        let mut e = engine(4, "Asha");
+        // 33 ids in a 32-letter alphabet: two start alike.
+        let ids: Vec<String> = (0..33).map(|i| create(&mut e, &format!("c{i}"))).collect();
+        let shared = ids
+            .iter()
+            .find(|a| ids.iter().filter(|b| b[..1] == a[..1]).count() > 1)
+            .unwrap()[..1]
+            .to_string();
+        let show = |e: &mut Engine<MemoryStore>, c: &str| {
+            try_run(
+                e,
+                Request::Conversation {
+                    conversation: c.into(),
+                },
+            )
+        };
+        let err = show(&mut e, &shared).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(
+            err.message.contains("matches") && err.message.contains("conversations"),
+            "{err}"
+        );
+        assert_eq!(show(&mut e, &ids[0]).unwrap()["id"], ids[0].as_str());
+        assert_eq!(show(&mut e, "a/b?c d").unwrap_err().status, 404);
+        assert_eq!(show(&mut e, " ").unwrap_err().message, EMPTY_CONVERSATION);
+    }
+
+    fn send(
+        e: &mut Engine<MemoryStore>,
+        conv: &str,
+        m: OutgoingMessage,
+    ) -> Result<Value, ApiError> {
+        try_run(
+            e,
+            Request::Send {
+                conversation: conv.into(),
+                messages: vec![m],
+            },
+        )
+    }
+
+    fn text(body: &str) -> OutgoingMessage {
+        OutgoingMessage {
+            body: body.into(),
+            precedence: None,
+            expires_in_s: None,
+            reply_to: None,
+        }
+    }
+
+    /// Bug 4: expiries are checked (no overflow into the past), 0 and more than a year refused.
+    #[test]
+    fn expiry_is_checked() {
+        let mut e = engine(5, "Asha");
+        let c = create(&mut e, "x");
+        for bad in [0, MAX_EXPIRES_S + 1, u64::MAX] {
+            let err = send(
+                &mut e,
+                &c,
+                OutgoingMessage {
+                    expires_in_s: Some(bad),
+                    ..text("hi")
+                },
+            )
+            .unwrap_err();
+            assert_eq!(err.status, 400);
+            assert!(err.message.contains("expires_in_s must be 1 to"), "{err}");
+        }
+        assert_eq!(expiry_of(NOW, 1), Ok(NOW / 1000 + 1));
+        send(
+            &mut e,
+            &c,
+            OutgoingMessage {
+                expires_in_s: Some(3600),
+                ..text("hi")
+            },
+        )
+        .unwrap();
+        let m = &run(
+            &mut e,
+            Request::Messages {
+                conversation: c,
+                limit: 1,
+            },
+        )[0];
+        assert_eq!(m["expires"], NOW / 1000 + 3600);
+        assert_eq!(m["expires_at_ms"], (NOW / 1000 + 3600) * 1000);
+    }
+
+    /// Bugs 9 and 10: limit 0, the body limit, blank bodies, replies to absent messages,
+    /// non-emoji reactions and changes to deleted messages are refused with a clear line.
+    #[test]
+    fn bad_input_is_refused_clearly() {
+        let mut e = engine(6, "Asha");
+        let c = create(&mut e, "x");
+        let err = |r: Result<Value, ApiError>| r.unwrap_err().message;
+        for limit in [0, MAX_LIMIT + 1] {
+            let m = err(try_run(
+                &mut e,
+                Request::Messages {
+                    conversation: c.clone(),
+                    limit,
+                },
+            ));
+            assert!(m.starts_with("limit must be 1 to 100000"), "{m}");
+        }
+        let big = "x".repeat(64 * 1024 + 1);
+        assert_eq!(
+            err(send(&mut e, &c, text(&big))),
+            "the message is 65537 bytes; the limit is 65536 bytes (64 KiB)"
+        );
+        assert_eq!(
+            err(send(&mut e, &c, text(" \n\t "))),
+            "the message is empty"
+        );
+        let id = send(&mut e, &c, text("boats")).unwrap()["ids"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // Same page, same form, another key.
+        let mut absent = id.clone();
+        let last = absent.pop().unwrap();
+        absent.push(if last == '0' { '1' } else { '0' });
+        message_id(&absent).unwrap();
+        let r = OutgoingMessage {
+            reply_to: Some(absent.clone()),
+            ..text("re")
+        };
+        assert!(err(send(&mut e, &c, r)).contains("to reply to"));
+        let r = OutgoingMessage {
+            reply_to: Some(id.clone()),
+            ..text("re")
+        };
+        send(&mut e, &c, r).unwrap();
+        let react = |e: &mut Engine<MemoryStore>, emoji: &str| {
+            try_run(
+                e,
+                Request::React {
+                    conversation: c.clone(),
+                    message: id.clone(),
+                    emoji: Some(emoji.into()),
+                },
+            )
+        };
+        for bad in ["abc", "", " ", "👍 ok", "1"] {
+            assert!(
+                err(react(&mut e, bad)).contains("is not an emoji"),
+                "{bad:?}"
+            );
+        }
+        for good in ["👍", "🙏🏽", "❤️", "🇮🇳", "👩‍🚒", "1️⃣"] {
+            react(&mut e, good).unwrap_or_else(|x| panic!("{good}: {x}"));
+        }
+        try_run(
+            &mut e,
+            Request::Delete {
+                conversation: c.clone(),
+                message: id.clone(),
+            },
+        )
+        .unwrap();
+        let m = err(try_run(
+            &mut e,
+            Request::Edit {
+                conversation: c.clone(),
+                message: id.clone(),
+                body: "new".into(),
+            },
+        ));
+        assert!(m.contains("was deleted"), "{m}");
+        assert!(err(react(&mut e, "👍")).contains("was deleted"));
+        let m = err(try_run(
+            &mut e,
+            Request::Edit {
+                conversation: c.clone(),
+                message: absent,
+                body: "new".into(),
+            },
+        ));
+        assert!(m.contains("no message"), "{m}");
+    }
+
+    /// Bug 7: the last admin cannot leave (it did nothing while saying it did); adding an
+    /// admin again without a role keeps them admin.
+    #[test]
+    fn membership_changes_say_what_happens() {
+        let mut e = engine(7, "Asha");
+        let other = Identity::from_seed([8; 32]).device_id().to_string();
+        let c = create(&mut e, "x");
+        let add = |e: &mut Engine<MemoryStore>, admin: Option<bool>| {
+            try_run(
+                e,
+                Request::AddMember {
+                    conversation: c.clone(),
+                    device: other.clone(),
+                    admin,
+                },
+            )
+        };
+        assert_eq!(add(&mut e, Some(true)).unwrap()["changed"], true);
+        let again = add(&mut e, None).unwrap();
+        assert_eq!(
+            (again["changed"].clone(), again["admin"].clone()),
+            (json!(false), json!(true))
+        );
+        let shown = run(
+            &mut e,
+            Request::Conversation {
+                conversation: c.clone(),
+            },
+        );
+        assert!(
+            shown["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["device"] == other.as_str() && m["admin"] == true)
+        );
+        assert_eq!(add(&mut e, Some(false)).unwrap()["admin"], false);
+        let me = e.device_id().to_string();
+        let m = try_run(
+            &mut e,
+            Request::RemoveMember {
+                conversation: c.clone(),
+                device: me,
+            },
+        )
+        .unwrap_err();
+        assert!(m.message.contains("last admin"), "{m}");
+    }
+
+    #[test]
+    fn only_loopback_hosts_and_origins() {
+        for h in [
+            "127.0.0.1:7000",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:80",
+            "127.5.6.7",
+        ] {
+            assert!(loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example",
+            "evil.example:7000",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:80",
+            "[::1]x",
+            "localhost:x",
+            "",
+        ] {
+            assert!(!loopback_host(h), "{h}");
+        }
+        assert!(loopback_origin("http://localhost:8080"));
+        for o in [
+            "null",
+            "http://evil.example",
+            "http://127.0.0.1.evil.example",
+            "http://localhost/x",
+            "file://",
+        ] {
+            assert!(!loopback_origin(o), "{o}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_server_refuses_a_non_loopback_address() {
+        let (calls, _rx) = mpsc::channel(1);
+        let (events, _) = broadcast::channel(1);
+        let e = serve("0.0.0.0:0".parse().unwrap(), calls, "t".into(), events)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("loopback only"), "{e}");
     }
 
     #[tokio::test]

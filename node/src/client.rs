@@ -7,6 +7,23 @@ use serde_json::Value;
 use crate::ApiError;
 use crate::api::Request;
 
+/// Every byte but the unreserved ones (RFC 3986: letters, digits, `-._~`) is encoded, so an
+/// id holding `/`, `?`, `#`, `%` or a space stays one path segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// One path segment of an API URL.
+/// `.` and `..` (which a URL resolver would treat as "here" and "up") are encoded too.
+pub fn segment(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b == b'.') {
+        return "%2E".repeat(s.len());
+    }
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
 #[derive(Debug, Clone)]
 pub struct Client {
     base: String,
@@ -83,7 +100,19 @@ impl Client {
     /// Runs a request over HTTP (each request maps to one endpoint of docs/api.md).
     pub fn request(&self, req: Request) -> Result<Value, ApiError> {
         use serde_json::json;
-        let enc = |s: &str| s.to_string();
+        let enc = |s: &str| segment(s);
+        if let Request::Conversation { conversation }
+        | Request::AddMember { conversation, .. }
+        | Request::RemoveMember { conversation, .. }
+        | Request::Messages { conversation, .. }
+        | Request::Send { conversation, .. }
+        | Request::Edit { conversation, .. }
+        | Request::Delete { conversation, .. }
+        | Request::React { conversation, .. } = &req
+            && conversation.trim().is_empty()
+        {
+            return Err(ApiError::bad(crate::api::EMPTY_CONVERSATION));
+        }
         match req {
             Request::Status => self.get("/v1/status"),
             Request::Peers => self.get("/v1/peers"),
@@ -106,7 +135,7 @@ impl Client {
                 admin,
             } => self.send_json(
                 "POST",
-                &format!("/v1/conversations/{conversation}/members"),
+                &format!("/v1/conversations/{}/members", enc(&conversation)),
                 json!({"device": device, "admin": admin}),
             ),
             Request::RemoveMember {
@@ -114,21 +143,26 @@ impl Client {
                 device,
             } => self.send_json(
                 "DELETE",
-                &format!("/v1/conversations/{conversation}/members/{device}"),
+                &format!(
+                    "/v1/conversations/{}/members/{}",
+                    enc(&conversation),
+                    enc(&device)
+                ),
                 Value::Null,
             ),
             Request::Messages {
                 conversation,
                 limit,
             } => self.get(&format!(
-                "/v1/conversations/{conversation}/messages?limit={limit}"
+                "/v1/conversations/{}/messages?limit={limit}",
+                enc(&conversation)
             )),
             Request::Send {
                 conversation,
                 messages,
             } => self.send_json(
                 "POST",
-                &format!("/v1/conversations/{conversation}/messages"),
+                &format!("/v1/conversations/{}/messages", enc(&conversation)),
                 json!({"messages": messages}),
             ),
             Request::Edit {
@@ -137,7 +171,11 @@ impl Client {
                 body,
             } => self.send_json(
                 "PATCH",
-                &format!("/v1/conversations/{conversation}/messages/{message}"),
+                &format!(
+                    "/v1/conversations/{}/messages/{}",
+                    enc(&conversation),
+                    enc(&message)
+                ),
                 json!({"body": body}),
             ),
             Request::Delete {
@@ -145,7 +183,11 @@ impl Client {
                 message,
             } => self.send_json(
                 "DELETE",
-                &format!("/v1/conversations/{conversation}/messages/{message}"),
+                &format!(
+                    "/v1/conversations/{}/messages/{}",
+                    enc(&conversation),
+                    enc(&message)
+                ),
                 Value::Null,
             ),
             Request::React {
@@ -154,7 +196,11 @@ impl Client {
                 emoji,
             } => self.send_json(
                 "POST",
-                &format!("/v1/conversations/{conversation}/messages/{message}/reaction"),
+                &format!(
+                    "/v1/conversations/{}/messages/{}/reaction",
+                    enc(&conversation),
+                    enc(&message)
+                ),
                 json!({"emoji": emoji}),
             ),
         }
@@ -189,5 +235,18 @@ impl Client {
             .map_while(Result::ok)
             .filter_map(|l| l.strip_prefix("data:").map(|d| d.trim().to_string()))
             .filter_map(|d| serde_json::from_str(&d).ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(super::segment("abc"), "abc");
+        assert_eq!(super::segment("12.ab-c_~"), "12.ab-c_~");
+        assert_eq!(super::segment("a/b?c d#%"), "a%2Fb%3Fc%20d%23%25");
+        assert_eq!(super::segment(".."), "%2E%2E");
+        assert_eq!(super::segment(""), "");
+        assert_eq!(super::segment("नाव"), "%E0%A4%A8%E0%A4%BE%E0%A4%B5");
     }
 }

@@ -219,24 +219,36 @@ impl Home {
         self.dir.join("api-token")
     }
 
+    /// Whether the home holds an identity. A key file that cannot be looked at (an
+    /// unreadable home, a file in place of the directory) counts as there, so that
+    /// [`Home::load`] reports the real error with its path instead of "run init".
     pub fn is_initialised(&self) -> bool {
-        self.key_path().exists()
+        !matches!(std::fs::symlink_metadata(self.key_path()), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
     }
 
     /// Creates this device's identity from the OS CSPRNG. Refuses to overwrite one.
     pub fn init(&self, name: &str) -> Result<Identity, NodeError> {
+        let at = |p: &Path, e: std::io::Error| NodeError::Home(format!("{}: {e}", p.display()));
+        if self.dir.exists() && !self.dir.is_dir() {
+            return Err(NodeError::Home(format!(
+                "{} exists and is not a directory: give another --home",
+                self.dir.display()
+            )));
+        }
         if self.is_initialised() {
+            // An identity that cannot be read is reported as such, with its path.
+            let (_, info) = self.load()?;
             return Err(NodeError::Home(format!(
                 "{} already has an identity (device {}); refusing to overwrite it",
                 self.dir.display(),
-                self.load().map(|(_, i)| i.device_id).unwrap_or_default()
+                info.device_id
             )));
         }
         let name = name.trim();
         if name.is_empty() || name.len() > 64 {
             return Err(NodeError::Home("the name must be 1 to 64 bytes".into()));
         }
-        make_private_dir(&self.dir)?;
+        make_private_dir(&self.dir).map_err(|e| at(&self.dir, e))?;
         let seed = at_rest::Secret::random().map_err(NodeError::Home)?;
         let id = Identity::from_seed(*seed.bytes());
         if !id.device_id().is_valid() {
@@ -252,7 +264,8 @@ impl Home {
         write_private(
             &self.info_path(),
             &serde_json::to_vec_pretty(&info).unwrap_or_default(),
-        )?;
+        )
+        .map_err(|e| at(&self.info_path(), e))?;
         Ok(id)
     }
 
@@ -271,14 +284,19 @@ impl Home {
 
     pub fn load(&self) -> Result<(Identity, NodeInfo), NodeError> {
         if self.dir.exists() {
-            make_private_dir(&self.dir)?;
+            make_private_dir(&self.dir)
+                .map_err(|e| NodeError::Home(format!("{}: {e}", self.dir.display())))?;
         }
         let key =
-            zeroize::Zeroizing::new(std::fs::read_to_string(self.key_path()).map_err(|_| {
-                NodeError::Home(format!(
-                    "no identity in {}: run `vaarta init --name NAME` first",
-                    self.dir.display()
-                ))
+            zeroize::Zeroizing::new(std::fs::read_to_string(self.key_path()).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    NodeError::Home(format!(
+                        "no identity in {}: run `vaarta init --name NAME` first",
+                        self.dir.display()
+                    ))
+                } else {
+                    NodeError::Home(format!("{}: {e}", self.key_path().display()))
+                }
             })?);
         let bad = || {
             NodeError::Home(format!(
@@ -319,11 +337,146 @@ impl Home {
         Ok((id, info))
     }
 
-    /// The running node's API address and token, if one is running.
+    /// The running node's API address and token, if one is running: `api.json` is trusted
+    /// only while its process lives and (where `/proc` shows it) holds the listening socket,
+    /// so after a crash the token and message text are not sent to whatever listens on that
+    /// port now. A stale `api.json` is removed. Callers still check the node's identity
+    /// ([`Home::verify_api`]).
     pub fn running_api(&self) -> Option<(ApiInfo, String)> {
         let info: ApiInfo = serde_json::from_slice(&std::fs::read(self.api_path()).ok()?).ok()?;
+        match api_owner(&info) {
+            Owner::Yes | Owner::Unknown => {}
+            Owner::Dead => {
+                tracing::info!(pid = info.pid, "removing a stale api.json");
+                let _ = std::fs::remove_file(self.api_path());
+                return None;
+            }
+            Owner::NotListening => return None,
+        }
         let token = std::fs::read_to_string(self.token_path()).ok()?;
         Some((info, token.trim().to_string()))
+    }
+
+    /// Checks that a node's status answer is this home's device (not another program or
+    /// another node that now has the port).
+    pub fn verify_api(&self, status: &serde_json::Value) -> Result<(), NodeError> {
+        let (id, _) = self.load()?;
+        let expected = id.device_id().to_string();
+        match status["device_id"].as_str() {
+            Some(d) if d == expected => Ok(()),
+            other => Err(NodeError::Home(format!(
+                "the API named in {} answers as device {}, not this home's {expected}: refusing to use it (remove the file if no node of this home runs)",
+                self.api_path().display(),
+                other.unwrap_or("(none)")
+            ))),
+        }
+    }
+}
+
+/// Whether the process named in `api.json` serves its address.
+#[derive(Debug, PartialEq, Eq)]
+enum Owner {
+    Yes,
+    /// The process is gone (a crash, or a kill -9).
+    Dead,
+    /// The process lives but does not hold a socket listening there (its pid was reused).
+    NotListening,
+    /// This system does not say (no `/proc`, or another user's process).
+    Unknown,
+}
+
+fn api_owner(info: &ApiInfo) -> Owner {
+    let proc = PathBuf::from(format!("/proc/{}", info.pid));
+    if !Path::new("/proc/self").exists() {
+        return Owner::Unknown;
+    }
+    if !proc.exists() {
+        return Owner::Dead;
+    }
+    let Ok(addr) = info.addr.parse::<SocketAddr>() else {
+        return Owner::NotListening;
+    };
+    let Some(inodes) = listening_inodes(addr) else {
+        return Owner::Unknown;
+    };
+    let Ok(fds) = std::fs::read_dir(proc.join("fd")) else {
+        return Owner::Unknown;
+    };
+    let held = fds.filter_map(Result::ok).any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|l| {
+            let l = l.to_string_lossy();
+            inodes
+                .iter()
+                .any(|i| l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) == Some(i))
+        })
+    });
+    if held {
+        Owner::Yes
+    } else {
+        Owner::NotListening
+    }
+}
+
+/// Socket inodes listening on `addr` (from /proc/net/tcp or tcp6).
+fn listening_inodes(addr: SocketAddr) -> Option<Vec<String>> {
+    let (file, local) = match addr {
+        SocketAddr::V4(a) => (
+            "/proc/net/tcp",
+            format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(a.ip().octets()),
+                a.port()
+            ),
+        ),
+        SocketAddr::V6(a) => {
+            let o = a.ip().octets();
+            let words: String = o
+                .chunks(4)
+                .map(|c| format!("{:08X}", u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect();
+            ("/proc/net/tcp6", format!("{words}:{:04X}", a.port()))
+        }
+    };
+    let text = std::fs::read_to_string(file).ok()?;
+    Some(
+        text.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // local_address, state 0A = LISTEN, inode is the tenth field.
+                (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| f[9].to_string())
+            })
+            .collect(),
+    )
+}
+
+/// The transport may share a TCP port with another socket that allows it (port reuse), so
+/// a second node on the same `--listen` address would be accepted and incoming dials split
+/// between the two. A plain bind first tells whether the port is free.
+fn refuse_taken_port(addr: &Multiaddr) -> Result<(), NodeError> {
+    use vaarta_mesh::libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    let (Some(ip), Some(port)) = (ip, port) else {
+        return Ok(());
+    };
+    if port == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind((ip, port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(NodeError::Home(format!(
+            "cannot listen on {addr}: the port is already in use (another node or program holds it); choose another --listen"
+        ))),
+        Err(e) => Err(NodeError::Home(format!("cannot listen on {addr}: {e}"))),
     }
 }
 
@@ -466,6 +619,9 @@ impl Node {
             ban: Duration::from_millis(engine.config().ban_ms),
             ..vaarta_mesh::Config::default()
         };
+        for a in &opts.listen {
+            refuse_taken_port(a)?;
+        }
         let (mesh, mut mesh_events) = vaarta_mesh::start(mesh_cfg).await?;
         // Wait (briefly) for the listeners so we can print them.
         let mut listen = Vec::new();
@@ -504,7 +660,10 @@ impl Node {
         .await
         .map_err(|e| NodeError::Api(format!("cannot listen on {}: {e}", opts.api)))?;
         if opts.publish_api {
-            write_private(&home.token_path(), token.as_bytes())?;
+            let at =
+                |p: PathBuf, e: std::io::Error| NodeError::Home(format!("{}: {e}", p.display()));
+            write_private(&home.token_path(), token.as_bytes())
+                .map_err(|e| at(home.token_path(), e))?;
             let info = ApiInfo {
                 addr: api_addr.to_string(),
                 pid: std::process::id(),
@@ -512,7 +671,8 @@ impl Node {
             write_private(
                 &home.api_path(),
                 &serde_json::to_vec(&info).unwrap_or_default(),
-            )?;
+            )
+            .map_err(|e| at(home.api_path(), e))?;
         }
         let facts = NodeFacts {
             listen: listen.iter().map(|a| a.to_string()).collect(),

@@ -91,8 +91,8 @@ fn three_nodes_by_static_peers_with_downtime_and_restarts() {
     a.up_loopback(&[]);
     assert_eq!(a.bodies(&conv).len(), 4);
     let log = a.ok(&["log", &conv]);
-    assert!(log.contains("[FLASH] Water rising"), "{log}");
-    assert!(log.contains("bhavesh: [IMMEDIATE] नाव भेज रहे हैं"), "{log}");
+    assert!(log.contains("[FLASH] asha: Water rising"), "{log}");
+    assert!(log.contains("[IMMEDIATE] bhavesh: नाव भेज रहे हैं"), "{log}");
 }
 
 #[test]

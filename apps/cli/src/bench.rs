@@ -144,6 +144,17 @@ pub fn run(messages: usize, history: usize, json_out: bool) -> Result<()> {
 }
 
 async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
+    if messages == 0 {
+        bail!("--messages must be at least 1");
+    }
+    // The latency run writes 500 messages first; the history includes them and the
+    // throughput run.
+    if history < messages + 500 {
+        bail!(
+            "--history {history} is less than what the run writes before it ({} messages: 500 for latency and --messages {messages})",
+            messages + 500
+        );
+    }
     let root = tempfile::Builder::new().prefix("vaarta-bench-").tempdir()?;
     let ha = Home::new(root.path().join("a"));
     let hb = Home::new(root.path().join("b"));
@@ -230,21 +241,26 @@ async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
         d("bytes_in")
     );
 
-    // Throughput: 64 concurrent senders.
+    // Throughput: up to 64 concurrent senders share `messages - 1` messages exactly; the
+    // last one is the marker that B must hold, so `messages` are measured.
     let bytes0 = tcp_bytes(a_port).unwrap_or(0);
     let t0 = Instant::now();
-    let senders = 64;
-    let per = messages / senders;
+    let spread = messages - 1;
+    let senders = spread.clamp(1, 64);
     let mut tasks = Vec::new();
     let a = std::sync::Arc::new(a);
+    let mut next = paced;
     for s in 0..senders {
         let a = a.clone();
         let conv = conv.clone();
+        let count = spread / senders + usize::from(s < spread % senders);
+        let first = next;
+        next += count;
         tasks.push(tokio::spawn(async move {
-            for i in 0..per {
+            for i in first..first + count {
                 a.call(Request::Send {
                     conversation: conv.clone(),
-                    messages: one(body(paced + s * per + i)),
+                    messages: one(body(i)),
                 })
                 .await
                 .map_err(|e| anyhow!(e.message))?;
@@ -267,20 +283,20 @@ async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
     })
     .await?;
     let el = t0.elapsed().as_secs_f64();
-    let sent = per * senders + 1;
+    let sent = messages;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let burst_bytes = tcp_bytes(a_port).map(|b1| b1.saturating_sub(bytes0) as f64 / sent as f64);
     let got = match b
         .call(Request::Messages {
             conversation: conv.clone(),
-            limit: 1_000_000,
+            limit: (paced + sent).min(vaarta_node::api::MAX_LIMIT),
         })
         .await
     {
         Ok(Value::Array(m)) => m.len(),
         _ => 0,
     };
-    if got != paced + sent {
+    if got != (paced + sent).min(vaarta_node::api::MAX_LIMIT) {
         bail!("B has {got} messages, expected {}", paced + sent);
     }
     let rate = sent as f64 / el;
@@ -341,7 +357,7 @@ async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
         .call(Request::Status)
         .await
         .map_err(|e| anyhow!(e.message))?;
-    let history_total = history.max(have);
+    let history_total = history;
 
     let p50 = pct(&mut lat.clone(), 0.5);
     let p99 = pct(&mut lat, 0.99);

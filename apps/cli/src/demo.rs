@@ -257,6 +257,15 @@ async fn demo(keep: bool) -> Result<()> {
         .await
         .ok();
     }
+    let authors = match c
+        .call(Request::Conversation {
+            conversation: conv.clone(),
+        })
+        .await
+    {
+        Ok(info) => crate::fmt::Authors::of(&info),
+        Err(_) => crate::fmt::Authors::default(),
+    };
     println!("\nChitra's log now:");
     if let Ok(Value::Array(msgs)) = c
         .call(Request::Messages {
@@ -266,7 +275,7 @@ async fn demo(keep: bool) -> Result<()> {
         .await
     {
         for m in &msgs {
-            println!("  {}", crate::fmt::message_line(m));
+            println!("  {}", crate::fmt::message_line(m, &authors));
         }
     }
     println!("\nAsha's view of her own messages (delivery receipts):");
@@ -278,7 +287,7 @@ async fn demo(keep: bool) -> Result<()> {
         .await
     {
         for m in msgs.iter().filter(|m| m["mine"] == true) {
-            println!("  {}", crate::fmt::message_line(m));
+            println!("  {}", crate::fmt::message_line(m, &authors));
         }
     }
     let st = a

@@ -1,6 +1,124 @@
 //! Human-readable output.
+//!
+//! Everything shown here that came from the network (message bodies, member names, titles,
+//! emoji) is untrusted: [`clean`] escapes control characters (so no escape sequence reaches
+//! the terminal and no text can start a line of its own) and the Unicode controls that
+//! reorder text; a body of several lines is printed with every line after the first
+//! indented under its header ([`CONTINUATION`]), so a line that starts at column 0 is always
+//! one this program wrote; authors are named by [`Authors`], which adds the start of the
+//! device id whenever a name could be mistaken for another member's.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use serde_json::Value;
+
+/// What starts every line of a message body after its first.
+pub const CONTINUATION: &str = "    | ";
+
+/// Characters that must not reach a terminal raw: control characters (C0 including newline
+/// and tab, DEL, C1) and the bidirectional embeddings, overrides and isolates and line and
+/// paragraph separators, which can make text look like it is somewhere else. Joiners (ZWJ,
+/// ZWNJ), needed by Indic scripts and emoji, are kept.
+fn unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}')
+}
+
+/// One line of untrusted text for a terminal: unsafe characters as escapes (`\n`, `\t`, `\r`,
+/// `\u{1b}`), and a backslash as `\\` so an escape cannot be faked.
+pub fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if unsafe_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A message body for a terminal: its first line, then each further line on its own line
+/// starting with [`CONTINUATION`]. Each line is [`clean`]ed (a `\r` shows as `\r`).
+pub fn body_text(body: &str) -> String {
+    let mut lines = body.split('\n');
+    let mut out = clean(lines.next().unwrap_or(""));
+    for l in lines {
+        out.push('\n');
+        out.push_str(CONTINUATION);
+        out.push_str(&clean(l));
+    }
+    out
+}
+
+/// A name (or title) on one line: [`clean`]ed, and quoted when it holds a `:` or a quote
+/// or starts or ends with a space, so it cannot pass for a name followed by text.
+pub fn name(s: &str) -> String {
+    let c = clean(s);
+    if c.is_empty() || c.contains([':', '"']) || c.trim() != c {
+        format!("\"{}\"", c.replace('"', "\\\""))
+    } else {
+        c
+    }
+}
+
+/// How a conversation's authors are named on screen: their name, and `~` with the first 8
+/// characters of the device id when another member has the same name (ignoring case and
+/// surrounding spaces) or the author is not a current member (so nobody can pass for them).
+#[derive(Debug, Default, Clone)]
+pub struct Authors {
+    labels: HashMap<String, String>,
+}
+
+impl Authors {
+    /// From a conversation as `GET /v1/conversations/{id}` shows it.
+    pub fn of(conversation: &Value) -> Authors {
+        let members: Vec<(&str, &str)> = conversation["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| Some((m["device"].as_str()?, m["name"].as_str().unwrap_or(""))))
+            .collect();
+        let key = |n: &str| n.trim().to_lowercase();
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for (_, n) in &members {
+            *count.entry(key(n)).or_default() += 1;
+        }
+        let labels = members
+            .iter()
+            .map(|(d, n)| {
+                let label = if n.trim().is_empty() {
+                    format!("~{}", short(d))
+                } else if count[&key(n)] > 1 {
+                    format!("{} ~{}", name(n), short(d))
+                } else {
+                    name(n)
+                };
+                (d.to_string(), label)
+            })
+            .collect();
+        Authors { labels }
+    }
+
+    /// The label for a device (and the name the API gave with it).
+    pub fn label(&self, device: Option<&str>, given: Option<&str>) -> String {
+        match (device, given) {
+            (Some(d), _) if self.labels.contains_key(d) => self.labels[d].clone(),
+            (Some(d), Some(n)) if !n.trim().is_empty() => format!("{} ~{}", name(n), short(d)),
+            (Some(d), _) => format!("~{}", short(d)),
+            (None, _) => "(unknown author)".into(),
+        }
+    }
+
+    fn author(&self, m: &Value) -> String {
+        self.label(m["author"].as_str(), m["author_name"].as_str())
+    }
+}
 
 /// "2026-11-27 03:04:05" (UTC) from milliseconds since the epoch.
 pub fn utc(ms: u64) -> String {
@@ -26,20 +144,11 @@ pub fn utc(ms: u64) -> String {
     )
 }
 
-fn short(s: &str) -> &str {
-    &s[..s.len().min(8)]
+fn short(s: &str) -> String {
+    s.chars().take(8).collect()
 }
 
-/// The author's name, else the start of their device id.
-fn author(m: &Value) -> String {
-    m["author_name"]
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| m["author"].as_str().map(|a| short(a).to_string()))
-        .unwrap_or_else(|| "?".into())
-}
-
-/// The start of a message's text, for a line that refers to it.
+/// The start of a message's text, for a line that refers to it (one line, cleaned).
 fn excerpt(m: &Value) -> String {
     if m["deleted"] == true {
         return "a deleted message".into();
@@ -49,31 +158,37 @@ fn excerpt(m: &Value) -> String {
     if s.len() < body.len() {
         s.push('…');
     }
-    format!("\"{s}\"")
+    format!("\"{}\"", clean(&s))
 }
 
-pub fn message_line(m: &Value) -> String {
-    let who = author(m);
+/// A message as `vaarta log` shows it: time, precedence (unless routine), author, body (one
+/// line per body line, see [`body_text`]), edit mark, reactions, reply link, delivery state.
+pub fn message_line(m: &Value, authors: &Authors) -> String {
+    let who = authors.author(m);
     let when = utc(m["sent_at_ms"].as_u64().unwrap_or(0));
     let prec = match m["precedence"].as_str() {
         Some("routine") | None => String::new(),
-        Some(p) => format!("[{}] ", p.to_uppercase()),
+        Some(p) => format!("[{}] ", clean(&p.to_uppercase())),
     };
     let body = if m["deleted"].as_bool() == Some(true) {
         "(deleted)".to_string()
     } else {
-        m["body"].as_str().unwrap_or("").to_string()
+        body_text(m["body"].as_str().unwrap_or(""))
+    };
+    let reply = match m["reply_to"].as_str() {
+        Some(r) => format!("(reply to {}) ", clean(r)),
+        None => String::new(),
     };
     let edited = if m["edited_at_ms"].is_u64() && m["deleted"] != true {
         " (edited)"
     } else {
         ""
     };
-    let reactions: Vec<&str> = m["reactions"]
+    let reactions: Vec<String> = m["reactions"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|r| r["emoji"].as_str())
+        .filter_map(|r| r["emoji"].as_str().map(clean))
         .collect();
     let reactions = if reactions.is_empty() {
         String::new()
@@ -81,123 +196,240 @@ pub fn message_line(m: &Value) -> String {
         format!(" {}", reactions.join(""))
     };
     let state = if m["mine"] == true {
-        format!("  · {}", m["state"].as_str().unwrap_or(""))
+        format!("  · {}", clean(m["state"].as_str().unwrap_or("")))
     } else {
         String::new()
     };
-    format!("{when}  {who}: {prec}{body}{edited}{reactions}{state}")
+    format!("{when}  {prec}{who}: {reply}{body}{edited}{reactions}{state}")
 }
 
 /// A message edited after it was shown: "… Asha (edited): new text".
-pub fn edited_line(m: &Value) -> String {
+pub fn edited_line(m: &Value, authors: &Authors) -> String {
     let when = utc(m["edited_at_ms"]
         .as_u64()
         .or(m["sent_at_ms"].as_u64())
         .unwrap_or(0));
-    let body = m["body"].as_str().unwrap_or("");
-    format!("{when}  {} (edited): {body}", author(m))
+    let body = body_text(m["body"].as_str().unwrap_or(""));
+    format!("{when}  {} (edited): {body}", authors.author(m))
 }
 
 /// A message deleted after it was shown (its text is not repeated).
-pub fn deleted_line(m: &Value, now_ms: u64) -> String {
+pub fn deleted_line(m: &Value, authors: &Authors, now_ms: u64) -> String {
     let when = utc(m["edited_at_ms"].as_u64().unwrap_or(now_ms));
     let sent = utc(m["sent_at_ms"].as_u64().unwrap_or(0));
-    format!("{when}  {} deleted a message (sent {sent})", author(m))
+    format!(
+        "{when}  {} deleted a message (sent {sent})",
+        authors.author(m)
+    )
 }
 
 /// A reaction added (`emoji` set) or taken back (`None`) on a shown message.
-pub fn reaction_line(m: &Value, reaction: &Value, emoji: Option<&str>, now_ms: u64) -> String {
-    let who = reaction["name"]
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| reaction["by"].as_str().map(|b| short(b).to_string()))
-        .unwrap_or_else(|| "?".into());
+pub fn reaction_line(
+    m: &Value,
+    reaction: &Value,
+    emoji: Option<&str>,
+    authors: &Authors,
+    now_ms: u64,
+) -> String {
+    let who = match reaction["device"].as_str() {
+        Some(d) => authors.label(Some(d), reaction["name"].as_str()),
+        None => format!("~{}", short(reaction["by"].as_str().unwrap_or("?"))),
+    };
     let when = utc(now_ms);
     match emoji {
-        Some(e) => format!("{when}  {who} reacted {e} to {}", excerpt(m)),
+        Some(e) => format!("{when}  {who} reacted {} to {}", clean(e), excerpt(m)),
         None => format!(
             "{when}  {who} took back {} from {}",
-            reaction["emoji"].as_str().unwrap_or(""),
+            clean(reaction["emoji"].as_str().unwrap_or("")),
             excerpt(m)
         ),
     }
 }
 
-pub fn print_peers(p: &Value, online: bool) {
+/// `vaarta peers`: the connected peers, then those seen recently.
+pub fn peers_lines(p: &Value, online: bool) -> Vec<String> {
+    let mut out = Vec::new();
     if !online {
-        println!("The node is not running (start it with `vaarta up`).");
-        return;
+        out.push("The node is not running (start it with `vaarta up`).".to_string());
+        return out;
     }
     let connected = p["connected"].as_array().cloned().unwrap_or_default();
     if connected.is_empty() {
-        println!("No peers connected.");
+        out.push("No peers connected.".to_string());
     }
     for c in &connected {
-        println!(
-            "connected  {:<12} {}  {} in / {} out bytes",
-            c["name"].as_str().unwrap_or("?"),
-            c["device"].as_str().unwrap_or("(handshaking)"),
+        out.push(format!(
+            "connected  {} {}  {} in / {} out bytes",
+            pad(&name(c["name"].as_str().unwrap_or("?")), 12),
+            clean(c["device"].as_str().unwrap_or("(handshaking)")),
             c["bytes_in"],
             c["bytes_out"]
-        );
+        ));
     }
     for s in p["seen"].as_array().into_iter().flatten() {
         let last = utc(s["last_seen_ms"].as_u64().unwrap_or(0));
-        println!(
-            "seen       {:<12} {}  last {last}  {}",
-            s["name"].as_str().unwrap_or("?"),
-            s["device"].as_str().unwrap_or("(unknown device)"),
-            s["addrs"][0].as_str().unwrap_or("")
-        );
+        out.push(format!(
+            "seen       {} {}  last {last}  {}",
+            pad(&name(s["name"].as_str().unwrap_or("?")), 12),
+            clean(s["device"].as_str().unwrap_or("(unknown device)")),
+            clean(s["addrs"][0].as_str().unwrap_or(""))
+        ));
+    }
+    out
+}
+
+/// `s` followed by spaces up to `width` characters.
+fn pad(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    format!("{s}{}", " ".repeat(width.saturating_sub(n)))
+}
+
+/// What this device is in a conversation.
+pub fn role(c: &Value) -> &'static str {
+    if c["admin"] == true {
+        "admin"
+    } else if c["member"] == true {
+        "member"
+    } else {
+        "not a member"
     }
 }
 
-pub fn print_conversations(r: &Value) {
+/// `vaarta conv list`.
+pub fn conversations_lines(r: &Value) -> Vec<String> {
     let list = r.as_array().cloned().unwrap_or_default();
     if list.is_empty() {
-        println!(
+        return vec![
             "No conversations yet. Create one with `vaarta conv create TITLE --member DEVICE_ID`."
-        );
+                .to_string(),
+        ];
     }
-    for c in list {
-        let role = if c["admin"] == true {
-            "admin"
-        } else if c["member"] == true {
-            "member"
-        } else {
-            "invited"
-        };
-        println!(
-            "{}  {}  ({} members, {role})",
-            c["id"].as_str().unwrap_or(""),
-            c["title"].as_str().unwrap_or(""),
-            c["members"].as_array().map(|m| m.len()).unwrap_or(0)
-        );
-    }
+    list.iter()
+        .map(|c| {
+            format!(
+                "{}  {}  ({} members, {})",
+                clean(c["id"].as_str().unwrap_or("")),
+                clean(c["title"].as_str().unwrap_or("")),
+                c["members"].as_array().map(|m| m.len()).unwrap_or(0),
+                role(c)
+            )
+        })
+        .collect()
 }
 
-pub fn print_conversation(c: &Value) {
-    println!(
-        "{}  {}",
-        c["id"].as_str().unwrap_or(""),
-        c["title"].as_str().unwrap_or("")
-    );
+/// `vaarta conv show`.
+pub fn conversation_lines(c: &Value) -> Vec<String> {
+    let authors = Authors::of(c);
+    let mut out = vec![format!(
+        "{}  {}  ({})",
+        clean(c["id"].as_str().unwrap_or("")),
+        clean(c["title"].as_str().unwrap_or("")),
+        role(c)
+    )];
     for m in c["members"].as_array().into_iter().flatten() {
-        println!(
-            "  {}{:<12} {}",
+        let d = m["device"].as_str();
+        out.push(format!(
+            "  {}{} {}",
             if m["admin"] == true { "★ " } else { "  " },
-            m["name"].as_str().unwrap_or("?"),
-            m["device"].as_str().unwrap_or("")
-        );
+            pad(&authors.label(d, m["name"].as_str()), 12),
+            clean(d.unwrap_or(""))
+        ));
     }
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use serde_json::json;
+
     #[test]
     fn utc_formats() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");
         assert_eq!(super::utc(1_790_000_000_000), "2026-09-21 14:13:20");
         assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
+    }
+
+    const ASHA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const BHAVESH: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn conv(members: &[(&str, &str)]) -> Value {
+        json!({"id": "c", "title": "t", "admin": true, "member": true,
+               "members": members.iter().map(|(d, n)| json!({"device": d, "name": n, "admin": false})).collect::<Vec<_>>()})
+    }
+
+    fn msg(author: &str, name: &str, body: &str) -> Value {
+        json!({"id": "0.k", "author": author, "author_name": name, "sent_at_ms": 1_790_000_000_000u64,
+               "body": body, "precedence": "routine", "reactions": [], "mine": false})
+    }
+
+    /// Every line a message prints either is its header (time, then the real author) or
+    /// starts with the continuation mark; no control character survives.
+    #[test]
+    fn a_body_cannot_forge_a_line_an_author_or_an_escape() {
+        let authors = Authors::of(&conv(&[(ASHA, "Asha"), (BHAVESH, "Bhavesh")]));
+        let evil = "ok\n2026-12-01 20:28:30  Asha: [FLASH] Cancel the evacuation\r\n\
+                    \u{1b}[2J\u{1b}]0;owned\u{7}\u{9b}31m\u{202e}txet\\u{1b}";
+        let shown = message_line(&msg(BHAVESH, "Bhavesh", evil), &authors);
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 3, "{shown}");
+        assert_eq!(lines[0], "2026-09-21 14:13:20  Bhavesh: ok");
+        assert_eq!(
+            lines[1],
+            "    | 2026-12-01 20:28:30  Asha: [FLASH] Cancel the evacuation\\r"
+        );
+        assert_eq!(
+            lines[2],
+            "    | \\u{1b}[2J\\u{1b}]0;owned\\u{7}\\u{9b}31m\\u{202e}txet\\\\u{1b}"
+        );
+        assert!(
+            !shown.chars().any(|c| c != '\n' && unsafe_char(c)),
+            "{shown:?}"
+        );
+        // Edits go through the same path.
+        let edited = edited_line(&msg(BHAVESH, "Bhavesh", evil), &authors);
+        assert_eq!(edited.lines().count(), 3);
+        assert!(edited.lines().skip(1).all(|l| l.starts_with(CONTINUATION)));
+    }
+
+    #[test]
+    fn names_cannot_pass_for_another_member_or_hold_text() {
+        // Bhavesh calls himself "asha " and Chitra "Asha: [FLASH] go": neither reads as Asha.
+        let c = conv(&[
+            (ASHA, "Asha"),
+            (BHAVESH, "asha "),
+            (
+                "cccccccccccccccccccccccccccccccccccccccccccccccccccc",
+                "Asha: [FLASH] go",
+            ),
+        ]);
+        let authors = Authors::of(&c);
+        assert_eq!(authors.label(Some(ASHA), None), "Asha ~aaaaaaaa");
+        assert_eq!(authors.label(Some(BHAVESH), None), "\"asha \" ~bbbbbbbb");
+        let line = message_line(
+            &msg(
+                "cccccccccccccccccccccccccccccccccccccccccccccccccccc",
+                "x",
+                "hi",
+            ),
+            &authors,
+        );
+        assert_eq!(line, "2026-09-21 14:13:20  \"Asha: [FLASH] go\": hi");
+        // Someone who is not (or no longer) a member is shown with their id.
+        assert_eq!(
+            authors.label(
+                Some("dddddddddddddddddddddddddddddddddddddddddddddddddddd"),
+                Some("Asha")
+            ),
+            "Asha ~dddddddd"
+        );
+        assert_eq!(clean("नाव\u{200d}घाट"), "नाव\u{200d}घाट", "joiners stay");
+        let title = conversations_lines(
+            &json!([{"id": "c", "title": "a\n2026 b\u{1b}[2J", "members": [], "admin": false, "member": false}]),
+        );
+        assert_eq!(
+            title,
+            ["c  a\\n2026 b\\u{1b}[2J  (0 members, not a member)"]
+        );
     }
 }

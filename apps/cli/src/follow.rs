@@ -274,7 +274,7 @@ fn fetch_window(
     }
 }
 
-fn print(m: &Value, change: Option<&Change>, json: bool) {
+fn print(m: &Value, change: Option<&Change>, authors: &fmt::Authors, json: bool) -> Result<()> {
     let now = vaarta_node::now_ms();
     if json {
         let mut v = m.clone();
@@ -284,17 +284,16 @@ fn print(m: &Value, change: Option<&Change>, json: bool) {
                 v["reaction"] = r.clone();
             }
         }
-        println!("{}", serde_json::to_string(&v).unwrap_or_default());
-        return;
+        return crate::emit(&serde_json::to_string(&v).unwrap_or_default());
     }
     let line = match change {
-        None | Some(Change::New) => fmt::message_line(m),
-        Some(Change::Edited) => fmt::edited_line(m),
-        Some(Change::Deleted) => fmt::deleted_line(m, now),
-        Some(Change::Reacted(r)) => fmt::reaction_line(m, r, r["emoji"].as_str(), now),
-        Some(Change::Unreacted(r)) => fmt::reaction_line(m, r, None, now),
+        None | Some(Change::New) => fmt::message_line(m, authors),
+        Some(Change::Edited) => fmt::edited_line(m, authors),
+        Some(Change::Deleted) => fmt::deleted_line(m, authors, now),
+        Some(Change::Reacted(r)) => fmt::reaction_line(m, r, r["emoji"].as_str(), authors, now),
+        Some(Change::Unreacted(r)) => fmt::reaction_line(m, r, None, authors, now),
     };
-    println!("{line}");
+    crate::emit(&line)
 }
 
 /// Prints the newest `limit` messages, then every change until the node stops (an error).
@@ -309,8 +308,15 @@ pub fn run(
     let mut events = open_events(client)?;
     let msgs = fetch_window(conn, conversation, n, |m| floor_of(m, n))?;
     let (mut seen, first) = Seen::start(&msgs, n);
+    let authors_of = || -> Result<fmt::Authors> {
+        let info = conn.request(Request::Conversation {
+            conversation: conversation.to_string(),
+        })?;
+        Ok(fmt::Authors::of(&info))
+    };
+    let mut authors = authors_of()?;
     for m in first {
-        print(m, None, json);
+        print(m, None, &authors, json)?;
     }
     loop {
         let mut batch = next_batch(&events, conversation);
@@ -332,8 +338,12 @@ pub fn run(
             Err(_) if client.request(Request::Status).is_err() => bail!(NODE_STOPPED),
             Err(e) => return Err(e),
         };
+        // Members (and so how authors are named) may have changed.
+        if let Ok(a) = authors_of() {
+            authors = a;
+        }
         for (m, change) in seen.update(&msgs) {
-            print(m, Some(&change), json);
+            print(m, Some(&change), &authors, json)?;
         }
     }
 }

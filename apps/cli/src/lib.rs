@@ -5,6 +5,20 @@
 //! directly, so `vaarta send` works offline too: the message is durable at once and leaves
 //! with the next `vaarta up`.
 
+/// `println!` through [`emit`]: a closed standard output ends the command quietly.
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::emit(&format!($($t)*))?
+    };
+}
+
+/// `println!` that ignores a closed standard output (for `vaarta up`, which keeps running).
+macro_rules! say {
+    ($($t:tt)*) => {
+        let _ = $crate::emit(&format!($($t)*));
+    };
+}
+
 pub mod bench;
 pub mod demo;
 pub mod fmt;
@@ -28,12 +42,18 @@ use vaarta_sync::envelope::Precedence;
     version,
     about = "Vaarta (वार्ता): offline-first, end-to-end encrypted mesh messenger for field teams",
     long_about = "Vaarta syncs end-to-end encrypted conversations directly between devices in reach \
-(same Wi-Fi/LAN), with no server. Start with `vaarta demo`, or `vaarta init --name NAME` then `vaarta up`."
+(same Wi-Fi/LAN), with no server. Start with `vaarta demo`, or `vaarta init --name NAME` then `vaarta up`.",
+    after_help = "Exit status: 0 success, 1 error (one line on stderr; with --json a {\"error\": ...} object), \
+2 usage error. A closed standard output (e.g. `vaarta log C | head -1`) ends a command with 0."
 )]
 pub struct Cli {
     /// The node's home directory (identity, database, API token). Default: $VAARTA_HOME or ~/.vaarta
-    #[arg(long, global = true, env = "VAARTA_HOME")]
+    #[arg(long, global = true, env = "VAARTA_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
+    /// Machine-readable output: one pretty-printed JSON value, or JSON Lines (one object per
+    /// line) for `log`; errors as {"error": "..."} on stderr
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -45,10 +65,8 @@ pub enum Command {
         /// Your name as others will see it
         #[arg(long)]
         name: String,
-        #[arg(long)]
-        json: bool,
     },
-    /// Run the node in the foreground until Ctrl-C / SIGTERM
+    /// Run the node in the foreground until Ctrl-C / SIGTERM / SIGHUP
     Up {
         /// Address to listen on (repeatable), e.g. /ip4/0.0.0.0/tcp/7447
         #[arg(long = "listen", value_name = "MULTIADDR")]
@@ -60,7 +78,7 @@ pub enum Command {
         #[arg(long)]
         no_mdns: bool,
         /// Where the local API listens (loopback only)
-        #[arg(long, default_value = "127.0.0.1:0")]
+        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
         api: String,
         /// Do not carry other conversations' envelopes for others
         #[arg(long)]
@@ -71,15 +89,9 @@ pub enum Command {
         passphrase_file: Option<PathBuf>,
     },
     /// Show this device's id, name, safety number and listen addresses
-    Id {
-        #[arg(long)]
-        json: bool,
-    },
+    Id,
     /// Show connected and recently seen peers
-    Peers {
-        #[arg(long)]
-        json: bool,
-    },
+    Peers,
     /// Create, list and manage conversations
     #[command(subcommand)]
     Conv(ConvCommand),
@@ -87,50 +99,51 @@ pub enum Command {
     Send {
         /// Conversation id (or a unique prefix of it)
         conv: String,
-        /// The message text (any language)
-        text: String,
+        /// The message text (any language); `-` reads it from standard input
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        text: Option<String>,
+        /// Read the message text from this file (UTF-8)
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
         /// How urgent it is: relays and links carry higher precedence first
         #[arg(long, value_enum, ignore_case = true, default_value_t = PrecedenceArg::Routine)]
         precedence: PrecedenceArg,
-        /// Stop relaying after this long, e.g. 30m, 2h, 1d
+        /// Stop relaying after this long, e.g. 90s, 30m, 2h, 1d (at most 366d)
         #[arg(long, value_name = "DURATION")]
         expires: Option<String>,
-        /// Reply to this message id
+        /// Reply to this message id (as `log --json` shows it)
         #[arg(long, value_name = "MESSAGE")]
         reply_to: Option<String>,
-        #[arg(long)]
-        json: bool,
     },
     /// Show the messages of a conversation in order
     Log {
+        /// Conversation id (or a unique prefix of it)
         conv: String,
         /// Keep printing as the conversation changes: new messages, edits, deletions and
         /// reactions, each on a line that says so (with --json: the message with a "change"
         /// field). Needs a running node; fails when the node stops
         #[arg(long)]
         follow: bool,
-        /// How many of the newest messages (at start, with --follow)
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        #[arg(long)]
-        json: bool,
+        /// How many of the newest messages (at start, with --follow): 1 to 100000
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        limit: u64,
     },
     /// Run three nodes on this machine and show them talking, losing one and catching up
+    /// (in temporary homes: --home is not used)
     Demo {
         /// Keep the nodes' homes (printed) instead of deleting them
         #[arg(long)]
         keep: bool,
     },
-    /// Measure two nodes on loopback (throughput, latency, bytes) and print a table
+    /// Measure two nodes on loopback (throughput, latency, bytes) and print a table (in
+    /// temporary homes: --home is not used)
     Bench {
         /// Messages for the throughput run
-        #[arg(long, default_value_t = 20_000)]
-        messages: usize,
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+        messages: u64,
         /// Messages of history for the idle-reconnect measurement
         #[arg(long, default_value_t = 100_000)]
         history: usize,
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -138,6 +151,7 @@ pub enum Command {
 pub enum ConvCommand {
     /// Create a conversation; prints its id
     Create {
+        /// The conversation's title
         title: String,
         /// A member's device id (repeatable)
         #[arg(long = "member", value_name = "DEVICE_ID")]
@@ -145,30 +159,35 @@ pub enum ConvCommand {
         /// Members added later read only what is written after they join
         #[arg(long)]
         history_from_join: bool,
-        #[arg(long)]
-        json: bool,
     },
     /// List conversations
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Show a conversation's members
     Show {
+        /// Conversation id (or a unique prefix of it)
         conv: String,
-        #[arg(long)]
-        json: bool,
     },
-    /// Add a member by device id (their keys travel through the mesh)
+    /// Add a member by device id (their keys travel through the mesh), or change a
+    /// member's role with --admin / --no-admin; an existing member keeps their role otherwise
     Add {
+        /// Conversation id (or a unique prefix of it)
         conv: String,
+        /// The member's device id (`vaarta id` on their device)
         device: String,
         /// Make them an admin
-        #[arg(long)]
+        #[arg(long, conflicts_with = "no_admin")]
         admin: bool,
+        /// Make them a plain member (takes back admin)
+        #[arg(long)]
+        no_admin: bool,
     },
-    /// Remove a member (the conversation key rotates)
-    Remove { conv: String, device: String },
+    /// Remove a member (the conversation key rotates); your own device id: leave
+    Remove {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The member's device id
+        device: String,
+    },
 }
 
 /// `--precedence`: the values of [`Precedence`] for clap (the sync crate stays free of it).
@@ -196,21 +215,42 @@ impl From<PrecedenceArg> for Precedence {
     }
 }
 
-/// Parses 90s, 30m, 2h, 1d (or plain seconds).
+/// Parses 90s, 30m, 2h, 1d (or plain seconds): 1 s to 366 days, with no overflow.
 pub fn parse_duration(s: &str) -> Result<u64> {
     let s = s.trim();
+    let bad = || anyhow!("'{s}' is not a duration (use e.g. 90s, 30m, 2h, 1d)");
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| anyhow!("'{s}' is not a duration (use e.g. 90s, 30m, 2h, 1d)"))?;
+    let n: u64 = num.parse().map_err(|_| bad())?;
     let mult = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => bail!("'{s}' is not a duration (use e.g. 90s, 30m, 2h, 1d)"),
+        _ => return Err(bad()),
     };
-    Ok(n * mult)
+    let max = vaarta_node::api::MAX_EXPIRES_S;
+    match n.checked_mul(mult) {
+        Some(secs) if (1..=max).contains(&secs) => Ok(secs),
+        _ => bail!("--expires {s}: must be between 1s and {}d", max / 86_400),
+    }
+}
+
+/// The text of `send`: the argument, standard input for `-`, or a file.
+fn message_text(text: Option<String>, file: Option<PathBuf>) -> Result<String> {
+    use std::io::Read;
+    match (text, file) {
+        (Some(t), None) if t == "-" => {
+            let mut buf = String::new();
+            std::io::stdin()
+                .read_to_string(&mut buf)
+                .map_err(|e| anyhow!("cannot read the message from standard input: {e}"))?;
+            Ok(buf)
+        }
+        (Some(t), None) => Ok(t),
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .map_err(|e| anyhow!("cannot read the message from {}: {e}", f.display())),
+        _ => bail!("give the message text, `-` for standard input, or --file PATH"),
+    }
 }
 
 /// How a command reaches the node.
@@ -222,15 +262,12 @@ pub enum Conn {
 
 impl Conn {
     pub fn open(home: &Home) -> Result<Conn> {
-        if !home.is_initialised() {
-            bail!(
-                "no identity in {}: run `vaarta init --name NAME` first",
-                home.dir.display()
-            );
-        }
+        // Says "run init" only when there is no key; any other error names its path.
+        home.load().map_err(|e| anyhow!("{e}"))?;
         if let Some((info, token)) = home.running_api() {
             let c = Client::new(&info.addr, &token);
-            if c.request(Request::Status).is_ok() {
+            if let Ok(status) = c.request(Request::Status) {
+                home.verify_api(&status).map_err(|e| anyhow!("{e}"))?;
                 return Ok(Conn::Online(c));
             }
         }
@@ -249,12 +286,44 @@ impl Conn {
     }
 }
 
-fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+/// Standard output was closed by its reader (`vaarta log | head -1`): the command stops
+/// and exits 0 without a message, as `cat` and `grep` do.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes `text` and a newline to standard output. A closed pipe is [`StdoutClosed`]; any
+/// other write error is an error.
+pub fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    match writeln!(o, "{text}").and_then(|()| o.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow!("cannot write to standard output: {e}")),
+    }
+}
+
+/// [`emit`] for several lines.
+pub fn emit_all(lines: &[String]) -> Result<()> {
+    lines.iter().try_for_each(|l| emit(l))
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    emit(&serde_json::to_string_pretty(v).unwrap_or_default())
 }
 
 /// Runs the CLI; returns the process exit code.
 pub fn main_entry() -> ExitCode {
+    // Known before parsing, so that a usage error is JSON under --json too.
+    let json_errors = std::env::args_os().any(|a| a == "--json");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e)
@@ -264,7 +333,14 @@ pub fn main_entry() -> ExitCode {
             e.exit()
         }
         Err(e) => {
-            eprintln!("{}", usage_error_line(&e));
+            if json_errors {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"error": usage_error_line(&e), "usage": true})
+                );
+            } else {
+                eprintln!("{}", usage_error_line(&e));
+            }
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
@@ -275,12 +351,17 @@ pub fn main_entry() -> ExitCode {
         .try_init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
         Err(e) => {
             let mut msg = e.to_string();
             if let Some(cause) = e.chain().nth(1) {
                 msg = format!("{msg}: {cause}");
             }
-            eprintln!("error: {msg}");
+            if json_errors {
+                eprintln!("{}", serde_json::json!({"error": msg}));
+            } else {
+                eprintln!("error: {msg}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -307,24 +388,36 @@ fn usage_error_line(e: &clap::Error) -> String {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    let json = cli.json;
+    if matches!(cli.command, Command::Demo { .. } | Command::Bench { .. })
+        && cli.home.is_some()
+        && std::env::var_os("VAARTA_HOME").is_none()
+    {
+        bail!("demo and bench run in temporary homes: --home is not used by them");
+    }
+    if json && matches!(cli.command, Command::Demo { .. } | Command::Up { .. }) {
+        bail!(
+            "--json: `up` and `demo` print a narrative, not data (use `vaarta id --json` or `bench --json`)"
+        );
+    }
     let home = Home::resolve(cli.home.clone());
     match cli.command {
-        Command::Init { name, json } => {
+        Command::Init { name } => {
             let id = home.init(&name).map_err(|e| anyhow!("{e}"))?;
             let d = id.device_id();
             if json {
                 print_json(
                     &serde_json::json!({"device_id": d.to_string(), "name": name.trim(), "safety_number": d.safety_number(), "home": home.dir}),
-                );
+                )?;
             } else {
-                println!(
+                out!(
                     "Created identity for {} in {}",
-                    name.trim(),
+                    fmt::clean(name.trim()),
                     home.dir.display()
                 );
-                println!("device id:     {d}");
-                println!("safety number: {}", d.safety_number());
-                println!("Next: vaarta up");
+                out!("device id:     {d}");
+                out!("safety number: {}", d.safety_number());
+                out!("Next: vaarta up");
             }
             Ok(())
         }
@@ -342,57 +435,61 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             up(&home, listen, peer, !no_mdns, &api, !no_relay)
         }
-        Command::Id { json } => {
+        Command::Id => {
             let conn = Conn::open(&home)?;
             let s = conn.request(Request::Status)?;
             if json {
-                print_json(&s);
+                print_json(&s)?;
             } else {
-                println!("name:          {}", s["name"].as_str().unwrap_or(""));
-                println!("device id:     {}", s["device_id"].as_str().unwrap_or(""));
-                println!(
+                out!(
+                    "name:          {}",
+                    fmt::clean(s["name"].as_str().unwrap_or(""))
+                );
+                out!("device id:     {}", s["device_id"].as_str().unwrap_or(""));
+                out!(
                     "safety number: {}",
                     s["safety_number"].as_str().unwrap_or("")
                 );
                 if conn.online() {
                     for a in s["listen"].as_array().into_iter().flatten() {
-                        println!("listening on:  {}", a.as_str().unwrap_or(""));
+                        out!("listening on:  {}", a.as_str().unwrap_or(""));
                     }
-                    println!("API:           http://{}", s["api"].as_str().unwrap_or(""));
+                    out!("API:           http://{}", s["api"].as_str().unwrap_or(""));
                 } else {
-                    println!("node:          not running (start it with `vaarta up`)");
+                    out!("node:          not running (start it with `vaarta up`)");
                 }
                 for w in s["warnings"].as_array().into_iter().flatten() {
-                    println!("warning:       {}", w.as_str().unwrap_or(""));
+                    out!("warning:       {}", fmt::clean(w.as_str().unwrap_or("")));
                 }
             }
             Ok(())
         }
-        Command::Peers { json } => {
+        Command::Peers => {
             let conn = Conn::open(&home)?;
             let p = conn.request(Request::Peers)?;
             if json {
-                print_json(&p);
+                print_json(&p)?;
             } else {
-                fmt::print_peers(&p, conn.online());
+                emit_all(&fmt::peers_lines(&p, conn.online()))?;
             }
             Ok(())
         }
-        Command::Conv(c) => conv(&home, c),
+        Command::Conv(c) => conv(&home, c, json),
         Command::Send {
             conv,
             text,
+            file,
             precedence,
             expires,
             reply_to,
-            json,
         } => {
-            let conn = Conn::open(&home)?;
             let expires_in_s = expires.as_deref().map(parse_duration).transpose()?;
+            let body = message_text(text, file)?;
+            let conn = Conn::open(&home)?;
             let r = conn.request(Request::Send {
                 conversation: conv,
                 messages: vec![OutgoingMessage {
-                    body: text,
+                    body,
                     // The API's wire form; it parses the string (one parser, in the API).
                     precedence: Some(Precedence::from(precedence).as_str().to_string()),
                     expires_in_s,
@@ -400,13 +497,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 }],
             })?;
             if json {
-                print_json(&r);
+                print_json(&r)?;
             } else {
                 let id = r["ids"][0].as_str().unwrap_or("");
                 if conn.online() {
-                    println!("sent {id} (saved; delivering to peers in reach)");
+                    out!("sent {id} (saved; delivering to peers in reach)");
                 } else {
-                    println!("saved {id} (no node running: it leaves with the next `vaarta up`)");
+                    out!("saved {id} (no node running: it leaves with the next `vaarta up`)");
                 }
             }
             Ok(())
@@ -415,25 +512,19 @@ pub fn run(cli: Cli) -> Result<()> {
             conv,
             follow,
             limit,
-            json,
-        } => log(&home, conv, follow, limit, json),
+        } => log(&home, conv, follow, limit as usize, json),
         Command::Demo { keep } => demo::run(keep),
-        Command::Bench {
-            messages,
-            history,
-            json,
-        } => bench::run(messages, history, json),
+        Command::Bench { messages, history } => bench::run(messages as usize, history, json),
     }
 }
 
-fn conv(home: &Home, c: ConvCommand) -> Result<()> {
+fn conv(home: &Home, c: ConvCommand, json: bool) -> Result<()> {
     let conn = Conn::open(home)?;
     match c {
         ConvCommand::Create {
             title,
             member,
             history_from_join,
-            json,
         } => {
             let r = conn.request(Request::CreateConversation {
                 title,
@@ -441,48 +532,70 @@ fn conv(home: &Home, c: ConvCommand) -> Result<()> {
                 history_from_join,
             })?;
             if json {
-                print_json(&r);
+                print_json(&r)?;
             } else {
-                println!("{}", r["id"].as_str().unwrap_or(""));
+                out!("{}", r["id"].as_str().unwrap_or(""));
             }
         }
-        ConvCommand::List { json } => {
+        ConvCommand::List => {
             let r = conn.request(Request::Conversations)?;
             if json {
-                print_json(&r);
+                print_json(&r)?;
             } else {
-                fmt::print_conversations(&r);
+                emit_all(&fmt::conversations_lines(&r))?;
             }
         }
-        ConvCommand::Show { conv, json } => {
+        ConvCommand::Show { conv } => {
             let r = conn.request(Request::Conversation { conversation: conv })?;
             if json {
-                print_json(&r);
+                print_json(&r)?;
             } else {
-                fmt::print_conversation(&r);
+                emit_all(&fmt::conversation_lines(&r))?;
             }
         }
         ConvCommand::Add {
             conv,
             device,
             admin,
+            no_admin,
         } => {
-            conn.request(Request::AddMember {
+            let role = match (admin, no_admin) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let r = conn.request(Request::AddMember {
                 conversation: conv,
                 device: device.clone(),
-                admin,
+                admin: role,
             })?;
-            println!(
-                "added {device}{}; their keys travel to them through the mesh",
-                if admin { " as admin" } else { "" }
-            );
+            if json {
+                print_json(&r)?;
+            } else {
+                let role = if r["admin"] == true {
+                    "an admin"
+                } else {
+                    "a member"
+                };
+                if r["changed"] == false {
+                    out!("{device} is already {role}; nothing changed");
+                } else {
+                    out!("{device} is now {role}; their keys travel to them through the mesh");
+                }
+            }
         }
         ConvCommand::Remove { conv, device } => {
-            conn.request(Request::RemoveMember {
+            let r = conn.request(Request::RemoveMember {
                 conversation: conv,
                 device: device.clone(),
             })?;
-            println!("removed {device}; the conversation key was rotated");
+            if json {
+                print_json(&r)?;
+            } else if r["left"] == true {
+                out!("you left the conversation; the others' next key is not sealed to you");
+            } else {
+                out!("removed {device}; the conversation key was rotated");
+            }
         }
     }
     Ok(())
@@ -498,15 +611,18 @@ fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Res
         let id = info["id"].as_str().unwrap_or("").to_string();
         return follow::run(&conn, client, &id, limit, json);
     }
+    let info = conn.request(Request::Conversation { conversation: conv })?;
+    let id = info["id"].as_str().unwrap_or("").to_string();
+    let authors = fmt::Authors::of(&info);
     let msgs = conn.request(Request::Messages {
-        conversation: conv,
+        conversation: id,
         limit,
     })?;
     for m in msgs.as_array().into_iter().flatten() {
         if json {
-            println!("{}", serde_json::to_string(m).unwrap_or_default());
+            emit(&serde_json::to_string(m).unwrap_or_default())?;
         } else {
-            println!("{}", fmt::message_line(m));
+            emit(&fmt::message_line(m, &authors))?;
         }
     }
     Ok(())
@@ -559,25 +675,29 @@ fn up(
         .build()?;
     rt.block_on(async move {
         let node = Node::start(home, opts).await.map_err(|e| anyhow!("{e}"))?;
-        println!("Vaarta node '{}' is up.", info.name);
-        println!("device id: {}", node.device_id);
+        say!("Vaarta node '{}' is up.", info.name);
+        say!("device id: {}", node.device_id);
         for a in &node.listen {
-            println!("listening: {a}");
+            say!("listening: {a}");
         }
-        println!(
+        say!(
             "API:       http://{} (token in {})",
             node.api_addr,
             home.token_path().display()
         );
-        println!("Press Ctrl-C to stop.");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        say!("Press Ctrl-C to stop.");
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        // A closed terminal (SIGHUP) stops the node as cleanly as Ctrl-C.
+        let mut hup = signal(SignalKind::hangup())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
-        println!("Stopping...");
+        say!("Stopping...");
         node.shutdown().await.map_err(|e| anyhow!("{e}"))?;
-        println!("Stopped cleanly.");
+        say!("Stopped cleanly.");
         Ok::<(), anyhow::Error>(())
     })
 }

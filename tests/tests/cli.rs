@@ -1,0 +1,591 @@
+//! The `vaarta` command as a user drives it: spawned processes against real nodes (or a
+//! home with no node running), reading what a terminal or a script would read.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use vaarta_tests::{Node, bin, wait_for};
+
+const T: Duration = Duration::from_secs(60);
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Two linked nodes on loopback and a conversation of both, created by Asha and known to
+/// Bhavesh.
+fn pair() -> (Node, Node, String) {
+    let mut a = Node::init("Asha");
+    let mut b = Node::init("Bhavesh");
+    a.up_loopback(&[]);
+    let addr = a.addr("/tcp/");
+    b.up_loopback(&[&addr]);
+    wait_for("a link", T, || (a.linked() >= 1).then_some(()));
+    let conv = a
+        .ok(&["conv", "create", "Flood relief", "--member", &b.device_id()])
+        .trim()
+        .to_string();
+    wait_for("Bhavesh to join", T, || {
+        b.is_member_of(&conv, 2).then_some(())
+    });
+    (a, b, conv)
+}
+
+/// Bug 2: a member's message that holds a newline, a fake header and escape sequences shows
+/// as one message of that member, every further line indented, no control character raw.
+#[test]
+fn log_cannot_be_spoofed_by_a_members_message() {
+    let (a, b, conv) = pair();
+    let evil = "see below\n2026-12-01 20:28:30  Asha: [FLASH] Cancel the evacuation\n\
+                \u{1b}[2J\u{1b}]0;pwned\u{7}";
+    b.ok(&["send", &conv, evil]);
+    a.ok(&["send", &conv, "Boats at ghat 3"]);
+    wait_for("Bhavesh's message at Asha", T, || {
+        (a.bodies(&conv).len() == 2).then_some(())
+    });
+    let shown = a.ok(&["log", &conv]);
+    assert!(
+        !shown.chars().any(|c| c.is_control() && c != '\n'),
+        "raw control characters: {shown:?}"
+    );
+    let headers: Vec<&str> = shown.lines().filter(|l| !l.starts_with(' ')).collect();
+    assert_eq!(
+        headers.len(),
+        2,
+        "one line per message at column 0: {shown}"
+    );
+    assert!(headers[0].contains("  Bhavesh: see below"), "{shown}");
+    assert!(headers[1].contains("  Asha: Boats at ghat 3"), "{shown}");
+    let rest: Vec<&str> = shown.lines().filter(|l| l.starts_with(' ')).collect();
+    assert_eq!(
+        rest,
+        [
+            "    | 2026-12-01 20:28:30  Asha: [FLASH] Cancel the evacuation",
+            "    | \\u{1b}[2J\\u{1b}]0;pwned\\u{7}"
+        ]
+    );
+    // The JSON form keeps the text exactly as written.
+    let msgs: Vec<Value> = a
+        .ok(&["log", &conv, "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(msgs[0]["body"], evil);
+}
+
+/// Bug 5: `vaarta log | head -1` (the reader gone before the writer is done) ends quietly
+/// with status 0, not a panic (status 101).
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let a = Node::init("Asha");
+    let conv = a.ok(&["conv", "create", "pipe"]).trim().to_string();
+    for i in 0..3 {
+        a.ok(&["send", &conv, &format!("message {i}")]);
+    }
+    for args in [
+        vec!["log", conv.as_str()],
+        vec!["conv", "list"],
+        vec!["id", "--json"],
+    ] {
+        let mut child = Command::new(bin())
+            .arg("--home")
+            .arg(&a.home)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader closes the pipe before anything is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "vaarta {args:?} with a closed stdout: {} {}",
+            out.status,
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+}
+
+/// Bug 6: ids that hold `/`, `?`, `#`, `%` or spaces reach the node as one id, online as
+/// offline: the same clear error, never a request to another path.
+#[test]
+fn odd_ids_give_the_same_answer_online_and_offline() {
+    let mut a = Node::init("Asha");
+    let conv = a.ok(&["conv", "create", "ids"]).trim().to_string();
+    let odd = [
+        "x/y",
+        "x?limit=1",
+        "x y",
+        "x#y",
+        "x%2Fy",
+        "..",
+        "messages/../x",
+    ];
+    let answers = |a: &Node| -> Vec<(bool, String)> {
+        let mut out = Vec::new();
+        for id in odd {
+            for args in [
+                vec!["conv", "show", id],
+                vec!["log", id],
+                vec!["send", id, "hello"],
+            ] {
+                let o = a.cli(&args);
+                out.push((o.status.success(), stderr(&o).trim().to_string()));
+            }
+        }
+        // A message id with a slash, in a real conversation.
+        let o = a.cli(&["send", &conv, "hi", "--reply-to", "1/2"]);
+        out.push((o.status.success(), stderr(&o).trim().to_string()));
+        out
+    };
+    let offline = answers(&a);
+    for (ok, err) in &offline {
+        assert!(!ok);
+        assert!(
+            err.contains("no conversation matches") || err.contains("is not a message id"),
+            "{err}"
+        );
+    }
+    a.up_loopback(&[]);
+    assert_eq!(answers(&a), offline);
+    assert!(a.bodies(&conv).is_empty(), "nothing was sent anywhere");
+}
+
+/// Bug 11: SIGHUP (the terminal closed) stops the node cleanly: status 0, api.json removed.
+#[test]
+fn sighup_stops_the_node_cleanly() {
+    let mut a = Node::init("Asha");
+    a.up_loopback(&[]);
+    let pid = a.pid().unwrap();
+    let mut child = a.take_child().unwrap();
+    Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    let st = wait_for("the node to exit", T, || child.try_wait().ok().flatten());
+    assert!(st.success(), "SIGHUP: {st}: {}", a.log());
+    assert!(!a.home.join("api.json").exists(), "api.json left behind");
+}
+
+/// A stand-in for whatever listens on a dead node's port: records every request, answers
+/// each with `answer` (a status line and a JSON body).
+fn impostor(answer: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let mut buf = [0u8; 4096];
+            let n = c.read(&mut buf).unwrap_or(0);
+            s.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (addr, seen)
+}
+
+/// Bug 11: after a crash, api.json names a port that something else holds now. The CLI
+/// checks the pid (alive, holding that socket) and the node's identity before it sends the
+/// token or any message text.
+#[test]
+fn a_stale_api_file_is_not_trusted() {
+    let a = Node::init("Asha");
+    let conv = a.ok(&["conv", "create", "stale"]).trim().to_string();
+    std::fs::write(a.home.join("api-token"), "old-token").unwrap();
+    let fake = r#"{"device_id": "someone-else", "online": true, "listen": [], "warnings": []}"#;
+    // 1. The pid is dead: api.json is stale, the command runs offline, nothing is sent.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    // 2. The pid lives but does not hold the socket (a reused pid).
+    let mut other = Command::new("sleep").arg("60").spawn().unwrap();
+    for pid in [dead, other.id()] {
+        let (addr, seen) = impostor(fake);
+        std::fs::write(
+            a.home.join("api.json"),
+            format!(r#"{{"addr": "{addr}", "pid": {pid}}}"#),
+        )
+        .unwrap();
+        let o = a.cli(&["send", &conv, "secret plan"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("no node running"),
+            "saved offline"
+        );
+        assert_eq!(*seen.lock().unwrap(), "", "nothing reached the impostor");
+    }
+    let _ = other.kill();
+    let _ = other.wait();
+    // 3. The process holds the socket (here: this test) but is not this home's node.
+    let (addr, seen) = impostor(fake);
+    std::fs::write(
+        a.home.join("api.json"),
+        format!(r#"{{"addr": "{addr}", "pid": {}}}"#, std::process::id()),
+    )
+    .unwrap();
+    let o = a.cli(&["send", &conv, "secret plan"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("answers as device someone-else"),
+        "{}",
+        stderr(&o)
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        !seen.contains("secret plan") && !seen.contains("POST"),
+        "{seen}"
+    );
+    std::fs::remove_file(a.home.join("api.json")).unwrap();
+    assert_eq!(a.bodies(&conv), ["secret plan", "secret plan"]);
+}
+
+fn json_of(o: &std::process::Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {} / {}",
+            String::from_utf8_lossy(&o.stdout),
+            stderr(o)
+        )
+    })
+}
+
+/// Global `--json` on every data command (before or after the subcommand), one JSON value
+/// per command (JSON Lines for `log`), and errors as JSON on stderr, usage errors too.
+#[test]
+fn every_data_command_speaks_json() {
+    let (a, b, conv) = pair();
+    let bd = b.device_id();
+    let run = |args: &[&str]| {
+        let o = a.cli(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        json_of(&o)
+    };
+    assert_eq!(run(&["--json", "id"])["online"], true);
+    assert!(run(&["peers", "--json"])["connected"].is_array());
+    assert!(run(&["conv", "list", "--json"]).is_array());
+    assert_eq!(run(&["conv", "show", &conv, "--json"])["id"], conv.as_str());
+    let added = run(&["conv", "add", &conv, &bd, "--json"]);
+    assert_eq!(
+        (added["changed"].clone(), added["admin"].clone()),
+        (false.into(), false.into())
+    );
+    let added = run(&["--json", "conv", "add", &conv, &bd, "--admin"]);
+    assert_eq!(
+        (added["changed"].clone(), added["admin"].clone()),
+        (true.into(), true.into())
+    );
+    // Adding an admin again without a role keeps them admin (it used to demote).
+    assert_eq!(run(&["conv", "add", &conv, &bd, "--json"])["admin"], true);
+    let sent = run(&["send", &conv, "hello", "--json"]);
+    let id = sent["ids"][0].as_str().unwrap().to_string();
+    let log = a.ok(&["log", &conv, "--json"]);
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["id"], id.as_str());
+    let c2 = run(&["conv", "create", "second", "--json"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(run(&["conv", "remove", &conv, &bd, "--json"])["ok"], true);
+    // The last admin cannot leave: a JSON error, status 1.
+    let o = a.cli(&["conv", "remove", &c2, &a.device_id(), "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err: Value = serde_json::from_slice(&o.stderr).unwrap();
+    assert!(
+        err["error"].as_str().unwrap().contains("last admin"),
+        "{err}"
+    );
+    // Usage errors: JSON, status 2.
+    let o = a.cli(&["log", &conv, "--limit", "0", "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err: Value = serde_json::from_slice(&o.stderr).unwrap();
+    assert!(err["error"].as_str().unwrap().contains("0"), "{err}");
+    // A fresh home: init --json.
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(bin())
+        .arg("--home")
+        .arg(dir.path().join("h"))
+        .args(["--json", "init", "--name", "Chitra"])
+        .output()
+        .unwrap();
+    assert_eq!(json_of(&o)["name"], "Chitra");
+}
+
+/// Message text from standard input (`send CONV -`) and from a file, of any size up to the
+/// limit (a 1 MB argument fails in the shell with "Argument list too long").
+#[test]
+fn send_reads_stdin_and_files() {
+    let mut a = Node::init("Asha");
+    let conv = a.ok(&["conv", "create", "stdin"]).trim().to_string();
+    let text = "line one\nदूसरी पंक्ति\n".repeat(1000);
+    let send_stdin = |a: &Node, input: &str| {
+        let mut child = Command::new(bin())
+            .arg("--home")
+            .arg(&a.home)
+            .args(["send", &conv, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = send_stdin(&a, &text);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = a.home.with_extension("msg");
+    std::fs::write(&file, "from a file").unwrap();
+    a.up_loopback(&[]);
+    a.ok(&["send", &conv, "--file", file.to_str().unwrap()]);
+    assert_eq!(a.bodies(&conv), [text.as_str(), "from a file"]);
+    // Too big, blank, or a file that is not there: one clear line naming the problem.
+    let o = send_stdin(&a, &"x".repeat(70_000));
+    assert!(
+        stderr(&o).contains("the limit is 65536 bytes (64 KiB)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = send_stdin(&a, "  \n ");
+    assert!(
+        stderr(&o).contains("the message is empty"),
+        "{}",
+        stderr(&o)
+    );
+    let o = a.cli(&["send", &conv, "--file", "/nonexistent/msg"]);
+    assert!(stderr(&o).contains("/nonexistent/msg"), "{}", stderr(&o));
+    let o = a.cli(&["send", &conv]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// Bugs 4 and 9: out-of-range values are refused with a clear error instead of a silent
+/// wrong result (an expiry in the past, one message for --limit 0, --home ignored).
+#[test]
+fn out_of_range_values_are_refused() {
+    let a = Node::init("Asha");
+    let conv = a.ok(&["conv", "create", "range"]).trim().to_string();
+    for bad in ["0", "0s", "99999999999999999d", "367d"] {
+        let o = a.cli(&["send", &conv, "hi", "--expires", bad]);
+        assert_eq!(o.status.code(), Some(1), "--expires {bad}");
+        assert!(
+            stderr(&o).contains("must be between 1s and 366d"),
+            "{bad}: {}",
+            stderr(&o)
+        );
+    }
+    a.ok(&["send", &conv, "hi", "--expires", "2h"]);
+    let m: Value = serde_json::from_str(a.ok(&["log", &conv, "--json"]).trim()).unwrap();
+    let left = m["expires_at_ms"].as_u64().unwrap() - m["sent_at_ms"].as_u64().unwrap();
+    assert!((7_199_000..=7_201_000).contains(&left), "{m}");
+    for limit in ["0", "100001"] {
+        assert_eq!(
+            a.cli(&["log", &conv, "--limit", limit]).status.code(),
+            Some(2)
+        );
+    }
+    assert_eq!(a.cli(&["bench", "--messages", "0"]).status.code(), Some(2));
+    let o = a.cli(&["demo"]);
+    assert!(stderr(&o).contains("--home is not used"), "{}", stderr(&o));
+}
+
+/// Bug 8: every OS error names its path; "run init" only when there is no identity.
+#[test]
+fn home_errors_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let vaarta = |home: &std::path::Path, args: &[&str]| {
+        Command::new(bin())
+            .arg("--home")
+            .arg(home)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // A file where the home should be.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    for args in [&["init", "--name", "A"][..], &["id"][..]] {
+        let o = vaarta(&file, args);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stderr(&o).contains(file.to_str().unwrap()),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("run `vaarta init"), "{}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("already has an identity"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // A home inside a directory we may not write to (root may write anywhere: use a
+    // path under a file, which fails for everyone).
+    let below = file.join("home");
+    let o = vaarta(&below, &["init", "--name", "A"]);
+    assert!(
+        stderr(&o).contains(below.to_str().unwrap()),
+        "{}",
+        stderr(&o)
+    );
+    // An unreadable key file (a directory in its place reads as an error for root too).
+    let home = dir.path().join("h");
+    std::fs::create_dir_all(home.join("identity.key")).unwrap();
+    let o = vaarta(&home, &["id"]);
+    assert!(
+        stderr(&o).contains(home.join("identity.key").to_str().unwrap()),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("run `vaarta init"), "{}", stderr(&o));
+    let o = vaarta(&dir.path().join("none"), &["id"]);
+    assert!(stderr(&o).contains("run `vaarta init"), "{}", stderr(&o));
+}
+
+/// One raw HTTP/1.1 exchange with a node's API: (status code, body).
+fn raw_http(node: &Node, head: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(node.home.join("api.json")).unwrap()).unwrap();
+    let mut s = std::net::TcpStream::connect(info["addr"].as_str().unwrap()).unwrap();
+    write!(
+        s,
+        "{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (status, rest) = answer.split_once("\r\n\r\n").unwrap();
+    let code = status.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, rest.to_string())
+}
+
+/// The local API authenticates before it reads a body, refuses foreign Host and Origin
+/// headers (DNS rebinding, drive-by requests from web pages), and answers every error,
+/// the framework's own included, as {"error": ...}.
+#[test]
+fn the_api_checks_callers_before_bodies() {
+    let mut a = Node::init("Asha");
+    a.up_loopback(&[]);
+    let token = std::fs::read_to_string(a.home.join("api-token")).unwrap();
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(a.home.join("api.json")).unwrap()).unwrap();
+    let host = info["addr"].as_str().unwrap().to_string();
+    let auth = format!("Authorization: Bearer {}", token.trim());
+    let post = "POST /v1/conversations HTTP/1.1";
+    let cases: Vec<(String, &str, u16, &str)> = vec![
+        // No token: 401 whatever the body (it used to be 415/400/422 first).
+        (format!("{post}\r\nHost: {host}"), "not json", 401, "token"),
+        (
+            format!("{post}\r\nHost: {host}\r\nContent-Type: text/plain"),
+            "{}",
+            401,
+            "token",
+        ),
+        (
+            format!("{post}\r\nHost: {host}\r\nContent-Type: application/json"),
+            "{",
+            401,
+            "token",
+        ),
+        // Foreign Host or Origin: refused even with the token.
+        (
+            format!("{post}\r\nHost: evil.example:80\r\n{auth}\r\nContent-Type: application/json"),
+            r#"{"title":"x"}"#,
+            403,
+            "Host",
+        ),
+        (
+            format!(
+                "{post}\r\nHost: {host}\r\nOrigin: http://evil.example\r\n{auth}\r\nContent-Type: application/json"
+            ),
+            r#"{"title":"x"}"#,
+            403,
+            "origin",
+        ),
+        // With the token: the framework's rejections as JSON.
+        (
+            format!("{post}\r\nHost: {host}\r\n{auth}\r\nContent-Type: text/plain"),
+            "{}",
+            415,
+            "Content-Type",
+        ),
+        (
+            format!("{post}\r\nHost: {host}\r\n{auth}\r\nContent-Type: application/json"),
+            "{",
+            400,
+            "JSON",
+        ),
+        (
+            format!("{post}\r\nHost: {host}\r\n{auth}\r\nContent-Type: application/json"),
+            "{}",
+            422,
+            "title",
+        ),
+        (
+            format!("PUT /v1/status HTTP/1.1\r\nHost: {host}\r\n{auth}"),
+            "",
+            405,
+            "method",
+        ),
+        (
+            format!("GET /v1/conversations/x/messages?limit=-1 HTTP/1.1\r\nHost: {host}\r\n{auth}"),
+            "",
+            400,
+            "limit",
+        ),
+    ];
+    for (head, body, status, word) in cases {
+        let (code, answer) = raw_http(&a, &head, body);
+        let v: Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("{head}: not JSON ({e}): {answer}"));
+        assert_eq!(code, status, "{head}\n{answer}");
+        let msg = v["error"].as_str().unwrap_or_else(|| panic!("{answer}"));
+        assert!(
+            msg.to_lowercase().contains(&word.to_lowercase()),
+            "{head}: {msg}"
+        );
+    }
+    // A loopback origin (a local app's page) with the token is served.
+    let (code, _) = raw_http(
+        &a,
+        &format!(
+            "GET /v1/status HTTP/1.1\r\nHost: localhost\r\nOrigin: http://127.0.0.1:9\r\n{auth}"
+        ),
+        "",
+    );
+    assert_eq!(code, 200);
+}
+
+/// Bug 3: a second node on an address another node holds is refused with a clear error.
+#[test]
+fn two_nodes_cannot_share_a_listen_port() {
+    let mut a = Node::init("Asha");
+    a.up_loopback(&[]);
+    let addr = a.addr("/tcp/");
+    let b = Node::init("Bhavesh");
+    let o = b.cli(&["up", "--listen", &addr, "--no-mdns"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already in use"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&addr), "{}", stderr(&o));
+}
