@@ -54,6 +54,11 @@ pub struct Cli {
     /// line) for `log`; errors as {"error": "..."} on stderr
     #[arg(long, global = true)]
     pub json: bool,
+    /// The home's passphrase, on this file's first line: needed by `up` and by commands run
+    /// while no node is up once the home is protected; given to a plain home, it wraps the
+    /// identity and storage keys (Argon2id). $VAARTA_PASSPHRASE does the same
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,10 +88,6 @@ pub enum Command {
         /// Do not carry other conversations' envelopes for others
         #[arg(long)]
         no_relay: bool,
-        /// Wrap the identity and storage keys with the passphrase on this file's first line
-        /// (Argon2id); $VAARTA_PASSPHRASE does the same
-        #[arg(long, value_name = "FILE")]
-        passphrase_file: Option<PathBuf>,
     },
     /// Show this device's id, name, safety number and listen addresses
     Id,
@@ -262,8 +263,10 @@ pub enum Conn {
 
 impl Conn {
     pub fn open(home: &Home) -> Result<Conn> {
-        // Says "run init" only when there is no key; any other error names its path.
-        home.load().map_err(|e| anyhow!("{e}"))?;
+        // Says "run init" only when there is no key; any other error names its path. The
+        // identity key is not unwrapped here: a command a running node answers needs no
+        // passphrase.
+        home.info().map_err(|e| anyhow!("{e}"))?;
         if let Some((info, token)) = home.running_api() {
             let c = Client::new(&info.addr, &token);
             if let Ok(status) = c.request(Request::Status) {
@@ -401,6 +404,10 @@ pub fn run(cli: Cli) -> Result<()> {
         );
     }
     let home = Home::resolve(cli.home.clone());
+    let home = match &cli.passphrase_file {
+        Some(f) => home.with_passphrase_file(f).map_err(|e| anyhow!("{e}"))?,
+        None => home,
+    };
     match cli.command {
         Command::Init { name } => {
             let id = home.init(&name).map_err(|e| anyhow!("{e}"))?;
@@ -427,14 +434,7 @@ pub fn run(cli: Cli) -> Result<()> {
             no_mdns,
             api,
             no_relay,
-            passphrase_file,
-        } => {
-            let home = match passphrase_file {
-                Some(f) => home.with_passphrase_file(&f).map_err(|e| anyhow!("{e}"))?,
-                None => home,
-            };
-            up(&home, listen, peer, !no_mdns, &api, !no_relay)
-        }
+        } => up(&home, listen, peer, !no_mdns, &api, !no_relay),
         Command::Id => {
             let conn = Conn::open(&home)?;
             let s = conn.request(Request::Status)?;

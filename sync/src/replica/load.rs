@@ -130,9 +130,7 @@ impl<S: Store> Replica<S> {
                 true
             })?;
             for id in ids {
-                if let Some(b) = self.store.envelope(&id)? {
-                    total += b.len() as u64;
-                }
+                total += self.store.envelope_len(&id)?.unwrap_or(0) as u64;
             }
         }
         Ok(total)
