@@ -375,6 +375,9 @@ pub struct State {
     /// Admin seniority: the position in `order` of the operation that last made each device
     /// an admin (the creator: 0). Kept after a removal; decides concurrent mutual removals.
     pub admin_since: BTreeMap<DeviceId, usize>,
+    /// Epochs this conversation may have ([`Membership::with_max_epochs`]; [`MAX_EPOCHS`]
+    /// unless lowered).
+    pub max_epochs: usize,
 }
 
 impl State {
@@ -406,10 +409,15 @@ impl State {
             .is_some_and(|e| e.holders.iter().any(|h| !self.members.contains_key(h)))
     }
 
-    /// The key must rotate and cannot: every epoch is used ([`MAX_EPOCHS`]). Nothing new may
-    /// be sealed under the current key then (a removed device holds it).
+    /// Every epoch is used ([`State::max_epochs`]): no rotation can start another.
+    pub fn epochs_full(&self) -> bool {
+        self.epochs.len() >= self.max_epochs
+    }
+
+    /// The key must rotate and cannot: every epoch is used ([`State::max_epochs`]). Nothing
+    /// new may be sealed under the current key then (a removed device holds it).
     pub fn rotation_exhausted(&self) -> bool {
-        self.epochs.len() >= MAX_EPOCHS && self.needs_rotation()
+        self.epochs_full() && self.needs_rotation()
     }
 
     /// Members that do not hold the current key.
@@ -457,6 +465,9 @@ pub struct Membership {
     heads: BTreeSet<OpHash>,
     /// Operations held per signer (the per-member quota).
     by_signer: BTreeMap<DeviceId, usize>,
+    /// Epochs the conversation may have (part of the protocol: every replica of a
+    /// conversation must use the same value).
+    max_epochs: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -484,9 +495,20 @@ impl Membership {
             state: State::default(),
             heads: BTreeSet::new(),
             by_signer: BTreeMap::new(),
+            max_epochs: MAX_EPOCHS,
         };
         m.recompute();
         m
+    }
+
+    /// The same log with a lower epoch bound, clamped to `1..=`[`MAX_EPOCHS`] (decoders are
+    /// bounded by [`MAX_EPOCHS`]). For tests and simulations that need to reach the bound
+    /// quickly: every replica of a conversation must use the same value, or they disagree on
+    /// which rotations hold.
+    pub fn with_max_epochs(mut self, n: usize) -> Self {
+        self.max_epochs = n.clamp(1, MAX_EPOCHS);
+        self.recompute();
+        self
     }
 
     pub fn state(&self) -> &State {
@@ -662,6 +684,7 @@ impl Membership {
                 started_by: None,
                 holders: BTreeSet::new(),
             }],
+            max_epochs: self.max_epochs,
             ..State::default()
         };
         for h in order {
@@ -878,7 +901,7 @@ impl Membership {
                     }
                     ep.holders.extend(holders);
                 } else if *rotate {
-                    if st.epochs.len() >= MAX_EPOCHS {
+                    if st.epochs_full() {
                         return Err(OpRejected::TooManyEpochs);
                     }
                     st.epochs.push(Epoch {

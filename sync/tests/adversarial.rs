@@ -20,7 +20,7 @@ use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, OpHash, Ta
 use vaarta_sync::limits::{MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER};
 use vaarta_sync::membership::{Action, ControlOp, History};
 use vaarta_sync::page::Draft;
-use vaarta_sync::replica::Replica;
+use vaarta_sync::replica::{CommandError, Config, Replica};
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
@@ -218,7 +218,27 @@ fn invitation(
 /// Replicas 1..=n: 1 creates a conversation (history `h`) and adds the others (admins where
 /// `admins` says so), everyone synced.
 fn group(n: u8, admins: &[u8], h: History) -> (Vec<Replica<MemoryStore>>, ConversationId) {
-    let mut rs: Vec<Replica<MemoryStore>> = (1..=n).map(replica).collect();
+    group_with(n, admins, h, Config::default())
+}
+
+/// [`group`] with replicas opened under `config`.
+fn group_with(
+    n: u8,
+    admins: &[u8],
+    h: History,
+    config: Config,
+) -> (Vec<Replica<MemoryStore>>, ConversationId) {
+    let mut rs: Vec<Replica<MemoryStore>> = (1..=n)
+        .map(|n| {
+            Replica::open_with_config(
+                Identity::from_seed([n; 32]),
+                MemoryStore::new(),
+                [n; 32],
+                config,
+            )
+            .unwrap()
+        })
+        .collect();
     let (c, _) = rs[0].create_conversation("field team", h, T0).unwrap();
     for i in 1..n as usize {
         let d = rs[i].device_id();
@@ -909,48 +929,78 @@ fn from_join_newcomer_cannot_read_the_first_epoch() {
     assert!(bodies(&mut chitra, &c).is_empty());
 }
 
-/// Slow: 1,024 rotations through the whole replica (many minutes unoptimised). Run with
-/// `cargo test --release -p vaarta-sync --test adversarial -- --ignored rotation_past`.
+/// The bound is lowered through [`Config`] (every replica of the conversation uses the same
+/// value, as the protocol requires) so that it is reached in a few rotations; the code paths
+/// are the production ones, which read the bound from the conversation.
 #[test]
-#[ignore = "slow (1,024 rotations); run with --release --ignored"]
 fn rotation_past_max_epochs_is_loud_not_silent() {
-    // After MAX_EPOCHS rotations a removal cannot rotate the key: the removal still holds,
+    // After the last epoch a removal cannot rotate the key: the removal still holds,
     // nobody seals under the key the removed device holds, and duties neither fail nor fill
     // the log with rotations every replica would refuse.
-    let (mut rs, c) = group(3, &[], History::Shared);
+    const EPOCHS: usize = 6;
+    let config = Config { max_epochs: EPOCHS };
+    let (mut rs, c) = group_with(3, &[], History::Shared, config);
     let members: Vec<DeviceId> = rs.iter().map(|r| r.device_id()).collect();
+    let epochs =
+        |r: &Replica<MemoryStore>| r.conversation(&c).unwrap().membership.state().epochs.len();
     let mut now = T0 + 1_000;
-    while rs[0]
-        .conversation(&c)
-        .unwrap()
-        .membership
-        .state()
-        .epochs
-        .len()
-        < vaarta_sync::limits::MAX_EPOCHS
-    {
+    let mut rounds = 0;
+    while epochs(&rs[0]) < EPOCHS {
         // Removing and re-adding a member rotates (cheaply: one removal, one rotation).
         rs[0].remove_member(&c, members[2], now).unwrap();
         rs[0].add_member(&c, members[2], false, now + 1).unwrap();
         now += 2;
+        rounds += 1;
+        assert!(rounds < EPOCHS, "removals do not rotate");
     }
-    rs[0].remove_member(&c, members[2], now).unwrap();
-    sync_all(&mut rs[..2], now + 1);
+    assert_eq!(epochs(&rs[0]), EPOCHS);
+    // Before the bound bites, sending works (the current key is held by members only).
+    sync_all(&mut rs, now + 1);
+    rs[1].send_message(&c, text("before"), now + 1).unwrap();
+    let leaked = rs[0]
+        .conversation(&c)
+        .unwrap()
+        .membership
+        .state()
+        .current_epoch()
+        .unwrap()
+        .id;
+    rs[0].remove_member(&c, members[2], now + 2).unwrap();
+    sync_all(&mut rs[..2], now + 3);
     let len = rs[0].conversation(&c).unwrap().membership.len();
     for r in rs[..2].iter_mut() {
-        assert!(
-            !r.conversation(&c)
-                .unwrap()
-                .membership
-                .state()
-                .is_member(&members[2])
-        );
-        assert!(
-            r.send_message(&c, text("under a leaked key"), now + 2)
-                .is_err()
+        let st = r.conversation(&c).unwrap().membership.state();
+        assert!(!st.is_member(&members[2]));
+        assert_eq!(st.epochs.len(), EPOCHS, "a rotation past the bound held");
+        assert_eq!(st.current_epoch().unwrap().id, leaked);
+        assert!(st.rotation_exhausted());
+        assert_eq!(
+            r.send_message(&c, text("under a leaked key"), now + 4),
+            Err(CommandError::EpochsExhausted)
         );
         r.maintain(now + 20_000).expect("maintain");
         r.maintain(now + 40_000).expect("maintain");
     }
+    // Duties added no operation (no rotation every replica would refuse, once per round).
     assert_eq!(rs[0].conversation(&c).unwrap().membership.len(), len);
+    sync_all(&mut rs[..2], now + 50_000);
+    assert_eq!(rs[1].conversation(&c).unwrap().membership.len(), len);
+}
+
+#[test]
+fn default_config_uses_the_protocol_bound() {
+    assert_eq!(
+        Config::default().max_epochs,
+        vaarta_sync::limits::MAX_EPOCHS
+    );
+    let (rs, c) = group(1, &[], History::Shared);
+    assert_eq!(
+        rs[0]
+            .conversation(&c)
+            .unwrap()
+            .membership
+            .state()
+            .max_epochs,
+        vaarta_sync::limits::MAX_EPOCHS
+    );
 }
