@@ -36,9 +36,10 @@ use crate::hlc::Hlc;
 use crate::identity::Identity;
 use crate::ids::{ConversationId, DeviceId, EpochId, OpHash};
 use crate::limits::{
-    MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER, MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES,
-    MAX_OP_PARENTS,
+    MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER, MAX_EPOCHS, MAX_LATE_CHANGES_PER_PAGE,
+    MAX_MEMBERS, MAX_NAME_BYTES, MAX_OP_PARENTS,
 };
+use crate::page::Cut;
 
 /// Whether members added later can read what was written before they joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -433,14 +434,43 @@ impl State {
         }
     }
 
-    /// Whether a change by `author` with (page, seq, first op counter) stays valid after a
-    /// removal: within the pins recorded for that page.
+    /// Whether a change by `author` with (page, seq) is taken (`None`: the author is not
+    /// known yet). A member's always are. A removed device's are taken up to
+    /// [`MAX_LATE_CHANGES_PER_PAGE`] past its pin for the page (0 where it has none), so that
+    /// every replica holds the same changes whether it learnt of the removal before or after
+    /// they arrived (honest changes built on them then never wait for ever); what lies past
+    /// the pin is taken but not shown ([`State::cut`]).
     pub fn change_allowed(&self, author: &DeviceId, page: u32, seq: u64) -> Option<bool> {
         if self.members.contains_key(author) {
             return Some(true);
         }
         let pins = self.removed.get(author)?;
-        Some(pins.iter().any(|p| p.page == page && seq <= p.seq))
+        let pinned = pins
+            .iter()
+            .filter(|p| p.page == page)
+            .map(|p| p.seq)
+            .max()
+            .unwrap_or(0);
+        Some(seq <= pinned.saturating_add(MAX_LATE_CHANGES_PER_PAGE))
+    }
+
+    /// What of `author`'s writes in `page` is shown: everything (`None`) for a member and for
+    /// a device the log does not name; up to its pin for the page for a removed device
+    /// (nothing where it has no pin).
+    pub fn cut(&self, author: &DeviceId, page: u32) -> Option<Cut> {
+        if self.members.contains_key(author) {
+            return None;
+        }
+        let pins = self.removed.get(author)?;
+        Some(
+            pins.iter()
+                .filter(|p| p.page == page)
+                .max_by_key(|p| p.seq)
+                .map_or(Cut::default(), |p| Cut {
+                    seq: p.seq,
+                    max_op: p.max_op,
+                }),
+        )
     }
 
     /// Whether a message created by `author` at op counter `op` in `page` is shown.
