@@ -7,6 +7,7 @@ use vaarta_sync::envelope::{self, Envelope, Header, Kind, OpenError, Precedence}
 use vaarta_sync::hlc::Hlc;
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId, EpochId};
+use vaarta_sync::limits::MAX_LATE_CHANGES_PER_PAGE;
 use vaarta_sync::membership::History;
 use vaarta_sync::page::{Draft, RuleError};
 use vaarta_sync::replica::{IngestError, Ingested, Replica};
@@ -167,7 +168,7 @@ fn removed_member_cannot_read_new_messages() {
 }
 
 #[test]
-fn removed_member_writing_with_old_key_is_refused() {
+fn removed_member_writing_with_old_key_is_hidden_then_refused() {
     let (mut rs, c) = group(3);
     // Mallory writes one message while still a member; everyone has it.
     rs[2].send_message(&c, text("before"), T0 + 500).unwrap();
@@ -184,14 +185,34 @@ fn removed_member_writing_with_old_key_is_refused() {
         .unwrap();
     let late_bytes = rs[2].store().envelope(&late).unwrap().unwrap();
     sync(&rs[0].clone_envs(), &mut rs[1], T0 + 1200);
-    let r = rs[1].ingest(&late_bytes, T0 + 1300);
-    assert_eq!(r, Err(IngestError::AuthorRemoved));
-    assert_eq!(bodies(&mut rs[1], &c), vec!["before"]);
-    // And it is remembered as refused.
+    // Taken (every replica takes it, whenever it learnt of the removal), never shown.
     assert_eq!(
-        rs[1].ingest(&late_bytes, T0 + 1400),
-        Ok(Ingested::Duplicate)
+        rs[1].ingest(&late_bytes, T0 + 1300),
+        Ok(Ingested::Applied(c))
     );
+    assert_eq!(bodies(&mut rs[1], &c), vec!["before"]);
+    // Past MAX_LATE_CHANGES_PER_PAGE late changes in the page, they are refused, and
+    // remembered as refused.
+    let mut last = None;
+    for i in 1..=MAX_LATE_CHANGES_PER_PAGE {
+        let (_, e) = rs[2]
+            .send_message(&c, text(&format!("late {i}")), T0 + 1400 + i)
+            .unwrap();
+        last = Some(e);
+    }
+    let late: Vec<Vec<u8>> = envelopes(&rs[2]);
+    let past = rs[2].store().envelope(&last.unwrap()).unwrap().unwrap();
+    for b in &late {
+        if *b != past {
+            let _ = rs[1].ingest(b, T0 + 1500);
+        }
+    }
+    assert_eq!(
+        rs[1].ingest(&past, T0 + 1600),
+        Err(IngestError::AuthorRemoved)
+    );
+    assert_eq!(rs[1].ingest(&past, T0 + 1700), Ok(Ingested::Duplicate));
+    assert_eq!(bodies(&mut rs[1], &c), vec!["before"]);
 }
 
 trait CloneEnvs {

@@ -21,7 +21,7 @@ impl<S: Store> Replica<S> {
             }
             let secret = ConversationSecret(v[..32].try_into().unwrap_or([0; 32]));
             let creator = DeviceId(v[32..].try_into().unwrap_or([0; 32]));
-            let mut c = Conversation::new(secret, creator);
+            let mut c = self.new_conversation(secret, creator);
             let id = c.id;
             let mut keys = Vec::new();
             self.store

@@ -108,18 +108,14 @@ impl<S: Store> Replica<S> {
             self.ensure_page(id, p)?;
             let c = &self.convs[id];
             let st = c.membership.state();
-            for v in self
+            // Removed authors are cut at their pins (what lies past them is held, not shown).
+            let views = self
                 .pages
-                .get(id, p)
+                .get_mut(id, p)
                 .expect("loaded by ensure_page")
-                .messages()
-            {
+                .messages_cut(|actor| c.device_of_actor(actor).and_then(|d| st.cut(&d, p)));
+            for v in views {
                 let author = c.device_of_actor(&v.actor);
-                if let Some(a) = &author
-                    && !st.message_visible(a, p, v.created_op)
-                {
-                    continue;
-                }
                 out.push(MessageInfo {
                     author_name: author.and_then(|a| c.name_of(&a)),
                     author,
