@@ -58,6 +58,10 @@ pub enum Request {
         conversation: String,
         #[serde(default = "default_limit")]
         limit: usize,
+        /// Only messages on this page and later ones (the page is the part of a message id
+        /// before the dot); `None`: every page.
+        #[serde(default)]
+        from_page: Option<u32>,
     },
     Send {
         conversation: String,
@@ -475,6 +479,7 @@ pub fn execute<S: Store>(
         Request::Messages {
             conversation,
             limit,
+            from_page,
         } => {
             if limit == 0 || limit > MAX_LIMIT {
                 return Err(ApiError::bad(format!(
@@ -495,7 +500,7 @@ pub fn execute<S: Store>(
                 json!({"by": by, "emoji": emoji, "device": who.map(|m| m.device.to_string()),
                        "name": who.and_then(|m| m.name.clone())})
             };
-            let msgs = engine.messages(&id, limit)?;
+            let msgs = engine.messages_from(&id, from_page.unwrap_or(0), limit)?;
             Ok(Value::Array(
                 msgs.into_iter()
                     .map(|(m, delivered)| {
@@ -769,6 +774,7 @@ async fn call(state: &AppState, headers: &HeaderMap, request: Request) -> Respon
 #[derive(Deserialize)]
 struct LimitQuery {
     limit: Option<usize>,
+    from_page: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -913,6 +919,7 @@ pub async fn serve(
                         Request::Messages {
                             conversation: id,
                             limit: q.limit.unwrap_or_else(default_limit),
+                            from_page: q.from_page,
                         },
                     )
                     .await
@@ -1169,6 +1176,7 @@ mod tests {
             Request::Messages {
                 conversation: id,
                 limit: 10,
+                from_page: None,
             },
         );
         let r = &msgs[0]["reactions"][0];
@@ -1284,10 +1292,66 @@ mod tests {
             Request::Messages {
                 conversation: c,
                 limit: 1,
+                from_page: None,
             },
         )[0];
         assert_eq!(m["expires"], NOW / 1000 + 3600);
         assert_eq!(m["expires_at_ms"], (NOW / 1000 + 3600) * 1000);
+    }
+
+    /// A follower that knows which pages changed reads only those: `from_page` leaves the
+    /// pages below it unread (bug 5: `log --follow` re-read the newest 200 per event).
+    #[test]
+    fn messages_from_a_page_leave_the_older_pages_out() {
+        let mut e = engine(7, "Asha");
+        let c = create(&mut e, "x");
+        let batch: Vec<OutgoingMessage> = (0..300).map(|i| text(&format!("m{i}"))).collect();
+        for chunk in batch.chunks(10) {
+            run(
+                &mut e,
+                Request::Send {
+                    conversation: c.clone(),
+                    messages: chunk.to_vec(),
+                },
+            );
+        }
+        let page = |m: &Value| -> u32 {
+            m["id"]
+                .as_str()
+                .unwrap()
+                .split_once('.')
+                .unwrap()
+                .0
+                .parse()
+                .unwrap()
+        };
+        let all = run(
+            &mut e,
+            Request::Messages {
+                conversation: c.clone(),
+                limit: MAX_LIMIT,
+                from_page: None,
+            },
+        );
+        let all = all.as_array().unwrap();
+        assert_eq!(all.len(), 300);
+        let top = all.iter().map(page).max().unwrap();
+        assert!(
+            all.iter().any(|m| page(m) < top),
+            "300 messages fill more than one page"
+        );
+        let newest = run(
+            &mut e,
+            Request::Messages {
+                conversation: c,
+                limit: MAX_LIMIT,
+                from_page: Some(top),
+            },
+        );
+        let newest = newest.as_array().unwrap();
+        let on_top = all.iter().filter(|m| page(m) == top).count();
+        assert_eq!(newest.len(), on_top, "only the top page");
+        assert!(newest.iter().all(|m| page(m) == top));
     }
 
     /// Bugs 9 and 10: limit 0, the body limit, blank bodies, replies to absent messages,
@@ -1303,6 +1367,7 @@ mod tests {
                 Request::Messages {
                     conversation: c.clone(),
                     limit,
+                    from_page: None,
                 },
             ));
             assert!(m.starts_with("limit must be 1 to 100000"), "{m}");

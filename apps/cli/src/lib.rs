@@ -617,6 +617,7 @@ fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Res
     let msgs = conn.request(Request::Messages {
         conversation: id,
         limit,
+        from_page: None,
     })?;
     for m in msgs.as_array().into_iter().flatten() {
         if json {
