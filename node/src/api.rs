@@ -341,7 +341,7 @@ fn actor_hint(d: &DeviceId) -> String {
 /// A conversation as `GET /v1/conversations` lists it and `GET /v1/conversations/{id}` shows it.
 fn conversation_json(c: &ConversationInfo) -> Value {
     json!({"id": c.id.to_string(), "title": c.title, "members": c.members.iter().map(member_json).collect::<Vec<_>>(),
-           "admin": c.me_admin, "member": c.me_member, "epochs": c.epochs, "pages": c.pages})
+           "admin": c.me_admin, "member": c.me_member, "removed": c.me_removed, "epochs": c.epochs, "pages": c.pages})
 }
 
 /// Runs a request against the engine. Changes become durable at the caller's next flush.
@@ -1120,7 +1120,7 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "admin", "epochs", "id", "member", "members", "pages", "title"
+                "admin", "epochs", "id", "member", "members", "pages", "removed", "title"
             ]
         );
         assert_eq!(shown["id"], id.as_str());

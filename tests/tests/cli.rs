@@ -589,3 +589,31 @@ fn two_nodes_cannot_share_a_listen_port() {
     assert!(stderr(&o).contains("already in use"), "{}", stderr(&o));
     assert!(stderr(&o).contains(&addr), "{}", stderr(&o));
 }
+
+/// Bug 7 (rest): a conversation you left says so (in `conv list`, `conv show` and their
+/// JSON), rather than reading like one you were invited to and have not joined yet.
+#[test]
+fn a_conversation_you_left_says_you_left() {
+    let (a, b, conv) = pair();
+    let bd = b.device_id();
+    let left = b.json(&["conv", "remove", &conv, &bd]);
+    assert_eq!(left["left"], true, "{left}");
+    let listed = b.json(&["conv", "list"]);
+    let mine = &listed[0];
+    assert_eq!(
+        (mine["member"].clone(), mine["removed"].clone()),
+        (false.into(), true.into()),
+        "{mine}"
+    );
+    let line = b.ok(&["conv", "list"]);
+    assert!(line.contains("you left or were removed"), "{line}");
+    assert!(
+        b.ok(&["conv", "show", &conv])
+            .contains("you left or were removed"),
+        "conv show"
+    );
+    wait_for("Asha to see Bhavesh gone", T, || {
+        a.is_member_of(&conv, 1).then_some(())
+    });
+    assert_eq!(a.json(&["conv", "show", &conv])["removed"], false);
+}

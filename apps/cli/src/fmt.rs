@@ -290,6 +290,8 @@ pub fn role(c: &Value) -> &'static str {
         "admin"
     } else if c["member"] == true {
         "member"
+    } else if c["removed"] == true {
+        "you left or were removed"
     } else {
         "not a member"
     }

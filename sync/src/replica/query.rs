@@ -40,6 +40,7 @@ impl<S: Store> Replica<S> {
                 .collect(),
             me_admin: st.is_admin(&me),
             me_member: st.is_member(&me),
+            me_removed: !st.is_member(&me) && st.removed.contains_key(&me),
             epochs: st.epochs.len(),
             pages: c.known_pages.len(),
         })
