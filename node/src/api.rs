@@ -273,6 +273,9 @@ pub struct NodeFacts {
     pub peer_id: Option<String>,
     pub warnings: Vec<String>,
     pub online: bool,
+    /// Static peers, link addresses and recently linked peers ([`crate::peers`]).
+    #[serde(skip)]
+    pub peers: crate::peers::PeerBook,
 }
 
 /// The answer to an empty conversation id (the client gives it too: an empty path segment
@@ -367,6 +370,7 @@ pub fn execute<S: Store>(
                 "pending": engine.replica().pending_len(),
                 "stored_bytes": engine.replica().store().bytes_used(),
                 "warnings": facts.warnings,
+                "unreachable": facts.peers.unreachable_json(),
                 "traffic": {
                     "frames_in": engine.counters().frames_in,
                     "frames_out": engine.counters().frames_out,
@@ -388,15 +392,24 @@ pub fn execute<S: Store>(
                            "bytes_in": l.bytes_in, "bytes_out": l.bytes_out})
                 })
                 .collect();
-            let seen: Vec<Value> = engine
-                .peers_seen()
-                .into_iter()
-                .map(|p| {
-                    json!({"peer": p.peer.as_str(), "device": p.device.map(|d| d.to_string()), "name": p.name,
-                           "addrs": p.addrs, "last_seen_ms": p.last_seen_ms})
-                })
+            let linked: Vec<String> = engine
+                .links()
+                .iter()
+                .map(|l| l.peer.as_str().to_string())
                 .collect();
-            Ok(json!({"connected": connected, "seen": seen}))
+            // Linked recently (any way: dialled, static, inbound), then discovered ones.
+            let mut seen = facts.peers.recent_json();
+            for p in engine.peers_seen() {
+                if linked.iter().any(|l| l == p.peer.as_str())
+                    || seen.iter().any(|s| s["peer"] == p.peer.as_str())
+                {
+                    continue;
+                }
+                let is_static = p.addrs.iter().any(|a| facts.peers.is_static(a));
+                seen.push(json!({"peer": p.peer.as_str(), "device": p.device.map(|d| d.to_string()), "name": p.name,
+                                 "addrs": p.addrs, "last_seen_ms": p.last_seen_ms, "static": is_static}));
+            }
+            Ok(json!({"connected": connected, "seen": seen, "static": facts.peers.statics_json()}))
         }
         Request::Conversations => Ok(Value::Array(
             engine
