@@ -11,6 +11,7 @@
 pub mod api;
 pub mod at_rest;
 pub mod client;
+pub mod peers;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -694,6 +695,7 @@ impl Node {
     /// Starts a node from its home on the current tokio runtime. Returns once it listens.
     pub async fn start(home: &Home, opts: Options) -> Result<Node, NodeError> {
         let statics: Vec<String> = opts.peers.iter().map(|m| m.to_string()).collect();
+        let book = peers::PeerBook::new(&statics);
         let relay = opts.relay;
         let (mut engine, warnings) = open_engine(home, |c| {
             c.static_peers = statics;
@@ -767,6 +769,7 @@ impl Node {
             peer_id: Some(mesh.local_peer_id.to_string()),
             warnings,
             online: true,
+            peers: book,
         };
         let events = events_tx.clone();
         let thread = std::thread::Builder::new()
@@ -895,9 +898,16 @@ fn engine_loop(
             }
         }
         let now = now_ms();
+        let mut news = Vec::new();
+        let mut closed = Vec::new();
         for input in batch {
             match input {
-                Input::Mesh(ev) => on_mesh(engine, ev, &local_tid, &mut facts, now),
+                Input::Mesh(ev) => {
+                    if let vaarta_mesh::Event::LinkDown { link, .. } = &ev {
+                        closed.push(link.0);
+                    }
+                    news.extend(on_mesh(engine, ev, &local_tid, &mut facts, now));
+                }
                 Input::Api(call) => {
                     let r = api::execute(engine, call.request, now, &facts);
                     replies.push((call.reply, r));
@@ -923,7 +933,16 @@ fn engine_loop(
             let _ = tx.send(r);
         }
         for e in pump(engine, mesh) {
-            let _ = events.send(event_json(&e).to_string());
+            let mut v = event_json(&e);
+            facts.peers.enrich(&mut v, now);
+            let _ = events.send(v.to_string());
+        }
+        // After the engine's peer_down events, which the book names.
+        for link in closed {
+            facts.peers.link_down(link, now);
+        }
+        for v in news {
+            let _ = events.send(v.to_string());
         }
         if let Some(tx) = stop.take() {
             let r = engine.checkpoint().map_err(|e| e.to_string());
@@ -939,7 +958,7 @@ fn on_mesh(
     local_tid: &[u8],
     facts: &mut NodeFacts,
     now: u64,
-) {
+) -> Option<serde_json::Value> {
     use vaarta_mesh::Event as M;
     match ev {
         M::Listening(a) => {
@@ -953,18 +972,27 @@ fn on_mesh(
             peer,
             outbound,
             dialed,
-            ..
-        } => engine.handle_link_up(
-            LinkUp {
-                link,
-                peer: PeerKey::new(peer.to_string()),
-                outbound,
-                dialed: dialed.map(|d| d.to_string()),
-                local_tid: local_tid.to_vec(),
-                remote_tid: peer.to_bytes(),
-            },
-            now,
-        ),
+            remote,
+        } => {
+            facts.peers.link_up(
+                link.0,
+                &peer.to_string(),
+                &remote.to_string(),
+                dialed.as_ref().map(|d| d.to_string()).as_deref(),
+                now,
+            );
+            engine.handle_link_up(
+                LinkUp {
+                    link,
+                    peer: PeerKey::new(peer.to_string()),
+                    outbound,
+                    dialed: dialed.map(|d| d.to_string()),
+                    local_tid: local_tid.to_vec(),
+                    remote_tid: peer.to_bytes(),
+                },
+                now,
+            )
+        }
         M::Frame { link, bytes } => engine.handle_frame(link, &bytes, now),
         M::LinkDown { link, reason } => {
             tracing::info!(%link, %reason, "link down");
@@ -977,13 +1005,16 @@ fn on_mesh(
         ),
         M::DialFailed { peer, addr, error } => {
             tracing::debug!(?peer, ?addr, %error, "dial failed");
-            engine.handle_dial_failed(
-                peer.map(|p| PeerKey::new(p.to_string())),
-                addr.map(|a| a.to_string()).unwrap_or_default(),
-                now,
-            )
+            let addr = addr.map(|a| a.to_string()).unwrap_or_default();
+            let news = facts.peers.dial_failed(&addr, &error, now);
+            if news.is_some() {
+                tracing::info!(%addr, %error, "static peer unreachable");
+            }
+            engine.handle_dial_failed(peer.map(|p| PeerKey::new(p.to_string())), addr, now);
+            return news;
         }
     }
+    None
 }
 
 /// Hands the engine's outputs to the mesh (the engine's poll order, [`vaarta_engine::drive`]):

@@ -8,7 +8,7 @@
 pub mod emulate;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -152,7 +152,7 @@ impl Node {
             .command()
             .arg("up")
             .args(args)
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .expect("spawn vaarta up");
@@ -181,7 +181,7 @@ impl Node {
         );
     }
 
-    /// The node's stderr so far (for failure messages).
+    /// What the node printed so far (stdout and stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.home.with_extension("log")).unwrap_or_default()
     }

@@ -461,6 +461,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 for w in s["warnings"].as_array().into_iter().flatten() {
                     out!("warning:       {}", fmt::clean(w.as_str().unwrap_or("")));
                 }
+                for u in s["unreachable"].as_array().into_iter().flatten() {
+                    out!("warning:       {}", fmt::static_line(u));
+                }
             }
             Ok(())
         }
@@ -617,6 +620,7 @@ fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Res
     let msgs = conn.request(Request::Messages {
         conversation: id,
         limit,
+        from_page: None,
     })?;
     for m in msgs.as_array().into_iter().flatten() {
         if json {
@@ -690,10 +694,25 @@ fn up(
         let mut term = signal(SignalKind::terminate())?;
         // A closed terminal (SIGHUP) stops the node as cleanly as Ctrl-C.
         let mut hup = signal(SignalKind::hangup())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            _ = hup.recv() => {}
+        let mut events = node.events.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => break,
+                ev = events.recv() => match ev {
+                    Ok(ev) => {
+                        let v: Value = serde_json::from_str(&ev).unwrap_or_default();
+                        match fmt::up_event_line(&v) {
+                            Some(l) if l.starts_with("warning:") => eprintln!("{l}"),
+                            Some(l) => { say!("{l}"); }
+                            None => {}
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            }
         }
         say!("Stopping...");
         node.shutdown().await.map_err(|e| anyhow!("{e}"))?;

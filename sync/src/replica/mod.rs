@@ -224,6 +224,8 @@ pub struct ConversationInfo {
     pub members: Vec<MemberInfo>,
     pub me_admin: bool,
     pub me_member: bool,
+    /// This device left or was removed (the membership log records its removal).
+    pub me_removed: bool,
     pub epochs: usize,
     pub pages: usize,
 }

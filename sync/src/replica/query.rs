@@ -40,6 +40,7 @@ impl<S: Store> Replica<S> {
                 .collect(),
             me_admin: st.is_admin(&me),
             me_member: st.is_member(&me),
+            me_removed: !st.is_member(&me) && st.removed.contains_key(&me),
             epochs: st.epochs.len(),
             pages: c.known_pages.len(),
         })
@@ -93,12 +94,24 @@ impl<S: Store> Replica<S> {
         id: &ConversationId,
         limit: usize,
     ) -> Result<Vec<MessageInfo>, CommandError> {
+        self.messages_from(id, 0, limit)
+    }
+
+    /// [`Replica::messages`] of the pages from `from_page` up only: pages below it are not
+    /// read (a follower that knows which pages changed reads just those).
+    pub fn messages_from(
+        &mut self,
+        id: &ConversationId,
+        from_page: u32,
+        limit: usize,
+    ) -> Result<Vec<MessageInfo>, CommandError> {
         let pages: Vec<u32> = self
             .convs
             .get(id)
             .ok_or(CommandError::NoSuchConversation)?
             .pages()
             .rev()
+            .take_while(|p| *p >= from_page)
             .collect();
         let mut out: Vec<MessageInfo> = Vec::new();
         for p in pages {
