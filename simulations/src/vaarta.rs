@@ -1050,8 +1050,18 @@ impl<'a> Runner<'a> {
                 }
                 self.checks.honest_members_compared += 1;
                 if self.digest(n, &conv) != want {
+                    let same_membership = self.nodes[n]
+                        .engine
+                        .as_ref()
+                        .and_then(|e| e.replica().conversation(&conv))
+                        .is_some_and(|cv| cv.membership.state() == &reference);
                     fail.push(format!(
-                        "honest members n{admin} and n{n} differ in {name} after the attacks"
+                        "honest members n{admin} and n{n} differ in {name} after the attacks ({})",
+                        if same_membership {
+                            "same membership, different messages"
+                        } else {
+                            "different membership"
+                        }
                     ));
                 }
             }
