@@ -55,18 +55,12 @@ pub struct Summary {
     pub bytes_by_kind: BTreeMap<String, u64>,
 }
 
-/// Percentile `p` (0..=1) of latencies in ms, in seconds, from an HDR histogram: the
-/// nearest-rank value (the smallest recorded value with at least `p` of all values at or
-/// below it), exact to 5 significant digits (1 ms below 200 s).
-fn pct(lat_ms: &[u64], p: f64) -> Option<f64> {
-    if lat_ms.is_empty() {
+fn pct(sorted: &[u64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
         return None;
     }
-    let mut h = hdrhistogram::Histogram::<u64>::new(5).ok()?;
-    for &v in lat_ms {
-        h.saturating_record(v);
-    }
-    Some(h.value_at_quantile(p) as f64 / 1000.0)
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    Some(sorted[i] as f64 / 1000.0)
 }
 
 /// Deliveries that count: first delivery of a message to a destination, within its TTL.
@@ -90,12 +84,14 @@ pub fn counted(r: &RouterResult, msgs: &[Message]) -> Vec<Delivery> {
 pub fn summarize(r: &RouterResult, msgs: &[Message], convs: &[Conv], heals_ms: &[u64]) -> Summary {
     let dests: usize = msgs.iter().map(|m| destinations(m, convs).len()).sum();
     let ok = counted(r, msgs);
-    let lat: Vec<u64> = ok.iter().map(|d| d.time_ms - msgs[d.msg].time_ms).collect();
-    let flash: Vec<u64> = ok
+    let mut lat: Vec<u64> = ok.iter().map(|d| d.time_ms - msgs[d.msg].time_ms).collect();
+    lat.sort_unstable();
+    let mut flash: Vec<u64> = ok
         .iter()
         .filter(|d| msgs[d.msg].precedence == Precedence::Flash)
         .map(|d| d.time_ms - msgs[d.msg].time_ms)
         .collect();
+    flash.sort_unstable();
     let mut by_prec = BTreeMap::new();
     for p in Precedence::ALL {
         let total: usize = msgs
