@@ -434,10 +434,10 @@ impl Home {
         Some((info, token.trim().to_string()))
     }
 
-    /// Checks that a node's status answer is this home's device (not another program or
-    /// another node that now has the port).
-    pub fn verify_api(&self, status: &serde_json::Value) -> Result<(), NodeError> {
-        let expected = self.info()?.device_id;
+    /// Checks that a node's status answer is this home's device, `me` from
+    /// [`Home::info`] (not another program or another node that now has the port).
+    pub fn verify_api(&self, me: &NodeInfo, status: &serde_json::Value) -> Result<(), NodeError> {
+        let expected = &me.device_id;
         match status["device_id"].as_str() {
             Some(d) if d == expected => Ok(()),
             other => Err(NodeError::Home(format!(

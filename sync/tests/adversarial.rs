@@ -10,6 +10,8 @@
 //! * the honest replicas keep working (`maintain`, profiles and messages never fail);
 //! * nothing honest is tombstoned (every honest envelope is still held, readable).
 
+mod common;
+use common::{bodies, envelopes, replica, text};
 use std::collections::BTreeSet;
 
 use vaarta_sync::crypto::{self, ConversationSecret, Key};
@@ -19,46 +21,13 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, OpHash, Tag};
 use vaarta_sync::limits::{MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER};
 use vaarta_sync::membership::{Action, ControlOp, History};
-use vaarta_sync::page::Draft;
 use vaarta_sync::replica::{CommandError, Config, Replica};
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
 
-fn replica(n: u8) -> Replica<MemoryStore> {
-    Replica::open(Identity::from_seed([n; 32]), MemoryStore::new(), [n; 32]).unwrap()
-}
-
 fn reopen(r: Replica<MemoryStore>, n: u8) -> Replica<MemoryStore> {
     Replica::open(Identity::from_seed([n; 32]), r.into_store(), [n + 100; 32]).unwrap()
-}
-
-fn text(s: &str) -> Draft {
-    Draft {
-        body: s.into(),
-        ..Draft::default()
-    }
-}
-
-/// Every non-tombstone envelope a replica holds, in store order.
-fn envelopes(r: &Replica<MemoryStore>) -> Vec<Vec<u8>> {
-    let st = r.store();
-    let mut out = Vec::new();
-    for (tag, _) in st.tags() {
-        let mut ids = Vec::new();
-        st.for_each_id(&tag, &[0; 32], &mut |id| {
-            ids.push(*id);
-            true
-        })
-        .unwrap();
-        for id in ids {
-            let b = st.envelope(&id).unwrap().unwrap();
-            if !b.is_empty() {
-                out.push(b);
-            }
-        }
-    }
-    out
 }
 
 /// Delivers everything `from` holds to `to` (twice, so that what waited gets its turn).
@@ -92,14 +61,6 @@ fn sync_all(rs: &mut [Replica<MemoryStore>], now: u64) {
             }
         }
     }
-}
-
-fn bodies(r: &mut Replica<MemoryStore>, c: &ConversationId) -> Vec<String> {
-    r.messages(c, 1000)
-        .unwrap()
-        .into_iter()
-        .map(|m| m.view.body)
-        .collect()
 }
 
 /// Asserts `r` holds every one of `ids` with its bytes (not refused, not a tombstone).

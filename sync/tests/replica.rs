@@ -1,6 +1,8 @@
 //! Replicas exchanging envelopes directly (no network): membership, keys, convergence under
 //! any delivery order, and every rejection the sync core promises.
 
+mod common;
+use common::{bodies, envelopes, replica, text};
 use proptest::prelude::*;
 use vaarta_sync::codec::DecodeError;
 use vaarta_sync::envelope::{self, Envelope, Header, Kind, OpenError, Precedence};
@@ -9,58 +11,18 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId, EpochId};
 use vaarta_sync::limits::MAX_LATE_CHANGES_PER_PAGE;
 use vaarta_sync::membership::History;
-use vaarta_sync::page::{Draft, RuleError};
+use vaarta_sync::page::RuleError;
 use vaarta_sync::replica::{IngestError, Ingested, Replica};
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
 const SALT: usize = envelope::SALT_LEN;
 
-fn replica(n: u8) -> Replica<MemoryStore> {
-    Replica::open(Identity::from_seed([n; 32]), MemoryStore::new(), [n; 32]).unwrap()
-}
-
-/// Every non-tombstone envelope a replica holds, in store order.
-fn envelopes(r: &Replica<MemoryStore>) -> Vec<Vec<u8>> {
-    let st = r.store();
-    let mut out = Vec::new();
-    for (tag, _) in st.tags() {
-        let mut ids = Vec::new();
-        st.for_each_id(&tag, &[0; 32], &mut |id| {
-            ids.push(*id);
-            true
-        })
-        .unwrap();
-        for id in ids {
-            let b = st.envelope(&id).unwrap().unwrap();
-            if !b.is_empty() {
-                out.push(b);
-            }
-        }
-    }
-    out
-}
-
 /// Delivers everything `from` holds to `to` until nothing new arrives.
 fn sync(from: &Replica<MemoryStore>, to: &mut Replica<MemoryStore>, now: u64) {
     for b in envelopes(from) {
         let _ = to.ingest(&b, now);
     }
-}
-
-fn text(s: &str) -> Draft {
-    Draft {
-        body: s.into(),
-        ..Draft::default()
-    }
-}
-
-fn bodies(r: &mut Replica<MemoryStore>, c: &ConversationId) -> Vec<String> {
-    r.messages(c, 1000)
-        .unwrap()
-        .into_iter()
-        .map(|m| m.view.body)
-        .collect()
 }
 
 /// A conversation made by replica 1 with the others as members, all synced.

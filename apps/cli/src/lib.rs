@@ -266,11 +266,11 @@ impl Conn {
         // Says "run init" only when there is no key; any other error names its path. The
         // identity key is not unwrapped here: a command a running node answers needs no
         // passphrase.
-        home.info().map_err(|e| anyhow!("{e}"))?;
+        let me = home.info().map_err(|e| anyhow!("{e}"))?;
         if let Some((info, token)) = home.running_api() {
             let c = Client::new(&info.addr, &token);
             if let Ok(status) = c.request(Request::Status) {
-                home.verify_api(&status).map_err(|e| anyhow!("{e}"))?;
+                home.verify_api(&me, &status).map_err(|e| anyhow!("{e}"))?;
                 return Ok(Conn::Online(c));
             }
         }
