@@ -365,6 +365,9 @@ fn unreadable_envelopes_are_bounded() {
 struct Flaky {
     inner: MemoryStore,
     fail: Option<vaarta_sync::store::StoreError>,
+    /// When set, envelope writes succeed this many more times, then fail with `Io` (every
+    /// other write still succeeds).
+    envelope_puts_left: Option<usize>,
 }
 
 impl Flaky {
@@ -379,6 +382,11 @@ use vaarta_sync::store::{StoreError, Summary};
 impl Store for Flaky {
     fn put_envelope(&mut self, t: &Tag, id: &EnvelopeId, b: &[u8]) -> Result<bool, StoreError> {
         self.check()?;
+        match &mut self.envelope_puts_left {
+            Some(0) => return Err(StoreError::Io("envelope write refused".into())),
+            Some(n) => *n -= 1,
+            None => {}
+        }
         self.inner.put_envelope(t, id, b)
     }
     fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
@@ -502,4 +510,59 @@ fn a_full_disk_refuses_nothing_and_loses_nothing() {
         let mut b = Replica::open(Identity::from_seed([2; 32]), st, [2; 32]).unwrap();
         assert_eq!(b.messages(&c, 10).unwrap().len(), 2, "and after a restart");
     }
+}
+
+/// Review finding: an unreadable envelope read again when its key arrives must not be taken
+/// out of the store before it is read; a store error in that moment must leave it held, and
+/// it is read once the store works again (here: at the next open).
+#[test]
+fn a_store_error_while_retrying_an_unreadable_envelope_loses_nothing() {
+    let mut a = replica(1);
+    let mut b = replica(2);
+    let c_dev = replica(3);
+    let mut d = Replica::open(Identity::from_seed([4; 32]), Flaky::default(), [4; 32]).unwrap();
+    let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
+    a.add_member(&c, b.device_id(), true, T0 + 1).unwrap();
+    a.add_member(&c, c_dev.device_id(), false, T0 + 2).unwrap();
+    sync(&a, &mut b, T0 + 10);
+    // As in `unreadable_envelopes_are_read_when_their_key_arrives`: Dara holds a message
+    // she cannot read until Alice shares the key.
+    a.add_member(&c, d.device_id(), false, T0 + 20).unwrap();
+    b.remove_member(&c, c_dev.device_id(), T0 + 21).unwrap();
+    let (_, msg) = b.send_message(&c, text("after rotation"), T0 + 30).unwrap();
+    for e in envelopes(&a) {
+        let _ = d.ingest(&e, T0 + 40);
+    }
+    for e in envelopes(&b) {
+        let _ = d.ingest(&e, T0 + 41);
+    }
+    assert_eq!(d.unreadable_count(&c).0, 1);
+    sync(&b, &mut a, T0 + 50);
+    assert!(!a.maintain(T0 + 100_000).unwrap().is_empty());
+    // The key share is stored; the next envelope write (the retried message) fails.
+    d.store_mut().envelope_puts_left = Some(1);
+    for e in envelopes(&a) {
+        let _ = d.ingest(&e, T0 + 100_001);
+    }
+    assert!(
+        d.store()
+            .envelope(&msg)
+            .unwrap()
+            .is_some_and(|b| !b.is_empty()),
+        "the unreadable envelope is still held"
+    );
+    d.store_mut().envelope_puts_left = None;
+    let mut st = d.into_store();
+    st.inner.flush().unwrap();
+    let mut d = Replica::open(Identity::from_seed([4; 32]), st, [4; 32]).unwrap();
+    assert_eq!(bodies_of(&mut d, &c), vec!["after rotation".to_string()]);
+    assert_eq!(d.unreadable_count(&c).0, 0);
+}
+
+fn bodies_of<S: Store>(r: &mut Replica<S>, c: &ConversationId) -> Vec<String> {
+    r.messages(c, 100)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.view.body)
+        .collect()
 }

@@ -287,6 +287,17 @@ impl<S: Store> Replica<S> {
         if self.store.contains(&env.id())? {
             return Ok(Ingested::Duplicate);
         }
+        self.ingest_decoded(&env, now_ms)
+    }
+
+    /// [`Replica::ingest`] after the duplicate check: also reads again an envelope the store
+    /// already holds (one held unreadable), which stays stored whatever happens.
+    pub(super) fn ingest_decoded(
+        &mut self,
+        env: &Envelope,
+        now_ms: u64,
+    ) -> Result<Ingested, IngestError> {
+        let bytes = env.bytes();
         let tag = env.header().tag;
         if let Some(conv) = self.by_tag.get(&tag).copied() {
             // Seal local staged ops first so remote changes never mix with them.
@@ -298,12 +309,12 @@ impl<S: Store> Replica<S> {
                 })?;
                 self.sealed_unreported.extend(sealed);
             }
-            let r = self.ingest_conversation(conv, &env, now_ms);
-            return self.refuse_on_error(&env, r);
+            let r = self.ingest_conversation(conv, env, now_ms);
+            return self.refuse_on_error(env, r);
         }
         if env.header().kind == Kind::Invite && self.inbox_tags(now_ms).contains(&tag) {
-            let r = self.ingest_invite(&env, now_ms);
-            return self.refuse_on_error(&env, r);
+            let r = self.ingest_invite(env, now_ms);
+            return self.refuse_on_error(env, r);
         }
         if !self.relay.carry || self.carried_bytes + bytes.len() as u64 > self.relay.max_bytes {
             return Ok(Ingested::NotWanted);

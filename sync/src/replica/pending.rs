@@ -328,22 +328,40 @@ impl<S: Store> Replica<S> {
                     .collect()
             })
             .unwrap_or_default();
+        // Each is read again where it is stored, and its record released only once that
+        // read has settled it: a store error in between leaves it held, to be read again at
+        // the next key or the next open.
         for e in ready {
-            self.release_unreadable(&e)?;
-            let Some(bytes) = self.store.envelope(&e)? else {
-                continue;
+            let bytes = match self.store.envelope(&e)? {
+                Some(b) if !b.is_empty() => b,
+                _ => {
+                    self.release_unreadable(&e)?;
+                    continue;
+                }
             };
-            if bytes.is_empty() {
-                continue;
-            }
-            self.store.remove_envelope(&e)?;
-            if let Err(err) = self.ingest(&bytes, now_ms)
-                && !err.is_peer_fault()
-            {
-                return Err(match err {
-                    IngestError::Store(s) => s,
-                    other => StoreError::Io(other.to_string()),
-                });
+            let env = match Envelope::decode(&bytes) {
+                Ok(env) => env,
+                Err(_) => {
+                    self.release_unreadable(&e)?;
+                    continue;
+                }
+            };
+            match self.ingest_decoded(&env, now_ms) {
+                // Still unreadable (another epoch's key): still held.
+                Ok(Ingested::Unreadable(_)) => {}
+                Ok(_) => self.release_unreadable(&e)?,
+                Err(err) if err.is_peer_fault() => {
+                    // Refused now that it can be read: a tombstone takes its place.
+                    self.release_unreadable(&e)?;
+                    self.store.remove_envelope(&e)?;
+                    self.tombstone(&env.header().tag, &e)?;
+                }
+                Err(err) => {
+                    return Err(match err {
+                        IngestError::Store(s) => s,
+                        other => StoreError::Io(other.to_string()),
+                    });
+                }
             }
         }
         Ok(())
