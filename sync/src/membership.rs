@@ -493,8 +493,12 @@ pub struct Membership {
     ops: BTreeMap<OpHash, Entry>,
     state: State,
     heads: BTreeSet<OpHash>,
-    /// Operations held per signer (the per-member quota).
+    /// Operations held per quota holder (the per-member quota): an operation is charged to
+    /// its signer, or, when the signer is named only by rejected `Add`s, to whom the
+    /// earliest-by-hash of those `Add`s was charged ([`Membership::charge_of`]).
     by_signer: BTreeMap<DeviceId, usize>,
+    /// To whom each held operation was charged.
+    charged: BTreeMap<OpHash, DeviceId>,
     /// Epochs the conversation may have (part of the protocol: every replica of a
     /// conversation must use the same value).
     max_epochs: usize,
@@ -525,6 +529,7 @@ impl Membership {
             state: State::default(),
             heads: BTreeSet::new(),
             by_signer: BTreeMap::new(),
+            charged: BTreeMap::new(),
             max_epochs: MAX_EPOCHS,
         };
         m.recompute();
@@ -583,17 +588,19 @@ impl Membership {
     /// caller) or [`InsertError::Outsider`] (refused). Past [`MAX_CONTROL_OPS`] only the
     /// current admins may add operations (up to twice the bound), so junk from members can
     /// never stop a removal or a rotation; a signer that is not an admin holds at most
-    /// [`MAX_CONTROL_OPS_PER_MEMBER`].
+    /// [`MAX_CONTROL_OPS_PER_MEMBER`], and keys named only in rejected `Add`s share the
+    /// quota of that `Add`'s signer ([`Membership::charge_of`]).
     pub fn insert(&mut self, hash: OpHash, entry: Entry) -> Result<bool, InsertError> {
         if self.ops.contains_key(&hash) {
             return Ok(false);
         }
-        if matches!(entry.op.action, Action::Create { .. }) {
+        let charge = if matches!(entry.op.action, Action::Create { .. }) {
             if !entry.op.parents.is_empty()
                 || self.secret.conversation_id(&entry.signer) != self.conversation
             {
                 return Err(InsertError::Outsider);
             }
+            entry.signer
         } else {
             if entry.op.parents.is_empty() {
                 return Err(InsertError::Outsider);
@@ -601,18 +608,17 @@ impl Membership {
             if entry.op.parents.iter().any(|p| !self.ops.contains_key(p)) {
                 return Err(InsertError::Early);
             }
-            if !self.admissible(&entry) {
-                return Err(InsertError::Outsider);
-            }
-        }
+            self.charge_of(&entry).ok_or(InsertError::Outsider)?
+        };
         let admin = self.state.is_admin(&entry.signer);
-        let own = self.by_signer.get(&entry.signer).copied().unwrap_or(0);
+        let own = self.by_signer.get(&charge).copied().unwrap_or(0);
         if self.ops.len() >= 2 * MAX_CONTROL_OPS
             || (!admin && (self.ops.len() >= MAX_CONTROL_OPS || own >= MAX_CONTROL_OPS_PER_MEMBER))
         {
             return Err(InsertError::Full);
         }
-        *self.by_signer.entry(entry.signer).or_default() += 1;
+        *self.by_signer.entry(charge).or_default() += 1;
+        self.charged.insert(hash, charge);
         // Fast path: an operation that follows every current head (the usual case: ops
         // arrive in causal order) comes last in the linear order and is concurrent with
         // nothing, so it can be applied to the current state; the full evaluation would give
@@ -636,13 +642,19 @@ impl Membership {
         Ok(true)
     }
 
-    /// Whether the signer of `e` is the creator or is named by an `Add` among its ancestors.
-    fn admissible(&self, e: &Entry) -> bool {
+    /// Whom an operation is charged to, or `None` if its signer may not add operations at
+    /// all. The creator, and a signer named by an applied `Add` among the operation's
+    /// ancestors, are charged themselves. A signer named only by rejected `Add`s (a member
+    /// naming keys it holds in an `Add` it may not make) is charged to whom the first of
+    /// those `Add`s by hash was charged, so such keys share that quota instead of each having
+    /// one. A signer no `Add` among the ancestors names is an outsider.
+    fn charge_of(&self, e: &Entry) -> Option<DeviceId> {
         if self.secret.conversation_id(&e.signer) == self.conversation {
-            return true;
+            return Some(e.signer);
         }
         let mut seen: BTreeSet<OpHash> = BTreeSet::new();
         let mut stack: Vec<OpHash> = e.op.parents.clone();
+        let mut rejected: Option<OpHash> = None;
         while let Some(h) = stack.pop() {
             if !seen.insert(h) {
                 continue;
@@ -653,11 +665,14 @@ impl Membership {
             if let Action::Add { devices, .. } = &a.op.action
                 && devices.binary_search(&e.signer).is_ok()
             {
-                return true;
+                if !self.state.rejected.contains_key(&h) {
+                    return Some(e.signer);
+                }
+                rejected = Some(rejected.map_or(h, |r| r.min(h)));
             }
             stack.extend(a.op.parents.iter().copied());
         }
-        false
+        rejected.map(|r| self.charged.get(&r).copied().unwrap_or(self.ops[&r].signer))
     }
 
     /// Operations held but neither applied nor rejected (none: early ones are not held).

@@ -749,6 +749,79 @@ fn rejected_adds_plant_no_signer_candidates() {
     assert_eq!(bodies(&mut rs[0], &c), ["mine"]);
 }
 
+/// Review finding: a plain member names keys she holds in an `Add` she may not make (it is
+/// rejected); operations those keys sign on top of it are charged to her quota, not each to a
+/// quota of its own.
+#[test]
+fn keys_named_in_a_rejected_add_share_its_signers_quota() {
+    let (mut rs, c) = group(3, &[], History::Shared);
+    let mallory = Identity::from_seed([3; 32]);
+    let puppets: Vec<Identity> = (60..63u8).map(|n| Identity::from_seed([n; 32])).collect();
+    let mut f = Forger::of(&rs[2], &c);
+    let before = rs[0].conversation(&c).unwrap().membership.len();
+    let mut devices: Vec<DeviceId> = puppets.iter().map(|p| p.device_id()).collect();
+    devices.sort();
+    let add = f.control(
+        &mallory,
+        Hlc {
+            ms: T0 + 200,
+            counter: 0,
+        },
+        heads(&rs[0], &c),
+        Action::Add {
+            devices,
+            admin: false,
+            epochs: vec![],
+        },
+    );
+    let _ = rs[0].ingest(&add, T0 + 200);
+    let mut ms = T0 + 201;
+    for p in &puppets {
+        let mut parents = vec![op_hash(&rs[0], &add)];
+        for i in 0..MAX_CONTROL_OPS_PER_MEMBER as u64 {
+            ms += 1;
+            let e = f.control(
+                p,
+                Hlc { ms, counter: 0 },
+                parents.clone(),
+                Action::Profile {
+                    name: format!("p{i}"),
+                },
+            );
+            parents = vec![op_hash(&rs[0], &e)];
+            let _ = rs[0].ingest(&e, T0 + 10_000);
+        }
+    }
+    let held = rs[0].conversation(&c).unwrap().membership.len() - before;
+    assert!(
+        held <= MAX_CONTROL_OPS_PER_MEMBER,
+        "{held} operations held through one rejected Add"
+    );
+    // Mallory's own quota is what they used up.
+    let own = f.control(
+        &mallory,
+        Hlc {
+            ms: ms + 1,
+            counter: 0,
+        },
+        heads(&rs[0], &c),
+        Action::Profile { name: "m".into() },
+    );
+    let _ = rs[0].ingest(&own, T0 + 10_001);
+    assert_eq!(
+        rs[0].conversation(&c).unwrap().membership.len() - before,
+        held
+    );
+    // An honest member is not touched.
+    rs[1].set_profile(&c, "Bhavesh", T0 + 10_100).unwrap();
+    deliver(&mut rs, 1, 0, T0 + 10_200);
+    let st = rs[0].conversation(&c).unwrap().membership.state();
+    assert_eq!(
+        st.members.get(&rs[1].device_id()).unwrap().name.as_deref(),
+        Some("Bhavesh")
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. Key injection through invitations.
 
