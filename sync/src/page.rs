@@ -23,8 +23,17 @@
 //! maps *A* created. Anything else — writing into another author's message, nested objects,
 //! lists, text, counters, commit messages, extra bytes — rejects the whole change. With the
 //! actor bound to the signing key (see `conversation`), nobody can write as someone else.
+//!
+//! # Equivocation
+//! A device that signs two different changes with one sequence number (a cloned device, or
+//! a hostile member writing one fork to each half of the group) cannot have both in one
+//! Automerge document. Every page decides with the same function of the changes it has
+//! ([`Page::resolve`]): the fork with the lower hash is kept, the other and everything built
+//! on it are *held out* (kept as evidence and saved with the page, not shown), and a page
+//! whose document held the loser is rebuilt. So replicas that have the same changes hold the
+//! same document whatever order they came in, and nothing waits for a loser for ever.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -171,6 +180,8 @@ pub enum RuleError {
     Equivocation,
     #[error("sequence number {got} where {expected} was expected")]
     OutOfSequence { expected: u64, got: u64 },
+    #[error("too many changes held out of one page (equivocation)")]
+    TooManyHeldOut,
     #[error("Automerge failed: {0}")]
     Automerge(String),
     #[error("Automerge panicked on this input (caught)")]
@@ -315,6 +326,107 @@ pub struct Page {
     messages: u32,
     progress: BTreeMap<Vec<u8>, ActorProgress>,
     staged: u32,
+    /// Changes kept out of the document ([`Page::resolve`]): each lost an equivocation or
+    /// depends on one that did. Kept as evidence and to decide again when more arrives; at
+    /// most [`MAX_HELD_OUT_PER_PAGE`].
+    held_out: BTreeMap<ChangeHash, Change>,
+    /// Actors found signing two different changes with one sequence number here.
+    equivocators: BTreeSet<Vec<u8>>,
+}
+
+/// Changes a page keeps out of its document (lost equivocations and what depends on them);
+/// past this a further contested change is refused. A guess: an equivocator gains nothing by
+/// more, and honest changes built on a losing fork are few.
+pub const MAX_HELD_OUT_PER_PAGE: usize = 256;
+
+/// What [`Page::resolve`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Changes that left the document (a fork that lost to one arriving now, and what was
+    /// built on it).
+    pub removed: Vec<ChangeHash>,
+    /// Actors newly found equivocating.
+    pub new_equivocators: Vec<Vec<u8>>,
+}
+
+/// Magic of a saved page that carries held-out changes after its document.
+const HELD_MAGIC: &[u8; 4] = b"vhp1";
+
+/// The changes of `all` a page holds in its document, and the actors found equivocating —
+/// a function of the set alone, so every replica holding the same changes keeps the same
+/// ones whatever order they came in. In causal order (ties by hash), a change is kept when
+/// every dependency is kept, its actor's previous sequence number is kept, and no other
+/// change of its actor with its sequence number whose dependencies are kept has a lower
+/// hash; a kept change that loses to a later one in this walk is banned and the walk starts
+/// again (each restart bans one more change, so this ends). Returns the kept changes in the
+/// walk's order.
+fn resolve_set(all: &BTreeMap<ChangeHash, Change>) -> (Vec<ChangeHash>, BTreeSet<Vec<u8>>) {
+    let mut children: BTreeMap<ChangeHash, Vec<ChangeHash>> = BTreeMap::new();
+    let mut indegree: BTreeMap<ChangeHash, usize> = BTreeMap::new();
+    for (h, c) in all {
+        let mut n = 0;
+        for d in c.deps() {
+            // A dependency outside the set never arrives here: the change is never ready.
+            n += 1;
+            if all.contains_key(d) {
+                children.entry(*d).or_default().push(*h);
+            }
+        }
+        indegree.insert(*h, n);
+    }
+    let mut ready: BTreeSet<ChangeHash> = indegree
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(h, _)| *h)
+        .collect();
+    let mut order = Vec::with_capacity(all.len());
+    while let Some(h) = ready.pop_first() {
+        order.push(h);
+        for c in children.get(&h).into_iter().flatten() {
+            if let Some(n) = indegree.get_mut(c) {
+                *n -= 1;
+                if *n == 0 {
+                    ready.insert(*c);
+                }
+            }
+        }
+    }
+    let mut banned: BTreeSet<ChangeHash> = BTreeSet::new();
+    'walk: loop {
+        let mut kept: BTreeSet<ChangeHash> = BTreeSet::new();
+        let mut kept_order = Vec::with_capacity(order.len());
+        let mut slots: BTreeMap<(&[u8], u64), ChangeHash> = BTreeMap::new();
+        let mut equivocators: BTreeSet<Vec<u8>> = BTreeSet::new();
+        for h in &order {
+            let c = &all[h];
+            if !c.deps().iter().all(|d| kept.contains(d)) {
+                continue;
+            }
+            let actor = c.actor_id().to_bytes();
+            if c.seq() > 1 && !slots.contains_key(&(actor, c.seq() - 1)) {
+                continue;
+            }
+            if banned.contains(h) {
+                equivocators.insert(actor.to_vec());
+                continue;
+            }
+            match slots.get(&(actor, c.seq())) {
+                None => {
+                    slots.insert((actor, c.seq()), *h);
+                    kept.insert(*h);
+                    kept_order.push(*h);
+                }
+                Some(w) => {
+                    equivocators.insert(actor.to_vec());
+                    if h < w {
+                        banned.insert(*w);
+                        continue 'walk;
+                    }
+                }
+            }
+        }
+        return (kept_order, equivocators);
+    }
 }
 
 impl fmt::Debug for Page {
@@ -338,20 +450,62 @@ impl Page {
             messages: 0,
             progress: BTreeMap::new(),
             staged: 0,
+            held_out: BTreeMap::new(),
+            equivocators: BTreeSet::new(),
         }
     }
 
     /// Loads a page saved with [`Page::save`]. Saved pages come from our own store, but are
-    /// still parsed behind the panic boundary.
+    /// still parsed behind the panic boundary. A page saved with held-out changes is
+    /// resolved again as it loads ([`Page::resolve`]), so the document and the held-out set
+    /// always agree.
     pub fn load(number: u32, bytes: &[u8], actor: ActorId) -> Result<Self, RuleError> {
-        let doc = guarded(|| am(AutoCommit::load(bytes)))?.with_actor(actor);
+        let (doc_bytes, held) = match bytes.strip_prefix(HELD_MAGIC.as_slice()) {
+            None => (bytes, Vec::new()),
+            Some(rest) => {
+                let mut parts = Vec::new();
+                let mut rest = rest;
+                while !rest.is_empty() {
+                    let (len, tail) = rest
+                        .split_first_chunk::<4>()
+                        .ok_or(RuleError::Malformed("saved page".into()))?;
+                    let len = u32::from_be_bytes(*len) as usize;
+                    if tail.len() < len {
+                        return Err(RuleError::Malformed("saved page".into()));
+                    }
+                    parts.push(&tail[..len]);
+                    rest = &tail[len..];
+                }
+                let Some((doc, held)) = parts.split_first() else {
+                    return Err(RuleError::Malformed("saved page".into()));
+                };
+                let held: Result<Vec<Change>, RuleError> =
+                    held.iter().map(|b| parse_change(b)).collect();
+                (*doc, held?)
+            }
+        };
+        let doc = guarded(|| am(AutoCommit::load(doc_bytes)))?.with_actor(actor);
         let mut page = Self {
             number,
             doc,
             messages: 0,
             progress: BTreeMap::new(),
             staged: 0,
+            held_out: BTreeMap::new(),
+            equivocators: BTreeSet::new(),
         };
+        page.recount();
+        if !held.is_empty() {
+            page.held_out = held.into_iter().map(|c| (c.hash(), c)).collect();
+            page.resolve(Vec::new())?;
+        }
+        Ok(page)
+    }
+
+    /// Counts messages and per-actor progress from the document.
+    fn recount(&mut self) {
+        let page = self;
+        page.progress.clear();
         page.messages = page
             .doc
             .map_range(automerge::ROOT, ..)
@@ -378,7 +532,110 @@ impl Page {
                 *e = p;
             }
         }
-        Ok(page)
+    }
+
+    /// Actors found signing two different changes with one sequence number in this page.
+    pub fn equivocators(&self) -> impl Iterator<Item = &[u8]> {
+        self.equivocators.iter().map(Vec::as_slice)
+    }
+
+    /// Whether this change is held out of the document ([`Page::resolve`]).
+    pub fn is_held_out(&self, hash: &ChangeHash) -> bool {
+        self.held_out.contains_key(hash)
+    }
+
+    /// Whether the page has this change, in its document or held out.
+    pub fn holds(&mut self, hash: &ChangeHash) -> bool {
+        self.is_held_out(hash) || self.has_change(hash)
+    }
+
+    /// Whether `changes` (their dependencies present, in the document or held out) must go
+    /// through [`Page::resolve`] rather than [`Page::apply`]: one is held out already, takes
+    /// a sequence number its actor has used here, shares one with another of the batch, or
+    /// depends on a held-out change.
+    pub fn contested(&mut self, changes: &[Change]) -> bool {
+        let mut slots: BTreeSet<(Vec<u8>, u64)> = BTreeSet::new();
+        for c in changes {
+            let h = c.hash();
+            if self.held_out.contains_key(&h) {
+                return true;
+            }
+            if self.has_change(&h) {
+                continue;
+            }
+            let actor = c.actor_id().to_bytes();
+            if self.progress.get(actor).is_some_and(|p| c.seq() <= p.seq)
+                || !slots.insert((actor.to_vec(), c.seq()))
+                || c.deps().iter().any(|d| self.held_out.contains_key(d))
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Decides again which changes the document holds, with `new` added (each passed
+    /// [`check_change`], dependencies present in the document, the held-out set or `new`):
+    /// the result is [`resolve_set`] of every change the page has, so it is the same on every
+    /// replica that has the same changes, whatever order they came in. Equivocation — two
+    /// changes of one actor with one sequence number — keeps the one with the lower hash; the
+    /// other and everything built on it are held out (kept, not shown). When a change the
+    /// document held loses, the document is rebuilt from the kept changes. Refused, and the
+    /// page left as it was, when more than [`MAX_HELD_OUT_PER_PAGE`] would be held out.
+    pub fn resolve(&mut self, new: Vec<Change>) -> Result<Resolved, RuleError> {
+        debug_assert!(
+            !self.has_staged(),
+            "seal staged ops before applying remote changes"
+        );
+        let mut all: BTreeMap<ChangeHash, Change> = BTreeMap::new();
+        for c in self.doc.get_changes(&[]) {
+            all.insert(c.hash(), c.clone());
+        }
+        let before: BTreeSet<ChangeHash> = all.keys().copied().collect();
+        for (h, c) in &self.held_out {
+            all.entry(*h).or_insert_with(|| c.clone());
+        }
+        for c in new {
+            all.entry(c.hash()).or_insert(c);
+        }
+        let (kept, equivocators) = resolve_set(&all);
+        let kept_set: BTreeSet<ChangeHash> = kept.iter().copied().collect();
+        let held: BTreeMap<ChangeHash, Change> = all
+            .iter()
+            .filter(|(h, _)| !kept_set.contains(h))
+            .map(|(h, c)| (*h, c.clone()))
+            .collect();
+        if held.len() > MAX_HELD_OUT_PER_PAGE {
+            return Err(RuleError::TooManyHeldOut);
+        }
+        let removed: Vec<ChangeHash> = before.difference(&kept_set).copied().collect();
+        let added: Vec<Change> = kept
+            .iter()
+            .filter(|h| !before.contains(h))
+            .map(|h| all[h].clone())
+            .collect();
+        if removed.is_empty() {
+            if !added.is_empty() {
+                guarded(|| am(self.doc.apply_changes(added)))?;
+            }
+        } else {
+            let actor = self.doc.get_actor().clone();
+            let mut doc = AutoCommit::new().with_actor(actor);
+            let changes: Vec<Change> = kept.iter().map(|h| all[h].clone()).collect();
+            guarded(|| am(doc.apply_changes(changes)))?;
+            self.doc = doc;
+        }
+        let new_equivocators = equivocators
+            .difference(&self.equivocators)
+            .cloned()
+            .collect();
+        self.held_out = held;
+        self.equivocators = equivocators;
+        self.recount();
+        Ok(Resolved {
+            removed,
+            new_equivocators,
+        })
     }
 
     pub fn number(&self) -> u32 {
@@ -521,7 +778,11 @@ impl Page {
         let mut missing = Vec::new();
         for c in changes {
             for d in c.deps() {
-                if !batch.contains(d) && !self.has_change(d) && !missing.contains(d) {
+                if !batch.contains(d)
+                    && !self.held_out.contains_key(d)
+                    && !self.has_change(d)
+                    && !missing.contains(d)
+                {
                     missing.push(*d);
                 }
             }
@@ -530,8 +791,9 @@ impl Page {
     }
 
     /// Applies remote changes that passed [`check_change`] and whose deps are present.
-    /// Changes already present are skipped; a different change for a known (actor, seq) is
-    /// equivocation and refused.
+    /// Changes already present are skipped; a different change for a known (actor, seq), or
+    /// one built on a held-out change, is refused here ([`RuleError::Equivocation`]) and
+    /// decided by [`Page::resolve`] ([`Page::contested`] tells which).
     pub fn apply(&mut self, changes: Vec<(Change, u32)>) -> Result<usize, RuleError> {
         debug_assert!(
             !self.has_staged(),
@@ -550,7 +812,12 @@ impl Page {
                 .copied()
                 .unwrap_or_else(|| self.progress.get(&actor).map_or(0, |p| p.seq))
                 + 1;
-            if c.seq() < next {
+            // A used sequence number, or a change built on a held-out one: for
+            // [`Page::resolve`].
+            if c.seq() < next
+                || self.held_out.contains_key(&c.hash())
+                || c.deps().iter().any(|d| self.held_out.contains_key(d))
+            {
                 return Err(RuleError::Equivocation);
             }
             if c.seq() > next {
@@ -576,8 +843,21 @@ impl Page {
         Ok(count)
     }
 
+    /// The page's bytes: the Automerge document, followed (when some are held out) by the
+    /// held-out changes, each with its length.
     pub fn save(&mut self) -> Vec<u8> {
-        self.doc.save()
+        let doc = self.doc.save();
+        if self.held_out.is_empty() {
+            return doc;
+        }
+        let mut out = HELD_MAGIC.to_vec();
+        for part in
+            std::iter::once(doc.as_slice()).chain(self.held_out.values().map(|c| c.raw_bytes()))
+        {
+            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+        out
     }
 
     /// All changes (for tests and replay).
@@ -923,6 +1203,77 @@ mod tests {
         b.apply(vec![(c1, 1), (c2, 1)]).unwrap();
         assert_eq!(b.apply(vec![(c2b, 1)]), Err(RuleError::Equivocation));
         assert_eq!(b.len(), 2);
+    }
+
+    /// Two forks of one actor's seq 2, with a change of another actor built on each, in any
+    /// order: every page ends with the same document (the lower-hash fork and what is built
+    /// on it), holds the rest out, names the equivocator, and saves and loads to the same.
+    #[test]
+    fn equivocation_is_resolved_alike_in_any_order() {
+        let mut a = Page::new(0, actor(1));
+        a.add_message(Hlc { ms: 1, counter: 0 }, &Draft::default())
+            .unwrap();
+        let c1 = a.commit().unwrap();
+        let mut fork = Page::new(0, actor(1));
+        fork.apply(vec![(c1.clone(), 1)]).unwrap();
+        a.add_message(Hlc { ms: 2, counter: 0 }, &Draft::default())
+            .unwrap();
+        let x = a.commit().unwrap();
+        fork.add_message(Hlc { ms: 3, counter: 0 }, &Draft::default())
+            .unwrap();
+        let y = fork.commit().unwrap();
+        let on = |c: &Change, who: u8, ms: u64| {
+            let mut p = Page::new(0, actor(who));
+            p.apply(vec![(c1.clone(), 1), (c.clone(), 1)]).unwrap();
+            p.add_message(Hlc { ms, counter: 0 }, &Draft::default())
+                .unwrap();
+            p.commit().unwrap()
+        };
+        let (hx, hy) = (on(&x, 2, 4), on(&y, 3, 5));
+        let orders = [
+            vec![&x, &hx, &y, &hy],
+            vec![&y, &hy, &x, &hx],
+            vec![&hy, &y, &hx, &x],
+        ];
+        let mut seen = None;
+        for order in orders {
+            let mut p = Page::new(0, actor(9));
+            p.apply(vec![(c1.clone(), 1)]).unwrap();
+            for c in order {
+                let cs = vec![c.clone()];
+                if !p.missing_deps(&cs).is_empty() {
+                    continue;
+                }
+                if p.contested(&cs) {
+                    p.resolve(cs).unwrap();
+                } else {
+                    p.apply(vec![(c.clone(), 1)]).unwrap();
+                }
+            }
+            // What was skipped for a missing dependency comes again.
+            for c in [&x, &y, &hx, &hy] {
+                let cs = vec![c.clone()];
+                if !p.holds(&c.hash()) {
+                    p.resolve(cs).unwrap();
+                }
+            }
+            let mut heads = p.heads();
+            heads.sort();
+            let eq: Vec<Vec<u8>> = p.equivocators().map(<[u8]>::to_vec).collect();
+            assert_eq!(eq, vec![vec![1u8; 16]]);
+            let mut loaded = Page::load(0, &p.save(), actor(9)).unwrap();
+            let mut lh = loaded.heads();
+            lh.sort();
+            assert_eq!(lh, heads);
+            assert_eq!(loaded.messages(), p.messages());
+            let got = (heads, p.messages().len());
+            match &seen {
+                None => seen = Some(got),
+                Some(s) => assert_eq!(s, &got),
+            }
+        }
+        // The first message, the winning fork and the change built on it.
+        assert_eq!(seen.unwrap().1, 3);
     }
 
     #[test]

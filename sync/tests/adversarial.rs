@@ -1025,6 +1025,99 @@ fn removed_member_late_writes_converge_in_every_order() {
     }
 }
 
+/// B3: Mallory forks her device and writes two different changes with one sequence number,
+/// one to each half; in each half an honest member builds on the one it got. Whatever the
+/// order the others get them in, every replica ends with the same document and shows the
+/// same messages, nothing waits for ever, both forks still spread (evidence), and Mallory is
+/// flagged everywhere.
+#[test]
+fn equivocating_changes_converge_in_every_order() {
+    let mut seen: Option<(Vec<String>, [u8; 32])> = None;
+    for order in 0..4 {
+        let (mut rs, c) = group(5, &[], History::Shared);
+        rs[2].send_message(&c, text("before"), T0 + 150).unwrap();
+        sync_all(&mut rs, T0 + 200);
+        // The same device state twice: one sequence number, two changes.
+        let mut twin = Replica::open(
+            Identity::from_seed([3; 32]),
+            rs[2].store().clone(),
+            [77; 32],
+        )
+        .unwrap();
+        let (_, x) = rs[2].send_message(&c, text("fork x"), T0 + 300).unwrap();
+        let (_, y) = twin.send_message(&c, text("fork y"), T0 + 300).unwrap();
+        let x = rs[2].store().envelope(&x).unwrap().unwrap();
+        let y = twin.store().envelope(&y).unwrap().unwrap();
+        rs[0].ingest(&x, T0 + 310).unwrap();
+        let (_, ha) = rs[0].send_message(&c, text("on x"), T0 + 320).unwrap();
+        rs[1].ingest(&y, T0 + 310).unwrap();
+        let (_, hb) = rs[1].send_message(&c, text("on y"), T0 + 320).unwrap();
+        let ids = [
+            Envelope::decode(&x).unwrap().id(),
+            Envelope::decode(&y).unwrap().id(),
+            ha,
+            hb,
+        ];
+        let ha = rs[0].store().envelope(&ha).unwrap().unwrap();
+        let hb = rs[1].store().envelope(&hb).unwrap().unwrap();
+        let seq: Vec<&Vec<u8>> = match order {
+            0 => vec![&x, &ha, &y, &hb],
+            1 => vec![&y, &hb, &x, &ha],
+            2 => vec![&hb, &ha, &y, &x],
+            _ => vec![&ha, &x, &hb, &y],
+        };
+        for b in &seq {
+            let _ = rs[3].ingest(b, T0 + 400);
+        }
+        for b in seq.iter().rev() {
+            let _ = rs[4].ingest(b, T0 + 400);
+        }
+        let mut honest: Vec<Replica<MemoryStore>> = vec![rs.remove(0), rs.remove(0)];
+        honest.extend(rs.drain(1..));
+        sync_all(&mut honest, T0 + 500);
+        let mallory = Identity::from_seed([3; 32]).device_id();
+        let mut first: Option<(Vec<String>, [u8; 32])> = None;
+        for (i, r) in honest.iter_mut().enumerate() {
+            holds_all(r, &ids, "both forks and both honest messages");
+            assert_eq!(
+                r.pending_len(),
+                0,
+                "order {order}, replica {i}: something waits"
+            );
+            assert_eq!(
+                r.info(&c).unwrap().equivocators,
+                vec![mallory],
+                "order {order}, replica {i}"
+            );
+            let shown = bodies(r, &c);
+            let digest = r.state_digest(&c).unwrap();
+            match &first {
+                None => first = Some((shown, digest)),
+                Some(f) => assert_eq!(f, &(shown, digest), "order {order}, replica {i}"),
+            }
+        }
+        let (shown, digest) = first.clone().unwrap();
+        // One fork shows, with the honest message built on it.
+        assert_eq!(shown.len(), 3, "order {order}: {shown:?}");
+        assert_eq!(shown[0], "before");
+        assert!(
+            shown[1..] == ["fork x", "on x"] || shown[1..] == ["fork y", "on y"],
+            "order {order}: {shown:?}"
+        );
+        // The same after a restart.
+        let r = honest.remove(3);
+        let mut r = reopen(r, 5);
+        assert_eq!(
+            (bodies(&mut r, &c), r.state_digest(&c).unwrap()),
+            (shown, digest)
+        );
+        if let Some(s0) = &seen {
+            assert_eq!(Some(s0), first.as_ref(), "order {order}");
+        }
+        seen = first;
+    }
+}
+
 #[test]
 fn split_delivery_equivocation_converges() {
     // An admin (Bhavesh) signs two conflicting operations on the same parents and sends one

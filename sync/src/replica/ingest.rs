@@ -714,13 +714,16 @@ impl<S: Store> Replica<S> {
             return self.park(conv, env.id(), Waiting::Dependencies(missing));
         }
         let hashes: Vec<ChangeHash> = only.iter().map(|c| c.hash()).collect();
-        if hashes.iter().all(|h| page.has_change(h)) {
+        if hashes.iter().all(|h| page.holds(h)) {
             // Every change is in the page already: the same content under another envelope
             // (its author sealed it twice). Held, so reconciliation does not fetch it again,
             // but not journalled: replaying it would apply the changes twice.
             self.store
                 .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
             return Ok(Ingested::Duplicate);
+        }
+        if page.contested(&only) {
+            return self.settle_contested(conv, env, page_no, newest, only, now_ms);
         }
         if let Err(e) = page.apply(checked) {
             // Whatever failed (a rule, an Automerge error part-way, a panic), the document may
@@ -751,6 +754,71 @@ impl<S: Store> Replica<S> {
             conversation: conv,
             page: page_no,
         });
+        self.wake_deps(&hashes)?;
+        Ok(Ingested::Applied(conv))
+    }
+
+    /// [`Replica::settle_change`] for changes that equivocate or build on a held-out change:
+    /// the page decides again what its document holds ([`Page::resolve`], the same on every
+    /// replica with the same changes), rebuilding it if a fork it held loses now. The envelope
+    /// is stored and journalled like any other, whatever lost, so both forks spread and a
+    /// reload decides the same. A device newly found equivocating is recorded (`v/`) and
+    /// shown by [`Replica::info`].
+    fn settle_contested(
+        &mut self,
+        conv: ConversationId,
+        env: &Envelope,
+        page_no: u32,
+        newest: Hlc,
+        changes: Vec<Change>,
+        now_ms: u64,
+    ) -> Result<Ingested, IngestError> {
+        let hashes: Vec<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
+        let page = self
+            .pages
+            .get_mut(&conv, page_no)
+            .ok_or(StoreError::Corrupt("page vanished".into()))?;
+        let resolved = match page.resolve(changes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.pages.discard(&conv, page_no);
+                return Err(e.into());
+            }
+        };
+        self.clock.observe(newest, now_ms);
+        let stored = (|| -> Result<(), StoreError> {
+            self.store
+                .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
+            self.note_page_epoch(&conv, page_no, env.header().epoch)?;
+            self.journal(&conv, page_no, &env.id())?;
+            let c = &self.convs[&conv];
+            let flagged: Vec<DeviceId> = resolved
+                .new_equivocators
+                .iter()
+                .filter_map(|a| c.device_of_actor(a))
+                .collect();
+            for d in flagged {
+                self.store.put(&keys::equivocator(&conv, &d), &[])?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = stored {
+            self.pages.discard(&conv, page_no);
+            return Err(e.into());
+        }
+        self.stats.applied += 1;
+        self.emit(Event::Applied {
+            conversation: conv,
+            envelope: env.id(),
+        });
+        self.emit(Event::MessagesChanged {
+            conversation: conv,
+            page: page_no,
+        });
+        if !resolved.new_equivocators.is_empty() {
+            self.emit(Event::MembershipChanged(conv));
+        }
+        // What waited on these changes is decided now too (held out if built on a loser).
         self.wake_deps(&hashes)?;
         Ok(Ingested::Applied(conv))
     }

@@ -15,6 +15,7 @@
 //! | `m/` | `m/` ‖ conversation id ‖ page u32 BE ‖ message key (UTF-8) | a message written on this device | envelope id (32) that carried it |
 //! | `u/` | `u/` ‖ conversation id ‖ envelope id | an envelope held unreadable (its epoch key not granted here), read again when the key arrives | epoch id (4) ‖ order u64 BE |
 //! | `t/` | `t/` ‖ tag ‖ order u64 BE | a tombstone, in the order it was made (for the bounds) | envelope id (32) |
+//! | `v/` | `v/` ‖ conversation id ‖ device id | a device found equivocating in one of the conversation's pages (B3) | empty |
 //! | `h` | `h` (the whole key) | the hybrid logical clock, so it never runs backwards | packed [`Hlc`](crate::hlc::Hlc) u64 BE |
 //! | `d/` | `d/` ‖ envelope id ‖ device id | engine: a delivery receipt for an own envelope from one member device | empty |
 //! | `w/` | `w/` ‖ tag ‖ envelope id | engine: an own message envelope still awaiting receipts | sealed-at ms u64 BE ‖ members still to confirm u32 BE |
@@ -51,6 +52,8 @@ pub const OWN_MESSAGE: &[u8] = b"m/";
 pub const UNREADABLE: &[u8] = b"u/";
 /// `t/`: tombstones in the order they were made.
 pub const TOMBSTONE: &[u8] = b"t/";
+/// `v/`: devices found equivocating.
+pub const EQUIVOCATOR: &[u8] = b"v/";
 /// `h`: the clock (a single key).
 pub const HLC: &[u8] = b"h";
 /// `d/`: delivery receipts (node engine).
@@ -70,6 +73,7 @@ pub const ALL: &[&[u8]] = &[
     OWN_MESSAGE,
     UNREADABLE,
     TOMBSTONE,
+    EQUIVOCATOR,
     HLC,
     DELIVERY,
     AWAITING,
@@ -123,6 +127,14 @@ pub(crate) fn control_prefix(c: &ConversationId) -> Vec<u8> {
 
 pub(crate) fn control(c: &ConversationId, env: &EnvelopeId) -> Vec<u8> {
     [CONTROL, &c.0, &env.0].concat()
+}
+
+pub(crate) fn equivocators_prefix(c: &ConversationId) -> Vec<u8> {
+    [EQUIVOCATOR, &c.0].concat()
+}
+
+pub(crate) fn equivocator(c: &ConversationId, d: &DeviceId) -> Vec<u8> {
+    [EQUIVOCATOR, &c.0, &d.0].concat()
 }
 
 pub(crate) fn pending(env: &EnvelopeId) -> Vec<u8> {
@@ -189,7 +201,7 @@ mod tests {
 
     #[test]
     fn no_prefix_is_a_prefix_of_another() {
-        assert_eq!(ALL.len(), 13);
+        assert_eq!(ALL.len(), 14);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!a.is_empty());
             for (j, b) in ALL.iter().enumerate() {
@@ -214,7 +226,8 @@ mod tests {
             page: 5,
             key: "k".into(),
         };
-        let cases: [(&[u8], Vec<u8>, usize); 15] = [
+        let cases: [(&[u8], Vec<u8>, usize); 16] = [
+            (EQUIVOCATOR, equivocator(&c, &DeviceId([6; 32])), 50),
             (UNREADABLE, unreadable(&c, &env), 50),
             (TOMBSTONE, tombstone(&Tag([4; 16]), 9), 26),
             (CONVERSATION, conv(&c), 18),

@@ -187,9 +187,19 @@ impl<S: Store> Replica<S> {
             .filter(|ch| !page.has_change(&ch.hash()) && once.insert(ch.hash()))
             .map(|ch| (ch, 0))
             .collect();
+        // One change (or the whole journal) into the page: contested changes (equivocation,
+        // built on a held-out change) are decided by `Page::resolve`, as when they arrived.
+        let apply = |page: &mut Page, fresh: Vec<(Change, u32)>| -> Result<(), RuleError> {
+            let only: Vec<Change> = fresh.iter().map(|(c, _)| c.clone()).collect();
+            if page.contested(&only) {
+                page.resolve(only).map(|_| ())
+            } else {
+                page.apply(fresh).map(|_| ())
+            }
+        };
         if !fresh.is_empty() {
             // Journal order is application order, so sequence checks hold.
-            if page.apply(fresh.clone()).is_err() {
+            if apply(&mut page, fresh.clone()).is_err() {
                 // A page always loads: start again from the saved page and apply the journal
                 // change by change, leaving out what does not apply (it was verified when it
                 // arrived; what fails now cannot be shown anyway). A failed apply may leave
@@ -205,12 +215,12 @@ impl<S: Store> Replica<S> {
                 page = base(&self.store)?;
                 let mut good: Vec<(Change, u32)> = Vec::new();
                 for ch in fresh {
-                    if page.apply(vec![ch.clone()]).is_ok() {
+                    if apply(&mut page, vec![ch.clone()]).is_ok() {
                         good.push(ch);
                     } else {
                         page = base(&self.store)?;
-                        if !good.is_empty() {
-                            page.apply(good.clone()).map_err(|e| {
+                        for g in &good {
+                            apply(&mut page, vec![g.clone()]).map_err(|e| {
                                 StoreError::Corrupt(format!("journal of page {n}: {e}"))
                             })?;
                         }

@@ -228,6 +228,9 @@ pub struct ConversationInfo {
     pub me_removed: bool,
     pub epochs: usize,
     pub pages: usize,
+    /// Devices found signing two different changes with one sequence number in a page
+    /// (equivocation, docs/security.md B3), in id order.
+    pub equivocators: Vec<DeviceId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -43,6 +43,19 @@ impl<S: Store> Replica<S> {
             me_removed: !st.is_member(&me) && st.removed.contains_key(&me),
             epochs: st.epochs.len(),
             pages: c.known_pages.len(),
+            equivocators: {
+                let mut ds = Vec::new();
+                // A view: a store error here reads as no flag (the records stay).
+                let _ = self
+                    .store
+                    .scan_prefix(&keys::equivocators_prefix(id), &mut |k, _| {
+                        if let Ok(d) = <[u8; 32]>::try_from(&k[18..]) {
+                            ds.push(DeviceId(d));
+                        }
+                        true
+                    });
+                ds
+            },
         })
     }
 
