@@ -165,6 +165,30 @@ impl Conversation {
             .filter(|k| self.membership.state().key_matches(epoch, k) == Some(true))
     }
 
+    /// The key to *read* envelopes of `epoch` with: [`Conversation::key`], or, for an epoch
+    /// no longer in the membership state (its rotation was voided by its admin's removal), a
+    /// held key that matches the check a held `Keys` operation recorded for it. Never used
+    /// to seal.
+    pub fn read_key(&self, epoch: &EpochId) -> Option<&Key> {
+        self.key(epoch).or_else(|| {
+            self.keys.get(epoch).filter(|k| {
+                self.membership.state().epoch(epoch).is_none()
+                    && self
+                        .membership
+                        .records_check(epoch, &crate::membership::key_check(k))
+            })
+        })
+    }
+
+    /// Held keys of epochs whose rotation was voided ([`Conversation::read_key`]).
+    pub fn voided_keys(&self) -> Vec<(EpochId, Key)> {
+        self.keys
+            .iter()
+            .filter(|(e, _)| self.membership.state().epoch(e).is_none())
+            .filter_map(|(e, _)| self.read_key(e).map(|k| (*e, *k)))
+            .collect()
+    }
+
     pub fn epochs_held(&self) -> Vec<EpochId> {
         self.keys.keys().copied().collect()
     }

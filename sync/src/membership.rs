@@ -577,6 +577,45 @@ impl Membership {
         self.ops.get(h)
     }
 
+    /// Whether a held rotation that is not applied started `epoch` with key check `check`:
+    /// one voided when its admin's removal won, or signed by a device whose admin rights came
+    /// from a voided operation (a backdated takeover). Such an epoch is in no state, but where
+    /// the rotation held until the heal of a split, members wrote under its key: the key
+    /// still reads those envelopes ([`crate::conversation::Conversation::read_key`]), and is
+    /// never used to seal. What such envelopes may carry is judged as any other's (signer,
+    /// page rules, [`State::change_allowed`]).
+    pub fn records_check(&self, epoch: &EpochId, check: &[u8; 32]) -> bool {
+        self.ops.iter().any(|(h, e)| {
+            matches!(&e.op.action, Action::Keys { epoch: ep, rotate: true, check: ck, .. }
+                if ep == epoch && ck == check)
+                && self.state.rejected.contains_key(h)
+        })
+    }
+
+    /// Devices that got `epoch`'s key from a held `Keys` operation (its slots and signer).
+    pub fn key_holders(&self, epoch: &EpochId) -> BTreeSet<DeviceId> {
+        let mut out = BTreeSet::new();
+        for e in self.ops.values() {
+            if let Action::Keys {
+                epoch: ep, slots, ..
+            } = &e.op.action
+                && ep == epoch
+            {
+                out.insert(e.signer);
+                out.extend(slots.iter().map(|s| s.device));
+            }
+        }
+        out
+    }
+
+    /// Whether a held `Keys` operation shares `epoch` without rotating (for a voided epoch:
+    /// someone has shared its key already).
+    pub fn has_share(&self, epoch: &EpochId) -> bool {
+        self.ops.values().any(|e| {
+            matches!(&e.op.action, Action::Keys { epoch: ep, rotate: false, .. } if ep == epoch)
+        })
+    }
+
     /// Parents for a new operation: the current heads, at most [`MAX_OP_PARENTS`] of them
     /// (concurrent junk can make many heads; an operation with more parents would not
     /// decode anywhere). Applied heads come first, then rejected ones, each in hash order.

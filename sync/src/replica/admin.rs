@@ -78,6 +78,77 @@ impl<S: Store> Replica<S> {
         )
     }
 
+    /// A member's duty, once per voided epoch: where a rotation held until its admin's
+    /// removal won (a split), members wrote under its key, and the members who never had it
+    /// could not read that for ever. This device, a member holding the key of such an epoch
+    /// (checked against the held rotation that started it), seals it to every other member
+    /// in a `Keys` operation. The log rejects that operation (the epoch is in no state), but
+    /// holds and spreads it, and every member opens its slot from it ([`Replica::learn_keys`]);
+    /// [`Conversation::read_key`] then reads those envelopes everywhere. Nothing is ever
+    /// sealed under a voided epoch.
+    fn share_voided_keys(
+        &mut self,
+        id: &ConversationId,
+        now_ms: u64,
+    ) -> Result<Vec<EnvelopeId>, CommandError> {
+        let me = self.me.device_id();
+        let c = &self.convs[id];
+        let st = c.membership.state();
+        if !st.is_member(&me) {
+            return Ok(Vec::new());
+        }
+        let mut fresh = Vec::new();
+        for (e, k) in c.voided_keys() {
+            // Once shared by anyone, it is not shared again.
+            if !c.membership.has_share(&e)
+                && self.store.get(&keys::voided_shared(id, &e))?.is_none()
+            {
+                fresh.push((e, k));
+            }
+        }
+        let conv = c.id;
+        let mut out = Vec::new();
+        for (epoch, key) in fresh {
+            // Members that had no slot for it (the rest open theirs from the rotation).
+            let c = &self.convs[id];
+            let holders = c.membership.key_holders(&epoch);
+            let others: BTreeSet<DeviceId> = c
+                .membership
+                .state()
+                .members
+                .keys()
+                .filter(|d| **d != me && !holders.contains(d))
+                .copied()
+                .collect();
+            if !others.is_empty() {
+                let me_id = self.me.clone();
+                let seeds: Vec<[u8; 32]> = (0..others.len()).map(|_| self.seed32()).collect();
+                let mut it = seeds.into_iter();
+                let rng = &mut self.rng;
+                let slots = membership::seal_slots(&me_id, &conv, &key, &others, || {
+                    it.next().unwrap_or_else(|| fresh_seed(rng))
+                });
+                match self.control(
+                    id,
+                    Action::Keys {
+                        epoch,
+                        rotate: false,
+                        check: membership::key_check(&key),
+                        slots,
+                    },
+                    now_ms,
+                ) {
+                    Ok(e) => out.push(e),
+                    // A full log: try again at the next duty run.
+                    Err(CommandError::ControlFull) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.store.put(&keys::voided_shared(id, &epoch), &[])?;
+        }
+        Ok(out)
+    }
+
     /// Runs admin duties: rotate the key if a removed device still holds the current one, and
     /// share the current key with members who lack it. Returns envelopes created.
     pub fn maintain(&mut self, now_ms: u64) -> Result<Vec<EnvelopeId>, CommandError> {
@@ -85,6 +156,7 @@ impl<S: Store> Replica<S> {
         let mut out = Vec::new();
         let ids: Vec<ConversationId> = self.convs.keys().copied().collect();
         for id in ids {
+            out.extend(self.share_voided_keys(&id, now_ms)?);
             let c = &self.convs[&id];
             let st = c.membership.state();
             if !st.is_admin(&me) || now_ms.saturating_sub(c.last_duty_ms) < DUTY_INTERVAL_MS {

@@ -570,6 +570,34 @@ impl<S: Store> Replica<S> {
                 }
             }
         }
+        // Keys of voided epochs, shared by a member that held one (`share_voided_keys`): in
+        // rejected operations, taken only if the key matches the check of the voided
+        // rotation that started the epoch (`Conversation::read_key`).
+        for h in c.membership.state().rejected.keys() {
+            let Some(e) = c.membership.entry(h) else {
+                continue;
+            };
+            if let Action::Keys {
+                epoch,
+                check,
+                slots,
+                ..
+            } = &e.op.action
+            {
+                if c.membership.state().epoch(epoch).is_some()
+                    || c.keys.contains_key(epoch)
+                    || !c.membership.records_check(epoch, check)
+                {
+                    continue;
+                }
+                if let Some(slot) = slots.iter().find(|s| s.device == me.device_id())
+                    && let Some(k) = membership::open_slot(&me, &c.id, epoch, &e.signer, slot)
+                    && membership::key_check(&k) == *check
+                {
+                    found.push((*epoch, k));
+                }
+            }
+        }
         for (e, k) in found {
             self.store_key(conv, e, k)?;
         }
@@ -614,7 +642,7 @@ impl<S: Store> Replica<S> {
             .convs
             .get(&conv)
             .ok_or(StoreError::Corrupt("conversation vanished".into()))?;
-        let Some(key) = c.key(&epoch).copied() else {
+        let Some(key) = c.read_key(&epoch).copied() else {
             // Known epoch not granted to us: unreadable for good. Unknown: wait for it.
             let known = c.membership.state().epoch(&epoch).is_some();
             if known && c.membership.state().is_member(&self.me.device_id()) {

@@ -16,6 +16,7 @@
 //! | `u/` | `u/` ‖ conversation id ‖ envelope id | an envelope held unreadable (its epoch key not granted here), read again when the key arrives | epoch id (4) ‖ order u64 BE |
 //! | `t/` | `t/` ‖ tag ‖ order u64 BE | a tombstone, in the order it was made (for the bounds) | envelope id (32) |
 //! | `v/` | `v/` ‖ conversation id ‖ device id | a device found equivocating in one of the conversation's pages (B3) | empty |
+//! | `x/` | `x/` ‖ conversation id ‖ epoch id | the key of a voided epoch was shared with the members ([`Replica::maintain`](crate::replica::Replica::maintain)) | empty |
 //! | `h` | `h` (the whole key) | the hybrid logical clock, so it never runs backwards | packed [`Hlc`](crate::hlc::Hlc) u64 BE |
 //! | `d/` | `d/` ‖ envelope id ‖ device id | engine: a delivery receipt for an own envelope from one member device | empty |
 //! | `w/` | `w/` ‖ tag ‖ envelope id | engine: an own message envelope still awaiting receipts | sealed-at ms u64 BE ‖ members still to confirm u32 BE |
@@ -54,6 +55,8 @@ pub const UNREADABLE: &[u8] = b"u/";
 pub const TOMBSTONE: &[u8] = b"t/";
 /// `v/`: devices found equivocating.
 pub const EQUIVOCATOR: &[u8] = b"v/";
+/// `x/`: keys of voided epochs shared.
+pub const VOIDED_SHARED: &[u8] = b"x/";
 /// `h`: the clock (a single key).
 pub const HLC: &[u8] = b"h";
 /// `d/`: delivery receipts (node engine).
@@ -74,6 +77,7 @@ pub const ALL: &[&[u8]] = &[
     UNREADABLE,
     TOMBSTONE,
     EQUIVOCATOR,
+    VOIDED_SHARED,
     HLC,
     DELIVERY,
     AWAITING,
@@ -135,6 +139,10 @@ pub(crate) fn equivocators_prefix(c: &ConversationId) -> Vec<u8> {
 
 pub(crate) fn equivocator(c: &ConversationId, d: &DeviceId) -> Vec<u8> {
     [EQUIVOCATOR, &c.0, &d.0].concat()
+}
+
+pub(crate) fn voided_shared(c: &ConversationId, e: &EpochId) -> Vec<u8> {
+    [VOIDED_SHARED, &c.0, &e.0].concat()
 }
 
 pub(crate) fn pending(env: &EnvelopeId) -> Vec<u8> {
@@ -201,7 +209,7 @@ mod tests {
 
     #[test]
     fn no_prefix_is_a_prefix_of_another() {
-        assert_eq!(ALL.len(), 14);
+        assert_eq!(ALL.len(), 15);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!a.is_empty());
             for (j, b) in ALL.iter().enumerate() {
@@ -226,7 +234,8 @@ mod tests {
             page: 5,
             key: "k".into(),
         };
-        let cases: [(&[u8], Vec<u8>, usize); 16] = [
+        let cases: [(&[u8], Vec<u8>, usize); 17] = [
+            (VOIDED_SHARED, voided_shared(&c, &e), 22),
             (EQUIVOCATOR, equivocator(&c, &DeviceId([6; 32])), 50),
             (UNREADABLE, unreadable(&c, &env), 50),
             (TOMBSTONE, tombstone(&Tag([4; 16]), 9), 26),

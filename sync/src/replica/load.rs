@@ -165,7 +165,7 @@ impl<S: Store> Replica<S> {
             let Ok(env) = Envelope::decode(&bytes) else {
                 continue;
             };
-            let Some(key) = c.key(&env.header().epoch).copied() else {
+            let Some(key) = c.read_key(&env.header().epoch).copied() else {
                 continue;
             };
             let Ok(opened) = envelope::open(&env, &key, &c.id, &mut |h| c.signers(h)) else {

@@ -323,7 +323,7 @@ impl<S: Store> Replica<S> {
             .get(conv)
             .map(|m| {
                 m.values()
-                    .filter(|(_, ep)| c.key(ep).is_some())
+                    .filter(|(_, ep)| c.read_key(ep).is_some())
                     .map(|(e, _)| *e)
                     .collect()
             })
