@@ -584,14 +584,18 @@ impl<S: Store> Replica<S> {
                 ..
             } = &e.op.action
             {
+                // Cheapest tests first: junk operations may be many.
+                let Some(slot) = slots.iter().find(|s| s.device == me.device_id()) else {
+                    continue;
+                };
                 if c.membership.state().epoch(epoch).is_some()
                     || c.keys.contains_key(epoch)
+                    || found.iter().any(|(e, _)| e == epoch)
                     || !c.membership.records_check(epoch, check)
                 {
                     continue;
                 }
-                if let Some(slot) = slots.iter().find(|s| s.device == me.device_id())
-                    && let Some(k) = membership::open_slot(&me, &c.id, epoch, &e.signer, slot)
+                if let Some(k) = membership::open_slot(&me, &c.id, epoch, &e.signer, slot)
                     && membership::key_check(&k) == *check
                 {
                     found.push((*epoch, k));
