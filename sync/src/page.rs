@@ -544,6 +544,11 @@ impl Page {
         self.held_out.contains_key(hash)
     }
 
+    /// A held-out change.
+    pub fn held_out_change(&self, hash: &ChangeHash) -> Option<&Change> {
+        self.held_out.get(hash)
+    }
+
     /// Whether the page has this change, in its document or held out.
     pub fn holds(&mut self, hash: &ChangeHash) -> bool {
         self.is_held_out(hash) || self.has_change(hash)

@@ -810,6 +810,14 @@ impl<S: Store> Replica<S> {
             .pages
             .get_mut(&conv, page_no)
             .ok_or(StoreError::Corrupt("page vanished".into()))?;
+        // Our own messages as they stand, in case a fork they were built on loses now.
+        let mine = self.me.device_id().actor();
+        let before: BTreeMap<String, MessageView> = page
+            .messages()
+            .into_iter()
+            .filter(|m| m.actor == mine.to_bytes())
+            .map(|m| (m.id.key.clone(), m))
+            .collect();
         let resolved = match page.resolve(changes) {
             Ok(r) => r,
             Err(e) => {
@@ -852,6 +860,34 @@ impl<S: Store> Replica<S> {
         }
         // What waited on these changes is decided now too (held out if built on a loser).
         self.wake_deps(&hashes)?;
+        // Our own messages built on a fork that lost are held out everywhere: send them
+        // again, as new messages on what is kept (their edits and reactions are not redone).
+        let lost: Vec<MessageView> = {
+            let page = self.pages.get(&conv, page_no);
+            resolved
+                .removed
+                .iter()
+                .filter_map(|h| page.and_then(|p| p.held_out_change(h)))
+                .filter(|c| c.actor_id() == &mine)
+                .flat_map(|c| own_created(c, page_no))
+                .filter_map(|id| before.get(&id.key).cloned())
+                .filter(|m| !m.deleted)
+                .collect()
+        };
+        for m in lost {
+            let draft = Draft {
+                body: m.body,
+                reply_to: m.reply_to,
+                precedence: m.precedence,
+                expiry: m.expiry,
+            };
+            match self.send_message(&conv, draft, now_ms) {
+                Ok(_) => {}
+                Err(CommandError::Store(e)) => return Err(e.into()),
+                // Not a member any more, no key, every epoch used: nothing to send with.
+                Err(_) => {}
+            }
+        }
         Ok(Ingested::Applied(conv))
     }
 }
