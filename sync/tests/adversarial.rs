@@ -1165,6 +1165,70 @@ fn equivocating_changes_converge_in_every_order() {
     }
 }
 
+/// B3 across power cuts and checkpoints: a replica that held the losing fork learns of the
+/// winner; whether it then checkpoints (the page saved with what it holds out), reopens
+/// cleanly, or loses everything unflushed in a crash and gets the winner again, its page
+/// loads and ends as the other replicas'.
+#[test]
+fn equivocation_survives_checkpoints_and_crashes() {
+    for case in 0..3 {
+        let (mut rs, c) = group(3, &[], History::Shared);
+        rs[1].send_message(&c, text("before"), T0 + 150).unwrap();
+        sync_all(&mut rs, T0 + 200);
+        let mut twin = Replica::open(
+            Identity::from_seed([2; 32]),
+            rs[1].store().clone(),
+            [78; 32],
+        )
+        .unwrap();
+        let (_, x) = rs[1].send_message(&c, text("fork x"), T0 + 300).unwrap();
+        let (_, y) = twin.send_message(&c, text("fork y"), T0 + 300).unwrap();
+        let x = rs[1].store().envelope(&x).unwrap().unwrap();
+        let y = twin.store().envelope(&y).unwrap().unwrap();
+        // Asha and Chitra each get both, in opposite orders.
+        for b in [&x, &y] {
+            rs[0].ingest(b, T0 + 310).unwrap();
+        }
+        rs[2].ingest(&y, T0 + 310).unwrap();
+        rs[2].store_mut().flush().unwrap();
+        rs[2].ingest(&x, T0 + 320).unwrap();
+        let mut r = rs.remove(2);
+        r = match case {
+            0 => {
+                r.checkpoint().unwrap();
+                r.store_mut().flush().unwrap();
+                reopen(r, 3)
+            }
+            1 => {
+                r.store_mut().flush().unwrap();
+                reopen(r, 3)
+            }
+            _ => {
+                let mut st = r.into_store();
+                st.crash();
+                let mut r = Replica::open(Identity::from_seed([3; 32]), st, [103; 32]).unwrap();
+                r.ingest(&x, T0 + 330).unwrap();
+                r
+            }
+        };
+        assert_eq!(
+            (bodies(&mut r, &c), r.state_digest(&c).unwrap()),
+            (bodies(&mut rs[0], &c), rs[0].state_digest(&c).unwrap()),
+            "case {case}"
+        );
+        assert_eq!(bodies(&mut r, &c).len(), 2, "case {case}");
+        assert_eq!(r.info(&c).unwrap().equivocators, vec![rs[1].device_id()]);
+        // A checkpoint after reopening keeps it so.
+        r.checkpoint().unwrap();
+        let mut r = reopen(r, 3);
+        assert_eq!(
+            r.state_digest(&c).unwrap(),
+            rs[0].state_digest(&c).unwrap(),
+            "case {case}"
+        );
+    }
+}
+
 #[test]
 fn split_delivery_equivocation_converges() {
     // An admin (Bhavesh) signs two conflicting operations on the same parents and sends one
