@@ -31,13 +31,6 @@ pub const MAX_CONTROL_OPS_PER_MEMBER: usize = 256;
 /// ex-members"). A guess: a removal reaches the removed device within a few dozen of its
 /// envelopes.
 pub const MAX_LATE_CHANGES_PER_PAGE: u64 = 64;
-/// Pages where a removed device's late changes are still taken: its newest pinned pages, this
-/// many of them, and the page after the newest (it may have filled its page and started the
-/// next). Everywhere else they are refused, so what it can make every replica take is bounded
-/// in total ([`MAX_LATE_CHANGES_TOTAL`]). A guess: late writes go to the pages in use.
-pub const MAX_LATE_PAGES: usize = 2;
-/// Late changes a removed device can make every replica take, over all pages.
-pub const MAX_LATE_CHANGES_TOTAL: u64 = (MAX_LATE_PAGES as u64 + 1) * MAX_LATE_CHANGES_PER_PAGE;
 /// Parents of one membership operation.
 pub const MAX_OP_PARENTS: usize = 32;
 /// Members of one conversation (WhatsApp allows 1,024, Signal 1,000: docs/performance.md).

@@ -37,7 +37,7 @@ use crate::identity::Identity;
 use crate::ids::{ConversationId, DeviceId, EpochId, OpHash};
 use crate::limits::{
     MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER, MAX_EPOCHS, MAX_LATE_CHANGES_PER_PAGE,
-    MAX_LATE_PAGES, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OP_PARENTS,
+    MAX_MEMBERS, MAX_NAME_BYTES, MAX_OP_PARENTS,
 };
 use crate::page::Cut;
 
@@ -439,10 +439,7 @@ impl State {
     /// [`MAX_LATE_CHANGES_PER_PAGE`] past its pin for the page (0 where it has none), so that
     /// every replica holds the same changes whether it learnt of the removal before or after
     /// they arrived (honest changes built on them then never wait for ever); what lies past
-    /// the pin is taken but not shown ([`State::cut`]). Late changes are taken only in its
-    /// [`MAX_LATE_PAGES`] newest pinned pages and the page after the newest (page 0 when it
-    /// has no pin), so over all pages at most [`crate::limits::MAX_LATE_CHANGES_TOTAL`]: the
-    /// rule reads only the removal, so every replica draws the same line.
+    /// the pin is taken but not shown ([`State::cut`]).
     pub fn change_allowed(&self, author: &DeviceId, page: u32, seq: u64) -> Option<bool> {
         if self.members.contains_key(author) {
             return Some(true);
@@ -454,15 +451,7 @@ impl State {
             .map(|p| p.seq)
             .max()
             .unwrap_or(0);
-        if seq <= pinned {
-            return Some(true);
-        }
-        let mut pages: Vec<u32> = pins.iter().map(|p| p.page).collect();
-        pages.sort_unstable_by(|a, b| b.cmp(a));
-        pages.dedup();
-        let next = pages.first().map_or(0, |n| n.saturating_add(1));
-        let open = page == next || pages.iter().take(MAX_LATE_PAGES).any(|p| *p == page);
-        Some(open && seq <= pinned.saturating_add(MAX_LATE_CHANGES_PER_PAGE))
+        Some(seq <= pinned.saturating_add(MAX_LATE_CHANGES_PER_PAGE))
     }
 
     /// What of `author`'s writes in `page` is shown: everything (`None`) for a member and for
@@ -1031,7 +1020,6 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::MAX_LATE_CHANGES_TOTAL;
     use proptest::prelude::*;
 
     struct Fixture {
@@ -1225,40 +1213,6 @@ mod tests {
         m.insert(r2, e).unwrap();
         assert!(!m.state().is_member(&f.ids[1].device_id()));
         assert!(m.heads().contains(&r2) && !m.heads().contains(&r1));
-    }
-
-    /// Late changes a removed device may still have taken, over every page: bounded in total,
-    /// not only per page, so opening new page numbers gains it nothing.
-    #[test]
-    fn late_changes_are_bounded_per_removed_device() {
-        let dev = Identity::from_seed([9; 32]).device_id();
-        let pins: Vec<Pin> = (0..10u32)
-            .map(|p| Pin {
-                page: p * 3,
-                seq: 5,
-                max_op: 50,
-            })
-            .collect();
-        let st = State {
-            removed: BTreeMap::from([(dev, pins.clone())]),
-            ..State::default()
-        };
-        let late_in = |page: u32| {
-            let pinned = pins.iter().find(|p| p.page == page).map_or(0, |p| p.seq);
-            (pinned + 1..pinned + 2 * MAX_LATE_CHANGES_PER_PAGE)
-                .take_while(|s| st.change_allowed(&dev, page, *s) == Some(true))
-                .count() as u64
-        };
-        let total: u64 = (0..10_000).map(late_in).sum();
-        assert!(
-            total <= MAX_LATE_CHANGES_TOTAL,
-            "{total} late changes over all pages"
-        );
-        // The newest pinned page and the page after it still take late changes.
-        assert_eq!(late_in(27), MAX_LATE_CHANGES_PER_PAGE);
-        assert_eq!(late_in(28), MAX_LATE_CHANGES_PER_PAGE);
-        // Nothing at or below the pin is refused.
-        assert_eq!(st.change_allowed(&dev, 0, 5), Some(true));
     }
 
     #[test]

@@ -289,18 +289,6 @@ impl<S: Store> Replica<S> {
                 });
             }
         }
-        // The newest page is pinned even where the device wrote nothing (at 0: nothing of it
-        // shown), so that its late changes there are taken alike everywhere
-        // (`State::change_allowed` takes them only in its newest pinned pages and the next).
-        if let Some(newest) = self.convs[id].pages().max()
-            && pins.last().is_none_or(|p| p.page < newest)
-        {
-            pins.push(Pin {
-                page: newest,
-                seq: 0,
-                max_op: 0,
-            });
-        }
         let mut out = vec![self.control(id, Action::Remove { device, pins }, now_ms)?];
         if device != me {
             let holders: BTreeSet<DeviceId> = self.convs[id]
