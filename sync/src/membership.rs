@@ -57,6 +57,10 @@ pub struct Pin {
     pub page: u32,
     pub seq: u64,
     pub max_op: u64,
+    /// The hash of that change (removals since 2026-12-02 record it): it and its ancestors
+    /// are what the page keeps of the removed device at those sequence numbers, so a fork
+    /// signed after the removal never displaces them ([`crate::page::Page::resolve`]).
+    pub hash: Option<[u8; 32]>,
 }
 
 /// A key sealed to one member.
@@ -134,9 +138,16 @@ impl ControlOp {
                 }
             }
             Action::Remove { device, pins } => {
-                w.u8(2).raw(&device.0).varint(pins.len() as u64);
+                // Tag 6: every pin names its change's hash; tag 2 (older): none does.
+                let hashed = !pins.is_empty() && pins.iter().all(|p| p.hash.is_some());
+                w.u8(if hashed { 6 } else { 2 })
+                    .raw(&device.0)
+                    .varint(pins.len() as u64);
                 for p in pins {
                     w.varint(u64::from(p.page)).varint(p.seq).varint(p.max_op);
+                    if let (true, Some(h)) = (hashed, &p.hash) {
+                        w.raw(h);
+                    }
                 }
             }
             Action::Keys {
@@ -209,15 +220,24 @@ impl ControlOp {
                     epochs,
                 }
             }
-            2 => {
+            tag @ (2 | 6) => {
+                let hashed = tag == 6;
                 let device = DeviceId(r.array("device")?);
-                let n = r.count("pins", 1 << 20, 3)?;
+                let n = r.count("pins", 1 << 20, if hashed { 35 } else { 3 })?;
+                if hashed && n == 0 {
+                    return Err(DecodeError::NonCanonical("hashed removal without pins"));
+                }
                 let mut pins = Vec::with_capacity(n);
                 for _ in 0..n {
                     pins.push(Pin {
                         page: r.u32_varint("pin page")?,
                         seq: r.varint("pin seq")?,
                         max_op: r.varint("pin op")?,
+                        hash: if hashed {
+                            Some(r.array("pin hash")?)
+                        } else {
+                            None
+                        },
                     });
                 }
                 if !pins.windows(2).all(|w| w[0].page < w[1].page) {
@@ -471,6 +491,16 @@ impl State {
                     max_op: p.max_op,
                 }),
         )
+    }
+
+    /// The changes removals pinned in `page` (their hashes), whatever device they name.
+    pub fn pinned_hashes(&self, page: u32) -> Vec<[u8; 32]> {
+        self.removed
+            .values()
+            .flatten()
+            .filter(|p| p.page == page)
+            .filter_map(|p| p.hash)
+            .collect()
     }
 
     /// Whether a message created by `author` at op counter `op` in `page` is shown.
@@ -1077,11 +1107,30 @@ mod tests {
                         page: 0,
                         seq: 3,
                         max_op: 20,
+                        hash: None,
                     },
                     Pin {
                         page: 2,
                         seq: 1,
                         max_op: 7,
+                        hash: None,
+                    },
+                ],
+            },
+            Action::Remove {
+                device: f.ids[1].device_id(),
+                pins: vec![
+                    Pin {
+                        page: 0,
+                        seq: 3,
+                        max_op: 20,
+                        hash: Some([7; 32]),
+                    },
+                    Pin {
+                        page: 2,
+                        seq: 1,
+                        max_op: 7,
+                        hash: Some([8; 32]),
                     },
                 ],
             },

@@ -357,10 +357,25 @@ const HELD_MAGIC: &[u8; 4] = b"vhp1";
 /// ones whatever order they came in. In causal order (ties by hash), a change is kept when
 /// every dependency is kept, its actor's previous sequence number is kept, and no other
 /// change of its actor with its sequence number whose dependencies are kept has a lower
-/// hash; a kept change that loses to a later one in this walk is banned and the walk starts
+/// hash — except that a change removals pinned (`pinned`), or one it depends on, always
+/// wins; a kept change that loses to a later one in this walk is banned and the walk starts
 /// again (each restart bans one more change, so this ends). Returns the kept changes in the
 /// walk's order.
-fn resolve_set(all: &BTreeMap<ChangeHash, Change>) -> (Vec<ChangeHash>, BTreeSet<Vec<u8>>) {
+fn resolve_set(
+    all: &BTreeMap<ChangeHash, Change>,
+    pinned: &BTreeSet<ChangeHash>,
+) -> (Vec<ChangeHash>, BTreeSet<Vec<u8>>) {
+    // What removals pinned, and everything those changes depend on, is kept: a fork of it
+    // never wins, whatever its hash.
+    let mut protected: BTreeSet<ChangeHash> = BTreeSet::new();
+    let mut stack: Vec<ChangeHash> = pinned.iter().copied().collect();
+    while let Some(h) = stack.pop() {
+        if let Some(c) = all.get(&h)
+            && protected.insert(h)
+        {
+            stack.extend(c.deps().iter().copied());
+        }
+    }
     let mut children: BTreeMap<ChangeHash, Vec<ChangeHash>> = BTreeMap::new();
     let mut indegree: BTreeMap<ChangeHash, usize> = BTreeMap::new();
     for (h, c) in all {
@@ -418,7 +433,12 @@ fn resolve_set(all: &BTreeMap<ChangeHash, Change>) -> (Vec<ChangeHash>, BTreeSet
                 }
                 Some(w) => {
                     equivocators.insert(actor.to_vec());
-                    if h < w {
+                    let wins = if protected.contains(w) {
+                        false
+                    } else {
+                        protected.contains(h) || h < w
+                    };
+                    if wins {
                         banned.insert(*w);
                         continue 'walk;
                     }
@@ -456,9 +476,7 @@ impl Page {
     }
 
     /// Loads a page saved with [`Page::save`]. Saved pages come from our own store, but are
-    /// still parsed behind the panic boundary. A page saved with held-out changes is
-    /// resolved again as it loads ([`Page::resolve`]), so the document and the held-out set
-    /// always agree.
+    /// still parsed behind the panic boundary.
     pub fn load(number: u32, bytes: &[u8], actor: ActorId) -> Result<Self, RuleError> {
         let (doc_bytes, held) = match bytes.strip_prefix(HELD_MAGIC.as_slice()) {
             None => (bytes, Vec::new()),
@@ -495,10 +513,9 @@ impl Page {
             equivocators: BTreeSet::new(),
         };
         page.recount();
-        if !held.is_empty() {
-            page.held_out = held.into_iter().map(|c| (c.hash(), c)).collect();
-            page.resolve(Vec::new())?;
-        }
+        // Saved with its document in one record, so the two agree; the caller decides again
+        // with what removals pin now ([`Page::resolve`]).
+        page.held_out = held.into_iter().map(|c| (c.hash(), c)).collect();
         Ok(page)
     }
 
@@ -537,6 +554,11 @@ impl Page {
     /// Actors found signing two different changes with one sequence number in this page.
     pub fn equivocators(&self) -> impl Iterator<Item = &[u8]> {
         self.equivocators.iter().map(Vec::as_slice)
+    }
+
+    /// Whether some change is held out of the document.
+    pub fn has_held_out(&self) -> bool {
+        !self.held_out.is_empty()
     }
 
     /// Whether this change is held out of the document ([`Page::resolve`]).
@@ -585,9 +607,15 @@ impl Page {
     /// replica that has the same changes, whatever order they came in. Equivocation — two
     /// changes of one actor with one sequence number — keeps the one with the lower hash; the
     /// other and everything built on it are held out (kept, not shown). When a change the
-    /// document held loses, the document is rebuilt from the kept changes. Refused, and the
+    /// document held loses, the document is rebuilt from the kept changes. What removals
+    /// pinned (`pinned`, hashes) and its ancestors are always kept: a removed device cannot
+    /// fork what it wrote before its removal. Refused, and the
     /// page left as it was, when more than [`MAX_HELD_OUT_PER_PAGE`] would be held out.
-    pub fn resolve(&mut self, new: Vec<Change>) -> Result<Resolved, RuleError> {
+    pub fn resolve(
+        &mut self,
+        new: Vec<Change>,
+        pinned: &BTreeSet<ChangeHash>,
+    ) -> Result<Resolved, RuleError> {
         debug_assert!(
             !self.has_staged(),
             "seal staged ops before applying remote changes"
@@ -603,7 +631,7 @@ impl Page {
         for c in new {
             all.entry(c.hash()).or_insert(c);
         }
-        let (kept, equivocators) = resolve_set(&all);
+        let (kept, equivocators) = resolve_set(&all, pinned);
         let kept_set: BTreeSet<ChangeHash> = kept.iter().copied().collect();
         let held: BTreeMap<ChangeHash, Change> = all
             .iter()
@@ -1250,7 +1278,7 @@ mod tests {
                     continue;
                 }
                 if p.contested(&cs) {
-                    p.resolve(cs).unwrap();
+                    p.resolve(cs, &BTreeSet::new()).unwrap();
                 } else {
                     p.apply(vec![(c.clone(), 1)]).unwrap();
                 }
@@ -1259,7 +1287,7 @@ mod tests {
             for c in [&x, &y, &hx, &hy] {
                 let cs = vec![c.clone()];
                 if !p.holds(&c.hash()) {
-                    p.resolve(cs).unwrap();
+                    p.resolve(cs, &BTreeSet::new()).unwrap();
                 }
             }
             let mut heads = p.heads();

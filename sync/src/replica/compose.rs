@@ -286,6 +286,7 @@ impl<S: Store> Replica<S> {
                     page: p,
                     seq: pr.seq,
                     max_op: pr.max_op,
+                    hash: Some(pr.last_hash),
                 });
             }
         }

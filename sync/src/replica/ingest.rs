@@ -434,6 +434,7 @@ impl<S: Store> Replica<S> {
                         self.park(conv, env.id(), Waiting::Parents)
                     }
                     Ok(r) => {
+                        self.reresolve_pages(&conv)?;
                         self.wake_conversation(&conv, now_ms)?;
                         Ok(r)
                     }
@@ -790,6 +791,37 @@ impl<S: Store> Replica<S> {
         Ok(Ingested::Applied(conv))
     }
 
+    /// Decides again the loaded pages of `conv` that hold changes out, with what removals
+    /// pin now (pages not loaded are decided again when they load).
+    pub(super) fn reresolve_pages(&mut self, conv: &ConversationId) -> Result<(), StoreError> {
+        let Some(c) = self.convs.get(conv) else {
+            return Ok(());
+        };
+        let loaded = self.pages.loaded(conv);
+        let pins: Vec<(u32, BTreeSet<ChangeHash>)> = loaded
+            .iter()
+            .map(|n| (*n, super::load::pinned_hashes(c, *n)))
+            .collect();
+        for (n, pinned) in pins {
+            let Some(page) = self.pages.get_mut(conv, n) else {
+                continue;
+            };
+            if !page.has_held_out() || page.has_staged() {
+                continue;
+            }
+            match page.resolve(Vec::new(), &pinned) {
+                Ok(r) if r.removed.is_empty() => {}
+                Ok(_) => self.emit(Event::MessagesChanged {
+                    conversation: *conv,
+                    page: n,
+                }),
+                // Reloads from durable state (and is decided again there).
+                Err(_) => self.pages.discard(conv, n),
+            }
+        }
+        Ok(())
+    }
+
     /// [`Replica::settle_change`] for changes that equivocate or build on a held-out change:
     /// the page decides again what its document holds ([`Page::resolve`], the same on every
     /// replica with the same changes), rebuilding it if a fork it held loses now. The envelope
@@ -818,7 +850,12 @@ impl<S: Store> Replica<S> {
             .filter(|m| m.actor == mine.to_bytes())
             .map(|m| (m.id.key.clone(), m))
             .collect();
-        let resolved = match page.resolve(changes) {
+        let pinned = super::load::pinned_hashes(&self.convs[&conv], page_no);
+        let page = self
+            .pages
+            .get_mut(&conv, page_no)
+            .ok_or(StoreError::Corrupt("page vanished".into()))?;
+        let resolved = match page.resolve(changes, &pinned) {
             Ok(r) => r,
             Err(e) => {
                 self.pages.discard(&conv, page_no);

@@ -189,10 +189,11 @@ impl<S: Store> Replica<S> {
             .collect();
         // One change (or the whole journal) into the page: contested changes (equivocation,
         // built on a held-out change) are decided by `Page::resolve`, as when they arrived.
+        let pinned = pinned_hashes(c, n);
         let apply = |page: &mut Page, fresh: Vec<(Change, u32)>| -> Result<(), RuleError> {
             let only: Vec<Change> = fresh.iter().map(|(c, _)| c.clone()).collect();
             if page.contested(&only) {
-                page.resolve(only).map(|_| ())
+                page.resolve(only, &pinned).map(|_| ())
             } else {
                 page.apply(fresh).map(|_| ())
             }
@@ -228,6 +229,12 @@ impl<S: Store> Replica<S> {
                 }
             }
         }
+        // Held-out changes are decided again with what removals pin now (a removal that
+        // arrived since the page was saved may pin a fork that had lost).
+        if page.has_held_out() {
+            page.resolve(Vec::new(), &pinned)
+                .map_err(|e| StoreError::Corrupt(format!("page {n}: {e}")))?;
+        }
         let c = self
             .convs
             .get_mut(id)
@@ -237,4 +244,14 @@ impl<S: Store> Replica<S> {
         self.evict_pages(id)?;
         Ok(())
     }
+}
+
+/// The hashes of the changes removals pinned in page `n` of `c`.
+pub(super) fn pinned_hashes(c: &Conversation, n: u32) -> BTreeSet<ChangeHash> {
+    c.membership
+        .state()
+        .pinned_hashes(n)
+        .into_iter()
+        .map(ChangeHash)
+        .collect()
 }

@@ -75,8 +75,7 @@ impl PageCache {
     }
 
     /// Pages of `id` loaded now.
-    #[cfg(test)]
-    fn loaded(&self, id: &ConversationId) -> Vec<u32> {
+    pub(super) fn loaded(&self, id: &ConversationId) -> Vec<u32> {
         self.convs
             .get(id)
             .map(|l| l.pages.keys().copied().collect())
