@@ -61,6 +61,13 @@ pub const MAX_UNREADABLE_PER_TAG: usize = 4096;
 pub const MAX_UNREADABLE: usize = 65_536;
 /// Page documents kept in memory per conversation (others are saved and reloaded on demand).
 pub const MAX_LOADED_PAGES: usize = 4;
+/// Invitations from devices that are not contacts (share no conversation with us and were
+/// never accepted) held until the user accepts or declines them; past it the oldest is
+/// dropped (and remembered as a tombstone). A guess: more than a screenful of strangers is
+/// a flood, not an introduction.
+pub const MAX_HELD_INVITATIONS: usize = 64;
+/// Devices the user accepted (invitations from them are taken like a member's).
+pub const MAX_ACCEPTED_DEVICES: usize = 4096;
 /// Events waiting to be polled before the oldest are dropped.
 pub const MAX_QUEUED_EVENTS: usize = 4096;
 /// Bytes a relay carries for conversations it is not in, by default (a phone can spare

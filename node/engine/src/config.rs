@@ -56,6 +56,10 @@ pub struct Config {
     pub ban_ms: u64,
     /// Peers to keep connected (transport addresses, dialled with backoff).
     pub static_peers: Vec<String>,
+    /// Whose invitations create conversations at once: by default only contacts' (members
+    /// of a conversation held here, devices the user accepted); strangers' wait in a bounded
+    /// inbox for the user ([`vaarta_sync::replica::InvitePolicy`]).
+    pub invitations: vaarta_sync::replica::InvitePolicy,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             ack_every: 64,
             ban_ms: 60_000,
             static_peers: Vec::new(),
+            invitations: vaarta_sync::replica::InvitePolicy::HoldStrangers,
         }
     }
 }

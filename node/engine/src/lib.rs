@@ -176,6 +176,7 @@ impl<S: Store> Engine<S> {
             carry: config.relay,
             max_bytes: config.relay_max_bytes,
         });
+        replica.set_invite_policy(config.invitations);
         let dialer = Dialer::new(&config, rng, now_ms);
         let mut e = Self {
             replica,
@@ -905,7 +906,12 @@ impl<S: Store> Engine<S> {
     /// held (not of a refusal's tombstone). Refused, not wanted and unreadable ones are not.
     fn stored(&self, adm: &replica::Admission) -> bool {
         match &adm.result {
-            Ok(Ingested::Applied(_) | Ingested::Pending(..) | Ingested::Invited(_)) => true,
+            Ok(
+                Ingested::Applied(_)
+                | Ingested::Pending(..)
+                | Ingested::Invited(_)
+                | Ingested::InvitationHeld(_),
+            ) => true,
             Ok(Ingested::Carried) => true,
             Ok(Ingested::Duplicate) => adm.id.is_some_and(
                 |id| matches!(self.replica.store().envelope(&id), Ok(Some(b)) if !b.is_empty()),

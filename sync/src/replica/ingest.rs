@@ -355,6 +355,9 @@ impl<S: Store> Replica<S> {
         if self.by_tag.get(&tag).is_some_and(|c| *c != conv_id) {
             return Err(IngestError::BadInvitation);
         }
+        if self.must_hold(&conv_id, &opened.signer) {
+            return self.hold_invitation(env, conv_id, opened.signer, now_ms);
+        }
         self.store
             .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
         let mut readmit_tag = None;

@@ -18,6 +18,8 @@
 //! | `h` | `h` (the whole key) | the hybrid logical clock, so it never runs backwards | packed [`Hlc`](crate::hlc::Hlc) u64 BE |
 //! | `d/` | `d/` ‖ envelope id ‖ device id | engine: a delivery receipt for an own envelope from one member device | empty |
 //! | `w/` | `w/` ‖ tag ‖ envelope id | engine: an own message envelope still awaiting receipts | sealed-at ms u64 BE ‖ members still to confirm u32 BE |
+//! | `i/` | `i/` ‖ conversation id | an invitation from a stranger, held until accepted or declined | order u64 BE ‖ received ms u64 BE ‖ inviter device id (32) ‖ envelope id (32) |
+//! | `a/` | `a/` ‖ device id | a device the user accepted: its invitations are taken | empty |
 //!
 //! Sizes: conversation id and tag 16 bytes, envelope and device id 32, epoch id 4.
 //! No prefix is a prefix of another (a unit test checks it), so a scan of one kind never
@@ -57,6 +59,10 @@ pub const HLC: &[u8] = b"h";
 pub const DELIVERY: &[u8] = b"d/";
 /// `w/`: own envelopes awaiting receipts (node engine).
 pub const AWAITING: &[u8] = b"w/";
+/// `i/`: invitations from strangers, held.
+pub const HELD_INVITATION: &[u8] = b"i/";
+/// `a/`: devices the user accepted.
+pub const ACCEPTED_DEVICE: &[u8] = b"a/";
 
 /// Every prefix above (the table's rows, in order).
 pub const ALL: &[&[u8]] = &[
@@ -73,6 +79,8 @@ pub const ALL: &[&[u8]] = &[
     HLC,
     DELIVERY,
     AWAITING,
+    HELD_INVITATION,
+    ACCEPTED_DEVICE,
 ];
 
 pub(crate) fn conv(c: &ConversationId) -> Vec<u8> {
@@ -133,6 +141,14 @@ pub(crate) fn unreadable(c: &ConversationId, env: &EnvelopeId) -> Vec<u8> {
     [UNREADABLE, &c.0, &env.0].concat()
 }
 
+pub(crate) fn held_invitation(c: &ConversationId) -> Vec<u8> {
+    [HELD_INVITATION, &c.0].concat()
+}
+
+pub(crate) fn accepted_device(d: &DeviceId) -> Vec<u8> {
+    [ACCEPTED_DEVICE, &d.0].concat()
+}
+
 pub(crate) fn tombstone(tag: &Tag, order: u64) -> Vec<u8> {
     [TOMBSTONE, &tag.0, &order.to_be_bytes()].concat()
 }
@@ -189,7 +205,7 @@ mod tests {
 
     #[test]
     fn no_prefix_is_a_prefix_of_another() {
-        assert_eq!(ALL.len(), 13);
+        assert_eq!(ALL.len(), 15);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!a.is_empty());
             for (j, b) in ALL.iter().enumerate() {

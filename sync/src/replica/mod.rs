@@ -47,12 +47,14 @@ use crate::membership::{self, Action, ControlOp, Entry, History, Pin};
 use crate::page::{self, Draft, MessageId, MessageView, Page, RuleError};
 use crate::store::{Store, StoreError};
 use crate::wirechange::StripError;
+pub use invites::{HeldInvitation, InvitePolicy};
 use page_cache::PageCache;
 use pending::{Held, Pending};
 
 mod admin;
 mod compose;
 mod ingest;
+mod invites;
 pub mod keys;
 mod load;
 mod page_cache;
@@ -79,6 +81,8 @@ pub enum Ingested {
     Unreadable(ConversationId),
     /// An invitation opened: a conversation was added (or got new keys).
     Invited(ConversationId),
+    /// An invitation from a stranger, held until the user accepts or declines it.
+    InvitationHeld(ConversationId),
     /// Carried for other devices (not one of our conversations).
     Carried,
     /// Not stored: not ours, and not carried (relaying off, or expired).
@@ -159,6 +163,12 @@ pub enum CommandError {
         "the conversation has used all its epochs: the key cannot rotate, and a removed device holds the current one"
     )]
     EpochsExhausted,
+    #[error("no such invitation")]
+    NoSuchInvitation,
+    #[error("too many accepted devices")]
+    TooManyAccepted,
+    #[error("too many conversations")]
+    TooManyConversations,
 }
 
 /// Something the application may want to know.
@@ -166,6 +176,11 @@ pub enum CommandError {
 pub enum Event {
     /// A conversation was created here or an invitation arrived.
     ConversationAdded(ConversationId),
+    /// An invitation from a stranger is held for the user to accept or decline.
+    InvitationHeld {
+        conversation: ConversationId,
+        inviter: DeviceId,
+    },
     /// Membership, title or keys changed.
     MembershipChanged(ConversationId),
     /// Messages of one page changed (new, edited, deleted, reacted).
@@ -293,6 +308,7 @@ pub struct Replica<S: Store> {
     events: VecDeque<Event>,
     relay: RelayPolicy,
     carried_bytes: u64,
+    invites: invites::Invites,
     /// Counters for reports.
     pub stats: Stats,
 }
@@ -356,6 +372,7 @@ impl<S: Store> Replica<S> {
             events: VecDeque::new(),
             relay: RelayPolicy::default(),
             carried_bytes: 0,
+            invites: Default::default(),
             stats: Stats::default(),
         };
         r.load()?;
