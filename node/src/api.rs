@@ -58,6 +58,10 @@ pub enum Request {
         conversation: String,
         #[serde(default = "default_limit")]
         limit: usize,
+        /// Only messages on this page and later ones (the page is the part of a message id
+        /// before the dot); `None`: every page.
+        #[serde(default)]
+        from_page: Option<u32>,
     },
     Send {
         conversation: String,
@@ -280,6 +284,9 @@ pub struct NodeFacts {
     pub peer_id: Option<String>,
     pub warnings: Vec<String>,
     pub online: bool,
+    /// Static peers, link addresses and recently linked peers ([`crate::peers`]).
+    #[serde(skip)]
+    pub peers: crate::peers::PeerBook,
 }
 
 /// The answer to an empty conversation id (the client gives it too: an empty path segment
@@ -348,7 +355,7 @@ fn actor_hint(d: &DeviceId) -> String {
 /// A conversation as `GET /v1/conversations` lists it and `GET /v1/conversations/{id}` shows it.
 fn conversation_json(c: &ConversationInfo) -> Value {
     json!({"id": c.id.to_string(), "title": c.title, "members": c.members.iter().map(member_json).collect::<Vec<_>>(),
-           "admin": c.me_admin, "member": c.me_member, "epochs": c.epochs, "pages": c.pages})
+           "admin": c.me_admin, "member": c.me_member, "removed": c.me_removed, "epochs": c.epochs, "pages": c.pages})
 }
 
 /// A held invitation named by its conversation id or a unique prefix of it.
@@ -398,6 +405,7 @@ pub fn execute<S: Store>(
                 "pending": engine.replica().pending_len(),
                 "stored_bytes": engine.replica().store().bytes_used(),
                 "warnings": facts.warnings,
+                "unreachable": facts.peers.unreachable_json(),
                 "traffic": {
                     "frames_in": engine.counters().frames_in,
                     "frames_out": engine.counters().frames_out,
@@ -419,15 +427,24 @@ pub fn execute<S: Store>(
                            "bytes_in": l.bytes_in, "bytes_out": l.bytes_out})
                 })
                 .collect();
-            let seen: Vec<Value> = engine
-                .peers_seen()
-                .into_iter()
-                .map(|p| {
-                    json!({"peer": p.peer.as_str(), "device": p.device.map(|d| d.to_string()), "name": p.name,
-                           "addrs": p.addrs, "last_seen_ms": p.last_seen_ms})
-                })
+            let linked: Vec<String> = engine
+                .links()
+                .iter()
+                .map(|l| l.peer.as_str().to_string())
                 .collect();
-            Ok(json!({"connected": connected, "seen": seen}))
+            // Linked recently (any way: dialled, static, inbound), then discovered ones.
+            let mut seen = facts.peers.recent_json();
+            for p in engine.peers_seen() {
+                if linked.iter().any(|l| l == p.peer.as_str())
+                    || seen.iter().any(|s| s["peer"] == p.peer.as_str())
+                {
+                    continue;
+                }
+                let is_static = p.addrs.iter().any(|a| facts.peers.is_static(a));
+                seen.push(json!({"peer": p.peer.as_str(), "device": p.device.map(|d| d.to_string()), "name": p.name,
+                                 "addrs": p.addrs, "last_seen_ms": p.last_seen_ms, "static": is_static}));
+            }
+            Ok(json!({"connected": connected, "seen": seen, "static": facts.peers.statics_json()}))
         }
         Request::Conversations => Ok(Value::Array(
             engine
@@ -510,6 +527,7 @@ pub fn execute<S: Store>(
         Request::Messages {
             conversation,
             limit,
+            from_page,
         } => {
             if limit == 0 || limit > MAX_LIMIT {
                 return Err(ApiError::bad(format!(
@@ -530,7 +548,7 @@ pub fn execute<S: Store>(
                 json!({"by": by, "emoji": emoji, "device": who.map(|m| m.device.to_string()),
                        "name": who.and_then(|m| m.name.clone())})
             };
-            let msgs = engine.messages(&id, limit)?;
+            let msgs = engine.messages_from(&id, from_page.unwrap_or(0), limit)?;
             Ok(Value::Array(
                 msgs.into_iter()
                     .map(|(m, delivered)| {
@@ -830,6 +848,7 @@ async fn call(state: &AppState, headers: &HeaderMap, request: Request) -> Respon
 #[derive(Deserialize)]
 struct LimitQuery {
     limit: Option<usize>,
+    from_page: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -974,6 +993,7 @@ pub async fn serve(
                         Request::Messages {
                             conversation: id,
                             limit: q.limit.unwrap_or_else(default_limit),
+                            from_page: q.from_page,
                         },
                     )
                     .await
@@ -1196,7 +1216,7 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "admin", "epochs", "id", "member", "members", "pages", "title"
+                "admin", "epochs", "id", "member", "members", "pages", "removed", "title"
             ]
         );
         assert_eq!(shown["id"], id.as_str());
@@ -1252,6 +1272,7 @@ mod tests {
             Request::Messages {
                 conversation: id,
                 limit: 10,
+                from_page: None,
             },
         );
         let r = &msgs[0]["reactions"][0];
@@ -1367,10 +1388,66 @@ mod tests {
             Request::Messages {
                 conversation: c,
                 limit: 1,
+                from_page: None,
             },
         )[0];
         assert_eq!(m["expires"], NOW / 1000 + 3600);
         assert_eq!(m["expires_at_ms"], (NOW / 1000 + 3600) * 1000);
+    }
+
+    /// A follower that knows which pages changed reads only those: `from_page` leaves the
+    /// pages below it unread (bug 5: `log --follow` re-read the newest 200 per event).
+    #[test]
+    fn messages_from_a_page_leave_the_older_pages_out() {
+        let mut e = engine(7, "Asha");
+        let c = create(&mut e, "x");
+        let batch: Vec<OutgoingMessage> = (0..300).map(|i| text(&format!("m{i}"))).collect();
+        for chunk in batch.chunks(10) {
+            run(
+                &mut e,
+                Request::Send {
+                    conversation: c.clone(),
+                    messages: chunk.to_vec(),
+                },
+            );
+        }
+        let page = |m: &Value| -> u32 {
+            m["id"]
+                .as_str()
+                .unwrap()
+                .split_once('.')
+                .unwrap()
+                .0
+                .parse()
+                .unwrap()
+        };
+        let all = run(
+            &mut e,
+            Request::Messages {
+                conversation: c.clone(),
+                limit: MAX_LIMIT,
+                from_page: None,
+            },
+        );
+        let all = all.as_array().unwrap();
+        assert_eq!(all.len(), 300);
+        let top = all.iter().map(page).max().unwrap();
+        assert!(
+            all.iter().any(|m| page(m) < top),
+            "300 messages fill more than one page"
+        );
+        let newest = run(
+            &mut e,
+            Request::Messages {
+                conversation: c,
+                limit: MAX_LIMIT,
+                from_page: Some(top),
+            },
+        );
+        let newest = newest.as_array().unwrap();
+        let on_top = all.iter().filter(|m| page(m) == top).count();
+        assert_eq!(newest.len(), on_top, "only the top page");
+        assert!(newest.iter().all(|m| page(m) == top));
     }
 
     /// Bugs 9 and 10: limit 0, the body limit, blank bodies, replies to absent messages,
@@ -1386,6 +1463,7 @@ mod tests {
                 Request::Messages {
                     conversation: c.clone(),
                     limit,
+                    from_page: None,
                 },
             ));
             assert!(m.starts_with("limit must be 1 to 100000"), "{m}");

@@ -158,9 +158,13 @@ impl Client {
             Request::Messages {
                 conversation,
                 limit,
+                from_page,
             } => self.get(&format!(
-                "/v1/conversations/{}/messages?limit={limit}",
-                enc(&conversation)
+                "/v1/conversations/{}/messages?limit={limit}{}",
+                enc(&conversation),
+                from_page
+                    .map(|p| format!("&from_page={p}"))
+                    .unwrap_or_default()
             )),
             Request::Send {
                 conversation,

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod at_rest;
 pub mod client;
+pub mod peers;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -82,6 +83,11 @@ pub const PASSPHRASE_ENV: &str = "VAARTA_PASSPHRASE";
 /// The line `identity.key` starts with once it is wrapped by a passphrase (hex follows).
 const WRAPPED_IDENTITY: &str = "wrapped ";
 
+/// An OS error on `p`, naming the path.
+fn at(p: &Path, e: std::io::Error) -> NodeError {
+    NodeError::Home(format!("{}: {e}", p.display()))
+}
+
 /// Makes `dir` (created if need be) owner-only (0700), and every file directly in it 0600.
 fn make_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -102,11 +108,15 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// A temporary file next to `path`, unique to this call, written 0600 and synced.
+fn write_tmp(path: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -114,8 +124,39 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let mut f = opts.open(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    Ok(tmp)
+}
+
+/// Syncs the directory holding `path`, so a rename or link into it survives a power cut.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
     Ok(())
+}
+
+/// Replaces `path` atomically and durably with `data` (owner-only).
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = write_tmp(path, data)?;
+    std::fs::rename(&tmp, path)?;
+    sync_parent(path)
+}
+
+/// Creates `path` with `data` (owner-only, durably) unless it exists: `false` if another
+/// process created it first, whose file is left as it is.
+fn create_private(path: &Path, data: &[u8]) -> std::io::Result<bool> {
+    let tmp = write_tmp(path, data)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_parent(path)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 impl Home {
@@ -166,11 +207,12 @@ impl Home {
         self.dir.join("storage.key")
     }
 
-    /// The key the database is sealed under ([`at_rest`]). Created with the database; wrapped
-    /// by the passphrase if there is one (a plain key file is wrapped the first time a
-    /// passphrase is given). Refuses to invent a key for a database that exists already.
+    /// The key the database is sealed under ([`at_rest`]). Created with the database (by
+    /// whichever process gets there first: two commands starting at once on a fresh home
+    /// agree on one key); wrapped by the passphrase in [`Home::wrap_keys`]. Refuses to
+    /// invent a key for a database that exists already.
     pub fn storage_key(&self) -> Result<at_rest::Secret, NodeError> {
-        make_private_dir(&self.dir)?;
+        make_private_dir(&self.dir).map_err(|e| at(&self.dir, e))?;
         let path = self.storage_key_path();
         let pass = self.passphrase.as_ref();
         let file = match std::fs::read(&path) {
@@ -184,23 +226,41 @@ impl Home {
                     )));
                 }
                 let key = at_rest::Secret::random().map_err(NodeError::Home)?;
-                write_private(
-                    &path,
-                    &at_rest::encode(&key, pass).map_err(NodeError::Home)?,
-                )?;
-                return Ok(key);
+                let file = at_rest::encode(&key, pass).map_err(NodeError::Home)?;
+                if create_private(&path, &file).map_err(|e| at(&path, e))? {
+                    return Ok(key);
+                }
+                // Another process created it a moment ago: use that one.
+                std::fs::read(&path).map_err(|e| at(&path, e))?
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(at(&path, e)),
         };
-        let key = at_rest::decode(&file, pass)
-            .map_err(|e| NodeError::Home(format!("{}: {e}", path.display())))?;
-        if pass.is_some() && !at_rest::is_wrapped(&file) {
+        at_rest::decode(&file, pass)
+            .map_err(|e| NodeError::Home(format!("{}: {e}", path.display())))
+    }
+
+    /// With a passphrase, wraps whichever of the two key files is still plain, both in one
+    /// place. Called with the database open (its lock held), so no other process of this
+    /// home reads the keys half-converted.
+    fn wrap_keys(&self, identity: &Identity, storage: &at_rest::Secret) -> Result<(), NodeError> {
+        let Some(pass) = self.passphrase.as_ref() else {
+            return Ok(());
+        };
+        let id_file =
+            std::fs::read_to_string(self.key_path()).map_err(|e| at(&self.key_path(), e))?;
+        if !id_file.trim().starts_with(WRAPPED_IDENTITY) {
+            self.write_identity(&at_rest::Secret::new(identity.seed()))?;
+        }
+        let path = self.storage_key_path();
+        let file = std::fs::read(&path).map_err(|e| at(&path, e))?;
+        if !at_rest::is_wrapped(&file) {
             write_private(
                 &path,
-                &at_rest::encode(&key, pass).map_err(NodeError::Home)?,
-            )?;
+                &at_rest::encode(storage, Some(pass)).map_err(NodeError::Home)?,
+            )
+            .map_err(|e| at(&path, e))?;
         }
-        Ok(key)
+        Ok(())
     }
 
     pub fn key_path(&self) -> PathBuf {
@@ -228,7 +288,6 @@ impl Home {
 
     /// Creates this device's identity from the OS CSPRNG. Refuses to overwrite one.
     pub fn init(&self, name: &str) -> Result<Identity, NodeError> {
-        let at = |p: &Path, e: std::io::Error| NodeError::Home(format!("{}: {e}", p.display()));
         if self.dir.exists() && !self.dir.is_dir() {
             return Err(NodeError::Home(format!(
                 "{} exists and is not a directory: give another --home",
@@ -282,22 +341,41 @@ impl Home {
         Ok(())
     }
 
-    pub fn load(&self) -> Result<(Identity, NodeInfo), NodeError> {
+    /// The key file's text; "run init" if there is none, else an error naming its path.
+    fn read_key_file(&self) -> Result<zeroize::Zeroizing<String>, NodeError> {
         if self.dir.exists() {
-            make_private_dir(&self.dir)
-                .map_err(|e| NodeError::Home(format!("{}: {e}", self.dir.display())))?;
+            make_private_dir(&self.dir).map_err(|e| at(&self.dir, e))?;
         }
-        let key =
-            zeroize::Zeroizing::new(std::fs::read_to_string(self.key_path()).map_err(|e| {
+        std::fs::read_to_string(self.key_path())
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     NodeError::Home(format!(
                         "no identity in {}: run `vaarta init --name NAME` first",
                         self.dir.display()
                     ))
                 } else {
-                    NodeError::Home(format!("{}: {e}", self.key_path().display()))
+                    at(&self.key_path(), e)
                 }
-            })?);
+            })
+    }
+
+    /// This home's name and device id, without unwrapping the identity key (so commands
+    /// that talk to a running node need no passphrase): from `node.json`, or from the key
+    /// itself if that file is missing or unreadable.
+    pub fn info(&self) -> Result<NodeInfo, NodeError> {
+        self.read_key_file()?;
+        match std::fs::read(self.info_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<NodeInfo>(&b).ok())
+        {
+            Some(info) => Ok(info),
+            None => self.load().map(|(_, info)| info),
+        }
+    }
+
+    pub fn load(&self) -> Result<(Identity, NodeInfo), NodeError> {
+        let key = self.read_key_file()?;
         let bad = || {
             NodeError::Home(format!(
                 "{} is not a valid key file",
@@ -312,12 +390,7 @@ impl Home {
             }
             None => {
                 let b = zeroize::Zeroizing::new(unhex(key.trim()).ok_or_else(bad)?);
-                let seed = at_rest::Secret::new(b.as_slice().try_into().map_err(|_| bad())?);
-                if self.passphrase.is_some() {
-                    // A passphrase was given for a home whose identity is not wrapped yet.
-                    self.write_identity(&seed)?;
-                }
-                seed
+                at_rest::Secret::new(b.as_slice().try_into().map_err(|_| bad())?)
             }
         };
         let id = Identity::from_seed(*seed.bytes());
@@ -343,12 +416,16 @@ impl Home {
     /// port now. A stale `api.json` is removed. Callers still check the node's identity
     /// ([`Home::verify_api`]).
     pub fn running_api(&self) -> Option<(ApiInfo, String)> {
-        let info: ApiInfo = serde_json::from_slice(&std::fs::read(self.api_path()).ok()?).ok()?;
+        let raw = std::fs::read(self.api_path()).ok()?;
+        let info: ApiInfo = serde_json::from_slice(&raw).ok()?;
         match api_owner(&info) {
             Owner::Yes | Owner::Unknown => {}
             Owner::Dead => {
-                tracing::info!(pid = info.pid, "removing a stale api.json");
-                let _ = std::fs::remove_file(self.api_path());
+                // Only the file judged stale: a node starting meanwhile writes a new one.
+                if std::fs::read(self.api_path()).is_ok_and(|now| now == raw) {
+                    tracing::info!(pid = info.pid, "removing a stale api.json");
+                    let _ = std::fs::remove_file(self.api_path());
+                }
                 return None;
             }
             Owner::NotListening => return None,
@@ -357,11 +434,10 @@ impl Home {
         Some((info, token.trim().to_string()))
     }
 
-    /// Checks that a node's status answer is this home's device (not another program or
-    /// another node that now has the port).
-    pub fn verify_api(&self, status: &serde_json::Value) -> Result<(), NodeError> {
-        let (id, _) = self.load()?;
-        let expected = id.device_id().to_string();
+    /// Checks that a node's status answer is this home's device, `me` from
+    /// [`Home::info`] (not another program or another node that now has the port).
+    pub fn verify_api(&self, me: &NodeInfo, status: &serde_json::Value) -> Result<(), NodeError> {
+        let expected = &me.device_id;
         match status["device_id"].as_str() {
             Some(d) if d == expected => Ok(()),
             other => Err(NodeError::Home(format!(
@@ -392,6 +468,16 @@ fn api_owner(info: &ApiInfo) -> Owner {
     }
     if !proc.exists() {
         return Owner::Dead;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // Another user's process (a reused pid, or someone who took the port after a
+        // crash) is never this home's node, whatever it answers.
+        let uid = |p: &Path| std::fs::metadata(p).map(|m| m.uid()).ok();
+        if uid(&proc) != uid(Path::new("/proc/self")) {
+            return Owner::NotListening;
+        }
     }
     let Ok(addr) = info.addr.parse::<SocketAddr>() else {
         return Owner::NotListening;
@@ -551,6 +637,8 @@ pub fn open_engine(
             other => break other?,
         }
     };
+    // The database lock is held now: convert plain key files to wrapped ones here only.
+    home.wrap_keys(&identity, &storage_key)?;
     let mut warnings = Vec::new();
     if let store::Opened::Quarantined(p) = opened {
         warnings.push(format!(
@@ -607,6 +695,7 @@ impl Node {
     /// Starts a node from its home on the current tokio runtime. Returns once it listens.
     pub async fn start(home: &Home, opts: Options) -> Result<Node, NodeError> {
         let statics: Vec<String> = opts.peers.iter().map(|m| m.to_string()).collect();
+        let book = peers::PeerBook::new(&statics);
         let relay = opts.relay;
         let (mut engine, warnings) = open_engine(home, |c| {
             c.static_peers = statics;
@@ -680,6 +769,7 @@ impl Node {
             peer_id: Some(mesh.local_peer_id.to_string()),
             warnings,
             online: true,
+            peers: book,
         };
         let events = events_tx.clone();
         let thread = std::thread::Builder::new()
@@ -814,9 +904,16 @@ fn engine_loop(
             }
         }
         let now = now_ms();
+        let mut news = Vec::new();
+        let mut closed = Vec::new();
         for input in batch {
             match input {
-                Input::Mesh(ev) => on_mesh(engine, ev, &local_tid, &mut facts, now),
+                Input::Mesh(ev) => {
+                    if let vaarta_mesh::Event::LinkDown { link, .. } = &ev {
+                        closed.push(link.0);
+                    }
+                    news.extend(on_mesh(engine, ev, &local_tid, &mut facts, now));
+                }
                 Input::Api(call) => {
                     let r = api::execute(engine, call.request, now, &facts);
                     replies.push((call.reply, r));
@@ -842,7 +939,16 @@ fn engine_loop(
             let _ = tx.send(r);
         }
         for e in pump(engine, mesh) {
-            let _ = events.send(event_json(&e).to_string());
+            let mut v = event_json(&e);
+            facts.peers.enrich(&mut v, now);
+            let _ = events.send(v.to_string());
+        }
+        // After the engine's peer_down events, which the book names.
+        for link in closed {
+            facts.peers.link_down(link, now);
+        }
+        for v in news {
+            let _ = events.send(v.to_string());
         }
         if let Some(tx) = stop.take() {
             let r = engine.checkpoint().map_err(|e| e.to_string());
@@ -858,7 +964,7 @@ fn on_mesh(
     local_tid: &[u8],
     facts: &mut NodeFacts,
     now: u64,
-) {
+) -> Option<serde_json::Value> {
     use vaarta_mesh::Event as M;
     match ev {
         M::Listening(a) => {
@@ -872,18 +978,27 @@ fn on_mesh(
             peer,
             outbound,
             dialed,
-            ..
-        } => engine.handle_link_up(
-            LinkUp {
-                link,
-                peer: PeerKey::new(peer.to_string()),
-                outbound,
-                dialed: dialed.map(|d| d.to_string()),
-                local_tid: local_tid.to_vec(),
-                remote_tid: peer.to_bytes(),
-            },
-            now,
-        ),
+            remote,
+        } => {
+            facts.peers.link_up(
+                link.0,
+                &peer.to_string(),
+                &remote.to_string(),
+                dialed.as_ref().map(|d| d.to_string()).as_deref(),
+                now,
+            );
+            engine.handle_link_up(
+                LinkUp {
+                    link,
+                    peer: PeerKey::new(peer.to_string()),
+                    outbound,
+                    dialed: dialed.map(|d| d.to_string()),
+                    local_tid: local_tid.to_vec(),
+                    remote_tid: peer.to_bytes(),
+                },
+                now,
+            )
+        }
         M::Frame { link, bytes } => engine.handle_frame(link, &bytes, now),
         M::LinkDown { link, reason } => {
             tracing::info!(%link, %reason, "link down");
@@ -896,13 +1011,16 @@ fn on_mesh(
         ),
         M::DialFailed { peer, addr, error } => {
             tracing::debug!(?peer, ?addr, %error, "dial failed");
-            engine.handle_dial_failed(
-                peer.map(|p| PeerKey::new(p.to_string())),
-                addr.map(|a| a.to_string()).unwrap_or_default(),
-                now,
-            )
+            let addr = addr.map(|a| a.to_string()).unwrap_or_default();
+            let news = facts.peers.dial_failed(&addr, &error, now);
+            if news.is_some() {
+                tracing::info!(%addr, %error, "static peer unreachable");
+            }
+            engine.handle_dial_failed(peer.map(|p| PeerKey::new(p.to_string())), addr, now);
+            return news;
         }
     }
+    None
 }
 
 /// Hands the engine's outputs to the mesh (the engine's poll order, [`vaarta_engine::drive`]):
@@ -941,5 +1059,45 @@ fn send(mesh: &vaarta_mesh::Handle, c: vaarta_mesh::Command) {
     // backpressure when the mesh is busy.
     if !mesh.blocking_command(c) {
         tracing::debug!("mesh stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_created_once_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("storage.key");
+        assert!(create_private(&p, b"first").unwrap());
+        assert!(!create_private(&p, b"second").unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), b"first");
+        // No temporary file is left behind either way.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// Commands starting together on a fresh home (`vaarta up &` and an offline command)
+    /// agree on one storage key: the database is never sealed under a key that then loses.
+    #[test]
+    fn processes_racing_for_the_storage_key_agree_on_one() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let home = Home::new(dir.path().join("home"));
+            let barrier = std::sync::Barrier::new(6);
+            let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..6)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            *home.storage_key().unwrap().bytes()
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let on_disk = *home.storage_key().unwrap().bytes();
+            assert!(keys.iter().all(|k| *k == on_disk));
+        }
     }
 }

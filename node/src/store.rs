@@ -309,6 +309,18 @@ impl Store for SledStore {
         }
     }
 
+    fn envelope_len(&self, id: &EnvelopeId) -> Result<Option<usize>, StoreError> {
+        let Some(tag) = self.idx.get(id.0).map_err(io)? else {
+            return Ok(None);
+        };
+        let tag = Tag(tag[..].try_into().unwrap_or_default());
+        Ok(self
+            .env
+            .get(env_key(&tag, id))
+            .map_err(io)?
+            .map(|v| v.len().saturating_sub(OVERHEAD)))
+    }
+
     fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
         self.idx.contains_key(id.0).map_err(io)
     }
@@ -548,5 +560,31 @@ mod tests {
             .insert(b"p/other", s.meta.get(b"p/page").unwrap().unwrap())
             .unwrap();
         assert!(matches!(s.get(b"p/other"), Err(StoreError::Corrupt(_))));
+    }
+
+    /// The relay count at open reads lengths, not sealed bytes: no decryption per carried
+    /// envelope, and one rotten value does not stop the node from starting.
+    #[test]
+    fn envelope_lengths_need_no_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SledStore::open(&dir.path().join("db"), &key()).unwrap();
+        let tag = Tag([1; 16]);
+        let (a, b, t) = (
+            EnvelopeId([2; 32]),
+            EnvelopeId([3; 32]),
+            EnvelopeId([4; 32]),
+        );
+        s.put_envelope(&tag, &a, &[7; 300]).unwrap();
+        s.put_envelope(&tag, &b, &[8; 20]).unwrap();
+        s.put_envelope(&tag, &t, b"").unwrap();
+        let k = env_key(&tag, &b);
+        let mut rotten = s.env.get(k).unwrap().unwrap().to_vec();
+        rotten[30] ^= 1;
+        s.env.insert(k, rotten).unwrap();
+        assert!(matches!(s.envelope(&b), Err(StoreError::Corrupt(_))));
+        assert_eq!(s.envelope_len(&a).unwrap(), Some(300));
+        assert_eq!(s.envelope_len(&b).unwrap(), Some(20));
+        assert_eq!(s.envelope_len(&t).unwrap(), Some(0));
+        assert_eq!(s.envelope_len(&EnvelopeId([5; 32])).unwrap(), None);
     }
 }

@@ -90,6 +90,7 @@ fn write_marked(home: &Home) -> Vec<Vec<u8>> {
         Request::Messages {
             conversation: conv,
             limit: 1000,
+            from_page: None,
         },
         vaarta_node::now_ms(),
         &Default::default(),

@@ -9,6 +9,7 @@
 //! No I/O crate is a dependency (checked in CI): reading scenario files and writing reports is
 //! the binary's job.
 
+pub mod adversary;
 pub mod baseline;
 pub mod metrics;
 pub mod report;
@@ -37,6 +38,24 @@ pub fn run(
     trace: Option<&str>,
     progress: Option<&dyn Fn(u64)>,
 ) -> Result<Outcome, String> {
+    run_with(sc, trace, progress, &Options::default())
+}
+
+/// How to run, beyond the scenario.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// Test-only: hand every adversary the key it must never hold (see
+    /// [`vaarta::Runner::leak_epoch_keys_to_adversaries`]), to show the checker catches it.
+    pub leak_epoch_keys_to_adversaries: bool,
+}
+
+/// [`run`] with [`Options`].
+pub fn run_with(
+    sc: &Scenario,
+    trace: Option<&str>,
+    progress: Option<&dyn Fn(u64)>,
+    options: &Options,
+) -> Result<Outcome, String> {
     let world = world::World::build(sc, trace)?;
     let convs = workload::conversations(sc, &world)?;
     let msgs = workload::messages(sc, &world, &convs)?;
@@ -54,6 +73,9 @@ pub fn run(
                 let mut runner = vaarta::Runner::new(sc, &world, &convs, &msgs)?;
                 if let Some(p) = progress {
                     runner = runner.with_progress(p);
+                }
+                if options.leak_epoch_keys_to_adversaries {
+                    runner = runner.leak_epoch_keys_to_adversaries();
                 }
                 let (res, c, h) = runner.run()?;
                 hasher.update(&h);

@@ -33,6 +33,13 @@ pub struct Invariants {
     pub carried_envelopes_checked: usize,
     pub max_pending: usize,
     pub max_backlog: usize,
+    pub flush_failures: usize,
+    /// Scenarios with `[[adversary]]` entries (zero otherwise).
+    pub honest_members_compared: usize,
+    pub post_removal_envelopes_checked: usize,
+    pub honest_envelopes_checked: usize,
+    pub hostile_envelopes_handed: usize,
+    pub hostile_envelopes_stored: usize,
 }
 
 impl Invariants {
@@ -44,12 +51,25 @@ impl Invariants {
             carried_envelopes_checked: c.carried_envelopes_checked,
             max_pending: c.max_pending,
             max_backlog: c.max_backlog,
+            flush_failures: c.flush_failures,
+            honest_members_compared: c.honest_members_compared,
+            post_removal_envelopes_checked: c.post_removal_envelopes_checked,
+            honest_envelopes_checked: c.honest_envelopes_checked,
+            hostile_envelopes_handed: c.hostile_envelopes_handed,
+            hostile_envelopes_stored: c.hostile_envelopes_stored,
         }
     }
 }
 
 fn opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into())
+}
+
+/// A Markdown table cell: `|` and newlines would end the cell or the row.
+fn md_cell(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
 }
 
 pub fn table(r: &Report) -> String {
@@ -63,7 +83,7 @@ pub fn table(r: &Report) -> String {
         let _ = writeln!(
             s,
             "| {} | {:.1}% | {} | {} / {} / {} | {} / {} | {} | {} | {} | {} | {:.0} / {:.0} |",
-            x.router,
+            md_cell(&x.router),
             x.delivery_ratio * 100.0,
             x.delivery_ratio_by_precedence
                 .get("flash")
@@ -89,41 +109,69 @@ pub fn table(r: &Report) -> String {
     s
 }
 
+/// `summary.csv`: one row per router. Written with the `csv` crate, so a name holding a
+/// comma, a quote or a newline is quoted and reads back as the same field.
 pub fn csv(r: &Report) -> String {
-    let mut s = String::from(
-        "scenario,seed,router,messages,destinations,delivered,delivery_ratio,flash_delivery_ratio,latency_p50_s,latency_p90_s,latency_p99_s,flash_latency_p50_s,transfers,overhead_ratio,bytes_per_delivered,duplicates,peak_storage_max_bytes,trace_hash\n",
-    );
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    let header = [
+        "scenario",
+        "seed",
+        "router",
+        "messages",
+        "destinations",
+        "delivered",
+        "delivery_ratio",
+        "flash_delivery_ratio",
+        "latency_p50_s",
+        "latency_p90_s",
+        "latency_p99_s",
+        "flash_latency_p50_s",
+        "transfers",
+        "overhead_ratio",
+        "bytes_per_delivered",
+        "duplicates",
+        "peak_storage_max_bytes",
+        "trace_hash",
+    ];
+    // Writing to a Vec cannot fail; a record of the wrong length would be our bug.
+    let _ = w.write_record(header);
     for x in &r.routers {
         let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{},{:.4},{},{},{},{},{},{},{},{},{},{},{}",
-            r.scenario,
-            r.seed,
-            x.router,
-            x.messages,
-            x.destinations,
-            x.delivered,
-            x.delivery_ratio,
+        let _ = w.write_record([
+            r.scenario.clone(),
+            r.seed.to_string(),
+            x.router.clone(),
+            x.messages.to_string(),
+            x.destinations.to_string(),
+            x.delivered.to_string(),
+            format!("{:.4}", x.delivery_ratio),
             f(x.delivery_ratio_by_precedence.get("flash").copied()),
             f(x.latency_p50_s),
             f(x.latency_p90_s),
             f(x.latency_p99_s),
             f(x.flash_latency_p50_s),
-            x.transfers,
+            x.transfers.to_string(),
             f(x.overhead_ratio),
             f(x.bytes_per_delivered),
-            x.duplicates,
-            x.peak_storage_max_bytes,
-            r.trace_hash
-        );
+            x.duplicates.to_string(),
+            x.peak_storage_max_bytes.to_string(),
+            r.trace_hash.clone(),
+        ]);
     }
-    s
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
-const COLORS: [&str; 4] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"];
+const COLORS: [(u8, u8, u8); 4] = [
+    (0xd6, 0x27, 0x28),
+    (0x1f, 0x77, 0xb4),
+    (0x2c, 0xa0, 0x2c),
+    (0x94, 0x67, 0xbd),
+];
 
-/// A minimal line chart: series of (x, y) with x and y in [0, max].
+/// A line chart drawn with plotters' SVG backend: series of (x, y) with x in [0, xmax] and y
+/// in [0, 1] (shown as a percentage). Every text (the title holds the scenario's name, the
+/// legend the routers') is written as an SVG `<text>` element, escaped by the backend.
 fn chart(
     title: &str,
     xlabel: &str,
@@ -131,87 +179,77 @@ fn chart(
     xmax: f64,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> String {
-    let (w, h, l, r, t, b) = (720.0, 420.0, 70.0, 20.0, 40.0, 50.0);
-    let pw = w - l - r;
-    let ph = h - t - b;
+    use plotters::prelude::*;
     let xmax = if xmax <= 0.0 { 1.0 } else { xmax };
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{title}</text>"#,
-        w / 2.0
-    );
-    for i in 0..=5 {
-        let y = t + ph - ph * i as f64 / 5.0;
-        let x = l + pw * i as f64 / 5.0;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{l}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/>"##,
-            l + pw
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="end">{:.0}%</text>"#,
-            l - 6.0,
-            y + 4.0,
-            i as f64 * 20.0
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{x}" y="{}" text-anchor="middle">{:.0}</text>"#,
-            t + ph + 18.0,
-            xmax * i as f64 / 5.0
-        );
-    }
-    let _ = writeln!(
-        s,
-        r##"<rect x="{l}" y="{t}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">{xlabel}</text>"#,
-        l + pw / 2.0,
-        h - 10.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{ylabel}</text>"#,
-        t + ph / 2.0,
-        t + ph / 2.0
-    );
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let c = COLORS[i % COLORS.len()];
-        let mut d = String::new();
-        for (x, y) in pts {
-            let px = l + pw * (x / xmax).clamp(0.0, 1.0);
-            let py = t + ph - ph * y.clamp(0.0, 1.0);
-            let _ = write!(d, "{px:.1},{py:.1} ");
+    let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
+        let root = SVGBackend::with_string(&mut s, (720, 420)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut c = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 15))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..xmax, 0f64..1f64)?;
+        c.configure_mesh()
+            .x_desc(xlabel)
+            .y_desc(ylabel)
+            .x_labels(6)
+            .y_labels(6)
+            .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .light_line_style(WHITE)
+            .draw()?;
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let (r, g, b) = COLORS[i % COLORS.len()];
+            let color = RGBColor(r, g, b);
+            c.draw_series(LineSeries::new(
+                pts.iter()
+                    .map(|(x, y)| (x.clamp(0.0, xmax), y.clamp(0.0, 1.0))),
+                color.stroke_width(2),
+            ))?
+            .label(name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+            });
         }
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{d}"/>"#
-        );
-        let ly = t + 16.0 + 18.0 * i as f64;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{c}" stroke-width="3"/><text x="{}" y="{}">{name}</text>"#,
-            l + 12.0,
-            l + 36.0,
-            l + 42.0,
-            ly + 4.0
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    })();
+    if let Err(e) = drawn {
+        // Drawing into a String fails only on a plotters bug: say so in the file.
+        return format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\"><text x=\"10\" y=\"20\">{}</text></svg>\n",
+            escape_xml(&format!("plot failed: {e}"))
         );
     }
-    s.push_str("</svg>\n");
     s
+}
+
+/// Escapes text for XML character data and attribute values.
+pub fn escape_xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Delivered fraction (of all message-destination pairs) over time, per router.
 pub fn delivery_svg(
+    scenario: &str,
     results: &[RouterResult],
     msgs: &[Message],
     total_pairs: usize,
@@ -235,7 +273,7 @@ pub fn delivery_svg(
         })
         .collect();
     chart(
-        "Delivered message-destination pairs over time",
+        &format!("{scenario}: delivered message-destination pairs over time"),
         "minutes",
         "delivered",
         duration_s as f64 / 60.0,
@@ -244,7 +282,7 @@ pub fn delivery_svg(
 }
 
 /// Cumulative distribution of delivery latency, per router.
-pub fn latency_svg(results: &[RouterResult], msgs: &[Message]) -> String {
+pub fn latency_svg(scenario: &str, results: &[RouterResult], msgs: &[Message]) -> String {
     let mut xmax: f64 = 1.0;
     let series: Vec<(String, Vec<(f64, f64)>)> = results
         .iter()
@@ -266,7 +304,7 @@ pub fn latency_svg(results: &[RouterResult], msgs: &[Message]) -> String {
         })
         .collect();
     chart(
-        "Delivery latency (CDF of delivered pairs)",
+        &format!("{scenario}: delivery latency (CDF of delivered pairs)"),
         "minutes after sending",
         "of delivered",
         xmax.ceil(),
@@ -290,8 +328,17 @@ pub fn write_all(
     std::fs::write(dir.join("summary.md"), table(report))?;
     std::fs::write(
         dir.join("delivery.svg"),
-        delivery_svg(results, msgs, total_pairs, report.duration_s),
+        delivery_svg(
+            &report.scenario,
+            results,
+            msgs,
+            total_pairs,
+            report.duration_s,
+        ),
     )?;
-    std::fs::write(dir.join("latency.svg"), latency_svg(results, msgs))?;
+    std::fs::write(
+        dir.join("latency.svg"),
+        latency_svg(&report.scenario, results, msgs),
+    )?;
     Ok(())
 }

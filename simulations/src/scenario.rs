@@ -32,6 +32,9 @@ pub struct Scenario {
     pub workload: Workload,
     #[serde(default, rename = "fault")]
     pub faults: Vec<Fault>,
+    /// Member devices turned hostile (Vaarta router only; the baselines have no membership).
+    #[serde(default, rename = "adversary")]
+    pub adversaries: Vec<Adversary>,
     /// A contact trace in The ONE's connectivity format replaces mobility when set
     /// (a path relative to the scenario file).
     #[serde(default)]
@@ -273,6 +276,71 @@ pub enum Fault {
     },
 }
 
+/// A member device that its conversation's admin removes, and that then attacks the
+/// conversation with validly signed hostile envelopes (see `simulations/scenarios/README.md`).
+/// What it builds is handed to every device it is linked with, as its own pushes would be.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adversary {
+    /// The hostile device: a selector naming one member of `conversation`, not its admin.
+    pub node: String,
+    pub conversation: String,
+    /// Whether it was an admin before its removal (a removed admin can sign admin actions).
+    #[serde(default)]
+    pub admin: bool,
+    /// When the admin (the conversation's first member) removes it.
+    pub removed_at_s: u64,
+    #[serde(default, rename = "attack")]
+    pub attacks: Vec<Attack>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attack {
+    pub kind: AttackKind,
+    pub at_s: u64,
+    /// How many envelopes (junk operations, re-sealed copies); a default per kind.
+    #[serde(default)]
+    pub count: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttackKind {
+    /// On the membership it knew before its removal, at time 0: removes the admin, adds a
+    /// second device of its own as admin (which removes an honest member), renames.
+    BackdatedTakeover,
+    /// Profile operations past its per-member quota, half on parents that never arrive, and
+    /// as many title operations signed by an outsider who learnt the conversation secret.
+    JunkOperations,
+    /// An operation at the largest HLC, then a ladder of operations one skew step apart.
+    FarFutureClock,
+    /// Invitations to every honest member naming itself the conversation's creator.
+    ForeignCreatorInvitation,
+    /// Invitations (in the real creator's name) carrying keys of its own for the current and
+    /// a new epoch.
+    InjectedKeys,
+    /// Honest envelopes it can read, re-sealed under new salts (new envelope ids).
+    ResealedDuplicates,
+    /// Two conflicting operations on the same parents and time, one to the even-numbered
+    /// and the other to the odd-numbered devices it meets.
+    SplitEquivocation,
+}
+
+impl AttackKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackKind::BackdatedTakeover => "backdated-takeover",
+            AttackKind::JunkOperations => "junk-operations",
+            AttackKind::FarFutureClock => "far-future-clock",
+            AttackKind::ForeignCreatorInvitation => "foreign-creator-invitation",
+            AttackKind::InjectedKeys => "injected-keys",
+            AttackKind::ResealedDuplicates => "resealed-duplicates",
+            AttackKind::SplitEquivocation => "split-equivocation",
+        }
+    }
+}
+
 impl Scenario {
     pub fn parse(text: &str) -> Result<Scenario, String> {
         let s: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
@@ -308,6 +376,24 @@ impl Scenario {
         }
         if self.tick_ms == 0 || self.duration_s == 0 {
             return Err("duration_s and tick_ms must be positive".into());
+        }
+        for a in &self.adversaries {
+            if a.removed_at_s >= self.duration_s {
+                return Err(format!(
+                    "adversary {}: removed_at_s is past the end",
+                    a.node
+                ));
+            }
+            for at in &a.attacks {
+                if at.at_s >= self.duration_s {
+                    return Err(format!(
+                        "adversary {}: attack {} at {} s is past the end",
+                        a.node,
+                        at.kind.name(),
+                        at.at_s
+                    ));
+                }
+            }
         }
         for r in &self.routers {
             if !["vaarta", "epidemic", "spray-and-wait"].contains(&r.as_str()) {

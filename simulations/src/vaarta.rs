@@ -14,15 +14,16 @@ use vaarta_engine::wire::FrameType;
 use vaarta_engine::{Action, Config, Engine, Event, LinkId, LinkUp, PeerKey};
 use vaarta_sync::envelope::{self, Envelope};
 use vaarta_sync::identity::Identity;
-use vaarta_sync::ids::{ConversationId, EnvelopeId};
+use vaarta_sync::ids::{ConversationId, EnvelopeId, EpochId};
 use vaarta_sync::membership::History;
 use vaarta_sync::page::Draft;
-use vaarta_sync::replica::Event as SyncEvent;
+use vaarta_sync::replica::{Event as SyncEvent, Ingested};
 use vaarta_sync::store::{MemoryStore, Store};
 
+use crate::adversary::{self, Forged, Knowledge, Parties};
 use crate::metrics::{Delivery, RouterResult};
 use crate::scenario::Scenario;
-use crate::workload::{Conv, Message, body, destinations};
+use crate::workload::{Conv, Hostile, Message, body, destinations, hostiles};
 use crate::world::World;
 
 /// Virtual start time (a fixed date, so runs are reproducible).
@@ -48,6 +49,29 @@ enum Ev {
         start: bool,
     },
     Sample,
+    /// The conversation's admin removes a hostile member.
+    Remove {
+        adv: usize,
+    },
+    /// A hostile member builds one attack's envelopes.
+    Attack {
+        adv: usize,
+        attack: usize,
+    },
+}
+
+/// A hostile member during the run: what it knows, what it built, whom it handed it to.
+struct HostileRun {
+    spec: Hostile,
+    knowledge: Option<Knowledge>,
+    second: Identity,
+    outsider: Identity,
+    /// (attack index, envelope).
+    outbox: Vec<(usize, Forged)>,
+    /// (outbox index, node) pairs already handed over.
+    handed: BTreeSet<(usize, usize)>,
+    /// Per attack: how many honest members of the conversation got its envelopes.
+    reached: Vec<usize>,
 }
 
 struct Pipe {
@@ -77,6 +101,18 @@ pub struct Checks {
     pub carried_envelopes_checked: usize,
     pub max_pending: usize,
     pub max_backlog: usize,
+    /// Engine flushes that failed (each is also a failure).
+    pub flush_failures: usize,
+    /// Adversaries: honest member states compared with the admin's after the attacks.
+    pub honest_members_compared: usize,
+    /// Adversaries: envelopes sealed under an epoch the removed device was not given, tried
+    /// against every key it ever held.
+    pub post_removal_envelopes_checked: usize,
+    /// Adversaries: honest envelopes found held (not tombstoned) by honest members.
+    pub honest_envelopes_checked: usize,
+    /// Adversaries: hostile envelopes handed to devices, and how many they stored.
+    pub hostile_envelopes_handed: usize,
+    pub hostile_envelopes_stored: usize,
 }
 
 #[allow(missing_debug_implementations)]
@@ -106,6 +142,10 @@ pub struct Runner<'a> {
     processed: u64,
     pub checks: Checks,
     progress: Option<&'a dyn Fn(u64)>,
+    hostiles: Vec<HostileRun>,
+    /// Envelopes sealed by honest devices (only tracked when there are adversaries).
+    honest_created: BTreeSet<EnvelopeId>,
+    leak_keys: bool,
 }
 
 fn seed_of(seed: u64, node: usize, what: &[u8]) -> [u8; 32] {
@@ -123,6 +163,18 @@ impl<'a> Runner<'a> {
         convs: &'a [Conv],
         msgs: &'a [Message],
     ) -> Result<Self, String> {
+        let hostile_runs = hostiles(sc, world, convs)?
+            .into_iter()
+            .map(|spec| HostileRun {
+                second: Identity::from_seed(seed_of(sc.seed, spec.node, b"second device")),
+                outsider: Identity::from_seed(seed_of(sc.seed, spec.node, b"outsider")),
+                knowledge: None,
+                outbox: Vec::new(),
+                handed: BTreeSet::new(),
+                reached: vec![0; spec.attacks.len()],
+                spec,
+            })
+            .collect();
         let mut nodes = Vec::with_capacity(world.nodes.len());
         for n in &world.nodes {
             let identity = Identity::from_seed(seed_of(sc.seed, n.index, b"identity"));
@@ -191,6 +243,9 @@ impl<'a> Runner<'a> {
             processed: 0,
             checks: Checks::default(),
             progress: None,
+            hostiles: hostile_runs,
+            honest_created: BTreeSet::new(),
+            leak_keys: false,
         };
         r.setup_conversations()?;
         Ok(r)
@@ -201,12 +256,26 @@ impl<'a> Runner<'a> {
         self
     }
 
+    /// Test-only tampering: before the checks, every adversary "learns" the current epoch
+    /// key of the conversation it was removed from (as if an honest device leaked it). The
+    /// checker must then fail the run; a test shows it does.
+    pub fn leak_epoch_keys_to_adversaries(mut self) -> Self {
+        self.leak_keys = true;
+        self
+    }
+
     /// Conversations exist before the scenario starts (an organisation set them up): the
     /// admin creates each and adds its members; members receive the membership operations and
     /// their invitations directly, in creation order.
     fn setup_conversations(&mut self) -> Result<(), String> {
-        for c in self.convs {
+        for (ci, c) in self.convs.iter().enumerate() {
             let admin = c.members[0];
+            let promoted: Vec<_> = self
+                .hostiles
+                .iter()
+                .filter(|h| h.spec.conv == ci && h.spec.admin)
+                .map(|h| self.nodes[h.spec.node].identity.device_id())
+                .collect();
             let eng = self.nodes[admin].engine.as_mut().ok_or("admin down")?;
             let (id, first) = eng
                 .create_conversation(&c.name, History::Shared, T0)
@@ -221,6 +290,16 @@ impl<'a> Runner<'a> {
                 eng.add_members(&id, &devs, false, T0)
                     .map_err(|e| e.to_string())?,
             );
+            // A hostile member that was an admin before its removal.
+            for d in promoted {
+                created.extend(
+                    eng.add_member(&id, d, true, T0)
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            if !self.hostiles.is_empty() {
+                self.honest_created.extend(created.iter().copied());
+            }
             let bytes: Vec<Vec<u8>> = created
                 .iter()
                 .filter_map(|e| eng.replica().store().envelope(e).ok().flatten())
@@ -293,6 +372,15 @@ impl<'a> Runner<'a> {
         while t <= hard_end {
             self.push(t, Ev::Sample);
             t += 60_000;
+        }
+        for adv in 0..self.hostiles.len() {
+            let h = &self.hostiles[adv].spec;
+            let removal = T0 + h.removed_at_ms;
+            let attacks: Vec<u64> = h.attacks.iter().map(|a| T0 + a.at_s * 1000).collect();
+            self.push(removal, Ev::Remove { adv });
+            for (attack, t) in attacks.into_iter().enumerate() {
+                self.push(t, Ev::Attack { adv, attack });
+            }
         }
         for i in 0..self.nodes.len() {
             self.schedule_timer(i);
@@ -422,6 +510,9 @@ impl<'a> Runner<'a> {
                 self.trace(1, c.a, c.b, &[u8::from(c.up)]);
                 if c.up {
                     self.link_up(c.a, c.b, c.radio);
+                    // A hostile device hands what it built to every device it meets.
+                    self.spread(c.a);
+                    self.spread(c.b);
                 } else {
                     self.link_down(c.a, c.b);
                 }
@@ -528,7 +619,17 @@ impl<'a> Runner<'a> {
                     self.dirty.insert(o.node);
                 }
             }
+            Ev::Remove { adv } => self.remove_hostile(adv),
+            Ev::Attack { adv, attack } => self.attack(adv, attack),
             Ev::Sample => {
+                for h in &mut self.hostiles {
+                    if let (Some(k), Some(e)) = (
+                        h.knowledge.as_mut(),
+                        self.nodes[h.spec.node].engine.as_ref(),
+                    ) {
+                        k.learn(e.replica());
+                    }
+                }
                 for n in &mut self.nodes {
                     if let Some(e) = &n.engine {
                         n.peak_bytes = n.peak_bytes.max(e.replica().store().bytes_used());
@@ -555,7 +656,18 @@ impl<'a> Runner<'a> {
         let Some(e) = self.nodes[node].engine.as_mut() else {
             return Ok(());
         };
-        let drained = pump(e, now).map_err(|e| format!("flush: {e}"))?;
+        let drained = match pump(e, now) {
+            Ok(d) => d,
+            Err(err) => {
+                // "flush never fails" is an invariant: report it, keep the run going.
+                self.checks.flush_failures += 1;
+                self.checks.failures.push(format!(
+                    "n{node} flush failed at {} s: {err}",
+                    (now - T0) / 1000
+                ));
+                return Ok(());
+            }
+        };
         let out: Vec<LinkId> = drained
             .actions
             .iter()
@@ -568,6 +680,11 @@ impl<'a> Runner<'a> {
         for ev in evs {
             match ev {
                 Event::Created { envelope } => {
+                    if !self.hostiles.is_empty()
+                        && self.hostiles.iter().all(|h| h.spec.node != node)
+                    {
+                        self.honest_created.insert(envelope);
+                    }
                     // The message just sent travels in the change envelope sealed by this
                     // flush (a membership operation sealed by the same flush does not carry
                     // it).
@@ -648,7 +765,13 @@ impl<'a> Runner<'a> {
             .filter(|(a, b)| self.nodes[*a].links.contains_key(b))
             .collect();
         for (ci, c) in self.convs.iter().enumerate() {
-            let members: BTreeSet<usize> = c.members.iter().copied().collect();
+            // Removed members are checked by `check_hostiles`, not compared.
+            let members: BTreeSet<usize> = c
+                .members
+                .iter()
+                .copied()
+                .filter(|m| !c.removed.contains_key(m))
+                .collect();
             let conv = self.conv_ids[ci];
             for &(a, b) in &live {
                 if !members.contains(&a) || !members.contains(&b) {
@@ -731,7 +854,281 @@ impl<'a> Runner<'a> {
                     .push(format!("n{i} carries {carried} bytes, above its quota"));
             }
         }
+        self.check_hostiles();
         Ok(())
+    }
+
+    fn remove_hostile(&mut self, adv: usize) {
+        let (h, ci) = (self.hostiles[adv].spec.node, self.hostiles[adv].spec.conv);
+        let conv = self.conv_ids[ci];
+        let admin = self.convs[ci].members[0];
+        self.trace(6, admin, h, &[]);
+        // What it knows is what it held before it could learn of its removal.
+        if self.hostiles[adv].knowledge.is_none()
+            && let Some(e) = self.nodes[h].engine.as_ref()
+        {
+            self.hostiles[adv].knowledge = Knowledge::of(e.replica(), &conv);
+        }
+        let dev = self.nodes[h].identity.device_id();
+        let now = self.now;
+        let Some(e) = self.nodes[admin].engine.as_mut() else {
+            self.checks
+                .failures
+                .push(format!("n{admin} was down when it was to remove n{h}"));
+            return;
+        };
+        if let Err(err) = e.remove_member(&conv, dev, now) {
+            self.checks
+                .failures
+                .push(format!("n{admin} could not remove n{h}: {err}"));
+        }
+        self.dirty.insert(admin);
+    }
+
+    fn attack(&mut self, adv: usize, idx: usize) {
+        let (h, ci) = (self.hostiles[adv].spec.node, self.hostiles[adv].spec.conv);
+        let a = self.hostiles[adv].spec.attacks[idx].clone();
+        self.trace(7, h, idx, a.kind.name().as_bytes());
+        let conv = self.conv_ids[ci];
+        let c = &self.convs[ci];
+        let admin = self.nodes[c.members[0]].identity.device_id();
+        let honest: Vec<_> = c
+            .members
+            .iter()
+            .filter(|m| !c.removed.contains_key(m))
+            .map(|m| self.nodes[*m].identity.device_id())
+            .collect();
+        // A device that is down builds nothing (the check then says the attack reached
+        // nobody).
+        let Some(e) = self.nodes[h].engine.as_ref() else {
+            return;
+        };
+        let hs = &mut self.hostiles[adv];
+        if hs.knowledge.is_none() {
+            hs.knowledge = Knowledge::of(e.replica(), &conv);
+        }
+        let Some(k) = hs.knowledge.as_mut() else {
+            return;
+        };
+        k.learn(e.replica());
+        let who = Parties {
+            me: &self.nodes[h].identity,
+            second: &hs.second,
+            outsider: &hs.outsider,
+            admin,
+            honest: &honest,
+        };
+        let forged = adversary::build(a.kind, a.count, k, &who, e.replica(), self.now);
+        hs.outbox.extend(forged.into_iter().map(|f| (idx, f)));
+        self.spread(h);
+    }
+
+    /// Hands every hostile envelope `node` built to the devices it is linked with now.
+    fn spread(&mut self, node: usize) {
+        for adv in 0..self.hostiles.len() {
+            if self.hostiles[adv].spec.node != node {
+                continue;
+            }
+            let ci = self.hostiles[adv].spec.conv;
+            let peers: Vec<usize> = self.nodes[node].links.keys().copied().collect();
+            for p in peers {
+                let honest_member =
+                    self.convs[ci].members.contains(&p) && !self.convs[ci].removed.contains_key(&p);
+                for i in 0..self.hostiles[adv].outbox.len() {
+                    let hs = &mut self.hostiles[adv];
+                    let (attack, f) = &hs.outbox[i];
+                    if !f.audience.includes(p) || hs.handed.contains(&(i, p)) {
+                        continue;
+                    }
+                    let now = self.now;
+                    let Some(e) = self.nodes[p].engine.as_mut() else {
+                        continue;
+                    };
+                    hs.handed.insert((i, p));
+                    if honest_member {
+                        hs.reached[*attack] += 1;
+                    }
+                    let stored = !matches!(
+                        e.import(&f.bytes, now),
+                        Ok(Ingested::Duplicate | Ingested::NotWanted) | Err(_)
+                    );
+                    let hash = *blake3::hash(&f.bytes).as_bytes();
+                    self.checks.hostile_envelopes_handed += 1;
+                    self.checks.hostile_envelopes_stored += usize::from(stored);
+                    self.dirty.insert(p);
+                    self.trace(8, node, p, &hash);
+                }
+            }
+        }
+    }
+
+    /// What the control plane promises after the attacks (issue 9): honest members
+    /// converge; the removal holds and no hostile operation took effect; the removed device
+    /// never holds a key given after its removal, nor reads what was sealed under one;
+    /// nothing honest is tombstoned; no clock was pushed past the skew bound. (Flush
+    /// failures are counted as they happen.)
+    fn check_hostiles(&mut self) {
+        let end = self.now;
+        for adv in 0..self.hostiles.len() {
+            let (h, ci) = (self.hostiles[adv].spec.node, self.hostiles[adv].spec.conv);
+            let conv = self.conv_ids[ci];
+            let c = &self.convs[ci];
+            let name = c.name.clone();
+            let admin = c.members[0];
+            let honest: Vec<usize> = c
+                .members
+                .iter()
+                .copied()
+                .filter(|m| !c.removed.contains_key(m))
+                .collect();
+            let hdev = self.nodes[h].identity.device_id();
+            let adev = self.nodes[admin].identity.device_id();
+            let second = self.hostiles[adv].second.device_id();
+            let mut fail = Vec::new();
+            {
+                let hs = &mut self.hostiles[adv];
+                if let (Some(k), Some(e)) = (hs.knowledge.as_mut(), self.nodes[h].engine.as_ref()) {
+                    k.learn(e.replica());
+                }
+                for (i, a) in hs.spec.attacks.iter().enumerate() {
+                    if hs.reached[i] == 0 {
+                        fail.push(format!(
+                            "attack {} of n{h} at {} s reached no honest member",
+                            a.kind.name(),
+                            a.at_s
+                        ));
+                    }
+                }
+            }
+            let Some(reference) = self.nodes[admin]
+                .engine
+                .as_ref()
+                .and_then(|e| e.replica().conversation(&conv))
+                .map(|cv| cv.membership.state().clone())
+            else {
+                fail.push(format!("admin n{admin} of {name} is down or lost it"));
+                self.checks.failures.extend(fail);
+                continue;
+            };
+            let want = self.digest(admin, &conv);
+            for &n in &honest {
+                let Some(e) = self.nodes[n].engine.as_ref() else {
+                    continue;
+                };
+                let rep = e.replica();
+                let Some(cv) = rep.conversation(&conv) else {
+                    fail.push(format!("n{n} lost conversation {name}"));
+                    continue;
+                };
+                let st = cv.membership.state();
+                if st.is_member(&hdev) {
+                    fail.push(format!(
+                        "n{n}: the removal of n{h} from {name} did not hold"
+                    ));
+                }
+                if !st.is_admin(&adev) {
+                    fail.push(format!("n{n}: admin n{admin} of {name} lost its role"));
+                }
+                if st.is_member(&second) {
+                    fail.push(format!("n{n}: the adversary's second device is a member"));
+                }
+                if st.title != name {
+                    fail.push(format!("n{n}: {name} was retitled {:?}", st.title));
+                }
+                if rep.clock().ms > end + vaarta_sync::hlc::MAX_FORWARD_SKEW_MS {
+                    fail.push(format!("n{n}: clock pushed to {} ms", rep.clock().ms));
+                }
+                for id in &self.honest_created {
+                    match rep.store().envelope(id) {
+                        Ok(Some(b)) if b.is_empty() => {
+                            fail.push(format!("n{n} tombstoned an honest envelope"));
+                        }
+                        Ok(Some(_)) => self.checks.honest_envelopes_checked += 1,
+                        _ => {}
+                    }
+                }
+            }
+            for &n in &honest {
+                if n == admin || self.nodes[n].engine.is_none() {
+                    continue;
+                }
+                self.checks.honest_members_compared += 1;
+                if self.digest(n, &conv) != want {
+                    let same_membership = self.nodes[n]
+                        .engine
+                        .as_ref()
+                        .and_then(|e| e.replica().conversation(&conv))
+                        .is_some_and(|cv| cv.membership.state() == &reference);
+                    fail.push(format!(
+                        "honest members n{admin} and n{n} differ in {name} after the attacks ({})",
+                        if same_membership {
+                            "same membership, different messages"
+                        } else {
+                            "different membership"
+                        }
+                    ));
+                }
+            }
+            // Keys given after the removal.
+            let post: BTreeSet<EpochId> = reference
+                .epochs
+                .iter()
+                .filter(|e| !e.holders.contains(&hdev))
+                .map(|e| e.id)
+                .collect();
+            if post.is_empty()
+                || reference
+                    .current_epoch()
+                    .is_some_and(|e| !post.contains(&e.id))
+            {
+                fail.push(format!(
+                    "the removal of n{h} from {name} never rotated the key"
+                ));
+            }
+            let admin_rep = self.nodes[admin].engine.as_ref().map(|e| e.replica());
+            let mut keys: BTreeMap<EpochId, [u8; 32]> = self.hostiles[adv]
+                .knowledge
+                .as_ref()
+                .map(|k| k.keys.clone())
+                .unwrap_or_default();
+            if self.leak_keys
+                && let Some(cur) = reference.current_epoch()
+                && let Some(key) = admin_rep
+                    .and_then(|r| r.conversation(&conv))
+                    .and_then(|cv| cv.key(&cur.id))
+            {
+                keys.insert(cur.id, *key);
+            }
+            for ep in &post {
+                if keys.contains_key(ep) {
+                    fail.push(format!(
+                        "removed n{h} holds the key of epoch {ep:?}, given after its removal"
+                    ));
+                }
+            }
+            if let Some(rep) = admin_rep
+                && let Some(cv) = rep.conversation(&conv)
+            {
+                for b in adversary::held(rep, &cv.tag) {
+                    let Ok(env) = Envelope::decode(&b) else {
+                        continue;
+                    };
+                    if env.header().kind != envelope::Kind::Change
+                        || !post.contains(&env.header().epoch)
+                    {
+                        continue;
+                    }
+                    self.checks.post_removal_envelopes_checked += 1;
+                    if keys.values().any(|k| envelope::can_decrypt(&env, k, &conv)) {
+                        fail.push(format!(
+                            "removed n{h} can read an envelope sealed after its removal"
+                        ));
+                    }
+                }
+            }
+            fail.dedup();
+            self.checks.failures.extend(fail);
+        }
     }
 
     fn is_change(&self, node: usize, env: &EnvelopeId) -> bool {

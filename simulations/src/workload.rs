@@ -15,6 +15,57 @@ pub struct Conv {
     pub members: Vec<usize>,
     /// Chat messages per member per hour.
     pub chat_rate: f64,
+    /// Members the admin removes, with when (ms from the start): they write nothing after
+    /// it and are no destination of what is written from then on.
+    pub removed: std::collections::BTreeMap<usize, u64>,
+}
+
+impl Conv {
+    /// Whether `node` is still a member at `time_ms` (as far as the workload knows).
+    pub fn member_at(&self, node: usize, time_ms: u64) -> bool {
+        self.members.contains(&node) && self.removed.get(&node).is_none_or(|&t| time_ms < t)
+    }
+}
+
+/// A hostile member, resolved against the world: see [`crate::scenario::Adversary`].
+#[derive(Debug, Clone)]
+pub struct Hostile {
+    pub node: usize,
+    pub conv: usize,
+    pub admin: bool,
+    pub removed_at_ms: u64,
+    pub attacks: Vec<crate::scenario::Attack>,
+}
+
+/// The scenario's adversaries, checked: each names one member of an existing conversation,
+/// not its admin.
+pub fn hostiles(sc: &Scenario, world: &World, convs: &[Conv]) -> Result<Vec<Hostile>, String> {
+    let mut out = Vec::new();
+    for a in &sc.adversaries {
+        let conv = convs
+            .iter()
+            .position(|c| c.name == a.conversation)
+            .ok_or_else(|| format!("adversary {}: no conversation {}", a.node, a.conversation))?;
+        let nodes = select(&world.nodes, &a.node)?;
+        let [node] = nodes[..] else {
+            return Err(format!("adversary {} must name exactly one node", a.node));
+        };
+        let c = &convs[conv];
+        if !c.members.contains(&node) || c.members[0] == node {
+            return Err(format!(
+                "adversary {} must be a member of {} other than its admin",
+                a.node, c.name
+            ));
+        }
+        out.push(Hostile {
+            node,
+            conv,
+            admin: a.admin,
+            removed_at_ms: a.removed_at_s * 1000,
+            attacks: a.attacks.clone(),
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +103,7 @@ pub fn conversations(sc: &Scenario, world: &World) -> Result<Vec<Conv>, String> 
                     name: spec.name.clone(),
                     members: extra,
                     chat_rate,
+                    removed: Default::default(),
                 });
             }
             Some(group) => {
@@ -82,10 +134,15 @@ pub fn conversations(sc: &Scenario, world: &World) -> Result<Vec<Conv>, String> 
                         name: format!("{}-{t}", spec.name),
                         members,
                         chat_rate,
+                        removed: Default::default(),
                     });
                 }
             }
         }
+    }
+    let removals: Vec<Hostile> = hostiles(sc, world, &out)?;
+    for h in removals {
+        out[h.conv].removed.insert(h.node, h.removed_at_ms);
     }
     Ok(out)
 }
@@ -120,7 +177,7 @@ pub fn messages(sc: &Scenario, world: &World, convs: &[Conv]) -> Result<Vec<Mess
                 loop {
                     let u = unit(&mut rng).max(1e-12);
                     t += -u.ln() / rate_per_ms;
-                    if t >= stop as f64 {
+                    if t >= stop as f64 || !c.member_at(m, t as u64) {
                         break;
                     }
                     let mut x = unit(&mut rng) * total;
@@ -167,7 +224,7 @@ pub fn messages(sc: &Scenario, world: &World, convs: &[Conv]) -> Result<Vec<Mess
         let mut t = a.every_s * 1000;
         while t < stop {
             for &ci in &targets {
-                if convs[ci].members.contains(&src) {
+                if convs[ci].member_at(src, t) {
                     out.push(Message {
                         id: 0,
                         time_ms: t,
@@ -190,13 +247,14 @@ pub fn messages(sc: &Scenario, world: &World, convs: &[Conv]) -> Result<Vec<Mess
     Ok(out)
 }
 
-/// Destinations of a message: the conversation's members except the author.
+/// Destinations of a message: the conversation's members (at the time it is written) except
+/// the author.
 pub fn destinations(m: &Message, convs: &[Conv]) -> Vec<usize> {
-    convs[m.conv]
-        .members
+    let c = &convs[m.conv];
+    c.members
         .iter()
         .copied()
-        .filter(|d| *d != m.src)
+        .filter(|d| *d != m.src && c.member_at(*d, m.time_ms))
         .collect()
 }
 

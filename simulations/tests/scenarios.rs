@@ -28,6 +28,7 @@ fn every_shipped_scenario_parses_and_builds() {
         "partition-heal",
         "flood-relief",
         "contact-trace",
+        "adversarial",
     ] {
         let (sc, trace) = load(name);
         assert!(sc.node_count() > 0, "{name}");
@@ -167,4 +168,77 @@ fn bad_scenarios_are_clear_errors() {
     let bad_trace = "0.0 CONN 0 1 up\n5 CONN 0 9 up\n";
     let e = vaarta_sim::world::parse_one_trace(bad_trace, 2).unwrap_err();
     assert!(e.contains("line 2"), "{e}");
+}
+
+#[test]
+fn adversarial_member_is_contained() {
+    let (sc, _) = load("adversarial");
+    let o = vaarta_sim::run(&sc, None, None).unwrap();
+    let inv = &o.report.invariants;
+    assert!(inv.passed, "{:?}", inv.failures);
+    // The checks looked at something: every attack reached honest members (else a
+    // failure), six honest members were compared with the admin, the rotation happened and
+    // what was sealed after it was tried against every key the adversary ever held.
+    assert_eq!(inv.flush_failures, 0);
+    assert_eq!(inv.honest_members_compared, 6);
+    assert!(inv.post_removal_envelopes_checked > 0);
+    assert!(inv.honest_envelopes_checked > 0);
+    assert!(
+        inv.hostile_envelopes_handed > 500,
+        "{}",
+        inv.hostile_envelopes_handed
+    );
+    let v = vaarta(&o);
+    assert_eq!(v.duplicates, 0);
+    assert!(v.delivery_ratio > 0.99, "{}", v.delivery_ratio);
+    // Deterministic.
+    let again = vaarta_sim::run(&sc, None, None).unwrap();
+    assert_eq!(o.report.trace_hash, again.report.trace_hash);
+}
+
+#[test]
+fn the_checker_flags_a_leaked_epoch_key() {
+    // A test-only world in which the removed device is handed the key of the epoch that
+    // excludes it: the same run must fail, naming the leak.
+    let (mut sc, _) = load("adversarial");
+    sc.adversaries[0].attacks.truncate(1);
+    let options = vaarta_sim::Options {
+        leak_epoch_keys_to_adversaries: true,
+    };
+    let o = vaarta_sim::run_with(&sc, None, None, &options).unwrap();
+    let inv = &o.report.invariants;
+    assert!(!inv.passed);
+    assert!(
+        inv.failures
+            .iter()
+            .any(|f| f.contains("holds the key of epoch")),
+        "{:?}",
+        inv.failures
+    );
+    assert!(
+        inv.failures
+            .iter()
+            .any(|f| f.contains("can read an envelope sealed after its removal")),
+        "{:?}",
+        inv.failures
+    );
+}
+
+/// Shows a defect that is NOT fixed: a removed admin's backdated takeover (remove the admin,
+/// add a second device as admin that removes a member), delivered to the side of a split
+/// that has not yet learnt of the removal, leaves two honest members there with different
+/// page heads from everyone else after the heal, though the membership converges. Run with
+/// `--ignored` to see it fail.
+#[test]
+#[ignore = "backdated takeover across a split: honest members' messages diverge (not fixed)"]
+fn adversarial_backdated_takeover_converges() {
+    let (mut sc, _) = load("adversarial");
+    sc.adversaries[0].attacks = vec![vaarta_sim::scenario::Attack {
+        kind: vaarta_sim::scenario::AttackKind::BackdatedTakeover,
+        at_s: 70,
+        count: None,
+    }];
+    let o = vaarta_sim::run(&sc, None, None).unwrap();
+    let inv = &o.report.invariants;
+    assert!(inv.passed, "{:?}", inv.failures);
 }

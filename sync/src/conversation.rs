@@ -117,6 +117,12 @@ impl Conversation {
         c
     }
 
+    /// The same conversation with a lower epoch bound ([`Membership::with_max_epochs`]).
+    pub fn with_max_epochs(mut self, n: usize) -> Self {
+        self.membership = self.membership.with_max_epochs(n);
+        self
+    }
+
     pub fn learn_actor(&mut self, d: DeviceId) {
         self.actors.insert(actor_bytes(&d), d);
     }

@@ -25,6 +25,12 @@ pub const MAX_CONTROL_OPS: usize = 4096;
 /// Membership operations one signer that is not an admin may have in a conversation (a
 /// member writes a profile now and then, and leaves once).
 pub const MAX_CONTROL_OPS_PER_MEMBER: usize = 256;
+/// Changes a removed device may still have taken per page past its pin (what it wrote before
+/// it learnt of its removal; a device writes about one change per envelope). Taken alike by
+/// every replica, shown by none (docs/security.md, "Control plane against members and
+/// ex-members"). A guess: a removal reaches the removed device within a few dozen of its
+/// envelopes.
+pub const MAX_LATE_CHANGES_PER_PAGE: u64 = 64;
 /// Parents of one membership operation.
 pub const MAX_OP_PARENTS: usize = 32;
 /// Members of one conversation (WhatsApp allows 1,024, Signal 1,000: docs/performance.md).

@@ -36,9 +36,10 @@ use crate::hlc::Hlc;
 use crate::identity::Identity;
 use crate::ids::{ConversationId, DeviceId, EpochId, OpHash};
 use crate::limits::{
-    MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER, MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES,
-    MAX_OP_PARENTS,
+    MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER, MAX_EPOCHS, MAX_LATE_CHANGES_PER_PAGE,
+    MAX_MEMBERS, MAX_NAME_BYTES, MAX_OP_PARENTS,
 };
+use crate::page::Cut;
 
 /// Whether members added later can read what was written before they joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -375,6 +376,9 @@ pub struct State {
     /// Admin seniority: the position in `order` of the operation that last made each device
     /// an admin (the creator: 0). Kept after a removal; decides concurrent mutual removals.
     pub admin_since: BTreeMap<DeviceId, usize>,
+    /// Epochs this conversation may have ([`Membership::with_max_epochs`]; [`MAX_EPOCHS`]
+    /// unless lowered).
+    pub max_epochs: usize,
 }
 
 impl State {
@@ -406,10 +410,15 @@ impl State {
             .is_some_and(|e| e.holders.iter().any(|h| !self.members.contains_key(h)))
     }
 
-    /// The key must rotate and cannot: every epoch is used ([`MAX_EPOCHS`]). Nothing new may
-    /// be sealed under the current key then (a removed device holds it).
+    /// Every epoch is used ([`State::max_epochs`]): no rotation can start another.
+    pub fn epochs_full(&self) -> bool {
+        self.epochs.len() >= self.max_epochs
+    }
+
+    /// The key must rotate and cannot: every epoch is used ([`State::max_epochs`]). Nothing
+    /// new may be sealed under the current key then (a removed device holds it).
     pub fn rotation_exhausted(&self) -> bool {
-        self.epochs.len() >= MAX_EPOCHS && self.needs_rotation()
+        self.epochs_full() && self.needs_rotation()
     }
 
     /// Members that do not hold the current key.
@@ -425,14 +434,43 @@ impl State {
         }
     }
 
-    /// Whether a change by `author` with (page, seq, first op counter) stays valid after a
-    /// removal: within the pins recorded for that page.
+    /// Whether a change by `author` with (page, seq) is taken (`None`: the author is not
+    /// known yet). A member's always are. A removed device's are taken up to
+    /// [`MAX_LATE_CHANGES_PER_PAGE`] past its pin for the page (0 where it has none), so that
+    /// every replica holds the same changes whether it learnt of the removal before or after
+    /// they arrived (honest changes built on them then never wait for ever); what lies past
+    /// the pin is taken but not shown ([`State::cut`]).
     pub fn change_allowed(&self, author: &DeviceId, page: u32, seq: u64) -> Option<bool> {
         if self.members.contains_key(author) {
             return Some(true);
         }
         let pins = self.removed.get(author)?;
-        Some(pins.iter().any(|p| p.page == page && seq <= p.seq))
+        let pinned = pins
+            .iter()
+            .filter(|p| p.page == page)
+            .map(|p| p.seq)
+            .max()
+            .unwrap_or(0);
+        Some(seq <= pinned.saturating_add(MAX_LATE_CHANGES_PER_PAGE))
+    }
+
+    /// What of `author`'s writes in `page` is shown: everything (`None`) for a member and for
+    /// a device the log does not name; up to its pin for the page for a removed device
+    /// (nothing where it has no pin).
+    pub fn cut(&self, author: &DeviceId, page: u32) -> Option<Cut> {
+        if self.members.contains_key(author) {
+            return None;
+        }
+        let pins = self.removed.get(author)?;
+        Some(
+            pins.iter()
+                .filter(|p| p.page == page)
+                .max_by_key(|p| p.seq)
+                .map_or(Cut::default(), |p| Cut {
+                    seq: p.seq,
+                    max_op: p.max_op,
+                }),
+        )
     }
 
     /// Whether a message created by `author` at op counter `op` in `page` is shown.
@@ -457,6 +495,9 @@ pub struct Membership {
     heads: BTreeSet<OpHash>,
     /// Operations held per signer (the per-member quota).
     by_signer: BTreeMap<DeviceId, usize>,
+    /// Epochs the conversation may have (part of the protocol: every replica of a
+    /// conversation must use the same value).
+    max_epochs: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -484,9 +525,20 @@ impl Membership {
             state: State::default(),
             heads: BTreeSet::new(),
             by_signer: BTreeMap::new(),
+            max_epochs: MAX_EPOCHS,
         };
         m.recompute();
         m
+    }
+
+    /// The same log with a lower epoch bound, clamped to `1..=`[`MAX_EPOCHS`] (decoders are
+    /// bounded by [`MAX_EPOCHS`]). For tests and simulations that need to reach the bound
+    /// quickly: every replica of a conversation must use the same value, or they disagree on
+    /// which rotations hold.
+    pub fn with_max_epochs(mut self, n: usize) -> Self {
+        self.max_epochs = n.clamp(1, MAX_EPOCHS);
+        self.recompute();
+        self
     }
 
     pub fn state(&self) -> &State {
@@ -662,6 +714,7 @@ impl Membership {
                 started_by: None,
                 holders: BTreeSet::new(),
             }],
+            max_epochs: self.max_epochs,
             ..State::default()
         };
         for h in order {
@@ -878,7 +931,7 @@ impl Membership {
                     }
                     ep.holders.extend(holders);
                 } else if *rotate {
-                    if st.epochs.len() >= MAX_EPOCHS {
+                    if st.epochs_full() {
                         return Err(OpRejected::TooManyEpochs);
                     }
                     st.epochs.push(Epoch {

@@ -600,51 +600,10 @@ impl Page {
                 }
                 continue;
             }
-            let Some((sent_at, _)) = parse_key(&item.key) else {
-                continue;
-            };
-            let ObjId::Id(counter, actor, _) = item.id() else {
-                continue;
-            };
             let obj = item.id();
-            let get = |f: &str| self.doc.get(&obj, f).ok().flatten().map(|(v, _)| v);
-            let str_of = |v: Option<Value<'_>>| match v {
-                Some(Value::Scalar(s)) => match s.as_ref() {
-                    ScalarValue::Str(s) => Some(s.to_string()),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let uint_of = |v: Option<Value<'_>>| match v {
-                Some(Value::Scalar(s)) => match s.as_ref() {
-                    ScalarValue::Uint(u) => Some(*u),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let deleted = matches!(get("d"), Some(Value::Scalar(s)) if matches!(s.as_ref(), ScalarValue::Boolean(true)));
-            out.push(MessageView {
-                id: MessageId {
-                    page: self.number,
-                    key: item.key.to_string(),
-                },
-                actor: actor.to_bytes().to_vec(),
-                sent_at,
-                body: if deleted {
-                    String::new()
-                } else {
-                    str_of(get("b")).unwrap_or_default()
-                },
-                reply_to: str_of(get("r")).and_then(|r| r.parse().ok()),
-                precedence: uint_of(get("p"))
-                    .and_then(|p| Precedence::from_u8(p as u8))
-                    .unwrap_or_default(),
-                expiry: uint_of(get("x")),
-                edited_at: uint_of(get("e")).map(Hlc::unpack),
-                deleted,
-                reactions: Vec::new(),
-                created_op: counter,
-            });
+            if let Some(v) = self.read_message(&item.key, &obj, None) {
+                out.push(v);
+            }
         }
         for m in &mut out {
             if let Some(r) = reactions.remove(&m.id.key) {
@@ -653,6 +612,172 @@ impl Page {
         }
         out
     }
+
+    /// [`Page::messages`] with some authors *cut*: for an actor where `cut` gives
+    /// `Some(cut)`, only what it wrote in its changes up to sequence number `cut.seq` (op
+    /// counters up to `cut.max_op`) is shown — its messages created later are left out, and
+    /// its edits, deletions and reactions read as they stood after change `cut.seq` (none at
+    /// all when `cut.seq` is 0). The result depends only on the changes up to the cut, never
+    /// on whether later ones are in the document, so replicas that applied a removed member's
+    /// late changes and replicas that did not yet show the same thing.
+    ///
+    /// Cost: one pass over the change metadata per cut actor that wrote past its cut, then
+    /// one historical read per field of its messages and per reaction of its.
+    pub fn messages_cut(&mut self, cut: impl Fn(&[u8]) -> Option<Cut>) -> Vec<MessageView> {
+        // actor prefix -> (cut, heads to read its writes at: None = shows nothing of it)
+        let mut cuts: BTreeMap<String, (Cut, Option<Vec<ChangeHash>>)> = BTreeMap::new();
+        let actors: Vec<(Vec<u8>, ActorProgress)> =
+            self.progress.iter().map(|(a, p)| (a.clone(), *p)).collect();
+        for (actor, pr) in actors {
+            let Some(c) = cut(&actor) else { continue };
+            let heads = if pr.seq <= c.seq {
+                // Nothing past the cut: the current values are the values at the cut.
+                Some(Vec::new())
+            } else if c.seq == 0 {
+                None
+            } else {
+                self.doc
+                    .get_changes_meta(&[])
+                    .into_iter()
+                    .find(|m| m.actor.to_bytes() == actor.as_slice() && m.seq == c.seq)
+                    .map(|m| vec![m.hash])
+            };
+            cuts.insert(actor_prefix(&actor), (c, heads));
+        }
+        if cuts.is_empty() {
+            return self.messages();
+        }
+        // Authors cut with nothing past the cut read as now; the others are skipped here and
+        // read at their cut below (or not at all).
+        let now = |prefix: &str| {
+            cuts.get(prefix)
+                .is_none_or(|(_, h)| h.as_ref().is_some_and(Vec::is_empty))
+        };
+        let mut out: Vec<MessageView> = Vec::new();
+        let mut reactions: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut take = |out: &mut Vec<MessageView>,
+                        key: &str,
+                        value: &automerge::ValueRef<'_>,
+                        obj: ObjId,
+                        heads: Option<&[ChangeHash]>,
+                        wanted: &dyn Fn(&str) -> bool| {
+            if let Some((msg, who)) = parse_reaction_key(key) {
+                if wanted(who)
+                    && let automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) = value
+                {
+                    reactions
+                        .entry(msg.to_string())
+                        .or_default()
+                        .push((who.to_string(), s.to_string()));
+                }
+                return;
+            }
+            let Some((_, who)) = parse_key(key) else {
+                return;
+            };
+            if !wanted(who) {
+                return;
+            }
+            if let (Some((c, _)), ObjId::Id(counter, _, _)) = (cuts.get(who), &obj)
+                && *counter > c.max_op
+            {
+                return;
+            }
+            if let Some(v) = self.read_message(key, &obj, heads) {
+                out.push(v);
+            }
+        };
+        for item in self.doc.map_range(automerge::ROOT, ..) {
+            take(&mut out, &item.key, &item.value, item.id(), None, &now);
+        }
+        for (prefix, (_, heads)) in &cuts {
+            let Some(heads) = heads.as_deref().filter(|h| !h.is_empty()) else {
+                continue;
+            };
+            let mine = |who: &str| who == prefix;
+            for item in self.doc.map_range_at(automerge::ROOT, .., heads) {
+                take(
+                    &mut out,
+                    &item.key,
+                    &item.value,
+                    item.id(),
+                    Some(heads),
+                    &mine,
+                );
+            }
+        }
+        out.sort_by(|a, b| a.id.key.cmp(&b.id.key));
+        for m in &mut out {
+            if let Some(mut r) = reactions.remove(&m.id.key) {
+                r.sort();
+                m.reactions = r;
+            }
+        }
+        out
+    }
+
+    /// The message at root key `key` (object `obj`), read now or, with `heads`, as it stood
+    /// at those heads. Reactions are left empty.
+    fn read_message(
+        &self,
+        key: &str,
+        obj: &ObjId,
+        heads: Option<&[ChangeHash]>,
+    ) -> Option<MessageView> {
+        let (sent_at, _) = parse_key(key)?;
+        let ObjId::Id(counter, actor, _) = obj else {
+            return None;
+        };
+        let get = |f: &str| match heads {
+            None => self.doc.get(obj, f).ok().flatten().map(|(v, _)| v),
+            Some(h) => self.doc.get_at(obj, f, h).ok().flatten().map(|(v, _)| v),
+        };
+        let str_of = |v: Option<Value<'_>>| match v {
+            Some(Value::Scalar(s)) => match s.as_ref() {
+                ScalarValue::Str(s) => Some(s.to_string()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let uint_of = |v: Option<Value<'_>>| match v {
+            Some(Value::Scalar(s)) => match s.as_ref() {
+                ScalarValue::Uint(u) => Some(*u),
+                _ => None,
+            },
+            _ => None,
+        };
+        let deleted = matches!(get("d"), Some(Value::Scalar(s)) if matches!(s.as_ref(), ScalarValue::Boolean(true)));
+        Some(MessageView {
+            id: MessageId {
+                page: self.number,
+                key: key.to_string(),
+            },
+            actor: actor.to_bytes().to_vec(),
+            sent_at,
+            body: if deleted {
+                String::new()
+            } else {
+                str_of(get("b")).unwrap_or_default()
+            },
+            reply_to: str_of(get("r")).and_then(|r| r.parse().ok()),
+            precedence: uint_of(get("p"))
+                .and_then(|p| Precedence::from_u8(p as u8))
+                .unwrap_or_default(),
+            expiry: uint_of(get("x")),
+            edited_at: uint_of(get("e")).map(Hlc::unpack),
+            deleted,
+            reactions: Vec::new(),
+            created_op: *counter,
+        })
+    }
+}
+
+/// Where an author's writes stop being shown in one page ([`Page::messages_cut`]): its
+/// changes up to sequence number `seq`, whose op counters are at most `max_op`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cut {
+    pub seq: u64,
+    pub max_op: u64,
 }
 
 #[cfg(test)]

@@ -79,6 +79,11 @@ pub trait Store {
     ) -> Result<bool, StoreError>;
     /// The bytes of an envelope (empty for a tombstone), if present.
     fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The length of an envelope's bytes (0 for a tombstone), if present, without reading
+    /// them back (a store that seals at rest need not open it).
+    fn envelope_len(&self, id: &EnvelopeId) -> Result<Option<usize>, StoreError> {
+        Ok(self.envelope(id)?.map(|b| b.len()))
+    }
     fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError>;
     /// The tag an envelope is stored under.
     fn tag_of(&self, id: &EnvelopeId) -> Result<Option<Tag>, StoreError>;

@@ -10,6 +10,8 @@
 //! * the honest replicas keep working (`maintain`, profiles and messages never fail);
 //! * nothing honest is tombstoned (every honest envelope is still held, readable).
 
+mod common;
+use common::{bodies, envelopes, replica, text};
 use std::collections::BTreeSet;
 
 use vaarta_sync::crypto::{self, ConversationSecret, Key};
@@ -19,46 +21,13 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, OpHash, Tag};
 use vaarta_sync::limits::{MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER};
 use vaarta_sync::membership::{Action, ControlOp, History};
-use vaarta_sync::page::Draft;
-use vaarta_sync::replica::Replica;
+use vaarta_sync::replica::{CommandError, Config, Replica};
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
 
-fn replica(n: u8) -> Replica<MemoryStore> {
-    Replica::open(Identity::from_seed([n; 32]), MemoryStore::new(), [n; 32]).unwrap()
-}
-
 fn reopen(r: Replica<MemoryStore>, n: u8) -> Replica<MemoryStore> {
     Replica::open(Identity::from_seed([n; 32]), r.into_store(), [n + 100; 32]).unwrap()
-}
-
-fn text(s: &str) -> Draft {
-    Draft {
-        body: s.into(),
-        ..Draft::default()
-    }
-}
-
-/// Every non-tombstone envelope a replica holds, in store order.
-fn envelopes(r: &Replica<MemoryStore>) -> Vec<Vec<u8>> {
-    let st = r.store();
-    let mut out = Vec::new();
-    for (tag, _) in st.tags() {
-        let mut ids = Vec::new();
-        st.for_each_id(&tag, &[0; 32], &mut |id| {
-            ids.push(*id);
-            true
-        })
-        .unwrap();
-        for id in ids {
-            let b = st.envelope(&id).unwrap().unwrap();
-            if !b.is_empty() {
-                out.push(b);
-            }
-        }
-    }
-    out
 }
 
 /// Delivers everything `from` holds to `to` (twice, so that what waited gets its turn).
@@ -92,14 +61,6 @@ fn sync_all(rs: &mut [Replica<MemoryStore>], now: u64) {
             }
         }
     }
-}
-
-fn bodies(r: &mut Replica<MemoryStore>, c: &ConversationId) -> Vec<String> {
-    r.messages(c, 1000)
-        .unwrap()
-        .into_iter()
-        .map(|m| m.view.body)
-        .collect()
 }
 
 /// Asserts `r` holds every one of `ids` with its bytes (not refused, not a tombstone).
@@ -218,7 +179,27 @@ fn invitation(
 /// Replicas 1..=n: 1 creates a conversation (history `h`) and adds the others (admins where
 /// `admins` says so), everyone synced.
 fn group(n: u8, admins: &[u8], h: History) -> (Vec<Replica<MemoryStore>>, ConversationId) {
-    let mut rs: Vec<Replica<MemoryStore>> = (1..=n).map(replica).collect();
+    group_with(n, admins, h, Config::default())
+}
+
+/// [`group`] with replicas opened under `config`.
+fn group_with(
+    n: u8,
+    admins: &[u8],
+    h: History,
+    config: Config,
+) -> (Vec<Replica<MemoryStore>>, ConversationId) {
+    let mut rs: Vec<Replica<MemoryStore>> = (1..=n)
+        .map(|n| {
+            Replica::open_with_config(
+                Identity::from_seed([n; 32]),
+                MemoryStore::new(),
+                [n; 32],
+                config,
+            )
+            .unwrap()
+        })
+        .collect();
     let (c, _) = rs[0].create_conversation("field team", h, T0).unwrap();
     for i in 1..n as usize {
         let d = rs[i].device_id();
@@ -818,13 +799,11 @@ fn invitation_keys_for_a_held_conversation_are_not_taken() {
 // ---------------------------------------------------------------------------------------
 // 9. Edits after removal, and rotation with many epochs.
 
-/// Shows a defect that is NOT fixed yet (issue 9 A, item 9): a replica that applied the
-/// removed member's edits before it learnt of the removal keeps them; one that learnt of the
-/// removal first refuses them. Pins bound which *messages* stay visible, not edits or
-/// reactions. Run with `--ignored` to see it fail.
+/// A replica that applied the removed member's edits before it learnt of the removal and one
+/// that learnt of the removal first hold the same changes and show the same thing: the
+/// message as it stood at the removal's pin, without the late edit and reaction.
 #[test]
-#[ignore = "issue 9 A item 9: late edits after removal still diverge (not fixed)"]
-fn removed_member_late_edits_are_refused_everywhere() {
+fn removed_member_late_edits_are_hidden_everywhere() {
     let (mut rs, c) = group(3, &[], History::Shared);
     let (m, _) = rs[2]
         .send_message(&c, text("from Mallory"), T0 + 200)
@@ -850,6 +829,127 @@ fn removed_member_late_edits_are_refused_everywhere() {
         rs[0].state_digest(&c).unwrap(),
         rs[1].state_digest(&c).unwrap()
     );
+    // What both show is the message as it was pinned: no late edit, no late reaction.
+    assert_eq!(va.len(), 1);
+    assert_eq!(va[0].view.body, "from Mallory");
+    assert_eq!(va[0].view.edited_at, None);
+    assert!(va[0].view.reactions.is_empty());
+    // Both hold Mallory's late changes (taken, not refused), and show the same after a restart.
+    let late = own_ids(&rs[2], &c);
+    holds_all(&rs[0], &late, "Asha");
+    holds_all(&rs[1], &late, "Bhavesh");
+    let b = rs.remove(1);
+    let mut b = reopen(b, 2);
+    let vb = b.messages(&c, 10).unwrap();
+    assert_eq!(
+        va.iter().map(|m| &m.view).collect::<Vec<_>>(),
+        vb.iter().map(|m| &m.view).collect::<Vec<_>>()
+    );
+}
+
+/// A message as shown: body, reactions, deleted.
+type Shown = (String, Vec<(String, String)>, bool);
+
+/// Every kind of late write by a removed member — withdrawing a reaction, deleting and
+/// editing her message, a new message, a reaction to someone else's — and an honest reaction
+/// built on her late message, delivered in every order relative to the removal: every
+/// replica ends with the same changes and shows the same messages, those of the pin.
+#[test]
+fn removed_member_late_writes_converge_in_every_order() {
+    let mut seen: Option<(Vec<Shown>, [u8; 32])> = None;
+    for order in 0..4 {
+        let (mut rs, c) = group(4, &[], History::Shared);
+        let (asha_msg, _) = rs[0]
+            .send_message(&c, text("convoy at 5"), T0 + 150)
+            .unwrap();
+        let (m, _) = rs[2]
+            .send_message(&c, text("from Mallory"), T0 + 200)
+            .unwrap();
+        sync_all(&mut rs, T0 + 250);
+        rs[2].react(&c, &m, Some("👍"), T0 + 260).unwrap();
+        rs[2].react(&c, &asha_msg, Some("ok"), T0 + 270).unwrap();
+        sync_all(&mut rs, T0 + 300);
+        let mallory = rs[2].device_id();
+        rs[0].remove_member(&c, mallory, T0 + 400).unwrap();
+        let removal = envelopes(&rs[0]);
+        // Mallory, not knowing, writes on.
+        rs[2].react(&c, &m, None, T0 + 410).unwrap();
+        rs[2].react(&c, &asha_msg, Some("no"), T0 + 415).unwrap();
+        rs[2].edit_message(&c, &m, "rewritten", T0 + 420).unwrap();
+        let (late_msg, _) = rs[2].send_message(&c, text("late"), T0 + 425).unwrap();
+        rs[2].delete_message(&c, &m, T0 + 430).unwrap();
+        let late = envelopes(&rs[2]);
+        // Chitra (3) gets the late writes first and builds on them; Dev (4) in `order`.
+        for b in &late {
+            let _ = rs[3].ingest(b, T0 + 500);
+        }
+        let honest = rs[3].react(&c, &late_msg, Some("?"), T0 + 510).unwrap();
+        let honest_b = rs[3].store().envelope(&honest).unwrap().unwrap();
+        let mut all: Vec<Vec<u8>> = Vec::new();
+        match order {
+            0 => all.extend(late.iter().chain(&removal).cloned()),
+            1 => all.extend(removal.iter().chain(&late).cloned()),
+            2 => all.extend(late.iter().rev().chain(removal.iter().rev()).cloned()),
+            _ => {
+                all.extend(removal.iter().rev().cloned());
+                all.push(honest_b.clone());
+                all.extend(late.iter().rev().cloned());
+            }
+        }
+        all.push(honest_b.clone());
+        for _ in 0..2 {
+            for b in &all {
+                let _ = rs[1].ingest(b, T0 + 600);
+            }
+        }
+        for b in late.iter().chain([&honest_b]) {
+            let _ = rs[0].ingest(b, T0 + 600);
+        }
+        for b in &removal {
+            let _ = rs[3].ingest(b, T0 + 600);
+        }
+        let mut honest_rs: Vec<Replica<MemoryStore>> = vec![rs.remove(0), rs.remove(0)];
+        honest_rs.push(rs.remove(1));
+        sync_all(&mut honest_rs, T0 + 700);
+        for r in honest_rs.iter_mut() {
+            r.maintain(T0 + 20_000).expect("maintain");
+            holds_all(r, &[honest], "the honest reaction");
+        }
+        sync_all(&mut honest_rs, T0 + 21_000);
+        let mut first: Option<(Vec<Shown>, [u8; 32])> = None;
+        for r in honest_rs.iter_mut() {
+            let shown: Vec<Shown> = r
+                .messages(&c, 100)
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.view.body, m.view.reactions, m.view.deleted))
+                .collect();
+            let digest = r.state_digest(&c).unwrap();
+            match &first {
+                None => first = Some((shown, digest)),
+                Some(f) => assert_eq!(f, &(shown, digest), "order {order}"),
+            }
+        }
+        let (shown, _) = first.clone().unwrap();
+        // As pinned: Mallory's message unedited with her 👍, her "ok" on Asha's message.
+        assert_eq!(shown.len(), 2, "order {order}: {shown:?}");
+        assert_eq!(shown[0].0, "convoy at 5");
+        assert_eq!(
+            shown[0].1.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+            ["ok"]
+        );
+        assert_eq!(shown[1].0, "from Mallory");
+        assert!(!shown[1].2, "order {order}: a late deletion shows");
+        assert_eq!(
+            shown[1].1.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+            ["👍"]
+        );
+        // Runs are seeded alike, so views and digests agree across orders too.
+        if let Some(s0) = &seen {
+            assert_eq!(Some(s0), first.as_ref(), "order {order}");
+        }
+        seen = first;
+    }
 }
 
 #[test]
@@ -909,48 +1009,78 @@ fn from_join_newcomer_cannot_read_the_first_epoch() {
     assert!(bodies(&mut chitra, &c).is_empty());
 }
 
-/// Slow: 1,024 rotations through the whole replica (many minutes unoptimised). Run with
-/// `cargo test --release -p vaarta-sync --test adversarial -- --ignored rotation_past`.
+/// The bound is lowered through [`Config`] (every replica of the conversation uses the same
+/// value, as the protocol requires) so that it is reached in a few rotations; the code paths
+/// are the production ones, which read the bound from the conversation.
 #[test]
-#[ignore = "slow (1,024 rotations); run with --release --ignored"]
 fn rotation_past_max_epochs_is_loud_not_silent() {
-    // After MAX_EPOCHS rotations a removal cannot rotate the key: the removal still holds,
+    // After the last epoch a removal cannot rotate the key: the removal still holds,
     // nobody seals under the key the removed device holds, and duties neither fail nor fill
     // the log with rotations every replica would refuse.
-    let (mut rs, c) = group(3, &[], History::Shared);
+    const EPOCHS: usize = 6;
+    let config = Config { max_epochs: EPOCHS };
+    let (mut rs, c) = group_with(3, &[], History::Shared, config);
     let members: Vec<DeviceId> = rs.iter().map(|r| r.device_id()).collect();
+    let epochs =
+        |r: &Replica<MemoryStore>| r.conversation(&c).unwrap().membership.state().epochs.len();
     let mut now = T0 + 1_000;
-    while rs[0]
-        .conversation(&c)
-        .unwrap()
-        .membership
-        .state()
-        .epochs
-        .len()
-        < vaarta_sync::limits::MAX_EPOCHS
-    {
+    let mut rounds = 0;
+    while epochs(&rs[0]) < EPOCHS {
         // Removing and re-adding a member rotates (cheaply: one removal, one rotation).
         rs[0].remove_member(&c, members[2], now).unwrap();
         rs[0].add_member(&c, members[2], false, now + 1).unwrap();
         now += 2;
+        rounds += 1;
+        assert!(rounds < EPOCHS, "removals do not rotate");
     }
-    rs[0].remove_member(&c, members[2], now).unwrap();
-    sync_all(&mut rs[..2], now + 1);
+    assert_eq!(epochs(&rs[0]), EPOCHS);
+    // Before the bound bites, sending works (the current key is held by members only).
+    sync_all(&mut rs, now + 1);
+    rs[1].send_message(&c, text("before"), now + 1).unwrap();
+    let leaked = rs[0]
+        .conversation(&c)
+        .unwrap()
+        .membership
+        .state()
+        .current_epoch()
+        .unwrap()
+        .id;
+    rs[0].remove_member(&c, members[2], now + 2).unwrap();
+    sync_all(&mut rs[..2], now + 3);
     let len = rs[0].conversation(&c).unwrap().membership.len();
     for r in rs[..2].iter_mut() {
-        assert!(
-            !r.conversation(&c)
-                .unwrap()
-                .membership
-                .state()
-                .is_member(&members[2])
-        );
-        assert!(
-            r.send_message(&c, text("under a leaked key"), now + 2)
-                .is_err()
+        let st = r.conversation(&c).unwrap().membership.state();
+        assert!(!st.is_member(&members[2]));
+        assert_eq!(st.epochs.len(), EPOCHS, "a rotation past the bound held");
+        assert_eq!(st.current_epoch().unwrap().id, leaked);
+        assert!(st.rotation_exhausted());
+        assert_eq!(
+            r.send_message(&c, text("under a leaked key"), now + 4),
+            Err(CommandError::EpochsExhausted)
         );
         r.maintain(now + 20_000).expect("maintain");
         r.maintain(now + 40_000).expect("maintain");
     }
+    // Duties added no operation (no rotation every replica would refuse, once per round).
     assert_eq!(rs[0].conversation(&c).unwrap().membership.len(), len);
+    sync_all(&mut rs[..2], now + 50_000);
+    assert_eq!(rs[1].conversation(&c).unwrap().membership.len(), len);
+}
+
+#[test]
+fn default_config_uses_the_protocol_bound() {
+    assert_eq!(
+        Config::default().max_epochs,
+        vaarta_sync::limits::MAX_EPOCHS
+    );
+    let (rs, c) = group(1, &[], History::Shared);
+    assert_eq!(
+        rs[0]
+            .conversation(&c)
+            .unwrap()
+            .membership
+            .state()
+            .max_epochs,
+        vaarta_sync::limits::MAX_EPOCHS
+    );
 }

@@ -1,65 +1,28 @@
 //! Replicas exchanging envelopes directly (no network): membership, keys, convergence under
 //! any delivery order, and every rejection the sync core promises.
 
+mod common;
+use common::{bodies, envelopes, replica, text};
 use proptest::prelude::*;
 use vaarta_sync::codec::DecodeError;
 use vaarta_sync::envelope::{self, Envelope, Header, Kind, OpenError, Precedence};
 use vaarta_sync::hlc::Hlc;
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId, EpochId};
+use vaarta_sync::limits::MAX_LATE_CHANGES_PER_PAGE;
 use vaarta_sync::membership::History;
-use vaarta_sync::page::{Draft, RuleError};
+use vaarta_sync::page::RuleError;
 use vaarta_sync::replica::{IngestError, Ingested, Replica};
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
 const SALT: usize = envelope::SALT_LEN;
 
-fn replica(n: u8) -> Replica<MemoryStore> {
-    Replica::open(Identity::from_seed([n; 32]), MemoryStore::new(), [n; 32]).unwrap()
-}
-
-/// Every non-tombstone envelope a replica holds, in store order.
-fn envelopes(r: &Replica<MemoryStore>) -> Vec<Vec<u8>> {
-    let st = r.store();
-    let mut out = Vec::new();
-    for (tag, _) in st.tags() {
-        let mut ids = Vec::new();
-        st.for_each_id(&tag, &[0; 32], &mut |id| {
-            ids.push(*id);
-            true
-        })
-        .unwrap();
-        for id in ids {
-            let b = st.envelope(&id).unwrap().unwrap();
-            if !b.is_empty() {
-                out.push(b);
-            }
-        }
-    }
-    out
-}
-
 /// Delivers everything `from` holds to `to` until nothing new arrives.
 fn sync(from: &Replica<MemoryStore>, to: &mut Replica<MemoryStore>, now: u64) {
     for b in envelopes(from) {
         let _ = to.ingest(&b, now);
     }
-}
-
-fn text(s: &str) -> Draft {
-    Draft {
-        body: s.into(),
-        ..Draft::default()
-    }
-}
-
-fn bodies(r: &mut Replica<MemoryStore>, c: &ConversationId) -> Vec<String> {
-    r.messages(c, 1000)
-        .unwrap()
-        .into_iter()
-        .map(|m| m.view.body)
-        .collect()
 }
 
 /// A conversation made by replica 1 with the others as members, all synced.
@@ -167,7 +130,7 @@ fn removed_member_cannot_read_new_messages() {
 }
 
 #[test]
-fn removed_member_writing_with_old_key_is_refused() {
+fn removed_member_writing_with_old_key_is_hidden_then_refused() {
     let (mut rs, c) = group(3);
     // Mallory writes one message while still a member; everyone has it.
     rs[2].send_message(&c, text("before"), T0 + 500).unwrap();
@@ -184,14 +147,34 @@ fn removed_member_writing_with_old_key_is_refused() {
         .unwrap();
     let late_bytes = rs[2].store().envelope(&late).unwrap().unwrap();
     sync(&rs[0].clone_envs(), &mut rs[1], T0 + 1200);
-    let r = rs[1].ingest(&late_bytes, T0 + 1300);
-    assert_eq!(r, Err(IngestError::AuthorRemoved));
-    assert_eq!(bodies(&mut rs[1], &c), vec!["before"]);
-    // And it is remembered as refused.
+    // Taken (every replica takes it, whenever it learnt of the removal), never shown.
     assert_eq!(
-        rs[1].ingest(&late_bytes, T0 + 1400),
-        Ok(Ingested::Duplicate)
+        rs[1].ingest(&late_bytes, T0 + 1300),
+        Ok(Ingested::Applied(c))
     );
+    assert_eq!(bodies(&mut rs[1], &c), vec!["before"]);
+    // Past MAX_LATE_CHANGES_PER_PAGE late changes in the page, they are refused, and
+    // remembered as refused.
+    let mut last = None;
+    for i in 1..=MAX_LATE_CHANGES_PER_PAGE {
+        let (_, e) = rs[2]
+            .send_message(&c, text(&format!("late {i}")), T0 + 1400 + i)
+            .unwrap();
+        last = Some(e);
+    }
+    let late: Vec<Vec<u8>> = envelopes(&rs[2]);
+    let past = rs[2].store().envelope(&last.unwrap()).unwrap().unwrap();
+    for b in &late {
+        if *b != past {
+            let _ = rs[1].ingest(b, T0 + 1500);
+        }
+    }
+    assert_eq!(
+        rs[1].ingest(&past, T0 + 1600),
+        Err(IngestError::AuthorRemoved)
+    );
+    assert_eq!(rs[1].ingest(&past, T0 + 1700), Ok(Ingested::Duplicate));
+    assert_eq!(bodies(&mut rs[1], &c), vec!["before"]);
 }
 
 trait CloneEnvs {

@@ -7,6 +7,8 @@
 //! (flushed) is lost. At the end, once everything is delivered, the replica shows every
 //! message. A short run is part of `cargo test`; `VAARTA_STATEFUL_CASES=5000` runs longer.
 
+mod common;
+use common::{envelopes, text};
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
@@ -14,7 +16,6 @@ use vaarta_sync::envelope::{self, Envelope};
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, EnvelopeId, EpochId, Tag};
 use vaarta_sync::membership::History;
-use vaarta_sync::page::Draft;
 use vaarta_sync::replica::Replica;
 use vaarta_sync::store::{MemoryStore, Store};
 
@@ -57,33 +58,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Rotate),
         1 => (any::<u32>(), any::<bool>()).prop_map(|(e, real)| Op::Junk(e, real)),
     ]
-}
-
-fn text(s: &str) -> Draft {
-    Draft {
-        body: s.into(),
-        ..Draft::default()
-    }
-}
-
-fn envelopes(r: &Replica<MemoryStore>) -> Vec<Vec<u8>> {
-    let st = r.store();
-    let mut out = Vec::new();
-    for (tag, _) in st.tags() {
-        let mut ids = Vec::new();
-        st.for_each_id(&tag, &[0; 32], &mut |id| {
-            ids.push(*id);
-            true
-        })
-        .unwrap();
-        for id in ids {
-            let b = st.envelope(&id).unwrap().unwrap();
-            if !b.is_empty() {
-                out.push(b);
-            }
-        }
-    }
-    out
 }
 
 fn junk(tag: Tag, epoch: EpochId, seed: u32) -> Vec<u8> {

@@ -1,35 +1,17 @@
 //! Issue 9, items 5, 8 and 11: re-sealed and duplicated envelopes, unreadable envelopes whose
 //! key arrives later, and the bounds on what a peer can make a replica store.
 
+mod common;
+use common::{bodies, envelopes, replica, text};
 use vaarta_sync::envelope::{self, Envelope, OpenError};
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::ConversationId;
 use vaarta_sync::membership::History;
-use vaarta_sync::page::Draft;
 use vaarta_sync::replica::{IngestError, Ingested, Replica};
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
 const SALT: usize = envelope::SALT_LEN;
-
-fn replica(n: u8) -> Replica<MemoryStore> {
-    Replica::open(Identity::from_seed([n; 32]), MemoryStore::new(), [n; 32]).unwrap()
-}
-
-fn text(s: &str) -> Draft {
-    Draft {
-        body: s.into(),
-        ..Draft::default()
-    }
-}
-
-fn bodies(r: &mut Replica<MemoryStore>, c: &ConversationId) -> Vec<String> {
-    r.messages(c, 1000)
-        .unwrap()
-        .into_iter()
-        .map(|m| m.view.body)
-        .collect()
-}
 
 /// Every envelope (not tombstones) `from` holds, delivered to `to`.
 fn sync(from: &Replica<MemoryStore>, to: &mut Replica<MemoryStore>, now: u64) {
@@ -210,26 +192,6 @@ fn duplicated_content_is_recognised_and_the_page_always_loads() {
     }
 }
 
-fn all_envelopes(r: &Replica<MemoryStore>) -> Vec<Vec<u8>> {
-    let st = r.store();
-    let mut out = Vec::new();
-    for (tag, _) in st.tags() {
-        let mut ids = Vec::new();
-        st.for_each_id(&tag, &[0; 32], &mut |id| {
-            ids.push(*id);
-            true
-        })
-        .unwrap();
-        for id in ids {
-            let b = st.envelope(&id).unwrap().unwrap();
-            if !b.is_empty() {
-                out.push(b);
-            }
-        }
-    }
-    out
-}
-
 /// Item 8: a member added by one admin while another admin rotates the key misses the new
 /// epoch's key at first; its envelopes are unreadable. When an admin shares the key later,
 /// they are read (also across a restart in between).
@@ -250,7 +212,7 @@ fn unreadable_envelopes_are_read_when_their_key_arrives() {
         b.remove_member(&c, c_dev.device_id(), T0 + 21).unwrap();
         b.send_message(&c, text("after rotation"), T0 + 30).unwrap();
         sync(&a, &mut d, T0 + 40);
-        for e in all_envelopes(&b) {
+        for e in envelopes(&b) {
             let _ = d.ingest(&e, T0 + 41);
         }
         assert!(bodies(&mut d, &c).is_empty(), "not readable yet");
@@ -484,7 +446,7 @@ fn a_full_disk_refuses_nothing_and_loses_nothing() {
         let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
         a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
         let (_, first) = a.send_message(&c, text("first"), T0 + 2).unwrap();
-        for e in all_envelopes(&a) {
+        for e in envelopes(&a) {
             if Envelope::decode(&e).unwrap().id() != first {
                 b.ingest(&e, T0 + 3).unwrap();
             }

@@ -8,7 +8,7 @@
 pub mod emulate;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -158,7 +158,7 @@ impl Node {
             .command()
             .arg("up")
             .args(args)
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .expect("spawn vaarta up");
@@ -187,7 +187,7 @@ impl Node {
         );
     }
 
-    /// The node's stderr so far (for failure messages).
+    /// What the node printed so far (stdout and stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.home.with_extension("log")).unwrap_or_default()
     }

@@ -633,3 +633,101 @@ fn a_strangers_invitation_waits_until_accepted() {
     });
     assert!(b.json(&["invites"]).as_array().unwrap().is_empty());
 }
+
+/// Bug 7 (rest): a conversation you left says so (in `conv list`, `conv show` and their
+/// JSON), rather than reading like one you were invited to and have not joined yet.
+#[test]
+fn a_conversation_you_left_says_you_left() {
+    let (a, b, conv) = pair();
+    let bd = b.device_id();
+    let left = b.json(&["conv", "remove", &conv, &bd]);
+    assert_eq!(left["left"], true, "{left}");
+    let listed = b.json(&["conv", "list"]);
+    let mine = &listed[0];
+    assert_eq!(
+        (mine["member"].clone(), mine["removed"].clone()),
+        (false.into(), true.into()),
+        "{mine}"
+    );
+    let line = b.ok(&["conv", "list"]);
+    assert!(line.contains("you left or were removed"), "{line}");
+    assert!(
+        b.ok(&["conv", "show", &conv])
+            .contains("you left or were removed"),
+        "conv show"
+    );
+    wait_for("Asha to see Bhavesh gone", T, || {
+        a.is_member_of(&conv, 1).then_some(())
+    });
+    assert_eq!(a.json(&["conv", "show", &conv])["removed"], false);
+}
+
+/// Bug 12: an unreachable `--peer` is visible (a warning in `up`, in `peers` and `id`, with
+/// the last error); `up` says when a peer links and leaves; `peers` lists the peers seen
+/// recently, not only the connected ones.
+#[test]
+fn peers_show_who_came_and_went_and_an_unreachable_static_peer() {
+    // Port 1 (tcpmux) refuses on loopback; a freed ephemeral port could be taken by another
+    // test's node meanwhile.
+    let dead = "/ip4/127.0.0.1/tcp/1".to_string();
+    let mut a = Node::init("Asha");
+    a.up_loopback(&[&dead]);
+    let warning = format!("warning: static peer {dead} is unreachable");
+    let t = std::time::Instant::now();
+    while !a.log().contains(&warning) {
+        assert!(
+            t.elapsed() < T,
+            "no unreachable warning; up printed: {}\npeers: {}",
+            a.log(),
+            a.ok(&["peers", "--json"])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let p = a.json(&["peers"]);
+    let st = &p["static"][0];
+    assert_eq!(st["addr"], dead.as_str(), "{p}");
+    assert_eq!(st["unreachable"], true, "{p}");
+    assert!(
+        st["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{p}"
+    );
+    let id = a.json(&["id"]);
+    assert_eq!(id["unreachable"][0]["addr"], dead.as_str(), "{id}");
+    assert!(
+        a.ok(&["peers"])
+            .contains(&format!("unreachable static peer {dead}"))
+    );
+    assert!(a.ok(&["id"]).contains("unreachable static peer"));
+
+    let mut b = Node::init("Bhavesh");
+    b.up_loopback(&[&a.addr("/tcp/")]);
+    let bd = b.device_id();
+    let linked = format!("peer linked: Bhavesh ({bd}) at /ip4/127.0.0.1/tcp/");
+    wait_for("up to say Bhavesh linked", T, || {
+        a.log().contains(&linked).then_some(())
+    });
+    b.stop();
+    let left = format!("peer left:   Bhavesh ({bd}) at /ip4/127.0.0.1/tcp/");
+    wait_for("up to say Bhavesh left", T, || {
+        a.log().contains(&left).then_some(())
+    });
+    let p = a.json(&["peers"]);
+    let seen = p["seen"].as_array().unwrap();
+    let bs = seen
+        .iter()
+        .find(|s| s["device"] == bd.as_str())
+        .unwrap_or_else(|| panic!("Bhavesh is not among the peers seen: {p}"));
+    assert!(bs["last_seen_ms"].as_u64().unwrap() > 0, "{p}");
+    assert_eq!(bs["static"], false, "{p}");
+    assert!(
+        bs["addrs"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("/ip4/127.0.0.1/tcp/")
+    );
+    let text = a.ok(&["peers"]);
+    assert!(
+        text.contains(&format!("seen       Bhavesh      {bd}")),
+        "{text}"
+    );
+}

@@ -100,6 +100,7 @@ async fn newest(n: &Node, conv: &str) -> Option<String> {
         .call(Request::Messages {
             conversation: conv.into(),
             limit: 1,
+            from_page: None,
         })
         .await
     {
@@ -296,6 +297,7 @@ async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
         .call(Request::Messages {
             conversation: conv.clone(),
             limit: (paced + sent).min(vaarta_node::api::MAX_LIMIT),
+            from_page: None,
         })
         .await
     {

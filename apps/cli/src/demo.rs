@@ -51,6 +51,7 @@ async fn bodies(n: &Node, conv: &str) -> Vec<String> {
         .call(Request::Messages {
             conversation: conv.into(),
             limit: 100,
+            from_page: None,
         })
         .await
     {
@@ -261,7 +262,7 @@ async fn demo(keep: bool) -> Result<()> {
     // that recover those a stopped node never sent).
     for n in [&a, &c] {
         wait_for("receipts", Duration::from_secs(10), async || {
-            matches!(n.call(Request::Messages { conversation: conv.clone(), limit: 20 }).await, Ok(Value::Array(m)) if m.iter().filter(|m| m["mine"] == true).all(|m| m["state"] == "delivered"))
+            matches!(n.call(Request::Messages { conversation: conv.clone(), limit: 20, from_page: None }).await, Ok(Value::Array(m)) if m.iter().filter(|m| m["mine"] == true).all(|m| m["state"] == "delivered"))
         })
         .await
         .ok();
@@ -280,6 +281,7 @@ async fn demo(keep: bool) -> Result<()> {
         .call(Request::Messages {
             conversation: conv.clone(),
             limit: 20,
+            from_page: None,
         })
         .await
     {
@@ -292,6 +294,7 @@ async fn demo(keep: bool) -> Result<()> {
         .call(Request::Messages {
             conversation: conv.clone(),
             limit: 20,
+            from_page: None,
         })
         .await
     {

@@ -269,13 +269,65 @@ pub fn peers_lines(p: &Value, online: bool) -> Vec<String> {
     for s in p["seen"].as_array().into_iter().flatten() {
         let last = utc(s["last_seen_ms"].as_u64().unwrap_or(0));
         out.push(format!(
-            "seen       {} {}  last {last}  {}",
+            "seen       {} {}  last {last}  {}{}",
             pad(&name(s["name"].as_str().unwrap_or("?")), 12),
             clean(s["device"].as_str().unwrap_or("(unknown device)")),
-            clean(s["addrs"][0].as_str().unwrap_or(""))
+            clean(s["addrs"][0].as_str().unwrap_or("")),
+            if s["static"] == true {
+                "  (static)"
+            } else {
+                ""
+            }
         ));
     }
+    for s in p["static"].as_array().into_iter().flatten() {
+        if s["connected"] == true {
+            continue;
+        }
+        out.push(static_line(s));
+    }
     out
+}
+
+/// A static peer (`--peer`) that is not connected: unreachable (with the last error) or
+/// still being dialled.
+pub fn static_line(s: &Value) -> String {
+    let addr = clean(s["addr"].as_str().unwrap_or(""));
+    let failures = s["failures"].as_u64().unwrap_or(0);
+    let error = clean(s["last_error"].as_str().unwrap_or(""));
+    if s["unreachable"] == true {
+        format!("unreachable static peer {addr}: {failures} failed dials, last error: {error}")
+    } else if failures > 0 {
+        format!("dialling   static peer {addr} ({failures} failed dials: {error})")
+    } else {
+        format!("dialling   static peer {addr}")
+    }
+}
+
+/// A line of `vaarta up` for a node event worth telling: a peer linked or left, a static
+/// peer unreachable. `None` for the others.
+pub fn up_event_line(ev: &Value) -> Option<String> {
+    let who = || {
+        format!(
+            "{} ({})",
+            name(ev["name"].as_str().unwrap_or("?")),
+            clean(ev["device"].as_str().unwrap_or("unknown device"))
+        )
+    };
+    let addr = clean(ev["addr"].as_str().unwrap_or("?"));
+    let st = if ev["static"] == true { ", static" } else { "" };
+    match ev["type"].as_str()? {
+        "peer_up" => Some(format!("peer linked: {} at {addr}{st}", who())),
+        "peer_down" if ev["device"].is_string() => {
+            Some(format!("peer left:   {} at {addr}{st}", who()))
+        }
+        "peer_unreachable" => Some(format!(
+            "warning: static peer {addr} is unreachable ({} failed dials; last error: {}); still trying",
+            ev["failures"],
+            clean(ev["error"].as_str().unwrap_or(""))
+        )),
+        _ => None,
+    }
 }
 
 /// `s` followed by spaces up to `width` characters.
@@ -290,6 +342,8 @@ pub fn role(c: &Value) -> &'static str {
         "admin"
     } else if c["member"] == true {
         "member"
+    } else if c["removed"] == true {
+        "you left or were removed"
     } else {
         "not a member"
     }

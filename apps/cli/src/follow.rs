@@ -4,8 +4,8 @@
 //! time, deleted flag, reactions — from the page of the oldest message printed at start (the
 //! *floor*) up. The event stream is opened before the first fetch, so nothing falls between
 //! the two. Each `messages` event names a page; the events that arrived together are handled
-//! in one go: the newest messages are fetched, in a window that grows until it reaches below
-//! the lowest page named (or holds the whole conversation), bounded by the API's 100,000,
+//! in one go: the pages from the lowest one named (and at most the newest page seen) up are
+//! fetched (`from_page`, so older pages are not read again), bounded by the API's 100,000,
 //! and every difference from what was remembered is printed in log order: new messages,
 //! edits, deletions, reactions. A burst of any size is therefore seen whole. When the node
 //! says the stream lagged (it dropped events for this reader), or the stream had to be
@@ -257,6 +257,7 @@ fn fetch_window(
             .request(Request::Messages {
                 conversation: conversation.to_string(),
                 limit,
+                from_page: None,
             })?
             .as_array()
             .cloned()
@@ -272,6 +273,24 @@ fn fetch_window(
         }
         limit = (limit * 4).min(MAX_WINDOW);
     }
+}
+
+/// The messages on `from_page` and the pages after it: only what the events named (and the
+/// newest page seen), not a window of the newest messages each time.
+fn fetch_pages(conn: &Conn, conversation: &str, from_page: u32) -> Result<Vec<Value>> {
+    let msgs = conn
+        .request(Request::Messages {
+            conversation: conversation.to_string(),
+            limit: MAX_WINDOW,
+            from_page: Some(from_page),
+        })?
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if msgs.len() >= MAX_WINDOW {
+        eprintln!("(more than {MAX_WINDOW} messages changed at once: showing the newest)");
+    }
+    Ok(msgs)
 }
 
 fn print(m: &Value, change: Option<&Change>, authors: &fmt::Authors, json: bool) -> Result<()> {
@@ -333,7 +352,7 @@ pub fn run(
         let Some(page) = seen.cover(&batch) else {
             continue;
         };
-        let msgs = match fetch_window(conn, conversation, FIRST_WINDOW, |_| page) {
+        let msgs = match fetch_pages(conn, conversation, page) {
             Ok(m) => m,
             Err(_) if client.request(Request::Status).is_err() => bail!(NODE_STOPPED),
             Err(e) => return Err(e),

@@ -55,6 +55,11 @@ pub struct Cli {
     /// line) for `log`; errors as {"error": "..."} on stderr
     #[arg(long, global = true)]
     pub json: bool,
+    /// The home's passphrase, on this file's first line: needed by `up` and by commands run
+    /// while no node is up once the home is protected; given to a plain home, it wraps the
+    /// identity and storage keys (Argon2id). $VAARTA_PASSPHRASE does the same
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -84,10 +89,6 @@ pub enum Command {
         /// Do not carry other conversations' envelopes for others
         #[arg(long)]
         no_relay: bool,
-        /// Wrap the identity and storage keys with the passphrase on this file's first line
-        /// (Argon2id); $VAARTA_PASSPHRASE does the same
-        #[arg(long, value_name = "FILE")]
-        passphrase_file: Option<PathBuf>,
     },
     /// Show this device's id, name, safety number and listen addresses
     Id,
@@ -268,12 +269,14 @@ pub enum Conn {
 
 impl Conn {
     pub fn open(home: &Home) -> Result<Conn> {
-        // Says "run init" only when there is no key; any other error names its path.
-        home.load().map_err(|e| anyhow!("{e}"))?;
+        // Says "run init" only when there is no key; any other error names its path. The
+        // identity key is not unwrapped here: a command a running node answers needs no
+        // passphrase.
+        let me = home.info().map_err(|e| anyhow!("{e}"))?;
         if let Some((info, token)) = home.running_api() {
             let c = Client::new(&info.addr, &token);
             if let Ok(status) = c.request(Request::Status) {
-                home.verify_api(&status).map_err(|e| anyhow!("{e}"))?;
+                home.verify_api(&me, &status).map_err(|e| anyhow!("{e}"))?;
                 return Ok(Conn::Online(c));
             }
         }
@@ -407,6 +410,10 @@ pub fn run(cli: Cli) -> Result<()> {
         );
     }
     let home = Home::resolve(cli.home.clone());
+    let home = match &cli.passphrase_file {
+        Some(f) => home.with_passphrase_file(f).map_err(|e| anyhow!("{e}"))?,
+        None => home,
+    };
     match cli.command {
         Command::Init { name } => {
             let id = home.init(&name).map_err(|e| anyhow!("{e}"))?;
@@ -433,14 +440,7 @@ pub fn run(cli: Cli) -> Result<()> {
             no_mdns,
             api,
             no_relay,
-            passphrase_file,
-        } => {
-            let home = match passphrase_file {
-                Some(f) => home.with_passphrase_file(&f).map_err(|e| anyhow!("{e}"))?,
-                None => home,
-            };
-            up(&home, listen, peer, !no_mdns, &api, !no_relay)
-        }
+        } => up(&home, listen, peer, !no_mdns, &api, !no_relay),
         Command::Id => {
             let conn = Conn::open(&home)?;
             let s = conn.request(Request::Status)?;
@@ -466,6 +466,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 for w in s["warnings"].as_array().into_iter().flatten() {
                     out!("warning:       {}", fmt::clean(w.as_str().unwrap_or("")));
+                }
+                for u in s["unreachable"].as_array().into_iter().flatten() {
+                    out!("warning:       {}", fmt::static_line(u));
                 }
             }
             Ok(())
@@ -624,6 +627,7 @@ fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Res
     let msgs = conn.request(Request::Messages {
         conversation: id,
         limit,
+        from_page: None,
     })?;
     for m in msgs.as_array().into_iter().flatten() {
         if json {
@@ -698,10 +702,25 @@ fn up(
         let mut term = signal(SignalKind::terminate())?;
         // A closed terminal (SIGHUP) stops the node as cleanly as Ctrl-C.
         let mut hup = signal(SignalKind::hangup())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            _ = hup.recv() => {}
+        let mut events = node.events.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => break,
+                ev = events.recv() => match ev {
+                    Ok(ev) => {
+                        let v: Value = serde_json::from_str(&ev).unwrap_or_default();
+                        match fmt::up_event_line(&v) {
+                            Some(l) if l.starts_with("warning:") => eprintln!("{l}"),
+                            Some(l) => { say!("{l}"); }
+                            None => {}
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            }
         }
         say!("Stopping...");
         node.shutdown().await.map_err(|e| anyhow!("{e}"))?;

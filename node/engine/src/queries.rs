@@ -44,7 +44,17 @@ impl<S: Store> Engine<S> {
         conv: &ConversationId,
         limit: usize,
     ) -> Result<Vec<(MessageInfo, Vec<DeviceId>)>, EngineError> {
-        let msgs = self.replica.messages(conv, limit)?;
+        self.messages_from(conv, 0, limit)
+    }
+
+    /// [`Engine::messages`] of the pages from `from_page` up only.
+    pub fn messages_from(
+        &mut self,
+        conv: &ConversationId,
+        from_page: u32,
+        limit: usize,
+    ) -> Result<Vec<(MessageInfo, Vec<DeviceId>)>, EngineError> {
+        let msgs = self.replica.messages_from(conv, from_page, limit)?;
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
             let delivered = match m.envelope {

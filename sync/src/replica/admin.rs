@@ -43,7 +43,7 @@ impl<S: Store> Replica<S> {
         let c = self.convs.get(id).ok_or(CommandError::NoSuchConversation)?;
         // Refused here rather than by every replica: a rejected rotation would still fill
         // the log, once per duty round.
-        if c.membership.state().epochs.len() >= crate::limits::MAX_EPOCHS {
+        if c.membership.state().epochs_full() {
             return Err(CommandError::EpochsExhausted);
         }
         let conv = c.id;

@@ -78,7 +78,7 @@ impl<S: Store> Replica<S> {
             return Err(CommandError::Store(StoreError::Full));
         }
         let secret = ConversationSecret(self.seed32());
-        let mut c = Conversation::new(secret, self.me.device_id());
+        let mut c = self.new_conversation(secret, self.me.device_id());
         let first = c.secret.first_epoch_key();
         c.keys.insert(crypto::epoch_id(&first), first);
         let id = self.add_conversation(c)?;

@@ -365,7 +365,7 @@ impl<S: Store> Replica<S> {
             if self.convs.len() >= MAX_CONVERSATIONS {
                 return Err(IngestError::TooManyConversations);
             }
-            let mut c = Conversation::new(inv.secret.clone(), inv.creator);
+            let mut c = self.new_conversation(inv.secret.clone(), inv.creator);
             c.learn_actor(opened.signer);
             readmit_tag = Some(c.tag);
             self.add_conversation(c)?;

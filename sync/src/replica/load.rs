@@ -22,7 +22,7 @@ impl<S: Store> Replica<S> {
             }
             let secret = ConversationSecret(v[..32].try_into().unwrap_or([0; 32]));
             let creator = DeviceId(v[32..].try_into().unwrap_or([0; 32]));
-            let mut c = Conversation::new(secret, creator);
+            let mut c = self.new_conversation(secret, creator);
             let id = c.id;
             let mut keys = Vec::new();
             self.store
@@ -131,9 +131,7 @@ impl<S: Store> Replica<S> {
                 true
             })?;
             for id in ids {
-                if let Some(b) = self.store.envelope(&id)? {
-                    total += b.len() as u64;
-                }
+                total += self.store.envelope_len(&id)?.unwrap_or(0) as u64;
             }
         }
         Ok(total)

@@ -213,6 +213,24 @@ impl Default for RelayPolicy {
     }
 }
 
+/// Protocol parameters a replica is opened with. Every replica of a conversation must use
+/// the same values; [`Config::default`] is what devices use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Epochs one conversation may have, at most [`crate::limits::MAX_EPOCHS`] (the default).
+    /// Lowered only by tests and simulations that must reach the bound without a thousand
+    /// rotations.
+    pub max_epochs: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_epochs: crate::limits::MAX_EPOCHS,
+        }
+    }
+}
+
 /// A conversation as listed to the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationInfo {
@@ -221,6 +239,8 @@ pub struct ConversationInfo {
     pub members: Vec<MemberInfo>,
     pub me_admin: bool,
     pub me_member: bool,
+    /// This device left or was removed (the membership log records its removal).
+    pub me_removed: bool,
     pub epochs: usize,
     pub pages: usize,
 }
@@ -309,6 +329,7 @@ pub struct Replica<S: Store> {
     relay: RelayPolicy,
     carried_bytes: u64,
     invites: invites::Invites,
+    config: Config,
     /// Counters for reports.
     pub stats: Stats,
 }
@@ -356,6 +377,17 @@ impl<S: Store> Replica<S> {
     /// generator (salts, ephemeral keys, new secrets): the daemon passes OS randomness, the
     /// simulator a seeded value.
     pub fn open(me: Identity, store: S, seed: [u8; 32]) -> Result<Self, StoreError> {
+        Self::open_with_config(me, store, seed, Config::default())
+    }
+
+    /// [`Replica::open`] with protocol parameters other than the defaults (tests and
+    /// simulations; see [`Config`]).
+    pub fn open_with_config(
+        me: Identity,
+        store: S,
+        seed: [u8; 32],
+        config: Config,
+    ) -> Result<Self, StoreError> {
         let mut r = Self {
             me,
             clock: Clock::new(),
@@ -373,6 +405,7 @@ impl<S: Store> Replica<S> {
             relay: RelayPolicy::default(),
             carried_bytes: 0,
             invites: Default::default(),
+            config,
             stats: Stats::default(),
         };
         r.load()?;
@@ -422,6 +455,19 @@ impl<S: Store> Replica<S> {
 
     pub fn clock(&self) -> Hlc {
         self.clock.last()
+    }
+
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    /// A conversation record under this replica's [`Config`].
+    pub(super) fn new_conversation(
+        &self,
+        secret: ConversationSecret,
+        creator: DeviceId,
+    ) -> Conversation {
+        Conversation::new(secret, creator).with_max_epochs(self.config.max_epochs)
     }
 
     pub(super) fn seed32(&mut self) -> [u8; 32] {

@@ -40,6 +40,7 @@ impl<S: Store> Replica<S> {
                 .collect(),
             me_admin: st.is_admin(&me),
             me_member: st.is_member(&me),
+            me_removed: !st.is_member(&me) && st.removed.contains_key(&me),
             epochs: st.epochs.len(),
             pages: c.known_pages.len(),
         })
@@ -93,12 +94,24 @@ impl<S: Store> Replica<S> {
         id: &ConversationId,
         limit: usize,
     ) -> Result<Vec<MessageInfo>, CommandError> {
+        self.messages_from(id, 0, limit)
+    }
+
+    /// [`Replica::messages`] of the pages from `from_page` up only: pages below it are not
+    /// read (a follower that knows which pages changed reads just those).
+    pub fn messages_from(
+        &mut self,
+        id: &ConversationId,
+        from_page: u32,
+        limit: usize,
+    ) -> Result<Vec<MessageInfo>, CommandError> {
         let pages: Vec<u32> = self
             .convs
             .get(id)
             .ok_or(CommandError::NoSuchConversation)?
             .pages()
             .rev()
+            .take_while(|p| *p >= from_page)
             .collect();
         let mut out: Vec<MessageInfo> = Vec::new();
         for p in pages {
@@ -108,18 +121,14 @@ impl<S: Store> Replica<S> {
             self.ensure_page(id, p)?;
             let c = &self.convs[id];
             let st = c.membership.state();
-            for v in self
+            // Removed authors are cut at their pins (what lies past them is held, not shown).
+            let views = self
                 .pages
-                .get(id, p)
+                .get_mut(id, p)
                 .expect("loaded by ensure_page")
-                .messages()
-            {
+                .messages_cut(|actor| c.device_of_actor(actor).and_then(|d| st.cut(&d, p)));
+            for v in views {
                 let author = c.device_of_actor(&v.actor);
-                if let Some(a) = &author
-                    && !st.message_visible(a, p, v.created_op)
-                {
-                    continue;
-                }
                 out.push(MessageInfo {
                     author_name: author.and_then(|a| c.name_of(&a)),
                     author,
