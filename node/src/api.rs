@@ -266,6 +266,9 @@ impl From<CommandError> for ApiError {
     fn from(c: CommandError) -> Self {
         match c {
             CommandError::NoSuchConversation => ApiError::not_found("no such conversation"),
+            CommandError::NoSuchInvitation => {
+                ApiError::not_found("no such invitation (`vaarta invites` lists them)")
+            }
             CommandError::Store(s) => ApiError::internal(format!("storage: {s}")),
             CommandError::NotAdmin | CommandError::NotMember => ApiError {
                 status: 403,

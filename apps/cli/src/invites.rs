@@ -75,16 +75,26 @@ pub fn run(home: &Home, c: Option<InvitesCommand>, json: bool) -> Result<()> {
 }
 
 /// Prints a line for each invitation the running node holds, now and as they arrive.
+///
+/// It subscribes to the node's events before it lists the held invitations, so one that
+/// arrives in between is printed (once: an event for an invitation already listed is not
+/// printed again).
 pub async fn announce(node: &vaarta_node::Node) {
+    let mut rx = node.events.subscribe();
+    let mut listed = std::collections::HashSet::new();
     if let Ok(Value::Array(list)) = node.call(Request::Invitations).await {
-        for i in list {
-            let _ = emit(&line(
-                i["id"].as_str().unwrap_or(""),
-                i["inviter"].as_str().unwrap_or(""),
+        if !list.is_empty() {
+            let _ = emit(&format!(
+                "{} invitation(s) from devices you have not accepted are waiting:",
+                list.len()
             ));
         }
+        for i in list {
+            let id = i["id"].as_str().unwrap_or("").to_string();
+            let _ = emit(&line(&id, i["inviter"].as_str().unwrap_or("")));
+            listed.insert(id);
+        }
     }
-    let mut rx = node.events.subscribe();
     tokio::spawn(async move {
         use tokio::sync::broadcast::error::RecvError;
         loop {
@@ -96,10 +106,11 @@ pub async fn announce(node: &vaarta_node::Node) {
             if let Ok(v) = serde_json::from_str::<Value>(&e)
                 && v["type"] == "invitation"
             {
-                let _ = emit(&line(
-                    v["conversation"].as_str().unwrap_or(""),
-                    v["inviter"].as_str().unwrap_or(""),
-                ));
+                let id = v["conversation"].as_str().unwrap_or("");
+                if listed.remove(id) {
+                    continue;
+                }
+                let _ = emit(&line(id, v["inviter"].as_str().unwrap_or("")));
             }
         }
     });
