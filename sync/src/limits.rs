@@ -79,3 +79,12 @@ pub const MAX_QUEUED_EVENTS: usize = 4096;
 /// Bytes a relay carries for conversations it is not in, by default (a phone can spare
 /// 256 MiB; a control-room laptop raises it).
 pub const DEFAULT_RELAY_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// One tag (conversation) holds at most 1/8 of the relay quota: a relay serves at least
+/// eight conversations, and one busy or flooded conversation cannot take it all.
+pub const RELAY_TAG_SHARE: u64 = 8;
+/// What one peer device pushed holds at most 1/4 of the relay quota: one flooding peer
+/// evicts only its own envelopes past that (a guess: a relay serves a few teams at once).
+pub const RELAY_ORIGIN_SHARE: u64 = 4;
+/// Carried envelopes held at most (their index costs about 250 bytes each in memory, so
+/// 16 MiB at most; 4 KiB on average at the default byte quota).
+pub const MAX_CARRIED_ENVELOPES: usize = 65_536;

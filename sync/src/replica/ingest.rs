@@ -52,6 +52,17 @@ impl<S: Store> Replica<S> {
     /// Each result comes with the envelope's id and tag (when it decoded), so the caller
     /// need not decode or hash it again.
     pub fn ingest_batch(&mut self, batch: &[&[u8]], now_ms: u64) -> Vec<Admission> {
+        self.ingest_batch_from(batch, &[], now_ms)
+    }
+
+    /// [`Replica::ingest_batch`] where `origins[i]` pushed `batch[i]` (see
+    /// [`Replica::ingest_from`]; missing entries: no peer).
+    pub fn ingest_batch_from(
+        &mut self,
+        batch: &[&[u8]],
+        origins: &[Option<DeviceId>],
+        now_ms: u64,
+    ) -> Vec<Admission> {
         let mut results: Vec<Option<Result<Ingested, IngestError>>> =
             (0..batch.len()).map(|_| None).collect();
         let mut names: Vec<Option<(EnvelopeId, Tag)>> = vec![None; batch.len()];
@@ -63,7 +74,10 @@ impl<S: Store> Replica<S> {
             names[i] = name;
             match fast {
                 Fast::Done(r) => results[i] = Some(r),
-                Fast::Slow => results[i] = Some(self.ingest(bytes, now_ms)),
+                Fast::Slow => {
+                    let origin = origins.get(i).copied().flatten();
+                    results[i] = Some(self.ingest_from(bytes, origin, now_ms));
+                }
                 Fast::Ready(v) => groups
                     .entry((v.conv, v.checked.page))
                     .or_default()
@@ -283,6 +297,17 @@ impl<S: Store> Replica<S> {
 
     /// Takes an envelope from anywhere (a peer, a file) and does what the module docs say.
     pub fn ingest(&mut self, bytes: &[u8], now_ms: u64) -> Result<Ingested, IngestError> {
+        self.ingest_from(bytes, None, now_ms)
+    }
+
+    /// [`Replica::ingest`] of an envelope pushed by the peer device `origin` (what it asks
+    /// us to carry counts against its quota; `None`: no peer, e.g. a file).
+    pub fn ingest_from(
+        &mut self,
+        bytes: &[u8],
+        origin: Option<DeviceId>,
+        now_ms: u64,
+    ) -> Result<Ingested, IngestError> {
         let env = Envelope::decode(bytes)?;
         if self.store.contains(&env.id())? {
             return Ok(Ingested::Duplicate);
@@ -305,7 +330,7 @@ impl<S: Store> Replica<S> {
             let r = self.ingest_invite(&env, now_ms);
             return self.refuse_on_error(&env, r);
         }
-        if !self.relay.carry || self.carried_bytes + bytes.len() as u64 > self.relay.max_bytes {
+        if !self.carries() {
             return Ok(Ingested::NotWanted);
         }
         if env.header().is_expired(now_ms) {
@@ -313,10 +338,7 @@ impl<S: Store> Replica<S> {
             self.tombstone(&tag, &env.id())?;
             return Ok(Ingested::NotWanted);
         }
-        self.store.put_envelope(&tag, &env.id(), bytes)?;
-        self.carried_bytes += bytes.len() as u64;
-        self.stats.carried += 1;
-        Ok(Ingested::Carried)
+        self.carry(&env, origin)
     }
 
     pub(super) fn refuse_on_error(
@@ -388,8 +410,8 @@ impl<S: Store> Replica<S> {
                 if let Some(b) = self.store.envelope(&id)?
                     && !b.is_empty()
                 {
+                    self.uncarry(&id)?;
                     self.store.remove_envelope(&id)?;
-                    self.carried_bytes = self.carried_bytes.saturating_sub(b.len() as u64);
                     readmit.push(b);
                 }
             }

@@ -20,6 +20,7 @@
 //! | `w/` | `w/` ‖ tag ‖ envelope id | engine: an own message envelope still awaiting receipts | sealed-at ms u64 BE ‖ members still to confirm u32 BE |
 //! | `i/` | `i/` ‖ conversation id | an invitation from a stranger, held until accepted or declined | order u64 BE ‖ received ms u64 BE ‖ inviter device id (32) ‖ envelope id (32) |
 //! | `a/` | `a/` ‖ device id | a device the user accepted: its invitations are taken | empty |
+//! | `r/` | `r/` ‖ envelope id | an envelope carried for others (relay quotas and eviction) | order u64 BE ‖ length u32 BE ‖ tag (16) ‖ origin flag (1) ‖ origin device id or zeros (32) |
 //!
 //! Sizes: conversation id and tag 16 bytes, envelope and device id 32, epoch id 4.
 //! No prefix is a prefix of another (a unit test checks it), so a scan of one kind never
@@ -63,6 +64,8 @@ pub const AWAITING: &[u8] = b"w/";
 pub const HELD_INVITATION: &[u8] = b"i/";
 /// `a/`: devices the user accepted.
 pub const ACCEPTED_DEVICE: &[u8] = b"a/";
+/// `r/`: envelopes carried for others.
+pub const CARRIED: &[u8] = b"r/";
 
 /// Every prefix above (the table's rows, in order).
 pub const ALL: &[&[u8]] = &[
@@ -81,6 +84,7 @@ pub const ALL: &[&[u8]] = &[
     AWAITING,
     HELD_INVITATION,
     ACCEPTED_DEVICE,
+    CARRIED,
 ];
 
 pub(crate) fn conv(c: &ConversationId) -> Vec<u8> {
@@ -145,6 +149,10 @@ pub(crate) fn held_invitation(c: &ConversationId) -> Vec<u8> {
     [HELD_INVITATION, &c.0].concat()
 }
 
+pub(crate) fn carried(e: &EnvelopeId) -> Vec<u8> {
+    [CARRIED, &e.0].concat()
+}
+
 pub(crate) fn accepted_device(d: &DeviceId) -> Vec<u8> {
     [ACCEPTED_DEVICE, &d.0].concat()
 }
@@ -205,7 +213,7 @@ mod tests {
 
     #[test]
     fn no_prefix_is_a_prefix_of_another() {
-        assert_eq!(ALL.len(), 15);
+        assert_eq!(ALL.len(), 16);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!a.is_empty());
             for (j, b) in ALL.iter().enumerate() {
