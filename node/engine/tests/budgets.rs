@@ -728,3 +728,198 @@ fn a_full_relay_evicts_its_oldest_carried_envelopes_never_its_own() {
     assert_eq!(bytes_under(&net.nodes[0], &own_tag), own_bytes);
     assert_eq!(net.nodes[0].messages(&c, 100).unwrap().len(), 31);
 }
+
+// ------------------------------------------------------------------ per-peer budget
+
+/// A change envelope under `tag` that nobody can open: sealed by `signer` under a key of its
+/// own (epoch id `epoch` if given, else its key's), with `size` bytes of payload.
+fn junk_change(
+    signer: &Identity,
+    tag: Tag,
+    epoch: Option<vaarta_sync::ids::EpochId>,
+    k: u64,
+    size: usize,
+    now: u64,
+) -> Vec<u8> {
+    use vaarta_sync::envelope::{self, Header, Kind, Precedence};
+    let mut key = [0x33u8; 32];
+    key[..8].copy_from_slice(&k.to_le_bytes());
+    let header = Header {
+        kind: Kind::Change,
+        precedence: Precedence::Routine,
+        tag,
+        epoch: epoch.unwrap_or_else(|| vaarta_sync::crypto::epoch_id(&key)),
+        expiry: None,
+    };
+    let hlc = vaarta_sync::hlc::Hlc {
+        ms: now,
+        counter: (k % 60_000) as u16,
+    };
+    let mut salt = [0u8; 12];
+    salt[..8].copy_from_slice(&k.to_le_bytes());
+    let payload: Vec<u8> = (0..size).map(|i| (i as u64 ^ k) as u8).collect();
+    envelope::seal(
+        &header,
+        &key,
+        &ConversationId([0x44; 16]),
+        signer,
+        hlc,
+        &payload,
+        salt,
+    )
+    .bytes()
+    .to_vec()
+}
+
+/// Issue 9's "Must show": a stranger (linked, its hello verified, in no conversation) pushes
+/// junk under tags it knows: node 0's conversation tag (from the hello) and a tag node 0
+/// carries for others. What node 0 holds stays bounded in bytes and entries, the work is
+/// bounded (junk it cannot verify costs a bounded slot; junk it can refuse cuts the link
+/// after `max_faults`, and nothing is processed after), nothing is amplified (no hello),
+/// and honest peers are still served: the member's messages arrive and what an honest peer
+/// asked node 0 to carry under the same tag is kept.
+#[test]
+fn a_stranger_pushing_junk_under_known_tags_is_bounded() {
+    use vaarta_sync::limits::{MAX_TOMBSTONES_PER_TAG, MAX_UNVERIFIED_PER_TAG};
+    let mut net = relay_net(5, RELAY_Q);
+    // Node 0's own conversation with node 1.
+    let (c, own_tag) = shared(&mut net);
+    // The epoch of node 0's messages (before any junk is stored).
+    let epoch = {
+        let s = net.nodes[0].replica().store();
+        let mut first = None;
+        s.for_each_id(&own_tag, &[0; 32], &mut |id| {
+            let b = s.envelope(id).unwrap().unwrap_or_default();
+            if let Ok(e) = vaarta_sync::envelope::Envelope::decode(&b)
+                && e.header().kind == vaarta_sync::envelope::Kind::Change
+            {
+                first = Some(e.header().epoch);
+                return false;
+            }
+            true
+        })
+        .unwrap();
+        first.expect("a message envelope")
+    };
+    // Nodes 3 and 4 talk in a conversation node 0 is not in; node 3 is linked to node 0,
+    // which carries for it.
+    net.connect(3, 4);
+    net.settle();
+    let d = net.nodes[3]
+        .create_conversation("far", History::Shared, net.now)
+        .unwrap()
+        .0;
+    let dev4 = net.nodes[4].device_id();
+    net.nodes[3].add_member(&d, dev4, false, net.now).unwrap();
+    net.settle();
+    net.connect(3, 0);
+    net.run_for(1_000);
+    for i in 0..4 {
+        net.nodes[3]
+            .send_message(&d, text(&noise(500 + i, 800)), net.now)
+            .unwrap();
+        net.run_for(500);
+    }
+    let carried_tag = {
+        let r = net.nodes[0].replica();
+        r.store()
+            .tags()
+            .into_iter()
+            .map(|(t, _)| t)
+            .find(|t| r.conversation_of_tag(t).is_none() && !r.is_own_tag(t, net.now))
+            .expect("node 0 carries for node 3")
+    };
+    let honest_carried: Vec<EnvelopeId> = {
+        let s = net.nodes[0].replica().store();
+        let mut v = Vec::new();
+        s.for_each_id(&carried_tag, &[0; 32], &mut |id| {
+            v.push(*id);
+            true
+        })
+        .unwrap();
+        v
+    };
+    assert!(!honest_carried.is_empty());
+
+    // The stranger.
+    let stranger = net.nodes[2].replica().identity().clone();
+    let (_, from2) = net.connect(2, 0);
+    net.settle();
+    let hellos = net.nodes[0].counters().hellos_out;
+    let bytes_before = net.nodes[0].replica().store().bytes_used();
+    let n = 3_000u64;
+    let t = net.now;
+    let mut p = Pusher::on(from2);
+    // 1. Under node 0's conversation tag, junk of epochs nobody knows (it cannot be
+    //    refused: a real rotation may be on its way): parked, bounded per tag.
+    for k in 0..n {
+        p.push(
+            &mut net,
+            0,
+            junk_change(&stranger, own_tag, None, k, 300, t),
+        );
+    }
+    // 2. Under the carried tag: carried, within the stranger's own quota.
+    for k in 0..n {
+        p.push(&mut net, 0, carried_junk(carried_tag, 50_000 + k, 1_000, t));
+    }
+    assert!(!net.nodes[0].links().is_empty(), "nothing refusable so far");
+    let r = net.nodes[0].replica();
+    let (parked, _, _) = r.parked_count(&c);
+    assert!(parked <= MAX_UNVERIFIED_PER_TAG, "{parked} parked");
+    assert!(r.tombstone_count(&own_tag).0 <= MAX_TOMBSTONES_PER_TAG);
+    let by_stranger = r.carried_bytes_of(&carried_tag, &stranger.device_id()).1;
+    assert!(
+        by_stranger <= RELAY_Q / 4,
+        "the stranger's carried: {by_stranger}"
+    );
+    assert!(r.carried_usage().bytes <= RELAY_Q);
+    let grown = r.store().bytes_used() - bytes_before;
+    let bound = (MAX_UNVERIFIED_PER_TAG as u64) * 600 + RELAY_Q + (2 * n) * 100;
+    assert!(
+        grown <= bound,
+        "grew {grown} bytes for {} pushes (bound {bound})",
+        2 * n
+    );
+    // Honest carried envelopes under the same tag are kept (the stranger evicts its own).
+    for id in &honest_carried {
+        assert!(
+            r.store()
+                .envelope(id)
+                .unwrap()
+                .is_some_and(|b| !b.is_empty()),
+            "an honest peer's carried envelope was evicted by the stranger's junk"
+        );
+    }
+    assert_eq!(
+        net.nodes[0].counters().hellos_out,
+        hellos,
+        "no hello for junk"
+    );
+
+    // 3. Junk node 0 can refuse (its epoch is known, the key is not): the link is cut after
+    //    `max_faults`, and nothing more is processed.
+    let envelopes_in = net.nodes[0].counters().envelopes_in;
+    let max_faults = net.nodes[0].config().max_faults as u64;
+    for k in 0..200 {
+        p.push(
+            &mut net,
+            0,
+            junk_change(&stranger, own_tag, Some(epoch), 90_000 + k, 300, t),
+        );
+    }
+    let processed = net.nodes[0].counters().envelopes_in - envelopes_in;
+    assert!(
+        processed <= max_faults * 2,
+        "{processed} refusable envelopes processed before the cut"
+    );
+    assert!(p.closed, "the stranger is cut");
+    assert!(!net.nodes[0].links().iter().any(|l| l.link == from2));
+
+    // Honest peers are still served.
+    net.nodes[1]
+        .send_message(&c, text("still here"), net.now)
+        .unwrap();
+    net.settle();
+    assert_eq!(net.nodes[0].messages(&c, 10).unwrap().len(), 2);
+}

@@ -528,6 +528,12 @@ impl<S: Store> Replica<S> {
         self.held.unreadable(conv)
     }
 
+    /// Envelopes parked for `conv` because their epoch is unknown (count, bytes), and the
+    /// bytes parked for every conversation (for tests and reports).
+    pub fn parked_count(&self, conv: &ConversationId) -> (usize, u64, u64) {
+        self.pending.unverified(conv)
+    }
+
     /// Envelopes pending, every conversation together (for tests and reports).
     pub fn pending_count(&self) -> usize {
         self.pending.len()
