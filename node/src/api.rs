@@ -266,6 +266,12 @@ impl From<CommandError> for ApiError {
     fn from(c: CommandError) -> Self {
         match c {
             CommandError::NoSuchConversation => ApiError::not_found("no such conversation"),
+            CommandError::TooManyConversations
+            | CommandError::TooManyAccepted
+            | CommandError::InvitationRefused(_) => ApiError {
+                status: 409,
+                message: c.to_string(),
+            },
             CommandError::NoSuchInvitation => {
                 ApiError::not_found("no such invitation (`vaarta invites` lists them)")
             }
@@ -372,6 +378,8 @@ fn held_invitation<S: Store>(engine: &Engine<S>, s: &str) -> Result<Conversation
         .into_iter()
         .map(|h| h.conversation)
         .filter(|c| c.to_string().starts_with(&prefix))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
     match hits.as_slice() {
         [one] => Ok(*one),

@@ -72,6 +72,12 @@ pub const MAX_LOADED_PAGES: usize = 4;
 /// dropped (and remembered as a tombstone). A guess: more than a screenful of strangers is
 /// a flood, not an introduction.
 pub const MAX_HELD_INVITATIONS: usize = 64;
+/// Held invitations per inviter device: one stranger cannot fill the inbox (past it, its own
+/// oldest goes). A guess: nobody honest invites a stranger to more than a few at once.
+pub const MAX_HELD_PER_INVITER: usize = 4;
+/// Held invitations per conversation (from different signers: the first to arrive does not
+/// decide who invited).
+pub const MAX_HELD_PER_CONVERSATION: usize = 4;
 /// Devices the user accepted (invitations from them are taken like a member's).
 pub const MAX_ACCEPTED_DEVICES: usize = 4096;
 /// Events waiting to be polled before the oldest are dropped.

@@ -104,7 +104,11 @@ fn flood(policy: InvitePolicy) {
         1,
         "no conversation from a stranger"
     );
-    assert_eq!(e.invitations().len(), MAX_HELD_INVITATIONS, "bounded inbox");
+    assert_eq!(
+        e.invitations().len(),
+        vaarta_sync::limits::MAX_HELD_PER_INVITER,
+        "bounded inbox: one stranger holds a few"
+    );
     assert_eq!(e.counters().hellos_out, hellos, "no hello sent again");
     assert_eq!(
         e.replica().conversation_tags().len(),
@@ -283,4 +287,232 @@ fn the_inbox_survives_a_restart() {
     let now = net.now;
     net.nodes[0].accept_invitation(&c, now).unwrap();
     assert_eq!(net.nodes[0].conversations().len(), 1);
+}
+
+// ------------------------------------------------------------------ review findings
+
+/// An invitation to the conversation of (secret from `k`, `creator`), signed by `signer`,
+/// to node `node`.
+fn invitation_as(
+    signer: &Identity,
+    creator: &Identity,
+    to: &Network,
+    node: usize,
+    k: u64,
+    now: u64,
+) -> Vec<u8> {
+    let to_dev = to.nodes[node].device_id();
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&k.to_le_bytes());
+    let inv = Invitation {
+        secret: ConversationSecret(s),
+        creator: creator.device_id(),
+        keys: Vec::new(),
+    };
+    let header = Header {
+        kind: Kind::Invite,
+        precedence: Precedence::Immediate,
+        tag: crypto::inbox_tag(&to_dev, crypto::day_of(now)),
+        epoch: EpochId([0; 4]),
+        expiry: None,
+    };
+    let hlc = Hlc {
+        ms: now,
+        counter: (k % 60_000) as u16,
+    };
+    let mut seed = [5u8; 32];
+    seed[..8].copy_from_slice(&k.to_le_bytes());
+    seed[8..16].copy_from_slice(&signer.device_id().0[..8]);
+    envelope::seal_invite(&header, signer, &to_dev, hlc, &inv.encode(), seed)
+        .unwrap()
+        .bytes()
+        .to_vec()
+}
+
+/// Pushes envelopes into node 0 on `link` (as its peer), flushing after each.
+fn push_all(net: &mut Network, link: vaarta_engine::LinkId, seq: &mut u64, envs: Vec<Vec<u8>>) {
+    for e in envs {
+        *seq += 1;
+        let f = Frame::Push {
+            seq: *seq,
+            envelope: e,
+        };
+        let t = net.now;
+        net.nodes[0].handle_frame(link, &f.encode(), t);
+        let out = vaarta_engine::testing::pump(&mut net.nodes[0], t).unwrap();
+        net.events[0].extend(out.events);
+    }
+}
+
+/// Review finding 1: one stranger cannot push a real invitation out of the inbox (at most
+/// 4 are held per inviter), and when many strangers do, the real one is not tombstoned: it
+/// comes back at the next reconciliation with its inviter.
+#[test]
+fn a_strangers_flood_does_not_push_out_a_real_invitation_for_good() {
+    let mut net = Network::strangers(3, named);
+    net.connect(0, 1);
+    net.settle();
+    let c = net.nodes[1]
+        .create_conversation("real", History::Shared, net.now)
+        .unwrap()
+        .0;
+    let a = net.nodes[0].device_id();
+    net.nodes[1].add_member(&c, a, false, net.now).unwrap();
+    net.settle();
+    let real = |net: &Network| {
+        net.nodes[0]
+            .invitations()
+            .iter()
+            .any(|h| h.conversation == c)
+    };
+    assert!(real(&net));
+    let (_, on0) = net.connect(2, 0);
+    net.settle();
+    let mut seq = 0;
+    // One stranger, 200 invitations.
+    let stranger = Identity::from_seed([99; 32]);
+    let t = net.now;
+    let envs = (0..200)
+        .map(|k| invitation_as(&stranger, &stranger, &net, 0, k, t))
+        .collect();
+    push_all(&mut net, on0, &mut seq, envs);
+    assert!(real(&net), "one stranger pushed the real invitation out");
+    let by_stranger = net.nodes[0]
+        .invitations()
+        .iter()
+        .filter(|h| h.inviter == stranger.device_id())
+        .count();
+    assert!(by_stranger <= 4, "{by_stranger} held for one stranger");
+    // A hundred strangers, one each: the real one may go, but not for good.
+    let envs = (0..100u8)
+        .map(|i| {
+            let s = Identity::from_seed([i.wrapping_add(100); 32]);
+            invitation_as(&s, &s, &net, 0, 1_000 + u64::from(i), t)
+        })
+        .collect();
+    push_all(&mut net, on0, &mut seq, envs);
+    assert!(net.nodes[0].invitations().len() <= MAX_HELD_INVITATIONS);
+    // Not tombstoned: the next link with a device that holds it brings it back (a peer
+    // serves an envelope once per link).
+    let l = net.nodes[0]
+        .links()
+        .into_iter()
+        .find(|l| l.device == Some(net.nodes[1].device_id()))
+        .unwrap()
+        .link;
+    net.cut(0, l);
+    net.connect(0, 1);
+    net.settle();
+    assert!(
+        real(&net),
+        "the real invitation came back with the next link"
+    );
+}
+
+/// Review finding 2: an accept that fails (here: no room for another conversation) keeps
+/// the invitation and makes nobody a contact, with a clear error.
+#[test]
+fn a_failed_accept_keeps_the_invitation_and_trusts_nobody() {
+    let mut net = Network::strangers(2, named);
+    net.connect(0, 1);
+    net.settle();
+    let c = net.nodes[1]
+        .create_conversation("real", History::Shared, net.now)
+        .unwrap()
+        .0;
+    let a = net.nodes[0].device_id();
+    net.nodes[1].add_member(&c, a, false, net.now).unwrap();
+    net.settle();
+    assert_eq!(net.nodes[0].invitations().len(), 1);
+    let now = net.now;
+    for i in 0..vaarta_sync::replica::MAX_CONVERSATIONS {
+        net.nodes[0]
+            .create_conversation(&format!("c{i}"), History::Shared, now)
+            .unwrap();
+    }
+    let err = net.nodes[0].accept_invitation(&c, now).unwrap_err();
+    assert!(err.to_string().contains("too many conversations"), "{err}");
+    assert_eq!(net.nodes[0].invitations().len(), 1, "still held");
+    let inviter = net.nodes[1].device_id();
+    assert!(
+        !net.nodes[0].replica().is_contact(&inviter),
+        "nobody trusted"
+    );
+}
+
+/// Review finding 3: the creator of a conversation, once removed, is not a contact: its
+/// invitations wait like a stranger's.
+#[test]
+fn a_removed_creator_is_not_a_contact() {
+    let mut net = Network::strangers(3, named);
+    net.connect(0, 1);
+    net.connect(1, 2);
+    net.connect(0, 2);
+    net.settle();
+    let (a, b, z) = (
+        net.nodes[0].device_id(),
+        net.nodes[1].device_id(),
+        net.nodes[2].device_id(),
+    );
+    let now = net.now;
+    // Node 1 knows node 2 (the creator); node 0 knows only node 1.
+    net.nodes[1].accept_device(&z, now).unwrap();
+    net.nodes[0].accept_device(&b, now).unwrap();
+    let c = net.nodes[2]
+        .create_conversation("team", History::Shared, net.now)
+        .unwrap()
+        .0;
+    net.nodes[2].add_member(&c, b, true, net.now).unwrap();
+    net.settle();
+    net.nodes[1].add_member(&c, a, false, net.now).unwrap();
+    net.settle();
+    assert_eq!(net.nodes[0].conversations().len(), 1);
+    net.nodes[1].remove_member(&c, z, net.now).unwrap();
+    net.settle();
+    assert!(!net.nodes[0].replica().is_contact(&z), "a removed creator");
+    // The removed creator invites node 0 elsewhere, 20 times.
+    for i in 0..20 {
+        let c2 = net.nodes[2]
+            .create_conversation(&format!("lure {i}"), History::Shared, net.now)
+            .unwrap()
+            .0;
+        net.nodes[2].add_member(&c2, a, false, net.now).unwrap();
+    }
+    net.settle();
+    assert_eq!(net.nodes[0].conversations().len(), 1, "none joined");
+    assert!(!net.nodes[0].invitations().is_empty());
+}
+
+/// Review finding 4: the first invitation for a conversation does not decide who invited:
+/// a second one (here the creator's, after someone else's) is held too, both inviters are
+/// shown, and accepting takes both without making the other signer a contact.
+#[test]
+fn every_invitation_for_a_held_conversation_is_held() {
+    let mut net = Network::strangers(3, named);
+    let (_, on0) = net.connect(2, 0);
+    net.settle();
+    let (creator, other) = (Identity::from_seed([61; 32]), Identity::from_seed([62; 32]));
+    let t = net.now;
+    let mut seq = 0;
+    let envs = vec![
+        invitation_as(&other, &creator, &net, 0, 7, t),
+        invitation_as(&creator, &creator, &net, 0, 7, t),
+    ];
+    push_all(&mut net, on0, &mut seq, envs);
+    let held = net.nodes[0].invitations();
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert_eq!(held[0].conversation, held[1].conversation);
+    let inviters: std::collections::BTreeSet<_> = held.iter().map(|h| h.inviter).collect();
+    assert_eq!(
+        inviters,
+        [creator.device_id(), other.device_id()]
+            .into_iter()
+            .collect()
+    );
+    let c = held[0].conversation;
+    let now = net.now;
+    net.nodes[0].accept_invitation(&c, now).unwrap();
+    assert!(net.nodes[0].invitations().is_empty());
+    assert_eq!(net.nodes[0].conversations().len(), 1);
+    assert!(!net.nodes[0].replica().is_contact(&other.device_id()));
 }

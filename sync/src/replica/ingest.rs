@@ -361,6 +361,24 @@ impl<S: Store> Replica<S> {
         env: &Envelope,
         now_ms: u64,
     ) -> Result<Ingested, IngestError> {
+        self.ingest_invite_with(env, now_ms, true)
+    }
+
+    /// Takes an invitation the user accepted: as a contact's, never held.
+    pub(super) fn take_invite(
+        &mut self,
+        env: &Envelope,
+        now_ms: u64,
+    ) -> Result<Ingested, IngestError> {
+        self.ingest_invite_with(env, now_ms, false)
+    }
+
+    fn ingest_invite_with(
+        &mut self,
+        env: &Envelope,
+        now_ms: u64,
+        may_hold: bool,
+    ) -> Result<Ingested, IngestError> {
         let opened = envelope::open_invite(env, &self.me)?;
         let inv = Invitation::decode(&opened.payload)?;
         self.clock.observe(opened.hlc, now_ms);
@@ -377,7 +395,7 @@ impl<S: Store> Replica<S> {
         if self.by_tag.get(&tag).is_some_and(|c| *c != conv_id) {
             return Err(IngestError::BadInvitation);
         }
-        if self.must_hold(&conv_id, &opened.signer) {
+        if may_hold && self.must_hold(&conv_id, &opened.signer) {
             return self.hold_invitation(env, conv_id, opened.signer, now_ms);
         }
         self.store

@@ -18,7 +18,7 @@
 //! | `h` | `h` (the whole key) | the hybrid logical clock, so it never runs backwards | packed [`Hlc`](crate::hlc::Hlc) u64 BE |
 //! | `d/` | `d/` ‖ envelope id ‖ device id | engine: a delivery receipt for an own envelope from one member device | empty |
 //! | `w/` | `w/` ‖ tag ‖ envelope id | engine: an own message envelope still awaiting receipts | sealed-at ms u64 BE ‖ members still to confirm u32 BE |
-//! | `i/` | `i/` ‖ conversation id | an invitation from a stranger, held until accepted or declined | order u64 BE ‖ received ms u64 BE ‖ inviter device id (32) ‖ envelope id (32) |
+//! | `i/` | `i/` ‖ envelope id | an invitation from a stranger, held until accepted or declined | order u64 BE ‖ received ms u64 BE ‖ inviter device id (32) ‖ conversation id (16) |
 //! | `a/` | `a/` ‖ device id | a device the user accepted: its invitations are taken | empty |
 //! | `r/` | `r/` ‖ envelope id | an envelope carried for others (relay quotas and eviction) | order u64 BE ‖ length u32 BE ‖ tag (16) ‖ origin flag (1) ‖ origin device id or zeros (32) |
 //!
@@ -145,8 +145,8 @@ pub(crate) fn unreadable(c: &ConversationId, env: &EnvelopeId) -> Vec<u8> {
     [UNREADABLE, &c.0, &env.0].concat()
 }
 
-pub(crate) fn held_invitation(c: &ConversationId) -> Vec<u8> {
-    [HELD_INVITATION, &c.0].concat()
+pub(crate) fn held_invitation(e: &EnvelopeId) -> Vec<u8> {
+    [HELD_INVITATION, &e.0].concat()
 }
 
 pub(crate) fn carried(e: &EnvelopeId) -> Vec<u8> {

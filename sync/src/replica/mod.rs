@@ -171,6 +171,8 @@ pub enum CommandError {
     TooManyAccepted,
     #[error("too many conversations")]
     TooManyConversations,
+    #[error("the invitation cannot be taken: {0}")]
+    InvitationRefused(String),
 }
 
 /// Something the application may want to know.
