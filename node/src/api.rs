@@ -81,6 +81,17 @@ pub enum Request {
         message: String,
         emoji: Option<String>,
     },
+    /// Invitations from strangers held for the user.
+    Invitations,
+    /// Accepts a held invitation (`id`: its conversation id or a unique prefix), or a device
+    /// (`id`: a device id): its held invitations and all later ones are taken.
+    AcceptInvitation {
+        id: String,
+    },
+    /// Declines a held invitation (it is not fetched again).
+    DeclineInvitation {
+        id: String,
+    },
 }
 
 fn default_limit() -> usize {
@@ -255,6 +266,15 @@ impl From<CommandError> for ApiError {
     fn from(c: CommandError) -> Self {
         match c {
             CommandError::NoSuchConversation => ApiError::not_found("no such conversation"),
+            CommandError::TooManyConversations
+            | CommandError::TooManyAccepted
+            | CommandError::InvitationRefused(_) => ApiError {
+                status: 409,
+                message: c.to_string(),
+            },
+            CommandError::NoSuchInvitation => {
+                ApiError::not_found("no such invitation (`vaarta invites` lists them)")
+            }
             CommandError::Store(s) => ApiError::internal(format!("storage: {s}")),
             CommandError::NotAdmin | CommandError::NotMember => ApiError {
                 status: 403,
@@ -345,6 +365,32 @@ fn actor_hint(d: &DeviceId) -> String {
 fn conversation_json(c: &ConversationInfo) -> Value {
     json!({"id": c.id.to_string(), "title": c.title, "members": c.members.iter().map(member_json).collect::<Vec<_>>(),
            "admin": c.me_admin, "member": c.me_member, "removed": c.me_removed, "epochs": c.epochs, "pages": c.pages})
+}
+
+/// A held invitation named by its conversation id or a unique prefix of it.
+fn held_invitation<S: Store>(engine: &Engine<S>, s: &str) -> Result<ConversationId, ApiError> {
+    let prefix = s.trim().to_ascii_lowercase();
+    if prefix.is_empty() {
+        return Err(ApiError::bad("give the invitation's id (`vaarta invites`)"));
+    }
+    let hits: Vec<ConversationId> = engine
+        .invitations()
+        .into_iter()
+        .map(|h| h.conversation)
+        .filter(|c| c.to_string().starts_with(&prefix))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(ApiError::not_found(format!(
+            "no invitation matches '{s}' (`vaarta invites` lists them)"
+        ))),
+        many => Err(ApiError::bad(format!(
+            "'{s}' matches {} invitations: give more characters of the id",
+            many.len()
+        ))),
+    }
 }
 
 /// Runs a request against the engine. Changes become durable at the caller's next flush.
@@ -622,6 +668,32 @@ pub fn execute<S: Store>(
             changeable(engine, &id, &msg, false)?;
             engine.react(&id, &msg, emoji.as_deref(), now_ms)?;
             Ok(json!({"ok": true}))
+        }
+        Request::Invitations => Ok(Value::Array(
+            engine
+                .invitations()
+                .iter()
+                .map(|h| {
+                    json!({"id": h.conversation.to_string(), "inviter": h.inviter.to_string(),
+                           "received_ms": h.received_ms})
+                })
+                .collect(),
+        )),
+        Request::AcceptInvitation { id } => {
+            if let Ok(d) = id.trim().parse::<DeviceId>() {
+                let d = device(&d.to_string())?;
+                let accepted = engine.accept_device(&d, now_ms)?;
+                return Ok(json!({"ok": true, "device": d.to_string(),
+                                 "conversations": accepted.iter().map(|c| c.to_string()).collect::<Vec<_>>()}));
+            }
+            let c = held_invitation(engine, &id)?;
+            engine.accept_invitation(&c, now_ms)?;
+            Ok(json!({"ok": true, "conversations": [c.to_string()]}))
+        }
+        Request::DeclineInvitation { id } => {
+            let c = held_invitation(engine, &id)?;
+            engine.decline_invitation(&c)?;
+            Ok(json!({"ok": true, "conversation": c.to_string()}))
         }
     }
 }
@@ -1011,6 +1083,28 @@ pub async fn serve(
                         },
                     )
                     .await
+                },
+            ),
+        )
+        .route(
+            "/v1/invitations",
+            get(|State(s): State<AppState>, h: HeaderMap| async move {
+                call(&s, &h, Request::Invitations).await
+            }),
+        )
+        .route(
+            "/v1/invitations/{id}/accept",
+            post(
+                |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move {
+                    call(&s, &h, Request::AcceptInvitation { id }).await
+                },
+            ),
+        )
+        .route(
+            "/v1/invitations/{id}/decline",
+            post(
+                |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move {
+                    call(&s, &h, Request::DeclineInvitation { id }).await
                 },
             ),
         )

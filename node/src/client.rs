@@ -113,6 +113,11 @@ impl Client {
         {
             return Err(ApiError::bad(crate::api::EMPTY_CONVERSATION));
         }
+        if let Request::AcceptInvitation { id } | Request::DeclineInvitation { id } = &req
+            && id.trim().is_empty()
+        {
+            return Err(ApiError::bad("give the invitation's id (`vaarta invites`)"));
+        }
         match req {
             Request::Status => self.get("/v1/status"),
             Request::Peers => self.get("/v1/peers"),
@@ -206,6 +211,17 @@ impl Client {
                     enc(&message)
                 ),
                 json!({"emoji": emoji}),
+            ),
+            Request::Invitations => self.get("/v1/invitations"),
+            Request::AcceptInvitation { id } => self.send_json(
+                "POST",
+                &format!("/v1/invitations/{}/accept", enc(&id)),
+                Value::Null,
+            ),
+            Request::DeclineInvitation { id } => self.send_json(
+                "POST",
+                &format!("/v1/invitations/{}/decline", enc(&id)),
+                Value::Null,
             ),
         }
     }

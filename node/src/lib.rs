@@ -832,6 +832,12 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::Sync(S::ConversationAdded(c)) => {
             json!({"type": "conversation_added", "conversation": c.to_string()})
         }
+        Event::Sync(S::InvitationHeld {
+            conversation,
+            inviter,
+        }) => {
+            json!({"type": "invitation", "conversation": conversation.to_string(), "inviter": inviter.to_string()})
+        }
         Event::Sync(S::MembershipChanged(c)) => {
             json!({"type": "membership_changed", "conversation": c.to_string()})
         }

@@ -188,6 +188,10 @@ impl<'a> Runner<'a> {
                 name: String::new(),
                 relay: n.role.relays(),
                 max_links,
+                // The simulated teams are provisioned to accept each other's invitations
+                // (the policy credentials will give); strangers' inbox is tested at engine
+                // level.
+                invitations: vaarta_sync::replica::InvitePolicy::AcceptAll,
                 ..Config::default()
             };
             let engine = Engine::new(

@@ -67,8 +67,30 @@ pub const MAX_UNREADABLE_PER_TAG: usize = 4096;
 pub const MAX_UNREADABLE: usize = 65_536;
 /// Page documents kept in memory per conversation (others are saved and reloaded on demand).
 pub const MAX_LOADED_PAGES: usize = 4;
+/// Invitations from devices that are not contacts (share no conversation with us and were
+/// never accepted) held until the user accepts or declines them; past it the oldest is
+/// dropped (and remembered as a tombstone). A guess: more than a screenful of strangers is
+/// a flood, not an introduction.
+pub const MAX_HELD_INVITATIONS: usize = 64;
+/// Held invitations per inviter device: one stranger cannot fill the inbox (past it, its own
+/// oldest goes). A guess: nobody honest invites a stranger to more than a few at once.
+pub const MAX_HELD_PER_INVITER: usize = 4;
+/// Held invitations per conversation (from different signers: the first to arrive does not
+/// decide who invited).
+pub const MAX_HELD_PER_CONVERSATION: usize = 4;
+/// Devices the user accepted (invitations from them are taken like a member's).
+pub const MAX_ACCEPTED_DEVICES: usize = 4096;
 /// Events waiting to be polled before the oldest are dropped.
 pub const MAX_QUEUED_EVENTS: usize = 4096;
 /// Bytes a relay carries for conversations it is not in, by default (a phone can spare
 /// 256 MiB; a control-room laptop raises it).
 pub const DEFAULT_RELAY_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// One tag (conversation) holds at most 1/8 of the relay quota: a relay serves at least
+/// eight conversations, and one busy or flooded conversation cannot take it all.
+pub const RELAY_TAG_SHARE: u64 = 8;
+/// What one peer device pushed holds at most 1/4 of the relay quota: one flooding peer
+/// evicts only its own envelopes past that (a guess: a relay serves a few teams at once).
+pub const RELAY_ORIGIN_SHARE: u64 = 4;
+/// Carried envelopes held at most (their index costs about 250 bytes each in memory, so
+/// 16 MiB at most; 4 KiB on average at the default byte quota).
+pub const MAX_CARRIED_ENVELOPES: usize = 65_536;

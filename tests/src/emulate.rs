@@ -98,6 +98,9 @@ pub fn run(cfg: &Config) -> Report {
         });
     }
     let ids: Vec<String> = nodes[1..].iter().map(|n| n.device_id()).collect();
+    for n in &nodes[1..] {
+        n.accept(&nodes[0]);
+    }
     let mut args = vec!["conv", "create", "emulation"];
     for d in &ids {
         args.push("--member");

@@ -126,6 +126,12 @@ impl Node {
         serde_json::from_str(&self.ok(&a)).expect("json output")
     }
 
+    /// Accepts `other`'s device (`vaarta invites accept DEVICE`), as a user who knows them
+    /// does: `other`'s invitations are then taken at once.
+    pub fn accept(&self, other: &Node) {
+        self.ok(&["invites", "accept", &other.device_id()]);
+    }
+
     pub fn device_id(&self) -> String {
         let info: Value =
             serde_json::from_slice(&std::fs::read(self.home.join("node.json")).expect("node.json"))

@@ -22,6 +22,7 @@ fn pair() -> (Node, Node, String) {
     let addr = a.addr("/tcp/");
     b.up_loopback(&[&addr]);
     wait_for("a link", T, || (a.linked() >= 1).then_some(()));
+    b.accept(&a);
     let conv = a
         .ok(&["conv", "create", "Flood relief", "--member", &b.device_id()])
         .trim()
@@ -588,6 +589,49 @@ fn two_nodes_cannot_share_a_listen_port() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("already in use"), "{}", stderr(&o));
     assert!(stderr(&o).contains(&addr), "{}", stderr(&o));
+}
+
+/// Issue 9 item 10, as the README walkthrough goes: Asha adds Bhavesh, who has never
+/// accepted her; the invitation waits, `up` says so, `vaarta invites` lists it, and
+/// `vaarta invites accept ID` joins the conversation.
+#[test]
+fn a_strangers_invitation_waits_until_accepted() {
+    let mut a = Node::init("Asha");
+    let mut b = Node::init("Bhavesh");
+    a.up_loopback(&[]);
+    let addr = a.addr("/tcp/");
+    b.up_loopback(&[&addr]);
+    wait_for("a link", T, || (a.linked() >= 1).then_some(()));
+    let conv = a
+        .ok(&["conv", "create", "Flood relief", "--member", &b.device_id()])
+        .trim()
+        .to_string();
+    let held = wait_for("the invitation to arrive", T, || {
+        let v = b.json(&["invites"]);
+        v.as_array().filter(|l| !l.is_empty()).cloned()
+    });
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["id"], conv.as_str());
+    assert_eq!(held[0]["inviter"], a.device_id().as_str());
+    assert!(b.json(&["conv", "list"]).as_array().unwrap().is_empty());
+    wait_for("`up` to say an invitation waits", T, || {
+        b.log()
+            .contains(&format!("vaarta invites accept {conv}"))
+            .then_some(())
+    });
+    let listed = b.ok(&["invites"]);
+    assert!(listed.contains(&a.device_id()), "{listed}");
+    assert!(b.cli(&["invites", "accept", "zzzz"]).status.code() == Some(1));
+    let joined = b.ok(&["invites", "accept", &conv[..8]]);
+    assert!(joined.contains(&conv), "{joined}");
+    wait_for("Bhavesh to join", T, || {
+        b.is_member_of(&conv, 2).then_some(())
+    });
+    a.ok(&["send", &conv, "Boat team at ghat 3"]);
+    wait_for("the message", T, || {
+        (b.bodies(&conv) == ["Boat team at ghat 3"]).then_some(())
+    });
+    assert!(b.json(&["invites"]).as_array().unwrap().is_empty());
 }
 
 /// Bug 7 (rest): a conversation you left says so (in `conv list`, `conv show` and their

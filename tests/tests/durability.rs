@@ -11,6 +11,7 @@ const T: Duration = Duration::from_secs(60);
 fn sigkill_after_send_loses_nothing() {
     let mut a = Node::init("a");
     let mut b = Node::init("b");
+    b.accept(&a);
     let conv = a
         .ok(&["conv", "create", "x", "--member", &b.device_id()])
         .trim()

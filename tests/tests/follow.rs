@@ -123,6 +123,7 @@ fn follow_prints_bursts_edits_deletions_reactions_and_fails_when_the_node_stops(
     let mut b = Node::init("Bhavesh");
     a.up_loopback(&[]);
     b.up_loopback(&[&a.addr("/tcp/")]);
+    b.accept(&a);
     let conv = a
         .ok(&["conv", "create", "Follow", "--member", &b.device_id()])
         .trim()

@@ -143,6 +143,7 @@ async fn hostile_peers_are_cut_off_and_honest_ones_served() {
 
     // The node still serves an honest peer.
     let mut b = Node::init("b");
+    b.accept(&a);
     let conv = a
         .ok(&["conv", "create", "still fine", "--member", &b.device_id()])
         .trim()

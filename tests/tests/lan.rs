@@ -36,6 +36,8 @@ fn three_nodes_by_static_peers_with_downtime_and_restarts() {
         (a.linked() >= 2 && b.linked() >= 2 && c.linked() >= 2).then_some(())
     });
 
+    b.accept(&a);
+    c.accept(&a);
     let conv = a
         .ok(&[
             "conv",
@@ -100,6 +102,7 @@ fn offline_send_leaves_with_the_next_up_and_cli_errors_are_one_line() {
     let mut a = Node::init("a");
     let mut b = Node::init("b");
     // Nothing running: commands open the store directly.
+    b.accept(&a);
     let conv = a
         .ok(&["conv", "create", "x", "--member", &b.device_id()])
         .trim()

@@ -31,6 +31,8 @@ fn three_nodes_on_one_host_find_each_other_by_mdns() {
             || (n.linked() >= 2).then_some(()),
         );
     }
+    nodes[1].accept(&nodes[0]);
+    nodes[2].accept(&nodes[0]);
     let conv = nodes[0].ok(&[
         "conv",
         "create",
@@ -77,6 +79,8 @@ fn partition_then_heal_converges_across_a_bridge() {
             (n.linked() >= 2).then_some(())
         });
     }
+    nodes[1].accept(&nodes[0]);
+    nodes[2].accept(&nodes[0]);
     let conv = nodes[0]
         .ok(&[
             "conv",

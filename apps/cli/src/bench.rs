@@ -169,6 +169,12 @@ async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
     let mut b = Node::start(&hb, opts(std::slice::from_ref(&a_addr))?)
         .await
         .map_err(|e| anyhow!("{e}"))?;
+    // B accepts A's device, so A's invitation is taken at once.
+    b.call(Request::AcceptInvitation {
+        id: a.device_id.clone(),
+    })
+    .await
+    .map_err(|e| anyhow!(e.message))?;
     let created = a
         .call(Request::CreateConversation {
             title: "bench".into(),

@@ -145,6 +145,15 @@ async fn demo(keep: bool) -> Result<()> {
     ));
 
     let (bd, cd) = (b.device_id.clone(), c.device_id.clone());
+    // Bhavesh and Chitra know Asha: they accept her device, so her invitation is taken at
+    // once (a stranger's would wait in `vaarta invites`).
+    for n in [&b, &c] {
+        n.call(Request::AcceptInvitation {
+            id: a.device_id.clone(),
+        })
+        .await
+        .map_err(|e| anyhow!(e.message))?;
+    }
     let created = a
         .call(Request::CreateConversation {
             title: "Flood relief – Darbhanga".into(),

@@ -23,6 +23,7 @@ pub mod bench;
 pub mod demo;
 pub mod fmt;
 pub mod follow;
+pub mod invites;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,6 +97,11 @@ pub enum Command {
     /// Create, list and manage conversations
     #[command(subcommand)]
     Conv(ConvCommand),
+    /// List invitations from devices that are not contacts yet; accept or decline one
+    Invites {
+        #[command(subcommand)]
+        action: Option<invites::InvitesCommand>,
+    },
     /// Send a message; returns once it is durable on this device
     Send {
         /// Conversation id (or a unique prefix of it)
@@ -319,7 +325,7 @@ pub fn emit_all(lines: &[String]) -> Result<()> {
     lines.iter().try_for_each(|l| emit(l))
 }
 
-fn print_json(v: &Value) -> Result<()> {
+pub(crate) fn print_json(v: &Value) -> Result<()> {
     emit(&serde_json::to_string_pretty(v).unwrap_or_default())
 }
 
@@ -478,6 +484,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Conv(c) => conv(&home, c, json),
+        Command::Invites { action } => invites::run(&home, action, json),
         Command::Send {
             conv,
             text,
@@ -690,6 +697,7 @@ fn up(
             home.token_path().display()
         );
         say!("Press Ctrl-C to stop.");
+        invites::announce(&node).await;
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         // A closed terminal (SIGHUP) stops the node as cleanly as Ctrl-C.

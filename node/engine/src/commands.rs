@@ -108,6 +108,45 @@ impl<S: Store> Engine<S> {
         Ok(())
     }
 
+    /// Invitations from strangers held for the user, oldest first.
+    pub fn invitations(&self) -> Vec<vaarta_sync::replica::HeldInvitation> {
+        self.replica.invitations()
+    }
+
+    /// Accepts a held invitation: the conversation is added and its tag goes in a new hello.
+    pub fn accept_invitation(
+        &mut self,
+        conv: &ConversationId,
+        now_ms: u64,
+    ) -> Result<ConversationId, EngineError> {
+        let c = self.replica.accept_invitation(conv, now_ms)?;
+        self.note_sealed();
+        self.tags_changed();
+        self.settle();
+        Ok(c)
+    }
+
+    /// Accepts a device: its invitations are taken from now on, and those held are accepted
+    /// (returned).
+    pub fn accept_device(
+        &mut self,
+        device: &DeviceId,
+        now_ms: u64,
+    ) -> Result<Vec<ConversationId>, EngineError> {
+        let cs = self.replica.accept_device(device, now_ms)?;
+        self.note_sealed();
+        if !cs.is_empty() {
+            self.tags_changed();
+        }
+        self.settle();
+        Ok(cs)
+    }
+
+    /// Declines a held invitation (it is not fetched again).
+    pub fn decline_invitation(&mut self, conv: &ConversationId) -> Result<(), EngineError> {
+        Ok(self.replica.decline_invitation(conv)?)
+    }
+
     /// Posts this device's name in conversations where it is a member without one.
     pub(crate) fn publish_profiles(&mut self, now_ms: u64) -> Result<(), EngineError> {
         let me = self.replica.device_id();

@@ -13,6 +13,12 @@ pub struct Config {
     pub relay: bool,
     /// Largest total of carried bytes (guess: a phone can spare 256 MiB).
     pub relay_max_bytes: u64,
+    /// One tag holds at most `relay_max_bytes / relay_tag_share` of carried bytes, and what
+    /// one peer device pushed at most `relay_max_bytes / relay_origin_share`; past a quota the
+    /// oldest carried envelope of that tag, that peer or in all is evicted
+    /// ([`vaarta_sync::limits::RELAY_TAG_SHARE`], [`vaarta_sync::limits::RELAY_ORIGIN_SHARE`]).
+    pub relay_tag_share: u64,
+    pub relay_origin_share: u64,
     /// Re-reconcile each link this often even if nothing seems new (guess: cheap, ~25 bytes).
     pub resync_interval_ms: u64,
     /// Links at most (rust-libp2p's connection-limit guidance; a phone rarely sees more;
@@ -56,6 +62,10 @@ pub struct Config {
     pub ban_ms: u64,
     /// Peers to keep connected (transport addresses, dialled with backoff).
     pub static_peers: Vec<String>,
+    /// Whose invitations create conversations at once: by default only contacts' (members
+    /// of a conversation held here, devices the user accepted); strangers' wait in a bounded
+    /// inbox for the user ([`vaarta_sync::replica::InvitePolicy`]).
+    pub invitations: vaarta_sync::replica::InvitePolicy,
 }
 
 impl Default for Config {
@@ -64,6 +74,8 @@ impl Default for Config {
             name: "device".into(),
             relay: true,
             relay_max_bytes: DEFAULT_RELAY_MAX_BYTES,
+            relay_tag_share: vaarta_sync::limits::RELAY_TAG_SHARE,
+            relay_origin_share: vaarta_sync::limits::RELAY_ORIGIN_SHARE,
             resync_interval_ms: 30_000,
             max_links: 64,
             max_inbound_links: 48,
@@ -81,6 +93,7 @@ impl Default for Config {
             ack_every: 64,
             ban_ms: 60_000,
             static_peers: Vec::new(),
+            invitations: vaarta_sync::replica::InvitePolicy::HoldStrangers,
         }
     }
 }

@@ -148,6 +148,8 @@ pub struct Counters {
     pub recon_work: u64,
     /// Reconciliations a peer started beyond its link's allowance, ignored.
     pub recon_starts_ignored: u64,
+    /// Hellos sent (one per link at link up, and one per link when our tags change).
+    pub hellos_out: u64,
 }
 
 #[derive(Debug, Error)]

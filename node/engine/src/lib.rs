@@ -65,7 +65,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use vaarta_sync::envelope::{Envelope, Kind, Precedence};
 use vaarta_sync::identity::Identity;
-use vaarta_sync::ids::{ConversationId, EnvelopeId, Tag};
+use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId, Tag};
 use vaarta_sync::replica::{self, Ingested, RelayPolicy, Replica, Sealed};
 use vaarta_sync::store::{Store, StoreError};
 
@@ -128,7 +128,10 @@ pub struct Engine<S: Store> {
     dialer: Dialer,
     timers: TimerTable,
     /// Envelopes received since the last flush: (link, push seq, bytes).
-    inbox: Vec<(LinkId, u64, Vec<u8>)>,
+    /// Pushes to ingest at the next flush: link, sequence number, envelope, and the link's
+    /// peer device when it was pushed (what it asks us to carry counts against its quota,
+    /// even if the link is gone by the flush).
+    inbox: Vec<(LinkId, u64, Vec<u8>, Option<DeviceId>)>,
     /// Envelopes created or stored since the last push round, and where they came from.
     fresh: Vec<Fresh>,
     /// Own envelopes sealed since the last flush: listed as awaiting receipts and reported
@@ -173,9 +176,11 @@ impl<S: Store> Engine<S> {
         let mut replica = Replica::open(identity, store, rseed)?;
         replica.report_sealed();
         replica.set_relay_policy(RelayPolicy {
-            carry: config.relay,
-            max_bytes: config.relay_max_bytes,
+            tag_share: config.relay_tag_share,
+            origin_share: config.relay_origin_share,
+            ..RelayPolicy::new(config.relay, config.relay_max_bytes)
         });
+        replica.set_invite_policy(config.invitations);
         let dialer = Dialer::new(&config, rng, now_ms);
         let mut e = Self {
             replica,
@@ -431,7 +436,8 @@ impl<S: Store> Engine<S> {
                     return self.fault(link, Fault::PushSequence);
                 }
                 self.counters.envelopes_in += 1;
-                self.inbox.push((link, seq, envelope));
+                let origin = l.remote.as_ref().map(|h| h.device);
+                self.inbox.push((link, seq, envelope, origin));
             }
             Frame::Ack { up_to, refused } => self.on_ack(link, up_to, &refused),
             Frame::Have { ids } => self.on_have(link, ids),
@@ -794,9 +800,10 @@ impl<S: Store> Engine<S> {
         // Per link: (up to, pushes handled, pushes not stored).
         let mut acks: BTreeMap<LinkId, (u64, u32, Vec<u64>)> = BTreeMap::new();
         if !inbox.is_empty() {
-            let refs: Vec<&[u8]> = inbox.iter().map(|(_, _, b)| b.as_slice()).collect();
-            let results = self.replica.ingest_batch(&refs, now_ms);
-            for ((link, seq, _), adm) in inbox.iter().zip(results) {
+            let refs: Vec<&[u8]> = inbox.iter().map(|(_, _, b, _)| b.as_slice()).collect();
+            let origins: Vec<Option<DeviceId>> = inbox.iter().map(|i| i.3).collect();
+            let results = self.replica.ingest_batch_from(&refs, &origins, now_ms);
+            for ((link, seq, _, _), adm) in inbox.iter().zip(results) {
                 if let Some(id) = adm.id {
                     self.requested.remove(&id);
                 }
@@ -905,7 +912,12 @@ impl<S: Store> Engine<S> {
     /// held (not of a refusal's tombstone). Refused, not wanted and unreadable ones are not.
     fn stored(&self, adm: &replica::Admission) -> bool {
         match &adm.result {
-            Ok(Ingested::Applied(_) | Ingested::Pending(..) | Ingested::Invited(_)) => true,
+            Ok(
+                Ingested::Applied(_)
+                | Ingested::Pending(..)
+                | Ingested::Invited(_)
+                | Ingested::InvitationHeld(_),
+            ) => true,
             Ok(Ingested::Carried) => true,
             Ok(Ingested::Duplicate) => adm.id.is_some_and(
                 |id| matches!(self.replica.store().envelope(&id), Ok(Some(b)) if !b.is_empty()),

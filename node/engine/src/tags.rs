@@ -122,6 +122,7 @@ impl<S: Store> Engine<S> {
             return;
         };
         let f = Frame::hello(self.replica.identity(), hello, &l.local_tid, &l.remote_tid);
+        self.counters.hellos_out += 1;
         self.send(link, f);
     }
 

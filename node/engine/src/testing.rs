@@ -45,8 +45,25 @@ impl Network {
         })
     }
 
-    /// `n` engines with the configuration `config(i)`.
+    /// `n` engines with the configuration `config(i)`, each of which has accepted every
+    /// other's device (as the users of one team would: invitations between them are taken
+    /// at once; see [`Self::strangers`] for engines that never met).
     pub fn with(n: usize, config: impl Fn(usize) -> Config) -> Self {
+        let mut net = Self::strangers(n, config);
+        let ids: Vec<_> = net.nodes.iter().map(|e| e.device_id()).collect();
+        for (i, node) in net.nodes.iter_mut().enumerate() {
+            for (j, d) in ids.iter().enumerate() {
+                if i != j {
+                    node.accept_device(d, T0).expect("a memory store writes");
+                }
+            }
+        }
+        net
+    }
+
+    /// `n` engines with the configuration `config(i)` that accepted nobody: invitations
+    /// between them are held until accepted.
+    pub fn strangers(n: usize, config: impl Fn(usize) -> Config) -> Self {
         let nodes = (0..n)
             .map(|i| {
                 Engine::new(

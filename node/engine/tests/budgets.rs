@@ -398,6 +398,9 @@ fn the_relay_quota_holds_across_a_restart() {
         name: format!("node{i}"),
         relay: true,
         relay_max_bytes: if i == 0 { quota } else { 1 << 28 },
+        // One conversation, one peer: only the total quota is tested here.
+        relay_tag_share: 1,
+        relay_origin_share: 1,
         ..vaarta_engine::Config::default()
     });
     // Nodes 1 and 2 share a conversation; node 0 only relays for node 1.
@@ -466,4 +469,457 @@ fn the_relay_quota_holds_across_a_restart() {
         "{} > {quota}",
         used(&net.nodes[0])
     );
+}
+
+// ------------------------------------------------------------------ item 14: relay quotas
+
+/// A relay's quota in the tests below (default shares: a tag holds at most 1/8 of it, what
+/// one peer pushed at most 1/4).
+const RELAY_Q: u64 = 80_000;
+
+fn relay_net(n: usize, quota: u64) -> Network {
+    Network::with(n, |i| vaarta_engine::Config {
+        name: format!("node{i}"),
+        relay: true,
+        relay_max_bytes: if i == 0 { quota } else { 1 << 28 },
+        ..vaarta_engine::Config::default()
+    })
+}
+
+/// An envelope of about `size` bytes under `tag`, with no expiry, that nobody here can read
+/// (an invitation sealed to a device that is not in the network): what a relay carries
+/// blind.
+fn carried_junk(tag: Tag, k: u64, size: usize, now: u64) -> Vec<u8> {
+    use vaarta_sync::envelope::{self, Header, Kind, Precedence};
+    let header = Header {
+        kind: Kind::Invite,
+        precedence: Precedence::Routine,
+        tag,
+        epoch: vaarta_sync::ids::EpochId([0; 4]),
+        expiry: None,
+    };
+    let from = Identity::from_seed([201; 32]);
+    let to = Identity::from_seed([202; 32]).device_id();
+    let hlc = vaarta_sync::hlc::Hlc {
+        ms: now,
+        counter: (k % 60_000) as u16,
+    };
+    let mut seed = [9u8; 32];
+    seed[..8].copy_from_slice(&k.to_le_bytes());
+    let payload: Vec<u8> = (0..size).map(|i| (i as u64 ^ k) as u8).collect();
+    envelope::seal_invite(&header, &from, &to, hlc, &payload, seed)
+        .unwrap()
+        .bytes()
+        .to_vec()
+}
+
+fn tag_n(n: u64) -> Tag {
+    let mut t = [0xA5u8; 16];
+    t[..8].copy_from_slice(&n.to_le_bytes());
+    Tag(t)
+}
+
+/// Frames pushed straight into a node on one of its links (as that link's peer would),
+/// each followed by a flush.
+struct Pusher {
+    link: LinkId,
+    seq: u64,
+    sent: Vec<EnvelopeId>,
+    /// The node closed the link (as a driver would, it is then taken down).
+    closed: bool,
+}
+
+impl Pusher {
+    fn on(link: LinkId) -> Self {
+        Self {
+            link,
+            seq: 0,
+            sent: Vec::new(),
+            closed: false,
+        }
+    }
+
+    fn push(&mut self, net: &mut Network, node: usize, env: Vec<u8>) {
+        self.seq += 1;
+        self.sent
+            .push(vaarta_sync::envelope::Envelope::decode(&env).unwrap().id());
+        let f = Frame::Push {
+            seq: self.seq,
+            envelope: env,
+        };
+        let now = net.now;
+        net.nodes[node].handle_frame(self.link, &f.encode(), now);
+        let out = vaarta_engine::testing::pump(&mut net.nodes[node], now).unwrap();
+        net.events[node].extend(out.events);
+        for a in out.actions {
+            if let Action::Close { link, .. } = a
+                && link == self.link
+                && !self.closed
+            {
+                self.closed = true;
+                net.cut(node, link);
+            }
+        }
+    }
+
+    /// Bytes of what this pusher sent that `node` still holds in full.
+    fn held(&self, net: &Network, node: usize) -> u64 {
+        let s = net.nodes[node].replica().store();
+        self.sent
+            .iter()
+            .map(|id| s.envelope(id).unwrap().map_or(0, |b| b.len() as u64))
+            .sum()
+    }
+
+    fn holds(&self, net: &Network, node: usize, i: usize) -> bool {
+        let s = net.nodes[node].replica().store();
+        s.envelope(&self.sent[i])
+            .unwrap()
+            .is_some_and(|b| !b.is_empty())
+    }
+}
+
+/// Bytes held in full under `tag`.
+fn bytes_under(e: &vaarta_engine::Engine<vaarta_sync::store::MemoryStore>, tag: &Tag) -> u64 {
+    let s = e.replica().store();
+    let mut n = 0;
+    s.for_each_id(tag, &[0; 32], &mut |id| {
+        n += s.envelope(id).unwrap().map_or(0, |b| b.len() as u64);
+        true
+    })
+    .unwrap();
+    n
+}
+
+/// Bytes carried for others (under tags that are not the node's conversations').
+fn carried_bytes(e: &vaarta_engine::Engine<vaarta_sync::store::MemoryStore>) -> u64 {
+    let r = e.replica();
+    r.store()
+        .tags()
+        .into_iter()
+        .filter(|(t, _)| r.conversation_of_tag(t).is_none())
+        .map(|(t, _)| bytes_under(e, &t))
+        .sum()
+}
+
+/// Item 14: one tag holds at most 1/8 of the relay quota and one peer's pushes at most 1/4,
+/// across a restart; past a quota the oldest of that tag (or of that peer) goes, so the
+/// newest is held; another peer is still served. Before, one tag (or one peer) could take
+/// the whole quota, and a full relay refused everything new.
+#[test]
+fn carried_envelopes_are_held_to_a_per_tag_and_a_per_origin_quota() {
+    let mut net = relay_net(3, RELAY_Q);
+    let (_, from1) = net.connect(1, 0);
+    let (_, from2) = net.connect(2, 0);
+    net.settle();
+    let (per_tag, per_origin) = (RELAY_Q / 8, RELAY_Q / 4);
+    let mut a = Pusher::on(from1);
+    let t = net.now;
+    for k in 0..40 {
+        a.push(&mut net, 0, carried_junk(tag_n(1), k, 1_000, t));
+    }
+    let t1 = bytes_under(&net.nodes[0], &tag_n(1));
+    assert!(t1 <= per_tag, "one tag holds {t1} > {per_tag}");
+    assert!(t1 > per_tag / 2, "the tag is used: {t1}");
+    assert!(a.holds(&net, 0, 39), "the newest is held");
+    assert!(!a.holds(&net, 0, 0), "the oldest went");
+    // Six more tags from the same peer: its share is bounded, each tag's too.
+    for k in 40..100 {
+        a.push(&mut net, 0, carried_junk(tag_n(2 + k % 6), k, 1_000, t));
+    }
+    let from_a = a.held(&net, 0);
+    assert!(
+        from_a <= per_origin,
+        "one peer holds {from_a} > {per_origin}"
+    );
+    assert!(a.holds(&net, 0, 99), "its newest is held");
+    for n in 1..8 {
+        assert!(bytes_under(&net.nodes[0], &tag_n(n)) <= per_tag);
+    }
+    // Another peer is served.
+    let mut b = Pusher::on(from2);
+    for k in 0..8 {
+        b.push(&mut net, 0, carried_junk(tag_n(100), 1_000 + k, 1_000, t));
+    }
+    assert_eq!(b.held(&net, 0), bytes_under(&net.nodes[0], &tag_n(100)));
+    assert!(
+        (0..8).all(|i| b.holds(&net, 0, i)),
+        "the other peer is served"
+    );
+    assert!(carried_bytes(&net.nodes[0]) <= RELAY_Q);
+
+    // Across a restart: the quotas are counted from what is held.
+    let config = net.nodes[0].config().clone();
+    let store = net.nodes.remove(0).close().unwrap();
+    let e = vaarta_engine::Engine::new(
+        Identity::from_seed([1; 32]),
+        store,
+        config,
+        [0; 32],
+        net.now,
+    )
+    .unwrap();
+    net.nodes.insert(0, e);
+    let (_, again) = net.connect(1, 0);
+    net.settle();
+    let mut a2 = Pusher::on(again);
+    for k in 200..230 {
+        a2.push(&mut net, 0, carried_junk(tag_n(1), k, 1_000, t));
+    }
+    let t1 = bytes_under(&net.nodes[0], &tag_n(1));
+    assert!(
+        t1 <= per_tag,
+        "after a restart one tag holds {t1} > {per_tag}"
+    );
+    let from_a = a.held(&net, 0) + a2.held(&net, 0);
+    assert!(
+        from_a <= per_origin,
+        "after a restart one peer holds {from_a}"
+    );
+    assert!(
+        (0..8).all(|i| b.holds(&net, 0, i)),
+        "the other peer's are kept"
+    );
+}
+
+/// Item 14: a full relay makes room by evicting its oldest carried envelopes, with or
+/// without expiry, so what is new is carried; the node's own conversations' envelopes are
+/// never evicted. Before, a full relay carried nothing new (and envelopes without expiry
+/// stayed for ever).
+#[test]
+fn a_full_relay_evicts_its_oldest_carried_envelopes_never_its_own() {
+    let quota = 40_000;
+    let mut net = relay_net(8, quota);
+    // Node 0's own conversation with node 1, with messages as large as the junk.
+    let (c, own_tag) = shared(&mut net);
+    for i in 0..30 {
+        net.nodes[1]
+            .send_message(&c, text(&noise(i, 1_000)), net.now)
+            .unwrap();
+        net.settle();
+    }
+    let own_ids = net.nodes[0].replica().store().summary(&own_tag).count;
+    let own_bytes = bytes_under(&net.nodes[0], &own_tag);
+    assert!(own_bytes > quota / 2, "own envelopes: {own_bytes}");
+    // Six peers push 12 envelopes each, each under its own tag, none expiring.
+    let mut pushers = Vec::new();
+    for p in 2..8 {
+        let (_, l) = net.connect(p, 0);
+        net.settle();
+        pushers.push(Pusher::on(l));
+    }
+    let t = net.now;
+    for (i, p) in pushers.iter_mut().enumerate() {
+        for k in 0..12 {
+            let n = (i * 100 + k) as u64;
+            p.push(&mut net, 0, carried_junk(tag_n(10_000 + n), n, 1_000, t));
+        }
+    }
+    let total = carried_bytes(&net.nodes[0]);
+    assert!(total <= quota, "carried {total} > {quota}");
+    let last = pushers.last().unwrap();
+    assert!(last.holds(&net, 0, 11), "the newest is carried");
+    assert!(!pushers[0].holds(&net, 0, 0), "the oldest was evicted");
+    // Nothing of the node's own conversation went.
+    assert_eq!(
+        net.nodes[0].replica().store().summary(&own_tag).count,
+        own_ids
+    );
+    assert_eq!(bytes_under(&net.nodes[0], &own_tag), own_bytes);
+    assert_eq!(net.nodes[0].messages(&c, 100).unwrap().len(), 31);
+}
+
+// ------------------------------------------------------------------ per-peer budget
+
+/// A change envelope under `tag` that nobody can open: sealed by `signer` under a key of its
+/// own (epoch id `epoch` if given, else its key's), with `size` bytes of payload.
+fn junk_change(
+    signer: &Identity,
+    tag: Tag,
+    epoch: Option<vaarta_sync::ids::EpochId>,
+    k: u64,
+    size: usize,
+    now: u64,
+) -> Vec<u8> {
+    use vaarta_sync::envelope::{self, Header, Kind, Precedence};
+    let mut key = [0x33u8; 32];
+    key[..8].copy_from_slice(&k.to_le_bytes());
+    let header = Header {
+        kind: Kind::Change,
+        precedence: Precedence::Routine,
+        tag,
+        epoch: epoch.unwrap_or_else(|| vaarta_sync::crypto::epoch_id(&key)),
+        expiry: None,
+    };
+    let hlc = vaarta_sync::hlc::Hlc {
+        ms: now,
+        counter: (k % 60_000) as u16,
+    };
+    let mut salt = [0u8; 12];
+    salt[..8].copy_from_slice(&k.to_le_bytes());
+    let payload: Vec<u8> = (0..size).map(|i| (i as u64 ^ k) as u8).collect();
+    envelope::seal(
+        &header,
+        &key,
+        &ConversationId([0x44; 16]),
+        signer,
+        hlc,
+        &payload,
+        salt,
+    )
+    .bytes()
+    .to_vec()
+}
+
+/// Issue 9's "Must show": a stranger (linked, its hello verified, in no conversation) pushes
+/// junk under tags it knows: node 0's conversation tag (from the hello) and a tag node 0
+/// carries for others. What node 0 holds stays bounded in bytes and entries, the work is
+/// bounded (junk it cannot verify costs a bounded slot; junk it can refuse cuts the link
+/// after `max_faults`, and nothing is processed after), nothing is amplified (no hello),
+/// and honest peers are still served: the member's messages arrive and what an honest peer
+/// asked node 0 to carry under the same tag is kept.
+#[test]
+fn a_stranger_pushing_junk_under_known_tags_is_bounded() {
+    use vaarta_sync::limits::{MAX_TOMBSTONES_PER_TAG, MAX_UNVERIFIED_PER_TAG};
+    let mut net = relay_net(5, RELAY_Q);
+    // Node 0's own conversation with node 1.
+    let (c, own_tag) = shared(&mut net);
+    // The epoch of node 0's messages (before any junk is stored).
+    let epoch = {
+        let s = net.nodes[0].replica().store();
+        let mut first = None;
+        s.for_each_id(&own_tag, &[0; 32], &mut |id| {
+            let b = s.envelope(id).unwrap().unwrap_or_default();
+            if let Ok(e) = vaarta_sync::envelope::Envelope::decode(&b)
+                && e.header().kind == vaarta_sync::envelope::Kind::Change
+            {
+                first = Some(e.header().epoch);
+                return false;
+            }
+            true
+        })
+        .unwrap();
+        first.expect("a message envelope")
+    };
+    // Nodes 3 and 4 talk in a conversation node 0 is not in; node 3 is linked to node 0,
+    // which carries for it.
+    net.connect(3, 4);
+    net.settle();
+    let d = net.nodes[3]
+        .create_conversation("far", History::Shared, net.now)
+        .unwrap()
+        .0;
+    let dev4 = net.nodes[4].device_id();
+    net.nodes[3].add_member(&d, dev4, false, net.now).unwrap();
+    net.settle();
+    net.connect(3, 0);
+    net.run_for(1_000);
+    for i in 0..4 {
+        net.nodes[3]
+            .send_message(&d, text(&noise(500 + i, 800)), net.now)
+            .unwrap();
+        net.run_for(500);
+    }
+    let carried_tag = {
+        let r = net.nodes[0].replica();
+        r.store()
+            .tags()
+            .into_iter()
+            .map(|(t, _)| t)
+            .find(|t| r.conversation_of_tag(t).is_none() && !r.is_own_tag(t, net.now))
+            .expect("node 0 carries for node 3")
+    };
+    let honest_carried: Vec<EnvelopeId> = {
+        let s = net.nodes[0].replica().store();
+        let mut v = Vec::new();
+        s.for_each_id(&carried_tag, &[0; 32], &mut |id| {
+            v.push(*id);
+            true
+        })
+        .unwrap();
+        v
+    };
+    assert!(!honest_carried.is_empty());
+
+    // The stranger.
+    let stranger = net.nodes[2].replica().identity().clone();
+    let (_, from2) = net.connect(2, 0);
+    net.settle();
+    let hellos = net.nodes[0].counters().hellos_out;
+    let bytes_before = net.nodes[0].replica().store().bytes_used();
+    let n = 3_000u64;
+    let t = net.now;
+    let mut p = Pusher::on(from2);
+    // 1. Under node 0's conversation tag, junk of epochs nobody knows (it cannot be
+    //    refused: a real rotation may be on its way): parked, bounded per tag.
+    for k in 0..n {
+        p.push(
+            &mut net,
+            0,
+            junk_change(&stranger, own_tag, None, k, 300, t),
+        );
+    }
+    // 2. Under the carried tag: carried, within the stranger's own quota.
+    for k in 0..n {
+        p.push(&mut net, 0, carried_junk(carried_tag, 50_000 + k, 1_000, t));
+    }
+    assert!(!net.nodes[0].links().is_empty(), "nothing refusable so far");
+    let r = net.nodes[0].replica();
+    let (parked, _, _) = r.parked_count(&c);
+    assert!(parked <= MAX_UNVERIFIED_PER_TAG, "{parked} parked");
+    assert!(r.tombstone_count(&own_tag).0 <= MAX_TOMBSTONES_PER_TAG);
+    let by_stranger = r.carried_bytes_of(&carried_tag, &stranger.device_id()).1;
+    assert!(
+        by_stranger <= RELAY_Q / 4,
+        "the stranger's carried: {by_stranger}"
+    );
+    assert!(r.carried_usage().bytes <= RELAY_Q);
+    let grown = r.store().bytes_used() - bytes_before;
+    let bound = (MAX_UNVERIFIED_PER_TAG as u64) * 600 + RELAY_Q + (2 * n) * 100;
+    assert!(
+        grown <= bound,
+        "grew {grown} bytes for {} pushes (bound {bound})",
+        2 * n
+    );
+    // Honest carried envelopes under the same tag are kept (the stranger evicts its own).
+    for id in &honest_carried {
+        assert!(
+            r.store()
+                .envelope(id)
+                .unwrap()
+                .is_some_and(|b| !b.is_empty()),
+            "an honest peer's carried envelope was evicted by the stranger's junk"
+        );
+    }
+    assert_eq!(
+        net.nodes[0].counters().hellos_out,
+        hellos,
+        "no hello for junk"
+    );
+
+    // 3. Junk node 0 can refuse (its epoch is known, the key is not): the link is cut after
+    //    `max_faults`, and nothing more is processed.
+    let envelopes_in = net.nodes[0].counters().envelopes_in;
+    let max_faults = net.nodes[0].config().max_faults as u64;
+    for k in 0..200 {
+        p.push(
+            &mut net,
+            0,
+            junk_change(&stranger, own_tag, Some(epoch), 90_000 + k, 300, t),
+        );
+    }
+    let processed = net.nodes[0].counters().envelopes_in - envelopes_in;
+    assert!(
+        processed <= max_faults * 2,
+        "{processed} refusable envelopes processed before the cut"
+    );
+    assert!(p.closed, "the stranger is cut");
+    assert!(!net.nodes[0].links().iter().any(|l| l.link == from2));
+
+    // Honest peers are still served.
+    net.nodes[1]
+        .send_message(&c, text("still here"), net.now)
+        .unwrap();
+    net.settle();
+    assert_eq!(net.nodes[0].messages(&c, 10).unwrap().len(), 2);
 }

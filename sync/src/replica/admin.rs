@@ -6,30 +6,20 @@ impl<S: Store> Replica<S> {
     /// Replaces carried envelopes whose expiry has passed with tombstones (freeing their
     /// bytes; reconciliation still counts them as held). Returns how many expired.
     pub fn expire_carried(&mut self, now_ms: u64) -> Result<usize, StoreError> {
-        let own: BTreeSet<Tag> = self.by_tag.keys().copied().collect();
         let mut expired = Vec::new();
-        for (tag, _) in self.store.tags() {
-            if own.contains(&tag) {
-                continue;
-            }
-            let mut ids = Vec::new();
-            self.store.for_each_id(&tag, &[0; 32], &mut |id| {
-                ids.push(*id);
-                true
-            })?;
-            for id in ids {
-                if let Some(b) = self.store.envelope(&id)?
-                    && !b.is_empty()
-                    && Envelope::decode(&b).is_ok_and(|e| e.header().is_expired(now_ms))
-                {
-                    expired.push((tag, id, b.len() as u64));
-                }
+        for id in self.carried_ids() {
+            if let Some(b) = self.store.envelope(&id)?
+                && !b.is_empty()
+                && let Ok(e) = Envelope::decode(&b)
+                && e.header().is_expired(now_ms)
+            {
+                expired.push((e.header().tag, id));
             }
         }
-        for (tag, id, len) in &expired {
+        for (tag, id) in &expired {
+            self.uncarry(id)?;
             self.store.remove_envelope(id)?;
             self.tombstone(tag, id)?;
-            self.carried_bytes = self.carried_bytes.saturating_sub(*len);
         }
         Ok(expired.len())
     }

@@ -52,6 +52,17 @@ impl<S: Store> Replica<S> {
     /// Each result comes with the envelope's id and tag (when it decoded), so the caller
     /// need not decode or hash it again.
     pub fn ingest_batch(&mut self, batch: &[&[u8]], now_ms: u64) -> Vec<Admission> {
+        self.ingest_batch_from(batch, &[], now_ms)
+    }
+
+    /// [`Replica::ingest_batch`] where `origins[i]` pushed `batch[i]` (see
+    /// [`Replica::ingest_from`]; missing entries: no peer).
+    pub fn ingest_batch_from(
+        &mut self,
+        batch: &[&[u8]],
+        origins: &[Option<DeviceId>],
+        now_ms: u64,
+    ) -> Vec<Admission> {
         let mut results: Vec<Option<Result<Ingested, IngestError>>> =
             (0..batch.len()).map(|_| None).collect();
         let mut names: Vec<Option<(EnvelopeId, Tag)>> = vec![None; batch.len()];
@@ -63,7 +74,10 @@ impl<S: Store> Replica<S> {
             names[i] = name;
             match fast {
                 Fast::Done(r) => results[i] = Some(r),
-                Fast::Slow => results[i] = Some(self.ingest(bytes, now_ms)),
+                Fast::Slow => {
+                    let origin = origins.get(i).copied().flatten();
+                    results[i] = Some(self.ingest_from(bytes, origin, now_ms));
+                }
                 Fast::Ready(v) => groups
                     .entry((v.conv, v.checked.page))
                     .or_default()
@@ -283,6 +297,17 @@ impl<S: Store> Replica<S> {
 
     /// Takes an envelope from anywhere (a peer, a file) and does what the module docs say.
     pub fn ingest(&mut self, bytes: &[u8], now_ms: u64) -> Result<Ingested, IngestError> {
+        self.ingest_from(bytes, None, now_ms)
+    }
+
+    /// [`Replica::ingest`] of an envelope pushed by the peer device `origin` (what it asks
+    /// us to carry counts against its quota; `None`: no peer, e.g. a file).
+    pub fn ingest_from(
+        &mut self,
+        bytes: &[u8],
+        origin: Option<DeviceId>,
+        now_ms: u64,
+    ) -> Result<Ingested, IngestError> {
         let env = Envelope::decode(bytes)?;
         if self.store.contains(&env.id())? {
             return Ok(Ingested::Duplicate);
@@ -316,7 +341,7 @@ impl<S: Store> Replica<S> {
             let r = self.ingest_invite(env, now_ms);
             return self.refuse_on_error(env, r);
         }
-        if !self.relay.carry || self.carried_bytes + bytes.len() as u64 > self.relay.max_bytes {
+        if !self.carries() {
             return Ok(Ingested::NotWanted);
         }
         if env.header().is_expired(now_ms) {
@@ -324,10 +349,7 @@ impl<S: Store> Replica<S> {
             self.tombstone(&tag, &env.id())?;
             return Ok(Ingested::NotWanted);
         }
-        self.store.put_envelope(&tag, &env.id(), bytes)?;
-        self.carried_bytes += bytes.len() as u64;
-        self.stats.carried += 1;
-        Ok(Ingested::Carried)
+        self.carry(&env, origin)
     }
 
     pub(super) fn refuse_on_error(
@@ -350,6 +372,24 @@ impl<S: Store> Replica<S> {
         env: &Envelope,
         now_ms: u64,
     ) -> Result<Ingested, IngestError> {
+        self.ingest_invite_with(env, now_ms, true)
+    }
+
+    /// Takes an invitation the user accepted: as a contact's, never held.
+    pub(super) fn take_invite(
+        &mut self,
+        env: &Envelope,
+        now_ms: u64,
+    ) -> Result<Ingested, IngestError> {
+        self.ingest_invite_with(env, now_ms, false)
+    }
+
+    fn ingest_invite_with(
+        &mut self,
+        env: &Envelope,
+        now_ms: u64,
+        may_hold: bool,
+    ) -> Result<Ingested, IngestError> {
         let opened = envelope::open_invite(env, &self.me)?;
         let inv = Invitation::decode(&opened.payload)?;
         self.clock.observe(opened.hlc, now_ms);
@@ -365,6 +405,9 @@ impl<S: Store> Replica<S> {
         }
         if self.by_tag.get(&tag).is_some_and(|c| *c != conv_id) {
             return Err(IngestError::BadInvitation);
+        }
+        if may_hold && self.must_hold(&conv_id, &opened.signer) {
+            return self.hold_invitation(env, conv_id, opened.signer, now_ms);
         }
         self.store
             .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
@@ -396,8 +439,8 @@ impl<S: Store> Replica<S> {
                 if let Some(b) = self.store.envelope(&id)?
                     && !b.is_empty()
                 {
+                    self.uncarry(&id)?;
                     self.store.remove_envelope(&id)?;
-                    self.carried_bytes = self.carried_bytes.saturating_sub(b.len() as u64);
                     readmit.push(b);
                 }
             }

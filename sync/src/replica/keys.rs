@@ -20,6 +20,9 @@
 //! | `h` | `h` (the whole key) | the hybrid logical clock, so it never runs backwards | packed [`Hlc`](crate::hlc::Hlc) u64 BE |
 //! | `d/` | `d/` ‖ envelope id ‖ device id | engine: a delivery receipt for an own envelope from one member device | empty |
 //! | `w/` | `w/` ‖ tag ‖ envelope id | engine: an own message envelope still awaiting receipts | sealed-at ms u64 BE ‖ members still to confirm u32 BE |
+//! | `i/` | `i/` ‖ envelope id | an invitation from a stranger, held until accepted or declined | order u64 BE ‖ received ms u64 BE ‖ inviter device id (32) ‖ conversation id (16) |
+//! | `a/` | `a/` ‖ device id | a device the user accepted: its invitations are taken | empty |
+//! | `r/` | `r/` ‖ envelope id | an envelope carried for others (relay quotas and eviction) | order u64 BE ‖ length u32 BE ‖ tag (16) ‖ origin flag (1) ‖ origin device id or zeros (32) |
 //!
 //! Sizes: conversation id and tag 16 bytes, envelope and device id 32, epoch id 4.
 //! No prefix is a prefix of another (a unit test checks it), so a scan of one kind never
@@ -63,6 +66,12 @@ pub const HLC: &[u8] = b"h";
 pub const DELIVERY: &[u8] = b"d/";
 /// `w/`: own envelopes awaiting receipts (node engine).
 pub const AWAITING: &[u8] = b"w/";
+/// `i/`: invitations from strangers, held.
+pub const HELD_INVITATION: &[u8] = b"i/";
+/// `a/`: devices the user accepted.
+pub const ACCEPTED_DEVICE: &[u8] = b"a/";
+/// `r/`: envelopes carried for others.
+pub const CARRIED: &[u8] = b"r/";
 
 /// Every prefix above (the table's rows, in order).
 pub const ALL: &[&[u8]] = &[
@@ -81,6 +90,9 @@ pub const ALL: &[&[u8]] = &[
     HLC,
     DELIVERY,
     AWAITING,
+    HELD_INVITATION,
+    ACCEPTED_DEVICE,
+    CARRIED,
 ];
 
 pub(crate) fn conv(c: &ConversationId) -> Vec<u8> {
@@ -153,6 +165,18 @@ pub(crate) fn unreadable(c: &ConversationId, env: &EnvelopeId) -> Vec<u8> {
     [UNREADABLE, &c.0, &env.0].concat()
 }
 
+pub(crate) fn held_invitation(e: &EnvelopeId) -> Vec<u8> {
+    [HELD_INVITATION, &e.0].concat()
+}
+
+pub(crate) fn carried(e: &EnvelopeId) -> Vec<u8> {
+    [CARRIED, &e.0].concat()
+}
+
+pub(crate) fn accepted_device(d: &DeviceId) -> Vec<u8> {
+    [ACCEPTED_DEVICE, &d.0].concat()
+}
+
 pub(crate) fn tombstone(tag: &Tag, order: u64) -> Vec<u8> {
     [TOMBSTONE, &tag.0, &order.to_be_bytes()].concat()
 }
@@ -209,7 +233,7 @@ mod tests {
 
     #[test]
     fn no_prefix_is_a_prefix_of_another() {
-        assert_eq!(ALL.len(), 15);
+        assert_eq!(ALL.len(), 18);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!a.is_empty());
             for (j, b) in ALL.iter().enumerate() {

@@ -5,6 +5,7 @@ use super::*;
 impl<S: Store> Replica<S> {
     pub(super) fn load(&mut self) -> Result<(), StoreError> {
         self.load_held()?;
+        self.load_invites()?;
         if let Some(h) = self.store.get(keys::HLC)?
             && let Ok(v) = <[u8; 8]>::try_from(h.as_slice())
         {
@@ -111,29 +112,8 @@ impl<S: Store> Replica<S> {
             self.retry_unreadable(&id, self.clock.last().ms)?;
         }
         self.events.clear();
-        self.carried_bytes = self.count_carried()?;
+        self.load_carried()?;
         Ok(())
-    }
-
-    /// Bytes of envelopes carried for others (tags neither ours nor our inbox's), counted
-    /// from the store: the relay quota holds across restarts.
-    fn count_carried(&self) -> Result<u64, StoreError> {
-        let now = self.clock.last().ms;
-        let mut total = 0u64;
-        for (tag, _) in self.store.tags() {
-            if self.by_tag.contains_key(&tag) || self.is_own_tag(&tag, now) {
-                continue;
-            }
-            let mut ids = Vec::new();
-            self.store.for_each_id(&tag, &[0; 32], &mut |id| {
-                ids.push(*id);
-                true
-            })?;
-            for id in ids {
-                total += self.store.envelope_len(&id)?.unwrap_or(0) as u64;
-            }
-        }
-        Ok(total)
     }
 
     pub(super) fn ensure_page(&mut self, id: &ConversationId, n: u32) -> Result<(), CommandError> {

@@ -47,12 +47,16 @@ use crate::membership::{self, Action, ControlOp, Entry, History, Pin};
 use crate::page::{self, Draft, MessageId, MessageView, Page, RuleError};
 use crate::store::{Store, StoreError};
 use crate::wirechange::StripError;
+pub use carry::CarriedUsage;
+pub use invites::{HeldInvitation, InvitePolicy};
 use page_cache::PageCache;
 use pending::{Held, Pending};
 
 mod admin;
+mod carry;
 mod compose;
 mod ingest;
+mod invites;
 pub mod keys;
 mod load;
 mod page_cache;
@@ -79,6 +83,8 @@ pub enum Ingested {
     Unreadable(ConversationId),
     /// An invitation opened: a conversation was added (or got new keys).
     Invited(ConversationId),
+    /// An invitation from a stranger, held until the user accepts or declines it.
+    InvitationHeld(ConversationId),
     /// Carried for other devices (not one of our conversations).
     Carried,
     /// Not stored: not ours, and not carried (relaying off, or expired).
@@ -159,6 +165,14 @@ pub enum CommandError {
         "the conversation has used all its epochs: the key cannot rotate, and a removed device holds the current one"
     )]
     EpochsExhausted,
+    #[error("no such invitation")]
+    NoSuchInvitation,
+    #[error("too many accepted devices")]
+    TooManyAccepted,
+    #[error("too many conversations")]
+    TooManyConversations,
+    #[error("the invitation cannot be taken: {0}")]
+    InvitationRefused(String),
 }
 
 /// Something the application may want to know.
@@ -166,6 +180,11 @@ pub enum CommandError {
 pub enum Event {
     /// A conversation was created here or an invitation arrived.
     ConversationAdded(ConversationId),
+    /// An invitation from a stranger is held for the user to accept or decline.
+    InvitationHeld {
+        conversation: ConversationId,
+        inviter: DeviceId,
+    },
     /// Membership, title or keys changed.
     MembershipChanged(ConversationId),
     /// Messages of one page changed (new, edited, deleted, reacted).
@@ -180,21 +199,45 @@ pub enum Event {
     },
 }
 
-/// Relay behaviour for tags that are not ours.
+/// Relay behaviour for tags that are not ours (quotas and eviction: the `carry` module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayPolicy {
     /// Carry envelopes of conversations this device is not in.
     pub carry: bool,
     /// Largest total of carried bytes.
     pub max_bytes: u64,
+    /// One tag holds at most `max_bytes / tag_share` (0 counts as 1).
+    pub tag_share: u64,
+    /// What one peer device pushed holds at most `max_bytes / origin_share` (0 counts as 1).
+    pub origin_share: u64,
+    /// Largest number of carried envelopes.
+    pub max_envelopes: usize,
+}
+
+impl RelayPolicy {
+    /// Carrying on or off within `max_bytes`, with the default shares and count.
+    pub fn new(carry: bool, max_bytes: u64) -> Self {
+        Self {
+            carry,
+            max_bytes,
+            tag_share: crate::limits::RELAY_TAG_SHARE,
+            origin_share: crate::limits::RELAY_ORIGIN_SHARE,
+            max_envelopes: crate::limits::MAX_CARRIED_ENVELOPES,
+        }
+    }
+
+    pub fn max_tag_bytes(&self) -> u64 {
+        self.max_bytes / self.tag_share.max(1)
+    }
+
+    pub fn max_origin_bytes(&self) -> u64 {
+        self.max_bytes / self.origin_share.max(1)
+    }
 }
 
 impl Default for RelayPolicy {
     fn default() -> Self {
-        Self {
-            carry: true,
-            max_bytes: crate::limits::DEFAULT_RELAY_MAX_BYTES,
-        }
+        Self::new(true, crate::limits::DEFAULT_RELAY_MAX_BYTES)
     }
 }
 
@@ -315,7 +358,8 @@ pub struct Replica<S: Store> {
     pages: PageCache,
     events: VecDeque<Event>,
     relay: RelayPolicy,
-    carried_bytes: u64,
+    carried: carry::Carried,
+    invites: invites::Invites,
     config: Config,
     /// Counters for reports.
     pub stats: Stats,
@@ -327,6 +371,8 @@ pub struct Stats {
     pub refused: u64,
     pub pending_evicted: u64,
     pub carried: u64,
+    /// Carried envelopes evicted to make room (quotas).
+    pub carried_evicted: u64,
 }
 
 /// Decompresses an envelope's change list and restores each change under its signer's actor
@@ -390,7 +436,8 @@ impl<S: Store> Replica<S> {
             sealed: None,
             events: VecDeque::new(),
             relay: RelayPolicy::default(),
-            carried_bytes: 0,
+            carried: Default::default(),
+            invites: Default::default(),
             config,
             stats: Stats::default(),
         };
@@ -484,6 +531,12 @@ impl<S: Store> Replica<S> {
     /// Unreadable envelopes held for `conv`, and in all (for tests and reports).
     pub fn unreadable_count(&self, conv: &ConversationId) -> (usize, usize) {
         self.held.unreadable(conv)
+    }
+
+    /// Envelopes parked for `conv` because their epoch is unknown (count, bytes), and the
+    /// bytes parked for every conversation (for tests and reports).
+    pub fn parked_count(&self, conv: &ConversationId) -> (usize, u64, u64) {
+        self.pending.unverified(conv)
     }
 
     /// Envelopes pending, every conversation together (for tests and reports).

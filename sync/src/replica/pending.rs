@@ -189,7 +189,6 @@ impl Pending {
     }
 
     /// Unverified entries parked for `conv` (count, bytes), and bytes for every conversation.
-    #[cfg(test)]
     pub(super) fn unverified(&self, conv: &ConversationId) -> (usize, u64, u64) {
         let (n, b) = self
             .unverified

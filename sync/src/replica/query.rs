@@ -59,9 +59,10 @@ impl<S: Store> Replica<S> {
         })
     }
 
-    /// Whether this device takes envelopes for others now (relaying on, quota not used up).
+    /// Whether this device takes envelopes for others (relaying on, with a quota: a full
+    /// relay evicts its oldest carried envelopes to make room).
     pub fn carries(&self) -> bool {
-        self.relay.carry && self.carried_bytes < self.relay.max_bytes
+        self.relay.carry && self.relay.max_bytes > 0 && self.relay.max_envelopes > 0
     }
 
     /// Tags this device wants: its conversations and its recent inbox tags.
