@@ -1,14 +1,31 @@
-//! Which conversation tags a link carries: the hello's tags, the session tags two devices
-//! reconcile, and, between relays, the sets of tags each carries for others (reconciled like
-//! envelopes, announced with `Carry`).
+//! Which conversation tags a link carries: the blinded tag lists of the two intros, the
+//! session tags two devices reconcile, tags a member asks a relay to carry, and, between
+//! relays, the sets of tags each carries for others (reconciled like envelopes, announced
+//! with `Carry`).
+//!
+//! **Blinding** (protocol 4). Each side lists what it would reconcile — its conversations,
+//! its inbox window, and the tags it holds envelopes under (invitations it sent, envelopes
+//! it carries) — as `BLAKE3-keyed(session key, tag)[..16]`, the key derived from both
+//! transport ids and both fresh nonces (`wire::session_key`). The receiver looks each of its
+//! own blinds up in the peer's list: a match is a tag both know. So a peer learns only
+//! whether it shares a tag it already knew; a stranger learns how many tags we listed and
+//! nothing else. Cost: one keyed hash per own tag per `Intro` we send (our own state, not
+//! the peer's input), then `O(ours · log theirs)` lookups per intro received; at most
+//! [`wire::MAX_HELLO_TAGS`] either way.
+//!
+//! Session tags = the tags both listed, plus (when one side relays) the tags the other
+//! asked it to carry (`Ask`, in the clear: a member asks only for tags it is about to hand
+//! the relay envelopes under, which the relay sees in their headers anyway), plus (relay to
+//! relay) everything either carries. Both sides compute the same list from the same frames.
 
 use std::collections::BTreeSet;
 
 use vaarta_sync::ids::{EnvelopeId, Tag};
 use vaarta_sync::recon;
-use vaarta_sync::replica;
+use vaarta_sync::replica::keys::awaiting_prefix;
 use vaarta_sync::store::{MemoryStore, Store};
 
+use crate::link::{Link, Sent};
 use crate::wire::{self, Frame, Hello};
 use crate::{Engine, Fault, LinkId};
 
@@ -47,49 +64,61 @@ fn item_tag(id: &EnvelopeId) -> Tag {
     Tag(t)
 }
 
-/// Tags two devices reconcile: what both are willing to hold. Members hold their own
-/// conversations; a relay holds anything, so two relays reconcile everything either carries
-/// (`*_carry`, exchanged in `Carry` frames), and a relay and a member reconcile the member's.
-pub fn session_tags(a: &Hello, a_carry: &[Tag], b: &Hello, b_carry: &[Tag]) -> Vec<Tag> {
-    // What each device wants: its conversations and its inbox window (derived, not sent).
-    let want = |h: &Hello| -> Vec<Tag> {
-        let mut t = h.tags.clone();
-        t.extend(replica::inbox_window(&h.device, h.day));
-        t
+/// Our tags, each blinded under a session key, sorted by tag.
+pub fn blinded(key: &[u8; 32], tags: &[Tag]) -> Vec<(Tag, wire::Blind)> {
+    tags.iter().map(|t| (*t, wire::blind(key, t))).collect()
+}
+
+/// Tags two devices reconcile on a link (see the module docs), and whether the peer
+/// recognised any of ours (it knew a tag of ours: it may see our device). Empty until both
+/// intros are known.
+pub(crate) fn session_tags(l: &Link, my_carry: &[Tag]) -> (Vec<Tag>, bool) {
+    let (Some(sent), Some(r)) = (&l.sent, &l.remote) else {
+        return (Vec::new(), false);
     };
-    let (wa, wb) = (want(a), want(b));
-    let mut t: Vec<Tag> = match (a.relay, b.relay) {
-        (true, true) => wa
-            .iter()
-            .chain(wb.iter())
-            .chain(a_carry)
-            .chain(b_carry)
-            .copied()
-            .collect(),
-        (true, false) => wb,
-        (false, true) => wa,
-        (false, false) => {
-            let bs: BTreeSet<&Tag> = wb.iter().collect();
-            wa.iter().filter(|t| bs.contains(t)).copied().collect()
-        }
-    };
+    let mut t: Vec<Tag> = sent
+        .tags
+        .iter()
+        .filter(|(_, b)| r.blinds.contains(b))
+        .map(|(t, _)| *t)
+        .collect();
+    let recognised = !t.is_empty();
+    if sent.relay && r.relay {
+        t.extend(my_carry);
+        t.extend(&l.remote_carry);
+    }
+    if r.relay {
+        t.extend(&l.asked);
+    }
+    if sent.relay {
+        t.extend(&l.remote_asked);
+    }
     t.sort();
     t.dedup();
-    t
+    (t, recognised)
 }
 
 impl<S: Store> Engine<S> {
-    pub(crate) fn my_hello(&self) -> Hello {
-        let mut tags = self.replica.conversation_tags();
-        tags.truncate(wire::MAX_HELLO_TAGS);
-        Hello {
-            device: self.replica.device_id(),
-            name: self.config.name.clone(),
-            // A relay whose quota is used up stops offering to carry.
-            relay: self.replica.carries(),
-            day: vaarta_sync::crypto::day_of(self.now),
-            tags,
-        }
+    /// What this device lists (blinded) in an intro: its tags of interest (conversations,
+    /// inbox window) first, then the other tags it holds envelopes under, up to
+    /// [`wire::MAX_HELLO_TAGS`]; sorted.
+    pub(crate) fn my_tags(&self) -> Vec<Tag> {
+        let mut own = self.replica.tags_of_interest(self.now);
+        own.truncate(wire::MAX_HELLO_TAGS);
+        let room = wire::MAX_HELLO_TAGS - own.len();
+        let set: BTreeSet<Tag> = own.iter().copied().collect();
+        let held: Vec<Tag> = self
+            .replica
+            .store()
+            .tags()
+            .into_iter()
+            .map(|(t, _)| t)
+            .filter(|t| !set.contains(t))
+            .take(room)
+            .collect();
+        own.extend(held);
+        own.sort();
+        own
     }
 
     /// Tags this relay carries for others (sent only to other relays).
@@ -114,26 +143,37 @@ impl<S: Store> Engine<S> {
         t
     }
 
-    pub(crate) fn send_hello(&mut self, link: LinkId) {
-        let hello = self.my_hello();
-        self.announced = hello.tags.iter().copied().collect();
-        self.hello_day = hello.day;
-        let Some(l) = self.links.get(&link) else {
+    /// Sends our intro on a link whose session key is known: our tags, blinded.
+    pub(crate) fn send_intro(&mut self, link: LinkId) {
+        let tags = self.my_tags();
+        self.announced = tags.iter().copied().collect();
+        self.hello_day = vaarta_sync::crypto::day_of(self.now);
+        let relay = self.replica.carries();
+        let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        let f = Frame::hello(self.replica.identity(), hello, &l.local_tid, &l.remote_tid);
-        self.send(link, f);
+        let Some(key) = l.key else { return };
+        let sent = blinded(&key, &tags);
+        let mut blinds: Vec<wire::Blind> = sent.iter().map(|(_, b)| *b).collect();
+        blinds.sort_unstable();
+        blinds.dedup();
+        l.sent = Some(Sent { relay, tags: sent });
+        l.frames_out
+            .push_back(Frame::Intro { relay, blinds }.encode());
     }
 
-    /// Recomputes a link's session tags; restarts reconciliation (dialer side) if they changed.
+    /// Recomputes a link's session tags; restarts reconciliation (dialer side) if they
+    /// changed. Shows our device to a peer that recognised one of our tags (or that we
+    /// dialled as a static peer), once per link.
     pub(crate) fn retag(&mut self, link: LinkId) {
-        let mine = self.my_hello();
         let carry = self.my_carry();
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        let Some(r) = &l.remote else { return };
-        let tags = session_tags(&mine, &carry, r, &l.remote_carry);
+        if l.remote.is_none() {
+            return;
+        }
+        let (tags, recognised) = session_tags(l, &carry);
         if tags != l.tags {
             l.tags = tags;
             l.sessions.nudged = false;
@@ -142,12 +182,112 @@ impl<S: Store> Engine<S> {
                 l.sessions.initiator = None;
             }
         }
+        if !l.proved && (recognised || l.static_peer) {
+            self.send_proof(link);
+        }
+    }
+
+    /// Our device, proven over this session.
+    fn send_proof(&mut self, link: LinkId) {
+        let me = Hello {
+            device: self.replica.device_id(),
+            name: self.config.name.clone(),
+        };
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let Some(theirs) = l.remote_nonce else { return };
+        let f = Frame::proof(
+            self.replica.identity(),
+            me,
+            (&l.local_tid, &l.nonce),
+            (&l.remote_tid, &theirs),
+        );
+        l.proved = true;
+        l.frames_out.push_back(f.encode());
+    }
+
+    /// Tags to ask a relay to carry when its intro arrives: our conversations with own
+    /// envelopes still awaiting receipts and, if we do not relay ourselves, the other tags we
+    /// hold envelopes under (invitations we sent); not those it already recognised.
+    pub(crate) fn tags_to_ask(&self, link: LinkId) -> Vec<Tag> {
+        let Some(l) = self.links.get(&link) else {
+            return Vec::new();
+        };
+        let mut ask: Vec<Tag> = self
+            .replica
+            .conversation_tags()
+            .into_iter()
+            .filter(|t| {
+                let mut any = false;
+                let _ = self
+                    .replica
+                    .store()
+                    .scan_prefix(&awaiting_prefix(t), &mut |_, _| {
+                        any = true;
+                        false
+                    });
+                any
+            })
+            .collect();
+        if !self.replica.carries() {
+            let own: BTreeSet<Tag> = self
+                .replica
+                .tags_of_interest(self.now)
+                .into_iter()
+                .collect();
+            ask.extend(
+                self.replica
+                    .store()
+                    .tags()
+                    .into_iter()
+                    .map(|(t, _)| t)
+                    .filter(|t| !own.contains(t)),
+            );
+        }
+        ask.sort();
+        ask.dedup();
+        ask.retain(|t| l.tags.binary_search(t).is_err() && !l.asked.contains(t));
+        ask.truncate(wire::MAX_HELLO_TAGS);
+        ask
+    }
+
+    /// Asks a relay on `link` to carry `tags` for us (in the clear).
+    pub(crate) fn ask(&mut self, link: LinkId, tags: Vec<Tag>) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let room = wire::MAX_HELLO_TAGS.saturating_sub(l.asked.len());
+        let tags: Vec<Tag> = tags
+            .into_iter()
+            .filter(|t| !l.asked.contains(t))
+            .take(room)
+            .collect();
+        if tags.is_empty() {
+            return;
+        }
+        l.asked.extend(tags.iter().copied());
+        l.frames_out.push_back(Frame::Ask { tags }.encode());
+        self.retag(link);
+    }
+
+    /// A member asked us to carry tags for it: counted while we relay.
+    pub(crate) fn on_ask(&mut self, link: LinkId, tags: Vec<Tag>) {
+        if let Some(l) = self.links.get_mut(&link) {
+            for t in tags {
+                if l.remote_asked.len() >= wire::MAX_CARRY_TAGS {
+                    break;
+                }
+                l.remote_asked.insert(t);
+            }
+        }
+        self.retag(link);
     }
 
     /// Our tag set changed (a new conversation): tell every peer, which restarts reconciliation.
     pub(crate) fn tags_changed(&mut self) {
         for link in self.links.ids() {
-            self.send_hello(link);
+            self.send_intro(link);
             self.retag(link);
         }
     }
@@ -272,51 +412,6 @@ impl<S: Store> Engine<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vaarta_sync::ids::DeviceId;
-
-    fn hello(device: u8, relay: bool, tags: &[u8]) -> Hello {
-        Hello {
-            device: DeviceId([device; 32]),
-            name: String::new(),
-            relay,
-            day: 20_000,
-            tags: tags.iter().map(|t| Tag([*t; 16])).collect(),
-        }
-    }
-
-    fn inbox(h: &Hello) -> Vec<Tag> {
-        replica::inbox_window(&h.device, h.day)
-    }
-
-    #[test]
-    fn members_reconcile_only_what_both_hold() {
-        let (a, b) = (hello(1, false, &[1, 2, 3]), hello(2, false, &[2, 3, 4]));
-        let t = session_tags(&a, &[], &b, &[]);
-        assert_eq!(t, vec![Tag([2; 16]), Tag([3; 16])]);
-        // Symmetric, so both sides compute the same list.
-        assert_eq!(t, session_tags(&b, &[], &a, &[]));
-    }
-
-    #[test]
-    fn a_relay_reconciles_the_members_tags_and_inbox() {
-        let (r, m) = (hello(1, true, &[9]), hello(2, false, &[2]));
-        let t = session_tags(&r, &[Tag([7; 16])], &m, &[]);
-        let mut want = vec![Tag([2; 16])];
-        want.extend(inbox(&m));
-        want.sort();
-        assert_eq!(t, want);
-        assert_eq!(t, session_tags(&m, &[], &r, &[Tag([7; 16])]));
-    }
-
-    #[test]
-    fn two_relays_reconcile_everything_either_carries() {
-        let (a, b) = (hello(1, true, &[1]), hello(2, true, &[2]));
-        let t = session_tags(&a, &[Tag([5; 16])], &b, &[Tag([6; 16]), Tag([1; 16])]);
-        for x in [1u8, 2, 5, 6] {
-            assert!(t.contains(&Tag([x; 16])), "{x}");
-        }
-        assert!(t.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
-    }
 
     #[test]
     fn tag_items_round_trip() {
