@@ -694,12 +694,14 @@ impl<S: Store> Engine<S> {
             let Some(l) = self.links.get_mut(&link) else {
                 return;
             };
-            if l.tags.binary_search(&tag).is_err() || l.served.contains(&id) {
+            // Past the bound, refused (the peer's next link serves the rest): forgetting
+            // what was served would let it fetch the same envelopes over and over.
+            if l.tags.binary_search(&tag).is_err()
+                || l.served.contains(&id)
+                || l.served.len() >= max
+            {
                 self.counters.wants_ignored += 1;
                 continue;
-            }
-            if l.served.len() >= max {
-                l.served.clear();
             }
             l.served.insert(id);
             self.enqueue(link, id);
@@ -724,10 +726,13 @@ impl<S: Store> Engine<S> {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        if l.push.enqueue(id, precedence, kind, order, max) == Enqueued::Overflowed {
-            // Let reconciliation find the rest (and let the peer ask for them again).
+        if let Enqueued::Overflowed(dropped) = l.push.enqueue(id, precedence, kind, order, max) {
+            // Let reconciliation find the rest, and let the peer ask again for what was
+            // dropped unsent (only that: what was pushed stays served).
             l.sessions.resync_at = 0;
-            l.served.clear();
+            for d in dropped.iter().chain([&id]) {
+                l.served.remove(d);
+            }
         }
     }
 

@@ -135,7 +135,9 @@ pub(crate) struct Link {
     pub(crate) frames_out: VecDeque<Vec<u8>>,
     /// Envelopes pushed on this link on request (`Want`): each is sent once per link (a
     /// peer cannot fetch the same one over and over). Bounded by
-    /// [`crate::Config::max_push_queue`]; cleared when full.
+    /// [`crate::Config::max_push_queue`]: past it further `Want`s are refused (counted in
+    /// `wants_ignored`), never forgotten; entries dropped unsent from an overflowing push
+    /// queue leave it.
     pub(crate) served: BTreeSet<EnvelopeId>,
 }
 
