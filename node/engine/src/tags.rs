@@ -412,6 +412,116 @@ impl<S: Store> Engine<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::link::{LinkUp, Remote};
+    use crate::wire::session_key;
+    use proptest::prelude::*;
+
+    fn link(outbound: bool) -> Link {
+        let (me, you) = if outbound { ("a", "b") } else { ("b", "a") };
+        Link::new(
+            LinkUp {
+                link: crate::LinkId(1),
+                peer: you.into(),
+                outbound,
+                dialed: None,
+                local_tid: me.as_bytes().to_vec(),
+                remote_tid: you.as_bytes().to_vec(),
+            },
+            0,
+            1,
+            [u8::from(outbound); 32],
+            false,
+        )
+    }
+
+    fn tags(v: &[u8]) -> Vec<Tag> {
+        let mut t: Vec<Tag> = v.iter().map(|x| Tag([*x; 16])).collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    /// Both ends of one link after their intros (and asks) crossed: (a's view, b's view).
+    fn exchange(
+        a: (&[u8], bool, &[u8]),
+        b: (&[u8], bool, &[u8]),
+        carry: (&[Tag], &[Tag]),
+    ) -> ((Vec<Tag>, bool), (Vec<Tag>, bool)) {
+        let key = session_key(b"a", &[1; 32], b"b", &[0; 32]);
+        let (mut la, mut lb) = (link(true), link(false));
+        for (l, (mine, relay, ask), (_, their_relay, their_ask), theirs) in
+            [(&mut la, a, b, b.0), (&mut lb, b, a, a.0)]
+        {
+            l.sent = Some(Sent {
+                relay,
+                tags: blinded(&key, &tags(mine)),
+            });
+            l.remote = Some(Remote {
+                relay: their_relay,
+                blinds: tags(theirs).iter().map(|t| wire::blind(&key, t)).collect(),
+            });
+            l.asked = tags(ask).into_iter().collect();
+            l.remote_asked = tags(their_ask).into_iter().collect();
+        }
+        la.remote_carry = carry.1.to_vec();
+        lb.remote_carry = carry.0.to_vec();
+        (session_tags(&la, carry.0), session_tags(&lb, carry.1))
+    }
+
+    #[test]
+    fn members_reconcile_only_the_tags_both_know() {
+        let (a, b) = exchange(
+            (&[1, 2, 3], false, &[]),
+            (&[2, 3, 4], false, &[]),
+            (&[], &[]),
+        );
+        assert_eq!(a, (tags(&[2, 3]), true));
+        assert_eq!(a, b, "both sides compute the same list");
+        let (a, _) = exchange((&[1], false, &[]), (&[4], false, &[]), (&[], &[]));
+        assert_eq!(a, (vec![], false), "strangers share nothing");
+    }
+
+    #[test]
+    fn a_relay_reconciles_what_it_knows_and_what_it_was_asked_to_carry() {
+        // Node a (member) asks relay b to carry 5; b's listed 2 it already carries.
+        let (a, b) = exchange((&[1, 2, 5], false, &[5]), (&[2, 9], true, &[]), (&[], &[]));
+        assert_eq!(a.0, tags(&[2, 5]));
+        assert_eq!(a.0, b.0);
+        // An ask to a peer that does not relay counts for nothing.
+        let (a, b) = exchange((&[1], false, &[1]), (&[9], false, &[]), (&[], &[]));
+        assert_eq!((a.0.len(), b.0.len()), (0, 0));
+    }
+
+    #[test]
+    fn two_relays_reconcile_everything_either_carries() {
+        let (ca, cb) = (tags(&[5]), tags(&[6, 1]));
+        let (a, b) = exchange((&[1, 5], true, &[]), (&[2, 6], true, &[]), (&ca, &cb));
+        assert_eq!(a.0, tags(&[1, 5, 6]));
+        assert_eq!(a.0, b.0);
+        assert!(!a.1, "carried tags are not recognition");
+    }
+
+    proptest! {
+        #[test]
+        fn both_ends_always_agree(
+            a in proptest::collection::vec(0u8..40, 0..20),
+            b in proptest::collection::vec(0u8..40, 0..20),
+            ask_a in proptest::collection::vec(0u8..40, 0..5),
+            ask_b in proptest::collection::vec(0u8..40, 0..5),
+            relay_a: bool,
+            relay_b: bool,
+        ) {
+            let (va, vb) = exchange((&a, relay_a, &ask_a), (&b, relay_b, &ask_b), (&[], &[]));
+            prop_assert_eq!(&va, &vb);
+            // Exactly the tags both listed, plus asks the other side carries.
+            let mut want: Vec<Tag> = tags(&a).into_iter().filter(|t| tags(&b).contains(t)).collect();
+            if relay_b { want.extend(tags(&ask_a)); }
+            if relay_a { want.extend(tags(&ask_b)); }
+            want.sort();
+            want.dedup();
+            prop_assert_eq!(va.0, want);
+        }
+    }
 
     #[test]
     fn tag_items_round_trip() {
