@@ -442,6 +442,7 @@ impl<S: Store> Engine<S> {
             Frame::Proof(h, sig) => self.on_proof(link, h, sig),
             _ if l.remote.is_none() => self.fault(link, Fault::BeforeHello),
             Frame::Ask { tags } => self.on_ask(link, tags),
+            Frame::Held { blinds } => self.on_held(link, blinds),
             Frame::Recon {
                 session,
                 tags,
@@ -576,6 +577,7 @@ impl<S: Store> Engine<S> {
             blinds: blinds.into_iter().collect(),
         });
         let start_tag_sync = carries && relay && l.outbound && l.tag_sync.is_none() && first;
+        self.send_held(link);
         self.retag(link);
         if first && relay {
             let ask = self.tags_to_ask(link);
@@ -994,12 +996,14 @@ impl<S: Store> Engine<S> {
             if self.replica.is_own_tag(&t, now_ms) {
                 own_new |=
                     self.replica.conversation_of_tag(&t).is_some() && !self.announced.contains(&t);
+            } else if self.replica.carries() {
+                // Carried for others (an invitation we sent, too): `Carry` to relays, `Held`
+                // to peers that listed it.
+                carry_new |= !self.announced_carry.contains(&t);
             } else if f.source == Source::Own {
                 // Our own envelope under another device's tag (an invitation): listed in
                 // our next intro, so the invitee recognises it.
                 own_new |= !self.announced.contains(&t);
-            } else if self.config.relay {
-                carry_new |= !self.announced_carry.contains(&t);
             }
         }
         if own_new && !self.links.is_empty() {

@@ -118,6 +118,14 @@ pub(crate) struct Link {
     /// Tags the peer asked us to carry (counted only while we relay; bounded by
     /// [`crate::wire::MAX_CARRY_TAGS`]).
     pub(crate) remote_asked: BTreeSet<Tag>,
+    /// Relays: the tags we carry for others, blinded for this session (computed once, at
+    /// the peer's first intro, then extended as we carry new tags; at most
+    /// [`crate::wire::MAX_CARRY_TAGS`]).
+    pub(crate) carried_blinds: Option<BTreeMap<Blind, Tag>>,
+    /// Tags the peer listed that we carry (told it in `Held`).
+    pub(crate) held: BTreeSet<Tag>,
+    /// Our tags the peer said it carries (its `Held`).
+    pub(crate) remote_held: BTreeSet<Tag>,
     /// Tags the peer carries for others (relays only; learnt by tag reconciliation).
     pub(crate) remote_carry: Vec<Tag>,
     /// A reconciliation of carried tag sets in progress (relay to relay).
@@ -165,6 +173,9 @@ impl Link {
             static_peer,
             asked: BTreeSet::new(),
             remote_asked: BTreeSet::new(),
+            carried_blinds: None,
+            held: BTreeSet::new(),
+            remote_held: BTreeSet::new(),
             remote_carry: Vec::new(),
             tag_sync: None,
             tags: Vec::new(),

@@ -82,6 +82,8 @@ pub(crate) fn session_tags(l: &Link, my_carry: &[Tag]) -> (Vec<Tag>, bool) {
         .filter(|(_, b)| r.blinds.contains(b))
         .map(|(t, _)| *t)
         .collect();
+    t.extend(&l.held);
+    t.extend(&l.remote_held);
     let recognised = !t.is_empty();
     if sent.relay && r.relay {
         t.extend(my_carry);
@@ -100,11 +102,17 @@ pub(crate) fn session_tags(l: &Link, my_carry: &[Tag]) -> (Vec<Tag>, bool) {
 
 impl<S: Store> Engine<S> {
     /// What this device lists (blinded) in an intro: its tags of interest (conversations,
-    /// inbox window) first, then the other tags it holds envelopes under, up to
-    /// [`wire::MAX_HELLO_TAGS`]; sorted.
+    /// inbox window) and, unless it relays, the other tags it holds envelopes under
+    /// (invitations it sent), up to [`wire::MAX_HELLO_TAGS`]; sorted. (A relay's carried
+    /// tags could be thousands on every contact: it tells each peer which of the peer's
+    /// blinds it carries instead, in `Held`.)
     pub(crate) fn my_tags(&self) -> Vec<Tag> {
         let mut own = self.replica.tags_of_interest(self.now);
         own.truncate(wire::MAX_HELLO_TAGS);
+        if self.replica.carries() {
+            // A relay answers with `Held` instead of listing what it carries.
+            return own;
+        }
         let room = wire::MAX_HELLO_TAGS - own.len();
         let set: BTreeSet<Tag> = own.iter().copied().collect();
         let held: Vec<Tag> = self
@@ -271,6 +279,51 @@ impl<S: Store> Engine<S> {
         self.retag(link);
     }
 
+    /// Relays: tells the peer which of the blinds in its intro name tags we carry for
+    /// others (only the ones not told yet). Our carried tags are blinded once per link.
+    pub(crate) fn send_held(&mut self, link: LinkId) {
+        if !self.replica.carries() {
+            return;
+        }
+        let carry = self.my_carry();
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let (Some(key), Some(r)) = (l.key, &l.remote) else {
+            return;
+        };
+        let cache = l
+            .carried_blinds
+            .get_or_insert_with(|| carry.iter().map(|t| (wire::blind(&key, t), *t)).collect());
+        let mut blinds: Vec<wire::Blind> = Vec::new();
+        for b in &r.blinds {
+            if let Some(t) = cache.get(b)
+                && l.held.insert(*t)
+            {
+                blinds.push(*b);
+            }
+        }
+        if !blinds.is_empty() {
+            blinds.truncate(wire::MAX_HELLO_TAGS);
+            l.frames_out.push_back(Frame::Held { blinds }.encode());
+        }
+    }
+
+    /// A relay says it carries some of the tags we listed.
+    pub(crate) fn on_held(&mut self, link: LinkId, blinds: Vec<wire::Blind>) {
+        if let Some(l) = self.links.get_mut(&link)
+            && let Some(sent) = &l.sent
+        {
+            let said: BTreeSet<wire::Blind> = blinds.into_iter().collect();
+            for (t, b) in &sent.tags {
+                if said.contains(b) {
+                    l.remote_held.insert(*t);
+                }
+            }
+        }
+        self.retag(link);
+    }
+
     /// A member asked us to carry tags for it: counted while we relay.
     pub(crate) fn on_ask(&mut self, link: LinkId, tags: Vec<Tag>) {
         if let Some(l) = self.links.get_mut(&link) {
@@ -303,6 +356,25 @@ impl<S: Store> Engine<S> {
         self.announced_carry = carry.into_iter().collect();
         if new.is_empty() {
             return;
+        }
+        // Peers that listed a tag we now carry: tell them (links whose carried blinds exist).
+        for link in self
+            .links
+            .select(|l| l.ready() && l.carried_blinds.is_some())
+        {
+            let Some(l) = self.links.get_mut(&link) else {
+                continue;
+            };
+            let (Some(key), Some(cache)) = (l.key, l.carried_blinds.as_mut()) else {
+                continue;
+            };
+            for t in &new {
+                if cache.len() < wire::MAX_CARRY_TAGS {
+                    cache.insert(wire::blind(&key, t), *t);
+                }
+            }
+            self.send_held(link);
+            self.retag(link);
         }
         for link in self.links.select(|l| l.ready() && l.is_relay()) {
             self.send(link, Frame::Carry { tags: new.clone() });

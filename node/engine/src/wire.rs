@@ -14,6 +14,8 @@
 //!                 sender nonce ‖ receiver nonce ‖ name)
 //! Ask   = 12 count:varint tags:[16]*      (member to relay: carry these for me; in the clear,
 //!         only tags the sender is about to hand the relay envelopes under)
+//! Held  = 13 count:varint blinds:[16]*    (relay to peer: of the blinds you listed, I hold
+//!         envelopes for others under these; strictly increasing)
 //! Recon = 2 session:varint tags:[4] message      (tags: digest of the session's tag list)
 //! Push  = 3 seq:varint envelope
 //! Ack   = 4 up_to:varint count:varint refused:varint*
@@ -105,6 +107,10 @@ pub enum Frame {
     Ask {
         tags: Vec<Tag>,
     },
+    /// Relay to peer: blinds from the peer's intro that name tags the relay carries.
+    Held {
+        blinds: Vec<Blind>,
+    },
     Recon {
         session: u64,
         tags: [u8; 4],
@@ -183,10 +189,11 @@ pub enum FrameType {
     Intro = 10,
     Proof = 11,
     Ask = 12,
+    Held = 13,
 }
 
 impl FrameType {
-    const ALL: [FrameType; 12] = [
+    const ALL: [FrameType; 13] = [
         FrameType::Hello,
         FrameType::Recon,
         FrameType::Push,
@@ -199,6 +206,7 @@ impl FrameType {
         FrameType::Intro,
         FrameType::Proof,
         FrameType::Ask,
+        FrameType::Held,
     ];
 
     /// The type a frame's first byte names, if any.
@@ -221,6 +229,7 @@ impl FrameType {
             FrameType::Intro => "intro",
             FrameType::Proof => "proof",
             FrameType::Ask => "ask",
+            FrameType::Held => "held",
         }
     }
 }
@@ -244,6 +253,25 @@ fn take_tags(r: &mut Reader, max: usize) -> Result<Vec<Tag>, DecodeError> {
     Ok(tags)
 }
 
+fn put_blinds(w: &mut Writer, blinds: &[Blind]) {
+    w.varint(blinds.len() as u64);
+    for b in blinds {
+        w.raw(b);
+    }
+}
+
+fn take_blinds(r: &mut Reader) -> Result<Vec<Blind>, DecodeError> {
+    let n = r.count("blinded tags", MAX_HELLO_TAGS, 16)?;
+    let mut blinds: Vec<Blind> = Vec::with_capacity(n);
+    for _ in 0..n {
+        blinds.push(r.array("blinded tag")?);
+    }
+    if !blinds.windows(2).all(|w| w[0] < w[1]) {
+        return Err(DecodeError::NonCanonical("blinded tags order"));
+    }
+    Ok(blinds)
+}
+
 impl Frame {
     pub fn frame_type(&self) -> FrameType {
         match self {
@@ -251,6 +279,7 @@ impl Frame {
             Frame::Intro { .. } => FrameType::Intro,
             Frame::Proof(..) => FrameType::Proof,
             Frame::Ask { .. } => FrameType::Ask,
+            Frame::Held { .. } => FrameType::Held,
             Frame::Recon { .. } => FrameType::Recon,
             Frame::Push { .. } => FrameType::Push,
             Frame::Ack { .. } => FrameType::Ack,
@@ -281,11 +310,10 @@ impl Frame {
                 w.u8(VERSION).raw(nonce);
             }
             Frame::Intro { relay, blinds } => {
-                w.bool(*relay).varint(blinds.len() as u64);
-                for b in blinds {
-                    w.raw(b);
-                }
+                w.bool(*relay);
+                put_blinds(&mut w, blinds);
             }
+            Frame::Held { blinds } => put_blinds(&mut w, blinds),
             Frame::Proof(h, sig) => {
                 w.raw(&h.device.0).str(&h.name).raw(sig);
             }
@@ -342,18 +370,13 @@ impl Frame {
                     nonce: r.array("nonce")?,
                 }
             }
-            FrameType::Intro => {
-                let relay = r.bool("relay")?;
-                let n = r.count("blinded tags", MAX_HELLO_TAGS, 16)?;
-                let mut blinds: Vec<Blind> = Vec::with_capacity(n);
-                for _ in 0..n {
-                    blinds.push(r.array("blinded tag")?);
-                }
-                if !blinds.windows(2).all(|w| w[0] < w[1]) {
-                    return Err(DecodeError::NonCanonical("blinded tags order"));
-                }
-                Frame::Intro { relay, blinds }
-            }
+            FrameType::Intro => Frame::Intro {
+                relay: r.bool("relay")?,
+                blinds: take_blinds(&mut r)?,
+            },
+            FrameType::Held => Frame::Held {
+                blinds: take_blinds(&mut r)?,
+            },
             FrameType::Proof => {
                 let device = DeviceId(r.array("device")?);
                 let name = r
@@ -543,6 +566,9 @@ mod tests {
             Frame::Ask {
                 tags: vec![Tag([1; 16]), Tag([3; 16])],
             },
+            Frame::Held {
+                blinds: vec![[3; 16]],
+            },
             Frame::Recon {
                 session: 9,
                 tags: [1, 2, 3, 4],
@@ -579,7 +605,7 @@ mod tests {
             assert_eq!(FrameType::of(t as u8), Some(t));
         }
         assert_eq!(FrameType::of(0), None);
-        assert_eq!(FrameType::of(13), None);
+        assert_eq!(FrameType::of(14), None);
         assert!(Frame::decode(&[]).is_err());
         assert!(Frame::decode(&[9]).is_err());
         assert!(Frame::decode(&[4, 1, 0, 0]).is_err());

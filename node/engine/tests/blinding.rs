@@ -54,6 +54,7 @@ fn member_pair(net: &mut Network) -> (ConversationId, Tag) {
         .unwrap();
     net.settle();
     assert_eq!(bodies(&mut net.nodes[1], &c), vec!["hello"]);
+    ends_agree(net);
     net.cut(0, l01);
     let r = net.nodes[0].replica();
     let tag = r
@@ -190,6 +191,22 @@ impl Stranger {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Both ends of every link reconcile the same tags (else every reconciliation would be
+/// ignored as built on another list).
+fn ends_agree(net: &Network) {
+    for (i, e) in net.nodes.iter().enumerate() {
+        for l in e.links() {
+            let (o, ol) = net.peer_of(i, l.link).expect("wired");
+            assert_eq!(
+                l.tags,
+                link_info(&net.nodes[o], ol).tags,
+                "node {i} {} and node {o} {ol}",
+                l.link
+            );
+        }
+    }
 }
 
 fn link_info(e: &Engine, link: LinkId) -> vaarta_engine::LinkInfo {
@@ -416,6 +433,7 @@ fn members_find_their_shared_conversations_and_sync() {
         .expect("node 1 showed its device to node 0");
     assert!(on1.tags >= 1);
     assert!(net.nodes[2].conversations().is_empty());
+    ends_agree(&net);
 }
 
 /// A relay still carries for members that do not relay: the inviter asks it to carry the
@@ -440,6 +458,7 @@ fn a_relay_still_carries_for_members_that_do_not_relay() {
     net.cut(0, l01);
     net.connect(1, 2);
     net.settle();
+    ends_agree(&net);
     assert_eq!(bodies(&mut net.nodes[2], &c), vec!["via the relay"]);
     assert!(
         net.nodes[1].conversations().is_empty(),
@@ -454,6 +473,7 @@ fn a_relay_still_carries_for_members_that_do_not_relay() {
     net.cut(2, l21);
     net.connect(0, 1);
     net.settle();
+    ends_agree(&net);
     assert_eq!(
         bodies(&mut net.nodes[0], &c),
         vec!["via the relay", "got it"]
