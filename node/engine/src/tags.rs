@@ -4,8 +4,8 @@
 //! with `Carry`).
 //!
 //! **Blinding** (protocol 4). Each side lists what it would reconcile — its conversations,
-//! its inbox window, and the tags it holds envelopes under (invitations it sent, envelopes
-//! it carries) — as `BLAKE3-keyed(session key, tag)[..16]`, the key derived from both
+//! its inbox window and, unless it relays, the tags it holds envelopes under (invitations it
+//! sent) — as `BLAKE3-keyed(session key, tag)[..16]`, the key derived from both
 //! transport ids and both fresh nonces (`wire::session_key`). The receiver looks each of its
 //! own blinds up in the peer's list: a match is a tag both know. So a peer learns only
 //! whether it shares a tag it already knew; a stranger learns how many tags we listed and
@@ -13,7 +13,12 @@
 //! the peer's input), then `O(ours · log theirs)` lookups per intro received; at most
 //! [`wire::MAX_HELLO_TAGS`] either way.
 //!
-//! Session tags = the tags both listed, plus (when one side relays) the tags the other
+//! A relay does not list what it carries (thousands of tags, on every contact): it blinds
+//! its carried tags once per link and answers an intro with the peer's blinds it carries for
+//! (`Held`), then with new ones as it starts carrying them.
+//!
+//! Session tags = the tags both listed, plus the peer's tags a relay holds (`Held`), plus
+//! (when one side relays) the tags the other
 //! asked it to carry (`Ask`, in the clear: a member asks only for tags it is about to hand
 //! the relay envelopes under, which the relay sees in their headers anyway), plus (relay to
 //! relay) everything either carries. Both sides compute the same list from the same frames.

@@ -4,7 +4,8 @@
 //! ```text
 //! Hello = 1 version:u8 nonce:[32]          (first, both ways, at link up: fresh randomness)
 //! Intro = 10 relay:bool count:varint blinds:[16]*   (after the peer's Hello, and whenever
-//!         the sender's tags change; strictly increasing)
+//!         the sender's tags change; strictly increasing: its conversations, inbox window
+//!         and, unless it relays, the tags it holds envelopes under)
 //!         blind(tag) = BLAKE3-keyed(session key, tag)[..16]
 //!         session key = BLAKE3-derive("vaarta 2026 tag blinding v4",
 //!                       lesser (tid, nonce) pair ‖ greater pair)   (each len-prefixed)
