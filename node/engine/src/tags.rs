@@ -5,7 +5,7 @@
 //!
 //! **Blinding** (protocol 4). Each side lists what it would reconcile — its conversations,
 //! its inbox window and, unless it relays, the tags it holds envelopes under (invitations it
-//! sent) — as `BLAKE3-keyed(session key, tag)[..16]`, the key derived from both
+//! sent) — as `BLAKE3-keyed(session key, tag)[..8]`, the key derived from both
 //! transport ids and both fresh nonces (`wire::session_key`). The receiver looks each of its
 //! own blinds up in the peer's list: a match is a tag both know. So a peer learns only
 //! whether it shares a tag it already knew; a stranger learns how many tags we listed and

@@ -3,10 +3,10 @@
 //!
 //! ```text
 //! Hello = 1 version:u8 nonce:[32]          (first, both ways, at link up: fresh randomness)
-//! Intro = 10 relay:bool count:varint blinds:[16]*   (after the peer's Hello, and whenever
+//! Intro = 10 relay:bool count:varint blinds:[8]*   (after the peer's Hello, and whenever
 //!         the sender's tags change; strictly increasing: its conversations, inbox window
 //!         and, unless it relays, the tags it holds envelopes under)
-//!         blind(tag) = BLAKE3-keyed(session key, tag)[..16]
+//!         blind(tag) = BLAKE3-keyed(session key, tag)[..8]
 //!         session key = BLAKE3-derive("vaarta 2026 tag blinding v4",
 //!                       lesser (tid, nonce) pair ‖ greater pair)   (each len-prefixed)
 //! Proof = 11 device:[32] name:str proof:[64]   (only to a peer that recognised one of our
@@ -15,7 +15,7 @@
 //!                 sender nonce ‖ receiver nonce ‖ name)
 //! Ask   = 12 count:varint tags:[16]*      (member to relay: carry these for me; in the clear,
 //!         only tags the sender is about to hand the relay envelopes under)
-//! Held  = 13 count:varint blinds:[16]*    (relay to peer: of the blinds you listed, I hold
+//! Held  = 13 count:varint blinds:[8]*    (relay to peer: of the blinds you listed, I hold
 //!         envelopes for others under these; strictly increasing)
 //! Recon = 2 session:varint tags:[4] message      (tags: digest of the session's tag list)
 //! Push  = 3 seq:varint envelope
@@ -63,8 +63,14 @@ pub const NONCE_BYTES: usize = 32;
 const PROOF_DOMAIN: &[u8] = b"vaarta 2026 proof v4";
 const BLIND_CONTEXT: &str = "vaarta 2026 tag blinding v4";
 
-/// A tag as one session shows it: `BLAKE3-keyed(session key, tag)[..16]`.
-pub type Blind = [u8; 16];
+/// Bytes of a blinded tag. 8 are plenty: a chance match between two different tags is
+/// about n·m/2^64 per session (under 2^-38 for 8,192 tags each way), and costs at most one
+/// session whose two ends disagree until the next; nobody can search tags through it (a
+/// tag has 128 bits, and each session has its own key).
+pub const BLIND_BYTES: usize = 8;
+
+/// A tag as one session shows it: `BLAKE3-keyed(session key, tag)[..8]`.
+pub type Blind = [u8; BLIND_BYTES];
 
 /// The key one session's tags are blinded under, from both sides' transport ids and nonces
 /// (in a fixed order, so both sides derive the same key whoever dialled).
@@ -78,8 +84,8 @@ pub fn session_key(a_tid: &[u8], a_nonce: &[u8; 32], b_tid: &[u8], b_nonce: &[u8
 
 /// A tag blinded under a session key.
 pub fn blind(key: &[u8; 32], tag: &Tag) -> Blind {
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&blake3::keyed_hash(key, &tag.0).as_bytes()[..16]);
+    let mut b = [0u8; BLIND_BYTES];
+    b.copy_from_slice(&blake3::keyed_hash(key, &tag.0).as_bytes()[..BLIND_BYTES]);
     b
 }
 
@@ -262,7 +268,7 @@ fn put_blinds(w: &mut Writer, blinds: &[Blind]) {
 }
 
 fn take_blinds(r: &mut Reader) -> Result<Vec<Blind>, DecodeError> {
-    let n = r.count("blinded tags", MAX_HELLO_TAGS, 16)?;
+    let n = r.count("blinded tags", MAX_HELLO_TAGS, BLIND_BYTES)?;
     let mut blinds: Vec<Blind> = Vec::with_capacity(n);
     for _ in 0..n {
         blinds.push(r.array("blinded tag")?);
@@ -558,7 +564,7 @@ mod tests {
             Frame::Hello { nonce: [9; 32] },
             Frame::Intro {
                 relay: true,
-                blinds: vec![[1; 16], [2; 16]],
+                blinds: vec![[1; 8], [2; 8]],
             },
             Frame::Intro {
                 relay: false,
@@ -568,7 +574,7 @@ mod tests {
                 tags: vec![Tag([1; 16]), Tag([3; 16])],
             },
             Frame::Held {
-                blinds: vec![[3; 16]],
+                blinds: vec![[3; 8]],
             },
             Frame::Recon {
                 session: 9,
@@ -612,8 +618,8 @@ mod tests {
         assert!(Frame::decode(&[4, 1, 0, 0]).is_err());
         // Blinded tags out of order.
         let mut intro = vec![10, 0, 2];
-        intro.extend([2; 16]);
-        intro.extend([1; 16]);
+        intro.extend([2; 8]);
+        intro.extend([1; 8]);
         assert!(Frame::decode(&intro).is_err());
         // Refused pushes beyond the acknowledgement, or out of order.
         assert!(Frame::decode(&[4, 5, 1, 6]).is_err());

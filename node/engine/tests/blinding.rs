@@ -151,8 +151,8 @@ impl Stranger {
         let mut blinds: Vec<Blind> = tags.iter().map(|t| wire::blind(&key, t)).collect();
         // Padding a stranger might list (random-looking values).
         blinds.extend((0..5u8).map(|i| {
-            let mut b = [0u8; 16];
-            b.copy_from_slice(&blake3::hash(&[i]).as_bytes()[..16]);
+            let mut b = [0u8; wire::BLIND_BYTES];
+            b.copy_from_slice(&blake3::hash(&[i]).as_bytes()[..wire::BLIND_BYTES]);
             b
         }));
         blinds.sort();
