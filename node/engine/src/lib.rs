@@ -73,7 +73,6 @@ pub use config::Config;
 pub use dial::PeerSeen;
 pub use event::{Action, CloseReason, Counters, EngineError, Event, Fault};
 pub use link::{LinkId, LinkInfo, LinkUp, PeerKey};
-pub use tags::blinded;
 pub use timer::Timer;
 pub use wire::{Frame, Hello, MAX_FRAME_BYTES};
 
@@ -555,12 +554,17 @@ impl<S: Store> Engine<S> {
             return self.fault(link, Fault::SecondHello);
         }
         l.remote_nonce = Some(nonce);
-        l.key = Some(wire::session_key(
-            &l.local_tid,
-            &l.nonce,
-            &l.remote_tid,
-            &nonce,
-        ));
+        l.key = wire::Blinder::new(&l.local_tid, &l.nonce, &l.remote_tid, &nonce);
+        if l.key.is_none() {
+            // Its transport id and nonce are ours: the link leads back here.
+            l.closing = true;
+            self.actions.push_back(Action::Close {
+                link,
+                reason: CloseReason::ConnectedToSelf,
+                ban: false,
+            });
+            return;
+        }
         self.send_intro(link);
     }
 

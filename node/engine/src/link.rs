@@ -10,7 +10,7 @@ use crate::ack::AckState;
 use crate::push::PushQueue;
 use crate::session::Sessions;
 use crate::tags::TagSync;
-use crate::wire::{Blind, Hello};
+use crate::wire::{Blind, Blinder, Hello};
 
 /// A link (one transport connection/stream) as the driver numbers it. The mesh adapter and
 /// the simulator number links with this same type.
@@ -100,8 +100,8 @@ pub(crate) struct Link {
     pub(crate) nonce: [u8; 32],
     /// The peer's nonce, once its `Hello` arrived.
     pub(crate) remote_nonce: Option<[u8; 32]>,
-    /// The key this session's tags are blinded under (both nonces known).
-    pub(crate) key: Option<[u8; 32]>,
+    /// How this session's tags are blinded (both nonces known).
+    pub(crate) key: Option<Blinder>,
     /// What our last `Intro` listed.
     pub(crate) sent: Option<Sent>,
     /// The peer's last `Intro`.
@@ -220,11 +220,23 @@ impl Link {
     }
 }
 
-/// What our last `Intro` on a link listed: our tags, each with its blind, sorted by tag.
+/// What our last `Intro` on a link listed: our tags, sorted, each with its blinds.
 #[derive(Debug)]
 pub(crate) struct Sent {
     pub(crate) relay: bool,
-    pub(crate) tags: Vec<(Tag, Blind)>,
+    pub(crate) tags: Vec<SentTag>,
+}
+
+/// One of our tags as this session shows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SentTag {
+    pub(crate) tag: Tag,
+    /// As we list it.
+    pub(crate) ours: Blind,
+    /// As the peer lists it, if it knows it.
+    pub(crate) theirs: Blind,
+    /// As the peer claims, in a `Held`, to carry it.
+    pub(crate) held_theirs: Blind,
 }
 
 /// The peer's last `Intro`.

@@ -5,9 +5,11 @@
 //!
 //! **Blinding** (protocol 4). Each side lists what it would reconcile — its conversations,
 //! its inbox window and, unless it relays, the tags it holds envelopes under (invitations it
-//! sent) — as `BLAKE3-keyed(session key, tag)[..8]`, the key derived from both
-//! transport ids and both fresh nonces (`wire::session_key`). The receiver looks each of its
-//! own blinds up in the peer's list: a match is a tag both know. So a peer learns only
+//! sent) — as `BLAKE3-keyed(session key, use ‖ tag)[..8]`, the key derived from both
+//! transport ids and both fresh nonces, `use` naming the direction and purpose
+//! ([`wire::Blinder`]). The receiver computes, for each of its own tags, the blind the peer
+//! would send and looks it up in the peer's list: a match is a tag both know (a reflected
+//! list matches nothing). So a peer learns only
 //! whether it shares a tag it already knew; a stranger learns how many tags we listed and
 //! nothing else. Cost: one keyed hash per own tag per `Intro` we send (our own state, not
 //! the peer's input), then `O(ours · log theirs)` lookups per intro received; at most
@@ -30,7 +32,7 @@ use vaarta_sync::recon;
 use vaarta_sync::replica::keys::awaiting_prefix;
 use vaarta_sync::store::{MemoryStore, Store};
 
-use crate::link::{Link, Sent};
+use crate::link::{Link, Sent, SentTag};
 use crate::wire::{self, Frame, Hello};
 use crate::{Engine, Fault, LinkId};
 
@@ -69,9 +71,16 @@ fn item_tag(id: &EnvelopeId) -> Tag {
     Tag(t)
 }
 
-/// Our tags, each blinded under a session key, sorted by tag.
-pub fn blinded(key: &[u8; 32], tags: &[Tag]) -> Vec<(Tag, wire::Blind)> {
-    tags.iter().map(|t| (*t, wire::blind(key, t))).collect()
+/// Our tags with their blinds for one session (in the order given).
+pub(crate) fn blinded(key: &wire::Blinder, tags: &[Tag]) -> Vec<SentTag> {
+    tags.iter()
+        .map(|t| SentTag {
+            tag: *t,
+            ours: key.ours(t),
+            theirs: key.theirs(t),
+            held_theirs: key.held_theirs(t),
+        })
+        .collect()
 }
 
 /// Tags two devices reconcile on a link (see the module docs), and whether the peer
@@ -84,8 +93,8 @@ pub(crate) fn session_tags(l: &Link, my_carry: &[Tag]) -> (Vec<Tag>, bool) {
     let mut t: Vec<Tag> = sent
         .tags
         .iter()
-        .filter(|(_, b)| r.blinds.contains(b))
-        .map(|(t, _)| *t)
+        .filter(|s| r.blinds.contains(&s.theirs))
+        .map(|s| s.tag)
         .collect();
     t.extend(&l.held);
     t.extend(&l.remote_held);
@@ -167,7 +176,7 @@ impl<S: Store> Engine<S> {
         };
         let Some(key) = l.key else { return };
         let sent = blinded(&key, &tags);
-        let mut blinds: Vec<wire::Blind> = sent.iter().map(|(_, b)| *b).collect();
+        let mut blinds: Vec<wire::Blind> = sent.iter().map(|s| s.ours).collect();
         blinds.sort_unstable();
         blinds.dedup();
         l.sent = Some(Sent { relay, tags: sent });
@@ -299,16 +308,20 @@ impl<S: Store> Engine<S> {
         };
         let cache = l
             .carried_blinds
-            .get_or_insert_with(|| carry.iter().map(|t| (wire::blind(&key, t), *t)).collect());
+            .get_or_insert_with(|| carry.iter().map(|t| (key.theirs(t), *t)).collect());
         let mut blinds: Vec<wire::Blind> = Vec::new();
         for b in &r.blinds {
             if let Some(t) = cache.get(b)
                 && l.held.insert(*t)
             {
-                blinds.push(*b);
+                // Claimed with a blind only a holder of the tag can compute (not the
+                // peer's own blind, which anyone could echo back).
+                blinds.push(key.held_ours(t));
             }
         }
         if !blinds.is_empty() {
+            blinds.sort_unstable();
+            blinds.dedup();
             blinds.truncate(wire::MAX_HELLO_TAGS);
             l.frames_out.push_back(Frame::Held { blinds }.encode());
         }
@@ -320,9 +333,9 @@ impl<S: Store> Engine<S> {
             && let Some(sent) = &l.sent
         {
             let said: BTreeSet<wire::Blind> = blinds.into_iter().collect();
-            for (t, b) in &sent.tags {
-                if said.contains(b) {
-                    l.remote_held.insert(*t);
+            for s in &sent.tags {
+                if said.contains(&s.held_theirs) {
+                    l.remote_held.insert(s.tag);
                 }
             }
         }
@@ -375,7 +388,7 @@ impl<S: Store> Engine<S> {
             };
             for t in &new {
                 if cache.len() < wire::MAX_CARRY_TAGS {
-                    cache.insert(wire::blind(&key, t), *t);
+                    cache.insert(key.theirs(t), *t);
                 }
             }
             self.send_held(link);
@@ -490,7 +503,7 @@ impl<S: Store> Engine<S> {
 mod tests {
     use super::*;
     use crate::link::{LinkUp, Remote};
-    use crate::wire::session_key;
+    use crate::wire::Blinder;
     use proptest::prelude::*;
 
     fn link(outbound: bool) -> Link {
@@ -524,18 +537,21 @@ mod tests {
         b: (&[u8], bool, &[u8]),
         carry: (&[Tag], &[Tag]),
     ) -> ((Vec<Tag>, bool), (Vec<Tag>, bool)) {
-        let key = session_key(b"a", &[1; 32], b"b", &[0; 32]);
+        let ka = Blinder::new(b"a", &[1; 32], b"b", &[0; 32]).unwrap();
+        let kb = Blinder::new(b"b", &[0; 32], b"a", &[1; 32]).unwrap();
         let (mut la, mut lb) = (link(true), link(false));
-        for (l, (mine, relay, ask), (_, their_relay, their_ask), theirs) in
-            [(&mut la, a, b, b.0), (&mut lb, b, a, a.0)]
-        {
+        for (l, key, other, (mine, relay, ask), (_, their_relay, their_ask), theirs) in [
+            (&mut la, &ka, &kb, a, b, b.0),
+            (&mut lb, &kb, &ka, b, a, a.0),
+        ] {
             l.sent = Some(Sent {
                 relay,
-                tags: blinded(&key, &tags(mine)),
+                tags: blinded(key, &tags(mine)),
             });
+            // What the peer listed: its own blinds of its tags.
             l.remote = Some(Remote {
                 relay: their_relay,
-                blinds: tags(theirs).iter().map(|t| wire::blind(&key, t)).collect(),
+                blinds: tags(theirs).iter().map(|t| other.ours(t)).collect(),
             });
             l.asked = tags(ask).into_iter().collect();
             l.remote_asked = tags(their_ask).into_iter().collect();

@@ -6,7 +6,8 @@
 //! Intro = 10 relay:bool count:varint blinds:[8]*   (after the peer's Hello, and whenever
 //!         the sender's tags change; strictly increasing: its conversations, inbox window
 //!         and, unless it relays, the tags it holds envelopes under)
-//!         blind(tag) = BLAKE3-keyed(session key, tag)[..8]
+//!         blind(tag) = BLAKE3-keyed(session key, use ‖ tag)[..8], use = 0 (intro from
+//!                       the lesser side), 1 (intro from the greater), 2, 3 (held, likewise)
 //!         session key = BLAKE3-derive("vaarta 2026 tag blinding v4",
 //!                       lesser (tid, nonce) pair ‖ greater pair)   (each len-prefixed)
 //! Proof = 11 device:[32] name:str proof:[64]   (only to a peer that recognised one of our
@@ -15,8 +16,8 @@
 //!                 sender nonce ‖ receiver nonce ‖ name)
 //! Ask   = 12 count:varint tags:[16]*      (member to relay: carry these for me; in the clear,
 //!         only tags the sender is about to hand the relay envelopes under)
-//! Held  = 13 count:varint blinds:[8]*    (relay to peer: of the blinds you listed, I hold
-//!         envelopes for others under these; strictly increasing)
+//! Held  = 13 count:varint blinds:[8]*    (relay to peer: I hold envelopes for others under
+//!         these tags you listed, each as its held blind (use 2/3); strictly increasing)
 //! Recon = 2 session:varint tags:[4] message      (tags: digest of the session's tag list)
 //! Push  = 3 seq:varint envelope
 //! Ack   = 4 up_to:varint count:varint refused:varint*
@@ -69,7 +70,7 @@ const BLIND_CONTEXT: &str = "vaarta 2026 tag blinding v4";
 /// tag has 128 bits, and each session has its own key).
 pub const BLIND_BYTES: usize = 8;
 
-/// A tag as one session shows it: `BLAKE3-keyed(session key, tag)[..8]`.
+/// A tag as one session shows it: `BLAKE3-keyed(session key, use ‖ tag)[..8]` ([`Blinder`]).
 pub type Blind = [u8; BLIND_BYTES];
 
 /// The key one session's tags are blinded under, from both sides' transport ids and nonces
@@ -82,11 +83,67 @@ pub fn session_key(a_tid: &[u8], a_nonce: &[u8; 32], b_tid: &[u8], b_nonce: &[u8
     blake3::derive_key(BLIND_CONTEXT, w.as_slice())
 }
 
-/// A tag blinded under a session key.
-pub fn blind(key: &[u8; 32], tag: &Tag) -> Blind {
-    let mut b = [0u8; BLIND_BYTES];
-    b.copy_from_slice(&blake3::keyed_hash(key, &tag.0).as_bytes()[..BLIND_BYTES]);
-    b
+/// What a blind is for: listed in an `Intro`, or claimed in a `Held`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Intro = 0,
+    Held = 2,
+}
+
+/// One side's blinding for one session. Blinds are separated by direction (which side sends
+/// them) and by use, so a peer that reflects our own `Intro` or echoes our blinds in a `Held`
+/// matches nothing: each value it must send can only be computed from the tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blinder {
+    key: [u8; 32],
+    /// Our (transport id, nonce) sorts first.
+    lo: bool,
+}
+
+impl Blinder {
+    /// `None` if both sides' (transport id, nonce) are equal (a link to itself, or a nonce
+    /// reflected on a transport that does not authenticate ids).
+    pub fn new(
+        local_tid: &[u8],
+        local_nonce: &[u8; 32],
+        remote_tid: &[u8],
+        remote_nonce: &[u8; 32],
+    ) -> Option<Self> {
+        let (me, them) = ((local_tid, local_nonce), (remote_tid, remote_nonce));
+        (me != them).then(|| Self {
+            key: session_key(local_tid, local_nonce, remote_tid, remote_nonce),
+            lo: me < them,
+        })
+    }
+
+    fn blind(&self, sender_lo: bool, u: Use, tag: &Tag) -> Blind {
+        let mut m = [0u8; 17];
+        m[0] = u as u8 + u8::from(sender_lo);
+        m[1..].copy_from_slice(&tag.0);
+        let mut b = [0u8; BLIND_BYTES];
+        b.copy_from_slice(&blake3::keyed_hash(&self.key, &m).as_bytes()[..BLIND_BYTES]);
+        b
+    }
+
+    /// How we list `tag` in our intro.
+    pub fn ours(&self, tag: &Tag) -> Blind {
+        self.blind(self.lo, Use::Intro, tag)
+    }
+
+    /// How the peer lists `tag` in its intro (if it knows it).
+    pub fn theirs(&self, tag: &Tag) -> Blind {
+        self.blind(!self.lo, Use::Intro, tag)
+    }
+
+    /// How we claim, in a `Held`, to carry the peer's `tag`.
+    pub fn held_ours(&self, tag: &Tag) -> Blind {
+        self.blind(self.lo, Use::Held, tag)
+    }
+
+    /// How the peer claims, in a `Held`, to carry our `tag`.
+    pub fn held_theirs(&self, tag: &Tag) -> Blind {
+        self.blind(!self.lo, Use::Held, tag)
+    }
 }
 
 /// The device behind a link, shown only to peers that recognised one of our tags.
@@ -530,7 +587,7 @@ mod tests {
     }
 
     #[test]
-    fn blinding_is_symmetric_per_session_and_differs_across_sessions() {
+    fn blinding_is_per_session_per_direction_and_per_use() {
         let t = Tag([7; 16]);
         let (n1, n2, n3) = ([1; 32], [2; 32], [3; 32]);
         let k = session_key(b"a", &n1, b"b", &n2);
@@ -538,9 +595,26 @@ mod tests {
         assert_ne!(k, session_key(b"a", &n1, b"b", &n3));
         assert_ne!(k, session_key(b"a", &n3, b"b", &n2));
         assert_ne!(k, session_key(b"a", &n1, b"c", &n2));
-        assert_ne!(blind(&k, &t), blind(&session_key(b"a", &n1, b"b", &n3), &t));
-        assert_ne!(blind(&k, &t), blind(&k, &Tag([8; 16])));
-        assert_ne!(&blind(&k, &t)[..], &t.0[..]);
+        let a = Blinder::new(b"a", &n1, b"b", &n2).unwrap();
+        let b = Blinder::new(b"b", &n2, b"a", &n1).unwrap();
+        // What one side sends is what the other expects, per use.
+        assert_eq!(a.ours(&t), b.theirs(&t));
+        assert_eq!(a.held_ours(&t), b.held_theirs(&t));
+        // Directions and uses differ: a reflected intro or an echoed blind matches nothing.
+        let all = [a.ours(&t), a.theirs(&t), a.held_ours(&t), a.held_theirs(&t)];
+        for i in 0..4 {
+            for j in 0..i {
+                assert_ne!(all[i], all[j], "{i} {j}");
+            }
+        }
+        // Another session, another blind; another tag, another blind.
+        let c = Blinder::new(b"a", &n1, b"b", &n3).unwrap();
+        assert_ne!(a.ours(&t), c.ours(&t));
+        assert_ne!(a.ours(&t), a.ours(&Tag([8; 16])));
+        assert!(
+            Blinder::new(b"a", &n1, b"a", &n1).is_none(),
+            "a link to itself"
+        );
     }
 
     #[test]

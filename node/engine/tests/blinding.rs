@@ -133,13 +133,14 @@ impl Stranger {
         self.collect(e, now);
     }
 
-    fn key(&self) -> [u8; 32] {
-        wire::session_key(
+    fn key(&self) -> wire::Blinder {
+        wire::Blinder::new(
             &self.tid,
             &self.nonce,
             VICTIM_TID,
             &self.theirs.expect("the node said hello"),
         )
+        .expect("distinct sides")
     }
 
     fn hello(&self) -> Vec<u8> {
@@ -148,7 +149,7 @@ impl Stranger {
 
     fn intro(&self, relay: bool, tags: &[Tag]) -> Vec<u8> {
         let key = self.key();
-        let mut blinds: Vec<Blind> = tags.iter().map(|t| wire::blind(&key, t)).collect();
+        let mut blinds: Vec<Blind> = tags.iter().map(|t| key.ours(t)).collect();
         // Padding a stranger might list (random-looking values).
         blinds.extend((0..5u8).map(|i| {
             let mut b = [0u8; wire::BLIND_BYTES];
@@ -281,6 +282,44 @@ fn a_peer_that_knows_a_tag_recognises_it_and_sees_the_device() {
         (&s.tid, &s.nonce),
         &mut KeyCache::default()
     ));
+}
+
+/// A peer that knows none of our tags gains nothing by sending our own blinds back: our
+/// intro reflected as its intro, or as a `Held` claim, matches nothing (blinds differ by
+/// direction and by use), so it shares no tag and sees no device.
+#[test]
+fn a_reflected_intro_or_held_matches_nothing() {
+    let mut net = Network::new(2);
+    member_pair(&mut net);
+    let now = net.now;
+    let e = &mut net.nodes[0];
+    let mut s = Stranger::open(e, 1, b"stranger", [42; 32], now);
+    let hello = s.hello();
+    s.send(e, &hello, now);
+    let mirror = s.intro_blinds();
+    assert!(!mirror.is_empty());
+    for relay in [false, true] {
+        let f = Frame::Intro {
+            relay,
+            blinds: mirror.clone(),
+        }
+        .encode();
+        s.send(e, &f, now);
+        let held = Frame::Held {
+            blinds: mirror.clone(),
+        }
+        .encode();
+        s.send(e, &held, now);
+        let info = link_info(e, s.link);
+        if !relay {
+            assert_eq!(info.tags, 0, "a reflection shares nothing");
+        }
+        assert_eq!(info.device, None);
+        assert!(
+            s.proof().is_none(),
+            "no proof for a reflection (relay: {relay})"
+        );
+    }
 }
 
 /// Two sessions of the same pair (the same stranger, even with the same nonce) see
