@@ -576,6 +576,13 @@ impl<S: Store> Engine<S> {
         };
         let first = l.remote.is_none();
         let before = l.tags.clone();
+        if first {
+            let peer = l.peer.clone();
+            self.dialer.ready(&peer);
+        }
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
         l.remote = Some(link::Remote {
             relay,
             blinds: blinds.into_iter().collect(),
