@@ -434,7 +434,7 @@ pub fn execute<S: Store>(
                 .into_iter()
                 .map(|l| {
                     json!({"link": l.link.0, "peer": l.peer.as_str(), "device": l.device.map(|d| d.to_string()),
-                           "name": l.name, "outbound": l.outbound, "since_ms": l.since_ms,
+                           "name": l.name, "outbound": l.outbound, "ready": l.ready, "since_ms": l.since_ms,
                            "bytes_in": l.bytes_in, "bytes_out": l.bytes_out})
                 })
                 .collect();

@@ -274,7 +274,7 @@ impl Node {
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         v["connected"]
             .as_array()
-            .map(|a| a.iter().filter(|p| p["device"].is_string()).count())
+            .map(|a| a.iter().filter(|p| p["ready"] == true).count())
             .unwrap_or(0)
     }
 

@@ -85,7 +85,7 @@ async fn links(n: &Node) -> usize {
         .and_then(|p| {
             p["connected"]
                 .as_array()
-                .map(|a| a.iter().filter(|l| l["device"].is_string()).count())
+                .map(|a| a.iter().filter(|l| l["ready"] == true).count())
         })
         .unwrap_or(0)
 }

@@ -261,7 +261,11 @@ pub fn peers_lines(p: &Value, online: bool) -> Vec<String> {
         out.push(format!(
             "connected  {} {}  {} in / {} out bytes",
             pad(&name(c["name"].as_str().unwrap_or("?")), 12),
-            clean(c["device"].as_str().unwrap_or("(handshaking)")),
+            clean(c["device"].as_str().unwrap_or(if c["ready"] == true {
+                "(device not shown: no shared tag)"
+            } else {
+                "(handshaking)"
+            })),
             c["bytes_in"],
             c["bytes_out"]
         ));

@@ -29,8 +29,9 @@ pub struct Config {
     /// connection-limit docs pair a total limit with an incoming one for this reason). Links
     /// to static peers are never refused for want of a slot.
     pub max_inbound_links: usize,
-    /// A link whose peer has not sent a valid hello this long after it came up is closed
-    /// (a silent connection holds a slot for nothing; guess: a hello takes one round trip).
+    /// A link whose peer has not sent its hello and intro this long after it came up is
+    /// closed (a silent connection holds a slot for nothing; guess: the hello and intro take
+    /// two round trips).
     pub hello_timeout_ms: u64,
     /// Known peers (mDNS hints, static peers) at most (discovery tables are capped:
     /// `docs/security.md`, same section).

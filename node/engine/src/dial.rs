@@ -227,7 +227,16 @@ impl Dialer {
         }
     }
 
-    /// The peer's hello verified: remember who it is; its backoff starts over.
+    /// The peer's intro arrived (the link carries data): its backoff starts over.
+    pub(crate) fn ready(&mut self, peer: &PeerKey) {
+        let initial = self.backoff_initial;
+        if let Some(p) = self.peers.get_mut(peer) {
+            self.changed = true;
+            p.backoff = initial;
+        }
+    }
+
+    /// The peer's proof verified: remember who it is; its backoff starts over.
     pub(crate) fn hello(&mut self, peer: &PeerKey, device: DeviceId, name: &str) {
         self.changed = true;
         let initial = self.backoff_initial;

@@ -75,6 +75,12 @@ pub enum Fault {
     /// A second hello on the link names another device than the first.
     #[error("hello names another device than the link's")]
     DeviceChanged,
+    /// A second `Hello` on the link (a session has one nonce each way).
+    #[error("a second hello on the link")]
+    SecondHello,
+    /// A hello of another protocol version (told so in a `Bye`, not banned).
+    #[error("protocol version {0} (this device speaks {v})", v = crate::wire::VERSION)]
+    Version(u8),
     /// A pushed envelope the replica refused.
     #[error("refused envelope: {0}")]
     Envelope(IngestError),
@@ -86,7 +92,12 @@ impl Fault {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            Fault::BadFrame(_) | Fault::BadHelloProof | Fault::BeforeHello | Fault::DeviceChanged
+            Fault::BadFrame(_)
+                | Fault::BadHelloProof
+                | Fault::BeforeHello
+                | Fault::DeviceChanged
+                | Fault::SecondHello
+                | Fault::Version(_)
         )
     }
 }
@@ -148,7 +159,8 @@ pub struct Counters {
     pub recon_work: u64,
     /// Reconciliations a peer started beyond its link's allowance, ignored.
     pub recon_starts_ignored: u64,
-    /// Hellos sent (one per link at link up, and one per link when our tags change).
+    /// Intros (blinded tag lists) sent: one per link at link up, and one per link when our
+    /// tags change.
     pub hellos_out: u64,
 }
 

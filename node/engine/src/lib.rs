@@ -73,7 +73,6 @@ pub use config::Config;
 pub use dial::PeerSeen;
 pub use event::{Action, CloseReason, Counters, EngineError, Event, Fault};
 pub use link::{LinkId, LinkInfo, LinkUp, PeerKey};
-pub use tags::session_tags;
 pub use timer::Timer;
 pub use wire::{Frame, Hello, MAX_FRAME_BYTES};
 
@@ -152,6 +151,8 @@ pub struct Engine<S: Store> {
     announced_carry: BTreeSet<Tag>,
     /// Envelopes asked for with `Want`, and when (bounded by [`Config::max_push_queue`]).
     requested: BTreeMap<EnvelopeId, u64>,
+    /// Nonces for hellos (seeded: a run is reproducible).
+    rng: ChaCha20Rng,
     /// Decompressed keys of peers whose hellos we verify.
     hello_keys: vaarta_sync::identity::KeyCache,
     /// Frames taken from the links, waiting for [`Engine::poll_transmit`].
@@ -173,6 +174,8 @@ impl<S: Store> Engine<S> {
         let mut rng = ChaCha20Rng::from_seed(seed);
         let mut rseed = [0u8; 32];
         rng.fill_bytes(&mut rseed);
+        let mut nseed = [0u8; 32];
+        rng.fill_bytes(&mut nseed);
         let mut replica = Replica::open(identity, store, rseed)?;
         replica.report_sealed();
         replica.set_relay_policy(RelayPolicy {
@@ -201,6 +204,7 @@ impl<S: Store> Engine<S> {
             hello_day: 0,
             requested: BTreeMap::new(),
             outgoing: VecDeque::new(),
+            rng: ChaCha20Rng::from_seed(nseed),
             hello_keys: Default::default(),
             counters: Counters::default(),
             now: now_ms,
@@ -354,9 +358,18 @@ impl<S: Store> Engine<S> {
         }
         self.dialer.link_up(up.link, up.dialed.as_deref());
         let id = up.link;
-        let l = Link::new(up, now_ms, self.config.resync_interval_ms);
+        let static_peer = up.outbound && self.dialer.is_static(up.dialed.as_deref());
+        let mut nonce = [0u8; 32];
+        self.rng.fill_bytes(&mut nonce);
+        let l = Link::new(
+            up,
+            now_ms,
+            self.config.resync_interval_ms,
+            nonce,
+            static_peer,
+        );
         self.links.insert(id, l);
-        self.send_hello(id);
+        self.send(id, Frame::Hello { nonce });
         self.settle();
     }
 
@@ -419,13 +432,21 @@ impl<S: Store> Engine<S> {
             return;
         }
         l.bytes_in += bytes.len() as u64;
+        if let Some(v) = wire::foreign_hello_version(bytes) {
+            return self.refuse_version(link, v);
+        }
         let frame = match Frame::decode(bytes) {
             Ok(f) => f,
             Err(e) => return self.fault(link, Fault::BadFrame(e)),
         };
         match frame {
-            Frame::Hello(h, sig) => self.on_hello(link, h, sig, now_ms),
+            Frame::Hello { nonce } => self.on_hello(link, nonce),
+            _ if l.remote_nonce.is_none() => self.fault(link, Fault::BeforeHello),
+            Frame::Intro { relay, blinds } => self.on_intro(link, relay, blinds, now_ms),
+            Frame::Proof(h, sig) => self.on_proof(link, h, sig),
             _ if l.remote.is_none() => self.fault(link, Fault::BeforeHello),
+            Frame::Ask { tags } => self.on_ask(link, tags),
+            Frame::Held { blinds } => self.on_held(link, blinds),
             Frame::Recon {
                 session,
                 tags,
@@ -489,11 +510,128 @@ impl<S: Store> Engine<S> {
         self.event(Event::Refused { link, reason, cut });
     }
 
-    fn on_hello(&mut self, link: LinkId, h: Hello, sig: [u8; 64], now_ms: u64) {
+    /// A peer speaking another protocol version: told so in the clear (nothing secret in
+    /// it), and the link closed without a ban (it may be upgraded soon).
+    fn refuse_version(&mut self, link: LinkId, v: u8) {
+        self.counters.refused += 1;
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.closing = true;
+        l.frames_out.clear();
+        l.frames_out.push_back(
+            Frame::Bye {
+                reason: wire::bye_version(v),
+            }
+            .encode(),
+        );
+        let reason = Fault::Version(v);
+        self.actions.push_back(Action::Close {
+            link,
+            reason: CloseReason::Fault(reason.clone()),
+            ban: false,
+        });
+        tracing::warn!(%link, version = v, "peer speaks another protocol version");
+        self.event(Event::Refused {
+            link,
+            reason,
+            cut: true,
+        });
+    }
+
+    /// The peer's nonce: the session key is now known, so we send our intro.
+    fn on_hello(&mut self, link: LinkId, nonce: [u8; 32]) {
+        if self.links.values().any(|l| l.nonce == nonce) {
+            // Our own nonce came back: the link leads to this device.
+            self.actions.push_back(Action::Close {
+                link,
+                reason: CloseReason::ConnectedToSelf,
+                ban: false,
+            });
+            if let Some(l) = self.links.get_mut(&link) {
+                l.closing = true;
+            }
+            return;
+        }
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if l.remote_nonce.is_some() {
+            return self.fault(link, Fault::SecondHello);
+        }
+        l.remote_nonce = Some(nonce);
+        l.key = wire::Blinder::new(&l.local_tid, &l.nonce, &l.remote_tid, &nonce);
+        if l.key.is_none() {
+            // Its transport id and nonce are ours: the link leads back here.
+            l.closing = true;
+            self.actions.push_back(Action::Close {
+                link,
+                reason: CloseReason::ConnectedToSelf,
+                ban: false,
+            });
+            return;
+        }
+        self.send_intro(link);
+    }
+
+    /// The peer's blinded tags (first, or again after its tags changed).
+    fn on_intro(&mut self, link: LinkId, relay: bool, blinds: Vec<wire::Blind>, now_ms: u64) {
+        let carries = self.replica.carries();
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let first = l.remote.is_none();
+        let before = l.tags.clone();
+        if first {
+            let peer = l.peer.clone();
+            self.dialer.ready(&peer);
+        }
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.remote = Some(link::Remote {
+            relay,
+            blinds: blinds.into_iter().collect(),
+        });
+        let start_tag_sync = carries && relay && l.outbound && l.tag_sync.is_none() && first;
+        self.send_held(link);
+        self.retag(link);
+        if first && relay {
+            let ask = self.tags_to_ask(link);
+            self.ask(link, ask);
+        }
+        if start_tag_sync {
+            let carry = self.my_carry();
+            self.start_tag_sync(link, &carry);
+        }
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let changed = l.tags != before;
+        if changed {
+            l.sessions.nudged = false;
+        }
+        // An intro while our session is outstanding may be the responder's nudge (it ignored
+        // the session): start over.
+        if l.outbound && (first || changed || l.sessions.initiator.is_some()) {
+            l.sessions.resync_at = now_ms;
+            self.start_recon(link);
+        }
+    }
+
+    /// The peer shows its device, proven over this session.
+    fn on_proof(&mut self, link: LinkId, h: Hello, sig: [u8; 64]) {
         let Some(l) = self.links.get(&link) else {
             return;
         };
-        if !wire::verify_hello(&h, &sig, &l.remote_tid, &l.local_tid, &mut self.hello_keys) {
+        let Some(theirs) = l.remote_nonce else { return };
+        if !wire::verify_proof(
+            &h,
+            &sig,
+            (&l.remote_tid, &theirs),
+            (&l.local_tid, &l.nonce),
+            &mut self.hello_keys,
+        ) {
             return self.fault(link, Fault::BadHelloProof);
         }
         if h.device == self.replica.device_id() {
@@ -507,39 +645,19 @@ impl<S: Store> Engine<S> {
             }
             return;
         }
-        if l.remote.as_ref().is_some_and(|r| r.device != h.device) {
-            return self.fault(link, Fault::DeviceChanged);
+        if let Some(d) = &l.device {
+            if d.device != h.device {
+                return self.fault(link, Fault::DeviceChanged);
+            }
+            return;
         }
-        let first = l.remote.is_none();
         let peer = l.peer.clone();
-        let mine = self.my_hello();
-        let carry = self.my_carry();
-        let tags = session_tags(&mine, &carry, &h, &l.remote_carry);
-        let start_tag_sync =
-            self.replica.carries() && h.relay && l.outbound && l.tag_sync.is_none() && first;
         self.dialer.hello(&peer, h.device, &h.name);
-        let device = h.device;
-        let name = h.name.clone();
-        let l = self.links.get_mut(&link).expect("checked");
-        let changed = l.tags != tags;
-        if changed {
-            l.sessions.nudged = false;
+        let (device, name) = (h.device, h.name.clone());
+        if let Some(l) = self.links.get_mut(&link) {
+            l.device = Some(h);
         }
-        l.tags = tags;
-        l.remote = Some(h);
-        if start_tag_sync {
-            self.start_tag_sync(link, &carry);
-        }
-        if first {
-            self.event(Event::LinkReady { link, device, name });
-        }
-        let l = self.links.get_mut(&link).expect("checked");
-        // A hello while our session is outstanding may be the responder's nudge (it ignored
-        // the session): start over.
-        if l.outbound && (first || changed || l.sessions.initiator.is_some()) {
-            l.sessions.resync_at = now_ms;
-            self.start_recon(link);
-        }
+        self.event(Event::LinkReady { link, device, name });
     }
 
     fn on_have(&mut self, link: LinkId, ids: Vec<EnvelopeId>) {
@@ -595,12 +713,14 @@ impl<S: Store> Engine<S> {
             let Some(l) = self.links.get_mut(&link) else {
                 return;
             };
-            if l.tags.binary_search(&tag).is_err() || l.served.contains(&id) {
+            // Past the bound, refused (the peer's next link serves the rest): forgetting
+            // what was served would let it fetch the same envelopes over and over.
+            if l.tags.binary_search(&tag).is_err()
+                || l.served.contains(&id)
+                || l.served.len() >= max
+            {
                 self.counters.wants_ignored += 1;
                 continue;
-            }
-            if l.served.len() >= max {
-                l.served.clear();
             }
             l.served.insert(id);
             self.enqueue(link, id);
@@ -625,10 +745,13 @@ impl<S: Store> Engine<S> {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        if l.push.enqueue(id, precedence, kind, order, max) == Enqueued::Overflowed {
-            // Let reconciliation find the rest (and let the peer ask for them again).
+        if let Enqueued::Overflowed(dropped) = l.push.enqueue(id, precedence, kind, order, max) {
+            // Let reconciliation find the rest, and let the peer ask again for what was
+            // dropped unsent (only that: what was pushed stays served).
             l.sessions.resync_at = 0;
-            l.served.clear();
+            for d in dropped.iter().chain([&id]) {
+                l.served.remove(d);
+            }
         }
     }
 
@@ -679,6 +802,16 @@ impl<S: Store> Engine<S> {
             route,
             source: from,
         } = f;
+        if route.is_some() {
+            // Our own envelope under a tag a linked relay does not carry for us yet: ask it
+            // (it will see the tag in the envelope's header anyway).
+            let ask = self
+                .links
+                .select(|l| l.ready() && l.is_relay() && l.tags.binary_search(&tag).is_err());
+            for link in ask {
+                self.ask(link, vec![tag]);
+            }
+        }
         let mut targets: Vec<LinkId> = self
             .links
             .iter()
@@ -881,8 +1014,14 @@ impl<S: Store> Engine<S> {
             if self.replica.is_own_tag(&t, now_ms) {
                 own_new |=
                     self.replica.conversation_of_tag(&t).is_some() && !self.announced.contains(&t);
-            } else if self.config.relay {
+            } else if self.replica.carries() {
+                // Carried for others (an invitation we sent, too): `Carry` to relays, `Held`
+                // to peers that listed it.
                 carry_new |= !self.announced_carry.contains(&t);
+            } else if f.source == Source::Own {
+                // Our own envelope under another device's tag (an invitation): listed in
+                // our next intro, so the invitee recognises it.
+                own_new |= !self.announced.contains(&t);
             }
         }
         if own_new && !self.links.is_empty() {

@@ -10,7 +10,7 @@ use crate::ack::AckState;
 use crate::push::PushQueue;
 use crate::session::Sessions;
 use crate::tags::TagSync;
-use crate::wire::Hello;
+use crate::wire::{Blind, Blinder, Hello};
 
 /// A link (one transport connection/stream) as the driver numbers it. The mesh adapter and
 /// the simulator number links with this same type.
@@ -80,6 +80,9 @@ pub struct LinkInfo {
     pub device: Option<DeviceId>,
     pub name: Option<String>,
     pub outbound: bool,
+    /// Both sides' intros arrived: the link carries data (whether or not the peer showed
+    /// its device).
+    pub ready: bool,
     pub since_ms: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -93,8 +96,36 @@ pub(crate) struct Link {
     pub(crate) local_tid: Vec<u8>,
     pub(crate) remote_tid: Vec<u8>,
     pub(crate) up_at: u64,
-    /// The peer's verified hello.
-    pub(crate) remote: Option<Hello>,
+    /// Our nonce for this session (sent in our `Hello`).
+    pub(crate) nonce: [u8; 32],
+    /// The peer's nonce, once its `Hello` arrived.
+    pub(crate) remote_nonce: Option<[u8; 32]>,
+    /// How this session's tags are blinded (both nonces known).
+    pub(crate) key: Option<Blinder>,
+    /// What our last `Intro` listed.
+    pub(crate) sent: Option<Sent>,
+    /// The peer's last `Intro`.
+    pub(crate) remote: Option<Remote>,
+    /// The peer's device, if it proved it (it recognised one of our tags, or dialled us as
+    /// a static peer).
+    pub(crate) device: Option<Hello>,
+    /// We sent our `Proof` on this link.
+    pub(crate) proved: bool,
+    /// We dialled this peer as a static peer: we show it our device whatever it knows.
+    pub(crate) static_peer: bool,
+    /// Tags we asked the peer (a relay) to carry for us, in the clear (`Ask`).
+    pub(crate) asked: BTreeSet<Tag>,
+    /// Tags the peer asked us to carry (counted only while we relay; bounded by
+    /// [`crate::wire::MAX_CARRY_TAGS`]).
+    pub(crate) remote_asked: BTreeSet<Tag>,
+    /// Relays: the tags we carry for others, blinded for this session (computed once, at
+    /// the peer's first intro, then extended as we carry new tags; at most
+    /// [`crate::wire::MAX_CARRY_TAGS`]).
+    pub(crate) carried_blinds: Option<BTreeMap<Blind, Tag>>,
+    /// Tags the peer listed that we carry (told it in `Held`).
+    pub(crate) held: BTreeSet<Tag>,
+    /// Our tags the peer said it carries (its `Held`).
+    pub(crate) remote_held: BTreeSet<Tag>,
     /// Tags the peer carries for others (relays only; learnt by tag reconciliation).
     pub(crate) remote_carry: Vec<Tag>,
     /// A reconciliation of carried tag sets in progress (relay to relay).
@@ -112,19 +143,39 @@ pub(crate) struct Link {
     pub(crate) frames_out: VecDeque<Vec<u8>>,
     /// Envelopes pushed on this link on request (`Want`): each is sent once per link (a
     /// peer cannot fetch the same one over and over). Bounded by
-    /// [`crate::Config::max_push_queue`]; cleared when full.
+    /// [`crate::Config::max_push_queue`]: past it further `Want`s are refused (counted in
+    /// `wants_ignored`), never forgotten; entries dropped unsent from an overflowing push
+    /// queue leave it.
     pub(crate) served: BTreeSet<EnvelopeId>,
 }
 
 impl Link {
-    pub(crate) fn new(up: LinkUp, now: u64, resync_interval: u64) -> Self {
+    pub(crate) fn new(
+        up: LinkUp,
+        now: u64,
+        resync_interval: u64,
+        nonce: [u8; 32],
+        static_peer: bool,
+    ) -> Self {
         Self {
             peer: up.peer,
             outbound: up.outbound,
             local_tid: up.local_tid,
             remote_tid: up.remote_tid,
             up_at: now,
+            nonce,
+            remote_nonce: None,
+            key: None,
+            sent: None,
             remote: None,
+            device: None,
+            proved: false,
+            static_peer,
+            asked: BTreeSet::new(),
+            remote_asked: BTreeSet::new(),
+            carried_blinds: None,
+            held: BTreeSet::new(),
+            remote_held: BTreeSet::new(),
             remote_carry: Vec::new(),
             tag_sync: None,
             tags: Vec::new(),
@@ -140,13 +191,13 @@ impl Link {
         }
     }
 
-    /// The hello verified and the link is not closing: it carries data.
+    /// The peer's intro arrived and the link is not closing: it carries data.
     pub(crate) fn ready(&self) -> bool {
         self.remote.is_some() && !self.closing
     }
 
     pub(crate) fn device(&self) -> Option<DeviceId> {
-        self.remote.as_ref().map(|h| h.device)
+        self.device.as_ref().map(|h| h.device)
     }
 
     pub(crate) fn is_relay(&self) -> bool {
@@ -158,14 +209,41 @@ impl Link {
             link: id,
             peer: self.peer.clone(),
             device: self.device(),
-            name: self.remote.as_ref().map(|h| h.name.clone()),
+            name: self.device.as_ref().map(|h| h.name.clone()),
             outbound: self.outbound,
+            ready: self.remote.is_some(),
             since_ms: self.up_at,
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             tags: self.tags.len(),
         }
     }
+}
+
+/// What our last `Intro` on a link listed: our tags, sorted, each with its blinds.
+#[derive(Debug)]
+pub(crate) struct Sent {
+    pub(crate) relay: bool,
+    pub(crate) tags: Vec<SentTag>,
+}
+
+/// One of our tags as this session shows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SentTag {
+    pub(crate) tag: Tag,
+    /// As we list it.
+    pub(crate) ours: Blind,
+    /// As the peer lists it, if it knows it.
+    pub(crate) theirs: Blind,
+    /// As the peer claims, in a `Held`, to carry it.
+    pub(crate) held_theirs: Blind,
+}
+
+/// The peer's last `Intro`.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    pub(crate) relay: bool,
+    pub(crate) blinds: BTreeSet<Blind>,
 }
 
 /// The link table. Every mutable access marks the link, so the engine re-arms that link's

@@ -17,14 +17,15 @@ pub(crate) fn kind_rank(k: Kind) -> u8 {
 }
 
 /// What [`PushQueue::enqueue`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Enqueued {
     Queued,
     /// Already waiting on this link.
     Already,
-    /// The queue was full: it was dropped whole, and the caller must schedule a
-    /// reconciliation, which finds the same envelopes again (nothing is lost).
-    Overflowed,
+    /// The queue was full: it was dropped whole (these were in it; the one offered was
+    /// not queued either), and the caller must schedule a reconciliation, which finds the
+    /// same envelopes again (nothing is lost).
+    Overflowed(Vec<EnvelopeId>),
 }
 
 /// One link's outgoing envelopes. Bounded: at most `max` queued and `max` announced.
@@ -63,8 +64,7 @@ impl PushQueue {
         }
         if self.queue.len() >= max {
             self.queue.clear();
-            self.queued.clear();
-            return Enqueued::Overflowed;
+            return Enqueued::Overflowed(std::mem::take(&mut self.queued).into_iter().collect());
         }
         self.queued.insert(id);
         self.queue
@@ -178,7 +178,7 @@ mod tests {
         }
         assert_eq!(
             q.enqueue(id(9), Precedence::Flash, Kind::Change, 9, 3),
-            Enqueued::Overflowed
+            Enqueued::Overflowed(vec![id(0), id(1), id(2)])
         );
         assert_eq!(q.backlog(), 0);
         assert_eq!(q.pop(), None);

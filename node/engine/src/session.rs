@@ -164,15 +164,15 @@ impl<S: Store> Engine<S> {
         let digest = wire::tags_digest(&l.tags);
         if digest != tags {
             tracing::debug!(%link, outbound = l.outbound, session, "reconciliation on another tag list: ignored");
-            // Built on another tag list (a hello crossed it in flight): ignore it, and send our
-            // hello again (once per tag list), which makes the initiator start over on the
+            // Built on another tag list (an intro crossed it in flight): ignore it, and send our
+            // intro again (once per tag list), which makes the initiator start over on the
             // tags both sides will then share. Otherwise it would wait for the stalled
             // session to expire (a minute), holding back whatever the peer lacks.
             if !l.outbound {
                 l.sessions.responder = None;
                 if !l.sessions.nudged {
                     l.sessions.nudged = true;
-                    self.send_hello(link);
+                    self.send_intro(link);
                 }
             }
             return;

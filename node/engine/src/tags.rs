@@ -1,14 +1,38 @@
-//! Which conversation tags a link carries: the hello's tags, the session tags two devices
-//! reconcile, and, between relays, the sets of tags each carries for others (reconciled like
-//! envelopes, announced with `Carry`).
+//! Which conversation tags a link carries: the blinded tag lists of the two intros, the
+//! session tags two devices reconcile, tags a member asks a relay to carry, and, between
+//! relays, the sets of tags each carries for others (reconciled like envelopes, announced
+//! with `Carry`).
+//!
+//! **Blinding** (protocol 4). Each side lists what it would reconcile — its conversations,
+//! its inbox window and, unless it relays, the tags it holds envelopes under (invitations it
+//! sent) — as `BLAKE3-keyed(session key, use ‖ tag)[..8]`, the key derived from both
+//! transport ids and both fresh nonces, `use` naming the direction and purpose
+//! ([`wire::Blinder`]). The receiver computes, for each of its own tags, the blind the peer
+//! would send and looks it up in the peer's list: a match is a tag both know (a reflected
+//! list matches nothing). So a peer learns only
+//! whether it shares a tag it already knew; a stranger learns how many tags we listed and
+//! nothing else. Cost: one keyed hash per own tag per `Intro` we send (our own state, not
+//! the peer's input), then `O(ours · log theirs)` lookups per intro received; at most
+//! [`wire::MAX_HELLO_TAGS`] either way.
+//!
+//! A relay does not list what it carries (thousands of tags, on every contact): it blinds
+//! its carried tags once per link and answers an intro with the peer's blinds it carries for
+//! (`Held`), then with new ones as it starts carrying them.
+//!
+//! Session tags = the tags both listed, plus the peer's tags a relay holds (`Held`), plus
+//! (when one side relays) the tags the other
+//! asked it to carry (`Ask`, in the clear: a member asks only for tags it is about to hand
+//! the relay envelopes under, which the relay sees in their headers anyway), plus (relay to
+//! relay) everything either carries. Both sides compute the same list from the same frames.
 
 use std::collections::BTreeSet;
 
 use vaarta_sync::ids::{EnvelopeId, Tag};
 use vaarta_sync::recon;
-use vaarta_sync::replica;
+use vaarta_sync::replica::keys::awaiting_prefix;
 use vaarta_sync::store::{MemoryStore, Store};
 
+use crate::link::{Link, Sent, SentTag};
 use crate::wire::{self, Frame, Hello};
 use crate::{Engine, Fault, LinkId};
 
@@ -47,49 +71,76 @@ fn item_tag(id: &EnvelopeId) -> Tag {
     Tag(t)
 }
 
-/// Tags two devices reconcile: what both are willing to hold. Members hold their own
-/// conversations; a relay holds anything, so two relays reconcile everything either carries
-/// (`*_carry`, exchanged in `Carry` frames), and a relay and a member reconcile the member's.
-pub fn session_tags(a: &Hello, a_carry: &[Tag], b: &Hello, b_carry: &[Tag]) -> Vec<Tag> {
-    // What each device wants: its conversations and its inbox window (derived, not sent).
-    let want = |h: &Hello| -> Vec<Tag> {
-        let mut t = h.tags.clone();
-        t.extend(replica::inbox_window(&h.device, h.day));
-        t
+/// Our tags with their blinds for one session (in the order given).
+pub(crate) fn blinded(key: &wire::Blinder, tags: &[Tag]) -> Vec<SentTag> {
+    tags.iter()
+        .map(|t| SentTag {
+            tag: *t,
+            ours: key.ours(t),
+            theirs: key.theirs(t),
+            held_theirs: key.held_theirs(t),
+        })
+        .collect()
+}
+
+/// Tags two devices reconcile on a link (see the module docs), and whether the peer
+/// recognised any of ours (it knew a tag of ours: it may see our device). Empty until both
+/// intros are known.
+pub(crate) fn session_tags(l: &Link, my_carry: &[Tag]) -> (Vec<Tag>, bool) {
+    let (Some(sent), Some(r)) = (&l.sent, &l.remote) else {
+        return (Vec::new(), false);
     };
-    let (wa, wb) = (want(a), want(b));
-    let mut t: Vec<Tag> = match (a.relay, b.relay) {
-        (true, true) => wa
-            .iter()
-            .chain(wb.iter())
-            .chain(a_carry)
-            .chain(b_carry)
-            .copied()
-            .collect(),
-        (true, false) => wb,
-        (false, true) => wa,
-        (false, false) => {
-            let bs: BTreeSet<&Tag> = wb.iter().collect();
-            wa.iter().filter(|t| bs.contains(t)).copied().collect()
-        }
-    };
+    let mut t: Vec<Tag> = sent
+        .tags
+        .iter()
+        .filter(|s| r.blinds.contains(&s.theirs))
+        .map(|s| s.tag)
+        .collect();
+    t.extend(&l.held);
+    t.extend(&l.remote_held);
+    let recognised = !t.is_empty();
+    if sent.relay && r.relay {
+        t.extend(my_carry);
+        t.extend(&l.remote_carry);
+    }
+    if r.relay {
+        t.extend(&l.asked);
+    }
+    if sent.relay {
+        t.extend(&l.remote_asked);
+    }
     t.sort();
     t.dedup();
-    t
+    (t, recognised)
 }
 
 impl<S: Store> Engine<S> {
-    pub(crate) fn my_hello(&self) -> Hello {
-        let mut tags = self.replica.conversation_tags();
-        tags.truncate(wire::MAX_HELLO_TAGS);
-        Hello {
-            device: self.replica.device_id(),
-            name: self.config.name.clone(),
-            // A relay whose quota is used up stops offering to carry.
-            relay: self.replica.carries(),
-            day: vaarta_sync::crypto::day_of(self.now),
-            tags,
+    /// What this device lists (blinded) in an intro: its tags of interest (conversations,
+    /// inbox window) and, unless it relays, the other tags it holds envelopes under
+    /// (invitations it sent), up to [`wire::MAX_HELLO_TAGS`]; sorted. (A relay's carried
+    /// tags could be thousands on every contact: it tells each peer which of the peer's
+    /// blinds it carries instead, in `Held`.)
+    pub(crate) fn my_tags(&self) -> Vec<Tag> {
+        let mut own = self.replica.tags_of_interest(self.now);
+        own.truncate(wire::MAX_HELLO_TAGS);
+        if self.replica.carries() {
+            // A relay answers with `Held` instead of listing what it carries.
+            return own;
         }
+        let room = wire::MAX_HELLO_TAGS - own.len();
+        let set: BTreeSet<Tag> = own.iter().copied().collect();
+        let held: Vec<Tag> = self
+            .replica
+            .store()
+            .tags()
+            .into_iter()
+            .map(|(t, _)| t)
+            .filter(|t| !set.contains(t))
+            .take(room)
+            .collect();
+        own.extend(held);
+        own.sort();
+        own
     }
 
     /// Tags this relay carries for others (sent only to other relays).
@@ -114,27 +165,38 @@ impl<S: Store> Engine<S> {
         t
     }
 
-    pub(crate) fn send_hello(&mut self, link: LinkId) {
-        let hello = self.my_hello();
-        self.announced = hello.tags.iter().copied().collect();
-        self.hello_day = hello.day;
-        let Some(l) = self.links.get(&link) else {
+    /// Sends our intro on a link whose session key is known: our tags, blinded.
+    pub(crate) fn send_intro(&mut self, link: LinkId) {
+        let tags = self.my_tags();
+        self.announced = tags.iter().copied().collect();
+        self.hello_day = vaarta_sync::crypto::day_of(self.now);
+        let relay = self.replica.carries();
+        let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        let f = Frame::hello(self.replica.identity(), hello, &l.local_tid, &l.remote_tid);
+        let Some(key) = l.key else { return };
+        let sent = blinded(&key, &tags);
+        let mut blinds: Vec<wire::Blind> = sent.iter().map(|s| s.ours).collect();
+        blinds.sort_unstable();
+        blinds.dedup();
+        l.sent = Some(Sent { relay, tags: sent });
+        l.frames_out
+            .push_back(Frame::Intro { relay, blinds }.encode());
         self.counters.hellos_out += 1;
-        self.send(link, f);
     }
 
-    /// Recomputes a link's session tags; restarts reconciliation (dialer side) if they changed.
+    /// Recomputes a link's session tags; restarts reconciliation (dialer side) if they
+    /// changed. Shows our device to a peer that recognised one of our tags (or that we
+    /// dialled as a static peer), once per link.
     pub(crate) fn retag(&mut self, link: LinkId) {
-        let mine = self.my_hello();
         let carry = self.my_carry();
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        let Some(r) = &l.remote else { return };
-        let tags = session_tags(&mine, &carry, r, &l.remote_carry);
+        if l.remote.is_none() {
+            return;
+        }
+        let (tags, recognised) = session_tags(l, &carry);
         if tags != l.tags {
             l.tags = tags;
             l.sessions.nudged = false;
@@ -143,12 +205,161 @@ impl<S: Store> Engine<S> {
                 l.sessions.initiator = None;
             }
         }
+        if !l.proved && (recognised || l.static_peer) {
+            self.send_proof(link);
+        }
+    }
+
+    /// Our device, proven over this session.
+    fn send_proof(&mut self, link: LinkId) {
+        let me = Hello {
+            device: self.replica.device_id(),
+            name: self.config.name.clone(),
+        };
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let Some(theirs) = l.remote_nonce else { return };
+        let f = Frame::proof(
+            self.replica.identity(),
+            me,
+            (&l.local_tid, &l.nonce),
+            (&l.remote_tid, &theirs),
+        );
+        l.proved = true;
+        l.frames_out.push_back(f.encode());
+    }
+
+    /// Tags to ask a relay to carry when its intro arrives: our conversations with own
+    /// envelopes still awaiting receipts and, if we do not relay ourselves, the other tags we
+    /// hold envelopes under (invitations we sent); not those it already recognised.
+    pub(crate) fn tags_to_ask(&self, link: LinkId) -> Vec<Tag> {
+        let Some(l) = self.links.get(&link) else {
+            return Vec::new();
+        };
+        let mut ask: Vec<Tag> = self
+            .replica
+            .conversation_tags()
+            .into_iter()
+            .filter(|t| {
+                let mut any = false;
+                let _ = self
+                    .replica
+                    .store()
+                    .scan_prefix(&awaiting_prefix(t), &mut |_, _| {
+                        any = true;
+                        false
+                    });
+                any
+            })
+            .collect();
+        if !self.replica.carries() {
+            let own: BTreeSet<Tag> = self
+                .replica
+                .tags_of_interest(self.now)
+                .into_iter()
+                .collect();
+            ask.extend(
+                self.replica
+                    .store()
+                    .tags()
+                    .into_iter()
+                    .map(|(t, _)| t)
+                    .filter(|t| !own.contains(t)),
+            );
+        }
+        ask.sort();
+        ask.dedup();
+        ask.retain(|t| l.tags.binary_search(t).is_err() && !l.asked.contains(t));
+        ask.truncate(wire::MAX_HELLO_TAGS);
+        ask
+    }
+
+    /// Asks a relay on `link` to carry `tags` for us (in the clear).
+    pub(crate) fn ask(&mut self, link: LinkId, tags: Vec<Tag>) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let room = wire::MAX_HELLO_TAGS.saturating_sub(l.asked.len());
+        let tags: Vec<Tag> = tags
+            .into_iter()
+            .filter(|t| !l.asked.contains(t))
+            .take(room)
+            .collect();
+        if tags.is_empty() {
+            return;
+        }
+        l.asked.extend(tags.iter().copied());
+        l.frames_out.push_back(Frame::Ask { tags }.encode());
+        self.retag(link);
+    }
+
+    /// Relays: tells the peer which of the blinds in its intro name tags we carry for
+    /// others (only the ones not told yet). Our carried tags are blinded once per link.
+    pub(crate) fn send_held(&mut self, link: LinkId) {
+        if !self.replica.carries() {
+            return;
+        }
+        let carry = self.my_carry();
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let (Some(key), Some(r)) = (l.key, &l.remote) else {
+            return;
+        };
+        let cache = l
+            .carried_blinds
+            .get_or_insert_with(|| carry.iter().map(|t| (key.theirs(t), *t)).collect());
+        let mut blinds: Vec<wire::Blind> = Vec::new();
+        for b in &r.blinds {
+            if let Some(t) = cache.get(b)
+                && l.held.insert(*t)
+            {
+                // Claimed with a blind only a holder of the tag can compute (not the
+                // peer's own blind, which anyone could echo back).
+                blinds.push(key.held_ours(t));
+            }
+        }
+        if !blinds.is_empty() {
+            blinds.sort_unstable();
+            blinds.dedup();
+            blinds.truncate(wire::MAX_HELLO_TAGS);
+            l.frames_out.push_back(Frame::Held { blinds }.encode());
+        }
+    }
+
+    /// A relay says it carries some of the tags we listed.
+    pub(crate) fn on_held(&mut self, link: LinkId, blinds: Vec<wire::Blind>) {
+        if let Some(l) = self.links.get_mut(&link)
+            && let Some(sent) = &l.sent
+        {
+            let said: BTreeSet<wire::Blind> = blinds.into_iter().collect();
+            for s in &sent.tags {
+                if said.contains(&s.held_theirs) {
+                    l.remote_held.insert(s.tag);
+                }
+            }
+        }
+        self.retag(link);
+    }
+
+    /// A member asked us to carry tags for it: counted while we relay.
+    pub(crate) fn on_ask(&mut self, link: LinkId, tags: Vec<Tag>) {
+        if let Some(l) = self.links.get_mut(&link) {
+            for t in tags {
+                if l.remote_asked.len() >= wire::MAX_CARRY_TAGS {
+                    break;
+                }
+                l.remote_asked.insert(t);
+            }
+        }
+        self.retag(link);
     }
 
     /// Our tag set changed (a new conversation): tell every peer, which restarts reconciliation.
     pub(crate) fn tags_changed(&mut self) {
         for link in self.links.ids() {
-            self.send_hello(link);
+            self.send_intro(link);
             self.retag(link);
         }
     }
@@ -164,6 +375,25 @@ impl<S: Store> Engine<S> {
         self.announced_carry = carry.into_iter().collect();
         if new.is_empty() {
             return;
+        }
+        // Peers that listed a tag we now carry: tell them (links whose carried blinds exist).
+        for link in self
+            .links
+            .select(|l| l.ready() && l.carried_blinds.is_some())
+        {
+            let Some(l) = self.links.get_mut(&link) else {
+                continue;
+            };
+            let (Some(key), Some(cache)) = (l.key, l.carried_blinds.as_mut()) else {
+                continue;
+            };
+            for t in &new {
+                if cache.len() < wire::MAX_CARRY_TAGS {
+                    cache.insert(key.theirs(t), *t);
+                }
+            }
+            self.send_held(link);
+            self.retag(link);
         }
         for link in self.links.select(|l| l.ready() && l.is_relay()) {
             self.send(link, Frame::Carry { tags: new.clone() });
@@ -273,50 +503,118 @@ impl<S: Store> Engine<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vaarta_sync::ids::DeviceId;
+    use crate::link::{LinkUp, Remote};
+    use crate::wire::Blinder;
+    use proptest::prelude::*;
 
-    fn hello(device: u8, relay: bool, tags: &[u8]) -> Hello {
-        Hello {
-            device: DeviceId([device; 32]),
-            name: String::new(),
-            relay,
-            day: 20_000,
-            tags: tags.iter().map(|t| Tag([*t; 16])).collect(),
+    fn link(outbound: bool) -> Link {
+        let (me, you) = if outbound { ("a", "b") } else { ("b", "a") };
+        Link::new(
+            LinkUp {
+                link: crate::LinkId(1),
+                peer: you.into(),
+                outbound,
+                dialed: None,
+                local_tid: me.as_bytes().to_vec(),
+                remote_tid: you.as_bytes().to_vec(),
+            },
+            0,
+            1,
+            [u8::from(outbound); 32],
+            false,
+        )
+    }
+
+    fn tags(v: &[u8]) -> Vec<Tag> {
+        let mut t: Vec<Tag> = v.iter().map(|x| Tag([*x; 16])).collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    /// Both ends of one link after their intros (and asks) crossed: (a's view, b's view).
+    fn exchange(
+        a: (&[u8], bool, &[u8]),
+        b: (&[u8], bool, &[u8]),
+        carry: (&[Tag], &[Tag]),
+    ) -> ((Vec<Tag>, bool), (Vec<Tag>, bool)) {
+        let ka = Blinder::new(b"a", &[1; 32], b"b", &[0; 32]).unwrap();
+        let kb = Blinder::new(b"b", &[0; 32], b"a", &[1; 32]).unwrap();
+        let (mut la, mut lb) = (link(true), link(false));
+        for (l, key, other, (mine, relay, ask), (_, their_relay, their_ask), theirs) in [
+            (&mut la, &ka, &kb, a, b, b.0),
+            (&mut lb, &kb, &ka, b, a, a.0),
+        ] {
+            l.sent = Some(Sent {
+                relay,
+                tags: blinded(key, &tags(mine)),
+            });
+            // What the peer listed: its own blinds of its tags.
+            l.remote = Some(Remote {
+                relay: their_relay,
+                blinds: tags(theirs).iter().map(|t| other.ours(t)).collect(),
+            });
+            l.asked = tags(ask).into_iter().collect();
+            l.remote_asked = tags(their_ask).into_iter().collect();
         }
-    }
-
-    fn inbox(h: &Hello) -> Vec<Tag> {
-        replica::inbox_window(&h.device, h.day)
-    }
-
-    #[test]
-    fn members_reconcile_only_what_both_hold() {
-        let (a, b) = (hello(1, false, &[1, 2, 3]), hello(2, false, &[2, 3, 4]));
-        let t = session_tags(&a, &[], &b, &[]);
-        assert_eq!(t, vec![Tag([2; 16]), Tag([3; 16])]);
-        // Symmetric, so both sides compute the same list.
-        assert_eq!(t, session_tags(&b, &[], &a, &[]));
+        la.remote_carry = carry.1.to_vec();
+        lb.remote_carry = carry.0.to_vec();
+        (session_tags(&la, carry.0), session_tags(&lb, carry.1))
     }
 
     #[test]
-    fn a_relay_reconciles_the_members_tags_and_inbox() {
-        let (r, m) = (hello(1, true, &[9]), hello(2, false, &[2]));
-        let t = session_tags(&r, &[Tag([7; 16])], &m, &[]);
-        let mut want = vec![Tag([2; 16])];
-        want.extend(inbox(&m));
-        want.sort();
-        assert_eq!(t, want);
-        assert_eq!(t, session_tags(&m, &[], &r, &[Tag([7; 16])]));
+    fn members_reconcile_only_the_tags_both_know() {
+        let (a, b) = exchange(
+            (&[1, 2, 3], false, &[]),
+            (&[2, 3, 4], false, &[]),
+            (&[], &[]),
+        );
+        assert_eq!(a, (tags(&[2, 3]), true));
+        assert_eq!(a, b, "both sides compute the same list");
+        let (a, _) = exchange((&[1], false, &[]), (&[4], false, &[]), (&[], &[]));
+        assert_eq!(a, (vec![], false), "strangers share nothing");
+    }
+
+    #[test]
+    fn a_relay_reconciles_what_it_knows_and_what_it_was_asked_to_carry() {
+        // Node a (member) asks relay b to carry 5; b's listed 2 it already carries.
+        let (a, b) = exchange((&[1, 2, 5], false, &[5]), (&[2, 9], true, &[]), (&[], &[]));
+        assert_eq!(a.0, tags(&[2, 5]));
+        assert_eq!(a.0, b.0);
+        // An ask to a peer that does not relay counts for nothing.
+        let (a, b) = exchange((&[1], false, &[1]), (&[9], false, &[]), (&[], &[]));
+        assert_eq!((a.0.len(), b.0.len()), (0, 0));
     }
 
     #[test]
     fn two_relays_reconcile_everything_either_carries() {
-        let (a, b) = (hello(1, true, &[1]), hello(2, true, &[2]));
-        let t = session_tags(&a, &[Tag([5; 16])], &b, &[Tag([6; 16]), Tag([1; 16])]);
-        for x in [1u8, 2, 5, 6] {
-            assert!(t.contains(&Tag([x; 16])), "{x}");
+        let (ca, cb) = (tags(&[5]), tags(&[6, 1]));
+        let (a, b) = exchange((&[1, 5], true, &[]), (&[2, 6], true, &[]), (&ca, &cb));
+        assert_eq!(a.0, tags(&[1, 5, 6]));
+        assert_eq!(a.0, b.0);
+        assert!(!a.1, "carried tags are not recognition");
+    }
+
+    proptest! {
+        #[test]
+        fn both_ends_always_agree(
+            a in proptest::collection::vec(0u8..40, 0..20),
+            b in proptest::collection::vec(0u8..40, 0..20),
+            ask_a in proptest::collection::vec(0u8..40, 0..5),
+            ask_b in proptest::collection::vec(0u8..40, 0..5),
+            relay_a: bool,
+            relay_b: bool,
+        ) {
+            let (va, vb) = exchange((&a, relay_a, &ask_a), (&b, relay_b, &ask_b), (&[], &[]));
+            prop_assert_eq!(&va, &vb);
+            // Exactly the tags both listed, plus asks the other side carries.
+            let mut want: Vec<Tag> = tags(&a).into_iter().filter(|t| tags(&b).contains(t)).collect();
+            if relay_b { want.extend(tags(&ask_a)); }
+            if relay_a { want.extend(tags(&ask_b)); }
+            want.sort();
+            want.dedup();
+            prop_assert_eq!(va.0, want);
         }
-        assert!(t.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
     }
 
     #[test]

@@ -242,8 +242,13 @@ mod tests {
         net.settle();
         assert!(net.now < T0 + 100, "took {} ms", net.now - T0);
         assert_eq!(net.nodes[0].links().len(), 1);
-        assert!(net.nodes[0].links()[0].device == Some(net.nodes[1].device_id()));
-        assert!(net.frames_delivered >= 2, "two hellos at least");
+        assert!(net.nodes[0].links()[0].ready);
+        // They share no tag, so neither shows the other its device.
+        assert_eq!(net.nodes[0].links()[0].device, None);
+        assert!(
+            net.frames_delivered >= 4,
+            "two hellos and two intros at least"
+        );
         assert_eq!(net.neighbours(0), [1].into());
     }
 

@@ -4,10 +4,10 @@
 //! | timer | armed while | at | fires |
 //! |---|---|---|---|
 //! | `Maintain` | the device holds a conversation or an envelope | every [`crate::config::MAINTAIN_INTERVAL_MS`] | admin duties and expiry at the next flush |
-//! | `Day` | a link is up | the next UTC midnight | a new hello (the inbox window moves) |
+//! | `Day` | a link is up | the next UTC midnight | a new intro (the inbox window moves) |
 //! | `Dial` | a static peer is due for a dial | its backoff, after the least dial interval | [`crate::dial::Dialer::due`] |
 //! | `Ack(link)` | durable pushes wait for an acknowledgement | oldest + `ack_delay_ms` | the cumulative `Ack` |
-//! | `Hello(link)` | the link's peer has not said hello | link up + `hello_timeout_ms` | the link is closed |
+//! | `Hello(link)` | the link's peer has not sent its hello and intro | link up + `hello_timeout_ms` | the link is closed |
 //! | `Resync(link)` | our outbound link is ready | its resync time; with our session outstanding, one interval later | a reconciliation; or the stalled one is abandoned and started over |
 //!
 //! An engine that holds nothing, has no link and no static peer to dial has no deadline:

@@ -2,9 +2,22 @@
 //! each; the simulator: one message per frame); a frame is a type byte and a payload.
 //!
 //! ```text
-//! Hello = 1 version:u8 device:[32] name:str relay:bool day:varint tags:count*[16] proof:[64]
-//!         tags: the sender's conversations; its inbox tags follow from device and day
-//!         proof = Ed25519(device, "vaarta 2026 hello v1" ‖ sender transport id ‖ receiver transport id ‖ body)
+//! Hello = 1 version:u8 nonce:[32]          (first, both ways, at link up: fresh randomness)
+//! Intro = 10 relay:bool count:varint blinds:[8]*   (after the peer's Hello, and whenever
+//!         the sender's tags change; strictly increasing: its conversations, inbox window
+//!         and, unless it relays, the tags it holds envelopes under)
+//!         blind(tag) = BLAKE3-keyed(session key, use ‖ tag)[..8], use = 0 (intro from
+//!                       the lesser side), 1 (intro from the greater), 2, 3 (held, likewise)
+//!         session key = BLAKE3-derive("vaarta 2026 tag blinding v4",
+//!                       lesser (tid, nonce) pair ‖ greater pair)   (each len-prefixed)
+//! Proof = 11 device:[32] name:str proof:[64]   (only to a peer that recognised one of our
+//!         tags, or to a static peer we dialled)
+//!         proof = Ed25519(device, "vaarta 2026 proof v4" ‖ sender tid ‖ receiver tid ‖
+//!                 sender nonce ‖ receiver nonce ‖ name)
+//! Ask   = 12 count:varint tags:[16]*      (member to relay: carry these for me; in the clear,
+//!         only tags the sender is about to hand the relay envelopes under)
+//! Held  = 13 count:varint blinds:[8]*    (relay to peer: I hold envelopes for others under
+//!         these tags you listed, each as its held blind (use 2/3); strictly increasing)
 //! Recon = 2 session:varint tags:[4] message      (tags: digest of the session's tag list)
 //! Push  = 3 seq:varint envelope
 //! Ack   = 4 up_to:varint count:varint refused:varint*
@@ -20,9 +33,16 @@
 //! Envelopes written here, and FLASH ones, are pushed at once; envelopes relayed from another
 //! link are announced with `Have` and sent on `Want` (gossipsub's lazy push), so a dense mesh
 //! does not carry every envelope once per link.
-//! The proof binds the device identity to the transport session (both transport ids are
-//! authenticated by the transport's own handshake), so a hello cannot be replayed on another
-//! link. The device key is shown only inside the encrypted transport.
+//!
+//! **Blinding.** Tags never travel in a hello: each side lists its tags blinded under a key
+//! that both sides' fresh nonces and transport ids determine, so a peer recognises only the
+//! tags it already knows (it blinds each of its own and looks them up), a blinded list from
+//! one session says nothing in another, and a replayed `Hello`/`Intro` matches nothing. The
+//! device key is shown (`Proof`) only to a peer that recognised one of our tags (it knew a
+//! conversation or inbox tag of ours, so it knew of us) or that we dialled as a static peer.
+//! The proof binds the device identity to this transport session and these nonces (both
+//! transport ids are authenticated by the transport's own handshake), so it cannot be
+//! replayed on another link or in another session.
 
 use vaarta_sync::codec::{DecodeError, Reader, Writer};
 use vaarta_sync::identity::Identity;
@@ -32,26 +52,129 @@ use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
 /// 2: hellos name the day (inbox tags are derived, not sent) (2026-11).
 /// 3: acknowledgements list the pushes the receiver refused (a cumulative acknowledgement
 ///    made the sender record receipts for envelopes the receiver never stored) (2026-12).
-pub const VERSION: u8 = 3;
+/// 4: tags blinded per session (`Hello` nonce, `Intro`, `Proof`, `Ask`); the device id only
+///    to peers that recognised a tag of ours (issue 9 item 17, 2026-12).
+pub const VERSION: u8 = 4;
 /// Largest frame: an envelope plus a little framing. Anything larger is refused unread.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;
-/// Tags one hello may list.
+/// Tags one `Intro` may list (blinded), and one `Ask`.
 pub const MAX_HELLO_TAGS: usize = 8192;
-const HELLO_DOMAIN: &[u8] = b"vaarta 2026 hello v1";
+/// Bytes of a hello nonce.
+pub const NONCE_BYTES: usize = 32;
+const PROOF_DOMAIN: &[u8] = b"vaarta 2026 proof v4";
+const BLIND_CONTEXT: &str = "vaarta 2026 tag blinding v4";
 
+/// Bytes of a blinded tag. 8 are plenty: a chance match between two different tags is
+/// about n·m/2^64 per session (under 2^-38 for 8,192 tags each way), and costs at most one
+/// session whose two ends disagree until the next; nobody can search tags through it (a
+/// tag has 128 bits, and each session has its own key).
+pub const BLIND_BYTES: usize = 8;
+
+/// A tag as one session shows it: `BLAKE3-keyed(session key, use ‖ tag)[..8]` ([`Blinder`]).
+pub type Blind = [u8; BLIND_BYTES];
+
+/// The key one session's tags are blinded under, from both sides' transport ids and nonces
+/// (in a fixed order, so both sides derive the same key whoever dialled).
+pub fn session_key(a_tid: &[u8], a_nonce: &[u8; 32], b_tid: &[u8], b_nonce: &[u8; 32]) -> [u8; 32] {
+    let (a, b) = ((a_tid, a_nonce), (b_tid, b_nonce));
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut w = Writer::new();
+    w.bytes(lo.0).raw(lo.1).bytes(hi.0).raw(hi.1);
+    blake3::derive_key(BLIND_CONTEXT, w.as_slice())
+}
+
+/// What a blind is for: listed in an `Intro`, or claimed in a `Held`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Intro = 0,
+    Held = 2,
+}
+
+/// One side's blinding for one session. Blinds are separated by direction (which side sends
+/// them) and by use, so a peer that reflects our own `Intro` or echoes our blinds in a `Held`
+/// matches nothing: each value it must send can only be computed from the tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blinder {
+    key: [u8; 32],
+    /// Our (transport id, nonce) sorts first.
+    lo: bool,
+}
+
+impl Blinder {
+    /// `None` if both sides' (transport id, nonce) are equal (a link to itself, or a nonce
+    /// reflected on a transport that does not authenticate ids).
+    pub fn new(
+        local_tid: &[u8],
+        local_nonce: &[u8; 32],
+        remote_tid: &[u8],
+        remote_nonce: &[u8; 32],
+    ) -> Option<Self> {
+        let (me, them) = ((local_tid, local_nonce), (remote_tid, remote_nonce));
+        (me != them).then(|| Self {
+            key: session_key(local_tid, local_nonce, remote_tid, remote_nonce),
+            lo: me < them,
+        })
+    }
+
+    fn blind(&self, sender_lo: bool, u: Use, tag: &Tag) -> Blind {
+        let mut m = [0u8; 17];
+        m[0] = u as u8 + u8::from(sender_lo);
+        m[1..].copy_from_slice(&tag.0);
+        let mut b = [0u8; BLIND_BYTES];
+        b.copy_from_slice(&blake3::keyed_hash(&self.key, &m).as_bytes()[..BLIND_BYTES]);
+        b
+    }
+
+    /// How we list `tag` in our intro.
+    pub fn ours(&self, tag: &Tag) -> Blind {
+        self.blind(self.lo, Use::Intro, tag)
+    }
+
+    /// How the peer lists `tag` in its intro (if it knows it).
+    pub fn theirs(&self, tag: &Tag) -> Blind {
+        self.blind(!self.lo, Use::Intro, tag)
+    }
+
+    /// How we claim, in a `Held`, to carry the peer's `tag`.
+    pub fn held_ours(&self, tag: &Tag) -> Blind {
+        self.blind(self.lo, Use::Held, tag)
+    }
+
+    /// How the peer claims, in a `Held`, to carry our `tag`.
+    pub fn held_theirs(&self, tag: &Tag) -> Blind {
+        self.blind(!self.lo, Use::Held, tag)
+    }
+}
+
+/// The device behind a link, shown only to peers that recognised one of our tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
     pub device: DeviceId,
     pub name: String,
-    pub relay: bool,
-    /// The sender's current day (days since the Unix epoch), which fixes its inbox tags.
-    pub day: u64,
-    pub tags: Vec<Tag>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    Hello(Hello, [u8; 64]),
+    /// The first frame each way: the version and fresh randomness for this session.
+    Hello {
+        nonce: [u8; 32],
+    },
+    /// What the sender would reconcile, blinded for this session.
+    Intro {
+        relay: bool,
+        /// Strictly increasing.
+        blinds: Vec<Blind>,
+    },
+    /// The sender's device, proven over this session.
+    Proof(Hello, [u8; 64]),
+    /// Member to relay: please carry these tags for me.
+    Ask {
+        tags: Vec<Tag>,
+    },
+    /// Relay to peer: blinds from the peer's intro that name tags the relay carries.
+    Held {
+        blinds: Vec<Blind>,
+    },
     Recon {
         session: u64,
         tags: [u8; 4],
@@ -88,33 +211,30 @@ pub enum Frame {
 /// learns nothing from it about this device's keys or state).
 pub const BYE_REFUSED: &str = "refused";
 
+/// The `Bye` reason for a hello of another protocol version (nothing secret in it, so it
+/// says what is wrong).
+pub fn bye_version(theirs: u8) -> String {
+    format!("protocol version {theirs} is not spoken here: this device speaks version {VERSION}")
+}
+
 /// Tags in one `Carry` frame.
 pub const MAX_CARRY_TAGS: usize = 16_000;
 
 /// Ids in one `Have` or `Want` frame.
 pub const MAX_IDS_PER_FRAME: usize = 1024;
 
-fn hello_body(h: &Hello) -> Vec<u8> {
+/// What a proof signs: domain ‖ sender tid ‖ receiver tid ‖ sender nonce ‖ receiver nonce ‖
+/// device ‖ name.
+fn proof_signed(h: &Hello, from: (&[u8], &[u8; 32]), to: (&[u8], &[u8; 32])) -> Vec<u8> {
     let mut w = Writer::new();
-    w.u8(VERSION)
+    w.raw(PROOF_DOMAIN)
+        .bytes(from.0)
+        .bytes(to.0)
+        .raw(from.1)
+        .raw(to.1)
         .raw(&h.device.0)
-        .str(&h.name)
-        .bool(h.relay)
-        .varint(h.day);
-    w.varint(h.tags.len() as u64);
-    for t in &h.tags {
-        w.raw(&t.0);
-    }
+        .str(&h.name);
     w.into_vec()
-}
-
-fn hello_signed(body: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut m = HELLO_DOMAIN.to_vec();
-    let mut w = Writer::new();
-    w.bytes(from).bytes(to);
-    m.extend_from_slice(w.as_slice());
-    m.extend_from_slice(body);
-    m
 }
 
 /// Frame type bytes: the one table that encoding, decoding and traffic reports use.
@@ -130,10 +250,14 @@ pub enum FrameType {
     Want = 7,
     Carry = 8,
     TagSync = 9,
+    Intro = 10,
+    Proof = 11,
+    Ask = 12,
+    Held = 13,
 }
 
 impl FrameType {
-    const ALL: [FrameType; 9] = [
+    const ALL: [FrameType; 13] = [
         FrameType::Hello,
         FrameType::Recon,
         FrameType::Push,
@@ -143,6 +267,10 @@ impl FrameType {
         FrameType::Want,
         FrameType::Carry,
         FrameType::TagSync,
+        FrameType::Intro,
+        FrameType::Proof,
+        FrameType::Ask,
+        FrameType::Held,
     ];
 
     /// The type a frame's first byte names, if any.
@@ -162,14 +290,60 @@ impl FrameType {
             FrameType::Want => "want",
             FrameType::Carry => "carry",
             FrameType::TagSync => "tag-sync",
+            FrameType::Intro => "intro",
+            FrameType::Proof => "proof",
+            FrameType::Ask => "ask",
+            FrameType::Held => "held",
         }
     }
+}
+
+fn put_tags(w: &mut Writer, tags: &[Tag]) {
+    w.varint(tags.len() as u64);
+    for t in tags {
+        w.raw(&t.0);
+    }
+}
+
+fn take_tags(r: &mut Reader, max: usize) -> Result<Vec<Tag>, DecodeError> {
+    let n = r.count("tags", max, 16)?;
+    let mut tags = Vec::with_capacity(n);
+    for _ in 0..n {
+        tags.push(Tag(r.array("tag")?));
+    }
+    if !tags.windows(2).all(|w| w[0] < w[1]) {
+        return Err(DecodeError::NonCanonical("tags order"));
+    }
+    Ok(tags)
+}
+
+fn put_blinds(w: &mut Writer, blinds: &[Blind]) {
+    w.varint(blinds.len() as u64);
+    for b in blinds {
+        w.raw(b);
+    }
+}
+
+fn take_blinds(r: &mut Reader) -> Result<Vec<Blind>, DecodeError> {
+    let n = r.count("blinded tags", MAX_HELLO_TAGS, BLIND_BYTES)?;
+    let mut blinds: Vec<Blind> = Vec::with_capacity(n);
+    for _ in 0..n {
+        blinds.push(r.array("blinded tag")?);
+    }
+    if !blinds.windows(2).all(|w| w[0] < w[1]) {
+        return Err(DecodeError::NonCanonical("blinded tags order"));
+    }
+    Ok(blinds)
 }
 
 impl Frame {
     pub fn frame_type(&self) -> FrameType {
         match self {
-            Frame::Hello(..) => FrameType::Hello,
+            Frame::Hello { .. } => FrameType::Hello,
+            Frame::Intro { .. } => FrameType::Intro,
+            Frame::Proof(..) => FrameType::Proof,
+            Frame::Ask { .. } => FrameType::Ask,
+            Frame::Held { .. } => FrameType::Held,
             Frame::Recon { .. } => FrameType::Recon,
             Frame::Push { .. } => FrameType::Push,
             Frame::Ack { .. } => FrameType::Ack,
@@ -181,18 +355,33 @@ impl Frame {
         }
     }
 
-    pub fn hello(me: &Identity, h: Hello, local_tid: &[u8], remote_tid: &[u8]) -> Frame {
-        let sig = me.sign(&hello_signed(&hello_body(&h), local_tid, remote_tid));
-        Frame::Hello(h, sig)
+    /// Our proof for this session: `local` is our (transport id, nonce), `remote` the peer's.
+    pub fn proof(
+        me: &Identity,
+        h: Hello,
+        local: (&[u8], &[u8; 32]),
+        remote: (&[u8], &[u8; 32]),
+    ) -> Frame {
+        let sig = me.sign(&proof_signed(&h, local, remote));
+        Frame::Proof(h, sig)
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u8(self.frame_type() as u8);
         match self {
-            Frame::Hello(h, sig) => {
-                w.raw(&hello_body(h)).raw(sig);
+            Frame::Hello { nonce } => {
+                w.u8(VERSION).raw(nonce);
             }
+            Frame::Intro { relay, blinds } => {
+                w.bool(*relay);
+                put_blinds(&mut w, blinds);
+            }
+            Frame::Held { blinds } => put_blinds(&mut w, blinds),
+            Frame::Proof(h, sig) => {
+                w.raw(&h.device.0).str(&h.name).raw(sig);
+            }
+            Frame::Ask { tags } | Frame::Carry { tags } => put_tags(&mut w, tags),
             Frame::Recon {
                 session,
                 tags,
@@ -214,12 +403,6 @@ impl Frame {
             }
             Frame::TagSync { session, message } => {
                 w.varint(*session).raw(message);
-            }
-            Frame::Carry { tags } => {
-                w.varint(tags.len() as u64);
-                for t in tags {
-                    w.raw(&t.0);
-                }
             }
             Frame::Have { ids } | Frame::Want { ids } => {
                 w.varint(ids.len() as u64);
@@ -247,32 +430,28 @@ impl Frame {
                 if v != VERSION {
                     return Err(DecodeError::UnknownVersion(v));
                 }
+                Frame::Hello {
+                    nonce: r.array("nonce")?,
+                }
+            }
+            FrameType::Intro => Frame::Intro {
+                relay: r.bool("relay")?,
+                blinds: take_blinds(&mut r)?,
+            },
+            FrameType::Held => Frame::Held {
+                blinds: take_blinds(&mut r)?,
+            },
+            FrameType::Proof => {
                 let device = DeviceId(r.array("device")?);
                 let name = r
                     .str("name", vaarta_sync::limits::MAX_NAME_BYTES)?
                     .to_string();
-                let relay = r.bool("relay")?;
-                let day = r.varint("day")?;
-                let n = r.count("tags", MAX_HELLO_TAGS, 16)?;
-                let mut tags = Vec::with_capacity(n);
-                for _ in 0..n {
-                    tags.push(Tag(r.array("tag")?));
-                }
-                if !tags.windows(2).all(|w| w[0] < w[1]) {
-                    return Err(DecodeError::NonCanonical("tags order"));
-                }
                 let sig = r.array("proof")?;
-                Frame::Hello(
-                    Hello {
-                        device,
-                        name,
-                        relay,
-                        day,
-                        tags,
-                    },
-                    sig,
-                )
+                Frame::Proof(Hello { device, name }, sig)
             }
+            FrameType::Ask => Frame::Ask {
+                tags: take_tags(&mut r, MAX_HELLO_TAGS)?,
+            },
             FrameType::Recon => Frame::Recon {
                 session: r.varint("session")?,
                 tags: r.array("tags digest")?,
@@ -302,17 +481,9 @@ impl Frame {
                 session: r.varint("session")?,
                 message: r.rest().to_vec(),
             },
-            FrameType::Carry => {
-                let n = r.count("tags", MAX_CARRY_TAGS, 16)?;
-                let mut tags = Vec::with_capacity(n);
-                for _ in 0..n {
-                    tags.push(Tag(r.array("tag")?));
-                }
-                if !tags.windows(2).all(|w| w[0] < w[1]) {
-                    return Err(DecodeError::NonCanonical("tags order"));
-                }
-                Frame::Carry { tags }
-            }
+            FrameType::Carry => Frame::Carry {
+                tags: take_tags(&mut r, MAX_CARRY_TAGS)?,
+            },
             FrameType::Have | FrameType::Want => {
                 let n = r.count("ids", MAX_IDS_PER_FRAME, 32)?;
                 let mut ids = Vec::with_capacity(n);
@@ -331,8 +502,16 @@ impl Frame {
     }
 }
 
+/// The protocol version a frame names if it is a hello of another version than ours.
+pub fn foreign_hello_version(b: &[u8]) -> Option<u8> {
+    match b {
+        [t, v, ..] if *t == FrameType::Hello as u8 && *v != VERSION => Some(*v),
+        _ => None,
+    }
+}
+
 /// A short digest of a session's tag list: both sides must reconcile the same list, and a
-/// reconciliation message built on another list (a hello crossed it in flight) is ignored.
+/// reconciliation message built on another list (an intro crossed it in flight) is ignored.
 pub fn tags_digest(tags: &[Tag]) -> [u8; 4] {
     let mut h = blake3::Hasher::new();
     for t in tags {
@@ -343,20 +522,16 @@ pub fn tags_digest(tags: &[Tag]) -> [u8; 4] {
     d
 }
 
-/// Checks a hello's proof: signed by its device for (their transport id → our transport id).
-pub fn verify_hello(
+/// Checks a proof: signed by its device for (their transport id and nonce → ours).
+pub fn verify_proof(
     h: &Hello,
     sig: &[u8; 64],
-    remote_tid: &[u8],
-    local_tid: &[u8],
+    remote: (&[u8], &[u8; 32]),
+    local: (&[u8], &[u8; 32]),
     keys: &mut vaarta_sync::identity::KeyCache,
 ) -> bool {
-    keys.verify(
-        &h.device,
-        &hello_signed(&hello_body(h), remote_tid, local_tid),
-        sig,
-    )
-    .is_ok()
+    keys.verify(&h.device, &proof_signed(h, remote, local), sig)
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -365,30 +540,116 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn hello_binds_transport_ids() {
+    fn proof_binds_transport_ids_and_nonces() {
         let me = Identity::from_seed([1; 32]);
         let h = Hello {
             device: me.device_id(),
             name: "अनु".into(),
-            relay: true,
-            day: 20_000,
-            tags: vec![Tag([1; 16]), Tag([2; 16])],
         };
-        let f = Frame::hello(&me, h.clone(), b"me", b"you");
+        let (n1, n2, n3) = ([1; 32], [2; 32], [3; 32]);
+        let f = Frame::proof(&me, h.clone(), (b"me", &n1), (b"you", &n2));
         let back = Frame::decode(&f.encode()).unwrap();
         assert_eq!(back, f);
-        let Frame::Hello(h2, sig) = back else {
+        let Frame::Proof(h2, sig) = back else {
             panic!()
         };
         let mut k = vaarta_sync::identity::KeyCache::default();
-        assert!(verify_hello(&h2, &sig, b"me", b"you", &mut k));
-        assert!(!verify_hello(&h2, &sig, b"me", b"mallory", &mut k));
-        assert!(!verify_hello(&h2, &sig, b"you", b"me", &mut k));
+        assert!(verify_proof(&h2, &sig, (b"me", &n1), (b"you", &n2), &mut k));
+        assert!(!verify_proof(
+            &h2,
+            &sig,
+            (b"me", &n1),
+            (b"mallory", &n2),
+            &mut k
+        ));
+        assert!(!verify_proof(
+            &h2,
+            &sig,
+            (b"you", &n2),
+            (b"me", &n1),
+            &mut k
+        ));
+        // Another session (another nonce on either side): the proof does not carry over.
+        assert!(!verify_proof(
+            &h2,
+            &sig,
+            (b"me", &n1),
+            (b"you", &n3),
+            &mut k
+        ));
+        assert!(!verify_proof(
+            &h2,
+            &sig,
+            (b"me", &n3),
+            (b"you", &n2),
+            &mut k
+        ));
+    }
+
+    #[test]
+    fn blinding_is_per_session_per_direction_and_per_use() {
+        let t = Tag([7; 16]);
+        let (n1, n2, n3) = ([1; 32], [2; 32], [3; 32]);
+        let k = session_key(b"a", &n1, b"b", &n2);
+        assert_eq!(k, session_key(b"b", &n2, b"a", &n1), "both sides derive it");
+        assert_ne!(k, session_key(b"a", &n1, b"b", &n3));
+        assert_ne!(k, session_key(b"a", &n3, b"b", &n2));
+        assert_ne!(k, session_key(b"a", &n1, b"c", &n2));
+        let a = Blinder::new(b"a", &n1, b"b", &n2).unwrap();
+        let b = Blinder::new(b"b", &n2, b"a", &n1).unwrap();
+        // What one side sends is what the other expects, per use.
+        assert_eq!(a.ours(&t), b.theirs(&t));
+        assert_eq!(a.held_ours(&t), b.held_theirs(&t));
+        // Directions and uses differ: a reflected intro or an echoed blind matches nothing.
+        let all = [a.ours(&t), a.theirs(&t), a.held_ours(&t), a.held_theirs(&t)];
+        for i in 0..4 {
+            for j in 0..i {
+                assert_ne!(all[i], all[j], "{i} {j}");
+            }
+        }
+        // Another session, another blind; another tag, another blind.
+        let c = Blinder::new(b"a", &n1, b"b", &n3).unwrap();
+        assert_ne!(a.ours(&t), c.ours(&t));
+        assert_ne!(a.ours(&t), a.ours(&Tag([8; 16])));
+        assert!(
+            Blinder::new(b"a", &n1, b"a", &n1).is_none(),
+            "a link to itself"
+        );
+    }
+
+    #[test]
+    fn a_hello_of_another_version_is_named() {
+        assert_eq!(foreign_hello_version(&[1, 3, 0]), Some(3));
+        assert_eq!(
+            foreign_hello_version(&Frame::Hello { nonce: [0; 32] }.encode()),
+            None
+        );
+        assert_eq!(foreign_hello_version(&[2, 3]), None);
+        assert!(matches!(
+            Frame::decode(&[1, 3]),
+            Err(DecodeError::UnknownVersion(3))
+        ));
+        assert!(bye_version(3).contains("version 4"));
     }
 
     #[test]
     fn frames_round_trip() {
         for f in [
+            Frame::Hello { nonce: [9; 32] },
+            Frame::Intro {
+                relay: true,
+                blinds: vec![[1; 8], [2; 8]],
+            },
+            Frame::Intro {
+                relay: false,
+                blinds: vec![],
+            },
+            Frame::Ask {
+                tags: vec![Tag([1; 16]), Tag([3; 16])],
+            },
+            Frame::Held {
+                blinds: vec![[3; 8]],
+            },
             Frame::Recon {
                 session: 9,
                 tags: [1, 2, 3, 4],
@@ -425,10 +686,15 @@ mod tests {
             assert_eq!(FrameType::of(t as u8), Some(t));
         }
         assert_eq!(FrameType::of(0), None);
-        assert_eq!(FrameType::of(10), None);
+        assert_eq!(FrameType::of(14), None);
         assert!(Frame::decode(&[]).is_err());
         assert!(Frame::decode(&[9]).is_err());
         assert!(Frame::decode(&[4, 1, 0, 0]).is_err());
+        // Blinded tags out of order.
+        let mut intro = vec![10, 0, 2];
+        intro.extend([2; 8]);
+        intro.extend([1; 8]);
+        assert!(Frame::decode(&intro).is_err());
         // Refused pushes beyond the acknowledgement, or out of order.
         assert!(Frame::decode(&[4, 5, 1, 6]).is_err());
         assert!(Frame::decode(&[4, 5, 2, 3, 3]).is_err());
