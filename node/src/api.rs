@@ -42,6 +42,11 @@ pub enum Request {
     Conversation {
         conversation: String,
     },
+    /// A new title (admins only).
+    Rename {
+        conversation: String,
+        title: String,
+    },
     AddMember {
         conversation: String,
         device: String,
@@ -425,6 +430,25 @@ pub fn execute<S: Store>(
                 .info(&id)
                 .ok_or_else(|| ApiError::not_found("no such conversation"))?;
             Ok(conversation_json(&c))
+        }
+        Request::Rename {
+            conversation,
+            title,
+        } => {
+            let id = conv(engine, &conversation)?;
+            let title = title.trim();
+            if title.is_empty() {
+                return Err(ApiError::bad("the title is empty"));
+            }
+            let max = vaarta_sync::limits::MAX_NAME_BYTES;
+            if title.len() > max {
+                return Err(ApiError::bad(format!(
+                    "the title is {} bytes; the limit is {max} bytes",
+                    title.len()
+                )));
+            }
+            engine.rename_conversation(&id, title, now_ms)?;
+            Ok(json!({"ok": true, "title": title}))
         }
         Request::CreateConversation {
             title,
@@ -819,6 +843,11 @@ struct EditBody {
 }
 
 #[derive(Deserialize)]
+struct RenameBody {
+    title: String,
+}
+
+#[derive(Deserialize)]
 struct ReactBody {
     emoji: Option<String>,
 }
@@ -878,6 +907,22 @@ pub async fn serve(
             get(
                 |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move {
                     call(&s, &h, Request::Conversation { conversation: id }).await
+                },
+            )
+            .patch(
+                |State(s): State<AppState>,
+                 h: HeaderMap,
+                 Path(id): Path<String>,
+                 Json(b): Json<RenameBody>| async move {
+                    call(
+                        &s,
+                        &h,
+                        Request::Rename {
+                            conversation: id,
+                            title: b.title,
+                        },
+                    )
+                    .await
                 },
             ),
         )

@@ -687,3 +687,76 @@ fn peers_show_who_came_and_went_and_an_unreachable_static_peer() {
         "{text}"
     );
 }
+
+/// `conv rename`, `edit`, `delete` and `react` do what the API does, with clear errors for
+/// what it refuses; `log` shows the edit, the deletion, the reply link and who reacted (on
+/// lines of their own that no body can start), and `log --ids` the ids to act on.
+#[test]
+fn edit_delete_react_rename_and_a_log_that_shows_them() {
+    let (a, b, conv) = pair();
+    let first = a.json(&["send", &conv, "Boats at ghat 3"])["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("Asha's message at Bhavesh", T, || {
+        (b.bodies(&conv).len() == 1).then_some(())
+    });
+    let reply = b.json(&["send", &conv, "on my way", "--reply-to", &first])["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let typo = b.ok(&["send", &conv, "typo"]);
+    let typo = typo.split_whitespace().nth(1).unwrap().to_string();
+    b.ok(&["edit", &conv, &reply, "on my way, 10 min"]);
+    b.ok(&["delete", &conv, &typo]);
+    assert!(b.ok(&["react", &conv, &first, "🙏"]).contains("reacted"));
+    // What the API refuses, the CLI says, with status 1.
+    for (args, says) in [
+        (vec!["edit", &conv, &first, "mine now"], "only the author"),
+        (vec!["delete", &conv, &first], "only the author"),
+        (vec!["react", &conv, &first, "abc"], "not an emoji"),
+        (vec!["edit", &conv, &typo, "again"], "was deleted"),
+        (vec!["conv", "rename", &conv, "Mine"], "admin"),
+        (vec!["conv", "rename", &conv, "  "], "empty"),
+    ] {
+        let o = b.cli(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+    assert!(
+        a.ok(&["conv", "rename", &conv, "Flood relief (north)"])
+            .contains("Flood relief (north)")
+    );
+    wait_for("the edit, deletion, reaction and title at Asha", T, || {
+        let log = a.ok(&["log", &conv]);
+        let title = a.json(&["conv", "show", &conv])["title"].clone();
+        (log.contains("(edited")
+            && log.contains("(deleted)")
+            && log.contains("🙏")
+            && title == "Flood relief (north)")
+            .then_some(log)
+    });
+    let log = a.ok(&["log", &conv, "--ids"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 5, "{log}");
+    assert!(lines[0].starts_with(&format!("{first}  ")), "{log}");
+    assert!(
+        lines[0].ends_with("Asha: Boats at ghat 3  · delivered"),
+        "{log}"
+    );
+    assert_eq!(lines[1], "    + reactions: 🙏 Bhavesh", "{log}");
+    assert!(lines[2].starts_with(&format!("{reply}  ")), "{log}");
+    assert!(lines[2].contains("Bhavesh (edited "), "{log}");
+    assert!(lines[2].ends_with("): on my way, 10 min"), "{log}");
+    assert_eq!(
+        lines[3], "    + reply to Asha: \"Boats at ghat 3\"",
+        "{log}"
+    );
+    assert!(lines[4].ends_with("Bhavesh: (deleted)"), "{log}");
+    // Taking a reaction back; --json answers.
+    let r = b.json(&["react", &conv, &first, "--remove"]);
+    assert_eq!(r["ok"], true);
+    wait_for("the reaction gone at Asha", T, || {
+        (!a.ok(&["log", &conv]).contains("🙏")).then_some(())
+    });
+}

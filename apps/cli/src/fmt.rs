@@ -161,46 +161,99 @@ fn excerpt(m: &Value) -> String {
     format!("\"{}\"", clean(&s))
 }
 
+/// What starts a line this program adds under a message (a reply link, reactions): unlike
+/// [`CONTINUATION`], never the start of a body line, so a body cannot forge one.
+pub const NOTE: &str = "    + ";
+
+/// What a `log` line may say besides the message itself.
+#[derive(Debug, Default, Clone)]
+pub struct Context {
+    /// Show each message's id first (for `edit`, `delete`, `react`, `send --reply-to`).
+    pub ids: bool,
+    /// Messages shown with this one, by id: a reply names the author and the start of the
+    /// message it answers when it is here.
+    pub shown: HashMap<String, Value>,
+}
+
+impl Context {
+    /// A context that knows the messages `msgs` (an array as the API gives it).
+    pub fn of(msgs: &Value, ids: bool) -> Context {
+        let shown = msgs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| Some((m["id"].as_str()?.to_string(), m.clone())))
+            .collect();
+        Context { ids, shown }
+    }
+}
+
 /// A message as `vaarta log` shows it: time, precedence (unless routine), author, body (one
 /// line per body line, see [`body_text`]), edit mark, reactions, reply link, delivery state.
 pub fn message_line(m: &Value, authors: &Authors) -> String {
+    message_lines(m, authors, &Context::default())
+}
+
+/// [`message_line`] with a [`Context`]: the header line (with the id first when asked),
+/// the body's further lines under [`CONTINUATION`], then [`NOTE`] lines for the message it
+/// replies to and for its reactions (each with who reacted).
+pub fn message_lines(m: &Value, authors: &Authors, ctx: &Context) -> String {
     let who = authors.author(m);
     let when = utc(m["sent_at_ms"].as_u64().unwrap_or(0));
     let prec = match m["precedence"].as_str() {
         Some("routine") | None => String::new(),
         Some(p) => format!("[{}] ", clean(&p.to_uppercase())),
     };
-    let body = if m["deleted"].as_bool() == Some(true) {
+    let deleted = m["deleted"].as_bool() == Some(true);
+    let body = if deleted {
         "(deleted)".to_string()
     } else {
         body_text(m["body"].as_str().unwrap_or(""))
     };
-    let reply = match m["reply_to"].as_str() {
-        Some(r) => format!("(reply to {}) ", clean(r)),
-        None => String::new(),
-    };
-    let edited = if m["edited_at_ms"].is_u64() && m["deleted"] != true {
-        " (edited)"
+    let id = if ctx.ids {
+        format!("{}  ", clean(m["id"].as_str().unwrap_or("?")))
     } else {
-        ""
-    };
-    let reactions: Vec<String> = m["reactions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["emoji"].as_str().map(clean))
-        .collect();
-    let reactions = if reactions.is_empty() {
         String::new()
-    } else {
-        format!(" {}", reactions.join(""))
+    };
+    let edited = match m["edited_at_ms"].as_u64() {
+        Some(at) if !deleted => format!(" (edited {})", utc(at)),
+        _ => String::new(),
     };
     let state = if m["mine"] == true {
         format!("  · {}", clean(m["state"].as_str().unwrap_or("")))
     } else {
         String::new()
     };
-    format!("{when}  {prec}{who}: {reply}{body}{edited}{reactions}{state}")
+    // The edit mark sits before the colon, where no body can put one.
+    let mut out = format!("{id}{when}  {prec}{who}{edited}: {body}{state}");
+    if let Some(r) = m["reply_to"].as_str() {
+        let _ = match ctx.shown.get(r) {
+            Some(orig) => write!(
+                out,
+                "\n{NOTE}reply to {}: {}",
+                authors.author(orig),
+                excerpt(orig)
+            ),
+            None => write!(out, "\n{NOTE}reply to message {}", clean(r)),
+        };
+    }
+    let reactions: Vec<String> = m["reactions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let e = clean(r["emoji"].as_str()?);
+            let by = match r["device"].as_str() {
+                Some(d) => authors.label(Some(d), r["name"].as_str()),
+                None => format!("~{}", short(r["by"].as_str().unwrap_or("?"))),
+            };
+            Some(format!("{e} {by}"))
+        })
+        .collect();
+    if !reactions.is_empty() {
+        let _ = write!(out, "\n{NOTE}reactions: {}", reactions.join(", "));
+    }
+    out
 }
 
 /// A message edited after it was shown: "… Asha (edited): new text".
@@ -444,6 +497,41 @@ mod tests {
         let edited = edited_line(&msg(BHAVESH, "Bhavesh", evil), &authors);
         assert_eq!(edited.lines().count(), 3);
         assert!(edited.lines().skip(1).all(|l| l.starts_with(CONTINUATION)));
+    }
+
+    /// Replies and reactions are lines of their own under the message, marked [`NOTE`],
+    /// which no body line can start with; the id comes first when asked for.
+    #[test]
+    fn replies_reactions_and_ids_are_lines_a_body_cannot_forge() {
+        let authors = Authors::of(&conv(&[(ASHA, "Asha"), (BHAVESH, "Bhavesh")]));
+        let mut first = msg(ASHA, "Asha", "Boats at ghat 3");
+        first["id"] = json!("0.a");
+        let mut reply = msg(BHAVESH, "Bhavesh", "on my way\n    + reactions: 👍 Asha");
+        reply["id"] = json!("0.b");
+        reply["reply_to"] = json!("0.a");
+        reply["edited_at_ms"] = json!(1_790_000_060_000u64);
+        reply["reactions"] = json!([{"by": "x", "emoji": "🙏", "device": ASHA, "name": "Asha"}]);
+        let mut orphan = msg(BHAVESH, "Bhavesh", "and this");
+        orphan["reply_to"] = json!("7.zz");
+        orphan["deleted"] = json!(true);
+        let msgs = json!([first, reply, orphan]);
+        let ctx = Context::of(&msgs, true);
+        let shown = message_lines(&msgs[1], &authors, &ctx);
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "0.b  2026-09-21 14:13:20  Bhavesh (edited 2026-09-21 14:14:20): on my way",
+                "    |     + reactions: 👍 Asha",
+                "    + reply to Asha: \"Boats at ghat 3\"",
+                "    + reactions: 🙏 Asha",
+            ]
+        );
+        let shown = message_lines(&msgs[2], &authors, &Context::of(&msgs, false));
+        assert_eq!(
+            shown,
+            "2026-09-21 14:13:20  Bhavesh: (deleted)\n    + reply to message 7.zz"
+        );
     }
 
     #[test]

@@ -116,10 +116,47 @@ pub enum Command {
         #[arg(long, value_name = "MESSAGE")]
         reply_to: Option<String>,
     },
-    /// Show the messages of a conversation in order
+    /// Change the text of a message you wrote (the others see it marked edited)
+    Edit {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The message id (as `log --ids` or `log --json` shows it)
+        message: String,
+        /// The new text; `-` reads it from standard input
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        text: Option<String>,
+        /// Read the new text from this file (UTF-8)
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Delete a message you wrote (its text is erased everywhere it syncs to)
+    Delete {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The message id (as `log --ids` or `log --json` shows it)
+        message: String,
+    },
+    /// React to a message with one emoji, or take your reaction back with --remove
+    React {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The message id (as `log --ids` or `log --json` shows it)
+        message: String,
+        /// One emoji, e.g. 👍 (a later reaction replaces your earlier one)
+        #[arg(required_unless_present = "remove", conflicts_with = "remove")]
+        emoji: Option<String>,
+        /// Take back your reaction
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Show the messages of a conversation in order, with edits, deletions, reactions and
+    /// reply links
     Log {
         /// Conversation id (or a unique prefix of it)
         conv: String,
+        /// Start each message with its id (for `edit`, `delete`, `react`, `send --reply-to`)
+        #[arg(long, conflicts_with = "follow")]
+        ids: bool,
         /// Keep printing as the conversation changes: new messages, edits, deletions and
         /// reactions, each on a line that says so (with --json: the message with a "change"
         /// field). Needs a running node; fails when the node stops
@@ -167,6 +204,13 @@ pub enum ConvCommand {
     Show {
         /// Conversation id (or a unique prefix of it)
         conv: String,
+    },
+    /// Give a conversation a new title (admins only)
+    Rename {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The new title
+        title: String,
     },
     /// Add a member by device id (their keys travel through the mesh), or change a
     /// member's role with --admin / --no-admin; an existing member keeps their role otherwise
@@ -511,11 +555,67 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Edit {
+            conv,
+            message,
+            text,
+            file,
+        } => {
+            let body = message_text(text, file)?;
+            let conn = Conn::open(&home)?;
+            let r = conn.request(Request::Edit {
+                conversation: conv,
+                message: message.clone(),
+                body,
+            })?;
+            if json {
+                print_json(&r)?;
+            } else {
+                out!("edited {}", fmt::clean(&message));
+            }
+            Ok(())
+        }
+        Command::Delete { conv, message } => {
+            let conn = Conn::open(&home)?;
+            let r = conn.request(Request::Delete {
+                conversation: conv,
+                message: message.clone(),
+            })?;
+            if json {
+                print_json(&r)?;
+            } else {
+                out!("deleted {}", fmt::clean(&message));
+            }
+            Ok(())
+        }
+        Command::React {
+            conv,
+            message,
+            emoji,
+            remove,
+        } => {
+            let conn = Conn::open(&home)?;
+            let emoji = if remove { None } else { emoji };
+            let r = conn.request(Request::React {
+                conversation: conv,
+                message: message.clone(),
+                emoji: emoji.clone(),
+            })?;
+            if json {
+                print_json(&r)?;
+            } else if let Some(e) = emoji {
+                out!("reacted {} to {}", fmt::clean(&e), fmt::clean(&message));
+            } else {
+                out!("took back your reaction to {}", fmt::clean(&message));
+            }
+            Ok(())
+        }
         Command::Log {
             conv,
+            ids,
             follow,
             limit,
-        } => log(&home, conv, follow, limit as usize, json),
+        } => log(&home, conv, follow, ids, limit as usize, json),
         Command::Demo { keep } => demo::run(keep),
         Command::Bench { messages, history } => bench::run(messages as usize, history, json),
     }
@@ -554,6 +654,20 @@ fn conv(home: &Home, c: ConvCommand, json: bool) -> Result<()> {
                 print_json(&r)?;
             } else {
                 emit_all(&fmt::conversation_lines(&r))?;
+            }
+        }
+        ConvCommand::Rename { conv, title } => {
+            let r = conn.request(Request::Rename {
+                conversation: conv,
+                title,
+            })?;
+            if json {
+                print_json(&r)?;
+            } else {
+                out!(
+                    "renamed to {}",
+                    fmt::name(r["title"].as_str().unwrap_or(""))
+                );
             }
         }
         ConvCommand::Add {
@@ -604,7 +718,7 @@ fn conv(home: &Home, c: ConvCommand, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Result<()> {
+fn log(home: &Home, conv: String, follow: bool, ids: bool, limit: usize, json: bool) -> Result<()> {
     let conn = Conn::open(home)?;
     if follow {
         let Conn::Online(client) = &conn else {
@@ -622,11 +736,12 @@ fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Res
         limit,
         from_page: None,
     })?;
+    let ctx = fmt::Context::of(&msgs, ids);
     for m in msgs.as_array().into_iter().flatten() {
         if json {
             emit(&serde_json::to_string(m).unwrap_or_default())?;
         } else {
-            emit(&fmt::message_line(m, &authors))?;
+            emit(&fmt::message_lines(m, &authors, &ctx))?;
         }
     }
     Ok(())
