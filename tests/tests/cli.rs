@@ -760,3 +760,116 @@ fn edit_delete_react_rename_and_a_log_that_shows_them() {
         (!a.ok(&["log", &conv]).contains("🙏")).then_some(())
     });
 }
+
+/// Every command and subcommand of the clap definitions, as "conv rename" etc.
+fn all_commands() -> Vec<String> {
+    fn walk(c: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        for s in c.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = format!("{prefix}{}", s.get_name());
+            out.push(name.clone());
+            walk(s, &format!("{name} "), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&vaarta::clap_command(), "", &mut out);
+    out
+}
+
+/// `vaarta completions bash|zsh|fish` names every command and subcommand (and bash accepts
+/// the script); `vaarta man` renders (groff finds no error when it is installed) with every
+/// command and the exit statuses; `--help` gives the exit statuses too.
+#[test]
+fn completions_and_man_page_cover_every_command() {
+    let cmds = all_commands();
+    assert!(cmds.contains(&"conv rename".to_string()), "{cmds:?}");
+    for shell in ["bash", "zsh", "fish"] {
+        let o = Command::new(bin())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let script = String::from_utf8(o.stdout).unwrap();
+        for c in &cmds {
+            let last = c.rsplit(' ').next().unwrap();
+            assert!(script.contains(last), "{shell} completion lacks `{c}`");
+        }
+        if shell == "bash" {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("vaarta.bash");
+            std::fs::write(&f, &script).unwrap();
+            let st = Command::new("bash").arg("-n").arg(&f).status().unwrap();
+            assert!(st.success(), "bash -n on the completion script");
+        }
+    }
+    let o = Command::new(bin()).arg("man").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = String::from_utf8(o.stdout).unwrap();
+    assert!(page.contains(".TH vaarta 1"), "{page}");
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "OPTIONS",
+        "SUBCOMMANDS",
+        "\"EXIT STATUS\"",
+        "ENVIRONMENT",
+    ] {
+        assert!(page.contains(&format!(".SH {section}")), "no {section}");
+    }
+    for c in cmds.iter().filter(|c| !c.contains(' ')) {
+        assert!(
+            page.contains(&format!("vaarta\\-{}(1)", c.replace('-', "\\-"))),
+            "man lacks {c}"
+        );
+    }
+    for code in ["\\fB0\\fR", "\\fB1\\fR", "\\fB2\\fR"] {
+        assert!(page.contains(code), "man lacks exit status {code}");
+    }
+    if Command::new("groff").arg("--version").output().is_ok() {
+        let mut g = Command::new("groff")
+            .args(["-k", "-man", "-Tutf8", "-ww"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        g.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
+        let r = g.wait_with_output().unwrap();
+        assert!(
+            r.status.success() && r.stderr.is_empty(),
+            "groff: {}",
+            stderr(&r)
+        );
+        // Bold and underline are overstruck (`X\x08X`): keep the last character of each.
+        let mut text = String::new();
+        for c in String::from_utf8_lossy(&r.stdout).chars() {
+            if c == '\x08' {
+                text.pop();
+            } else {
+                text.push(c);
+            }
+        }
+        assert!(text.contains("EXIT STATUS"), "{text}");
+        assert!(text.contains("vaarta-conv(1)"), "{text}");
+    } else {
+        eprintln!(
+            "SKIPPED the groff rendering (groff not installed); the page's structure was checked"
+        );
+    }
+    // Pages per command, into a directory.
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(bin())
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for c in &cmds {
+        let f = dir.path().join(format!("vaarta-{}.1", c.replace(' ', "-")));
+        assert!(f.exists(), "no {}", f.display());
+    }
+    let help = Command::new(bin()).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("Exit status: 0 success, 1 error"), "{help}");
+    assert!(help.contains("2 usage error"), "{help}");
+}

@@ -29,7 +29,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
 use clap::error::ErrorKind;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 use vaarta_node::api::OutgoingMessage;
 use vaarta_node::client::Client;
@@ -165,6 +165,19 @@ pub enum Command {
         /// How many of the newest messages (at start, with --follow): 1 to 100000
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         limit: u64,
+    },
+    /// Print a shell completion script, e.g. `vaarta completions bash > /etc/bash_completion.d/vaarta`
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `vaarta man | man -l -`; with --dir, write vaarta.1
+    /// and one page per command (vaarta-send.1, ...) there
+    Man {
+        /// Write the pages into this directory instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Run three nodes on this machine and show them talking, losing one and catching up
     /// (in temporary homes: --home is not used)
@@ -447,12 +460,25 @@ pub fn run(cli: Cli) -> Result<()> {
             "--json: `up` and `demo` print a narrative, not data (use `vaarta id --json` or `bench --json`)"
         );
     }
+    if json && matches!(cli.command, Command::Completions { .. }) {
+        bail!("--json: `completions` prints a shell script, not data");
+    }
+    // These two need no home.
+    let command = match cli.command {
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vaarta", &mut buf);
+            return emit(String::from_utf8_lossy(&buf).trim_end());
+        }
+        Command::Man { dir } => return man(dir.as_deref(), json),
+        other => other,
+    };
     let home = Home::resolve(cli.home.clone());
     let home = match &cli.passphrase_file {
         Some(f) => home.with_passphrase_file(f).map_err(|e| anyhow!("{e}"))?,
         None => home,
     };
-    match cli.command {
+    match command {
         Command::Init { name } => {
             let id = home.init(&name).map_err(|e| anyhow!("{e}"))?;
             let d = id.device_id();
@@ -618,6 +644,92 @@ pub fn run(cli: Cli) -> Result<()> {
         } => log(&home, conv, follow, ids, limit as usize, json),
         Command::Demo { keep } => demo::run(keep),
         Command::Bench { messages, history } => bench::run(messages as usize, history, json),
+        Command::Completions { .. } | Command::Man { .. } => Ok(()),
+    }
+}
+
+/// The clap definition of the command line (for completions, the man page and tests).
+pub fn clap_command() -> clap::Command {
+    Cli::command()
+}
+
+/// The exit statuses, for `--help`, the man page and the README alike.
+pub const EXIT_STATUS: [(&str, &str); 3] = [
+    (
+        "0",
+        "success; also when standard output is closed by its reader (`vaarta log C | head -1`)",
+    ),
+    (
+        "1",
+        "error: one line on standard error (with --json a {\"error\": ...} object)",
+    ),
+    (
+        "2",
+        "usage error: an unknown command or flag, a missing or invalid argument",
+    ),
+];
+
+/// The man page of `vaarta` (roff): clap_mangen's sections, with EXIT STATUS, ENVIRONMENT
+/// and FILES in place of the free-form help text.
+pub fn man_page() -> Result<String> {
+    let man = clap_mangen::Man::new(Cli::command());
+    let mut buf = Vec::new();
+    let err = |e: std::io::Error| anyhow!("cannot render the man page: {e}");
+    man.render_title(&mut buf).map_err(err)?;
+    man.render_name_section(&mut buf).map_err(err)?;
+    man.render_synopsis_section(&mut buf).map_err(err)?;
+    man.render_description_section(&mut buf).map_err(err)?;
+    man.render_options_section(&mut buf).map_err(err)?;
+    man.render_subcommands_section(&mut buf).map_err(err)?;
+    let esc = |s: &str| s.replace('\\', "\\e").replace('-', "\\-");
+    let mut extra = String::from(".SH \"EXIT STATUS\"\n");
+    for (code, what) in EXIT_STATUS {
+        extra.push_str(&format!(".TP\n\\fB{code}\\fR\n{}\n", esc(what)));
+    }
+    extra.push_str(".SH ENVIRONMENT\n");
+    for (var, what) in [
+        ("VAARTA_HOME", "the home directory when --home is not given"),
+        (
+            "VAARTA_PASSPHRASE",
+            "the home's passphrase, as --passphrase-file gives it",
+        ),
+        (
+            "RUST_LOG",
+            "the log filter of the node (tracing syntax), e.g. vaarta=debug",
+        ),
+    ] {
+        extra.push_str(&format!(".TP\n\\fB{}\\fR\n{}\n", esc(var), esc(what)));
+    }
+    extra.push_str(".SH FILES\n.TP\n\\fI~/.vaarta\\fR\nthe default home: identity, database, API token (api\\-token) and address (api.json)\n");
+    buf.extend_from_slice(extra.as_bytes());
+    man.render_version_section(&mut buf).map_err(err)?;
+    String::from_utf8(buf).map_err(|e| anyhow!("cannot render the man page: {e}"))
+}
+
+/// `vaarta man`: the page of `vaarta` on standard output, or every page into `dir`.
+fn man(dir: Option<&std::path::Path>, json: bool) -> Result<()> {
+    match dir {
+        None if json => {
+            bail!("--json: `man` prints a man page, not data (with --dir it lists the files)")
+        }
+        None => emit(man_page()?.trim_end()),
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| anyhow!("{}: {e}", d.display()))?;
+            clap_mangen::generate_to(Cli::command(), d)
+                .map_err(|e| anyhow!("cannot write the man pages to {}: {e}", d.display()))?;
+            let mut files: Vec<String> = std::fs::read_dir(d)
+                .map_err(|e| anyhow!("{}: {e}", d.display()))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().display().to_string())
+                .filter(|p| p.ends_with(".1"))
+                .collect();
+            files.sort();
+            if json {
+                print_json(&serde_json::json!({ "files": files }))
+            } else {
+                emit_all(&files)
+            }
+        }
     }
 }
 
@@ -846,6 +958,35 @@ mod tests {
         match Cli::try_parse_from(argv)?.command {
             Command::Send { precedence, .. } => Ok(precedence.into()),
             other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    /// Every argument and command has a help line, positionals included (they show in
+    /// `--help`, the man page and the completions).
+    #[test]
+    fn every_argument_is_documented() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                if a.get_help().is_none() && !matches!(a.get_id().as_str(), "help" | "version") {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for s in c.get_subcommands() {
+                if s.get_about().is_none() {
+                    missing.push(format!("{path} {}", s.get_name()));
+                }
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&clap_command(), "vaarta", &mut missing);
+        assert!(missing.is_empty(), "undocumented: {missing:?}");
+        let help = clap_command().render_long_help().to_string();
+        for (code, _) in EXIT_STATUS {
+            assert!(
+                help.contains(&format!("{code} ")),
+                "--help lacks exit status {code}"
+            );
         }
     }
 
