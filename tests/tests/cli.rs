@@ -873,3 +873,86 @@ fn completions_and_man_page_cover_every_command() {
     assert!(help.contains("Exit status: 0 success, 1 error"), "{help}");
     assert!(help.contains("2 usage error"), "{help}");
 }
+
+/// Starts `vaarta up` on `home` with `args` and no $RUST_LOG, standard error to `log`;
+/// returns once `log` holds `want` (and the log's text).
+fn up_until_logged(
+    home: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    want: &str,
+) -> String {
+    let log = home.with_extension(format!("log{}", args.len()));
+    let f = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.arg("--home")
+        .arg(home)
+        .args(["up", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .args(["--peer", "/ip4/127.0.0.1/tcp/1"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(f);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let text = wait_for(&format!("{want:?} in the log of up {args:?}"), T, || {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "up exited: {st}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        t.contains(want).then_some(t)
+    });
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    text
+}
+
+/// The node's log level follows -v (counted) and -q; its log has no ANSI codes when it goes
+/// to a file, whatever $TERM says, unless `--color always`; `--color never` and NO_COLOR
+/// keep colour off too; error lines follow the same rule.
+#[test]
+fn log_levels_and_no_colour_in_files() {
+    let a = Node::init("Asha");
+    let plain = up_until_logged(
+        &a.home,
+        &["-vv"],
+        &[("TERM", "xterm-256color")],
+        "dial failed",
+    );
+    assert!(plain.contains("DEBUG"), "{plain}");
+    assert!(
+        !plain.contains('\u{1b}'),
+        "ANSI codes in a log file: {plain:?}"
+    );
+    let coloured = up_until_logged(&a.home, &["-vv", "--color", "always"], &[], "dial failed");
+    assert!(coloured.contains("\u{1b}["), "{coloured:?}");
+    let never = up_until_logged(&a.home, &["-v", "--color=never"], &[], "node up");
+    assert!(
+        !never.contains('\u{1b}') && !never.contains("DEBUG"),
+        "{never:?}"
+    );
+    // -q: errors only (the info line of the start is not there; a later line shows it ran).
+    let quiet = up_until_logged(&a.home, &["-q"], &[], "unreachable");
+    assert!(
+        !quiet.contains("node up") && !quiet.contains("INFO"),
+        "{quiet}"
+    );
+    // Error lines: plain in a pipe, red only when asked.
+    let o = a.cli(&["conv", "show", "nothing-here"]);
+    assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
+    let o = a.cli(&["--color", "always", "conv", "show", "nothing-here"]);
+    assert!(
+        stderr(&o).starts_with("\u{1b}[1;31merror:"),
+        "{:?}",
+        stderr(&o)
+    );
+}

@@ -13,6 +13,24 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+static COLOR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns colour on standard output on or off (`--color`, decided once at start; off by
+/// default, so tests and pipes see plain text).
+pub fn set_color(on: bool) {
+    COLOR.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `s` in an SGR style (e.g. "1;31" bold red) when colour is on. Only this program's own
+/// text is painted: what came from the network is [`clean`]ed first, so it holds no escape.
+pub fn paint(s: &str, sgr: &str) -> String {
+    if COLOR.load(std::sync::atomic::Ordering::Relaxed) {
+        format!("\x1b[{sgr}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
 /// What starts every line of a message body after its first.
 pub const CONTINUATION: &str = "    | ";
 
@@ -202,7 +220,17 @@ pub fn message_lines(m: &Value, authors: &Authors, ctx: &Context) -> String {
     let when = utc(m["sent_at_ms"].as_u64().unwrap_or(0));
     let prec = match m["precedence"].as_str() {
         Some("routine") | None => String::new(),
-        Some(p) => format!("[{}] ", clean(&p.to_uppercase())),
+        Some(p) => {
+            let style = match p {
+                "flash" => "1;31",
+                "immediate" => "1;33",
+                _ => "1",
+            };
+            format!(
+                "{} ",
+                paint(&format!("[{}]", clean(&p.to_uppercase())), style)
+            )
+        }
     };
     let deleted = m["deleted"].as_bool() == Some(true);
     let body = if deleted {

@@ -59,8 +59,71 @@ pub struct Cli {
     /// identity and storage keys (Argon2id). $VAARTA_PASSPHRASE does the same
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Colour on terminals: auto (when the stream is a terminal and $NO_COLOR is unset or
+    /// empty), always, never. Never in pipes or files under auto; the node's log follows
+    /// standard error
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Fewer node log lines: -q errors only, -qq none
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+    /// More node log lines: -v info, -vv debug, -vvv trace (default: warnings; $RUST_LOG
+    /// when neither -q nor -v is given)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour a stream: `always` and `never` say so; `auto` colours a terminal
+    /// unless $NO_COLOR is set to something (no-color.org) or $TERM is `dumb`.
+    pub fn enabled(self, is_terminal: bool, no_color: Option<&str>, term: Option<&str>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                is_terminal && no_color.is_none_or(str::is_empty) && term != Some("dumb")
+            }
+        }
+    }
+
+    fn for_stream(self, is_terminal: bool) -> bool {
+        let no_color = std::env::var("NO_COLOR").ok();
+        let term = std::env::var("TERM").ok();
+        self.enabled(is_terminal, no_color.as_deref(), term.as_deref())
+    }
+}
+
+/// The log filter (tracing `EnvFilter` syntax): `-v`/`-q` first, then $RUST_LOG, then the
+/// configured level, then `warn`.
+pub fn log_filter(
+    quiet: u8,
+    verbose: u8,
+    rust_log: Option<&str>,
+    configured: Option<&str>,
+) -> String {
+    match (quiet, verbose) {
+        (0, 0) => rust_log
+            .filter(|s| !s.trim().is_empty())
+            .or(configured)
+            .unwrap_or("warn")
+            .to_string(),
+        (_, 1) => "info".into(),
+        (_, 2) => "debug".into(),
+        (_, v) if v > 2 => "trace".into(),
+        (1, _) => "error".into(),
+        _ => "off".into(),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -404,9 +467,18 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    use std::io::IsTerminal;
+    let color_err = cli.color.for_stream(std::io::stderr().is_terminal());
+    fmt::set_color(cli.color.for_stream(std::io::stdout().is_terminal()));
+    let filter = log_filter(
+        cli.quiet,
+        cli.verbose,
+        std::env::var("RUST_LOG").ok().as_deref(),
+        None,
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(color_err)
         .with_writer(std::io::stderr)
         .try_init();
     match run(cli) {
@@ -419,6 +491,8 @@ pub fn main_entry() -> ExitCode {
             }
             if json_errors {
                 eprintln!("{}", serde_json::json!({"error": msg}));
+            } else if color_err {
+                eprintln!("\x1b[1;31merror:\x1b[0m {msg}");
             } else {
                 eprintln!("error: {msg}");
             }
@@ -906,6 +980,7 @@ fn up(
         .build()?;
     rt.block_on(async move {
         let node = Node::start(home, opts).await.map_err(|e| anyhow!("{e}"))?;
+        tracing::info!(device = %node.device_id, api = %node.api_addr, "node up");
         say!("Vaarta node '{}' is up.", info.name);
         say!("device id: {}", node.device_id);
         for a in &node.listen {
@@ -959,6 +1034,43 @@ mod tests {
             Command::Send { precedence, .. } => Ok(precedence.into()),
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn log_level_from_flags_then_rust_log_then_config() {
+        assert_eq!(log_filter(0, 0, None, None), "warn");
+        assert_eq!(log_filter(0, 0, None, Some("info")), "info");
+        assert_eq!(
+            log_filter(0, 0, Some("vaarta=debug"), Some("info")),
+            "vaarta=debug"
+        );
+        assert_eq!(log_filter(0, 0, Some(" "), None), "warn");
+        assert_eq!(log_filter(0, 1, Some("error"), Some("error")), "info");
+        assert_eq!(log_filter(0, 2, None, None), "debug");
+        assert_eq!(log_filter(0, 7, None, None), "trace");
+        assert_eq!(log_filter(1, 0, Some("trace"), None), "error");
+        assert_eq!(log_filter(2, 0, None, None), "off");
+        let cli = Cli::try_parse_from(["vaarta", "-vv", "id"]).unwrap();
+        assert_eq!((cli.quiet, cli.verbose), (0, 2));
+        assert!(Cli::try_parse_from(["vaarta", "-q", "-v", "id"]).is_err());
+    }
+
+    #[test]
+    fn colour_only_on_terminals_unless_told() {
+        use ColorChoice::*;
+        assert!(Auto.enabled(true, None, Some("xterm")));
+        assert!(
+            !Auto.enabled(false, None, Some("xterm")),
+            "a pipe or a file"
+        );
+        assert!(!Auto.enabled(true, Some("1"), None), "NO_COLOR");
+        assert!(
+            Auto.enabled(true, Some(""), None),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!Auto.enabled(true, None, Some("dumb")));
+        assert!(Always.enabled(false, Some("1"), Some("dumb")));
+        assert!(!Never.enabled(true, None, None));
     }
 
     /// Every argument and command has a help line, positionals included (they show in
