@@ -956,3 +956,76 @@ fn log_levels_and_no_colour_in_files() {
         stderr(&o)
     );
 }
+
+/// `vaarta.toml` in the home: a plain `vaarta up` listens, dials and leaves mDNS off as the
+/// file says (no `--peer` retyped); `vaarta config` shows each setting and its source, a
+/// variable beating the file and a flag beating both; a bad file stops `up` and `config`
+/// with an error naming the file and the line.
+#[test]
+fn the_config_file_is_honoured_and_shown() {
+    let mut a = Node::init("Asha");
+    a.up_loopback(&[]);
+    let addr = a.addr("/tcp/");
+    let mut b = Node::init("Bhavesh");
+    let file = b.home.join("vaarta.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "# Bhavesh's field kit\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\npeers = [\"{addr}\"]\nmdns = false\nlog_level = \"info\"\n"
+        ),
+    )
+    .unwrap();
+    let c = b.json(&["config"]);
+    assert_eq!(c["file_found"], true);
+    assert_eq!(c["settings"]["peers"]["value"][0], addr.as_str());
+    assert_eq!(c["settings"]["peers"]["from"], "file");
+    assert_eq!(c["settings"]["mdns"]["value"], false);
+    assert_eq!(c["settings"]["relay"]["from"], "default");
+    let shown = b.ok(&["config"]);
+    assert!(
+        shown.contains(&format!("peers:      {addr}  (file)")),
+        "{shown}"
+    );
+    assert!(shown.contains("mdns:       off  (file)"), "{shown}");
+    // A variable beats the file; -v beats RUST_LOG and the file.
+    let o = Command::new(bin())
+        .arg("--home")
+        .arg(&b.home)
+        .args(["config", "--json", "-vv"])
+        .env("VAARTA_MDNS", "on")
+        .env("VAARTA_PEERS", "/ip4/127.0.0.1/tcp/9,/ip4/127.0.0.1/tcp/8")
+        .output()
+        .unwrap();
+    let c = json_of(&o);
+    assert_eq!(c["settings"]["mdns"]["value"], true);
+    assert_eq!(c["settings"]["mdns"]["from"], "env VAARTA_MDNS");
+    assert_eq!(c["settings"]["peers"]["value"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        c["settings"]["log_level"],
+        serde_json::json!({"value": "debug", "from": "flag"})
+    );
+    // `vaarta up` with no flags: linked to Asha through the file's peer.
+    b.up(&[]);
+    wait_for("Bhavesh linked through the file's peer", T, || {
+        (b.linked() >= 1).then_some(())
+    });
+    assert!(b.log().contains("settings:  "), "{}", b.log());
+    b.stop();
+    // A bad file: a clear error with the file, line and column, status 1, for up and config.
+    std::fs::write(&file, "mdns = false\npeers = [\"192.168.1.20:7447\"]\n").unwrap();
+    for args in [vec!["up"], vec!["config"]] {
+        let o = b.cli(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = stderr(&o);
+        assert!(
+            e.contains(&format!(
+                "{}:2:10: '192.168.1.20:7447' is not a multiaddr",
+                file.display()
+            )),
+            "{e}"
+        );
+    }
+    std::fs::write(&file, "mdns = false\npeer = []\n").unwrap();
+    let e = stderr(&b.cli(&["config"]));
+    assert!(e.contains("vaarta.toml:2:1: unknown field `peer`"), "{e}");
+}

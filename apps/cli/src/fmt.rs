@@ -417,6 +417,40 @@ fn pad(s: &str, width: usize) -> String {
     format!("{s}{}", " ".repeat(width.saturating_sub(n)))
 }
 
+/// `vaarta config`: the file, then each setting with its value and source.
+pub fn config_lines(c: &Value) -> Vec<String> {
+    let found = if c["file_found"] == true {
+        ""
+    } else {
+        " (not there: nothing from a file)"
+    };
+    let mut out = vec![format!(
+        "file:       {}{found}",
+        clean(c["file"].as_str().unwrap_or(""))
+    )];
+    for key in ["listen", "peers", "mdns", "relay", "api", "log_level"] {
+        let s = &c["settings"][key];
+        let value = match &s["value"] {
+            Value::Array(a) if a.is_empty() => "(none)".to_string(),
+            Value::Array(a) => a
+                .iter()
+                .map(|v| clean(v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(" "),
+            Value::Bool(true) => "on".into(),
+            Value::Bool(false) => "off".into(),
+            Value::String(v) => clean(v),
+            v => v.to_string(),
+        };
+        out.push(format!(
+            "{}{value}  ({})",
+            pad(&format!("{key}:"), 12),
+            clean(s["from"].as_str().unwrap_or(""))
+        ));
+    }
+    out
+}
+
 /// What this device is in a conversation.
 pub fn role(c: &Value) -> &'static str {
     if c["admin"] == true {

@@ -134,24 +134,31 @@ pub enum Command {
         #[arg(long)]
         name: String,
     },
-    /// Run the node in the foreground until Ctrl-C / SIGTERM / SIGHUP
+    /// Run the node in the foreground until Ctrl-C / SIGTERM / SIGHUP. Settings not given
+    /// here come from $VAARTA_LISTEN, $VAARTA_PEERS, $VAARTA_MDNS, $VAARTA_RELAY, $VAARTA_API,
+    /// then vaarta.toml in the home (`vaarta config` shows what is in force)
     Up {
-        /// Address to listen on (repeatable), e.g. /ip4/0.0.0.0/tcp/7447
+        /// Address to listen on (repeatable; replaces the configured ones), e.g.
+        /// /ip4/0.0.0.0/tcp/7447
         #[arg(long = "listen", value_name = "MULTIADDR")]
         listen: Vec<String>,
-        /// A peer to keep connected (repeatable), e.g. /ip4/192.168.1.20/tcp/7447
+        /// A peer to keep connected (repeatable; replaces the configured ones), e.g.
+        /// /ip4/192.168.1.20/tcp/7447
         #[arg(long = "peer", value_name = "MULTIADDR")]
         peer: Vec<String>,
         /// Do not announce or look for peers with mDNS
         #[arg(long)]
         no_mdns: bool,
-        /// Where the local API listens (loopback only)
-        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
-        api: String,
+        /// Where the local API listens (loopback only; default 127.0.0.1:0, a free port)
+        #[arg(long, value_name = "ADDR")]
+        api: Option<String>,
         /// Do not carry other conversations' envelopes for others
         #[arg(long)]
         no_relay: bool,
     },
+    /// Show the settings `vaarta up` would use and where each comes from (flag, env,
+    /// vaarta.toml in the home, default)
+    Config,
     /// Show this device's id, name, safety number and listen addresses
     Id,
     /// Show connected and recently seen peers
@@ -470,11 +477,22 @@ pub fn main_entry() -> ExitCode {
     use std::io::IsTerminal;
     let color_err = cli.color.for_stream(std::io::stderr().is_terminal());
     fmt::set_color(cli.color.for_stream(std::io::stdout().is_terminal()));
+    // The node's log level may be set in vaarta.toml (a bad file: `up` says so below).
+    let configured = match cli.command {
+        Command::Up { .. } => {
+            let dir = Home::resolve(cli.home.clone()).dir;
+            vaarta_node::config::Effective::load(&dir, &Default::default())
+                .ok()
+                .filter(|e| e.log_level.from == vaarta_node::config::Source::File)
+                .map(|e| e.log_level.value)
+        }
+        _ => None,
+    };
     let filter = log_filter(
         cli.quiet,
         cli.verbose,
         std::env::var("RUST_LOG").ok().as_deref(),
-        None,
+        configured.as_deref(),
     );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -552,7 +570,25 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(f) => home.with_passphrase_file(f).map_err(|e| anyhow!("{e}"))?,
         None => home,
     };
+    let level_flag =
+        (cli.quiet > 0 || cli.verbose > 0).then(|| log_filter(cli.quiet, cli.verbose, None, None));
     match command {
+        Command::Config => {
+            let e = vaarta_node::config::Effective::load(
+                &home.dir,
+                &vaarta_node::config::Flags {
+                    log_level: level_flag,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| anyhow!("{e}"))?;
+            if json {
+                print_json(&e.to_json())?;
+            } else {
+                emit_all(&fmt::config_lines(&e.to_json()))?;
+            }
+            Ok(())
+        }
         Command::Init { name } => {
             let id = home.init(&name).map_err(|e| anyhow!("{e}"))?;
             let d = id.device_id();
@@ -578,7 +614,17 @@ pub fn run(cli: Cli) -> Result<()> {
             no_mdns,
             api,
             no_relay,
-        } => up(&home, listen, peer, !no_mdns, &api, !no_relay),
+        } => up(
+            &home,
+            vaarta_node::config::Flags {
+                listen,
+                peers: peer,
+                no_mdns,
+                no_relay,
+                api,
+                log_level: level_flag,
+            },
+        ),
         Command::Id => {
             let conn = Conn::open(&home)?;
             let s = conn.request(Request::Status)?;
@@ -933,34 +979,11 @@ fn log(home: &Home, conv: String, follow: bool, ids: bool, limit: usize, json: b
     Ok(())
 }
 
-fn up(
-    home: &Home,
-    listen: Vec<String>,
-    peers: Vec<String>,
-    mdns: bool,
-    api: &str,
-    relay: bool,
-) -> Result<()> {
-    use vaarta_node::{Node, Options};
-    let mut opts = Options {
-        mdns,
-        relay,
-        ..Options::default()
-    };
-    if !listen.is_empty() {
-        opts.listen = listen
-            .iter()
-            .map(|l| l.parse().map_err(|e| anyhow!("--listen {l}: {e}")))
-            .collect::<Result<_>>()?;
-    }
-    opts.peers = peers
-        .iter()
-        .map(|p| p.parse().map_err(|e| anyhow!("--peer {p}: {e}")))
-        .collect::<Result<_>>()?;
-    opts.api = api.parse().map_err(|e| anyhow!("--api {api}: {e}"))?;
-    if !opts.api.ip().is_loopback() {
-        bail!("--api must be a loopback address (the API is for apps on this device)");
-    }
+fn up(home: &Home, flags: vaarta_node::config::Flags) -> Result<()> {
+    use vaarta_node::Node;
+    let settings =
+        vaarta_node::config::Effective::load(&home.dir, &flags).map_err(|e| anyhow!("{e}"))?;
+    let opts = settings.options();
     if let Some((info, token)) = home.running_api()
         && Client::new(&info.addr, &token)
             .request(Request::Status)
@@ -991,6 +1014,12 @@ fn up(
             node.api_addr,
             home.token_path().display()
         );
+        if settings.file_found {
+            say!(
+                "settings:  {} (`vaarta config` shows what is in force)",
+                settings.file.display()
+            );
+        }
         say!("Press Ctrl-C to stop.");
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
