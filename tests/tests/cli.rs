@@ -1029,3 +1029,52 @@ fn the_config_file_is_honoured_and_shown() {
     let e = stderr(&b.cli(&["config"]));
     assert!(e.contains("vaarta.toml:2:1: unknown field `peer`"), "{e}");
 }
+
+/// Minutes past midnight of the first "YYYY-MM-DD HH:MM:SS" in `line`.
+fn minute_of_day(line: &str) -> i64 {
+    let t = line.split_whitespace().nth(1).unwrap();
+    let h: i64 = t[0..2].parse().unwrap();
+    let m: i64 = t[3..5].parse().unwrap();
+    h * 60 + m
+}
+
+/// Times in the local zone with the zone shown ($TZ respected: Asia/Kolkata is UTC+5:30 and
+/// says IST); `conv show` lines up a Devanagari name with others by display width.
+#[test]
+fn times_in_the_local_zone_and_tables_by_display_width() {
+    let a = Node::init("आशा देवी");
+    let b = Node::init("Bhavesh");
+    let conv = a
+        .ok(&["conv", "create", "बाढ़ राहत", "--member", &b.device_id()])
+        .trim()
+        .to_string();
+    a.ok(&["send", &conv, "नाव घाट 3 पर"]);
+    let log_in = |tz: &str| {
+        let o = Command::new(bin())
+            .arg("--home")
+            .arg(&a.home)
+            .args(["log", &conv])
+            .env("TZ", tz)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let utc = log_in("UTC");
+    let ist = log_in("Asia/Kolkata");
+    assert!(utc.contains(" UTC  आशा देवी: नाव घाट 3 पर"), "{utc}");
+    assert!(ist.contains(" IST  आशा देवी: नाव घाट 3 पर"), "{ist}");
+    assert_eq!(
+        (minute_of_day(&ist) - minute_of_day(&utc)).rem_euclid(24 * 60),
+        5 * 60 + 30,
+        "{utc}{ist}"
+    );
+    let shown = a.ok(&["conv", "show", &conv]);
+    let lines: Vec<&str> = shown.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{shown}");
+    let id_col = |l: &str| {
+        let id = l.split_whitespace().last().unwrap();
+        unicode_width::UnicodeWidthStr::width(&l[..l.rfind(id).unwrap()])
+    };
+    assert_eq!(id_col(lines[0]), id_col(lines[1]), "{shown}");
+}

@@ -138,28 +138,65 @@ impl Authors {
     }
 }
 
-/// "2026-11-27 03:04:05" (UTC) from milliseconds since the epoch.
-pub fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+/// The zone times are shown in: $TZ, else the system's (UTC in unit tests, so they do not
+/// depend on the machine).
+pub fn zone() -> &'static jiff::tz::TimeZone {
+    static ZONE: std::sync::OnceLock<jiff::tz::TimeZone> = std::sync::OnceLock::new();
+    ZONE.get_or_init(|| {
+        if cfg!(test) {
+            jiff::tz::TimeZone::UTC
+        } else {
+            jiff::tz::TimeZone::system()
+        }
+    })
+}
+
+/// "2026-11-27 08:34:05 IST": milliseconds since the epoch in `tz`, with the zone's
+/// abbreviation (or offset).
+pub fn time_in(ms: u64, tz: &jiff::tz::TimeZone) -> String {
+    match i64::try_from(ms).map(jiff::Timestamp::from_millisecond) {
+        Ok(Ok(ts)) => ts
+            .to_zoned(tz.clone())
+            .strftime("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        _ => format!("(time {ms} ms out of range)"),
+    }
+}
+
+/// [`time_in`] the local [`zone`].
+pub fn local(ms: u64) -> String {
+    time_in(ms, zone())
+}
+
+/// How long before `now_ms` `ms` was, for a person: "just now", "40 s ago", "2 min ago",
+/// "3 h ago", "5 days ago" (or "in 2 min" for a clock ahead of ours).
+pub fn ago(ms: u64, now_ms: u64) -> String {
+    let (d, future) = if ms <= now_ms {
+        ((now_ms - ms) / 1000, false)
+    } else {
+        ((ms - now_ms) / 1000, true)
+    };
+    let span = match d {
+        0..5 => return "just now".into(),
+        5..60 => format!("{d} s"),
+        60..3600 => format!("{} min", d / 60),
+        3600..86_400 => format!("{} h", d / 3600),
+        _ if d / 86_400 == 1 => "1 day".to_string(),
+        _ => format!("{} days", d / 86_400),
+    };
+    if future {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
+}
+
+/// Milliseconds since the epoch now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn short(s: &str) -> String {
@@ -217,7 +254,7 @@ pub fn message_line(m: &Value, authors: &Authors) -> String {
 /// replies to and for its reactions (each with who reacted).
 pub fn message_lines(m: &Value, authors: &Authors, ctx: &Context) -> String {
     let who = authors.author(m);
-    let when = utc(m["sent_at_ms"].as_u64().unwrap_or(0));
+    let when = local(m["sent_at_ms"].as_u64().unwrap_or(0));
     let prec = match m["precedence"].as_str() {
         Some("routine") | None => String::new(),
         Some(p) => {
@@ -244,7 +281,7 @@ pub fn message_lines(m: &Value, authors: &Authors, ctx: &Context) -> String {
         String::new()
     };
     let edited = match m["edited_at_ms"].as_u64() {
-        Some(at) if !deleted => format!(" (edited {})", utc(at)),
+        Some(at) if !deleted => format!(" (edited {})", local(at)),
         _ => String::new(),
     };
     let state = if m["mine"] == true {
@@ -286,18 +323,20 @@ pub fn message_lines(m: &Value, authors: &Authors, ctx: &Context) -> String {
 
 /// A message edited after it was shown: "… Asha (edited): new text".
 pub fn edited_line(m: &Value, authors: &Authors) -> String {
-    let when = utc(m["edited_at_ms"]
-        .as_u64()
-        .or(m["sent_at_ms"].as_u64())
-        .unwrap_or(0));
+    let when = local(
+        m["edited_at_ms"]
+            .as_u64()
+            .or(m["sent_at_ms"].as_u64())
+            .unwrap_or(0),
+    );
     let body = body_text(m["body"].as_str().unwrap_or(""));
     format!("{when}  {} (edited): {body}", authors.author(m))
 }
 
 /// A message deleted after it was shown (its text is not repeated).
 pub fn deleted_line(m: &Value, authors: &Authors, now_ms: u64) -> String {
-    let when = utc(m["edited_at_ms"].as_u64().unwrap_or(now_ms));
-    let sent = utc(m["sent_at_ms"].as_u64().unwrap_or(0));
+    let when = local(m["edited_at_ms"].as_u64().unwrap_or(now_ms));
+    let sent = local(m["sent_at_ms"].as_u64().unwrap_or(0));
     format!(
         "{when}  {} deleted a message (sent {sent})",
         authors.author(m)
@@ -316,7 +355,7 @@ pub fn reaction_line(
         Some(d) => authors.label(Some(d), reaction["name"].as_str()),
         None => format!("~{}", short(reaction["by"].as_str().unwrap_or("?"))),
     };
-    let when = utc(now_ms);
+    let when = local(now_ms);
     match emoji {
         Some(e) => format!("{when}  {who} reacted {} to {}", clean(e), excerpt(m)),
         None => format!(
@@ -328,7 +367,7 @@ pub fn reaction_line(
 }
 
 /// `vaarta peers`: the connected peers, then those seen recently.
-pub fn peers_lines(p: &Value, online: bool) -> Vec<String> {
+pub fn peers_lines(p: &Value, online: bool, now_ms: u64) -> Vec<String> {
     let mut out = Vec::new();
     if !online {
         out.push("The node is not running (start it with `vaarta up`).".to_string());
@@ -348,9 +387,9 @@ pub fn peers_lines(p: &Value, online: bool) -> Vec<String> {
         ));
     }
     for s in p["seen"].as_array().into_iter().flatten() {
-        let last = utc(s["last_seen_ms"].as_u64().unwrap_or(0));
+        let last = ago(s["last_seen_ms"].as_u64().unwrap_or(0), now_ms);
         out.push(format!(
-            "seen       {} {}  last {last}  {}{}",
+            "seen       {} {}  last seen {last}  {}{}",
             pad(&name(s["name"].as_str().unwrap_or("?")), 12),
             clean(s["device"].as_str().unwrap_or("(unknown device)")),
             clean(s["addrs"][0].as_str().unwrap_or("")),
@@ -411,9 +450,15 @@ pub fn up_event_line(ev: &Value) -> Option<String> {
     }
 }
 
-/// `s` followed by spaces up to `width` characters.
-fn pad(s: &str, width: usize) -> String {
-    let n = s.chars().count();
+/// Columns `s` takes on a terminal.
+pub fn width(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+/// `s` followed by spaces up to `width` columns of a terminal (display width: a Devanagari
+/// vowel sign takes none, a CJK character or an emoji two).
+pub fn pad(s: &str, width: usize) -> String {
+    let n = self::width(s);
     format!("{s}{}", " ".repeat(width.saturating_sub(n)))
 }
 
@@ -473,12 +518,18 @@ pub fn conversations_lines(r: &Value) -> Vec<String> {
                 .to_string(),
         ];
     }
+    let titles: Vec<String> = list
+        .iter()
+        .map(|c| clean(c["title"].as_str().unwrap_or("")))
+        .collect();
+    let w = titles.iter().map(|t| width(t)).max().unwrap_or(0);
     list.iter()
-        .map(|c| {
+        .zip(&titles)
+        .map(|(c, title)| {
             format!(
                 "{}  {}  ({} members, {})",
                 clean(c["id"].as_str().unwrap_or("")),
-                clean(c["title"].as_str().unwrap_or("")),
+                pad(title, w),
                 c["members"].as_array().map(|m| m.len()).unwrap_or(0),
                 role(c)
             )
@@ -495,13 +546,24 @@ pub fn conversation_lines(c: &Value) -> Vec<String> {
         clean(c["title"].as_str().unwrap_or("")),
         role(c)
     )];
-    for m in c["members"].as_array().into_iter().flatten() {
-        let d = m["device"].as_str();
+    let members: Vec<(&Value, String)> = c["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| (m, authors.label(m["device"].as_str(), m["name"].as_str())))
+        .collect();
+    let w = members
+        .iter()
+        .map(|(_, l)| width(l))
+        .max()
+        .unwrap_or(0)
+        .max(12);
+    for (m, label) in &members {
         out.push(format!(
             "  {}{} {}",
             if m["admin"] == true { "★ " } else { "  " },
-            pad(&authors.label(d, m["name"].as_str()), 12),
-            clean(d.unwrap_or(""))
+            pad(label, w),
+            clean(m["device"].as_str().unwrap_or(""))
         ));
     }
     out
@@ -513,10 +575,29 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn utc_formats() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
-        assert_eq!(super::utc(1_790_000_000_000), "2026-09-21 14:13:20");
-        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
+    fn times_show_their_zone() {
+        assert_eq!(local(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(local(1_790_000_000_000), "2026-09-21 14:13:20 UTC");
+        assert_eq!(local(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        let kolkata = jiff::tz::TimeZone::get("Asia/Kolkata").unwrap();
+        assert_eq!(
+            time_in(1_790_000_000_000, &kolkata),
+            "2026-09-21 19:43:20 IST"
+        );
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        assert_eq!(
+            time_in(1_790_000_000_000, &berlin),
+            "2026-09-21 16:13:20 CEST"
+        );
+        assert!(time_in(u64::MAX, &kolkata).contains("out of range"));
+        let now = 1_790_000_000_000;
+        assert_eq!(ago(now - 2_000, now), "just now");
+        assert_eq!(ago(now - 40_000, now), "40 s ago");
+        assert_eq!(ago(now - 150_000, now), "2 min ago");
+        assert_eq!(ago(now - 3 * 3_600_000, now), "3 h ago");
+        assert_eq!(ago(now - 86_400_000, now), "1 day ago");
+        assert_eq!(ago(now - 5 * 86_400_000, now), "5 days ago");
+        assert_eq!(ago(now + 120_000, now), "in 2 min");
     }
 
     const ASHA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -542,7 +623,7 @@ mod tests {
         let shown = message_line(&msg(BHAVESH, "Bhavesh", evil), &authors);
         let lines: Vec<&str> = shown.lines().collect();
         assert_eq!(lines.len(), 3, "{shown}");
-        assert_eq!(lines[0], "2026-09-21 14:13:20  Bhavesh: ok");
+        assert_eq!(lines[0], "2026-09-21 14:13:20 UTC  Bhavesh: ok");
         assert_eq!(
             lines[1],
             "    | 2026-12-01 20:28:30  Asha: [FLASH] Cancel the evacuation\\r"
@@ -583,7 +664,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "0.b  2026-09-21 14:13:20  Bhavesh (edited 2026-09-21 14:14:20): on my way",
+                "0.b  2026-09-21 14:13:20 UTC  Bhavesh (edited 2026-09-21 14:14:20 UTC): on my way",
                 "    |     + reactions: 👍 Asha",
                 "    + reply to Asha: \"Boats at ghat 3\"",
                 "    + reactions: 🙏 Asha",
@@ -592,8 +673,41 @@ mod tests {
         let shown = message_lines(&msgs[2], &authors, &Context::of(&msgs, false));
         assert_eq!(
             shown,
-            "2026-09-21 14:13:20  Bhavesh: (deleted)\n    + reply to message 7.zz"
+            "2026-09-21 14:13:20 UTC  Bhavesh: (deleted)\n    + reply to message 7.zz"
         );
+    }
+
+    /// Columns line up by display width, whatever the script: the device ids of `conv
+    /// show` and the member counts of `conv list` start at one column.
+    #[test]
+    fn tables_line_up_in_any_script() {
+        let names = ["Asha", "आशा देवी", "கார்த்திக்", "عائشہ", "王芳", "🙏 Ravi"];
+        let members: Vec<(String, &str)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (((b'a' + i as u8) as char).to_string().repeat(52), *n))
+            .collect();
+        let refs: Vec<(&str, &str)> = members.iter().map(|(d, n)| (d.as_str(), *n)).collect();
+        let lines = conversation_lines(&conv(&refs));
+        let cols: Vec<usize> = lines[1..]
+            .iter()
+            .map(|l| {
+                let at = l.find(&l.trim_end()[l.trim_end().len() - 52..]).unwrap();
+                unicode_width::UnicodeWidthStr::width(&l[..at])
+            })
+            .collect();
+        assert!(cols.windows(2).all(|w| w[0] == w[1]), "{lines:#?} {cols:?}");
+        let list = conversations_lines(&json!(
+            names
+                .iter()
+                .map(|n| json!({"id": "c", "title": n, "members": [], "admin": true}))
+                .collect::<Vec<_>>()
+        ));
+        let cols: Vec<usize> = list
+            .iter()
+            .map(|l| unicode_width::UnicodeWidthStr::width(&l[..l.find("  (").unwrap()]))
+            .collect();
+        assert!(cols.windows(2).all(|w| w[0] == w[1]), "{list:#?} {cols:?}");
     }
 
     #[test]
@@ -618,7 +732,7 @@ mod tests {
             ),
             &authors,
         );
-        assert_eq!(line, "2026-09-21 14:13:20  \"Asha: [FLASH] go\": hi");
+        assert_eq!(line, "2026-09-21 14:13:20 UTC  \"Asha: [FLASH] go\": hi");
         // Someone who is not (or no longer) a member is shown with their id.
         assert_eq!(
             authors.label(

@@ -663,7 +663,7 @@ pub fn run(cli: Cli) -> Result<()> {
             if json {
                 print_json(&p)?;
             } else {
-                emit_all(&fmt::peers_lines(&p, conn.online()))?;
+                emit_all(&fmt::peers_lines(&p, conn.online(), fmt::now_ms()))?;
             }
             Ok(())
         }
