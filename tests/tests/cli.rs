@@ -1078,3 +1078,95 @@ fn times_in_the_local_zone_and_tables_by_display_width() {
     };
     assert_eq!(id_col(lines[0]), id_col(lines[1]), "{shown}");
 }
+
+/// `up --on-message PROGRAM` runs the program for each message from another member (not for
+/// one's own, nor for what was there before the node started), directly and not through a
+/// shell, with the message as JSON on stdin and its facts in the environment; a program that
+/// cannot run is a logged warning and the node goes on.
+#[test]
+fn on_message_runs_a_program_for_each_incoming_message() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("got");
+    std::fs::create_dir(&got).unwrap();
+    let script = dir.path().join("hook");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nset -e\nd='{}'\nprintf '%s\\n%s\\n%s\\n%s\\n' \"$VAARTA_CONVERSATION\" \"$VAARTA_AUTHOR\" \"$VAARTA_AUTHOR_NAME\" \"$VAARTA_PRECEDENCE\" > \"$d/env.$VAARTA_MESSAGE.tmp\"\ncat > \"$d/msg.$VAARTA_MESSAGE.tmp\"\nmv \"$d/env.$VAARTA_MESSAGE.tmp\" \"$d/env.$VAARTA_MESSAGE\"\nmv \"$d/msg.$VAARTA_MESSAGE.tmp\" \"$d/msg.$VAARTA_MESSAGE\"\n",
+            got.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut a = Node::init("Asha");
+    let mut b = Node::init("Bhavesh");
+    let conv = a
+        .ok(&["conv", "create", "hooks", "--member", &b.device_id()])
+        .trim()
+        .to_string();
+    a.ok(&["send", &conv, "before the node started"]);
+    let script_s = script.to_str().unwrap();
+    a.up(&[
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--on-message",
+        script_s,
+    ]);
+    let addr = a.addr("/tcp/");
+    b.up(&[
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--peer",
+        &addr,
+        "--on-message",
+        "/nonexistent/siren",
+    ]);
+    wait_for("Bhavesh to join", T, || {
+        b.is_member_of(&conv, 2).then_some(())
+    });
+    let evil = "Evacuate ghat 3 $(touch pwned) `touch pwned2`; touch pwned3 \"'";
+    let id = b.json(&["send", &conv, evil, "--precedence", "flash"])["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.ok(&["send", &conv, "my own message"]);
+    let body = wait_for("the hook to run for Bhavesh's message", T, || {
+        std::fs::read_to_string(got.join(format!("msg.{id}"))).ok()
+    });
+    let v: Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(v["body"], evil);
+    assert_eq!(v["conversation"], conv.as_str());
+    assert_eq!(v["conversation_title"], "hooks");
+    let env = std::fs::read_to_string(got.join(format!("env.{id}"))).unwrap();
+    assert_eq!(
+        env.lines().collect::<Vec<_>>(),
+        [conv.as_str(), &b.device_id(), "Bhavesh", "flash"]
+    );
+    // A later message from Bhavesh runs it again; Asha's own and the old one never did.
+    let id2 = b.json(&["send", &conv, "second"])["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the hook for the second message", T, || {
+        got.join(format!("msg.{id2}")).exists().then_some(())
+    });
+    let ran: Vec<String> = std::fs::read_dir(&got)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("msg."))
+        .collect();
+    assert_eq!(ran.len(), 2, "{ran:?}");
+    for f in ["pwned", "pwned2", "pwned3"] {
+        assert!(!dir.path().join(f).exists() && !std::path::Path::new(f).exists());
+    }
+    // Bhavesh's program does not exist: a warning per message, and his node goes on.
+    wait_for("Bhavesh's warning", T, || {
+        b.log()
+            .contains("on-message: cannot start /nonexistent/siren")
+            .then_some(())
+    });
+    assert!(b.json(&["id"])["online"] == true);
+}

@@ -23,6 +23,7 @@ pub mod bench;
 pub mod demo;
 pub mod fmt;
 pub mod follow;
+pub mod hook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -155,6 +156,25 @@ pub enum Command {
         /// Do not carry other conversations' envelopes for others
         #[arg(long)]
         no_relay: bool,
+        /// Run this program for each message from another member: the message as JSON on
+        /// its standard input, VAARTA_CONVERSATION, VAARTA_MESSAGE, VAARTA_AUTHOR,
+        /// VAARTA_AUTHOR_NAME, VAARTA_PRECEDENCE in its environment; run directly, never
+        /// through a shell; killed after 60 s; failures are logged
+        #[arg(long, value_name = "PROGRAM")]
+        on_message: Option<PathBuf>,
+        /// At most this many --on-message programs at once
+        #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=64))]
+        on_message_jobs: u8,
+    },
+    /// Run a program for each message from another member, as `up --on-message` does, on
+    /// the node already running (until it stops)
+    Watch {
+        /// The program (run directly, never through a shell)
+        #[arg(long, value_name = "PROGRAM")]
+        exec: PathBuf,
+        /// At most this many programs at once
+        #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=64))]
+        jobs: u8,
     },
     /// Show the settings `vaarta up` would use and where each comes from (flag, env,
     /// vaarta.toml in the home, default)
@@ -614,6 +634,8 @@ pub fn run(cli: Cli) -> Result<()> {
             no_mdns,
             api,
             no_relay,
+            on_message,
+            on_message_jobs,
         } => up(
             &home,
             vaarta_node::config::Flags {
@@ -624,7 +646,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 api,
                 log_level: level_flag,
             },
+            on_message.map(|p| (p, usize::from(on_message_jobs))),
         ),
+        Command::Watch { exec, jobs } => {
+            let conn = Conn::open(&home)?;
+            let Conn::Online(client) = &conn else {
+                bail!("watch needs a running node: start one with `vaarta up`");
+            };
+            let queue = hook::workers(exec, usize::from(jobs));
+            hook::watch(client, &queue)?;
+            bail!("the node stopped")
+        }
         Command::Id => {
             let conn = Conn::open(&home)?;
             let s = conn.request(Request::Status)?;
@@ -979,7 +1011,11 @@ fn log(home: &Home, conv: String, follow: bool, ids: bool, limit: usize, json: b
     Ok(())
 }
 
-fn up(home: &Home, flags: vaarta_node::config::Flags) -> Result<()> {
+fn up(
+    home: &Home,
+    flags: vaarta_node::config::Flags,
+    on_message: Option<(PathBuf, usize)>,
+) -> Result<()> {
     use vaarta_node::Node;
     let settings =
         vaarta_node::config::Effective::load(&home.dir, &flags).map_err(|e| anyhow!("{e}"))?;
@@ -1014,6 +1050,19 @@ fn up(home: &Home, flags: vaarta_node::config::Flags) -> Result<()> {
             node.api_addr,
             home.token_path().display()
         );
+        if let Some((program, jobs)) = on_message {
+            say!(
+                "on each message: {} (at most {jobs} at once)",
+                program.display()
+            );
+            let client = Client::new(&node.api_addr.to_string(), &node.token);
+            std::thread::spawn(move || {
+                let queue = hook::workers(program, jobs);
+                if let Err(e) = hook::watch(&client, &queue) {
+                    tracing::warn!("on-message stopped: {e:#}");
+                }
+            });
+        }
         if settings.file_found {
             say!(
                 "settings:  {} (`vaarta config` shows what is in force)",

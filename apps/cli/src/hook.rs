@@ -1,0 +1,323 @@
+//! `vaarta up --on-message PROGRAM` and `vaarta watch --exec PROGRAM`: run a program for
+//! each message that arrives from another member (lxmd's `--on-inbound`), so a field office
+//! can hook a siren, a printer or a gateway to the mesh without writing code.
+//!
+//! The program is run directly (never through a shell: nothing in a message can become a
+//! command), with the message as one line of JSON on standard input (the object
+//! `GET /v1/conversations/{id}/messages` gives, plus `conversation` and `conversation_title`)
+//! and `VAARTA_CONVERSATION`, `VAARTA_MESSAGE`, `VAARTA_AUTHOR` (device id),
+//! `VAARTA_AUTHOR_NAME`, `VAARTA_PRECEDENCE` in its environment.
+//!
+//! Bounded: at most `jobs` programs run at once, and at most [`QUEUE`] messages wait; when
+//! the queue is full the watcher waits (the node itself never does: it only publishes
+//! events, and one that lags is caught up by reading the pages again). A program still
+//! running after [`TIMEOUT`] is killed; a failure (cannot start, non-zero exit, killed) is
+//! logged as a warning and the next message goes on.
+//!
+//! Which messages are new: at start (and when a conversation is added) the newest
+//! [`START_WINDOW`] messages of each conversation are taken as already seen; afterwards every
+//! message id not seen before, on the pages the `messages` events name, is new. Ids are kept
+//! for the newest [`KEEP_PAGES`] pages of each conversation only (a bound): a message that
+//! arrives on an older page than that is not run for (it is logged).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use serde_json::Value;
+use vaarta_node::Request;
+use vaarta_node::client::Client;
+
+use crate::follow::page_of;
+
+/// Messages waiting for a free slot.
+pub const QUEUE: usize = 256;
+/// How long one run may take.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+/// Messages per conversation taken as seen at start.
+pub const START_WINDOW: usize = 512;
+/// Pages per conversation whose ids are remembered (a page holds 256 messages).
+pub const KEEP_PAGES: u32 = 8;
+
+/// The new-message tracker of one conversation.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    /// Pages below this one are no longer tracked.
+    floor: u32,
+    top: u32,
+    ids: BTreeMap<u32, HashSet<String>>,
+}
+
+impl Tracker {
+    /// Starts from the messages there now: all taken as seen.
+    pub fn start(msgs: &[Value]) -> Tracker {
+        let mut t = Tracker {
+            floor: msgs.iter().filter_map(page_of).min().unwrap_or(0),
+            ..Tracker::default()
+        };
+        let _ = t.update(msgs);
+        t
+    }
+
+    /// The page a read must start from.
+    pub fn floor(&self) -> u32 {
+        self.floor
+    }
+
+    /// Remembers `msgs`; returns the new ones, in order, and how many arrived below the
+    /// tracked pages.
+    pub fn update<'a>(&mut self, msgs: &'a [Value]) -> (Vec<&'a Value>, usize) {
+        let mut new = Vec::new();
+        let mut below = 0;
+        for m in msgs {
+            let (Some(id), Some(page)) = (m["id"].as_str(), page_of(m)) else {
+                continue;
+            };
+            if page < self.floor {
+                below += usize::from(!self.ids.contains_key(&page));
+                continue;
+            }
+            if self.ids.entry(page).or_default().insert(id.to_string()) {
+                new.push(m);
+            }
+            self.top = self.top.max(page);
+        }
+        // Forget pages beyond the bound.
+        let keep_from = self.top.saturating_sub(KEEP_PAGES - 1);
+        if keep_from > self.floor {
+            self.floor = keep_from;
+            self.ids = self.ids.split_off(&keep_from);
+        }
+        (new, below)
+    }
+}
+
+/// One run of the program.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub stdin: String,
+    pub env: Vec<(&'static str, String)>,
+    pub message: String,
+}
+
+impl Job {
+    /// The job for message `m` of conversation `conv` (titled `title`).
+    pub fn of(m: &Value, conv: &str, title: &str) -> Job {
+        let mut v = m.clone();
+        v["conversation"] = conv.into();
+        v["conversation_title"] = title.into();
+        let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
+        Job {
+            stdin: format!("{}\n", serde_json::to_string(&v).unwrap_or_default()),
+            env: vec![
+                ("VAARTA_CONVERSATION", conv.to_string()),
+                ("VAARTA_MESSAGE", s("id")),
+                ("VAARTA_AUTHOR", s("author")),
+                ("VAARTA_AUTHOR_NAME", s("author_name")),
+                ("VAARTA_PRECEDENCE", s("precedence")),
+            ],
+            message: s("id"),
+        }
+    }
+}
+
+/// Runs `program` for `job`: stdin written, killed after `timeout`. `Err` says what failed.
+pub fn run_one(program: &PathBuf, job: &Job, timeout: Duration) -> Result<()> {
+    let mut child = Command::new(program)
+        .envs(job.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow!("cannot start {}: {e}", program.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A program that does not read its input is no failure.
+        let _ = stdin.write_all(job.stdin.as_bytes());
+    }
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => return Ok(()),
+            Ok(Some(st)) => bail!("{} exited with {st}", program.display()),
+            Ok(None) if started.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "{} still ran after {} s: killed",
+                    program.display(),
+                    timeout.as_secs()
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => bail!("waiting for {}: {e}", program.display()),
+        }
+    }
+}
+
+/// Starts `jobs` workers running `program`; returns the queue to feed them.
+pub fn workers(program: PathBuf, jobs: usize) -> mpsc::SyncSender<Job> {
+    let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    for _ in 0..jobs.max(1) {
+        let rx = rx.clone();
+        let program = program.clone();
+        std::thread::spawn(move || {
+            loop {
+                let job = match rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(_) => return,
+                };
+                let Ok(job) = job else { return };
+                if let Err(e) = run_one(&program, &job, TIMEOUT) {
+                    tracing::warn!(message = %job.message, "on-message: {e:#}");
+                }
+            }
+        });
+    }
+    tx
+}
+
+/// Watches every conversation of the node at `client` and queues a job for each message
+/// from another member, until the node stops.
+pub fn watch(client: &Client, queue: &mpsc::SyncSender<Job>) -> Result<()> {
+    let events = client.events().map_err(|e| anyhow!(e.message))?;
+    let (tx, rx) = mpsc::channel::<Option<Value>>();
+    std::thread::spawn(move || {
+        for ev in events {
+            if tx.send(Some(ev)).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(None);
+    });
+    let fetch = |conv: &str, from_page: Option<u32>, limit: usize| -> Result<Vec<Value>> {
+        Ok(client
+            .request(Request::Messages {
+                conversation: conv.to_string(),
+                limit,
+                from_page,
+            })
+            .map_err(|e| anyhow!(e.message))?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    };
+    let mut convs: BTreeMap<String, (String, Tracker)> = BTreeMap::new();
+    let add_all = |convs: &mut BTreeMap<String, (String, Tracker)>| -> Result<()> {
+        let list = client
+            .request(Request::Conversations)
+            .map_err(|e| anyhow!(e.message))?;
+        for c in list.as_array().into_iter().flatten() {
+            let (Some(id), title) = (c["id"].as_str(), c["title"].as_str().unwrap_or("")) else {
+                continue;
+            };
+            match convs.get_mut(id) {
+                Some(entry) => entry.0 = title.to_string(),
+                None => {
+                    let t = Tracker::start(&fetch(id, None, START_WINDOW)?);
+                    convs.insert(id.to_string(), (title.to_string(), t));
+                }
+            }
+        }
+        Ok(())
+    };
+    add_all(&mut convs)?;
+    loop {
+        // Every event already there, together.
+        let Ok(first) = rx.recv() else { return Ok(()) };
+        let mut batch = vec![first];
+        while let Ok(e) = rx.try_recv() {
+            batch.push(e);
+        }
+        let mut pages: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+        let mut lagged = false;
+        let mut added = false;
+        for ev in &batch {
+            let Some(ev) = ev else { return Ok(()) };
+            match ev["type"].as_str() {
+                Some("lagged") => lagged = true,
+                Some("conversation_added") | Some("membership_changed") => added = true,
+                Some("messages") => {
+                    if let (Some(c), Some(p)) = (
+                        ev["conversation"].as_str(),
+                        ev["page"].as_u64().and_then(|p| u32::try_from(p).ok()),
+                    ) {
+                        pages.entry(c.to_string()).or_default().insert(p);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if added || lagged {
+            add_all(&mut convs)?;
+        }
+        for (id, (title, tracker)) in convs.iter_mut() {
+            if let Some(p) = pages.get(id).and_then(|p| p.iter().next())
+                && *p < tracker.floor()
+            {
+                tracing::warn!(conversation = %id, page = p, "on-message: a message arrived on a page older than the tracked ones: not run for");
+            }
+            let from = if lagged {
+                Some(tracker.floor())
+            } else {
+                match pages.get(id).and_then(|p| p.iter().next()) {
+                    Some(p) => Some((*p).max(tracker.floor())),
+                    None => continue,
+                }
+            };
+            let msgs = fetch(id, from, vaarta_node::api::MAX_LIMIT)?;
+            let (new, below) = tracker.update(&msgs);
+            if below > 0 {
+                tracing::warn!(conversation = %id, below, "on-message: messages on pages older than the tracked ones were not run for");
+            }
+            for m in new.into_iter().filter(|m| m["mine"] != true) {
+                if queue.send(Job::of(m, id, title)).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn msg(page: u32, key: &str) -> Value {
+        json!({"id": format!("{page}.{key}"), "author": "d", "author_name": "Asha", "precedence": "flash", "body": "b"})
+    }
+
+    #[test]
+    fn new_ids_only_and_a_bounded_memory() {
+        let old = vec![msg(3, "a"), msg(4, "b")];
+        let mut t = Tracker::start(&old);
+        assert_eq!(t.floor(), 3);
+        let again = [msg(3, "a"), msg(4, "b"), msg(4, "c")];
+        let (new, below) = t.update(&again);
+        assert_eq!((new.len(), below), (1, 0));
+        assert_eq!(new[0]["id"], "4.c");
+        // Pages far ahead: the oldest are forgotten, and a message there is counted below.
+        let far: Vec<Value> = (0..20).map(|p| msg(5 + p, "x")).collect();
+        let (new, _) = t.update(&far);
+        assert_eq!(new.len(), 20);
+        assert_eq!(t.floor(), 24 - (KEEP_PAGES - 1));
+        assert!(t.ids.len() <= KEEP_PAGES as usize);
+        let late = [msg(4, "late")];
+        let (new, below) = t.update(&late);
+        assert_eq!((new.len(), below), (0, 1));
+    }
+
+    #[test]
+    fn a_job_carries_the_message_and_its_facts() {
+        let j = Job::of(&msg(1, "k"), "conv1", "Flood relief");
+        let v: Value = serde_json::from_str(j.stdin.trim()).unwrap();
+        assert_eq!(v["conversation"], "conv1");
+        assert_eq!(v["conversation_title"], "Flood relief");
+        assert!(j.env.contains(&("VAARTA_PRECEDENCE", "flash".into())));
+        assert!(j.env.contains(&("VAARTA_MESSAGE", "1.k".into())));
+    }
+}
