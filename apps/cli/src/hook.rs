@@ -311,6 +311,52 @@ mod tests {
         assert_eq!((new.len(), below), (0, 1));
     }
 
+    /// Programs that block (until `release` appears) hold their slots only: every queued
+    /// job runs in the end. Each program also checks that no more than 2 run beside it; that
+    /// check can only catch an overlap that happens, so it is no proof of the bound (which
+    /// holds by construction: `jobs` threads, each waiting for its child).
+    #[test]
+    fn blocked_programs_hold_their_slots_and_every_job_runs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let script = dir.path().join("slow");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nd='{d}'\ntouch \"$d/run.$VAARTA_MESSAGE\"\nn=$(ls \"$d\" | grep -c '^run\\.')\n[ \"$n\" -le 2 ] || touch \"$d/over\"\nwhile [ ! -e \"$d/release\" ]; do sleep 0.01; done\nrm \"$d/run.$VAARTA_MESSAGE\"\ntouch \"$d/done.$VAARTA_MESSAGE\"\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let queue = workers(script, 2);
+        for i in 0..8 {
+            queue
+                .send(Job::of(&msg(1, &format!("k{i}")), "c", "t"))
+                .unwrap();
+        }
+        let count = |prefix: &str| {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(prefix)
+                })
+                .count()
+        };
+        while count("run.") < 2 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::fs::write(dir.path().join("release"), "").unwrap();
+        while count("done.") < 8 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!dir.path().join("over").exists(), "more than 2 at once");
+    }
+
     #[test]
     fn a_job_carries_the_message_and_its_facts() {
         let j = Job::of(&msg(1, "k"), "conv1", "Flood relief");
