@@ -199,7 +199,7 @@ pub enum Command {
         /// How urgent it is: relays and links carry higher precedence first
         #[arg(long, value_enum, ignore_case = true, default_value_t = PrecedenceArg::Routine)]
         precedence: PrecedenceArg,
-        /// Stop relaying after this long, e.g. 90s, 30m, 2h, 1d (at most 366d)
+        /// Stop relaying after this long, e.g. 90s, 30m, "2h 30m", 1d (1s to 366d)
         #[arg(long, value_name = "DURATION")]
         expires: Option<String>,
         /// Reply to this message id (as `log --json` shows it)
@@ -363,23 +363,33 @@ impl From<PrecedenceArg> for Precedence {
     }
 }
 
-/// Parses 90s, 30m, 2h, 1d (or plain seconds): 1 s to 366 days, with no overflow.
+/// Parses a duration a person types, in milliseconds: 90s, 30m, 2h 30m, 1d, 1day (humantime's
+/// syntax) or plain seconds; 1 s to 366 days, with no overflow.
 pub fn parse_duration(s: &str) -> Result<u64> {
     let s = s.trim();
-    let bad = || anyhow!("'{s}' is not a duration (use e.g. 90s, 30m, 2h, 1d)");
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(bad()),
+    let max = vaarta_node::api::MAX_EXPIRES_MS;
+    let range = || {
+        anyhow!(
+            "--expires {s}: must be between 1s and {}d",
+            max / 86_400_000
+        )
     };
-    let max = vaarta_node::api::MAX_EXPIRES_S;
-    match n.checked_mul(mult) {
-        Some(secs) if (1..=max).contains(&secs) => Ok(secs),
-        _ => bail!("--expires {s}: must be between 1s and {}d", max / 86_400),
+    let ms = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(1000))
+            .ok_or_else(range)?
+    } else {
+        match humantime::parse_duration(s) {
+            Ok(d) => u64::try_from(d.as_millis()).map_err(|_| range())?,
+            Err(humantime::DurationError::NumberOverflow) => return Err(range()),
+            Err(_) => bail!("'{s}' is not a duration (use e.g. 90s, 30m, 2h 30m, 1d)"),
+        }
+    };
+    if (1000..=max).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(range())
     }
 }
 
@@ -708,7 +718,7 @@ pub fn run(cli: Cli) -> Result<()> {
             expires,
             reply_to,
         } => {
-            let expires_in_s = expires.as_deref().map(parse_duration).transpose()?;
+            let expires_in_ms = expires.as_deref().map(parse_duration).transpose()?;
             let body = message_text(text, file)?;
             let conn = Conn::open(&home)?;
             let r = conn.request(Request::Send {
@@ -717,7 +727,8 @@ pub fn run(cli: Cli) -> Result<()> {
                     body,
                     // The API's wire form; it parses the string (one parser, in the API).
                     precedence: Some(Precedence::from(precedence).as_str().to_string()),
-                    expires_in_s,
+                    expires_in_ms,
+                    removed_expires_in_s: None,
                     reply_to,
                 }],
             })?;
@@ -1111,6 +1122,27 @@ mod tests {
         match Cli::try_parse_from(argv)?.command {
             Command::Send { precedence, .. } => Ok(precedence.into()),
             other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn durations_as_people_type_them() {
+        assert_eq!(parse_duration("90s").unwrap(), 90_000);
+        assert_eq!(parse_duration("90").unwrap(), 90_000);
+        assert_eq!(parse_duration("2h 30m").unwrap(), 9_000_000);
+        assert_eq!(parse_duration("1d").unwrap(), 86_400_000);
+        assert_eq!(parse_duration("366d").unwrap(), 366 * 86_400_000);
+        for bad in [
+            "0",
+            "0s",
+            "500ms",
+            "367d",
+            "soon",
+            "",
+            "99999999999999999999",
+            "-1s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
 
