@@ -125,17 +125,55 @@ impl Job {
     }
 }
 
-/// Runs `program` for `job`: stdin written, killed after `timeout`. `Err` says what failed.
+/// The variables of the node's environment a program keeps: the basics a script needs
+/// (where programs are, the home, the locale and the zone). Nothing else passes, so neither
+/// the home's passphrase (`VAARTA_PASSPHRASE`) nor any other secret of the node's reaches it.
+pub fn child_env(
+    parent: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    parent
+        .filter(|(k, _)| {
+            let k = k.to_string_lossy();
+            matches!(
+                k.as_ref(),
+                "PATH" | "HOME" | "USER" | "LOGNAME" | "LANG" | "LANGUAGE" | "TZ" | "TMPDIR"
+            ) || k.starts_with("LC_")
+        })
+        .collect()
+}
+
+/// Kills a program and everything it started (its process group: it runs in its own).
+fn kill_group(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Runs `program` for `job`: its input written by another thread (a program that does not
+/// read it cannot stall the wait), in a process group of its own with the environment of
+/// [`child_env`] and the job's variables, killed with its group after `timeout`. `Err` says
+/// what failed.
 pub fn run_one(program: &PathBuf, job: &Job, timeout: Duration) -> Result<()> {
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new(program)
+        .env_clear()
+        .envs(child_env(std::env::vars_os()))
         .envs(job.env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
+        .process_group(0)
         .spawn()
         .map_err(|e| anyhow!("cannot start {}: {e}", program.display()))?;
     if let Some(mut stdin) = child.stdin.take() {
-        // A program that does not read its input is no failure.
-        let _ = stdin.write_all(job.stdin.as_bytes());
+        let input = job.stdin.clone();
+        // A program that does not read its input is no failure; the write ends when it
+        // exits or is killed (the pipe closes).
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
     }
     let started = Instant::now();
     loop {
@@ -143,8 +181,7 @@ pub fn run_one(program: &PathBuf, job: &Job, timeout: Duration) -> Result<()> {
             Ok(Some(st)) if st.success() => return Ok(()),
             Ok(Some(st)) => bail!("{} exited with {st}", program.display()),
             Ok(None) if started.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 bail!(
                     "{} still ran after {} s: killed",
                     program.display(),
@@ -152,7 +189,10 @@ pub fn run_one(program: &PathBuf, job: &Job, timeout: Duration) -> Result<()> {
                 );
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => bail!("waiting for {}: {e}", program.display()),
+            Err(e) => {
+                kill_group(&mut child);
+                bail!("waiting for {}: {e}", program.display())
+            }
         }
     }
 }
@@ -355,6 +395,66 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(!dir.path().join("over").exists(), "more than 2 at once");
+    }
+
+    /// A program that never reads its input, given more than a pipe holds, is still killed
+    /// at the timeout (the write must not block the wait), with its children.
+    #[test]
+    fn a_program_that_does_not_read_is_killed_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("stuck");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\nsleep 3600 &\necho $! > \"$0.child\"\nwait\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut job = Job::of(&msg(1, "k"), "c", "t");
+        job.stdin = "x".repeat(100 * 1024);
+        let e = run_one(&script, &job, Duration::from_secs(1)).unwrap_err();
+        assert!(format!("{e}").contains("killed"), "{e}");
+        // The program's own child (the sleep) went with it: its process group was killed.
+        let pid = std::fs::read_to_string(dir.path().join("stuck.child")).unwrap();
+        let alive = std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+            && !std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+                .unwrap_or_default()
+                .contains(") Z ");
+        assert!(!alive, "the program's child {pid} still runs");
+    }
+
+    /// The program gets a small, explicit environment: the message's facts and the basics
+    /// (PATH, HOME, LANG, TZ...), never the home's passphrase or anything else of the node's.
+    #[test]
+    fn the_program_sees_no_secret_of_the_node() {
+        let parent = [
+            ("PATH", "/usr/bin:/bin"),
+            ("HOME", "/root"),
+            ("LANG", "hi_IN.UTF-8"),
+            ("LC_TIME", "C"),
+            ("TZ", "Asia/Kolkata"),
+            ("VAARTA_PASSPHRASE", "s3cret"),
+            ("VAARTA_HOME", "/root/.vaarta"),
+            ("AWS_SECRET_ACCESS_KEY", "x"),
+            ("RUST_LOG", "debug"),
+        ]
+        .map(|(k, v)| (std::ffi::OsString::from(k), std::ffi::OsString::from(v)));
+        let kept: Vec<String> = child_env(parent.into_iter())
+            .into_iter()
+            .map(|(k, _)| k.to_string_lossy().to_string())
+            .collect();
+        assert_eq!(kept, ["PATH", "HOME", "LANG", "LC_TIME", "TZ"]);
+        // And for real: a program that dumps its environment (this test runs under cargo,
+        // whose CARGO_* variables must not reach it).
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("dump");
+        std::fs::write(&script, "#!/bin/sh\nenv > \"$0.env\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        run_one(&script, &Job::of(&msg(1, "k"), "c", "t"), TIMEOUT).unwrap();
+        let env = std::fs::read_to_string(dir.path().join("dump.env")).unwrap();
+        assert!(env.contains("VAARTA_MESSAGE=1.k"), "{env}");
+        assert!(!env.contains("CARGO_"), "{env}");
     }
 
     #[test]
