@@ -220,20 +220,76 @@ pub fn workers(program: PathBuf, jobs: usize) -> mpsc::SyncSender<Job> {
     tx
 }
 
-/// Watches every conversation of the node at `client` and queues a job for each message
-/// from another member, until the node stops.
-pub fn watch(client: &Client, queue: &mpsc::SyncSender<Job>) -> Result<()> {
-    let events = client.events().map_err(|e| anyhow!(e.message))?;
-    let (tx, rx) = mpsc::channel::<Option<Value>>();
+/// Events read ahead of the watcher; beyond it, events are dropped and the watcher is told
+/// it lagged (it then reads every tracked page again: nothing is missed, only re-read).
+pub const EVENTS_AHEAD: usize = 1024;
+
+/// Reads the event stream on a thread into a bounded channel: `Some(event)`, a synthetic
+/// `lagged` event after events were dropped, `None` when the stream ends.
+fn read_events(
+    events: impl Iterator<Item = Value> + Send + 'static,
+) -> mpsc::Receiver<Option<Value>> {
+    let (tx, rx) = mpsc::sync_channel::<Option<Value>>(EVENTS_AHEAD);
     std::thread::spawn(move || {
+        let mut dropped = 0u64;
         for ev in events {
-            if tx.send(Some(ev)).is_err() {
-                return;
+            if dropped > 0 {
+                match tx.try_send(Some(
+                    serde_json::json!({"type": "lagged", "missed": dropped}),
+                )) {
+                    Ok(()) => dropped = 0,
+                    Err(mpsc::TrySendError::Full(_)) => {}
+                    Err(mpsc::TrySendError::Disconnected(_)) => return,
+                }
             }
+            match tx.try_send(Some(ev)) {
+                Ok(()) => {}
+                Err(mpsc::TrySendError::Full(_)) => dropped += 1,
+                Err(mpsc::TrySendError::Disconnected(_)) => return,
+            }
+        }
+        if dropped > 0 {
+            let _ = tx.send(Some(
+                serde_json::json!({"type": "lagged", "missed": dropped}),
+            ));
         }
         let _ = tx.send(None);
     });
-    let fetch = |conv: &str, from_page: Option<u32>, limit: usize| -> Result<Vec<Value>> {
+    rx
+}
+
+/// The watcher of every conversation: its trackers outlive a lost stream or a failed read,
+/// so a retry catches up from where it was.
+#[derive(Debug, Default)]
+pub struct Watcher {
+    convs: BTreeMap<String, (String, Tracker)>,
+    started: bool,
+}
+
+impl Watcher {
+    /// Watches until the node stops, reconnecting after errors (1 s, doubling to 30 s);
+    /// `Ok` when the node is gone.
+    pub fn run(&mut self, client: &Client, queue: &mpsc::SyncSender<Job>) -> Result<()> {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.watch(client, queue) {
+                Ok(()) => {}
+                Err(e) => tracing::warn!("on-message: {e:#}; retrying"),
+            }
+            if client.request(Request::Status).is_err() {
+                return Ok(());
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    fn fetch(
+        client: &Client,
+        conv: &str,
+        from_page: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<Value>> {
         Ok(client
             .request(Request::Messages {
                 conversation: conv.to_string(),
@@ -244,9 +300,11 @@ pub fn watch(client: &Client, queue: &mpsc::SyncSender<Job>) -> Result<()> {
             .as_array()
             .cloned()
             .unwrap_or_default())
-    };
-    let mut convs: BTreeMap<String, (String, Tracker)> = BTreeMap::new();
-    let add_all = |convs: &mut BTreeMap<String, (String, Tracker)>| -> Result<()> {
+    }
+
+    /// Takes in conversations not tracked yet (what they hold now is taken as seen) and
+    /// their current titles.
+    fn add_all(&mut self, client: &Client) -> Result<()> {
         let list = client
             .request(Request::Conversations)
             .map_err(|e| anyhow!(e.message))?;
@@ -254,68 +312,74 @@ pub fn watch(client: &Client, queue: &mpsc::SyncSender<Job>) -> Result<()> {
             let (Some(id), title) = (c["id"].as_str(), c["title"].as_str().unwrap_or("")) else {
                 continue;
             };
-            match convs.get_mut(id) {
+            match self.convs.get_mut(id) {
                 Some(entry) => entry.0 = title.to_string(),
                 None => {
-                    let t = Tracker::start(&fetch(id, None, START_WINDOW)?);
-                    convs.insert(id.to_string(), (title.to_string(), t));
+                    let t = Tracker::start(&Self::fetch(client, id, None, START_WINDOW)?);
+                    self.convs.insert(id.to_string(), (title.to_string(), t));
                 }
             }
         }
         Ok(())
-    };
-    add_all(&mut convs)?;
-    loop {
-        // Every event already there, together.
-        let Ok(first) = rx.recv() else { return Ok(()) };
-        let mut batch = vec![first];
-        while let Ok(e) = rx.try_recv() {
-            batch.push(e);
-        }
-        let mut pages: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
-        let mut lagged = false;
-        let mut added = false;
-        for ev in &batch {
-            let Some(ev) = ev else { return Ok(()) };
-            match ev["type"].as_str() {
-                Some("lagged") => lagged = true,
-                Some("conversation_added") | Some("membership_changed") => added = true,
-                Some("messages") => {
-                    if let (Some(c), Some(p)) = (
-                        ev["conversation"].as_str(),
-                        ev["page"].as_u64().and_then(|p| u32::try_from(p).ok()),
-                    ) {
-                        pages.entry(c.to_string()).or_default().insert(p);
+    }
+
+    /// One connection: until the stream ends (`Ok`) or a read fails (`Err`). A connection
+    /// after the first starts with a full catch-up from every tracker's floor.
+    fn watch(&mut self, client: &Client, queue: &mpsc::SyncSender<Job>) -> Result<()> {
+        let rx = read_events(client.events().map_err(|e| anyhow!(e.message))?);
+        let mut catch_up = std::mem::replace(&mut self.started, true);
+        self.add_all(client)?;
+        loop {
+            let mut pages: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+            let mut lagged = std::mem::take(&mut catch_up);
+            let mut added = false;
+            if !lagged {
+                // Every event already there, together.
+                let Ok(first) = rx.recv() else { return Ok(()) };
+                let mut batch = vec![first];
+                while let Ok(e) = rx.try_recv() {
+                    batch.push(e);
+                }
+                for ev in &batch {
+                    let Some(ev) = ev else { return Ok(()) };
+                    match ev["type"].as_str() {
+                        Some("lagged") => lagged = true,
+                        Some("conversation_added") | Some("membership_changed") => added = true,
+                        Some("messages") => {
+                            if let (Some(c), Some(p)) = (
+                                ev["conversation"].as_str(),
+                                ev["page"].as_u64().and_then(|p| u32::try_from(p).ok()),
+                            ) {
+                                pages.entry(c.to_string()).or_default().insert(p);
+                            }
+                        }
+                        _ => {}
                     }
                 }
-                _ => {}
             }
-        }
-        if added || lagged {
-            add_all(&mut convs)?;
-        }
-        for (id, (title, tracker)) in convs.iter_mut() {
-            if let Some(p) = pages.get(id).and_then(|p| p.iter().next())
-                && *p < tracker.floor()
-            {
-                tracing::warn!(conversation = %id, page = p, "on-message: a message arrived on a page older than the tracked ones: not run for");
+            if added || lagged {
+                self.add_all(client)?;
             }
-            let from = if lagged {
-                Some(tracker.floor())
-            } else {
-                match pages.get(id).and_then(|p| p.iter().next()) {
-                    Some(p) => Some((*p).max(tracker.floor())),
-                    None => continue,
+            for (id, (title, tracker)) in self.convs.iter_mut() {
+                if let Some(p) = pages.get(id).and_then(|p| p.iter().next())
+                    && *p < tracker.floor()
+                {
+                    tracing::warn!(conversation = %id, page = p, "on-message: a message arrived on a page older than the tracked ones: not run for");
                 }
-            };
-            let msgs = fetch(id, from, vaarta_node::api::MAX_LIMIT)?;
-            let (new, below) = tracker.update(&msgs);
-            if below > 0 {
-                tracing::warn!(conversation = %id, below, "on-message: messages on pages older than the tracked ones were not run for");
-            }
-            for m in new.into_iter().filter(|m| m["mine"] != true) {
-                if queue.send(Job::of(m, id, title)).is_err() {
-                    return Ok(());
+                let from = if lagged {
+                    Some(tracker.floor())
+                } else {
+                    match pages.get(id).and_then(|p| p.iter().next()) {
+                        Some(p) => Some((*p).max(tracker.floor())),
+                        None => continue,
+                    }
+                };
+                let msgs = Self::fetch(client, id, from, vaarta_node::api::MAX_LIMIT)?;
+                let (new, _) = tracker.update(&msgs);
+                for m in new.into_iter().filter(|m| m["mine"] != true) {
+                    if queue.send(Job::of(m, id, title)).is_err() {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -455,6 +519,33 @@ mod tests {
         let env = std::fs::read_to_string(dir.path().join("dump.env")).unwrap();
         assert!(env.contains("VAARTA_MESSAGE=1.k"), "{env}");
         assert!(!env.contains("CARGO_"), "{env}");
+    }
+
+    /// Events the watcher has not taken wait up to [`EVENTS_AHEAD`]; more are dropped and
+    /// reported as one `lagged` event (so the watcher re-reads: nothing is missed).
+    #[test]
+    fn the_event_queue_is_bounded_and_says_when_it_dropped() {
+        let (done_tx, done_rx) = mpsc::channel();
+        let n = EVENTS_AHEAD + 500;
+        let mut i = 0;
+        let events = std::iter::from_fn(move || {
+            i += 1;
+            if i > n {
+                let _ = done_tx.send(());
+                return None;
+            }
+            Some(serde_json::json!({"type": "messages", "n": i}))
+        });
+        let rx = read_events(events);
+        done_rx.recv().unwrap();
+        let got: Vec<Option<Value>> = rx.iter().collect();
+        assert_eq!(got.len(), EVENTS_AHEAD + 2);
+        assert_eq!(got[EVENTS_AHEAD - 1].as_ref().unwrap()["n"], EVENTS_AHEAD);
+        assert_eq!(
+            got[EVENTS_AHEAD],
+            Some(serde_json::json!({"type": "lagged", "missed": 500}))
+        );
+        assert_eq!(got[EVENTS_AHEAD + 1], None);
     }
 
     #[test]

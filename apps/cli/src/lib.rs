@@ -664,7 +664,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 bail!("watch needs a running node: start one with `vaarta up`");
             };
             let queue = hook::workers(exec, usize::from(jobs));
-            hook::watch(client, &queue)?;
+            hook::Watcher::default().run(client, &queue)?;
             bail!("the node stopped")
         }
         Command::Id => {
@@ -1069,7 +1069,7 @@ fn up(
             let client = Client::new(&node.api_addr.to_string(), &node.token);
             std::thread::spawn(move || {
                 let queue = hook::workers(program, jobs);
-                if let Err(e) = hook::watch(&client, &queue) {
+                if let Err(e) = hook::Watcher::default().run(&client, &queue) {
                     tracing::warn!("on-message stopped: {e:#}");
                 }
             });
