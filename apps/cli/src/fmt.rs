@@ -74,14 +74,30 @@ pub fn body_text(body: &str) -> String {
     out
 }
 
-/// A name (or title) on one line: [`clean`]ed, and quoted when it holds a `:` or a quote
-/// or starts or ends with a space, so it cannot pass for a name followed by text.
+/// A name (or title) on one line: [`clean`]ed, and quoted when it holds a character this
+/// program uses to separate or mark things (`:` `"` `,` `(` `)` `[` `]` `~` `·` `|` `+`) or
+/// starts or ends with a space, so it cannot pass for a name followed by text, another list
+/// entry, an edit mark or a device id.
 pub fn name(s: &str) -> String {
     let c = clean(s);
-    if c.is_empty() || c.contains([':', '"']) || c.trim() != c {
+    if c.is_empty()
+        || c.contains([':', '"', ',', '(', ')', '[', ']', '~', '·', '|', '+'])
+        || c.trim() != c
+    {
         format!("\"{}\"", c.replace('"', "\\\""))
     } else {
         c
+    }
+}
+
+/// A reaction as shown: an emoji as it is; anything else (a peer's page holds whatever
+/// its writer put there) [`clean`]ed and in quotes, so it reads as one odd reaction and not
+/// as text of this program.
+pub fn emoji(e: &str) -> String {
+    if vaarta_node::api::check_emoji(e).is_ok() {
+        e.to_string()
+    } else {
+        format!("\"{}\"", clean(e).replace('"', "\\\""))
     }
 }
 
@@ -307,7 +323,7 @@ pub fn message_lines(m: &Value, authors: &Authors, ctx: &Context) -> String {
         .into_iter()
         .flatten()
         .filter_map(|r| {
-            let e = clean(r["emoji"].as_str()?);
+            let e = emoji(r["emoji"].as_str()?);
             let by = match r["device"].as_str() {
                 Some(d) => authors.label(Some(d), r["name"].as_str()),
                 None => format!("~{}", short(r["by"].as_str().unwrap_or("?"))),
@@ -357,10 +373,10 @@ pub fn reaction_line(
     };
     let when = local(now_ms);
     match emoji {
-        Some(e) => format!("{when}  {who} reacted {} to {}", clean(e), excerpt(m)),
+        Some(e) => format!("{when}  {who} reacted {} to {}", self::emoji(e), excerpt(m)),
         None => format!(
             "{when}  {who} took back {} from {}",
-            clean(reaction["emoji"].as_str().unwrap_or("")),
+            self::emoji(reaction["emoji"].as_str().unwrap_or("")),
             excerpt(m)
         ),
     }
@@ -708,6 +724,48 @@ mod tests {
             .map(|l| unicode_width::UnicodeWidthStr::width(&l[..l.find("  (").unwrap()]))
             .collect();
         assert!(cols.windows(2).all(|w| w[0] == w[1]), "{list:#?} {cols:?}");
+    }
+
+    /// A reaction that is not an emoji (a peer's page holds whatever it wrote), a name with
+    /// a comma, and a member named "Asha (edited)" cannot forge a reaction, a reactions list
+    /// or an edit by Asha.
+    #[test]
+    fn reactions_and_names_cannot_forge_reactions_or_edits() {
+        const EDITED: &str = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+        let authors = Authors::of(&conv(&[
+            (ASHA, "Asha"),
+            (BHAVESH, "Bhavesh, 👍 Asha"),
+            (EDITED, "Asha (edited)"),
+        ]));
+        let mut m = msg(ASHA, "Asha", "Hold at ghat 3");
+        m["reactions"] = json!([
+            {"by": "x", "emoji": "👍 to \"Hold\" · Asha reacted ✅", "device": BHAVESH, "name": "Bhavesh, 👍 Asha"},
+            {"by": "y", "emoji": "🙏", "device": ASHA, "name": "Asha"},
+        ]);
+        let shown = message_lines(&m, &authors, &Context::default());
+        assert_eq!(
+            shown.lines().nth(1).unwrap(),
+            "    + reactions: \"👍 to \\\"Hold\\\" · Asha reacted ✅\" \"Bhavesh, 👍 Asha\", 🙏 Asha"
+        );
+        let r = &m["reactions"][0];
+        let line = reaction_line(&m, r, r["emoji"].as_str(), &authors, 0);
+        assert!(
+            line.contains("\"Bhavesh, 👍 Asha\" reacted \"👍 to \\\"Hold"),
+            "{line}"
+        );
+        // "Asha (edited)" writes: shown quoted, unlike Asha's own edit.
+        let fake = message_line(&msg(EDITED, "Asha (edited)", "Cancel"), &authors);
+        assert!(fake.contains("  \"Asha (edited)\": Cancel"), "{fake}");
+        let mut real = msg(ASHA, "Asha", "Cancel");
+        real["edited_at_ms"] = json!(1_790_000_000_000u64);
+        assert!(edited_line(&real, &authors).contains("  Asha (edited): Cancel"));
+        assert!(
+            edited_line(&msg(EDITED, "x", "Cancel"), &authors)
+                .contains("  \"Asha (edited)\" (edited): Cancel")
+        );
+        // Real emoji stay as they are.
+        assert_eq!(emoji("👍🏽"), "👍🏽");
+        assert_eq!(emoji("abc"), "\"abc\"");
     }
 
     #[test]
