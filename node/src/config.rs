@@ -82,8 +82,10 @@ pub struct Setting<T> {
 pub struct Flags {
     pub listen: Vec<String>,
     pub peers: Vec<String>,
-    pub no_mdns: bool,
-    pub no_relay: bool,
+    /// `--mdns` (`Some(true)`) or `--no-mdns` (`Some(false)`).
+    pub mdns: Option<bool>,
+    /// `--relay` or `--no-relay`.
+    pub relay: Option<bool>,
     pub api: Option<String>,
     /// The level `-q`/`-v` asked for.
     pub log_level: Option<String>,
@@ -240,14 +242,14 @@ impl Effective {
             "peer",
             Vec::new(),
         )?;
-        let switch = |off_flag: bool,
+        let switch = |flag: Option<bool>,
                       var: &'static str,
                       file: Option<bool>,
                       default: bool|
          -> Result<Setting<bool>, ConfigError> {
-            if off_flag {
+            if let Some(value) = flag {
                 return Ok(Setting {
-                    value: false,
+                    value,
                     from: Source::Flag,
                 });
             }
@@ -274,8 +276,8 @@ impl Effective {
                 },
             })
         };
-        let mdns = switch(flags.no_mdns, "VAARTA_MDNS", file.mdns, defaults.mdns)?;
-        let relay = switch(flags.no_relay, "VAARTA_RELAY", file.relay, defaults.relay)?;
+        let mdns = switch(flags.mdns, "VAARTA_MDNS", file.mdns, defaults.mdns)?;
+        let relay = switch(flags.relay, "VAARTA_RELAY", file.relay, defaults.relay)?;
         let api = if let Some(a) = &flags.api {
             Setting {
                 value: parse_api(a).map_err(|m| ConfigError(format!("--api: {m}")))?,
@@ -415,7 +417,7 @@ mod tests {
         assert_eq!(e.api.from, Source::File, "an empty variable is unset");
         let flags = Flags {
             peers: vec!["/ip4/10.0.0.1/tcp/2".into()],
-            no_mdns: true,
+            mdns: Some(false),
             api: Some("[::1]:9".into()),
             log_level: Some("trace".into()),
             ..Flags::default()
@@ -428,6 +430,17 @@ mod tests {
         assert_eq!((e.mdns.value, e.mdns.from), (false, Source::Flag));
         assert_eq!(e.api.value.to_string(), "[::1]:9");
         assert_eq!(e.log_level.from, Source::Flag);
+        // --relay switches on what the file switched off.
+        let on = with(
+            "relay = false\n",
+            &Flags {
+                relay: Some(true),
+                ..Flags::default()
+            },
+            &[("VAARTA_RELAY", "0")],
+        )
+        .unwrap();
+        assert_eq!((on.relay.value, on.relay.from), (true, Source::Flag));
         let o = e.options();
         assert_eq!(o.peers.len(), 1);
         assert!(!o.mdns && o.relay && o.publish_api);

@@ -44,8 +44,7 @@ use vaarta_sync::envelope::Precedence;
     about = "Vaarta (वार्ता): offline-first, end-to-end encrypted mesh messenger for field teams",
     long_about = "Vaarta syncs end-to-end encrypted conversations directly between devices in reach \
 (same Wi-Fi/LAN), with no server. Start with `vaarta demo`, or `vaarta init --name NAME` then `vaarta up`.",
-    after_help = "Exit status: 0 success, 1 error (one line on stderr; with --json a {\"error\": ...} object), \
-2 usage error. A closed standard output (e.g. `vaarta log C | head -1`) ends a command with 0."
+    after_help = help_footer()
 )]
 pub struct Cli {
     /// The node's home directory (identity, database, API token). Default: $VAARTA_HOME or ~/.vaarta
@@ -148,14 +147,22 @@ pub enum Command {
         #[arg(long = "peer", value_name = "MULTIADDR")]
         peer: Vec<String>,
         /// Do not announce or look for peers with mDNS
-        #[arg(long)]
+        #[arg(long, conflicts_with = "mdns")]
         no_mdns: bool,
+        /// Announce and look for peers with mDNS (the default; over a file or variable
+        /// that switched it off)
+        #[arg(long)]
+        mdns: bool,
         /// Where the local API listens (loopback only; default 127.0.0.1:0, a free port)
         #[arg(long, value_name = "ADDR")]
         api: Option<String>,
         /// Do not carry other conversations' envelopes for others
-        #[arg(long)]
+        #[arg(long, conflicts_with = "relay")]
         no_relay: bool,
+        /// Carry other conversations' envelopes (the default; over a file or variable that
+        /// switched it off)
+        #[arg(long)]
+        relay: bool,
         /// Run this program for each message from another member: the message as JSON on
         /// its standard input, VAARTA_CONVERSATION, VAARTA_MESSAGE, VAARTA_AUTHOR,
         /// VAARTA_AUTHOR_NAME, VAARTA_PRECEDENCE in its environment; run directly, never
@@ -642,8 +649,10 @@ pub fn run(cli: Cli) -> Result<()> {
             listen,
             peer,
             no_mdns,
+            mdns,
             api,
             no_relay,
+            relay,
             on_message,
             on_message_jobs,
         } => up(
@@ -651,8 +660,8 @@ pub fn run(cli: Cli) -> Result<()> {
             vaarta_node::config::Flags {
                 listen,
                 peers: peer,
-                no_mdns,
-                no_relay,
+                mdns: (mdns || no_mdns).then_some(mdns),
+                relay: (relay || no_relay).then_some(relay),
                 api,
                 log_level: level_flag,
             },
@@ -816,21 +825,92 @@ pub fn clap_command() -> clap::Command {
     Cli::command()
 }
 
-/// The exit statuses, for `--help`, the man page and the README alike.
-pub const EXIT_STATUS: [(&str, &str); 3] = [
+/// The exit statuses (code, in short, in full): `--help` and the man page are made from it.
+pub const EXIT_STATUS: [(&str, &str, &str); 3] = [
     (
         "0",
+        "success",
         "success; also when standard output is closed by its reader (`vaarta log C | head -1`)",
     ),
     (
         "1",
+        "error",
         "error: one line on standard error (with --json a {\"error\": ...} object)",
     ),
     (
         "2",
+        "usage error",
         "usage error: an unknown command or flag, a missing or invalid argument",
     ),
 ];
+
+/// The environment variables the command reads: `--help` and the man page are made from it.
+pub const ENVIRONMENT: [(&str, &str); 10] = [
+    ("VAARTA_HOME", "the home directory when --home is not given"),
+    (
+        "VAARTA_PASSPHRASE",
+        "the home's passphrase, as --passphrase-file gives it",
+    ),
+    (
+        "VAARTA_LISTEN",
+        "up: listen addresses (comma- or space-separated multiaddrs), over vaarta.toml",
+    ),
+    (
+        "VAARTA_PEERS",
+        "up: static peers (comma- or space-separated multiaddrs), over vaarta.toml",
+    ),
+    (
+        "VAARTA_MDNS",
+        "up: mDNS on or off (true/false, 1/0, yes/no, on/off)",
+    ),
+    (
+        "VAARTA_RELAY",
+        "up: carry others' envelopes or not (as VAARTA_MDNS)",
+    ),
+    (
+        "VAARTA_API",
+        "up: the local API's loopback address, e.g. 127.0.0.1:7450",
+    ),
+    (
+        "RUST_LOG",
+        "the log filter (tracing syntax, e.g. vaarta=debug) when neither -q nor -v is given",
+    ),
+    (
+        "NO_COLOR",
+        "set to anything: no colour under --color auto (no-color.org)",
+    ),
+    ("TZ", "the zone times are shown in (e.g. Asia/Kolkata)"),
+];
+
+/// The files of a home: `--help` and the man page are made from it.
+pub const FILES: [(&str, &str); 2] = [
+    (
+        "~/.vaarta",
+        "the default home: identity, database, API token (api-token) and address (api.json)",
+    ),
+    (
+        "~/.vaarta/vaarta.toml",
+        "settings of `vaarta up`: listen, peers, mdns, relay, api, log_level (`vaarta config` shows them)",
+    ),
+];
+
+/// The text after `vaarta --help`'s options, from [`EXIT_STATUS`], [`ENVIRONMENT`] and
+/// [`FILES`].
+pub fn help_footer() -> String {
+    let codes: Vec<String> = EXIT_STATUS
+        .iter()
+        .map(|(c, short, _)| format!("{c} {short}"))
+        .collect();
+    let vars: Vec<&str> = ENVIRONMENT.iter().map(|(v, _)| *v).collect();
+    let files: Vec<&str> = FILES.iter().map(|(f, _)| *f).collect();
+    format!(
+        "Exit status: {}. A closed standard output (e.g. `vaarta log C | head -1`) ends a command with 0.\n\
+         Environment: {}.\nFiles: {}. `vaarta man` explains each.",
+        codes.join(", "),
+        vars.join(", "),
+        files.join(", ")
+    )
+}
 
 /// The man page of `vaarta` (roff): clap_mangen's sections, with EXIT STATUS, ENVIRONMENT
 /// and FILES in place of the free-form help text.
@@ -846,24 +926,17 @@ pub fn man_page() -> Result<String> {
     man.render_subcommands_section(&mut buf).map_err(err)?;
     let esc = |s: &str| s.replace('\\', "\\e").replace('-', "\\-");
     let mut extra = String::from(".SH \"EXIT STATUS\"\n");
-    for (code, what) in EXIT_STATUS {
+    for (code, _, what) in EXIT_STATUS {
         extra.push_str(&format!(".TP\n\\fB{code}\\fR\n{}\n", esc(what)));
     }
     extra.push_str(".SH ENVIRONMENT\n");
-    for (var, what) in [
-        ("VAARTA_HOME", "the home directory when --home is not given"),
-        (
-            "VAARTA_PASSPHRASE",
-            "the home's passphrase, as --passphrase-file gives it",
-        ),
-        (
-            "RUST_LOG",
-            "the log filter of the node (tracing syntax), e.g. vaarta=debug",
-        ),
-    ] {
+    for (var, what) in ENVIRONMENT {
         extra.push_str(&format!(".TP\n\\fB{}\\fR\n{}\n", esc(var), esc(what)));
     }
-    extra.push_str(".SH FILES\n.TP\n\\fI~/.vaarta\\fR\nthe default home: identity, database, API token (api\\-token) and address (api.json)\n");
+    extra.push_str(".SH FILES\n");
+    for (file, what) in FILES {
+        extra.push_str(&format!(".TP\n\\fI{}\\fR\n{}\n", esc(file), esc(what)));
+    }
     buf.extend_from_slice(extra.as_bytes());
     man.render_version_section(&mut buf).map_err(err)?;
     String::from_utf8(buf).map_err(|e| anyhow!("cannot render the man page: {e}"))
@@ -1204,12 +1277,23 @@ mod tests {
         walk(&clap_command(), "vaarta", &mut missing);
         assert!(missing.is_empty(), "undocumented: {missing:?}");
         let help = clap_command().render_long_help().to_string();
-        for (code, _) in EXIT_STATUS {
+        assert!(help.contains(&help_footer()), "{help}");
+        let man = man_page().unwrap();
+        for (code, short, _) in EXIT_STATUS {
             assert!(
-                help.contains(&format!("{code} ")),
-                "--help lacks exit status {code}"
+                help.contains(&format!("{code} {short}")),
+                "--help lacks {code}"
             );
+            assert!(man.contains(&format!("\\fB{code}\\fR")), "man lacks {code}");
         }
+        for (var, _) in ENVIRONMENT {
+            assert!(help.contains(var), "--help lacks {var}");
+            assert!(man.contains(&format!("\\fB{var}\\fR")), "man lacks {var}");
+        }
+        assert!(
+            man.contains("\\fI~/.vaarta/vaarta.toml\\fR"),
+            "man lacks vaarta.toml"
+        );
     }
 
     #[test]
