@@ -42,6 +42,11 @@ pub enum Request {
     Conversation {
         conversation: String,
     },
+    /// A new title (admins only).
+    Rename {
+        conversation: String,
+        title: String,
+    },
     AddMember {
         conversation: String,
         device: String,
@@ -101,20 +106,22 @@ fn default_limit() -> usize {
 /// The largest `limit` of a messages request.
 pub const MAX_LIMIT: usize = 100_000;
 
-/// The longest `expires_in_s`: one year.
-pub const MAX_EXPIRES_S: u64 = 366 * 86_400;
+/// The longest `expires_in_ms`: 366 days.
+pub const MAX_EXPIRES_MS: u64 = 366 * 86_400_000;
 
-/// The expiry (seconds since the epoch) of a message sent at `now_ms` that relays carry for
-/// `expires_in_s` seconds: at least 1 s, at most [`MAX_EXPIRES_S`].
-pub fn expiry_of(now_ms: u64, expires_in_s: u64) -> Result<u64, ApiError> {
-    if expires_in_s == 0 || expires_in_s > MAX_EXPIRES_S {
+/// The expiry (seconds since the epoch, as envelopes carry it: rounded up to the second) of
+/// a message sent at `now_ms` that relays carry for `expires_in_ms` milliseconds: at least
+/// 1 ms, at most [`MAX_EXPIRES_MS`].
+pub fn expiry_of(now_ms: u64, expires_in_ms: u64) -> Result<u64, ApiError> {
+    if expires_in_ms == 0 || expires_in_ms > MAX_EXPIRES_MS {
         return Err(ApiError::bad(format!(
-            "expires_in_s must be 1 to {MAX_EXPIRES_S} seconds (one year); got {expires_in_s}"
+            "expires_in_ms must be 1 to {MAX_EXPIRES_MS} milliseconds (366 days); got {expires_in_ms}"
         )));
     }
-    (now_ms / 1000)
-        .checked_add(expires_in_s)
-        .ok_or_else(|| ApiError::bad("expires_in_s is out of range"))
+    now_ms
+        .checked_add(expires_in_ms)
+        .map(|at| at.div_ceil(1000))
+        .ok_or_else(|| ApiError::bad("expires_in_ms is out of range"))
 }
 
 /// A message text: not blank, at most 64 KiB.
@@ -205,14 +212,23 @@ fn changeable<S: Store>(
 }
 
 /// A message to send.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OutgoingMessage {
     pub body: String,
     #[serde(default)]
     pub precedence: Option<String>,
-    /// Seconds from now after which relays stop carrying it.
+    /// Milliseconds from now after which relays stop carrying it (kept to the second,
+    /// rounded up).
     #[serde(default)]
-    pub expires_in_s: Option<u64>,
+    pub expires_in_ms: Option<u64>,
+    /// `expires_in_s`, replaced by `expires_in_ms`: a message that still gives it is
+    /// refused, not sent without an expiry.
+    #[serde(
+        default,
+        rename = "expires_in_s",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub removed_expires_in_s: Option<Value>,
     #[serde(default)]
     pub reply_to: Option<String>,
 }
@@ -472,6 +488,25 @@ pub fn execute<S: Store>(
                 .ok_or_else(|| ApiError::not_found("no such conversation"))?;
             Ok(conversation_json(&c))
         }
+        Request::Rename {
+            conversation,
+            title,
+        } => {
+            let id = conv(engine, &conversation)?;
+            let title = title.trim();
+            if title.is_empty() {
+                return Err(ApiError::bad("the title is empty"));
+            }
+            let max = vaarta_sync::limits::MAX_NAME_BYTES;
+            if title.len() > max {
+                return Err(ApiError::bad(format!(
+                    "the title is {} bytes; the limit is {max} bytes",
+                    title.len()
+                )));
+            }
+            engine.rename_conversation(&id, title, now_ms)?;
+            Ok(json!({"ok": true, "title": title}))
+        }
         Request::CreateConversation {
             title,
             members,
@@ -582,7 +617,6 @@ pub fn execute<S: Store>(
                             "body": v.body,
                             "reply_to": v.reply_to.as_ref().map(|r| r.to_string()),
                             "precedence": v.precedence.as_str(),
-                            "expires": v.expiry,
                             "expires_at_ms": v.expiry.and_then(|x| x.checked_mul(1000)),
                             "edited_at_ms": v.edited_at.map(|h| h.ms),
                             "deleted": v.deleted,
@@ -619,7 +653,15 @@ pub fn execute<S: Store>(
                         "no message {r} in this conversation to reply to"
                     )));
                 }
-                let expiry = m.expires_in_s.map(|s| expiry_of(now_ms, s)).transpose()?;
+                if m.removed_expires_in_s.is_some() {
+                    return Err(ApiError::bad(
+                        "expires_in_s was replaced by expires_in_ms (milliseconds, like every time of the API)",
+                    ));
+                }
+                let expiry = m
+                    .expires_in_ms
+                    .map(|ms| expiry_of(now_ms, ms))
+                    .transpose()?;
                 drafts.push(Draft {
                     body: m.body,
                     reply_to,
@@ -891,6 +933,11 @@ struct EditBody {
 }
 
 #[derive(Deserialize)]
+struct RenameBody {
+    title: String,
+}
+
+#[derive(Deserialize)]
 struct ReactBody {
     emoji: Option<String>,
 }
@@ -950,6 +997,22 @@ pub async fn serve(
             get(
                 |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move {
                     call(&s, &h, Request::Conversation { conversation: id }).await
+                },
+            )
+            .patch(
+                |State(s): State<AppState>,
+                 h: HeaderMap,
+                 Path(id): Path<String>,
+                 Json(b): Json<RenameBody>| async move {
+                    call(
+                        &s,
+                        &h,
+                        Request::Rename {
+                            conversation: id,
+                            title: b.title,
+                        },
+                    )
+                    .await
                 },
             ),
         )
@@ -1264,7 +1327,8 @@ mod tests {
                 messages: vec![OutgoingMessage {
                     body: "boats at ghat 3".into(),
                     precedence: None,
-                    expires_in_s: None,
+                    expires_in_ms: None,
+                    removed_expires_in_s: None,
                     reply_to: None,
                 }],
             },
@@ -1361,7 +1425,8 @@ mod tests {
         OutgoingMessage {
             body: body.into(),
             precedence: None,
-            expires_in_s: None,
+            expires_in_ms: None,
+            removed_expires_in_s: None,
             reply_to: None,
         }
     }
@@ -1371,25 +1436,31 @@ mod tests {
     fn expiry_is_checked() {
         let mut e = engine(5, "Asha");
         let c = create(&mut e, "x");
-        for bad in [0, MAX_EXPIRES_S + 1, u64::MAX] {
+        for bad in [0, MAX_EXPIRES_MS + 1, u64::MAX] {
             let err = send(
                 &mut e,
                 &c,
                 OutgoingMessage {
-                    expires_in_s: Some(bad),
+                    expires_in_ms: Some(bad),
                     ..text("hi")
                 },
             )
             .unwrap_err();
             assert_eq!(err.status, 400);
-            assert!(err.message.contains("expires_in_s must be 1 to"), "{err}");
+            assert!(err.message.contains("expires_in_ms must be 1 to"), "{err}");
         }
-        assert_eq!(expiry_of(NOW, 1), Ok(NOW / 1000 + 1));
+        assert_eq!(expiry_of(NOW, 1), Ok((NOW + 1).div_ceil(1000)));
+        assert_eq!(expiry_of(u64::MAX - 5, 10).unwrap_err().status, 400);
+        // The old field is refused, not ignored (which would send without an expiry).
+        let old: OutgoingMessage =
+            serde_json::from_value(json!({"body": "hi", "expires_in_s": 60})).unwrap();
+        let err = send(&mut e, &c, old).unwrap_err();
+        assert!(err.message.contains("replaced by expires_in_ms"), "{err}");
         send(
             &mut e,
             &c,
             OutgoingMessage {
-                expires_in_s: Some(3600),
+                expires_in_ms: Some(3_600_000),
                 ..text("hi")
             },
         )
@@ -1402,8 +1473,8 @@ mod tests {
                 from_page: None,
             },
         )[0];
-        assert_eq!(m["expires"], NOW / 1000 + 3600);
-        assert_eq!(m["expires_at_ms"], (NOW / 1000 + 3600) * 1000);
+        assert_eq!(m["expires"], Value::Null, "one unit: no seconds field");
+        assert_eq!(m["expires_at_ms"], (NOW + 3_600_000).div_ceil(1000) * 1000);
     }
 
     /// A follower that knows which pages changed reads only those: `from_page` leaves the

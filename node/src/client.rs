@@ -102,6 +102,7 @@ impl Client {
         use serde_json::json;
         let enc = |s: &str| segment(s);
         if let Request::Conversation { conversation }
+        | Request::Rename { conversation, .. }
         | Request::AddMember { conversation, .. }
         | Request::RemoveMember { conversation, .. }
         | Request::Messages { conversation, .. }
@@ -125,6 +126,14 @@ impl Client {
             Request::Conversation { conversation } => {
                 self.get(&format!("/v1/conversations/{}", enc(&conversation)))
             }
+            Request::Rename {
+                conversation,
+                title,
+            } => self.send_json(
+                "PATCH",
+                &format!("/v1/conversations/{}", enc(&conversation)),
+                json!({"title": title}),
+            ),
             Request::CreateConversation {
                 title,
                 members,

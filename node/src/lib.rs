@@ -11,6 +11,7 @@
 pub mod api;
 pub mod at_rest;
 pub mod client;
+pub mod config;
 pub mod peers;
 pub mod store;
 

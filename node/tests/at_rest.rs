@@ -58,7 +58,8 @@ fn write_marked(home: &Home) -> Vec<Vec<u8>> {
             .map(|i| OutgoingMessage {
                 body: format!("{BODY} {batch} {i}"),
                 precedence: None,
-                expires_in_s: None,
+                expires_in_ms: None,
+                removed_expires_in_s: None,
                 reply_to: None,
             })
             .collect();

@@ -731,3 +731,486 @@ fn peers_show_who_came_and_went_and_an_unreachable_static_peer() {
         "{text}"
     );
 }
+
+/// `conv rename`, `edit`, `delete` and `react` do what the API does, with clear errors for
+/// what it refuses; `log` shows the edit, the deletion, the reply link and who reacted (on
+/// lines of their own that no body can start), and `log --ids` the ids to act on.
+#[test]
+fn edit_delete_react_rename_and_a_log_that_shows_them() {
+    let (a, b, conv) = pair();
+    let first = a.json(&["send", &conv, "Boats at ghat 3"])["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("Asha's message at Bhavesh", T, || {
+        (b.bodies(&conv).len() == 1).then_some(())
+    });
+    let reply = b.json(&["send", &conv, "on my way", "--reply-to", &first])["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let typo = b.ok(&["send", &conv, "typo"]);
+    let typo = typo.split_whitespace().nth(1).unwrap().to_string();
+    b.ok(&["edit", &conv, &reply, "on my way, 10 min"]);
+    b.ok(&["delete", &conv, &typo]);
+    assert!(b.ok(&["react", &conv, &first, "🙏"]).contains("reacted"));
+    // What the API refuses, the CLI says, with status 1.
+    for (args, says) in [
+        (vec!["edit", &conv, &first, "mine now"], "only the author"),
+        (vec!["delete", &conv, &first], "only the author"),
+        (vec!["react", &conv, &first, "abc"], "not an emoji"),
+        (vec!["edit", &conv, &typo, "again"], "was deleted"),
+        (vec!["conv", "rename", &conv, "Mine"], "admin"),
+        (vec!["conv", "rename", &conv, "  "], "empty"),
+    ] {
+        let o = b.cli(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+    assert!(
+        a.ok(&["conv", "rename", &conv, "Flood relief (north)"])
+            .contains("Flood relief (north)")
+    );
+    wait_for("the edit, deletion, reaction and title at Asha", T, || {
+        let log = a.ok(&["log", &conv]);
+        let title = a.json(&["conv", "show", &conv])["title"].clone();
+        (log.contains("(edited")
+            && log.contains("(deleted)")
+            && log.contains("🙏")
+            && title == "Flood relief (north)")
+            .then_some(log)
+    });
+    let log = a.ok(&["log", &conv, "--ids"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 5, "{log}");
+    assert!(lines[0].starts_with(&format!("{first}  ")), "{log}");
+    assert!(
+        lines[0].ends_with("Asha: Boats at ghat 3  · delivered"),
+        "{log}"
+    );
+    assert_eq!(lines[1], "    + reactions: 🙏 Bhavesh", "{log}");
+    assert!(lines[2].starts_with(&format!("{reply}  ")), "{log}");
+    assert!(lines[2].contains("Bhavesh (edited "), "{log}");
+    assert!(lines[2].ends_with("): on my way, 10 min"), "{log}");
+    assert_eq!(
+        lines[3], "    + reply to Asha: \"Boats at ghat 3\"",
+        "{log}"
+    );
+    assert!(lines[4].ends_with("Bhavesh: (deleted)"), "{log}");
+    // Taking a reaction back; --json answers.
+    let r = b.json(&["react", &conv, &first, "--remove"]);
+    assert_eq!(r["ok"], true);
+    wait_for("the reaction gone at Asha", T, || {
+        (!a.ok(&["log", &conv]).contains("🙏")).then_some(())
+    });
+}
+
+/// Every command and subcommand of the clap definitions, as "conv rename" etc.
+fn all_commands() -> Vec<String> {
+    fn walk(c: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        for s in c.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = format!("{prefix}{}", s.get_name());
+            out.push(name.clone());
+            walk(s, &format!("{name} "), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&vaarta::clap_command(), "", &mut out);
+    out
+}
+
+/// `vaarta completions bash|zsh|fish` names every command and subcommand (and bash accepts
+/// the script); `vaarta man` renders (groff finds no error when it is installed) with every
+/// command and the exit statuses; `--help` gives the exit statuses too.
+#[test]
+fn completions_and_man_page_cover_every_command() {
+    let cmds = all_commands();
+    assert!(cmds.contains(&"conv rename".to_string()), "{cmds:?}");
+    for shell in ["bash", "zsh", "fish"] {
+        let o = Command::new(bin())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let script = String::from_utf8(o.stdout).unwrap();
+        for c in &cmds {
+            let last = c.rsplit(' ').next().unwrap();
+            assert!(script.contains(last), "{shell} completion lacks `{c}`");
+        }
+        if shell == "bash" {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("vaarta.bash");
+            std::fs::write(&f, &script).unwrap();
+            let st = Command::new("bash").arg("-n").arg(&f).status().unwrap();
+            assert!(st.success(), "bash -n on the completion script");
+        }
+    }
+    let o = Command::new(bin()).arg("man").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = String::from_utf8(o.stdout).unwrap();
+    assert!(page.contains(".TH vaarta 1"), "{page}");
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "OPTIONS",
+        "SUBCOMMANDS",
+        "\"EXIT STATUS\"",
+        "ENVIRONMENT",
+    ] {
+        assert!(page.contains(&format!(".SH {section}")), "no {section}");
+    }
+    for c in cmds.iter().filter(|c| !c.contains(' ')) {
+        assert!(
+            page.contains(&format!("vaarta\\-{}(1)", c.replace('-', "\\-"))),
+            "man lacks {c}"
+        );
+    }
+    for code in ["\\fB0\\fR", "\\fB1\\fR", "\\fB2\\fR"] {
+        assert!(page.contains(code), "man lacks exit status {code}");
+    }
+    if Command::new("groff").arg("--version").output().is_ok() {
+        let mut g = Command::new("groff")
+            .args(["-k", "-man", "-Tutf8", "-ww"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        g.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
+        let r = g.wait_with_output().unwrap();
+        assert!(
+            r.status.success() && r.stderr.is_empty(),
+            "groff: {}",
+            stderr(&r)
+        );
+        // Bold and underline are overstruck (`X\x08X`): keep the last character of each.
+        let mut text = String::new();
+        for c in String::from_utf8_lossy(&r.stdout).chars() {
+            if c == '\x08' {
+                text.pop();
+            } else {
+                text.push(c);
+            }
+        }
+        assert!(text.contains("EXIT STATUS"), "{text}");
+        assert!(text.contains("vaarta-conv(1)"), "{text}");
+    } else {
+        eprintln!(
+            "SKIPPED the groff rendering (groff not installed); the page's structure was checked"
+        );
+    }
+    // Pages per command, into a directory.
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(bin())
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for c in &cmds {
+        let f = dir.path().join(format!("vaarta-{}.1", c.replace(' ', "-")));
+        assert!(f.exists(), "no {}", f.display());
+    }
+    let help = Command::new(bin()).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("Exit status: 0 success, 1 error"), "{help}");
+    assert!(help.contains("2 usage error"), "{help}");
+}
+
+/// Starts `vaarta up` on `home` with `args` and no $RUST_LOG, standard error to `log`;
+/// returns once `log` holds `want` (and the log's text).
+fn up_until_logged(
+    home: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    want: &str,
+) -> String {
+    let log = home.with_extension(format!("log{}", args.len()));
+    let f = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.arg("--home")
+        .arg(home)
+        .args(["up", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .args(["--peer", "/ip4/127.0.0.1/tcp/1"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(f);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let text = wait_for(&format!("{want:?} in the log of up {args:?}"), T, || {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "up exited: {st}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        t.contains(want).then_some(t)
+    });
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    text
+}
+
+/// The node's log level follows -v (counted) and -q; its log has no ANSI codes when it goes
+/// to a file, whatever $TERM says, unless `--color always`; `--color never` and NO_COLOR
+/// keep colour off too; error lines follow the same rule.
+#[test]
+fn log_levels_and_no_colour_in_files() {
+    let a = Node::init("Asha");
+    let plain = up_until_logged(
+        &a.home,
+        &["-vv"],
+        &[("TERM", "xterm-256color")],
+        "dial failed",
+    );
+    assert!(plain.contains("DEBUG"), "{plain}");
+    assert!(
+        !plain.contains('\u{1b}'),
+        "ANSI codes in a log file: {plain:?}"
+    );
+    let coloured = up_until_logged(&a.home, &["-vv", "--color", "always"], &[], "dial failed");
+    assert!(coloured.contains("\u{1b}["), "{coloured:?}");
+    let never = up_until_logged(&a.home, &["-v", "--color=never"], &[], "node up");
+    assert!(
+        !never.contains('\u{1b}') && !never.contains("DEBUG"),
+        "{never:?}"
+    );
+    // -q: errors only (the info line of the start is not there; a later line shows it ran).
+    let quiet = up_until_logged(&a.home, &["-q"], &[], "unreachable");
+    assert!(
+        !quiet.contains("node up") && !quiet.contains("INFO"),
+        "{quiet}"
+    );
+    // Error lines: plain in a pipe, red only when asked.
+    let o = a.cli(&["conv", "show", "nothing-here"]);
+    assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
+    let o = a.cli(&["--color", "always", "conv", "show", "nothing-here"]);
+    assert!(
+        stderr(&o).starts_with("\u{1b}[1;31merror:"),
+        "{:?}",
+        stderr(&o)
+    );
+}
+
+/// `vaarta.toml` in the home: a plain `vaarta up` listens, dials and leaves mDNS off as the
+/// file says (no `--peer` retyped); `vaarta config` shows each setting and its source, a
+/// variable beating the file and a flag beating both; a bad file stops `up` and `config`
+/// with an error naming the file and the line.
+#[test]
+fn the_config_file_is_honoured_and_shown() {
+    let mut a = Node::init("Asha");
+    a.up_loopback(&[]);
+    let addr = a.addr("/tcp/");
+    let mut b = Node::init("Bhavesh");
+    let file = b.home.join("vaarta.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "# Bhavesh's field kit\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\npeers = [\"{addr}\"]\nmdns = false\nlog_level = \"info\"\n"
+        ),
+    )
+    .unwrap();
+    let c = b.json(&["config"]);
+    assert_eq!(c["file_found"], true);
+    assert_eq!(c["settings"]["peers"]["value"][0], addr.as_str());
+    assert_eq!(c["settings"]["peers"]["from"], "file");
+    assert_eq!(c["settings"]["mdns"]["value"], false);
+    assert_eq!(c["settings"]["relay"]["from"], "default");
+    let shown = b.ok(&["config"]);
+    assert!(
+        shown.contains(&format!("peers:      {addr}  (file)")),
+        "{shown}"
+    );
+    assert!(shown.contains("mdns:       off  (file)"), "{shown}");
+    // A variable beats the file; -v beats RUST_LOG and the file.
+    let o = Command::new(bin())
+        .arg("--home")
+        .arg(&b.home)
+        .args(["config", "--json", "-vv"])
+        .env("VAARTA_MDNS", "on")
+        .env("VAARTA_PEERS", "/ip4/127.0.0.1/tcp/9,/ip4/127.0.0.1/tcp/8")
+        .output()
+        .unwrap();
+    let c = json_of(&o);
+    assert_eq!(c["settings"]["mdns"]["value"], true);
+    assert_eq!(c["settings"]["mdns"]["from"], "env VAARTA_MDNS");
+    assert_eq!(c["settings"]["peers"]["value"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        c["settings"]["log_level"],
+        serde_json::json!({"value": "debug", "from": "flag"})
+    );
+    // `vaarta up` with no flags: linked to Asha through the file's peer.
+    b.up(&[]);
+    wait_for("Bhavesh linked through the file's peer", T, || {
+        (b.linked() >= 1).then_some(())
+    });
+    assert!(b.log().contains("settings:  "), "{}", b.log());
+    b.stop();
+    // A bad file: a clear error with the file, line and column, status 1, for up and config.
+    std::fs::write(&file, "mdns = false\npeers = [\"192.168.1.20:7447\"]\n").unwrap();
+    for args in [vec!["up"], vec!["config"]] {
+        let o = b.cli(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = stderr(&o);
+        assert!(
+            e.contains(&format!(
+                "{}:2:10: '192.168.1.20:7447' is not a multiaddr",
+                file.display()
+            )),
+            "{e}"
+        );
+    }
+    std::fs::write(&file, "mdns = false\npeer = []\n").unwrap();
+    let e = stderr(&b.cli(&["config"]));
+    assert!(e.contains("vaarta.toml:2:1: unknown field `peer`"), "{e}");
+}
+
+/// Minutes past midnight of the first "YYYY-MM-DD HH:MM:SS" in `line`.
+fn minute_of_day(line: &str) -> i64 {
+    let t = line.split_whitespace().nth(1).unwrap();
+    let h: i64 = t[0..2].parse().unwrap();
+    let m: i64 = t[3..5].parse().unwrap();
+    h * 60 + m
+}
+
+/// Times in the local zone with the zone shown ($TZ respected: Asia/Kolkata is UTC+5:30 and
+/// says IST); `conv show` lines up a Devanagari name with others by display width.
+#[test]
+fn times_in_the_local_zone_and_tables_by_display_width() {
+    let a = Node::init("आशा देवी");
+    let b = Node::init("Bhavesh");
+    let conv = a
+        .ok(&["conv", "create", "बाढ़ राहत", "--member", &b.device_id()])
+        .trim()
+        .to_string();
+    a.ok(&["send", &conv, "नाव घाट 3 पर"]);
+    let log_in = |tz: &str| {
+        let o = Command::new(bin())
+            .arg("--home")
+            .arg(&a.home)
+            .args(["log", &conv])
+            .env("TZ", tz)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let utc = log_in("UTC");
+    let ist = log_in("Asia/Kolkata");
+    assert!(utc.contains(" UTC  आशा देवी: नाव घाट 3 पर"), "{utc}");
+    assert!(ist.contains(" IST  आशा देवी: नाव घाट 3 पर"), "{ist}");
+    assert_eq!(
+        (minute_of_day(&ist) - minute_of_day(&utc)).rem_euclid(24 * 60),
+        5 * 60 + 30,
+        "{utc}{ist}"
+    );
+    let shown = a.ok(&["conv", "show", &conv]);
+    let lines: Vec<&str> = shown.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{shown}");
+    let id_col = |l: &str| {
+        let id = l.split_whitespace().last().unwrap();
+        unicode_width::UnicodeWidthStr::width(&l[..l.rfind(id).unwrap()])
+    };
+    assert_eq!(id_col(lines[0]), id_col(lines[1]), "{shown}");
+}
+
+/// `up --on-message PROGRAM` runs the program for each message from another member (not for
+/// one's own, nor for what was there before the node started), directly and not through a
+/// shell, with the message as JSON on stdin and its facts in the environment; a program that
+/// cannot run is a logged warning and the node goes on.
+#[test]
+fn on_message_runs_a_program_for_each_incoming_message() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("got");
+    std::fs::create_dir(&got).unwrap();
+    let script = dir.path().join("hook");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nset -e\nd='{}'\nprintf '%s\\n%s\\n%s\\n%s\\n' \"$VAARTA_CONVERSATION\" \"$VAARTA_AUTHOR\" \"$VAARTA_AUTHOR_NAME\" \"$VAARTA_PRECEDENCE\" > \"$d/env.$VAARTA_MESSAGE.tmp\"\ncat > \"$d/msg.$VAARTA_MESSAGE.tmp\"\nmv \"$d/env.$VAARTA_MESSAGE.tmp\" \"$d/env.$VAARTA_MESSAGE\"\nmv \"$d/msg.$VAARTA_MESSAGE.tmp\" \"$d/msg.$VAARTA_MESSAGE\"\n",
+            got.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut a = Node::init("Asha");
+    let mut b = Node::init("Bhavesh");
+    let conv = a
+        .ok(&["conv", "create", "hooks", "--member", &b.device_id()])
+        .trim()
+        .to_string();
+    a.ok(&["send", &conv, "before the node started"]);
+    let script_s = script.to_str().unwrap();
+    a.up(&[
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--on-message",
+        script_s,
+    ]);
+    let addr = a.addr("/tcp/");
+    b.up(&[
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--peer",
+        &addr,
+        "--on-message",
+        "/nonexistent/siren",
+    ]);
+    wait_for("Bhavesh to join", T, || {
+        b.is_member_of(&conv, 2).then_some(())
+    });
+    let evil = "Evacuate ghat 3 $(touch pwned) `touch pwned2`; touch pwned3 \"'";
+    let id = b.json(&["send", &conv, evil, "--precedence", "flash"])["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.ok(&["send", &conv, "my own message"]);
+    let body = wait_for("the hook to run for Bhavesh's message", T, || {
+        std::fs::read_to_string(got.join(format!("msg.{id}"))).ok()
+    });
+    let v: Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(v["body"], evil);
+    assert_eq!(v["conversation"], conv.as_str());
+    assert_eq!(v["conversation_title"], "hooks");
+    let env = std::fs::read_to_string(got.join(format!("env.{id}"))).unwrap();
+    assert_eq!(
+        env.lines().collect::<Vec<_>>(),
+        [conv.as_str(), &b.device_id(), "Bhavesh", "flash"]
+    );
+    // A later message from Bhavesh runs it again; Asha's own and the old one never did.
+    let id2 = b.json(&["send", &conv, "second"])["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the hook for the second message", T, || {
+        got.join(format!("msg.{id2}")).exists().then_some(())
+    });
+    let ran: Vec<String> = std::fs::read_dir(&got)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("msg."))
+        .collect();
+    assert_eq!(ran.len(), 2, "{ran:?}");
+    for f in ["pwned", "pwned2", "pwned3"] {
+        assert!(!dir.path().join(f).exists() && !std::path::Path::new(f).exists());
+    }
+    // Bhavesh's program does not exist: a warning per message, and his node goes on.
+    wait_for("Bhavesh's warning", T, || {
+        b.log()
+            .contains("on-message: cannot start /nonexistent/siren")
+            .then_some(())
+    });
+    assert!(b.json(&["id"])["online"] == true);
+}

@@ -126,7 +126,8 @@ fn one(b: String) -> Vec<OutgoingMessage> {
     vec![OutgoingMessage {
         body: b,
         precedence: None,
-        expires_in_s: None,
+        expires_in_ms: None,
+        removed_expires_in_s: None,
         reply_to: None,
     }]
 }

@@ -69,7 +69,8 @@ async fn send(n: &Node, conv: &str, body: &str, precedence: &str) -> Result<()> 
         messages: vec![OutgoingMessage {
             body: body.into(),
             precedence: Some(precedence.into()),
-            expires_in_s: None,
+            expires_in_ms: None,
+            removed_expires_in_s: None,
             reply_to: None,
         }],
     })

@@ -23,6 +23,7 @@ pub mod bench;
 pub mod demo;
 pub mod fmt;
 pub mod follow;
+pub mod hook;
 pub mod invites;
 
 use std::path::PathBuf;
@@ -30,7 +31,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
 use clap::error::ErrorKind;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 use vaarta_node::api::OutgoingMessage;
 use vaarta_node::client::Client;
@@ -44,8 +45,7 @@ use vaarta_sync::envelope::Precedence;
     about = "Vaarta (वार्ता): offline-first, end-to-end encrypted mesh messenger for field teams",
     long_about = "Vaarta syncs end-to-end encrypted conversations directly between devices in reach \
 (same Wi-Fi/LAN), with no server. Start with `vaarta demo`, or `vaarta init --name NAME` then `vaarta up`.",
-    after_help = "Exit status: 0 success, 1 error (one line on stderr; with --json a {\"error\": ...} object), \
-2 usage error. A closed standard output (e.g. `vaarta log C | head -1`) ends a command with 0."
+    after_help = help_footer()
 )]
 pub struct Cli {
     /// The node's home directory (identity, database, API token). Default: $VAARTA_HOME or ~/.vaarta
@@ -60,8 +60,71 @@ pub struct Cli {
     /// identity and storage keys (Argon2id). $VAARTA_PASSPHRASE does the same
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Colour on terminals: auto (when the stream is a terminal and $NO_COLOR is unset or
+    /// empty), always, never. Never in pipes or files under auto; the node's log follows
+    /// standard error
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Fewer node log lines: -q errors only, -qq none
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+    /// More node log lines: -v info, -vv debug, -vvv trace (default: warnings; $RUST_LOG
+    /// when neither -q nor -v is given)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour a stream: `always` and `never` say so; `auto` colours a terminal
+    /// unless $NO_COLOR is set to something (no-color.org) or $TERM is `dumb`.
+    pub fn enabled(self, is_terminal: bool, no_color: Option<&str>, term: Option<&str>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                is_terminal && no_color.is_none_or(str::is_empty) && term != Some("dumb")
+            }
+        }
+    }
+
+    fn for_stream(self, is_terminal: bool) -> bool {
+        let no_color = std::env::var("NO_COLOR").ok();
+        let term = std::env::var("TERM").ok();
+        self.enabled(is_terminal, no_color.as_deref(), term.as_deref())
+    }
+}
+
+/// The log filter (tracing `EnvFilter` syntax): `-v`/`-q` first, then $RUST_LOG, then the
+/// configured level, then `warn`.
+pub fn log_filter(
+    quiet: u8,
+    verbose: u8,
+    rust_log: Option<&str>,
+    configured: Option<&str>,
+) -> String {
+    match (quiet, verbose) {
+        (0, 0) => rust_log
+            .filter(|s| !s.trim().is_empty())
+            .or(configured)
+            .unwrap_or("warn")
+            .to_string(),
+        (_, 1) => "info".into(),
+        (_, 2) => "debug".into(),
+        (_, v) if v > 2 => "trace".into(),
+        (1, _) => "error".into(),
+        _ => "off".into(),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -72,24 +135,58 @@ pub enum Command {
         #[arg(long)]
         name: String,
     },
-    /// Run the node in the foreground until Ctrl-C / SIGTERM / SIGHUP
+    /// Run the node in the foreground until Ctrl-C / SIGTERM / SIGHUP. Settings not given
+    /// here come from $VAARTA_LISTEN, $VAARTA_PEERS, $VAARTA_MDNS, $VAARTA_RELAY, $VAARTA_API,
+    /// then vaarta.toml in the home (`vaarta config` shows what is in force)
     Up {
-        /// Address to listen on (repeatable), e.g. /ip4/0.0.0.0/tcp/7447
+        /// Address to listen on (repeatable; replaces the configured ones), e.g.
+        /// /ip4/0.0.0.0/tcp/7447
         #[arg(long = "listen", value_name = "MULTIADDR")]
         listen: Vec<String>,
-        /// A peer to keep connected (repeatable), e.g. /ip4/192.168.1.20/tcp/7447
+        /// A peer to keep connected (repeatable; replaces the configured ones), e.g.
+        /// /ip4/192.168.1.20/tcp/7447
         #[arg(long = "peer", value_name = "MULTIADDR")]
         peer: Vec<String>,
         /// Do not announce or look for peers with mDNS
-        #[arg(long)]
+        #[arg(long, conflicts_with = "mdns")]
         no_mdns: bool,
-        /// Where the local API listens (loopback only)
-        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
-        api: String,
-        /// Do not carry other conversations' envelopes for others
+        /// Announce and look for peers with mDNS (the default; over a file or variable
+        /// that switched it off)
         #[arg(long)]
+        mdns: bool,
+        /// Where the local API listens (loopback only; default 127.0.0.1:0, a free port)
+        #[arg(long, value_name = "ADDR")]
+        api: Option<String>,
+        /// Do not carry other conversations' envelopes for others
+        #[arg(long, conflicts_with = "relay")]
         no_relay: bool,
+        /// Carry other conversations' envelopes (the default; over a file or variable that
+        /// switched it off)
+        #[arg(long)]
+        relay: bool,
+        /// Run this program for each message from another member: the message as JSON on
+        /// its standard input, VAARTA_CONVERSATION, VAARTA_MESSAGE, VAARTA_AUTHOR,
+        /// VAARTA_AUTHOR_NAME, VAARTA_PRECEDENCE in its environment; run directly, never
+        /// through a shell; killed after 60 s; failures are logged
+        #[arg(long, value_name = "PROGRAM")]
+        on_message: Option<PathBuf>,
+        /// At most this many --on-message programs at once
+        #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=64))]
+        on_message_jobs: u8,
     },
+    /// Run a program for each message from another member, as `up --on-message` does, on
+    /// the node already running (until it stops)
+    Watch {
+        /// The program (run directly, never through a shell)
+        #[arg(long, value_name = "PROGRAM")]
+        exec: PathBuf,
+        /// At most this many programs at once
+        #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=64))]
+        jobs: u8,
+    },
+    /// Show the settings `vaarta up` would use and where each comes from (flag, env,
+    /// vaarta.toml in the home, default)
+    Config,
     /// Show this device's id, name, safety number and listen addresses
     Id,
     /// Show connected and recently seen peers
@@ -115,17 +212,54 @@ pub enum Command {
         /// How urgent it is: relays and links carry higher precedence first
         #[arg(long, value_enum, ignore_case = true, default_value_t = PrecedenceArg::Routine)]
         precedence: PrecedenceArg,
-        /// Stop relaying after this long, e.g. 90s, 30m, 2h, 1d (at most 366d)
+        /// Stop relaying after this long, e.g. 90s, 30m, "2h 30m", 1d (1s to 366d)
         #[arg(long, value_name = "DURATION")]
         expires: Option<String>,
         /// Reply to this message id (as `log --json` shows it)
         #[arg(long, value_name = "MESSAGE")]
         reply_to: Option<String>,
     },
-    /// Show the messages of a conversation in order
+    /// Change the text of a message you wrote (the others see it marked edited)
+    Edit {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The message id (as `log --ids` or `log --json` shows it)
+        message: String,
+        /// The new text; `-` reads it from standard input
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        text: Option<String>,
+        /// Read the new text from this file (UTF-8)
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Delete a message you wrote (its text is erased everywhere it syncs to)
+    Delete {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The message id (as `log --ids` or `log --json` shows it)
+        message: String,
+    },
+    /// React to a message with one emoji, or take your reaction back with --remove
+    React {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The message id (as `log --ids` or `log --json` shows it)
+        message: String,
+        /// One emoji, e.g. 👍 (a later reaction replaces your earlier one)
+        #[arg(required_unless_present = "remove", conflicts_with = "remove")]
+        emoji: Option<String>,
+        /// Take back your reaction
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Show the messages of a conversation in order, with edits, deletions, reactions and
+    /// reply links
     Log {
         /// Conversation id (or a unique prefix of it)
         conv: String,
+        /// Start each message with its id (for `edit`, `delete`, `react`, `send --reply-to`)
+        #[arg(long, conflicts_with = "follow")]
+        ids: bool,
         /// Keep printing as the conversation changes: new messages, edits, deletions and
         /// reactions, each on a line that says so (with --json: the message with a "change"
         /// field). Needs a running node; fails when the node stops
@@ -134,6 +268,19 @@ pub enum Command {
         /// How many of the newest messages (at start, with --follow): 1 to 100000
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         limit: u64,
+    },
+    /// Print a shell completion script, e.g. `vaarta completions bash > /etc/bash_completion.d/vaarta`
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `vaarta man | man -l -`; with --dir, write vaarta.1
+    /// and one page per command (vaarta-send.1, ...) there
+    Man {
+        /// Write the pages into this directory instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Run three nodes on this machine and show them talking, losing one and catching up
     /// (in temporary homes: --home is not used)
@@ -173,6 +320,13 @@ pub enum ConvCommand {
     Show {
         /// Conversation id (or a unique prefix of it)
         conv: String,
+    },
+    /// Give a conversation a new title (admins only)
+    Rename {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The new title
+        title: String,
     },
     /// Add a member by device id (their keys travel through the mesh), or change a
     /// member's role with --admin / --no-admin; an existing member keeps their role otherwise
@@ -222,23 +376,33 @@ impl From<PrecedenceArg> for Precedence {
     }
 }
 
-/// Parses 90s, 30m, 2h, 1d (or plain seconds): 1 s to 366 days, with no overflow.
+/// Parses a duration a person types, in milliseconds: 90s, 30m, 2h 30m, 1d, 1day (humantime's
+/// syntax) or plain seconds; 1 s to 366 days, with no overflow.
 pub fn parse_duration(s: &str) -> Result<u64> {
     let s = s.trim();
-    let bad = || anyhow!("'{s}' is not a duration (use e.g. 90s, 30m, 2h, 1d)");
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(bad()),
+    let max = vaarta_node::api::MAX_EXPIRES_MS;
+    let range = || {
+        anyhow!(
+            "--expires {s}: must be between 1s and {}d",
+            max / 86_400_000
+        )
     };
-    let max = vaarta_node::api::MAX_EXPIRES_S;
-    match n.checked_mul(mult) {
-        Some(secs) if (1..=max).contains(&secs) => Ok(secs),
-        _ => bail!("--expires {s}: must be between 1s and {}d", max / 86_400),
+    let ms = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(1000))
+            .ok_or_else(range)?
+    } else {
+        match humantime::parse_duration(s) {
+            Ok(d) => u64::try_from(d.as_millis()).map_err(|_| range())?,
+            Err(humantime::DurationError::NumberOverflow) => return Err(range()),
+            Err(_) => bail!("'{s}' is not a duration (use e.g. 90s, 30m, 2h 30m, 1d)"),
+        }
+    };
+    if (1000..=max).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(range())
     }
 }
 
@@ -353,9 +517,29 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    use std::io::IsTerminal;
+    let color_err = cli.color.for_stream(std::io::stderr().is_terminal());
+    fmt::set_color(cli.color.for_stream(std::io::stdout().is_terminal()));
+    // The node's log level may be set in vaarta.toml (a bad file: `up` says so below).
+    let configured = match cli.command {
+        Command::Up { .. } => {
+            let dir = Home::resolve(cli.home.clone()).dir;
+            vaarta_node::config::Effective::load(&dir, &Default::default())
+                .ok()
+                .filter(|e| e.log_level.from == vaarta_node::config::Source::File)
+                .map(|e| e.log_level.value)
+        }
+        _ => None,
+    };
+    let filter = log_filter(
+        cli.quiet,
+        cli.verbose,
+        std::env::var("RUST_LOG").ok().as_deref(),
+        configured.as_deref(),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(color_err)
         .with_writer(std::io::stderr)
         .try_init();
     match run(cli) {
@@ -368,6 +552,8 @@ pub fn main_entry() -> ExitCode {
             }
             if json_errors {
                 eprintln!("{}", serde_json::json!({"error": msg}));
+            } else if color_err {
+                eprintln!("\x1b[1;31merror:\x1b[0m {msg}");
             } else {
                 eprintln!("error: {msg}");
             }
@@ -409,12 +595,43 @@ pub fn run(cli: Cli) -> Result<()> {
             "--json: `up` and `demo` print a narrative, not data (use `vaarta id --json` or `bench --json`)"
         );
     }
+    if json && matches!(cli.command, Command::Completions { .. }) {
+        bail!("--json: `completions` prints a shell script, not data");
+    }
+    // These two need no home.
+    let command = match cli.command {
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vaarta", &mut buf);
+            return emit(String::from_utf8_lossy(&buf).trim_end());
+        }
+        Command::Man { dir } => return man(dir.as_deref(), json),
+        other => other,
+    };
     let home = Home::resolve(cli.home.clone());
     let home = match &cli.passphrase_file {
         Some(f) => home.with_passphrase_file(f).map_err(|e| anyhow!("{e}"))?,
         None => home,
     };
-    match cli.command {
+    let level_flag =
+        (cli.quiet > 0 || cli.verbose > 0).then(|| log_filter(cli.quiet, cli.verbose, None, None));
+    match command {
+        Command::Config => {
+            let e = vaarta_node::config::Effective::load(
+                &home.dir,
+                &vaarta_node::config::Flags {
+                    log_level: level_flag,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| anyhow!("{e}"))?;
+            if json {
+                print_json(&e.to_json())?;
+            } else {
+                emit_all(&fmt::config_lines(&e.to_json()))?;
+            }
+            Ok(())
+        }
         Command::Init { name } => {
             let id = home.init(&name).map_err(|e| anyhow!("{e}"))?;
             let d = id.device_id();
@@ -438,9 +655,33 @@ pub fn run(cli: Cli) -> Result<()> {
             listen,
             peer,
             no_mdns,
+            mdns,
             api,
             no_relay,
-        } => up(&home, listen, peer, !no_mdns, &api, !no_relay),
+            relay,
+            on_message,
+            on_message_jobs,
+        } => up(
+            &home,
+            vaarta_node::config::Flags {
+                listen,
+                peers: peer,
+                mdns: (mdns || no_mdns).then_some(mdns),
+                relay: (relay || no_relay).then_some(relay),
+                api,
+                log_level: level_flag,
+            },
+            on_message.map(|p| (p, usize::from(on_message_jobs))),
+        ),
+        Command::Watch { exec, jobs } => {
+            let conn = Conn::open(&home)?;
+            let Conn::Online(client) = &conn else {
+                bail!("watch needs a running node: start one with `vaarta up`");
+            };
+            let queue = hook::workers(exec, usize::from(jobs));
+            hook::Watcher::default().run(client, &queue)?;
+            bail!("the node stopped")
+        }
         Command::Id => {
             let conn = Conn::open(&home)?;
             let s = conn.request(Request::Status)?;
@@ -479,7 +720,7 @@ pub fn run(cli: Cli) -> Result<()> {
             if json {
                 print_json(&p)?;
             } else {
-                emit_all(&fmt::peers_lines(&p, conn.online()))?;
+                emit_all(&fmt::peers_lines(&p, conn.online(), fmt::now_ms()))?;
             }
             Ok(())
         }
@@ -493,7 +734,7 @@ pub fn run(cli: Cli) -> Result<()> {
             expires,
             reply_to,
         } => {
-            let expires_in_s = expires.as_deref().map(parse_duration).transpose()?;
+            let expires_in_ms = expires.as_deref().map(parse_duration).transpose()?;
             let body = message_text(text, file)?;
             let conn = Conn::open(&home)?;
             let r = conn.request(Request::Send {
@@ -502,7 +743,8 @@ pub fn run(cli: Cli) -> Result<()> {
                     body,
                     // The API's wire form; it parses the string (one parser, in the API).
                     precedence: Some(Precedence::from(precedence).as_str().to_string()),
-                    expires_in_s,
+                    expires_in_ms,
+                    removed_expires_in_s: None,
                     reply_to,
                 }],
             })?;
@@ -518,13 +760,219 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Edit {
+            conv,
+            message,
+            text,
+            file,
+        } => {
+            let body = message_text(text, file)?;
+            let conn = Conn::open(&home)?;
+            let r = conn.request(Request::Edit {
+                conversation: conv,
+                message: message.clone(),
+                body,
+            })?;
+            if json {
+                print_json(&r)?;
+            } else {
+                out!("edited {}", fmt::clean(&message));
+            }
+            Ok(())
+        }
+        Command::Delete { conv, message } => {
+            let conn = Conn::open(&home)?;
+            let r = conn.request(Request::Delete {
+                conversation: conv,
+                message: message.clone(),
+            })?;
+            if json {
+                print_json(&r)?;
+            } else {
+                out!("deleted {}", fmt::clean(&message));
+            }
+            Ok(())
+        }
+        Command::React {
+            conv,
+            message,
+            emoji,
+            remove,
+        } => {
+            let conn = Conn::open(&home)?;
+            let emoji = if remove { None } else { emoji };
+            let r = conn.request(Request::React {
+                conversation: conv,
+                message: message.clone(),
+                emoji: emoji.clone(),
+            })?;
+            if json {
+                print_json(&r)?;
+            } else if let Some(e) = emoji {
+                out!("reacted {} to {}", fmt::clean(&e), fmt::clean(&message));
+            } else {
+                out!("took back your reaction to {}", fmt::clean(&message));
+            }
+            Ok(())
+        }
         Command::Log {
             conv,
+            ids,
             follow,
             limit,
-        } => log(&home, conv, follow, limit as usize, json),
+        } => log(&home, conv, follow, ids, limit as usize, json),
         Command::Demo { keep } => demo::run(keep),
         Command::Bench { messages, history } => bench::run(messages as usize, history, json),
+        Command::Completions { .. } | Command::Man { .. } => Ok(()),
+    }
+}
+
+/// The clap definition of the command line (for completions, the man page and tests).
+pub fn clap_command() -> clap::Command {
+    Cli::command()
+}
+
+/// The exit statuses (code, in short, in full): `--help` and the man page are made from it.
+pub const EXIT_STATUS: [(&str, &str, &str); 3] = [
+    (
+        "0",
+        "success",
+        "success; also when standard output is closed by its reader (`vaarta log C | head -1`)",
+    ),
+    (
+        "1",
+        "error",
+        "error: one line on standard error (with --json a {\"error\": ...} object)",
+    ),
+    (
+        "2",
+        "usage error",
+        "usage error: an unknown command or flag, a missing or invalid argument",
+    ),
+];
+
+/// The environment variables the command reads: `--help` and the man page are made from it.
+pub const ENVIRONMENT: [(&str, &str); 10] = [
+    ("VAARTA_HOME", "the home directory when --home is not given"),
+    (
+        "VAARTA_PASSPHRASE",
+        "the home's passphrase, as --passphrase-file gives it",
+    ),
+    (
+        "VAARTA_LISTEN",
+        "up: listen addresses (comma- or space-separated multiaddrs), over vaarta.toml",
+    ),
+    (
+        "VAARTA_PEERS",
+        "up: static peers (comma- or space-separated multiaddrs), over vaarta.toml",
+    ),
+    (
+        "VAARTA_MDNS",
+        "up: mDNS on or off (true/false, 1/0, yes/no, on/off)",
+    ),
+    (
+        "VAARTA_RELAY",
+        "up: carry others' envelopes or not (as VAARTA_MDNS)",
+    ),
+    (
+        "VAARTA_API",
+        "up: the local API's loopback address, e.g. 127.0.0.1:7450",
+    ),
+    (
+        "RUST_LOG",
+        "the log filter (tracing syntax, e.g. vaarta=debug) when neither -q nor -v is given",
+    ),
+    (
+        "NO_COLOR",
+        "set to anything: no colour under --color auto (no-color.org)",
+    ),
+    ("TZ", "the zone times are shown in (e.g. Asia/Kolkata)"),
+];
+
+/// The files of a home: `--help` and the man page are made from it.
+pub const FILES: [(&str, &str); 2] = [
+    (
+        "~/.vaarta",
+        "the default home: identity, database, API token (api-token) and address (api.json)",
+    ),
+    (
+        "~/.vaarta/vaarta.toml",
+        "settings of `vaarta up`: listen, peers, mdns, relay, api, log_level (`vaarta config` shows them)",
+    ),
+];
+
+/// The text after `vaarta --help`'s options, from [`EXIT_STATUS`], [`ENVIRONMENT`] and
+/// [`FILES`].
+pub fn help_footer() -> String {
+    let codes: Vec<String> = EXIT_STATUS
+        .iter()
+        .map(|(c, short, _)| format!("{c} {short}"))
+        .collect();
+    let vars: Vec<&str> = ENVIRONMENT.iter().map(|(v, _)| *v).collect();
+    let files: Vec<&str> = FILES.iter().map(|(f, _)| *f).collect();
+    format!(
+        "Exit status: {}. A closed standard output (e.g. `vaarta log C | head -1`) ends a command with 0.\n\
+         Environment: {}.\nFiles: {}. `vaarta man` explains each.",
+        codes.join(", "),
+        vars.join(", "),
+        files.join(", ")
+    )
+}
+
+/// The man page of `vaarta` (roff): clap_mangen's sections, with EXIT STATUS, ENVIRONMENT
+/// and FILES in place of the free-form help text.
+pub fn man_page() -> Result<String> {
+    let man = clap_mangen::Man::new(Cli::command());
+    let mut buf = Vec::new();
+    let err = |e: std::io::Error| anyhow!("cannot render the man page: {e}");
+    man.render_title(&mut buf).map_err(err)?;
+    man.render_name_section(&mut buf).map_err(err)?;
+    man.render_synopsis_section(&mut buf).map_err(err)?;
+    man.render_description_section(&mut buf).map_err(err)?;
+    man.render_options_section(&mut buf).map_err(err)?;
+    man.render_subcommands_section(&mut buf).map_err(err)?;
+    let esc = |s: &str| s.replace('\\', "\\e").replace('-', "\\-");
+    let mut extra = String::from(".SH \"EXIT STATUS\"\n");
+    for (code, _, what) in EXIT_STATUS {
+        extra.push_str(&format!(".TP\n\\fB{code}\\fR\n{}\n", esc(what)));
+    }
+    extra.push_str(".SH ENVIRONMENT\n");
+    for (var, what) in ENVIRONMENT {
+        extra.push_str(&format!(".TP\n\\fB{}\\fR\n{}\n", esc(var), esc(what)));
+    }
+    extra.push_str(".SH FILES\n");
+    for (file, what) in FILES {
+        extra.push_str(&format!(".TP\n\\fI{}\\fR\n{}\n", esc(file), esc(what)));
+    }
+    buf.extend_from_slice(extra.as_bytes());
+    man.render_version_section(&mut buf).map_err(err)?;
+    String::from_utf8(buf).map_err(|e| anyhow!("cannot render the man page: {e}"))
+}
+
+/// `vaarta man`: the page of `vaarta` on standard output, or every page into `dir`.
+fn man(dir: Option<&std::path::Path>, json: bool) -> Result<()> {
+    match dir {
+        None if json => {
+            bail!("--json: `man` prints a man page, not data (with --dir it lists the files)")
+        }
+        None => emit(man_page()?.trim_end()),
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| anyhow!("{}: {e}", d.display()))?;
+            clap_mangen::generate_to(Cli::command(), d)
+                .map_err(|e| anyhow!("cannot write the man pages to {}: {e}", d.display()))?;
+            let mut files: Vec<String> = std::fs::read_dir(d)
+                .map_err(|e| anyhow!("{}: {e}", d.display()))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().display().to_string())
+                .filter(|p| p.ends_with(".1"))
+                .collect();
+            files.sort();
+            if json {
+                print_json(&serde_json::json!({ "files": files }))
+            } else {
+                emit_all(&files)
+            }
+        }
     }
 }
 
@@ -561,6 +1009,20 @@ fn conv(home: &Home, c: ConvCommand, json: bool) -> Result<()> {
                 print_json(&r)?;
             } else {
                 emit_all(&fmt::conversation_lines(&r))?;
+            }
+        }
+        ConvCommand::Rename { conv, title } => {
+            let r = conn.request(Request::Rename {
+                conversation: conv,
+                title,
+            })?;
+            if json {
+                print_json(&r)?;
+            } else {
+                out!(
+                    "renamed to {}",
+                    fmt::name(r["title"].as_str().unwrap_or(""))
+                );
             }
         }
         ConvCommand::Add {
@@ -611,7 +1073,7 @@ fn conv(home: &Home, c: ConvCommand, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Result<()> {
+fn log(home: &Home, conv: String, follow: bool, ids: bool, limit: usize, json: bool) -> Result<()> {
     let conn = Conn::open(home)?;
     if follow {
         let Conn::Online(client) = &conn else {
@@ -629,11 +1091,12 @@ fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Res
         limit,
         from_page: None,
     })?;
+    let ctx = fmt::Context::of(&msgs, ids);
     for m in msgs.as_array().into_iter().flatten() {
         if json {
             emit(&serde_json::to_string(m).unwrap_or_default())?;
         } else {
-            emit(&fmt::message_line(m, &authors))?;
+            emit(&fmt::message_lines(m, &authors, &ctx))?;
         }
     }
     Ok(())
@@ -641,32 +1104,13 @@ fn log(home: &Home, conv: String, follow: bool, limit: usize, json: bool) -> Res
 
 fn up(
     home: &Home,
-    listen: Vec<String>,
-    peers: Vec<String>,
-    mdns: bool,
-    api: &str,
-    relay: bool,
+    flags: vaarta_node::config::Flags,
+    on_message: Option<(PathBuf, usize)>,
 ) -> Result<()> {
-    use vaarta_node::{Node, Options};
-    let mut opts = Options {
-        mdns,
-        relay,
-        ..Options::default()
-    };
-    if !listen.is_empty() {
-        opts.listen = listen
-            .iter()
-            .map(|l| l.parse().map_err(|e| anyhow!("--listen {l}: {e}")))
-            .collect::<Result<_>>()?;
-    }
-    opts.peers = peers
-        .iter()
-        .map(|p| p.parse().map_err(|e| anyhow!("--peer {p}: {e}")))
-        .collect::<Result<_>>()?;
-    opts.api = api.parse().map_err(|e| anyhow!("--api {api}: {e}"))?;
-    if !opts.api.ip().is_loopback() {
-        bail!("--api must be a loopback address (the API is for apps on this device)");
-    }
+    use vaarta_node::Node;
+    let settings =
+        vaarta_node::config::Effective::load(&home.dir, &flags).map_err(|e| anyhow!("{e}"))?;
+    let opts = settings.options();
     if let Some((info, token)) = home.running_api()
         && Client::new(&info.addr, &token)
             .request(Request::Status)
@@ -686,6 +1130,7 @@ fn up(
         .build()?;
     rt.block_on(async move {
         let node = Node::start(home, opts).await.map_err(|e| anyhow!("{e}"))?;
+        tracing::info!(device = %node.device_id, api = %node.api_addr, "node up");
         say!("Vaarta node '{}' is up.", info.name);
         say!("device id: {}", node.device_id);
         for a in &node.listen {
@@ -696,6 +1141,25 @@ fn up(
             node.api_addr,
             home.token_path().display()
         );
+        if let Some((program, jobs)) = on_message {
+            say!(
+                "on each message: {} (at most {jobs} at once)",
+                program.display()
+            );
+            let client = Client::new(&node.api_addr.to_string(), &node.token);
+            std::thread::spawn(move || {
+                let queue = hook::workers(program, jobs);
+                if let Err(e) = hook::Watcher::default().run(&client, &queue) {
+                    tracing::warn!("on-message stopped: {e:#}");
+                }
+            });
+        }
+        if settings.file_found {
+            say!(
+                "settings:  {} (`vaarta config` shows what is in force)",
+                settings.file.display()
+            );
+        }
         say!("Press Ctrl-C to stop.");
         invites::announce(&node).await;
         use tokio::signal::unix::{SignalKind, signal};
@@ -740,6 +1204,104 @@ mod tests {
             Command::Send { precedence, .. } => Ok(precedence.into()),
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn durations_as_people_type_them() {
+        assert_eq!(parse_duration("90s").unwrap(), 90_000);
+        assert_eq!(parse_duration("90").unwrap(), 90_000);
+        assert_eq!(parse_duration("2h 30m").unwrap(), 9_000_000);
+        assert_eq!(parse_duration("1d").unwrap(), 86_400_000);
+        assert_eq!(parse_duration("366d").unwrap(), 366 * 86_400_000);
+        for bad in [
+            "0",
+            "0s",
+            "500ms",
+            "367d",
+            "soon",
+            "",
+            "99999999999999999999",
+            "-1s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_level_from_flags_then_rust_log_then_config() {
+        assert_eq!(log_filter(0, 0, None, None), "warn");
+        assert_eq!(log_filter(0, 0, None, Some("info")), "info");
+        assert_eq!(
+            log_filter(0, 0, Some("vaarta=debug"), Some("info")),
+            "vaarta=debug"
+        );
+        assert_eq!(log_filter(0, 0, Some(" "), None), "warn");
+        assert_eq!(log_filter(0, 1, Some("error"), Some("error")), "info");
+        assert_eq!(log_filter(0, 2, None, None), "debug");
+        assert_eq!(log_filter(0, 7, None, None), "trace");
+        assert_eq!(log_filter(1, 0, Some("trace"), None), "error");
+        assert_eq!(log_filter(2, 0, None, None), "off");
+        let cli = Cli::try_parse_from(["vaarta", "-vv", "id"]).unwrap();
+        assert_eq!((cli.quiet, cli.verbose), (0, 2));
+        assert!(Cli::try_parse_from(["vaarta", "-q", "-v", "id"]).is_err());
+    }
+
+    #[test]
+    fn colour_only_on_terminals_unless_told() {
+        use ColorChoice::*;
+        assert!(Auto.enabled(true, None, Some("xterm")));
+        assert!(
+            !Auto.enabled(false, None, Some("xterm")),
+            "a pipe or a file"
+        );
+        assert!(!Auto.enabled(true, Some("1"), None), "NO_COLOR");
+        assert!(
+            Auto.enabled(true, Some(""), None),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!Auto.enabled(true, None, Some("dumb")));
+        assert!(Always.enabled(false, Some("1"), Some("dumb")));
+        assert!(!Never.enabled(true, None, None));
+    }
+
+    /// Every argument and command has a help line, positionals included (they show in
+    /// `--help`, the man page and the completions).
+    #[test]
+    fn every_argument_is_documented() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                if a.get_help().is_none() && !matches!(a.get_id().as_str(), "help" | "version") {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for s in c.get_subcommands() {
+                if s.get_about().is_none() {
+                    missing.push(format!("{path} {}", s.get_name()));
+                }
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&clap_command(), "vaarta", &mut missing);
+        assert!(missing.is_empty(), "undocumented: {missing:?}");
+        let help = clap_command().render_long_help().to_string();
+        assert!(help.contains(&help_footer()), "{help}");
+        let man = man_page().unwrap();
+        for (code, short, _) in EXIT_STATUS {
+            assert!(
+                help.contains(&format!("{code} {short}")),
+                "--help lacks {code}"
+            );
+            assert!(man.contains(&format!("\\fB{code}\\fR")), "man lacks {code}");
+        }
+        for (var, _) in ENVIRONMENT {
+            assert!(help.contains(var), "--help lacks {var}");
+            assert!(man.contains(&format!("\\fB{var}\\fR")), "man lacks {var}");
+        }
+        assert!(
+            man.contains("\\fI~/.vaarta/vaarta.toml\\fR"),
+            "man lacks vaarta.toml"
+        );
     }
 
     #[test]

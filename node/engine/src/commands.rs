@@ -62,6 +62,18 @@ impl<S: Store> Engine<S> {
         Ok(sealed)
     }
 
+    /// Renames a conversation (admins only).
+    pub fn rename_conversation(
+        &mut self,
+        conv: &ConversationId,
+        title: &str,
+        now_ms: u64,
+    ) -> Result<EnvelopeId, EngineError> {
+        let env = self.replica.set_title(conv, title, now_ms)?;
+        self.note_sealed();
+        Ok(env)
+    }
+
     /// Stages a message; it is sealed and made durable by the next [`Engine::flush`], with
     /// any other messages staged before it (one envelope per page).
     pub fn send_message(

@@ -325,6 +325,23 @@ impl<S: Store> Replica<S> {
         )
     }
 
+    /// Renames a conversation (admins only; the title is cut to the name limit).
+    pub fn set_title(
+        &mut self,
+        id: &ConversationId,
+        title: &str,
+        now_ms: u64,
+    ) -> Result<EnvelopeId, CommandError> {
+        self.require_admin(id)?;
+        self.control(
+            id,
+            Action::Title {
+                title: truncate(title, crate::limits::MAX_NAME_BYTES),
+            },
+            now_ms,
+        )
+    }
+
     /// Stages a message (sealed by [`Replica::seal_staged`]); messages staged together travel
     /// in one envelope, which is much smaller than one envelope each.
     pub fn stage_message(
