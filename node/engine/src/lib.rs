@@ -457,7 +457,16 @@ impl<S: Store> Engine<S> {
                     return self.fault(link, Fault::PushSequence);
                 }
                 self.counters.envelopes_in += 1;
-                let origin = l.remote.as_ref().map(|h| h.device);
+                // What a peer pushes for us to carry counts against its device's quota; a
+                // peer that has not shown its device (it recognised none of our tags) is
+                // counted by its transport id instead, so strangers do not share one quota.
+                let origin = l.device().or_else(|| {
+                    let h = blake3::derive_key(
+                        "vaarta 2026 relay origin of a transport id",
+                        &l.remote_tid,
+                    );
+                    Some(DeviceId(h))
+                });
                 self.inbox.push((link, seq, envelope, origin));
             }
             Frame::Ack { up_to, refused } => self.on_ack(link, up_to, &refused),

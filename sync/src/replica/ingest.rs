@@ -312,17 +312,18 @@ impl<S: Store> Replica<S> {
         if self.store.contains(&env.id())? {
             return Ok(Ingested::Duplicate);
         }
-        self.ingest_decoded(&env, now_ms)
+        self.ingest_decoded(&env, origin, now_ms)
     }
 
     /// [`Replica::ingest`] after the duplicate check: also reads again an envelope the store
-    /// already holds (one held unreadable), which stays stored whatever happens.
+    /// already holds (one held unreadable), which stays stored whatever happens. `origin`
+    /// as for [`Replica::ingest_from`].
     pub(super) fn ingest_decoded(
         &mut self,
         env: &Envelope,
+        origin: Option<DeviceId>,
         now_ms: u64,
     ) -> Result<Ingested, IngestError> {
-        let bytes = env.bytes();
         let tag = env.header().tag;
         if let Some(conv) = self.by_tag.get(&tag).copied() {
             // Seal local staged ops first so remote changes never mix with them.
@@ -349,7 +350,7 @@ impl<S: Store> Replica<S> {
             self.tombstone(&tag, &env.id())?;
             return Ok(Ingested::NotWanted);
         }
-        self.carry(&env, origin)
+        self.carry(env, origin)
     }
 
     pub(super) fn refuse_on_error(

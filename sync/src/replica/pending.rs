@@ -345,7 +345,7 @@ impl<S: Store> Replica<S> {
                     continue;
                 }
             };
-            match self.ingest_decoded(&env, now_ms) {
+            match self.ingest_decoded(&env, None, now_ms) {
                 // Still unreadable (another epoch's key): still held.
                 Ok(Ingested::Unreadable(_)) => {}
                 Ok(_) => self.release_unreadable(&e)?,
