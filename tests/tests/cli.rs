@@ -1168,6 +1168,7 @@ fn on_message_runs_a_program_for_each_incoming_message() {
         "--on-message",
         "/nonexistent/siren",
     ]);
+    b.accept(&a);
     wait_for("Bhavesh to join", T, || {
         b.is_member_of(&conv, 2).then_some(())
     });
