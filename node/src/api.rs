@@ -371,10 +371,7 @@ fn member_json(m: &MemberInfo) -> Value {
 /// How a page names the author of a reaction: the first 8 bytes of the device's Automerge
 /// actor, in hex.
 fn actor_hint(d: &DeviceId) -> String {
-    actor_bytes(d)[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    data_encoding::HEXLOWER.encode(&actor_bytes(d)[..8])
 }
 
 /// A conversation as `GET /v1/conversations` lists it and `GET /v1/conversations/{id}` shows it.

@@ -176,8 +176,10 @@ impl Home {
         } else if let Some(d) = std::env::var_os("VAARTA_HOME") {
             Self::new(d)
         } else {
-            let base = std::env::var_os("HOME")
-                .map(PathBuf::from)
+            // The user's home as the platform knows it ($HOME, else the password database);
+            // the current directory only if there is none at all.
+            let base = directories::BaseDirs::new()
+                .map(|d| d.home_dir().to_path_buf())
                 .unwrap_or_else(|| PathBuf::from("."));
             Self::new(base.join(".vaarta"))
         };
@@ -568,17 +570,11 @@ fn refuse_taken_port(addr: &Multiaddr) -> Result<(), NodeError> {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    data_encoding::HEXLOWER.encode(b)
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    data_encoding::HEXLOWER_PERMISSIVE.decode(s.as_bytes()).ok()
 }
 
 /// How to run a node.

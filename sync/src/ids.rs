@@ -8,70 +8,35 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+/// RFC 4648 base32 in lower case without padding; decoding takes upper case too and
+/// refuses non-zero trailing bits (each value has exactly one spelling).
+static BASE32: std::sync::LazyLock<data_encoding::Encoding> = std::sync::LazyLock::new(|| {
+    let mut spec = data_encoding::Specification::new();
+    spec.symbols.push_str("abcdefghijklmnopqrstuvwxyz234567");
+    spec.translate.from.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    spec.translate.to.push_str("abcdefghijklmnopqrstuvwxyz");
+    spec.check_trailing_bits = true;
+    spec.encoding().expect("a valid base32 specification")
+});
 
 /// Lower-case base32 without padding.
 pub fn base32(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for &b in bytes {
-        acc = (acc << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
-    }
-    out
+    BASE32.encode(bytes)
 }
 
 /// Parses what [`base32`] prints (upper case accepted too); `None` on any other input,
 /// including non-zero padding bits, so each value has exactly one spelling.
 pub fn base32_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 5 / 8);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = match c.to_ascii_lowercase() {
-            c @ b'a'..=b'z' => c - b'a',
-            c @ b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
-        };
-        acc = (acc << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    if bits >= 5 || acc & ((1 << bits) - 1) != 0 {
-        return None;
-    }
-    Some(out)
+    BASE32.decode(s.as_bytes()).ok()
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(H[(b >> 4) as usize] as char);
-        s.push(H[(b & 15) as usize] as char);
-    }
-    s
+    data_encoding::HEXLOWER.encode(bytes)
 }
 
+/// Hex in either case.
 pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    data_encoding::HEXLOWER_PERMISSIVE.decode(s.as_bytes()).ok()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
