@@ -32,31 +32,7 @@ fn named(i: usize) -> Config {
 
 /// An invitation to a new conversation (secret from `k`) from `from` to `to`.
 fn invitation(from: &Identity, to: &Network, node: usize, k: u64, now: u64) -> Vec<u8> {
-    let to_dev = to.nodes[node].device_id();
-    let mut s = [0u8; 32];
-    s[..8].copy_from_slice(&k.to_le_bytes());
-    let inv = Invitation {
-        secret: ConversationSecret(s),
-        creator: from.device_id(),
-        keys: Vec::new(),
-    };
-    let header = Header {
-        kind: Kind::Invite,
-        precedence: Precedence::Immediate,
-        tag: crypto::inbox_tag(&to_dev, crypto::day_of(now)),
-        epoch: EpochId([0; 4]),
-        expiry: None,
-    };
-    let hlc = Hlc {
-        ms: now,
-        counter: k as u16,
-    };
-    let mut seed = [7u8; 32];
-    seed[..8].copy_from_slice(&k.to_le_bytes());
-    envelope::seal_invite(&header, from, &to_dev, hlc, &inv.encode(), seed)
-        .unwrap()
-        .bytes()
-        .to_vec()
+    invitation_as(from, from, to, node, k, now)
 }
 
 /// A stranger who knows node 0's device id pushes 5,000 invitations: they land in a bounded
