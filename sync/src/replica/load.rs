@@ -99,12 +99,10 @@ impl<S: Store> Replica<S> {
             }
             true
         })?;
+        // Read again where they are stored: a store error leaves them pending for the next
+        // open (nothing is taken out before it is settled).
         for e in pend {
-            self.store.delete(&keys::pending(&e))?;
-            if let Some(bytes) = self.store.envelope(&e)? {
-                self.store.remove_envelope(&e)?;
-                let _ = self.ingest(&bytes, self.clock.last().ms);
-            }
+            let _ = self.reread_pending(&e, self.clock.last().ms);
         }
         // Unreadable envelopes whose key was stored before a restart could retry them.
         let ids: Vec<ConversationId> = self.convs.keys().copied().collect();

@@ -118,9 +118,17 @@ impl Pending {
         store: &mut S,
         env: &EnvelopeId,
     ) -> Result<Option<PendingEntry>, StoreError> {
-        let Some(p) = self.entries.remove(env) else {
-            return Ok(None);
-        };
+        let p = self.forget(env);
+        if p.is_some() {
+            store.delete(&keys::pending(env))?;
+        }
+        Ok(p)
+    }
+
+    /// Removes an entry from memory only: its `q/` record stays (see
+    /// [`Replica::reread_pending`]).
+    fn forget(&mut self, env: &EnvelopeId) -> Option<PendingEntry> {
+        let p = self.entries.remove(env)?;
         self.by_order.remove(&p.order);
         if matches!(p.waiting, Waiting::Epoch(_)) {
             let u = &mut self.unverified;
@@ -144,8 +152,12 @@ impl Pending {
                 }
             }
         }
-        store.delete(&keys::pending(env))?;
-        Ok(Some(p))
+        Some(p)
+    }
+
+    /// Whether `env` is parked here.
+    pub(super) fn contains(&self, env: &EnvelopeId) -> bool {
+        self.entries.contains_key(env)
     }
 
     /// The envelopes that wait for any of `hashes` (in hash order, then arrival order), no
@@ -451,17 +463,60 @@ impl<S: Store> Replica<S> {
 
     pub(super) fn drain(&mut self, now_ms: u64) -> Result<(), StoreError> {
         while let Some(e) = self.pending.next_woken() {
-            if self.unpark(&e)?.is_none() {
-                continue;
+            if self.pending.contains(&e) {
+                self.reread_pending(&e, now_ms)?;
             }
-            let Some(bytes) = self.store.envelope(&e)? else {
-                continue;
-            };
-            // Remove and re-ingest through the normal path.
-            self.store.remove_envelope(&e)?;
-            let _ = self.ingest(&bytes, now_ms);
         }
         Ok(())
+    }
+
+    /// Reads a pending envelope again where it is stored (as [`Replica::retry_unreadable`]
+    /// does), and releases its `q/` record only once that read has settled it: applied,
+    /// parked again (a new record), or refused (a tombstone). A store error in between
+    /// leaves it stored and recorded pending, to be read again at the next wake or open.
+    pub(super) fn reread_pending(&mut self, e: &EnvelopeId, now_ms: u64) -> Result<(), StoreError> {
+        let bytes = match self.store.envelope(e)? {
+            Some(b) if !b.is_empty() => b,
+            _ => {
+                self.unpark(e)?;
+                return Ok(());
+            }
+        };
+        let Ok(env) = Envelope::decode(&bytes) else {
+            self.unpark(e)?;
+            self.store.remove_envelope(e)?;
+            return Ok(());
+        };
+        let entry = self.pending.forget(e);
+        match self.ingest_decoded(&env, None, now_ms) {
+            // Parked again: `park` wrote its record anew.
+            Ok(Ingested::Pending(..)) => Ok(()),
+            Ok(_) => self.store.delete(&keys::pending(e)),
+            Err(err) if err.is_peer_fault() => {
+                self.store.delete(&keys::pending(e))?;
+                self.store.remove_envelope(e)?;
+                self.tombstone(&env.header().tag, e)
+            }
+            Err(err) => {
+                // Still pending, in memory as in the store.
+                if let Some(p) = entry
+                    && !self.pending.contains(e)
+                {
+                    let bytes = p.unverified_bytes;
+                    let _ = self.pending.insert_sized(
+                        &mut self.store,
+                        p.conversation,
+                        *e,
+                        p.waiting,
+                        bytes,
+                    );
+                }
+                Err(match err {
+                    IngestError::Store(s) => s,
+                    other => StoreError::Io(other.to_string()),
+                })
+            }
+        }
     }
 
     pub(super) fn wake_deps(&mut self, hashes: &[ChangeHash]) -> Result<(), StoreError> {
