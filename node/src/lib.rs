@@ -85,6 +85,10 @@ pub const PASSPHRASE_ENV: &str = "VAARTA_PASSPHRASE";
 const WRAPPED_IDENTITY: &str = "wrapped ";
 
 /// An OS error on `p`, naming the path.
+fn no_home() -> NodeError {
+    NodeError::Home("no home directory: set --home or VAARTA_HOME (HOME is not set)".into())
+}
+
 fn at(p: &Path, e: std::io::Error) -> NodeError {
     NodeError::Home(format!("{}: {e}", p.display()))
 }
@@ -168,25 +172,30 @@ impl Home {
         }
     }
 
-    /// `--home`, else `$VAARTA_HOME`, else `~/.vaarta`; the passphrase from
+    /// `--home`, else `$VAARTA_HOME`, else `$HOME/.vaarta`; the passphrase from
     /// `$VAARTA_PASSPHRASE` if set.
-    pub fn resolve(flag: Option<PathBuf>) -> Self {
+    ///
+    /// With none of the three (`$HOME` unset or empty, as under some service managers) it
+    /// refuses rather than guess: a relative `./.vaarta` would change with the working
+    /// directory, and the password database's home may belong to a service account.
+    pub fn resolve(flag: Option<PathBuf>) -> Result<Self, NodeError> {
         let home = if let Some(d) = flag {
             Self::new(d)
-        } else if let Some(d) = std::env::var_os("VAARTA_HOME") {
+        } else if let Some(d) = std::env::var_os("VAARTA_HOME").filter(|d| !d.is_empty()) {
             Self::new(d)
-        } else {
-            // The user's home as the platform knows it ($HOME, else the password database);
-            // the current directory only if there is none at all.
+        } else if std::env::var_os("HOME").is_some_and(|h| !h.is_empty()) {
+            // `directories` reads $HOME first (and knows other platforms' conventions).
             let base = directories::BaseDirs::new()
                 .map(|d| d.home_dir().to_path_buf())
-                .unwrap_or_else(|| PathBuf::from("."));
+                .ok_or_else(no_home)?;
             Self::new(base.join(".vaarta"))
+        } else {
+            return Err(no_home());
         };
-        match std::env::var(PASSPHRASE_ENV) {
+        Ok(match std::env::var(PASSPHRASE_ENV) {
             Ok(p) if !p.is_empty() => home.with_passphrase(at_rest::Passphrase::new(p)),
             _ => home,
-        }
+        })
     }
 
     /// Uses `p` to unwrap the keys (and wraps keys that are not wrapped yet).

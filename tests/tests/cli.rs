@@ -462,6 +462,46 @@ fn home_errors_name_the_path() {
     assert!(stderr(&o).contains("run `vaarta init"), "{}", stderr(&o));
 }
 
+/// With no `--home`, no `$VAARTA_HOME` and no `$HOME`, the CLI refuses with a clear line
+/// instead of guessing (a relative `./.vaarta`, or another user's home from the password
+/// database): nothing is created anywhere.
+#[test]
+fn without_home_the_cli_asks_for_one() {
+    let cwd = tempfile::tempdir().unwrap();
+    for args in [&["id"][..], &["init", "--name", "A"][..], &["up"][..]] {
+        let o = Command::new(bin())
+            .args(args)
+            .env_remove("HOME")
+            .env_remove("VAARTA_HOME")
+            .current_dir(cwd.path())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("set --home or VAARTA_HOME (HOME is not set)"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!cwd.path().join(".vaarta").exists(), "a home in the cwd");
+    }
+    // An empty $HOME is no home either; `--home` and `$VAARTA_HOME` need none.
+    let o = Command::new(bin())
+        .arg("id")
+        .env("HOME", "")
+        .env_remove("VAARTA_HOME")
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("(HOME is not set)"), "{}", stderr(&o));
+    let o = Command::new(bin())
+        .arg("id")
+        .env_remove("HOME")
+        .env("VAARTA_HOME", cwd.path().join("v"))
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("run `vaarta init"), "{}", stderr(&o));
+}
+
 /// One raw HTTP/1.1 exchange with a node's API: (status code, body).
 fn raw_http(node: &Node, head: &str, body: &str) -> (u16, String) {
     use std::io::{Read, Write};
