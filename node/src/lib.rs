@@ -101,16 +101,29 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         for e in std::fs::read_dir(dir)?.flatten() {
-            let p = e.path();
-            if p.is_file() {
-                let mode = e.metadata()?.permissions().mode();
-                if mode & 0o077 != 0 {
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
-                }
-            }
+            tighten(&e.path())?;
         }
     }
     Ok(())
+}
+
+/// Makes a file in the home 0600. A file that vanished since the directory was listed (the
+/// temporary file of another process creating a key at the same moment) is no error: that
+/// race made concurrent commands on a fresh home fail with "No such file or directory".
+#[cfg(unix)]
+fn tighten(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    };
+    gone((|| {
+        let meta = std::fs::symlink_metadata(p)?;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(())
+    })())
 }
 
 /// A temporary file next to `path`, unique to this call, written 0600 and synced.
@@ -1081,6 +1094,15 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"first");
         // No temporary file is left behind either way.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// The race behind the flaky test below, made deterministic: a file listed in the home
+    /// and gone before its mode is read (another process's temporary key file).
+    #[cfg(unix)]
+    #[test]
+    fn a_file_gone_since_the_listing_is_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        tighten(&dir.path().join(".storage.key.1.0.tmp")).unwrap();
     }
 
     /// Commands starting together on a fresh home (`vaarta up &` and an offline command)
