@@ -522,15 +522,11 @@ pub fn main_entry() -> ExitCode {
     fmt::set_color(cli.color.for_stream(std::io::stdout().is_terminal()));
     // The node's log level may be set in vaarta.toml (a bad file: `up` says so below).
     let configured = match cli.command {
-        Command::Up { .. } => {
-            Home::resolve(cli.home.clone())
-                .ok()
-                .and_then(|h| {
-                    vaarta_node::config::Effective::load(&h.dir, &Default::default()).ok()
-                })
-                .filter(|e| e.log_level.from == vaarta_node::config::Source::File)
-                .map(|e| e.log_level.value)
-        }
+        Command::Up { .. } => Home::resolve(cli.home.clone())
+            .ok()
+            .and_then(|h| vaarta_node::config::Effective::load(&h.dir, &Default::default()).ok())
+            .filter(|e| e.log_level.from == vaarta_node::config::Source::File)
+            .map(|e| e.log_level.value),
         _ => None,
     };
     let filter = log_filter(
