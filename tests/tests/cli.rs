@@ -368,15 +368,7 @@ fn send_stdin(a: &Node, conv: &str, input: &str) -> std::process::Output {
 /// member's forged header shown indented under its real author.
 #[test]
 fn a_new_user_from_init_to_an_unspoofable_log() {
-    let mut a = Node::init("Asha");
-    a.up_loopback(&[]);
-    let addr = a.addr("/tcp/");
-    let mut b = Node::init("Bhavesh");
-    std::fs::write(
-        b.home.join("vaarta.toml"),
-        format!("listen = [\"/ip4/127.0.0.1/tcp/0\"]\npeers = [\"{addr}\"]\nmdns = false\n"),
-    )
-    .unwrap();
+    let (a, mut b, _) = asha_up_and_bhavesh_configured();
     assert_eq!(b.json(&["config"])["settings"]["peers"]["from"], "file");
     b.up(&[]);
     wait_for("Bhavesh linked through the file's peer", T, || {
@@ -1129,24 +1121,31 @@ fn log_levels_and_no_colour_in_files() {
     );
 }
 
+/// Asha up on loopback; Bhavesh's home (not up) with a `vaarta.toml` that names Asha's
+/// address as a static peer, loopback listening and no mDNS. Returns Asha's address too.
+fn asha_up_and_bhavesh_configured() -> (Node, Node, String) {
+    let mut a = Node::init("Asha");
+    a.up_loopback(&[]);
+    let addr = a.addr("/tcp/");
+    let b = Node::init("Bhavesh");
+    std::fs::write(
+        b.home.join("vaarta.toml"),
+        format!(
+            "# Bhavesh's field kit\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\npeers = [\"{addr}\"]\nmdns = false\nlog_level = \"info\"\n"
+        ),
+    )
+    .unwrap();
+    (a, b, addr)
+}
+
 /// `vaarta.toml` in the home: a plain `vaarta up` listens, dials and leaves mDNS off as the
 /// file says (no `--peer` retyped); `vaarta config` shows each setting and its source, a
 /// variable beating the file and a flag beating both; a bad file stops `up` and `config`
 /// with an error naming the file and the line.
 #[test]
 fn the_config_file_is_honoured_and_shown() {
-    let mut a = Node::init("Asha");
-    a.up_loopback(&[]);
-    let addr = a.addr("/tcp/");
-    let mut b = Node::init("Bhavesh");
+    let (_a, mut b, addr) = asha_up_and_bhavesh_configured();
     let file = b.home.join("vaarta.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "# Bhavesh's field kit\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\npeers = [\"{addr}\"]\nmdns = false\nlog_level = \"info\"\n"
-        ),
-    )
-    .unwrap();
     let c = b.json(&["config"]);
     assert_eq!(c["file_found"], true);
     assert_eq!(c["settings"]["peers"]["value"][0], addr.as_str());
