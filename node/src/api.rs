@@ -868,6 +868,23 @@ fn error_response(e: ApiError) -> Response {
     (status, Json(json!({"error": e.message}))).into_response()
 }
 
+/// The handler of a route whose one path parameter `{id}` is all its request needs.
+fn by_id(
+    make: fn(String) -> Request,
+) -> impl Fn(
+    State<AppState>,
+    HeaderMap,
+    Path<String>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
++ Clone
++ Send
++ Sync
++ 'static {
+    move |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| {
+        Box::pin(async move { call(&s, &h, make(id)).await })
+    }
+}
+
 async fn call(state: &AppState, headers: &HeaderMap, request: Request) -> Response {
     if !authorized(headers, &state.token) {
         return error_response(ApiError {
@@ -991,12 +1008,7 @@ pub async fn serve(
         )
         .route(
             "/v1/conversations/{id}",
-            get(
-                |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move {
-                    call(&s, &h, Request::Conversation { conversation: id }).await
-                },
-            )
-            .patch(
+            get(by_id(|conversation| Request::Conversation { conversation })).patch(
                 |State(s): State<AppState>,
                  h: HeaderMap,
                  Path(id): Path<String>,
@@ -1154,19 +1166,11 @@ pub async fn serve(
         )
         .route(
             "/v1/invitations/{id}/accept",
-            post(
-                |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move {
-                    call(&s, &h, Request::AcceptInvitation { id }).await
-                },
-            ),
+            post(by_id(|id| Request::AcceptInvitation { id })),
         )
         .route(
             "/v1/invitations/{id}/decline",
-            post(
-                |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move {
-                    call(&s, &h, Request::DeclineInvitation { id }).await
-                },
-            ),
+            post(by_id(|id| Request::DeclineInvitation { id })),
         )
         .route("/v1/events", get(events_stream))
         .fallback(|| async {

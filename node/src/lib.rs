@@ -85,6 +85,10 @@ pub const PASSPHRASE_ENV: &str = "VAARTA_PASSPHRASE";
 const WRAPPED_IDENTITY: &str = "wrapped ";
 
 /// An OS error on `p`, naming the path.
+fn no_home() -> NodeError {
+    NodeError::Home("no home directory: set --home or VAARTA_HOME (HOME is not set)".into())
+}
+
 fn at(p: &Path, e: std::io::Error) -> NodeError {
     NodeError::Home(format!("{}: {e}", p.display()))
 }
@@ -97,16 +101,29 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         for e in std::fs::read_dir(dir)?.flatten() {
-            let p = e.path();
-            if p.is_file() {
-                let mode = e.metadata()?.permissions().mode();
-                if mode & 0o077 != 0 {
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
-                }
-            }
+            tighten(&e.path())?;
         }
     }
     Ok(())
+}
+
+/// Makes a file in the home 0600. A file that vanished since the directory was listed (the
+/// temporary file of another process creating a key at the same moment) is no error: that
+/// race made concurrent commands on a fresh home fail with "No such file or directory".
+#[cfg(unix)]
+fn tighten(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    };
+    gone((|| {
+        let meta = std::fs::symlink_metadata(p)?;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(())
+    })())
 }
 
 /// A temporary file next to `path`, unique to this call, written 0600 and synced.
@@ -168,25 +185,30 @@ impl Home {
         }
     }
 
-    /// `--home`, else `$VAARTA_HOME`, else `~/.vaarta`; the passphrase from
+    /// `--home`, else `$VAARTA_HOME`, else `$HOME/.vaarta`; the passphrase from
     /// `$VAARTA_PASSPHRASE` if set.
-    pub fn resolve(flag: Option<PathBuf>) -> Self {
+    ///
+    /// With none of the three (`$HOME` unset or empty, as under some service managers) it
+    /// refuses rather than guess: a relative `./.vaarta` would change with the working
+    /// directory, and the password database's home may belong to a service account.
+    pub fn resolve(flag: Option<PathBuf>) -> Result<Self, NodeError> {
         let home = if let Some(d) = flag {
             Self::new(d)
-        } else if let Some(d) = std::env::var_os("VAARTA_HOME") {
+        } else if let Some(d) = std::env::var_os("VAARTA_HOME").filter(|d| !d.is_empty()) {
             Self::new(d)
-        } else {
-            // The user's home as the platform knows it ($HOME, else the password database);
-            // the current directory only if there is none at all.
+        } else if std::env::var_os("HOME").is_some_and(|h| !h.is_empty()) {
+            // `directories` reads $HOME first (and knows other platforms' conventions).
             let base = directories::BaseDirs::new()
                 .map(|d| d.home_dir().to_path_buf())
-                .unwrap_or_else(|| PathBuf::from("."));
+                .ok_or_else(no_home)?;
             Self::new(base.join(".vaarta"))
+        } else {
+            return Err(no_home());
         };
-        match std::env::var(PASSPHRASE_ENV) {
+        Ok(match std::env::var(PASSPHRASE_ENV) {
             Ok(p) if !p.is_empty() => home.with_passphrase(at_rest::Passphrase::new(p)),
             _ => home,
-        }
+        })
     }
 
     /// Uses `p` to unwrap the keys (and wraps keys that are not wrapped yet).
@@ -1072,6 +1094,15 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"first");
         // No temporary file is left behind either way.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// The race behind the flaky test below, made deterministic: a file listed in the home
+    /// and gone before its mode is read (another process's temporary key file).
+    #[cfg(unix)]
+    #[test]
+    fn a_file_gone_since_the_listing_is_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        tighten(&dir.path().join(".storage.key.1.0.tmp")).unwrap();
     }
 
     /// Commands starting together on a fresh home (`vaarta up &` and an offline command)

@@ -38,14 +38,22 @@ fn pair() -> (Node, Node, String) {
 #[test]
 fn log_cannot_be_spoofed_by_a_members_message() {
     let (a, b, conv) = pair();
+    spoof_shows_under_its_author(&a, &b, &conv);
+}
+
+/// Bhavesh sends a message with a newline, a fake header of Asha's and escape sequences,
+/// then Asha a plain one: Asha's `log` shows two messages at column 0, the rest indented and
+/// escaped; the JSON form keeps the text exactly.
+fn spoof_shows_under_its_author(a: &Node, b: &Node, conv: &str) {
+    let before = a.bodies(conv).len();
     let evil = "see below\n2026-12-01 20:28:30  Asha: [FLASH] Cancel the evacuation\n\
                 \u{1b}[2J\u{1b}]0;pwned\u{7}";
-    b.ok(&["send", &conv, evil]);
-    a.ok(&["send", &conv, "Boats at ghat 3"]);
+    b.ok(&["send", conv, evil]);
     wait_for("Bhavesh's message at Asha", T, || {
-        (a.bodies(&conv).len() == 2).then_some(())
+        (a.bodies(conv).len() == before + 1).then_some(())
     });
-    let shown = a.ok(&["log", &conv]);
+    a.ok(&["send", conv, "Boats at ghat 3"]);
+    let shown = a.ok(&["log", conv, "--limit", "2"]);
     assert!(
         !shown.chars().any(|c| c.is_control() && c != '\n'),
         "raw control characters: {shown:?}"
@@ -68,7 +76,7 @@ fn log_cannot_be_spoofed_by_a_members_message() {
     );
     // The JSON form keeps the text exactly as written.
     let msgs: Vec<Value> = a
-        .ok(&["log", &conv, "--json"])
+        .ok(&["log", conv, "--json", "--limit", "2"])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -89,25 +97,30 @@ fn a_closed_stdout_is_not_a_panic() {
         vec!["conv", "list"],
         vec!["id", "--json"],
     ] {
-        let mut child = Command::new(bin())
-            .arg("--home")
-            .arg(&a.home)
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The reader closes the pipe before anything is written.
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "vaarta {args:?} with a closed stdout: {} {}",
-            out.status,
-            stderr(&out)
-        );
-        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+        closed_stdout_is_quiet(&a, &args);
     }
+}
+
+/// `vaarta ARGS | head -0`: the reader closes the pipe before anything is written; the
+/// command ends with status 0 and no panic.
+fn closed_stdout_is_quiet(a: &Node, args: &[&str]) {
+    let mut child = Command::new(bin())
+        .arg("--home")
+        .arg(&a.home)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "vaarta {args:?} with a closed stdout: {} {}",
+        out.status,
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
 
 /// Bug 6: ids that hold `/`, `?`, `#`, `%` or spaces reach the node as one id, online as
@@ -327,6 +340,91 @@ fn every_data_command_speaks_json() {
     assert_eq!(json_of(&o)["name"], "Chitra");
 }
 
+/// `echo INPUT | vaarta send CONV -`.
+fn send_stdin(a: &Node, conv: &str, input: &str) -> std::process::Output {
+    let mut child = Command::new(bin())
+        .arg("--home")
+        .arg(&a.home)
+        .args(["send", conv, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A new user's whole path, as one scenario: two homes, `init`, a `vaarta.toml` with a
+/// static peer (no `--peer` typed), `up` both, an invitation accepted, text from stdin and
+/// from a file, `--json` on every data command (each output parsed; an error under
+/// `--json` is JSON), `completions bash`, `man`, `log | head` with the pipe closed, and a
+/// member's forged header shown indented under its real author.
+#[test]
+fn a_new_user_from_init_to_an_unspoofable_log() {
+    let (a, mut b, _) = asha_up_and_bhavesh_configured();
+    assert_eq!(b.json(&["config"])["settings"]["peers"]["from"], "file");
+    b.up(&[]);
+    wait_for("Bhavesh linked through the file's peer", T, || {
+        (b.linked() >= 1).then_some(())
+    });
+    // Bhavesh takes Asha's invitations; Asha invites him.
+    assert_eq!(b.json(&["invites", "accept", &a.device_id()])["ok"], true);
+    let conv = a.json(&["conv", "create", "Flood relief", "--member", &b.device_id()])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("Bhavesh to join", T, || {
+        b.is_member_of(&conv, 2).then_some(())
+    });
+    // Text from stdin and from a file, each answered with JSON ids.
+    let o = send_stdin(&b, &conv, "from stdin\nline two\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = b.home.with_extension("msg");
+    std::fs::write(&file, "from a file").unwrap();
+    let sent = b.json(&["send", &conv, "--file", file.to_str().unwrap()]);
+    assert!(sent["ids"][0].is_string(), "{sent}");
+    wait_for("both at Asha", T, || {
+        (a.bodies(&conv).len() == 2).then_some(())
+    });
+    assert_eq!(a.bodies(&conv), ["from stdin\nline two\n", "from a file"]);
+    // Every data command under --json parses (log as JSON Lines).
+    for node in [&a, &b] {
+        for args in [
+            vec!["id"],
+            vec!["peers"],
+            vec!["invites"],
+            vec!["config"],
+            vec!["conv", "list"],
+            vec!["conv", "show", conv.as_str()],
+        ] {
+            let _ = node.json(&args);
+        }
+        for line in node.ok(&["log", &conv, "--json"]).lines() {
+            let _: Value = serde_json::from_str(line).unwrap();
+        }
+    }
+    let o = a.cli(&["conv", "show", "no-such-conversation", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err: Value = serde_json::from_slice(&o.stderr).unwrap();
+    assert!(err["error"].is_string(), "{err}");
+    // Completions and the man page, from the same binary.
+    let o = a.cli(&["completions", "bash"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("vaarta"));
+    let o = a.cli(&["man"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains(".TH vaarta 1"));
+    // `vaarta log | head -1`, the pipe closed early.
+    closed_stdout_is_quiet(&a, &["log", &conv]);
+    // A forged header and escape sequences from a member.
+    spoof_shows_under_its_author(&a, &b, &conv);
+}
+
 /// Message text from standard input (`send CONV -`) and from a file, of any size up to the
 /// limit (a 1 MB argument fails in the shell with "Argument list too long").
 #[test]
@@ -334,25 +432,7 @@ fn send_reads_stdin_and_files() {
     let mut a = Node::init("Asha");
     let conv = a.ok(&["conv", "create", "stdin"]).trim().to_string();
     let text = "line one\nदूसरी पंक्ति\n".repeat(1000);
-    let send_stdin = |a: &Node, input: &str| {
-        let mut child = Command::new(bin())
-            .arg("--home")
-            .arg(&a.home)
-            .args(["send", &conv, "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let send_stdin = |a: &Node, input: &str| send_stdin(a, &conv, input);
     let o = send_stdin(&a, &text);
     assert!(o.status.success(), "{}", stderr(&o));
     let file = a.home.with_extension("msg");
@@ -459,6 +539,46 @@ fn home_errors_name_the_path() {
     );
     assert!(!stderr(&o).contains("run `vaarta init"), "{}", stderr(&o));
     let o = vaarta(&dir.path().join("none"), &["id"]);
+    assert!(stderr(&o).contains("run `vaarta init"), "{}", stderr(&o));
+}
+
+/// With no `--home`, no `$VAARTA_HOME` and no `$HOME`, the CLI refuses with a clear line
+/// instead of guessing (a relative `./.vaarta`, or another user's home from the password
+/// database): nothing is created anywhere.
+#[test]
+fn without_home_the_cli_asks_for_one() {
+    let cwd = tempfile::tempdir().unwrap();
+    for args in [&["id"][..], &["init", "--name", "A"][..], &["up"][..]] {
+        let o = Command::new(bin())
+            .args(args)
+            .env_remove("HOME")
+            .env_remove("VAARTA_HOME")
+            .current_dir(cwd.path())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("set --home or VAARTA_HOME (HOME is not set)"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!cwd.path().join(".vaarta").exists(), "a home in the cwd");
+    }
+    // An empty $HOME is no home either; `--home` and `$VAARTA_HOME` need none.
+    let o = Command::new(bin())
+        .arg("id")
+        .env("HOME", "")
+        .env_remove("VAARTA_HOME")
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("(HOME is not set)"), "{}", stderr(&o));
+    let o = Command::new(bin())
+        .arg("id")
+        .env_remove("HOME")
+        .env("VAARTA_HOME", cwd.path().join("v"))
+        .output()
+        .unwrap();
     assert!(stderr(&o).contains("run `vaarta init"), "{}", stderr(&o));
 }
 
@@ -1001,24 +1121,31 @@ fn log_levels_and_no_colour_in_files() {
     );
 }
 
+/// Asha up on loopback; Bhavesh's home (not up) with a `vaarta.toml` that names Asha's
+/// address as a static peer, loopback listening and no mDNS. Returns Asha's address too.
+fn asha_up_and_bhavesh_configured() -> (Node, Node, String) {
+    let mut a = Node::init("Asha");
+    a.up_loopback(&[]);
+    let addr = a.addr("/tcp/");
+    let b = Node::init("Bhavesh");
+    std::fs::write(
+        b.home.join("vaarta.toml"),
+        format!(
+            "# Bhavesh's field kit\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\npeers = [\"{addr}\"]\nmdns = false\nlog_level = \"info\"\n"
+        ),
+    )
+    .unwrap();
+    (a, b, addr)
+}
+
 /// `vaarta.toml` in the home: a plain `vaarta up` listens, dials and leaves mDNS off as the
 /// file says (no `--peer` retyped); `vaarta config` shows each setting and its source, a
 /// variable beating the file and a flag beating both; a bad file stops `up` and `config`
 /// with an error naming the file and the line.
 #[test]
 fn the_config_file_is_honoured_and_shown() {
-    let mut a = Node::init("Asha");
-    a.up_loopback(&[]);
-    let addr = a.addr("/tcp/");
-    let mut b = Node::init("Bhavesh");
+    let (_a, mut b, addr) = asha_up_and_bhavesh_configured();
     let file = b.home.join("vaarta.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "# Bhavesh's field kit\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\npeers = [\"{addr}\"]\nmdns = false\nlog_level = \"info\"\n"
-        ),
-    )
-    .unwrap();
     let c = b.json(&["config"]);
     assert_eq!(c["file_found"], true);
     assert_eq!(c["settings"]["peers"]["value"][0], addr.as_str());

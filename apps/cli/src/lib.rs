@@ -522,13 +522,11 @@ pub fn main_entry() -> ExitCode {
     fmt::set_color(cli.color.for_stream(std::io::stdout().is_terminal()));
     // The node's log level may be set in vaarta.toml (a bad file: `up` says so below).
     let configured = match cli.command {
-        Command::Up { .. } => {
-            let dir = Home::resolve(cli.home.clone()).dir;
-            vaarta_node::config::Effective::load(&dir, &Default::default())
-                .ok()
-                .filter(|e| e.log_level.from == vaarta_node::config::Source::File)
-                .map(|e| e.log_level.value)
-        }
+        Command::Up { .. } => Home::resolve(cli.home.clone())
+            .ok()
+            .and_then(|h| vaarta_node::config::Effective::load(&h.dir, &Default::default()).ok())
+            .filter(|e| e.log_level.from == vaarta_node::config::Source::File)
+            .map(|e| e.log_level.value),
         _ => None,
     };
     let filter = log_filter(
@@ -608,7 +606,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Man { dir } => return man(dir.as_deref(), json),
         other => other,
     };
-    let home = Home::resolve(cli.home.clone());
+    let home = Home::resolve(cli.home.clone()).map_err(|e| anyhow!("{e}"))?;
     let home = match &cli.passphrase_file {
         Some(f) => home.with_passphrase_file(f).map_err(|e| anyhow!("{e}"))?,
         None => home,
