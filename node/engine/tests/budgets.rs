@@ -919,3 +919,98 @@ fn a_stranger_pushing_junk_under_known_tags_is_bounded() {
     net.settle();
     assert_eq!(net.nodes[0].messages(&c, 10).unwrap().len(), 2);
 }
+
+// ------------------------------------------------------------------ strangers' relay quota
+
+/// A stranger's link into `node` from transport id `tid` (link number `n`): its hello and an
+/// intro listing no tag the node knows, so it never learns (nor shows) a device.
+fn stranger_link(net: &mut Network, node: usize, n: u64, tid: &str) -> LinkId {
+    let link = LinkId(2_000_000 + n);
+    let now = net.now;
+    let e = &mut net.nodes[node];
+    e.handle_link_up(
+        LinkUp {
+            link,
+            peer: PeerKey::new(tid.to_string()),
+            outbound: false,
+            dialed: None,
+            local_tid: b"victim".to_vec(),
+            remote_tid: tid.as_bytes().to_vec(),
+        },
+        now,
+    );
+    let mut nonce = [0x5Au8; 32];
+    nonce[..8].copy_from_slice(&n.to_le_bytes());
+    e.handle_frame(link, &Frame::Hello { nonce }.encode(), now);
+    let intro = Frame::Intro {
+        relay: false,
+        blinds: vec![[0xEE; vaarta_engine::wire::BLIND_BYTES]],
+    };
+    e.handle_frame(link, &intro.encode(), now);
+    let out = vaarta_engine::testing::pump(e, now).unwrap();
+    net.events[node].extend(out.events);
+    assert!(
+        net.nodes[node]
+            .links()
+            .iter()
+            .any(|l| l.link == link && l.ready && l.device.is_none()),
+        "the stranger's link is up, no device shown"
+    );
+    link
+}
+
+/// The merge fix: a peer that has not shown its device is charged by its transport id. Two
+/// such strangers get separate per-origin quotas; neither holds more than its share; a
+/// second link from the same transport id is charged to the same quota (a fresh transport
+/// id is a fresh origin: what all strangers together hold is bounded by the strangers' pool).
+#[test]
+fn strangers_are_charged_by_transport_id() {
+    let mut net = relay_net(1, RELAY_Q);
+    let per_origin = RELAY_Q / 4;
+    let t = net.now;
+    let mut a = Pusher::on(stranger_link(&mut net, 0, 1, "stranger-a"));
+    for k in 0..40 {
+        a.push(&mut net, 0, carried_junk(tag_n(k % 5), k, 1_000, t));
+    }
+    let held_a = a.held(&net, 0);
+    assert!(held_a <= per_origin, "stranger a holds {held_a}");
+    assert!(held_a > per_origin / 2, "stranger a is carried: {held_a}");
+    assert!(a.holds(&net, 0, 39), "a's newest is held");
+    // Another transport id: a quota of its own, a's envelopes are not touched.
+    let mut b = Pusher::on(stranger_link(&mut net, 0, 2, "stranger-b"));
+    for k in 0..40 {
+        b.push(
+            &mut net,
+            0,
+            carried_junk(tag_n(10 + k % 5), 100 + k, 1_000, t),
+        );
+    }
+    let held_b = b.held(&net, 0);
+    assert!(held_b <= per_origin, "stranger b holds {held_b}");
+    assert!(held_b > per_origin / 2, "stranger b is carried: {held_b}");
+    assert_eq!(a.held(&net, 0), held_a, "b did not take a's share");
+    // a reconnects with the same transport id: still charged to a's quota.
+    net.cut(0, a.link);
+    let mut a2 = Pusher::on(stranger_link(&mut net, 0, 3, "stranger-a"));
+    for k in 0..40 {
+        a2.push(
+            &mut net,
+            0,
+            carried_junk(tag_n(20 + k % 5), 200 + k, 1_000, t),
+        );
+    }
+    let held = a.held(&net, 0) + a2.held(&net, 0);
+    assert!(held <= per_origin, "a across two links holds {held}");
+    assert!(a2.holds(&net, 0, 39), "a's newest is held");
+    assert_eq!(
+        b.held(&net, 0),
+        held_b,
+        "a's reconnection did not take b's share"
+    );
+    // A fresh transport id is a fresh origin, with a share of its own.
+    let mut c = Pusher::on(stranger_link(&mut net, 0, 4, "stranger-c"));
+    for k in 0..5 {
+        c.push(&mut net, 0, carried_junk(tag_n(30), 300 + k, 1_000, t));
+    }
+    assert!((0..5).all(|i| c.holds(&net, 0, i)));
+}
