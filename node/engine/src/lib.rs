@@ -460,13 +460,7 @@ impl<S: Store> Engine<S> {
                 // What a peer pushes for us to carry counts against its device's quota; a
                 // peer that has not shown its device (it recognised none of our tags) is
                 // counted by its transport id instead, so strangers do not share one quota.
-                let origin = l.device().or_else(|| {
-                    let h = blake3::derive_key(
-                        "vaarta 2026 relay origin of a transport id",
-                        &l.remote_tid,
-                    );
-                    Some(DeviceId(h))
-                });
+                let origin = Some(l.device().unwrap_or(l.stranger_origin));
                 self.inbox.push((link, seq, envelope, origin));
             }
             Frame::Ack { up_to, refused } => self.on_ack(link, up_to, &refused),

@@ -95,6 +95,9 @@ pub(crate) struct Link {
     pub(crate) outbound: bool,
     pub(crate) local_tid: Vec<u8>,
     pub(crate) remote_tid: Vec<u8>,
+    /// Whom the relay quota charges for what this peer pushes while it has shown no device
+    /// (it recognised none of our tags): a hash of its transport id, computed once per link.
+    pub(crate) stranger_origin: DeviceId,
     pub(crate) up_at: u64,
     /// Our nonce for this session (sent in our `Hello`).
     pub(crate) nonce: [u8; 32],
@@ -161,6 +164,10 @@ impl Link {
             peer: up.peer,
             outbound: up.outbound,
             local_tid: up.local_tid,
+            stranger_origin: DeviceId(blake3::derive_key(
+                "vaarta 2026 relay origin of a transport id",
+                &up.remote_tid,
+            )),
             remote_tid: up.remote_tid,
             up_at: now,
             nonce,
