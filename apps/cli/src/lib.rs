@@ -891,7 +891,7 @@ pub const ENVIRONMENT: [(&str, &str); 10] = [
 pub const FILES: [(&str, &str); 2] = [
     (
         "~/.vaarta",
-        "the default home: identity, database, API token (api-token) and address (api.json)",
+        "the default home ($HOME/.vaarta; without HOME, give --home or VAARTA_HOME): identity, database, API token (api-token) and address (api.json)",
     ),
     (
         "~/.vaarta/vaarta.toml",
