@@ -84,11 +84,12 @@ pub const PASSPHRASE_ENV: &str = "VAARTA_PASSPHRASE";
 /// The line `identity.key` starts with once it is wrapped by a passphrase (hex follows).
 const WRAPPED_IDENTITY: &str = "wrapped ";
 
-/// An OS error on `p`, naming the path.
+/// Neither `--home`, `$VAARTA_HOME` nor `$HOME` says where the home is.
 fn no_home() -> NodeError {
     NodeError::Home("no home directory: set --home or VAARTA_HOME (HOME is not set)".into())
 }
 
+/// An OS error on `p`, naming the path.
 fn at(p: &Path, e: std::io::Error) -> NodeError {
     NodeError::Home(format!("{}: {e}", p.display()))
 }
