@@ -193,6 +193,59 @@ impl SledStore {
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+
+    /// What the database holds, by kind of record: every record of every tree is visited
+    /// (keys are in the clear, values are counted as stored, sealing included). For the
+    /// storage benchmark and docs/performance.md ("where the bytes go"); it reads everything,
+    /// so it is not for the engine's path.
+    pub fn census(&self) -> Result<Vec<CensusRow>, StoreError> {
+        let mut rows: BTreeMap<String, CensusRow> = BTreeMap::new();
+        let mut count = |kind: String, k: usize, v: usize| {
+            let r = rows.entry(kind.clone()).or_insert_with(|| CensusRow {
+                kind,
+                ..CensusRow::default()
+            });
+            r.records += 1;
+            r.key_bytes += k as u64;
+            r.value_bytes += v as u64;
+        };
+        for item in self.env.iter() {
+            let (k, v) = item.map_err(io)?;
+            let kind = if v.is_empty() {
+                "env tombstones"
+            } else {
+                "env envelopes"
+            };
+            count(kind.into(), k.len(), v.len());
+        }
+        for item in self.idx.iter() {
+            let (k, v) = item.map_err(io)?;
+            count("idx id → tag".into(), k.len(), v.len());
+        }
+        for item in self.meta.iter() {
+            let (k, v) = item.map_err(io)?;
+            count(format!("meta {}", meta_kind(&k)), k.len(), v.len());
+        }
+        Ok(rows.into_values().collect())
+    }
+}
+
+/// One kind of record in [`SledStore::census`]: how many, and their key and value bytes as
+/// stored (sealed values include [`OVERHEAD`]); sled's own overhead (page headers, its log,
+/// stale versions not yet compacted) is the difference to [`SledStore::size_on_disk`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CensusRow {
+    pub kind: String,
+    pub records: u64,
+    pub key_bytes: u64,
+    pub value_bytes: u64,
+}
+
+/// The prefix that names a metadata record's kind (`vaarta_sync::replica::keys`): up to and
+/// including the first `/`, or the whole key when it has none (`h`).
+fn meta_kind(k: &[u8]) -> String {
+    let end = k.iter().position(|b| *b == b'/').map_or(k.len(), |i| i + 1);
+    String::from_utf8_lossy(&k[..end.min(8)]).into_owned()
 }
 
 /// Owner-only permissions on the database directory and its files (0700 / 0600): the home
@@ -444,6 +497,36 @@ mod tests {
 
     fn key() -> Secret {
         Secret::new([0x5a; 32])
+    }
+
+    #[test]
+    fn the_census_counts_every_record_by_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SledStore::open(&dir.path().join("db"), &key()).unwrap();
+        let tag = Tag([1; 16]);
+        s.put_envelope(&tag, &EnvelopeId([2; 32]), b"two").unwrap();
+        s.put_envelope(&tag, &EnvelopeId([3; 32]), b"three")
+            .unwrap();
+        s.put_envelope(&tag, &EnvelopeId([4; 32]), b"").unwrap();
+        s.put(b"j/abc", b"v").unwrap();
+        s.put(b"j/abd", b"vv").unwrap();
+        s.put(b"h", b"12345678").unwrap();
+        let rows = s.census().unwrap();
+        let row = |k: &str| rows.iter().find(|r| r.kind == k).cloned().unwrap();
+        let env = row("env envelopes");
+        assert_eq!((env.records, env.key_bytes), (2, 96));
+        assert_eq!(
+            env.value_bytes,
+            (3 + 5 + 2 * OVERHEAD) as u64,
+            "sealed as stored"
+        );
+        assert_eq!(row("env tombstones").value_bytes, 0);
+        assert_eq!(row("idx id → tag").records, 3);
+        let j = row("meta j/");
+        assert_eq!((j.records, j.key_bytes), (2, 10));
+        assert_eq!(j.value_bytes, (3 + 2 * OVERHEAD) as u64);
+        assert_eq!(row("meta h").records, 1);
+        assert_eq!(rows.len(), 5, "{rows:?}");
     }
 
     #[test]
