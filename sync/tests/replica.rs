@@ -735,3 +735,49 @@ fn a_large_batch_is_sealed_in_envelopes_the_receiver_accepts() {
     assert_eq!(got.len(), 30);
     assert!((0..30).all(|i| got.contains(&body(i))));
 }
+
+/// The stored clock is a bound written once per lease, not once per message (issue 11), and
+/// after a crash (unflushed writes lost) the clock still never runs backwards.
+#[test]
+fn the_clock_is_stored_once_a_lease_and_never_runs_backwards_across_a_crash() {
+    use vaarta_sync::replica::CLOCK_LEASE_MS;
+    let stored = |r: &Replica<MemoryStore>| {
+        let v = r
+            .store()
+            .get(vaarta_sync::replica::keys::HLC)
+            .unwrap()
+            .unwrap();
+        Hlc::unpack(u64::from_be_bytes(v.as_slice().try_into().unwrap()))
+    };
+    let (mut rs, c) = group(2);
+    let mut a = rs.remove(0);
+    a.send_message(&c, text("first"), T0).unwrap();
+    let bound = stored(&a);
+    assert!(bound > a.clock(), "the bound is above what was issued");
+    // A hundred messages within the lease, some with a clock standing still: one bound.
+    for i in 0..100 {
+        a.send_message(&c, text(&format!("m{i}")), T0 + i / 2)
+            .unwrap();
+        assert!(a.clock() < bound);
+    }
+    assert_eq!(stored(&a), bound, "no write of the clock within the lease");
+    // Past the lease, a new bound.
+    a.send_message(&c, text("later"), T0 + CLOCK_LEASE_MS + 5)
+        .unwrap();
+    assert!(stored(&a) > bound);
+    let issued = a.clock();
+    a.store_mut().flush().unwrap();
+    // More messages, not flushed, then a crash that loses them and the clock's writes.
+    for i in 0..10 {
+        a.send_message(&c, text(&format!("lost{i}")), T0 + 3 * CLOCK_LEASE_MS + i)
+            .unwrap();
+    }
+    let mut st = a.into_store();
+    st.crash();
+    let mut a = Replica::open(Identity::from_seed([1; 32]), st, [9; 32]).unwrap();
+    assert!(a.clock() > issued);
+    // The wall clock went back to before the lost messages: the clock still moves on from
+    // the stored bound, past everything issued before the last flush.
+    a.send_message(&c, text("after"), T0).unwrap();
+    assert!(a.clock() > issued);
+}

@@ -17,7 +17,7 @@
 //! | `t/` | `t/` ‖ tag ‖ order u64 BE | a tombstone, in the order it was made (for the bounds) | envelope id (32) |
 //! | `v/` | `v/` ‖ conversation id ‖ device id | a device found equivocating in one of the conversation's pages (B3) | empty |
 //! | `x/` | `x/` ‖ conversation id ‖ epoch id | the key of a voided epoch was shared with the members ([`Replica::maintain`](crate::replica::Replica::maintain)) | empty |
-//! | `h` | `h` (the whole key) | the hybrid logical clock, so it never runs backwards | packed [`Hlc`](crate::hlc::Hlc) u64 BE |
+//! | `h` | `h` (the whole key) | a bound above every timestamp the clock issued, rewritten once per [`CLOCK_LEASE_MS`](crate::replica::CLOCK_LEASE_MS) at most, so the clock never runs backwards | packed [`Hlc`](crate::hlc::Hlc) u64 BE |
 //! | `d/` | `d/` ‖ envelope id ‖ device id | engine: a delivery receipt for an own envelope from one member device | empty |
 //! | `w/` | `w/` ‖ tag ‖ envelope id | engine: an own message envelope still awaiting receipts | sealed-at ms u64 BE ‖ members still to confirm u32 BE |
 //! | `i/` | `i/` ‖ envelope id | an invitation from a stranger, held until accepted or declined | order u64 BE ‖ received ms u64 BE ‖ inviter device id (32) ‖ conversation id (16) |

@@ -9,7 +9,9 @@ impl<S: Store> Replica<S> {
         if let Some(h) = self.store.get(keys::HLC)?
             && let Ok(v) = <[u8; 8]>::try_from(h.as_slice())
         {
-            self.clock = Clock::resume(Hlc::unpack(u64::from_be_bytes(v)));
+            let bound = Hlc::unpack(u64::from_be_bytes(v));
+            self.clock = Clock::resume(bound);
+            self.clock_bound_ms = bound.ms;
         }
         let mut records = Vec::new();
         self.store.scan_prefix(keys::CONVERSATION, &mut |k, v| {

@@ -63,6 +63,11 @@ mod page_cache;
 mod pending;
 mod query;
 
+/// How far ahead of the newest timestamp issued the stored clock bound is written
+/// ([`Replica::tick`]): one store write per second of sending at most, and a restart resumes
+/// at most this far ahead.
+pub const CLOCK_LEASE_MS: u64 = 1_000;
+
 /// Days of inbox tags a device listens on (before today, and one ahead for clock skew).
 pub const INBOX_DAYS_BACK: u64 = 7;
 /// Conversations one device may hold (invites beyond this are refused).
@@ -347,6 +352,9 @@ pub struct Replica<S: Store> {
     sealed_unreported: Vec<EnvelopeId>,
     me: Identity,
     clock: Clock,
+    /// The clock bound the store holds (every timestamp issued is below it): see
+    /// [`Replica::tick`].
+    clock_bound_ms: u64,
     rng: ChaCha20Rng,
     keys: crate::identity::KeyCache,
     store: S,
@@ -424,6 +432,7 @@ impl<S: Store> Replica<S> {
         let mut r = Self {
             me,
             clock: Clock::new(),
+            clock_bound_ms: 0,
             rng: ChaCha20Rng::from_seed(seed),
             keys: Default::default(),
             store,
