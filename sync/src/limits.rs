@@ -91,6 +91,11 @@ pub const RELAY_TAG_SHARE: u64 = 8;
 /// What one peer device pushed holds at most 1/4 of the relay quota: one flooding peer
 /// evicts only its own envelopes past that (a guess: a relay serves a few teams at once).
 pub const RELAY_ORIGIN_SHARE: u64 = 4;
+/// What all strangers (peers that are not contacts, each a free key or transport id)
+/// pushed holds at most 1/2 of the relay quota, bytes and envelopes: however many sybils
+/// push, contacts keep at least the other half (a guess: half is still room to carry for
+/// the strangers a relay exists to serve).
+pub const RELAY_STRANGER_SHARE: u64 = 2;
 /// Carried envelopes held at most (their index costs about 250 bytes each in memory, so
 /// 16 MiB at most; 4 KiB on average at the default byte quota).
 pub const MAX_CARRIED_ENVELOPES: usize = 65_536;

@@ -19,6 +19,11 @@ pub struct Config {
     /// ([`vaarta_sync::limits::RELAY_TAG_SHARE`], [`vaarta_sync::limits::RELAY_ORIGIN_SHARE`]).
     pub relay_tag_share: u64,
     pub relay_origin_share: u64,
+    /// What strangers (peers that are not contacts: in no conversation with this device, not
+    /// accepted) pushed holds at most `relay_max_bytes / relay_stranger_share` together, and
+    /// never evicts a contact's carried envelope
+    /// ([`vaarta_sync::limits::RELAY_STRANGER_SHARE`]).
+    pub relay_stranger_share: u64,
     /// Re-reconcile each link this often even if nothing seems new (guess: cheap, ~25 bytes).
     pub resync_interval_ms: u64,
     /// Links at most (rust-libp2p's connection-limit guidance; a phone rarely sees more;
@@ -77,6 +82,7 @@ impl Default for Config {
             relay_max_bytes: DEFAULT_RELAY_MAX_BYTES,
             relay_tag_share: vaarta_sync::limits::RELAY_TAG_SHARE,
             relay_origin_share: vaarta_sync::limits::RELAY_ORIGIN_SHARE,
+            relay_stranger_share: vaarta_sync::limits::RELAY_STRANGER_SHARE,
             resync_interval_ms: 30_000,
             max_links: 64,
             max_inbound_links: 48,

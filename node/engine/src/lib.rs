@@ -181,6 +181,7 @@ impl<S: Store> Engine<S> {
         replica.set_relay_policy(RelayPolicy {
             tag_share: config.relay_tag_share,
             origin_share: config.relay_origin_share,
+            stranger_share: config.relay_stranger_share,
             ..RelayPolicy::new(config.relay, config.relay_max_bytes)
         });
         replica.set_invite_policy(config.invitations);

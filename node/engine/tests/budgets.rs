@@ -394,9 +394,11 @@ fn the_relay_quota_holds_across_a_restart() {
         name: format!("node{i}"),
         relay: true,
         relay_max_bytes: if i == 0 { quota } else { 1 << 28 },
-        // One conversation, one peer: only the total quota is tested here.
+        // One conversation, one peer (a stranger to node 0): only the total quota is
+        // tested here.
         relay_tag_share: 1,
         relay_origin_share: 1,
+        relay_stranger_share: 1,
         ..vaarta_engine::Config::default()
     });
     // Nodes 1 and 2 share a conversation; node 0 only relays for node 1.
@@ -1013,4 +1015,60 @@ fn strangers_are_charged_by_transport_id() {
         c.push(&mut net, 0, carried_junk(tag_n(30), 300 + k, 1_000, t));
     }
     assert!((0..5).all(|i| c.holds(&net, 0, i)));
+}
+
+/// Item 14 residue: ten strangers (each link a transport id of its own, so an origin of its
+/// own) push until the relay is full, five times over; what a contact (node 1, in a
+/// conversation with node 0) asked node 0 to carry stays, and the strangers together hold
+/// at most half the quota. Before, each stranger held no more than the contact, so the
+/// "in all" rule (the oldest of the origin that holds the most) evicted the contact's.
+#[test]
+fn sybil_strangers_do_not_evict_a_contacts_carried_envelopes() {
+    let mut net = relay_net(2, RELAY_Q);
+    shared(&mut net);
+    let (_, from1) = net.connect(1, 0);
+    net.settle();
+    let dev1 = net.nodes[1].device_id();
+    assert!(
+        net.nodes[0]
+            .links()
+            .iter()
+            .any(|l| l.link == from1 && l.device == Some(dev1)),
+        "the contact's link shows its device"
+    );
+    let t = net.now;
+    let mut contact = Pusher::on(from1);
+    // 12 envelopes of about 1.1 KB, each under a tag of its own: within its quota (1/4).
+    for k in 0..12 {
+        contact.push(&mut net, 0, carried_junk(tag_n(k), k, 1_000, t));
+    }
+    assert!((0..12).all(|i| contact.holds(&net, 0, i)), "carried");
+    let mut sybils: Vec<Pusher> = (0..10)
+        .map(|n| Pusher::on(stranger_link(&mut net, 0, 10 + n, &format!("sybil-{n}"))))
+        .collect();
+    for round in 0..40 {
+        for (i, p) in sybils.iter_mut().enumerate() {
+            let k = 1_000 + 100 * i as u64 + round;
+            p.push(&mut net, 0, carried_junk(tag_n(k), k, 1_000, t));
+        }
+    }
+    assert!(
+        (0..12).all(|i| contact.holds(&net, 0, i)),
+        "a contact's carried envelope was evicted by strangers"
+    );
+    let strangers: u64 = sybils.iter().map(|p| p.held(&net, 0)).sum();
+    assert!(strangers <= RELAY_Q / 2, "strangers hold {strangers}");
+    assert!(
+        strangers > RELAY_Q / 4,
+        "strangers are carried: {strangers}"
+    );
+    assert_eq!(
+        net.nodes[0].replica().carried_usage().stranger_bytes,
+        strangers
+    );
+    assert!(carried_bytes(&net.nodes[0]) <= RELAY_Q);
+    assert!(
+        sybils.iter().all(|p| p.holds(&net, 0, 39)),
+        "each stranger's newest is carried"
+    );
 }

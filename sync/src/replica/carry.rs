@@ -3,23 +3,43 @@
 //!
 //! Every carried envelope has a record `r/` (arrival order, length, tag, and the device
 //! that pushed it to us, when a peer did), loaded at open into an index by arrival order,
-//! by tag and by origin. Three quotas hold, checked in this order before an envelope is
-//! stored; each makes room by evicting, so that what is new is carried:
+//! by tag, by origin and by class. An origin is a *stranger* if it is a peer device that
+//! is not a contact ([`Replica::is_contact`]: a current member of a conversation held here,
+//! a device the user accepted, or this device); the engine names a peer that has not shown
+//! its device by the hash of its transport id, never a contact's. Every other origin is a
+//! *contact*, including no origin (a file import, a record from before origins). Device keys
+//! and transport ids cost nothing, so strangers are counted together: however many sybils
+//! push, they never evict a contact's envelope. The class is not in the record: it is
+//! evaluated at open, for the pusher on each arrival, and again for the devices whose
+//! membership changes (an inserted membership operation names them; an accepted device;
+//! a conversation added), so a stranger added to a conversation moves to the contacts with
+//! its envelopes, and one removed moves back. The quotas, checked in this order before an
+//! envelope is stored; each makes room by evicting, so that what is new is carried:
 //! 1. **per origin** ([`RelayPolicy::max_origin_bytes`], 1/4 of the relay quota by
 //!    default): what one peer device pushed; past it, that peer's own oldest goes;
-//! 2. **per tag** ([`RelayPolicy::max_tag_bytes`], 1/8): one conversation's envelopes;
-//!    past it, the oldest this peer pushed under the tag goes, or if it pushed none there,
-//!    the tag's oldest (so a stranger who pushes junk under a tag it knows displaces its own
-//!    junk, not what honest peers asked us to carry there);
-//! 3. **in all** ([`RelayPolicy::max_bytes`] and [`RelayPolicy::max_envelopes`]): the
-//!    oldest envelope of the origin that holds the most (with or without an expiry), so a
-//!    peer at its quota evicts its own before anyone else's.
+//! 2. **per tag** ([`RelayPolicy::max_tag_bytes`], 1/8): one conversation's envelopes.
+//!    Past it a contact evicts the tag's oldest stranger envelope, then its own oldest
+//!    under the tag, then the tag's oldest; a stranger evicts only its own under the tag,
+//!    and if that is not enough its envelope is refused (not carried);
+//! 3. **strangers' pool** ([`RelayPolicy::max_stranger_bytes`] and
+//!    [`RelayPolicy::max_stranger_envelopes`], 1/2 of the bytes and of the count), for a
+//!    stranger's envelope: the oldest of the stranger origin that holds the most, the
+//!    pusher's own if it holds as much (so a flooding stranger evicts its own, and a
+//!    newcomer takes room from the largest);
+//! 4. **in all** ([`RelayPolicy::max_bytes`] and [`RelayPolicy::max_envelopes`]): the
+//!    oldest envelope of the stranger origin that holds the most (with or without an
+//!    expiry); only when no stranger envelope is left, and only for a contact's envelope,
+//!    the oldest of the contact origin that holds the most.
 //!
-//! An evicted envelope becomes a tombstone (bounded like every tombstone), so reconciliation
-//! does not fetch it straight back. Envelopes of the device's own conversations (and its
-//! inbox, and held invitations) are never carried, so never evicted. An envelope too large
-//! for a quota is not carried at all. Each envelope is evicted at most once, so the work of
-//! eviction is bounded by the envelopes carried.
+//! A stranger's envelope that could only fit by evicting a contact's (under its tag or in
+//! all) is refused before anything is evicted. A class change can leave the pool over its
+//! share until the next stranger envelope arrives and evicts. An evicted envelope becomes
+//! a tombstone (bounded like every tombstone), so reconciliation does not fetch it straight
+//! back. Envelopes of the device's own conversations (and its inbox, and held invitations)
+//! are never carried, so never evicted. An envelope too large for a quota is not carried at
+//! all. Each envelope is evicted at most once, and each step finds its victim in an index
+//! (no scan), so the work of eviction is bounded by the envelopes carried; moving an origin
+//! between classes costs the envelopes it holds, once per change of its membership.
 
 use super::*;
 
@@ -80,6 +100,17 @@ struct Usage {
 /// origins were recorded).
 type Origin = Option<DeviceId>;
 
+/// Whether an origin is a stranger, as the replica last evaluated it (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    /// A contact, this device, or no peer (a file, an old record).
+    Contact = 0,
+    Stranger = 1,
+}
+
+/// Origins by (bytes, oldest first): the last is the largest (the oldest among equals).
+type BySize = BTreeSet<(u64, std::cmp::Reverse<u64>, Origin)>;
+
 /// What a relay carries and how much of each quota it uses.
 #[derive(Debug, Default)]
 pub(super) struct Carried {
@@ -87,46 +118,89 @@ pub(super) struct Carried {
     by_order: BTreeMap<u64, EnvelopeId>,
     per_tag: BTreeMap<Tag, Usage>,
     per_origin: BTreeMap<Origin, Usage>,
-    /// Orders of each origin's envelopes under each tag.
-    per_tag_origin: BTreeMap<(Tag, Origin), BTreeSet<u64>>,
-    /// Origins by (bytes, oldest first): the last is the largest (the oldest among equals).
-    by_size: BTreeSet<(u64, std::cmp::Reverse<u64>, Origin)>,
+    /// Each origin's envelopes under each tag.
+    per_tag_origin: BTreeMap<(Tag, Origin), Usage>,
+    /// Orders of strangers' envelopes under each tag.
+    per_tag_stranger: BTreeMap<Tag, BTreeSet<u64>>,
+    /// The origins held that are strangers (all others are contacts).
+    strangers: BTreeSet<DeviceId>,
+    /// Origins of each class by size ([`Class`] as the index).
+    by_size: [BySize; 2],
+    /// Bytes and envelopes of each class.
+    class_bytes: [u64; 2],
+    class_len: [usize; 2],
     bytes: u64,
     next_order: u64,
 }
 
 impl Carried {
+    fn class_of(&self, o: &Origin) -> Class {
+        match o {
+            Some(d) if self.strangers.contains(d) => Class::Stranger,
+            _ => Class::Contact,
+        }
+    }
+
     fn size_key(&self, o: &Origin) -> Option<(u64, std::cmp::Reverse<u64>, Origin)> {
         let u = self.per_origin.get(o)?;
         let first = *u.orders.iter().next()?;
         Some((u.bytes, std::cmp::Reverse(first), *o))
     }
 
-    fn insert(&mut self, id: EnvelopeId, e: Entry) {
+    /// Takes `o` out of its class's size index (before its usage changes).
+    fn unsize(&mut self, o: &Origin) {
+        if let Some(k) = self.size_key(o) {
+            let c = self.class_of(o) as usize;
+            self.by_size[c].remove(&k);
+        }
+    }
+
+    /// Puts `o` back in its class's size index (after its usage changed).
+    fn resize(&mut self, o: &Origin) {
+        if let Some(k) = self.size_key(o) {
+            let c = self.class_of(o) as usize;
+            self.by_size[c].insert(k);
+        }
+    }
+
+    /// Indexes a carried envelope; `stranger` is its origin's class now (an origin already
+    /// held in the other class moves there first).
+    fn insert(&mut self, id: EnvelopeId, e: Entry, stranger: bool) {
+        self.set_class(&e.origin, stranger);
+        if !self.per_origin.contains_key(&e.origin)
+            && let (Some(d), true) = (e.origin, stranger)
+        {
+            self.strangers.insert(d);
+        }
+        let class = self.class_of(&e.origin);
         self.next_order = self.next_order.max(e.order + 1);
         self.by_order.insert(e.order, id);
         let t = self.per_tag.entry(e.tag).or_default();
         t.bytes += e.len;
         t.orders.insert(e.order);
-        if let Some(k) = self.size_key(&e.origin) {
-            self.by_size.remove(&k);
-        }
+        self.unsize(&e.origin);
         let u = self.per_origin.entry(e.origin).or_default();
         u.bytes += e.len;
         u.orders.insert(e.order);
-        if let Some(k) = self.size_key(&e.origin) {
-            self.by_size.insert(k);
+        self.resize(&e.origin);
+        let to = self.per_tag_origin.entry((e.tag, e.origin)).or_default();
+        to.bytes += e.len;
+        to.orders.insert(e.order);
+        if class == Class::Stranger {
+            self.per_tag_stranger
+                .entry(e.tag)
+                .or_default()
+                .insert(e.order);
         }
-        self.per_tag_origin
-            .entry((e.tag, e.origin))
-            .or_default()
-            .insert(e.order);
+        self.class_bytes[class as usize] += e.len;
+        self.class_len[class as usize] += 1;
         self.bytes += e.len;
         self.entries.insert(id, e);
     }
 
     fn remove(&mut self, id: &EnvelopeId) -> Option<Entry> {
         let e = self.entries.remove(id)?;
+        let class = self.class_of(&e.origin);
         self.by_order.remove(&e.order);
         if let Some(t) = self.per_tag.get_mut(&e.tag) {
             t.bytes -= e.len;
@@ -135,27 +209,87 @@ impl Carried {
                 self.per_tag.remove(&e.tag);
             }
         }
-        if let Some(k) = self.size_key(&e.origin) {
-            self.by_size.remove(&k);
-        }
+        self.unsize(&e.origin);
         if let Some(u) = self.per_origin.get_mut(&e.origin) {
             u.bytes -= e.len;
             u.orders.remove(&e.order);
             if u.orders.is_empty() {
                 self.per_origin.remove(&e.origin);
+                if let Some(d) = &e.origin {
+                    self.strangers.remove(d);
+                }
             }
         }
-        if let Some(k) = self.size_key(&e.origin) {
-            self.by_size.insert(k);
-        }
+        self.resize(&e.origin);
         if let Some(s) = self.per_tag_origin.get_mut(&(e.tag, e.origin)) {
-            s.remove(&e.order);
-            if s.is_empty() {
+            s.bytes -= e.len;
+            s.orders.remove(&e.order);
+            if s.orders.is_empty() {
                 self.per_tag_origin.remove(&(e.tag, e.origin));
             }
         }
+        if class == Class::Stranger
+            && let Some(s) = self.per_tag_stranger.get_mut(&e.tag)
+        {
+            s.remove(&e.order);
+            if s.is_empty() {
+                self.per_tag_stranger.remove(&e.tag);
+            }
+        }
+        self.class_bytes[class as usize] -= e.len;
+        self.class_len[class as usize] -= 1;
         self.bytes -= e.len;
         Some(e)
+    }
+
+    /// Moves a held origin to the class `stranger` says, if it is in the other one: work in
+    /// the envelopes it holds, done only when its class changes. An origin of no peer is
+    /// always a contact's.
+    fn set_class(&mut self, o: &Origin, stranger: bool) {
+        let Some(d) = o else { return };
+        let Some(u) = self.per_origin.get(o) else {
+            return;
+        };
+        let from = self.class_of(o);
+        let to = if stranger {
+            Class::Stranger
+        } else {
+            Class::Contact
+        };
+        if from == to {
+            return;
+        }
+        let orders: Vec<u64> = u.orders.iter().copied().collect();
+        let bytes = u.bytes;
+        self.unsize(o);
+        if stranger {
+            self.strangers.insert(*d);
+        } else {
+            self.strangers.remove(d);
+        }
+        self.resize(o);
+        self.class_bytes[from as usize] -= bytes;
+        self.class_bytes[to as usize] += bytes;
+        self.class_len[from as usize] -= orders.len();
+        self.class_len[to as usize] += orders.len();
+        for order in orders {
+            let Some(tag) = self
+                .by_order
+                .get(&order)
+                .and_then(|id| self.entries.get(id))
+                .map(|e| e.tag)
+            else {
+                continue;
+            };
+            if stranger {
+                self.per_tag_stranger.entry(tag).or_default().insert(order);
+            } else if let Some(s) = self.per_tag_stranger.get_mut(&tag) {
+                s.remove(&order);
+                if s.is_empty() {
+                    self.per_tag_stranger.remove(&tag);
+                }
+            }
+        }
     }
 
     fn first_of(&self, orders: Option<&BTreeSet<u64>>) -> Option<EnvelopeId> {
@@ -168,21 +302,47 @@ impl Carried {
         self.first_of(self.per_origin.get(origin).map(|u| &u.orders))
     }
 
-    /// The oldest envelope under `tag` that `origin` pushed, or else the tag's oldest.
-    fn oldest_of_tag(&self, tag: &Tag, origin: &Origin) -> Option<EnvelopeId> {
-        self.first_of(self.per_tag_origin.get(&(*tag, *origin)))
-            .or_else(|| self.first_of(self.per_tag.get(tag).map(|u| &u.orders)))
+    /// The oldest envelope under `tag` that `origin` pushed.
+    fn oldest_of_tag_origin(&self, tag: &Tag, origin: &Origin) -> Option<EnvelopeId> {
+        self.first_of(self.per_tag_origin.get(&(*tag, *origin)).map(|u| &u.orders))
     }
 
-    /// The oldest envelope of the origin that holds the most bytes (of those that hold
-    /// the most, the one with the oldest envelope).
-    fn oldest_of_largest(&self) -> Option<EnvelopeId> {
-        let (_, _, o) = self.by_size.iter().next_back()?;
+    /// The oldest strangers' envelope under `tag`.
+    fn oldest_stranger_of_tag(&self, tag: &Tag) -> Option<EnvelopeId> {
+        self.first_of(self.per_tag_stranger.get(tag))
+    }
+
+    /// The oldest envelope under `tag`.
+    fn oldest_of_tag(&self, tag: &Tag) -> Option<EnvelopeId> {
+        self.first_of(self.per_tag.get(tag).map(|u| &u.orders))
+    }
+
+    /// The oldest envelope of the origin of `class` that holds the most bytes (of those
+    /// that hold the most, the one with the oldest envelope).
+    fn oldest_of_largest(&self, class: Class) -> Option<EnvelopeId> {
+        let (_, _, o) = self.by_size[class as usize].iter().next_back()?;
         self.oldest_of_origin(o)
+    }
+
+    /// The oldest envelope of the largest stranger origin, `own`'s if it holds as much as
+    /// the largest: what makes room in the strangers' pool for `own`.
+    fn oldest_of_largest_or_own(&self, own: &Origin) -> Option<EnvelopeId> {
+        let largest = self.by_size[Class::Stranger as usize].iter().next_back()?.0;
+        let mine = self.per_origin.get(own).map_or(0, |u| u.bytes);
+        if mine > 0 && mine >= largest {
+            self.oldest_of_origin(own)
+        } else {
+            self.oldest_of_largest(Class::Stranger)
+        }
     }
 
     pub(super) fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// True if `o` pushed an envelope carried now.
+    pub(super) fn holds(&self, o: &Origin) -> bool {
+        self.per_origin.contains_key(o)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -193,8 +353,16 @@ impl Carried {
         self.per_tag.get(t).map_or(0, |u| u.bytes)
     }
 
+    fn tag_origin_bytes(&self, t: &Tag, o: &Origin) -> u64 {
+        self.per_tag_origin.get(&(*t, *o)).map_or(0, |u| u.bytes)
+    }
+
     fn origin_bytes(&self, d: &DeviceId) -> u64 {
         self.per_origin.get(&Some(*d)).map_or(0, |u| u.bytes)
+    }
+
+    fn class_usage(&self, c: Class) -> (u64, usize) {
+        (self.class_bytes[c as usize], self.class_len[c as usize])
     }
 }
 
@@ -206,16 +374,23 @@ pub struct CarriedUsage {
     /// Tags and origins with something carried.
     pub tags: usize,
     pub origins: usize,
+    /// What strangers pushed (within [`RelayPolicy::max_stranger_bytes`] and
+    /// [`RelayPolicy::max_stranger_envelopes`], checked as each arrives).
+    pub stranger_bytes: u64,
+    pub stranger_envelopes: usize,
 }
 
 impl<S: Store> Replica<S> {
     /// How much this device carries for others now.
     pub fn carried_usage(&self) -> CarriedUsage {
+        let (stranger_bytes, stranger_envelopes) = self.carried.class_usage(Class::Stranger);
         CarriedUsage {
             bytes: self.carried.bytes(),
             envelopes: self.carried.len(),
             tags: self.carried.per_tag.len(),
             origins: self.carried.per_origin.len(),
+            stranger_bytes,
+            stranger_envelopes,
         }
     }
 
@@ -227,8 +402,28 @@ impl<S: Store> Replica<S> {
         )
     }
 
+    /// True if what `origin` pushes counts as a stranger's: a peer device that is not a
+    /// contact ([`Replica::is_contact`]). No origin (a file, an old record) is local.
+    fn is_stranger(&self, origin: &Origin) -> bool {
+        origin.is_some_and(|d| !self.is_contact(&d))
+    }
+
+    /// Evaluates again the class of those of `devices` that have carried envelopes (their
+    /// membership may have changed).
+    pub(super) fn reclassify_carried(&mut self, devices: &[DeviceId]) {
+        for d in devices {
+            let o = Some(*d);
+            if self.carried.holds(&o) {
+                let stranger = self.is_stranger(&o);
+                self.carried.set_class(&o, stranger);
+            }
+        }
+    }
+
     /// Carries an envelope for others (the caller checked it is not ours, relaying is on
-    /// and it has not expired), evicting what the quotas require first (module docs).
+    /// and it has not expired), evicting what the quotas require first (module docs). What
+    /// would have to evict a contact's envelope for a stranger's is refused before anything
+    /// is evicted.
     pub(super) fn carry(
         &mut self,
         env: &Envelope,
@@ -238,8 +433,26 @@ impl<S: Store> Replica<S> {
         let tag = env.header().tag;
         let p = self.relay;
         let (tag_q, origin_q) = (p.max_tag_bytes(), p.max_origin_bytes());
+        let (pool_q, pool_n) = (p.max_stranger_bytes(), p.max_stranger_envelopes());
         if len > p.max_bytes.min(tag_q) || (origin.is_some() && len > origin_q) {
             return Ok(Ingested::NotWanted);
+        }
+        let stranger = self.is_stranger(&origin);
+        self.carried.set_class(&origin, stranger);
+        let c = &self.carried;
+        if stranger {
+            // Room a stranger may not take: others' under the tag (it evicts only its own
+            // there), contacts' in all, past the pool.
+            let (contact_bytes, contact_len) = c.class_usage(Class::Contact);
+            let others_under_tag = c.tag_bytes(&tag) - c.tag_origin_bytes(&tag, &origin);
+            if len > pool_q
+                || pool_n == 0
+                || others_under_tag + len > tag_q
+                || contact_bytes + len > p.max_bytes
+                || contact_len >= p.max_envelopes
+            {
+                return Ok(Ingested::NotWanted);
+            }
         }
         if let Some(o) = origin {
             while self.carried.origin_bytes(&o) + len > origin_q {
@@ -250,18 +463,43 @@ impl<S: Store> Replica<S> {
             }
         }
         while self.carried.tag_bytes(&tag) + len > tag_q {
-            let Some(id) = self.carried.oldest_of_tag(&tag, &origin) else {
-                break;
+            let c = &self.carried;
+            let id = if stranger {
+                c.oldest_of_tag_origin(&tag, &origin)
+            } else {
+                c.oldest_stranger_of_tag(&tag)
+                    .or_else(|| c.oldest_of_tag_origin(&tag, &origin))
+                    .or_else(|| c.oldest_of_tag(&tag))
             };
+            let Some(id) = id else { break };
             self.evict_carried(&id)?;
+        }
+        if stranger {
+            loop {
+                let (b, n) = self.carried.class_usage(Class::Stranger);
+                if b + len <= pool_q && n < pool_n {
+                    break;
+                }
+                let Some(id) = self.carried.oldest_of_largest_or_own(&origin) else {
+                    break;
+                };
+                self.evict_carried(&id)?;
+            }
         }
         while self.carried.bytes() + len > p.max_bytes || self.carried.len() >= p.max_envelopes {
-            let Some(id) = self.carried.oldest_of_largest() else {
-                break;
-            };
+            let c = &self.carried;
+            let id = c.oldest_of_largest(Class::Stranger).or_else(|| {
+                (!stranger)
+                    .then(|| c.oldest_of_largest(Class::Contact))
+                    .flatten()
+            });
+            let Some(id) = id else { break };
             self.evict_carried(&id)?;
         }
-        if self.carried.len() >= p.max_envelopes {
+        if self.carried.bytes() + len > p.max_bytes
+            || self.carried.len() >= p.max_envelopes
+            || self.carried.tag_bytes(&tag) + len > tag_q
+        {
             return Ok(Ingested::NotWanted);
         }
         let id = env.id();
@@ -273,7 +511,7 @@ impl<S: Store> Replica<S> {
             origin,
         };
         self.store.put(&keys::carried(&id), &e.encode())?;
-        self.carried.insert(id, e);
+        self.carried.insert(id, e, stranger);
         self.stats.carried += 1;
         Ok(Ingested::Carried)
     }
@@ -321,6 +559,8 @@ impl<S: Store> Replica<S> {
         let now = self.clock.last().ms;
         let held: BTreeSet<EnvelopeId> = self.invitations().iter().map(|h| h.envelope).collect();
         let mut c = Carried::default();
+        // Each origin's class, evaluated once.
+        let mut classes: BTreeMap<DeviceId, bool> = BTreeMap::new();
         for (k, v) in records {
             let id = k.get(2..).and_then(EnvelopeId::from_slice);
             let live = match (id, Entry::decode(&v)) {
@@ -335,7 +575,13 @@ impl<S: Store> Replica<S> {
                 _ => None,
             };
             match live {
-                Some((id, e)) => c.insert(id, e),
+                Some((id, e)) => {
+                    let stranger = match e.origin {
+                        Some(d) => *classes.entry(d).or_insert_with(|| !self.is_contact(&d)),
+                        None => false,
+                    };
+                    c.insert(id, e, stranger)
+                }
                 None => self.store.delete(&k)?,
             }
         }
@@ -363,7 +609,7 @@ impl<S: Store> Replica<S> {
                     origin: None,
                 };
                 self.store.put(&keys::carried(&id), &e.encode())?;
-                c.insert(id, e);
+                c.insert(id, e, false);
             }
         }
         self.carried = c;
@@ -408,31 +654,32 @@ mod tests {
             .enumerate()
         {
             let order = c.next_order;
-            c.insert(
-                EnvelopeId([i as u8; 32]),
-                Entry {
-                    order,
-                    len: 10 * (i as u64 + 1),
-                    tag,
-                    origin,
-                },
-            );
+            let e = Entry {
+                order,
+                len: 10 * (i as u64 + 1),
+                tag,
+                origin,
+            };
+            c.insert(EnvelopeId([i as u8; 32]), e, false);
         }
         assert_eq!((c.bytes(), c.len()), (100, 4));
         assert_eq!((c.tag_bytes(&t1), c.tag_bytes(&t2)), (40, 60));
         assert_eq!(c.origin_bytes(&o), 50);
+        assert_eq!(c.tag_origin_bytes(&t2, &Some(o)), 40);
         let id = |n: u8| Some(EnvelopeId([n; 32]));
         // Origins `o` and none hold 50 bytes each: `o` has the oldest envelope.
-        assert_eq!(c.oldest_of_largest(), id(0));
-        assert_eq!(c.oldest_of_tag(&t2, &Some(o)), id(3), "o's own under t2");
-        assert_eq!(
-            c.oldest_of_tag(&t1, &Some(DeviceId([8; 32]))),
-            id(0),
-            "t1's oldest"
-        );
+        assert_eq!(c.oldest_of_largest(Class::Contact), id(0));
+        assert_eq!(c.oldest_of_largest(Class::Stranger), None);
+        assert_eq!(c.oldest_of_tag_origin(&t2, &Some(o)), id(3), "o's own");
+        assert_eq!(c.oldest_of_tag_origin(&t1, &Some(DeviceId([8; 32]))), None);
+        assert_eq!(c.oldest_of_tag(&t1), id(0), "t1's oldest");
         c.remove(&EnvelopeId([0; 32]));
         assert_eq!(c.oldest_of_origin(&Some(o)), id(3));
-        assert_eq!(c.oldest_of_largest(), id(1), "none holds more now");
+        assert_eq!(
+            c.oldest_of_largest(Class::Contact),
+            id(1),
+            "none holds more now"
+        );
         assert_eq!(
             (c.bytes(), c.tag_bytes(&t1), c.origin_bytes(&o)),
             (90, 30, 40)
@@ -441,7 +688,64 @@ mod tests {
             c.remove(&EnvelopeId([i; 32]));
         }
         assert!(c.per_tag.is_empty() && c.per_origin.is_empty() && c.by_order.is_empty());
-        assert!(c.by_size.is_empty() && c.per_tag_origin.is_empty());
+        assert!(c.by_size.iter().all(|s| s.is_empty()) && c.per_tag_origin.is_empty());
         assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn an_origin_moves_between_classes_with_its_envelopes() {
+        let mut c = Carried::default();
+        let (t1, t2) = (Tag([1; 16]), Tag([2; 16]));
+        let (s, k) = (DeviceId([5; 32]), DeviceId([6; 32]));
+        for (i, (tag, origin, stranger)) in [
+            (t1, Some(s), true),
+            (t1, Some(k), false),
+            (t2, Some(s), true),
+            (t1, None, true),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let order = c.next_order;
+            let e = Entry {
+                order,
+                len: 10,
+                tag,
+                origin,
+            };
+            c.insert(EnvelopeId([i as u8; 32]), e, stranger);
+        }
+        let id = |n: u8| Some(EnvelopeId([n; 32]));
+        // No origin is never a stranger's, whatever the caller says.
+        assert_eq!(c.class_usage(Class::Stranger), (20, 2));
+        assert_eq!(c.class_usage(Class::Contact), (20, 2));
+        assert_eq!(c.oldest_stranger_of_tag(&t1), id(0));
+        assert_eq!(c.oldest_of_largest(Class::Stranger), id(0));
+        // `s` becomes a contact, `k` a stranger.
+        c.set_class(&Some(s), false);
+        c.set_class(&Some(k), true);
+        assert_eq!(c.class_usage(Class::Stranger), (10, 1));
+        assert_eq!(c.class_usage(Class::Contact), (30, 3));
+        assert_eq!(c.oldest_stranger_of_tag(&t1), id(1));
+        assert_eq!(c.oldest_stranger_of_tag(&t2), None);
+        assert_eq!(c.oldest_of_largest(Class::Stranger), id(1));
+        assert_eq!(c.oldest_of_largest(Class::Contact), id(0));
+        // An insert with the other class moves the origin first.
+        let e = Entry {
+            order: c.next_order,
+            len: 10,
+            tag: t2,
+            origin: Some(s),
+        };
+        c.insert(EnvelopeId([9; 32]), e, true);
+        assert_eq!(c.class_usage(Class::Stranger), (40, 4));
+        assert_eq!(c.oldest_stranger_of_tag(&t2), id(2));
+        for i in [0, 1, 2, 3, 9] {
+            c.remove(&EnvelopeId([i; 32]));
+        }
+        assert!(c.strangers.is_empty() && c.per_tag_stranger.is_empty());
+        assert!(c.by_size.iter().all(|s| s.is_empty()));
+        assert_eq!(c.class_usage(Class::Stranger), (0, 0));
+        assert_eq!(c.class_usage(Class::Contact), (0, 0));
     }
 }

@@ -50,7 +50,9 @@ impl<S: Store> Replica<S> {
             self.store.put(&keys::epoch_key(&id, e), k)?;
         }
         self.by_tag.insert(c.tag, id);
+        let members: Vec<DeviceId> = c.membership.state().members.keys().copied().collect();
         self.convs.insert(id, c);
+        self.reclassify_carried(&members);
         self.emit(Event::ConversationAdded(id));
         Ok(id)
     }

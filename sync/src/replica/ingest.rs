@@ -517,6 +517,16 @@ impl<S: Store> Replica<S> {
         let opened = envelope::open(env, &c.control_key, &c.id, &mut |_| Vec::new())?;
         let op = ControlOp::decode(&opened.payload)?;
         let hash = OpHash(opened.signed_hash);
+        // Members before, with envelopes carried: one may stop being a member (and a
+        // contact) without being named removed, when a concurrent removal rejects its `Add`.
+        let mut was: Vec<DeviceId> = c
+            .membership
+            .state()
+            .members
+            .keys()
+            .filter(|d| self.carried.holds(&Some(**d)))
+            .copied()
+            .collect();
         let inserted = match c.membership.insert(
             hash,
             Entry {
@@ -541,12 +551,15 @@ impl<S: Store> Replica<S> {
             .chain(st.removed.keys())
             .copied()
             .collect();
-        known.into_iter().for_each(|d| c.learn_actor(d));
+        known.iter().for_each(|d| c.learn_actor(*d));
         if let Some(now_ms) = now_ms {
             self.clock.observe(opened.hlc, now_ms);
             self.store.put(&keys::control(&conv, &env.id()), &[])?;
         }
         if inserted {
+            // Whose carried envelopes count as a contact's may have changed.
+            was.extend(known);
+            self.reclassify_carried(&was);
             self.learn_keys(&conv)?;
             self.emit(Event::MembershipChanged(conv));
         }

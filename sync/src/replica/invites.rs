@@ -334,6 +334,7 @@ impl<S: Store> Replica<S> {
         }
         self.store.put(&keys::accepted_device(d), &[])?;
         self.invites.accepted.insert(*d);
+        self.reclassify_carried(&[*d]);
         Ok(())
     }
 

@@ -215,6 +215,10 @@ pub struct RelayPolicy {
     pub tag_share: u64,
     /// What one peer device pushed holds at most `max_bytes / origin_share` (0 counts as 1).
     pub origin_share: u64,
+    /// What strangers (origins that are not contacts) pushed holds at most
+    /// `max_bytes / stranger_share` bytes and `max_envelopes / stranger_share` envelopes
+    /// together (0 counts as 1).
+    pub stranger_share: u64,
     /// Largest number of carried envelopes.
     pub max_envelopes: usize,
 }
@@ -227,6 +231,7 @@ impl RelayPolicy {
             max_bytes,
             tag_share: crate::limits::RELAY_TAG_SHARE,
             origin_share: crate::limits::RELAY_ORIGIN_SHARE,
+            stranger_share: crate::limits::RELAY_STRANGER_SHARE,
             max_envelopes: crate::limits::MAX_CARRIED_ENVELOPES,
         }
     }
@@ -237,6 +242,14 @@ impl RelayPolicy {
 
     pub fn max_origin_bytes(&self) -> u64 {
         self.max_bytes / self.origin_share.max(1)
+    }
+
+    pub fn max_stranger_bytes(&self) -> u64 {
+        self.max_bytes / self.stranger_share.max(1)
+    }
+
+    pub fn max_stranger_envelopes(&self) -> usize {
+        self.max_envelopes / self.stranger_share.max(1) as usize
     }
 }
 
