@@ -1342,3 +1342,99 @@ fn on_message_runs_a_program_for_each_incoming_message() {
     });
     assert!(b.json(&["id"])["online"] == true);
 }
+
+/// Issue 11's measuring tool: `vaarta bench --corpus` runs a real daemon, fills it through
+/// the API, reads the messages back through the API and reports every measure; bad
+/// arguments are refused with a clear message; its temporary home is gone afterwards.
+#[test]
+fn bench_corpus_measures_a_filled_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bench = |args: &[&str]| {
+        Command::new(bin())
+            .arg("bench")
+            .args(args)
+            .env("TMPDIR", tmp.path())
+            .env_remove("VAARTA_HOME")
+            .output()
+            .unwrap()
+    };
+    let o = bench(&["--corpus", "300", "--conversations", "3", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json_of(&o);
+    assert_eq!(r["corpus_messages"], 300, "{r}");
+    assert_eq!(r["conversations"], 3, "{r}");
+    // Counted by reading every conversation through the API after the restart.
+    assert_eq!(r["messages_read_back"], 300, "{r}");
+    assert_eq!(r["newest_50_reads"], 3, "{r}");
+    // 100 messages in the first conversation: scrolled in steps of 50.
+    assert_eq!(
+        (r["scroll_messages"].clone(), r["scroll_requests"].clone()),
+        (100.into(), 2.into())
+    );
+    let num = |k: &str| {
+        r[k].as_f64()
+            .unwrap_or_else(|| panic!("{k} is missing or not a number: {r}"))
+    };
+    // The envelope alone is larger than the 100-byte text.
+    for k in [
+        "disk_apparent_bytes_per_message",
+        "disk_allocated_bytes_per_message",
+    ] {
+        assert!(num(k) > 100.0, "{k}: {r}");
+    }
+    let per = num("disk_apparent_bytes") / 300.0;
+    assert!(
+        (per - num("disk_apparent_bytes_per_message")).abs() < 1e-6,
+        "{r}"
+    );
+    for k in [
+        "fill_s",
+        "fill_msgs_per_s",
+        "first_start_ms",
+        "cold_start_ms",
+        "newest_50_p50_ms",
+        "newest_50_p99_ms",
+        "scroll_ms",
+        "read_newest_scroll_ms",
+    ] {
+        assert!(num(k) > 0.0 && num(k).is_finite(), "{k}: {r}");
+    }
+    assert!(num("newest_50_p99_ms") >= num("newest_50_p50_ms"), "{r}");
+    for k in [
+        "rss_after_fill_bytes",
+        "rss_after_start_bytes",
+        "rss_after_newest_50_bytes",
+    ] {
+        if cfg!(target_os = "linux") {
+            // More than a megabyte: a daemon's resident set, not the bench's arithmetic.
+            assert!(num(k) > 1e6, "{k}: {r}");
+        } else {
+            assert!(r[k].is_null(), "{k}: {r}");
+        }
+    }
+    // The daemon is stopped and its home removed.
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    for (args, says) in [
+        (&["--corpus", "0"][..], "--corpus must be at least 1"),
+        (
+            &["--corpus", "5", "--conversations", "0"][..],
+            "--conversations must be at least 1",
+        ),
+        (
+            &["--corpus", "2", "--conversations", "3"][..],
+            "more than --corpus 2",
+        ),
+    ] {
+        let o = bench(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+    // --conversations belongs to --corpus; --corpus replaces the two-node run.
+    assert_eq!(bench(&["--conversations", "5"]).status.code(), Some(2));
+    assert_eq!(
+        bench(&["--corpus", "5", "--messages", "5"]).status.code(),
+        Some(2)
+    );
+}

@@ -1,5 +1,6 @@
 //! `vaarta bench`: two real nodes (engine, sled with fsync, libp2p TCP+Noise+Yamux) on
 //! loopback, measured end to end. Prints a table; the numbers go in docs/performance.md.
+//! (`vaarta bench --corpus`, one daemon's storage, is [`crate::corpus`].)
 //!
 //! * throughput: 64 concurrent senders on A; "delivered" means durable on B (B flushes before
 //!   it acknowledges, and answers queries only after its flush);
@@ -111,7 +112,7 @@ async fn newest(n: &Node, conv: &str) -> Option<String> {
     }
 }
 
-fn body(i: usize) -> String {
+pub(crate) fn body(i: usize) -> String {
     // 100 bytes of chat-like text (ASCII, so length is exact).
     let mut s =
         format!("msg {i:06}: boat team at ghat 3 needs tarpaulins, ORS and drinking water now. ");
@@ -135,7 +136,7 @@ fn one(b: String) -> Vec<OutgoingMessage> {
 /// The `p` quantile of latencies in milliseconds: nearest rank (rank `ceil(p·n)`), read from
 /// an HDR histogram of microseconds with 3 significant figures (at most 0.1% above the exact
 /// sample). 0 for no samples.
-fn pct(ms: &[f64], p: f64) -> f64 {
+pub(crate) fn pct(ms: &[f64], p: f64) -> f64 {
     let Ok(mut h) = hdrhistogram::Histogram::<u64>::new(3) else {
         return 0.0;
     };

@@ -20,6 +20,7 @@ macro_rules! say {
 }
 
 pub mod bench;
+pub mod corpus;
 pub mod demo;
 pub mod fmt;
 pub mod follow;
@@ -289,8 +290,8 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
-    /// Measure two nodes on loopback (throughput, latency, bytes) and print a table (in
-    /// temporary homes: --home is not used)
+    /// Measure two nodes on loopback (throughput, latency, bytes) and print a table; with
+    /// --corpus, one daemon's storage instead (in temporary homes: --home is not used)
     Bench {
         /// Messages for the throughput run
         #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -298,6 +299,17 @@ pub enum Command {
         /// Messages of history for the idle-reconnect measurement
         #[arg(long, default_value_t = 100_000)]
         history: usize,
+        /// Instead: fill one daemon (`vaarta up`) with N messages through its API, one per
+        /// request, and measure disk bytes per message, cold start, memory (Linux only),
+        /// reads and scrolls; progress on stderr unless -q or --json
+        #[arg(long, value_name = "N", conflicts_with_all = ["messages", "history"])]
+        corpus: Option<u64>,
+        /// With --corpus: spread the messages round-robin over this many conversations
+        #[arg(long, value_name = "C", default_value_t = 100, requires = "corpus")]
+        conversations: u64,
+        /// With --corpus: concurrent API clients during the fill
+        #[arg(long, value_name = "K", default_value_t = 8, requires = "corpus")]
+        clients: u64,
     },
 }
 
@@ -820,7 +832,21 @@ pub fn run(cli: Cli) -> Result<()> {
             limit,
         } => log(&home, conv, follow, ids, limit as usize, json),
         Command::Demo { keep } => demo::run(keep),
-        Command::Bench { messages, history } => bench::run(messages as usize, history, json),
+        Command::Bench {
+            corpus: Some(corpus),
+            conversations,
+            clients,
+            ..
+        } => corpus::run(corpus::Args {
+            messages: corpus,
+            conversations,
+            clients,
+            quiet: json || cli.quiet > 0,
+            json,
+        }),
+        Command::Bench {
+            messages, history, ..
+        } => bench::run(messages as usize, history, json),
         Command::Completions { .. } | Command::Man { .. } => Ok(()),
     }
 }
