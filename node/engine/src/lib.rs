@@ -3,7 +3,8 @@
 //! It composes the sync core ([`vaarta_sync::replica::Replica`]) with the mesh protocol:
 //! which peers to dial and when to try again, the hello handshake that binds a device key to
 //! a transport session, which conversation tags two devices reconcile, when to start a
-//! reconciliation, which envelopes to push to whom and in what order, and acknowledgements.
+//! reconciliation, which envelopes to push to whom and in what order, acknowledgements, and
+//! receipts for envelopes read after they waited.
 //! The tokio daemon (`vaarta-node`) and the discrete-event simulator (`vaarta-sim`) are two
 //! drivers of this same code.
 //!
@@ -936,7 +937,8 @@ impl<S: Store> Engine<S> {
     /// 4. profile names;
     /// 5. **flush the store**;
     /// 6. new tags: hello (own) or `Carry` (carried);
-    /// 7. acknowledgements of what step 5 made durable;
+    /// 7. acknowledgements of what step 5 made durable (stored, deferred or refused per
+    ///    push), and `Receipt`s owed to the authors of linked devices;
     /// 8. push/announce what is new.
     pub fn flush(&mut self, now_ms: u64) -> Result<(), EngineError> {
         self.now = now_ms;
