@@ -339,7 +339,7 @@ fn an_unreadable_push_gets_its_receipt_once_read() {
     net.settle();
     net.connect(a, d);
     net.settle();
-    net.connect(b, d);
+    let (l_bd, _) = net.connect(b, d);
     net.settle();
     net.nodes[b]
         .send_message(&c, text("after rotation"), net.now)
@@ -371,8 +371,9 @@ fn an_unreadable_push_gets_its_receipt_once_read() {
         delivered(&mut net).is_empty(),
         "unreadable is not delivered"
     );
-    // A (an admin) learns of the rotation through D and shares the key with D, which reads
-    // the message and sends B its receipt.
+    // B and D part. A (an admin) learns of the rotation through D and shares the key with
+    // D, which reads the message: it owes B a receipt.
+    net.cut(b, l_bd);
     net.run_for(60_000);
     net.settle();
     assert_eq!(net.nodes[d].replica().unreadable_count(&c).0, 0);
@@ -383,6 +384,12 @@ fn an_unreadable_push_gets_its_receipt_once_read() {
         .map(|(m, _)| m.view.body)
         .collect();
     assert_eq!(read, vec!["after rotation"]);
+    assert_eq!(net.nodes[d].replica().owed_receipts(&bd, 10), vec![e]);
+    assert!(delivered(&mut net).is_empty(), "B has not heard yet");
+    // B and D meet again: the receipt goes as soon as D sees B's proof.
+    net.connect(b, d);
+    net.settle();
+    assert!(net.nodes[d].replica().owed_receipts(&bd, 10).is_empty());
     assert_eq!(delivered(&mut net), vec![dd]);
     let events = net.events[b]
         .iter()
