@@ -232,6 +232,9 @@ fn unreadable_envelopes_are_read_when_their_key_arrives() {
             "restart {restart_between}"
         );
         assert_eq!(d.unreadable_count(&c).0, 0);
+        // Read now: its author is owed a receipt (the engine sends it).
+        let owed = d.owed_receipts(&b.device_id(), 10);
+        assert_eq!(owed.len(), 1, "restart {restart_between}");
     }
 }
 

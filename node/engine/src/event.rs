@@ -115,7 +115,9 @@ pub enum Event {
         link: LinkId,
         device: Option<DeviceId>,
     },
-    /// A device acknowledged (stored durably) an envelope of ours.
+    /// A member's device holds an envelope of ours durably and can read it: it acknowledged
+    /// the push as stored, or sent a `Receipt` for one it had acknowledged as deferred (or
+    /// a reconciliation recovered a lost acknowledgement). Emitted once per device.
     Delivered {
         envelope: EnvelopeId,
         device: DeviceId,

@@ -3,7 +3,8 @@
 //! It composes the sync core ([`vaarta_sync::replica::Replica`]) with the mesh protocol:
 //! which peers to dial and when to try again, the hello handshake that binds a device key to
 //! a transport session, which conversation tags two devices reconcile, when to start a
-//! reconciliation, which envelopes to push to whom and in what order, and acknowledgements.
+//! reconciliation, which envelopes to push to whom and in what order, acknowledgements, and
+//! receipts for envelopes read after they waited.
 //! The tokio daemon (`vaarta-node`) and the discrete-event simulator (`vaarta-sim`) are two
 //! drivers of this same code.
 //!
@@ -76,6 +77,7 @@ pub use link::{LinkId, LinkInfo, LinkUp, PeerKey};
 pub use timer::Timer;
 pub use wire::{Frame, Hello, MAX_FRAME_BYTES};
 
+use ack::Disposition;
 use config::{
     EXPIRE_INTERVAL_MS, LONG_LINK_MS, MAINTAIN_INTERVAL_MS, MAX_FRAMES_QUEUED_PER_LINK,
     WANT_RETRY_MS,
@@ -464,7 +466,12 @@ impl<S: Store> Engine<S> {
                 let origin = Some(l.device().unwrap_or(l.stranger_origin));
                 self.inbox.push((link, seq, envelope, origin));
             }
-            Frame::Ack { up_to, refused } => self.on_ack(link, up_to, &refused),
+            Frame::Ack {
+                up_to,
+                refused,
+                deferred,
+            } => self.on_ack(link, up_to, &refused, &deferred),
+            Frame::Receipt { ids } => self.on_receipt(link, &ids),
             Frame::Have { ids } => self.on_have(link, ids),
             Frame::Carry { tags } => self.on_carry(link, tags),
             Frame::TagSync { session, message } => self.on_tag_sync(link, session, &message),
@@ -662,6 +669,7 @@ impl<S: Store> Engine<S> {
             l.device = Some(h);
         }
         self.event(Event::LinkReady { link, device, name });
+        self.send_owed_receipts(Some(link));
     }
 
     fn on_have(&mut self, link: LinkId, ids: Vec<EnvelopeId>) {
@@ -690,9 +698,10 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// The peer handled every push up to `up_to` and stored all but `refused`: receipts for
-    /// the stored ones, a refusal noted for the others (no receipt, now or by recovery).
-    fn on_ack(&mut self, link: LinkId, up_to: u64, refused: &[u64]) {
+    /// The peer handled every push up to `up_to`, stored all but `refused`, and cannot
+    /// read `deferred` yet: receipts for the others; a refusal or a deferral noted for
+    /// these (no receipt by recovery; a deferred one gets its receipt from a `Receipt`).
+    fn on_ack(&mut self, link: LinkId, up_to: u64, refused: &[u64], deferred: &[u64]) {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
@@ -700,8 +709,14 @@ impl<S: Store> Engine<S> {
         let acked = l.push.acknowledged(up_to);
         let Some(device) = device else { return };
         for (seq, e) in acked {
-            let stored = refused.binary_search(&seq).is_err();
-            self.acknowledged(e, device, stored);
+            let d = if refused.binary_search(&seq).is_ok() {
+                Disposition::Refused
+            } else if deferred.binary_search(&seq).is_ok() {
+                Disposition::Deferred
+            } else {
+                Disposition::Stored
+            };
+            self.acknowledged(e, device, d);
         }
     }
 
@@ -923,7 +938,8 @@ impl<S: Store> Engine<S> {
     /// 4. profile names;
     /// 5. **flush the store**;
     /// 6. new tags: hello (own) or `Carry` (carried);
-    /// 7. acknowledgements of what step 5 made durable;
+    /// 7. acknowledgements of what step 5 made durable (stored, deferred or refused per
+    ///    push), and `Receipt`s owed to the authors of linked devices;
     /// 8. push/announce what is new.
     pub fn flush(&mut self, now_ms: u64) -> Result<(), EngineError> {
         self.now = now_ms;
@@ -934,8 +950,8 @@ impl<S: Store> Engine<S> {
 
     fn flush_inner(&mut self, now_ms: u64) -> Result<(), EngineError> {
         let inbox = std::mem::take(&mut self.inbox);
-        // Per link: (up to, pushes handled, pushes not stored).
-        let mut acks: BTreeMap<LinkId, (u64, u32, Vec<u64>)> = BTreeMap::new();
+        // Per link: (up to, pushes handled, pushes not stored, pushes deferred).
+        let mut acks: BTreeMap<LinkId, (u64, u32, Vec<u64>, Vec<u64>)> = BTreeMap::new();
         if !inbox.is_empty() {
             let refs: Vec<&[u8]> = inbox.iter().map(|(_, _, b, _)| b.as_slice()).collect();
             let origins: Vec<Option<DeviceId>> = inbox.iter().map(|i| i.3).collect();
@@ -944,7 +960,7 @@ impl<S: Store> Engine<S> {
                 if let Some(id) = adm.id {
                     self.requested.remove(&id);
                 }
-                let stored = self.stored(&adm);
+                let disposition = self.disposition(&adm);
                 match adm.result {
                     Ok(ing) => {
                         if let (Some(id), Some(tag)) = (adm.id, adm.tag)
@@ -971,11 +987,15 @@ impl<S: Store> Engine<S> {
                         }));
                     }
                 }
-                let a = acks.entry(*link).or_insert((*seq, 0, Vec::new()));
+                let a = acks
+                    .entry(*link)
+                    .or_insert((*seq, 0, Vec::new(), Vec::new()));
                 a.0 = a.0.max(*seq);
                 a.1 += 1;
-                if !stored {
-                    a.2.push(*seq);
+                match disposition {
+                    Disposition::Stored => {}
+                    Disposition::Refused => a.2.push(*seq),
+                    Disposition::Deferred => a.3.push(*seq),
                 }
             }
         }
@@ -1034,38 +1054,52 @@ impl<S: Store> Engine<S> {
         if carry_new && !self.links.is_empty() {
             self.carry_changed();
         }
-        // Durable: acknowledge and spread.
-        for (link, (up_to, n, refused)) in acks {
+        // Durable: acknowledge, send the receipts owed, and spread.
+        for (link, (up_to, n, refused, deferred)) in acks {
             if let Some(l) = self.links.get_mut(&link)
                 && !l.closing
             {
-                l.ack.durable(up_to, n, &refused, now_ms);
+                l.ack.durable(up_to, n, &refused, &deferred, now_ms);
             }
         }
         self.settle();
         self.send_due_acks(now_ms);
+        self.send_owed_receipts(None);
         for f in std::mem::take(&mut self.fresh) {
             self.spread(f);
         }
         Ok(())
     }
 
-    /// Whether an ingested push is now held by this device (what its acknowledgement may
-    /// confirm): applied, pending, carried, an invitation, or a duplicate of an envelope
-    /// held (not of a refusal's tombstone). Refused, not wanted and unreadable ones are not.
-    fn stored(&self, adm: &replica::Admission) -> bool {
+    /// What the acknowledgement of an ingested push says (rule 4: "stored" only for what
+    /// this device holds and can read), judged after the whole batch (a later envelope of
+    /// the batch may have woken an earlier one, or evicted it):
+    /// * stored: applied, carried, an invitation opened, or held and read now (a duplicate
+    ///   of an envelope held, or one woken within the batch);
+    /// * deferred: held but not readable yet — pending (a dependency, an author, a signer,
+    ///   an epoch key, parents), unreadable (its key not granted here yet), or an invitation
+    ///   held for the user. Pending and unreadable envelopes are also evictable under this
+    ///   device's bounds, so the sender must not count them delivered; the receipt follows
+    ///   once they are applied (`Receipt`);
+    /// * refused: refused, not wanted, or no longer held (a tombstone, or evicted).
+    fn disposition(&self, adm: &replica::Admission) -> Disposition {
         match &adm.result {
+            Ok(Ingested::Applied(_) | Ingested::Invited(_) | Ingested::Carried) => {
+                Disposition::Stored
+            }
             Ok(
-                Ingested::Applied(_)
-                | Ingested::Pending(..)
-                | Ingested::Invited(_)
-                | Ingested::InvitationHeld(_),
-            ) => true,
-            Ok(Ingested::Carried) => true,
-            Ok(Ingested::Duplicate) => adm.id.is_some_and(
-                |id| matches!(self.replica.store().envelope(&id), Ok(Some(b)) if !b.is_empty()),
-            ),
-            Ok(Ingested::Unreadable(_) | Ingested::NotWanted) | Err(_) => false,
+                Ingested::Pending(..)
+                | Ingested::Unreadable(_)
+                | Ingested::InvitationHeld(_)
+                | Ingested::Duplicate,
+            ) => match adm.id {
+                Some(id) if self.replica.is_waiting(&id) => Disposition::Deferred,
+                Some(id) if matches!(self.replica.store().envelope(&id), Ok(Some(b)) if !b.is_empty()) => {
+                    Disposition::Stored
+                }
+                _ => Disposition::Refused,
+            },
+            Ok(Ingested::NotWanted) | Err(_) => Disposition::Refused,
         }
     }
 
@@ -1076,10 +1110,16 @@ impl<S: Store> Engine<S> {
             let Some(l) = self.links.get_mut(&link) else {
                 continue;
             };
-            while let Some((up_to, refused)) = l.ack.take_due(now_ms, delay, every) {
+            while let Some((up_to, refused, deferred)) = l.ack.take_due(now_ms, delay, every) {
                 if !l.closing {
-                    l.frames_out
-                        .push_back(Frame::Ack { up_to, refused }.encode());
+                    l.frames_out.push_back(
+                        Frame::Ack {
+                            up_to,
+                            refused,
+                            deferred,
+                        }
+                        .encode(),
+                    );
                 }
             }
         }

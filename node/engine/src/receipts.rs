@@ -1,16 +1,27 @@
-//! Delivery receipts: which member devices hold which of our envelopes, durably.
+//! Delivery receipts: which member devices hold and read which of our envelopes, durably.
 //!
-//! A receipt is recorded when a member's device acknowledges a push (it flushed the envelope
-//! before acknowledging), or when a reconciliation with that member ends and did not find our
-//! message lacking (a push whose acknowledgement a dropped link lost). For the second, our
-//! own message envelopes stay on an *awaiting* list, per conversation, with the count of
-//! members still to confirm; the list is bounded by [`MAX_AWAITING_RECEIPTS`].
+//! A receipt is recorded when a member's device acknowledges a push as stored (it flushed
+//! the envelope before acknowledging), when it sends a `Receipt` for an envelope it had
+//! acknowledged as *deferred* (held but not readable yet: pending, unreadable, an invitation
+//! held) and has read since, or when a reconciliation with that member ends and did not find
+//! our message lacking (a push whose acknowledgement a dropped link lost). For the last two,
+//! our own envelopes stay on an *awaiting* list, per conversation, with the count of members
+//! still to confirm; the list is bounded by [`MAX_AWAITING_RECEIPTS`]. Recovery never
+//! overrides a refusal or a deferral: only an acknowledgement as stored or a `Receipt` does.
+//!
+//! The receiving side: an envelope that waited and is applied later is listed as owed to
+//! its author ([`vaarta_sync::replica::Replica::owed_receipts`], bounded); the owed ids go
+//! in `Receipt` frames to the author's own authenticated device when a link to it is ready
+//! (at its proof, and after each flush), and are forgotten once queued. A frame lost with a
+//! dropped link costs its author a receipt (the message shows as sent), never a message.
 //!
 //! Store keys (in the replica's store, in its one table of prefixes,
 //! [`vaarta_sync::replica::keys`]):
 //! * `d/` ‖ envelope id ‖ device id → empty: a receipt; `refused`: the device acknowledged
-//!   the push without storing it (no receipt);
-//! * `w/` ‖ tag ‖ envelope id → sealed-at ms (u64 BE) ‖ members still to confirm (u32 BE).
+//!   the push without storing it (no receipt); `deferred`: the device holds it but could
+//!   not read it yet (no receipt until its `Receipt`);
+//! * `w/` ‖ tag ‖ envelope id → sealed-at ms (u64 BE) ‖ members still to confirm (u32 BE);
+//! * `n/` ‖ author ‖ envelope id: a receipt this device owes (written by the replica).
 
 use std::collections::BTreeSet;
 
@@ -26,6 +37,11 @@ use crate::config::MAX_AWAITING_RECEIPTS;
 /// The value of a `d/` key that records a refusal: the device acknowledged the push but
 /// did not store it (no receipt). A receipt is the empty value.
 const REFUSED: &[u8] = b"refused";
+/// The value of a `d/` key that records a deferral: the device holds the envelope but could
+/// not read it yet (no receipt until it says so in a `Receipt`).
+const DEFERRED: &[u8] = b"deferred";
+use crate::ack::Disposition;
+use crate::wire::{Frame, MAX_IDS_PER_FRAME};
 use crate::{Engine, Event, LinkId};
 
 /// What a finished reconciliation proves, given the awaiting list (sealed-at, id), when the
@@ -85,34 +101,85 @@ impl<S: Store> Engine<S> {
         Ok(())
     }
 
-    /// `device` acknowledged our push of `e`, and says whether it stored it: a receipt if it
-    /// did and is a member of its conversation; if it did not, a refusal is noted, which
-    /// receipt recovery does not override (a refused envelope leaves a tombstone that
-    /// reconciliation counts as held).
-    pub(crate) fn acknowledged(&mut self, e: EnvelopeId, device: DeviceId, stored: bool) {
+    /// `device` acknowledged our push of `e`, and says what became of it: a receipt if it
+    /// stored it and is a member of its conversation; else a refusal or a deferral is noted,
+    /// which receipt recovery does not override (a refused envelope leaves a tombstone, and a
+    /// deferred one is stored, so reconciliation counts both as held).
+    pub(crate) fn acknowledged(&mut self, e: EnvelopeId, device: DeviceId, d: Disposition) {
         let Ok(Some(tag)) = self.replica.store().tag_of(&e) else {
             return;
         };
         if !self.is_member_of_tag(&tag, &device) {
             return;
         }
-        if stored {
-            self.record_delivery(e, device, true);
-        } else {
-            let key = delivery_key(&e, &device);
-            if matches!(self.replica.store().get(&key), Ok(None)) {
-                let _ = self.replica.store_mut().put(&key, REFUSED);
+        let note = match d {
+            Disposition::Stored => return self.record_delivery(e, device, true),
+            Disposition::Refused => REFUSED,
+            Disposition::Deferred => DEFERRED,
+        };
+        let key = delivery_key(&e, &device);
+        if matches!(self.replica.store().get(&key), Ok(None)) {
+            let _ = self.replica.store_mut().put(&key, note);
+        }
+    }
+
+    /// The peer on `link` read these envelopes, which had waited there. Recorded only for a
+    /// peer whose device is proven on this link and is a member of the envelope's
+    /// conversation, and only for our own envelopes still awaiting receipts (a `w/` entry):
+    /// anything else (a stranger, an id we did not author, one unknown or no longer
+    /// awaited) is ignored, not a fault. At most [`MAX_IDS_PER_FRAME`] ids, a few store
+    /// reads each.
+    pub(crate) fn on_receipt(&mut self, link: LinkId, ids: &[EnvelopeId]) {
+        let Some(device) = self.links.get(&link).and_then(|l| l.device()) else {
+            return;
+        };
+        for e in ids {
+            let Ok(Some(tag)) = self.replica.store().tag_of(e) else {
+                continue;
+            };
+            let awaited = matches!(
+                self.replica.store().get(&awaiting_key(&tag, e)),
+                Ok(Some(_))
+            );
+            if awaited && self.is_member_of_tag(&tag, &device) {
+                self.record_delivery(*e, device, true);
             }
         }
     }
 
-    /// Records that `device` holds `e`. A noted refusal stands unless `explicit` (the
-    /// device acknowledged storing it since).
+    /// Queues `Receipt` frames for what this device owes the authenticated devices of its
+    /// links (`only`: that link alone), and forgets them as sent.
+    pub(crate) fn send_owed_receipts(&mut self, only: Option<LinkId>) {
+        if self.replica.owed_receipt_count() == 0 {
+            return;
+        }
+        let links: Vec<(LinkId, DeviceId)> = self
+            .links
+            .iter()
+            .filter(|(id, l)| only.is_none_or(|o| o == **id) && !l.closing)
+            .filter_map(|(id, l)| Some((*id, l.device()?)))
+            .collect();
+        for (link, device) in links {
+            loop {
+                let ids = self.replica.owed_receipts(&device, MAX_IDS_PER_FRAME);
+                if ids.is_empty() {
+                    break;
+                }
+                if self.replica.receipts_sent(&device, &ids).is_err() {
+                    break;
+                }
+                self.send(link, Frame::Receipt { ids });
+            }
+        }
+    }
+
+    /// Records that `device` holds and read `e`. A noted refusal or deferral stands unless
+    /// `explicit` (the device acknowledged storing it, or sent its receipt, since).
     fn record_delivery(&mut self, e: EnvelopeId, device: DeviceId, explicit: bool) {
         let key = delivery_key(&e, &device);
         match self.replica.store().get(&key) {
             Ok(None) => {}
-            Ok(Some(v)) if v == REFUSED && explicit => {}
+            Ok(Some(v)) if (v == REFUSED || v == DEFERRED) && explicit => {}
             _ => return,
         }
         let _ = self.replica.store_mut().put(&key, &[]);

@@ -8,11 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use vaarta_sync::envelope::Envelope;
 use vaarta_sync::identity::Identity;
+use vaarta_sync::ids::EnvelopeId;
 use vaarta_sync::store::MemoryStore;
 
 pub use crate::drive::{Outputs, drain, pump};
-use crate::{Action, Config, Engine, Event, LinkId, LinkUp, PeerKey};
+use crate::{Action, Config, Engine, Event, Frame, LinkId, LinkUp, PeerKey};
 
 /// Virtual time the harness starts at (2026-09): any fixed value works.
 pub const T0: u64 = 1_790_000_000_000;
@@ -34,6 +36,9 @@ pub struct Network {
     pub events: Vec<Vec<Event>>,
     /// Frames delivered so far.
     pub frames_delivered: u64,
+    /// Envelopes whose pushes are spoiled on the wire (last byte flipped), so that every
+    /// receiver refuses them: a test's way to keep one envelope from arriving.
+    pub spoil: BTreeSet<EnvelopeId>,
 }
 
 impl Network {
@@ -86,6 +91,7 @@ impl Network {
             latency_ms: 1,
             events: (0..n).map(|_| Vec::new()).collect(),
             frames_delivered: 0,
+            spoil: BTreeSet::new(),
         }
     }
 
@@ -167,7 +173,8 @@ impl Network {
                         moved = true;
                     }
                 }
-                for (l, f) in out.frames {
+                for (l, mut f) in out.frames {
+                    self.spoil_push(&mut f);
                     if let Some((o, ol)) = self.peer_of(i, l) {
                         self.next_frame += 1;
                         self.in_flight
@@ -183,6 +190,20 @@ impl Network {
             any = true;
         }
         panic!("no progress at one point in time");
+    }
+
+    /// Flips the last byte of a push of an envelope in [`Self::spoil`].
+    fn spoil_push(&self, f: &mut [u8]) {
+        if self.spoil.is_empty() {
+            return;
+        }
+        if let Ok(Frame::Push { envelope, .. }) = Frame::decode(f)
+            && let Ok(env) = Envelope::decode(&envelope)
+            && self.spoil.contains(&env.id())
+            && let Some(last) = f.last_mut()
+        {
+            *last ^= 0x55;
+        }
     }
 
     /// The next point in time something happens: a frame arrives or a deadline passes.

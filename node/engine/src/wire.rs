@@ -20,15 +20,20 @@
 //!         these tags you listed, each as its held blind (use 2/3); strictly increasing)
 //! Recon = 2 session:varint tags:[4] message      (tags: digest of the session's tag list)
 //! Push  = 3 seq:varint envelope
-//! Ack   = 4 up_to:varint count:varint refused:varint*
+//! Ack   = 4 up_to:varint count:varint refused:varint* count:varint deferred:varint*
 //!         (every push up to `up_to` was handled durably by the receiver; the pushes whose
-//!         sequence is in `refused`, strictly increasing and at most `up_to`, were *not*
-//!         stored: refused, or not wanted. Only the others are delivered)
+//!         sequence is in `refused` were *not* stored: refused, or not wanted; those in
+//!         `deferred` are stored but not readable yet: pending (a dependency, an author, a
+//!         key, a parent), held unreadable, or an invitation held for the user. Each list
+//!         strictly increasing, at most `up_to`, the two disjoint. Only the others are
+//!         delivered; a deferred one is confirmed later by a `Receipt`)
 //! Bye   = 5 reason:str
 //! Have  = 6 count:varint ids:[32]*    (I hold these; ask if you lack them)
 //! Want  = 7 count:varint ids:[32]*    (please push these)
 //! Carry = 8 count:varint tags:[16]*   (relay to relay: tags I carry that you did not know of)
 //! TagSync = 9 session:varint message   (relay to relay: reconciliation of carried tag sets)
+//! Receipt = 14 count:varint ids:[32]*  (to the author's own device: I now hold and have read
+//!         these envelopes of yours, which waited here; sent once, best effort)
 //! ```
 //! Envelopes written here, and FLASH ones, are pushed at once; envelopes relayed from another
 //! link are announced with `Have` and sent on `Want` (gossipsub's lazy push), so a dense mesh
@@ -54,7 +59,10 @@ use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
 ///    made the sender record receipts for envelopes the receiver never stored) (2026-12).
 /// 4: tags blinded per session (`Hello` nonce, `Intro`, `Proof`, `Ask`); the device id only
 ///    to peers that recognised a tag of ours (issue 9 item 17, 2026-12).
-pub const VERSION: u8 = 4;
+/// 5: acknowledgements list the pushes the receiver holds but cannot read yet (`deferred`),
+///    and `Receipt` confirms them once read (a pending push showed as delivered, issue 9
+///    rule 4, 2026-12).
+pub const VERSION: u8 = 5;
 /// Largest frame: an envelope plus a little framing. Anything larger is refused unread.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;
 /// Tags one `Intro` may list (blinded), and one `Ask`.
@@ -188,6 +196,13 @@ pub enum Frame {
         up_to: u64,
         /// Pushes up to `up_to` that were not stored (sorted, strictly increasing).
         refused: Vec<u64>,
+        /// Pushes up to `up_to` stored but not readable yet (sorted, strictly increasing,
+        /// none in `refused`).
+        deferred: Vec<u64>,
+    },
+    /// To an envelope's author: these envelopes of yours, which waited here, are read now.
+    Receipt {
+        ids: Vec<EnvelopeId>,
     },
     Bye {
         reason: String,
@@ -220,7 +235,8 @@ pub fn bye_version(theirs: u8) -> String {
 /// Tags in one `Carry` frame.
 pub const MAX_CARRY_TAGS: usize = 16_000;
 
-/// Ids in one `Have` or `Want` frame.
+/// Ids in one `Have`, `Want` or `Receipt` frame, and sequence numbers in each list of an
+/// `Ack`.
 pub const MAX_IDS_PER_FRAME: usize = 1024;
 
 /// What a proof signs: domain ‖ sender tid ‖ receiver tid ‖ sender nonce ‖ receiver nonce ‖
@@ -254,10 +270,11 @@ pub enum FrameType {
     Proof = 11,
     Ask = 12,
     Held = 13,
+    Receipt = 14,
 }
 
 impl FrameType {
-    const ALL: [FrameType; 13] = [
+    const ALL: [FrameType; 14] = [
         FrameType::Hello,
         FrameType::Recon,
         FrameType::Push,
@@ -271,6 +288,7 @@ impl FrameType {
         FrameType::Proof,
         FrameType::Ask,
         FrameType::Held,
+        FrameType::Receipt,
     ];
 
     /// The type a frame's first byte names, if any.
@@ -294,6 +312,7 @@ impl FrameType {
             FrameType::Proof => "proof",
             FrameType::Ask => "ask",
             FrameType::Held => "held",
+            FrameType::Receipt => "receipt",
         }
     }
 }
@@ -336,6 +355,21 @@ fn take_blinds(r: &mut Reader) -> Result<Vec<Blind>, DecodeError> {
     Ok(blinds)
 }
 
+/// One list of push sequence numbers of an `Ack`: at most [`MAX_IDS_PER_FRAME`], strictly
+/// increasing, none above `up_to`.
+fn take_seqs(r: &mut Reader, up_to: u64, what: &'static str) -> Result<Vec<u64>, DecodeError> {
+    let n = r.count(what, MAX_IDS_PER_FRAME, 1)?;
+    let mut seqs: Vec<u64> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = r.varint(what)?;
+        if s > up_to || seqs.last().is_some_and(|l| *l >= s) {
+            return Err(DecodeError::NonCanonical(what));
+        }
+        seqs.push(s);
+    }
+    Ok(seqs)
+}
+
 impl Frame {
     pub fn frame_type(&self) -> FrameType {
         match self {
@@ -352,6 +386,7 @@ impl Frame {
             Frame::Want { .. } => FrameType::Want,
             Frame::Carry { .. } => FrameType::Carry,
             Frame::TagSync { .. } => FrameType::TagSync,
+            Frame::Receipt { .. } => FrameType::Receipt,
         }
     }
 
@@ -392,10 +427,17 @@ impl Frame {
             Frame::Push { seq, envelope } => {
                 w.varint(*seq).raw(envelope);
             }
-            Frame::Ack { up_to, refused } => {
-                w.varint(*up_to).varint(refused.len() as u64);
-                for r in refused {
-                    w.varint(*r);
+            Frame::Ack {
+                up_to,
+                refused,
+                deferred,
+            } => {
+                w.varint(*up_to);
+                for list in [refused, deferred] {
+                    w.varint(list.len() as u64);
+                    for s in list {
+                        w.varint(*s);
+                    }
                 }
             }
             Frame::Bye { reason } => {
@@ -404,7 +446,7 @@ impl Frame {
             Frame::TagSync { session, message } => {
                 w.varint(*session).raw(message);
             }
-            Frame::Have { ids } | Frame::Want { ids } => {
+            Frame::Have { ids } | Frame::Want { ids } | Frame::Receipt { ids } => {
                 w.varint(ids.len() as u64);
                 for id in ids {
                     w.raw(&id.0);
@@ -463,16 +505,16 @@ impl Frame {
             },
             FrameType::Ack => {
                 let up_to = r.varint("ack")?;
-                let n = r.count("refused", MAX_IDS_PER_FRAME, 1)?;
-                let mut refused = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let s = r.varint("refused")?;
-                    if s > up_to || refused.last().is_some_and(|l| *l >= s) {
-                        return Err(DecodeError::NonCanonical("refused pushes"));
-                    }
-                    refused.push(s);
+                let refused = take_seqs(&mut r, up_to, "refused pushes")?;
+                let deferred = take_seqs(&mut r, up_to, "deferred pushes")?;
+                if deferred.iter().any(|d| refused.binary_search(d).is_ok()) {
+                    return Err(DecodeError::NonCanonical("push both refused and deferred"));
                 }
-                Frame::Ack { up_to, refused }
+                Frame::Ack {
+                    up_to,
+                    refused,
+                    deferred,
+                }
             }
             FrameType::Bye => Frame::Bye {
                 reason: r.str("reason", 256)?.to_string(),
@@ -484,16 +526,16 @@ impl Frame {
             FrameType::Carry => Frame::Carry {
                 tags: take_tags(&mut r, MAX_CARRY_TAGS)?,
             },
-            FrameType::Have | FrameType::Want => {
+            FrameType::Have | FrameType::Want | FrameType::Receipt => {
                 let n = r.count("ids", MAX_IDS_PER_FRAME, 32)?;
                 let mut ids = Vec::with_capacity(n);
                 for _ in 0..n {
                     ids.push(EnvelopeId(r.array("id")?));
                 }
-                if t == FrameType::Have {
-                    Frame::Have { ids }
-                } else {
-                    Frame::Want { ids }
+                match t {
+                    FrameType::Have => Frame::Have { ids },
+                    FrameType::Want => Frame::Want { ids },
+                    _ => Frame::Receipt { ids },
                 }
             }
         };
@@ -629,7 +671,7 @@ mod tests {
             Frame::decode(&[1, 3]),
             Err(DecodeError::UnknownVersion(3))
         ));
-        assert!(bye_version(3).contains("version 4"));
+        assert!(bye_version(3).contains("version 5"));
     }
 
     #[test]
@@ -662,11 +704,22 @@ mod tests {
             Frame::Ack {
                 up_to: 77,
                 refused: vec![],
+                deferred: vec![],
             },
             Frame::Ack {
                 up_to: 77,
                 refused: vec![3, 70, 77],
+                deferred: vec![],
             },
+            Frame::Ack {
+                up_to: 77,
+                refused: vec![3],
+                deferred: vec![4, 76],
+            },
+            Frame::Receipt {
+                ids: vec![EnvelopeId([1; 32]), EnvelopeId([2; 32])],
+            },
+            Frame::Receipt { ids: vec![] },
             Frame::Bye {
                 reason: "bye".into(),
             },
@@ -686,20 +739,69 @@ mod tests {
             assert_eq!(FrameType::of(t as u8), Some(t));
         }
         assert_eq!(FrameType::of(0), None);
-        assert_eq!(FrameType::of(14), None);
+        assert_eq!(FrameType::of(15), None);
         assert!(Frame::decode(&[]).is_err());
         assert!(Frame::decode(&[9]).is_err());
-        assert!(Frame::decode(&[4, 1, 0, 0]).is_err());
+        assert!(Frame::decode(&[4, 1, 0, 0, 0]).is_err(), "trailing byte");
         // Blinded tags out of order.
         let mut intro = vec![10, 0, 2];
         intro.extend([2; 8]);
         intro.extend([1; 8]);
         assert!(Frame::decode(&intro).is_err());
         // Refused pushes beyond the acknowledgement, or out of order.
-        assert!(Frame::decode(&[4, 5, 1, 6]).is_err());
-        assert!(Frame::decode(&[4, 5, 2, 3, 3]).is_err());
-        assert!(Frame::decode(&[4, 5, 2, 3, 4]).is_ok());
+        assert!(Frame::decode(&[4, 5, 1, 6, 0]).is_err());
+        assert!(Frame::decode(&[4, 5, 2, 3, 3, 0]).is_err());
+        assert!(Frame::decode(&[4, 5, 2, 3, 4, 0]).is_ok());
+        // Without its deferred list (a version 4 acknowledgement): malformed.
+        assert!(Frame::decode(&[4, 5, 2, 3, 4]).is_err());
+        assert!(Frame::decode(&[4, 5, 0]).is_err());
+        assert!(Frame::decode(&[4, 5, 0, 0]).is_ok());
+        // Deferred pushes: the same rules, and none also refused.
+        assert!(Frame::decode(&[4, 5, 0, 1, 6]).is_err());
+        assert!(Frame::decode(&[4, 5, 0, 2, 4, 4]).is_err());
+        assert!(Frame::decode(&[4, 5, 0, 2, 4, 3]).is_err());
+        assert!(Frame::decode(&[4, 5, 1, 3, 1, 3]).is_err());
+        assert!(Frame::decode(&[4, 5, 1, 3, 2, 2, 4]).is_ok());
         assert!(Frame::decode(&vec![3; MAX_FRAME_BYTES + 1]).is_err());
+    }
+
+    #[test]
+    fn lists_over_one_frame_are_refused() {
+        let max = MAX_IDS_PER_FRAME as u64;
+        // An acknowledgement listing one sequence too many, in either list.
+        let mut w = Writer::new();
+        w.u8(FrameType::Ack as u8).varint(max + 1).varint(max + 1);
+        for s in 0..=max {
+            w.varint(s);
+        }
+        w.varint(0);
+        assert!(Frame::decode(w.as_slice()).is_err());
+        let mut w = Writer::new();
+        w.u8(FrameType::Ack as u8)
+            .varint(max + 1)
+            .varint(0)
+            .varint(max + 1);
+        for s in 0..=max {
+            w.varint(s);
+        }
+        assert!(Frame::decode(w.as_slice()).is_err());
+        // Exactly one frame's worth in each is fine.
+        let full = Frame::Ack {
+            up_to: 2 * max,
+            refused: (0..max).collect(),
+            deferred: (max..2 * max).collect(),
+        };
+        assert_eq!(Frame::decode(&full.encode()).unwrap(), full);
+        // A receipt for one id too many.
+        let ids: Vec<EnvelopeId> = (0..=max).map(|i| EnvelopeId([i as u8; 32])).collect();
+        let over = Frame::Receipt { ids: ids.clone() }.encode();
+        assert!(Frame::decode(&over).is_err());
+        let ok = Frame::Receipt {
+            ids: ids[..MAX_IDS_PER_FRAME].to_vec(),
+        };
+        assert_eq!(Frame::decode(&ok.encode()).unwrap(), ok);
+        // A count that promises more ids than the frame holds.
+        assert!(Frame::decode(&[14, 2, 0]).is_err());
     }
 
     proptest! {

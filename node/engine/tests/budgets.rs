@@ -264,6 +264,7 @@ fn bye_reasons_are_uniform_and_faulting_strangers_do_not_grow_tables() {
             Frame::Ack {
                 up_to: 1,
                 refused: vec![],
+                deferred: vec![],
             }
             .encode()
         } else {

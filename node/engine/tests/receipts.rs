@@ -2,7 +2,7 @@
 
 use vaarta_engine::testing::Network;
 use vaarta_engine::{Event, Frame};
-use vaarta_sync::ids::ConversationId;
+use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId};
 use vaarta_sync::membership::History;
 use vaarta_sync::page::Draft;
 
@@ -131,4 +131,269 @@ fn a_large_batch_arrives_whole_and_every_envelope_is_accepted() {
     assert_eq!(got.len(), 30);
     let msgs = net.nodes[0].messages(&c, 100).unwrap();
     assert!(msgs.iter().all(|(_, d)| d == &vec![b]), "30 receipts");
+}
+
+/// The envelope that carried node 0's message `body`, and the member devices that confirmed
+/// holding it.
+fn own(net: &mut Network, c: &ConversationId, body: &str) -> (EnvelopeId, Vec<DeviceId>) {
+    net.nodes[0]
+        .messages(c, 100)
+        .unwrap()
+        .into_iter()
+        .find(|(m, _)| m.view.body == body)
+        .and_then(|(m, d)| Some((m.envelope?, d)))
+        .expect("an own message")
+}
+
+fn delivered_events(net: &Network, e: EnvelopeId, device: DeviceId) -> usize {
+    net.events[0]
+        .iter()
+        .filter(|x| matches!(x, Event::Delivered { envelope, device: d } if *envelope == e && *d == device))
+        .count()
+}
+
+/// Issue 9, rule 4: a push the receiver holds pending (its dependency has not arrived) is
+/// acknowledged as deferred, not stored: the sender shows it undelivered, a reconciliation
+/// does not override that, and the receipt comes (a `Receipt` frame) once the receiver has
+/// applied it.
+#[test]
+fn a_pending_push_is_delivered_only_once_the_receiver_applies_it() {
+    let mut net = Network::new(2);
+    let c = conversation(&mut net);
+    let b = net.nodes[1].device_id();
+    // The first message never reaches node 1 for now: every push of it is spoiled.
+    net.nodes[0].send_message(&c, text("one"), net.now).unwrap();
+    net.nodes[0].flush(net.now).unwrap();
+    let (e1, _) = own(&mut net, &c, "one");
+    net.spoil.insert(e1);
+    net.settle();
+    // The second depends on the first: node 1 stores it and holds it pending.
+    net.nodes[0].send_message(&c, text("two"), net.now).unwrap();
+    net.settle();
+    let (e2, delivered) = own(&mut net, &c, "two");
+    assert!(
+        net.nodes[1].messages(&c, 10).unwrap().is_empty(),
+        "node 1 cannot show it yet"
+    );
+    assert!(
+        delivered.is_empty(),
+        "pending is not delivered: {delivered:?}"
+    );
+    assert_eq!(delivered_events(&net, e2, b), 0);
+    // Reconciliations run (the first is offered again, spoiled): each finds node 1 holding
+    // the second, which still does not make it delivered (receipt recovery).
+    let reconciled = |net: &Network| {
+        net.events[0]
+            .iter()
+            .filter(|e| matches!(e, Event::Reconciled { .. }))
+            .count()
+    };
+    let before = reconciled(&net);
+    let interval = net.nodes[0].config().resync_interval_ms;
+    net.run_for(interval * 2);
+    assert!(reconciled(&net) > before, "node 0 reconciled with node 1");
+    let (_, delivered) = own(&mut net, &c, "two");
+    assert!(delivered.is_empty(), "after reconciliation: {delivered:?}");
+    assert_eq!(delivered_events(&net, e2, b), 0);
+    // The first gets through (a new link serves it again): node 1 applies both and sends
+    // its receipt for the second.
+    net.spoil.clear();
+    let link = net.nodes[0].links()[0].link;
+    net.cut(0, link);
+    net.connect(0, 1);
+    net.run_for(interval * 2);
+    net.settle();
+    let got: Vec<String> = net.nodes[1]
+        .messages(&c, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(m, _)| m.view.body)
+        .collect();
+    assert_eq!(got, vec!["one", "two"]);
+    let (_, delivered) = own(&mut net, &c, "two");
+    assert_eq!(delivered, vec![b], "receipt once applied");
+    assert_eq!(delivered_events(&net, e2, b), 1);
+    let (_, delivered) = own(&mut net, &c, "one");
+    assert_eq!(delivered, vec![b]);
+}
+
+/// Attacker's view of `Receipt`: a device that is not a member of the conversation, or an
+/// id this device did not author (or does not know), records nothing and is no fault; a
+/// member records only its own receipt; a frame over the bound cuts the link.
+#[test]
+fn receipts_count_only_from_members_for_our_own_envelopes() {
+    let mut net = Network::new(3);
+    let c = conversation(&mut net);
+    let b = net.nodes[1].device_id();
+    let stranger = net.nodes[2].device_id();
+    // Node 2 shares another conversation with node 0, so its device is proven on its link.
+    let (l02, _) = net.connect(0, 2);
+    let c2 = net.nodes[0]
+        .create_conversation("other", History::Shared, net.now)
+        .unwrap()
+        .0;
+    net.nodes[0]
+        .add_member(&c2, stranger, false, net.now)
+        .unwrap();
+    net.settle();
+    let l01 = net.nodes[0]
+        .links()
+        .into_iter()
+        .find(|l| l.device == Some(b))
+        .unwrap()
+        .link;
+    assert_eq!(
+        net.nodes[0]
+            .links()
+            .into_iter()
+            .find(|l| l.link == l02)
+            .unwrap()
+            .device,
+        Some(stranger)
+    );
+    // A message node 1 never gets (spoiled on the wire): still awaiting its receipt.
+    net.nodes[0]
+        .send_message(&c, text("mine"), net.now)
+        .unwrap();
+    net.nodes[0].flush(net.now).unwrap();
+    let (e, _) = own(&mut net, &c, "mine");
+    net.spoil.insert(e);
+    net.settle();
+    // And one of node 1's, which node 0 holds.
+    net.nodes[1]
+        .send_message(&c, text("theirs"), net.now)
+        .unwrap();
+    net.settle();
+    let theirs = net.nodes[1]
+        .messages(&c, 10)
+        .unwrap()
+        .into_iter()
+        .find_map(|(m, _)| m.envelope)
+        .unwrap();
+    let refused = |net: &Network| {
+        net.events[0]
+            .iter()
+            .filter(|e| matches!(e, Event::Refused { .. }))
+            .count()
+    };
+    let faults = refused(&net);
+    let receipt = |ids: Vec<EnvelopeId>| Frame::Receipt { ids }.encode();
+    // The non-member claims our message; node 1 claims its own message and an unknown id.
+    net.nodes[0].handle_frame(l02, &receipt(vec![e]), net.now);
+    net.nodes[0].handle_frame(l01, &receipt(vec![theirs, EnvelopeId([9; 32])]), net.now);
+    net.run_for(100);
+    assert!(
+        !net.events[0]
+            .iter()
+            .any(|x| matches!(x, Event::Delivered { envelope, .. } if *envelope == e || *envelope == theirs)),
+        "nothing recorded"
+    );
+    assert!(own(&mut net, &c, "mine").1.is_empty());
+    assert_eq!(refused(&net), faults, "ignored, not a fault");
+    // The member's receipt for our message: recorded, for that member's device only.
+    net.nodes[0].handle_frame(l01, &receipt(vec![e]), net.now);
+    net.run_for(100);
+    assert_eq!(own(&mut net, &c, "mine").1, vec![b]);
+    assert_eq!(delivered_events(&net, e, b), 1);
+    // One id over the bound: a malformed frame, and the link is cut.
+    let mut over = vec![14u8];
+    let n = vaarta_engine::wire::MAX_IDS_PER_FRAME + 1;
+    over.extend([(n & 0x7f) as u8 | 0x80, (n >> 7) as u8]);
+    over.extend(std::iter::repeat_n(0u8, 32 * n));
+    net.nodes[0].handle_frame(l02, &over, net.now);
+    net.run_for(100);
+    assert!(net.events[0].iter().any(|x| matches!(
+        x,
+        Event::Refused {
+            link,
+            cut: true,
+            ..
+        } if *link == l02
+    )));
+    assert!(net.nodes[0].links().iter().all(|l| l.link != l02));
+}
+
+/// An unreadable push (its epoch's key was not granted to the receiver yet) is deferred,
+/// and its receipt follows once an admin shares the key and the receiver reads it.
+#[test]
+fn an_unreadable_push_gets_its_receipt_once_read() {
+    let mut net = Network::new(4);
+    let (a, b, c3, d) = (0, 1, 2, 3);
+    let dev = |net: &Network, i: usize| net.nodes[i].device_id();
+    let (l_ab, _) = net.connect(a, b);
+    net.settle();
+    let c = net.nodes[a]
+        .create_conversation("t", History::Shared, net.now)
+        .unwrap()
+        .0;
+    let (bd, cd) = (dev(&net, b), dev(&net, c3));
+    net.nodes[a].add_member(&c, bd, true, net.now).unwrap();
+    net.nodes[a].add_member(&c, cd, false, net.now).unwrap();
+    net.settle();
+    // Apart: A adds D while B removes C (a rotation whose key B seals for the members it
+    // knows: not D).
+    net.cut(a, l_ab);
+    let dd = dev(&net, d);
+    net.nodes[a].add_member(&c, dd, false, net.now).unwrap();
+    net.nodes[b].remove_member(&c, cd, net.now).unwrap();
+    net.settle();
+    net.connect(a, d);
+    net.settle();
+    let (l_bd, _) = net.connect(b, d);
+    net.settle();
+    net.nodes[b]
+        .send_message(&c, text("after rotation"), net.now)
+        .unwrap();
+    net.nodes[b].flush(net.now).unwrap();
+    let e = net.nodes[b]
+        .messages(&c, 10)
+        .unwrap()
+        .into_iter()
+        .find(|(m, _)| m.view.body == "after rotation")
+        .and_then(|(m, _)| m.envelope)
+        .unwrap();
+    net.run_for(5);
+    assert_eq!(
+        net.nodes[d].replica().unreadable_count(&c).0,
+        1,
+        "D cannot read it yet"
+    );
+    let delivered = |net: &mut Network| -> Vec<DeviceId> {
+        net.nodes[b]
+            .messages(&c, 10)
+            .unwrap()
+            .into_iter()
+            .find(|(m, _)| m.envelope == Some(e))
+            .unwrap()
+            .1
+    };
+    assert!(
+        delivered(&mut net).is_empty(),
+        "unreadable is not delivered"
+    );
+    // B and D part. A (an admin) learns of the rotation through D and shares the key with
+    // D, which reads the message: it owes B a receipt.
+    net.cut(b, l_bd);
+    net.run_for(60_000);
+    net.settle();
+    assert_eq!(net.nodes[d].replica().unreadable_count(&c).0, 0);
+    let read: Vec<String> = net.nodes[d]
+        .messages(&c, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(m, _)| m.view.body)
+        .collect();
+    assert_eq!(read, vec!["after rotation"]);
+    assert_eq!(net.nodes[d].replica().owed_receipts(&bd, 10), vec![e]);
+    assert!(delivered(&mut net).is_empty(), "B has not heard yet");
+    // B and D meet again: the receipt goes as soon as D sees B's proof.
+    net.connect(b, d);
+    net.settle();
+    assert!(net.nodes[d].replica().owed_receipts(&bd, 10).is_empty());
+    assert_eq!(delivered(&mut net), vec![dd]);
+    let events = net.events[b]
+        .iter()
+        .filter(|x| matches!(x, Event::Delivered { envelope, device } if *envelope == e && *device == dd))
+        .count();
+    assert_eq!(events, 1);
 }

@@ -555,6 +555,7 @@ impl<S: Store> Replica<S> {
         if let Some(now_ms) = now_ms {
             self.clock.observe(opened.hlc, now_ms);
             self.store.put(&keys::control(&conv, &env.id()), &[])?;
+            self.applied_after_wait(&env.id(), opened.signer)?;
         }
         if inserted {
             // Whose carried envelopes count as a contact's may have changed.
@@ -813,7 +814,9 @@ impl<S: Store> Replica<S> {
             return Ok(Ingested::Duplicate);
         }
         if page.contested(&only) {
-            return self.settle_contested(conv, env, page_no, newest, only, now_ms);
+            let r = self.settle_contested(conv, env, page_no, newest, only, now_ms)?;
+            self.applied_after_wait(&env.id(), signer)?;
+            return Ok(r);
         }
         if let Err(e) = page.apply(checked) {
             // Whatever failed (a rule, an Automerge error part-way, a panic), the document may
@@ -844,6 +847,7 @@ impl<S: Store> Replica<S> {
             conversation: conv,
             page: page_no,
         });
+        self.applied_after_wait(&env.id(), signer)?;
         self.wake_deps(&hashes)?;
         Ok(Ingested::Applied(conv))
     }

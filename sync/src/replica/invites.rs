@@ -81,6 +81,12 @@ pub(super) struct Invites {
     accepted: BTreeSet<DeviceId>,
 }
 
+impl Invites {
+    pub(super) fn is_held(&self, id: &EnvelopeId) -> bool {
+        self.held.contains_key(id)
+    }
+}
+
 impl Default for Invites {
     fn default() -> Self {
         Self {

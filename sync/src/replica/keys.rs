@@ -23,6 +23,7 @@
 //! | `i/` | `i/` ‖ envelope id | an invitation from a stranger, held until accepted or declined | order u64 BE ‖ received ms u64 BE ‖ inviter device id (32) ‖ conversation id (16) |
 //! | `a/` | `a/` ‖ device id | a device the user accepted: its invitations are taken | empty |
 //! | `r/` | `r/` ‖ envelope id | an envelope carried for others (relay quotas and eviction) | order u64 BE ‖ length u32 BE ‖ tag (16) ‖ origin flag (1) ‖ origin device id or zeros (32) |
+//! | `n/` | `n/` ‖ author device id ‖ envelope id | a receipt owed to the author: the envelope waited here (pending or unreadable) and is applied now; the engine sends it in a `Receipt` frame and deletes it | order u64 BE |
 //!
 //! Sizes: conversation id and tag 16 bytes, envelope and device id 32, epoch id 4.
 //! No prefix is a prefix of another (a unit test checks it), so a scan of one kind never
@@ -72,6 +73,8 @@ pub const HELD_INVITATION: &[u8] = b"i/";
 pub const ACCEPTED_DEVICE: &[u8] = b"a/";
 /// `r/`: envelopes carried for others.
 pub const CARRIED: &[u8] = b"r/";
+/// `n/`: receipts owed to the authors of envelopes applied after waiting.
+pub const OWED_RECEIPT: &[u8] = b"n/";
 
 /// Every prefix above (the table's rows, in order).
 pub const ALL: &[&[u8]] = &[
@@ -93,6 +96,7 @@ pub const ALL: &[&[u8]] = &[
     HELD_INVITATION,
     ACCEPTED_DEVICE,
     CARRIED,
+    OWED_RECEIPT,
 ];
 
 pub(crate) fn conv(c: &ConversationId) -> Vec<u8> {
@@ -177,6 +181,11 @@ pub(crate) fn accepted_device(d: &DeviceId) -> Vec<u8> {
     [ACCEPTED_DEVICE, &d.0].concat()
 }
 
+/// `n/` ‖ author ‖ envelope id.
+pub(crate) fn owed_receipt(author: &DeviceId, e: &EnvelopeId) -> Vec<u8> {
+    [OWED_RECEIPT, &author.0, &e.0].concat()
+}
+
 pub(crate) fn tombstone(tag: &Tag, order: u64) -> Vec<u8> {
     [TOMBSTONE, &tag.0, &order.to_be_bytes()].concat()
 }
@@ -233,7 +242,7 @@ mod tests {
 
     #[test]
     fn no_prefix_is_a_prefix_of_another() {
-        assert_eq!(ALL.len(), 18);
+        assert_eq!(ALL.len(), 19);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!a.is_empty());
             for (j, b) in ALL.iter().enumerate() {
@@ -258,7 +267,8 @@ mod tests {
             page: 5,
             key: "k".into(),
         };
-        let cases: [(&[u8], Vec<u8>, usize); 17] = [
+        let cases: [(&[u8], Vec<u8>, usize); 18] = [
+            (OWED_RECEIPT, owed_receipt(&DeviceId([6; 32]), &env), 66),
             (VOIDED_SHARED, voided_shared(&c, &e), 22),
             (EQUIVOCATOR, equivocator(&c, &DeviceId([6; 32])), 50),
             (UNREADABLE, unreadable(&c, &env), 50),

@@ -5,6 +5,7 @@ use super::*;
 impl<S: Store> Replica<S> {
     pub(super) fn load(&mut self) -> Result<(), StoreError> {
         self.load_held()?;
+        self.load_owed()?;
         self.load_invites()?;
         if let Some(h) = self.store.get(keys::HLC)?
             && let Ok(v) = <[u8; 8]>::try_from(h.as_slice())

@@ -20,6 +20,7 @@
 //! * `ingest` — envelopes from elsewhere: one by one or in batches, through one
 //!   verification of change envelopes ([`Replica::ingest`], [`Replica::ingest_batch`]);
 //! * `pending` — the bounded pending set and the retries;
+//! * `owed` — receipts owed to the authors of envelopes applied after waiting;
 //! * `page_cache` — loaded pages, their eviction and their journal;
 //! * [`keys`] — every store key, in one table.
 
@@ -59,6 +60,7 @@ mod ingest;
 mod invites;
 pub mod keys;
 mod load;
+mod owed;
 mod page_cache;
 mod pending;
 mod query;
@@ -376,6 +378,10 @@ pub struct Replica<S: Store> {
     pending: Pending,
     /// Tombstones and unreadable envelopes, bounded (see `pending`).
     held: Held,
+    /// Envelopes being read again after waiting (pending or unreadable): applying one owes
+    /// its author a receipt (see `owed`).
+    rereading: BTreeSet<EnvelopeId>,
+    owed: owed::Owed,
     pages: PageCache,
     events: VecDeque<Event>,
     relay: RelayPolicy,
@@ -453,6 +459,8 @@ impl<S: Store> Replica<S> {
             by_tag: BTreeMap::new(),
             pending: Pending::default(),
             held: Held::default(),
+            rereading: BTreeSet::new(),
+            owed: Default::default(),
             pages: PageCache::default(),
             sealed_unreported: Vec::new(),
             sealed: None,
@@ -564,6 +572,12 @@ impl<S: Store> Replica<S> {
     /// Envelopes pending, every conversation together (for tests and reports).
     pub fn pending_count(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Whether `id` is held here but not read yet: pending, unreadable, or an invitation
+    /// held for the user (what an acknowledgement calls *deferred*).
+    pub fn is_waiting(&self, id: &EnvelopeId) -> bool {
+        self.pending.contains(id) || self.held.is_unreadable(id) || self.invites.is_held(id)
     }
 }
 

@@ -357,7 +357,10 @@ impl<S: Store> Replica<S> {
                     continue;
                 }
             };
-            match self.ingest_decoded(&env, None, now_ms) {
+            self.rereading.insert(e);
+            let r = self.ingest_decoded(&env, None, now_ms);
+            self.rereading.remove(&e);
+            match r {
                 // Still unreadable (another epoch's key): still held.
                 Ok(Ingested::Unreadable(_)) => {}
                 Ok(_) => self.release_unreadable(&e)?,
@@ -488,7 +491,10 @@ impl<S: Store> Replica<S> {
             return Ok(());
         };
         let entry = self.pending.forget(e);
-        match self.ingest_decoded(&env, None, now_ms) {
+        self.rereading.insert(*e);
+        let r = self.ingest_decoded(&env, None, now_ms);
+        self.rereading.remove(e);
+        match r {
             // Parked again: `park` wrote its record anew.
             Ok(Ingested::Pending(..)) => Ok(()),
             Ok(_) => self.store.delete(&keys::pending(e)),
@@ -595,6 +601,10 @@ impl Held {
             }
         }
         Some(conv)
+    }
+
+    pub(super) fn is_unreadable(&self, id: &EnvelopeId) -> bool {
+        self.unreadable_ids.contains_key(id)
     }
 
     /// Tombstones recorded (under `tag`, and in all).
