@@ -314,3 +314,17 @@ fn a_full_strangers_pool_makes_room_from_its_largest_origin() {
     assert!(newcomer.all_held(&r), "the smallest stranger kept its own");
     assert!(r.carried_usage().stranger_bytes <= Q / 2);
 }
+
+/// An envelope carried for others is held but not readable here: an acknowledgement calls it
+/// deferred (a member's device carrying its conversation before it accepted the invitation
+/// must not count as delivered; review of the deferred acknowledgements).
+#[test]
+fn a_carried_envelope_is_waiting_not_read() {
+    let mut r = replica(1);
+    r.set_relay_policy(policy());
+    let env = junk(tag_n(7), 1, 200);
+    let id = envelope::Envelope::decode(&env).unwrap().id();
+    assert!(!r.is_waiting(&id));
+    assert_eq!(r.ingest_from(&env, None, T0).unwrap(), Ingested::Carried);
+    assert!(r.is_waiting(&id), "carried: held, not read");
+}

@@ -1074,21 +1074,21 @@ impl<S: Store> Engine<S> {
     /// What the acknowledgement of an ingested push says (rule 4: "stored" only for what
     /// this device holds and can read), judged after the whole batch (a later envelope of
     /// the batch may have woken an earlier one, or evicted it):
-    /// * stored: applied, carried, an invitation opened, or held and read now (a duplicate
-    ///   of an envelope held, or one woken within the batch);
+    /// * stored: applied, an invitation opened, or held and read now (a duplicate of an
+    ///   envelope held, or one woken within the batch);
     /// * deferred: held but not readable yet — pending (a dependency, an author, a signer,
-    ///   an epoch key, parents), unreadable (its key not granted here yet), or an invitation
-    ///   held for the user. Pending and unreadable envelopes are also evictable under this
+    ///   an epoch key, parents), unreadable (its key not granted here yet), an invitation
+    ///   held for the user, or carried for others (a relay, or a member's device that has
+    ///   not accepted the invitation yet: non-members' acknowledgements make no receipt). Pending and unreadable envelopes are also evictable under this
     ///   device's bounds, so the sender must not count them delivered; the receipt follows
     ///   once they are applied (`Receipt`);
     /// * refused: refused, not wanted, or no longer held (a tombstone, or evicted).
     fn disposition(&self, adm: &replica::Admission) -> Disposition {
         match &adm.result {
-            Ok(Ingested::Applied(_) | Ingested::Invited(_) | Ingested::Carried) => {
-                Disposition::Stored
-            }
+            Ok(Ingested::Applied(_) | Ingested::Invited(_)) => Disposition::Stored,
             Ok(
-                Ingested::Pending(..)
+                Ingested::Carried
+                | Ingested::Pending(..)
                 | Ingested::Unreadable(_)
                 | Ingested::InvitationHeld(_)
                 | Ingested::Duplicate,

@@ -345,6 +345,10 @@ impl Carried {
         self.per_origin.contains_key(o)
     }
 
+    pub(super) fn contains(&self, id: &EnvelopeId) -> bool {
+        self.entries.contains_key(id)
+    }
+
     pub(super) fn len(&self) -> usize {
         self.entries.len()
     }

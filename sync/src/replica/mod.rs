@@ -574,10 +574,15 @@ impl<S: Store> Replica<S> {
         self.pending.len()
     }
 
-    /// Whether `id` is held here but not read yet: pending, unreadable, or an invitation
-    /// held for the user (what an acknowledgement calls *deferred*).
+    /// Whether `id` is held here but not read yet: pending, unreadable, an invitation
+    /// held for the user, or carried for others (what an acknowledgement calls *deferred*:
+    /// a member's device that carries its conversation's envelopes before it accepted the
+    /// invitation holds them but cannot read them).
     pub fn is_waiting(&self, id: &EnvelopeId) -> bool {
-        self.pending.contains(id) || self.held.is_unreadable(id) || self.invites.is_held(id)
+        self.pending.contains(id)
+            || self.held.is_unreadable(id)
+            || self.invites.is_held(id)
+            || self.carried.contains(id)
     }
 }
 
