@@ -316,7 +316,7 @@ pub enum ConvCommand {
     },
     /// List conversations
     List,
-    /// Show a conversation's members
+    /// Show a conversation's members (and any device found equivocating in it)
     Show {
         /// Conversation id (or a unique prefix of it)
         conv: String,
