@@ -377,7 +377,8 @@ fn actor_hint(d: &DeviceId) -> String {
 /// A conversation as `GET /v1/conversations` lists it and `GET /v1/conversations/{id}` shows it.
 fn conversation_json(c: &ConversationInfo) -> Value {
     json!({"id": c.id.to_string(), "title": c.title, "members": c.members.iter().map(member_json).collect::<Vec<_>>(),
-           "admin": c.me_admin, "member": c.me_member, "removed": c.me_removed, "epochs": c.epochs, "pages": c.pages})
+           "admin": c.me_admin, "member": c.me_member, "removed": c.me_removed, "epochs": c.epochs, "pages": c.pages,
+           "equivocators": c.equivocators.iter().map(|d| d.to_string()).collect::<Vec<_>>()})
 }
 
 /// A held invitation named by its conversation id or a unique prefix of it.
@@ -1291,9 +1292,18 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "admin", "epochs", "id", "member", "members", "pages", "removed", "title"
+                "admin",
+                "epochs",
+                "equivocators",
+                "id",
+                "member",
+                "members",
+                "pages",
+                "removed",
+                "title"
             ]
         );
+        assert_eq!(shown["equivocators"], json!([]));
         assert_eq!(shown["id"], id.as_str());
         assert_eq!(shown["title"], "Relief");
         assert_eq!(shown["admin"], true);
@@ -1305,6 +1315,31 @@ mod tests {
                 .iter()
                 .any(|m| m["device"] == other.as_str() && m["admin"] == false)
         );
+    }
+
+    /// A device found equivocating is named as `members` names devices, so a client can
+    /// match the two.
+    #[test]
+    fn equivocators_are_named_as_members_are() {
+        let mallory = Identity::from_seed([3; 32]).device_id();
+        let info = ConversationInfo {
+            id: ConversationId([1; 16]),
+            title: "t".into(),
+            members: vec![MemberInfo {
+                device: mallory,
+                name: Some("Mallory".into()),
+                admin: false,
+            }],
+            me_admin: true,
+            me_member: true,
+            me_removed: false,
+            epochs: 1,
+            pages: 1,
+            equivocators: vec![mallory],
+        };
+        let shown = conversation_json(&info);
+        assert_eq!(shown["equivocators"], json!([mallory.to_string()]));
+        assert_eq!(shown["equivocators"][0], shown["members"][0]["device"]);
     }
 
     #[test]

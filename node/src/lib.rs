@@ -678,23 +678,58 @@ pub fn open_engine(
     Ok((engine, warnings))
 }
 
+/// A home's engine opened to answer requests without a running node (the CLI when no
+/// node is up); every request is flushed and checkpointed before its answer.
+///
+/// Open it once per process and keep it for every request: sled 0.34 lets go of its
+/// database lock from background threads some time after the store is dropped
+/// (spacejam/sled#1234), so opening the same home again in the same process can now and
+/// then find it still locked ("in use by another process").
+pub struct Offline {
+    engine: Engine<SledStore>,
+    facts: NodeFacts,
+}
+
+impl std::fmt::Debug for Offline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offline").finish_non_exhaustive()
+    }
+}
+
+impl Offline {
+    pub fn open(home: &Home) -> Result<Offline, ApiError> {
+        let (engine, warnings) =
+            open_engine(home, |_| {}).map_err(|e| ApiError::internal(e.to_string()))?;
+        let facts = NodeFacts {
+            warnings,
+            ..NodeFacts::default()
+        };
+        Ok(Offline { engine, facts })
+    }
+
+    /// The engine, to read.
+    pub fn engine(&self) -> &Engine<SledStore> {
+        &self.engine
+    }
+
+    /// Runs one request, then flushes and checkpoints.
+    pub fn execute(&mut self, request: Request) -> Result<serde_json::Value, ApiError> {
+        let now = now_ms();
+        let r = api::execute(&mut self.engine, request, now, &self.facts);
+        self.engine
+            .flush(now)
+            .map_err(|e| ApiError::internal(format!("storage: {e}")))?;
+        self.engine
+            .checkpoint()
+            .map_err(|e| ApiError::internal(format!("storage: {e}")))?;
+        r
+    }
+}
+
 /// Runs one request without a running node (opens the store, executes, flushes, closes).
+/// A process that makes more than one keeps an [`Offline`] instead.
 pub fn execute_offline(home: &Home, request: Request) -> Result<serde_json::Value, ApiError> {
-    let (mut engine, warnings) =
-        open_engine(home, |_| {}).map_err(|e| ApiError::internal(e.to_string()))?;
-    let facts = NodeFacts {
-        warnings,
-        ..NodeFacts::default()
-    };
-    let now = now_ms();
-    let r = api::execute(&mut engine, request, now, &facts);
-    engine
-        .flush(now)
-        .map_err(|e| ApiError::internal(format!("storage: {e}")))?;
-    engine
-        .checkpoint()
-        .map_err(|e| ApiError::internal(format!("storage: {e}")))?;
-    r
+    Offline::open(home)?.execute(request)
 }
 
 /// A running node.

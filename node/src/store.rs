@@ -499,6 +499,20 @@ mod tests {
         Secret::new([0x5a; 32])
     }
 
+    /// Waits until no sled handle of this process holds the database in `dir`. sled 0.34
+    /// takes a non-blocking `flock` on `dir/db` at open and lets go of it only when its
+    /// background threads drop their last reference, some time after the `Db` is dropped
+    /// (spacejam/sled#1234, #1289): opening it again at once fails now and then with
+    /// `WouldBlock`. Taking the same lock, blocking, returns once sled has let go.
+    fn released(dir: &Path) {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join("db"))
+            .unwrap();
+        f.lock().unwrap();
+    }
+
     #[test]
     fn the_census_counts_every_record_by_kind() {
         let dir = tempfile::tempdir().unwrap();
@@ -543,6 +557,7 @@ mod tests {
             s.idx.insert([9u8; 32], &tag.0).unwrap();
             s.flush().unwrap();
         }
+        released(&p);
         let s = SledStore::open(&p, &key()).unwrap();
         assert_eq!(s.envelope(&EnvelopeId([2; 32])).unwrap().unwrap(), b"two");
         assert_eq!(s.envelope(&EnvelopeId([3; 32])).unwrap().unwrap(), b"");
@@ -560,6 +575,7 @@ mod tests {
             s.put(b"k", b"v").unwrap();
             s.flush().unwrap();
         }
+        released(&p);
         // Scribble over every file sled wrote.
         for e in std::fs::read_dir(&p).unwrap() {
             let f = e.unwrap().path();
@@ -605,6 +621,7 @@ mod tests {
             s.put(b"k", b"v").unwrap();
             s.flush().unwrap();
         }
+        released(&p);
         let e = open_or_quarantine(&p, &Secret::new([1; 32]), 43).unwrap_err();
         assert!(
             matches!(&e, StoreError::Io(m) if m.contains("storage key")),
@@ -615,6 +632,7 @@ mod tests {
             2,
             "nothing moved"
         );
+        released(&p);
         let (s, opened) = open_or_quarantine(&p, &key(), 44).unwrap();
         assert_eq!(opened, Opened::Clean);
         assert_eq!(s.get(b"k").unwrap().unwrap(), b"v");

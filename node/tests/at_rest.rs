@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use vaarta_node::at_rest::Passphrase;
-use vaarta_node::{Home, Request, api::OutgoingMessage, execute_offline, open_engine};
+use vaarta_node::{Home, Offline, Request, api::OutgoingMessage, open_engine};
 use vaarta_sync::store::Store;
 
 const BODY: &str = "BODYMARKER-7f3a";
@@ -43,15 +43,16 @@ fn found_in(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 /// secret and every epoch key.
 fn write_marked(home: &Home) -> Vec<Vec<u8>> {
     home.init("device-one").unwrap();
-    let created = execute_offline(
-        home,
-        Request::CreateConversation {
+    // One engine for every request: a home opened again in the same process may find
+    // sled's lock still held (see `vaarta_node::Offline`).
+    let mut offline = Offline::open(home).unwrap();
+    let created = offline
+        .execute(Request::CreateConversation {
             title: TITLE.into(),
             members: vec![],
             history_from_join: false,
-        },
-    )
-    .unwrap();
+        })
+        .unwrap();
     let conv = created["id"].as_str().unwrap().to_string();
     for batch in 0..6 {
         let messages = (0..50)
@@ -63,18 +64,15 @@ fn write_marked(home: &Home) -> Vec<Vec<u8>> {
                 reply_to: None,
             })
             .collect();
-        execute_offline(
-            home,
-            Request::Send {
+        offline
+            .execute(Request::Send {
                 conversation: conv.clone(),
                 messages,
-            },
-        )
-        .unwrap();
+            })
+            .unwrap();
     }
     // The secrets, read back through the store (which unseals them).
-    let (engine, _) = open_engine(home, |_| {}).unwrap();
-    let store = engine.replica().store();
+    let store = offline.engine().replica().store();
     let mut secrets = Vec::new();
     for prefix in [&b"c/"[..], &b"k/"[..]] {
         store
@@ -86,17 +84,13 @@ fn write_marked(home: &Home) -> Vec<Vec<u8>> {
     }
     assert!(secrets.len() >= 2, "a conversation secret and an epoch key");
     // And the messages are all there.
-    let shown = vaarta_node::api::execute(
-        &mut { engine },
-        Request::Messages {
+    let shown = offline
+        .execute(Request::Messages {
             conversation: conv,
             limit: 1000,
             from_page: None,
-        },
-        vaarta_node::now_ms(),
-        &Default::default(),
-    )
-    .unwrap();
+        })
+        .unwrap();
     assert_eq!(shown.as_array().map(|a| a.len()), Some(300), "{shown}");
     secrets
 }
@@ -149,7 +143,12 @@ fn the_home_is_owner_only() {
     let dir = tempfile::tempdir().unwrap();
     let home = Home::new(dir.path().join("home"));
     write_marked(&home);
-    // Opened once more: the database's files are fixed at every open.
+    // Opened once more: the database's files are fixed at every open (once the first
+    // open's sled has let go of its lock, see `vaarta_node::Offline`).
+    std::fs::File::open(home.db_path().join("db"))
+        .unwrap()
+        .lock()
+        .unwrap();
     drop(open_engine(&home, |_| {}).unwrap());
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&home.dir), 0o700);

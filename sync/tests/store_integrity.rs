@@ -7,7 +7,7 @@ use vaarta_sync::envelope::{self, Envelope, OpenError};
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::ConversationId;
 use vaarta_sync::membership::History;
-use vaarta_sync::replica::{IngestError, Ingested, Replica};
+use vaarta_sync::replica::{IngestError, Ingested, Replica, Waiting};
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
@@ -371,11 +371,30 @@ struct Flaky {
     /// When set, envelope writes succeed this many more times, then fail with `Io` (every
     /// other write still succeeds).
     envelope_puts_left: Option<usize>,
+    /// When set, a power cut after this many more writes of any kind: every later write
+    /// fails with `Io` (`cut` records that one did), so the store holds a prefix of them.
+    writes_left: Option<usize>,
+    cut: bool,
 }
 
 impl Flaky {
     fn check(&self) -> Result<(), vaarta_sync::store::StoreError> {
         self.fail.clone().map_or(Ok(()), Err)
+    }
+
+    fn write(&mut self) -> Result<(), vaarta_sync::store::StoreError> {
+        self.check()?;
+        match &mut self.writes_left {
+            Some(0) => {
+                self.cut = true;
+                Err(StoreError::Io("power cut".into()))
+            }
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -384,7 +403,7 @@ use vaarta_sync::store::{StoreError, Summary};
 
 impl Store for Flaky {
     fn put_envelope(&mut self, t: &Tag, id: &EnvelopeId, b: &[u8]) -> Result<bool, StoreError> {
-        self.check()?;
+        self.write()?;
         match &mut self.envelope_puts_left {
             Some(0) => return Err(StoreError::Io("envelope write refused".into())),
             Some(n) => *n -= 1,
@@ -402,7 +421,7 @@ impl Store for Flaky {
         self.inner.tag_of(id)
     }
     fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError> {
-        self.check()?;
+        self.write()?;
         self.inner.remove_envelope(id)
     }
     fn summary(&self, t: &Tag) -> Summary {
@@ -423,11 +442,11 @@ impl Store for Flaky {
         self.inner.get(k)
     }
     fn put(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
-        self.check()?;
+        self.write()?;
         self.inner.put(k, v)
     }
     fn delete(&mut self, k: &[u8]) -> Result<(), StoreError> {
-        self.check()?;
+        self.write()?;
         self.inner.delete(k)
     }
     fn scan_prefix(
@@ -608,4 +627,144 @@ fn a_store_error_while_retrying_a_woken_pending_envelope_loses_nothing() {
         bodies_of(&mut b, &c),
         vec!["one".to_string(), "two".to_string()]
     );
+}
+
+/// Review finding (issue 9 residue): after that store error the woken envelope is not left
+/// for the next open: the next wake or duty run (`maintain`) reads it again.
+#[test]
+fn a_woken_pending_envelope_that_hit_a_store_error_is_retried_without_a_restart() {
+    let mut a = replica(1);
+    let mut b = Replica::open(Identity::from_seed([2; 32]), Flaky::default(), [2; 32]).unwrap();
+    let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
+    a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
+    for e in envelopes(&a) {
+        b.ingest(&e, T0 + 2).unwrap();
+    }
+    let (_, one) = a.send_message(&c, text("one"), T0 + 3).unwrap();
+    let (_, two) = a.send_message(&c, text("two"), T0 + 4).unwrap();
+    let one = a.store().envelope(&one).unwrap().unwrap();
+    let two = a.store().envelope(&two).unwrap().unwrap();
+    assert!(matches!(
+        b.ingest(&two, T0 + 5).unwrap(),
+        Ingested::Pending(_, Waiting::Dependencies(_))
+    ));
+    b.store_mut().envelope_puts_left = Some(1);
+    assert!(b.ingest(&one, T0 + 6).is_err(), "the retry of two failed");
+    b.store_mut().envelope_puts_left = None;
+    assert_eq!(bodies_of(&mut b, &c), vec!["one".to_string()]);
+    assert_eq!(b.pending_count(), 1, "two is still pending");
+    b.maintain(T0 + 7).unwrap();
+    assert_eq!(
+        bodies_of(&mut b, &c),
+        vec!["one".to_string(), "two".to_string()]
+    );
+    assert_eq!(b.pending_count(), 0);
+    assert!(q_records(b.store()).is_empty());
+}
+
+/// The `q/` records a store holds.
+fn q_records<S: Store>(st: &S) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    st.scan_prefix(vaarta_sync::replica::keys::PENDING, &mut |k, _| {
+        out.push(k.to_vec());
+        true
+    })
+    .unwrap();
+    out
+}
+
+/// Review finding (issue 9 residue): at open, a `q/` record whose envelope is missing or
+/// cannot be decoded is deleted (with the undecodable envelope), not skipped for ever.
+#[test]
+fn stale_pending_records_are_deleted_at_open() {
+    let mut a = replica(1);
+    let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
+    let tag = a.conversation(&c).unwrap().tag;
+    let mut st = a.into_store();
+    let missing = EnvelopeId([0xaa; 32]);
+    let garbage = EnvelopeId([0xbb; 32]);
+    st.put_envelope(&tag, &garbage, &[0xff; 5]).unwrap();
+    assert!(Envelope::decode(&[0xff; 5]).is_err());
+    for e in [missing, garbage] {
+        st.put(&[vaarta_sync::replica::keys::PENDING, &e.0].concat(), &c.0)
+            .unwrap();
+    }
+    st.flush().unwrap();
+    assert_eq!(q_records(&st).len(), 2);
+    let a = Replica::open(Identity::from_seed([1; 32]), st, [1; 32]).unwrap();
+    assert!(q_records(a.store()).is_empty());
+    assert!(!a.store().contains(&garbage).unwrap());
+    assert_eq!(a.pending_count(), 0);
+    // And they stay gone across another open.
+    let a = restart(a, 1);
+    assert!(q_records(a.store()).is_empty());
+}
+
+/// Review finding (issue 9 residue): a woken pending envelope that is refused (here junk
+/// under an epoch that was unknown when it came; its key arrives and it cannot be opened)
+/// is removed and tombstoned before its `q/` record goes. A power cut after any write leaves
+/// it either gone, a tombstone, or recorded pending (then settled at open), never held with
+/// no record (never retried nor removed).
+#[test]
+fn a_power_cut_while_refusing_a_woken_pending_envelope_leaves_it_recorded() {
+    for cut in 0.. {
+        let mut a = replica(1);
+        let mut b = Replica::open(Identity::from_seed([2; 32]), Flaky::default(), [2; 32]).unwrap();
+        let c_dev = replica(3);
+        let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
+        a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
+        a.add_member(&c, c_dev.device_id(), false, T0 + 2).unwrap();
+        for e in envelopes(&a) {
+            b.ingest(&e, T0 + 10).unwrap();
+        }
+        let before = a.conversation(&c).unwrap().epochs_held();
+        a.remove_member(&c, c_dev.device_id(), T0 + 20).unwrap();
+        let info = a.conversation(&c).unwrap();
+        let next = info
+            .epochs_held()
+            .into_iter()
+            .find(|e| !before.contains(e))
+            .expect("the removal rotated the key");
+        let bad = junk(info.tag, next.0, 120, 7);
+        let bad_id = Envelope::decode(&bad).unwrap().id();
+        assert!(matches!(
+            b.ingest(&bad, T0 + 30),
+            Ok(Ingested::Pending(_, Waiting::Epoch(_)))
+        ));
+        b.store_mut().writes_left = Some(cut);
+        for e in envelopes(&a) {
+            let _ = b.ingest(&e, T0 + 40);
+        }
+        let mut st = b.into_store();
+        let was_cut = st.cut;
+        st.writes_left = None;
+        let consistent = |st: &Flaky, when: &str| {
+            let held = st
+                .inner
+                .envelope(&bad_id)
+                .unwrap()
+                .is_some_and(|x| !x.is_empty());
+            let recorded = q_records(&st.inner).iter().any(|k| k.ends_with(&bad_id.0));
+            assert!(
+                !held || recorded,
+                "cut after {cut} writes, {when}: held, no record"
+            );
+        };
+        consistent(&st, "before open");
+        let b = Replica::open(Identity::from_seed([2; 32]), st, [2; 32]).unwrap();
+        let st = b.into_store();
+        consistent(&st, "after open");
+        if !was_cut {
+            assert!(
+                st.inner
+                    .envelope(&bad_id)
+                    .unwrap()
+                    .is_some_and(|x| x.is_empty()),
+                "refused: a tombstone"
+            );
+            assert!(q_records(&st.inner).is_empty());
+            assert!(cut > 0);
+            break;
+        }
+    }
 }

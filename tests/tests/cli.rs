@@ -289,7 +289,9 @@ fn every_data_command_speaks_json() {
     assert_eq!(run(&["--json", "id"])["online"], true);
     assert!(run(&["peers", "--json"])["connected"].is_array());
     assert!(run(&["conv", "list", "--json"]).is_array());
-    assert_eq!(run(&["conv", "show", &conv, "--json"])["id"], conv.as_str());
+    let shown = run(&["conv", "show", &conv, "--json"]);
+    assert_eq!(shown["id"], conv.as_str());
+    assert_eq!(shown["equivocators"], serde_json::json!([]), "{shown}");
     let added = run(&["conv", "add", &conv, &bd, "--json"]);
     assert_eq!(
         (added["changed"].clone(), added["admin"].clone()),

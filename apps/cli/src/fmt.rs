@@ -586,6 +586,25 @@ pub fn conversation_lines(c: &Value) -> Vec<String> {
             clean(m["device"].as_str().unwrap_or(""))
         ));
     }
+    let forked: Vec<&str> = c["equivocators"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !forked.is_empty() {
+        out.push(
+            "equivocation: signed two different changes with one sequence number (one fork is kept):"
+                .into(),
+        );
+        for d in forked {
+            out.push(format!(
+                "    {} {}",
+                pad(&authors.label(Some(d), None), w),
+                clean(d)
+            ));
+        }
+    }
     out
 }
 
@@ -694,6 +713,37 @@ mod tests {
         assert_eq!(
             shown,
             "2026-09-21 14:13:20 UTC  Bhavesh: (deleted)\n    + reply to message 7.zz"
+        );
+    }
+
+    /// `conv show` names the devices found equivocating (members by their name, others by
+    /// their id), and says nothing of it when there are none.
+    #[test]
+    fn conversation_names_its_equivocators() {
+        const GONE: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccc";
+        let mut c = conv(&[(ASHA, "Asha"), (BHAVESH, "Bhavesh")]);
+        let plain = conversation_lines(&c);
+        assert!(
+            !plain.iter().any(|l| l.contains("equivocation")),
+            "{plain:#?}"
+        );
+        c["equivocators"] = json!([BHAVESH, GONE]);
+        let lines = conversation_lines(&c);
+        assert_eq!(lines.len(), plain.len() + 3, "{lines:#?}");
+        assert_eq!(lines[..plain.len()], plain[..]);
+        assert!(
+            lines[plain.len()].starts_with("equivocation:"),
+            "{lines:#?}"
+        );
+        let named = &lines[plain.len() + 1];
+        assert!(
+            named.contains("Bhavesh") && named.ends_with(BHAVESH),
+            "{named}"
+        );
+        let other = &lines[plain.len() + 2];
+        assert!(
+            other.contains(&format!("~{}", short(GONE))) && other.ends_with(GONE),
+            "{other}"
         );
     }
 

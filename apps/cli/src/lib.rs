@@ -27,6 +27,7 @@ pub mod follow;
 pub mod hook;
 pub mod invites;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -328,7 +329,7 @@ pub enum ConvCommand {
     },
     /// List conversations
     List,
-    /// Show a conversation's members
+    /// Show a conversation's members (and any device found equivocating in it)
     Show {
         /// Conversation id (or a unique prefix of it)
         conv: String,
@@ -440,7 +441,9 @@ fn message_text(text: Option<String>, file: Option<PathBuf>) -> Result<String> {
 #[derive(Debug)]
 pub enum Conn {
     Online(Client),
-    Offline(Home),
+    /// The home, and its engine once the first request opened it (kept for the process's
+    /// other requests: see [`vaarta_node::Offline`]).
+    Offline(Home, RefCell<Option<Box<vaarta_node::Offline>>>),
 }
 
 impl Conn {
@@ -456,13 +459,22 @@ impl Conn {
                 return Ok(Conn::Online(c));
             }
         }
-        Ok(Conn::Offline(home.clone()))
+        Ok(Conn::Offline(home.clone(), RefCell::new(None)))
     }
 
     pub fn request(&self, r: Request) -> Result<Value> {
         match self {
             Conn::Online(c) => c.request(r).map_err(|e| anyhow!(e.message)),
-            Conn::Offline(h) => vaarta_node::execute_offline(h, r).map_err(|e| anyhow!(e.message)),
+            Conn::Offline(h, open) => {
+                let mut open = open.borrow_mut();
+                let offline = match &mut *open {
+                    Some(o) => o,
+                    None => open.insert(Box::new(
+                        vaarta_node::Offline::open(h).map_err(|e| anyhow!(e.message))?,
+                    )),
+                };
+                offline.execute(r).map_err(|e| anyhow!(e.message))
+            }
         }
     }
 

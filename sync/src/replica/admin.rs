@@ -140,8 +140,10 @@ impl<S: Store> Replica<S> {
     }
 
     /// Runs admin duties: rotate the key if a removed device still holds the current one, and
-    /// share the current key with members who lack it. Returns envelopes created.
+    /// share the current key with members who lack it. Returns envelopes created. First it
+    /// reads again the woken pending envelopes a store error left queued.
     pub fn maintain(&mut self, now_ms: u64) -> Result<Vec<EnvelopeId>, CommandError> {
+        self.retry(Vec::new(), now_ms)?;
         let me = self.me.device_id();
         let mut out = Vec::new();
         let ids: Vec<ConversationId> = self.convs.keys().copied().collect();

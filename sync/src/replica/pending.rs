@@ -48,17 +48,31 @@ impl Pending {
         self.entries.len()
     }
 
-    /// If the set is full, forgets its oldest entry entirely (its `q/` record and its stored
-    /// envelope: peers still hold it and will offer it again later). True if one was evicted.
+    /// If the set is full, forgets its oldest entry entirely (its stored envelope, then its
+    /// `q/` record: peers still hold it and will offer it again later). True if one was
+    /// evicted.
     pub(super) fn evict_if_full<S: Store>(&mut self, store: &mut S) -> Result<bool, StoreError> {
         if self.entries.len() >= MAX_PENDING
-            && let Some((_, oldest)) = self.by_order.pop_first()
+            && let Some((_, oldest)) = self.by_order.first_key_value()
         {
-            self.unpark(store, &oldest)?;
-            store.remove_envelope(&oldest)?;
+            let oldest = *oldest;
+            self.drop_envelope(store, &oldest)?;
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Deletes a pending envelope from the store, then its entry and `q/` record. In this
+    /// order a crash in between leaves a record whose envelope is missing, which the next
+    /// read releases ([`Replica::reread_pending`]); the other order would leave the envelope
+    /// stored with no record: never read again, nor removed.
+    fn drop_envelope<S: Store>(
+        &mut self,
+        store: &mut S,
+        env: &EnvelopeId,
+    ) -> Result<(), StoreError> {
+        store.remove_envelope(env)?;
+        self.release(store, env)
     }
 
     /// Adds an entry (call [`Pending::evict_if_full`] first) and writes its `q/` record.
@@ -113,7 +127,8 @@ impl Pending {
     }
 
     /// Removes an entry and its `q/` record; `None` if it was not pending.
-    pub(super) fn unpark<S: Store>(
+    #[cfg(test)]
+    fn unpark<S: Store>(
         &mut self,
         store: &mut S,
         env: &EnvelopeId,
@@ -123,6 +138,13 @@ impl Pending {
             store.delete(&keys::pending(env))?;
         }
         Ok(p)
+    }
+
+    /// Removes an entry, if any, and its `q/` record, even if the entry is not in memory (at
+    /// open, records are read before their entries exist).
+    fn release<S: Store>(&mut self, store: &mut S, env: &EnvelopeId) -> Result<(), StoreError> {
+        self.forget(env);
+        store.delete(&keys::pending(env))
     }
 
     /// Removes an entry from memory only: its `q/` record stays (see
@@ -218,6 +240,12 @@ impl Pending {
         self.wake.pop_front()
     }
 
+    /// Puts an envelope back at the head of the wake queue (its retry failed on a store
+    /// error): the next drain reads it first.
+    fn requeue(&mut self, env: EnvelopeId) {
+        self.wake.push_front(env);
+    }
+
     /// Claims the retry loop: false if a caller up the stack already runs it.
     pub(super) fn begin_drain(&mut self) -> bool {
         !std::mem::replace(&mut self.draining, true)
@@ -255,8 +283,7 @@ impl<S: Store> Replica<S> {
     ) -> Result<Ingested, IngestError> {
         let bytes = env.bytes().len() as u64;
         while let Some(victim) = self.pending.unverified_victim(&conv, bytes) {
-            self.pending.unpark(&mut self.store, &victim)?;
-            self.store.remove_envelope(&victim)?;
+            self.pending.drop_envelope(&mut self.store, &victim)?;
             self.stats.pending_evicted += 1;
         }
         if self.pending.evict_if_full(&mut self.store)? {
@@ -448,12 +475,10 @@ impl<S: Store> Replica<S> {
         Ok(())
     }
 
-    pub(super) fn unpark(&mut self, env: &EnvelopeId) -> Result<Option<PendingEntry>, StoreError> {
-        self.pending.unpark(&mut self.store, env)
-    }
-
     /// Queues pending envelopes to be tried again, and tries them unless a caller up the
     /// stack is already doing so (iterative, so a long chain cannot overflow the stack).
+    /// With nothing new to queue it tries what a store error left queued (see
+    /// [`Replica::reread_pending`]; [`Replica::maintain`] does this at every duty run).
     pub(super) fn retry(&mut self, envs: Vec<EnvelopeId>, now_ms: u64) -> Result<(), StoreError> {
         self.pending.queue_wake(envs);
         if !self.pending.begin_drain() {
@@ -475,20 +500,18 @@ impl<S: Store> Replica<S> {
 
     /// Reads a pending envelope again where it is stored (as [`Replica::retry_unreadable`]
     /// does), and releases its `q/` record only once that read has settled it: applied,
-    /// parked again (a new record), or refused (a tombstone). A store error in between
-    /// leaves it stored and recorded pending, to be read again at the next wake or open.
+    /// parked again (a new record), or refused (removed, then a tombstone, then the record
+    /// goes: a crash at any point leaves a record to settle it at the next open, or nothing
+    /// held). A record whose envelope is missing or cannot be decoded is deleted (with the
+    /// envelope). A store error in between leaves it stored and recorded pending, and queued
+    /// at the head of the wake queue: read again at the next wake or duty run (or open).
     pub(super) fn reread_pending(&mut self, e: &EnvelopeId, now_ms: u64) -> Result<(), StoreError> {
         let bytes = match self.store.envelope(e)? {
             Some(b) if !b.is_empty() => b,
-            _ => {
-                self.unpark(e)?;
-                return Ok(());
-            }
+            _ => return self.pending.release(&mut self.store, e),
         };
         let Ok(env) = Envelope::decode(&bytes) else {
-            self.unpark(e)?;
-            self.store.remove_envelope(e)?;
-            return Ok(());
+            return self.pending.drop_envelope(&mut self.store, e);
         };
         let entry = self.pending.forget(e);
         self.rereading.insert(*e);
@@ -499,23 +522,28 @@ impl<S: Store> Replica<S> {
             Ok(Ingested::Pending(..)) => Ok(()),
             Ok(_) => self.store.delete(&keys::pending(e)),
             Err(err) if err.is_peer_fault() => {
-                self.store.delete(&keys::pending(e))?;
                 self.store.remove_envelope(e)?;
-                self.tombstone(&env.header().tag, e)
+                self.tombstone(&env.header().tag, e)?;
+                self.store.delete(&keys::pending(e))
             }
             Err(err) => {
-                // Still pending, in memory as in the store.
-                if let Some(p) = entry
+                // Still pending, in memory as in the store, and queued to be read again. At
+                // open there is no entry yet: it waits for anything of its conversation.
+                let entry = entry.map(|p| (p.conversation, p.waiting, p.unverified_bytes));
+                let entry = entry.or_else(|| {
+                    self.by_tag
+                        .get(&env.header().tag)
+                        .map(|c| (*c, Waiting::Parents, 0))
+                });
+                if let Some((conv, waiting, bytes)) = entry
                     && !self.pending.contains(e)
                 {
-                    let bytes = p.unverified_bytes;
-                    let _ = self.pending.insert_sized(
-                        &mut self.store,
-                        p.conversation,
-                        *e,
-                        p.waiting,
-                        bytes,
-                    );
+                    let _ = self
+                        .pending
+                        .insert_sized(&mut self.store, conv, *e, waiting, bytes);
+                }
+                if self.pending.contains(e) {
+                    self.pending.requeue(*e);
                 }
                 Err(match err {
                     IngestError::Store(s) => s,
