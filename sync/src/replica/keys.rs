@@ -23,6 +23,7 @@
 //! | `i/` | `i/` ‖ envelope id | an invitation from a stranger, held until accepted or declined | order u64 BE ‖ received ms u64 BE ‖ inviter device id (32) ‖ conversation id (16) |
 //! | `a/` | `a/` ‖ device id | a device the user accepted: its invitations are taken | empty |
 //! | `r/` | `r/` ‖ envelope id | an envelope carried for others (relay quotas and eviction) | order u64 BE ‖ length u32 BE ‖ tag (16) ‖ origin flag (1) ‖ origin device id or zeros (32) |
+//! | `s/` | `s/` ‖ envelope id | an invitation this device sealed for another device (under its inbox tag): ours, never carried | conversation id (16) |
 //!
 //! Sizes: conversation id and tag 16 bytes, envelope and device id 32, epoch id 4.
 //! No prefix is a prefix of another (a unit test checks it), so a scan of one kind never
@@ -72,6 +73,8 @@ pub const HELD_INVITATION: &[u8] = b"i/";
 pub const ACCEPTED_DEVICE: &[u8] = b"a/";
 /// `r/`: envelopes carried for others.
 pub const CARRIED: &[u8] = b"r/";
+/// `s/`: invitations this device sealed for others.
+pub const SENT_INVITATION: &[u8] = b"s/";
 
 /// Every prefix above (the table's rows, in order).
 pub const ALL: &[&[u8]] = &[
@@ -93,6 +96,7 @@ pub const ALL: &[&[u8]] = &[
     HELD_INVITATION,
     ACCEPTED_DEVICE,
     CARRIED,
+    SENT_INVITATION,
 ];
 
 pub(crate) fn conv(c: &ConversationId) -> Vec<u8> {
@@ -173,6 +177,10 @@ pub(crate) fn carried(e: &EnvelopeId) -> Vec<u8> {
     [CARRIED, &e.0].concat()
 }
 
+pub(crate) fn sent_invitation(e: &EnvelopeId) -> Vec<u8> {
+    [SENT_INVITATION, &e.0].concat()
+}
+
 pub(crate) fn accepted_device(d: &DeviceId) -> Vec<u8> {
     [ACCEPTED_DEVICE, &d.0].concat()
 }
@@ -233,7 +241,7 @@ mod tests {
 
     #[test]
     fn no_prefix_is_a_prefix_of_another() {
-        assert_eq!(ALL.len(), 18);
+        assert_eq!(ALL.len(), 19);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!a.is_empty());
             for (j, b) in ALL.iter().enumerate() {
