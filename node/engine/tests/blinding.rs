@@ -3,31 +3,14 @@
 //! transport link into a node, frames written by the test, and every byte the node sends
 //! on it collected.
 
+mod common;
+
+use common::{Engine, bodies, connect_and_invite, conversation_tag, invite, text};
 use vaarta_engine::testing::{Network, drain};
 use vaarta_engine::wire::{self, Blind, Frame};
 use vaarta_engine::{Action, CloseReason, Config, LinkId, LinkUp, PeerKey};
 use vaarta_sync::identity::{Identity, KeyCache};
 use vaarta_sync::ids::{ConversationId, Tag};
-use vaarta_sync::membership::History;
-use vaarta_sync::page::Draft;
-use vaarta_sync::store::MemoryStore;
-
-type Engine = vaarta_engine::Engine<MemoryStore>;
-
-fn text(s: &str) -> Draft {
-    Draft {
-        body: s.into(),
-        ..Draft::default()
-    }
-}
-
-fn bodies(e: &mut Engine, c: &ConversationId) -> Vec<String> {
-    e.messages(c, 100)
-        .unwrap()
-        .into_iter()
-        .map(|(m, _)| m.view.body)
-        .collect()
-}
 
 fn configs(relay: impl Fn(usize) -> bool) -> impl Fn(usize) -> Config {
     move |i| Config {
@@ -40,15 +23,7 @@ fn configs(relay: impl Fn(usize) -> bool) -> impl Fn(usize) -> Config {
 /// Nodes 0 and 1 in one conversation with a message delivered (receipts recorded), then
 /// unlinked, so node 0 has no link left: its tag.
 fn member_pair(net: &mut Network) -> (ConversationId, Tag) {
-    let (l01, _) = net.connect(0, 1);
-    net.settle();
-    let c = net.nodes[0]
-        .create_conversation("EOC", History::Shared, net.now)
-        .unwrap()
-        .0;
-    let b = net.nodes[1].device_id();
-    net.nodes[0].add_member(&c, b, false, net.now).unwrap();
-    net.settle();
+    let (c, l01, _) = connect_and_invite(net, (0, 1), 0, 1, "EOC");
     net.nodes[0]
         .send_message(&c, text("hello"), net.now)
         .unwrap();
@@ -56,13 +31,7 @@ fn member_pair(net: &mut Network) -> (ConversationId, Tag) {
     assert_eq!(bodies(&mut net.nodes[1], &c), vec!["hello"]);
     ends_agree(net);
     net.cut(0, l01);
-    let r = net.nodes[0].replica();
-    let tag = r
-        .conversation_tags()
-        .into_iter()
-        .find(|t| r.conversation_of_tag(t) == Some(c))
-        .expect("the conversation's tag");
-    (c, tag)
+    (c, conversation_tag(net, 0, &c))
 }
 
 /// A transport connection into a node, driven by the test.
@@ -440,15 +409,8 @@ fn members_find_their_shared_conversations_and_sync() {
     let mut net = Network::with(3, configs(|_| false));
     net.connect(0, 1);
     let (l02, _) = net.connect(0, 2);
-    let (l21, _) = net.connect(2, 1);
-    net.settle();
-    let c = net.nodes[0]
-        .create_conversation("EOC", History::Shared, net.now)
-        .unwrap()
-        .0;
+    let (c, l21, _) = connect_and_invite(&mut net, (2, 1), 0, 1, "EOC");
     let b = net.nodes[1].device_id();
-    net.nodes[0].add_member(&c, b, false, net.now).unwrap();
-    net.settle();
     net.nodes[0]
         .send_message(&c, text("पहला संदेश"), net.now)
         .unwrap();
@@ -485,12 +447,7 @@ fn a_relay_still_carries_for_members_that_do_not_relay() {
     let mut net = Network::with(3, configs(|i| i == 1));
     let (l01, _) = net.connect(0, 1);
     net.settle();
-    let c = net.nodes[0]
-        .create_conversation("x", History::Shared, net.now)
-        .unwrap()
-        .0;
-    let d = net.nodes[2].device_id();
-    net.nodes[0].add_member(&c, d, false, net.now).unwrap();
+    let c = invite(&mut net, 0, 2, "x");
     net.nodes[0]
         .send_message(&c, text("via the relay"), net.now)
         .unwrap();

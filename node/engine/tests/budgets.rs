@@ -1,45 +1,23 @@
 //! Strangers and resource budgets (issue 9 part B), at engine level in virtual time: each
 //! test bounds bytes, entries or work per input, and checks honest peers are still served.
 
+mod common;
+
+use common::{connect_and_invite, conversation_tag, invite, restart, text};
 use vaarta_engine::testing::Network;
 use vaarta_engine::{Action, CloseReason, Event, Frame, LinkId, LinkUp, MAX_FRAME_BYTES, PeerKey};
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, EnvelopeId, Tag};
-use vaarta_sync::membership::History;
-use vaarta_sync::page::Draft;
 use vaarta_sync::store::Store;
-
-fn text(s: &str) -> Draft {
-    Draft {
-        body: s.into(),
-        ..Draft::default()
-    }
-}
 
 /// Nodes 0 and 1 linked, in one conversation, with one message sent; its tag.
 fn shared(net: &mut Network) -> (ConversationId, Tag) {
-    net.connect(0, 1);
-    net.settle();
-    let c = net.nodes[0]
-        .create_conversation("EOC", History::Shared, net.now)
-        .unwrap()
-        .0;
-    let b = net.nodes[1].device_id();
-    net.nodes[0].add_member(&c, b, false, net.now).unwrap();
-    net.settle();
+    let (c, _, _) = connect_and_invite(net, (0, 1), 0, 1, "EOC");
     net.nodes[0]
         .send_message(&c, text("hello"), net.now)
         .unwrap();
     net.settle();
-    let r = net.nodes[0].replica();
-    let tag = r
-        .store()
-        .tags()
-        .into_iter()
-        .map(|(t, _)| t)
-        .find(|t| r.conversation_of_tag(t) == Some(c))
-        .expect("the conversation's tag");
-    (c, tag)
+    (c, conversation_tag(net, 0, &c))
 }
 
 fn fake(n: u64) -> EnvelopeId {
@@ -160,12 +138,7 @@ fn silent_strangers_cannot_take_every_link_slot() {
     net.connect(2, 0);
     net.settle();
     assert_eq!(net.nodes[0].links().len(), 2);
-    let c = net.nodes[0]
-        .create_conversation("x", History::Shared, net.now)
-        .unwrap()
-        .0;
-    let d = net.nodes[2].device_id();
-    net.nodes[0].add_member(&c, d, false, net.now).unwrap();
+    let c = invite(&mut net, 0, 2, "x");
     net.nodes[0]
         .send_message(&c, text("served"), net.now)
         .unwrap();
@@ -403,15 +376,7 @@ fn the_relay_quota_holds_across_a_restart() {
         ..vaarta_engine::Config::default()
     });
     // Nodes 1 and 2 share a conversation; node 0 only relays for node 1.
-    net.connect(1, 2);
-    net.settle();
-    let c = net.nodes[1]
-        .create_conversation("far", History::Shared, net.now)
-        .unwrap()
-        .0;
-    let d = net.nodes[2].device_id();
-    net.nodes[1].add_member(&c, d, false, net.now).unwrap();
-    net.settle();
+    let (c, _, _) = connect_and_invite(&mut net, (1, 2), 1, 2, "far");
     net.connect(1, 0);
     net.run_for(1_000);
     for i in 0..40 {
@@ -444,18 +409,7 @@ fn the_relay_quota_holds_across_a_restart() {
     let before = used(&net.nodes[0]);
     assert!(before <= quota && before > quota / 2, "filled: {before}");
     // Restart node 0 on its store.
-    let config = net.nodes[0].config().clone();
-    let old = net.nodes.remove(0);
-    let store = old.close().unwrap();
-    let restarted = vaarta_engine::Engine::new(
-        Identity::from_seed([1; 32]),
-        store,
-        config,
-        [0; 32],
-        net.now,
-    )
-    .unwrap();
-    net.nodes.insert(0, restarted);
+    restart(&mut net, 0);
     net.connect(1, 0);
     net.run_for(1_000);
     for i in 0..10 {
@@ -648,17 +602,7 @@ fn carried_envelopes_are_held_to_a_per_tag_and_a_per_origin_quota() {
     assert!(carried_bytes(&net.nodes[0]) <= RELAY_Q);
 
     // Across a restart: the quotas are counted from what is held.
-    let config = net.nodes[0].config().clone();
-    let store = net.nodes.remove(0).close().unwrap();
-    let e = vaarta_engine::Engine::new(
-        Identity::from_seed([1; 32]),
-        store,
-        config,
-        [0; 32],
-        net.now,
-    )
-    .unwrap();
-    net.nodes.insert(0, e);
+    restart(&mut net, 0);
     let (_, again) = net.connect(1, 0);
     net.settle();
     let mut a2 = Pusher::on(again);
@@ -802,15 +746,7 @@ fn a_stranger_pushing_junk_under_known_tags_is_bounded() {
     };
     // Nodes 3 and 4 talk in a conversation node 0 is not in; node 3 is linked to node 0,
     // which carries for it.
-    net.connect(3, 4);
-    net.settle();
-    let d = net.nodes[3]
-        .create_conversation("far", History::Shared, net.now)
-        .unwrap()
-        .0;
-    let dev4 = net.nodes[4].device_id();
-    net.nodes[3].add_member(&d, dev4, false, net.now).unwrap();
-    net.settle();
+    let (d, _, _) = connect_and_invite(&mut net, (3, 4), 3, 4, "far");
     net.connect(3, 0);
     net.run_for(1_000);
     for i in 0..4 {

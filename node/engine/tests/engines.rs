@@ -1,42 +1,21 @@
 //! Engines wired together in memory (no network, virtual time).
 
+mod common;
+
+use common::{bodies, connect_and_invite, invite, text};
 use vaarta_engine::testing::Network;
 use vaarta_engine::{Event, LinkId};
 use vaarta_sync::ids::ConversationId;
 use vaarta_sync::membership::History;
-use vaarta_sync::page::Draft;
 use vaarta_sync::store::Store;
 
 type Net = Network;
 
-fn bodies(net: &mut Net, i: usize, c: &ConversationId) -> Vec<String> {
-    net.nodes[i]
-        .messages(c, 10_000)
-        .unwrap()
-        .into_iter()
-        .map(|(m, _)| m.view.body)
-        .collect()
-}
-
-fn text(s: &str) -> Draft {
-    Draft {
-        body: s.into(),
-        ..Draft::default()
-    }
-}
-
 #[test]
 fn invite_travels_and_messages_flow_with_delivery_receipts() {
     let mut net = Net::new(2);
-    net.connect(0, 1);
-    net.settle();
-    let c = net.nodes[0]
-        .create_conversation("EOC", History::Shared, net.now)
-        .unwrap()
-        .0;
+    let (c, _, _) = connect_and_invite(&mut net, (0, 1), 0, 1, "EOC");
     let b = net.nodes[1].device_id();
-    net.nodes[0].add_member(&c, b, false, net.now).unwrap();
-    net.settle();
     assert!(
         net.nodes[1]
             .conversations()
@@ -47,7 +26,7 @@ fn invite_travels_and_messages_flow_with_delivery_receipts() {
         .send_message(&c, text("पहला संदेश"), net.now)
         .unwrap();
     net.settle();
-    assert_eq!(bodies(&mut net, 1, &c), vec!["पहला संदेश"]);
+    assert_eq!(bodies(&mut net.nodes[1], &c), vec!["पहला संदेश"]);
     // Delivery: node 0 knows node 1 stored it.
     let msgs = net.nodes[0].messages(&c, 10).unwrap();
     assert_eq!(msgs[0].1, vec![b]);
@@ -66,24 +45,13 @@ fn invite_travels_and_messages_flow_with_delivery_receipts() {
         .send_message(&c, text("received"), net.now)
         .unwrap();
     net.settle();
-    assert_eq!(bodies(&mut net, 0, &c), vec!["पहला संदेश", "received"]);
+    assert_eq!(bodies(&mut net.nodes[0], &c), vec!["पहला संदेश", "received"]);
 }
 
 #[test]
 fn acknowledgements_wait_for_the_flush() {
     let mut net = Net::new(2);
-    net.connect(0, 1);
-    net.settle();
-    let c = net.nodes[0]
-        .create_conversation("x", History::Shared, net.now)
-        .unwrap()
-        .0;
-    {
-        let d = net.nodes[1].device_id();
-        net.nodes[0].add_member(&c, d, false, net.now)
-    }
-    .unwrap();
-    net.settle();
+    let (c, _, _) = connect_and_invite(&mut net, (0, 1), 0, 1, "x");
     net.nodes[0].send_message(&c, text("hi"), net.now).unwrap();
     net.nodes[0].flush(net.now).unwrap();
     let mut pushes = Vec::new();
@@ -117,18 +85,7 @@ fn acknowledgements_wait_for_the_flush() {
 #[test]
 fn offline_member_catches_up_by_reconciliation() {
     let mut net = Net::new(2);
-    let (la, _) = net.connect(0, 1);
-    net.settle();
-    let c = net.nodes[0]
-        .create_conversation("x", History::Shared, net.now)
-        .unwrap()
-        .0;
-    {
-        let d = net.nodes[1].device_id();
-        net.nodes[0].add_member(&c, d, false, net.now)
-    }
-    .unwrap();
-    net.settle();
+    let (c, la, _) = connect_and_invite(&mut net, (0, 1), 0, 1, "x");
     net.cut(0, la);
     for i in 0..300 {
         net.nodes[0]
@@ -139,10 +96,10 @@ fn offline_member_catches_up_by_reconciliation() {
         }
     }
     net.settle();
-    assert!(bodies(&mut net, 1, &c).is_empty());
+    assert!(bodies(&mut net.nodes[1], &c).is_empty());
     net.connect(0, 1);
     net.settle();
-    let got = bodies(&mut net, 1, &c);
+    let got = bodies(&mut net.nodes[1], &c);
     assert_eq!(got.len(), 300);
     assert_eq!(got[299], "m299");
     assert!(
@@ -158,15 +115,7 @@ fn relay_carries_for_members_it_cannot_read() {
     let mut net = Net::new(3);
     let (l01, _) = net.connect(0, 1);
     net.settle();
-    let c = net.nodes[0]
-        .create_conversation("x", History::Shared, net.now)
-        .unwrap()
-        .0;
-    {
-        let d = net.nodes[2].device_id();
-        net.nodes[0].add_member(&c, d, false, net.now)
-    }
-    .unwrap();
+    let c = invite(&mut net, 0, 2, "x");
     net.nodes[0]
         .send_message(&c, text("via the relay"), net.now)
         .unwrap();
@@ -175,7 +124,7 @@ fn relay_carries_for_members_it_cannot_read() {
     net.cut(0, l01);
     net.connect(1, 2);
     net.settle();
-    assert_eq!(bodies(&mut net, 2, &c), vec!["via the relay"]);
+    assert_eq!(bodies(&mut net.nodes[2], &c), vec!["via the relay"]);
     assert!(
         net.nodes[1].conversations().is_empty(),
         "the relay learned nothing"
@@ -186,18 +135,7 @@ fn relay_carries_for_members_it_cannot_read() {
 fn garbage_cuts_the_link_and_others_keep_working() {
     let mut net = Net::new(3);
     let (_, l10) = net.connect(0, 1);
-    net.connect(0, 2);
-    net.settle();
-    let c = net.nodes[0]
-        .create_conversation("x", History::Shared, net.now)
-        .unwrap()
-        .0;
-    {
-        let d = net.nodes[2].device_id();
-        net.nodes[0].add_member(&c, d, false, net.now)
-    }
-    .unwrap();
-    net.settle();
+    let (c, _, _) = connect_and_invite(&mut net, (0, 2), 0, 2, "x");
     // Node 1 turns hostile: garbage frame.
     let (o, ol) = net.peer_of(1, l10).unwrap();
     net.nodes[o].handle_frame(ol, &[0xde, 0xad, 0xbe, 0xef], net.now);
@@ -223,24 +161,13 @@ fn garbage_cuts_the_link_and_others_keep_working() {
         .send_message(&c, text("still fine"), net.now)
         .unwrap();
     net.settle();
-    assert_eq!(bodies(&mut net, 2, &c), vec!["still fine"]);
+    assert_eq!(bodies(&mut net.nodes[2], &c), vec!["still fine"]);
 }
 
 #[test]
 fn forged_envelopes_count_as_faults() {
     let mut net = Net::new(2);
-    let (_, l10) = net.connect(0, 1);
-    net.settle();
-    let c = net.nodes[0]
-        .create_conversation("x", History::Shared, net.now)
-        .unwrap()
-        .0;
-    {
-        let d = net.nodes[1].device_id();
-        net.nodes[0].add_member(&c, d, false, net.now)
-    }
-    .unwrap();
-    net.settle();
+    let (c, _, l10) = connect_and_invite(&mut net, (0, 1), 0, 1, "x");
     let conv = net.nodes[0].replica().conversation(&c).unwrap();
     let (tag, epoch) = (conv.tag, conv.sending_epoch().unwrap().0);
     // Pushes of junk envelopes under the conversation's tag and epoch (they fail
@@ -272,22 +199,15 @@ fn deliver_without_receipt(net: &mut Net, c: &ConversationId, link0: LinkId, bod
     net.nodes[1].flush(net.now).unwrap();
     while net.nodes[1].poll_transmit().is_some() {}
     net.cut(0, link0);
-    assert!(bodies(net, 1, c).iter().any(|b| b == body));
+    assert!(bodies(&mut net.nodes[1], c).iter().any(|b| b == body));
 }
 
 /// Two linked nodes in one conversation that node 0 created: (net, conversation, node 0's
 /// link, node 1's device).
 fn linked_pair() -> (Net, ConversationId, LinkId, vaarta_sync::ids::DeviceId) {
     let mut net = Net::new(2);
-    let (la, _) = net.connect(0, 1);
-    net.settle();
-    let c = net.nodes[0]
-        .create_conversation("x", History::Shared, net.now)
-        .unwrap()
-        .0;
+    let (c, la, _) = connect_and_invite(&mut net, (0, 1), 0, 1, "x");
     let b = net.nodes[1].device_id();
-    net.nodes[0].add_member(&c, b, false, net.now).unwrap();
-    net.settle();
     (net, c, la, b)
 }
 
@@ -360,8 +280,8 @@ fn a_message_staged_while_a_remote_one_arrives_is_still_pushed() {
         net.nodes[o].handle_frame(ol, &f, net.now);
     }
     net.settle();
-    let mut zero = bodies(&mut net, 0, &c);
-    let mut one = bodies(&mut net, 1, &c);
+    let mut zero = bodies(&mut net.nodes[0], &c);
+    let mut one = bodies(&mut net.nodes[1], &c);
     zero.sort();
     one.sort();
     assert_eq!(zero, vec!["from one", "from zero"]);

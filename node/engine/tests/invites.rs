@@ -2,6 +2,9 @@
 //! accepts or declines them; a contact's (a device we share a conversation with, or one
 //! the user accepted) are taken at once as before.
 
+mod common;
+
+use common::{connect_and_invite, invite, named, restart, text};
 use vaarta_engine::testing::Network;
 use vaarta_engine::{Config, Frame};
 use vaarta_sync::conversation::Invitation;
@@ -12,23 +15,8 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::EpochId;
 use vaarta_sync::limits::MAX_HELD_INVITATIONS;
 use vaarta_sync::membership::History;
-use vaarta_sync::page::Draft;
 use vaarta_sync::replica::{Event as SyncEvent, InvitePolicy};
 use vaarta_sync::store::Store;
-
-fn text(s: &str) -> Draft {
-    Draft {
-        body: s.into(),
-        ..Draft::default()
-    }
-}
-
-fn named(i: usize) -> Config {
-    Config {
-        name: format!("node{i}"),
-        ..Config::default()
-    }
-}
 
 /// An invitation to a new conversation (secret from `k`) from `from` to `to`.
 fn invitation(from: &Identity, to: &Network, node: usize, k: u64, now: u64) -> Vec<u8> {
@@ -46,15 +34,7 @@ fn flood(policy: InvitePolicy) {
         ..named(i)
     });
     // Nodes 0 and 1 are a team with a conversation; node 2 is the stranger's link.
-    net.connect(0, 1);
-    net.settle();
-    let c = net.nodes[0]
-        .create_conversation("EOC", History::Shared, net.now)
-        .unwrap()
-        .0;
-    let b = net.nodes[1].device_id();
-    net.nodes[0].add_member(&c, b, false, net.now).unwrap();
-    net.settle();
+    let (c, _, _) = connect_and_invite(&mut net, (0, 1), 0, 1, "EOC");
     let (_, on0) = net.connect(2, 0);
     net.settle();
     let stranger = Identity::from_seed([99; 32]);
@@ -144,12 +124,8 @@ fn a_held_invitation_accepted_brings_the_conversation() {
     let mut net = Network::strangers(2, named);
     net.connect(0, 1);
     net.settle();
-    let c = net.nodes[1]
-        .create_conversation("Flood relief", History::Shared, net.now)
-        .unwrap()
-        .0;
+    let c = invite(&mut net, 1, 0, "Flood relief");
     let a = net.nodes[0].device_id();
-    net.nodes[1].add_member(&c, a, false, net.now).unwrap();
     net.nodes[1]
         .send_message(&c, text("boat team at ghat 3"), net.now)
         .unwrap();
@@ -182,15 +158,7 @@ fn a_held_invitation_accepted_brings_the_conversation() {
 #[test]
 fn a_declined_invitation_stays_declined() {
     let mut net = Network::strangers(2, named);
-    net.connect(0, 1);
-    net.settle();
-    let c = net.nodes[1]
-        .create_conversation("x", History::Shared, net.now)
-        .unwrap()
-        .0;
-    let a = net.nodes[0].device_id();
-    net.nodes[1].add_member(&c, a, false, net.now).unwrap();
-    net.settle();
+    let (c, _, _) = connect_and_invite(&mut net, (0, 1), 1, 0, "x");
     assert_eq!(net.nodes[0].invitations().len(), 1);
     net.nodes[0].decline_invitation(&c).unwrap();
     net.run_for(5 * 60_000);
@@ -239,26 +207,8 @@ fn a_fellow_members_invitation_is_taken_at_once() {
 #[test]
 fn the_inbox_survives_a_restart() {
     let mut net = Network::strangers(2, named);
-    net.connect(0, 1);
-    net.settle();
-    let c = net.nodes[1]
-        .create_conversation("x", History::Shared, net.now)
-        .unwrap()
-        .0;
-    let a = net.nodes[0].device_id();
-    net.nodes[1].add_member(&c, a, false, net.now).unwrap();
-    net.settle();
-    let config = net.nodes[0].config().clone();
-    let store = net.nodes.remove(0).close().unwrap();
-    let e = vaarta_engine::Engine::new(
-        Identity::from_seed([1; 32]),
-        store,
-        config,
-        [0; 32],
-        net.now,
-    )
-    .unwrap();
-    net.nodes.insert(0, e);
+    let (c, _, _) = connect_and_invite(&mut net, (0, 1), 1, 0, "x");
+    restart(&mut net, 0);
     assert_eq!(net.nodes[0].invitations().len(), 1);
     let now = net.now;
     net.nodes[0].accept_invitation(&c, now).unwrap();
@@ -326,15 +276,7 @@ fn push_all(net: &mut Network, link: vaarta_engine::LinkId, seq: &mut u64, envs:
 #[test]
 fn a_strangers_flood_does_not_push_out_a_real_invitation_for_good() {
     let mut net = Network::strangers(3, named);
-    net.connect(0, 1);
-    net.settle();
-    let c = net.nodes[1]
-        .create_conversation("real", History::Shared, net.now)
-        .unwrap()
-        .0;
-    let a = net.nodes[0].device_id();
-    net.nodes[1].add_member(&c, a, false, net.now).unwrap();
-    net.settle();
+    let (c, _, _) = connect_and_invite(&mut net, (0, 1), 1, 0, "real");
     let real = |net: &Network| {
         net.nodes[0]
             .invitations()
@@ -390,15 +332,7 @@ fn a_strangers_flood_does_not_push_out_a_real_invitation_for_good() {
 #[test]
 fn a_failed_accept_keeps_the_invitation_and_trusts_nobody() {
     let mut net = Network::strangers(2, named);
-    net.connect(0, 1);
-    net.settle();
-    let c = net.nodes[1]
-        .create_conversation("real", History::Shared, net.now)
-        .unwrap()
-        .0;
-    let a = net.nodes[0].device_id();
-    net.nodes[1].add_member(&c, a, false, net.now).unwrap();
-    net.settle();
+    let (c, _, _) = connect_and_invite(&mut net, (0, 1), 1, 0, "real");
     assert_eq!(net.nodes[0].invitations().len(), 1);
     let now = net.now;
     for i in 0..vaarta_sync::replica::MAX_CONVERSATIONS {

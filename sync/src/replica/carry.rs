@@ -36,7 +36,15 @@
 //! share until the next stranger envelope arrives and evicts. An evicted envelope becomes
 //! a tombstone (bounded like every tombstone), so reconciliation does not fetch it straight
 //! back. Envelopes of the device's own conversations (and its inbox, and held invitations)
-//! are never carried, so never evicted. An envelope too large for a quota is not carried at
+//! are never carried, so never evicted. Nor are the invitations this device sealed for
+//! others, though they wait under the invitee's inbox tag, not ours: the sealer cannot open
+//! one again to see that it signed it, so `invite` writes a record `s/` before it stores
+//! the envelope, and the open skips what it names. They are not bounded by the relay
+//! quotas but by this device's own commands: one per device named in an `Add` it signed
+//! (at most [`MAX_MEMBERS`](crate::limits::MAX_MEMBERS) devices an operation, the
+//! membership log bounded by [`MAX_CONTROL_OPS`](crate::limits::MAX_CONTROL_OPS), twice
+//! for admins), per conversation held (at most [`MAX_CONVERSATIONS`]); nothing a peer
+//! sends adds one. An envelope too large for a quota is not carried at
 //! all. Each envelope is evicted at most once, and each step finds its victim in an index
 //! (no scan), so the work of eviction is bounded by the envelopes carried; moving an origin
 //! between classes costs the envelopes it holds, once per change of its membership.
@@ -552,8 +560,8 @@ impl<S: Store> Replica<S> {
 
     /// Loads the carried index at open: the records that still name a carried envelope
     /// (others are deleted), then envelopes carried before records existed (under a tag
-    /// that is neither a conversation's nor the inbox's, not a held invitation), recorded
-    /// with no origin, after the others.
+    /// that is neither a conversation's nor the inbox's, neither a held invitation nor one
+    /// this device sealed), recorded with no origin, after the others.
     pub(super) fn load_carried(&mut self) -> Result<(), StoreError> {
         let mut records = Vec::new();
         self.store.scan_prefix(keys::CARRIED, &mut |k, v| {
@@ -561,7 +569,15 @@ impl<S: Store> Replica<S> {
             true
         })?;
         let now = self.clock.last().ms;
-        let held: BTreeSet<EnvelopeId> = self.invitations().iter().map(|h| h.envelope).collect();
+        // Held invitations and the invitations this device sealed are never carried.
+        let mut held: BTreeSet<EnvelopeId> =
+            self.invitations().iter().map(|h| h.envelope).collect();
+        self.store.scan_prefix(keys::SENT_INVITATION, &mut |k, _| {
+            if let Some(id) = k.get(2..).and_then(EnvelopeId::from_slice) {
+                held.insert(id);
+            }
+            true
+        })?;
         let mut c = Carried::default();
         // Each origin's class, evaluated once.
         let mut classes: BTreeMap<DeviceId, bool> = BTreeMap::new();

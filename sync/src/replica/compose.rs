@@ -265,6 +265,9 @@ impl<S: Store> Replica<S> {
         };
         let seed = self.seed32();
         let env = envelope::seal_invite(&header, &self.me, &device, hlc, &inv.encode(), seed)?;
+        // Marked ours before it is stored, so that no open takes it for a carried envelope
+        // (the tag is the invitee's, and the sealer cannot open it again to see the signer).
+        self.store.put(&keys::sent_invitation(&env.id()), &id.0)?;
         self.store
             .put_envelope(&header.tag, &env.id(), env.bytes())?;
         self.record_sealed(Sealed::of(env.id(), &header, *id, Vec::new()));

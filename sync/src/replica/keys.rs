@@ -24,6 +24,7 @@
 //! | `a/` | `a/` ‖ device id | a device the user accepted: its invitations are taken | empty |
 //! | `r/` | `r/` ‖ envelope id | an envelope carried for others (relay quotas and eviction) | order u64 BE ‖ length u32 BE ‖ tag (16) ‖ origin flag (1) ‖ origin device id or zeros (32) |
 //! | `n/` | `n/` ‖ author device id ‖ envelope id | a receipt owed to the author: the envelope waited here (pending or unreadable) and is applied now; the engine sends it in a `Receipt` frame and deletes it | order u64 BE |
+//! | `s/` | `s/` ‖ envelope id | an invitation this device sealed for another device (under its inbox tag): ours, never carried | conversation id (16) |
 //!
 //! Sizes: conversation id and tag 16 bytes, envelope and device id 32, epoch id 4.
 //! No prefix is a prefix of another (a unit test checks it), so a scan of one kind never
@@ -75,6 +76,8 @@ pub const ACCEPTED_DEVICE: &[u8] = b"a/";
 pub const CARRIED: &[u8] = b"r/";
 /// `n/`: receipts owed to the authors of envelopes applied after waiting.
 pub const OWED_RECEIPT: &[u8] = b"n/";
+/// `s/`: invitations this device sealed for others.
+pub const SENT_INVITATION: &[u8] = b"s/";
 
 /// Every prefix above (the table's rows, in order).
 pub const ALL: &[&[u8]] = &[
@@ -97,6 +100,7 @@ pub const ALL: &[&[u8]] = &[
     ACCEPTED_DEVICE,
     CARRIED,
     OWED_RECEIPT,
+    SENT_INVITATION,
 ];
 
 pub(crate) fn conv(c: &ConversationId) -> Vec<u8> {
@@ -177,6 +181,10 @@ pub(crate) fn carried(e: &EnvelopeId) -> Vec<u8> {
     [CARRIED, &e.0].concat()
 }
 
+pub(crate) fn sent_invitation(e: &EnvelopeId) -> Vec<u8> {
+    [SENT_INVITATION, &e.0].concat()
+}
+
 pub(crate) fn accepted_device(d: &DeviceId) -> Vec<u8> {
     [ACCEPTED_DEVICE, &d.0].concat()
 }
@@ -242,7 +250,7 @@ mod tests {
 
     #[test]
     fn no_prefix_is_a_prefix_of_another() {
-        assert_eq!(ALL.len(), 19);
+        assert_eq!(ALL.len(), 20);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!a.is_empty());
             for (j, b) in ALL.iter().enumerate() {
