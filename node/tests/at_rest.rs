@@ -92,6 +92,7 @@ fn write_marked(home: &Home) -> Vec<Vec<u8>> {
             conversation: conv,
             limit: 1000,
             from_page: None,
+            before: None,
         },
         vaarta_node::now_ms(),
         &Default::default(),

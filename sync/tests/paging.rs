@@ -24,7 +24,9 @@ fn sync(from: &Replica<MemoryStore>, to: &mut Replica<MemoryStore>, now: u64) {
 fn spread() -> (Replica<MemoryStore>, Replica<MemoryStore>, ConversationId) {
     let mut a = replica(1);
     let mut b = replica(2);
-    let (c, _) = a.create_conversation("paging", History::Shared, T0).unwrap();
+    let (c, _) = a
+        .create_conversation("paging", History::Shared, T0)
+        .unwrap();
     a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
     sync(&a, &mut b, T0 + 2);
     let n = u64::from(PAGE_CAPACITY) * 3;
@@ -34,7 +36,9 @@ fn spread() -> (Replica<MemoryStore>, Replica<MemoryStore>, ConversationId) {
         let w = if batch % 2 == 0 { &mut a } else { &mut b };
         for i in 0..50 {
             t += 1;
-            let m = w.stage_message(&c, text(&format!("b{batch} m{i}")), t).unwrap();
+            let m = w
+                .stage_message(&c, text(&format!("b{batch} m{i}")), t)
+                .unwrap();
             first.get_or_insert(m);
         }
         w.seal_staged(t).unwrap();
@@ -130,7 +134,9 @@ fn before_an_unknown_message_is_an_error_not_an_empty_page() {
         );
     }
     // A message of another conversation is not one of this conversation's.
-    let (d, _) = a.create_conversation("other", History::Shared, T0 + 1).unwrap();
+    let (d, _) = a
+        .create_conversation("other", History::Shared, T0 + 1)
+        .unwrap();
     let (elsewhere, _) = a.send_message(&d, text("elsewhere"), T0 + 2).unwrap();
     assert!(matches!(
         a.messages_before(&c, &elsewhere, 10),
