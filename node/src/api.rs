@@ -67,6 +67,10 @@ pub enum Request {
         /// before the dot); `None`: every page.
         #[serde(default)]
         from_page: Option<u32>,
+        /// Only the messages just older than this message id (paging back); not with
+        /// `from_page`.
+        #[serde(default)]
+        before: Option<String>,
     },
     Send {
         conversation: String,
@@ -288,6 +292,7 @@ impl From<CommandError> for ApiError {
                 status: 409,
                 message: c.to_string(),
             },
+            CommandError::NoSuchMessage(_) => ApiError::not_found(c.to_string()),
             CommandError::NoSuchInvitation => {
                 ApiError::not_found("no such invitation (`vaarta invites` lists them)")
             }
@@ -572,12 +577,19 @@ pub fn execute<S: Store>(
             conversation,
             limit,
             from_page,
+            before,
         } => {
             if limit == 0 || limit > MAX_LIMIT {
                 return Err(ApiError::bad(format!(
                     "limit must be 1 to {MAX_LIMIT}; got {limit}"
                 )));
             }
+            if from_page.is_some() && before.is_some() {
+                return Err(ApiError::bad(
+                    "from_page and before cannot be used together: from_page reads newer pages, before pages back",
+                ));
+            }
+            let before = before.as_deref().map(message_id).transpose()?;
             let id = conv(engine, &conversation)?;
             let me = engine.device_id();
             let info = engine.replica().info(&id);
@@ -592,7 +604,10 @@ pub fn execute<S: Store>(
                 json!({"by": by, "emoji": emoji, "device": who.map(|m| m.device.to_string()),
                        "name": who.and_then(|m| m.name.clone())})
             };
-            let msgs = engine.messages_from(&id, from_page.unwrap_or(0), limit)?;
+            let msgs = match &before {
+                Some(b) => engine.messages_before(&id, b, limit)?,
+                None => engine.messages_from(&id, from_page.unwrap_or(0), limit)?,
+            };
             Ok(Value::Array(
                 msgs.into_iter()
                     .map(|(m, delivered)| {
@@ -917,6 +932,7 @@ async fn call(state: &AppState, headers: &HeaderMap, request: Request) -> Respon
 struct LimitQuery {
     limit: Option<usize>,
     from_page: Option<u32>,
+    before: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1078,6 +1094,7 @@ pub async fn serve(
                             conversation: id,
                             limit: q.limit.unwrap_or_else(default_limit),
                             from_page: q.from_page,
+                            before: q.before,
                         },
                     )
                     .await
@@ -1384,6 +1401,7 @@ mod tests {
                 conversation: id,
                 limit: 10,
                 from_page: None,
+                before: None,
             },
         );
         let r = &msgs[0]["reactions"][0];
@@ -1507,6 +1525,7 @@ mod tests {
                 conversation: c,
                 limit: 1,
                 from_page: None,
+                before: None,
             },
         )[0];
         assert_eq!(m["expires"], Value::Null, "one unit: no seconds field");
@@ -1545,6 +1564,7 @@ mod tests {
                 conversation: c.clone(),
                 limit: MAX_LIMIT,
                 from_page: None,
+                before: None,
             },
         );
         let all = all.as_array().unwrap();
@@ -1560,6 +1580,7 @@ mod tests {
                 conversation: c,
                 limit: MAX_LIMIT,
                 from_page: Some(top),
+                before: None,
             },
         );
         let newest = newest.as_array().unwrap();
@@ -1582,6 +1603,7 @@ mod tests {
                     conversation: c.clone(),
                     limit,
                     from_page: None,
+                    before: None,
                 },
             ));
             assert!(m.starts_with("limit must be 1 to 100000"), "{m}");

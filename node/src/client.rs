@@ -168,11 +168,15 @@ impl Client {
                 conversation,
                 limit,
                 from_page,
+                before,
             } => self.get(&format!(
-                "/v1/conversations/{}/messages?limit={limit}{}",
+                "/v1/conversations/{}/messages?limit={limit}{}{}",
                 enc(&conversation),
                 from_page
                     .map(|p| format!("&from_page={p}"))
+                    .unwrap_or_default(),
+                before
+                    .map(|b| format!("&before={}", enc(&b)))
                     .unwrap_or_default()
             )),
             Request::Send {

@@ -89,6 +89,7 @@ fn write_marked(home: &Home) -> Vec<Vec<u8>> {
             conversation: conv,
             limit: 1000,
             from_page: None,
+            before: None,
         })
         .unwrap();
     assert_eq!(shown.as_array().map(|a| a.len()), Some(300), "{shown}");

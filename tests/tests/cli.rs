@@ -701,6 +701,140 @@ fn the_api_checks_callers_before_bodies() {
 }
 
 /// Bug 3: a second node on an address another node holds is refused with a clear error.
+/// Paging back through the API (`before=`), as a client scrolls: every message once, in
+/// order, across pages, ending with `[]`; `vaarta log --before` the same; and what a caller
+/// may get wrong is refused with a clear error, never a crash.
+#[test]
+fn paging_back_through_the_api_visits_every_message_once() {
+    let mut a = Node::init("Asha");
+    a.up_loopback(&[]);
+    let token = std::fs::read_to_string(a.home.join("api-token")).unwrap();
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(a.home.join("api.json")).unwrap()).unwrap();
+    let host = info["addr"].as_str().unwrap().to_string();
+    let auth = format!("Authorization: Bearer {}", token.trim());
+    let conv = a.ok(&["conv", "create", "Paging"]).trim().to_string();
+    // 600 messages in batches of 50: more than two pages of 256.
+    for batch in 0..12 {
+        let msgs: Vec<Value> = (0..50)
+            .map(|i| serde_json::json!({"body": format!("b{batch} m{i}")}))
+            .collect();
+        let (code, answer) = raw_http(
+            &a,
+            &format!(
+                "POST /v1/conversations/{conv}/messages HTTP/1.1\r\nHost: {host}\r\n{auth}\r\nContent-Type: application/json"
+            ),
+            &serde_json::json!({ "messages": msgs }).to_string(),
+        );
+        assert_eq!(code, 200, "{answer}");
+    }
+    let get = |query: &str| -> (u16, Value) {
+        let (code, answer) = raw_http(
+            &a,
+            &format!(
+                "GET /v1/conversations/{conv}/messages?{query} HTTP/1.1\r\nHost: {host}\r\n{auth}"
+            ),
+            "",
+        );
+        let v = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("{query}: not JSON ({e}): {answer}"));
+        (code, v)
+    };
+    let ids = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("not a list: {v}"))
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (code, all) = get("limit=5000");
+    assert_eq!(code, 200);
+    let all = ids(&all);
+    assert_eq!(all.len(), 600);
+    assert!(
+        all.iter().any(|id| !id.starts_with("0.")) && all.iter().any(|id| id.starts_with("1.")),
+        "the messages span pages: {:?}",
+        &all[..3]
+    );
+    let (_, newest) = get("limit=7");
+    let mut seen = ids(&newest);
+    loop {
+        let (code, older) = get(&format!("limit=7&before={}", seen[0]));
+        assert_eq!(code, 200, "{older}");
+        let older = ids(&older);
+        if older.is_empty() {
+            break;
+        }
+        assert!(older.len() <= 7);
+        seen.splice(0..0, older);
+    }
+    assert_eq!(seen, all);
+    // The CLI pages back the same way.
+    let pivot = &all[300];
+    let log = a.ok(&["log", &conv, "--before", pivot, "--limit", "3", "--json"]);
+    let logged: Vec<String> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(logged, all[297..300]);
+    let refused = a.cli(&["log", &conv, "--before", "nonsense"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("message id"),
+        "{}",
+        stderr(&refused)
+    );
+    // What a caller may get wrong: a clear error each, and the node keeps answering.
+    let (_, key) = pivot.split_once('.').unwrap();
+    let long = "9".repeat(10_000);
+    let cases: Vec<(String, u16, &str)> = vec![
+        (format!("limit=0&before={pivot}"), 400, "limit"),
+        (format!("limit=100001&before={pivot}"), 400, "limit"),
+        (
+            format!("limit=99999999999999999999999&before={pivot}"),
+            400,
+            "limit",
+        ),
+        (
+            format!("limit=5&from_page=0&before={pivot}"),
+            400,
+            "from_page",
+        ),
+        ("limit=5&before=nonsense".into(), 400, "message id"),
+        ("limit=5&before=".into(), 400, "message id"),
+        (format!("limit=5&before={long}.{key}"), 400, "message id"),
+        (
+            format!("limit=5&before=4000000000.{key}"),
+            404,
+            "no message",
+        ),
+        (
+            format!("limit=5&before=0.{}ABCDEF0123456789", &key[..14]),
+            400,
+            "message id",
+        ),
+        (
+            format!("limit=5&before=0.0000000000000{}", &key[13..]),
+            404,
+            "no message",
+        ),
+    ];
+    for (query, status, word) in cases {
+        let (code, v) = get(&query);
+        assert_eq!(code, status, "{query}: {v}");
+        let msg = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{query}: {v}"));
+        assert!(msg.contains(word), "{query}: {msg}");
+    }
+    assert_eq!(get("limit=1").0, 200, "the node still answers");
+}
+
 #[test]
 fn two_nodes_cannot_share_a_listen_port() {
     let mut a = Node::init("Asha");

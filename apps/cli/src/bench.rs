@@ -102,6 +102,7 @@ async fn newest(n: &Node, conv: &str) -> Option<String> {
             conversation: conv.into(),
             limit: 1,
             from_page: None,
+            before: None,
         })
         .await
     {
@@ -312,6 +313,7 @@ async fn bench(messages: usize, history: usize, json_out: bool) -> Result<()> {
             conversation: conv.clone(),
             limit: (paced + sent).min(vaarta_node::api::MAX_LIMIT),
             from_page: None,
+            before: None,
         })
         .await
     {

@@ -9,10 +9,9 @@
 //! * RSS: `VmRSS` of the daemon from `/proc/PID/status` (Linux only; elsewhere "n/a"),
 //!   after the restart and after reading every conversation's newest 50;
 //! * newest 50: one request per conversation, p50/p99 through [`crate::bench::pct`];
-//! * scroll back 1,000 in one conversation: the API has no cursor for older messages (only
-//!   "newest L", optionally from a page up), so a client scrolls by asking for the newest
-//!   50, 100, …, 1,000: 20 requests, timed together; one request for the newest 1,000 is
-//!   timed as well;
+//! * scroll back 1,000 in one conversation: the newest 50, then 19 requests of
+//!   `limit=50&before=<oldest id seen>`, timed together; one request for the newest 1,000 is
+//!   timed as well, and the run fails unless the scroll yielded exactly those, in order;
 //! * read-back: every conversation read whole through the API (after the measurements, as
 //!   it loads every page); the run fails unless it holds the N acknowledged messages.
 //!
@@ -356,10 +355,21 @@ fn one(text: String) -> Vec<OutgoingMessage> {
 }
 
 fn newest(c: &Client, conv: &str, limit: usize) -> Result<Vec<Value>, ApiError> {
+    messages(c, conv, limit, None)
+}
+
+/// The `limit` messages just older than `before` (`None`: the newest `limit`).
+fn messages(
+    c: &Client,
+    conv: &str,
+    limit: usize,
+    before: Option<String>,
+) -> Result<Vec<Value>, ApiError> {
     match c.request(Request::Messages {
         conversation: conv.into(),
         limit,
         from_page: None,
+        before,
     })? {
         Value::Array(a) => Ok(a),
         other => Err(ApiError {
@@ -508,26 +518,37 @@ fn measure(a: Args) -> Result<()> {
     }
     let rss_after_reads = run.pid().and_then(rss);
 
-    // Scroll back in the first (fullest) conversation.
+    // Scroll back in the first (fullest) conversation: its newest screen, then each older
+    // screen before the oldest message seen.
     let scroll = held(0).min(SCROLL);
-    let steps: Vec<usize> = (1..)
-        .map(|k| (k * SCREEN).min(scroll))
-        .take(scroll.div_ceil(SCREEN))
-        .collect();
+    let mut seen: Vec<Value> = Vec::with_capacity(scroll);
+    let mut requests = 0;
     let t = Instant::now();
-    for &limit in &steps {
-        let got = newest(&client, &convs[0], limit).map_err(|e| run.failed("scrolling back", e))?;
+    while seen.len() < scroll {
+        let limit = SCREEN.min(scroll - seen.len());
+        let before = seen
+            .first()
+            .map(|m| m["id"].as_str().unwrap_or("").to_string());
+        let got = messages(&client, &convs[0], limit, before)
+            .map_err(|e| run.failed("scrolling back", e))?;
+        requests += 1;
         if got.len() != limit {
             bail!(
-                "scrolling back: asked for the newest {limit}, got {}",
+                "scrolling back: asked for {limit} messages after {} seen, got {}",
+                seen.len(),
                 got.len()
             );
         }
+        seen.splice(0..0, got);
     }
     let scroll_time = t.elapsed();
     let t = Instant::now();
-    newest(&client, &convs[0], scroll).map_err(|e| run.failed("reading the newest 1,000", e))?;
+    let newest_scroll = newest(&client, &convs[0], scroll)
+        .map_err(|e| run.failed("reading the newest 1,000", e))?;
     let read_scroll = t.elapsed();
+    if seen != newest_scroll {
+        bail!("scrolling back did not yield the newest {scroll} messages, once each and in order");
+    }
 
     // Read-back: what the node holds, through the API (capped by its limit per request).
     note("counting the messages through the API");
@@ -575,7 +596,7 @@ fn measure(a: Args) -> Result<()> {
         "newest_50_p50_ms": p50,
         "newest_50_p99_ms": p99,
         "scroll_messages": scroll,
-        "scroll_requests": steps.len(),
+        "scroll_requests": requests,
         "scroll_ms": ms(scroll_time),
         "read_newest_scroll_ms": ms(read_scroll),
     });
@@ -622,8 +643,7 @@ fn measure(a: Args) -> Result<()> {
     );
     println!("| newest {SCREEN} of a conversation, p99 | {p99:.2} ms | ≤ 20 ms |");
     println!(
-        "| scroll back {scroll} messages in one conversation: {} requests for its newest {SCREEN}·k (the API has no cursor for older messages) | {:.1} ms | ≤ 100 ms |",
-        steps.len(),
+        "| scroll back {scroll} messages in one conversation: {requests} requests of {SCREEN}, each `before` the oldest seen | {:.1} ms | ≤ 100 ms |",
         ms(scroll_time)
     );
     println!(

@@ -52,6 +52,7 @@ async fn bodies(n: &Node, conv: &str) -> Vec<String> {
             conversation: conv.into(),
             limit: 100,
             from_page: None,
+            before: None,
         })
         .await
     {
@@ -263,7 +264,7 @@ async fn demo(keep: bool) -> Result<()> {
     // that recover those a stopped node never sent).
     for n in [&a, &c] {
         wait_for("receipts", Duration::from_secs(10), async || {
-            matches!(n.call(Request::Messages { conversation: conv.clone(), limit: 20, from_page: None }).await, Ok(Value::Array(m)) if m.iter().filter(|m| m["mine"] == true).all(|m| m["state"] == "delivered"))
+            matches!(n.call(Request::Messages { conversation: conv.clone(), limit: 20, from_page: None, before: None }).await, Ok(Value::Array(m)) if m.iter().filter(|m| m["mine"] == true).all(|m| m["state"] == "delivered"))
         })
         .await
         .ok();
@@ -283,6 +284,7 @@ async fn demo(keep: bool) -> Result<()> {
             conversation: conv.clone(),
             limit: 20,
             from_page: None,
+            before: None,
         })
         .await
     {
@@ -296,6 +298,7 @@ async fn demo(keep: bool) -> Result<()> {
             conversation: conv.clone(),
             limit: 20,
             from_page: None,
+            before: None,
         })
         .await
     {

@@ -258,6 +258,7 @@ fn fetch_window(
                 conversation: conversation.to_string(),
                 limit,
                 from_page: None,
+                before: None,
             })?
             .as_array()
             .cloned()
@@ -283,6 +284,7 @@ fn fetch_pages(conn: &Conn, conversation: &str, from_page: u32) -> Result<Vec<Va
             conversation: conversation.to_string(),
             limit: MAX_WINDOW,
             from_page: Some(from_page),
+            before: None,
         })?
         .as_array()
         .cloned()

@@ -295,6 +295,7 @@ impl Watcher {
                 conversation: conv.to_string(),
                 limit,
                 from_page,
+                before: None,
             })
             .map_err(|e| anyhow!(e.message))?
             .as_array()

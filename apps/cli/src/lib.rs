@@ -270,6 +270,10 @@ pub enum Command {
         /// How many of the newest messages (at start, with --follow): 1 to 100000
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         limit: u64,
+        /// Only the messages just older than this message id (as `--ids` prints it): page back
+        /// with the id of the oldest message shown
+        #[arg(long, value_name = "MSGID", conflicts_with = "follow")]
+        before: Option<String>,
     },
     /// Print a shell completion script, e.g. `vaarta completions bash > /etc/bash_completion.d/vaarta`
     Completions {
@@ -842,7 +846,8 @@ pub fn run(cli: Cli) -> Result<()> {
             ids,
             follow,
             limit,
-        } => log(&home, conv, follow, ids, limit as usize, json),
+            before,
+        } => log(&home, conv, follow, ids, limit as usize, before, json),
         Command::Demo { keep } => demo::run(keep),
         Command::Bench {
             corpus: Some(corpus),
@@ -1109,7 +1114,15 @@ fn conv(home: &Home, c: ConvCommand, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn log(home: &Home, conv: String, follow: bool, ids: bool, limit: usize, json: bool) -> Result<()> {
+fn log(
+    home: &Home,
+    conv: String,
+    follow: bool,
+    ids: bool,
+    limit: usize,
+    before: Option<String>,
+    json: bool,
+) -> Result<()> {
     let conn = Conn::open(home)?;
     if follow {
         let Conn::Online(client) = &conn else {
@@ -1126,6 +1139,7 @@ fn log(home: &Home, conv: String, follow: bool, ids: bool, limit: usize, json: b
         conversation: id,
         limit,
         from_page: None,
+        before,
     })?;
     let ctx = fmt::Context::of(&msgs, ids);
     for m in msgs.as_array().into_iter().flatten() {

@@ -9,6 +9,7 @@ use vaarta_sync::replica::{
 use vaarta_sync::store::{Store, StoreError};
 
 use vaarta_sync::envelope::Envelope;
+use vaarta_sync::page::MessageId;
 
 use crate::{Engine, EngineError, Fresh, LinkInfo, PeerSeen, Source};
 
@@ -55,6 +56,24 @@ impl<S: Store> Engine<S> {
         limit: usize,
     ) -> Result<Vec<(MessageInfo, Vec<DeviceId>)>, EngineError> {
         let msgs = self.replica.messages_from(conv, from_page, limit)?;
+        self.with_delivery(msgs)
+    }
+
+    /// The `limit` messages just older than `before` ([`Replica::messages_before`]).
+    pub fn messages_before(
+        &mut self,
+        conv: &ConversationId,
+        before: &MessageId,
+        limit: usize,
+    ) -> Result<Vec<(MessageInfo, Vec<DeviceId>)>, EngineError> {
+        let msgs = self.replica.messages_before(conv, before, limit)?;
+        self.with_delivery(msgs)
+    }
+
+    fn with_delivery(
+        &self,
+        msgs: Vec<MessageInfo>,
+    ) -> Result<Vec<(MessageInfo, Vec<DeviceId>)>, EngineError> {
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
             let delivered = match m.envelope {

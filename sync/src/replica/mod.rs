@@ -174,6 +174,8 @@ pub enum CommandError {
     EpochsExhausted,
     #[error("no such invitation")]
     NoSuchInvitation,
+    #[error("no message {0} in this conversation")]
+    NoSuchMessage(String),
     #[error("too many accepted devices")]
     TooManyAccepted,
     #[error("too many conversations")]

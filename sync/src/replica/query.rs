@@ -132,25 +132,86 @@ impl<S: Store> Replica<S> {
             if out.len() >= limit {
                 break;
             }
-            self.ensure_page(id, p)?;
-            let c = &self.convs[id];
-            let st = c.membership.state();
-            // Removed authors are cut at their pins (what lies past them is held, not shown).
-            let views = self
-                .pages
-                .get_mut(id, p)
-                .expect("loaded by ensure_page")
-                .messages_cut(|actor| c.device_of_actor(actor).and_then(|d| st.cut(&d, p)));
-            for v in views {
+            out.extend(self.page_messages(id, p)?);
+        }
+        self.newest(id, out, limit)
+    }
+
+    /// The `limit` messages just older than `before`, in the order of [`Replica::messages`]
+    /// (sent-at time, then id), oldest first: paging back from the oldest message shown until
+    /// the answer is empty visits every message once.
+    ///
+    /// Reads `before`'s page and the pages below it, newest first, and stops after the page
+    /// that brings the count to `limit`; pages above `before`'s are taken to be newer (as
+    /// [`Replica::messages`] takes them when it stops). A message written late into a lower
+    /// page (by a device that had not seen the newer page) is placed by its time among the
+    /// pages read. `before` must be a message of the conversation that [`Replica::messages`]
+    /// would show, else [`CommandError::NoSuchMessage`].
+    pub fn messages_before(
+        &mut self,
+        id: &ConversationId,
+        before: &MessageId,
+        limit: usize,
+    ) -> Result<Vec<MessageInfo>, CommandError> {
+        let c = self.convs.get(id).ok_or(CommandError::NoSuchConversation)?;
+        let no_such = || CommandError::NoSuchMessage(before.to_string());
+        if !c.pages().any(|p| p == before.page) {
+            return Err(no_such());
+        }
+        let pages: Vec<u32> = c.pages().rev().skip_while(|p| *p > before.page).collect();
+        let first = self.page_messages(id, before.page)?;
+        let cursor = first
+            .iter()
+            .find(|m| m.view.id == *before)
+            .map(|m| (m.view.sent_at, m.view.id.clone()))
+            .ok_or_else(no_such)?;
+        let older = |m: &MessageInfo| (m.view.sent_at, &m.view.id) < (cursor.0, &cursor.1);
+        let mut out: Vec<MessageInfo> = first.into_iter().filter(older).collect();
+        for p in pages.into_iter().skip(1) {
+            if out.len() >= limit {
+                break;
+            }
+            out.extend(self.page_messages(id, p)?.into_iter().filter(older));
+        }
+        self.newest(id, out, limit)
+    }
+
+    /// The messages of page `p` that are shown, without envelope ids.
+    fn page_messages(
+        &mut self,
+        id: &ConversationId,
+        p: u32,
+    ) -> Result<Vec<MessageInfo>, CommandError> {
+        self.ensure_page(id, p)?;
+        let c = &self.convs[id];
+        let st = c.membership.state();
+        // Removed authors are cut at their pins (what lies past them is held, not shown).
+        let views = self
+            .pages
+            .get_mut(id, p)
+            .expect("loaded by ensure_page")
+            .messages_cut(|actor| c.device_of_actor(actor).and_then(|d| st.cut(&d, p)));
+        Ok(views
+            .into_iter()
+            .map(|v| {
                 let author = c.device_of_actor(&v.actor);
-                out.push(MessageInfo {
+                MessageInfo {
                     author_name: author.and_then(|a| c.name_of(&a)),
                     author,
                     envelope: None,
                     view: v,
-                });
-            }
-        }
+                }
+            })
+            .collect())
+    }
+
+    /// The newest `limit` of `out`, oldest first, with the envelope ids of own messages.
+    fn newest(
+        &self,
+        id: &ConversationId,
+        mut out: Vec<MessageInfo>,
+        limit: usize,
+    ) -> Result<Vec<MessageInfo>, CommandError> {
         out.sort_by(|a, b| (a.view.sent_at, &a.view.id).cmp(&(b.view.sent_at, &b.view.id)));
         let skip = out.len().saturating_sub(limit);
         let mut out: Vec<MessageInfo> = out.into_iter().skip(skip).collect();
