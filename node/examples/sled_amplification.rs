@@ -33,7 +33,9 @@
 //! * `frames`: `segment-short`, but each commit seals what it appended as a new frame
 //!   (nonce 24 + tag 16 per commit, at most 4 KiB) after the last one: nothing written is
 //!   ever rewritten;
-//! * `frames-id`: `frames` with the index of `segment-id`;
+//! * `frames-id`: `frames` with the index of `segment-id`; `frames-id6`: the same with a
+//!   6-byte location, segment u16 ‖ frame offset u32 (a read finds the envelope among the
+//!   frame's length-prefixed entries);
 //! * `chunk`: envelopes packed per (tag, chunk of 64) in one sled value (tag ‖ chunk u32 →
 //!   sealed list), the open chunk rewritten at each append; idx id → tag ‖ chunk;
 //! * `seqkey`: env keyed tag ‖ arrival seq u64 (24 B, appends at each tag's end) and idx
@@ -318,15 +320,19 @@ fn layout(name: &str, n: u64) -> Outcome {
                 written += (ENV + 2) as u64 + 10 + 10;
                 keys.push((k, Vec::new()));
             }
-            "segment-id" | "frames-id" => {
+            "segment-id" | "frames-id" | "frames-id6" => {
                 let s = segments.as_mut().expect("segments");
                 let loc = s.append(&[7u8; ENV]);
                 // Conversation number u16 ‖ id → segment u16 ‖ block u32 ‖ offset u16
-                // ‖ length u16.
+                // ‖ length u16 (`frames-id6`: segment u16 ‖ frame offset u32).
                 let k = [&[0, m.conv][..], &m.id[..]].concat();
-                let v = [&loc[2..4], &loc[4..]].concat();
+                let v = if name == "frames-id6" {
+                    [&loc[2..4], &loc[4..8]].concat()
+                } else {
+                    [&loc[2..4], &loc[4..]].concat()
+                };
+                written += (ENV + 2 + 34 + v.len()) as u64;
                 env.insert(&k, v).expect("insert");
-                written += (ENV + 2) as u64 + 34 + 10;
                 keys.push((k, Vec::new()));
             }
             "chunk" => {
@@ -454,6 +460,7 @@ const LAYOUTS: &[&str] = &[
     "segment-short+m",
     "frames",
     "frames-id",
+    "frames-id6",
     "chunk",
     "seqkey",
     "arrival",
