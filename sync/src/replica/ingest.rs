@@ -1071,21 +1071,8 @@ mod tests {
     #[test]
     fn a_failed_wake_is_reported_by_both_paths() {
         for batch in [false, true] {
-            let mut a =
-                Replica::open(Identity::from_seed([1; 32]), MemoryStore::new(), [1; 32]).unwrap();
-            let mut b = Replica::open(
-                Identity::from_seed([2; 32]),
-                FailingDeletes::default(),
-                [2; 32],
-            )
-            .unwrap();
-            let (c, created) = a.create_conversation("t", History::Shared, T0).unwrap();
-            let mut setup = vec![created];
-            setup.extend(a.add_member(&c, b.device_id(), false, T0).unwrap());
-            for e in setup {
-                let bytes = a.store().envelope(&e).unwrap().unwrap();
-                b.ingest(&bytes, T0).unwrap();
-            }
+            let (mut a, mut b, c) =
+                super::super::testing::joined_pair(FailingDeletes::default(), T0);
             let (_, first) = a.send_message(&c, text("one"), T0 + 1).unwrap();
             let (_, second) = a.send_message(&c, text("two"), T0 + 2).unwrap();
             let first = a.store().envelope(&first).unwrap().unwrap();

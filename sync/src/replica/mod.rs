@@ -637,3 +637,29 @@ pub fn open_with<S: Store>(r: &Replica<S>, env: &Envelope) -> Result<Opened, Ope
     };
     envelope::open(env, &key, &conv.id, &mut |h| conv.signers(h))
 }
+
+/// Test setup the replica's unit tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// Device 1 (over a memory store) creates a shared conversation at `t0` and adds device
+    /// 2 (over `b_store`), which ingests the creation and the addition.
+    pub(crate) fn joined_pair<S: Store>(
+        b_store: S,
+        t0: u64,
+    ) -> (Replica<MemoryStore>, Replica<S>, ConversationId) {
+        let mut a =
+            Replica::open(Identity::from_seed([1; 32]), MemoryStore::new(), [1; 32]).unwrap();
+        let mut b = Replica::open(Identity::from_seed([2; 32]), b_store, [2; 32]).unwrap();
+        let (c, created) = a.create_conversation("t", History::Shared, t0).unwrap();
+        let mut setup = vec![created];
+        setup.extend(a.add_member(&c, b.device_id(), false, t0).unwrap());
+        for e in setup {
+            let bytes = a.store().envelope(&e).unwrap().unwrap();
+            b.ingest(&bytes, t0).unwrap();
+        }
+        (a, b, c)
+    }
+}

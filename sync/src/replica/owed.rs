@@ -176,17 +176,7 @@ mod tests {
 
     #[test]
     fn an_envelope_applied_after_waiting_owes_its_author_a_receipt() {
-        let mut a =
-            Replica::open(Identity::from_seed([1; 32]), MemoryStore::new(), [1; 32]).unwrap();
-        let mut b =
-            Replica::open(Identity::from_seed([2; 32]), MemoryStore::new(), [2; 32]).unwrap();
-        let (c, created) = a.create_conversation("t", History::Shared, T0).unwrap();
-        let mut setup = vec![created];
-        setup.extend(a.add_member(&c, b.device_id(), false, T0).unwrap());
-        for e in setup {
-            let bytes = a.store().envelope(&e).unwrap().unwrap();
-            b.ingest(&bytes, T0).unwrap();
-        }
+        let (mut a, mut b, c) = super::super::testing::joined_pair(MemoryStore::new(), T0);
         let draft = |s: &str| Draft {
             body: s.into(),
             ..Draft::default()
