@@ -12,6 +12,7 @@ pub mod api;
 pub mod at_rest;
 pub mod client;
 pub mod config;
+pub mod envlog;
 pub mod peers;
 pub mod store;
 

@@ -1,20 +1,31 @@
-//! The node's [`Store`] on sled 0.34 (the stable line; the 1.0 alphas still change format).
+//! The node's [`Store`] on sled 0.34 (the stable line; the 1.0 alphas still change format)
+//! and the envelope log beside it ([`crate::envlog`]).
 //!
-//! Three trees: `env` (tag ‖ id → envelope bytes), `idx` (id → tag) and `meta`. Writes go
-//! to sled's page cache; [`Store::flush`] makes them durable (`Db::flush`, which fsyncs).
+//! Three trees: `env` (tag ‖ id → where the envelope's bytes are), `idx` (id → tag) and
+//! `meta`. Envelope bytes are appended to the envelope log; `env` holds their 14-byte
+//! [`Location`] (segment, frame, slice). A value in `env` is told apart by its length alone:
+//! empty is a tombstone, 14 bytes a location, 40 bytes or more an envelope sealed inline by
+//! the previous version (read as before; such stores are not rewritten). Writes go to sled's
+//! page cache and the log's pending frames; [`Store::flush`] makes them durable: first the
+//! log's new frames (`fdatasync`), then the log's new end in the `rest` tree and sled
+//! (`Db::flush`, which fsyncs), so an acknowledged envelope's bytes are always on disk.
 //! The engine flushes once per batch before acknowledging anything (group commit), so
 //! durability does not cost throughput (sled does 3.4–5.2k single flushed inserts/s, 30–51k/s
 //! in batches).
 //!
 //! sled writes each tree separately, so a crash can leave an `env` entry without its `idx`
-//! entry or the reverse. Opening repairs both (a key scan, also needed to rebuild the per-tag
-//! summaries). A database that is *corrupt* is moved aside, never deleted (docs/security.md,
+//! entry or the reverse, or (written by sled in the background) a location past the log's
+//! recorded end, whose envelope was never acknowledged. Opening repairs all three (a key
+//! scan, also needed to rebuild the per-tag summaries). A database that is *corrupt* is moved aside, never deleted (docs/security.md,
 //! "Nothing acknowledged is ever lost" and E3): see [`open_or_quarantine`]. Any other failure
 //! (a lock, a full disk, an I/O error, a wrong key) is reported and leaves the database alone.
 //!
 //! Every value is sealed at rest under the device's storage key ([`crate::at_rest`]): envelope
-//! bytes in `env` (tombstones stay empty), every metadata value in `meta`. A fourth tree,
-//! `rest`, holds a sealed canary so that a wrong key is told apart from corruption at open.
+//! bytes in the log's frames (one seal per frame; tombstones stay empty), every metadata value
+//! in `meta`. A fourth tree, `rest`, holds a sealed canary so that a wrong key is told apart
+//! from corruption at open, and the log's end (the mark, 8 bytes in the clear like the
+//! locations). Envelope reads check the bytes' BLAKE3 hash against the id, so a location (or
+//! an inline value) that points at other bytes is [`StoreError::Corrupt`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +34,7 @@ use vaarta_sync::ids::{EnvelopeId, Tag};
 use vaarta_sync::store::{Store, StoreError, Summary};
 
 use crate::at_rest::{OVERHEAD, Sealer, Secret};
+use crate::envlog::{EnvLog, Location, Pos};
 
 /// Associated-data spaces of sealed values (one per tree).
 const SPACE_ENV: u8 = 0;
@@ -30,6 +42,46 @@ const SPACE_META: u8 = 1;
 const SPACE_CANARY: u8 = 2;
 const CANARY_KEY: &[u8] = b"canary";
 const CANARY: &[u8] = b"vaarta sealed store v1";
+/// The envelope log's durable end, in `rest` ([`crate::envlog`]).
+const LOG_END_KEY: &[u8] = b"log-end";
+/// The envelope log's directory inside the sled directory (why: [`crate::envlog`]).
+pub const LOG_DIR: &str = "envlog";
+
+/// What an `env` value is, by its length.
+enum Stored {
+    Tomb,
+    At(Location),
+    /// Sealed inline by the previous version.
+    Inline(sled::IVec),
+}
+
+fn classify(v: sled::IVec) -> Result<Stored, StoreError> {
+    if v.is_empty() {
+        Ok(Stored::Tomb)
+    } else if let Some(l) = Location::decode(&v) {
+        Ok(Stored::At(l))
+    } else if v.len() > OVERHEAD {
+        Ok(Stored::Inline(v))
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "an envelope value of {} bytes is neither a location nor a sealed envelope",
+            v.len()
+        )))
+    }
+}
+
+/// The id of an envelope is the BLAKE3 hash of its bytes (`vaarta_sync::envelope`): bytes
+/// that do not hash to it are not the envelope asked for.
+fn verified(id: &EnvelopeId, bytes: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    if blake3::hash(&bytes).as_bytes() == &id.0 {
+        Ok(bytes)
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "the bytes stored for envelope {} are not that envelope",
+            data_encoding::HEXLOWER.encode(&id.0[..8])
+        )))
+    }
+}
 
 #[derive(Debug)]
 pub struct SledStore {
@@ -37,6 +89,8 @@ pub struct SledStore {
     env: sled::Tree,
     idx: sled::Tree,
     meta: sled::Tree,
+    rest: sled::Tree,
+    log: EnvLog,
     sealer: Sealer,
     summaries: BTreeMap<Tag, Summary>,
     bytes: u64,
@@ -124,12 +178,20 @@ impl SledStore {
                 db.flush().map_err(io)?;
             }
         }
+        let mark = match rest.get(LOG_END_KEY).map_err(io)? {
+            None => Pos::default(),
+            Some(v) => Pos::decode(&v)
+                .ok_or_else(|| StoreError::Corrupt("the envelope log's end is malformed".into()))?,
+        };
+        let log = EnvLog::open(&path.join(LOG_DIR), sealer.clone(), mark)?;
         restrict_permissions(path);
         let mut s = Self {
             db,
             env,
             idx,
             meta,
+            rest,
+            log,
             sealer,
             summaries: BTreeMap::new(),
             bytes: 0,
@@ -139,9 +201,11 @@ impl SledStore {
         Ok(s)
     }
 
-    /// Rebuilds summaries and fixes `idx` after an interrupted write.
+    /// Rebuilds summaries, drops locations past the log's end (never acknowledged) and fixes
+    /// `idx` after an interrupted write.
     fn repair(&mut self) -> Result<(), StoreError> {
         let mut fixed = 0usize;
+        let mut cut = Vec::new();
         for item in self.env.iter() {
             let (k, v) = item.map_err(io)?;
             if k.len() != 48 {
@@ -149,12 +213,31 @@ impl SledStore {
             }
             let tag = Tag(k[..16].try_into().unwrap_or_default());
             let id = EnvelopeId(k[16..].try_into().unwrap_or_default());
+            let held = match classify(v)? {
+                Stored::Tomb => 0,
+                Stored::At(l) if !self.log.holds(&l) => {
+                    cut.push(k);
+                    continue;
+                }
+                Stored::At(_) => Location::LEN,
+                Stored::Inline(v) => v.len() - OVERHEAD,
+            };
             self.summaries.entry(tag).or_default().add(&id);
-            self.bytes += v.len().saturating_sub(OVERHEAD) as u64 + 48;
+            self.bytes += held as u64 + 48;
             if self.idx.get(id.0).map_err(io)?.as_deref() != Some(&tag.0[..]) {
                 self.idx.insert(id.0, &tag.0).map_err(io)?;
                 fixed += 1;
             }
+        }
+        if !cut.is_empty() {
+            tracing::warn!(
+                envelopes = cut.len(),
+                "dropped envelopes written after the last flush (never acknowledged)"
+            );
+        }
+        for k in cut {
+            self.env.remove(k).map_err(io)?;
+            fixed += 1;
         }
         let mut stale = Vec::new();
         for item in self.idx.iter() {
@@ -190,14 +273,19 @@ impl SledStore {
         Ok(())
     }
 
+    /// sled's files and the envelope log's segments.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.log.bytes()
     }
 
     /// What the database holds, by kind of record: every record of every tree is visited
-    /// (keys are in the clear, values are counted as stored, sealing included). For the
-    /// storage benchmark and docs/performance.md ("where the bytes go"); it reads everything,
-    /// so it is not for the engine's path.
+    /// (keys are in the clear, values are counted as stored, sealing included), and the
+    /// envelope log: `log segments` (files, bytes), `log frames` (frames, their 44 bytes each
+    /// of length, nonce and tag), `log live envelopes` (those a location points at, their
+    /// bytes) and `log dead bytes` (payload no location points at: removed envelopes, and
+    /// bytes of envelopes dropped after a crash never reach the log). For the storage
+    /// benchmark and docs/performance.md ("where the bytes go"); it reads everything, so it
+    /// is not for the engine's path.
     pub fn census(&self) -> Result<Vec<CensusRow>, StoreError> {
         let mut rows: BTreeMap<String, CensusRow> = BTreeMap::new();
         let mut count = |kind: String, k: usize, v: usize| {
@@ -209,14 +297,20 @@ impl SledStore {
             r.key_bytes += k as u64;
             r.value_bytes += v as u64;
         };
+        let (mut live, mut live_bytes) = (0u64, 0u64);
         for item in self.env.iter() {
             let (k, v) = item.map_err(io)?;
-            let kind = if v.is_empty() {
-                "env tombstones"
-            } else {
-                "env envelopes"
+            let n = v.len();
+            let kind = match classify(v)? {
+                Stored::Tomb => "env tombstones",
+                Stored::At(l) => {
+                    live += 1;
+                    live_bytes += u64::from(l.len);
+                    "env locations"
+                }
+                Stored::Inline(_) => "env envelopes inline (previous format)",
             };
-            count(kind.into(), k.len(), v.len());
+            count(kind.into(), k.len(), n);
         }
         for item in self.idx.iter() {
             let (k, v) = item.map_err(io)?;
@@ -226,6 +320,26 @@ impl SledStore {
             let (k, v) = item.map_err(io)?;
             count(format!("meta {}", meta_kind(&k)), k.len(), v.len());
         }
+        let st = self.log.stats()?;
+        let mut row = |kind: &str, records: u64, value_bytes: u64| {
+            rows.insert(
+                kind.into(),
+                CensusRow {
+                    kind: kind.into(),
+                    records,
+                    key_bytes: 0,
+                    value_bytes,
+                },
+            );
+        };
+        row("log segments", st.segments, st.bytes);
+        row(
+            "log frames",
+            st.frames,
+            st.frames * crate::envlog::FRAME_OVERHEAD as u64,
+        );
+        row("log live envelopes", live, live_bytes);
+        row("log dead bytes", 0, st.payload.saturating_sub(live_bytes));
         Ok(rows.into_values().collect())
     }
 }
@@ -333,15 +447,15 @@ impl Store for SledStore {
             self.remove_envelope(id)?;
         }
         let k = env_key(tag, id);
-        let stored = if bytes.is_empty() {
+        let stored: Vec<u8> = if bytes.is_empty() {
             Vec::new()
         } else {
-            self.sealer.seal(SPACE_ENV, &k, bytes)
+            self.log.append(bytes).encode().to_vec()
         };
+        self.bytes += stored.len() as u64 + 48;
         self.env.insert(k, stored).map_err(io)?;
         self.idx.insert(id.0, &tag.0).map_err(io)?;
         self.summaries.entry(*tag).or_default().add(id);
-        self.bytes += bytes.len() as u64 + 48;
         Ok(true)
     }
 
@@ -351,15 +465,18 @@ impl Store for SledStore {
         };
         let tag = Tag(tag[..].try_into().unwrap_or_default());
         let k = env_key(&tag, id);
-        match self.env.get(k).map_err(io)? {
-            None => Ok(None),
-            Some(v) if v.is_empty() => Ok(Some(Vec::new())),
-            Some(v) => self
+        let Some(v) = self.env.get(k).map_err(io)? else {
+            return Ok(None);
+        };
+        let bytes = match classify(v)? {
+            Stored::Tomb => return Ok(Some(Vec::new())),
+            Stored::At(l) => self.log.read(&l)?,
+            Stored::Inline(v) => self
                 .sealer
                 .open(SPACE_ENV, &k, &v)
-                .map(Some)
-                .ok_or_else(|| corrupt_value("envelope")),
-        }
+                .ok_or_else(|| corrupt_value("envelope"))?,
+        };
+        verified(id, bytes).map(Some)
     }
 
     fn envelope_len(&self, id: &EnvelopeId) -> Result<Option<usize>, StoreError> {
@@ -367,11 +484,14 @@ impl Store for SledStore {
             return Ok(None);
         };
         let tag = Tag(tag[..].try_into().unwrap_or_default());
-        Ok(self
-            .env
-            .get(env_key(&tag, id))
-            .map_err(io)?
-            .map(|v| v.len().saturating_sub(OVERHEAD)))
+        let Some(v) = self.env.get(env_key(&tag, id)).map_err(io)? else {
+            return Ok(None);
+        };
+        Ok(Some(match classify(v)? {
+            Stored::Tomb => 0,
+            Stored::At(l) => l.len as usize,
+            Stored::Inline(v) => v.len() - OVERHEAD,
+        }))
     }
 
     fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
@@ -391,9 +511,13 @@ impl Store for SledStore {
             return Ok(false);
         };
         if let Some(old) = self.env.remove(env_key(&tag, id)).map_err(io)? {
-            self.bytes = self
-                .bytes
-                .saturating_sub(old.len().saturating_sub(OVERHEAD) as u64 + 48);
+            // A location's bytes stay in the log (dead until compaction, crate::envlog).
+            let held = match classify(old) {
+                Ok(Stored::Inline(v)) => v.len() - OVERHEAD,
+                Ok(Stored::At(_)) => Location::LEN,
+                _ => 0,
+            };
+            self.bytes = self.bytes.saturating_sub(held as u64 + 48);
             if let Some(s) = self.summaries.get_mut(&tag) {
                 s.sub(id);
                 if s.count == 0 {
@@ -480,14 +604,28 @@ impl Store for SledStore {
         Ok(())
     }
 
+    /// The log's new frames first (written and `fdatasync`ed), then their end in `rest` and
+    /// sled's flush: once this returns, every envelope put so far is on disk and indexed.
     fn flush(&mut self) -> Result<(), StoreError> {
+        let end = if self.log.has_pending() {
+            let end = self.log.write_pending()?;
+            self.rest.insert(LOG_END_KEY, &end.encode()).map_err(io)?;
+            Some(end)
+        } else {
+            None
+        };
         self.db.flush().map_err(io)?;
+        if let Some(end) = end {
+            self.log.committed(end);
+        }
         self.flushes += 1;
         Ok(())
     }
 
+    /// sled's records (keys and values, unsealed sizes; a location is 14 bytes) and every
+    /// byte of the envelope log, removed envelopes included until compaction frees them.
     fn bytes_used(&self) -> u64 {
-        self.bytes
+        self.bytes + self.log.bytes()
     }
 }
 
@@ -497,6 +635,34 @@ mod tests {
 
     fn key() -> Secret {
         Secret::new([0x5a; 32])
+    }
+
+    /// An envelope id as the sync core makes it: the BLAKE3 hash of the bytes.
+    fn real(bytes: &[u8]) -> (EnvelopeId, Vec<u8>) {
+        (EnvelopeId(*blake3::hash(bytes).as_bytes()), bytes.to_vec())
+    }
+
+    /// `n` distinct envelopes of `len` bytes each.
+    fn many(n: usize, len: usize) -> Vec<(EnvelopeId, Vec<u8>)> {
+        (0..n)
+            .map(|i| {
+                let mut b = vec![(i % 251) as u8; len];
+                b[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                real(&b)
+            })
+            .collect()
+    }
+
+    fn flip(file: &Path, at: usize) {
+        let mut b = std::fs::read(file).unwrap();
+        b[at] ^= 0x40;
+        std::fs::write(file, b).unwrap();
+    }
+
+    fn seg_len(dir: &Path, seg: u32) -> u64 {
+        std::fs::metadata(dir.join(LOG_DIR).join(format!("{seg:08}.seg")))
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 
     /// Waits until no sled handle of this process holds the database in `dir`. sled 0.34
@@ -518,29 +684,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SledStore::open(&dir.path().join("db"), &key()).unwrap();
         let tag = Tag([1; 16]);
-        s.put_envelope(&tag, &EnvelopeId([2; 32]), b"two").unwrap();
-        s.put_envelope(&tag, &EnvelopeId([3; 32]), b"three")
-            .unwrap();
+        let (two, three) = (real(b"two"), real(b"three"));
+        s.put_envelope(&tag, &two.0, &two.1).unwrap();
+        s.put_envelope(&tag, &three.0, &three.1).unwrap();
         s.put_envelope(&tag, &EnvelopeId([4; 32]), b"").unwrap();
         s.put(b"j/abc", b"v").unwrap();
         s.put(b"j/abd", b"vv").unwrap();
         s.put(b"h", b"12345678").unwrap();
+        s.flush().unwrap();
+        s.remove_envelope(&two.0).unwrap();
         let rows = s.census().unwrap();
         let row = |k: &str| rows.iter().find(|r| r.kind == k).cloned().unwrap();
-        let env = row("env envelopes");
-        assert_eq!((env.records, env.key_bytes), (2, 96));
-        assert_eq!(
-            env.value_bytes,
-            (3 + 5 + 2 * OVERHEAD) as u64,
-            "sealed as stored"
-        );
+        let env = row("env locations");
+        assert_eq!((env.records, env.key_bytes), (1, 48));
+        assert_eq!(env.value_bytes, Location::LEN as u64);
         assert_eq!(row("env tombstones").value_bytes, 0);
-        assert_eq!(row("idx id → tag").records, 3);
+        assert_eq!(row("idx id → tag").records, 2);
         let j = row("meta j/");
         assert_eq!((j.records, j.key_bytes), (2, 10));
         assert_eq!(j.value_bytes, (3 + 2 * OVERHEAD) as u64);
         assert_eq!(row("meta h").records, 1);
-        assert_eq!(rows.len(), 5, "{rows:?}");
+        // One flush, one frame of "two" ‖ "three"; "two" removed: its 3 bytes are dead.
+        let frames = row("log frames");
+        assert_eq!((frames.records, frames.value_bytes), (1, 44));
+        let segs = row("log segments");
+        assert_eq!((segs.records, segs.value_bytes), (1, 44 + 8));
+        let live = row("log live envelopes");
+        assert_eq!((live.records, live.value_bytes), (1, 5));
+        assert_eq!(row("log dead bytes").value_bytes, 3);
+        assert_eq!(rows.len(), 9, "{rows:?}");
     }
 
     #[test]
@@ -548,9 +720,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("db");
         let tag = Tag([1; 16]);
+        let two = real(b"two");
         {
             let mut s = SledStore::open(&p, &key()).unwrap();
-            s.put_envelope(&tag, &EnvelopeId([2; 32]), b"two").unwrap();
+            s.put_envelope(&tag, &two.0, &two.1).unwrap();
             s.put_envelope(&tag, &EnvelopeId([3; 32]), b"").unwrap();
             s.put(b"k", b"v").unwrap();
             // Simulate a torn write: an index entry whose envelope never landed.
@@ -559,7 +732,7 @@ mod tests {
         }
         released(&p);
         let s = SledStore::open(&p, &key()).unwrap();
-        assert_eq!(s.envelope(&EnvelopeId([2; 32])).unwrap().unwrap(), b"two");
+        assert_eq!(s.envelope(&two.0).unwrap().unwrap(), b"two");
         assert_eq!(s.envelope(&EnvelopeId([3; 32])).unwrap().unwrap(), b"");
         assert!(!s.contains(&EnvelopeId([9; 32])).unwrap());
         assert_eq!(s.summary(&tag).count, 2);
@@ -644,18 +817,17 @@ mod tests {
         let p = dir.path().join("db");
         let tag = Tag([1; 16]);
         let mut s = SledStore::open(&p, &key()).unwrap();
-        s.put_envelope(&tag, &EnvelopeId([2; 32]), b"envelope-bytes")
-            .unwrap();
+        let e = real(b"envelope-bytes");
+        s.put_envelope(&tag, &e.0, &e.1).unwrap();
         s.put(b"p/page", b"plaintext-page").unwrap();
+        s.flush().unwrap();
         let raw = s.meta.get(b"p/page").unwrap().unwrap();
         assert!(!raw.windows(9).any(|w| w == b"plaintext"));
-        let raw = s
-            .env
-            .get(env_key(&tag, &EnvelopeId([2; 32])))
-            .unwrap()
-            .unwrap();
-        assert!(!raw.windows(8).any(|w| w == b"envelope"));
-        assert_eq!(s.bytes_used(), 14 + 48 + 6 + 14);
+        let seg = std::fs::read(s.log.segment_path(0)).unwrap();
+        assert_eq!(seg.len(), 14 + 44);
+        assert!(!seg.windows(8).any(|w| w == b"envelope"));
+        // The location (14) and key (48), the frame (14 + 44), the metadata record.
+        assert_eq!(s.bytes_used(), 14 + 48 + 14 + 44 + 6 + 14);
         // A value moved under another key does not open.
         s.meta
             .insert(b"p/other", s.meta.get(b"p/page").unwrap().unwrap())
@@ -668,24 +840,402 @@ mod tests {
     #[test]
     fn envelope_lengths_need_no_opening() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = SledStore::open(&dir.path().join("db"), &key()).unwrap();
+        let p = dir.path().join("db");
         let tag = Tag([1; 16]);
-        let (a, b, t) = (
-            EnvelopeId([2; 32]),
-            EnvelopeId([3; 32]),
-            EnvelopeId([4; 32]),
-        );
-        s.put_envelope(&tag, &a, &[7; 300]).unwrap();
-        s.put_envelope(&tag, &b, &[8; 20]).unwrap();
-        s.put_envelope(&tag, &t, b"").unwrap();
-        let k = env_key(&tag, &b);
-        let mut rotten = s.env.get(k).unwrap().unwrap().to_vec();
-        rotten[30] ^= 1;
-        s.env.insert(k, rotten).unwrap();
+        let ((a, ab), (b, bb), t) = (real(&[7; 300]), real(&[8; 20]), EnvelopeId([4; 32]));
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            s.put_envelope(&tag, &a, &ab).unwrap();
+            s.flush().unwrap();
+            s.put_envelope(&tag, &b, &bb).unwrap();
+            s.put_envelope(&tag, &t, b"").unwrap();
+            s.flush().unwrap();
+        }
+        released(&p);
+        // Rot the second frame (b's).
+        flip(&p.join(LOG_DIR).join("00000000.seg"), 44 + 300 + 4 + 24 + 5);
+        let s = SledStore::open(&p, &key()).unwrap();
         assert!(matches!(s.envelope(&b), Err(StoreError::Corrupt(_))));
+        assert_eq!(s.envelope(&a).unwrap().unwrap(), ab);
         assert_eq!(s.envelope_len(&a).unwrap(), Some(300));
         assert_eq!(s.envelope_len(&b).unwrap(), Some(20));
         assert_eq!(s.envelope_len(&t).unwrap(), Some(0));
         assert_eq!(s.envelope_len(&EnvelopeId([5; 32])).unwrap(), None);
+    }
+
+    #[test]
+    fn envelopes_round_trip_through_the_log_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let tags = [Tag([1; 16]), Tag([2; 16]), Tag([3; 16])];
+        // Sizes around a frame's limit, and one envelope far above it (its own frame).
+        let mut all = Vec::new();
+        for (i, len) in [181usize, 246, 4096, 4097, 100, 70_000, 3, 223]
+            .iter()
+            .cycle()
+            .take(200)
+            .enumerate()
+        {
+            let mut b = vec![i as u8; *len];
+            b[0] = (i >> 8) as u8;
+            all.push((tags[i % 3], real(&b)));
+        }
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            for (n, (tag, (id, b))) in all.iter().enumerate() {
+                assert!(s.put_envelope(tag, id, b).unwrap());
+                // Served from memory before the flush.
+                assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+                if n % 7 == 6 {
+                    s.flush().unwrap();
+                }
+            }
+            assert!(!s.put_envelope(&all[0].0, &all[0].1.0, &all[0].1.1).unwrap());
+            s.flush().unwrap();
+            for (_, (id, b)) in &all {
+                assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+                assert_eq!(s.envelope_len(id).unwrap(), Some(b.len()));
+            }
+        }
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        for (tag, (id, b)) in &all {
+            assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+            assert_eq!(s.tag_of(id).unwrap(), Some(*tag));
+        }
+        let mut want = BTreeMap::<Tag, Summary>::new();
+        for (tag, (id, _)) in &all {
+            want.entry(*tag).or_default().add(id);
+        }
+        assert_eq!(s.tags(), want.into_iter().collect::<Vec<_>>());
+        // Frames hold at most 4 KiB of envelopes, unless one envelope is larger.
+        let census = s.census().unwrap();
+        let frames = census.iter().find(|r| r.kind == "log frames").unwrap();
+        assert!(frames.records > 200 / 7, "{census:?}");
+    }
+
+    #[test]
+    fn a_crash_before_the_frame_is_written_loses_only_unflushed_envelopes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let tag = Tag([1; 16]);
+        let es = many(40, 220);
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            for (id, b) in &es[..30] {
+                s.put_envelope(&tag, id, b).unwrap();
+            }
+            s.flush().unwrap();
+            for (id, b) in &es[30..] {
+                s.put_envelope(&tag, id, b).unwrap();
+            }
+            // The crash: the pending frames never reach the file, but sled (in the
+            // background, or on drop) has written their locations.
+            s.log.forget_pending();
+            s.db.flush().unwrap();
+        }
+        released(&p);
+        let mut s = SledStore::open(&p, &key()).unwrap();
+        for (id, b) in &es[..30] {
+            assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+        }
+        for (id, _) in &es[30..] {
+            assert!(!s.contains(id).unwrap());
+            assert_eq!(s.envelope(id).unwrap(), None);
+        }
+        assert_eq!(s.summary(&tag).count, 30);
+        let mut seen = 0;
+        s.for_each_id(&tag, &[0; 32], &mut |_| {
+            seen += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, 30);
+        // They can be put again (a peer sends them again) and are kept this time.
+        for (id, b) in &es[30..] {
+            assert!(s.put_envelope(&tag, id, b).unwrap());
+        }
+        s.flush().unwrap();
+        for (id, b) in &es {
+            assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+        }
+    }
+
+    #[test]
+    fn a_torn_last_frame_is_cut_at_open_and_appends_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let tag = Tag([1; 16]);
+        let es = many(12, 300);
+        let durable;
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            for (id, b) in &es[..4] {
+                s.put_envelope(&tag, id, b).unwrap();
+            }
+            s.flush().unwrap();
+            durable = seg_len(&p, 0);
+            for (id, b) in &es[4..8] {
+                s.put_envelope(&tag, id, b).unwrap();
+            }
+            // The frames are written, then the power goes: half of them reached the disk,
+            // sled's flush (the mark, and the acknowledgement after it) never happened.
+            s.log.write_pending().unwrap();
+            let full = seg_len(&p, 0);
+            assert!(full > durable);
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(s.log.segment_path(0))
+                .unwrap();
+            f.set_len(durable + (full - durable) / 2).unwrap();
+            s.log.forget_pending();
+            s.env.flush().unwrap();
+        }
+        released(&p);
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            assert_eq!(seg_len(&p, 0), durable, "the torn tail is cut");
+            for (id, b) in &es[..4] {
+                assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+            }
+            for (id, _) in &es[4..8] {
+                assert!(!s.contains(id).unwrap());
+            }
+            for (id, b) in &es[8..] {
+                s.put_envelope(&tag, id, b).unwrap();
+            }
+            s.flush().unwrap();
+        }
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        for (id, b) in es[..4].iter().chain(&es[8..]) {
+            assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+        }
+        assert_eq!(s.summary(&tag).count, 8);
+    }
+
+    /// Acknowledged frames that do not open are corruption, reported on read, never cut:
+    /// in the middle of the log and at its end alike.
+    #[test]
+    fn a_flipped_byte_in_an_acknowledged_frame_is_corruption_not_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let tag = Tag([1; 16]);
+        let es = many(3, 200);
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            for (id, b) in &es {
+                s.put_envelope(&tag, id, b).unwrap();
+                s.flush().unwrap();
+            }
+        }
+        released(&p);
+        let frame = 44 + 200;
+        let seg = p.join(LOG_DIR).join("00000000.seg");
+        let before = seg_len(&p, 0);
+        flip(&seg, frame + 100); // the middle frame
+        flip(&seg, 2 * frame + 100); // the last one
+        let s = SledStore::open(&p, &key()).unwrap();
+        assert_eq!(seg_len(&p, 0), before, "nothing cut");
+        assert_eq!(s.envelope(&es[0].0).unwrap().as_deref(), Some(&es[0].1[..]));
+        for (id, _) in &es[1..] {
+            assert!(
+                matches!(s.envelope(id), Err(StoreError::Corrupt(_))),
+                "{:?}",
+                s.envelope(id)
+            );
+            assert!(s.contains(id).unwrap(), "still indexed, not dropped");
+        }
+        assert_eq!(s.summary(&tag).count, 3);
+        drop(s);
+        // A frame's length prefix rotten: out of bounds, corruption too (no allocation).
+        released(&p);
+        let mut b = std::fs::read(&seg).unwrap();
+        b[frame..frame + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&seg, b).unwrap();
+        let s = SledStore::open(&p, &key()).unwrap();
+        assert!(matches!(s.envelope(&es[1].0), Err(StoreError::Corrupt(_))));
+        drop(s);
+        // A segment shorter than the log's recorded end is corruption at open (moved aside).
+        released(&p);
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(frame as u64).unwrap();
+        drop(f);
+        assert!(matches!(
+            SledStore::open(&p, &key()),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn a_location_pointing_at_other_bytes_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SledStore::open(&dir.path().join("db"), &key()).unwrap();
+        let tag = Tag([1; 16]);
+        let es = many(2, 200);
+        for (id, b) in &es {
+            s.put_envelope(&tag, id, b).unwrap();
+        }
+        s.flush().unwrap();
+        let other = s.env.get(env_key(&tag, &es[1].0)).unwrap().unwrap();
+        s.env.insert(env_key(&tag, &es[0].0), other).unwrap();
+        assert!(matches!(s.envelope(&es[0].0), Err(StoreError::Corrupt(_))));
+        assert_eq!(s.envelope(&es[1].0).unwrap().as_deref(), Some(&es[1].1[..]));
+        // A location past its frame's payload, or past the log's end: corruption too.
+        let mut l =
+            Location::decode(&s.env.get(env_key(&tag, &es[1].0)).unwrap().unwrap()).unwrap();
+        l.len += 1_000;
+        s.env.insert(env_key(&tag, &es[0].0), &l.encode()).unwrap();
+        assert!(matches!(s.envelope(&es[0].0), Err(StoreError::Corrupt(_))));
+        l.frame.seg += 5;
+        s.env.insert(env_key(&tag, &es[0].0), &l.encode()).unwrap();
+        assert!(matches!(s.envelope(&es[0].0), Err(StoreError::Corrupt(_))));
+        // A value of no known shape.
+        s.env.insert(env_key(&tag, &es[0].0), &[1u8; 20]).unwrap();
+        assert!(matches!(s.envelope(&es[0].0), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn an_envelope_replaces_its_tombstone_and_a_removed_one_can_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let tag = Tag([1; 16]);
+        let (a, ab) = real(&[5; 250]);
+        let (b, bb) = real(&[6; 250]);
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            assert!(s.put_envelope(&tag, &a, b"").unwrap());
+            assert!(!s.put_envelope(&tag, &a, b"").unwrap());
+            assert_eq!(s.envelope(&a).unwrap().unwrap(), b"");
+            assert!(s.put_envelope(&tag, &a, &ab).unwrap());
+            assert!(!s.put_envelope(&tag, &a, b"").unwrap(), "never the reverse");
+            assert_eq!(s.summary(&tag).count, 1);
+            s.put_envelope(&tag, &b, &bb).unwrap();
+            s.flush().unwrap();
+            assert!(s.remove_envelope(&b).unwrap());
+            assert_eq!(s.envelope(&b).unwrap(), None);
+            assert_eq!(s.envelope_len(&b).unwrap(), None);
+            s.flush().unwrap();
+        }
+        released(&p);
+        let mut s = SledStore::open(&p, &key()).unwrap();
+        assert_eq!(s.envelope(&a).unwrap().unwrap(), ab);
+        assert!(!s.contains(&b).unwrap());
+        assert!(s.put_envelope(&tag, &b, &bb).unwrap());
+        s.flush().unwrap();
+        assert_eq!(s.envelope(&b).unwrap().unwrap(), bb);
+        assert_eq!(s.summary(&tag).count, 2);
+        let census = s.census().unwrap();
+        let dead = census.iter().find(|r| r.kind == "log dead bytes").unwrap();
+        assert_eq!(
+            dead.value_bytes, 250,
+            "the first copy of b stays in its segment"
+        );
+    }
+
+    #[test]
+    fn the_log_rolls_over_to_a_new_segment_past_4_mib() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let tag = Tag([1; 16]);
+        // 1,200 envelopes of 4,000 bytes: one per frame, 4.8 MB in all.
+        let es = many(1_200, 4_000);
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            for (n, (id, b)) in es.iter().enumerate() {
+                s.put_envelope(&tag, id, b).unwrap();
+                if n % 50 == 49 {
+                    s.flush().unwrap();
+                }
+            }
+            s.flush().unwrap();
+        }
+        let (a, b) = (seg_len(&p, 0), seg_len(&p, 1));
+        assert!(a <= crate::envlog::SEGMENT_MAX && a > crate::envlog::SEGMENT_MAX - 4_044);
+        assert_eq!(a + b, 1_200 * 4_044);
+        assert_eq!(seg_len(&p, 2), 0);
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        for (id, b) in &es {
+            assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+        }
+        assert_eq!(s.log.bytes(), a + b);
+        assert!(s.size_on_disk() > a + b);
+    }
+
+    /// A store written by the previous version (envelopes sealed inline in `env`, written
+    /// here the way it wrote them) opens with every envelope, and new ones go to the log.
+    #[test]
+    fn a_store_of_the_previous_format_opens_with_every_envelope() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let tag = Tag([1; 16]);
+        let old = many(20, 200);
+        let new = many(25, 201);
+        {
+            let s = SledStore::open(&p, &key()).unwrap();
+            for (id, b) in &old {
+                let k = env_key(&tag, id);
+                s.env.insert(k, s.sealer.seal(SPACE_ENV, &k, b)).unwrap();
+                s.idx.insert(id.0, &tag.0).unwrap();
+            }
+            s.env
+                .insert(env_key(&tag, &EnvelopeId([9; 32])), Vec::new())
+                .unwrap();
+            s.idx.insert([9; 32], &tag.0).unwrap();
+            s.db.flush().unwrap();
+            std::fs::remove_dir_all(p.join(LOG_DIR)).unwrap();
+            s.rest.remove(LOG_END_KEY).unwrap();
+            s.db.flush().unwrap();
+        }
+        released(&p);
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            assert_eq!(s.summary(&tag).count, 21);
+            for (id, b) in &old {
+                assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+                assert_eq!(s.envelope_len(id).unwrap(), Some(200));
+            }
+            assert_eq!(s.envelope(&EnvelopeId([9; 32])).unwrap().unwrap(), b"");
+            for (id, b) in &new[..20] {
+                s.put_envelope(&tag, id, b).unwrap();
+            }
+            assert!(!s.put_envelope(&tag, &old[0].0, &old[0].1).unwrap());
+            assert!(s.remove_envelope(&old[1].0).unwrap());
+            s.flush().unwrap();
+            let census = s.census().unwrap();
+            let inline = census
+                .iter()
+                .find(|r| r.kind == "env envelopes inline (previous format)")
+                .unwrap();
+            assert_eq!(inline.records, 19);
+        }
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        for (id, b) in old[..1].iter().chain(&old[2..]).chain(&new[..20]) {
+            assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+        }
+        assert!(!s.contains(&old[1].0).unwrap());
+        assert_eq!(s.summary(&tag).count, 40);
+        // An inline value moved under another id does not open (sealed to its key).
+        let k0 = env_key(&tag, &old[0].0);
+        let v = s.env.get(k0).unwrap().unwrap();
+        s.env.insert(env_key(&tag, &old[2].0), v).unwrap();
+        assert!(matches!(s.envelope(&old[2].0), Err(StoreError::Corrupt(_))));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_log_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let mut s = SledStore::open(&p, &key()).unwrap();
+        let (id, b) = real(b"x");
+        s.put_envelope(&Tag([1; 16]), &id, &b).unwrap();
+        s.flush().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p.join(LOG_DIR)), 0o700);
+        assert_eq!(mode(&s.log.segment_path(0)), 0o600);
     }
 }
