@@ -22,12 +22,15 @@
 use super::*;
 use crate::limits::{MAX_OWED_RECEIPTS, MAX_OWED_RECEIPTS_PER_AUTHOR};
 
+/// One author's owed receipts: envelope → order, and order → envelope.
+type ByAuthor = (BTreeMap<EnvelopeId, u64>, BTreeMap<u64, EnvelopeId>);
+
 /// The owed receipts, indexed by author (envelope → order, order → envelope) and by the
 /// order they were owed in.
 #[derive(Debug, Default)]
 pub(super) struct Owed {
     next: u64,
-    by_author: BTreeMap<DeviceId, (BTreeMap<EnvelopeId, u64>, BTreeMap<u64, EnvelopeId>)>,
+    by_author: BTreeMap<DeviceId, ByAuthor>,
     by_order: BTreeMap<u64, (DeviceId, EnvelopeId)>,
 }
 
@@ -231,7 +234,7 @@ mod tests {
         while r.owed_receipt_count() < MAX_OWED_RECEIPTS {
             r.owe_receipt(dev(a), id(5_000_000 + k)).unwrap();
             k += 1;
-            if k % 100 == 0 {
+            if k.is_multiple_of(100) {
                 a += 1;
             }
         }
