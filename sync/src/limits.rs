@@ -65,11 +65,15 @@ pub const MAX_UNVERIFIED_BYTES: u64 = 64 * 1024 * 1024;
 /// read if the key arrives later; past the bound the oldest go (deleted, fetched again later).
 pub const MAX_UNREADABLE_PER_TAG: usize = 4096;
 pub const MAX_UNREADABLE: usize = 65_536;
-/// Receipts this device owes other members: envelopes that waited here (pending, or
-/// unreadable) and have since been applied, each to be confirmed to its author's device the
-/// next time it is linked. Past the bound the oldest is dropped (its author misses one
-/// receipt, never a message). A guess: a few days of one busy conversation.
+/// Receipts this device owes other members, every author together: envelopes applied here
+/// that their author's own push did not bring (they waited, or came by another device),
+/// each to be confirmed to its author's device the next time it is linked. Past the bound
+/// the oldest of the author owed the most is dropped (its author misses one receipt, never
+/// a message). A guess: a few days of one busy conversation.
 pub const MAX_OWED_RECEIPTS: usize = 4096;
+/// Receipts owed to one author at most (past it, that author's own oldest is dropped): one
+/// author's flood cannot crowd out the others' receipts.
+pub const MAX_OWED_RECEIPTS_PER_AUTHOR: usize = 1024;
 /// Page documents kept in memory per conversation (others are saved and reloaded on demand).
 pub const MAX_LOADED_PAGES: usize = 4;
 /// Invitations from devices that are not contacts (share no conversation with us and were

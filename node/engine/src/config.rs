@@ -129,6 +129,15 @@ pub const MAX_SESSION_LACKS: usize = 4096;
 /// before it dropped, and each reconciliation's cost grows with this number.
 pub const MAX_AWAITING_RECEIPTS: usize = 256;
 
+/// Receipt ids one link may have looked up at once (a `Receipt` budget that refills at
+/// [`RECEIPT_IDS_PER_S`]): twice what a device may owe one author
+/// ([`vaarta_sync::limits::MAX_OWED_RECEIPTS_PER_AUTHOR`]), so an honest peer's receipts at
+/// link up always fit. Ids past the budget are counted and dropped unread (not a fault: an
+/// honest burst is never punished; the work stays bounded).
+pub const RECEIPT_IDS_BURST: u64 = 2 * vaarta_sync::limits::MAX_OWED_RECEIPTS_PER_AUTHOR as u64;
+/// Receipt ids a link's budget regains per second.
+pub const RECEIPT_IDS_PER_S: u64 = 100;
+
 /// An envelope asked for with `Want` is asked of another peer if the first has not
 /// delivered it within this long.
 pub const WANT_RETRY_MS: u64 = 5_000;

@@ -164,6 +164,15 @@ pub struct Counters {
     /// Intros (blinded tag lists) sent: one per link at link up, and one per link when our
     /// tags change.
     pub hellos_out: u64,
+    /// Ids received in `Receipt` frames.
+    pub receipt_ids_in: u64,
+    /// Of those, ids looked up (within the link's budget, from a proven device).
+    pub receipt_ids_checked: u64,
+    /// Of those, ids dropped unread: past the link's budget, or from a link whose device is
+    /// not proven.
+    pub receipt_ids_ignored: u64,
+    /// Ids sent in `Receipt` frames (receipts this device owed).
+    pub receipt_ids_out: u64,
 }
 
 #[derive(Debug, Error)]

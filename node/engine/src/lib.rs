@@ -382,6 +382,12 @@ impl<S: Store> Engine<S> {
             return;
         };
         self.outgoing.retain(|(l, _)| *l != link);
+        // Pushes whose acknowledgement will never come: noted, so that no later
+        // reconciliation takes "held" for "read" (receipts.rs).
+        if let Some(device) = l.device() {
+            let unacked = l.push.unacked_ids();
+            self.unacknowledged(device, &unacked);
+        }
         // Anything received but not yet ingested is still processed at the next flush; the
         // acknowledgement simply cannot be sent, so the peer will offer it again.
         let up_long = now_ms.saturating_sub(l.up_at) > LONG_LINK_MS;
@@ -471,7 +477,7 @@ impl<S: Store> Engine<S> {
                 refused,
                 deferred,
             } => self.on_ack(link, up_to, &refused, &deferred),
-            Frame::Receipt { ids } => self.on_receipt(link, &ids),
+            Frame::Receipt { ids } => self.on_receipt(link, &ids, now_ms),
             Frame::Have { ids } => self.on_have(link, ids),
             Frame::Carry { tags } => self.on_carry(link, tags),
             Frame::TagSync { session, message } => self.on_tag_sync(link, session, &message),
@@ -952,6 +958,8 @@ impl<S: Store> Engine<S> {
         let inbox = std::mem::take(&mut self.inbox);
         // Per link: (up to, pushes handled, pushes not stored, pushes deferred).
         let mut acks: BTreeMap<LinkId, (u64, u32, Vec<u64>, Vec<u64>)> = BTreeMap::new();
+        // (pusher's device, envelope) acknowledged as stored.
+        let mut stored_by: Vec<(DeviceId, EnvelopeId)> = Vec::new();
         if !inbox.is_empty() {
             let refs: Vec<&[u8]> = inbox.iter().map(|(_, _, b, _)| b.as_slice()).collect();
             let origins: Vec<Option<DeviceId>> = inbox.iter().map(|i| i.3).collect();
@@ -993,11 +1001,21 @@ impl<S: Store> Engine<S> {
                 a.0 = a.0.max(*seq);
                 a.1 += 1;
                 match disposition {
-                    Disposition::Stored => {}
+                    Disposition::Stored => {
+                        // Its author (if it pushed it) hears "stored": nothing more owed.
+                        if let (Some(id), Some(d)) =
+                            (adm.id, self.links.get(link).and_then(|l| l.device()))
+                        {
+                            stored_by.push((d, id));
+                        }
+                    }
                     Disposition::Refused => a.2.push(*seq),
                     Disposition::Deferred => a.3.push(*seq),
                 }
             }
+        }
+        for (d, id) in stored_by {
+            self.replica.receipts_sent(&d, &[id])?;
         }
         self.replica.seal_staged(now_ms)?;
         self.note_sealed();

@@ -150,6 +150,41 @@ pub(crate) struct Link {
     /// `wants_ignored`), never forgotten; entries dropped unsent from an overflowing push
     /// queue leave it.
     pub(crate) served: BTreeSet<EnvelopeId>,
+    /// How many `Receipt` ids this link may still have looked up.
+    pub(crate) receipt_budget: Budget,
+}
+
+/// A token bucket: `burst` tokens at most, regaining `per_s` a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Budget {
+    tokens: u64,
+    /// Time the tokens were last counted up to (ms).
+    at: u64,
+    burst: u64,
+    per_s: u64,
+}
+
+impl Budget {
+    pub(crate) fn new(burst: u64, per_s: u64, now: u64) -> Self {
+        Self {
+            tokens: burst,
+            at: now,
+            burst,
+            per_s,
+        }
+    }
+
+    /// Takes up to `n` tokens at `now`; returns how many were taken.
+    pub(crate) fn take(&mut self, n: u64, now: u64) -> u64 {
+        let gained = now.saturating_sub(self.at).saturating_mul(self.per_s) / 1000;
+        if gained > 0 {
+            self.tokens = self.tokens.saturating_add(gained).min(self.burst);
+            self.at = now;
+        }
+        let took = n.min(self.tokens);
+        self.tokens -= took;
+        took
+    }
 }
 
 impl Link {
@@ -195,6 +230,11 @@ impl Link {
             bytes_out: 0,
             frames_out: VecDeque::new(),
             served: BTreeSet::new(),
+            receipt_budget: Budget::new(
+                crate::config::RECEIPT_IDS_BURST,
+                crate::config::RECEIPT_IDS_PER_S,
+                now,
+            ),
         }
     }
 

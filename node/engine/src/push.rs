@@ -114,6 +114,11 @@ impl PushQueue {
         Some((0..n).map_while(|_| self.announce.pop_first()).collect())
     }
 
+    /// The envelopes of the pushes in flight, in push order.
+    pub(crate) fn unacked_ids(&self) -> Vec<EnvelopeId> {
+        self.unacked.values().copied().collect()
+    }
+
     /// Pushes in flight.
     pub(crate) fn in_flight(&self) -> usize {
         self.unacked.len()

@@ -1,25 +1,43 @@
 //! Delivery receipts: which member devices hold and read which of our envelopes, durably.
 //!
-//! A receipt is recorded when a member's device acknowledges a push as stored (it flushed
-//! the envelope before acknowledging), when it sends a `Receipt` for an envelope it had
-//! acknowledged as *deferred* (held but not readable yet: pending, unreadable, an invitation
-//! held) and has read since, or when a reconciliation with that member ends and did not find
-//! our message lacking (a push whose acknowledgement a dropped link lost). For the last two,
-//! our own envelopes stay on an *awaiting* list, per conversation, with the count of members
-//! still to confirm; the list is bounded by [`MAX_AWAITING_RECEIPTS`]. Recovery never
-//! overrides a refusal or a deferral: only an acknowledgement as stored or a `Receipt` does.
+//! A receipt is recorded only from what the member's device says of itself: when it
+//! acknowledges a push as stored (it flushed the envelope, and can read it, before
+//! acknowledging), or when it sends a `Receipt` for an envelope of ours it read without
+//! having acknowledged it to us as stored (it had acknowledged it as *deferred* — held but
+//! not readable yet: pending, unreadable, an invitation held, carried — or it came by
+//! another device, a relay, or the acknowledgement was lost with a link). Reconciliation
+//! never records one: it tells that the peer *holds* an envelope, not that it can read it.
+//! Our own envelopes stay on an *awaiting* list, per conversation, with the count of
+//! members still to confirm; the list is bounded by [`MAX_AWAITING_RECEIPTS`].
 //!
-//! The receiving side: an envelope that waited and is applied later is listed as owed to
-//! its author ([`vaarta_sync::replica::Replica::owed_receipts`], bounded); the owed ids go
-//! in `Receipt` frames to the author's own authenticated device when a link to it is ready
-//! (at its proof, and after each flush), and are forgotten once queued. A frame lost with a
-//! dropped link costs its author a receipt (the message shows as sent), never a message.
+//! When a link drops with pushes unacknowledged, each is noted `sent` for the link's device
+//! (no receipt). After the next reconciliation with that device, those it holds (not found
+//! lacking) are pushed again: the acknowledgement of the duplicate says stored, deferred or
+//! refused, as for any push. So a lost acknowledgement is recovered without a false
+//! "delivered".
+//!
+//! The receiving side: every envelope applied here that its author's own push did not bring
+//! (and have acknowledged as stored) is listed as owed to its author
+//! ([`vaarta_sync::replica::Replica::owed_receipts`], bounded per author and in all); the
+//! owed ids go in `Receipt` frames to the author's own authenticated device when a link to
+//! it is ready (at its proof, and after each flush), and are forgotten once queued. A frame
+//! lost with a dropped link costs its author a receipt (the message shows as sent), never a
+//! message.
+//!
+//! What a peer can do with `Receipt`: ids are looked up only within the link's budget
+//! ([`crate::config::RECEIPT_IDS_BURST`], refilled at [`crate::config::RECEIPT_IDS_PER_S`]);
+//! past it they are counted and dropped unread. A receipt counts only from the proven
+//! device of the link, for that device, if it is a current member of the envelope's
+//! conversation, for our own envelope still awaiting receipts and not already confirmed by
+//! it. A stranger (no proven device), a removed member or an id that is not ours changes
+//! nothing; the same receipt sent again changes nothing.
 //!
 //! Store keys (in the replica's store, in its one table of prefixes,
 //! [`vaarta_sync::replica::keys`]):
 //! * `d/` ‖ envelope id ‖ device id → empty: a receipt; `refused`: the device acknowledged
 //!   the push without storing it (no receipt); `deferred`: the device holds it but could
-//!   not read it yet (no receipt until its `Receipt`);
+//!   not read it yet (no receipt until its `Receipt`); `sent`: pushed, and the link dropped
+//!   before the acknowledgement (pushed again after the next reconciliation);
 //! * `w/` ‖ tag ‖ envelope id → sealed-at ms (u64 BE) ‖ members still to confirm (u32 BE);
 //! * `n/` ‖ author ‖ envelope id: a receipt this device owes (written by the replica).
 
@@ -40,16 +58,22 @@ const REFUSED: &[u8] = b"refused";
 /// The value of a `d/` key that records a deferral: the device holds the envelope but could
 /// not read it yet (no receipt until it says so in a `Receipt`).
 const DEFERRED: &[u8] = b"deferred";
+/// The value of a `d/` key for a push in flight when its link dropped: its acknowledgement
+/// never came (no receipt; pushed again after the next reconciliation that finds it held).
+const SENT: &[u8] = b"sent";
 use crate::ack::Disposition;
 use crate::wire::{Frame, MAX_IDS_PER_FRAME};
 use crate::{Engine, Event, LinkId};
 
-/// What a finished reconciliation proves, given the awaiting list (sealed-at, id), when the
-/// session started and what it found lacking: the envelopes now known delivered, and those
-/// given up (the older half, when the list is full, so that a member that never confirms does
-/// not pin it; their receipts can still come with acknowledgements).
+/// What to do after a finished reconciliation, given the awaiting list (sealed-at, id, the
+/// peer device's note), when the session started and what it found lacking: the envelopes
+/// to push again (noted `sent`: their acknowledgement was lost with a link, and the peer
+/// holds them; at most [`MAX_AWAITING_RECEIPTS`]), and those given up (the older half, when
+/// the list is full, so that a member that never confirms does not pin it; their receipts
+/// can still come with acknowledgements). Nothing here records a receipt: holding is not
+/// reading.
 pub(crate) fn plan_recovery(
-    mut awaiting: Vec<(u64, EnvelopeId)>,
+    mut awaiting: Vec<(u64, EnvelopeId, Option<Vec<u8>>)>,
     started: u64,
     lacks: &BTreeSet<EnvelopeId>,
 ) -> (Vec<EnvelopeId>, Vec<EnvelopeId>) {
@@ -59,17 +83,21 @@ pub(crate) fn plan_recovery(
     } else {
         0
     };
-    let mut delivered = Vec::new();
+    let mut again = Vec::new();
     let mut dropped = Vec::new();
-    for (i, (sealed_at, e)) in awaiting.into_iter().enumerate() {
-        if sealed_at < started && !lacks.contains(&e) {
-            delivered.push(e);
+    for (i, (sealed_at, e, note)) in awaiting.into_iter().enumerate() {
+        if sealed_at < started
+            && !lacks.contains(&e)
+            && note.as_deref() == Some(SENT)
+            && again.len() < MAX_AWAITING_RECEIPTS
+        {
+            again.push(e);
         }
         if i < give_up {
             dropped.push(e);
         }
     }
-    (delivered, dropped)
+    (again, dropped)
 }
 
 impl<S: Store> Engine<S> {
@@ -113,27 +141,63 @@ impl<S: Store> Engine<S> {
             return;
         }
         let note = match d {
-            Disposition::Stored => return self.record_delivery(e, device, true),
+            Disposition::Stored => return self.record_delivery(e, device),
             Disposition::Refused => REFUSED,
             Disposition::Deferred => DEFERRED,
         };
         let key = delivery_key(&e, &device);
-        if matches!(self.replica.store().get(&key), Ok(None)) {
-            let _ = self.replica.store_mut().put(&key, note);
+        match self.replica.store().get(&key) {
+            // A receipt stands.
+            Ok(Some(v)) if v.is_empty() => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        let _ = self.replica.store_mut().put(&key, note);
+    }
+
+    /// The link to `device` dropped with these pushes unacknowledged: each of our own
+    /// envelopes among them still awaiting receipts, with nothing noted for the device, is
+    /// noted `sent` (pushed again after the next reconciliation that finds it held).
+    pub(crate) fn unacknowledged(&mut self, device: DeviceId, ids: &[EnvelopeId]) {
+        for e in ids {
+            let Ok(Some(tag)) = self.replica.store().tag_of(e) else {
+                continue;
+            };
+            if !matches!(
+                self.replica.store().get(&awaiting_key(&tag, e)),
+                Ok(Some(_))
+            ) || !self.is_member_of_tag(&tag, &device)
+            {
+                continue;
+            }
+            let key = delivery_key(e, &device);
+            if matches!(self.replica.store().get(&key), Ok(None)) {
+                let _ = self.replica.store_mut().put(&key, SENT);
+            }
         }
     }
 
-    /// The peer on `link` read these envelopes, which had waited there. Recorded only for a
-    /// peer whose device is proven on this link and is a member of the envelope's
-    /// conversation, and only for our own envelopes still awaiting receipts (a `w/` entry):
-    /// anything else (a stranger, an id we did not author, one unknown or no longer
-    /// awaited) is ignored, not a fault. At most [`MAX_IDS_PER_FRAME`] ids, a few store
-    /// reads each.
-    pub(crate) fn on_receipt(&mut self, link: LinkId, ids: &[EnvelopeId]) {
-        let Some(device) = self.links.get(&link).and_then(|l| l.device()) else {
+    /// The peer on `link` read these envelopes of ours without having acknowledged them to
+    /// us as stored. Recorded only for a peer whose device is proven on this link and is a
+    /// current member of the envelope's conversation, and only for our own envelopes still
+    /// awaiting receipts (a `w/` entry): anything else (a stranger, a removed member, an id
+    /// we did not author, one unknown or no longer awaited, one confirmed already) is
+    /// ignored, not a fault. Ids past the link's budget are counted and dropped unread; each
+    /// id within it costs a few store reads.
+    pub(crate) fn on_receipt(&mut self, link: LinkId, ids: &[EnvelopeId], now_ms: u64) {
+        let n = ids.len() as u64;
+        self.counters.receipt_ids_in += n;
+        let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        for e in ids {
+        let Some(device) = l.device() else {
+            self.counters.receipt_ids_ignored += n;
+            return;
+        };
+        let allowed = l.receipt_budget.take(n, now_ms) as usize;
+        self.counters.receipt_ids_ignored += n - allowed as u64;
+        for e in &ids[..allowed] {
+            self.counters.receipt_ids_checked += 1;
             let Ok(Some(tag)) = self.replica.store().tag_of(e) else {
                 continue;
             };
@@ -142,7 +206,7 @@ impl<S: Store> Engine<S> {
                 Ok(Some(_))
             );
             if awaited && self.is_member_of_tag(&tag, &device) {
-                self.record_delivery(*e, device, true);
+                self.record_delivery(*e, device);
             }
         }
     }
@@ -168,19 +232,20 @@ impl<S: Store> Engine<S> {
                 if self.replica.receipts_sent(&device, &ids).is_err() {
                     break;
                 }
+                self.counters.receipt_ids_out += ids.len() as u64;
                 self.send(link, Frame::Receipt { ids });
             }
         }
     }
 
-    /// Records that `device` holds and read `e`. A noted refusal or deferral stands unless
-    /// `explicit` (the device acknowledged storing it, or sent its receipt, since).
-    fn record_delivery(&mut self, e: EnvelopeId, device: DeviceId, explicit: bool) {
+    /// Records that `device` holds and read `e` (it said so: an acknowledgement as stored,
+    /// or a `Receipt`), over any note (refused, deferred, sent); once only.
+    fn record_delivery(&mut self, e: EnvelopeId, device: DeviceId) {
         let key = delivery_key(&e, &device);
         match self.replica.store().get(&key) {
-            Ok(None) => {}
-            Ok(Some(v)) if (v == REFUSED || v == DEFERRED) && explicit => {}
-            _ => return,
+            Ok(Some(v)) if v.is_empty() => return,
+            Ok(_) => {}
+            Err(_) => return,
         }
         let _ = self.replica.store_mut().put(&key, &[]);
         self.event(Event::Delivered {
@@ -203,10 +268,11 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// A reconciliation with `link` ended: every own message sealed before it started and not
-    /// found lacking is on the peer. Records those receipts (a push whose acknowledgement a
-    /// dropped link lost is otherwise never confirmed). A message leaves the list when its
-    /// last member confirms ([`Self::record_delivery`] counts down).
+    /// A reconciliation with `link` ended: our own messages noted `sent` for the peer (their
+    /// acknowledgement was lost with a link) that it was not found lacking are pushed again,
+    /// so that its acknowledgement says what became of them (those found lacking are pushed
+    /// by the reconciliation itself). Holding is not reading: nothing is recorded delivered
+    /// here. A full awaiting list gives up its older half ([`plan_recovery`]).
     pub(crate) fn recover_receipts(&mut self, link: LinkId) {
         let Some(l) = self.links.get_mut(&link) else {
             return;
@@ -232,9 +298,21 @@ impl<S: Store> Engine<S> {
                 }
                 awaiting.len() < MAX_AWAITING_RECEIPTS
             });
-            let (delivered, dropped) = plan_recovery(awaiting, started, &lacks);
-            for e in delivered {
-                self.record_delivery(e, device, false);
+            let noted: Vec<(u64, EnvelopeId, Option<Vec<u8>>)> = awaiting
+                .into_iter()
+                .map(|(at, e)| {
+                    let note = self
+                        .replica
+                        .store()
+                        .get(&delivery_key(&e, &device))
+                        .ok()
+                        .flatten();
+                    (at, e, note)
+                })
+                .collect();
+            let (again, dropped) = plan_recovery(noted, started, &lacks);
+            for e in again {
+                self.enqueue(link, e);
             }
             for e in dropped {
                 let _ = self.replica.store_mut().delete(&awaiting_key(&tag, &e));
@@ -270,22 +348,32 @@ mod tests {
     }
 
     #[test]
-    fn recovery_confirms_what_was_sealed_before_and_not_found_lacking() {
-        let awaiting = vec![(30, id(3)), (10, id(1)), (20, id(2)), (40, id(4))];
+    fn recovery_pushes_again_only_what_was_in_flight_and_is_held() {
+        let sent = || Some(SENT.to_vec());
+        let awaiting = vec![
+            (30, id(3), sent()),
+            (10, id(1), sent()),
+            (20, id(2), sent()),
+            (40, id(4), sent()),
+            (5, id(5), None),
+            (6, id(6), Some(DEFERRED.to_vec())),
+            (7, id(7), Some(Vec::new())),
+        ];
         let lacks: BTreeSet<EnvelopeId> = [id(2)].into();
-        let (delivered, dropped) = plan_recovery(awaiting, 35, &lacks);
-        // 4 was sealed after the session started; 2 was lacking.
-        assert_eq!(delivered, vec![id(1), id(3)]);
+        let (again, dropped) = plan_recovery(awaiting, 35, &lacks);
+        // 4 was sealed after the session started; 2 was lacking (the reconciliation pushes
+        // it); 5, 6 and 7 were not in flight at a drop: nothing is recorded for any of them.
+        assert_eq!(again, vec![id(1), id(3)]);
         assert!(dropped.is_empty(), "list not full: nothing given up");
     }
 
     #[test]
     fn a_full_list_gives_up_its_older_half() {
-        let awaiting: Vec<(u64, EnvelopeId)> = (0..MAX_AWAITING_RECEIPTS as u32)
-            .map(|i| (u64::from(i), id(i)))
+        let awaiting: Vec<(u64, EnvelopeId, Option<Vec<u8>>)> = (0..MAX_AWAITING_RECEIPTS as u32)
+            .map(|i| (u64::from(i), id(i), None))
             .collect();
-        let (delivered, dropped) = plan_recovery(awaiting, 0, &BTreeSet::new());
-        assert!(delivered.is_empty());
+        let (again, dropped) = plan_recovery(awaiting, 0, &BTreeSet::new());
+        assert!(again.is_empty());
         assert_eq!(dropped.len(), MAX_AWAITING_RECEIPTS / 2);
         assert_eq!(dropped[0], id(0), "oldest first");
     }

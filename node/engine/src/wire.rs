@@ -33,7 +33,10 @@
 //! Carry = 8 count:varint tags:[16]*   (relay to relay: tags I carry that you did not know of)
 //! TagSync = 9 session:varint message   (relay to relay: reconciliation of carried tag sets)
 //! Receipt = 14 count:varint ids:[32]*  (to the author's own device: I now hold and have read
-//!         these envelopes of yours, which waited here; sent once, best effort)
+//!         these envelopes of yours, which I did not acknowledge to you as stored: they
+//!         waited here, or came by another device; sent once, best effort. The receiver
+//!         looks up at most a budget of ids per link and counts only its own envelopes
+//!         awaiting receipts, from a current member, for that member)
 //! ```
 //! Envelopes written here, and FLASH ones, are pushed at once; envelopes relayed from another
 //! link are announced with `Have` and sent on `Want` (gossipsub's lazy push), so a dense mesh
@@ -61,7 +64,10 @@ use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
 ///    to peers that recognised a tag of ours (issue 9 item 17, 2026-12).
 /// 5: acknowledgements list the pushes the receiver holds but cannot read yet (`deferred`),
 ///    and `Receipt` confirms them once read (a pending push showed as delivered, issue 9
-///    rule 4, 2026-12).
+///    rule 4, 2026-12). Later the same month a `Receipt` also confirms envelopes that came
+///    by another device, and a push whose acknowledgement a link lost is pushed again
+///    rather than taken as read: same frames, same version (a version-5 peer of before
+///    that sends fewer receipts is still understood, and understands ours).
 pub const VERSION: u8 = 5;
 /// Largest frame: an envelope plus a little framing. Anything larger is refused unread.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;
@@ -200,7 +206,8 @@ pub enum Frame {
         /// none in `refused`).
         deferred: Vec<u64>,
     },
-    /// To an envelope's author: these envelopes of yours, which waited here, are read now.
+    /// To an envelope's author: these envelopes of yours, which waited here or came by
+    /// another device, are read now.
     Receipt {
         ids: Vec<EnvelopeId>,
     },

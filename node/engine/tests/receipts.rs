@@ -397,3 +397,233 @@ fn an_unreadable_push_gets_its_receipt_once_read() {
         .count();
     assert_eq!(events, 1);
 }
+
+/// Issue 9, review of protocol 5, item 1: the link drops after the receiver stored a push
+/// it cannot read yet (pending) and before its deferred acknowledgement arrives. The next
+/// reconciliation finds the envelope held, which says nothing of whether it can be read:
+/// the sender must not count it delivered (before, receipt recovery did). It pushes it
+/// again instead, learns "deferred" from that acknowledgement, and the receipt comes once
+/// the receiver applies it — one receipt, only for the envelope that waited.
+#[test]
+fn a_link_drop_before_the_deferred_acknowledgement_is_not_taken_for_delivered() {
+    let mut net = Network::new(2);
+    let c = conversation(&mut net);
+    let b = net.nodes[1].device_id();
+    net.nodes[0].send_message(&c, text("one"), net.now).unwrap();
+    net.nodes[0].flush(net.now).unwrap();
+    let (e1, _) = own(&mut net, &c, "one");
+    net.spoil.insert(e1);
+    net.settle();
+    // The second, by hand: node 1 stores it (pending on the first) and its acknowledgement
+    // is lost with the link.
+    net.nodes[0].send_message(&c, text("two"), net.now).unwrap();
+    net.nodes[0].flush(net.now).unwrap();
+    let (e2, _) = own(&mut net, &c, "two");
+    while let Some((l, f)) = net.nodes[0].poll_transmit() {
+        if let Some((o, ol)) = net.peer_of(0, l) {
+            net.nodes[o].handle_frame(ol, &f, net.now);
+        }
+    }
+    net.nodes[1].flush(net.now).unwrap();
+    while net.nodes[1].poll_transmit().is_some() {}
+    assert!(net.nodes[1].replica().is_waiting(&e2), "held, not readable");
+    let link = net.nodes[0].links()[0].link;
+    net.cut(0, link);
+    let out_before = net.nodes[1].counters().receipt_ids_out;
+    // A new link, reconciliations: the first is still spoiled, the second found held.
+    net.now += 10;
+    net.connect(0, 1);
+    let interval = net.nodes[0].config().resync_interval_ms;
+    net.run_for(interval * 2);
+    let (_, delivered) = own(&mut net, &c, "two");
+    assert!(delivered.is_empty(), "held is not read: {delivered:?}");
+    assert_eq!(delivered_events(&net, e2, b), 0);
+    // The first gets through: node 1 applies both and owes a receipt for the second only
+    // (the first was pushed by its author and acknowledged as stored).
+    net.spoil.clear();
+    let link = net.nodes[0].links()[0].link;
+    net.cut(0, link);
+    net.connect(0, 1);
+    net.run_for(interval * 2);
+    net.settle();
+    assert_eq!(
+        vaarta_sync::replica::Replica::owed_receipt_count(net.nodes[1].replica()),
+        0
+    );
+    assert_eq!(own(&mut net, &c, "two").1, vec![b], "receipt once applied");
+    assert_eq!(delivered_events(&net, e2, b), 1);
+    assert_eq!(own(&mut net, &c, "one").1, vec![b]);
+    assert_eq!(
+        net.nodes[1].counters().receipt_ids_out - out_before,
+        1,
+        "one receipt: the envelope that waited"
+    );
+}
+
+/// The same held-not-read envelope reaching the member through a relay: node 1 holds it
+/// pending when node 0 first links to it, and reconciliation does not make it delivered
+/// (the open item "an envelope that reached a member by another path ... is counted
+/// delivered by receipt recovery"); its receipt comes once node 1 reads it.
+#[test]
+fn an_envelope_held_unread_through_a_relay_is_delivered_only_by_its_receipt() {
+    let mut net = Network::new(3);
+    let (a, b, r) = (0, 1, 2);
+    let (l_ab, _) = net.connect(a, b);
+    net.settle();
+    let c = net.nodes[a]
+        .create_conversation("t", History::Shared, net.now)
+        .unwrap()
+        .0;
+    let (bd, rd) = (net.nodes[b].device_id(), net.nodes[r].device_id());
+    net.nodes[a].add_member(&c, bd, false, net.now).unwrap();
+    net.nodes[a].add_member(&c, rd, false, net.now).unwrap();
+    net.settle();
+    net.cut(a, l_ab);
+    // Node 0 writes two messages to node 2 only; the first never reaches node 1.
+    let (l_ar, _) = net.connect(a, r);
+    net.settle();
+    net.nodes[a].send_message(&c, text("one"), net.now).unwrap();
+    net.settle();
+    net.nodes[a].send_message(&c, text("two"), net.now).unwrap();
+    net.settle();
+    net.cut(a, l_ar);
+    let (e1, _) = own(&mut net, &c, "one");
+    let (e2, _) = own(&mut net, &c, "two");
+    net.spoil.insert(e1);
+    let (l_rb, _) = net.connect(r, b);
+    let interval = net.nodes[0].config().resync_interval_ms;
+    net.run_for(interval * 2);
+    assert!(
+        net.nodes[b].replica().is_waiting(&e2),
+        "node 1 holds it unread"
+    );
+    net.cut(r, l_rb);
+    // Node 0 meets node 1: reconciliation finds the second held.
+    let (l_ab, _) = net.connect(a, b);
+    net.run_for(interval * 2);
+    assert!(
+        !own(&mut net, &c, "two").1.contains(&bd),
+        "held is not read"
+    );
+    assert_eq!(delivered_events(&net, e2, bd), 0);
+    net.cut(a, l_ab);
+    // The first reaches node 1 through the relay: it reads both and owes node 0 receipts.
+    net.spoil.clear();
+    net.connect(r, b);
+    net.run_for(interval * 2);
+    assert!(!net.nodes[b].replica().is_waiting(&e2));
+    net.connect(a, b);
+    net.settle();
+    assert!(own(&mut net, &c, "two").1.contains(&bd));
+    assert!(own(&mut net, &c, "one").1.contains(&bd));
+    assert_eq!(delivered_events(&net, e2, bd), 1);
+}
+
+/// Item 4, attacker's view of `Receipt` floods: a member sending the same receipt 10^5
+/// times and receipts for 10^5 ids it never held, a removed member claiming our message,
+/// and a stranger (no proven device): the work (ids looked up) stays within the link's
+/// budget, only the member's own true receipt is recorded, once, nothing is a fault, and
+/// the link keeps serving.
+#[test]
+fn receipt_floods_cost_bounded_work_and_change_nothing() {
+    use vaarta_engine::config::RECEIPT_IDS_BURST;
+    let mut net = Network::new(4);
+    let c = conversation(&mut net);
+    let (b, removed) = (net.nodes[1].device_id(), net.nodes[2].device_id());
+    // Node 2 was a member and is removed; it shares another conversation with node 0, so
+    // its device is proven on its link. Node 3 shares no conversation with node 0.
+    let (l02, _) = net.connect(0, 2);
+    net.nodes[0]
+        .add_member(&c, removed, false, net.now)
+        .unwrap();
+    let c2 = net.nodes[0]
+        .create_conversation("other", History::Shared, net.now)
+        .unwrap()
+        .0;
+    net.nodes[0]
+        .add_member(&c2, removed, false, net.now)
+        .unwrap();
+    net.settle();
+    net.nodes[0].remove_member(&c, removed, net.now).unwrap();
+    net.settle();
+    let (l03, _) = net.connect(0, 3);
+    net.settle();
+    let l01 = net.nodes[0]
+        .links()
+        .into_iter()
+        .find(|l| l.device == Some(b))
+        .unwrap()
+        .link;
+    // Our message that node 1 (and everyone else) never got.
+    net.nodes[0]
+        .send_message(&c, text("mine"), net.now)
+        .unwrap();
+    net.nodes[0].flush(net.now).unwrap();
+    let (e, _) = own(&mut net, &c, "mine");
+    net.spoil.insert(e);
+    net.settle();
+    let faults = |net: &Network| {
+        net.events[0]
+            .iter()
+            .filter(|e| matches!(e, Event::Refused { .. }))
+            .count()
+    };
+    let f0 = faults(&net);
+    let before = net.nodes[0].counters();
+    let t = net.now;
+    let receipt = |ids: Vec<EnvelopeId>| Frame::Receipt { ids }.encode();
+    // The removed member and the stranger claim it.
+    for _ in 0..1_000 {
+        net.nodes[0].handle_frame(l02, &receipt(vec![e]), t);
+        net.nodes[0].handle_frame(l03, &receipt(vec![e]), t);
+    }
+    assert!(own(&mut net, &c, "mine").1.is_empty(), "no claim counted");
+    // The member: its true receipt, then the same 10^5 times, then 10^5 ids it never held.
+    let n = 100_000u32;
+    net.nodes[0].handle_frame(l01, &receipt(vec![e]), t);
+    for _ in 0..n {
+        net.nodes[0].handle_frame(l01, &receipt(vec![e]), t);
+    }
+    for k in 0..n {
+        let mut id = [0xEEu8; 32];
+        id[..4].copy_from_slice(&k.to_be_bytes());
+        net.nodes[0].handle_frame(l01, &receipt(vec![EnvelopeId(id)]), t);
+    }
+    let after = net.nodes[0].counters();
+    let sent = 2_000 + 1 + 2 * u64::from(n);
+    assert_eq!(after.receipt_ids_in - before.receipt_ids_in, sent);
+    let checked = after.receipt_ids_checked - before.receipt_ids_checked;
+    // Each link has its own budget: the removed member's and node 3's (which knows our
+    // inbox tags, so it sees and proves devices, but is in no conversation of ours) 1,000
+    // each, looked up and none counted; the member's at most one burst.
+    assert!(
+        checked <= 2_000 + RECEIPT_IDS_BURST,
+        "work bounded: {checked} ids looked up"
+    );
+    assert_eq!(
+        after.receipt_ids_ignored - before.receipt_ids_ignored,
+        sent - checked,
+        "the rest dropped unread"
+    );
+    assert_eq!(
+        own(&mut net, &c, "mine").1,
+        vec![b],
+        "only the member's own"
+    );
+    net.spoil.clear();
+    net.run_for(1);
+    assert_eq!(delivered_events(&net, e, b), 1, "once");
+    assert_eq!(faults(&net), f0, "not a fault");
+    // The link still serves: a new message (which depends on the first, fetched by the
+    // next reconciliation) is delivered; its receipt gets through the link's budget,
+    // refilled since.
+    net.now += 1;
+    net.nodes[0]
+        .send_message(&c, text("after"), net.now)
+        .unwrap();
+    let interval = net.nodes[0].config().resync_interval_ms;
+    net.run_for(interval * 2);
+    net.settle();
+    assert_eq!(own(&mut net, &c, "after").1, vec![b]);
+    assert!(net.nodes[0].links().iter().any(|l| l.link == l01));
+}

@@ -69,9 +69,17 @@ impl<S: Store> Replica<S> {
         // Envelopes verified and ready to apply, grouped by (conversation, page).
         let mut groups: BTreeMap<(ConversationId, u32), Vec<(usize, Verified)>> = BTreeMap::new();
         let mut seen: BTreeSet<EnvelopeId> = BTreeSet::new();
+        // Who pushed what, for the whole batch: an envelope its author pushed and that
+        // another of the batch wakes owes no receipt (the acknowledgement says "stored").
+        let mut pushed: Vec<(EnvelopeId, DeviceId)> = Vec::new();
         for (i, bytes) in batch.iter().enumerate() {
             let (name, fast) = self.verify_fast(bytes, now_ms, &mut seen);
             names[i] = name;
+            if let (Some((id, _)), Some(Some(o))) = (name, origins.get(i))
+                && self.pushed_by.insert((id, *o))
+            {
+                pushed.push((id, *o));
+            }
             match fast {
                 Fast::Done(r) => results[i] = Some(r),
                 Fast::Slow => {
@@ -88,6 +96,9 @@ impl<S: Store> Replica<S> {
             for (i, r) in self.apply_group(conv, page_no, items, now_ms) {
                 results[i] = Some(r);
             }
+        }
+        for p in &pushed {
+            self.pushed_by.remove(p);
         }
         results
             .into_iter()
@@ -264,6 +275,7 @@ impl<S: Store> Replica<S> {
                     .put_envelope(&v.env.header().tag, &v.env.id(), v.env.bytes())?;
                 self.note_page_epoch(&conv, page_no, v.env.header().epoch)?;
                 self.journal(&conv, page_no, &v.env.id())?;
+                self.owe_for_applied(&v.env.id(), v.checked.signer)?;
                 self.stats.applied += 1;
                 self.emit(Event::Applied {
                     conversation: conv,
@@ -312,7 +324,13 @@ impl<S: Store> Replica<S> {
         if self.store.contains(&env.id())? {
             return Ok(Ingested::Duplicate);
         }
-        self.ingest_decoded(&env, origin, now_ms)
+        // (Already listed when a batch routes it here.)
+        let listed = origin.filter(|o| self.pushed_by.insert((env.id(), *o)));
+        let r = self.ingest_decoded(&env, origin, now_ms);
+        if let Some(o) = listed {
+            self.pushed_by.remove(&(env.id(), o));
+        }
+        r
     }
 
     /// [`Replica::ingest`] after the duplicate check: also reads again an envelope the store
@@ -458,6 +476,9 @@ impl<S: Store> Replica<S> {
             self.emit(Event::MembershipChanged(conv_id));
             self.wake_conversation(&conv_id, now_ms)?;
         }
+        // Taken now: if it was held (acknowledged as deferred) or came another way, its
+        // author is owed a receipt.
+        self.owe_for_applied(&env.id(), opened.signer)?;
         Ok(Ingested::Invited(conv_id))
     }
 
@@ -555,7 +576,7 @@ impl<S: Store> Replica<S> {
         if let Some(now_ms) = now_ms {
             self.clock.observe(opened.hlc, now_ms);
             self.store.put(&keys::control(&conv, &env.id()), &[])?;
-            self.applied_after_wait(&env.id(), opened.signer)?;
+            self.owe_for_applied(&env.id(), opened.signer)?;
         }
         if inserted {
             // Whose carried envelopes count as a contact's may have changed.
@@ -815,7 +836,7 @@ impl<S: Store> Replica<S> {
         }
         if page.contested(&only) {
             let r = self.settle_contested(conv, env, page_no, newest, only, now_ms)?;
-            self.applied_after_wait(&env.id(), signer)?;
+            self.owe_for_applied(&env.id(), signer)?;
             return Ok(r);
         }
         if let Err(e) = page.apply(checked) {
@@ -847,7 +868,7 @@ impl<S: Store> Replica<S> {
             conversation: conv,
             page: page_no,
         });
-        self.applied_after_wait(&env.id(), signer)?;
+        self.owe_for_applied(&env.id(), signer)?;
         self.wake_deps(&hashes)?;
         Ok(Ingested::Applied(conv))
     }

@@ -18,12 +18,12 @@
 //! | `v/` | `v/` ‖ conversation id ‖ device id | a device found equivocating in one of the conversation's pages (B3) | empty |
 //! | `x/` | `x/` ‖ conversation id ‖ epoch id | the key of a voided epoch was shared with the members ([`Replica::maintain`](crate::replica::Replica::maintain)) | empty |
 //! | `h` | `h` (the whole key) | a bound above every timestamp the clock issued, rewritten once per [`CLOCK_LEASE_MS`](crate::replica::CLOCK_LEASE_MS) at most, so the clock never runs backwards | packed [`Hlc`](crate::hlc::Hlc) u64 BE |
-//! | `d/` | `d/` ‖ envelope id ‖ device id | engine: a delivery receipt for an own envelope from one member device | empty |
+//! | `d/` | `d/` ‖ envelope id ‖ device id | engine: a delivery receipt for an own envelope from one member device (empty), or a note that is not one: `refused`, `deferred`, `sent` (receipts.rs) | empty or a note |
 //! | `w/` | `w/` ‖ tag ‖ envelope id | engine: an own message envelope still awaiting receipts | sealed-at ms u64 BE ‖ members still to confirm u32 BE |
 //! | `i/` | `i/` ‖ envelope id | an invitation from a stranger, held until accepted or declined | order u64 BE ‖ received ms u64 BE ‖ inviter device id (32) ‖ conversation id (16) |
 //! | `a/` | `a/` ‖ device id | a device the user accepted: its invitations are taken | empty |
 //! | `r/` | `r/` ‖ envelope id | an envelope carried for others (relay quotas and eviction) | order u64 BE ‖ length u32 BE ‖ tag (16) ‖ origin flag (1) ‖ origin device id or zeros (32) |
-//! | `n/` | `n/` ‖ author device id ‖ envelope id | a receipt owed to the author: the envelope waited here (pending or unreadable) and is applied now; the engine sends it in a `Receipt` frame and deletes it | order u64 BE |
+//! | `n/` | `n/` ‖ author device id ‖ envelope id | a receipt owed to the author: the envelope was applied here and its author's own push did not bring it (it waited, or came by another device); the engine sends it in a `Receipt` frame and deletes it (bounded per author and in all: `owed`) | order u64 BE |
 //! | `s/` | `s/` ‖ envelope id | an invitation this device sealed for another device (under its inbox tag): ours, never carried | conversation id (16) |
 //!
 //! Sizes: conversation id and tag 16 bytes, envelope and device id 32, epoch id 4.
@@ -74,7 +74,7 @@ pub const HELD_INVITATION: &[u8] = b"i/";
 pub const ACCEPTED_DEVICE: &[u8] = b"a/";
 /// `r/`: envelopes carried for others.
 pub const CARRIED: &[u8] = b"r/";
-/// `n/`: receipts owed to the authors of envelopes applied after waiting.
+/// `n/`: receipts owed to the authors of envelopes applied here that their own push did not bring.
 pub const OWED_RECEIPT: &[u8] = b"n/";
 /// `s/`: invitations this device sealed for others.
 pub const SENT_INVITATION: &[u8] = b"s/";

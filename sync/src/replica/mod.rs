@@ -20,7 +20,8 @@
 //! * `ingest` — envelopes from elsewhere: one by one or in batches, through one
 //!   verification of change envelopes ([`Replica::ingest`], [`Replica::ingest_batch`]);
 //! * `pending` — the bounded pending set and the retries;
-//! * `owed` — receipts owed to the authors of envelopes applied after waiting;
+//! * `owed` — receipts owed to the authors of envelopes applied here that their author's
+//!   own push did not bring (bounded per author and in all);
 //! * `page_cache` — loaded pages, their eviction and their journal;
 //! * [`keys`] — every store key, in one table.
 
@@ -380,9 +381,11 @@ pub struct Replica<S: Store> {
     pending: Pending,
     /// Tombstones and unreadable envelopes, bounded (see `pending`).
     held: Held,
-    /// Envelopes being read again after waiting (pending or unreadable): applying one owes
-    /// its author a receipt (see `owed`).
-    rereading: BTreeSet<EnvelopeId>,
+    /// (envelope, pusher) for the envelopes of the ingest call in progress that a peer
+    /// device pushed: applying one of them owes no receipt to its author if the author
+    /// pushed it itself (the acknowledgement of that push, judged after the batch, tells it).
+    /// Applying anything else owes its author a receipt (see `owed`).
+    pushed_by: BTreeSet<(EnvelopeId, DeviceId)>,
     owed: owed::Owed,
     pages: PageCache,
     events: VecDeque<Event>,
@@ -461,7 +464,7 @@ impl<S: Store> Replica<S> {
             by_tag: BTreeMap::new(),
             pending: Pending::default(),
             held: Held::default(),
-            rereading: BTreeSet::new(),
+            pushed_by: BTreeSet::new(),
             owed: Default::default(),
             pages: PageCache::default(),
             sealed_unreported: Vec::new(),

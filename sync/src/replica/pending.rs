@@ -66,7 +66,7 @@ impl Pending {
     /// order a crash in between leaves a record whose envelope is missing, which the next
     /// read releases ([`Replica::reread_pending`]); the other order would leave the envelope
     /// stored with no record: never read again, nor removed.
-    fn drop_envelope<S: Store>(
+    pub(super) fn drop_envelope<S: Store>(
         &mut self,
         store: &mut S,
         env: &EnvelopeId,
@@ -384,9 +384,7 @@ impl<S: Store> Replica<S> {
                     continue;
                 }
             };
-            self.rereading.insert(e);
             let r = self.ingest_decoded(&env, None, now_ms);
-            self.rereading.remove(&e);
             match r {
                 // Still unreadable (another epoch's key): still held.
                 Ok(Ingested::Unreadable(_)) => {}
@@ -514,9 +512,7 @@ impl<S: Store> Replica<S> {
             return self.pending.drop_envelope(&mut self.store, e);
         };
         let entry = self.pending.forget(e);
-        self.rereading.insert(*e);
         let r = self.ingest_decoded(&env, None, now_ms);
-        self.rereading.remove(e);
         match r {
             // Parked again: `park` wrote its record anew.
             Ok(Ingested::Pending(..)) => Ok(()),
