@@ -14,6 +14,7 @@ pub mod baseline;
 pub mod metrics;
 pub mod report;
 pub mod scenario;
+pub mod the_one;
 pub mod vaarta;
 pub mod workload;
 pub mod world;

@@ -39,6 +39,19 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Replay The ONE's contacts and messages (a `the-one` scenario file) with its baselines
+    /// modelled as it models them, beside its own MessageStatsReports
+    TheOne {
+        scenario: PathBuf,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Routers to run, comma-separated (epidemic, prophet, spray-and-wait)
+        #[arg(long, value_delimiter = ',')]
+        routers: Option<Vec<String>>,
+        /// Also run Vaarta's own router (real engines) on the same input
+        #[arg(long)]
+        vaarta: bool,
+    },
     /// Print the scenario's contact trace in The ONE's connectivity format
     Contacts {
         scenario: PathBuf,
@@ -91,8 +104,115 @@ fn main() -> ExitCode {
     }
 }
 
+fn the_one(
+    path: &PathBuf,
+    seed: Option<u64>,
+    routers: Option<Vec<String>>,
+    with_vaarta: bool,
+) -> Result<ExitCode, String> {
+    use vaarta_sim::the_one::{MessageStats, OneInput, OneScenario, Router};
+    let read = |name: &str| {
+        let p = path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(name);
+        std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut sc = OneScenario::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(s) = seed {
+        sc.seed = s;
+    }
+    if let Some(r) = routers {
+        for x in &r {
+            Router::from_name(x)?;
+        }
+        sc.routers = r;
+    }
+    let input = OneInput::parse(
+        &sc,
+        &read(&sc.connectivity)?,
+        &sc.connectivity,
+        &read(&sc.messages)?,
+        &sc.messages,
+    )?;
+    println!(
+        "scenario {} (seed {}): {} hosts, {} messages, {} contacts, {} s, update interval {} s",
+        sc.name,
+        sc.seed,
+        sc.host_count(),
+        input.messages.len(),
+        input.contacts.iter().filter(|c| c.up).count(),
+        sc.end_time_s,
+        sc.update_interval_s
+    );
+    println!();
+    println!(
+        "| router | delivery (The ONE) | overhead ratio (The ONE) | latency median s (The ONE) | latency mean s (The ONE) | relayed (The ONE) | aborted (The ONE) | hops median (The ONE) | wall s |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &sc.routers {
+        let router = Router::from_name(r)?;
+        let started = Instant::now();
+        let got = vaarta_sim::the_one::simulate(&sc, router, &input.contacts, &input.messages);
+        let wall = started.elapsed().as_secs_f64();
+        let want = match sc.reference.get(r) {
+            Some(f) => Some(MessageStats::parse_report(&read(f)?, f)?),
+            None => None,
+        };
+        let w = |f: &dyn Fn(&MessageStats) -> String| want.as_ref().map_or("–".to_string(), f);
+        let g = &got.stats;
+        println!(
+            "| {r} | {:.1}% ({}) | {:.2} ({}) | {:.0} ({}) | {:.0} ({}) | {} ({}) | {} ({}) | {} ({}) | {wall:.1} |",
+            g.delivery_prob * 100.0,
+            w(&|s| format!("{:.1}%", s.delivery_prob * 100.0)),
+            g.overhead_ratio,
+            w(&|s| format!("{:.2}", s.overhead_ratio)),
+            g.latency_med,
+            w(&|s| format!("{:.0}", s.latency_med)),
+            g.latency_avg,
+            w(&|s| format!("{:.0}", s.latency_avg)),
+            g.relayed,
+            w(&|s| s.relayed.to_string()),
+            g.aborted,
+            w(&|s| s.aborted.to_string()),
+            g.hopcount_med,
+            w(&|s| s.hopcount_med.to_string()),
+        );
+        eprintln!(
+            "{r}: trace hash {}, {} update passes",
+            got.trace_hash, got.passes
+        );
+    }
+    if with_vaarta {
+        let started = Instant::now();
+        let (g, hash) = vaarta_sim::the_one::vaarta(&sc, &input)?;
+        println!(
+            "| vaarta | {:.1}% | {:.2} | {:.0} | {:.0} | {} | – | – | {:.1} |",
+            g.delivery_prob * 100.0,
+            g.overhead_ratio,
+            g.latency_med,
+            g.latency_avg,
+            g.relayed,
+            started.elapsed().as_secs_f64()
+        );
+        eprintln!(
+            "vaarta: trace hash {hash}, peak memory {:.0} MiB",
+            peak_rss_mib()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
+        Command::TheOne {
+            scenario,
+            seed,
+            routers,
+            vaarta,
+        } => the_one(&scenario, seed, routers, vaarta),
         Command::Contacts { scenario, seed } => {
             let (sc, trace) = load(&scenario, seed)?;
             let world = vaarta_sim::world::World::build(&sc, trace.as_deref())?;
