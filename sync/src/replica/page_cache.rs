@@ -65,12 +65,15 @@ pub(super) fn encode_saved(
     w.into_vec()
 }
 
+/// Own messages of a page: message key → the envelope that carried it.
+pub(super) type OwnMessages = BTreeMap<String, EnvelopeId>;
+
 /// Reads a saved page: its own messages (`None` for a page saved before issue 11) and the
 /// [`Page::save`] bytes.
 pub(super) fn decode_saved<'a>(
     bytes: &'a [u8],
     actor: &[u8],
-) -> Result<(Option<BTreeMap<String, EnvelopeId>>, &'a [u8]), DecodeError> {
+) -> Result<(Option<OwnMessages>, &'a [u8]), DecodeError> {
     let Some(rest) = bytes.strip_prefix(SAVED_MAGIC.as_slice()) else {
         return Ok((None, bytes));
     };
@@ -324,17 +327,14 @@ impl PageCache {
             (*c == *id && n == keep) || staged(c, n) || s.page.has_staged()
         };
         // The conversation's own bound.
-        loop {
-            let Some(l) = self.convs.get(id) else {
-                break;
-            };
+        while let Some(l) = self.convs.get(id) {
             if l.pages.len() <= MAX_LOADED_PAGES {
                 break;
             }
             let Some(victim) = l
                 .pages
                 .iter()
-                .filter(|(n, s)| !stays(id, **n, *s))
+                .filter(|(n, s)| !stays(id, **n, s))
                 .min_by_key(|(_, s)| s.used)
                 .map(|(n, _)| *n)
             else {
