@@ -44,7 +44,14 @@
 //!   no idx: what sled costs for pure appends;
 //! * `batch30`: `today` with a group commit every 30 messages instead of 3;
 //! * `compacted`: `today`, then every tree copied into a fresh database (`Db::export` /
-//!   `Db::import`), the size of the copy.
+//!   `Db::import`), the size of the copy;
+//! * `no-m`: `today` without the m/ records (own messages' envelope ids kept with the page);
+//! * `no-m-seq`: `no-m` with the journal keyed by one global sequence: `l/` ‖ seq u64 BE
+//!   (10 B) → conversation ‖ page u32 ‖ envelope id (52 B, sealed: 92 B), each page's
+//!   entries deleted at its checkpoint as in `today` (the node after issue 11's sync part);
+//! * `no-m-batch`: `no-m-seq` with one journal record per group commit (key `l/` ‖ commit
+//!   seq u64 BE → the commit's entries, 52 B each, sealed once), deleted once every entry in
+//!   it is checkpointed.
 //!
 //! Sizes are the apparent sizes of every file in the database directory (and the segment
 //! files), divided by N.
@@ -288,6 +295,16 @@ fn layout(name: &str, n: u64) -> Outcome {
     let msgs = messages(n);
     let every = if name == "batch30" { 30 } else { 3 };
     let today = matches!(name, "today" | "batch30" | "compacted");
+    // The journal without m/: per-conversation keys (`no-m`), one global sequence
+    // (`no-m-seq`), or one record per group commit (`no-m-batch`).
+    let journal_only = matches!(name, "no-m" | "no-m-seq" | "no-m-batch");
+    // `no-m-seq`: each conversation's live journal seqs; `no-m-batch`: each conversation's
+    // live commit records and the entries each record still holds.
+    let mut seqs: Vec<Vec<u64>> = vec![Vec::new(); 100];
+    let mut batch_of: Vec<Vec<u64>> = vec![Vec::new(); 100];
+    let mut batch_live: std::collections::BTreeMap<u64, u32> = Default::default();
+    let mut open_batch: Vec<u8> = Vec::new();
+    let mut commit_no = 0u64;
     let mut segments = (name.starts_with("segment") || name.starts_with("frames"))
         .then(|| Segments::new(dir.path(), name.starts_with("frames")));
     let mut journal = [0u32; 100];
@@ -397,7 +414,69 @@ fn layout(name: &str, n: u64) -> Outcome {
                 journal[c] = 0;
             }
         }
+        if journal_only {
+            let entry = [&t[..], &[0u8; 4], &m.id].concat();
+            match name {
+                "no-m" => {
+                    let jk = [&b"j/"[..], &t, &[0; 4], &i.to_be_bytes()].concat();
+                    meta.insert(jk, vec![1u8; 72]).expect("insert");
+                    written += 102;
+                }
+                "no-m-seq" => {
+                    let jk = [&b"l/"[..], &i.to_be_bytes()].concat();
+                    meta.insert(jk, vec![1u8; 52 + SEAL]).expect("insert");
+                    written += 10 + 92;
+                    seqs[c].push(i);
+                }
+                _ => {
+                    open_batch.extend_from_slice(&entry);
+                    batch_of[c].push(commit_no);
+                    *batch_live.entry(commit_no).or_default() += 1;
+                }
+            }
+            journal[c] += 1;
+            if journal[c] == JOURNAL_MAX {
+                match name {
+                    "no-m" => {
+                        let p = [&b"j/"[..], &t].concat();
+                        for k in meta.scan_prefix(&p).keys() {
+                            meta.remove(k.expect("key")).expect("remove");
+                        }
+                    }
+                    "no-m-seq" => {
+                        for s in seqs[c].drain(..) {
+                            meta.remove([&b"l/"[..], &s.to_be_bytes()].concat())
+                                .expect("remove");
+                        }
+                    }
+                    _ => {
+                        for b in batch_of[c].drain(..) {
+                            let live = batch_live.get_mut(&b).expect("live batch");
+                            *live -= 1;
+                            if *live == 0 {
+                                batch_live.remove(&b);
+                                if b < commit_no {
+                                    meta.remove([&b"l/"[..], &b.to_be_bytes()].concat())
+                                        .expect("remove");
+                                }
+                            }
+                        }
+                    }
+                }
+                journal[c] = 0;
+            }
+        }
         if i.is_multiple_of(every) {
+            if name == "no-m-batch" && !open_batch.is_empty() {
+                if batch_live.contains_key(&commit_no) {
+                    let v = [&open_batch[..], &[1u8; SEAL]].concat();
+                    written += 10 + v.len() as u64;
+                    meta.insert([&b"l/"[..], &commit_no.to_be_bytes()].concat(), v)
+                        .expect("insert");
+                }
+                open_batch.clear();
+                commit_no += 1;
+            }
             if let Some(s) = segments.as_mut() {
                 s.commit();
             }
@@ -466,6 +545,9 @@ const LAYOUTS: &[&str] = &[
     "arrival",
     "batch30",
     "compacted",
+    "no-m",
+    "no-m-seq",
+    "no-m-batch",
 ];
 
 fn main() {

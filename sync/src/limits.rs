@@ -76,6 +76,14 @@ pub const MAX_OWED_RECEIPTS: usize = 4096;
 pub const MAX_OWED_RECEIPTS_PER_AUTHOR: usize = 1024;
 /// Page documents kept in memory per conversation (others are saved and reloaded on demand).
 pub const MAX_LOADED_PAGES: usize = 4;
+/// Page documents kept in memory, every conversation together (least recently used out
+/// first; pages with staged ops stay until sealed). Measured: a loaded page costs about
+/// 175 KB of RSS (corpus bench, 100,000 messages in 100 conversations: +17.5 MB for the
+/// newest page of each, docs/performance.md), so this bounds pages to about 180 MB instead of
+/// `MAX_CONVERSATIONS` × `MAX_LOADED_PAGES` (16,384 pages, ~2.8 GB). It stays above the
+/// 1,000 conversations of issue 11's corpus: below the number of conversations written in
+/// turn, every message would save one page whole and load another.
+pub const MAX_LOADED_PAGES_TOTAL: usize = 1024;
 /// Invitations from devices that are not contacts (share no conversation with us and were
 /// never accepted) held until the user accepts or declines them; past it the oldest is
 /// dropped (and remembered as a tombstone). A guess: more than a screenful of strangers is

@@ -1354,7 +1354,10 @@ fn rotation_past_max_epochs_is_loud_not_silent() {
     // nobody seals under the key the removed device holds, and duties neither fail nor fill
     // the log with rotations every replica would refuse.
     const EPOCHS: usize = 6;
-    let config = Config { max_epochs: EPOCHS };
+    let config = Config {
+        max_epochs: EPOCHS,
+        ..Config::default()
+    };
     let (mut rs, c) = group_with(3, &[], History::Shared, config);
     let members: Vec<DeviceId> = rs.iter().map(|r| r.device_id()).collect();
     let epochs =

@@ -495,9 +495,8 @@ impl<S: Store> Replica<S> {
         );
         let eid = env.id();
         self.store.put_envelope(&header.tag, &eid, env.bytes())?;
-        for m in &created {
-            self.store.put(&keys::own_message(id, m), &eid.0)?;
-        }
+        // Kept with the page (saved with it, recovered from the journal after a crash).
+        self.pages.note_own(id, p, &created, eid);
         self.record_sealed(Sealed::of(eid, &header, *id, created));
         self.note_page_epoch(id, p, epoch)?;
         self.journal(id, p, &eid)?;

@@ -274,6 +274,13 @@ impl<S: Store> Replica<S> {
                 self.store
                     .put_envelope(&v.env.header().tag, &v.env.id(), v.env.bytes())?;
                 self.note_page_epoch(&conv, page_no, v.env.header().epoch)?;
+                self.note_own_changes(
+                    &conv,
+                    page_no,
+                    v.env.id(),
+                    v.checked.signer,
+                    v.checked.changes.iter().map(|(c, _)| c),
+                );
                 self.journal(&conv, page_no, &v.env.id())?;
                 self.owe_for_applied(&v.env.id(), v.checked.signer)?;
                 self.stats.applied += 1;
@@ -835,6 +842,8 @@ impl<S: Store> Replica<S> {
             return Ok(Ingested::Duplicate);
         }
         if page.contested(&only) {
+            // Before the journal entry (which may save the page whole).
+            self.note_own_changes(&conv, page_no, env.id(), signer, &only);
             let r = self.settle_contested(conv, env, page_no, newest, only, now_ms)?;
             self.owe_for_applied(&env.id(), signer)?;
             return Ok(r);
@@ -846,6 +855,8 @@ impl<S: Store> Replica<S> {
             return Err(e.into());
         }
         self.clock.observe(newest, now_ms);
+        // Before the journal entry (which may save the page whole).
+        self.note_own_changes(&conv, page_no, env.id(), signer, &only);
         let stored = (|| -> Result<(), StoreError> {
             self.store
                 .put_envelope(&env.header().tag, &env.id(), env.bytes())?;

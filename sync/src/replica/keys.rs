@@ -8,11 +8,12 @@
 //! | `c/` | `c/` ‖ conversation id | a conversation this device holds | secret (32) ‖ creator device id (32) |
 //! | `k/` | `k/` ‖ conversation id ‖ epoch id | an epoch key this device holds | the key (32) |
 //! | `e/` | `e/` ‖ conversation id ‖ page u32 BE ‖ epoch id | an epoch whose envelopes wrote into the page | empty |
-//! | `p/` | `p/` ‖ conversation id ‖ page u32 BE | a page document, saved whole | [`Page::save`](crate::page::Page::save) bytes |
-//! | `j/` | `j/` ‖ conversation id ‖ page u32 BE ‖ seq u64 BE | the page's journal: an envelope applied since the page was last saved (seq: application order) | envelope id (32) |
+//! | `p/` | `p/` ‖ conversation id ‖ page u32 BE | a page document, saved whole, with the envelope ids of its own messages | `vpo1` ‖ own messages ‖ [`Page::save`](crate::page::Page::save) bytes (before issue 11: the bare save bytes) |
+//! | `l/` | `l/` ‖ seq u64 BE | the journal: an envelope applied to a page since the page was last saved (seq: application order, one counter for the replica) | conversation id (16) ‖ page u32 BE ‖ envelope id (32) |
+//! | `j/` | `j/` ‖ conversation id ‖ page u32 BE ‖ seq u64 BE | before issue 11: the journal, one key range per page; moved to `l/` at open, never written | envelope id (32) |
 //! | `o/` | `o/` ‖ conversation id ‖ envelope id | a control (membership) envelope of the conversation, replayed at open | empty |
 //! | `q/` | `q/` ‖ envelope id | a pending envelope (retried at open) | conversation id (16) |
-//! | `m/` | `m/` ‖ conversation id ‖ page u32 BE ‖ message key (UTF-8) | a message written on this device | envelope id (32) that carried it |
+//! | `m/` | `m/` ‖ conversation id ‖ page u32 BE ‖ message key (UTF-8) | before issue 11: a message written on this device (now in its saved page, `p/`); read when a page saved without the list loads, deleted when it is saved again, never written | envelope id (32) that carried it |
 //! | `u/` | `u/` ‖ conversation id ‖ envelope id | an envelope held unreadable (its epoch key not granted here), read again when the key arrives | epoch id (4) ‖ order u64 BE |
 //! | `t/` | `t/` ‖ tag ‖ order u64 BE | a tombstone, in the order it was made (for the bounds) | envelope id (32) |
 //! | `v/` | `v/` ‖ conversation id ‖ device id | a device found equivocating in one of the conversation's pages (B3) | empty |
@@ -36,6 +37,7 @@
 //! are **carried** for others.
 
 use crate::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, Tag};
+#[cfg(test)]
 use crate::page::MessageId;
 
 /// `c/`: conversations held.
@@ -46,13 +48,15 @@ pub const EPOCH_KEY: &[u8] = b"k/";
 pub const PAGE_EPOCH: &[u8] = b"e/";
 /// `p/`: saved pages.
 pub const PAGE: &[u8] = b"p/";
-/// `j/`: page journals.
-pub const JOURNAL: &[u8] = b"j/";
+/// `l/`: the journal, in application order.
+pub const JOURNAL: &[u8] = b"l/";
+/// `j/`: page journals before issue 11 (moved to `l/` at open).
+pub const LEGACY_JOURNAL: &[u8] = b"j/";
 /// `o/`: control envelopes per conversation.
 pub const CONTROL: &[u8] = b"o/";
 /// `q/`: pending envelopes.
 pub const PENDING: &[u8] = b"q/";
-/// `m/`: messages written on this device.
+/// `m/`: messages written on this device, before issue 11 (read, then deleted).
 pub const OWN_MESSAGE: &[u8] = b"m/";
 /// `u/`: envelopes held unreadable.
 pub const UNREADABLE: &[u8] = b"u/";
@@ -86,6 +90,7 @@ pub const ALL: &[&[u8]] = &[
     PAGE_EPOCH,
     PAGE,
     JOURNAL,
+    LEGACY_JOURNAL,
     CONTROL,
     PENDING,
     OWN_MESSAGE,
@@ -132,17 +137,54 @@ pub(crate) fn page(c: &ConversationId, page: u32) -> Vec<u8> {
     [PAGE, &c.0, &page.to_be_bytes()].concat()
 }
 
-/// Journal entries of every page of one conversation.
-pub(crate) fn journals_prefix(c: &ConversationId) -> Vec<u8> {
-    [JOURNAL, &c.0].concat()
+/// `l/` ‖ seq: one journal entry.
+pub(crate) fn journal(seq: u64) -> Vec<u8> {
+    [JOURNAL, &seq.to_be_bytes()].concat()
 }
 
-pub(crate) fn journal_prefix(c: &ConversationId, page: u32) -> Vec<u8> {
-    [JOURNAL, &c.0, &page.to_be_bytes()].concat()
+/// The value under [`journal`]: conversation ‖ page ‖ envelope id.
+pub(crate) fn journal_value(c: &ConversationId, page: u32, env: &EnvelopeId) -> Vec<u8> {
+    [&c.0[..], &page.to_be_bytes(), &env.0].concat()
 }
 
-pub(crate) fn journal(c: &ConversationId, page: u32, seq: u64) -> Vec<u8> {
-    [journal_prefix(c, page).as_slice(), &seq.to_be_bytes()].concat()
+/// Reads a journal entry: (seq, conversation, page, envelope), or `None` if it is not one.
+pub(crate) fn parse_journal(k: &[u8], v: &[u8]) -> Option<(u64, ConversationId, u32, EnvelopeId)> {
+    let seq = u64::from_be_bytes(k.strip_prefix(JOURNAL)?.try_into().ok()?);
+    if v.len() != 52 {
+        return None;
+    }
+    let c = ConversationId(v[..16].try_into().ok()?);
+    let page = u32::from_be_bytes(v[16..20].try_into().ok()?);
+    let e = EnvelopeId(v[20..].try_into().ok()?);
+    Some((seq, c, page, e))
+}
+
+/// Reads a journal entry written before issue 11 (`j/` ‖ conversation ‖ page ‖ seq →
+/// envelope id): (seq, conversation, page, envelope), or `None` if it is not one.
+pub(crate) fn parse_legacy_journal(
+    k: &[u8],
+    v: &[u8],
+) -> Option<(u64, ConversationId, u32, EnvelopeId)> {
+    let k = k.strip_prefix(LEGACY_JOURNAL)?;
+    if k.len() != 28 {
+        return None;
+    }
+    let c = ConversationId(k[..16].try_into().ok()?);
+    let page = u32::from_be_bytes(k[16..20].try_into().ok()?);
+    let seq = u64::from_be_bytes(k[20..28].try_into().ok()?);
+    Some((seq, c, page, EnvelopeId::from_slice(v)?))
+}
+
+/// A journal key of before issue 11 (for the tests that make such a store).
+#[cfg(test)]
+pub(crate) fn legacy_journal(c: &ConversationId, page: u32, seq: u64) -> Vec<u8> {
+    [
+        LEGACY_JOURNAL,
+        &c.0,
+        &page.to_be_bytes(),
+        &seq.to_be_bytes(),
+    ]
+    .concat()
 }
 
 pub(crate) fn control_prefix(c: &ConversationId) -> Vec<u8> {
@@ -198,6 +240,13 @@ pub(crate) fn tombstone(tag: &Tag, order: u64) -> Vec<u8> {
     [TOMBSTONE, &tag.0, &order.to_be_bytes()].concat()
 }
 
+/// `m/` records of one page (before issue 11).
+pub(crate) fn own_messages_prefix(c: &ConversationId, page: u32) -> Vec<u8> {
+    [OWN_MESSAGE, &c.0, &page.to_be_bytes()].concat()
+}
+
+/// An `m/` record's key (before issue 11: written no more; the tests make such stores).
+#[cfg(test)]
 pub(crate) fn own_message(c: &ConversationId, msg: &MessageId) -> Vec<u8> {
     [
         OWN_MESSAGE,
@@ -250,7 +299,7 @@ mod tests {
 
     #[test]
     fn no_prefix_is_a_prefix_of_another() {
-        assert_eq!(ALL.len(), 20);
+        assert_eq!(ALL.len(), 21);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!a.is_empty());
             for (j, b) in ALL.iter().enumerate() {
@@ -275,7 +324,7 @@ mod tests {
             page: 5,
             key: "k".into(),
         };
-        let cases: [(&[u8], Vec<u8>, usize); 18] = [
+        let cases: [(&[u8], Vec<u8>, usize); 19] = [
             (OWED_RECEIPT, owed_receipt(&DeviceId([6; 32]), &env), 66),
             (VOIDED_SHARED, voided_shared(&c, &e), 22),
             (EQUIVOCATOR, equivocator(&c, &DeviceId([6; 32])), 50),
@@ -288,8 +337,9 @@ mod tests {
             (PAGE_EPOCH, page_epoch(&c, 5, &e), 26),
             (PAGE, pages_prefix(&c), 18),
             (PAGE, page(&c, 5), 22),
-            (JOURNAL, journals_prefix(&c), 18),
-            (JOURNAL, journal(&c, 5, 7), 30),
+            (JOURNAL, journal(7), 10),
+            (LEGACY_JOURNAL, legacy_journal(&c, 5, 7), 30),
+            (OWN_MESSAGE, own_messages_prefix(&c, 5), 22),
             (CONTROL, control(&c, &env), 50),
             (PENDING, pending(&env), 34),
             (OWN_MESSAGE, own_message(&c, &m), 23),
@@ -300,9 +350,17 @@ mod tests {
             assert_eq!(k.len(), len, "{k:?}");
         }
         assert_eq!(&page(&c, 5)[18..], &5u32.to_be_bytes());
-        assert_eq!(&journal(&c, 5, 7)[22..], &7u64.to_be_bytes());
-        assert!(journal(&c, 5, 7).starts_with(&journal_prefix(&c, 5)));
-        assert!(journal_prefix(&c, 5).starts_with(&journals_prefix(&c)));
+        assert_eq!(&journal(7)[2..], &7u64.to_be_bytes());
+        assert_eq!(
+            parse_journal(&journal(7), &journal_value(&c, 5, &env)),
+            Some((7, c, 5, env))
+        );
+        assert_eq!(parse_journal(&journal(7), &[0; 51]), None);
+        assert_eq!(
+            parse_legacy_journal(&legacy_journal(&c, 5, 7), &env.0),
+            Some((7, c, 5, env))
+        );
+        assert!(own_message(&c, &m).starts_with(&own_messages_prefix(&c, 5)));
     }
 
     #[test]

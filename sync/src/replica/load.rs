@@ -1,5 +1,6 @@
 //! Loading: the replica's state from its store at open, and pages on demand.
 
+use super::page_cache::decode_saved;
 use super::*;
 
 impl<S: Store> Replica<S> {
@@ -14,6 +15,14 @@ impl<S: Store> Replica<S> {
             self.clock = Clock::resume(bound);
             self.clock_bound_ms = bound.ms;
         }
+        let mut journals = self.load_journal()?;
+        // Stores written before issue 11 kept own messages' envelope ids in `m/` records.
+        let mut legacy = false;
+        self.store.scan_prefix(keys::OWN_MESSAGE, &mut |_, _| {
+            legacy = true;
+            false
+        })?;
+        self.pages.legacy_own = legacy;
         let mut records = Vec::new();
         self.store.scan_prefix(keys::CONVERSATION, &mut |k, v| {
             records.push((k.to_vec(), v.to_vec()));
@@ -52,26 +61,20 @@ impl<S: Store> Replica<S> {
             for (p, e) in pe {
                 c.page_epochs.entry(p).or_default().insert(e);
             }
-            for prefix in [keys::pages_prefix(&id), keys::journals_prefix(&id)] {
-                let mut pages = BTreeSet::new();
-                let mut max_seq = 0u64;
-                self.store.scan_prefix(&prefix, &mut |k, _| {
+            let mut pages = BTreeSet::new();
+            self.store
+                .scan_prefix(&keys::pages_prefix(&id), &mut |k, _| {
                     if let Ok(n) = <[u8; 4]>::try_from(&k[18..22]) {
                         pages.insert(u32::from_be_bytes(n));
                     }
-                    if k.len() == 30
-                        && let Ok(s) = <[u8; 8]>::try_from(&k[22..30])
-                    {
-                        max_seq = max_seq.max(u64::from_be_bytes(s));
-                        self.pages.note_journal_entry(
-                            &id,
-                            u32::from_be_bytes(k[18..22].try_into().unwrap_or([0; 4])),
-                        );
-                    }
                     true
                 })?;
-                c.known_pages.extend(pages);
-                self.pages.resume_journal_seq(max_seq + 1);
+            c.known_pages.extend(pages);
+            for (page, seqs) in journals.remove(&id).unwrap_or_default() {
+                c.known_pages.insert(page);
+                for s in seqs {
+                    self.pages.note_journal_entry(&id, page, s);
+                }
             }
             self.by_tag.insert(c.tag, id);
             self.convs.insert(id, c);
@@ -120,26 +123,59 @@ impl<S: Store> Replica<S> {
     pub(super) fn ensure_page(&mut self, id: &ConversationId, n: u32) -> Result<(), CommandError> {
         let c = self.convs.get(id).ok_or(CommandError::NoSuchConversation)?;
         if self.pages.touch(id, n) {
+            // Pages sealed since they stayed over a bound (staged) go now.
+            if self.pages.over_bound(id) {
+                self.evict_pages(id, n)?;
+            }
             return Ok(());
         }
         let actor = self.me.device_id().actor();
-        let mut page = match self.store.get(&keys::page(id, n))? {
-            Some(bytes) => Page::load(n, &bytes, actor.clone())
+        let me = self.me.device_id();
+        let saved = self.store.get(&keys::page(id, n))?;
+        let (own, page_bytes) = match &saved {
+            Some(bytes) => decode_saved(bytes, actor.to_bytes())
+                .map_err(|e| StoreError::Corrupt(format!("page {n}: {e}")))?,
+            None => (None, &[][..]),
+        };
+        let mut page = match &saved {
+            Some(_) => Page::load(n, page_bytes, actor.clone())
                 .map_err(|e| StoreError::Corrupt(format!("page {n}: {e}")))?,
             None => Page::new(n, actor.clone()),
         };
+        // Own messages: saved with the page, or (saved before issue 11) in `m/` records.
+        let mut legacy = false;
+        let mut own = match own {
+            Some(own) => own,
+            None if self.pages.legacy_own => {
+                let mut own = BTreeMap::new();
+                let skip = keys::own_messages_prefix(id, n).len();
+                self.store
+                    .scan_prefix(&keys::own_messages_prefix(id, n), &mut |k, v| {
+                        if let (Ok(key), Some(e)) =
+                            (std::str::from_utf8(&k[skip..]), EnvelopeId::from_slice(v))
+                        {
+                            own.insert(key.to_string(), e);
+                        }
+                        legacy = true;
+                        true
+                    })?;
+                own
+            }
+            None => BTreeMap::new(),
+        };
         // Replay the journal: envelopes applied since the page was last saved.
         let mut entries = Vec::new();
-        self.store
-            .scan_prefix(&keys::journal_prefix(id, n), &mut |_, v| {
-                entries.push(v.to_vec());
-                true
-            })?;
+        for s in self.pages.journal_seqs(id, n) {
+            if let Some(v) = self.store.get(&keys::journal(s))?
+                && let Some((_, jc, jp, e)) = keys::parse_journal(&keys::journal(s), &v)
+                && jc == *id
+                && jp == n
+            {
+                entries.push(e);
+            }
+        }
         let mut changes: Vec<Change> = Vec::new();
-        for e in entries {
-            let Some(eid) = EnvelopeId::from_slice(&e) else {
-                continue;
-            };
+        for eid in entries {
             let Some(bytes) = self.store.envelope(&eid)? else {
                 continue;
             };
@@ -157,6 +193,13 @@ impl<S: Store> Replica<S> {
                 continue;
             }
             if let Ok(cs) = decode_changes(r.rest(), &opened.signer.actor()) {
+                if opened.signer == me {
+                    // The envelope that created own messages (the last one, as when `m/`
+                    // records were rewritten, should one change be sealed twice).
+                    for m in cs.iter().flat_map(|ch| own_created(ch, n)) {
+                        own.insert(m.key, eid);
+                    }
+                }
                 changes.extend(cs);
             }
         }
@@ -189,8 +232,12 @@ impl<S: Store> Replica<S> {
                 // page and the changes that applied.
                 let base = |s: &S| -> Result<Page, StoreError> {
                     Ok(match s.get(&keys::page(id, n))? {
-                        Some(bytes) => Page::load(n, &bytes, actor.clone())
-                            .map_err(|e| StoreError::Corrupt(format!("page {n}: {e}")))?,
+                        Some(bytes) => {
+                            let (_, doc) = decode_saved(&bytes, actor.to_bytes())
+                                .map_err(|e| StoreError::Corrupt(format!("page {n}: {e}")))?;
+                            Page::load(n, doc, actor.clone())
+                                .map_err(|e| StoreError::Corrupt(format!("page {n}: {e}")))?
+                        }
                         None => Page::new(n, actor.clone()),
                     })
                 };
@@ -220,12 +267,52 @@ impl<S: Store> Replica<S> {
             .convs
             .get_mut(id)
             .ok_or(CommandError::NoSuchConversation)?;
-        self.pages.insert(id, n, page);
+        self.pages.insert(id, n, page, own, legacy);
         c.known_pages.insert(n);
-        self.evict_pages(id)?;
+        self.evict_pages(id, n)?;
         Ok(())
     }
+
+    /// The journal at open: moves entries written before issue 11 (`j/`, one key range per
+    /// page) to `l/` under the seqs they had (one counter then too, so application order
+    /// holds), then reads every entry: per conversation, per page, the seqs in order.
+    /// Numbering resumes past the largest.
+    fn load_journal(&mut self) -> Result<JournalIndex, StoreError> {
+        let mut old = Vec::new();
+        self.store.scan_prefix(keys::LEGACY_JOURNAL, &mut |k, v| {
+            old.push((k.to_vec(), keys::parse_legacy_journal(k, v)));
+            true
+        })?;
+        for (k, parsed) in old {
+            // The new entry first: a crash in between leaves both, and the next open
+            // writes the same entry again.
+            if let Some((seq, c, page, e)) = parsed {
+                self.store
+                    .put(&keys::journal(seq), &keys::journal_value(&c, page, &e))?;
+            }
+            self.store.delete(&k)?;
+        }
+        let mut index = JournalIndex::new();
+        let mut next = 0u64;
+        self.store.scan_prefix(keys::JOURNAL, &mut |k, v| {
+            if let Some((seq, c, page, _)) = keys::parse_journal(k, v) {
+                index
+                    .entry(c)
+                    .or_default()
+                    .entry(page)
+                    .or_default()
+                    .push(seq);
+                next = next.max(seq + 1);
+            }
+            true
+        })?;
+        self.pages.resume_journal_seq(next);
+        Ok(index)
+    }
 }
+
+/// Journal seqs at open, per conversation and page, in application order.
+type JournalIndex = BTreeMap<ConversationId, BTreeMap<u32, Vec<u64>>>;
 
 /// The hashes of the changes removals pinned in page `n` of `c`.
 pub(super) fn pinned_hashes(c: &Conversation, n: u32) -> BTreeSet<ChangeHash> {

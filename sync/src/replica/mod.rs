@@ -41,9 +41,10 @@ use crate::hlc::{Clock, Hlc};
 use crate::identity::Identity;
 use crate::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, OpHash, Tag, actor_bytes};
 use crate::limits::{
-    MAX_CHANGES_PER_ENVELOPE, MAX_LOADED_PAGES, MAX_PENDING, MAX_QUEUED_EVENTS, MAX_TOMBSTONES,
-    MAX_TOMBSTONES_PER_TAG, MAX_UNREADABLE, MAX_UNREADABLE_PER_TAG, MAX_UNVERIFIED_BYTES,
-    MAX_UNVERIFIED_BYTES_PER_TAG, MAX_UNVERIFIED_PER_TAG,
+    MAX_CHANGES_PER_ENVELOPE, MAX_LOADED_PAGES, MAX_LOADED_PAGES_TOTAL, MAX_PENDING,
+    MAX_QUEUED_EVENTS, MAX_TOMBSTONES, MAX_TOMBSTONES_PER_TAG, MAX_UNREADABLE,
+    MAX_UNREADABLE_PER_TAG, MAX_UNVERIFIED_BYTES, MAX_UNVERIFIED_BYTES_PER_TAG,
+    MAX_UNVERIFIED_PER_TAG, PAGE_CAPACITY,
 };
 use crate::membership::{self, Action, ControlOp, Entry, History, Pin};
 use crate::page::{self, Draft, MessageId, MessageView, Page, RuleError};
@@ -59,6 +60,8 @@ mod carry;
 mod compose;
 mod ingest;
 mod invites;
+#[cfg(test)]
+mod journal_tests;
 pub mod keys;
 mod load;
 mod owed;
@@ -272,12 +275,17 @@ pub struct Config {
     /// Lowered only by tests and simulations that must reach the bound without a thousand
     /// rotations.
     pub max_epochs: usize,
+    /// Page documents loaded at most, every conversation together
+    /// ([`crate::limits::MAX_LOADED_PAGES_TOTAL`], the default). Not a protocol parameter
+    /// (replicas may differ); lowered by tests that push past it.
+    pub max_loaded_pages: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             max_epochs: crate::limits::MAX_EPOCHS,
+            max_loaded_pages: MAX_LOADED_PAGES_TOTAL,
         }
     }
 }
@@ -466,7 +474,7 @@ impl<S: Store> Replica<S> {
             held: Held::default(),
             pushed_by: BTreeSet::new(),
             owed: Default::default(),
-            pages: PageCache::default(),
+            pages: PageCache::new(config.max_loaded_pages),
             sealed_unreported: Vec::new(),
             sealed: None,
             events: VecDeque::new(),

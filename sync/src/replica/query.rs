@@ -176,7 +176,7 @@ impl<S: Store> Replica<S> {
         self.newest(id, out, limit)
     }
 
-    /// The messages of page `p` that are shown, without envelope ids.
+    /// The messages of page `p` that are shown, with the envelope ids of own messages.
     fn page_messages(
         &mut self,
         id: &ConversationId,
@@ -191,39 +191,35 @@ impl<S: Store> Replica<S> {
             .get_mut(id, p)
             .expect("loaded by ensure_page")
             .messages_cut(|actor| c.device_of_actor(actor).and_then(|d| st.cut(&d, p)));
+        let me = self.me.device_id();
         Ok(views
             .into_iter()
             .map(|v| {
                 let author = c.device_of_actor(&v.actor);
                 MessageInfo {
                     author_name: author.and_then(|a| c.name_of(&a)),
+                    envelope: if author == Some(me) {
+                        self.pages.own_envelope(id, p, &v.id.key)
+                    } else {
+                        None
+                    },
                     author,
-                    envelope: None,
                     view: v,
                 }
             })
             .collect())
     }
 
-    /// The newest `limit` of `out`, oldest first, with the envelope ids of own messages.
+    /// The newest `limit` of `out`, oldest first.
     fn newest(
         &self,
-        id: &ConversationId,
+        _id: &ConversationId,
         mut out: Vec<MessageInfo>,
         limit: usize,
     ) -> Result<Vec<MessageInfo>, CommandError> {
         out.sort_by(|a, b| (a.view.sent_at, &a.view.id).cmp(&(b.view.sent_at, &b.view.id)));
         let skip = out.len().saturating_sub(limit);
-        let mut out: Vec<MessageInfo> = out.into_iter().skip(skip).collect();
-        let me = self.me.device_id();
-        for m in &mut out {
-            if m.author == Some(me)
-                && let Some(e) = self.store.get(&keys::own_message(id, &m.view.id))?
-            {
-                m.envelope = EnvelopeId::from_slice(&e);
-            }
-        }
-        Ok(out)
+        Ok(out.into_iter().skip(skip).collect())
     }
 
     /// Heads of every page and the membership state: equal on two replicas iff they converged.
