@@ -234,9 +234,13 @@ impl OneScenario {
         if !(0.0..=1.0).contains(&p.p_init)
             || !(0.0..=1.0).contains(&p.beta)
             || !(0.0..=1.0).contains(&p.gamma)
-            || !(p.seconds_in_time_unit > 0.0)
+            || !p.seconds_in_time_unit.is_finite()
+            || p.seconds_in_time_unit <= 0.0
         {
-            return Err("prophet: p_init, beta, gamma in [0, 1], seconds_in_time_unit > 0".into());
+            return Err(
+                "prophet: p_init, beta, gamma in [0, 1], seconds_in_time_unit finite and > 0"
+                    .into(),
+            );
         }
         Ok(s)
     }
