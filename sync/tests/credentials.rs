@@ -43,8 +43,15 @@ impl Org {
     }
 
     fn revoke(&self, target: Target, effective_at: u64) -> Revocation {
-        Revocation::new(&self.key, target, effective_at, None, effective_at, T0 + 3650 * DAY)
-            .unwrap()
+        Revocation::new(
+            &self.key,
+            target,
+            effective_at,
+            None,
+            effective_at,
+            T0 + 3650 * DAY,
+        )
+        .unwrap()
     }
 }
 
@@ -73,12 +80,24 @@ fn raw_chain(reg: &Registrar, p: u8, d: u8, unit_path: &str, at: u64) -> Chain {
         at + 90 * DAY,
     )
     .unwrap();
-    let device = DeviceCred::new(&reg.key, person.person, key(d).device_id(), "phone", at, at + 90 * DAY)
-        .unwrap();
+    let device = DeviceCred::new(
+        &reg.key,
+        person.person,
+        key(d).device_id(),
+        "phone",
+        at,
+        at + 90 * DAY,
+    )
+    .unwrap();
     reg.bundle(person, device)
 }
 
-fn verify(c: &Chain, pinned: &[OrgId], revs: &Revocations, now: u64) -> Result<vaarta_sync::org::Verified, CredError> {
+fn verify(
+    c: &Chain,
+    pinned: &[OrgId],
+    revs: &Revocations,
+    now: u64,
+) -> Result<vaarta_sync::org::Verified, CredError> {
     verify_device(c, pinned, revs, now, SKEW)
 }
 
@@ -91,9 +110,19 @@ fn a_chain_to_the_pinned_root_verifies_and_says_who() {
     let org = Org::new(1, "Bihar Police");
     let reg = org.registrar(2, "bihar/darbhanga", T0 - DAY, T0 + 365 * DAY);
     let person = reg
-        .issue_person(PersonId([9; 16]), names(), "District Magistrate", unit("bihar/darbhanga/sadar"), vec!["hi".into()], T0, 400 * DAY)
+        .issue_person(
+            PersonId([9; 16]),
+            names(),
+            "District Magistrate",
+            unit("bihar/darbhanga/sadar"),
+            vec!["hi".into()],
+            T0,
+            400 * DAY,
+        )
         .unwrap();
-    let device = reg.issue_device(&person, key(10).device_id(), "phone", T0, 400 * DAY).unwrap();
+    let device = reg
+        .issue_device(&person, key(10).device_id(), "phone", T0, 400 * DAY)
+        .unwrap();
     let c = reg.bundle(person, device);
     let v = verify(&c, &[org.id()], &none(), T0 + DAY).unwrap();
     assert_eq!(v.org, org.id());
@@ -102,7 +131,11 @@ fn a_chain_to_the_pinned_root_verifies_and_says_who() {
     assert_eq!(v.person, PersonId([9; 16]));
     assert_eq!(v.device, key(10).device_id());
     assert_eq!(v.unit, unit("bihar/darbhanga/sadar"));
-    assert_eq!(v.names[0], ("en".to_string(), "Anita Kumari".to_string()), "names in tag order");
+    assert_eq!(
+        v.names[0],
+        ("en".to_string(), "Anita Kumari".to_string()),
+        "names in tag order"
+    );
     // Asked for 400 days; a credential never outlives its registrar's certificate.
     assert_eq!(v.expires, T0 + 365 * DAY);
     // The encoding round-trips exactly.
@@ -120,21 +153,33 @@ fn expired_and_not_yet_valid_are_refused() {
     assert!(verify(&c, &[org.id()], &none(), end).is_ok());
     assert!(matches!(
         verify(&c, &[org.id()], &none(), end + SKEW + 1),
-        Err(CredError::Expired { record: "person credential", .. })
+        Err(CredError::Expired {
+            record: "person credential",
+            ..
+        })
     ));
     assert!(matches!(
         verify(&c, &[org.id()], &none(), T0 - SKEW - 1),
         Err(CredError::NotYetValid { .. })
     ));
     // With no tolerance, one millisecond either side is enough.
-    assert!(matches!(verify_device(&c, &[org.id()], &none(), end + 1, 0), Err(CredError::Expired { .. })));
-    assert!(matches!(verify_device(&c, &[org.id()], &none(), T0 - 1, 0), Err(CredError::NotYetValid { .. })));
+    assert!(matches!(
+        verify_device(&c, &[org.id()], &none(), end + 1, 0),
+        Err(CredError::Expired { .. })
+    ));
+    assert!(matches!(
+        verify_device(&c, &[org.id()], &none(), T0 - 1, 0),
+        Err(CredError::NotYetValid { .. })
+    ));
     // An expired registrar certificate takes its credentials with it.
     let short = org.registrar(5, "bihar", T0 - DAY, T0 + 10 * DAY);
     let c = raw_chain(&short, 3, 4, "bihar", T0);
     assert!(matches!(
         verify(&c, &[org.id()], &none(), T0 + 10 * DAY + SKEW + 1),
-        Err(CredError::Expired { record: "registrar certificate", .. })
+        Err(CredError::Expired {
+            record: "registrar certificate",
+            ..
+        })
     ));
 }
 
@@ -161,11 +206,17 @@ fn credentials_of_another_organisation_are_refused() {
     let ndrf = Org::new(20, "NDRF");
     let reg = ndrf.registrar(21, "", T0 - DAY, T0 + 365 * DAY);
     let c = raw_chain(&reg, 3, 4, "bn7", T0);
-    assert_eq!(verify(&c, &[police.id()], &none(), T0), Err(CredError::UnknownRoot(ndrf.id())));
+    assert_eq!(
+        verify(&c, &[police.id()], &none(), T0),
+        Err(CredError::UnknownRoot(ndrf.id()))
+    );
     // Swapping in the pinned root's record does not help: the registrar is not its.
     let mut swapped = c.clone();
     swapped.root = police.rec.clone();
-    assert_eq!(verify(&swapped, &[police.id()], &none(), T0), Err(CredError::NotIssuedByRoot));
+    assert_eq!(
+        verify(&swapped, &[police.id()], &none(), T0),
+        Err(CredError::NotIssuedByRoot)
+    );
     assert!(verify(&c, &[ndrf.id()], &none(), T0).is_ok());
 }
 
@@ -176,51 +227,118 @@ fn only_a_certified_registrar_issues() {
     let good = raw_chain(&reg, 3, 4, "bihar", T0);
     // An enrolled person's own device key signs a credential for a second device.
     let person_key = key(4);
-    let rogue_dev = DeviceCred::new(&person_key, good.person.person, key(5).device_id(), "laptop", T0, T0 + DAY)
-        .unwrap();
+    let rogue_dev = DeviceCred::new(
+        &person_key,
+        good.person.person,
+        key(5).device_id(),
+        "laptop",
+        T0,
+        T0 + DAY,
+    )
+    .unwrap();
     let mut c = good.clone();
     c.device = rogue_dev;
     assert_eq!(
         verify(&c, &[org.id()], &none(), T0),
-        Err(CredError::NotARegistrar { issuer: person_key.device_id() })
+        Err(CredError::NotARegistrar {
+            issuer: person_key.device_id()
+        })
     );
     // A key that makes its own "registrar certificate" is not certified by the root.
     let fake_root = key(66);
     let mut c = good.clone();
-    c.registrar = RegistrarCert::new(&fake_root, key(2).device_id(), unit(""), T0 - DAY, T0 + DAY).unwrap();
-    assert_eq!(verify(&c, &[org.id()], &none(), T0), Err(CredError::NotIssuedByRoot));
+    c.registrar =
+        RegistrarCert::new(&fake_root, key(2).device_id(), unit(""), T0 - DAY, T0 + DAY).unwrap();
+    assert_eq!(
+        verify(&c, &[org.id()], &none(), T0),
+        Err(CredError::NotIssuedByRoot)
+    );
     // A person credential from one registrar, a device credential from another.
     let other = org.registrar(7, "bihar", T0 - DAY, T0 + 365 * DAY);
     let mut c = good.clone();
-    c.device = DeviceCred::new(&other.key, good.person.person, key(4).device_id(), "phone", T0, T0 + DAY).unwrap();
-    assert!(matches!(verify(&c, &[org.id()], &none(), T0), Err(CredError::NotARegistrar { .. })));
+    c.device = DeviceCred::new(
+        &other.key,
+        good.person.person,
+        key(4).device_id(),
+        "phone",
+        T0,
+        T0 + DAY,
+    )
+    .unwrap();
+    assert!(matches!(
+        verify(&c, &[org.id()], &none(), T0),
+        Err(CredError::NotARegistrar { .. })
+    ));
     // A device credential for another person.
     let mut c = good;
-    c.device = DeviceCred::new(&reg.key, PersonId([8; 16]), key(4).device_id(), "phone", T0, T0 + DAY).unwrap();
-    assert!(matches!(verify(&c, &[org.id()], &none(), T0), Err(CredError::PersonMismatch { .. })));
+    c.device = DeviceCred::new(
+        &reg.key,
+        PersonId([8; 16]),
+        key(4).device_id(),
+        "phone",
+        T0,
+        T0 + DAY,
+    )
+    .unwrap();
+    assert!(matches!(
+        verify(&c, &[org.id()], &none(), T0),
+        Err(CredError::PersonMismatch { .. })
+    ));
 }
 
 #[test]
 fn a_registrar_cannot_issue_outside_its_scope_on_whole_segments() {
     let org = Org::new(1, "Bihar Police");
     let reg = org.registrar(2, "bihar", T0 - DAY, T0 + 365 * DAY);
-    assert!(verify(&raw_chain(&reg, 3, 4, "bihar/darbhanga", T0), &[org.id()], &none(), T0).is_ok());
+    assert!(
+        verify(
+            &raw_chain(&reg, 3, 4, "bihar/darbhanga", T0),
+            &[org.id()],
+            &none(),
+            T0
+        )
+        .is_ok()
+    );
     // The prefix trap: `bihar` is a prefix of `biharsharif` but not a segment of it.
     let trap = raw_chain(&reg, 3, 4, "biharsharif", T0);
     assert_eq!(
         verify(&trap, &[org.id()], &none(), T0),
-        Err(CredError::OutsideScope { unit: "biharsharif".into(), scope: "bihar".into() })
+        Err(CredError::OutsideScope {
+            unit: "biharsharif".into(),
+            scope: "bihar".into()
+        })
     );
     let narrow = org.registrar(5, "bihar/darbhanga", T0 - DAY, T0 + 365 * DAY);
-    for outside in ["bihar/patna", "bihar", "bihar/darbhangax", "odisha/darbhanga"] {
+    for outside in [
+        "bihar/patna",
+        "bihar",
+        "bihar/darbhangax",
+        "odisha/darbhanga",
+    ] {
         assert!(
-            matches!(verify(&raw_chain(&narrow, 3, 4, outside, T0), &[org.id()], &none(), T0), Err(CredError::OutsideScope { .. })),
+            matches!(
+                verify(
+                    &raw_chain(&narrow, 3, 4, outside, T0),
+                    &[org.id()],
+                    &none(),
+                    T0
+                ),
+                Err(CredError::OutsideScope { .. })
+            ),
             "{outside}"
         );
     }
     // The issuing helper refuses it before signing.
     assert!(matches!(
-        narrow.issue_person(PersonId([1; 16]), names(), "SP", unit("bihar/patna"), vec![], T0, DAY),
+        narrow.issue_person(
+            PersonId([1; 16]),
+            names(),
+            "SP",
+            unit("bihar/patna"),
+            vec![],
+            T0,
+            DAY
+        ),
         Err(CredError::OutsideScope { .. })
     ));
 }
@@ -238,10 +356,21 @@ fn a_registrar_certificate_must_be_valid_when_it_issues() {
     ));
     // Issued long before the registrar was certified (a backdated credential).
     let c = raw_chain(&reg, 3, 4, "bihar", T0 - 30 * DAY);
-    assert!(matches!(verify(&c, &[org.id()], &none(), T0), Err(CredError::IssuedBeforeIssuer { .. })));
+    assert!(matches!(
+        verify(&c, &[org.id()], &none(), T0),
+        Err(CredError::IssuedBeforeIssuer { .. })
+    ));
     // The helper will not issue with an expired certificate.
     assert!(matches!(
-        reg.issue_person(PersonId([1; 16]), names(), "SP", unit("bihar"), vec![], T0 + 11 * DAY, DAY),
+        reg.issue_person(
+            PersonId([1; 16]),
+            names(),
+            "SP",
+            unit("bihar"),
+            vec![],
+            T0 + 11 * DAY,
+            DAY
+        ),
         Err(CredError::RegistrarExpiredAtIssue { .. })
     ));
 }
@@ -251,22 +380,42 @@ fn revoked_devices_and_persons_are_refused_and_other_devices_stay() {
     let org = Org::new(1, "Bihar Police");
     let reg = org.registrar(2, "bihar", T0 - DAY, T0 + 365 * DAY);
     let phone = raw_chain(&reg, 3, 4, "bihar", T0);
-    let laptop_cred = reg.issue_device(&phone.person, key(5).device_id(), "laptop", T0, 30 * DAY).unwrap();
+    let laptop_cred = reg
+        .issue_device(&phone.person, key(5).device_id(), "laptop", T0, 30 * DAY)
+        .unwrap();
     let laptop = reg.bundle(phone.person.clone(), laptop_cred);
     let mut revs = Revocations::new();
-    assert!(revs.insert(reg.revoke(Target::Device(key(4).device_id()), T0 + 2 * DAY, T0 + 2 * DAY).unwrap()).unwrap());
+    assert!(
+        revs.insert(
+            reg.revoke(
+                Target::Device(key(4).device_id()),
+                T0 + 2 * DAY,
+                T0 + 2 * DAY
+            )
+            .unwrap()
+        )
+        .unwrap()
+    );
     // Before it takes effect (beyond the tolerance) the phone still verifies.
     assert!(verify(&phone, &[org.id()], &revs, T0 + 2 * DAY - SKEW - 1).is_ok());
     assert_eq!(
         verify(&phone, &[org.id()], &revs, T0 + 3 * DAY),
-        Err(CredError::DeviceRevoked { effective_at: T0 + 2 * DAY })
+        Err(CredError::DeviceRevoked {
+            effective_at: T0 + 2 * DAY
+        })
     );
-    assert!(verify(&laptop, &[org.id()], &revs, T0 + 3 * DAY).is_ok(), "each device is revoked on its own");
+    assert!(
+        verify(&laptop, &[org.id()], &revs, T0 + 3 * DAY).is_ok(),
+        "each device is revoked on its own"
+    );
     // The root revokes the person: every device goes.
-    revs.insert(org.revoke(Target::Person(phone.person.person), T0 + 4 * DAY)).unwrap();
+    revs.insert(org.revoke(Target::Person(phone.person.person), T0 + 4 * DAY))
+        .unwrap();
     assert_eq!(
         verify(&laptop, &[org.id()], &revs, T0 + 5 * DAY),
-        Err(CredError::PersonRevoked { effective_at: T0 + 4 * DAY })
+        Err(CredError::PersonRevoked {
+            effective_at: T0 + 4 * DAY
+        })
     );
 }
 
@@ -282,12 +431,16 @@ fn a_revocation_needs_authority_over_its_target() {
     // A registrar of another unit, another organisation's root, a random key: ignored.
     revs.insert(patna.revoke(target, T0, T0).unwrap()).unwrap();
     revs.insert(other_org.revoke(target, T0)).unwrap();
-    revs.insert(Revocation::new(&key(99), target, T0, None, T0, T0 + DAY).unwrap()).unwrap();
+    revs.insert(Revocation::new(&key(99), target, T0, None, T0, T0 + DAY).unwrap())
+        .unwrap();
     assert!(verify(&c, &[org.id()], &revs, T0 + DAY).is_ok());
     // A registrar whose scope covers the unit may.
     let bihar = org.registrar(6, "bihar", T0 - DAY, T0 + 365 * DAY);
     revs.insert(bihar.revoke(target, T0, T0).unwrap()).unwrap();
-    assert!(matches!(verify(&c, &[org.id()], &revs, T0 + DAY), Err(CredError::DeviceRevoked { .. })));
+    assert!(matches!(
+        verify(&c, &[org.id()], &revs, T0 + DAY),
+        Err(CredError::DeviceRevoked { .. })
+    ));
 }
 
 #[test]
@@ -297,22 +450,55 @@ fn a_revoked_registrars_later_issuance_is_refused_and_earlier_stays_valid() {
     let before = raw_chain(&reg, 3, 4, "bihar", T0 + DAY);
     let after = raw_chain(&reg, 5, 6, "bihar", T0 + 6 * DAY);
     // A device added after the revocation to a person enrolled before.
-    let late_dev = DeviceCred::new(&reg.key, before.person.person, key(7).device_id(), "laptop", T0 + 6 * DAY, T0 + 60 * DAY).unwrap();
+    let late_dev = DeviceCred::new(
+        &reg.key,
+        before.person.person,
+        key(7).device_id(),
+        "laptop",
+        T0 + 6 * DAY,
+        T0 + 60 * DAY,
+    )
+    .unwrap();
     let late = reg.bundle(before.person.clone(), late_dev);
     let mut revs = Revocations::new();
-    revs.insert(org.revoke(Target::Registrar(reg.key.device_id()), T0 + 5 * DAY)).unwrap();
+    revs.insert(org.revoke(Target::Registrar(reg.key.device_id()), T0 + 5 * DAY))
+        .unwrap();
     let now = T0 + 10 * DAY;
-    assert!(verify(&before, &[org.id()], &revs, now).is_ok(), "issued before the revocation");
+    assert!(
+        verify(&before, &[org.id()], &revs, now).is_ok(),
+        "issued before the revocation"
+    );
     assert_eq!(
         verify(&after, &[org.id()], &revs, now),
-        Err(CredError::RegistrarRevoked { effective_at: T0 + 5 * DAY })
+        Err(CredError::RegistrarRevoked {
+            effective_at: T0 + 5 * DAY
+        })
     );
-    assert!(matches!(verify(&late, &[org.id()], &revs, now), Err(CredError::RegistrarRevoked { .. })));
+    assert!(matches!(
+        verify(&late, &[org.id()], &revs, now),
+        Err(CredError::RegistrarRevoked { .. })
+    ));
     // And its revocations signed after that are void: it cannot take down honest devices.
     let honest = org.registrar(8, "bihar", T0 - DAY, T0 + 365 * DAY);
     let victim = raw_chain(&honest, 9, 10, "bihar", T0);
-    revs.insert(reg.revoke(Target::Device(key(10).device_id()), T0 + 7 * DAY, T0 + 7 * DAY).unwrap()).unwrap();
-    revs.insert(reg.revoke(Target::Registrar(honest.key.device_id()), T0 + 7 * DAY, T0 + 7 * DAY).unwrap()).unwrap();
+    revs.insert(
+        reg.revoke(
+            Target::Device(key(10).device_id()),
+            T0 + 7 * DAY,
+            T0 + 7 * DAY,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    revs.insert(
+        reg.revoke(
+            Target::Registrar(honest.key.device_id()),
+            T0 + 7 * DAY,
+            T0 + 7 * DAY,
+        )
+        .unwrap(),
+    )
+    .unwrap();
     assert!(verify(&victim, &[org.id()], &revs, now).is_ok());
 }
 
@@ -327,10 +513,14 @@ fn concurrent_cross_revocations_of_two_registrars_converge_whatever_the_order() 
     let r2 = org.registrar(3, "bihar", T0 - DAY, T0 + 365 * DAY);
     let t1 = T0 + 5 * DAY;
     let t2 = T0 + 5 * DAY + 60_000;
-    let by_r1 = r1.revoke(Target::Registrar(r2.key.device_id()), t1, t1).unwrap();
-    let by_r2 = r2.revoke(Target::Registrar(r1.key.device_id()), t2, t2).unwrap();
+    let by_r1 = r1
+        .revoke(Target::Registrar(r2.key.device_id()), t1, t1)
+        .unwrap();
+    let by_r2 = r2
+        .revoke(Target::Registrar(r1.key.device_id()), t2, t2)
+        .unwrap();
     let chains = [
-        raw_chain(&r1, 10, 11, "bihar", T0),          // r1, before
+        raw_chain(&r1, 10, 11, "bihar", T0),           // r1, before
         raw_chain(&r1, 12, 13, "bihar", T0 + 6 * DAY), // r1, after
         raw_chain(&r2, 14, 15, "bihar", T0),
         raw_chain(&r2, 16, 17, "bihar", T0 + 6 * DAY),
@@ -341,7 +531,10 @@ fn concurrent_cross_revocations_of_two_registrars_converge_whatever_the_order() 
         for r in order {
             revs.insert((*r).clone()).unwrap();
         }
-        chains.iter().map(|c| verify(c, &[org.id()], &revs, now)).collect::<Vec<_>>()
+        chains
+            .iter()
+            .map(|c| verify(c, &[org.id()], &revs, now))
+            .collect::<Vec<_>>()
     };
     let a = outcome(&[&by_r1, &by_r2]);
     let b = outcome(&[&by_r2, &by_r1]);
@@ -350,8 +543,12 @@ fn concurrent_cross_revocations_of_two_registrars_converge_whatever_the_order() 
     assert_eq!(a[1], Err(CredError::RegistrarRevoked { effective_at: t2 }));
     assert_eq!(a[3], Err(CredError::RegistrarRevoked { effective_at: t1 }));
     // Equal times give the same symmetric answer.
-    let e1 = r1.revoke(Target::Registrar(r2.key.device_id()), t1, t1).unwrap();
-    let e2 = r2.revoke(Target::Registrar(r1.key.device_id()), t1, t1).unwrap();
+    let e1 = r1
+        .revoke(Target::Registrar(r2.key.device_id()), t1, t1)
+        .unwrap();
+    let e2 = r2
+        .revoke(Target::Registrar(r1.key.device_id()), t1, t1)
+        .unwrap();
     assert_eq!(outcome(&[&e1, &e2]), outcome(&[&e2, &e1]));
 }
 
@@ -362,7 +559,14 @@ fn cross_certification_holds_only_within_its_scope_and_period() {
     let reg = police.registrar(2, "bihar", T0 - 10 * DAY, T0 + 365 * DAY);
     let from = T0;
     let until = T0 + 30 * DAY;
-    let cross = RegistrarCert::new(&ndrf.key, reg.key.device_id(), unit("bihar/darbhanga"), from, until).unwrap();
+    let cross = RegistrarCert::new(
+        &ndrf.key,
+        reg.key.device_id(),
+        unit("bihar/darbhanga"),
+        from,
+        until,
+    )
+    .unwrap();
     let with = |mut c: Chain, x: &RegistrarCert| {
         c.cross = Some(x.clone());
         c
@@ -376,31 +580,60 @@ fn cross_certification_holds_only_within_its_scope_and_period() {
     // Without the cross-certification: not trusted.
     let mut bare = c.clone();
     bare.cross = None;
-    assert_eq!(verify(&bare, &[ndrf.id()], &none(), T0 + 2 * DAY), Err(CredError::UnknownRoot(police.id())));
+    assert_eq!(
+        verify(&bare, &[ndrf.id()], &none(), T0 + 2 * DAY),
+        Err(CredError::UnknownRoot(police.id()))
+    );
     // Inside the registrar's scope but outside the cross-certification's.
     let patna = with(raw_chain(&reg, 3, 4, "bihar/patna", T0 + DAY), &cross);
-    assert!(verify(&patna, &[police.id()], &none(), T0 + 2 * DAY).is_ok(), "its own organisation accepts it");
-    assert!(matches!(verify(&patna, &[ndrf.id()], &none(), T0 + 2 * DAY), Err(CredError::CrossOutsideScope { .. })));
+    assert!(
+        verify(&patna, &[police.id()], &none(), T0 + 2 * DAY).is_ok(),
+        "its own organisation accepts it"
+    );
+    assert!(matches!(
+        verify(&patna, &[ndrf.id()], &none(), T0 + 2 * DAY),
+        Err(CredError::CrossOutsideScope { .. })
+    ));
     // Issued before or after the joint operation.
     for at in [T0 - 9 * DAY, T0 + 31 * DAY] {
         let c = with(raw_chain(&reg, 3, 4, "bihar/darbhanga", at), &cross);
-        assert!(matches!(verify(&c, &[ndrf.id()], &none(), at), Err(CredError::CrossOutsidePeriod { .. })), "{at}");
+        assert!(
+            matches!(
+                verify(&c, &[ndrf.id()], &none(), at),
+                Err(CredError::CrossOutsidePeriod { .. })
+            ),
+            "{at}"
+        );
     }
     // After the period (beyond the tolerance) even earlier credentials lapse for NDRF.
     assert!(matches!(
         verify(&c, &[ndrf.id()], &none(), until + SKEW + 1),
-        Err(CredError::Expired { record: "cross-certification", .. })
+        Err(CredError::Expired {
+            record: "cross-certification",
+            ..
+        })
     ));
     // A cross-certification of another registrar does not lend its trust.
     let other = police.registrar(9, "bihar", T0 - DAY, T0 + 365 * DAY);
-    let x_other = RegistrarCert::new(&ndrf.key, other.key.device_id(), unit("bihar"), from, until).unwrap();
+    let x_other =
+        RegistrarCert::new(&ndrf.key, other.key.device_id(), unit("bihar"), from, until).unwrap();
     let c2 = with(raw_chain(&reg, 3, 4, "bihar/darbhanga", T0 + DAY), &x_other);
-    assert!(matches!(verify(&c2, &[ndrf.id()], &none(), T0 + 2 * DAY), Err(CredError::CrossSubjectMismatch { .. })));
+    assert!(matches!(
+        verify(&c2, &[ndrf.id()], &none(), T0 + 2 * DAY),
+        Err(CredError::CrossSubjectMismatch { .. })
+    ));
     // NDRF's root withdraws it: later issuance is refused for NDRF, not for the police.
     let mut revs = Revocations::new();
-    revs.insert(ndrf.revoke(Target::Registrar(reg.key.device_id()), T0 + 10 * DAY)).unwrap();
-    let late = with(raw_chain(&reg, 5, 6, "bihar/darbhanga", T0 + 11 * DAY), &cross);
-    assert!(matches!(verify(&late, &[ndrf.id()], &revs, T0 + 12 * DAY), Err(CredError::RegistrarRevoked { .. })));
+    revs.insert(ndrf.revoke(Target::Registrar(reg.key.device_id()), T0 + 10 * DAY))
+        .unwrap();
+    let late = with(
+        raw_chain(&reg, 5, 6, "bihar/darbhanga", T0 + 11 * DAY),
+        &cross,
+    );
+    assert!(matches!(
+        verify(&late, &[ndrf.id()], &revs, T0 + 12 * DAY),
+        Err(CredError::RegistrarRevoked { .. })
+    ));
     assert!(verify(&late, &[police.id()], &revs, T0 + 12 * DAY).is_ok());
 }
 
@@ -415,7 +648,10 @@ fn enrolment_refuses_a_bundle_for_another_device_and_survives_the_text_form() {
     assert!(enrol(&back, key(4).device_id(), T0, SKEW).is_ok());
     assert_eq!(
         enrol(&back, key(5).device_id(), T0, SKEW),
-        Err(CredError::NotMyDevice { bundle_for: key(4).device_id(), me: key(5).device_id() })
+        Err(CredError::NotMyDevice {
+            bundle_for: key(4).device_id(),
+            me: key(5).device_id()
+        })
     );
 }
 
@@ -426,15 +662,27 @@ fn trailing_bytes_and_unknown_versions_are_refused() {
     let c = raw_chain(&reg, 3, 4, "bihar", T0);
     let mut b = c.encode();
     b.push(0);
-    assert_eq!(Chain::decode(&b), Err(CredError::Decode(DecodeError::Trailing(1))));
+    assert_eq!(
+        Chain::decode(&b),
+        Err(CredError::Decode(DecodeError::Trailing(1)))
+    );
     let mut rec = c.person.encode();
     rec.push(0);
-    assert!(matches!(PersonCred::decode(&rec), Err(CredError::Decode(DecodeError::Trailing(_)))));
+    assert!(matches!(
+        PersonCred::decode(&rec),
+        Err(CredError::Decode(DecodeError::Trailing(_)))
+    ));
     let mut v2 = c.device.encode();
     v2[0] = 2;
-    assert_eq!(DeviceCred::decode(&v2), Err(CredError::Decode(DecodeError::UnknownVersion(2))));
+    assert_eq!(
+        DeviceCred::decode(&v2),
+        Err(CredError::Decode(DecodeError::UnknownVersion(2)))
+    );
     // A record of one kind is not read as another.
-    assert!(matches!(DeviceCred::decode(&c.person.encode()), Err(CredError::WrongKind { .. })));
+    assert!(matches!(
+        DeviceCred::decode(&c.person.encode()),
+        Err(CredError::WrongKind { .. })
+    ));
 }
 
 #[test]
@@ -442,34 +690,86 @@ fn oversized_fields_are_refused() {
     let org = Org::new(1, "Bihar Police");
     let reg = org.registrar(2, "bihar", T0 - DAY, T0 + 365 * DAY);
     let person = |names: Vec<(String, String)>, designation: &str, langs: Vec<String>| {
-        PersonCred::new(&reg.key, PersonId([1; 16]), names, designation, unit("bihar"), langs, T0, T0 + DAY)
+        PersonCred::new(
+            &reg.key,
+            PersonId([1; 16]),
+            names,
+            designation,
+            unit("bihar"),
+            langs,
+            T0,
+            T0 + DAY,
+        )
     };
     let too_long = "क".repeat(86); // 258 bytes
     assert!(matches!(
         person(vec![("hi".into(), too_long.clone())], "", vec![]),
         Err(CredError::Decode(DecodeError::TooLarge { .. }))
     ));
-    assert!(matches!(person(names(), &too_long, vec![]), Err(CredError::Decode(DecodeError::TooLarge { .. }))));
+    assert!(matches!(
+        person(names(), &too_long, vec![]),
+        Err(CredError::Decode(DecodeError::TooLarge { .. }))
+    ));
     let nine: Vec<(String, String)> = (0..9).map(|i| (format!("x{i}"), "n".to_string())).collect();
-    assert!(matches!(person(nine, "", vec![]), Err(CredError::Decode(DecodeError::TooLarge { .. }))));
+    assert!(matches!(
+        person(nine, "", vec![]),
+        Err(CredError::Decode(DecodeError::TooLarge { .. }))
+    ));
     let langs: Vec<String> = (0..9).map(|i| format!("l{i}")).collect();
-    assert!(matches!(person(names(), "", langs), Err(CredError::Decode(DecodeError::TooLarge { .. }))));
+    assert!(matches!(
+        person(names(), "", langs),
+        Err(CredError::Decode(DecodeError::TooLarge { .. }))
+    ));
     // Two names in one script, no name at all, a control character, a bad tag.
-    assert!(person(vec![("hi".into(), "a".into()), ("hi".into(), "b".into())], "", vec![]).is_err());
+    assert!(
+        person(
+            vec![("hi".into(), "a".into()), ("hi".into(), "b".into())],
+            "",
+            vec![]
+        )
+        .is_err()
+    );
     assert!(person(vec![], "", vec![]).is_err());
     assert!(person(vec![("en".into(), "Anita\u{1b}[2J".into())], "", vec![]).is_err());
-    assert!(person(vec![("english language".into(), "Anita".into())], "", vec![]).is_err());
-    assert!(DeviceCred::new(&reg.key, PersonId([1; 16]), key(4).device_id(), &"l".repeat(65), T0, T0 + DAY).is_err());
+    assert!(
+        person(
+            vec![("english language".into(), "Anita".into())],
+            "",
+            vec![]
+        )
+        .is_err()
+    );
+    assert!(
+        DeviceCred::new(
+            &reg.key,
+            PersonId([1; 16]),
+            key(4).device_id(),
+            &"l".repeat(65),
+            T0,
+            T0 + DAY
+        )
+        .is_err()
+    );
     assert!(OrgRoot::new(&key(1), &"n".repeat(257), T0, T0 + DAY).is_err());
     assert!(Unit::parse(&["aa"; 8].join("/")).is_ok());
     assert!(Unit::parse(&["a"; 9].join("/")).is_err());
     // A chain that claims a record longer than the limit is refused before reading it.
     let mut w = vaarta_sync::codec::Writer::new();
     w.u8(1).u8(0x10).varint(1 << 20);
-    assert!(matches!(Chain::decode(w.as_slice()), Err(CredError::Decode(DecodeError::TooLarge { .. }))));
+    assert!(matches!(
+        Chain::decode(w.as_slice()),
+        Err(CredError::Decode(DecodeError::TooLarge { .. }))
+    ));
     // Expiry before issue.
     assert!(matches!(
-        DeviceCred::new(&reg.key, PersonId([1; 16]), key(4).device_id(), "phone", T0, T0 - 1),
+        DeviceCred::new(
+            &reg.key,
+            PersonId([1; 16]),
+            key(4).device_id(),
+            "phone",
+            T0,
+            T0 - 1
+        ),
         Err(CredError::ExpiresBeforeIssue { .. })
     ));
 }
@@ -480,15 +780,27 @@ fn a_full_revocation_set_refuses_new_entries_and_keeps_what_it_holds() {
     let mut revs = Revocations::with_limit(2);
     let r = |p: u8, at: u64| org.revoke(Target::Person(PersonId([p; 16])), at);
     assert!(revs.insert(r(1, T0)).unwrap());
-    assert!(!revs.insert(r(1, T0 + 1)).unwrap(), "a later duplicate changes nothing");
-    assert!(revs.insert(r(1, T0 - 1)).unwrap(), "an earlier one replaces it");
+    assert!(
+        !revs.insert(r(1, T0 + 1)).unwrap(),
+        "a later duplicate changes nothing"
+    );
+    assert!(
+        revs.insert(r(1, T0 - 1)).unwrap(),
+        "an earlier one replaces it"
+    );
     assert!(revs.insert(r(2, T0)).unwrap());
-    assert_eq!(revs.insert(r(3, T0)), Err(CredError::RevocationsFull { max: 2 }));
+    assert_eq!(
+        revs.insert(r(3, T0)),
+        Err(CredError::RevocationsFull { max: 2 })
+    );
     assert_eq!(revs.len(), 2);
     // A revocation with a bad signature is refused.
     let mut bad = r(4, T0);
     bad.effective_at += 1;
-    assert_eq!(Revocations::new().insert(bad), Err(CredError::BadSignature("revocation")));
+    assert_eq!(
+        Revocations::new().insert(bad),
+        Err(CredError::BadSignature("revocation"))
+    );
 }
 
 fn sample_chain() -> (Chain, OrgId, Revocations, u64) {
@@ -496,7 +808,16 @@ fn sample_chain() -> (Chain, OrgId, Revocations, u64) {
     let ndrf = Org::new(20, "NDRF");
     let reg = police.registrar(2, "bihar", T0 - DAY, T0 + 365 * DAY);
     let mut c = raw_chain(&reg, 3, 4, "bihar/darbhanga", T0);
-    c.cross = Some(RegistrarCert::new(&ndrf.key, reg.key.device_id(), unit("bihar"), T0 - DAY, T0 + 30 * DAY).unwrap());
+    c.cross = Some(
+        RegistrarCert::new(
+            &ndrf.key,
+            reg.key.device_id(),
+            unit("bihar"),
+            T0 - DAY,
+            T0 + 30 * DAY,
+        )
+        .unwrap(),
+    );
     (c, ndrf.id(), Revocations::new(), T0 + DAY)
 }
 

@@ -7,9 +7,9 @@ use std::sync::LazyLock;
 use crate::identity::Identity;
 use crate::ids::{DeviceId, PersonId};
 
+use super::CredError;
 use super::record::{DeviceCred, OrgRoot, PersonCred, RegistrarCert, Revocation, Target, Unit};
 use super::verify::{Chain, Revocations, Verified, verify_device};
-use super::CredError;
 
 /// The start of every credential text (QR alphanumeric mode holds `A–Z 0–9 :`).
 pub const TEXT_PREFIX: &str = "VORG1:";
@@ -58,7 +58,9 @@ pub fn dearmor(text: &str) -> Result<Vec<u8>, CredError> {
     }
     let sum = b.split_off(b.len() - CHECKSUM);
     if sum != checksum(&b) {
-        return Err(CredError::BadText("the checksum does not match (a typo or a damaged code)"));
+        return Err(CredError::BadText(
+            "the checksum does not match (a typo or a damaged code)",
+        ));
     }
     Ok(b)
 }
@@ -126,7 +128,16 @@ impl Registrar {
             });
         }
         let expires = self.until(now, valid_for)?;
-        PersonCred::new(&self.key, person, names, designation, unit, languages, now, expires)
+        PersonCred::new(
+            &self.key,
+            person,
+            names,
+            designation,
+            unit,
+            languages,
+            now,
+            expires,
+        )
     }
 
     /// A device credential for a person this registrar certified.
@@ -160,7 +171,12 @@ impl Registrar {
 
     /// A revocation signed by this registrar, with its certificate attached. It may be
     /// forgotten once the root expires (nothing it can kill outlives the root).
-    pub fn revoke(&self, target: Target, effective_at: u64, now: u64) -> Result<Revocation, CredError> {
+    pub fn revoke(
+        &self,
+        target: Target,
+        effective_at: u64,
+        now: u64,
+    ) -> Result<Revocation, CredError> {
         Revocation::new(
             &self.key,
             target,
@@ -181,12 +197,23 @@ mod tests {
         let bytes: Vec<u8> = (0..=255).collect();
         let t = armor(&bytes);
         assert!(t.starts_with(TEXT_PREFIX));
-        assert!(t[TEXT_PREFIX.len()..].bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+        assert!(
+            t[TEXT_PREFIX.len()..]
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        );
         assert_eq!(dearmor(&t).unwrap(), bytes);
         assert_eq!(dearmor(&t.to_lowercase()).unwrap(), bytes);
-        let wrapped: String = t.chars().enumerate().flat_map(|(i, c)| {
-            (i % 60 == 59).then_some('\n').into_iter().chain(std::iter::once(c))
-        }).collect();
+        let wrapped: String = t
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                (i % 60 == 59)
+                    .then_some('\n')
+                    .into_iter()
+                    .chain(std::iter::once(c))
+            })
+            .collect();
         assert_eq!(dearmor(&wrapped).unwrap(), bytes);
         // One character changed.
         let mut typo = t.clone().into_bytes();

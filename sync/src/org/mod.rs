@@ -85,7 +85,9 @@ pub enum CredError {
     UnknownRoot(OrgId),
     #[error("the registrar certificate is not signed by the organisation's root")]
     NotIssuedByRoot,
-    #[error("{issuer} is not the registrar of this chain: only a certified registrar issues credentials")]
+    #[error(
+        "{issuer} is not the registrar of this chain: only a certified registrar issues credentials"
+    )]
     NotARegistrar { issuer: DeviceId },
     #[error("the device credential is for person {device_says}, the person credential is {person}")]
     PersonMismatch {
@@ -98,19 +100,25 @@ pub enum CredError {
     OutsideScope { unit: String, scope: String },
     #[error("unit '{unit}' is outside the cross-certification's scope '{scope}'")]
     CrossOutsideScope { unit: String, scope: String },
-    #[error("the {record} was issued at {issued_at} ms, after its registrar's certificate expired ({expires} ms)")]
+    #[error(
+        "the {record} was issued at {issued_at} ms, after its registrar's certificate expired ({expires} ms)"
+    )]
     RegistrarExpiredAtIssue {
         record: &'static str,
         issued_at: u64,
         expires: u64,
     },
-    #[error("the {record} was issued at {issued_at} ms, before its issuer was certified ({certified} ms)")]
+    #[error(
+        "the {record} was issued at {issued_at} ms, before its issuer was certified ({certified} ms)"
+    )]
     IssuedBeforeIssuer {
         record: &'static str,
         issued_at: u64,
         certified: u64,
     },
-    #[error("the {record} was issued at {issued_at} ms, outside the cross-certification's period ({from} to {until} ms)")]
+    #[error(
+        "the {record} was issued at {issued_at} ms, outside the cross-certification's period ({from} to {until} ms)"
+    )]
     CrossOutsidePeriod {
         record: &'static str,
         issued_at: u64,

@@ -95,9 +95,7 @@ pub trait Record: Sized {
         let issued_at = r.varint("issued at")?;
         let expires = r.varint("expires")?;
         if expires < issued_at {
-            return Err(CredError::ExpiresBeforeIssue {
-                record: Self::WHAT,
-            });
+            return Err(CredError::ExpiresBeforeIssue { record: Self::WHAT });
         }
         let h = Header {
             issuer,
@@ -274,7 +272,12 @@ pub struct OrgRoot {
 
 impl OrgRoot {
     /// A root record signed by `root` (whose key becomes the organisation id).
-    pub fn new(root: &Identity, name: &str, issued_at: u64, expires: u64) -> Result<Self, CredError> {
+    pub fn new(
+        root: &Identity,
+        name: &str,
+        issued_at: u64,
+        expires: u64,
+    ) -> Result<Self, CredError> {
         OrgRoot {
             org: OrgId(root.device_id().0),
             name: name.trim().to_string(),
@@ -495,9 +498,10 @@ impl Record for PersonCred {
             let t = tag(r, "name script tag")?;
             let name = text(r, "person name", MAX_TEXT_BYTES, true)?;
             if names.last().is_some_and(|(prev, _)| *prev >= t) {
-                return Err(
-                    DecodeError::NonCanonical("person names (one per tag, tags ascending)").into(),
-                );
+                return Err(DecodeError::NonCanonical(
+                    "person names (one per tag, tags ascending)",
+                )
+                .into());
             }
             names.push((t, name));
         }

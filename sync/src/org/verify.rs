@@ -48,7 +48,9 @@ use std::collections::BTreeMap;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::ids::{DeviceId, OrgId, PersonId};
 
-use super::record::{DeviceCred, OrgRoot, PersonCred, Record, RegistrarCert, Revocation, Target, Unit};
+use super::record::{
+    DeviceCred, OrgRoot, PersonCred, Record, RegistrarCert, Revocation, Target, Unit,
+};
 use super::{CredError, MAX_RECORD_BYTES, MAX_REVOCATIONS, VERSION};
 
 /// Kind byte of an encoded chain (records use 1 to 5).
@@ -210,7 +212,13 @@ pub fn verify_device(
     }
 
     // Issue times inside the issuer's period.
-    issued_within(RegistrarCert::WHAT, registrar.issued_at, root.issued_at, root.expires, skew)?;
+    issued_within(
+        RegistrarCert::WHAT,
+        registrar.issued_at,
+        root.issued_at,
+        root.expires,
+        skew,
+    )?;
     for (what, at) in [
         (PersonCred::WHAT, person.issued_at),
         (DeviceCred::WHAT, device.issued_at),
@@ -417,9 +425,12 @@ impl Revocations {
             return Err(CredError::PersonRevoked { effective_at: at });
         }
         let latest_issue = chain.person.issued_at.max(chain.device.issued_at);
-        if let Some(at) =
-            self.earliest(Target::Registrar(chain.registrar.registrar), chain, roots, skew)
-            && latest_issue >= at
+        if let Some(at) = self.earliest(
+            Target::Registrar(chain.registrar.registrar),
+            chain,
+            roots,
+            skew,
+        ) && latest_issue >= at
         {
             return Err(CredError::RegistrarRevoked { effective_at: at });
         }
