@@ -51,7 +51,7 @@ fn mode(p: &Path) -> u32 {
 }
 
 #[test]
-fn organisation_walkthrough_create_registrar_issue_enrol_show_revoke() {
+fn organisation_walkthrough_create_registrar_issue_enrol_show_revoke_cross() {
     let office = tempfile::tempdir().unwrap();
     let o = office.path();
     let nohome = o.join("no-home");
@@ -259,6 +259,136 @@ fn organisation_walkthrough_create_registrar_issue_enrol_show_revoke() {
         &["org", "show", "--revocation", &rev, "--json"],
     );
     assert_eq!(s["verified"], true, "the phone stays: {s}");
+
+    // A joint operation: the disaster force's root cross-certifies the police registrar for
+    // Darbhanga; a rescuer's device, enrolled only in the disaster force, then accepts the
+    // officer's credential (and not before).
+    let (ndrf_root, ndrf_reg) = (path("ndrf-root.key"), path("ndrf-reg.key"));
+    let ndrf = ok_json(
+        &nohome,
+        &[
+            "org", "create", "--name", "NDRF", "--out", &ndrf_root, "--json",
+        ],
+    );
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "registrar",
+            "--root",
+            &ndrf_root,
+            "--scope",
+            "/",
+            "--out",
+            &ndrf_reg,
+            "--json",
+        ],
+    );
+    let rescuer = Node::init("Rescuer");
+    let rescuer_bundle = path("rescuer.bundle");
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "issue",
+            "--registrar",
+            &ndrf_reg,
+            "--name",
+            "en=Ravi",
+            "--unit",
+            "bn7",
+            "--device",
+            &rescuer.device_id(),
+            "--out",
+            &rescuer_bundle,
+            "--json",
+        ],
+    );
+    ok_json(&rescuer.home, &["org", "enrol", &rescuer_bundle, "--json"]);
+    fails(
+        &rescuer.home,
+        &["org", "show", &phone_bundle],
+        "not one this device trusts",
+    );
+    let cross = path("joint.cross");
+    let x = ok_json(
+        &nohome,
+        &[
+            "org",
+            "cross",
+            "--root",
+            &ndrf_root,
+            "--registrar-id",
+            reg["registrar"].as_str().unwrap(),
+            "--scope",
+            "bihar/darbhanga",
+            "--expires",
+            "30d",
+            "--out",
+            &cross,
+            "--json",
+        ],
+    );
+    assert_eq!(x["org"], ndrf["org"]);
+    let joint = path("phone-joint.bundle");
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "issue",
+            "--registrar",
+            &reg_key,
+            "--person",
+            &person,
+            "--device",
+            &phone.device_id(),
+            "--cross",
+            &cross,
+            "--out",
+            &joint,
+            "--json",
+        ],
+    );
+    let s = ok_json(&rescuer.home, &["org", "show", &joint, "--json"]);
+    assert_eq!(s["verified"], true, "{s}");
+    assert_eq!(s["org"], org_id.as_str());
+    assert_eq!(s["via"], ndrf["org"]);
+    // A cross-certification for another unit does not cover the officer.
+    let patna = path("patna.cross");
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "cross",
+            "--root",
+            &ndrf_root,
+            "--registrar-id",
+            reg["registrar"].as_str().unwrap(),
+            "--scope",
+            "bihar/patna",
+            "--out",
+            &patna,
+            "--json",
+        ],
+    );
+    fails(
+        &nohome,
+        &[
+            "org",
+            "issue",
+            "--registrar",
+            &reg_key,
+            "--person",
+            &person,
+            "--device",
+            &phone.device_id(),
+            "--cross",
+            &patna,
+            "--out",
+            &path("y.bundle"),
+        ],
+        "does not cover",
+    );
 
     // A bundle altered by one character is refused with a sentence, not a panic.
     let mut t = std::fs::read_to_string(&phone_bundle).unwrap().into_bytes();

@@ -65,6 +65,26 @@ pub enum OrgCommand {
         #[arg(long)]
         in_home: bool,
     },
+    /// Cross-certify another organisation's registrar (a joint operation): this root
+    /// accepts what that registrar issues inside a scope and a period. Writes the
+    /// certificate the registrar attaches to its bundles (`issue --cross FILE`)
+    Cross {
+        /// This organisation's root key file
+        #[arg(long, value_name = "ROOT.key")]
+        root: PathBuf,
+        /// The other organisation's registrar (its id)
+        #[arg(long, value_name = "REGISTRAR_ID")]
+        registrar_id: String,
+        /// The units (of the other organisation) accepted, e.g. bihar/darbhanga
+        #[arg(long)]
+        scope: String,
+        /// How long the cross-certification holds, e.g. 30d
+        #[arg(long, default_value = "30d", value_name = "DURATION")]
+        expires: String,
+        /// The cross-certificate file to write
+        #[arg(long, value_name = "CROSS")]
+        out: PathBuf,
+    },
     /// Issue a person's credential and one device's: writes the enrolment bundle (a text
     /// file, also printable as a QR code). With --person, adds another device to a person
     /// this registrar issued before
@@ -98,6 +118,10 @@ pub enum OrgCommand {
         /// How long the credentials are valid (never past the registrar's certificate)
         #[arg(long, default_value = "365d", value_name = "DURATION")]
         expires: String,
+        /// A cross-certification of this registrar by another organisation (from `vaarta
+        /// org cross`) to put in the bundle
+        #[arg(long, value_name = "CROSS")]
+        cross: Option<PathBuf>,
         /// The bundle file to write
         #[arg(long, value_name = "BUNDLE")]
         out: PathBuf,
@@ -513,6 +537,43 @@ pub fn run(home_flag: Option<PathBuf>, c: OrgCommand, json: bool) -> Result<()> 
                 Ok(())
             }
         }
+        OrgCommand::Cross {
+            root,
+            registrar_id,
+            scope,
+            expires,
+            out,
+        } => {
+            let valid = parse_validity(&expires)?;
+            let scope = parse_unit(&scope)?;
+            let registrar: DeviceId = parse_id(&registrar_id, "--registrar-id")?;
+            let root = load_root(&root)?;
+            if registrar.0 == root.rec.org.0 {
+                bail!("--registrar-id is this organisation's own root");
+            }
+            let until = now.saturating_add(valid).min(root.rec.expires);
+            let x = RegistrarCert::new(&root.key, registrar, scope, now, until).map_err(cred)?;
+            write_file(&out, &format!("{}\n", armor(&x.encode())))?;
+            if json {
+                print_json(&json!({
+                    "cross": out,
+                    "org": x.issuer.to_string(),
+                    "registrar": x.registrar.to_string(),
+                    "scope": x.scope.as_str(),
+                    "issued_at": x.issued_at,
+                    "expires": x.expires,
+                }))
+            } else {
+                emit(&format!(
+                    "{} accepts registrar {} for {} until {}: wrote {} (the registrar gives it to `vaarta org issue --cross`)",
+                    fmt::clean(&root.rec.name),
+                    x.registrar,
+                    fmt::clean(&x.scope.to_string()),
+                    fmt::local(x.expires),
+                    out.display()
+                ))
+            }
+        }
         OrgCommand::Issue {
             registrar,
             name,
@@ -523,9 +584,14 @@ pub fn run(home_flag: Option<PathBuf>, c: OrgCommand, json: bool) -> Result<()> 
             device,
             label,
             expires,
+            cross,
             out,
         } => {
             let valid = parse_validity(&expires)?;
+            let cross: Option<RegistrarCert> = match &cross {
+                Some(p) => Some(record(&read_text(p)?, p)?),
+                None => None,
+            };
             let device: DeviceId = parse_id(&device, "--device")?;
             if !device.is_valid() {
                 bail!("--device {device}: not a usable device key");
@@ -576,7 +642,7 @@ pub fn run(home_flag: Option<PathBuf>, c: OrgCommand, json: bool) -> Result<()> 
             let dev = reg
                 .issue_device(&person, device, &label, now, valid)
                 .map_err(cred)?;
-            let chain = reg.bundle(person.clone(), dev);
+            let mut chain = reg.bundle(person.clone(), dev);
             let v = verify_device(
                 &chain,
                 &[chain.root.org],
@@ -585,6 +651,17 @@ pub fn run(home_flag: Option<PathBuf>, c: OrgCommand, json: bool) -> Result<()> 
                 DEFAULT_SKEW_MS,
             )
             .map_err(cred)?;
+            if let Some(x) = cross {
+                let issuer = x.issuer;
+                chain.cross = Some(x);
+                verify_device(&chain, &[issuer], &Revocations::new(), now, DEFAULT_SKEW_MS)
+                    .map_err(|e| {
+                        anyhow!(
+                            "the cross-certification does not cover this credential: {}",
+                            describe(&e)
+                        )
+                    })?;
+            }
             let text = armor(&chain.encode());
             write_file(&out, &format!("{text}\n"))?;
             if new {
@@ -828,6 +905,10 @@ fn show(c: &Chain, res: Result<Verified, CredError>, pinned: bool, json: bool) -
                 fmt::local(chain_json(c)["expires"].as_u64().unwrap_or(0))
             ),
             match (&res, pinned) {
+                (Ok(v), true) if v.via.is_some() => format!(
+                    "status:       verified through the cross-certification by the pinned root {}",
+                    v.via.map(|o| o.to_string()).unwrap_or_default()
+                ),
                 (Ok(_), true) => "status:       verified against the pinned root".to_string(),
                 (Ok(_), false) => {
                     "status:       consistent, but its root is not pinned on this device"
