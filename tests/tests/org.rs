@@ -353,6 +353,35 @@ fn organisation_walkthrough_create_registrar_issue_enrol_show_revoke_cross() {
     assert_eq!(s["verified"], true, "{s}");
     assert_eq!(s["org"], org_id.as_str());
     assert_eq!(s["via"], ndrf["org"]);
+    // The rescuer's device keeps the root it pinned: a police bundle for it is refused.
+    let police_for_rescuer = path("police-rescuer.bundle");
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "issue",
+            "--registrar",
+            &reg_key,
+            "--name",
+            "en=Ravi",
+            "--unit",
+            "bihar/darbhanga",
+            "--device",
+            &rescuer.device_id(),
+            "--out",
+            &police_for_rescuer,
+            "--json",
+        ],
+    );
+    fails(
+        &rescuer.home,
+        &["org", "enrol", &police_for_rescuer],
+        "enrolled in another organisation",
+    );
+    assert_eq!(
+        ok_json(&rescuer.home, &["org", "show", "--json"])["org"],
+        ndrf["org"]
+    );
     // A cross-certification for another unit does not cover the officer.
     let patna = path("patna.cross");
     ok_json(
