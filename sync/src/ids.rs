@@ -134,6 +134,21 @@ byte_id!(
     7
 );
 
+byte_id!(
+    /// An organisation: its root public key (Ed25519). Printed as 52 base32 characters.
+    OrgId,
+    32,
+    "organisation id",
+    8
+);
+byte_id!(
+    /// A person enrolled by a registrar (16 random bytes; several devices share one).
+    PersonId,
+    16,
+    "person id",
+    8
+);
+
 /// The Automerge actor of a device: the first 16 bytes of a domain-separated BLAKE3 of its
 /// public key. Every change is checked to carry the actor of the key that signed it.
 pub fn actor_bytes(device: &DeviceId) -> [u8; 16] {

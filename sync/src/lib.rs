@@ -9,6 +9,7 @@ pub mod identity;
 pub mod ids;
 pub mod limits;
 pub mod membership;
+pub mod org;
 pub mod page;
 pub mod recon;
 pub mod replica;

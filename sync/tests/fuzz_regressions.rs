@@ -19,6 +19,8 @@ fn replay_fuzz_crashers() {
             let _ = Envelope::decode(&data);
             let _ = ControlOp::decode(&data);
             let _ = Invitation::decode(&data);
+            let _ = vaarta_sync::org::Chain::decode(&data);
+            let _ = <vaarta_sync::org::Revocation as vaarta_sync::org::Record>::decode(&data);
             // Automerge itself may panic on such input; parse_change turns that into Err.
             let _ = vaarta_sync::page::parse_change(&data);
         });

@@ -26,6 +26,7 @@ pub mod fmt;
 pub mod follow;
 pub mod hook;
 pub mod invites;
+pub mod org;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -275,6 +276,10 @@ pub enum Command {
         #[arg(long, value_name = "MSGID", conflicts_with = "follow")]
         before: Option<String>,
     },
+    /// Organisation credentials, offline: create an organisation, certify registrars,
+    /// issue and enrol credentials, show and revoke them (docs/organisations.md)
+    #[command(subcommand)]
+    Org(org::OrgCommand),
     /// Print a shell completion script, e.g. `vaarta completions bash > /etc/bash_completion.d/vaarta`
     Completions {
         /// The shell to complete for
@@ -632,6 +637,8 @@ pub fn run(cli: Cli) -> Result<()> {
             return emit(String::from_utf8_lossy(&buf).trim_end());
         }
         Command::Man { dir } => return man(dir.as_deref(), json),
+        // Works with no home at all (the root key lives on an offline laptop).
+        Command::Org(c) => return org::run(cli.home.clone(), c, json),
         other => other,
     };
     let home = Home::resolve(cli.home.clone()).map_err(|e| anyhow!("{e}"))?;
@@ -864,7 +871,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             messages, history, ..
         } => bench::run(messages as usize, history, json),
-        Command::Completions { .. } | Command::Man { .. } => Ok(()),
+        Command::Completions { .. } | Command::Man { .. } | Command::Org(_) => Ok(()),
     }
 }
 

@@ -1,0 +1,429 @@
+//! `vaarta org` as an organisation uses it, with real processes: create the organisation,
+//! certify a registrar, issue two devices for one person, enrol each in its own home, show,
+//! revoke one. Everything checked through `--json`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use vaarta_tests::{Node, bin};
+
+/// Runs `vaarta --home HOME ARGS`.
+fn run(home: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("VAARTA_PASSPHRASE")
+        .output()
+        .expect("run vaarta")
+}
+
+fn ok_json(home: &Path, args: &[&str]) -> Value {
+    let out = run(home, args);
+    assert!(
+        out.status.success(),
+        "`vaarta {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn fails(home: &Path, args: &[&str], says: &str) -> Output {
+    let out = run(home, args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "`vaarta {}` should fail",
+        args.join(" ")
+    );
+    assert!(err.contains(says), "`vaarta {}`: {err}", args.join(" "));
+    assert!(!err.contains("panicked"), "{err}");
+    out
+}
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn organisation_walkthrough_create_registrar_issue_enrol_show_revoke_cross() {
+    let office = tempfile::tempdir().unwrap();
+    let o = office.path();
+    let nohome = o.join("no-home");
+    let path = |n: &str| o.join(n).to_string_lossy().to_string();
+    let (root_key, reg_key) = (path("root.key"), path("reg.key"));
+    let phone = Node::init("Anita-phone");
+    let laptop = Node::init("Anita-laptop");
+
+    // The root key, on the office laptop (no device home involved).
+    let org = ok_json(
+        &nohome,
+        &[
+            "org",
+            "create",
+            "--name",
+            "बिहार पुलिस",
+            "--out",
+            &root_key,
+            "--json",
+        ],
+    );
+    let org_id = org["org"].as_str().unwrap().to_string();
+    assert_eq!(org_id.len(), 52);
+    #[cfg(unix)]
+    assert_eq!(mode(Path::new(&root_key)), 0o600);
+    fails(
+        &nohome,
+        &["org", "create", "--name", "again", "--out", &root_key],
+        "refusing to overwrite",
+    );
+    // Not into a device's home unless asked.
+    let in_home = phone.home.join("root.key");
+    fails(
+        &phone.home,
+        &[
+            "org",
+            "create",
+            "--name",
+            "x",
+            "--out",
+            in_home.to_str().unwrap(),
+        ],
+        "inside this device's home",
+    );
+    assert!(!in_home.exists());
+
+    let reg = ok_json(
+        &nohome,
+        &[
+            "org",
+            "registrar",
+            "--root",
+            &root_key,
+            "--scope",
+            "bihar/darbhanga",
+            "--expires",
+            "365d",
+            "--out",
+            &reg_key,
+            "--json",
+        ],
+    );
+    assert_eq!(reg["org"], org_id.as_str());
+    assert_eq!(reg["scope"], "bihar/darbhanga");
+    #[cfg(unix)]
+    assert_eq!(mode(Path::new(&reg_key)), 0o600);
+
+    // One person, two devices.
+    let phone_bundle = path("phone.bundle");
+    let laptop_bundle = path("laptop.bundle");
+    let issued = ok_json(
+        &nohome,
+        &[
+            "org",
+            "issue",
+            "--registrar",
+            &reg_key,
+            "--name",
+            "en=Anita Kumari",
+            "--name",
+            "hi=अनीता कुमारी",
+            "--designation",
+            "District Magistrate",
+            "--unit",
+            "bihar/darbhanga",
+            "--language",
+            "hi",
+            "--language",
+            "en",
+            "--device",
+            &phone.device_id(),
+            "--label",
+            "phone",
+            "--out",
+            &phone_bundle,
+            "--json",
+        ],
+    );
+    let person = issued["person"].as_str().unwrap().to_string();
+    assert!(issued["text"].as_str().unwrap().starts_with("VORG1:"));
+    let second = ok_json(
+        &nohome,
+        &[
+            "org",
+            "issue",
+            "--registrar",
+            &reg_key,
+            "--person",
+            &person,
+            "--device",
+            &laptop.device_id(),
+            "--label",
+            "laptop",
+            "--out",
+            &laptop_bundle,
+            "--json",
+        ],
+    );
+    assert_eq!(second["person"], person.as_str());
+    assert_eq!(second["names"]["hi"], "अनीता कुमारी");
+    // Outside the registrar's scope (the prefix trap included), refused with a sentence.
+    for unit in ["bihar/patna", "bihar/darbhangax"] {
+        fails(
+            &nohome,
+            &[
+                "org",
+                "issue",
+                "--registrar",
+                &reg_key,
+                "--name",
+                "en=X",
+                "--unit",
+                unit,
+                "--device",
+                &phone.device_id(),
+                "--out",
+                &path("x.bundle"),
+            ],
+            "outside the registrar's scope",
+        );
+    }
+
+    // Each device enrols its own bundle, and refuses the other's.
+    fails(
+        &phone.home,
+        &["org", "enrol", &laptop_bundle],
+        "not this device",
+    );
+    let e = ok_json(&phone.home, &["org", "enrol", &phone_bundle, "--json"]);
+    assert_eq!(e["org"], org_id.as_str());
+    assert!(phone.home.join("credentials/root").is_file());
+    ok_json(&laptop.home, &["org", "enrol", &laptop_bundle, "--json"]);
+
+    for (node, label) in [(&phone, "phone"), (&laptop, "laptop")] {
+        let s = ok_json(&node.home, &["org", "show", "--json"]);
+        assert_eq!(s["verified"], true, "{s}");
+        assert_eq!(s["pinned"], true);
+        assert_eq!(s["person"], person.as_str());
+        assert_eq!(s["device"], node.device_id().as_str());
+        assert_eq!(s["label"], label);
+        assert_eq!(s["unit"], "bihar/darbhanga");
+        assert_eq!(s["designation"], "District Magistrate");
+    }
+    // The human form says who it is, in every script.
+    let human = run(&phone.home, &["org", "show"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("अनीता कुमारी") && text.contains("verified"),
+        "{text}"
+    );
+
+    // The laptop is lost: the registrar revokes it alone.
+    let rev = path("laptop.revocation");
+    let r = ok_json(
+        &nohome,
+        &[
+            "org",
+            "revoke",
+            "--registrar",
+            &reg_key,
+            "--device",
+            &laptop.device_id(),
+            "--out",
+            &rev,
+            "--json",
+        ],
+    );
+    assert_eq!(r["target"]["device"], laptop.device_id().as_str());
+    let out = run(
+        &laptop.home,
+        &["org", "show", "--revocation", &rev, "--json"],
+    );
+    assert!(!out.status.success());
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["verified"], false);
+    assert!(
+        s["problem"]
+            .as_str()
+            .unwrap()
+            .contains("device was revoked"),
+        "{s}"
+    );
+    let s = ok_json(
+        &phone.home,
+        &["org", "show", "--revocation", &rev, "--json"],
+    );
+    assert_eq!(s["verified"], true, "the phone stays: {s}");
+
+    // A joint operation: the disaster force's root cross-certifies the police registrar for
+    // Darbhanga; a rescuer's device, enrolled only in the disaster force, then accepts the
+    // officer's credential (and not before).
+    let (ndrf_root, ndrf_reg) = (path("ndrf-root.key"), path("ndrf-reg.key"));
+    let ndrf = ok_json(
+        &nohome,
+        &[
+            "org", "create", "--name", "NDRF", "--out", &ndrf_root, "--json",
+        ],
+    );
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "registrar",
+            "--root",
+            &ndrf_root,
+            "--scope",
+            "/",
+            "--out",
+            &ndrf_reg,
+            "--json",
+        ],
+    );
+    let rescuer = Node::init("Rescuer");
+    let rescuer_bundle = path("rescuer.bundle");
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "issue",
+            "--registrar",
+            &ndrf_reg,
+            "--name",
+            "en=Ravi",
+            "--unit",
+            "bn7",
+            "--device",
+            &rescuer.device_id(),
+            "--out",
+            &rescuer_bundle,
+            "--json",
+        ],
+    );
+    ok_json(&rescuer.home, &["org", "enrol", &rescuer_bundle, "--json"]);
+    fails(
+        &rescuer.home,
+        &["org", "show", &phone_bundle],
+        "not one this device trusts",
+    );
+    let cross = path("joint.cross");
+    let x = ok_json(
+        &nohome,
+        &[
+            "org",
+            "cross",
+            "--root",
+            &ndrf_root,
+            "--registrar-id",
+            reg["registrar"].as_str().unwrap(),
+            "--scope",
+            "bihar/darbhanga",
+            "--expires",
+            "30d",
+            "--out",
+            &cross,
+            "--json",
+        ],
+    );
+    assert_eq!(x["org"], ndrf["org"]);
+    let joint = path("phone-joint.bundle");
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "issue",
+            "--registrar",
+            &reg_key,
+            "--person",
+            &person,
+            "--device",
+            &phone.device_id(),
+            "--cross",
+            &cross,
+            "--out",
+            &joint,
+            "--json",
+        ],
+    );
+    let s = ok_json(&rescuer.home, &["org", "show", &joint, "--json"]);
+    assert_eq!(s["verified"], true, "{s}");
+    assert_eq!(s["org"], org_id.as_str());
+    assert_eq!(s["via"], ndrf["org"]);
+    // The rescuer's device keeps the root it pinned: a police bundle for it is refused.
+    let police_for_rescuer = path("police-rescuer.bundle");
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "issue",
+            "--registrar",
+            &reg_key,
+            "--name",
+            "en=Ravi",
+            "--unit",
+            "bihar/darbhanga",
+            "--device",
+            &rescuer.device_id(),
+            "--out",
+            &police_for_rescuer,
+            "--json",
+        ],
+    );
+    fails(
+        &rescuer.home,
+        &["org", "enrol", &police_for_rescuer],
+        "enrolled in another organisation",
+    );
+    assert_eq!(
+        ok_json(&rescuer.home, &["org", "show", "--json"])["org"],
+        ndrf["org"]
+    );
+    // A cross-certification for another unit does not cover the officer.
+    let patna = path("patna.cross");
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "cross",
+            "--root",
+            &ndrf_root,
+            "--registrar-id",
+            reg["registrar"].as_str().unwrap(),
+            "--scope",
+            "bihar/patna",
+            "--out",
+            &patna,
+            "--json",
+        ],
+    );
+    fails(
+        &nohome,
+        &[
+            "org",
+            "issue",
+            "--registrar",
+            &reg_key,
+            "--person",
+            &person,
+            "--device",
+            &phone.device_id(),
+            "--cross",
+            &patna,
+            "--out",
+            &path("y.bundle"),
+        ],
+        "does not cover",
+    );
+
+    // A bundle altered by one character is refused with a sentence, not a panic.
+    let mut t = std::fs::read_to_string(&phone_bundle).unwrap().into_bytes();
+    let i = t.len() / 2;
+    t[i] = if t[i] == b'A' { b'B' } else { b'A' };
+    let bad = path("bad.bundle");
+    std::fs::write(&bad, t).unwrap();
+    fails(&phone.home, &["org", "show", &bad], "checksum");
+}
