@@ -48,16 +48,17 @@ impl Pair {
             self.air_ab += (f.len() + ATT_HEADER) as u64;
             self.packets_ab += 1;
             self.b.handle_packet(&f, 0).unwrap();
+            // The driver's contract: drain events after every packet.
+            while let Some(e) = self.b.poll_event() {
+                if let Event::Frame { priority, frame } = e {
+                    self.got.push((priority, frame.len()));
+                }
+            }
             moved = true;
         }
         while let Some(f) = self.b.poll_transmit() {
             self.a.handle_packet(&f, 0).unwrap();
             moved = true;
-        }
-        while let Some(e) = self.b.poll_event() {
-            if let Event::Frame { priority, frame } = e {
-                self.got.push((priority, frame.len()));
-            }
         }
         while self.a.poll_event().is_some() {}
         moved
