@@ -9,7 +9,9 @@ use vaarta_ble::{Config, Link, Role};
 use vaarta_sync::identity::Identity;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, rest)) = data.split_first() else { return };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
     let mtu = [23u16, 185, 512][sel as usize % 3];
 
     // Raw fragments.
@@ -22,9 +24,26 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Chunks from an authenticated peer.
-    let cfg = Config { mtu, ..Config::default() };
-    let mut victim = Link::new(Role::Responder, &Identity::from_seed([2; 32]), None, cfg, [2; 32], 0).unwrap();
-    let mut peer = Channel::new(Role::Initiator, &Identity::from_seed([1; 32]), None, [1; 32]).unwrap();
+    let cfg = Config {
+        mtu,
+        ..Config::default()
+    };
+    let mut victim = Link::new(
+        Role::Responder,
+        &Identity::from_seed([2; 32]),
+        None,
+        cfg,
+        [2; 32],
+        0,
+    )
+    .unwrap();
+    let mut peer = Channel::new(
+        Role::Initiator,
+        &Identity::from_seed([1; 32]),
+        None,
+        [1; 32],
+    )
+    .unwrap();
     let mut tx = Fragmenter::new(mtu).unwrap();
     let mut back = Reassembler::new(mtu, u64::MAX).unwrap();
     let send = |victim: &mut Link, tx: &mut Fragmenter, rec: Vec<u8>| -> bool {

@@ -29,12 +29,21 @@ struct Pair {
 
 impl Pair {
     fn new(mtu: u16) -> Self {
-        let cfg = Config { mtu, ..Config::default() };
+        let cfg = Config {
+            mtu,
+            ..Config::default()
+        };
         let ia = Identity::from_seed([1; 32]);
         let ib = Identity::from_seed([2; 32]);
         let a = Link::new(Role::Initiator, &ia, None, cfg.clone(), [3; 32], 0).unwrap();
         let b = Link::new(Role::Responder, &ib, None, cfg, [4; 32], 0).unwrap();
-        let mut p = Pair { a, b, air_ab: 0, packets_ab: 0, got: Vec::new() };
+        let mut p = Pair {
+            a,
+            b,
+            air_ab: 0,
+            packets_ab: 0,
+            got: Vec::new(),
+        };
         while p.step(usize::MAX) {}
         assert!(p.a.remote_device().is_some() && p.b.remote_device().is_some());
         p
@@ -44,7 +53,9 @@ impl Pair {
     fn step(&mut self, n: usize) -> bool {
         let mut moved = false;
         for _ in 0..n {
-            let Some(f) = self.a.poll_transmit() else { break };
+            let Some(f) = self.a.poll_transmit() else {
+                break;
+            };
             self.air_ab += (f.len() + ATT_HEADER) as u64;
             self.packets_ab += 1;
             self.b.handle_packet(&f, 0).unwrap();
@@ -70,7 +81,9 @@ fn sim_air(len: usize) -> usize {
 }
 
 fn main() {
-    println!("## goodput: 1,000,000 bytes of engine frames A→B (air = fragments + 3-byte ATT header)");
+    println!(
+        "## goodput: 1,000,000 bytes of engine frames A→B (air = fragments + 3-byte ATT header)"
+    );
     println!("| MTU | frame size | fragments | air bytes | goodput | state machine MB/s |");
     println!("|---:|---:|---:|---:|---:|---:|");
     for mtu in [23u16, 185, 247, 512] {
@@ -97,11 +110,18 @@ fn main() {
     }
     {
         let p = Pair::new(185);
-        println!("\nhandshake + both auth records at MTU 185: {} bytes A→B in {} packets", p.air_ab, p.packets_ab);
+        println!(
+            "\nhandshake + both auth records at MTU 185: {} bytes A→B in {} packets",
+            p.air_ab, p.packets_ab
+        );
     }
 
-    println!("\n## per-frame overhead at MTU 185 vs the simulator model (len + ceil(len/185) × 20)");
-    println!("| frame bytes | air bytes (measured) | air bytes (model) | implied packet_overhead |");
+    println!(
+        "\n## per-frame overhead at MTU 185 vs the simulator model (len + ceil(len/185) × 20)"
+    );
+    println!(
+        "| frame bytes | air bytes (measured) | air bytes (model) | implied packet_overhead |"
+    );
     println!("|---:|---:|---:|---:|");
     for len in [100usize, 223, 1_000, 4_096, 65_536, 250_000] {
         let mut p = Pair::new(185);
@@ -130,7 +150,10 @@ fn main() {
         }
         let (pk, air) = (p.packets_ab - pk0, p.air_ab - air0);
         worst = worst.max((pk, air));
-        println!("| {offset} | {pk} | {air} | {:.1} ms |", air as f64 / RATE * 1e3);
+        println!(
+            "| {offset} | {pk} | {air} | {:.1} ms |",
+            air as f64 / RATE * 1e3
+        );
         while p.step(usize::MAX) {}
         assert_eq!(p.got.len(), 5);
     }

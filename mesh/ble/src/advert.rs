@@ -59,7 +59,10 @@ impl Advertiser {
     /// `identity_seed`: the device's identity seed (the secret is derived from it);
     /// `boot`: fresh randomness from the caller, once per start.
     pub fn new(identity_seed: &[u8; 32], boot: [u8; 32]) -> Self {
-        Self { secret: derive_secret(identity_seed), boot }
+        Self {
+            secret: derive_secret(identity_seed),
+            boot,
+        }
     }
 
     /// The advert's service data for the window `now_ms` falls in.
@@ -97,7 +100,9 @@ fn tag(secret: &[u8; 32], window: u64) -> [u8; TAG_BYTES] {
 /// previous one, for clocks a little apart).
 pub fn recognises(secret: &[u8; 32], data: &AdvertData, now_ms: u64) -> bool {
     let w = window(now_ms);
-    [w, w.saturating_sub(1)].iter().any(|&w| tag(secret, w) == data[..TAG_BYTES])
+    [w, w.saturating_sub(1)]
+        .iter()
+        .any(|&w| tag(secret, w) == data[..TAG_BYTES])
 }
 
 /// Whether we dial a device whose advert we saw: the lower advert dials. Equal adverts
@@ -127,8 +132,9 @@ mod tests {
         // Same window: the same bytes (scanners deduplicate), even at its two ends.
         let w0 = window(t0) * WINDOW_MS;
         assert_eq!(a.service_data(w0), a.service_data(w0 + WINDOW_MS - 1));
-        let views: Vec<AdvertData> =
-            (0..96).map(|i| a.service_data(t0 + i * WINDOW_MS)).collect(); // a day
+        let views: Vec<AdvertData> = (0..96)
+            .map(|i| a.service_data(t0 + i * WINDOW_MS))
+            .collect(); // a day
         for pair in views.windows(2) {
             assert_ne!(pair[0], pair[1]);
             // No shared field: adjacent windows agree on about 12/256 byte positions by
@@ -142,12 +148,18 @@ mod tests {
         }
         // No byte position is constant over the day.
         for pos in 0..ADVERT_BYTES {
-            assert!(views.iter().any(|v| v[pos] != views[0][pos]), "position {pos}");
+            assert!(
+                views.iter().any(|v| v[pos] != views[0][pos]),
+                "position {pos}"
+            );
         }
         // A device's advert is no closer to its own earlier advert than another device's.
         let b = dev(2);
         let dist = |x: &AdvertData, y: &AdvertData| {
-            x.iter().zip(y).map(|(p, q)| (p ^ q).count_ones()).sum::<u32>()
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| (p ^ q).count_ones())
+                .sum::<u32>()
         };
         let (mut own, mut other) = (0, 0);
         for i in 1..96 {
@@ -155,7 +167,10 @@ mod tests {
             other += dist(&views[0], &b.service_data(t0 + i as u64 * WINDOW_MS));
         }
         let (own, other) = (own as f64 / 95.0, other as f64 / 95.0);
-        assert!((own - 48.0).abs() < 4.0 && (other - 48.0).abs() < 4.0, "{own} {other}");
+        assert!(
+            (own - 48.0).abs() < 4.0 && (other - 48.0).abs() < 4.0,
+            "{own} {other}"
+        );
     }
 
     #[test]
@@ -166,7 +181,10 @@ mod tests {
         let t = 5 * WINDOW_MS + 10;
         let secret = derive_secret(&seed);
         assert!(recognises(&secret, &a.service_data(t), t));
-        assert!(recognises(&secret, &a.service_data(t), t + WINDOW_MS), "one window late");
+        assert!(
+            recognises(&secret, &a.service_data(t), t + WINDOW_MS),
+            "one window late"
+        );
         assert!(!recognises(&secret, &a.service_data(t), t + 2 * WINDOW_MS));
         assert!(!recognises(&derive_secret(&[8; 32]), &a.service_data(t), t));
         // Same tag, different salt: a holder links the boots, an observer does not.

@@ -125,7 +125,11 @@ pub struct Fragmenter {
 
 impl Fragmenter {
     pub fn new(mtu: u16) -> Result<Self, FragError> {
-        Ok(Self { payload: payload_for(mtu)?, seq: 0, cur: None })
+        Ok(Self {
+            payload: payload_for(mtu)?,
+            seq: 0,
+            cur: None,
+        })
     }
 
     /// No record is half sent.
@@ -152,7 +156,11 @@ impl Fragmenter {
     pub fn record_capacity(&self, fragments: usize) -> usize {
         let body = fragments.max(1) * (self.payload - 1);
         let cap = body.saturating_sub(1);
-        let cap = if cap >= 128 { body.saturating_sub(varint_len(cap as u64)) } else { cap };
+        let cap = if cap >= 128 {
+            body.saturating_sub(varint_len(cap as u64))
+        } else {
+            cap
+        };
         cap.clamp(1, MAX_RECORD_BYTES)
     }
 
@@ -200,7 +208,12 @@ pub struct Reassembler {
 
 impl Reassembler {
     pub fn new(mtu: u16, timeout_ms: u64) -> Result<Self, FragError> {
-        Ok(Self { payload: payload_for(mtu)?, expected: 0, partial: None, timeout_ms })
+        Ok(Self {
+            payload: payload_for(mtu)?,
+            expected: 0,
+            partial: None,
+            timeout_ms,
+        })
     }
 
     pub fn idle(&self) -> bool {
@@ -224,7 +237,9 @@ impl Reassembler {
 
     /// When the partial record times out.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.partial.as_ref().map(|p| p.started_ms.saturating_add(self.timeout_ms))
+        self.partial
+            .as_ref()
+            .map(|p| p.started_ms.saturating_add(self.timeout_ms))
     }
 
     pub fn handle_timeout(&mut self, now_ms: u64) -> Result<(), FragError> {
@@ -241,7 +256,10 @@ impl Reassembler {
         now_ms: u64,
     ) -> Result<Option<Vec<u8>>, FragError> {
         if frag.len() > self.payload {
-            return Err(FragError::TooLarge { len: frag.len(), max: self.payload });
+            return Err(FragError::TooLarge {
+                len: frag.len(),
+                max: self.payload,
+            });
         }
         let (&h, rest) = frag.split_first().ok_or(FragError::Empty)?;
         let seq = h & SEQ_MASK;
@@ -249,7 +267,10 @@ impl Reassembler {
             return Err(if seq == self.expected.wrapping_sub(1) & SEQ_MASK {
                 FragError::Duplicate { got: seq }
             } else {
-                FragError::OutOfOrder { expected: self.expected, got: seq }
+                FragError::OutOfOrder {
+                    expected: self.expected,
+                    got: seq,
+                }
             });
         }
         let data = if h & FIRST != 0 {
@@ -258,14 +279,20 @@ impl Reassembler {
             }
             let (total, used) = get_varint(rest).ok_or(FragError::BadLength)?;
             if total > MAX_RECORD_BYTES as u64 {
-                return Err(FragError::RecordTooLarge { claimed: total, max: MAX_RECORD_BYTES });
+                return Err(FragError::RecordTooLarge {
+                    claimed: total,
+                    max: MAX_RECORD_BYTES,
+                });
             }
             if total == 0 {
                 return Err(FragError::BadLength);
             }
             let total = total as usize;
-            self.partial =
-                Some(Partial { buf: Vec::with_capacity(total), total, started_ms: now_ms });
+            self.partial = Some(Partial {
+                buf: Vec::with_capacity(total),
+                total,
+                started_ms: now_ms,
+            });
             &rest[used..]
         } else {
             if self.partial.is_none() {
@@ -335,18 +362,27 @@ mod tests {
         // Duplicate.
         let mut rx = Reassembler::new(23, 1000).unwrap();
         rx.handle_fragment(&frags[0], 0).unwrap();
-        assert_eq!(rx.handle_fragment(&frags[0], 0), Err(FragError::Duplicate { got: 0 }));
+        assert_eq!(
+            rx.handle_fragment(&frags[0], 0),
+            Err(FragError::Duplicate { got: 0 })
+        );
         // Reordered / missing in the middle.
         let mut rx = Reassembler::new(23, 1000).unwrap();
         rx.handle_fragment(&frags[0], 0).unwrap();
         assert_eq!(
             rx.handle_fragment(&frags[2], 0),
-            Err(FragError::OutOfOrder { expected: 1, got: 2 })
+            Err(FragError::OutOfOrder {
+                expected: 1,
+                got: 2
+            })
         );
         // Missing tail: the next record starts early.
         let mut rx = Reassembler::new(23, 1000).unwrap();
         rx.handle_fragment(&frags[0], 0).unwrap();
-        assert_eq!(rx.handle_fragment(&first_frag(1, 10, &[1]), 0), Err(FragError::Interrupted));
+        assert_eq!(
+            rx.handle_fragment(&first_frag(1, 10, &[1]), 0),
+            Err(FragError::Interrupted)
+        );
         // Missing head: a continuation with nothing under way.
         let mut rx = Reassembler::new(23, 1000).unwrap();
         assert_eq!(rx.handle_fragment(&[0, 1, 2], 0), Err(FragError::Orphan));
@@ -356,9 +392,15 @@ mod tests {
     fn overlapping_data_past_the_declared_end_is_refused() {
         let mut rx = Reassembler::new(185, 1000).unwrap();
         rx.handle_fragment(&first_frag(0, 10, &[1; 8]), 0).unwrap();
-        assert_eq!(rx.handle_fragment(&[1, 2, 2, 2], 0), Err(FragError::Overrun));
+        assert_eq!(
+            rx.handle_fragment(&[1, 2, 2, 2], 0),
+            Err(FragError::Overrun)
+        );
         let mut rx = Reassembler::new(185, 1000).unwrap();
-        assert_eq!(rx.handle_fragment(&first_frag(0, 4, &[1; 5]), 0), Err(FragError::Overrun));
+        assert_eq!(
+            rx.handle_fragment(&first_frag(0, 4, &[1; 5]), 0),
+            Err(FragError::Overrun)
+        );
     }
 
     #[test]
@@ -367,26 +409,44 @@ mod tests {
             let mut rx = Reassembler::new(185, 1000).unwrap();
             assert_eq!(
                 rx.handle_fragment(&first_frag(0, claim, &[1]), 0),
-                Err(FragError::RecordTooLarge { claimed: claim, max: MAX_RECORD_BYTES })
+                Err(FragError::RecordTooLarge {
+                    claimed: claim,
+                    max: MAX_RECORD_BYTES
+                })
             );
             assert_eq!(rx.buffered(), 0);
         }
         let mut rx = Reassembler::new(185, 1000).unwrap();
-        assert_eq!(rx.handle_fragment(&first_frag(0, 0, &[1]), 0), Err(FragError::BadLength));
+        assert_eq!(
+            rx.handle_fragment(&first_frag(0, 0, &[1]), 0),
+            Err(FragError::BadLength)
+        );
         // Six continuation bytes: not a varint we read.
         let mut rx = Reassembler::new(185, 1000).unwrap();
-        assert_eq!(rx.handle_fragment(&[FIRST, 0xff, 0xff, 0xff, 0xff, 0xff, 1], 0), Err(FragError::BadLength));
+        assert_eq!(
+            rx.handle_fragment(&[FIRST, 0xff, 0xff, 0xff, 0xff, 0xff, 1], 0),
+            Err(FragError::BadLength)
+        );
         // Non-minimal.
         let mut rx = Reassembler::new(185, 1000).unwrap();
-        assert_eq!(rx.handle_fragment(&[FIRST, 0x85, 0x00, 1], 0), Err(FragError::BadLength));
+        assert_eq!(
+            rx.handle_fragment(&[FIRST, 0x85, 0x00, 1], 0),
+            Err(FragError::BadLength)
+        );
     }
 
     #[test]
     fn oversized_and_empty_fragments_are_refused() {
         let mut rx = Reassembler::new(23, 1000).unwrap();
-        assert_eq!(rx.handle_fragment(&[0; 21], 0), Err(FragError::TooLarge { len: 21, max: 20 }));
+        assert_eq!(
+            rx.handle_fragment(&[0; 21], 0),
+            Err(FragError::TooLarge { len: 21, max: 20 })
+        );
         assert_eq!(rx.handle_fragment(&[], 0), Err(FragError::Empty));
-        assert_eq!(rx.handle_fragment(&first_frag(0, 5, &[]), 0), Err(FragError::Empty));
+        assert_eq!(
+            rx.handle_fragment(&first_frag(0, 5, &[]), 0),
+            Err(FragError::Empty)
+        );
     }
 
     #[test]
@@ -403,7 +463,8 @@ mod tests {
         }
         // One record that never ends is cut at its declared length.
         let mut rx = Reassembler::new(512, 1000).unwrap();
-        rx.handle_fragment(&first_frag(0, MAX_RECORD_BYTES as u64, &[0; 500]), 0).unwrap();
+        rx.handle_fragment(&first_frag(0, MAX_RECORD_BYTES as u64, &[0; 500]), 0)
+            .unwrap();
         let mut seq = 1u8;
         let err = loop {
             let mut f = vec![seq];
@@ -421,7 +482,8 @@ mod tests {
     fn a_stalled_record_times_out() {
         let mut rx = Reassembler::new(185, 30_000).unwrap();
         assert_eq!(rx.poll_timeout(), None);
-        rx.handle_fragment(&first_frag(0, 1000, &[1; 100]), 5).unwrap();
+        rx.handle_fragment(&first_frag(0, 1000, &[1; 100]), 5)
+            .unwrap();
         assert_eq!(rx.poll_timeout(), Some(30_005));
         assert_eq!(rx.handle_timeout(30_004), Ok(()));
         assert_eq!(rx.handle_timeout(30_005), Err(FragError::Timeout(30_000)));

@@ -23,6 +23,16 @@
 //! * [`advert`], [`manager`]: rotating advert data, the dial tie-break, link limits and the
 //!   scan duty cycle.
 //!
+//! **Ordering.** Frames on one lane arrive in the order sent; frames on different lanes may
+//! overtake each other (that is the point of the lanes). The engine today numbers its pushes
+//! per link and treats a push that does not follow the last one as a fault
+//! (`Fault::PushSequence`), and acknowledges cumulatively, so a FLASH push that overtook a
+//! bulk push would cut the link and could let the bulk one be acknowledged unseen. Until the
+//! engine accepts pushes out of order across precedences (per-precedence numbering — a
+//! follow-up), a driver puts every engine frame on one lane and pulls from the engine only
+//! when [`Link::queued`] is low, so the engine's own precedence-ordered push queue decides
+//! what goes next and FLASH waits for at most the frame on the air.
+//!
 //! **Driving a [`Link`]** (quinn's order): after every `handle_packet` / `handle_timeout` /
 //! `send`, drain [`Link::poll_event`] then [`Link::poll_transmit`], and arm one timer at
 //! [`Link::poll_timeout`]. Any error is final: the link is dead, every later call returns
@@ -114,7 +124,11 @@ pub enum FrameError {
     #[error("frame ended short of its declared length")]
     Short,
     #[error("receive buffer full: {held} + {claimed} bytes over {max}")]
-    BufferFull { held: usize, claimed: usize, max: usize },
+    BufferFull {
+        held: usize,
+        claimed: usize,
+        max: usize,
+    },
 }
 
 /// Why a link was cut.
@@ -165,7 +179,11 @@ impl std::fmt::Debug for SendError {
 pub enum Event {
     /// The peer proved its device key: report the link up to the engine with these
     /// transport ids (`LinkUp::local_tid`, `remote_tid`), the link's Noise statics.
-    Established { device: DeviceId, local_tid: Vec<u8>, remote_tid: Vec<u8> },
+    Established {
+        device: DeviceId,
+        local_tid: Vec<u8>,
+        remote_tid: Vec<u8>,
+    },
     /// One engine frame, whole, for `Engine::handle_frame`.
     Frame { priority: Priority, frame: Vec<u8> },
 }
@@ -201,7 +219,10 @@ impl RxFrames {
             }
             let (total, used) = frag::get_varint(rest).ok_or(FrameError::BadLength)?;
             if total > self.max_frame as u64 {
-                return Err(FrameError::TooLarge { claimed: total, max: self.max_frame });
+                return Err(FrameError::TooLarge {
+                    claimed: total,
+                    max: self.max_frame,
+                });
             }
             if total == 0 {
                 return Err(FrameError::BadLength);
@@ -215,7 +236,10 @@ impl RxFrames {
                 });
             }
             self.held += total;
-            *slot = Some(Partial { buf: Vec::with_capacity(total), total });
+            *slot = Some(Partial {
+                buf: Vec::with_capacity(total),
+                total,
+            });
             &rest[used..]
         } else {
             if slot.is_none() {
@@ -330,7 +354,11 @@ impl Link {
     }
 
     fn alive(&self) -> Result<(), Error> {
-        if self.dead.is_some() { Err(Error::Closed) } else { Ok(()) }
+        if self.dead.is_some() {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
     }
 
     /// The MTU the stack negotiated. Refused (the link cut) while a record is half sent or
@@ -433,7 +461,9 @@ impl Link {
     /// Seals the scheduler's next chunk.
     fn next_record(&mut self) -> Option<Result<Vec<u8>, Error>> {
         let cap = self.tx.record_capacity(self.config.chunk_fragments);
-        let plain = cap.saturating_sub(noise::TAG_BYTES).clamp(32, noise::MAX_CHUNK_PLAINTEXT);
+        let plain = cap
+            .saturating_sub(noise::TAG_BYTES)
+            .clamp(32, noise::MAX_CHUNK_PLAINTEXT);
         let c = self.sched.next_chunk(plain - 1 - LEN_RESERVE, plain - 1)?;
         let mut pt = Vec::with_capacity(plain);
         let mut h = c.priority.lane() as u8;
@@ -477,7 +507,9 @@ impl Link {
             let e = Error::HandshakeTimeout(self.config.handshake_timeout_ms);
             return Err(self.fail(e));
         }
-        self.rx.handle_timeout(now_ms).map_err(|e| self.fail(e.into()))
+        self.rx
+            .handle_timeout(now_ms)
+            .map_err(|e| self.fail(e.into()))
     }
 }
 
@@ -486,7 +518,12 @@ mod tests {
     use super::*;
 
     fn rx() -> RxFrames {
-        RxFrames { partial: Default::default(), held: 0, max_rx: 1000, max_frame: 600 }
+        RxFrames {
+            partial: Default::default(),
+            held: 0,
+            max_rx: 1000,
+            max_frame: 600,
+        }
     }
 
     fn chunk(h: u8, total: Option<u64>, data: &[u8]) -> Vec<u8> {
@@ -501,27 +538,63 @@ mod tests {
     #[test]
     fn chunks_build_frames_per_lane_and_lies_are_refused() {
         let mut r = rx();
-        assert_eq!(r.handle_chunk(&chunk(FIRST | 4, Some(4), &[1, 2])), Ok(None));
-        assert_eq!(r.handle_chunk(&chunk(FIRST | LAST, Some(1), &[9])), Ok(Some((Priority::Flash, vec![9]))));
-        assert_eq!(r.handle_chunk(&chunk(LAST | 4, None, &[3, 4])), Ok(Some((Priority::Bulk, vec![1, 2, 3, 4]))));
+        assert_eq!(
+            r.handle_chunk(&chunk(FIRST | 4, Some(4), &[1, 2])),
+            Ok(None)
+        );
+        assert_eq!(
+            r.handle_chunk(&chunk(FIRST | LAST, Some(1), &[9])),
+            Ok(Some((Priority::Flash, vec![9])))
+        );
+        assert_eq!(
+            r.handle_chunk(&chunk(LAST | 4, None, &[3, 4])),
+            Ok(Some((Priority::Bulk, vec![1, 2, 3, 4])))
+        );
         assert_eq!(r.held, 5, "delivered frames stay counted until taken");
         let mut r = rx();
-        assert_eq!(r.handle_chunk(&chunk(0x08, None, &[1])), Err(FrameError::BadHeader(0x08)));
-        assert_eq!(r.handle_chunk(&chunk(FIRST | 5, Some(1), &[1])), Err(FrameError::BadHeader(0x85)));
-        assert_eq!(r.handle_chunk(&chunk(FIRST | AUTH_LANE, Some(1), &[1])), Err(FrameError::BadHeader(0x87)));
-        assert_eq!(r.handle_chunk(&chunk(3, None, &[1])), Err(FrameError::Orphan(3)));
+        assert_eq!(
+            r.handle_chunk(&chunk(0x08, None, &[1])),
+            Err(FrameError::BadHeader(0x08))
+        );
+        assert_eq!(
+            r.handle_chunk(&chunk(FIRST | 5, Some(1), &[1])),
+            Err(FrameError::BadHeader(0x85))
+        );
+        assert_eq!(
+            r.handle_chunk(&chunk(FIRST | AUTH_LANE, Some(1), &[1])),
+            Err(FrameError::BadHeader(0x87))
+        );
+        assert_eq!(
+            r.handle_chunk(&chunk(3, None, &[1])),
+            Err(FrameError::Orphan(3))
+        );
         assert_eq!(r.handle_chunk(&[]), Err(FrameError::Empty));
         assert_eq!(
             r.handle_chunk(&chunk(FIRST, Some(1 << 32), &[1])),
-            Err(FrameError::TooLarge { claimed: 1 << 32, max: 600 })
+            Err(FrameError::TooLarge {
+                claimed: 1 << 32,
+                max: 600
+            })
         );
-        assert_eq!(r.handle_chunk(&chunk(FIRST, Some(0), &[1])), Err(FrameError::BadLength));
-        assert_eq!(r.handle_chunk(&chunk(FIRST | LAST, Some(3), &[1])), Err(FrameError::Short));
+        assert_eq!(
+            r.handle_chunk(&chunk(FIRST, Some(0), &[1])),
+            Err(FrameError::BadLength)
+        );
+        assert_eq!(
+            r.handle_chunk(&chunk(FIRST | LAST, Some(3), &[1])),
+            Err(FrameError::Short)
+        );
         let mut r = rx();
-        assert_eq!(r.handle_chunk(&chunk(FIRST, Some(2), &[1, 2, 3])), Err(FrameError::Overrun));
+        assert_eq!(
+            r.handle_chunk(&chunk(FIRST, Some(2), &[1, 2, 3])),
+            Err(FrameError::Overrun)
+        );
         let mut r = rx();
         r.handle_chunk(&chunk(FIRST, Some(10), &[1])).unwrap();
-        assert_eq!(r.handle_chunk(&chunk(FIRST, Some(10), &[1])), Err(FrameError::Interrupted(0)));
+        assert_eq!(
+            r.handle_chunk(&chunk(FIRST, Some(10), &[1])),
+            Err(FrameError::Interrupted(0))
+        );
         assert_eq!(r.handle_chunk(&chunk(0, None, &[])), Err(FrameError::Empty));
     }
 
@@ -532,7 +605,11 @@ mod tests {
         r.handle_chunk(&chunk(FIRST | 1, Some(400), &[1])).unwrap();
         assert_eq!(
             r.handle_chunk(&chunk(FIRST | 2, Some(1), &[1])),
-            Err(FrameError::BufferFull { held: 1000, claimed: 1, max: 1000 })
+            Err(FrameError::BufferFull {
+                held: 1000,
+                claimed: 1,
+                max: 1000
+            })
         );
     }
 

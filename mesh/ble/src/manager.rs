@@ -25,7 +25,11 @@ pub struct ManagerConfig {
 
 impl Default for ManagerConfig {
     fn default() -> Self {
-        Self { max_links: 7, scan_on_ms: 5_000, scan_off_ms: 10_000 }
+        Self {
+            max_links: 7,
+            scan_on_ms: 5_000,
+            scan_off_ms: 10_000,
+        }
     }
 }
 
@@ -142,13 +146,16 @@ impl Manager {
     /// or scanning continuously.
     pub fn poll_timeout(&self) -> Option<u64> {
         let p = self.period();
-        if self.is_full() || p == 0 || self.config.scan_off_ms == 0 || self.config.scan_on_ms == 0
-        {
+        if self.is_full() || p == 0 || self.config.scan_off_ms == 0 || self.config.scan_on_ms == 0 {
             return None;
         }
         let d = self.last - self.origin;
         let phase = d % p;
-        let next = if phase < self.config.scan_on_ms { self.config.scan_on_ms } else { p };
+        let next = if phase < self.config.scan_on_ms {
+            self.config.scan_on_ms
+        } else {
+            p
+        };
         Some(self.last - phase + next)
     }
 
@@ -156,7 +163,11 @@ impl Manager {
     pub fn active_fraction(&mut self, now_ms: u64) -> f64 {
         self.advance(now_ms);
         let total = self.last - self.origin;
-        if total == 0 { 0.0 } else { self.active_ms as f64 / total as f64 }
+        if total == 0 {
+            0.0
+        } else {
+            self.active_ms as f64 / total as f64
+        }
     }
 }
 
@@ -171,11 +182,20 @@ mod tests {
             m.add_link(LinkId(i), 0).unwrap();
         }
         assert_eq!(m.add_link(LinkId(7), 0), Err(LinkRefused::Full(7)));
-        assert_eq!(m.add_link(LinkId(3), 0), Err(LinkRefused::Duplicate(LinkId(3))));
+        assert_eq!(
+            m.add_link(LinkId(3), 0),
+            Err(LinkRefused::Duplicate(LinkId(3)))
+        );
         m.remove_link(LinkId(3), 1);
         m.add_link(LinkId(7), 2).unwrap();
         assert_eq!(m.links(), 7);
-        let mut m = Manager::new(ManagerConfig { max_links: 2, ..Default::default() }, 0);
+        let mut m = Manager::new(
+            ManagerConfig {
+                max_links: 2,
+                ..Default::default()
+            },
+            0,
+        );
         m.add_link(LinkId(0), 0).unwrap();
         m.add_link(LinkId(1), 0).unwrap();
         assert!(m.add_link(LinkId(2), 0).is_err());
@@ -199,16 +219,36 @@ mod tests {
         let f = m.active_fraction(3_601_000);
         assert!((f - 1.0 / 3.0).abs() < 1e-3, "{f}");
         // Other settings.
-        let mut m = Manager::new(ManagerConfig { scan_on_ms: 2_000, scan_off_ms: 28_000, ..Default::default() }, 0);
+        let mut m = Manager::new(
+            ManagerConfig {
+                scan_on_ms: 2_000,
+                scan_off_ms: 28_000,
+                ..Default::default()
+            },
+            0,
+        );
         assert!((m.active_fraction(300_000) - 2.0 / 30.0).abs() < 1e-9);
-        let mut m = Manager::new(ManagerConfig { scan_off_ms: 0, ..Default::default() }, 0);
+        let mut m = Manager::new(
+            ManagerConfig {
+                scan_off_ms: 0,
+                ..Default::default()
+            },
+            0,
+        );
         assert_eq!(m.poll_timeout(), None);
         assert_eq!(m.active_fraction(10_000), 1.0);
     }
 
     #[test]
     fn at_the_limit_the_scanner_stops_and_the_time_is_not_counted() {
-        let mut m = Manager::new(ManagerConfig { max_links: 1, scan_on_ms: 1_000, scan_off_ms: 0 }, 0);
+        let mut m = Manager::new(
+            ManagerConfig {
+                max_links: 1,
+                scan_on_ms: 1_000,
+                scan_off_ms: 0,
+            },
+            0,
+        );
         assert_eq!(m.poll_command(0), Some(Scan::Start));
         m.add_link(LinkId(1), 10_000).unwrap();
         assert_eq!(m.poll_command(10_000), Some(Scan::Stop));

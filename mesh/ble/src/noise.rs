@@ -134,6 +134,10 @@ fn auth_message(role: Role, hash: &[u8; 32]) -> Vec<u8> {
     m
 }
 
+/// Tests: builds the auth plaintext from the handshake hash.
+#[cfg(test)]
+type Forge = Box<dyn Fn(&[u8; 32]) -> Vec<u8>>;
+
 /// One side of one link's secure channel.
 pub struct Channel {
     role: Role,
@@ -151,7 +155,7 @@ pub struct Channel {
     peer_auth: Vec<u8>,
     /// Tests: what to send instead of the real auth record (given the handshake hash).
     #[cfg(test)]
-    forge: Option<Box<dyn Fn(&[u8; 32]) -> Vec<u8>>>,
+    forge: Option<Forge>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -187,8 +191,8 @@ impl Channel {
             Role::Responder => b.build_responder(),
         }
         .map_err(|_| NoiseError::Handshake)?;
-        let local_static = <[u8; 32]>::try_from(keys.public.as_slice())
-            .map_err(|_| NoiseError::Handshake)?;
+        let local_static =
+            <[u8; 32]>::try_from(keys.public.as_slice()).map_err(|_| NoiseError::Handshake)?;
         let mut c = Self {
             role,
             identity: identity.clone(),
@@ -254,7 +258,9 @@ impl Channel {
         }
         let ts = self.ts.as_mut().ok_or(NoiseError::NotEstablished)?;
         let mut out = vec![0u8; plaintext.len() + TAG_BYTES];
-        let n = ts.write_message(plaintext, &mut out).map_err(|_| NoiseError::Handshake)?;
+        let n = ts
+            .write_message(plaintext, &mut out)
+            .map_err(|_| NoiseError::Handshake)?;
         out.truncate(n);
         Ok(out)
     }
@@ -262,7 +268,9 @@ impl Channel {
     fn write_handshake(&mut self) -> Result<(), NoiseError> {
         let hs = self.hs.as_mut().ok_or(NoiseError::Handshake)?;
         let mut buf = vec![0u8; MAX_HANDSHAKE];
-        let n = hs.write_message(&[], &mut buf).map_err(|_| NoiseError::Handshake)?;
+        let n = hs
+            .write_message(&[], &mut buf)
+            .map_err(|_| NoiseError::Handshake)?;
         buf.truncate(n);
         self.out.push_back(buf);
         if hs.is_handshake_finished() {
@@ -273,12 +281,16 @@ impl Channel {
 
     fn finish(&mut self) -> Result<(), NoiseError> {
         let hs = self.hs.take().ok_or(NoiseError::Handshake)?;
-        self.hash = <[u8; 32]>::try_from(hs.get_handshake_hash()).map_err(|_| NoiseError::Handshake)?;
+        self.hash =
+            <[u8; 32]>::try_from(hs.get_handshake_hash()).map_err(|_| NoiseError::Handshake)?;
         self.remote_static = hs
             .get_remote_static()
             .and_then(|s| <[u8; 32]>::try_from(s).ok())
             .ok_or(NoiseError::Handshake)?;
-        self.ts = Some(Box::new(hs.into_transport_mode().map_err(|_| NoiseError::Handshake)?));
+        self.ts = Some(Box::new(
+            hs.into_transport_mode()
+                .map_err(|_| NoiseError::Handshake)?,
+        ));
         #[cfg(test)]
         if let Some(forge) = self.forge.take() {
             let rec = self.seal(&forge(&self.hash))?;
@@ -303,7 +315,9 @@ impl Channel {
                 return Err(NoiseError::Handshake);
             }
             let mut buf = vec![0u8; MAX_HANDSHAKE];
-            let n = hs.read_message(rec, &mut buf).map_err(|_| NoiseError::Handshake)?;
+            let n = hs
+                .read_message(rec, &mut buf)
+                .map_err(|_| NoiseError::Handshake)?;
             if n != 0 {
                 return Err(NoiseError::Handshake);
             }
@@ -319,7 +333,9 @@ impl Channel {
             return Err(NoiseError::Decrypt);
         }
         let mut buf = vec![0u8; rec.len()];
-        let n = ts.read_message(rec, &mut buf).map_err(|_| NoiseError::Decrypt)?;
+        let n = ts
+            .read_message(rec, &mut buf)
+            .map_err(|_| NoiseError::Decrypt)?;
         buf.truncate(n);
         if self.peer.is_some() {
             return Ok(Some(buf));
@@ -327,15 +343,24 @@ impl Channel {
         if buf.len() != AUTH_LEN || buf[0] != AUTH {
             return Err(NoiseError::NotAuthenticated);
         }
-        let device = DeviceId(buf[1..33].try_into().map_err(|_| NoiseError::NotAuthenticated)?);
-        let sig: [u8; 64] = buf[33..].try_into().map_err(|_| NoiseError::NotAuthenticated)?;
+        let device = DeviceId(
+            buf[1..33]
+                .try_into()
+                .map_err(|_| NoiseError::NotAuthenticated)?,
+        );
+        let sig: [u8; 64] = buf[33..]
+            .try_into()
+            .map_err(|_| NoiseError::NotAuthenticated)?;
         device
             .verify(&auth_message(self.role.peer(), &self.hash), &sig)
             .map_err(|_| NoiseError::BadSignature)?;
         if let Some(expected) = self.expect
             && expected != device
         {
-            return Err(NoiseError::WrongDevice { expected, got: device });
+            return Err(NoiseError::WrongDevice {
+                expected,
+                got: device,
+            });
         }
         #[cfg(test)]
         {
@@ -402,7 +427,10 @@ mod tests {
         let (_, _, r) = pair(Some(ident(3).device_id()));
         assert_eq!(
             r,
-            Err(NoiseError::WrongDevice { expected: ident(3).device_id(), got: ident(2).device_id() })
+            Err(NoiseError::WrongDevice {
+                expected: ident(3).device_id(),
+                got: ident(2).device_id()
+            })
         );
     }
 

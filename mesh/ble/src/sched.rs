@@ -86,7 +86,10 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(budget: [usize; LANES]) -> Self {
-        Self { lanes: Default::default(), budget }
+        Self {
+            lanes: Default::default(),
+            budget,
+        }
     }
 
     /// Queues `frame` on `priority`'s lane, or hands it back when the lane is over budget.
@@ -124,7 +127,11 @@ impl Scheduler {
     /// The next chunk from the highest non-empty lane: at most `first_cap` data bytes when
     /// it starts a frame, `rest_cap` otherwise.
     pub fn next_chunk(&mut self, first_cap: usize, rest_cap: usize) -> Option<Chunk> {
-        let (i, lane) = self.lanes.iter_mut().enumerate().find(|(_, l)| !l.frames.is_empty())?;
+        let (i, lane) = self
+            .lanes
+            .iter_mut()
+            .enumerate()
+            .find(|(_, l)| !l.frames.is_empty())?;
         let priority = Priority::ALL[i];
         let front = lane.frames.front()?;
         let first = lane.sent == 0;
@@ -139,7 +146,12 @@ impl Scheduler {
             lane.sent = 0;
             lane.frames.pop_front();
         }
-        Some(Chunk { priority, total, data, last })
+        Some(Chunk {
+            priority,
+            total,
+            data,
+            last,
+        })
     }
 }
 
@@ -152,12 +164,21 @@ mod tests {
         let mut s = Scheduler::new([1 << 20; LANES]);
         s.push(Priority::Bulk, vec![0; 10_000]).unwrap();
         let c = s.next_chunk(1000, 1000).unwrap();
-        assert_eq!((c.priority, c.total, c.last), (Priority::Bulk, Some(10_000), false));
+        assert_eq!(
+            (c.priority, c.total, c.last),
+            (Priority::Bulk, Some(10_000), false)
+        );
         s.push(Priority::Flash, vec![1; 50]).unwrap();
         let c = s.next_chunk(1000, 1000).unwrap();
-        assert_eq!((c.priority, c.total, c.last), (Priority::Flash, Some(50), true));
+        assert_eq!(
+            (c.priority, c.total, c.last),
+            (Priority::Flash, Some(50), true)
+        );
         let c = s.next_chunk(1000, 1000).unwrap();
-        assert_eq!((c.priority, c.total, c.data.len()), (Priority::Bulk, None, 1000));
+        assert_eq!(
+            (c.priority, c.total, c.data.len()),
+            (Priority::Bulk, None, 1000)
+        );
     }
 
     #[test]
@@ -180,7 +201,11 @@ mod tests {
     fn frames_come_out_whole_and_in_order_per_lane() {
         let mut s = Scheduler::new([1 << 20; LANES]);
         for i in 0..20u8 {
-            s.push(Priority::ALL[(i % 5) as usize], vec![i; 1 + i as usize * 37]).unwrap();
+            s.push(
+                Priority::ALL[(i % 5) as usize],
+                vec![i; 1 + i as usize * 37],
+            )
+            .unwrap();
         }
         let mut got: [Vec<Vec<u8>>; LANES] = Default::default();
         let mut cur: [Vec<u8>; LANES] = Default::default();

@@ -37,14 +37,32 @@ struct Pair {
 }
 
 fn config(mtu: u16) -> Config {
-    Config { mtu, ..Config::default() }
+    Config {
+        mtu,
+        ..Config::default()
+    }
 }
 
 impl Pair {
     fn new(cfg: Config, seed: u64) -> Self {
-        let a = Link::new(Role::Initiator, &ident(1), Some(ident(2).device_id()), cfg.clone(), [seed as u8; 32], 0)
-            .unwrap();
-        let b = Link::new(Role::Responder, &ident(2), None, cfg, [seed as u8 ^ 0x55; 32], 0).unwrap();
+        let a = Link::new(
+            Role::Initiator,
+            &ident(1),
+            Some(ident(2).device_id()),
+            cfg.clone(),
+            [seed as u8; 32],
+            0,
+        )
+        .unwrap();
+        let b = Link::new(
+            Role::Responder,
+            &ident(2),
+            None,
+            cfg,
+            [seed as u8 ^ 0x55; 32],
+            0,
+        )
+        .unwrap();
         Self {
             a,
             b,
@@ -86,11 +104,15 @@ impl Pair {
     /// One step: each side writes up to `burst` packets, the other reads them.
     fn step(&mut self) -> bool {
         self.now += 10;
-        let batch: Vec<Vec<u8>> = (0..self.burst).map_while(|_| self.a.poll_transmit()).collect();
+        let batch: Vec<Vec<u8>> = (0..self.burst)
+            .map_while(|_| self.a.poll_transmit())
+            .collect();
         let mut moved = !batch.is_empty();
         let batch = self.carry(batch);
         deliver(&mut self.b, batch, self.now);
-        let batch: Vec<Vec<u8>> = (0..self.burst).map_while(|_| self.b.poll_transmit()).collect();
+        let batch: Vec<Vec<u8>> = (0..self.burst)
+            .map_while(|_| self.b.poll_transmit())
+            .collect();
         moved |= !batch.is_empty();
         let batch = self.carry(batch);
         deliver(&mut self.a, batch, self.now);
@@ -118,8 +140,16 @@ impl Pair {
 
     fn established(&mut self) {
         self.run();
-        assert!(matches!(self.from_b.first(), Some(Event::Established { .. })), "{:?}", self.a.error());
-        assert!(matches!(self.from_a.first(), Some(Event::Established { .. })), "{:?}", self.b.error());
+        assert!(
+            matches!(self.from_b.first(), Some(Event::Established { .. })),
+            "{:?}",
+            self.a.error()
+        );
+        assert!(
+            matches!(self.from_a.first(), Some(Event::Established { .. })),
+            "{:?}",
+            self.b.error()
+        );
     }
 }
 
@@ -152,8 +182,18 @@ fn frame(i: usize, len: usize) -> Vec<u8> {
 fn the_link_comes_up_with_matching_devices_and_transport_ids() {
     let mut p = Pair::new(config(185), 1);
     p.established();
-    let (Event::Established { device: da, local_tid: la, remote_tid: ra }, Event::Established { device: db, local_tid: lb, remote_tid: rb }) =
-        (&p.from_b[0], &p.from_a[0])
+    let (
+        Event::Established {
+            device: da,
+            local_tid: la,
+            remote_tid: ra,
+        },
+        Event::Established {
+            device: db,
+            local_tid: lb,
+            remote_tid: rb,
+        },
+    ) = (&p.from_b[0], &p.from_a[0])
     else {
         unreachable!()
     };
@@ -167,7 +207,10 @@ fn the_link_comes_up_with_matching_devices_and_transport_ids() {
 #[test]
 fn frames_up_to_the_engine_limit_arrive_intact_at_mtu_23_185_512() {
     for mtu in [23u16, 185, 512] {
-        let cfg = Config { lane_budget: [1 << 20; 5], ..config(mtu) };
+        let cfg = Config {
+            lane_budget: [1 << 20; 5],
+            ..config(mtu)
+        };
         let mut p = Pair::new(cfg, 2);
         p.burst = 64;
         p.established();
@@ -179,9 +222,21 @@ fn frames_up_to_the_engine_limit_arrive_intact_at_mtu_23_185_512() {
         p.run();
         assert_eq!(p.a.error(), None);
         assert_eq!(p.b.error(), None);
-        let want: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| frame(i, n)).collect();
-        assert_eq!(frames(&p.from_a)[Priority::Routine.lane()], want, "mtu {mtu}");
-        let want: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| frame(i + 100, n)).collect();
+        let want: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| frame(i, n))
+            .collect();
+        assert_eq!(
+            frames(&p.from_a)[Priority::Routine.lane()],
+            want,
+            "mtu {mtu}"
+        );
+        let want: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| frame(i + 100, n))
+            .collect();
         assert_eq!(frames(&p.from_b)[Priority::Bulk.lane()], want, "mtu {mtu}");
     }
 }
@@ -203,7 +258,15 @@ fn flash_overtakes_a_1mb_bulk_transfer_within_a_few_fragments() {
     let mut waited = None;
     for _ in 0..100 {
         p.step();
-        if p.from_a.iter().any(|e| matches!(e, Event::Frame { priority: Priority::Flash, .. })) {
+        if p.from_a.iter().any(|e| {
+            matches!(
+                e,
+                Event::Frame {
+                    priority: Priority::Flash,
+                    ..
+                }
+            )
+        }) {
             waited = Some(p.a.packets_out - before);
             break;
         }
@@ -212,21 +275,33 @@ fn flash_overtakes_a_1mb_bulk_transfer_within_a_few_fragments() {
     // At most the rest of one bulk chunk (8 fragments) and the FLASH frame's own 2.
     assert!(waited <= 10, "FLASH waited {waited} fragments");
     p.run();
-    assert_eq!(frames(&p.from_a)[Priority::Flash.lane()], vec![frame(9, 200)]);
+    assert_eq!(
+        frames(&p.from_a)[Priority::Flash.lane()],
+        vec![frame(9, 200)]
+    );
     assert_eq!(frames(&p.from_a)[Priority::Bulk.lane()].len(), 4);
 }
 
 #[test]
 fn back_pressure_hands_the_frame_back_until_the_lane_drains() {
-    let cfg = Config { lane_budget: [1_000; 5], ..config(185) };
+    let cfg = Config {
+        lane_budget: [1_000; 5],
+        ..config(185)
+    };
     let mut p = Pair::new(cfg, 4);
     p.established();
     p.a.send(Priority::Routine, frame(0, 600)).unwrap();
     p.a.send(Priority::Routine, frame(1, 400)).unwrap();
     assert!(!p.a.has_room(Priority::Routine, 1));
-    assert_eq!(p.a.send(Priority::Routine, frame(2, 1)), Err(SendError::Full(frame(2, 1))));
     assert_eq!(
-        p.a.send(Priority::Routine, vec![0; vaarta_engine::MAX_FRAME_BYTES + 1]),
+        p.a.send(Priority::Routine, frame(2, 1)),
+        Err(SendError::Full(frame(2, 1)))
+    );
+    assert_eq!(
+        p.a.send(
+            Priority::Routine,
+            vec![0; vaarta_engine::MAX_FRAME_BYTES + 1]
+        ),
         Err(SendError::TooLarge(vaarta_engine::MAX_FRAME_BYTES + 1))
     );
     assert_eq!(p.a.send(Priority::Routine, vec![]), Err(SendError::Empty));
@@ -234,7 +309,10 @@ fn back_pressure_hands_the_frame_back_until_the_lane_drains() {
     assert!(p.a.has_room(Priority::Routine, 1_000));
     p.a.send(Priority::Routine, frame(2, 1)).unwrap();
     p.run();
-    assert_eq!(frames(&p.from_a)[Priority::Routine.lane()], vec![frame(0, 600), frame(1, 400), frame(2, 1)]);
+    assert_eq!(
+        frames(&p.from_a)[Priority::Routine.lane()],
+        vec![frame(0, 600), frame(1, 400), frame(2, 1)]
+    );
 }
 
 #[test]
@@ -245,22 +323,42 @@ fn the_mtu_exchange_between_records_works_and_mid_message_cuts_the_link() {
     p.b.set_mtu(185).unwrap();
     p.a.send(Priority::Routine, frame(0, 5_000)).unwrap();
     p.run();
-    assert_eq!(frames(&p.from_a)[Priority::Routine.lane()], vec![frame(0, 5_000)]);
+    assert_eq!(
+        frames(&p.from_a)[Priority::Routine.lane()],
+        vec![frame(0, 5_000)]
+    );
     // Half a record sent, then a new MTU.
     p.a.send(Priority::Routine, frame(1, 5_000)).unwrap();
     assert!(p.a.poll_transmit().is_some());
-    assert_eq!(p.a.set_mtu(247), Err(Error::Frag(FragError::MtuChangedMidMessage)));
+    assert_eq!(
+        p.a.set_mtu(247),
+        Err(Error::Frag(FragError::MtuChangedMidMessage))
+    );
     assert!(p.a.poll_transmit().is_none());
-    assert_eq!(p.a.send(Priority::Routine, frame(2, 1)), Err(SendError::Closed));
+    assert_eq!(
+        p.a.send(Priority::Routine, frame(2, 1)),
+        Err(SendError::Closed)
+    );
     assert_eq!(p.a.handle_packet(&[0], 0), Err(Error::Closed));
 }
 
 #[test]
 fn a_silent_peer_times_out_and_so_does_a_stalled_record() {
-    let mut a = Link::new(Role::Initiator, &ident(1), None, config(185), [1; 32], 1_000).unwrap();
+    let mut a = Link::new(
+        Role::Initiator,
+        &ident(1),
+        None,
+        config(185),
+        [1; 32],
+        1_000,
+    )
+    .unwrap();
     assert_eq!(a.poll_timeout(), Some(11_000));
     a.handle_timeout(10_999).unwrap();
-    assert_eq!(a.handle_timeout(11_000), Err(Error::HandshakeTimeout(10_000)));
+    assert_eq!(
+        a.handle_timeout(11_000),
+        Err(Error::HandshakeTimeout(10_000))
+    );
     assert_eq!(a.poll_timeout(), None);
 
     let mut p = Pair::new(config(185), 6);
@@ -270,20 +368,37 @@ fn a_silent_peer_times_out_and_so_does_a_stalled_record() {
     let f = p.a.poll_transmit().unwrap();
     p.b.handle_packet(&f, 50_000).unwrap();
     assert_eq!(p.b.poll_timeout(), Some(80_000));
-    assert_eq!(p.b.handle_timeout(80_000), Err(Error::Frag(FragError::Timeout(30_000))));
+    assert_eq!(
+        p.b.handle_timeout(80_000),
+        Err(Error::Frag(FragError::Timeout(30_000)))
+    );
 }
 
 #[test]
 fn a_wrong_device_cuts_the_link() {
     let cfg = config(185);
     let mut p = Pair::new(cfg.clone(), 7);
-    p.a = Link::new(Role::Initiator, &ident(1), Some(ident(3).device_id()), cfg, [7; 32], 0).unwrap();
+    p.a = Link::new(
+        Role::Initiator,
+        &ident(1),
+        Some(ident(3).device_id()),
+        cfg,
+        [7; 32],
+        0,
+    )
+    .unwrap();
     p.run();
     assert_eq!(
         p.a.error(),
-        Some(&Error::Noise(NoiseError::WrongDevice { expected: ident(3).device_id(), got: ident(2).device_id() }))
+        Some(&Error::Noise(NoiseError::WrongDevice {
+            expected: ident(3).device_id(),
+            got: ident(2).device_id()
+        }))
     );
-    assert!(p.from_b.is_empty(), "nothing reported from the wrong device");
+    assert!(
+        p.from_b.is_empty(),
+        "nothing reported from the wrong device"
+    );
     assert!(p.a.send(Priority::Flash, vec![1]).is_err());
 }
 
@@ -296,7 +411,10 @@ fn tampered_and_replayed_records_cut_the_link() {
     let mut f = p.a.poll_transmit().unwrap();
     let last = f.len() - 1;
     f[last] ^= 0x40;
-    assert_eq!(p.b.handle_packet(&f, 1), Err(Error::Noise(NoiseError::Decrypt)));
+    assert_eq!(
+        p.b.handle_packet(&f, 1),
+        Err(Error::Noise(NoiseError::Decrypt))
+    );
 
     // Replayed: a whole record sent again with the sequence numbers rewritten to fit.
     let mut p = Pair::new(config(185), 9);
@@ -308,8 +426,14 @@ fn tampered_and_replayed_records_cut_the_link() {
     p.b.handle_packet(&f, 1).unwrap();
     let mut again = f.clone();
     again[0] = (again[0] & 0x80) | ((seen.0 + 1) & 0x7f);
-    assert_eq!(p.b.handle_packet(&again, 2), Err(Error::Noise(NoiseError::Decrypt)));
-    assert_eq!(frames(&collect(&mut p.b))[Priority::Routine.lane()], vec![frame(0, 100)]);
+    assert_eq!(
+        p.b.handle_packet(&again, 2),
+        Err(Error::Noise(NoiseError::Decrypt))
+    );
+    assert_eq!(
+        frames(&collect(&mut p.b))[Priority::Routine.lane()],
+        vec![frame(0, 100)]
+    );
 
     // Duplicated on the air: the sequence number catches it first.
     let mut p = Pair::new(config(185), 10);
@@ -317,7 +441,10 @@ fn tampered_and_replayed_records_cut_the_link() {
     p.a.send(Priority::Routine, frame(0, 100)).unwrap();
     let f = p.a.poll_transmit().unwrap();
     p.b.handle_packet(&f, 1).unwrap();
-    assert!(matches!(p.b.handle_packet(&f, 1), Err(Error::Frag(FragError::Duplicate { .. }))));
+    assert!(matches!(
+        p.b.handle_packet(&f, 1),
+        Err(Error::Frag(FragError::Duplicate { .. }))
+    ));
 }
 
 fn collect(l: &mut Link) -> Vec<Event> {
@@ -375,7 +502,11 @@ impl Hostile {
 }
 
 fn victim(mtu: u16) -> Link {
-    let cfg = Config { mtu, max_rx_bytes: 300_000, ..Config::default() };
+    let cfg = Config {
+        mtu,
+        max_rx_bytes: 300_000,
+        ..Config::default()
+    };
     Link::new(Role::Responder, &ident(2), None, cfg, [2; 32], 0).unwrap()
 }
 
@@ -401,23 +532,43 @@ fn chunk(h: u8, total: Option<u64>, data_len: usize) -> Vec<u8> {
 fn a_hostile_peer_claiming_4_gib_or_too_many_partial_frames_is_cut_off() {
     let mut v = victim(512);
     let mut h = Hostile::connect(&mut v, 512);
-    assert!(matches!(collect(&mut v).first(), Some(Event::Established { .. })));
-    let e = h.send_chunk(&mut v, &chunk(0x80, Some(1 << 32), 10)).unwrap_err();
-    assert_eq!(e, Error::Frame(FrameError::TooLarge { claimed: 1 << 32, max: vaarta_engine::MAX_FRAME_BYTES }));
+    assert!(matches!(
+        collect(&mut v).first(),
+        Some(Event::Established { .. })
+    ));
+    let e = h
+        .send_chunk(&mut v, &chunk(0x80, Some(1 << 32), 10))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        Error::Frame(FrameError::TooLarge {
+            claimed: 1 << 32,
+            max: vaarta_engine::MAX_FRAME_BYTES
+        })
+    );
 
     // Partial frames on every lane: the receive budget (300,000) refuses the second large one.
     let mut v = victim(512);
     let mut h = Hostile::connect(&mut v, 512);
-    h.send_chunk(&mut v, &chunk(0x84, Some(200_000), 10)).unwrap();
-    h.send_chunk(&mut v, &chunk(0x80, Some(50_000), 10)).unwrap();
-    let e = h.send_chunk(&mut v, &chunk(0x81, Some(200_000), 10)).unwrap_err();
-    assert!(matches!(e, Error::Frame(FrameError::BufferFull { .. })), "{e:?}");
+    h.send_chunk(&mut v, &chunk(0x84, Some(200_000), 10))
+        .unwrap();
+    h.send_chunk(&mut v, &chunk(0x80, Some(50_000), 10))
+        .unwrap();
+    let e = h
+        .send_chunk(&mut v, &chunk(0x81, Some(200_000), 10))
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Frame(FrameError::BufferFull { .. })),
+        "{e:?}"
+    );
     assert!(v.rx_buffered() <= v.rx_bound());
 
     // A lane no frame uses, and a second auth.
     let mut v = victim(512);
     let mut h = Hostile::connect(&mut v, 512);
-    let e = h.send_chunk(&mut v, &chunk(noise::AUTH, None, 96)).unwrap_err();
+    let e = h
+        .send_chunk(&mut v, &chunk(noise::AUTH, None, 96))
+        .unwrap_err();
     assert_eq!(e, Error::Frame(FrameError::BadHeader(noise::AUTH)));
 }
 
@@ -436,7 +587,11 @@ fn undrained_frames_count_against_the_receive_budget() {
     };
     assert_eq!(sent, 100);
     assert!(matches!(err, Error::Frame(FrameError::BufferFull { .. })));
-    assert_eq!(collect(&mut v).len(), 100, "what arrived whole is still delivered");
+    assert_eq!(
+        collect(&mut v).len(),
+        100,
+        "what arrived whole is still delivered"
+    );
 }
 
 proptest! {
