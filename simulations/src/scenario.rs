@@ -107,6 +107,11 @@ pub struct Radio {
     /// Bytes of overhead per MTU-sized packet.
     #[serde(default)]
     pub packet_overhead: u64,
+    /// Bytes of overhead once per frame (with an MTU: the link layer's per-record costs, e.g.
+    /// the Bluetooth link's Noise tag and record headers; docs/performance.md, "Bluetooth link
+    /// layer").
+    #[serde(default)]
+    pub frame_overhead: u64,
     #[serde(default = "max_links")]
     pub max_links: usize,
     /// Preference when two devices share several radios (higher wins).
