@@ -6,6 +6,7 @@ use vaarta_sync::ids::ConversationId;
 use vaarta_sync::page::Draft;
 use vaarta_sync::replica::Replica;
 use vaarta_sync::store::{MemoryStore, Store};
+use vaarta_sync::store::testing::FindEnvelope;
 
 /// A replica over an in-memory store whose identity and storage seed are `[n; 32]`.
 pub fn replica(n: u8) -> Replica<MemoryStore> {
@@ -32,7 +33,7 @@ pub fn envelopes(r: &Replica<MemoryStore>) -> Vec<Vec<u8>> {
         })
         .unwrap();
         for id in ids {
-            let b = st.envelope(&id).unwrap().unwrap();
+            let b = st.find_envelope(&id).unwrap().unwrap();
             if !b.is_empty() {
                 out.push(b);
             }
