@@ -693,7 +693,10 @@ mod tests {
             "idx dropped at open"
         );
         assert_eq!(s.envelope(&tag, &two.0).unwrap().unwrap(), b"two");
-        assert_eq!(s.envelope(&tag, &EnvelopeId([3; 32])).unwrap().unwrap(), b"");
+        assert_eq!(
+            s.envelope(&tag, &EnvelopeId([3; 32])).unwrap().unwrap(),
+            b""
+        );
         assert!(!s.contains(&tag, &EnvelopeId([9; 32])).unwrap());
         assert_eq!(s.summary(&tag).count, 2);
         assert_eq!(s.get(b"k").unwrap().unwrap(), b"v");
@@ -1038,7 +1041,10 @@ mod tests {
         flip(&seg, 2 * frame + 100); // the last one
         let s = SledStore::open(&p, &key()).unwrap();
         assert_eq!(seg_len(&p, 0), before, "nothing cut");
-        assert_eq!(s.envelope(&tag, &es[0].0).unwrap().as_deref(), Some(&es[0].1[..]));
+        assert_eq!(
+            s.envelope(&tag, &es[0].0).unwrap().as_deref(),
+            Some(&es[0].1[..])
+        );
         for (id, _) in &es[1..] {
             assert!(
                 matches!(s.envelope(&tag, id), Err(StoreError::Corrupt(_))),
@@ -1055,7 +1061,10 @@ mod tests {
         b[frame..frame + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         std::fs::write(&seg, b).unwrap();
         let s = SledStore::open(&p, &key()).unwrap();
-        assert!(matches!(s.envelope(&tag, &es[1].0), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            s.envelope(&tag, &es[1].0),
+            Err(StoreError::Corrupt(_))
+        ));
         drop(s);
         // A segment shorter than the log's recorded end is corruption at open (moved aside).
         released(&p);
@@ -1080,20 +1089,35 @@ mod tests {
         s.flush().unwrap();
         let other = s.env.get(env_key(&tag, &es[1].0)).unwrap().unwrap();
         s.env.insert(env_key(&tag, &es[0].0), other).unwrap();
-        assert!(matches!(s.envelope(&tag, &es[0].0), Err(StoreError::Corrupt(_))));
-        assert_eq!(s.envelope(&tag, &es[1].0).unwrap().as_deref(), Some(&es[1].1[..]));
+        assert!(matches!(
+            s.envelope(&tag, &es[0].0),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(
+            s.envelope(&tag, &es[1].0).unwrap().as_deref(),
+            Some(&es[1].1[..])
+        );
         // A location past its frame's payload, or past the log's end: corruption too.
         let mut l =
             Location::decode(&s.env.get(env_key(&tag, &es[1].0)).unwrap().unwrap()).unwrap();
         l.len += 1_000;
         s.env.insert(env_key(&tag, &es[0].0), &l.encode()).unwrap();
-        assert!(matches!(s.envelope(&tag, &es[0].0), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            s.envelope(&tag, &es[0].0),
+            Err(StoreError::Corrupt(_))
+        ));
         l.frame.seg += 5;
         s.env.insert(env_key(&tag, &es[0].0), &l.encode()).unwrap();
-        assert!(matches!(s.envelope(&tag, &es[0].0), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            s.envelope(&tag, &es[0].0),
+            Err(StoreError::Corrupt(_))
+        ));
         // A value of no known shape.
         s.env.insert(env_key(&tag, &es[0].0), &[1u8; 20]).unwrap();
-        assert!(matches!(s.envelope(&tag, &es[0].0), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            s.envelope(&tag, &es[0].0),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -1195,7 +1219,10 @@ mod tests {
                 assert_eq!(s.envelope(&tag, id).unwrap().as_deref(), Some(&b[..]));
                 assert_eq!(s.envelope_len(&tag, id).unwrap(), Some(200));
             }
-            assert_eq!(s.envelope(&tag, &EnvelopeId([9; 32])).unwrap().unwrap(), b"");
+            assert_eq!(
+                s.envelope(&tag, &EnvelopeId([9; 32])).unwrap().unwrap(),
+                b""
+            );
             for (id, b) in &new[..20] {
                 s.put_envelope(&tag, id, b).unwrap();
             }
@@ -1220,7 +1247,10 @@ mod tests {
         let k0 = env_key(&tag, &old[0].0);
         let v = s.env.get(k0).unwrap().unwrap();
         s.env.insert(env_key(&tag, &old[2].0), v).unwrap();
-        assert!(matches!(s.envelope(&tag, &old[2].0), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            s.envelope(&tag, &old[2].0),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[cfg(unix)]

@@ -18,8 +18,8 @@ use vaarta_sync::ids::{ConversationId, EnvelopeId, EpochId};
 use vaarta_sync::membership::History;
 use vaarta_sync::page::Draft;
 use vaarta_sync::replica::{Event as SyncEvent, Ingested};
-use vaarta_sync::store::{MemoryStore, Store};
 use vaarta_sync::store::testing::FindEnvelope;
+use vaarta_sync::store::{MemoryStore, Store};
 
 use crate::adversary::{self, Forged, Knowledge, Parties};
 use crate::metrics::{Delivery, RouterResult};

@@ -16,8 +16,8 @@ use vaarta_sync::page::Draft;
 use vaarta_sync::recon;
 use vaarta_sync::replica::Replica;
 use vaarta_sync::sample::Chatter;
-use vaarta_sync::store::{MemoryStore, Store};
 use vaarta_sync::store::testing::FindEnvelope;
+use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
 
@@ -263,9 +263,10 @@ fn main() {
                 bside.put_envelope(&tag, &id, b"x").unwrap();
             } else {
                 bside
-                    .remove_envelope(&tag, &EnvelopeId(
-                        *blake3::hash(&(i * 7).to_le_bytes()).as_bytes(),
-                    ))
+                    .remove_envelope(
+                        &tag,
+                        &EnvelopeId(*blake3::hash(&(i * 7).to_le_bytes()).as_bytes()),
+                    )
                     .unwrap();
             }
         }

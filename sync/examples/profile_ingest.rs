@@ -4,8 +4,8 @@ use vaarta_sync::membership::History;
 use vaarta_sync::page::Draft;
 use vaarta_sync::replica::Replica;
 use vaarta_sync::sample::Chatter;
-use vaarta_sync::store::{MemoryStore, Store};
 use vaarta_sync::store::testing::FindEnvelope;
+use vaarta_sync::store::{MemoryStore, Store};
 
 fn main() {
     let t0 = 1_790_000_000_000;

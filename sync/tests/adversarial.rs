@@ -22,8 +22,8 @@ use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, OpHash, Ta
 use vaarta_sync::limits::{MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER};
 use vaarta_sync::membership::{Action, ControlOp, History};
 use vaarta_sync::replica::{CommandError, Config, Replica};
-use vaarta_sync::store::{MemoryStore, Store};
 use vaarta_sync::store::testing::FindEnvelope;
+use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
 

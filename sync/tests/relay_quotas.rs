@@ -10,8 +10,8 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{DeviceId, EnvelopeId, EpochId, Tag};
 use vaarta_sync::membership::History;
 use vaarta_sync::replica::{Ingested, RelayPolicy, Replica};
-use vaarta_sync::store::{MemoryStore, Store};
 use vaarta_sync::store::testing::FindEnvelope;
+use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
 /// The relay quota: 1/8 per tag (5,000), 1/4 per origin (10,000), 1/2 for strangers.

@@ -13,8 +13,8 @@ use vaarta_sync::limits::MAX_LATE_CHANGES_PER_PAGE;
 use vaarta_sync::membership::History;
 use vaarta_sync::page::RuleError;
 use vaarta_sync::replica::{IngestError, Ingested, Replica};
-use vaarta_sync::store::{MemoryStore, Store};
 use vaarta_sync::store::testing::FindEnvelope;
+use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
 const SALT: usize = envelope::SALT_LEN;
@@ -164,7 +164,11 @@ fn removed_member_writing_with_old_key_is_hidden_then_refused() {
         last = Some(e);
     }
     let late: Vec<Vec<u8>> = envelopes(&rs[2]);
-    let past = rs[2].store().find_envelope(&last.unwrap()).unwrap().unwrap();
+    let past = rs[2]
+        .store()
+        .find_envelope(&last.unwrap())
+        .unwrap()
+        .unwrap();
     for b in &late {
         if *b != past {
             let _ = rs[1].ingest(b, T0 + 1500);

@@ -17,8 +17,8 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, EnvelopeId, EpochId, Tag};
 use vaarta_sync::membership::History;
 use vaarta_sync::replica::Replica;
-use vaarta_sync::store::{MemoryStore, Store};
 use vaarta_sync::store::testing::FindEnvelope;
+use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
 

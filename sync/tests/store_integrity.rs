@@ -8,9 +8,9 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, EnvelopeId};
 use vaarta_sync::membership::History;
 use vaarta_sync::replica::{IngestError, Ingested, Replica, Waiting};
-use vaarta_sync::store::{MemoryStore, Store};
 use vaarta_sync::store::StoreError;
 use vaarta_sync::store::testing::{Faulty, FindEnvelope};
+use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
 const SALT: usize = envelope::SALT_LEN;
@@ -320,10 +320,7 @@ fn tombstones_are_bounded_per_tag() {
     }
     assert_eq!(rs[1].tombstone_count(&tag).0, max);
     assert_eq!(rs[1].store().summary(&tag).count as usize, before + max);
-    assert!(
-        !rs[1].store().holds(&ids[0]).unwrap(),
-        "oldest forgotten"
-    );
+    assert!(!rs[1].store().holds(&ids[0]).unwrap(), "oldest forgotten");
     assert!(rs[1].store().holds(&ids[max + 49]).unwrap());
     let r = std::mem::replace(&mut rs[1], replica(99));
     let mut r = restart(r, 2);
@@ -373,7 +370,8 @@ fn unreadable_envelopes_are_bounded() {
 fn a_full_disk_refuses_nothing_and_loses_nothing() {
     for fail in [StoreError::Full, StoreError::Io("EIO".into())] {
         let mut a = replica(1);
-        let mut b = Replica::open(Identity::from_seed([2; 32]), Faulty::default(), [2; 32]).unwrap();
+        let mut b =
+            Replica::open(Identity::from_seed([2; 32]), Faulty::default(), [2; 32]).unwrap();
         let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
         a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
         let (_, first) = a.send_message(&c, text("first"), T0 + 2).unwrap();
@@ -610,7 +608,8 @@ fn stale_pending_records_are_deleted_at_open() {
 fn a_power_cut_while_refusing_a_woken_pending_envelope_leaves_it_recorded() {
     for cut in 0.. {
         let mut a = replica(1);
-        let mut b = Replica::open(Identity::from_seed([2; 32]), Faulty::default(), [2; 32]).unwrap();
+        let mut b =
+            Replica::open(Identity::from_seed([2; 32]), Faulty::default(), [2; 32]).unwrap();
         let c_dev = replica(3);
         let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
         a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
@@ -645,7 +644,9 @@ fn a_power_cut_while_refusing_a_woken_pending_envelope_leaves_it_recorded() {
                 .envelope(&info.tag, &bad_id)
                 .unwrap()
                 .is_some_and(|x| !x.is_empty());
-            let recorded = q_records(&*st.inner()).iter().any(|k| k.ends_with(&bad_id.0));
+            let recorded = q_records(&*st.inner())
+                .iter()
+                .any(|k| k.ends_with(&bad_id.0));
             assert!(
                 !held || recorded,
                 "cut after {cut} writes, {when}: held, no record"

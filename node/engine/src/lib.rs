@@ -683,7 +683,11 @@ impl<S: Store> Engine<S> {
         let mut want = Vec::new();
         // Announced ids carry no tag: held under any of the link's session tags (what it
         // pushes and announces) is held.
-        let tags = self.links.get(&link).map(|l| l.tags.clone()).unwrap_or_default();
+        let tags = self
+            .links
+            .get(&link)
+            .map(|l| l.tags.clone())
+            .unwrap_or_default();
         for id in ids {
             if tags
                 .iter()
@@ -749,6 +753,9 @@ impl<S: Store> Engine<S> {
                 .find(|t| matches!(store.contains(t, &id), Ok(true)))
                 .copied()
             else {
+                // Not held under them (held elsewhere, or not at all: the store cannot tell
+                // without an id → tag index, and it makes no difference to the peer).
+                self.counters.wants_ignored += 1;
                 continue;
             };
             let Some(l) = self.links.get_mut(&link) else {
@@ -793,7 +800,8 @@ impl<S: Store> Engine<S> {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        if let Enqueued::Overflowed(dropped) = l.push.enqueue(id, tag, precedence, kind, order, max) {
+        if let Enqueued::Overflowed(dropped) = l.push.enqueue(id, tag, precedence, kind, order, max)
+        {
             // Let reconciliation find the rest, and let the peer ask again for what was
             // dropped unsent (only that: what was pushed stays served).
             l.sessions.resync_at = 0;

@@ -165,10 +165,8 @@ impl<S: Store> Engine<S> {
     /// noted `sent` (pushed again after the next reconciliation that finds it held).
     pub(crate) fn unacknowledged(&mut self, device: DeviceId, ids: &[(EnvelopeId, Tag)]) {
         for (e, tag) in ids {
-            if !matches!(
-                self.replica.store().get(&awaiting_key(tag, e)),
-                Ok(Some(_))
-            ) || !self.is_member_of_tag(tag, &device)
+            if !matches!(self.replica.store().get(&awaiting_key(tag, e)), Ok(Some(_)))
+                || !self.is_member_of_tag(tag, &device)
             {
                 continue;
             }
@@ -203,12 +201,9 @@ impl<S: Store> Engine<S> {
         let tags = l.tags.clone();
         for e in &ids[..allowed] {
             self.counters.receipt_ids_checked += 1;
-            let awaited = tags.iter().find(|t| {
-                matches!(
-                    self.replica.store().get(&awaiting_key(t, e)),
-                    Ok(Some(_))
-                )
-            });
+            let awaited = tags
+                .iter()
+                .find(|t| matches!(self.replica.store().get(&awaiting_key(t, e)), Ok(Some(_))));
             if let Some(tag) = awaited.copied()
                 && self.is_member_of_tag(&tag, &device)
             {

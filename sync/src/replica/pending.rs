@@ -572,9 +572,9 @@ impl<S: Store> Replica<S> {
                 if let Some((conv, waiting, bytes)) = entry
                     && !self.pending.contains(e)
                 {
-                    let _ = self
-                        .pending
-                        .insert_sized(&mut self.store, conv, tag, *e, waiting, bytes);
+                    let _ =
+                        self.pending
+                            .insert_sized(&mut self.store, conv, tag, *e, waiting, bytes);
                 }
                 if self.pending.contains(e) {
                     self.pending.requeue(*e);
@@ -832,9 +832,12 @@ mod tests {
         let mut st = MemoryStore::new();
         let mut p = Pending::default();
         let e = |n| Waiting::Epoch(EpochId([n; 4]));
-        p.insert_sized(&mut st, CONV, TAG, env(1), e(1), 100).unwrap();
-        p.insert_sized(&mut st, CONV, TAG, env(2), e(2), 50).unwrap();
-        p.insert(&mut st, CONV, TAG, env(3), Waiting::Parents).unwrap();
+        p.insert_sized(&mut st, CONV, TAG, env(1), e(1), 100)
+            .unwrap();
+        p.insert_sized(&mut st, CONV, TAG, env(2), e(2), 50)
+            .unwrap();
+        p.insert(&mut st, CONV, TAG, env(3), Waiting::Parents)
+            .unwrap();
         assert_eq!(p.unverified(&CONV), (2, 150, 150));
         assert_eq!(p.unverified_victim(&CONV, 10), None);
         assert_eq!(

@@ -5,8 +5,8 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::ConversationId;
 use vaarta_sync::page::Draft;
 use vaarta_sync::replica::Replica;
-use vaarta_sync::store::{MemoryStore, Store};
 use vaarta_sync::store::testing::FindEnvelope;
+use vaarta_sync::store::{MemoryStore, Store};
 
 /// A replica over an in-memory store whose identity and storage seed are `[n; 32]`.
 pub fn replica(n: u8) -> Replica<MemoryStore> {
