@@ -670,3 +670,42 @@ fn a_power_cut_while_refusing_a_woken_pending_envelope_leaves_it_recorded() {
         }
     }
 }
+
+/// Issue 11 (no id → tag index): an envelope is stored under the tag its header names and
+/// found only there; the same bytes arriving again, alone or in a batch, are a duplicate and
+/// stored once (the behaviour the `idx` tree gave before, kept by naming the tag).
+#[test]
+fn an_envelope_is_held_once_under_its_header_tag() {
+    let mut a = replica(1);
+    let mut b = replica(2);
+    let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
+    a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
+    sync(&a, &mut b, T0 + 10);
+    let (_, m) = a.send_message(&c, text("once"), T0 + 20).unwrap();
+    let tag = a.conversation(&c).unwrap().tag;
+    let bytes = a.store().envelope(&tag, &m).unwrap().unwrap();
+    assert_eq!(Envelope::decode(&bytes).unwrap().header().tag, tag);
+    assert_eq!(b.ingest(&bytes, T0 + 30), Ok(Ingested::Applied(c)));
+    let count = b.store().summary(&tag).count;
+    assert_eq!(b.ingest(&bytes, T0 + 31), Ok(Ingested::Duplicate));
+    let again = b.ingest_batch(&[bytes.as_slice(), bytes.as_slice()], T0 + 32);
+    assert!(
+        again.iter().all(|r| r.result == Ok(Ingested::Duplicate)),
+        "{again:?}"
+    );
+    assert_eq!(b.store().summary(&tag).count, count, "stored once");
+    assert!(b.store().contains(&tag, &m).unwrap());
+    let others: Vec<_> = b
+        .store()
+        .tags()
+        .into_iter()
+        .filter(|(t, _)| *t != tag)
+        .collect();
+    for (t, _) in others {
+        assert!(
+            !b.store().contains(&t, &m).unwrap(),
+            "found under another tag"
+        );
+    }
+    assert_eq!(b.store().find_tag(&m).unwrap(), Some(tag));
+}
