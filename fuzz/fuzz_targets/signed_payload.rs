@@ -10,6 +10,7 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::membership::History;
 use vaarta_sync::replica::Replica;
 use vaarta_sync::store::{MemoryStore, Store};
+use vaarta_sync::store::testing::FindEnvelope;
 
 const T0: u64 = 1_790_000_000_000;
 
@@ -39,7 +40,7 @@ fn fixture() -> &'static Fixture {
                 })
                 .unwrap();
             for i in ids {
-                envelopes.push(a.store().envelope(&i).unwrap().unwrap());
+                envelopes.push(a.store().find_envelope(&i).unwrap().unwrap());
             }
         }
         let c = a.conversation(&conv).unwrap();

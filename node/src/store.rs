@@ -1,8 +1,10 @@
 //! The node's [`Store`] on sled 0.34 (the stable line; the 1.0 alphas still change format)
 //! and the envelope log beside it ([`crate::envlog`]).
 //!
-//! Three trees: `env` (tag ‖ id → where the envelope's bytes are), `idx` (id → tag) and
-//! `meta`. Envelope bytes are appended to the envelope log; `env` holds their 14-byte
+//! Two trees: `env` (tag ‖ id → where the envelope's bytes are) and `meta`. Envelopes are
+//! looked up by (tag, id) ([`Store`]), so there is no id → tag index: the `idx` tree of
+//! earlier versions (about 500 B of disk per message, issue 11) is dropped at open if
+//! present. Envelope bytes are appended to the envelope log; `env` holds their 14-byte
 //! [`Location`] (segment, frame, slice). A value in `env` is told apart by its length alone:
 //! empty is a tombstone, 14 bytes a location, 40 bytes or more an envelope sealed inline by
 //! the previous version (read as before; such stores are not rewritten). Writes go to sled's
@@ -13,10 +15,13 @@
 //! durability does not cost throughput (sled does 3.4–5.2k single flushed inserts/s, 30–51k/s
 //! in batches).
 //!
-//! sled writes each tree separately, so a crash can leave an `env` entry without its `idx`
-//! entry or the reverse, or (written by sled in the background) a location past the log's
-//! recorded end, whose envelope was never acknowledged. Opening repairs all three (a key
-//! scan, also needed to rebuild the per-tag summaries). A database that is *corrupt* is moved aside, never deleted (docs/security.md,
+//! An envelope is one `env` record, so no crash can leave two trees disagreeing about it.
+//! What a crash can leave is a location past the log's recorded end (written by sled in the
+//! background after the last flush), whose envelope was never acknowledged: open cuts those.
+//! That needs a scan of the `env` keys and values (14 bytes each), which open makes anyway to
+//! rebuild the per-tag summaries (count and sum of ids) that reconciliation needs; so cold
+//! start still grows with the number of envelopes (issue 11's later steps: persist the
+//! summaries with the log position and scan only newer keys). A database that is *corrupt* is moved aside, never deleted (docs/security.md,
 //! "Nothing acknowledged is ever lost" and E3): see [`open_or_quarantine`]. Any other failure
 //! (a lock, a full disk, an I/O error, a wrong key) is reported and leaves the database alone.
 //!
@@ -44,6 +49,8 @@ const CANARY_KEY: &[u8] = b"canary";
 const CANARY: &[u8] = b"vaarta sealed store v1";
 /// The envelope log's durable end, in `rest` ([`crate::envlog`]).
 const LOG_END_KEY: &[u8] = b"log-end";
+/// The id → tag tree of earlier versions, dropped at open.
+const OLD_INDEX_TREE: &[u8] = b"idx";
 /// The envelope log's directory inside the sled directory (why: [`crate::envlog`]).
 pub const LOG_DIR: &str = "envlog";
 
@@ -87,7 +94,6 @@ fn verified(id: &EnvelopeId, bytes: Vec<u8>) -> Result<Vec<u8>, StoreError> {
 pub struct SledStore {
     db: sled::Db,
     env: sled::Tree,
-    idx: sled::Tree,
     meta: sled::Tree,
     rest: sled::Tree,
     log: EnvLog,
@@ -153,7 +159,11 @@ impl SledStore {
             .open()
             .map_err(io)?;
         let env = db.open_tree("env").map_err(io)?;
-        let idx = db.open_tree("idx").map_err(io)?;
+        // The id → tag index of earlier versions: lookups name the tag now.
+        if db.tree_names().iter().any(|n| n == OLD_INDEX_TREE) {
+            db.drop_tree(OLD_INDEX_TREE).map_err(io)?;
+            tracing::info!("dropped the envelope index of an earlier version (idx)");
+        }
         let meta = db.open_tree("meta").map_err(io)?;
         let rest = db.open_tree("rest").map_err(io)?;
         let sealer = Sealer::new(key);
@@ -188,7 +198,6 @@ impl SledStore {
         let mut s = Self {
             db,
             env,
-            idx,
             meta,
             rest,
             log,
@@ -197,14 +206,14 @@ impl SledStore {
             bytes: 0,
             flushes: 0,
         };
-        s.repair()?;
+        s.load_index()?;
         Ok(s)
     }
 
-    /// Rebuilds summaries, drops locations past the log's end (never acknowledged) and fixes
-    /// `idx` after an interrupted write.
-    fn repair(&mut self) -> Result<(), StoreError> {
-        let mut fixed = 0usize;
+    /// Rebuilds the per-tag summaries and the byte count from the `env` keys (one scan of
+    /// every envelope record: keys and 14-byte locations), and cuts the locations past the
+    /// log's recorded end (written after the last flush: never acknowledged).
+    fn load_index(&mut self) -> Result<(), StoreError> {
         let mut cut = Vec::new();
         for item in self.env.iter() {
             let (k, v) = item.map_err(io)?;
@@ -224,50 +233,19 @@ impl SledStore {
             };
             self.summaries.entry(tag).or_default().add(&id);
             self.bytes += held as u64 + 48;
-            if self.idx.get(id.0).map_err(io)?.as_deref() != Some(&tag.0[..]) {
-                self.idx.insert(id.0, &tag.0).map_err(io)?;
-                fixed += 1;
-            }
+        }
+        for item in self.meta.iter() {
+            let (k, v) = item.map_err(io)?;
+            self.bytes += (k.len() + v.len().saturating_sub(OVERHEAD)) as u64;
         }
         if !cut.is_empty() {
             tracing::warn!(
                 envelopes = cut.len(),
                 "dropped envelopes written after the last flush (never acknowledged)"
             );
-        }
-        for k in cut {
-            self.env.remove(k).map_err(io)?;
-            fixed += 1;
-        }
-        let mut stale = Vec::new();
-        for item in self.idx.iter() {
-            let (k, v) = item.map_err(io)?;
-            let (Ok(id), Ok(tag)) = (<[u8; 32]>::try_from(&k[..]), <[u8; 16]>::try_from(&v[..]))
-            else {
-                stale.push(k);
-                continue;
-            };
-            if !self
-                .env
-                .contains_key(env_key(&Tag(tag), &EnvelopeId(id)))
-                .map_err(io)?
-            {
-                stale.push(k);
+            for k in cut {
+                self.env.remove(k).map_err(io)?;
             }
-        }
-        for k in stale {
-            self.idx.remove(k).map_err(io)?;
-            fixed += 1;
-        }
-        for item in self.meta.iter() {
-            let (k, v) = item.map_err(io)?;
-            self.bytes += (k.len() + v.len().saturating_sub(OVERHEAD)) as u64;
-        }
-        if fixed > 0 {
-            tracing::warn!(
-                fixed,
-                "repaired the envelope index after an interrupted write"
-            );
             self.flush()?;
         }
         Ok(())
@@ -311,10 +289,6 @@ impl SledStore {
                 Stored::Inline(_) => "env envelopes inline (previous format)",
             };
             count(kind.into(), k.len(), n);
-        }
-        for item in self.idx.iter() {
-            let (k, v) = item.map_err(io)?;
-            count("idx id → tag".into(), k.len(), v.len());
         }
         for item in self.meta.iter() {
             let (k, v) = item.map_err(io)?;
@@ -437,34 +411,29 @@ impl Store for SledStore {
         id: &EnvelopeId,
         bytes: &[u8],
     ) -> Result<bool, StoreError> {
-        if let Some(old_tag) = self.idx.get(id.0).map_err(io)? {
-            let old_tag = Tag(old_tag[..].try_into().unwrap_or_default());
-            let old = self.env.get(env_key(&old_tag, id)).map_err(io)?;
-            let is_tomb = old.as_ref().is_none_or(|o| o.is_empty());
-            if !is_tomb || bytes.is_empty() {
-                return Ok(false);
-            }
-            self.remove_envelope(id)?;
-        }
         let k = env_key(tag, id);
+        let replaces_tomb = match self.env.get(k).map_err(io)? {
+            Some(old) if !old.is_empty() || bytes.is_empty() => return Ok(false),
+            Some(_) => true,
+            None => false,
+        };
         let stored: Vec<u8> = if bytes.is_empty() {
             Vec::new()
         } else {
             self.log.append(bytes).encode().to_vec()
         };
-        self.bytes += stored.len() as u64 + 48;
+        self.bytes += stored.len() as u64;
         self.env.insert(k, stored).map_err(io)?;
-        self.idx.insert(id.0, &tag.0).map_err(io)?;
-        self.summaries.entry(*tag).or_default().add(id);
+        if !replaces_tomb {
+            // The tombstone it replaces was counted already.
+            self.bytes += 48;
+            self.summaries.entry(*tag).or_default().add(id);
+        }
         Ok(true)
     }
 
-    fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(tag) = self.idx.get(id.0).map_err(io)? else {
-            return Ok(None);
-        };
-        let tag = Tag(tag[..].try_into().unwrap_or_default());
-        let k = env_key(&tag, id);
+    fn envelope(&self, tag: &Tag, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
+        let k = env_key(tag, id);
         let Some(v) = self.env.get(k).map_err(io)? else {
             return Ok(None);
         };
@@ -479,12 +448,8 @@ impl Store for SledStore {
         verified(id, bytes).map(Some)
     }
 
-    fn envelope_len(&self, id: &EnvelopeId) -> Result<Option<usize>, StoreError> {
-        let Some(tag) = self.idx.get(id.0).map_err(io)? else {
-            return Ok(None);
-        };
-        let tag = Tag(tag[..].try_into().unwrap_or_default());
-        let Some(v) = self.env.get(env_key(&tag, id)).map_err(io)? else {
+    fn envelope_len(&self, tag: &Tag, id: &EnvelopeId) -> Result<Option<usize>, StoreError> {
+        let Some(v) = self.env.get(env_key(tag, id)).map_err(io)? else {
             return Ok(None);
         };
         Ok(Some(match classify(v)? {
@@ -494,38 +459,27 @@ impl Store for SledStore {
         }))
     }
 
-    fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
-        self.idx.contains_key(id.0).map_err(io)
+    fn contains(&self, tag: &Tag, id: &EnvelopeId) -> Result<bool, StoreError> {
+        self.env.contains_key(env_key(tag, id)).map_err(io)
     }
 
-    fn tag_of(&self, id: &EnvelopeId) -> Result<Option<Tag>, StoreError> {
-        Ok(self
-            .idx
-            .get(id.0)
-            .map_err(io)?
-            .and_then(|t| <[u8; 16]>::try_from(&t[..]).ok().map(Tag)))
-    }
-
-    fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError> {
-        let Some(tag) = self.tag_of(id)? else {
+    fn remove_envelope(&mut self, tag: &Tag, id: &EnvelopeId) -> Result<bool, StoreError> {
+        let Some(old) = self.env.remove(env_key(tag, id)).map_err(io)? else {
             return Ok(false);
         };
-        if let Some(old) = self.env.remove(env_key(&tag, id)).map_err(io)? {
-            // A location's bytes stay in the log (dead until compaction, crate::envlog).
-            let held = match classify(old) {
-                Ok(Stored::Inline(v)) => v.len() - OVERHEAD,
-                Ok(Stored::At(_)) => Location::LEN,
-                _ => 0,
-            };
-            self.bytes = self.bytes.saturating_sub(held as u64 + 48);
-            if let Some(s) = self.summaries.get_mut(&tag) {
-                s.sub(id);
-                if s.count == 0 {
-                    self.summaries.remove(&tag);
-                }
+        // A location's bytes stay in the log (dead until compaction, crate::envlog).
+        let held = match classify(old) {
+            Ok(Stored::Inline(v)) => v.len() - OVERHEAD,
+            Ok(Stored::At(_)) => Location::LEN,
+            _ => 0,
+        };
+        self.bytes = self.bytes.saturating_sub(held as u64 + 48);
+        if let Some(s) = self.summaries.get_mut(tag) {
+            s.sub(id);
+            if s.count == 0 {
+                self.summaries.remove(tag);
             }
         }
-        self.idx.remove(id.0).map_err(io)?;
         Ok(true)
     }
 
@@ -692,14 +646,13 @@ mod tests {
         s.put(b"j/abd", b"vv").unwrap();
         s.put(b"h", b"12345678").unwrap();
         s.flush().unwrap();
-        s.remove_envelope(&two.0).unwrap();
+        s.remove_envelope(&tag, &two.0).unwrap();
         let rows = s.census().unwrap();
         let row = |k: &str| rows.iter().find(|r| r.kind == k).cloned().unwrap();
         let env = row("env locations");
         assert_eq!((env.records, env.key_bytes), (1, 48));
         assert_eq!(env.value_bytes, Location::LEN as u64);
         assert_eq!(row("env tombstones").value_bytes, 0);
-        assert_eq!(row("idx id → tag").records, 2);
         let j = row("meta j/");
         assert_eq!((j.records, j.key_bytes), (2, 10));
         assert_eq!(j.value_bytes, (3 + 2 * OVERHEAD) as u64);
@@ -712,11 +665,11 @@ mod tests {
         let live = row("log live envelopes");
         assert_eq!((live.records, live.value_bytes), (1, 5));
         assert_eq!(row("log dead bytes").value_bytes, 3);
-        assert_eq!(rows.len(), 9, "{rows:?}");
+        assert_eq!(rows.len(), 8, "{rows:?}");
     }
 
     #[test]
-    fn persists_across_reopen_and_repairs_index() {
+    fn persists_across_reopen_and_drops_the_old_index_tree() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("db");
         let tag = Tag([1; 16]);
@@ -726,17 +679,64 @@ mod tests {
             s.put_envelope(&tag, &two.0, &two.1).unwrap();
             s.put_envelope(&tag, &EnvelopeId([3; 32]), b"").unwrap();
             s.put(b"k", b"v").unwrap();
-            // Simulate a torn write: an index entry whose envelope never landed.
-            s.idx.insert([9u8; 32], &tag.0).unwrap();
+            // The id → tag tree an earlier version kept, with a stale entry as a torn write
+            // left it (its envelope never landed).
+            let idx = s.db.open_tree(OLD_INDEX_TREE).unwrap();
+            idx.insert(two.0.0, &tag.0).unwrap();
+            idx.insert([9u8; 32], &tag.0).unwrap();
             s.flush().unwrap();
         }
         released(&p);
         let s = SledStore::open(&p, &key()).unwrap();
-        assert_eq!(s.envelope(&two.0).unwrap().unwrap(), b"two");
-        assert_eq!(s.envelope(&EnvelopeId([3; 32])).unwrap().unwrap(), b"");
-        assert!(!s.contains(&EnvelopeId([9; 32])).unwrap());
+        assert!(
+            !s.db.tree_names().iter().any(|n| n == OLD_INDEX_TREE),
+            "idx dropped at open"
+        );
+        assert_eq!(s.envelope(&tag, &two.0).unwrap().unwrap(), b"two");
+        assert_eq!(
+            s.envelope(&tag, &EnvelopeId([3; 32])).unwrap().unwrap(),
+            b""
+        );
+        assert!(!s.contains(&tag, &EnvelopeId([9; 32])).unwrap());
         assert_eq!(s.summary(&tag).count, 2);
         assert_eq!(s.get(b"k").unwrap().unwrap(), b"v");
+        drop(s);
+        // And a store without one opens as well (the next open finds none).
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        assert_eq!(s.summary(&tag).count, 2);
+    }
+
+    /// Lookups name the tag: an envelope stored under A is not found under B, and the same
+    /// id under B is another record (the sync core stores an envelope under the tag its
+    /// header names, so this does not happen through it).
+    #[test]
+    fn an_envelope_under_one_tag_is_not_found_under_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let (a, b) = (Tag([1; 16]), Tag([2; 16]));
+        let (id, bytes) = real(&[7; 300]);
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            assert!(s.put_envelope(&a, &id, &bytes).unwrap());
+            assert!(s.contains(&a, &id).unwrap());
+            assert!(!s.contains(&b, &id).unwrap());
+            assert_eq!(s.envelope(&b, &id).unwrap(), None);
+            assert_eq!(s.envelope_len(&b, &id).unwrap(), None);
+            assert!(!s.remove_envelope(&b, &id).unwrap());
+            assert_eq!(s.summary(&b).count, 0);
+            // A tombstone under B is B's alone.
+            assert!(s.put_envelope(&b, &id, b"").unwrap());
+            assert_eq!(s.envelope(&b, &id).unwrap().unwrap(), b"");
+            assert_eq!(s.envelope(&a, &id).unwrap().unwrap(), bytes);
+            s.flush().unwrap();
+        }
+        released(&p);
+        let mut s = SledStore::open(&p, &key()).unwrap();
+        assert_eq!((s.summary(&a).count, s.summary(&b).count), (1, 1));
+        assert!(s.remove_envelope(&b, &id).unwrap());
+        assert_eq!(s.envelope(&a, &id).unwrap().unwrap(), bytes);
+        assert_eq!(s.tags().len(), 1);
     }
 
     #[test]
@@ -855,12 +855,12 @@ mod tests {
         // Rot the second frame (b's).
         flip(&p.join(LOG_DIR).join("00000000.seg"), 44 + 300 + 4 + 24 + 5);
         let s = SledStore::open(&p, &key()).unwrap();
-        assert!(matches!(s.envelope(&b), Err(StoreError::Corrupt(_))));
-        assert_eq!(s.envelope(&a).unwrap().unwrap(), ab);
-        assert_eq!(s.envelope_len(&a).unwrap(), Some(300));
-        assert_eq!(s.envelope_len(&b).unwrap(), Some(20));
-        assert_eq!(s.envelope_len(&t).unwrap(), Some(0));
-        assert_eq!(s.envelope_len(&EnvelopeId([5; 32])).unwrap(), None);
+        assert!(matches!(s.envelope(&tag, &b), Err(StoreError::Corrupt(_))));
+        assert_eq!(s.envelope(&tag, &a).unwrap().unwrap(), ab);
+        assert_eq!(s.envelope_len(&tag, &a).unwrap(), Some(300));
+        assert_eq!(s.envelope_len(&tag, &b).unwrap(), Some(20));
+        assert_eq!(s.envelope_len(&tag, &t).unwrap(), Some(0));
+        assert_eq!(s.envelope_len(&tag, &EnvelopeId([5; 32])).unwrap(), None);
     }
 
     #[test]
@@ -885,23 +885,27 @@ mod tests {
             for (n, (tag, (id, b))) in all.iter().enumerate() {
                 assert!(s.put_envelope(tag, id, b).unwrap());
                 // Served from memory before the flush.
-                assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+                assert_eq!(s.envelope(tag, id).unwrap().as_deref(), Some(&b[..]));
                 if n % 7 == 6 {
                     s.flush().unwrap();
                 }
             }
             assert!(!s.put_envelope(&all[0].0, &all[0].1.0, &all[0].1.1).unwrap());
             s.flush().unwrap();
-            for (_, (id, b)) in &all {
-                assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
-                assert_eq!(s.envelope_len(id).unwrap(), Some(b.len()));
+            for (tag, (id, b)) in &all {
+                assert_eq!(s.envelope(tag, id).unwrap().as_deref(), Some(&b[..]));
+                assert_eq!(s.envelope_len(tag, id).unwrap(), Some(b.len()));
             }
         }
         released(&p);
         let s = SledStore::open(&p, &key()).unwrap();
         for (tag, (id, b)) in &all {
-            assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
-            assert_eq!(s.tag_of(id).unwrap(), Some(*tag));
+            assert_eq!(s.envelope(tag, id).unwrap().as_deref(), Some(&b[..]));
+            // Under its own tag only.
+            for other in tags.iter().filter(|t| *t != tag) {
+                assert!(!s.contains(other, id).unwrap());
+                assert_eq!(s.envelope(other, id).unwrap(), None);
+            }
         }
         let mut want = BTreeMap::<Tag, Summary>::new();
         for (tag, (id, _)) in &all {
@@ -937,11 +941,11 @@ mod tests {
         released(&p);
         let mut s = SledStore::open(&p, &key()).unwrap();
         for (id, b) in &es[..30] {
-            assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+            assert_eq!(s.envelope(&tag, id).unwrap().as_deref(), Some(&b[..]));
         }
         for (id, _) in &es[30..] {
-            assert!(!s.contains(id).unwrap());
-            assert_eq!(s.envelope(id).unwrap(), None);
+            assert!(!s.contains(&tag, id).unwrap());
+            assert_eq!(s.envelope(&tag, id).unwrap(), None);
         }
         assert_eq!(s.summary(&tag).count, 30);
         let mut seen = 0;
@@ -957,7 +961,7 @@ mod tests {
         }
         s.flush().unwrap();
         for (id, b) in &es {
-            assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+            assert_eq!(s.envelope(&tag, id).unwrap().as_deref(), Some(&b[..]));
         }
     }
 
@@ -996,10 +1000,10 @@ mod tests {
             let mut s = SledStore::open(&p, &key()).unwrap();
             assert_eq!(seg_len(&p, 0), durable, "the torn tail is cut");
             for (id, b) in &es[..4] {
-                assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+                assert_eq!(s.envelope(&tag, id).unwrap().as_deref(), Some(&b[..]));
             }
             for (id, _) in &es[4..8] {
-                assert!(!s.contains(id).unwrap());
+                assert!(!s.contains(&tag, id).unwrap());
             }
             for (id, b) in &es[8..] {
                 s.put_envelope(&tag, id, b).unwrap();
@@ -1009,7 +1013,7 @@ mod tests {
         released(&p);
         let s = SledStore::open(&p, &key()).unwrap();
         for (id, b) in es[..4].iter().chain(&es[8..]) {
-            assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+            assert_eq!(s.envelope(&tag, id).unwrap().as_deref(), Some(&b[..]));
         }
         assert_eq!(s.summary(&tag).count, 8);
     }
@@ -1037,14 +1041,17 @@ mod tests {
         flip(&seg, 2 * frame + 100); // the last one
         let s = SledStore::open(&p, &key()).unwrap();
         assert_eq!(seg_len(&p, 0), before, "nothing cut");
-        assert_eq!(s.envelope(&es[0].0).unwrap().as_deref(), Some(&es[0].1[..]));
+        assert_eq!(
+            s.envelope(&tag, &es[0].0).unwrap().as_deref(),
+            Some(&es[0].1[..])
+        );
         for (id, _) in &es[1..] {
             assert!(
-                matches!(s.envelope(id), Err(StoreError::Corrupt(_))),
+                matches!(s.envelope(&tag, id), Err(StoreError::Corrupt(_))),
                 "{:?}",
-                s.envelope(id)
+                s.envelope(&tag, id)
             );
-            assert!(s.contains(id).unwrap(), "still indexed, not dropped");
+            assert!(s.contains(&tag, id).unwrap(), "still indexed, not dropped");
         }
         assert_eq!(s.summary(&tag).count, 3);
         drop(s);
@@ -1054,7 +1061,10 @@ mod tests {
         b[frame..frame + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         std::fs::write(&seg, b).unwrap();
         let s = SledStore::open(&p, &key()).unwrap();
-        assert!(matches!(s.envelope(&es[1].0), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            s.envelope(&tag, &es[1].0),
+            Err(StoreError::Corrupt(_))
+        ));
         drop(s);
         // A segment shorter than the log's recorded end is corruption at open (moved aside).
         released(&p);
@@ -1079,20 +1089,35 @@ mod tests {
         s.flush().unwrap();
         let other = s.env.get(env_key(&tag, &es[1].0)).unwrap().unwrap();
         s.env.insert(env_key(&tag, &es[0].0), other).unwrap();
-        assert!(matches!(s.envelope(&es[0].0), Err(StoreError::Corrupt(_))));
-        assert_eq!(s.envelope(&es[1].0).unwrap().as_deref(), Some(&es[1].1[..]));
+        assert!(matches!(
+            s.envelope(&tag, &es[0].0),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(
+            s.envelope(&tag, &es[1].0).unwrap().as_deref(),
+            Some(&es[1].1[..])
+        );
         // A location past its frame's payload, or past the log's end: corruption too.
         let mut l =
             Location::decode(&s.env.get(env_key(&tag, &es[1].0)).unwrap().unwrap()).unwrap();
         l.len += 1_000;
         s.env.insert(env_key(&tag, &es[0].0), &l.encode()).unwrap();
-        assert!(matches!(s.envelope(&es[0].0), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            s.envelope(&tag, &es[0].0),
+            Err(StoreError::Corrupt(_))
+        ));
         l.frame.seg += 5;
         s.env.insert(env_key(&tag, &es[0].0), &l.encode()).unwrap();
-        assert!(matches!(s.envelope(&es[0].0), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            s.envelope(&tag, &es[0].0),
+            Err(StoreError::Corrupt(_))
+        ));
         // A value of no known shape.
         s.env.insert(env_key(&tag, &es[0].0), &[1u8; 20]).unwrap();
-        assert!(matches!(s.envelope(&es[0].0), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            s.envelope(&tag, &es[0].0),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -1106,24 +1131,24 @@ mod tests {
             let mut s = SledStore::open(&p, &key()).unwrap();
             assert!(s.put_envelope(&tag, &a, b"").unwrap());
             assert!(!s.put_envelope(&tag, &a, b"").unwrap());
-            assert_eq!(s.envelope(&a).unwrap().unwrap(), b"");
+            assert_eq!(s.envelope(&tag, &a).unwrap().unwrap(), b"");
             assert!(s.put_envelope(&tag, &a, &ab).unwrap());
             assert!(!s.put_envelope(&tag, &a, b"").unwrap(), "never the reverse");
             assert_eq!(s.summary(&tag).count, 1);
             s.put_envelope(&tag, &b, &bb).unwrap();
             s.flush().unwrap();
-            assert!(s.remove_envelope(&b).unwrap());
-            assert_eq!(s.envelope(&b).unwrap(), None);
-            assert_eq!(s.envelope_len(&b).unwrap(), None);
+            assert!(s.remove_envelope(&tag, &b).unwrap());
+            assert_eq!(s.envelope(&tag, &b).unwrap(), None);
+            assert_eq!(s.envelope_len(&tag, &b).unwrap(), None);
             s.flush().unwrap();
         }
         released(&p);
         let mut s = SledStore::open(&p, &key()).unwrap();
-        assert_eq!(s.envelope(&a).unwrap().unwrap(), ab);
-        assert!(!s.contains(&b).unwrap());
+        assert_eq!(s.envelope(&tag, &a).unwrap().unwrap(), ab);
+        assert!(!s.contains(&tag, &b).unwrap());
         assert!(s.put_envelope(&tag, &b, &bb).unwrap());
         s.flush().unwrap();
-        assert_eq!(s.envelope(&b).unwrap().unwrap(), bb);
+        assert_eq!(s.envelope(&tag, &b).unwrap().unwrap(), bb);
         assert_eq!(s.summary(&tag).count, 2);
         let census = s.census().unwrap();
         let dead = census.iter().find(|r| r.kind == "log dead bytes").unwrap();
@@ -1157,7 +1182,7 @@ mod tests {
         released(&p);
         let s = SledStore::open(&p, &key()).unwrap();
         for (id, b) in &es {
-            assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+            assert_eq!(s.envelope(&tag, id).unwrap().as_deref(), Some(&b[..]));
         }
         assert_eq!(s.log.bytes(), a + b);
         assert!(s.size_on_disk() > a + b);
@@ -1177,12 +1202,10 @@ mod tests {
             for (id, b) in &old {
                 let k = env_key(&tag, id);
                 s.env.insert(k, s.sealer.seal(SPACE_ENV, &k, b)).unwrap();
-                s.idx.insert(id.0, &tag.0).unwrap();
             }
             s.env
                 .insert(env_key(&tag, &EnvelopeId([9; 32])), Vec::new())
                 .unwrap();
-            s.idx.insert([9; 32], &tag.0).unwrap();
             s.db.flush().unwrap();
             std::fs::remove_dir_all(p.join(LOG_DIR)).unwrap();
             s.rest.remove(LOG_END_KEY).unwrap();
@@ -1193,15 +1216,18 @@ mod tests {
             let mut s = SledStore::open(&p, &key()).unwrap();
             assert_eq!(s.summary(&tag).count, 21);
             for (id, b) in &old {
-                assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
-                assert_eq!(s.envelope_len(id).unwrap(), Some(200));
+                assert_eq!(s.envelope(&tag, id).unwrap().as_deref(), Some(&b[..]));
+                assert_eq!(s.envelope_len(&tag, id).unwrap(), Some(200));
             }
-            assert_eq!(s.envelope(&EnvelopeId([9; 32])).unwrap().unwrap(), b"");
+            assert_eq!(
+                s.envelope(&tag, &EnvelopeId([9; 32])).unwrap().unwrap(),
+                b""
+            );
             for (id, b) in &new[..20] {
                 s.put_envelope(&tag, id, b).unwrap();
             }
             assert!(!s.put_envelope(&tag, &old[0].0, &old[0].1).unwrap());
-            assert!(s.remove_envelope(&old[1].0).unwrap());
+            assert!(s.remove_envelope(&tag, &old[1].0).unwrap());
             s.flush().unwrap();
             let census = s.census().unwrap();
             let inline = census
@@ -1213,15 +1239,18 @@ mod tests {
         released(&p);
         let s = SledStore::open(&p, &key()).unwrap();
         for (id, b) in old[..1].iter().chain(&old[2..]).chain(&new[..20]) {
-            assert_eq!(s.envelope(id).unwrap().as_deref(), Some(&b[..]));
+            assert_eq!(s.envelope(&tag, id).unwrap().as_deref(), Some(&b[..]));
         }
-        assert!(!s.contains(&old[1].0).unwrap());
+        assert!(!s.contains(&tag, &old[1].0).unwrap());
         assert_eq!(s.summary(&tag).count, 40);
         // An inline value moved under another id does not open (sealed to its key).
         let k0 = env_key(&tag, &old[0].0);
         let v = s.env.get(k0).unwrap().unwrap();
         s.env.insert(env_key(&tag, &old[2].0), v).unwrap();
-        assert!(matches!(s.envelope(&old[2].0), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            s.envelope(&tag, &old[2].0),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[cfg(unix)]

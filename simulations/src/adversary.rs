@@ -388,7 +388,7 @@ pub fn held(rep: &Replica<MemoryStore>, tag: &Tag) -> Vec<Vec<u8>> {
         true
     });
     ids.iter()
-        .filter_map(|id| st.envelope(id).ok().flatten())
+        .filter_map(|id| st.envelope(tag, id).ok().flatten())
         .filter(|b| !b.is_empty())
         .collect()
 }

@@ -18,6 +18,7 @@ use vaarta_sync::ids::{ConversationId, EnvelopeId, EpochId};
 use vaarta_sync::membership::History;
 use vaarta_sync::page::Draft;
 use vaarta_sync::replica::{Event as SyncEvent, Ingested};
+use vaarta_sync::store::testing::FindEnvelope;
 use vaarta_sync::store::{MemoryStore, Store};
 
 use crate::adversary::{self, Forged, Knowledge, Parties};
@@ -302,7 +303,7 @@ impl<'a> Runner<'a> {
             }
             let bytes: Vec<Vec<u8>> = created
                 .iter()
-                .filter_map(|e| eng.replica().store().envelope(e).ok().flatten())
+                .filter_map(|e| eng.replica().store().find_envelope(e).ok().flatten())
                 .collect();
             for &m in &c.members[1..] {
                 let eng = self.nodes[m].engine.as_mut().ok_or("member down")?;
@@ -542,7 +543,11 @@ impl<'a> Runner<'a> {
                     if r.varint("seq").is_ok() {
                         let id = EnvelopeId(*blake3::hash(r.rest()).as_bytes());
                         if let Some(e) = self.nodes[to].engine.as_ref()
-                            && e.replica().store().contains(&id).unwrap_or(false)
+                            && let Ok(env) = Envelope::decode(r.rest())
+                            && e.replica()
+                                .store()
+                                .contains(&env.header().tag, &id)
+                                .unwrap_or(false)
                         {
                             *self.by_kind.entry("push (redundant)".into()).or_default() +=
                                 frame.len() as u64;
@@ -825,7 +830,7 @@ impl<'a> Runner<'a> {
                     true
                 });
                 for id in ids {
-                    let Ok(Some(b)) = rep.store().envelope(&id) else {
+                    let Ok(Some(b)) = rep.store().envelope(&tag, &id) else {
                         continue;
                     };
                     carried += b.len() as u64;
@@ -1039,7 +1044,7 @@ impl<'a> Runner<'a> {
                     fail.push(format!("n{n}: clock pushed to {} ms", rep.clock().ms));
                 }
                 for id in &self.honest_created {
-                    match rep.store().envelope(id) {
+                    match rep.store().find_envelope(id) {
                         Ok(Some(b)) if b.is_empty() => {
                             fail.push(format!("n{n} tombstoned an honest envelope"));
                         }
@@ -1135,7 +1140,7 @@ impl<'a> Runner<'a> {
         self.nodes[node]
             .engine
             .as_ref()
-            .and_then(|e| e.replica().store().envelope(env).ok().flatten())
+            .and_then(|e| e.replica().store().find_envelope(env).ok().flatten())
             .and_then(|b| Envelope::decode(&b).ok())
             .is_some_and(|e| e.header().kind == envelope::Kind::Change)
     }

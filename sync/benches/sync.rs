@@ -16,6 +16,7 @@ use vaarta_sync::page::Draft;
 use vaarta_sync::recon;
 use vaarta_sync::replica::Replica;
 use vaarta_sync::sample::Chatter;
+use vaarta_sync::store::testing::FindEnvelope;
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
@@ -81,7 +82,7 @@ fn envelopes_of(r: &Replica<MemoryStore>, tag: &Tag) -> Vec<Vec<u8>> {
         })
         .unwrap();
     ids.iter()
-        .map(|i| r.store().envelope(i).unwrap().unwrap())
+        .map(|i| r.store().find_envelope(i).unwrap().unwrap())
         .collect()
 }
 
@@ -120,7 +121,7 @@ fn main() {
         let (_, eid) = a
             .send_message(&c, draft(chatter.message_exact(115)), T0 + 10 + i as u64)
             .unwrap();
-        sent.push(a.store().envelope(&eid).unwrap().unwrap());
+        sent.push(a.store().find_envelope(&eid).unwrap().unwrap());
     }
     println!("\n## open + verify + apply (one envelope = one message)\n");
     println!("| how | envelopes | seconds | msg/s |");
@@ -203,7 +204,7 @@ fn main() {
             })
             .collect();
         let (_, e) = r.send_message(&c3, draft(body), T0 + i).unwrap();
-        worst += r.store().envelope(&e).unwrap().unwrap().len();
+        worst += r.store().find_envelope(&e).unwrap().unwrap().len();
     }
     println!(
         "\nrandom printable text (incompressible), 115 bytes: {:.1} bytes per envelope",
@@ -232,7 +233,7 @@ fn main() {
             r.stage_message(&c4, draft(body), T0 + i).unwrap();
         }
         let e = r.seal_staged(T0 + 200).unwrap();
-        let bytes = r.store().envelope(&e[0]).unwrap().unwrap().len();
+        let bytes = r.store().find_envelope(&e[0]).unwrap().unwrap().len();
         println!(
             "100 messages in one envelope ({label}): {bytes} bytes for {payload} bytes of text = {:.2}x the payload",
             bytes as f64 / payload as f64
@@ -262,9 +263,10 @@ fn main() {
                 bside.put_envelope(&tag, &id, b"x").unwrap();
             } else {
                 bside
-                    .remove_envelope(&EnvelopeId(
-                        *blake3::hash(&(i * 7).to_le_bytes()).as_bytes(),
-                    ))
+                    .remove_envelope(
+                        &tag,
+                        &EnvelopeId(*blake3::hash(&(i * 7).to_le_bytes()).as_bytes()),
+                    )
                     .unwrap();
             }
         }

@@ -4,6 +4,7 @@ use vaarta_sync::membership::History;
 use vaarta_sync::page::Draft;
 use vaarta_sync::replica::Replica;
 use vaarta_sync::sample::Chatter;
+use vaarta_sync::store::testing::FindEnvelope;
 use vaarta_sync::store::{MemoryStore, Store};
 
 fn main() {
@@ -23,7 +24,7 @@ fn main() {
             .unwrap();
     }
     for id in setup {
-        let bytes = a.store().envelope(&id).unwrap().unwrap();
+        let bytes = a.store().find_envelope(&id).unwrap().unwrap();
         b.ingest(&bytes, t0).unwrap();
     }
     let n = 20_000;
@@ -40,7 +41,7 @@ fn main() {
                 t0 + i,
             )
             .unwrap();
-        sent.push(a.store().envelope(&e).unwrap().unwrap());
+        sent.push(a.store().find_envelope(&e).unwrap().unwrap());
     }
     eprintln!("send phase {:.2}s", ts.elapsed().as_secs_f64());
     let t = std::time::Instant::now();

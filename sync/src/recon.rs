@@ -801,6 +801,7 @@ pub fn run_pair<A: Store, B: Store>(
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
+    use crate::store::testing::FindEnvelope;
     use proptest::prelude::*;
 
     fn id(seed: u64) -> EnvelopeId {
@@ -816,11 +817,11 @@ mod tests {
     fn converge(tags: &[Tag], a: &mut MemoryStore, b: &mut MemoryStore) -> (u32, u64, u64) {
         let (trips, ab, ba, pa, pb) = run_pair(tags, a, b).unwrap();
         for i in pa {
-            let t = a.tag_of(&i).unwrap().unwrap();
+            let t = a.find_tag(&i).unwrap().unwrap();
             b.put_envelope(&t, &i, b"x").unwrap();
         }
         for i in pb {
-            let t = b.tag_of(&i).unwrap().unwrap();
+            let t = b.find_tag(&i).unwrap().unwrap();
             a.put_envelope(&t, &i, b"x").unwrap();
         }
         (trips, ab, ba)

@@ -68,26 +68,33 @@ impl Summary {
 }
 
 /// The storage the sync core needs.
+///
+/// Envelopes are named by (tag, id). An envelope's id is the BLAKE3 hash of its bytes and
+/// its header names its tag, so every caller stores an envelope under the tag its header
+/// names and looks it up there: one id has one tag. The store does not check this (it keeps
+/// no id → tag index, issue 11): the same id put under another tag is another record, found
+/// only under that tag.
 pub trait Store {
-    /// Stores an envelope (or a tombstone, with empty bytes). Returns false if the id was
-    /// already present. A tombstone never replaces an envelope; an envelope replaces a tombstone.
+    /// Stores an envelope (or a tombstone, with empty bytes) under `tag`. Returns false if
+    /// the id was already present under `tag`. A tombstone never replaces an envelope; an
+    /// envelope replaces a tombstone.
     fn put_envelope(
         &mut self,
         tag: &Tag,
         id: &EnvelopeId,
         bytes: &[u8],
     ) -> Result<bool, StoreError>;
-    /// The bytes of an envelope (empty for a tombstone), if present.
-    fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError>;
-    /// The length of an envelope's bytes (0 for a tombstone), if present, without reading
-    /// them back (a store that seals at rest need not open it).
-    fn envelope_len(&self, id: &EnvelopeId) -> Result<Option<usize>, StoreError> {
-        Ok(self.envelope(id)?.map(|b| b.len()))
+    /// The bytes of the envelope `id` under `tag` (empty for a tombstone), if present.
+    fn envelope(&self, tag: &Tag, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The length of an envelope's bytes (0 for a tombstone), if present under `tag`,
+    /// without reading them back (a store that seals at rest need not open it).
+    fn envelope_len(&self, tag: &Tag, id: &EnvelopeId) -> Result<Option<usize>, StoreError> {
+        Ok(self.envelope(tag, id)?.map(|b| b.len()))
     }
-    fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError>;
-    /// The tag an envelope is stored under.
-    fn tag_of(&self, id: &EnvelopeId) -> Result<Option<Tag>, StoreError>;
-    fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError>;
+    /// True if `id` is stored under `tag` (an envelope or a tombstone).
+    fn contains(&self, tag: &Tag, id: &EnvelopeId) -> Result<bool, StoreError>;
+    /// Removes the envelope (or tombstone) `id` under `tag`; false if there was none.
+    fn remove_envelope(&mut self, tag: &Tag, id: &EnvelopeId) -> Result<bool, StoreError>;
     fn summary(&self, tag: &Tag) -> Summary;
     /// Every tag with at least one envelope.
     fn tags(&self) -> Vec<(Tag, Summary)>;
@@ -126,7 +133,6 @@ enum Undo {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     envelopes: BTreeMap<(Tag, EnvelopeId), Vec<u8>>,
-    index: BTreeMap<EnvelopeId, Tag>,
     summaries: BTreeMap<Tag, Summary>,
     meta: BTreeMap<Vec<u8>, Vec<u8>>,
     undo: Vec<Undo>,
@@ -175,13 +181,11 @@ impl MemoryStore {
         } else {
             self.summaries.entry(*tag).or_default().add(id);
         }
-        self.index.insert(*id, *tag);
     }
 
     fn raw_remove_envelope(&mut self, tag: &Tag, id: &EnvelopeId) -> Option<Vec<u8>> {
         let old = self.envelopes.remove(&(*tag, *id))?;
         self.bytes -= old.len() as u64 + 48;
-        self.index.remove(id);
         if let Some(s) = self.summaries.get_mut(tag) {
             s.sub(id);
             if s.count == 0 {
@@ -199,49 +203,35 @@ impl Store for MemoryStore {
         id: &EnvelopeId,
         bytes: &[u8],
     ) -> Result<bool, StoreError> {
-        let prev = match self.index.get(id) {
-            Some(t) => {
-                let t = *t;
-                let old = &self.envelopes[&(t, *id)];
-                if !old.is_empty() || bytes.is_empty() {
-                    return Ok(false);
-                }
-                // Envelope replaces a tombstone.
-                self.raw_remove_envelope(&t, id);
-                self.undo.push(Undo::Envelope(t, *id, Some(Vec::new())));
-                self.raw_put_envelope(tag, id, bytes.to_vec());
-                self.undo.push(Undo::Envelope(*tag, *id, None));
-                return Ok(true);
+        if let Some(old) = self.envelopes.get(&(*tag, *id)) {
+            if !old.is_empty() || bytes.is_empty() {
+                return Ok(false);
             }
-            None => None,
-        };
-        self.undo.push(Undo::Envelope(*tag, *id, prev));
+            // Envelope replaces a tombstone.
+            self.raw_remove_envelope(tag, id);
+            self.undo.push(Undo::Envelope(*tag, *id, Some(Vec::new())));
+            self.raw_put_envelope(tag, id, bytes.to_vec());
+            self.undo.push(Undo::Envelope(*tag, *id, None));
+            return Ok(true);
+        }
+        self.undo.push(Undo::Envelope(*tag, *id, None));
         self.raw_put_envelope(tag, id, bytes.to_vec());
         Ok(true)
     }
 
-    fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .index
-            .get(id)
-            .and_then(|t| self.envelopes.get(&(*t, *id)))
-            .cloned())
+    fn envelope(&self, tag: &Tag, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.envelopes.get(&(*tag, *id)).cloned())
     }
 
-    fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
-        Ok(self.index.contains_key(id))
+    fn contains(&self, tag: &Tag, id: &EnvelopeId) -> Result<bool, StoreError> {
+        Ok(self.envelopes.contains_key(&(*tag, *id)))
     }
 
-    fn tag_of(&self, id: &EnvelopeId) -> Result<Option<Tag>, StoreError> {
-        Ok(self.index.get(id).copied())
-    }
-
-    fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError> {
-        let Some(tag) = self.index.get(id).copied() else {
+    fn remove_envelope(&mut self, tag: &Tag, id: &EnvelopeId) -> Result<bool, StoreError> {
+        let Some(old) = self.raw_remove_envelope(tag, id) else {
             return Ok(false);
         };
-        let old = self.raw_remove_envelope(&tag, id);
-        self.undo.push(Undo::Envelope(tag, *id, old));
+        self.undo.push(Undo::Envelope(*tag, *id, Some(old)));
         Ok(true)
     }
 
@@ -316,6 +306,10 @@ impl Store for MemoryStore {
     }
 }
 
+/// Stores for tests: failures on demand, lookups by id alone.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,10 +338,10 @@ mod tests {
         st.flush().unwrap();
         st.put_envelope(&tag, &id(2), b"two").unwrap();
         st.put(b"k", b"v2").unwrap();
-        st.remove_envelope(&id(1)).unwrap();
+        st.remove_envelope(&tag, &id(1)).unwrap();
         st.crash();
-        assert_eq!(st.envelope(&id(1)).unwrap().unwrap(), b"one");
-        assert!(!st.contains(&id(2)).unwrap());
+        assert_eq!(st.envelope(&tag, &id(1)).unwrap().unwrap(), b"one");
+        assert!(!st.contains(&tag, &id(2)).unwrap());
         assert_eq!(st.get(b"k").unwrap().unwrap(), b"v1");
         assert_eq!(st.summary(&tag).count, 1);
     }
@@ -362,6 +356,30 @@ mod tests {
         assert!(st.put_envelope(&tag, &id(1), b"real").unwrap());
         assert_eq!(st.summary(&tag).count, 1);
         assert!(!st.put_envelope(&tag, &id(1), b"").unwrap());
-        assert_eq!(st.envelope(&id(1)).unwrap().unwrap(), b"real");
+        assert_eq!(st.envelope(&tag, &id(1)).unwrap().unwrap(), b"real");
+        st.crash();
+        assert!(!st.contains(&tag, &id(1)).unwrap(), "every step undone");
+        assert_eq!(st.summary(&tag).count, 0);
+    }
+
+    /// Lookups name the tag: an envelope stored under A is not found under B, and the same
+    /// id put under B is another record (no id → tag index; the sync core always stores an
+    /// envelope under the tag its header names).
+    #[test]
+    fn an_envelope_is_found_only_under_its_tag() {
+        let mut st = MemoryStore::new();
+        let (a, b) = (Tag([1; 16]), Tag([2; 16]));
+        assert!(st.put_envelope(&a, &id(1), b"one").unwrap());
+        assert!(st.contains(&a, &id(1)).unwrap());
+        assert!(!st.contains(&b, &id(1)).unwrap());
+        assert_eq!(st.envelope(&b, &id(1)).unwrap(), None);
+        assert_eq!(st.envelope_len(&b, &id(1)).unwrap(), None);
+        assert!(!st.remove_envelope(&b, &id(1)).unwrap());
+        assert_eq!(st.envelope(&a, &id(1)).unwrap().unwrap(), b"one");
+        assert!(st.put_envelope(&b, &id(1), b"").unwrap());
+        assert_eq!((st.summary(&a).count, st.summary(&b).count), (1, 1));
+        assert!(st.remove_envelope(&b, &id(1)).unwrap());
+        assert_eq!(st.envelope(&a, &id(1)).unwrap().unwrap(), b"one");
+        assert_eq!(st.tags().len(), 1);
     }
 }

@@ -22,6 +22,7 @@ use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, OpHash, Ta
 use vaarta_sync::limits::{MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER};
 use vaarta_sync::membership::{Action, ControlOp, History};
 use vaarta_sync::replica::{CommandError, Config, Replica};
+use vaarta_sync::store::testing::FindEnvelope;
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
@@ -66,7 +67,7 @@ fn sync_all(rs: &mut [Replica<MemoryStore>], now: u64) {
 /// Asserts `r` holds every one of `ids` with its bytes (not refused, not a tombstone).
 fn holds_all(r: &Replica<MemoryStore>, ids: &[EnvelopeId], what: &str) {
     for id in ids {
-        let b = r.store().envelope(id).unwrap();
+        let b = r.store().find_envelope(id).unwrap();
         assert!(
             b.as_ref().is_some_and(|b| !b.is_empty()),
             "{what}: honest envelope {id:?} is {}",
@@ -221,7 +222,7 @@ fn own_ids(r: &Replica<MemoryStore>, c: &ConversationId) -> Vec<EnvelopeId> {
         .unwrap();
     ids.retain(|id| {
         r.store()
-            .envelope(id)
+            .find_envelope(id)
             .unwrap()
             .is_some_and(|b| !b.is_empty())
     });
@@ -1002,7 +1003,7 @@ fn removed_member_late_writes_converge_in_every_order() {
             let _ = rs[3].ingest(b, T0 + 500);
         }
         let honest = rs[3].react(&c, &late_msg, Some("?"), T0 + 510).unwrap();
-        let honest_b = rs[3].store().envelope(&honest).unwrap().unwrap();
+        let honest_b = rs[3].store().find_envelope(&honest).unwrap().unwrap();
         let mut all: Vec<Vec<u8>> = Vec::new();
         match order {
             0 => all.extend(late.iter().chain(&removal).cloned()),
@@ -1092,8 +1093,8 @@ fn equivocating_changes_converge_in_every_order() {
         .unwrap();
         let (_, x) = rs[2].send_message(&c, text("fork x"), T0 + 300).unwrap();
         let (_, y) = twin.send_message(&c, text("fork y"), T0 + 300).unwrap();
-        let x = rs[2].store().envelope(&x).unwrap().unwrap();
-        let y = twin.store().envelope(&y).unwrap().unwrap();
+        let x = rs[2].store().find_envelope(&x).unwrap().unwrap();
+        let y = twin.store().find_envelope(&y).unwrap().unwrap();
         rs[0].ingest(&x, T0 + 310).unwrap();
         let (_, ha) = rs[0].send_message(&c, text("on x"), T0 + 320).unwrap();
         rs[1].ingest(&y, T0 + 310).unwrap();
@@ -1104,8 +1105,8 @@ fn equivocating_changes_converge_in_every_order() {
             ha,
             hb,
         ];
-        let ha = rs[0].store().envelope(&ha).unwrap().unwrap();
-        let hb = rs[1].store().envelope(&hb).unwrap().unwrap();
+        let ha = rs[0].store().find_envelope(&ha).unwrap().unwrap();
+        let hb = rs[1].store().find_envelope(&hb).unwrap().unwrap();
         let seq: Vec<&Vec<u8>> = match order {
             0 => vec![&x, &ha, &y, &hb],
             1 => vec![&y, &hb, &x, &ha],
@@ -1183,8 +1184,8 @@ fn equivocation_survives_checkpoints_and_crashes() {
         .unwrap();
         let (_, x) = rs[1].send_message(&c, text("fork x"), T0 + 300).unwrap();
         let (_, y) = twin.send_message(&c, text("fork y"), T0 + 300).unwrap();
-        let x = rs[1].store().envelope(&x).unwrap().unwrap();
-        let y = twin.store().envelope(&y).unwrap().unwrap();
+        let x = rs[1].store().find_envelope(&x).unwrap().unwrap();
+        let y = twin.store().find_envelope(&y).unwrap().unwrap();
         // Asha and Chitra each get both, in opposite orders.
         for b in [&x, &y] {
             rs[0].ingest(b, T0 + 310).unwrap();
@@ -1257,7 +1258,7 @@ fn a_removed_member_cannot_fork_what_its_removal_pinned() {
         let (_, e) = twin
             .send_message(&c, text(&format!("pay X {n}")), T0 + 150)
             .unwrap();
-        let bytes = twin.store().envelope(&e).unwrap().unwrap();
+        let bytes = twin.store().find_envelope(&e).unwrap().unwrap();
         let mut scratch = Replica::open(
             Identity::from_seed([3; 32]),
             rs[2].store().clone(),
@@ -1336,7 +1337,7 @@ fn from_join_newcomer_cannot_read_the_first_epoch() {
         .unwrap();
     sync(&a, &mut chitra, T0 + 300);
     assert!(chitra.info(&c).unwrap().me_member);
-    let env = Envelope::decode(&a.store().envelope(&before).unwrap().unwrap()).unwrap();
+    let env = Envelope::decode(&a.store().find_envelope(&before).unwrap().unwrap()).unwrap();
     let key = chitra.conversation(&c).unwrap().secret.first_epoch_key();
     assert!(
         !envelope::can_decrypt(&env, &key, &c),

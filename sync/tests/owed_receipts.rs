@@ -8,7 +8,7 @@ use vaarta_sync::envelope::Envelope;
 use vaarta_sync::ids::{DeviceId, EnvelopeId};
 use vaarta_sync::membership::History;
 use vaarta_sync::replica::{Ingested, InvitePolicy};
-use vaarta_sync::store::Store;
+use vaarta_sync::store::testing::FindEnvelope;
 
 const T0: u64 = 1_790_000_000_000;
 
@@ -95,7 +95,7 @@ fn only_envelopes_applied_here_owe_receipts() {
     // A stranger forges envelopes under the tag (random bytes after a valid message's
     // header) and pushes carried junk: refused or carried, never owed.
     let (_, m) = a.send_message(&c, text("hi"), T0 + 2).unwrap();
-    let good = a.store().envelope(&m).unwrap().unwrap();
+    let good = a.store().find_envelope(&m).unwrap().unwrap();
     let stranger = Some(DeviceId([66; 32]));
     for k in 0..50u8 {
         let mut bad = good.clone();

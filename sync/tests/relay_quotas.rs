@@ -10,6 +10,7 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{DeviceId, EnvelopeId, EpochId, Tag};
 use vaarta_sync::membership::History;
 use vaarta_sync::replica::{Ingested, RelayPolicy, Replica};
+use vaarta_sync::store::testing::FindEnvelope;
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
@@ -75,7 +76,7 @@ impl Pushed {
             .iter()
             .map(|id| {
                 r.store()
-                    .envelope(id)
+                    .find_envelope(id)
                     .unwrap()
                     .map_or(0, |b| b.len() as u64)
             })
@@ -85,7 +86,7 @@ impl Pushed {
     fn all_held(&self, r: &Replica<MemoryStore>) -> bool {
         self.0.iter().all(|id| {
             r.store()
-                .envelope(id)
+                .find_envelope(id)
                 .unwrap()
                 .is_some_and(|b| !b.is_empty())
         })
@@ -152,7 +153,7 @@ fn sybil_strangers_do_not_evict_what_contacts_asked_us_to_carry() {
     assert_bounds(&r, &sybils);
     let newest = sybils.last().unwrap().0.last().unwrap();
     assert!(
-        r.store().envelope(newest).unwrap().is_some(),
+        r.store().find_envelope(newest).unwrap().is_some(),
         "the newest stranger envelope is carried"
     );
     // The contact is still served (within its own quota: 8 of its envelopes fit).
@@ -334,7 +335,7 @@ fn an_invitation_we_sealed_is_not_carried_after_a_restart() {
     let other = Identity::from_seed([3; 32]).device_id();
     r.add_member(&c, other, false, T0).unwrap();
     let inbox = vaarta_sync::crypto::inbox_tag(&invitee, vaarta_sync::crypto::day_of(T0));
-    assert_eq!(r.store().tag_of(&invitation).unwrap(), Some(inbox));
+    assert_eq!(r.store().find_tag(&invitation).unwrap(), Some(inbox));
     assert_eq!(r.carried_usage().envelopes, 0);
     let mut r = Replica::open(Identity::from_seed([1; 32]), r.into_store(), [3; 32]).unwrap();
     r.set_relay_policy(policy());
@@ -351,7 +352,7 @@ fn an_invitation_we_sealed_is_not_carried_after_a_restart() {
     }
     assert!(r.carried_usage().bytes <= Q);
     assert!(r.stats.carried_evicted > 0, "the quota was filled");
-    let held = r.store().envelope(&invitation).unwrap();
+    let held = r.store().find_envelope(&invitation).unwrap();
     assert!(
         held.is_some_and(|b| !b.is_empty()),
         "the invitation was evicted"

@@ -13,6 +13,7 @@ use vaarta_sync::limits::MAX_LATE_CHANGES_PER_PAGE;
 use vaarta_sync::membership::History;
 use vaarta_sync::page::RuleError;
 use vaarta_sync::replica::{IngestError, Ingested, Replica};
+use vaarta_sync::store::testing::FindEnvelope;
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
@@ -145,7 +146,7 @@ fn removed_member_writing_with_old_key_is_hidden_then_refused() {
     let (_, late) = rs[2]
         .send_message(&c, text("after, old key"), T0 + 1100)
         .unwrap();
-    let late_bytes = rs[2].store().envelope(&late).unwrap().unwrap();
+    let late_bytes = rs[2].store().find_envelope(&late).unwrap().unwrap();
     sync(&rs[0].clone_envs(), &mut rs[1], T0 + 1200);
     // Taken (every replica takes it, whenever it learnt of the removal), never shown.
     assert_eq!(
@@ -163,7 +164,11 @@ fn removed_member_writing_with_old_key_is_hidden_then_refused() {
         last = Some(e);
     }
     let late: Vec<Vec<u8>> = envelopes(&rs[2]);
-    let past = rs[2].store().envelope(&last.unwrap()).unwrap().unwrap();
+    let past = rs[2]
+        .store()
+        .find_envelope(&last.unwrap())
+        .unwrap()
+        .unwrap();
     for b in &late {
         if *b != past {
             let _ = rs[1].ingest(b, T0 + 1500);
@@ -218,7 +223,7 @@ fn forged_author_is_refused() {
     let (_, eid) = rs[2]
         .send_message(&c, text("I am Alice"), T0 + 100)
         .unwrap();
-    let bytes = rs[2].store().envelope(&eid).unwrap().unwrap();
+    let bytes = rs[2].store().find_envelope(&eid).unwrap().unwrap();
     let env = Envelope::decode(&bytes).unwrap();
     let opened = vaarta_sync::replica::open_with(&rs[2], &env).unwrap();
     let alice = rs[0].device_id();
@@ -290,7 +295,7 @@ fn actor_not_bound_to_signer_is_refused() {
     let (_, eid) = rs[0]
         .send_message(&c, text("orders from Alice"), T0 + 100)
         .unwrap();
-    let bytes = rs[0].store().envelope(&eid).unwrap().unwrap();
+    let bytes = rs[0].store().find_envelope(&eid).unwrap().unwrap();
     let env = Envelope::decode(&bytes).unwrap();
     let opened = vaarta_sync::replica::open_with(&rs[0], &env).unwrap();
     let key = *rs[0]
@@ -331,7 +336,7 @@ fn replay_into_another_conversation_is_refused() {
     let (_, eid) = a.send_message(&c1, text("for one only"), T0 + 10).unwrap();
     sync(&a, &mut b, T0 + 20);
     assert_eq!(bodies(&mut b, &c1), vec!["for one only"]);
-    let bytes = a.store().envelope(&eid).unwrap().unwrap();
+    let bytes = a.store().find_envelope(&eid).unwrap().unwrap();
     // 1. Same bytes under the other conversation's tag (and its epoch): the AEAD fails.
     //    With only the tag moved, no key matches the epoch: it waits and is never shown.
     let tag2 = a.conversation(&c2).unwrap().tag;
@@ -389,7 +394,7 @@ fn replay_into_another_conversation_is_refused() {
 fn tampered_truncated_oversize_and_noncanonical_are_refused() {
     let (mut rs, c) = group(2);
     let (_, eid) = rs[0].send_message(&c, text("x"), T0 + 10).unwrap();
-    let bytes = rs[0].store().envelope(&eid).unwrap().unwrap();
+    let bytes = rs[0].store().find_envelope(&eid).unwrap().unwrap();
     // Tampered ciphertext.
     let mut t = bytes.clone();
     let n = t.len();
@@ -568,7 +573,7 @@ proptest! {
 fn envelope_ids_are_hashes_of_exact_bytes() {
     let (mut rs, c) = group(1);
     let (_, eid) = rs[0].send_message(&c, text("x"), T0).unwrap();
-    let bytes = rs[0].store().envelope(&eid).unwrap().unwrap();
+    let bytes = rs[0].store().find_envelope(&eid).unwrap().unwrap();
     assert_eq!(EnvelopeId(*blake3::hash(&bytes).as_bytes()), eid);
 }
 
@@ -637,7 +642,7 @@ fn every_own_envelope_is_reported_with_its_routing_facts() {
         "every envelope, in sealing order"
     );
     for s in &sealed {
-        let bytes = a.store().envelope(&s.id).unwrap().unwrap();
+        let bytes = a.store().find_envelope(&s.id).unwrap().unwrap();
         let env = Envelope::decode(&bytes).unwrap();
         assert_eq!(env.id(), s.id);
         assert_eq!(env.header().tag, s.tag);
@@ -727,7 +732,7 @@ fn a_large_batch_is_sealed_in_envelopes_the_receiver_accepts() {
     let sealed = a.seal_staged(T0 + 2).unwrap();
     assert!(sealed.len() > 1, "split into several envelopes");
     for id in sealed {
-        let bytes = a.store().envelope(&id).unwrap().unwrap();
+        let bytes = a.store().find_envelope(&id).unwrap().unwrap();
         let r = b.ingest(&bytes, T0 + 3);
         assert!(r.is_ok(), "refused: {r:?}");
     }

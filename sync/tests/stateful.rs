@@ -17,6 +17,7 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, EnvelopeId, EpochId, Tag};
 use vaarta_sync::membership::History;
 use vaarta_sync::replica::Replica;
+use vaarta_sync::store::testing::FindEnvelope;
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
@@ -223,7 +224,7 @@ impl World {
         assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
         let valid: Vec<EnvelopeId> = self.valid.iter().copied().collect();
         for id in valid {
-            let held = self.b().store().envelope(&id).unwrap();
+            let held = self.b().store().find_envelope(&id).unwrap();
             assert!(
                 !held.is_some_and(|b| b.is_empty()),
                 "a valid envelope is a tombstone"

@@ -5,9 +5,11 @@ mod common;
 use common::{bodies, envelopes, replica, text};
 use vaarta_sync::envelope::{self, Envelope, OpenError};
 use vaarta_sync::identity::Identity;
-use vaarta_sync::ids::ConversationId;
+use vaarta_sync::ids::{ConversationId, EnvelopeId};
 use vaarta_sync::membership::History;
 use vaarta_sync::replica::{IngestError, Ingested, Replica, Waiting};
+use vaarta_sync::store::StoreError;
+use vaarta_sync::store::testing::{Faulty, FindEnvelope};
 use vaarta_sync::store::{MemoryStore, Store};
 
 const T0: u64 = 1_790_000_000_000;
@@ -24,7 +26,7 @@ fn sync(from: &Replica<MemoryStore>, to: &mut Replica<MemoryStore>, now: u64) {
         })
         .unwrap();
         for id in ids {
-            let b = st.envelope(&id).unwrap().unwrap();
+            let b = st.find_envelope(&id).unwrap().unwrap();
             if !b.is_empty() {
                 let _ = to.ingest(&b, now);
             }
@@ -83,7 +85,7 @@ fn reseal(bytes: &[u8], key: &[u8; 32], c: &ConversationId, salt: [u8; SALT]) ->
 fn a_resealed_envelope_is_refused_and_the_page_still_loads() {
     let (mut rs, c) = group(3);
     let (_, eid) = rs[0].send_message(&c, text("hello"), T0 + 200).unwrap();
-    let bytes = rs[0].store().envelope(&eid).unwrap().unwrap();
+    let bytes = rs[0].store().find_envelope(&eid).unwrap().unwrap();
     // Mallory, a member, holds the epoch key and re-seals Alice's envelope under a new salt.
     let epoch = Envelope::decode(&bytes).unwrap().header().epoch;
     let key = *rs[2].conversation(&c).unwrap().key(&epoch).unwrap();
@@ -117,7 +119,7 @@ fn a_resealed_envelope_is_refused_and_the_page_still_loads() {
             .unwrap();
             for id in ids {
                 if id != eid {
-                    out.push(st.envelope(&id).unwrap().unwrap());
+                    out.push(st.find_envelope(&id).unwrap().unwrap());
                 }
             }
         }
@@ -143,7 +145,7 @@ fn duplicated_content_is_recognised_and_the_page_always_loads() {
     for batch in [false, true] {
         let (mut rs, c) = group(2);
         let (_, eid) = rs[0].send_message(&c, text("once"), T0 + 200).unwrap();
-        let bytes = rs[0].store().envelope(&eid).unwrap().unwrap();
+        let bytes = rs[0].store().find_envelope(&eid).unwrap().unwrap();
         let env = Envelope::decode(&bytes).unwrap();
         let opened = vaarta_sync::replica::open_with(&rs[0], &env).unwrap();
         let key = *rs[0]
@@ -177,7 +179,7 @@ fn duplicated_content_is_recognised_and_the_page_always_loads() {
         assert!(
             !rs[1]
                 .store()
-                .envelope(&twin.id())
+                .find_envelope(&twin.id())
                 .unwrap()
                 .is_some_and(|b| b.is_empty()),
             "batch {batch}"
@@ -284,7 +286,7 @@ fn unverified_parking_is_bounded() {
     assert!(rs[1].pending_count() <= (max / len as u64) as usize);
     assert!(rs[1].pending_count() >= 100, "the newest stay");
     // The oldest went (deleted, not refused: no tombstone).
-    assert!(!rs[1].store().contains(&first.unwrap()).unwrap());
+    assert!(!rs[1].store().holds(&first.unwrap()).unwrap());
     assert_eq!(rs[1].tombstone_count(&tag).0, 0);
     // Small ones: bounded in count.
     for n in 0..400u64 {
@@ -296,7 +298,7 @@ fn unverified_parking_is_bounded() {
     let (_, m) = rs[0]
         .send_message(&c, text("still here"), T0 + 400)
         .unwrap();
-    let b = rs[0].store().envelope(&m).unwrap().unwrap();
+    let b = rs[0].store().find_envelope(&m).unwrap().unwrap();
     assert_eq!(rs[1].ingest(&b, T0 + 500), Ok(Ingested::Applied(c)));
 }
 
@@ -318,11 +320,8 @@ fn tombstones_are_bounded_per_tag() {
     }
     assert_eq!(rs[1].tombstone_count(&tag).0, max);
     assert_eq!(rs[1].store().summary(&tag).count as usize, before + max);
-    assert!(
-        !rs[1].store().contains(&ids[0]).unwrap(),
-        "oldest forgotten"
-    );
-    assert!(rs[1].store().contains(&ids[max + 49]).unwrap());
+    assert!(!rs[1].store().holds(&ids[0]).unwrap(), "oldest forgotten");
+    assert!(rs[1].store().holds(&ids[max + 49]).unwrap());
     let r = std::mem::replace(&mut rs[1], replica(99));
     let mut r = restart(r, 2);
     assert_eq!(r.tombstone_count(&tag).0, max);
@@ -364,108 +363,6 @@ fn unreadable_envelopes_are_bounded() {
     assert_eq!(d.unreadable_count(&c).0, max);
 }
 
-/// A memory store whose writes fail with `fail` while it is set (a full disk, EIO).
-#[derive(Debug, Default)]
-struct Flaky {
-    inner: MemoryStore,
-    fail: Option<vaarta_sync::store::StoreError>,
-    /// When set, envelope writes succeed this many more times, then fail with `Io` (every
-    /// other write still succeeds).
-    envelope_puts_left: Option<usize>,
-    /// When set, a power cut after this many more writes of any kind: every later write
-    /// fails with `Io` (`cut` records that one did), so the store holds a prefix of them.
-    writes_left: Option<usize>,
-    cut: bool,
-}
-
-impl Flaky {
-    fn check(&self) -> Result<(), vaarta_sync::store::StoreError> {
-        self.fail.clone().map_or(Ok(()), Err)
-    }
-
-    fn write(&mut self) -> Result<(), vaarta_sync::store::StoreError> {
-        self.check()?;
-        match &mut self.writes_left {
-            Some(0) => {
-                self.cut = true;
-                Err(StoreError::Io("power cut".into()))
-            }
-            Some(n) => {
-                *n -= 1;
-                Ok(())
-            }
-            None => Ok(()),
-        }
-    }
-}
-
-use vaarta_sync::ids::{EnvelopeId, Tag};
-use vaarta_sync::store::{StoreError, Summary};
-
-impl Store for Flaky {
-    fn put_envelope(&mut self, t: &Tag, id: &EnvelopeId, b: &[u8]) -> Result<bool, StoreError> {
-        self.write()?;
-        match &mut self.envelope_puts_left {
-            Some(0) => return Err(StoreError::Io("envelope write refused".into())),
-            Some(n) => *n -= 1,
-            None => {}
-        }
-        self.inner.put_envelope(t, id, b)
-    }
-    fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.envelope(id)
-    }
-    fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
-        self.inner.contains(id)
-    }
-    fn tag_of(&self, id: &EnvelopeId) -> Result<Option<Tag>, StoreError> {
-        self.inner.tag_of(id)
-    }
-    fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError> {
-        self.write()?;
-        self.inner.remove_envelope(id)
-    }
-    fn summary(&self, t: &Tag) -> Summary {
-        self.inner.summary(t)
-    }
-    fn tags(&self) -> Vec<(Tag, Summary)> {
-        self.inner.tags()
-    }
-    fn for_each_id(
-        &self,
-        t: &Tag,
-        from: &[u8; 32],
-        f: &mut dyn FnMut(&EnvelopeId) -> bool,
-    ) -> Result<(), StoreError> {
-        self.inner.for_each_id(t, from, f)
-    }
-    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(k)
-    }
-    fn put(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
-        self.write()?;
-        self.inner.put(k, v)
-    }
-    fn delete(&mut self, k: &[u8]) -> Result<(), StoreError> {
-        self.write()?;
-        self.inner.delete(k)
-    }
-    fn scan_prefix(
-        &self,
-        p: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        self.inner.scan_prefix(p, f)
-    }
-    fn flush(&mut self) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.flush()
-    }
-    fn bytes_used(&self) -> u64 {
-        self.inner.bytes_used()
-    }
-}
-
 /// Item 19: a full disk or an I/O error while ingesting is the storage's fault, not the
 /// peer's: the envelope is not refused (no tombstone), nothing stored before is lost, and
 /// once the disk has room the same envelope is applied.
@@ -473,7 +370,8 @@ impl Store for Flaky {
 fn a_full_disk_refuses_nothing_and_loses_nothing() {
     for fail in [StoreError::Full, StoreError::Io("EIO".into())] {
         let mut a = replica(1);
-        let mut b = Replica::open(Identity::from_seed([2; 32]), Flaky::default(), [2; 32]).unwrap();
+        let mut b =
+            Replica::open(Identity::from_seed([2; 32]), Faulty::default(), [2; 32]).unwrap();
         let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
         a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
         let (_, first) = a.send_message(&c, text("first"), T0 + 2).unwrap();
@@ -482,12 +380,12 @@ fn a_full_disk_refuses_nothing_and_loses_nothing() {
                 b.ingest(&e, T0 + 3).unwrap();
             }
         }
-        let first = a.store().envelope(&first).unwrap().unwrap();
+        let first = a.store().find_envelope(&first).unwrap().unwrap();
         b.ingest(&first, T0 + 4).unwrap();
         b.store_mut().flush().unwrap();
         let (_, second) = a.send_message(&c, text("second"), T0 + 5).unwrap();
-        let second = a.store().envelope(&second).unwrap().unwrap();
-        b.store_mut().fail = Some(fail.clone());
+        let second = a.store().find_envelope(&second).unwrap().unwrap();
+        b.store().fail_with(Some(fail.clone()));
         for batch in [false, true] {
             let r = if batch {
                 b.ingest_batch(&[second.as_slice()], T0 + 6)
@@ -505,12 +403,12 @@ fn a_full_disk_refuses_nothing_and_loses_nothing() {
         let id = Envelope::decode(&second).unwrap().id();
         assert!(
             !b.store()
-                .envelope(&id)
+                .find_envelope(&id)
                 .unwrap()
                 .is_some_and(|x| x.is_empty()),
             "not a tombstone"
         );
-        b.store_mut().fail = None;
+        b.store().fail_with(None);
         assert_eq!(
             b.messages(&c, 10).unwrap()[0].view.body,
             "first",
@@ -543,7 +441,7 @@ fn a_store_error_while_retrying_an_unreadable_envelope_loses_nothing() {
     let mut a = replica(1);
     let mut b = replica(2);
     let c_dev = replica(3);
-    let mut d = Replica::open(Identity::from_seed([4; 32]), Flaky::default(), [4; 32]).unwrap();
+    let mut d = Replica::open(Identity::from_seed([4; 32]), Faulty::default(), [4; 32]).unwrap();
     let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
     a.add_member(&c, b.device_id(), true, T0 + 1).unwrap();
     a.add_member(&c, c_dev.device_id(), false, T0 + 2).unwrap();
@@ -563,20 +461,20 @@ fn a_store_error_while_retrying_an_unreadable_envelope_loses_nothing() {
     sync(&b, &mut a, T0 + 50);
     assert!(!a.maintain(T0 + 100_000).unwrap().is_empty());
     // The key share is stored; the next envelope write (the retried message) fails.
-    d.store_mut().envelope_puts_left = Some(1);
+    d.store().fail_envelope_puts_after(Some(1));
     for e in envelopes(&a) {
         let _ = d.ingest(&e, T0 + 100_001);
     }
     assert!(
         d.store()
-            .envelope(&msg)
+            .find_envelope(&msg)
             .unwrap()
             .is_some_and(|b| !b.is_empty()),
         "the unreadable envelope is still held"
     );
-    d.store_mut().envelope_puts_left = None;
+    d.store().fail_envelope_puts_after(None);
     let mut st = d.into_store();
-    st.inner.flush().unwrap();
+    st.flush().unwrap();
     let mut d = Replica::open(Identity::from_seed([4; 32]), st, [4; 32]).unwrap();
     assert_eq!(bodies_of(&mut d, &c), vec!["after rotation".to_string()]);
     assert_eq!(d.unreadable_count(&c).0, 0);
@@ -596,7 +494,7 @@ fn bodies_of<S: Store>(r: &mut Replica<S>, c: &ConversationId) -> Vec<String> {
 #[test]
 fn a_store_error_while_retrying_a_woken_pending_envelope_loses_nothing() {
     let mut a = replica(1);
-    let mut b = Replica::open(Identity::from_seed([2; 32]), Flaky::default(), [2; 32]).unwrap();
+    let mut b = Replica::open(Identity::from_seed([2; 32]), Faulty::default(), [2; 32]).unwrap();
     let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
     a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
     for e in envelopes(&a) {
@@ -604,25 +502,25 @@ fn a_store_error_while_retrying_a_woken_pending_envelope_loses_nothing() {
     }
     let (_, one) = a.send_message(&c, text("one"), T0 + 3).unwrap();
     let (_, two) = a.send_message(&c, text("two"), T0 + 4).unwrap();
-    let one = a.store().envelope(&one).unwrap().unwrap();
-    let two_bytes = a.store().envelope(&two).unwrap().unwrap();
+    let one = a.store().find_envelope(&one).unwrap().unwrap();
+    let two_bytes = a.store().find_envelope(&two).unwrap().unwrap();
     assert!(matches!(
         b.ingest(&two_bytes, T0 + 5).unwrap(),
         Ingested::Pending(..)
     ));
     // "one" is stored; the retried "two" (woken by it) fails to be written again.
-    b.store_mut().envelope_puts_left = Some(1);
+    b.store().fail_envelope_puts_after(Some(1));
     let _ = b.ingest(&one, T0 + 6);
     assert!(
         b.store()
-            .envelope(&two)
+            .find_envelope(&two)
             .unwrap()
             .is_some_and(|x| !x.is_empty()),
         "the woken envelope is still stored"
     );
-    b.store_mut().envelope_puts_left = None;
+    b.store().fail_envelope_puts_after(None);
     let mut st = b.into_store();
-    st.inner.flush().unwrap();
+    st.flush().unwrap();
     let mut b = Replica::open(Identity::from_seed([2; 32]), st, [2; 32]).unwrap();
     assert_eq!(
         bodies_of(&mut b, &c),
@@ -635,7 +533,7 @@ fn a_store_error_while_retrying_a_woken_pending_envelope_loses_nothing() {
 #[test]
 fn a_woken_pending_envelope_that_hit_a_store_error_is_retried_without_a_restart() {
     let mut a = replica(1);
-    let mut b = Replica::open(Identity::from_seed([2; 32]), Flaky::default(), [2; 32]).unwrap();
+    let mut b = Replica::open(Identity::from_seed([2; 32]), Faulty::default(), [2; 32]).unwrap();
     let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
     a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
     for e in envelopes(&a) {
@@ -643,15 +541,15 @@ fn a_woken_pending_envelope_that_hit_a_store_error_is_retried_without_a_restart(
     }
     let (_, one) = a.send_message(&c, text("one"), T0 + 3).unwrap();
     let (_, two) = a.send_message(&c, text("two"), T0 + 4).unwrap();
-    let one = a.store().envelope(&one).unwrap().unwrap();
-    let two = a.store().envelope(&two).unwrap().unwrap();
+    let one = a.store().find_envelope(&one).unwrap().unwrap();
+    let two = a.store().find_envelope(&two).unwrap().unwrap();
     assert!(matches!(
         b.ingest(&two, T0 + 5).unwrap(),
         Ingested::Pending(_, Waiting::Dependencies(_))
     ));
-    b.store_mut().envelope_puts_left = Some(1);
+    b.store().fail_envelope_puts_after(Some(1));
     assert!(b.ingest(&one, T0 + 6).is_err(), "the retry of two failed");
-    b.store_mut().envelope_puts_left = None;
+    b.store().fail_envelope_puts_after(None);
     assert_eq!(bodies_of(&mut b, &c), vec!["one".to_string()]);
     assert_eq!(b.pending_count(), 1, "two is still pending");
     b.maintain(T0 + 7).unwrap();
@@ -694,7 +592,7 @@ fn stale_pending_records_are_deleted_at_open() {
     assert_eq!(q_records(&st).len(), 2);
     let a = Replica::open(Identity::from_seed([1; 32]), st, [1; 32]).unwrap();
     assert!(q_records(a.store()).is_empty());
-    assert!(!a.store().contains(&garbage).unwrap());
+    assert!(!a.store().holds(&garbage).unwrap());
     assert_eq!(a.pending_count(), 0);
     // And they stay gone across another open.
     let a = restart(a, 1);
@@ -710,7 +608,8 @@ fn stale_pending_records_are_deleted_at_open() {
 fn a_power_cut_while_refusing_a_woken_pending_envelope_leaves_it_recorded() {
     for cut in 0.. {
         let mut a = replica(1);
-        let mut b = Replica::open(Identity::from_seed([2; 32]), Flaky::default(), [2; 32]).unwrap();
+        let mut b =
+            Replica::open(Identity::from_seed([2; 32]), Faulty::default(), [2; 32]).unwrap();
         let c_dev = replica(3);
         let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
         a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
@@ -732,20 +631,22 @@ fn a_power_cut_while_refusing_a_woken_pending_envelope_leaves_it_recorded() {
             b.ingest(&bad, T0 + 30),
             Ok(Ingested::Pending(_, Waiting::Epoch(_)))
         ));
-        b.store_mut().writes_left = Some(cut);
+        b.store().cut_power_after(Some(cut));
         for e in envelopes(&a) {
             let _ = b.ingest(&e, T0 + 40);
         }
-        let mut st = b.into_store();
-        let was_cut = st.cut;
-        st.writes_left = None;
-        let consistent = |st: &Flaky, when: &str| {
+        let st = b.into_store();
+        let was_cut = st.was_cut();
+        st.cut_power_after(None);
+        let consistent = |st: &Faulty, when: &str| {
             let held = st
-                .inner
-                .envelope(&bad_id)
+                .inner()
+                .envelope(&info.tag, &bad_id)
                 .unwrap()
                 .is_some_and(|x| !x.is_empty());
-            let recorded = q_records(&st.inner).iter().any(|k| k.ends_with(&bad_id.0));
+            let recorded = q_records(&*st.inner())
+                .iter()
+                .any(|k| k.ends_with(&bad_id.0));
             assert!(
                 !held || recorded,
                 "cut after {cut} writes, {when}: held, no record"
@@ -757,15 +658,54 @@ fn a_power_cut_while_refusing_a_woken_pending_envelope_leaves_it_recorded() {
         consistent(&st, "after open");
         if !was_cut {
             assert!(
-                st.inner
-                    .envelope(&bad_id)
+                st.inner()
+                    .envelope(&info.tag, &bad_id)
                     .unwrap()
                     .is_some_and(|x| x.is_empty()),
                 "refused: a tombstone"
             );
-            assert!(q_records(&st.inner).is_empty());
+            assert!(q_records(&*st.inner()).is_empty());
             assert!(cut > 0);
             break;
         }
     }
+}
+
+/// Issue 11 (no id → tag index): an envelope is stored under the tag its header names and
+/// found only there; the same bytes arriving again, alone or in a batch, are a duplicate and
+/// stored once (the behaviour the `idx` tree gave before, kept by naming the tag).
+#[test]
+fn an_envelope_is_held_once_under_its_header_tag() {
+    let mut a = replica(1);
+    let mut b = replica(2);
+    let (c, _) = a.create_conversation("t", History::Shared, T0).unwrap();
+    a.add_member(&c, b.device_id(), false, T0 + 1).unwrap();
+    sync(&a, &mut b, T0 + 10);
+    let (_, m) = a.send_message(&c, text("once"), T0 + 20).unwrap();
+    let tag = a.conversation(&c).unwrap().tag;
+    let bytes = a.store().envelope(&tag, &m).unwrap().unwrap();
+    assert_eq!(Envelope::decode(&bytes).unwrap().header().tag, tag);
+    assert_eq!(b.ingest(&bytes, T0 + 30), Ok(Ingested::Applied(c)));
+    let count = b.store().summary(&tag).count;
+    assert_eq!(b.ingest(&bytes, T0 + 31), Ok(Ingested::Duplicate));
+    let again = b.ingest_batch(&[bytes.as_slice(), bytes.as_slice()], T0 + 32);
+    assert!(
+        again.iter().all(|r| r.result == Ok(Ingested::Duplicate)),
+        "{again:?}"
+    );
+    assert_eq!(b.store().summary(&tag).count, count, "stored once");
+    assert!(b.store().contains(&tag, &m).unwrap());
+    let others: Vec<_> = b
+        .store()
+        .tags()
+        .into_iter()
+        .filter(|(t, _)| *t != tag)
+        .collect();
+    for (t, _) in others {
+        assert!(
+            !b.store().contains(&t, &m).unwrap(),
+            "found under another tag"
+        );
+    }
+    assert_eq!(b.store().find_tag(&m).unwrap(), Some(tag));
 }

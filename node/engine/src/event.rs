@@ -154,8 +154,8 @@ pub struct Counters {
     pub flushes: u64,
     /// Links closed because the peer said no hello in time.
     pub hello_timeouts: u64,
-    /// Envelopes asked for with `Want` and not pushed: outside the link's session tags, or
-    /// already pushed on the link.
+    /// Envelopes asked for with `Want` and not pushed: not held under the link's session
+    /// tags (held under others, or not at all), or already pushed on the link.
     pub wants_ignored: u64,
     /// Store items visited by reconciliation sessions (work bounded per session and link).
     pub recon_work: u64,

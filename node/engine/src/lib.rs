@@ -681,8 +681,18 @@ impl<S: Store> Engine<S> {
     fn on_have(&mut self, link: LinkId, ids: Vec<EnvelopeId>) {
         let now = self.now;
         let mut want = Vec::new();
+        // Announced ids carry no tag: held under any of the link's session tags (what it
+        // pushes and announces) is held.
+        let tags = self
+            .links
+            .get(&link)
+            .map(|l| l.tags.clone())
+            .unwrap_or_default();
         for id in ids {
-            if matches!(self.replica.store().contains(&id), Ok(true)) {
+            if tags
+                .iter()
+                .any(|t| matches!(self.replica.store().contains(t, &id), Ok(true)))
+            {
                 continue;
             }
             // Ask one peer at a time; ask again if the first did not deliver in time.
@@ -714,7 +724,7 @@ impl<S: Store> Engine<S> {
         let device = l.device();
         let acked = l.push.acknowledged(up_to);
         let Some(device) = device else { return };
-        for (seq, e) in acked {
+        for (seq, e, tag) in acked {
             let d = if refused.binary_search(&seq).is_ok() {
                 Disposition::Refused
             } else if deferred.binary_search(&seq).is_ok() {
@@ -722,7 +732,7 @@ impl<S: Store> Engine<S> {
             } else {
                 Disposition::Stored
             };
-            self.acknowledged(e, device, d);
+            self.acknowledged(e, tag, device, d);
         }
     }
 
@@ -732,7 +742,20 @@ impl<S: Store> Engine<S> {
     fn on_want(&mut self, link: LinkId, ids: Vec<EnvelopeId>) {
         let max = self.config.max_push_queue;
         for id in ids {
-            let Ok(Some(tag)) = self.replica.store().tag_of(&id) else {
+            let Some(l) = self.links.get(&link) else {
+                return;
+            };
+            // Looked up under the link's session tags only (one point read each).
+            let store = self.replica.store();
+            let Some(tag) = l
+                .tags
+                .iter()
+                .find(|t| matches!(store.contains(t, &id), Ok(true)))
+                .copied()
+            else {
+                // Not held under them (held elsewhere, or not at all: the store cannot tell
+                // without an id → tag index, and it makes no difference to the peer).
+                self.counters.wants_ignored += 1;
                 continue;
             };
             let Some(l) = self.links.get_mut(&link) else {
@@ -748,29 +771,37 @@ impl<S: Store> Engine<S> {
                 continue;
             }
             l.served.insert(id);
-            self.enqueue(link, id);
+            self.enqueue(link, tag, id);
         }
     }
 
     /// Queues a stored envelope for pushing on `link` (a peer asked for it: its header,
     /// read from the store, gives the precedence).
-    fn enqueue(&mut self, link: LinkId, id: EnvelopeId) {
-        let header = match self.replica.store().envelope(&id) {
+    fn enqueue(&mut self, link: LinkId, tag: Tag, id: EnvelopeId) {
+        let header = match self.replica.store().envelope(&tag, &id) {
             Ok(Some(b)) if !b.is_empty() => Envelope::decode(&b).ok().map(|e| *e.header()),
             _ => None,
         };
         let Some(h) = header else { return };
-        self.enqueue_routed(link, id, h.precedence, h.kind);
+        self.enqueue_routed(link, tag, id, h.precedence, h.kind);
     }
 
-    fn enqueue_routed(&mut self, link: LinkId, id: EnvelopeId, precedence: Precedence, kind: Kind) {
+    fn enqueue_routed(
+        &mut self,
+        link: LinkId,
+        tag: Tag,
+        id: EnvelopeId,
+        precedence: Precedence,
+        kind: Kind,
+    ) {
         let max = self.config.max_push_queue;
         let order = self.next_order;
         self.next_order += 1;
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        if let Enqueued::Overflowed(dropped) = l.push.enqueue(id, precedence, kind, order, max) {
+        if let Enqueued::Overflowed(dropped) = l.push.enqueue(id, tag, precedence, kind, order, max)
+        {
             // Let reconciliation find the rest, and let the peer ask again for what was
             // dropped unsent (only that: what was pushed stays served).
             l.sessions.resync_at = 0;
@@ -798,15 +829,15 @@ impl<S: Store> Engine<S> {
             {
                 return;
             }
-            let Some(id) = l.push.pop() else {
+            let Some((id, tag)) = l.push.pop() else {
                 return;
             };
-            let bytes = match self.replica.store().envelope(&id) {
+            let bytes = match self.replica.store().envelope(&tag, &id) {
                 Ok(Some(b)) if !b.is_empty() => b,
                 _ => continue,
             };
             let l = self.links.get_mut(&link).expect("present");
-            let seq = l.push.sent(id);
+            let seq = l.push.sent(id, tag);
             l.frames_out.push_back(
                 Frame::Push {
                     seq,
@@ -871,7 +902,7 @@ impl<S: Store> Engine<S> {
         let max = self.config.max_push_queue;
         for t in targets {
             match route {
-                Some((precedence, kind)) => self.enqueue_routed(t, id, precedence, kind),
+                Some((precedence, kind)) => self.enqueue_routed(t, tag, id, precedence, kind),
                 None => {
                     if let Some(l) = self.links.get_mut(&t) {
                         l.push.announce(id, max);
@@ -1112,7 +1143,7 @@ impl<S: Store> Engine<S> {
                 | Ingested::Duplicate,
             ) => match adm.id {
                 Some(id) if self.replica.is_waiting(&id) => Disposition::Deferred,
-                Some(id) if matches!(self.replica.store().envelope(&id), Ok(Some(b)) if !b.is_empty()) => {
+                Some(id) if adm.tag.is_some_and(|t| matches!(self.replica.store().envelope_len(&t, &id), Ok(Some(n)) if n > 0)) => {
                     Disposition::Stored
                 }
                 _ => Disposition::Refused,

@@ -133,15 +133,20 @@ impl<S: Store> Engine<S> {
     /// stored it and is a member of its conversation; else a refusal or a deferral is noted,
     /// which receipt recovery does not override (a refused envelope leaves a tombstone, and a
     /// deferred one is stored, so reconciliation counts both as held).
-    pub(crate) fn acknowledged(&mut self, e: EnvelopeId, device: DeviceId, d: Disposition) {
-        let Ok(Some(tag)) = self.replica.store().tag_of(&e) else {
-            return;
-        };
-        if !self.is_member_of_tag(&tag, &device) {
+    pub(crate) fn acknowledged(
+        &mut self,
+        e: EnvelopeId,
+        tag: Tag,
+        device: DeviceId,
+        d: Disposition,
+    ) {
+        if !matches!(self.replica.store().contains(&tag, &e), Ok(true))
+            || !self.is_member_of_tag(&tag, &device)
+        {
             return;
         }
         let note = match d {
-            Disposition::Stored => return self.record_delivery(e, device),
+            Disposition::Stored => return self.record_delivery(e, tag, device),
             Disposition::Refused => REFUSED,
             Disposition::Deferred => DEFERRED,
         };
@@ -158,15 +163,10 @@ impl<S: Store> Engine<S> {
     /// The link to `device` dropped with these pushes unacknowledged: each of our own
     /// envelopes among them still awaiting receipts, with nothing noted for the device, is
     /// noted `sent` (pushed again after the next reconciliation that finds it held).
-    pub(crate) fn unacknowledged(&mut self, device: DeviceId, ids: &[EnvelopeId]) {
-        for e in ids {
-            let Ok(Some(tag)) = self.replica.store().tag_of(e) else {
-                continue;
-            };
-            if !matches!(
-                self.replica.store().get(&awaiting_key(&tag, e)),
-                Ok(Some(_))
-            ) || !self.is_member_of_tag(&tag, &device)
+    pub(crate) fn unacknowledged(&mut self, device: DeviceId, ids: &[(EnvelopeId, Tag)]) {
+        for (e, tag) in ids {
+            if !matches!(self.replica.store().get(&awaiting_key(tag, e)), Ok(Some(_)))
+                || !self.is_member_of_tag(tag, &device)
             {
                 continue;
             }
@@ -196,17 +196,18 @@ impl<S: Store> Engine<S> {
         };
         let allowed = l.receipt_budget.take(n, now_ms) as usize;
         self.counters.receipt_ids_ignored += n - allowed as u64;
+        // Receipts name no tag: an envelope of ours awaiting receipts has a `w/` entry
+        // under its conversation's tag, which a member's link reconciles (a session tag).
+        let tags = l.tags.clone();
         for e in &ids[..allowed] {
             self.counters.receipt_ids_checked += 1;
-            let Ok(Some(tag)) = self.replica.store().tag_of(e) else {
-                continue;
-            };
-            let awaited = matches!(
-                self.replica.store().get(&awaiting_key(&tag, e)),
-                Ok(Some(_))
-            );
-            if awaited && self.is_member_of_tag(&tag, &device) {
-                self.record_delivery(*e, device);
+            let awaited = tags
+                .iter()
+                .find(|t| matches!(self.replica.store().get(&awaiting_key(t, e)), Ok(Some(_))));
+            if let Some(tag) = awaited.copied()
+                && self.is_member_of_tag(&tag, &device)
+            {
+                self.record_delivery(*e, tag, device);
             }
         }
     }
@@ -240,7 +241,7 @@ impl<S: Store> Engine<S> {
 
     /// Records that `device` holds and read `e` (it said so: an acknowledgement as stored,
     /// or a `Receipt`), over any note (refused, deferred, sent); once only.
-    fn record_delivery(&mut self, e: EnvelopeId, device: DeviceId) {
+    fn record_delivery(&mut self, e: EnvelopeId, tag: Tag, device: DeviceId) {
         let key = delivery_key(&e, &device);
         match self.replica.store().get(&key) {
             Ok(Some(v)) if v.is_empty() => return,
@@ -253,9 +254,6 @@ impl<S: Store> Engine<S> {
             device,
         });
         // One member fewer to hear from.
-        let Ok(Some(tag)) = self.replica.store().tag_of(&e) else {
-            return;
-        };
         let k = awaiting_key(&tag, &e);
         if let Ok(Some(v)) = self.replica.store().get(&k) {
             let _ = match parse_awaiting(&v) {
@@ -312,7 +310,7 @@ impl<S: Store> Engine<S> {
                 .collect();
             let (again, dropped) = plan_recovery(noted, started, &lacks);
             for e in again {
-                self.enqueue(link, e);
+                self.enqueue(link, tag, e);
             }
             for e in dropped {
                 let _ = self.replica.store_mut().delete(&awaiting_key(&tag, &e));

@@ -622,7 +622,7 @@ mod tests {
         let t = Tag([0xab; 16]);
         assert_eq!(item_tag(&tag_item(&t)), t);
         let set = tag_set(&[t]);
-        assert!(set.contains(&tag_item(&t)).unwrap());
-        assert!(!set.contains(&tag_item(&Tag([1; 16]))).unwrap());
+        assert!(set.contains(&TAG_SET, &tag_item(&t)).unwrap());
+        assert!(!set.contains(&TAG_SET, &tag_item(&Tag([1; 16]))).unwrap());
     }
 }

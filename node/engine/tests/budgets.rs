@@ -9,6 +9,7 @@ use vaarta_engine::{Action, CloseReason, Event, Frame, LinkId, LinkUp, MAX_FRAME
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, EnvelopeId, Tag};
 use vaarta_sync::store::Store;
+use vaarta_sync::store::testing::FindEnvelope;
 
 /// Nodes 0 and 1 linked, in one conversation, with one message sent; its tag.
 fn shared(net: &mut Network) -> (ConversationId, Tag) {
@@ -396,7 +397,7 @@ fn the_relay_quota_holds_across_a_restart() {
                     .for_each_id(&t, &[0; 32], &mut |id| {
                         n += r
                             .store()
-                            .envelope(id)
+                            .find_envelope(id)
                             .unwrap()
                             .map_or(0, |b| b.len() as u64);
                         true
@@ -520,13 +521,13 @@ impl Pusher {
         let s = net.nodes[node].replica().store();
         self.sent
             .iter()
-            .map(|id| s.envelope(id).unwrap().map_or(0, |b| b.len() as u64))
+            .map(|id| s.find_envelope(id).unwrap().map_or(0, |b| b.len() as u64))
             .sum()
     }
 
     fn holds(&self, net: &Network, node: usize, i: usize) -> bool {
         let s = net.nodes[node].replica().store();
-        s.envelope(&self.sent[i])
+        s.find_envelope(&self.sent[i])
             .unwrap()
             .is_some_and(|b| !b.is_empty())
     }
@@ -537,7 +538,7 @@ fn bytes_under(e: &vaarta_engine::Engine<vaarta_sync::store::MemoryStore>, tag: 
     let s = e.replica().store();
     let mut n = 0;
     s.for_each_id(tag, &[0; 32], &mut |id| {
-        n += s.envelope(id).unwrap().map_or(0, |b| b.len() as u64);
+        n += s.find_envelope(id).unwrap().map_or(0, |b| b.len() as u64);
         true
     })
     .unwrap();
@@ -732,7 +733,7 @@ fn a_stranger_pushing_junk_under_known_tags_is_bounded() {
         let s = net.nodes[0].replica().store();
         let mut first = None;
         s.for_each_id(&own_tag, &[0; 32], &mut |id| {
-            let b = s.envelope(id).unwrap().unwrap_or_default();
+            let b = s.find_envelope(id).unwrap().unwrap_or_default();
             if let Ok(e) = vaarta_sync::envelope::Envelope::decode(&b)
                 && e.header().kind == vaarta_sync::envelope::Kind::Change
             {
@@ -820,7 +821,7 @@ fn a_stranger_pushing_junk_under_known_tags_is_bounded() {
     for id in &honest_carried {
         assert!(
             r.store()
-                .envelope(id)
+                .find_envelope(id)
                 .unwrap()
                 .is_some_and(|b| !b.is_empty()),
             "an honest peer's carried envelope was evicted by the stranger's junk"

@@ -7,18 +7,18 @@ impl<S: Store> Replica<S> {
     /// bytes; reconciliation still counts them as held). Returns how many expired.
     pub fn expire_carried(&mut self, now_ms: u64) -> Result<usize, StoreError> {
         let mut expired = Vec::new();
-        for id in self.carried_ids() {
-            if let Some(b) = self.store.envelope(&id)?
+        for (id, tag) in self.carried_ids() {
+            if let Some(b) = self.store.envelope(&tag, &id)?
                 && !b.is_empty()
                 && let Ok(e) = Envelope::decode(&b)
                 && e.header().is_expired(now_ms)
             {
-                expired.push((e.header().tag, id));
+                expired.push((tag, id));
             }
         }
         for (tag, id) in &expired {
             self.uncarry(id)?;
-            self.store.remove_envelope(id)?;
+            self.store.remove_envelope(tag, id)?;
             self.tombstone(tag, id)?;
         }
         Ok(expired.len())
@@ -217,6 +217,7 @@ fn fresh_seed(rng: &mut rand_chacha::ChaCha20Rng) -> [u8; 32] {
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
+    use crate::store::testing::FindEnvelope;
 
     const T0: u64 = 1_790_000_000_000;
 
@@ -230,7 +231,7 @@ mod tests {
                 })
                 .unwrap();
             for id in ids {
-                let b = from.store.envelope(&id).unwrap().unwrap();
+                let b = from.store.find_envelope(&id).unwrap().unwrap();
                 let _ = to.ingest(&b, now);
             }
         }

@@ -533,7 +533,7 @@ impl<S: Store> Replica<S> {
         let Some(e) = self.forget_carried(id)? else {
             return Ok(());
         };
-        self.store.remove_envelope(id)?;
+        self.store.remove_envelope(&e.tag, id)?;
         self.tombstone(&e.tag, id)?;
         self.stats.carried_evicted += 1;
         Ok(())
@@ -553,9 +553,13 @@ impl<S: Store> Replica<S> {
         Ok(Some(e))
     }
 
-    /// The carried envelopes' ids (for expiry).
-    pub(super) fn carried_ids(&self) -> Vec<EnvelopeId> {
-        self.carried.by_order.values().copied().collect()
+    /// The carried envelopes' ids and the tags they are stored under (for expiry).
+    pub(super) fn carried_ids(&self) -> Vec<(EnvelopeId, Tag)> {
+        self.carried
+            .by_order
+            .values()
+            .filter_map(|id| self.carried.entries.get(id).map(|e| (*id, e.tag)))
+            .collect()
     }
 
     /// Loads the carried index at open: the records that still name a carried envelope
@@ -585,11 +589,9 @@ impl<S: Store> Replica<S> {
             let id = k.get(2..).and_then(EnvelopeId::from_slice);
             let live = match (id, Entry::decode(&v)) {
                 (Some(id), Some(e)) => {
-                    let len = self.store.envelope_len(&id)?.unwrap_or(0) as u64;
-                    let ok = len > 0
-                        && !self.is_own_tag(&e.tag, now)
-                        && !held.contains(&id)
-                        && self.store.tag_of(&id)? == Some(e.tag);
+                    // Held under the record's tag (a record naming another tag is stale).
+                    let len = self.store.envelope_len(&e.tag, &id)?.unwrap_or(0) as u64;
+                    let ok = len > 0 && !self.is_own_tag(&e.tag, now) && !held.contains(&id);
                     ok.then_some((id, Entry { len, ..e }))
                 }
                 _ => None,
@@ -618,7 +620,7 @@ impl<S: Store> Replica<S> {
                 if c.entries.contains_key(&id) || held.contains(&id) {
                     continue;
                 }
-                let len = self.store.envelope_len(&id)?.unwrap_or(0) as u64;
+                let len = self.store.envelope_len(&tag, &id)?.unwrap_or(0) as u64;
                 if len == 0 {
                     continue;
                 }

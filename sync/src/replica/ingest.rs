@@ -137,7 +137,7 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
         seen: &mut BTreeSet<EnvelopeId>,
     ) -> Fast {
-        match self.store.contains(&env.id()) {
+        match self.store.contains(&env.header().tag, &env.id()) {
             Ok(true) => return Fast::Done(Ok(Ingested::Duplicate)),
             Ok(false) => {}
             Err(e) => return Fast::Done(Err(e.into())),
@@ -328,7 +328,7 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
     ) -> Result<Ingested, IngestError> {
         let env = Envelope::decode(bytes)?;
-        if self.store.contains(&env.id())? {
+        if self.store.contains(&env.header().tag, &env.id())? {
             return Ok(Ingested::Duplicate);
         }
         // (Already listed when a batch routes it here.)
@@ -462,11 +462,11 @@ impl<S: Store> Replica<S> {
             })?;
             let mut readmit = Vec::new();
             for id in carried {
-                if let Some(b) = self.store.envelope(&id)?
+                if let Some(b) = self.store.envelope(&tag, &id)?
                     && !b.is_empty()
                 {
                     self.uncarry(&id)?;
-                    self.store.remove_envelope(&id)?;
+                    self.store.remove_envelope(&tag, &id)?;
                     readmit.push(b);
                 }
             }
@@ -503,7 +503,7 @@ impl<S: Store> Replica<S> {
                     // A parent has not arrived: stored and parked (bounded; not counted in
                     // the log), retried when the conversation's membership changes.
                     Ok(Ingested::Pending(_, Waiting::Parents)) => {
-                        self.park(conv, env.id(), Waiting::Parents)
+                        self.park(conv, env, Waiting::Parents)
                     }
                     Ok(r) => {
                         self.reresolve_pages(&conv)?;
@@ -511,7 +511,7 @@ impl<S: Store> Replica<S> {
                         Ok(r)
                     }
                     Err(e) => {
-                        self.store.remove_envelope(&env.id())?;
+                        self.store.remove_envelope(&env.header().tag, &env.id())?;
                         self.store.delete(&keys::control(&conv, &env.id()))?;
                         Err(e)
                     }
@@ -796,7 +796,7 @@ impl<S: Store> Replica<S> {
             Verdict::Wait(waiting) => {
                 self.store
                     .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
-                return self.park(conv, env.id(), waiting);
+                return self.park(conv, env, waiting);
             }
             Verdict::Unreadable => {
                 self.store
@@ -830,7 +830,7 @@ impl<S: Store> Replica<S> {
         if !missing.is_empty() {
             self.store
                 .put_envelope(&env.header().tag, &env.id(), env.bytes())?;
-            return self.park(conv, env.id(), Waiting::Dependencies(missing));
+            return self.park(conv, env, Waiting::Dependencies(missing));
         }
         let hashes: Vec<ChangeHash> = only.iter().map(|c| c.hash()).collect();
         if hashes.iter().all(|h| page.holds(h)) {
@@ -1025,71 +1025,8 @@ impl<S: Store> Replica<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MemoryStore, Summary};
-
-    /// A memory store whose metadata deletes fail once `fail` is set.
-    #[derive(Debug, Default)]
-    struct FailingDeletes {
-        inner: MemoryStore,
-        fail: bool,
-    }
-
-    impl Store for FailingDeletes {
-        fn put_envelope(&mut self, t: &Tag, id: &EnvelopeId, b: &[u8]) -> Result<bool, StoreError> {
-            self.inner.put_envelope(t, id, b)
-        }
-        fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.envelope(id)
-        }
-        fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
-            self.inner.contains(id)
-        }
-        fn tag_of(&self, id: &EnvelopeId) -> Result<Option<Tag>, StoreError> {
-            self.inner.tag_of(id)
-        }
-        fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError> {
-            self.inner.remove_envelope(id)
-        }
-        fn summary(&self, t: &Tag) -> Summary {
-            self.inner.summary(t)
-        }
-        fn tags(&self) -> Vec<(Tag, Summary)> {
-            self.inner.tags()
-        }
-        fn for_each_id(
-            &self,
-            t: &Tag,
-            from: &[u8; 32],
-            f: &mut dyn FnMut(&EnvelopeId) -> bool,
-        ) -> Result<(), StoreError> {
-            self.inner.for_each_id(t, from, f)
-        }
-        fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.get(k)
-        }
-        fn put(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
-            self.inner.put(k, v)
-        }
-        fn delete(&mut self, k: &[u8]) -> Result<(), StoreError> {
-            if self.fail {
-                return Err(StoreError::Io("delete refused".into()));
-            }
-            self.inner.delete(k)
-        }
-        fn scan_prefix(
-            &self,
-            p: &[u8],
-            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-        ) -> Result<(), StoreError> {
-            self.inner.scan_prefix(p, f)
-        }
-        fn flush(&mut self) -> Result<(), StoreError> {
-            self.inner.flush()
-        }
-        fn bytes_used(&self) -> u64 {
-            self.inner.bytes_used()
-        }
-    }
+    use crate::store::MemoryStore;
+    use crate::store::testing::Faulty;
 
     const T0: u64 = 1_790_000_000_000;
 
@@ -1104,17 +1041,18 @@ mod tests {
     fn a_failed_wake_is_reported_by_both_paths() {
         for batch in [false, true] {
             let (mut a, mut b, c) =
-                super::super::testing::joined_pair(FailingDeletes::default(), T0);
+                super::super::testing::joined_pair(Faulty::new(&MemoryStore::new()), T0);
+            let tag = a.conversation(&c).unwrap().tag;
             let (_, first) = a.send_message(&c, text("one"), T0 + 1).unwrap();
             let (_, second) = a.send_message(&c, text("two"), T0 + 2).unwrap();
-            let first = a.store().envelope(&first).unwrap().unwrap();
-            let second = a.store().envelope(&second).unwrap().unwrap();
+            let first = a.store().envelope(&tag, &first).unwrap().unwrap();
+            let second = a.store().envelope(&tag, &second).unwrap().unwrap();
             assert!(matches!(
                 b.ingest(&second, T0 + 3).unwrap(),
                 Ingested::Pending(_, Waiting::Dependencies(_))
             ));
             // Waking the second envelope unparks it, which deletes its `q/` record: refused.
-            b.store_mut().fail = true;
+            b.store().fail_deletes(true);
             let r = if batch {
                 b.ingest_batch(&[first.as_slice()], T0 + 4).remove(0).result
             } else {
@@ -1127,7 +1065,7 @@ mod tests {
             // Not a peer fault: the first envelope is stored, not a tombstone.
             assert!(
                 !b.store()
-                    .envelope(&Envelope::decode(&first).unwrap().id())
+                    .envelope(&tag, &Envelope::decode(&first).unwrap().id())
                     .unwrap()
                     .unwrap()
                     .is_empty()

@@ -44,6 +44,8 @@ pub struct HeldInvitation {
     pub received_ms: u64,
     /// Arrival order (the oldest is dropped first).
     pub order: u64,
+    /// The (inbox) tag its envelope is stored under.
+    pub tag: Tag,
 }
 
 impl HeldInvitation {
@@ -53,21 +55,28 @@ impl HeldInvitation {
             &self.received_ms.to_be_bytes(),
             &self.inviter.0,
             &self.conversation.0,
+            &self.tag.0,
         ]
         .concat()
     }
 
-    fn decode(envelope: EnvelopeId, v: &[u8]) -> Option<Self> {
-        if v.len() != 64 {
-            return None;
-        }
-        Some(Self {
+    /// A record of 80 bytes, or of 64 (written before issue 11, without the tag: `None`
+    /// in its place, for [`Replica::load_invites`] to find).
+    fn decode(envelope: EnvelopeId, v: &[u8]) -> Option<(Self, Option<Tag>)> {
+        let tag = match v.len() {
+            64 => None,
+            80 => Some(Tag(v[64..80].try_into().ok()?)),
+            _ => return None,
+        };
+        let h = Self {
             envelope,
             order: u64::from_be_bytes(v[..8].try_into().ok()?),
             received_ms: u64::from_be_bytes(v[8..16].try_into().ok()?),
             inviter: DeviceId(v[16..48].try_into().ok()?),
             conversation: ConversationId(v[48..64].try_into().ok()?),
-        })
+            tag: tag.unwrap_or(Tag([0; 16])),
+        };
+        Some((h, tag))
     }
 }
 
@@ -147,6 +156,32 @@ impl<S: Store> Replica<S> {
         for k in stale {
             self.store.delete(&k)?;
         }
+        // Records written before issue 11 do not name the tag: it is one of the inbox
+        // tags of the day the invitation arrived (those it was stored under), looked up
+        // once and written into the record.
+        let mut found = Vec::with_capacity(held.len());
+        for (mut h, tag) in held {
+            if tag.is_none() {
+                let day = crypto::day_of(h.received_ms);
+                let mut at = None;
+                for t in inbox_window(&self.me.device_id(), day) {
+                    if self.store.contains(&t, &h.envelope)? {
+                        at = Some(t);
+                        break;
+                    }
+                }
+                let Some(t) = at else {
+                    // Its envelope is gone: nothing left to hold.
+                    self.store.delete(&keys::held_invitation(&h.envelope))?;
+                    continue;
+                };
+                h.tag = t;
+                self.store
+                    .put(&keys::held_invitation(&h.envelope), &h.encode())?;
+            }
+            found.push(h);
+        }
+        let held = found;
         let mut accepted = Vec::new();
         self.store.scan_prefix(keys::ACCEPTED_DEVICE, &mut |k, _| {
             if let Some(d) = k.get(2..34).and_then(|b| <[u8; 32]>::try_from(b).ok()) {
@@ -228,6 +263,7 @@ impl<S: Store> Replica<S> {
         }
         self.store.put_envelope(&tag, &env.id(), env.bytes())?;
         let h = HeldInvitation {
+            tag,
             conversation: conv,
             inviter,
             envelope: env.id(),
@@ -249,14 +285,13 @@ impl<S: Store> Replica<S> {
     /// remembered as dropped (declined, refused); without, the next reconciliation with
     /// whoever holds it may bring it back (evicted to make room).
     fn drop_invitation(&mut self, env: &EnvelopeId, tombstone: bool) -> Result<(), StoreError> {
-        if self.invites.held.remove(env).is_none() {
+        let Some(h) = self.invites.held.remove(env) else {
             return Ok(());
-        }
+        };
         self.store.delete(&keys::held_invitation(env))?;
-        let tag = self.store.tag_of(env)?;
-        self.store.remove_envelope(env)?;
-        if tombstone && let Some(tag) = tag {
-            self.tombstone(&tag, env)?;
+        self.store.remove_envelope(&h.tag, env)?;
+        if tombstone {
+            self.tombstone(&h.tag, env)?;
         }
         Ok(())
     }
@@ -295,7 +330,7 @@ impl<S: Store> Replica<S> {
         let mut refused = Vec::new();
         let mut why = None;
         for h in &held {
-            let env = match self.store.envelope(&h.envelope)? {
+            let env = match self.store.envelope(&h.tag, &h.envelope)? {
                 Some(b) if !b.is_empty() => Envelope::decode(&b).ok(),
                 _ => None,
             };

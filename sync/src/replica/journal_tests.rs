@@ -3,10 +3,8 @@
 
 use super::page_cache::{JOURNAL_MAX, decode_saved};
 use super::*;
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
-
-use crate::store::{MemoryStore, Summary};
+use crate::store::MemoryStore;
+use crate::store::testing::Faulty;
 
 const T0: u64 = 1_790_000_000_000;
 
@@ -201,103 +199,6 @@ fn a_store_written_before_issue_11_keeps_its_envelopes_and_sheds_its_m_records()
     assert_envelopes(&mut new, &c, &sent, "migrated and restarted");
 }
 
-/// A store whose writes fail after `budget` of them (what reached the disk before a power
-/// cut: the writes before it, in order, as sled recovers them). Clones share the store.
-#[derive(Debug, Clone)]
-struct Cut {
-    inner: Rc<RefCell<MemoryStore>>,
-    budget: Rc<Cell<usize>>,
-}
-
-impl Cut {
-    fn new(st: &MemoryStore, budget: usize) -> Self {
-        Self {
-            inner: Rc::new(RefCell::new(st.clone())),
-            budget: Rc::new(Cell::new(budget)),
-        }
-    }
-
-    fn spend(&self) -> Result<(), StoreError> {
-        match self.budget.get() {
-            0 => Err(StoreError::Io("power cut".into())),
-            n => {
-                self.budget.set(n - 1);
-                Ok(())
-            }
-        }
-    }
-
-    /// What reached the disk: every write before the cut, made durable.
-    fn left(&self) -> MemoryStore {
-        let mut st = self.inner.borrow().clone();
-        st.flush().unwrap();
-        st
-    }
-}
-
-impl Store for Cut {
-    fn put_envelope(
-        &mut self,
-        tag: &Tag,
-        id: &EnvelopeId,
-        bytes: &[u8],
-    ) -> Result<bool, StoreError> {
-        self.spend()?;
-        self.inner.borrow_mut().put_envelope(tag, id, bytes)
-    }
-    fn envelope(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.borrow().envelope(id)
-    }
-    fn contains(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
-        self.inner.borrow().contains(id)
-    }
-    fn tag_of(&self, id: &EnvelopeId) -> Result<Option<Tag>, StoreError> {
-        self.inner.borrow().tag_of(id)
-    }
-    fn remove_envelope(&mut self, id: &EnvelopeId) -> Result<bool, StoreError> {
-        self.spend()?;
-        self.inner.borrow_mut().remove_envelope(id)
-    }
-    fn summary(&self, tag: &Tag) -> Summary {
-        self.inner.borrow().summary(tag)
-    }
-    fn tags(&self) -> Vec<(Tag, Summary)> {
-        self.inner.borrow().tags()
-    }
-    fn for_each_id(
-        &self,
-        tag: &Tag,
-        from: &[u8; 32],
-        f: &mut dyn FnMut(&EnvelopeId) -> bool,
-    ) -> Result<(), StoreError> {
-        self.inner.borrow().for_each_id(tag, from, f)
-    }
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.borrow().get(key)
-    }
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.spend()?;
-        self.inner.borrow_mut().put(key, value)
-    }
-    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        self.spend()?;
-        self.inner.borrow_mut().delete(key)
-    }
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        self.inner.borrow().scan_prefix(prefix, f)
-    }
-    fn flush(&mut self) -> Result<(), StoreError> {
-        self.inner.borrow_mut().flush()
-    }
-    fn bytes_used(&self) -> u64 {
-        self.inner.borrow().bytes_used()
-    }
-}
-
 /// Cuts the power after every number of writes a checkpoint of `st` makes, and checks that
 /// the store that is left opens with every message and its envelope. Returns how many cuts
 /// fell inside the checkpoint.
@@ -307,13 +208,13 @@ fn crash_every_write_of_a_checkpoint(
     sent: &[(MessageId, EnvelopeId)],
 ) -> usize {
     for budget in 0..10_000 {
-        let store = Cut::new(st, usize::MAX);
+        let store = Faulty::new(st);
         let mut r = Replica::open(me(), store.clone(), [1; 32]).unwrap();
         // Load every page (as the API does), then cut the power `budget` writes into the
         // checkpoint.
         r.messages(c, 100_000).unwrap();
         r.store_mut().flush().unwrap();
-        store.budget.set(budget);
+        store.cut_power_after(Some(budget));
         let done = r.checkpoint().is_ok();
         drop(r);
         let mut again = open(store.left());
@@ -354,7 +255,8 @@ fn a_power_cut_while_the_journal_moves_loses_nothing() {
     to_legacy(&mut old, &c, &sent);
     // 12 entries moved, each a put and a delete.
     for budget in 0..=24 {
-        let store = Cut::new(&old, budget);
+        let store = Faulty::new(&old);
+        store.cut_power_after(Some(budget));
         // The open fails once writes fail; what it wrote before stays.
         let opened = Replica::open(me(), store.clone(), [1; 32]);
         assert_eq!(opened.is_ok(), budget == 24, "cut at {budget}");

@@ -88,8 +88,9 @@ impl<S: Store> Replica<S> {
                     true
                 })?;
             let mut envs = Vec::new();
+            let tag = self.convs[&id].tag;
             for e in ctl {
-                if let Some(bytes) = self.store.envelope(&e)?
+                if let Some(bytes) = self.store.envelope(&tag, &e)?
                     && let Ok(env) = Envelope::decode(&bytes)
                 {
                     envs.push(env);
@@ -176,7 +177,7 @@ impl<S: Store> Replica<S> {
         }
         let mut changes: Vec<Change> = Vec::new();
         for eid in entries {
-            let Some(bytes) = self.store.envelope(&eid)? else {
+            let Some(bytes) = self.store.envelope(&c.tag, &eid)? else {
                 continue;
             };
             let Ok(env) = Envelope::decode(&bytes) else {

@@ -654,6 +654,7 @@ pub fn open_with<S: Store>(r: &Replica<S>, env: &Envelope) -> Result<Opened, Ope
 pub(crate) mod testing {
     use super::*;
     use crate::store::MemoryStore;
+    use crate::store::testing::FindEnvelope;
 
     /// Device 1 (over a memory store) creates a shared conversation at `t0` and adds device
     /// 2 (over `b_store`), which ingests the creation and the addition.
@@ -668,7 +669,7 @@ pub(crate) mod testing {
         let mut setup = vec![created];
         setup.extend(a.add_member(&c, b.device_id(), false, t0).unwrap());
         for e in setup {
-            let bytes = a.store().envelope(&e).unwrap().unwrap();
+            let bytes = a.store().find_envelope(&e).unwrap().unwrap();
             b.ingest(&bytes, t0).unwrap();
         }
         (a, b, c)

@@ -180,6 +180,7 @@ impl<S: Store> Replica<S> {
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
+    use crate::store::testing::FindEnvelope;
 
     fn id(n: u32) -> EnvelopeId {
         let mut b = [0u8; 32];
@@ -287,8 +288,8 @@ mod tests {
         b.receipts_sent(&a.device_id(), &setup_owed).unwrap();
         let (_, first) = a.send_message(&c, draft("one"), T0 + 1).unwrap();
         let (_, second) = a.send_message(&c, draft("two"), T0 + 2).unwrap();
-        let first = a.store().envelope(&first).unwrap().unwrap();
-        let second = a.store().envelope(&second).unwrap().unwrap();
+        let first = a.store().find_envelope(&first).unwrap().unwrap();
+        let second = a.store().find_envelope(&second).unwrap().unwrap();
         (a, b, c, first, second)
     }
 
@@ -302,6 +303,10 @@ mod tests {
 
     fn id_of(bytes: &[u8]) -> EnvelopeId {
         Envelope::decode(bytes).unwrap().id()
+    }
+
+    fn tag_of_env(bytes: &[u8]) -> Tag {
+        Envelope::decode(bytes).unwrap().header().tag
     }
 
     #[test]
@@ -338,7 +343,7 @@ mod tests {
             let added = a.add_member(&c, m.device_id(), false, T0 + 1).unwrap();
             let op = added
                 .iter()
-                .map(|e| a.store().envelope(e).unwrap().unwrap())
+                .map(|e| a.store().find_envelope(e).unwrap().unwrap())
                 .find(|b| Envelope::decode(b).unwrap().header().kind == Kind::Control)
                 .unwrap();
             let mut everything = Vec::new();
@@ -351,11 +356,11 @@ mod tests {
                     .unwrap();
             }
             for e in everything {
-                let bytes = a.store().envelope(&e).unwrap().unwrap();
+                let bytes = a.store().find_envelope(&e).unwrap().unwrap();
                 let _ = m.ingest(&bytes, T0 + 2);
             }
             let (_, mine) = m.send_message(&c, draft("hello"), T0 + 3).unwrap();
-            let mine = m.store().envelope(&mine).unwrap().unwrap();
+            let mine = m.store().find_envelope(&mine).unwrap().unwrap();
             let pusher = if relayed {
                 DeviceId([77; 32])
             } else {
@@ -397,7 +402,7 @@ mod tests {
         assert!(b.is_waiting(&id_of(&second)));
         // Evicted (as the full pending set evicts its oldest).
         b.pending
-            .drop_envelope(&mut b.store, &id_of(&second))
+            .drop_envelope(&mut b.store, &tag_of_env(&second), &id_of(&second))
             .unwrap();
         assert!(!b.is_waiting(&id_of(&second)));
         // Both come again from a third device, in two batches.
@@ -413,7 +418,7 @@ mod tests {
         let (a, mut b, _, first, second) = two_messages();
         b.ingest_from(&second, author, T0 + 3).unwrap();
         b.pending
-            .drop_envelope(&mut b.store, &id_of(&second))
+            .drop_envelope(&mut b.store, &tag_of_env(&second), &id_of(&second))
             .unwrap();
         b.ingest_batch_from(&[&first, &second], &[author, author], T0 + 4);
         assert!(b.owed_receipts(&a.device_id(), 9).is_empty());

@@ -10,6 +10,8 @@ use super::*;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PendingEntry {
     pub(super) conversation: ConversationId,
+    /// The tag the envelope is stored under (its conversation's).
+    tag: Tag,
     pub(super) waiting: Waiting,
     /// Arrival number: the smallest is evicted first.
     order: u64,
@@ -56,7 +58,8 @@ impl Pending {
             && let Some((_, oldest)) = self.by_order.first_key_value()
         {
             let oldest = *oldest;
-            self.drop_envelope(store, &oldest)?;
+            let tag = self.entries[&oldest].tag;
+            self.drop_envelope(store, &tag, &oldest)?;
             return Ok(true);
         }
         Ok(false)
@@ -69,9 +72,10 @@ impl Pending {
     pub(super) fn drop_envelope<S: Store>(
         &mut self,
         store: &mut S,
+        tag: &Tag,
         env: &EnvelopeId,
     ) -> Result<(), StoreError> {
-        store.remove_envelope(env)?;
+        store.remove_envelope(tag, env)?;
         self.release(store, env)
     }
 
@@ -80,10 +84,11 @@ impl Pending {
         &mut self,
         store: &mut S,
         conversation: ConversationId,
+        tag: Tag,
         env: EnvelopeId,
         waiting: Waiting,
     ) -> Result<(), StoreError> {
-        self.insert_sized(store, conversation, env, waiting, 0)
+        self.insert_sized(store, conversation, tag, env, waiting, 0)
     }
 
     /// [`Pending::insert`]; `unverified_bytes` is the size of an envelope parked without
@@ -92,6 +97,7 @@ impl Pending {
         &mut self,
         store: &mut S,
         conversation: ConversationId,
+        tag: Tag,
         env: EnvelopeId,
         waiting: Waiting,
         unverified_bytes: u64,
@@ -108,6 +114,7 @@ impl Pending {
             env,
             PendingEntry {
                 conversation,
+                tag,
                 waiting,
                 order,
                 unverified_bytes,
@@ -260,14 +267,19 @@ impl<S: Store> Replica<S> {
     pub(super) fn park(
         &mut self,
         conv: ConversationId,
-        env: EnvelopeId,
+        env: &Envelope,
         waiting: Waiting,
     ) -> Result<Ingested, IngestError> {
         if self.pending.evict_if_full(&mut self.store)? {
             self.stats.pending_evicted += 1;
         }
-        self.pending
-            .insert(&mut self.store, conv, env, waiting.clone())?;
+        self.pending.insert(
+            &mut self.store,
+            conv,
+            env.header().tag,
+            env.id(),
+            waiting.clone(),
+        )?;
         Ok(Ingested::Pending(conv, waiting))
     }
 
@@ -283,7 +295,8 @@ impl<S: Store> Replica<S> {
     ) -> Result<Ingested, IngestError> {
         let bytes = env.bytes().len() as u64;
         while let Some(victim) = self.pending.unverified_victim(&conv, bytes) {
-            self.pending.drop_envelope(&mut self.store, &victim)?;
+            let tag = self.pending.entries[&victim].tag;
+            self.pending.drop_envelope(&mut self.store, &tag, &victim)?;
             self.stats.pending_evicted += 1;
         }
         if self.pending.evict_if_full(&mut self.store)? {
@@ -294,6 +307,7 @@ impl<S: Store> Replica<S> {
         self.pending.insert_sized(
             &mut self.store,
             conv,
+            env.header().tag,
             env.id(),
             Waiting::Epoch(epoch),
             bytes,
@@ -327,8 +341,11 @@ impl<S: Store> Replica<S> {
                 None
             };
             let Some(v) = victim else { break };
+            let tag = self.unreadable_tag(&v);
             self.release_unreadable(&v)?;
-            self.store.remove_envelope(&v)?;
+            if let Some(tag) = tag {
+                self.store.remove_envelope(&tag, &v)?;
+            }
         }
         let order = self.held.next();
         let mut val = epoch.0.to_vec();
@@ -336,6 +353,13 @@ impl<S: Store> Replica<S> {
         self.store.put(&keys::unreadable(&conv, &env), &val)?;
         self.held.add_unreadable(conv, env, epoch, order);
         Ok(())
+    }
+
+    /// The tag an unreadable envelope is stored under: its conversation's (the `i/` record
+    /// names the conversation; conversations are never removed).
+    fn unreadable_tag(&self, env: &EnvelopeId) -> Option<Tag> {
+        let (conv, _) = self.held.unreadable_ids.get(env)?;
+        self.convs.get(conv).map(|c| c.tag)
     }
 
     /// Forgets the unreadable record of `env` (the envelope stays).
@@ -369,8 +393,9 @@ impl<S: Store> Replica<S> {
         // Each is read again where it is stored, and its record released only once that
         // read has settled it: a store error in between leaves it held, to be read again at
         // the next key or the next open.
+        let tag = c.tag;
         for e in ready {
-            let bytes = match self.store.envelope(&e)? {
+            let bytes = match self.store.envelope(&tag, &e)? {
                 Some(b) if !b.is_empty() => b,
                 _ => {
                     self.release_unreadable(&e)?;
@@ -392,8 +417,8 @@ impl<S: Store> Replica<S> {
                 Err(err) if err.is_peer_fault() => {
                     // Refused now that it can be read: a tombstone takes its place.
                     self.release_unreadable(&e)?;
-                    self.store.remove_envelope(&e)?;
-                    self.tombstone(&env.header().tag, &e)?;
+                    self.store.remove_envelope(&tag, &e)?;
+                    self.tombstone(&tag, &e)?;
                 }
                 Err(err) => {
                     return Err(match err {
@@ -438,8 +463,8 @@ impl<S: Store> Replica<S> {
             self.held.remove_tombstone(&t, o);
             self.store.delete(&keys::tombstone(&t, o))?;
             // Only if it is still a tombstone (an envelope may have replaced it since).
-            if self.store.envelope(&e)?.is_some_and(|b| b.is_empty()) {
-                self.store.remove_envelope(&e)?;
+            if self.store.envelope(&t, &e)?.is_some_and(|b| b.is_empty()) {
+                self.store.remove_envelope(&t, &e)?;
             }
         }
         Ok(())
@@ -504,12 +529,25 @@ impl<S: Store> Replica<S> {
     /// envelope). A store error in between leaves it stored and recorded pending, and queued
     /// at the head of the wake queue: read again at the next wake or duty run (or open).
     pub(super) fn reread_pending(&mut self, e: &EnvelopeId, now_ms: u64) -> Result<(), StoreError> {
-        let bytes = match self.store.envelope(e)? {
+        // Stored under its conversation's tag: the entry's, or (at open, before the entry
+        // exists) that of the conversation its `q/` record names.
+        let tag = match self.pending.entries.get(e) {
+            Some(p) => Some(p.tag),
+            None => self
+                .store
+                .get(&keys::pending(e))?
+                .and_then(|v| <[u8; 16]>::try_from(&v[..]).ok())
+                .and_then(|c| self.convs.get(&ConversationId(c)).map(|c| c.tag)),
+        };
+        let Some(tag) = tag else {
+            return self.pending.release(&mut self.store, e);
+        };
+        let bytes = match self.store.envelope(&tag, e)? {
             Some(b) if !b.is_empty() => b,
             _ => return self.pending.release(&mut self.store, e),
         };
         let Ok(env) = Envelope::decode(&bytes) else {
-            return self.pending.drop_envelope(&mut self.store, e);
+            return self.pending.drop_envelope(&mut self.store, &tag, e);
         };
         let entry = self.pending.forget(e);
         let r = self.ingest_decoded(&env, None, now_ms);
@@ -518,8 +556,8 @@ impl<S: Store> Replica<S> {
             Ok(Ingested::Pending(..)) => Ok(()),
             Ok(_) => self.store.delete(&keys::pending(e)),
             Err(err) if err.is_peer_fault() => {
-                self.store.remove_envelope(e)?;
-                self.tombstone(&env.header().tag, e)?;
+                self.store.remove_envelope(&tag, e)?;
+                self.tombstone(&tag, e)?;
                 self.store.delete(&keys::pending(e))
             }
             Err(err) => {
@@ -534,9 +572,9 @@ impl<S: Store> Replica<S> {
                 if let Some((conv, waiting, bytes)) = entry
                     && !self.pending.contains(e)
                 {
-                    let _ = self
-                        .pending
-                        .insert_sized(&mut self.store, conv, *e, waiting, bytes);
+                    let _ =
+                        self.pending
+                            .insert_sized(&mut self.store, conv, tag, *e, waiting, bytes);
                 }
                 if self.pending.contains(e) {
                     self.pending.requeue(*e);
@@ -678,7 +716,7 @@ mod tests {
 
     fn park(p: &mut Pending, st: &mut MemoryStore, e: EnvelopeId, w: Waiting) -> bool {
         let evicted = p.evict_if_full(st).unwrap();
-        p.insert(st, CONV, e, w).unwrap();
+        p.insert(st, CONV, TAG, e, w).unwrap();
         evicted
     }
 
@@ -704,19 +742,19 @@ mod tests {
                 "evicted entries are gone"
             );
             assert!(
-                !st.contains(e).unwrap(),
+                !st.contains(&TAG, e).unwrap(),
                 "evicted envelopes leave the store"
             );
         }
         for e in &ids[3..6] {
-            assert!(st.contains(e).unwrap());
+            assert!(st.contains(&TAG, e).unwrap());
         }
         // The next one to go is the fourth arrival.
         let next = EnvelopeId([0xee; 32]);
         st.put_envelope(&TAG, &next, b"x").unwrap();
         assert!(park(&mut p, &mut st, next, Waiting::Parents));
-        assert!(!st.contains(&ids[3]).unwrap());
-        assert!(st.contains(&ids[4]).unwrap());
+        assert!(!st.contains(&TAG, &ids[3]).unwrap());
+        assert!(st.contains(&TAG, &ids[4]).unwrap());
         // Evicted entries no longer wait on their hash.
         let woken = p.take_waiting_on(&[hash(1)]);
         assert_eq!(woken.len(), MAX_PENDING - 1);
@@ -794,9 +832,12 @@ mod tests {
         let mut st = MemoryStore::new();
         let mut p = Pending::default();
         let e = |n| Waiting::Epoch(EpochId([n; 4]));
-        p.insert_sized(&mut st, CONV, env(1), e(1), 100).unwrap();
-        p.insert_sized(&mut st, CONV, env(2), e(2), 50).unwrap();
-        p.insert(&mut st, CONV, env(3), Waiting::Parents).unwrap();
+        p.insert_sized(&mut st, CONV, TAG, env(1), e(1), 100)
+            .unwrap();
+        p.insert_sized(&mut st, CONV, TAG, env(2), e(2), 50)
+            .unwrap();
+        p.insert(&mut st, CONV, TAG, env(3), Waiting::Parents)
+            .unwrap();
         assert_eq!(p.unverified(&CONV), (2, 150, 150));
         assert_eq!(p.unverified_victim(&CONV, 10), None);
         assert_eq!(

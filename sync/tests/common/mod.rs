@@ -5,6 +5,7 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::ConversationId;
 use vaarta_sync::page::Draft;
 use vaarta_sync::replica::Replica;
+use vaarta_sync::store::testing::FindEnvelope;
 use vaarta_sync::store::{MemoryStore, Store};
 
 /// A replica over an in-memory store whose identity and storage seed are `[n; 32]`.
@@ -32,7 +33,7 @@ pub fn envelopes(r: &Replica<MemoryStore>) -> Vec<Vec<u8>> {
         })
         .unwrap();
         for id in ids {
-            let b = st.envelope(&id).unwrap().unwrap();
+            let b = st.find_envelope(&id).unwrap().unwrap();
             if !b.is_empty() {
                 out.push(b);
             }
