@@ -175,8 +175,17 @@ impl snow::resolvers::CryptoResolver for SeededResolver {
 }
 
 fn builder(seed: [u8; 32]) -> snow::Builder<'static> {
-    // The pattern string is a constant that snow parses; it cannot fail.
-    let params = NOISE_X.parse().expect("valid noise pattern");
+    noise_builder(NOISE_X, seed)
+}
+
+/// A snow builder for `pattern` (a constant Noise pattern name) with snow's default
+/// primitives and every random byte drawn from `seed` (sans-IO, reproducible). Shared by the
+/// invitation seal here and the Bluetooth link's handshake (`vaarta-ble`).
+///
+/// # Panics
+/// If `pattern` is not a pattern snow knows (a programming error: callers pass constants).
+pub fn noise_builder(pattern: &'static str, seed: [u8; 32]) -> snow::Builder<'static> {
+    let params = pattern.parse().expect("valid noise pattern");
     snow::Builder::with_resolver(params, Box::new(SeededResolver { seed }))
 }
 

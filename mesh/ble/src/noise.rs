@@ -27,8 +27,6 @@
 
 use std::collections::VecDeque;
 
-use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
 use thiserror::Error;
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::DeviceId;
@@ -88,42 +86,8 @@ pub enum NoiseError {
 }
 
 /// snow's primitives with randomness from the caller's seed (sans-IO, reproducible).
-struct SeededResolver([u8; 32]);
-
-struct SeededRandom(ChaCha20Rng);
-
-impl snow::types::Random for SeededRandom {
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {
-        self.0.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl snow::resolvers::CryptoResolver for SeededResolver {
-    fn resolve_rng(&self) -> Option<Box<dyn snow::types::Random>> {
-        Some(Box::new(SeededRandom(ChaCha20Rng::from_seed(self.0))))
-    }
-    fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn snow::types::Dh>> {
-        snow::resolvers::DefaultResolver.resolve_dh(choice)
-    }
-    fn resolve_hash(
-        &self,
-        choice: &snow::params::HashChoice,
-    ) -> Option<Box<dyn snow::types::Hash>> {
-        snow::resolvers::DefaultResolver.resolve_hash(choice)
-    }
-    fn resolve_cipher(
-        &self,
-        choice: &snow::params::CipherChoice,
-    ) -> Option<Box<dyn snow::types::Cipher>> {
-        snow::resolvers::DefaultResolver.resolve_cipher(choice)
-    }
-}
-
 fn builder(seed: [u8; 32]) -> snow::Builder<'static> {
-    // A constant pattern that snow parses; it cannot fail.
-    let params = PATTERN.parse().expect("valid noise pattern");
-    snow::Builder::with_resolver(params, Box::new(SeededResolver(seed)))
+    vaarta_sync::crypto::noise_builder(PATTERN, seed)
 }
 
 fn auth_message(role: Role, hash: &[u8; 32]) -> Vec<u8> {
