@@ -683,11 +683,7 @@ impl<S: Store> Engine<S> {
         let mut want = Vec::new();
         // Announced ids carry no tag: held under any of the link's session tags (what it
         // pushes and announces) is held.
-        let tags = self
-            .links
-            .get(&link)
-            .map(|l| l.tags.clone())
-            .unwrap_or_default();
+        let tags = self.links.get(&link).map_or(&[][..], |l| &l.tags[..]);
         for id in ids {
             if tags
                 .iter()
