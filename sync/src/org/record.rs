@@ -29,6 +29,24 @@ use super::{
 
 const SIG: usize = 64;
 
+/// The accessors every record struct shares: its `issued_at`, `expires` and `sig` fields.
+macro_rules! common_fields {
+    () => {
+        fn issued_at(&self) -> u64 {
+            self.issued_at
+        }
+        fn expires(&self) -> u64 {
+            self.expires
+        }
+        fn sig(&self) -> &[u8; 64] {
+            &self.sig
+        }
+        fn sig_mut(&mut self) -> &mut [u8; 64] {
+            &mut self.sig
+        }
+    };
+}
+
 /// What every record has; the codec and signature are shared through it.
 pub trait Record: Sized {
     /// The kind byte.
@@ -297,18 +315,7 @@ impl Record for OrgRoot {
     fn issuer_key(&self) -> [u8; 32] {
         self.org.0
     }
-    fn issued_at(&self) -> u64 {
-        self.issued_at
-    }
-    fn expires(&self) -> u64 {
-        self.expires
-    }
-    fn sig(&self) -> &[u8; 64] {
-        &self.sig
-    }
-    fn sig_mut(&mut self) -> &mut [u8; 64] {
-        &mut self.sig
-    }
+    common_fields!();
     fn write_body(&self, w: &mut Writer) {
         w.str(&self.name);
     }
@@ -365,18 +372,7 @@ impl Record for RegistrarCert {
     fn issuer_key(&self) -> [u8; 32] {
         self.issuer.0
     }
-    fn issued_at(&self) -> u64 {
-        self.issued_at
-    }
-    fn expires(&self) -> u64 {
-        self.expires
-    }
-    fn sig(&self) -> &[u8; 64] {
-        &self.sig
-    }
-    fn sig_mut(&mut self) -> &mut [u8; 64] {
-        &mut self.sig
-    }
+    common_fields!();
     fn write_body(&self, w: &mut Writer) {
         w.raw(&self.registrar.0).str(self.scope.as_str());
     }
@@ -463,18 +459,7 @@ impl Record for PersonCred {
     fn issuer_key(&self) -> [u8; 32] {
         self.issuer.0
     }
-    fn issued_at(&self) -> u64 {
-        self.issued_at
-    }
-    fn expires(&self) -> u64 {
-        self.expires
-    }
-    fn sig(&self) -> &[u8; 64] {
-        &self.sig
-    }
-    fn sig_mut(&mut self) -> &mut [u8; 64] {
-        &mut self.sig
-    }
+    common_fields!();
     fn write_body(&self, w: &mut Writer) {
         w.raw(&self.person.0).varint(self.names.len() as u64);
         for (t, n) in &self.names {
@@ -574,18 +559,7 @@ impl Record for DeviceCred {
     fn issuer_key(&self) -> [u8; 32] {
         self.issuer.0
     }
-    fn issued_at(&self) -> u64 {
-        self.issued_at
-    }
-    fn expires(&self) -> u64 {
-        self.expires
-    }
-    fn sig(&self) -> &[u8; 64] {
-        &self.sig
-    }
-    fn sig_mut(&mut self) -> &mut [u8; 64] {
-        &mut self.sig
-    }
+    common_fields!();
     fn write_body(&self, w: &mut Writer) {
         w.raw(&self.person.0).raw(&self.device.0).str(&self.label);
     }
@@ -672,18 +646,7 @@ impl Record for Revocation {
     fn issuer_key(&self) -> [u8; 32] {
         self.issuer.0
     }
-    fn issued_at(&self) -> u64 {
-        self.issued_at
-    }
-    fn expires(&self) -> u64 {
-        self.expires
-    }
-    fn sig(&self) -> &[u8; 64] {
-        &self.sig
-    }
-    fn sig_mut(&mut self) -> &mut [u8; 64] {
-        &mut self.sig
-    }
+    common_fields!();
     fn write_body(&self, w: &mut Writer) {
         match &self.target {
             Target::Device(d) => w.u8(1).raw(&d.0),
