@@ -7,7 +7,36 @@
 
 use std::collections::BTreeSet;
 
+use vaarta_sync::envelope::Precedence;
+
 use crate::wire::MAX_IDS_PER_FRAME;
+
+/// A link's receive side, one [`AckState`] per lane (pushes are numbered per precedence).
+#[derive(Debug, Default)]
+pub(crate) struct Lanes([AckState; 4]);
+
+impl Lanes {
+    pub(crate) fn lane(&mut self, lane: Precedence) -> &mut AckState {
+        &mut self.0[lane as usize]
+    }
+
+    /// When the earliest acknowledgement waiting is due.
+    pub(crate) fn deadline(&self, delay: u64) -> Option<u64> {
+        self.0.iter().filter_map(|a| a.deadline(delay)).min()
+    }
+
+    /// Every lane's state, FLASH first (acknowledgements of the most urgent lane go first).
+    pub(crate) fn all_mut(&mut self) -> impl Iterator<Item = (Precedence, &mut AckState)> {
+        let mut lanes: Vec<(Precedence, &mut AckState)> = self
+            .0
+            .iter_mut()
+            .enumerate()
+            .map(|(i, a)| (Precedence::from_u8(i as u8).expect("four lanes"), a))
+            .collect();
+        lanes.reverse();
+        lanes.into_iter()
+    }
+}
 
 /// What an acknowledgement says of one push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

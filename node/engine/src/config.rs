@@ -49,7 +49,8 @@ pub struct Config {
     pub backoff_max_ms: u64,
     /// How long an mDNS hint stays worth dialling after it was last seen.
     pub hint_ttl_ms: u64,
-    /// Pushes in flight (unacknowledged) per link: flow control.
+    /// Pushes in flight (unacknowledged) per link and precedence lane: flow control (a link
+    /// holds at most four windows in flight, one per precedence).
     pub push_window: usize,
     /// Envelopes queued for one link; past this the queue is dropped and a reconciliation is
     /// scheduled instead (it finds the same envelopes again; nothing is lost).

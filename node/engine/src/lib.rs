@@ -98,6 +98,18 @@ pub(crate) enum Source {
     Import,
 }
 
+/// A push received, ingested at the next flush.
+#[derive(Debug)]
+struct Received {
+    link: LinkId,
+    /// Its lane and push sequence there (for the acknowledgement).
+    lane: Precedence,
+    seq: u64,
+    envelope: Vec<u8>,
+    /// Whose quota it counts against if carried: the pusher's device, or its transport id.
+    origin: Option<DeviceId>,
+}
+
 /// A new envelope to spread, with what routing it needs (known from sealing or ingestion,
 /// never read back from the store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +144,8 @@ pub struct Engine<S: Store> {
     /// Pushes to ingest at the next flush: link, sequence number, envelope, and the link's
     /// peer device when it was pushed (what it asks us to carry counts against its quota,
     /// even if the link is gone by the flush).
-    inbox: Vec<(LinkId, u64, Vec<u8>, Option<DeviceId>)>,
+    /// Pushes received, ingested at the next flush.
+    inbox: Vec<Received>,
     /// Envelopes created or stored since the last push round, and where they came from.
     fresh: Vec<Fresh>,
     /// Own envelopes sealed since the last flush: listed as awaiting receipts and reported
@@ -461,8 +474,12 @@ impl<S: Store> Engine<S> {
                 tags,
                 message,
             } => self.on_recon(link, session, tags, &message),
-            Frame::Push { seq, envelope } => {
-                if !l.ack.receive(seq) {
+            Frame::Push {
+                lane,
+                seq,
+                envelope,
+            } => {
+                if !l.ack.lane(lane).receive(seq) {
                     return self.fault(link, Fault::PushSequence);
                 }
                 self.counters.envelopes_in += 1;
@@ -470,13 +487,20 @@ impl<S: Store> Engine<S> {
                 // peer that has not shown its device (it recognised none of our tags) is
                 // counted by its transport id instead, so strangers do not share one quota.
                 let origin = Some(l.device().unwrap_or(l.stranger_origin));
-                self.inbox.push((link, seq, envelope, origin));
+                self.inbox.push(Received {
+                    link,
+                    lane,
+                    seq,
+                    envelope,
+                    origin,
+                });
             }
             Frame::Ack {
+                lane,
                 up_to,
                 refused,
                 deferred,
-            } => self.on_ack(link, up_to, &refused, &deferred),
+            } => self.on_ack(link, lane, up_to, &refused, &deferred),
             Frame::Receipt { ids } => self.on_receipt(link, &ids, now_ms),
             Frame::Have { ids } => self.on_have(link, ids),
             Frame::Carry { tags } => self.on_carry(link, tags),
@@ -710,15 +734,22 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// The peer handled every push up to `up_to`, stored all but `refused`, and cannot
-    /// read `deferred` yet: receipts for the others; a refusal or a deferral noted for
-    /// these (no receipt by recovery; a deferred one gets its receipt from a `Receipt`).
-    fn on_ack(&mut self, link: LinkId, up_to: u64, refused: &[u64], deferred: &[u64]) {
+    /// The peer handled every push of `lane` up to `up_to`, stored all but `refused`, and
+    /// cannot read `deferred` yet: receipts for the others; a refusal or a deferral noted
+    /// for these (no receipt by recovery; a deferred one gets its receipt from a `Receipt`).
+    fn on_ack(
+        &mut self,
+        link: LinkId,
+        lane: Precedence,
+        up_to: u64,
+        refused: &[u64],
+        deferred: &[u64],
+    ) {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
         let device = l.device();
-        let acked = l.push.acknowledged(up_to);
+        let acked = l.push.acknowledged(lane, up_to);
         let Some(device) = device else { return };
         for (seq, e, tag) in acked {
             let d = if refused.binary_search(&seq).is_ok() {
@@ -819,13 +850,10 @@ impl<S: Store> Engine<S> {
             let Some(l) = self.links.get_mut(&link) else {
                 return;
             };
-            if !l.ready()
-                || l.push.in_flight() >= window
-                || l.frames_out.len() > MAX_FRAMES_QUEUED_PER_LINK
-            {
+            if !l.ready() || l.frames_out.len() > MAX_FRAMES_QUEUED_PER_LINK {
                 return;
             }
-            let Some((id, tag)) = l.push.pop() else {
+            let Some((id, tag, lane)) = l.push.pop(window) else {
                 return;
             };
             let bytes = match self.replica.store().envelope(&tag, &id) {
@@ -833,9 +861,10 @@ impl<S: Store> Engine<S> {
                 _ => continue,
             };
             let l = self.links.get_mut(&link).expect("present");
-            let seq = l.push.sent(id, tag);
+            let seq = l.push.sent(id, tag, lane);
             l.frames_out.push_back(
                 Frame::Push {
+                    lane,
                     seq,
                     envelope: bytes,
                 }
@@ -983,15 +1012,22 @@ impl<S: Store> Engine<S> {
 
     fn flush_inner(&mut self, now_ms: u64) -> Result<(), EngineError> {
         let inbox = std::mem::take(&mut self.inbox);
-        // Per link: (up to, pushes handled, pushes not stored, pushes deferred).
-        let mut acks: BTreeMap<LinkId, (u64, u32, Vec<u64>, Vec<u64>)> = BTreeMap::new();
+        // Per link and lane: (up to, pushes handled, pushes not stored, pushes deferred).
+        type Handled = (u64, u32, Vec<u64>, Vec<u64>);
+        let mut acks: BTreeMap<(LinkId, Precedence), Handled> = BTreeMap::new();
         // (pusher's device, envelope) acknowledged as stored.
         let mut stored_by: Vec<(DeviceId, EnvelopeId)> = Vec::new();
         if !inbox.is_empty() {
-            let refs: Vec<&[u8]> = inbox.iter().map(|(_, _, b, _)| b.as_slice()).collect();
-            let origins: Vec<Option<DeviceId>> = inbox.iter().map(|i| i.3).collect();
+            let refs: Vec<&[u8]> = inbox.iter().map(|i| i.envelope.as_slice()).collect();
+            let origins: Vec<Option<DeviceId>> = inbox.iter().map(|i| i.origin).collect();
             let results = self.replica.ingest_batch_from(&refs, &origins, now_ms);
-            for ((link, seq, _, _), adm) in inbox.iter().zip(results) {
+            for (
+                Received {
+                    link, lane, seq, ..
+                },
+                adm,
+            ) in inbox.iter().zip(results)
+            {
                 if let Some(id) = adm.id {
                     self.requested.remove(&id);
                 }
@@ -1023,7 +1059,7 @@ impl<S: Store> Engine<S> {
                     }
                 }
                 let a = acks
-                    .entry(*link)
+                    .entry((*link, *lane))
                     .or_insert((*seq, 0, Vec::new(), Vec::new()));
                 a.0 = a.0.max(*seq);
                 a.1 += 1;
@@ -1100,11 +1136,13 @@ impl<S: Store> Engine<S> {
             self.carry_changed();
         }
         // Durable: acknowledge, send the receipts owed, and spread.
-        for (link, (up_to, n, refused, deferred)) in acks {
+        for ((link, lane), (up_to, n, refused, deferred)) in acks {
             if let Some(l) = self.links.get_mut(&link)
                 && !l.closing
             {
-                l.ack.durable(up_to, n, &refused, &deferred, now_ms);
+                l.ack
+                    .lane(lane)
+                    .durable(up_to, n, &refused, &deferred, now_ms);
             }
         }
         self.settle();
@@ -1155,16 +1193,19 @@ impl<S: Store> Engine<S> {
             let Some(l) = self.links.get_mut(&link) else {
                 continue;
             };
-            while let Some((up_to, refused, deferred)) = l.ack.take_due(now_ms, delay, every) {
-                if !l.closing {
-                    l.frames_out.push_back(
-                        Frame::Ack {
-                            up_to,
-                            refused,
-                            deferred,
-                        }
-                        .encode(),
-                    );
+            for (lane, ack) in l.ack.all_mut() {
+                while let Some((up_to, refused, deferred)) = ack.take_due(now_ms, delay, every) {
+                    if !l.closing {
+                        l.frames_out.push_back(
+                            Frame::Ack {
+                                lane,
+                                up_to,
+                                refused,
+                                deferred,
+                            }
+                            .encode(),
+                        );
+                    }
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use vaarta_sync::ids::{DeviceId, EnvelopeId, Tag};
 
-use crate::ack::AckState;
+use crate::ack::Lanes;
 use crate::push::PushQueue;
 use crate::session::Sessions;
 use crate::tags::TagSync;
@@ -137,7 +137,8 @@ pub(crate) struct Link {
     pub(crate) tags: Vec<Tag>,
     pub(crate) sessions: Sessions,
     pub(crate) push: PushQueue,
-    pub(crate) ack: AckState,
+    /// Pushes received, per lane.
+    pub(crate) ack: Lanes,
     pub(crate) faults: u32,
     pub(crate) closing: bool,
     pub(crate) bytes_in: u64,
@@ -223,7 +224,7 @@ impl Link {
             tags: Vec::new(),
             sessions: Sessions::new(now, resync_interval),
             push: PushQueue::new(),
-            ack: AckState::default(),
+            ack: Lanes::default(),
             faults: 0,
             closing: false,
             bytes_in: 0,

@@ -1,7 +1,10 @@
 //! What one link still has to send: envelopes to push in precedence order, relayed ones to
 //! announce, and pushes in flight awaiting the peer's acknowledgement.
+//!
+//! Pushes are numbered per lane (the envelope's precedence), and each lane has its own
+//! window: a FLASH push is not held back by routine pushes in flight, and a link that
+//! schedules by priority may deliver it before them (`wire::frame_priority`).
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use vaarta_sync::envelope::{Kind, Precedence};
@@ -31,22 +34,24 @@ pub(crate) enum Enqueued {
 /// One link's outgoing envelopes. Bounded: at most `max` queued and `max` announced.
 #[derive(Debug, Default)]
 pub(crate) struct PushQueue {
-    /// (precedence, kind rank, arrival order) → id: FLASH first, then control before
-    /// messages, then first come first served.
+    /// Per lane (indexed by precedence), (kind rank, arrival order) → id: control before
+    /// messages, then first come first served; lanes are served FLASH first.
     /// Each with the tag it is stored under (the store is keyed by tag and id).
-    queue: BTreeSet<(Reverse<Precedence>, u8, u64, EnvelopeId, Tag)>,
+    queue: [BTreeSet<(u8, u64, EnvelopeId, Tag)>; 4],
     queued: BTreeSet<EnvelopeId>,
     /// Relayed envelopes to announce with `Have`.
     announce: BTreeSet<EnvelopeId>,
-    /// Pushes sent and not yet acknowledged, by push sequence.
-    unacked: BTreeMap<u64, (EnvelopeId, Tag)>,
-    next_push: u64,
+    /// Pushes sent and not yet acknowledged, by (lane, push sequence).
+    unacked: BTreeMap<(Precedence, u64), (EnvelopeId, Tag)>,
+    /// Per lane: pushes in flight, and the sequence of the next push.
+    in_flight: [usize; 4],
+    next_push: [u64; 4],
 }
 
 impl PushQueue {
     pub(crate) fn new() -> Self {
         Self {
-            next_push: 1,
+            next_push: [1; 4],
             ..Self::default()
         }
     }
@@ -64,38 +69,52 @@ impl PushQueue {
         if self.queued.contains(&id) {
             return Enqueued::Already;
         }
-        if self.queue.len() >= max {
-            self.queue.clear();
+        if self.queued.len() >= max {
+            self.queue.iter_mut().for_each(BTreeSet::clear);
             return Enqueued::Overflowed(std::mem::take(&mut self.queued).into_iter().collect());
         }
         self.queued.insert(id);
-        self.queue
-            .insert((Reverse(precedence), kind_rank(kind), order, id, tag));
+        self.queue[precedence as usize].insert((kind_rank(kind), order, id, tag));
         Enqueued::Queued
     }
 
-    /// The next envelope to push, highest precedence first.
-    pub(crate) fn pop(&mut self) -> Option<(EnvelopeId, Tag)> {
-        let (_, _, _, id, tag) = self.queue.pop_first()?;
+    /// The next envelope to push, highest precedence first, from a lane whose window
+    /// (`window` pushes in flight) has room.
+    pub(crate) fn pop(&mut self, window: usize) -> Option<(EnvelopeId, Tag, Precedence)> {
+        let lane = Precedence::ALL.into_iter().find(|p| {
+            self.in_flight[*p as usize] < window && !self.queue[*p as usize].is_empty()
+        })?;
+        let (_, _, id, tag) = self.queue[lane as usize].pop_first()?;
         self.queued.remove(&id);
-        Some((id, tag))
+        Some((id, tag, lane))
     }
 
-    /// Records that `id` was pushed; returns its push sequence number.
-    pub(crate) fn sent(&mut self, id: EnvelopeId, tag: Tag) -> u64 {
-        let seq = self.next_push;
-        self.next_push += 1;
-        self.unacked.insert(seq, (id, tag));
+    /// Records that `id` was pushed on `lane`; returns its push sequence number there.
+    pub(crate) fn sent(&mut self, id: EnvelopeId, tag: Tag, lane: Precedence) -> u64 {
+        let l = lane as usize;
+        let seq = self.next_push[l];
+        self.next_push[l] += 1;
+        self.in_flight[l] += 1;
+        self.unacked.insert((lane, seq), (id, tag));
         seq
     }
 
-    /// The peer acknowledged every push up to `up_to`: the pushes no longer in flight, in
-    /// push order, as (sequence, envelope, tag).
-    pub(crate) fn acknowledged(&mut self, up_to: u64) -> Vec<(u64, EnvelopeId, Tag)> {
-        let acked: Vec<u64> = self.unacked.range(..=up_to).map(|(k, _)| *k).collect();
+    /// The peer acknowledged every push of `lane` up to `up_to`: the pushes no longer in
+    /// flight, in push order, as (sequence, envelope, tag).
+    pub(crate) fn acknowledged(
+        &mut self,
+        lane: Precedence,
+        up_to: u64,
+    ) -> Vec<(u64, EnvelopeId, Tag)> {
+        let acked: Vec<(Precedence, u64)> = self
+            .unacked
+            .range((lane, 0)..=(lane, up_to))
+            .map(|(k, _)| *k)
+            .collect();
+        self.in_flight[lane as usize] -= acked.len();
         acked
             .into_iter()
-            .filter_map(|k| self.unacked.remove(&k).map(|(e, t)| (k, e, t)))
+            .filter_map(|k| self.unacked.remove(&k).map(|(e, t)| (k.1, e, t)))
             .collect()
     }
 
@@ -116,19 +135,20 @@ impl PushQueue {
         Some((0..n).map_while(|_| self.announce.pop_first()).collect())
     }
 
-    /// The envelopes of the pushes in flight, in push order.
+    /// The envelopes of the pushes in flight, by lane and push order.
     pub(crate) fn unacked_ids(&self) -> Vec<(EnvelopeId, Tag)> {
         self.unacked.values().copied().collect()
     }
 
-    /// Pushes in flight.
+    /// Pushes in flight, on every lane.
+    #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
         self.unacked.len()
     }
 
     /// Envelopes queued or in flight.
     pub(crate) fn backlog(&self) -> usize {
-        self.queue.len() + self.unacked.len()
+        self.queued.len() + self.unacked.len()
     }
 }
 
@@ -151,7 +171,7 @@ mod tests {
         q.enqueue(id(3), T, Precedence::Flash, Kind::Change, 3, max);
         q.enqueue(id(4), T, Precedence::Routine, Kind::Change, 4, max);
         q.enqueue(id(5), T, Precedence::Immediate, Kind::Change, 5, max);
-        let order: Vec<EnvelopeId> = std::iter::from_fn(|| q.pop().map(|(e, _)| e)).collect();
+        let order: Vec<EnvelopeId> = std::iter::from_fn(|| q.pop(10).map(|(e, ..)| e)).collect();
         assert_eq!(order, vec![id(3), id(5), id(2), id(1), id(4)]);
     }
 
@@ -167,8 +187,8 @@ mod tests {
             Enqueued::Already
         );
         assert_eq!(q.backlog(), 1);
-        assert_eq!(q.pop(), Some((id(1), T)));
-        assert_eq!(q.pop(), None);
+        assert_eq!(q.pop(10), Some((id(1), T, Precedence::Routine)));
+        assert_eq!(q.pop(10), None);
         // Popped: it may be queued again (a `Want` after a lost push).
         assert_eq!(
             q.enqueue(id(1), T, Precedence::Routine, Kind::Change, 3, 10),
@@ -190,19 +210,46 @@ mod tests {
             Enqueued::Overflowed(vec![id(0), id(1), id(2)])
         );
         assert_eq!(q.backlog(), 0);
-        assert_eq!(q.pop(), None);
+        assert_eq!(q.pop(10), None);
     }
 
     #[test]
-    fn acknowledgements_are_cumulative() {
+    fn acknowledgements_are_cumulative_per_lane() {
         let mut q = PushQueue::new();
-        let s: Vec<u64> = (1..=4).map(|n| q.sent(id(n), T)).collect();
+        let r = Precedence::Routine;
+        let s: Vec<u64> = (1..=4).map(|n| q.sent(id(n), T, r)).collect();
         assert_eq!(s, vec![1, 2, 3, 4]);
-        assert_eq!(q.in_flight(), 4);
-        assert_eq!(q.acknowledged(2), vec![(1, id(1), T), (2, id(2), T)]);
-        assert_eq!(q.acknowledged(2), vec![]);
-        assert_eq!(q.acknowledged(10), vec![(3, id(3), T), (4, id(4), T)]);
+        assert_eq!(q.sent(id(9), T, Precedence::Flash), 1, "lanes number apart");
+        assert_eq!(q.in_flight(), 5);
+        assert_eq!(q.acknowledged(r, 2), vec![(1, id(1), T), (2, id(2), T)]);
+        assert_eq!(q.acknowledged(r, 2), vec![]);
+        assert_eq!(q.acknowledged(r, 10), vec![(3, id(3), T), (4, id(4), T)]);
+        assert_eq!(q.in_flight(), 1, "the FLASH lane's push is still in flight");
+        assert_eq!(q.acknowledged(Precedence::Flash, 1), vec![(1, id(9), T)]);
         assert_eq!(q.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_full_lane_does_not_block_a_more_urgent_one_nor_a_less_urgent_one() {
+        let mut q = PushQueue::new();
+        for n in 0..3 {
+            q.enqueue(id(n), T, Precedence::Flash, Kind::Change, n.into(), 10);
+        }
+        q.enqueue(id(5), T, Precedence::Routine, Kind::Change, 5, 10);
+        let window = 2;
+        let mut lanes = Vec::new();
+        while let Some((e, t, lane)) = q.pop(window) {
+            q.sent(e, t, lane);
+            lanes.push(lane);
+        }
+        // Two FLASH fill their window; the routine one goes; the third FLASH waits.
+        assert_eq!(
+            lanes,
+            vec![Precedence::Flash, Precedence::Flash, Precedence::Routine]
+        );
+        assert_eq!(q.backlog(), 4);
+        q.acknowledged(Precedence::Flash, 1);
+        assert_eq!(q.pop(window), Some((id(2), T, Precedence::Flash)));
     }
 
     #[test]

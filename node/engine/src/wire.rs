@@ -19,9 +19,12 @@
 //! Held  = 13 count:varint blinds:[8]*    (relay to peer: I hold envelopes for others under
 //!         these tags you listed, each as its held blind (use 2/3); strictly increasing)
 //! Recon = 2 session:varint tags:[4] message      (tags: digest of the session's tag list)
-//! Push  = 3 seq:varint envelope
-//! Ack   = 4 up_to:varint count:varint refused:varint* count:varint deferred:varint*
-//!         (every push up to `up_to` was handled durably by the receiver; the pushes whose
+//! Push  = 3 lane:u8 seq:varint envelope
+//!         (lane: the envelope's precedence, 0 routine .. 3 FLASH; each lane numbers its
+//!         pushes 1, 2, 3, ... on its own, so a link that schedules by priority may let a
+//!         FLASH push overtake routine ones: see [`frame_priority`])
+//! Ack   = 4 lane:u8 up_to:varint count:varint refused:varint* count:varint deferred:varint*
+//!         (every push of `lane` up to `up_to` was handled durably by the receiver; the pushes whose
 //!         sequence is in `refused` were *not* stored: refused, or not wanted; those in
 //!         `deferred` are stored but not readable yet: pending (a dependency, an author, a
 //!         key, a parent), held unreadable, or an invitation held for the user. Each list
@@ -53,6 +56,7 @@
 //! replayed on another link or in another session.
 
 use vaarta_sync::codec::{DecodeError, Reader, Writer};
+use vaarta_sync::envelope::Precedence;
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{DeviceId, EnvelopeId, Tag};
 use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
@@ -68,7 +72,10 @@ use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
 ///    by another device, and a push whose acknowledgement a link lost is pushed again
 ///    rather than taken as read: same frames, same version (a version-5 peer of before
 ///    that sends fewer receipts is still understood, and understands ours).
-pub const VERSION: u8 = 5;
+/// 6: pushes and acknowledgements name a lane (the precedence), numbered apart, so a FLASH
+///    push may overtake routine pushes on a link that schedules by priority (Bluetooth LE)
+///    and is not held back by a window full of routine pushes (issue 14, 2026-12).
+pub const VERSION: u8 = 6;
 /// Largest frame: an envelope plus a little framing. Anything larger is refused unread.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;
 /// Tags one `Intro` may list (blinded), and one `Ask`.
@@ -195,10 +202,13 @@ pub enum Frame {
         message: Vec<u8>,
     },
     Push {
+        /// The envelope's precedence: the lane whose numbering `seq` follows.
+        lane: Precedence,
         seq: u64,
         envelope: Vec<u8>,
     },
     Ack {
+        lane: Precedence,
         up_to: u64,
         /// Pushes up to `up_to` that were not stored (sorted, strictly increasing).
         refused: Vec<u64>,
@@ -431,15 +441,20 @@ impl Frame {
             } => {
                 w.varint(*session).raw(tags).raw(message);
             }
-            Frame::Push { seq, envelope } => {
-                w.varint(*seq).raw(envelope);
+            Frame::Push {
+                lane,
+                seq,
+                envelope,
+            } => {
+                w.u8(*lane as u8).varint(*seq).raw(envelope);
             }
             Frame::Ack {
+                lane,
                 up_to,
                 refused,
                 deferred,
             } => {
-                w.varint(*up_to);
+                w.u8(*lane as u8).varint(*up_to);
                 for list in [refused, deferred] {
                     w.varint(list.len() as u64);
                     for s in list {
@@ -507,10 +522,12 @@ impl Frame {
                 message: r.rest().to_vec(),
             },
             FrameType::Push => Frame::Push {
+                lane: take_lane(&mut r)?,
                 seq: r.varint("seq")?,
                 envelope: r.rest().to_vec(),
             },
             FrameType::Ack => {
+                let lane = take_lane(&mut r)?;
                 let up_to = r.varint("ack")?;
                 let refused = take_seqs(&mut r, up_to, "refused pushes")?;
                 let deferred = take_seqs(&mut r, up_to, "deferred pushes")?;
@@ -518,6 +535,7 @@ impl Frame {
                     return Err(DecodeError::NonCanonical("push both refused and deferred"));
                 }
                 Frame::Ack {
+                    lane,
                     up_to,
                     refused,
                     deferred,
@@ -548,6 +566,62 @@ impl Frame {
         };
         r.finish()?;
         Ok(f)
+    }
+}
+
+fn take_lane(r: &mut Reader) -> Result<Precedence, DecodeError> {
+    Precedence::from_u8(r.u8("lane")?).ok_or(DecodeError::Invalid("lane"))
+}
+
+/// Which queue a frame belongs in on a link that schedules by priority (the Bluetooth
+/// link's lanes): smaller first. Frames of one priority must stay in order; frames of
+/// different priorities may overtake one another, and the engine is built for that:
+/// pushes and their acknowledgements are numbered per lane, handshake frames go before
+/// anything that depends on them, and a reconciliation message that an intro overtook is
+/// ignored and started again (`session.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FramePriority {
+    /// Hello, intro, proof, ask, held, bye, acknowledgements and receipts: small, and what
+    /// everything else waits on.
+    Control,
+    /// A push, by its lane: FLASH before IMMEDIATE before PRIORITY before ROUTINE.
+    Push(std::cmp::Reverse<Precedence>),
+    /// Reconciliation, announcements and relay bookkeeping: anything that may wait.
+    Bulk,
+}
+
+impl FramePriority {
+    /// A push frame of this precedence.
+    pub fn push(p: Precedence) -> Self {
+        FramePriority::Push(std::cmp::Reverse(p))
+    }
+}
+
+/// The priority of an encoded frame, read from its first two bytes (no decoding). A frame
+/// that is not well formed counts as [`FramePriority::Bulk`]: a driver classifies what the
+/// engine made, and the receiving engine judges what arrives.
+pub fn frame_priority(frame: &[u8]) -> FramePriority {
+    let Some(t) = frame.first().and_then(|b| FrameType::of(*b)) else {
+        return FramePriority::Bulk;
+    };
+    match t {
+        FrameType::Hello
+        | FrameType::Intro
+        | FrameType::Proof
+        | FrameType::Ask
+        | FrameType::Held
+        | FrameType::Bye
+        | FrameType::Ack
+        | FrameType::Receipt => FramePriority::Control,
+        FrameType::Push => match frame.get(1).and_then(|l| Precedence::from_u8(*l)) {
+            Some(p) if frame.len() > 2 => FramePriority::push(p),
+            _ => FramePriority::Bulk,
+        },
+        FrameType::Recon
+        | FrameType::Have
+        | FrameType::Want
+        | FrameType::Carry
+        | FrameType::TagSync => FramePriority::Bulk,
     }
 }
 
@@ -678,7 +752,7 @@ mod tests {
             Frame::decode(&[1, 3]),
             Err(DecodeError::UnknownVersion(3))
         ));
-        assert!(bye_version(3).contains("version 5"));
+        assert!(bye_version(3).contains("version 6"));
     }
 
     #[test]
@@ -705,20 +779,24 @@ mod tests {
                 message: vec![1, 2, 3],
             },
             Frame::Push {
+                lane: Precedence::Flash,
                 seq: 1 << 40,
                 envelope: vec![7; 300],
             },
             Frame::Ack {
+                lane: Precedence::Routine,
                 up_to: 77,
                 refused: vec![],
                 deferred: vec![],
             },
             Frame::Ack {
+                lane: Precedence::Routine,
                 up_to: 77,
                 refused: vec![3, 70, 77],
                 deferred: vec![],
             },
             Frame::Ack {
+                lane: Precedence::Routine,
                 up_to: 77,
                 refused: vec![3],
                 deferred: vec![4, 76],
@@ -749,27 +827,33 @@ mod tests {
         assert_eq!(FrameType::of(15), None);
         assert!(Frame::decode(&[]).is_err());
         assert!(Frame::decode(&[9]).is_err());
-        assert!(Frame::decode(&[4, 1, 0, 0, 0]).is_err(), "trailing byte");
+        assert!(Frame::decode(&[4, 0, 1, 0, 0, 0]).is_err(), "trailing byte");
         // Blinded tags out of order.
         let mut intro = vec![10, 0, 2];
         intro.extend([2; 8]);
         intro.extend([1; 8]);
         assert!(Frame::decode(&intro).is_err());
         // Refused pushes beyond the acknowledgement, or out of order.
-        assert!(Frame::decode(&[4, 5, 1, 6, 0]).is_err());
-        assert!(Frame::decode(&[4, 5, 2, 3, 3, 0]).is_err());
-        assert!(Frame::decode(&[4, 5, 2, 3, 4, 0]).is_ok());
+        assert!(Frame::decode(&[4, 0, 5, 1, 6, 0]).is_err());
+        assert!(Frame::decode(&[4, 0, 5, 2, 3, 3, 0]).is_err());
+        assert!(Frame::decode(&[4, 0, 5, 2, 3, 4, 0]).is_ok());
         // Without its deferred list (a version 4 acknowledgement): malformed.
-        assert!(Frame::decode(&[4, 5, 2, 3, 4]).is_err());
-        assert!(Frame::decode(&[4, 5, 0]).is_err());
-        assert!(Frame::decode(&[4, 5, 0, 0]).is_ok());
+        assert!(Frame::decode(&[4, 0, 5, 2, 3, 4]).is_err());
+        assert!(Frame::decode(&[4, 0, 5, 0]).is_err());
+        assert!(Frame::decode(&[4, 0, 5, 0, 0]).is_ok());
         // Deferred pushes: the same rules, and none also refused.
-        assert!(Frame::decode(&[4, 5, 0, 1, 6]).is_err());
-        assert!(Frame::decode(&[4, 5, 0, 2, 4, 4]).is_err());
-        assert!(Frame::decode(&[4, 5, 0, 2, 4, 3]).is_err());
-        assert!(Frame::decode(&[4, 5, 1, 3, 1, 3]).is_err());
-        assert!(Frame::decode(&[4, 5, 1, 3, 2, 2, 4]).is_ok());
+        assert!(Frame::decode(&[4, 0, 5, 0, 1, 6]).is_err());
+        assert!(Frame::decode(&[4, 0, 5, 0, 2, 4, 4]).is_err());
+        assert!(Frame::decode(&[4, 0, 5, 0, 2, 4, 3]).is_err());
+        assert!(Frame::decode(&[4, 0, 5, 1, 3, 1, 3]).is_err());
+        assert!(Frame::decode(&[4, 0, 5, 1, 3, 2, 2, 4]).is_ok());
         assert!(Frame::decode(&vec![3; MAX_FRAME_BYTES + 1]).is_err());
+        // Lanes are the four precedences, nothing else.
+        assert!(Frame::decode(&[4, 4, 5, 0, 0]).is_err());
+        assert!(Frame::decode(&[4, 3, 5, 0, 0]).is_ok());
+        assert!(Frame::decode(&[3, 4, 1, 9]).is_err());
+        assert!(Frame::decode(&[3, 3, 1, 9]).is_ok());
+        assert!(Frame::decode(&[3, 3]).is_err(), "no sequence");
     }
 
     #[test]
@@ -777,7 +861,10 @@ mod tests {
         let max = MAX_IDS_PER_FRAME as u64;
         // An acknowledgement listing one sequence too many, in either list.
         let mut w = Writer::new();
-        w.u8(FrameType::Ack as u8).varint(max + 1).varint(max + 1);
+        w.u8(FrameType::Ack as u8)
+            .u8(0)
+            .varint(max + 1)
+            .varint(max + 1);
         for s in 0..=max {
             w.varint(s);
         }
@@ -785,6 +872,7 @@ mod tests {
         assert!(Frame::decode(w.as_slice()).is_err());
         let mut w = Writer::new();
         w.u8(FrameType::Ack as u8)
+            .u8(0)
             .varint(max + 1)
             .varint(0)
             .varint(max + 1);
@@ -794,6 +882,7 @@ mod tests {
         assert!(Frame::decode(w.as_slice()).is_err());
         // Exactly one frame's worth in each is fine.
         let full = Frame::Ack {
+            lane: Precedence::Routine,
             up_to: 2 * max,
             refused: (0..max).collect(),
             deferred: (max..2 * max).collect(),

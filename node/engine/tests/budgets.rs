@@ -236,6 +236,7 @@ fn bye_reasons_are_uniform_and_faulting_strangers_do_not_grow_tables() {
         // Alternate two different faults: a frame before the hello, and garbage.
         let junk: Vec<u8> = if n % 2 == 0 {
             Frame::Ack {
+                lane: vaarta_sync::envelope::Precedence::Routine,
                 up_to: 1,
                 refused: vec![],
                 deferred: vec![],
@@ -498,6 +499,7 @@ impl Pusher {
         self.sent
             .push(vaarta_sync::envelope::Envelope::decode(&env).unwrap().id());
         let f = Frame::Push {
+            lane: vaarta_sync::envelope::Precedence::Routine,
             seq: self.seq,
             envelope: env,
         };

@@ -177,7 +177,12 @@ fn forged_envelopes_count_as_faults() {
         env.extend_from_slice(&tag.0);
         env.extend_from_slice(&epoch.0);
         env.extend_from_slice(&[seq as u8; 200]);
-        let f = vaarta_engine::Frame::Push { seq, envelope: env }.encode();
+        let f = vaarta_engine::Frame::Push {
+            lane: vaarta_sync::envelope::Precedence::Routine,
+            seq,
+            envelope: env,
+        }
+        .encode();
         let (o, ol) = net.peer_of(1, l10).unwrap();
         net.nodes[o].handle_frame(ol, &f, net.now);
     }

@@ -44,6 +44,7 @@ fn flood(policy: InvitePolicy) {
     let t = net.now;
     for k in 0..n {
         let f = Frame::Push {
+            lane: vaarta_sync::envelope::Precedence::Routine,
             seq: k + 1,
             envelope: invitation(&stranger, &net, 0, k, t),
         };
@@ -260,6 +261,7 @@ fn push_all(net: &mut Network, link: vaarta_engine::LinkId, seq: &mut u64, envs:
     for e in envs {
         *seq += 1;
         let f = Frame::Push {
+            lane: vaarta_sync::envelope::Precedence::Routine,
             seq: *seq,
             envelope: e,
         };
