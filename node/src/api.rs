@@ -454,7 +454,8 @@ pub fn execute<S: Store>(
                 .map(|l| {
                     json!({"link": l.link.0, "peer": l.peer.as_str(), "device": l.device.map(|d| d.to_string()),
                            "name": l.name, "outbound": l.outbound, "ready": l.ready, "since_ms": l.since_ms,
-                           "bytes_in": l.bytes_in, "bytes_out": l.bytes_out})
+                           "bytes_in": l.bytes_in, "bytes_out": l.bytes_out,
+                           "credential": credential_json(l.credential.as_ref())})
                 })
                 .collect();
             let linked: Vec<String> = engine
@@ -803,6 +804,29 @@ pub fn loopback_host(host: &str) -> bool {
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What a peer's organisation credentials say, for `/v1/peers`: `null` (none presented),
+/// `{"verified": true, ...who}` or `{"verified": false, "reason": ...}`.
+fn credential_json(c: Option<&vaarta_engine::PeerCredential>) -> Value {
+    match c {
+        None => Value::Null,
+        Some(vaarta_engine::PeerCredential::Verified(v)) => json!({
+            "verified": true,
+            "org": v.org.to_string(),
+            "org_name": v.org_name,
+            "via": v.via.map(|o| o.to_string()),
+            "person": v.person.to_string(),
+            "names": v.names.iter().map(|(l, n)| json!({"lang": l, "name": n})).collect::<Vec<_>>(),
+            "designation": v.designation,
+            "unit": v.unit.to_string(),
+            "label": v.label,
+            "expires_ms": v.expires,
+        }),
+        Some(vaarta_engine::PeerCredential::Unverified(why)) => {
+            json!({"verified": false, "reason": why})
+        }
+    }
 }
 
 /// Whether an `Origin` header is a page served from this device (`http://localhost:…`,

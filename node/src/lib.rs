@@ -12,6 +12,7 @@ pub mod api;
 pub mod at_rest;
 pub mod client;
 pub mod config;
+pub mod credentials;
 pub mod envlog;
 pub mod peers;
 pub mod store;
@@ -675,7 +676,14 @@ pub fn open_engine(
     config_tweak(&mut config);
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| NodeError::Home(format!("no OS randomness: {e}")))?;
-    let engine = Engine::new(identity, store, config, seed, now)?;
+    let mut engine = Engine::new(identity, store, config, seed, now)?;
+    let (creds, mut left_out) = credentials::load(&home.dir);
+    warnings.append(&mut left_out);
+    if let Err(e) = engine.set_credentials(creds, now) {
+        warnings.push(format!(
+            "this device's credentials were left out: {e} (enrol again with `vaarta org enrol`)"
+        ));
+    }
     Ok((engine, warnings))
 }
 

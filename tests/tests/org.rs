@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 use vaarta_tests::{Node, bin};
@@ -426,4 +427,152 @@ fn organisation_walkthrough_create_registrar_issue_enrol_show_revoke_cross() {
     let bad = path("bad.bundle");
     std::fs::write(&bad, t).unwrap();
     fails(&phone.home, &["org", "show", &bad], "checksum");
+}
+
+/// Issues a bundle for `node` (person `name`) with the registrar key file `reg` and enrols it.
+fn enrol(nohome: &Path, reg: &str, node: &Node, name: &str, designation: &str, out: &str) {
+    let n = format!("en={name}");
+    ok_json(
+        nohome,
+        &[
+            "org",
+            "issue",
+            "--registrar",
+            reg,
+            "--name",
+            &n,
+            "--designation",
+            designation,
+            "--unit",
+            "odisha/puri",
+            "--device",
+            &node.device_id(),
+            "--out",
+            out,
+            "--json",
+        ],
+    );
+    ok_json(&node.home, &["org", "enrol", out, "--json"]);
+}
+
+/// Two running nodes of one organisation: the one dialled sees who dialled it, verified
+/// against its pinned root, in `vaarta peers`; once it holds a revocation of that device it
+/// cuts it off.
+#[test]
+fn running_nodes_show_verified_peers_and_refuse_a_revoked_one() {
+    let office = tempfile::tempdir().unwrap();
+    let o = office.path();
+    let nohome = o.join("no-home");
+    let path = |n: &str| o.join(n).to_string_lossy().to_string();
+    let (root_key, reg_key) = (path("root.key"), path("reg.key"));
+    ok_json(
+        &nohome,
+        &[
+            "org", "create", "--name", "OSDMA", "--out", &root_key, "--json",
+        ],
+    );
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "registrar",
+            "--root",
+            &root_key,
+            "--scope",
+            "odisha",
+            "--out",
+            &reg_key,
+            "--json",
+        ],
+    );
+    let mut eoc = Node::init("EOC");
+    let mut field = Node::init("Field");
+    enrol(
+        &nohome,
+        &reg_key,
+        &eoc,
+        "Anita Das",
+        "Tehsildar",
+        &path("eoc.bundle"),
+    );
+    enrol(
+        &nohome,
+        &reg_key,
+        &field,
+        "Bhavesh Rao",
+        "Sub-Inspector",
+        &path("f.bundle"),
+    );
+
+    eoc.up_loopback(&[]);
+    let addr = eoc.addr("/tcp/");
+    field.up_loopback(&[&addr]);
+    let field_id = field.device_id();
+    let cred = vaarta_tests::wait_for("the field device to show", Duration::from_secs(30), || {
+        let p = eoc.json(&["peers"]);
+        p["connected"]
+            .as_array()?
+            .iter()
+            .find(|c| c["device"] == field_id.as_str())
+            .map(|c| c["credential"].clone())
+    });
+    assert_eq!(cred["verified"], true, "{cred}");
+    assert_eq!(cred["names"][0]["name"], "Bhavesh Rao");
+    assert_eq!(cred["designation"], "Sub-Inspector");
+    assert_eq!(cred["unit"], "odisha/puri");
+    assert_eq!(cred["org_name"], "OSDMA");
+    let human = eoc.ok(&["peers"]);
+    assert!(
+        human.contains("verified: Bhavesh Rao, Sub-Inspector, odisha/puri (OSDMA)"),
+        "{human}"
+    );
+
+    // The field phone is lost: the EOC takes the revocation in and restarts.
+    let rev = path("field.revocation");
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "revoke",
+            "--registrar",
+            &reg_key,
+            "--device",
+            &field_id,
+            "--out",
+            &rev,
+            "--json",
+        ],
+    );
+    eoc.stop();
+    let rdir = eoc.home.join("credentials/revocations");
+    std::fs::create_dir_all(&rdir).unwrap();
+    std::fs::copy(&rev, rdir.join("field")).unwrap();
+    // A file that is no revocation is reported and left out; the node still starts.
+    std::fs::write(rdir.join("junk"), "not a revocation").unwrap();
+    eoc.up(&["--listen", &addr, "--no-mdns"]);
+    vaarta_tests::wait_for(
+        "the EOC to refuse the revoked device",
+        Duration::from_secs(30),
+        || eoc.log().contains("revoked").then_some(()),
+    );
+    let p = eoc.json(&["peers"]);
+    assert!(
+        !p["connected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["device"] == field_id.as_str()),
+        "{p}"
+    );
+    let id = eoc.json(&["id"]);
+    assert!(
+        id["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("revocation left out")),
+        "{id}"
+    );
+    field.stop();
+    eoc.stop();
 }

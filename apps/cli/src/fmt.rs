@@ -405,6 +405,9 @@ pub fn peers_lines(p: &Value, online: bool, now_ms: u64) -> Vec<String> {
             c["bytes_in"],
             c["bytes_out"]
         ));
+        if let Some(line) = credential_line(&c["credential"]) {
+            out.push(line);
+        }
     }
     for s in p["seen"].as_array().into_iter().flatten() {
         let last = ago(s["last_seen_ms"].as_u64().unwrap_or(0), now_ms);
@@ -427,6 +430,32 @@ pub fn peers_lines(p: &Value, online: bool, now_ms: u64) -> Vec<String> {
         out.push(static_line(s));
     }
     out
+}
+
+/// What a connected peer's organisation credentials say, under its line (nothing when it
+/// presented none). Every field is the peer's text: cleaned like any other.
+pub fn credential_line(c: &Value) -> Option<String> {
+    match c["verified"].as_bool()? {
+        true => {
+            let name = c["names"][0]["name"].as_str().unwrap_or("?");
+            Some(format!(
+                "           verified: {}, {}, {} ({}{})",
+                clean(name),
+                clean(c["designation"].as_str().unwrap_or("")),
+                clean(c["unit"].as_str().unwrap_or("")),
+                clean(c["org_name"].as_str().unwrap_or("")),
+                if c["via"].is_string() {
+                    ", through a cross-certification"
+                } else {
+                    ""
+                }
+            ))
+        }
+        false => Some(format!(
+            "           NOT verified: {}",
+            clean(c["reason"].as_str().unwrap_or("?"))
+        )),
+    }
 }
 
 /// A static peer (`--peer`) that is not connected: unreachable (with the last error) or

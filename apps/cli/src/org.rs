@@ -400,27 +400,17 @@ fn make_private_dir(dir: &Path) -> Result<()> {
 
 /// A bundle file: its text form, or the raw chain bytes.
 fn load_chain(path: &Path) -> Result<Chain> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let raw = match std::str::from_utf8(&bytes) {
-        Ok(t) if t.trim_start().to_ascii_uppercase().starts_with("VORG1:") => {
-            dearmor(t).map_err(|e| anyhow!("{}: {e}", path.display()))?
-        }
-        _ => bytes,
-    };
-    Chain::decode(&raw).map_err(|e| anyhow!("{}: not a credential bundle: {e}", path.display()))
+    vaarta_node::credentials::read_chain(path)
+        .map_err(|e| anyhow!(e))?
+        .ok_or_else(|| anyhow!("cannot read {}: no such file", path.display()))
 }
 
 fn credentials_dir(home: &Home) -> PathBuf {
-    home.dir.join("credentials")
+    vaarta_node::credentials::dir(&home.dir)
 }
 
 fn pinned_root(home: &Home) -> Result<Option<OrgRoot>> {
-    let p = credentials_dir(home).join("root");
-    match std::fs::read_to_string(&p) {
-        Ok(t) => Ok(Some(record(&t, &p)?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow!("cannot read {}: {e}", p.display())),
-    }
+    vaarta_node::credentials::pinned_root(&home.dir).map_err(|e| anyhow!(e))
 }
 
 fn parse_names(names: &[String]) -> Result<Vec<(String, String)>> {

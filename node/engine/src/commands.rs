@@ -6,7 +6,9 @@ use vaarta_sync::membership::History;
 use vaarta_sync::page::{Draft, MessageId};
 use vaarta_sync::store::Store;
 
-use crate::{Engine, EngineError};
+use vaarta_sync::org::CredError;
+
+use crate::{Credentials, Engine, EngineError, LinkId, credentials};
 
 impl<S: Store> Engine<S> {
     /// Creates a conversation with this device as its admin; returns it and the envelope
@@ -152,6 +154,41 @@ impl<S: Store> Engine<S> {
         }
         self.settle();
         Ok(cs)
+    }
+
+    /// Sets this device's organisation credentials: the chain it presents in its proofs
+    /// from now on (refused if it is not this device's), the roots it trusts and the
+    /// revocations it knows. Links already up are judged again at once: a peer whose
+    /// credentials are now revoked is cut (and banned); the others' standing is updated.
+    pub fn set_credentials(&mut self, c: Credentials, now_ms: u64) -> Result<(), CredError> {
+        self.now = now_ms;
+        let me = self.replica.device_id();
+        if let Some(own) = &c.own
+            && own.device.device != me
+        {
+            return Err(CredError::NotMyDevice {
+                bundle_for: own.device.device,
+                me,
+            });
+        }
+        self.own_chain = c.own.as_ref().map(|ch| ch.encode()).unwrap_or_default();
+        self.credentials = c;
+        let links: Vec<LinkId> = self.links.ids();
+        for link in links {
+            let Some(h) = self.links.get(&link).and_then(|l| l.device.clone()) else {
+                continue;
+            };
+            match credentials::judge(&h, &self.credentials, now_ms) {
+                Ok(c) => {
+                    if let Some(l) = self.links.get_mut(&link) {
+                        l.credential = c;
+                    }
+                }
+                Err(f) => self.fault(link, f),
+            }
+        }
+        self.settle();
+        Ok(())
     }
 
     /// Declines a held invitation (it is not fetched again).

@@ -84,6 +84,16 @@ pub enum Fault {
     /// A pushed envelope the replica refused.
     #[error("refused envelope: {0}")]
     Envelope(IngestError),
+    /// The credential chain in the peer's proof is malformed or forged.
+    #[error("credentials: {0}")]
+    Credential(vaarta_sync::org::CredError),
+    /// The peer presented credentials issued for another device.
+    #[error("credentials of another device")]
+    CredentialOfAnotherDevice,
+    /// The peer's credentials are revoked (its device, its person, or its registrar before
+    /// it issued them).
+    #[error("revoked: {0}")]
+    Revoked(vaarta_sync::org::CredError),
 }
 
 impl Fault {
@@ -98,6 +108,9 @@ impl Fault {
                 | Fault::DeviceChanged
                 | Fault::SecondHello
                 | Fault::Version(_)
+                | Fault::Credential(_)
+                | Fault::CredentialOfAnotherDevice
+                | Fault::Revoked(_)
         )
     }
 }

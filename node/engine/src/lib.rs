@@ -46,6 +46,7 @@
 pub mod ack;
 pub mod commands;
 pub mod config;
+mod credentials;
 pub mod dial;
 pub mod drive;
 pub mod event;
@@ -71,6 +72,7 @@ use vaarta_sync::replica::{self, Ingested, RelayPolicy, Replica, Sealed};
 use vaarta_sync::store::{Store, StoreError};
 
 pub use config::Config;
+pub use credentials::{Credentials, PeerCredential};
 pub use dial::PeerSeen;
 pub use event::{Action, CloseReason, Counters, EngineError, Event, Fault};
 pub use link::{LinkId, LinkInfo, LinkUp, PeerKey};
@@ -140,11 +142,9 @@ pub struct Engine<S: Store> {
     links: Links,
     dialer: Dialer,
     timers: TimerTable,
-    /// Envelopes received since the last flush: (link, push seq, bytes).
-    /// Pushes to ingest at the next flush: link, sequence number, envelope, and the link's
-    /// peer device when it was pushed (what it asks us to carry counts against its quota,
-    /// even if the link is gone by the flush).
-    /// Pushes received, ingested at the next flush.
+    /// Pushes received, ingested at the next flush (with the link's peer device when it was
+    /// pushed: what it asks us to carry counts against its quota, even if the link is gone
+    /// by the flush).
     inbox: Vec<Received>,
     /// Envelopes created or stored since the last push round, and where they came from.
     fresh: Vec<Fresh>,
@@ -174,6 +174,11 @@ pub struct Engine<S: Store> {
     outgoing: VecDeque<(LinkId, Vec<u8>)>,
     counters: Counters,
     now: u64,
+    /// Organisation credentials: ours (in every `Proof`), the roots we pinned, the
+    /// revocations we know.
+    credentials: Credentials,
+    /// Our chain as the `Proof` carries it (encoded once).
+    own_chain: Vec<u8>,
 }
 
 impl<S: Store> Engine<S> {
@@ -224,6 +229,8 @@ impl<S: Store> Engine<S> {
             hello_keys: Default::default(),
             counters: Counters::default(),
             now: now_ms,
+            credentials: Credentials::default(),
+            own_chain: Vec::new(),
         };
         e.settle();
         Ok(e)
@@ -692,11 +699,16 @@ impl<S: Store> Engine<S> {
             }
             return;
         }
+        let credential = match credentials::judge(&h, &self.credentials, self.now) {
+            Ok(c) => c,
+            Err(f) => return self.fault(link, f),
+        };
         let peer = l.peer.clone();
         self.dialer.hello(&peer, h.device, &h.name);
         let (device, name) = (h.device, h.name.clone());
         if let Some(l) = self.links.get_mut(&link) {
             l.device = Some(h);
+            l.credential = credential;
         }
         self.event(Event::LinkReady { link, device, name });
         self.send_owed_receipts(Some(link));

@@ -87,6 +87,8 @@ pub struct LinkInfo {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub tags: usize,
+    /// What the peer's organisation credentials say here (none presented: `None`).
+    pub credential: Option<crate::PeerCredential>,
 }
 
 #[derive(Debug)]
@@ -112,6 +114,8 @@ pub(crate) struct Link {
     /// The peer's device, if it proved it (it recognised one of our tags, or dialled us as
     /// a static peer).
     pub(crate) device: Option<Hello>,
+    /// What the peer's credential chain (in its proof) says here.
+    pub(crate) credential: Option<crate::PeerCredential>,
     /// We sent our `Proof` on this link.
     pub(crate) proved: bool,
     /// We dialled this peer as a static peer: we show it our device whatever it knows.
@@ -212,6 +216,7 @@ impl Link {
             sent: None,
             remote: None,
             device: None,
+            credential: None,
             proved: false,
             static_peer,
             asked: BTreeSet::new(),
@@ -264,6 +269,7 @@ impl Link {
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             tags: self.tags.len(),
+            credential: self.credential.clone(),
         }
     }
 }

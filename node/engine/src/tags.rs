@@ -215,6 +215,7 @@ impl<S: Store> Engine<S> {
         let me = Hello {
             device: self.replica.device_id(),
             name: self.config.name.clone(),
+            chain: self.own_chain.clone(),
         };
         let Some(l) = self.links.get_mut(&link) else {
             return;

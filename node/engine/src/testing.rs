@@ -252,6 +252,89 @@ impl Network {
     }
 }
 
+/// An organisation for tests: a root, one registrar for the whole organisation, and
+/// chains for engines of a [`Network`] (whose identities are `Identity::from_seed([i + 1;
+/// 32])`), valid from a year before [`T0`] for two years.
+#[derive(Debug)]
+pub struct TestOrg {
+    pub root: Identity,
+    pub registrar: vaarta_sync::org::Registrar,
+}
+
+impl TestOrg {
+    const YEAR: u64 = 365 * 86_400_000;
+
+    /// An organisation whose root key comes from `seed` (the registrar's from `seed + 1`).
+    pub fn new(seed: u8, name: &str) -> Self {
+        use vaarta_sync::org::{OrgRoot, Registrar, RegistrarCert, Unit};
+        let root = Identity::from_seed([seed; 32]);
+        let reg = Identity::from_seed([seed.wrapping_add(1); 32]);
+        let from = T0 - Self::YEAR;
+        let rec = OrgRoot::new(&root, name, from, T0 + Self::YEAR).expect("valid root");
+        let cert = RegistrarCert::new(&root, reg.device_id(), Unit::whole(), from, T0 + Self::YEAR)
+            .expect("valid certificate");
+        let registrar = Registrar::new(reg, cert, rec).expect("the root certified it");
+        TestOrg { root, registrar }
+    }
+
+    pub fn id(&self) -> vaarta_sync::ids::OrgId {
+        self.registrar.root.org
+    }
+
+    /// A chain for network node `node`: the person `name`, `designation` in `unit`.
+    pub fn enrol(
+        &self,
+        node: usize,
+        name: &str,
+        designation: &str,
+        unit: &str,
+    ) -> vaarta_sync::org::Chain {
+        let device = Identity::from_seed([node as u8 + 1; 32]).device_id();
+        let unit = vaarta_sync::org::Unit::parse(unit).expect("a valid unit path");
+        let from = T0 - Self::YEAR;
+        let person = self
+            .registrar
+            .issue_person(
+                vaarta_sync::ids::PersonId([node as u8 + 1; 16]),
+                vec![("en".into(), name.into())],
+                designation,
+                unit,
+                vec!["en".into()],
+                from,
+                2 * Self::YEAR,
+            )
+            .expect("within the registrar's scope");
+        let dev = self
+            .registrar
+            .issue_device(&person, device, "phone", from, 2 * Self::YEAR)
+            .expect("the registrar issued the person");
+        self.registrar.bundle(person, dev)
+    }
+
+    /// This organisation's credentials for node `node`: its chain, this root pinned.
+    pub fn credentials(&self, chain: vaarta_sync::org::Chain) -> crate::Credentials {
+        crate::Credentials {
+            own: Some(chain),
+            pinned: vec![self.id()],
+            revocations: vaarta_sync::org::Revocations::new(),
+        }
+    }
+
+    /// The root's revocation of network node `node`'s device, effective at `at`.
+    pub fn revoke_node(&self, node: usize, at: u64) -> vaarta_sync::org::Revocation {
+        let device = Identity::from_seed([node as u8 + 1; 32]).device_id();
+        vaarta_sync::org::Revocation::new(
+            &self.root,
+            vaarta_sync::org::Target::Device(device),
+            at,
+            None,
+            at,
+            T0 + Self::YEAR,
+        )
+        .expect("a valid revocation")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,10 +10,12 @@
 //!                       the lesser side), 1 (intro from the greater), 2, 3 (held, likewise)
 //!         session key = BLAKE3-derive("vaarta 2026 tag blinding v4",
 //!                       lesser (tid, nonce) pair ‖ greater pair)   (each len-prefixed)
-//! Proof = 11 device:[32] name:str proof:[64]   (only to a peer that recognised one of our
-//!         tags, or to a static peer we dialled)
-//!         proof = Ed25519(device, "vaarta 2026 proof v4" ‖ sender tid ‖ receiver tid ‖
-//!                 sender nonce ‖ receiver nonce ‖ name)
+//! Proof = 11 device:[32] name:str proof:[64] chain:bytes   (only to a peer that recognised
+//!         one of our tags, or to a static peer we dialled)
+//!         proof = Ed25519(device, "vaarta 2026 proof v6" ‖ sender tid ‖ receiver tid ‖
+//!                 sender nonce ‖ receiver nonce ‖ device ‖ name ‖ chain)
+//!         chain: the device's organisation credentials (`vaarta_sync::org::Chain`
+//!         encoding, at most `MAX_CHAIN_BYTES`), or empty for a device enrolled nowhere
 //! Ask   = 12 count:varint tags:[16]*      (member to relay: carry these for me; in the clear,
 //!         only tags the sender is about to hand the relay envelopes under)
 //! Held  = 13 count:varint blinds:[8]*    (relay to peer: I hold envelopes for others under
@@ -74,7 +76,8 @@ use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
 ///    that sends fewer receipts is still understood, and understands ours).
 /// 6: pushes and acknowledgements name a lane (the precedence), numbered apart, so a FLASH
 ///    push may overtake routine pushes on a link that schedules by priority (Bluetooth LE)
-///    and is not held back by a window full of routine pushes (issue 14, 2026-12).
+///    and is not held back by a window full of routine pushes (issue 14, 2026-12); the
+///    `Proof` carries the device's organisation credentials, signed with it (issue 12).
 pub const VERSION: u8 = 6;
 /// Largest frame: an envelope plus a little framing. Anything larger is refused unread.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;
@@ -82,7 +85,7 @@ pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;
 pub const MAX_HELLO_TAGS: usize = 8192;
 /// Bytes of a hello nonce.
 pub const NONCE_BYTES: usize = 32;
-const PROOF_DOMAIN: &[u8] = b"vaarta 2026 proof v4";
+const PROOF_DOMAIN: &[u8] = b"vaarta 2026 proof v6";
 const BLIND_CONTEXT: &str = "vaarta 2026 tag blinding v4";
 
 /// Bytes of a blinded tag. 8 are plenty: a chance match between two different tags is
@@ -172,7 +175,14 @@ impl Blinder {
 pub struct Hello {
     pub device: DeviceId,
     pub name: String,
+    /// Its organisation credentials as encoded (`vaarta_sync::org::Chain::encode`), or
+    /// empty. The receiver decodes and verifies them against the roots it pinned.
+    pub chain: Vec<u8>,
 }
+
+/// Largest credential chain a `Proof` carries: five records of at most
+/// `vaarta_sync::org::MAX_RECORD_BYTES` and their framing.
+pub const MAX_CHAIN_BYTES: usize = 5 * (vaarta_sync::org::MAX_RECORD_BYTES + 4) + 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -266,7 +276,8 @@ fn proof_signed(h: &Hello, from: (&[u8], &[u8; 32]), to: (&[u8], &[u8; 32])) -> 
         .raw(from.1)
         .raw(to.1)
         .raw(&h.device.0)
-        .str(&h.name);
+        .str(&h.name)
+        .bytes(&h.chain);
     w.into_vec()
 }
 
@@ -431,7 +442,7 @@ impl Frame {
             }
             Frame::Held { blinds } => put_blinds(&mut w, blinds),
             Frame::Proof(h, sig) => {
-                w.raw(&h.device.0).str(&h.name).raw(sig);
+                w.raw(&h.device.0).str(&h.name).raw(sig).bytes(&h.chain);
             }
             Frame::Ask { tags } | Frame::Carry { tags } => put_tags(&mut w, tags),
             Frame::Recon {
@@ -511,7 +522,15 @@ impl Frame {
                     .str("name", vaarta_sync::limits::MAX_NAME_BYTES)?
                     .to_string();
                 let sig = r.array("proof")?;
-                Frame::Proof(Hello { device, name }, sig)
+                let chain = r.bytes("credential chain", MAX_CHAIN_BYTES)?.to_vec();
+                Frame::Proof(
+                    Hello {
+                        device,
+                        name,
+                        chain,
+                    },
+                    sig,
+                )
             }
             FrameType::Ask => Frame::Ask {
                 tags: take_tags(&mut r, MAX_HELLO_TAGS)?,
@@ -668,6 +687,7 @@ mod tests {
         let h = Hello {
             device: me.device_id(),
             name: "अनु".into(),
+            chain: vec![7; 40],
         };
         let (n1, n2, n3) = ([1; 32], [2; 32], [3; 32]);
         let f = Frame::proof(&me, h.clone(), (b"me", &n1), (b"you", &n2));
@@ -707,6 +727,29 @@ mod tests {
             (b"you", &n2),
             &mut k
         ));
+        // The chain is signed with the rest: another one (a stripped or swapped chain) does
+        // not verify.
+        for chain in [vec![], vec![8; 40]] {
+            let swapped = Hello {
+                chain,
+                ..h2.clone()
+            };
+            assert!(!verify_proof(
+                &swapped,
+                &sig,
+                (b"me", &n1),
+                (b"you", &n2),
+                &mut k
+            ));
+        }
+        // A chain over the bound is refused unread.
+        let mut w = Writer::new();
+        w.u8(FrameType::Proof as u8)
+            .raw(&h.device.0)
+            .str("x")
+            .raw(&[0; 64])
+            .varint(MAX_CHAIN_BYTES as u64 + 1);
+        assert!(Frame::decode(w.as_slice()).is_err());
     }
 
     #[test]

@@ -337,6 +337,7 @@ fn a_replayed_hello_from_an_old_session_does_not_match() {
         wire::Hello {
             device: who.device_id(),
             name: "w".into(),
+            chain: Vec::new(),
         },
         (&s.tid, &s.nonce),
         (VICTIM_TID, &s.theirs.unwrap()),

@@ -1,0 +1,132 @@
+//! The organisation credentials a home holds, read when the engine opens
+//! (docs/organisations.md): `<home>/credentials/root` (the pinned root, written by
+//! `vaarta org enrol`), `<home>/credentials/chain` (this device's chain) and every file in
+//! `<home>/credentials/revocations/` (revocations the user took in, text or raw).
+//!
+//! A file that cannot be read or does not verify is reported and left out; the node starts
+//! anyway (with fewer credentials, never with a forged one).
+
+use std::path::{Path, PathBuf};
+
+use vaarta_engine::Credentials;
+use vaarta_sync::org::{Chain, OrgRoot, Record, Revocation, dearmor};
+
+/// `<home>/credentials`.
+pub fn dir(home: &Path) -> PathBuf {
+    home.join("credentials")
+}
+
+/// A record file's bytes: its text form (`VORG1:`…) or the raw record.
+pub fn read_record_bytes(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    match std::str::from_utf8(&bytes) {
+        Ok(t) if t.trim_start().to_ascii_uppercase().starts_with("VORG1:") => dearmor(t)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        _ => Ok(Some(bytes)),
+    }
+}
+
+/// The home's pinned root, if any.
+pub fn pinned_root(home: &Path) -> Result<Option<OrgRoot>, String> {
+    let p = dir(home).join("root");
+    read_record_bytes(&p)?
+        .map(|b| OrgRoot::decode(&b).map_err(|e| format!("{}: {e}", p.display())))
+        .transpose()
+}
+
+/// A chain (bundle) file.
+pub fn read_chain(path: &Path) -> Result<Option<Chain>, String> {
+    read_record_bytes(path)?
+        .map(|b| {
+            Chain::decode(&b)
+                .map_err(|e| format!("{}: not a credential bundle: {e}", path.display()))
+        })
+        .transpose()
+}
+
+/// Everything the home holds, and a warning for each file left out.
+pub fn load(home: &Path) -> (Credentials, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut c = Credentials::default();
+    match pinned_root(home) {
+        Ok(Some(root)) => c.pinned.push(root.org),
+        Ok(None) => {}
+        Err(e) => warnings.push(format!("organisation root left out: {e}")),
+    }
+    match read_chain(&dir(home).join("chain")) {
+        Ok(own) => c.own = own,
+        Err(e) => warnings.push(format!("this device's credentials left out: {e}")),
+    }
+    let rdir = dir(home).join("revocations");
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&rdir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            warnings.push(format!("cannot read {}: {e}", rdir.display()));
+            Vec::new()
+        }
+    };
+    files.sort();
+    for f in files {
+        let r = read_record_bytes(&f).and_then(|b| {
+            let b = b.ok_or_else(|| format!("{} is gone", f.display()))?;
+            let r = Revocation::decode(&b).map_err(|e| format!("{}: {e}", f.display()))?;
+            c.revocations
+                .insert(r)
+                .map_err(|e| format!("{}: {e}", f.display()))
+        });
+        if let Err(e) = r {
+            warnings.push(format!("revocation left out: {e}"));
+        }
+    }
+    (c, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vaarta_engine::testing::{T0, TestOrg};
+    use vaarta_sync::org::armor;
+
+    #[test]
+    fn a_home_with_credentials_loads_them_and_bad_files_are_left_out_with_a_warning() {
+        let home = tempfile::tempdir().unwrap();
+        let d = dir(home.path());
+        std::fs::create_dir_all(d.join("revocations")).unwrap();
+        let org = TestOrg::new(100, "DEOC Puri");
+        let chain = org.enrol(0, "Anita Das", "Tehsildar", "puri");
+        std::fs::write(d.join("root"), armor(&chain.root.encode())).unwrap();
+        std::fs::write(d.join("chain"), format!("{}\n", armor(&chain.encode()))).unwrap();
+        // One revocation as text, one raw, one garbage.
+        let r1 = org.revoke_node(5, T0);
+        let r2 = org.revoke_node(6, T0);
+        std::fs::write(d.join("revocations/a"), armor(&r1.encode())).unwrap();
+        std::fs::write(d.join("revocations/b"), r2.encode()).unwrap();
+        std::fs::write(d.join("revocations/c"), b"not a revocation").unwrap();
+        let (c, warnings) = load(home.path());
+        assert_eq!(c.pinned, vec![org.id()]);
+        assert_eq!(c.own, Some(chain));
+        assert_eq!(c.revocations.len(), 2);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("revocations/c"), "{warnings:?}");
+        // A corrupt chain is left out, the rest kept.
+        std::fs::write(d.join("chain"), "VORG1:AAAA").unwrap();
+        let (c, warnings) = load(home.path());
+        assert_eq!(c.own, None);
+        assert_eq!(c.pinned, vec![org.id()]);
+        assert!(warnings.iter().any(|w| w.contains("credentials left out")));
+    }
+
+    #[test]
+    fn a_home_without_credentials_has_none_and_no_warning() {
+        let home = tempfile::tempdir().unwrap();
+        let (c, warnings) = load(home.path());
+        assert!(c.own.is_none() && c.pinned.is_empty() && c.revocations.is_empty());
+        assert!(warnings.is_empty());
+    }
+}
