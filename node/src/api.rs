@@ -317,6 +317,10 @@ pub struct NodeFacts {
     /// Static peers, link addresses and recently linked peers ([`crate::peers`]).
     #[serde(skip)]
     pub peers: crate::peers::PeerBook,
+    /// The home's credentials directory, where revocations learnt from peers are saved
+    /// (the running node's; none for a command run offline).
+    #[serde(skip)]
+    pub credentials_dir: Option<std::path::PathBuf>,
 }
 
 /// The answer to an empty conversation id (the client gives it too: an empty path segment

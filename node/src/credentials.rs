@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use vaarta_engine::Credentials;
-use vaarta_sync::org::{Chain, OrgRoot, Record, Revocation, dearmor};
+use vaarta_sync::org::{Chain, OrgRoot, Record, Revocation, armor, dearmor};
 
 /// `<home>/credentials`.
 pub fn dir(home: &Path) -> PathBuf {
@@ -47,6 +47,33 @@ pub fn read_chain(path: &Path) -> Result<Option<Chain>, String> {
                 .map_err(|e| format!("{}: not a credential bundle: {e}", path.display()))
         })
         .transpose()
+}
+
+/// Saves revocations learnt from peers in `<dir>/revocations/`, one text file each named by
+/// its hash (so the same revocation is one file, however often it arrives), written to a
+/// temporary name, synced and renamed into place. They are held by the engine already; the
+/// files make them survive a restart.
+pub fn save_revocations(dir: &Path, records: &[Vec<u8>]) -> Result<(), String> {
+    use std::io::Write;
+    let rdir = dir.join("revocations");
+    std::fs::create_dir_all(&rdir).map_err(|e| format!("cannot create {}: {e}", rdir.display()))?;
+    for r in records {
+        let name = blake3::hash(r).to_hex();
+        let path = rdir.join(format!("{}.revocation", &name[..32]));
+        if path.exists() {
+            continue;
+        }
+        let tmp = rdir.join(format!(".{}.tmp", &name[..32]));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(format!("{}\n", armor(r)).as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(&rdir)?.sync_all()
+        };
+        write().map_err(|e| format!("cannot save {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Everything the home holds, and a warning for each file left out.
@@ -91,7 +118,6 @@ pub fn load(home: &Path) -> (Credentials, Vec<String>) {
 mod tests {
     use super::*;
     use vaarta_engine::testing::{T0, TestOrg};
-    use vaarta_sync::org::armor;
 
     #[test]
     fn a_home_with_credentials_loads_them_and_bad_files_are_left_out_with_a_warning() {
@@ -120,6 +146,22 @@ mod tests {
         assert_eq!(c.own, None);
         assert_eq!(c.pinned, vec![org.id()]);
         assert!(warnings.iter().any(|w| w.contains("credentials left out")));
+    }
+
+    #[test]
+    fn revocations_learnt_are_saved_once_and_load_again() {
+        let home = tempfile::tempdir().unwrap();
+        let org = TestOrg::new(100, "DEOC Puri");
+        let rs: Vec<Vec<u8>> = (5..8).map(|n| org.revoke_node(n, T0).encode()).collect();
+        save_revocations(&dir(home.path()), &rs).unwrap();
+        save_revocations(&dir(home.path()), &rs[..1]).unwrap();
+        let files = std::fs::read_dir(dir(home.path()).join("revocations"))
+            .unwrap()
+            .count();
+        assert_eq!(files, 3, "one file per revocation, no temporary left");
+        let (c, warnings) = load(home.path());
+        assert_eq!(c.revocations.len(), 3);
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]

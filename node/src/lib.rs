@@ -834,6 +834,7 @@ impl Node {
             warnings,
             online: true,
             peers: book,
+            credentials_dir: Some(credentials::dir(&home.dir)),
         };
         let events = events_tx.clone();
         let thread = std::thread::Builder::new()
@@ -927,6 +928,9 @@ fn event_json(e: &Event) -> serde_json::Value {
             json!({"type": "refused", "link": link.0, "reason": reason.to_string(), "cut": cut})
         }
         Event::Created { envelope } => json!({"type": "created", "envelope": envelope.to_string()}),
+        Event::RevocationsLearnt { records } => {
+            json!({"type": "revocations_learnt", "count": records.len()})
+        }
         Event::Reconciled { link, stats } => {
             json!({"type": "reconciled", "link": link.0, "rounds": stats.messages_sent + stats.messages_received,
             "bytes_sent": stats.bytes_sent, "bytes_received": stats.bytes_received})
@@ -1003,6 +1007,13 @@ fn engine_loop(
             let _ = tx.send(r);
         }
         for e in pump(engine, mesh) {
+            if let (Event::RevocationsLearnt { records }, Some(dir)) = (&e, &facts.credentials_dir)
+                && let Err(err) = credentials::save_revocations(dir, records)
+            {
+                tracing::error!(error = %err, "cannot save revocations learnt from peers");
+                facts.warnings.push(err);
+                facts.warnings.truncate(16);
+            }
             let mut v = event_json(&e);
             facts.peers.enrich(&mut v, now);
             let _ = events.send(v.to_string());

@@ -8,7 +8,7 @@ use vaarta_sync::store::Store;
 
 use vaarta_sync::org::CredError;
 
-use crate::{Credentials, Engine, EngineError, LinkId, credentials};
+use crate::{Credentials, Engine, EngineError};
 
 impl<S: Store> Engine<S> {
     /// Creates a conversation with this device as its admin; returns it and the envelope
@@ -173,20 +173,8 @@ impl<S: Store> Engine<S> {
         }
         self.own_chain = c.own.as_ref().map(|ch| ch.encode()).unwrap_or_default();
         self.credentials = c;
-        let links: Vec<LinkId> = self.links.ids();
-        for link in links {
-            let Some(h) = self.links.get(&link).and_then(|l| l.device.clone()) else {
-                continue;
-            };
-            match credentials::judge(&h, &self.credentials, now_ms) {
-                Ok(c) => {
-                    if let Some(l) = self.links.get_mut(&link) {
-                        l.credential = c;
-                    }
-                }
-                Err(f) => self.fault(link, f),
-            }
-        }
+        self.rejudge_links();
+        self.share_revocations_with_all();
         self.settle();
         Ok(())
     }

@@ -15,12 +15,28 @@
 //! | malformed or forged (a record's signature fails) | fault, link cut |
 //! | names another device than the one that proved itself | fault, link cut (someone else's credentials) |
 //! | the device, its person or (for what it issued later) its registrar is revoked | fault, link cut and the peer banned |
+//!
+//! **Revocations spread** among the members of one organisation: once a peer's chain verified
+//! against a root this device pinned, each side sends the other the revocations it holds (at
+//! most [`MAX_REVOCATIONS_SENT`], newest first), and a revocation learnt from a link goes on to
+//! every other such link at once (a flood within the organisation; `Frame::Revocations`). A
+//! device takes in only revocations signed by a root it pinned or by a registrar that root
+//! certified (the certificate attached), so a stranger cannot fill its set; each new one is
+//! reported ([`crate::Event::RevocationsLearnt`], which the daemon saves) and every link is
+//! judged again, cutting the revoked device wherever it is linked.
 
 use vaarta_sync::ids::OrgId;
-use vaarta_sync::org::{Chain, CredError, DEFAULT_SKEW_MS, Revocations, Verified};
+use vaarta_sync::org::{
+    Chain, CredError, DEFAULT_SKEW_MS, Record, Revocation, Revocations, Verified,
+};
+use vaarta_sync::store::Store;
 
-use crate::Fault;
-use crate::wire::Hello;
+use crate::wire::{Frame, Hello, MAX_REVOCATIONS_PER_FRAME};
+use crate::{Engine, Event, Fault, LinkId};
+
+/// Revocations a device sends a peer of its organisation when their link comes up (the
+/// newest; older ones reach it from others or from the registrar's files).
+pub const MAX_REVOCATIONS_SENT: usize = 256;
 
 /// What this device knows of organisations.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +51,23 @@ pub struct Credentials {
 impl Credentials {
     /// Clock tolerance when judging a peer's chain (the organisation module's rule).
     pub const SKEW_MS: u64 = DEFAULT_SKEW_MS;
+
+    /// Whether a revocation is one this device holds: signed by a pinned root, or by a
+    /// registrar whose attached certificate a pinned root issued. (Whether it has authority
+    /// over a given chain is judged when that chain is verified.)
+    pub fn admits(&self, r: &Revocation) -> bool {
+        match &r.issuer_cert {
+            None => self.pinned.contains(&OrgId(r.issuer.0)),
+            Some(c) => c.registrar == r.issuer && self.pinned.contains(&c.issuer),
+        }
+    }
+
+    /// The revocations held, newest first, at most `n`, encoded.
+    fn newest(&self, n: usize) -> Vec<Vec<u8>> {
+        let mut all: Vec<&Revocation> = self.revocations.iter().collect();
+        all.sort_by_key(|r| std::cmp::Reverse(r.issued_at));
+        all.into_iter().take(n).map(|r| r.encode()).collect()
+    }
 }
 
 /// What a peer's chain says here.
@@ -43,6 +76,113 @@ pub enum PeerCredential {
     Verified(Box<Verified>),
     /// The chain is the peer's and well formed, but no pinned root vouches for it now: why.
     Unverified(String),
+}
+
+impl<S: Store> Engine<S> {
+    /// Sends `records` to `link` in frames of at most [`MAX_REVOCATIONS_PER_FRAME`].
+    fn send_revocation_records(&mut self, link: LinkId, records: &[Vec<u8>]) {
+        for chunk in records.chunks(MAX_REVOCATIONS_PER_FRAME) {
+            self.send(
+                link,
+                Frame::Revocations {
+                    records: chunk.to_vec(),
+                },
+            );
+        }
+    }
+
+    /// A peer's chain verified on `link`: it gets the revocations we hold.
+    pub(crate) fn share_revocations(&mut self, link: LinkId) {
+        let records = self.credentials.newest(MAX_REVOCATIONS_SENT);
+        self.send_revocation_records(link, &records);
+    }
+
+    /// Links whose peer's chain verified here, but `except`.
+    fn verified_links(&self, except: Option<LinkId>) -> Vec<LinkId> {
+        self.links
+            .iter()
+            .filter(|(id, l)| {
+                Some(**id) != except
+                    && !l.closing
+                    && matches!(l.credential, Some(PeerCredential::Verified(_)))
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Revocations from a peer. Only a peer whose chain verified here may send them (from
+    /// anyone else they are ignored, unread); a malformed or forged record is a fault; one
+    /// this device does not admit (another organisation's, or signed by nobody it trusts) is
+    /// passed over. New ones are reported, cut the devices they revoke, and go on to every
+    /// other link of the organisation.
+    pub(crate) fn on_revocations(&mut self, link: LinkId, records: Vec<Vec<u8>>) {
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        if !matches!(l.credential, Some(PeerCredential::Verified(_))) {
+            self.counters.revocations_ignored += records.len() as u64;
+            return;
+        }
+        let mut new = Vec::new();
+        for bytes in records {
+            let r = match Revocation::decode(&bytes) {
+                Ok(r) => r,
+                Err(e) => return self.fault(link, Fault::Credential(e)),
+            };
+            if !self.credentials.admits(&r) {
+                self.counters.revocations_ignored += 1;
+                continue;
+            }
+            match self.credentials.revocations.insert(r) {
+                Ok(true) => new.push(bytes),
+                Ok(false) => {}
+                Err(CredError::RevocationsFull { max }) => {
+                    tracing::warn!(
+                        max,
+                        "the revocation set is full: further revocations are not held"
+                    );
+                    break;
+                }
+                Err(e) => return self.fault(link, Fault::Credential(e)),
+            }
+        }
+        if new.is_empty() {
+            return;
+        }
+        self.event(Event::RevocationsLearnt {
+            records: new.clone(),
+        });
+        self.rejudge_links();
+        for other in self.verified_links(Some(link)) {
+            self.send_revocation_records(other, &new);
+        }
+    }
+
+    /// Judges every link's peer again (credentials or revocations changed): a revoked one is
+    /// cut, the others' standing updated.
+    pub(crate) fn rejudge_links(&mut self) {
+        let now = self.now;
+        for link in self.links.ids() {
+            let Some(h) = self.links.get(&link).and_then(|l| l.device.clone()) else {
+                continue;
+            };
+            match judge(&h, &self.credentials, now) {
+                Ok(c) => {
+                    if let Some(l) = self.links.get_mut(&link) {
+                        l.credential = c;
+                    }
+                }
+                Err(f) => self.fault(link, f),
+            }
+        }
+    }
+
+    /// After new credentials: every link of the organisation gets what we hold.
+    pub(crate) fn share_revocations_with_all(&mut self) {
+        for link in self.verified_links(None) {
+            self.share_revocations(link);
+        }
+    }
 }
 
 /// Judges the chain in a peer's proven hello. `Ok(None)` when it presented none.

@@ -135,6 +135,12 @@ pub enum Event {
         envelope: EnvelopeId,
         device: DeviceId,
     },
+    /// Organisation revocations new to this device, learnt from a peer (each an encoded
+    /// `vaarta_sync::org::Revocation`, admitted and held): the daemon saves them with the
+    /// home's credentials.
+    RevocationsLearnt {
+        records: Vec<Vec<u8>>,
+    },
     /// A peer sent something refused; `cut` if the link was closed for it.
     Refused {
         link: LinkId,
@@ -186,6 +192,9 @@ pub struct Counters {
     pub receipt_ids_ignored: u64,
     /// Ids sent in `Receipt` frames (receipts this device owed).
     pub receipt_ids_out: u64,
+    /// Revocation records passed over: from a peer whose credentials did not verify here,
+    /// or not signed by a root this device pinned (nor by a registrar it certified).
+    pub revocations_ignored: u64,
 }
 
 #[derive(Debug, Error)]

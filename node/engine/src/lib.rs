@@ -509,6 +509,7 @@ impl<S: Store> Engine<S> {
                 deferred,
             } => self.on_ack(link, lane, up_to, &refused, &deferred),
             Frame::Receipt { ids } => self.on_receipt(link, &ids, now_ms),
+            Frame::Revocations { records } => self.on_revocations(link, records),
             Frame::Have { ids } => self.on_have(link, ids),
             Frame::Carry { tags } => self.on_carry(link, tags),
             Frame::TagSync { session, message } => self.on_tag_sync(link, session, &message),
@@ -706,9 +707,13 @@ impl<S: Store> Engine<S> {
         let peer = l.peer.clone();
         self.dialer.hello(&peer, h.device, &h.name);
         let (device, name) = (h.device, h.name.clone());
+        let verified = matches!(credential, Some(PeerCredential::Verified(_)));
         if let Some(l) = self.links.get_mut(&link) {
             l.device = Some(h);
             l.credential = credential;
+        }
+        if verified {
+            self.share_revocations(link);
         }
         self.event(Event::LinkReady { link, device, name });
         self.send_owed_receipts(Some(link));

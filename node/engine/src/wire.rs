@@ -37,6 +37,9 @@
 //! Want  = 7 count:varint ids:[32]*    (please push these)
 //! Carry = 8 count:varint tags:[16]*   (relay to relay: tags I carry that you did not know of)
 //! TagSync = 9 session:varint message   (relay to relay: reconciliation of carried tag sets)
+//! Revocations = 15 count:varint records:bytes*   (organisation revocations, to a peer whose
+//!         credentials verified against a root this device pinned: at most
+//!         `MAX_REVOCATIONS_PER_FRAME`, each at most `vaarta_sync::org::MAX_RECORD_BYTES`)
 //! Receipt = 14 count:varint ids:[32]*  (to the author's own device: I now hold and have read
 //!         these envelopes of yours, which I did not acknowledge to you as stored: they
 //!         waited here, or came by another device; sent once, best effort. The receiver
@@ -231,6 +234,11 @@ pub enum Frame {
     Receipt {
         ids: Vec<EnvelopeId>,
     },
+    /// Organisation revocation records (`vaarta_sync::org::Revocation::encode`), spread
+    /// among the members of one organisation.
+    Revocations {
+        records: Vec<Vec<u8>>,
+    },
     Bye {
         reason: String,
     },
@@ -258,6 +266,9 @@ pub const BYE_REFUSED: &str = "refused";
 pub fn bye_version(theirs: u8) -> String {
     format!("protocol version {theirs} is not spoken here: this device speaks version {VERSION}")
 }
+
+/// Revocation records in one `Revocations` frame.
+pub const MAX_REVOCATIONS_PER_FRAME: usize = 64;
 
 /// Tags in one `Carry` frame.
 pub const MAX_CARRY_TAGS: usize = 16_000;
@@ -299,10 +310,11 @@ pub enum FrameType {
     Ask = 12,
     Held = 13,
     Receipt = 14,
+    Revocations = 15,
 }
 
 impl FrameType {
-    const ALL: [FrameType; 14] = [
+    const ALL: [FrameType; 15] = [
         FrameType::Hello,
         FrameType::Recon,
         FrameType::Push,
@@ -317,6 +329,7 @@ impl FrameType {
         FrameType::Ask,
         FrameType::Held,
         FrameType::Receipt,
+        FrameType::Revocations,
     ];
 
     /// The type a frame's first byte names, if any.
@@ -341,6 +354,7 @@ impl FrameType {
             FrameType::Ask => "ask",
             FrameType::Held => "held",
             FrameType::Receipt => "receipt",
+            FrameType::Revocations => "revocations",
         }
     }
 }
@@ -415,6 +429,7 @@ impl Frame {
             Frame::Carry { .. } => FrameType::Carry,
             Frame::TagSync { .. } => FrameType::TagSync,
             Frame::Receipt { .. } => FrameType::Receipt,
+            Frame::Revocations { .. } => FrameType::Revocations,
         }
     }
 
@@ -475,6 +490,12 @@ impl Frame {
             }
             Frame::Bye { reason } => {
                 w.str(reason);
+            }
+            Frame::Revocations { records } => {
+                w.varint(records.len() as u64);
+                for r in records {
+                    w.bytes(r);
+                }
             }
             Frame::TagSync { session, message } => {
                 w.varint(*session).raw(message);
@@ -560,6 +581,15 @@ impl Frame {
                     deferred,
                 }
             }
+            FrameType::Revocations => {
+                let n = r.count("revocations", MAX_REVOCATIONS_PER_FRAME, 1)?;
+                let mut records = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let rec = r.bytes("revocation", vaarta_sync::org::MAX_RECORD_BYTES)?;
+                    records.push(rec.to_vec());
+                }
+                Frame::Revocations { records }
+            }
             FrameType::Bye => Frame::Bye {
                 reason: r.str("reason", 256)?.to_string(),
             },
@@ -631,7 +661,8 @@ pub fn frame_priority(frame: &[u8]) -> FramePriority {
         | FrameType::Held
         | FrameType::Bye
         | FrameType::Ack
-        | FrameType::Receipt => FramePriority::Control,
+        | FrameType::Receipt
+        | FrameType::Revocations => FramePriority::Control,
         FrameType::Push => match frame.get(1).and_then(|l| Precedence::from_u8(*l)) {
             Some(p) if frame.len() > 2 => FramePriority::push(p),
             _ => FramePriority::Bulk,
@@ -847,6 +878,9 @@ mod tests {
             Frame::Receipt {
                 ids: vec![EnvelopeId([1; 32]), EnvelopeId([2; 32])],
             },
+            Frame::Revocations {
+                records: vec![vec![1, 2, 3], vec![]],
+            },
             Frame::Receipt { ids: vec![] },
             Frame::Bye {
                 reason: "bye".into(),
@@ -867,7 +901,7 @@ mod tests {
             assert_eq!(FrameType::of(t as u8), Some(t));
         }
         assert_eq!(FrameType::of(0), None);
-        assert_eq!(FrameType::of(15), None);
+        assert_eq!(FrameType::of(16), None);
         assert!(Frame::decode(&[]).is_err());
         assert!(Frame::decode(&[9]).is_err());
         assert!(Frame::decode(&[4, 0, 1, 0, 0, 0]).is_err(), "trailing byte");

@@ -164,3 +164,138 @@ fn a_chain_for_another_device_is_refused_locally() {
         Err(CredError::NotMyDevice { .. })
     ));
 }
+
+/// Three devices of one organisation, 0 – 1 – 2 in a line (node 1 in a conversation with
+/// each): the links between them verified both ways. Returns the organisation, each node's
+/// credentials and the links (0's to 1, 1's to 0, 1's to 2).
+fn line_of_three() -> (
+    Network,
+    TestOrg,
+    Vec<vaarta_engine::Credentials>,
+    [LinkId; 3],
+) {
+    let mut net = Network::new(3);
+    let org = TestOrg::new(100, "DEOC Puri");
+    let mut creds = Vec::new();
+    for i in 0..3 {
+        let c = org.credentials(org.enrol(i, &format!("officer {i}"), "Constable", "puri"));
+        net.nodes[i].set_credentials(c.clone(), T0).unwrap();
+        creds.push(c);
+    }
+    let (_, l01, l10) = connect_and_invite(&mut net, (0, 1), 0, 1, "a");
+    let (_, l12, _) = connect_and_invite(&mut net, (1, 2), 1, 2, "b");
+    for (n, l) in [(0, l01), (1, l10), (1, l12)] {
+        assert!(matches!(
+            credential(&net, n, l),
+            Some(PeerCredential::Verified(_))
+        ));
+    }
+    (net, org, creds, [l01, l10, l12])
+}
+
+fn learnt(net: &Network, node: usize) -> usize {
+    net.events[node]
+        .iter()
+        .map(|e| match e {
+            Event::RevocationsLearnt { records } => records.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn a_revocation_spreads_through_the_organisation_and_cuts_the_device_everywhere() {
+    let (mut net, org, creds, [_, _, l12]) = line_of_three();
+    // Node 2's phone is stolen; the registrar's revocation reaches node 0 only.
+    let mut c0 = creds[0].clone();
+    c0.revocations
+        .insert(org.revoke_node(2, net.now - 1))
+        .unwrap();
+    net.nodes[0].set_credentials(c0, net.now).unwrap();
+    net.settle();
+    assert_eq!(learnt(&net, 1), 1, "node 1 learnt it from node 0");
+    assert!(
+        net.nodes[1].links().iter().all(|l| l.link != l12),
+        "node 1 cut the revoked device"
+    );
+    assert_eq!(learnt(&net, 0), 0, "node 0 had it already: no echo back");
+}
+
+#[test]
+fn a_new_link_hands_over_the_revocations_held() {
+    let mut net = Network::new(2);
+    let org = TestOrg::new(100, "DEOC Puri");
+    let mut c0 = org.credentials(org.enrol(0, "officer 0", "Constable", "puri"));
+    for n in 5..8 {
+        c0.revocations.insert(org.revoke_node(n, T0)).unwrap();
+    }
+    net.nodes[0].set_credentials(c0, T0).unwrap();
+    let c1 = org.credentials(org.enrol(1, "officer 1", "Constable", "puri"));
+    net.nodes[1].set_credentials(c1, T0).unwrap();
+    connect_and_invite(&mut net, (0, 1), 0, 1, "x");
+    assert_eq!(learnt(&net, 1), 3);
+    assert_eq!(learnt(&net, 0), 0);
+}
+
+#[test]
+fn revocations_from_unverified_peers_or_foreign_signers_are_not_taken() {
+    let (mut net, org, _, [l01, l10, _]) = line_of_three();
+    let other = TestOrg::new(120, "Another organisation");
+    let nobody = vaarta_sync::identity::Identity::from_seed([99; 32]);
+    let forged_root = vaarta_sync::org::Revocation::new(
+        &nobody,
+        vaarta_sync::org::Target::Device(net.nodes[2].device_id()),
+        net.now,
+        None,
+        net.now,
+        net.now + 1_000_000,
+    )
+    .unwrap();
+    use vaarta_sync::org::Record;
+    // From a verified peer (node 1 to node 0): another organisation's and nobody's
+    // revocations of node 2 are passed over; node 0 holds nothing new.
+    let f = vaarta_engine::Frame::Revocations {
+        records: vec![other.revoke_node(2, net.now).encode(), forged_root.encode()],
+    }
+    .encode();
+    net.nodes[0].handle_frame(l01, &f, net.now);
+    net.settle();
+    assert_eq!(learnt(&net, 0), 0);
+    assert_eq!(net.nodes[0].counters().revocations_ignored, 2);
+    // What the organisation's root signed is taken, from the same peer.
+    let f = vaarta_engine::Frame::Revocations {
+        records: vec![org.revoke_node(2, net.now).encode()],
+    }
+    .encode();
+    net.nodes[0].handle_frame(l01, &f, net.now);
+    net.settle();
+    assert_eq!(learnt(&net, 0), 1);
+    // A malformed record from a verified peer is a fault: the link is cut.
+    let junk = vaarta_engine::Frame::Revocations {
+        records: vec![vec![1, 2, 3]],
+    }
+    .encode();
+    net.nodes[1].handle_frame(l10, &junk, net.now);
+    net.settle();
+    assert!(net.nodes[1].links().iter().all(|l| l.link != l10));
+}
+
+#[test]
+fn revocations_from_a_peer_whose_credentials_do_not_verify_are_ignored_unread() {
+    let mut net = Network::new(2);
+    let ours = TestOrg::new(100, "DEOC Puri");
+    net.nodes[0]
+        .set_credentials(ours.credentials(ours.enrol(0, "a", "b", "puri")), T0)
+        .unwrap();
+    let (_, l0, _) = connect_and_invite(&mut net, (0, 1), 0, 1, "x");
+    assert_eq!(credential(&net, 0, l0), None, "node 1 is not enrolled");
+    let f = vaarta_engine::Frame::Revocations {
+        records: vec![vec![0xff; 100]],
+    }
+    .encode();
+    net.nodes[0].handle_frame(l0, &f, net.now);
+    net.settle();
+    assert_eq!(learnt(&net, 0), 0);
+    assert_eq!(net.nodes[0].counters().revocations_ignored, 1);
+    assert_eq!(net.nodes[0].links().len(), 1, "not a fault: unread");
+}
