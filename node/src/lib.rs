@@ -15,6 +15,7 @@ pub mod config;
 pub mod envlog;
 pub mod peers;
 pub mod store;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

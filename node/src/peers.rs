@@ -150,6 +150,11 @@ impl PeerBook {
     }
 
     /// A transport link closed.
+    /// The remote address of a link (a multiaddr; empty if the transport gave none).
+    pub fn link_addr(&self, link: u64) -> Option<&str> {
+        self.links.get(&link).map(|r| r.addr.as_str())
+    }
+
     pub fn link_down(&mut self, link: u64, now: u64) {
         let Some(rec) = self.links.remove(&link) else {
             return;
