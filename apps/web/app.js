@@ -16,6 +16,7 @@ const state = {
   events: null,
   signedIn: false,
   status: null,
+  gen: 0,
 };
 
 const readKey = (id) => `vaarta.read.${id}`;
@@ -132,8 +133,12 @@ async function send({ text, prec, error, form }) {
 }
 
 async function render() {
+  // A later render (a new route, an event) wins over one still waiting for the API.
+  const gen = ++state.gen;
+  const current = () => gen === state.gen;
   state.route = parseRoute();
   state.conv = null;
+  main.dataset.ready = "0";
   renderNav();
   const r = state.route;
   if (r.name === "signin") {
@@ -142,9 +147,12 @@ async function render() {
   }
   try {
     if (r.name === "list") {
-      show(v.list(await listItems()));
+      const items = await listItems();
+      if (!current()) return;
+      show(v.list(items));
     } else if (r.name === "conversation") {
       const conv = (await api.conversations()).find((c) => c.id === r.id);
+      if (!current()) return;
       if (!conv) {
         location.hash = "#/";
         return;
@@ -154,11 +162,14 @@ async function render() {
       state.replyTo = null;
       show(frame.view);
       await renderMessages();
+      if (!current()) return;
     } else if (r.name === "mesh") {
       const [status, peers] = await Promise.all([api.status(), api.peers()]);
+      if (!current()) return;
       show(v.mesh(status, peers));
     } else if (r.name === "settings") {
       const status = await api.status().catch(() => null);
+      if (!current()) return;
       show(v.settings(status, localStorage.getItem(THEME) || "system", {
         onLanguage: async (lang) => {
           await setLanguage(lang);
@@ -179,7 +190,7 @@ async function render() {
     }
     main.dataset.ready = "1";
   } catch (e) {
-    failure(e);
+    if (current()) failure(e);
   }
 }
 

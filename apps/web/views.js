@@ -113,11 +113,12 @@ export function conversation(conv, onSend) {
   const error = h("p", { class: "error", role: "alert", hidden: true });
   const form = h("form", { class: "compose", id: "compose" },
     replying,
-    h("label", { for: "compose-text", class: "visually-hidden", text: t("compose-label") }),
-    text,
     h("div", { class: "compose-row" },
       h("label", { for: "compose-precedence", text: t("compose-precedence") }),
-      prec,
+      prec),
+    h("label", { for: "compose-text", class: "visually-hidden", text: t("compose-label") }),
+    h("div", { class: "compose-text-row" },
+      text,
       h("button", { type: "submit", class: "primary", id: "compose-send", text: t("compose-send") })),
     error);
   text.addEventListener("keydown", (e) => {
