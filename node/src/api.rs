@@ -1289,7 +1289,10 @@ async fn static_asset(method: axum::http::Method, uri: axum::http::Uri) -> Respo
     let path = uri.path();
     let api = path == "/v1" || path.starts_with("/v1/");
     match crate::web::asset(path) {
-        Some(a) if !api && (method == axum::http::Method::GET || method == axum::http::Method::HEAD) => {
+        Some(a)
+            if !api
+                && (method == axum::http::Method::GET || method == axum::http::Method::HEAD) =>
+        {
             (asset_headers(a.content_type), a.body).into_response()
         }
         Some(_) if !api => error_response(ApiError {
@@ -1339,9 +1342,12 @@ async fn login(State(s): State<AppState>, Query(q): Query<LoginQuery>) -> Respon
         Ok(r) => r,
         Err(e) => return error_response(e),
     };
-    let taken = q.code.as_deref().map_or(Err(crate::web::LoginError::Unknown), |c| {
-        sessions(&s).redeem(c, random, std::time::Instant::now())
-    });
+    let taken = q
+        .code
+        .as_deref()
+        .map_or(Err(crate::web::LoginError::Unknown), |c| {
+            sessions(&s).redeem(c, random, std::time::Instant::now())
+        });
     let no_store = (header::CACHE_CONTROL, "no-store".to_string());
     let no_referrer = (header::REFERRER_POLICY, "no-referrer".to_string());
     match taken {
@@ -1376,7 +1382,11 @@ async fn login(State(s): State<AppState>, Query(q): Query<LoginQuery>) -> Respon
 /// `POST /v1/logout`: ends the page's session and removes its cookie.
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let name = crate::web::cookie_name(s.addr.port());
-    for v in headers.get_all("cookie").iter().filter_map(|v| v.to_str().ok()) {
+    for v in headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
         if let Some(id) = crate::web::cookie(v, &name) {
             sessions(&s).end(id);
         }

@@ -374,13 +374,17 @@ mod tests {
                 continue;
             }
             if line.starts_with(' ') {
-                let id = current.clone().unwrap_or_else(|| panic!("{}: continuation of nothing", at()));
+                let id = current
+                    .clone()
+                    .unwrap_or_else(|| panic!("{}: continuation of nothing", at()));
                 let e = out.get_mut(&id).unwrap();
                 e.0.push('\n');
                 e.0.push_str(line.trim());
                 continue;
             }
-            let (id, value) = line.split_once('=').unwrap_or_else(|| panic!("{}: not a message: {line}", at()));
+            let (id, value) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{}: not a message: {line}", at()));
             let id = id.trim().to_string();
             assert!(
                 !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
@@ -415,7 +419,8 @@ mod tests {
     #[test]
     fn every_catalogue_has_every_key_and_nothing_else() {
         let load = |l: &str| {
-            let a = asset(&format!("/locales/{l}.ftl")).unwrap_or_else(|| panic!("{l}.ftl not embedded"));
+            let a = asset(&format!("/locales/{l}.ftl"))
+                .unwrap_or_else(|| panic!("{l}.ftl not embedded"));
             catalogue(l, std::str::from_utf8(a.body).expect("utf-8"))
         };
         let en = load("en");
@@ -426,7 +431,9 @@ mod tests {
             for (id, (value, vars)) in &en {
                 match c.get(id) {
                     None => problems.push(format!("{l}: missing {id}")),
-                    Some((v, _)) if v.trim().is_empty() => problems.push(format!("{l}: {id} is empty")),
+                    Some((v, _)) if v.trim().is_empty() => {
+                        problems.push(format!("{l}: {id} is empty"))
+                    }
                     Some((_, vs)) if vs != vars => {
                         problems.push(format!("{l}: {id} uses {vs:?}, en uses {vars:?}"))
                     }
@@ -444,7 +451,10 @@ mod tests {
     /// The parser the test above relies on sees a removed key, an empty one and an extra one.
     #[test]
     fn the_catalogue_check_can_fail() {
-        let en = catalogue("en", "a = A\nb =\n    { $n ->\n       *[other] B { $n }\n    }\n");
+        let en = catalogue(
+            "en",
+            "a = A\nb =\n    { $n ->\n       *[other] B { $n }\n    }\n",
+        );
         assert_eq!(en.len(), 2);
         assert_eq!(en["b"].1, BTreeSet::from(["n".to_string()]));
         let empty = catalogue("xx", "a =\nb = x\n");
@@ -467,7 +477,11 @@ mod tests {
                     stack.push(p);
                     continue;
                 }
-                let rel = p.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 if asset(&format!("/{rel}")).is_none() {
                     missing.push(rel);
                 }

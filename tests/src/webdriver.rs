@@ -226,6 +226,10 @@ impl Browser<'_> {
 
 impl Drop for Browser<'_> {
     fn drop(&mut self) {
-        let _ = self.driver.agent.delete(format!("{}{}", self.driver.base, self.path(""))).call();
+        let _ = self
+            .driver
+            .agent
+            .delete(format!("{}{}", self.driver.base, self.path("")))
+            .call();
     }
 }

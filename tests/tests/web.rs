@@ -130,14 +130,23 @@ fn sign_in_links_are_single_use_and_the_cookie_is_for_the_page_only() {
     let (code, h, _) = http(&addr, &format!("GET {login} HTTP/1.1"), "");
     assert_eq!(code, 303);
     assert_eq!(header(&h, "location"), Some("/"));
-    let set = header(&h, "set-cookie").expect("a session cookie").to_string();
+    let set = header(&h, "set-cookie")
+        .expect("a session cookie")
+        .to_string();
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(set.contains(attr), "{set}");
     }
     let cookie = set.split(';').next().unwrap().to_string();
-    assert!(cookie.starts_with(&format!("vaarta_session_{port}=")), "{cookie}");
     assert!(
-        !cookie.contains(std::fs::read_to_string(a.home.join("api-token")).unwrap().trim()),
+        cookie.starts_with(&format!("vaarta_session_{port}=")),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(
+            std::fs::read_to_string(a.home.join("api-token"))
+                .unwrap()
+                .trim()
+        ),
         "the token is not the session"
     );
 
@@ -168,7 +177,9 @@ fn sign_in_links_are_single_use_and_the_cookie_is_for_the_page_only() {
 
     // Changing something with the cookie: the own origin only.
     let post = |origin: Option<&str>| {
-        let o = origin.map(|o| format!("\r\nOrigin: {o}")).unwrap_or_default();
+        let o = origin
+            .map(|o| format!("\r\nOrigin: {o}"))
+            .unwrap_or_default();
         http(
             &addr,
             &format!(
@@ -177,7 +188,11 @@ fn sign_in_links_are_single_use_and_the_cookie_is_for_the_page_only() {
             r#"{"title":"from the page"}"#,
         )
     };
-    for foreign in [Some("http://evil.example"), Some("http://127.0.0.1:1"), None] {
+    for foreign in [
+        Some("http://evil.example"),
+        Some("http://127.0.0.1:1"),
+        None,
+    ] {
         let (code, _, body) = post(foreign);
         assert_eq!(code, 403, "{foreign:?}: {body}");
     }
@@ -217,7 +232,8 @@ fn sign_in_links_are_single_use_and_the_cookie_is_for_the_page_only() {
 
 /// The value of message `id` in a catalogue (a single-line message).
 fn catalogue_value(lang: &str, id: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../apps/web/locales/{lang}.ftl"));
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../apps/web/locales/{lang}.ftl"));
     let text = std::fs::read_to_string(&path).unwrap();
     text.lines()
         .find_map(|l| {
@@ -296,9 +312,17 @@ fn a_flash_message_from_a_hindi_page_shows_live_on_a_tamil_page() {
         .ok(&["conv", "create", "Flood relief", "--member", &b.device_id()])
         .trim()
         .to_string();
-    wait_for("Bhavesh to join", T, || b.is_member_of(&conv, 2).then_some(()));
+    wait_for("Bhavesh to join", T, || {
+        b.is_member_of(&conv, 2).then_some(())
+    });
     a.ok(&["send", &conv, "Boats at ghat 3 from 6 am"]);
-    b.ok(&["send", &conv, "--precedence", "immediate", "Road to Kothi cut, use the bridge"]);
+    b.ok(&[
+        "send",
+        &conv,
+        "--precedence",
+        "immediate",
+        "Road to Kothi cut, use the bridge",
+    ]);
     wait_for("both messages at Asha", T, || {
         (a.bodies(&conv).len() == 2).then_some(())
     });
@@ -405,5 +429,9 @@ fn a_flash_message_from_a_hindi_page_shows_live_on_a_tamil_page() {
             pb.screenshot(&shots.join(format!("{screen}-{lang}.png")));
         }
     }
-    assert!(problems.is_empty(), "horizontal overflow:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "horizontal overflow:\n{}",
+        problems.join("\n")
+    );
 }
