@@ -295,7 +295,8 @@ const OVERFLOW: &str = "
 /// Two nodes, one page each, signed in by a one-time link. Asha's page, switched to Hindi,
 /// sends a FLASH message; Bhavesh's page, in Tamil, open on the conversation, shows it
 /// without a reload, marked with the Tamil FLASH label. Then every screen of every locale
-/// at 360×640: no horizontal overflow, a screenshot each in docs/screenshots/.
+/// at 360×640: no horizontal overflow, a screenshot each in docs/screenshots/. Last, with
+/// Bhavesh's node stopped, his page still opens (the service worker's cached shell).
 #[test]
 fn a_flash_message_from_a_hindi_page_shows_live_on_a_tamil_page() {
     if !browser_available() {
@@ -429,6 +430,25 @@ fn a_flash_message_from_a_hindi_page_shows_live_on_a_tamil_page() {
             pb.screenshot(&shots.join(format!("{screen}-{lang}.png")));
         }
     }
+    // The shell works offline: with the node stopped, the service worker opens the app from
+    // its cache, and the app says (in the language last chosen) that the node is not running.
+    let home_url = pb.js("return location.origin + '/'", json!([]));
+    pb.wait(
+        "the service worker in control",
+        T,
+        "return !!navigator.serviceWorker.controller",
+        json!([]),
+    );
+    b.stop();
+    pb.goto(home_url.as_str().unwrap());
+    let offline = catalogue_value("pa", "offline-title");
+    pb.wait(
+        "the offline notice from the cached shell",
+        T,
+        "const t = document.getElementById('screen-title');
+         return t && t.textContent === arguments[0];",
+        json!([offline]),
+    );
     assert!(
         problems.is_empty(),
         "horizontal overflow:\n{}",
