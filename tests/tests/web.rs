@@ -294,7 +294,8 @@ const OVERFLOW: &str = "
 
 /// Two nodes, one page each, signed in by a one-time link. Asha's page, switched to Hindi,
 /// sends a FLASH message; Bhavesh's page, in Tamil, open on the conversation, shows it
-/// without a reload, marked with the Tamil FLASH label. Then every screen of every locale
+/// without a reload, marked with the Tamil FLASH label, and answers it (a reply Asha's page
+/// shows live). Then every screen of every locale
 /// at 360×640: no horizontal overflow, a screenshot each in docs/screenshots/. Last, with
 /// Bhavesh's node stopped, his page still opens (the service worker's cached shell).
 #[test]
@@ -407,6 +408,38 @@ fn a_flash_message_from_a_hindi_page_shows_live_on_a_tamil_page() {
     assert_eq!(shown_b[1], flash_ta.as_str(), "the label in Tamil");
     assert_eq!(shown_b[2], "yes", "shown live, not after a reload");
     assert_ne!(shown_b[3], "rgba(0, 0, 0, 0)", "and in colour");
+
+    // Bhavesh answers it from his page (Reply on the message); Asha's page shows the answer,
+    // live, under "in reply to" her message.
+    pb.js(
+        "for (const m of document.querySelectorAll('.msg')) {
+             if (m.querySelector('.body').textContent === arguments[0]) m.querySelector('.reply').click();
+         }",
+        json!([text]),
+    );
+    pb.wait(
+        "the reply bar",
+        T,
+        "return !document.querySelector('.replying').hidden",
+        json!([]),
+    );
+    let answer = "பாலம் வழியாக 2 படகுகள் வருகின்றன";
+    pb.type_text("#compose-text", answer);
+    pb.click("#compose-send");
+    let reply_ref = pa.wait(
+        "the reply on Asha's page",
+        T,
+        "for (const m of document.querySelectorAll('.msg')) {
+             if (m.querySelector('.body').textContent === arguments[0]) {
+                 const r = m.querySelector('.reply-ref');
+                 return r ? r.textContent : '';
+             }
+         }
+         return null;",
+        json!([answer]),
+    );
+    let reply_ref = reply_ref.as_str().unwrap();
+    assert!(reply_ref.contains(text), "{reply_ref}");
 
     // Every screen of every locale at 360 px: nothing overflows sideways.
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
