@@ -246,7 +246,14 @@ async function start() {
       return;
     }
   }
-  window.addEventListener("hashchange", render);
+  // On a new screen, keyboard and screen-reader focus moves to its title.
+  window.addEventListener("hashchange", () => render().then(() => {
+    const title = document.getElementById("screen-title");
+    if (title) {
+      title.tabIndex = -1;
+      title.focus({ preventScroll: true });
+    }
+  }));
   if (state.signedIn) listen();
   await render();
 }

@@ -250,6 +250,11 @@ mod tests {
         assert_eq!(b.statics_json()[0]["failures"], 4);
         assert_eq!(b.dial_failed("/other", "x", 5), None, "not a static peer");
         b.link_up(7, "P", "/ip4/127.0.0.1/tcp/9", Some(ADDR), 6);
+        assert_eq!(
+            b.link_addr(7),
+            Some("/ip4/127.0.0.1/tcp/9"),
+            "the remote address"
+        );
         assert!(b.unreachable_json().is_empty());
         assert_eq!(b.statics_json()[0]["connected"], true);
         let mut ev = json!({"type": "peer_up", "link": 7, "device": "dev", "name": "Asha"});
@@ -266,6 +271,7 @@ mod tests {
         b.enrich(&mut down, 9);
         assert_eq!(down["name"], "Asha");
         b.link_down(7, 9);
+        assert_eq!(b.link_addr(7), None);
         let recent = b.recent_json();
         assert_eq!(recent.len(), 1);
         assert_eq!(recent[0]["last_seen_ms"], 9);

@@ -73,12 +73,17 @@ fn sign_in_link(n: &Node) -> (String, String) {
 /// the link works once (a used code is refused), the cookie is HttpOnly, SameSite=Strict,
 /// Path=/; a forged cookie is 401; with the cookie, a request that changes something from a
 /// foreign origin (another site, or another port on loopback) or without an Origin is 403;
-/// a page cannot mint sign-in codes; the bearer token keeps working. The page and its files
+/// a page cannot mint sign-in codes; the bearer token keeps working; with no node running,
+/// `vaarta open` says to start one. The page and its files
 /// are served with their types and the CSP. (An expired code: web.rs unit tests, with the
 /// clock passed in.)
 #[test]
 fn sign_in_links_are_single_use_and_the_cookie_is_for_the_page_only() {
     let mut a = Node::init("Asha");
+    let off = a.cli(&["open"]);
+    assert!(!off.status.success(), "no node, no link");
+    let said = String::from_utf8_lossy(&off.stderr);
+    assert!(said.contains("vaarta up"), "{said}");
     a.up_loopback(&[]);
     let addr = api_addr(&a);
     let port = addr.rsplit_once(':').unwrap().1.to_string();
