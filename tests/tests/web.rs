@@ -297,6 +297,22 @@ const OVERFLOW: &str = "
     }
     return bad;";
 
+/// Controls shown that are hard to hit on a phone (under 44 CSS px high, the WCAG 2.5.5
+/// target size) and form fields without a label.
+const TARGETS: &str = "
+    const bad = [];
+    for (const el of document.querySelectorAll('a[href], button, select, textarea, input')) {
+        const r = el.getBoundingClientRect();
+        if (r.width === 0 && r.height === 0) continue;
+        const what = `${el.tagName.toLowerCase()}#${el.id} '${(el.textContent || '').trim().slice(0, 30)}'`;
+        if (r.height < 44) bad.push(`${what} is ${r.height} px high`);
+        if (['SELECT', 'TEXTAREA', 'INPUT'].includes(el.tagName) && el.labels.length === 0
+            && !el.getAttribute('aria-label')) {
+            bad.push(`${what} has no label`);
+        }
+    }
+    return bad;";
+
 /// Two nodes, one page each, signed in by a one-time link. Asha's page, switched to Hindi,
 /// sends a FLASH message; Bhavesh's page, in Tamil, open on the conversation, shows it
 /// without a reload, marked with the Tamil FLASH label, and answers it (a reply Asha's page
@@ -461,9 +477,11 @@ fn a_flash_message_from_a_hindi_page_shows_live_on_a_tamil_page() {
         ] {
             pb.js("location.hash = arguments[0]", json!([hash]));
             wait_screen(&pb, screen, lang);
-            let bad = pb.js(OVERFLOW, json!([]));
-            for b in bad.as_array().unwrap() {
-                problems.push(format!("{lang} {screen}: {}", b.as_str().unwrap_or("")));
+            for check in [OVERFLOW, TARGETS] {
+                let bad = pb.js(check, json!([]));
+                for b in bad.as_array().unwrap() {
+                    problems.push(format!("{lang} {screen}: {}", b.as_str().unwrap_or("")));
+                }
             }
             pb.screenshot(&shots.join(format!("{screen}-{lang}.png")));
         }
@@ -489,7 +507,7 @@ fn a_flash_message_from_a_hindi_page_shows_live_on_a_tamil_page() {
     );
     assert!(
         problems.is_empty(),
-        "horizontal overflow:\n{}",
+        "horizontal overflow, small targets or unlabelled fields:\n{}",
         problems.join("\n")
     );
 }
