@@ -459,6 +459,7 @@ pub fn execute<S: Store>(
                     json!({"link": l.link.0, "peer": l.peer.as_str(), "device": l.device.map(|d| d.to_string()),
                            "name": l.name, "outbound": l.outbound, "ready": l.ready, "since_ms": l.since_ms,
                            "bytes_in": l.bytes_in, "bytes_out": l.bytes_out,
+                           "addr": facts.peers.link_addr(l.link.0),
                            "credential": credential_json(l.credential.as_ref())})
                 })
                 .collect();
@@ -770,6 +771,82 @@ struct AppState {
     calls: mpsc::Sender<crate::Input>,
     token: Arc<String>,
     events: broadcast::Sender<String>,
+    /// Sign-in codes and page sessions (web.rs).
+    sessions: Arc<std::sync::Mutex<crate::web::Sessions>>,
+    /// The bound address (`127.0.0.1:PORT`): sign-in links point there.
+    addr: SocketAddr,
+    /// The origins of the app's own page (`http://127.0.0.1:PORT`, `http://localhost:PORT`).
+    own_origins: Arc<Vec<String>>,
+}
+
+/// Who a request to `/v1/` comes from, as the guard found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// It carries the API token.
+    Program,
+    /// It carries a session cookie of the app's page (web.rs).
+    Page,
+}
+
+/// 32 bytes from the OS generator for a code or a session id (a failure refuses the
+/// request: a secret is never made of anything weaker).
+fn random32() -> Result<[u8; 32], ApiError> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("no OS randomness: {e}")))?;
+    Ok(b)
+}
+
+fn sessions(s: &AppState) -> std::sync::MutexGuard<'_, crate::web::Sessions> {
+    s.sessions.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The caller of a `/v1/` request: the token (programs), or the session cookie of the app's
+/// own page (same origin; a request that changes something must carry its `Origin`).
+fn caller(s: &AppState, req: &axum::extract::Request) -> Result<Caller, ApiError> {
+    let h = req.headers();
+    if h.get("authorization").is_some() {
+        return if authorized(h, &s.token) {
+            Ok(Caller::Program)
+        } else {
+            Err(ApiError {
+                status: 401,
+                message: "missing or wrong API token (see the api-token file in the node's home)"
+                    .into(),
+            })
+        };
+    }
+    let name = crate::web::cookie_name(s.addr.port());
+    let session = h
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| crate::web::cookie(v, &name));
+    let Some(session) = session else {
+        return Err(ApiError {
+            status: 401,
+            message: "missing or wrong API token (see the api-token file in the node's home), \
+                      or sign in to the app with `vaarta open`"
+                .into(),
+        });
+    };
+    if !sessions(s).check(session, std::time::Instant::now()) {
+        return Err(ApiError {
+            status: 401,
+            message: "this sign-in has ended (run `vaarta open` to sign in again)".into(),
+        });
+    }
+    let text = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+    crate::web::page_request(
+        req.method().as_str(),
+        text("origin"),
+        text("sec-fetch-site"),
+        &s.own_origins,
+    )
+    .map_err(|message| ApiError {
+        status: 403,
+        message,
+    })?;
+    Ok(Caller::Page)
 }
 
 fn authorized(headers: &HeaderMap, token: &str) -> bool {
@@ -875,12 +952,15 @@ async fn guard(
             message: format!("refused: requests from the web origin '{origin}' are not allowed"),
         });
     }
-    if !authorized(h, &s.token) {
-        return error_response(ApiError {
-            status: 401,
-            message: "missing or wrong API token (see the api-token file in the node's home)"
-                .into(),
-        });
+    let mut req = req;
+    let api = req.uri().path() == "/v1" || req.uri().path().starts_with("/v1/");
+    if api {
+        match caller(&s, &req) {
+            Ok(c) => {
+                req.extensions_mut().insert(c);
+            }
+            Err(e) => return error_response(e),
+        }
     }
     let resp = next.run(req).await;
     let status = resp.status();
@@ -917,26 +997,20 @@ fn by_id(
     make: fn(String) -> Request,
 ) -> impl Fn(
     State<AppState>,
-    HeaderMap,
     Path<String>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
 + Clone
 + Send
 + Sync
 + 'static {
-    move |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| {
-        Box::pin(async move { call(&s, &h, make(id)).await })
+    move |State(s): State<AppState>, Path(id): Path<String>| {
+        Box::pin(async move { call(&s, make(id)).await })
     }
 }
 
-async fn call(state: &AppState, headers: &HeaderMap, request: Request) -> Response {
-    if !authorized(headers, &state.token) {
-        return error_response(ApiError {
-            status: 401,
-            message: "missing or wrong API token (see the api-token file in the node's home)"
-                .into(),
-        });
-    }
+/// Runs a request on the engine thread. Only routes under `/v1/` call it, and the guard let
+/// them through only for a caller with the token or a page session.
+async fn call(state: &AppState, request: Request) -> Response {
     let (tx, rx) = oneshot::channel();
     if state
         .calls
@@ -1013,34 +1087,44 @@ pub async fn serve(
             "the API listens on loopback only (127.0.0.1 or ::1), not {addr}"
         )));
     }
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
     let state = AppState {
         calls,
         token: Arc::new(token),
         events,
+        sessions: Arc::default(),
+        addr: bound,
+        own_origins: Arc::new(vec![
+            format!("http://{bound}"),
+            format!("http://localhost:{}", bound.port()),
+        ]),
     };
     let app = Router::new()
+        .route("/v1/login-codes", post(login_code))
+        .route("/v1/logout", post(logout))
+        .route("/login", get(login))
         .route(
             "/v1/status",
-            get(|State(s): State<AppState>, h: HeaderMap| async move {
-                call(&s, &h, Request::Status).await
+            get(|State(s): State<AppState>| async move {
+                call(&s, Request::Status).await
             }),
         )
         .route(
             "/v1/peers",
-            get(|State(s): State<AppState>, h: HeaderMap| async move {
-                call(&s, &h, Request::Peers).await
+            get(|State(s): State<AppState>| async move {
+                call(&s, Request::Peers).await
             }),
         )
         .route(
             "/v1/conversations",
-            get(|State(s): State<AppState>, h: HeaderMap| async move {
-                call(&s, &h, Request::Conversations).await
+            get(|State(s): State<AppState>| async move {
+                call(&s, Request::Conversations).await
             })
             .post(
-                |State(s): State<AppState>, h: HeaderMap, Json(b): Json<CreateBody>| async move {
+                |State(s): State<AppState>, Json(b): Json<CreateBody>| async move {
                     call(
                         &s,
-                        &h,
                         Request::CreateConversation {
                             title: b.title,
                             members: b.members,
@@ -1055,12 +1139,10 @@ pub async fn serve(
             "/v1/conversations/{id}",
             get(by_id(|conversation| Request::Conversation { conversation })).patch(
                 |State(s): State<AppState>,
-                 h: HeaderMap,
                  Path(id): Path<String>,
                  Json(b): Json<RenameBody>| async move {
                     call(
                         &s,
-                        &h,
                         Request::Rename {
                             conversation: id,
                             title: b.title,
@@ -1074,12 +1156,10 @@ pub async fn serve(
             "/v1/conversations/{id}/members",
             post(
                 |State(s): State<AppState>,
-                 h: HeaderMap,
                  Path(id): Path<String>,
                  Json(b): Json<MemberBody>| async move {
                     call(
                         &s,
-                        &h,
                         Request::AddMember {
                             conversation: id,
                             device: b.device,
@@ -1094,11 +1174,9 @@ pub async fn serve(
             "/v1/conversations/{id}/members/{device}",
             delete(
                 |State(s): State<AppState>,
-                 h: HeaderMap,
                  Path((id, device)): Path<(String, String)>| async move {
                     call(
                         &s,
-                        &h,
                         Request::RemoveMember {
                             conversation: id,
                             device,
@@ -1112,12 +1190,10 @@ pub async fn serve(
             "/v1/conversations/{id}/messages",
             get(
                 |State(s): State<AppState>,
-                 h: HeaderMap,
                  Path(id): Path<String>,
                  Query(q): Query<LimitQuery>| async move {
                     call(
                         &s,
-                        &h,
                         Request::Messages {
                             conversation: id,
                             limit: q.limit.unwrap_or_else(default_limit),
@@ -1130,7 +1206,6 @@ pub async fn serve(
             )
             .post(
                 |State(s): State<AppState>,
-                 h: HeaderMap,
                  Path(id): Path<String>,
                  Json(b): Json<SendBody>| async move {
                     let messages = match b {
@@ -1139,7 +1214,6 @@ pub async fn serve(
                     };
                     call(
                         &s,
-                        &h,
                         Request::Send {
                             conversation: id,
                             messages,
@@ -1153,11 +1227,9 @@ pub async fn serve(
             "/v1/conversations/{id}/messages/{msg}",
             delete(
                 |State(s): State<AppState>,
-                 h: HeaderMap,
                  Path((id, msg)): Path<(String, String)>| async move {
                     call(
                         &s,
-                        &h,
                         Request::Delete {
                             conversation: id,
                             message: msg,
@@ -1168,12 +1240,10 @@ pub async fn serve(
             )
             .patch(
                 |State(s): State<AppState>,
-                 h: HeaderMap,
                  Path((id, msg)): Path<(String, String)>,
                  Json(b): Json<EditBody>| async move {
                     call(
                         &s,
-                        &h,
                         Request::Edit {
                             conversation: id,
                             message: msg,
@@ -1188,12 +1258,10 @@ pub async fn serve(
             "/v1/conversations/{id}/messages/{msg}/reaction",
             post(
                 |State(s): State<AppState>,
-                 h: HeaderMap,
                  Path((id, msg)): Path<(String, String)>,
                  Json(b): Json<ReactBody>| async move {
                     call(
                         &s,
-                        &h,
                         Request::React {
                             conversation: id,
                             message: msg,
@@ -1206,8 +1274,8 @@ pub async fn serve(
         )
         .route(
             "/v1/invitations",
-            get(|State(s): State<AppState>, h: HeaderMap| async move {
-                call(&s, &h, Request::Invitations).await
+            get(|State(s): State<AppState>| async move {
+                call(&s, Request::Invitations).await
             }),
         )
         .route(
@@ -1219,19 +1287,146 @@ pub async fn serve(
             post(by_id(|id| Request::DeclineInvitation { id })),
         )
         .route("/v1/events", get(events_stream))
-        .fallback(|| async {
-            error_response(ApiError::not_found("no such endpoint (see docs/api.md)"))
-        })
+        .fallback(static_asset)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "API server stopped");
         }
     });
     Ok((bound, task))
+}
+
+/// The headers every page and asset of the app is served with (docs/web.md).
+fn asset_headers(content_type: &str) -> [(axum::http::HeaderName, String); 6] {
+    use axum::http::header;
+    [
+        (header::CONTENT_TYPE, content_type.to_string()),
+        (header::CONTENT_SECURITY_POLICY, crate::web::CSP.to_string()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
+        (header::REFERRER_POLICY, "no-referrer".into()),
+        (header::X_FRAME_OPTIONS, "DENY".into()),
+        // The service worker keeps the shell for offline use; the browser asks each time.
+        (header::CACHE_CONTROL, "no-cache".into()),
+    ]
+}
+
+/// `GET` of a file of the app (`/` is its page); anything else is a JSON 404 (or 405).
+async fn static_asset(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    let api = path == "/v1" || path.starts_with("/v1/");
+    match crate::web::asset(path) {
+        Some(a)
+            if !api
+                && (method == axum::http::Method::GET || method == axum::http::Method::HEAD) =>
+        {
+            (asset_headers(a.content_type), a.body).into_response()
+        }
+        Some(_) if !api => error_response(ApiError {
+            status: 405,
+            message: "the app's files are read with GET".into(),
+        }),
+        _ => error_response(ApiError::not_found("no such endpoint (see docs/api.md)")),
+    }
+}
+
+/// `POST /v1/login-codes`: a one-time sign-in code and its link, for a program holding the
+/// token (`vaarta open`); a page cannot make one for itself.
+async fn login_code(
+    State(s): State<AppState>,
+    axum::Extension(who): axum::Extension<Caller>,
+) -> Response {
+    if who != Caller::Program {
+        return error_response(ApiError {
+            status: 403,
+            message: "sign-in links are made with the API token (`vaarta open`)".into(),
+        });
+    }
+    let random = match random32() {
+        Ok(r) => r,
+        Err(e) => return error_response(e),
+    };
+    let code = sessions(&s).issue_code(random, std::time::Instant::now());
+    Json(json!({
+        "code": code,
+        "url": format!("http://{}/login?code={code}", s.addr),
+        "expires_in_ms": crate::web::CODE_TTL.as_millis() as u64,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    code: Option<String>,
+}
+
+/// `GET /login?code=…`: takes the code (once) and answers `303 /` with the session cookie;
+/// a used, expired or unknown code answers `303 /#signin-failed` with no cookie (the page
+/// says so in the user's language).
+async fn login(State(s): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
+    use axum::http::header;
+    let random = match random32() {
+        Ok(r) => r,
+        Err(e) => return error_response(e),
+    };
+    let taken = q
+        .code
+        .as_deref()
+        .map_or(Err(crate::web::LoginError::Unknown), |c| {
+            sessions(&s).redeem(c, random, std::time::Instant::now())
+        });
+    let no_store = (header::CACHE_CONTROL, "no-store".to_string());
+    let no_referrer = (header::REFERRER_POLICY, "no-referrer".to_string());
+    match taken {
+        Ok(id) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, "/".to_string()),
+                (
+                    header::SET_COOKIE,
+                    crate::web::session_cookie(s.addr.port(), &id),
+                ),
+                no_store,
+                no_referrer,
+            ],
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::info!(error = %e, "sign-in refused");
+            (
+                StatusCode::SEE_OTHER,
+                [
+                    (header::LOCATION, "/#signin-failed".to_string()),
+                    no_store,
+                    no_referrer,
+                ],
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `POST /v1/logout`: ends the page's session and removes its cookie.
+async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let name = crate::web::cookie_name(s.addr.port());
+    for v in headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        if let Some(id) = crate::web::cookie(v, &name) {
+            sessions(&s).end(id);
+        }
+    }
+    (
+        [(
+            axum::http::header::SET_COOKIE,
+            crate::web::clear_cookie(s.addr.port()),
+        )],
+        Json(json!({"ok": true})),
+    )
+        .into_response()
 }
 
 /// The next event for one subscriber of the stream, as (SSE event name, JSON data). A
@@ -1254,13 +1449,7 @@ async fn next_event(
     }
 }
 
-async fn events_stream(State(s): State<AppState>, h: HeaderMap) -> Response {
-    if !authorized(&h, &s.token) {
-        return error_response(ApiError {
-            status: 401,
-            message: "missing or wrong API token".into(),
-        });
-    }
+async fn events_stream(State(s): State<AppState>) -> Response {
     let rx = s.events.subscribe();
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let (name, data) = next_event(&mut rx).await?;

@@ -239,6 +239,12 @@ impl Client {
         }
     }
 
+    /// A one-time sign-in link for the web app (`POST /v1/login-codes`, docs/web.md):
+    /// `{code, url, expires_in_ms}`.
+    pub fn login_code(&self) -> Result<Value, ApiError> {
+        self.send_json("POST", "/v1/login-codes", Value::Null)
+    }
+
     /// Opens the event stream (server-sent events): one JSON object per `data:` line, until
     /// the connection ends (the node stopped). The node has subscribed this reader when it
     /// returns. The iterator owns the connection, so a thread can read it.

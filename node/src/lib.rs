@@ -16,6 +16,7 @@ pub mod credentials;
 pub mod envlog;
 pub mod peers;
 pub mod store;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -150,6 +150,11 @@ impl PeerBook {
     }
 
     /// A transport link closed.
+    /// The remote address of a link (a multiaddr; empty if the transport gave none).
+    pub fn link_addr(&self, link: u64) -> Option<&str> {
+        self.links.get(&link).map(|r| r.addr.as_str())
+    }
+
     pub fn link_down(&mut self, link: u64, now: u64) {
         let Some(rec) = self.links.remove(&link) else {
             return;
@@ -245,6 +250,11 @@ mod tests {
         assert_eq!(b.statics_json()[0]["failures"], 4);
         assert_eq!(b.dial_failed("/other", "x", 5), None, "not a static peer");
         b.link_up(7, "P", "/ip4/127.0.0.1/tcp/9", Some(ADDR), 6);
+        assert_eq!(
+            b.link_addr(7),
+            Some("/ip4/127.0.0.1/tcp/9"),
+            "the remote address"
+        );
         assert!(b.unreachable_json().is_empty());
         assert_eq!(b.statics_json()[0]["connected"], true);
         let mut ev = json!({"type": "peer_up", "link": 7, "device": "dev", "name": "Asha"});
@@ -261,6 +271,7 @@ mod tests {
         b.enrich(&mut down, 9);
         assert_eq!(down["name"], "Asha");
         b.link_down(7, 9);
+        assert_eq!(b.link_addr(7), None);
         let recent = b.recent_json();
         assert_eq!(recent.len(), 1);
         assert_eq!(recent[0]["last_seen_ms"], 9);

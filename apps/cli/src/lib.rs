@@ -192,6 +192,13 @@ pub enum Command {
     Config,
     /// Show this device's id, name, safety number and listen addresses
     Id,
+    /// Print a one-time link that signs a browser on this device in to the web app of the
+    /// running node (single use, valid for 2 minutes; the API token is never in it)
+    Open {
+        /// Also try to open the link in the default browser (xdg-open)
+        #[arg(long)]
+        browser: bool,
+    },
     /// Show connected and recently seen peers
     Peers,
     /// Create, list and manage conversations
@@ -492,6 +499,49 @@ impl Conn {
     }
 }
 
+/// `vaarta open`: a one-time sign-in link from the running node, printed (and, with
+/// `--browser`, handed to xdg-open; if that fails the link is still printed).
+fn open(home: &Home, browser: bool, json: bool) -> Result<()> {
+    let Conn::Online(client) = Conn::open(home)? else {
+        bail!("the web app is served by the running node: start it with `vaarta up`");
+    };
+    let link = client.login_code().map_err(|e| anyhow!(e.message))?;
+    let url = link["url"].as_str().unwrap_or_default().to_string();
+    if url.is_empty() {
+        bail!("the node answered without a sign-in link");
+    }
+    let opened = browser
+        && match std::process::Command::new("xdg-open")
+            .arg(&url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+        {
+            Ok(st) if st.success() => true,
+            Ok(st) => {
+                eprintln!("xdg-open failed ({st}): open the link yourself");
+                false
+            }
+            Err(e) => {
+                eprintln!("cannot run xdg-open ({e}): open the link yourself");
+                false
+            }
+        };
+    if json {
+        print_json(&serde_json::json!({
+            "url": url,
+            "expires_in_ms": link["expires_in_ms"],
+            "opened": opened,
+        }))
+    } else {
+        let secs = link["expires_in_ms"].as_u64().unwrap_or(0) / 1000;
+        out!("{url}");
+        out!("Open this link in a browser on this device: it signs in once, within {secs} s.");
+        Ok(())
+    }
+}
+
 /// Standard output was closed by its reader (`vaarta log | head -1`): the command stops
 /// and exits 0 without a message, as `cat` and `grep` do.
 #[derive(Debug)]
@@ -747,6 +797,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Open { browser } => open(&home, browser, json),
         Command::Peers => {
             let conn = Conn::open(&home)?;
             let p = conn.request(Request::Peers)?;
@@ -1198,6 +1249,7 @@ fn up(
             node.api_addr,
             home.token_path().display()
         );
+        say!("web app:   run `vaarta open` for a sign-in link");
         if let Some((program, jobs)) = on_message {
             say!(
                 "on each message: {} (at most {jobs} at once)",

@@ -1,0 +1,212 @@
+// The screens, built with DOM calls only (text is always set as text, never as HTML).
+import { t, num, bytes, dateTime, ago, LANGUAGES, language } from "./i18n.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === false || v === null || v === undefined) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+// An icon drawn in SVG (no icon font, no emoji font needed), hidden from screen readers:
+// the label next to it says the same in words.
+function icon(path) {
+  const s = document.createElementNS(SVG, "svg");
+  s.setAttribute("viewBox", "0 0 24 24");
+  s.setAttribute("class", "icon");
+  s.setAttribute("aria-hidden", "true");
+  const p = document.createElementNS(SVG, "path");
+  p.setAttribute("d", path);
+  s.append(p);
+  return s;
+}
+const BOLT = "M13 2 4 14h6l-1 8 9-12h-6z";
+const ALERT = "M12 2 1 21h22zm-1 7h2v6h-2zm0 8h2v2h-2z";
+const UP = "M12 4 4 14h5v6h6v-6h5z";
+
+const RANK = { flash: 3, immediate: 2, priority: 1, routine: 0 };
+
+// The precedence label: colour, an icon and the word (never colour alone).
+export function badge(precedence) {
+  if (!precedence || precedence === "routine") return null;
+  const path = precedence === "flash" ? BOLT : precedence === "immediate" ? ALERT : UP;
+  return h("span", { class: `badge badge-${precedence}`, "data-precedence": precedence },
+    icon(path), h("span", { class: "badge-text", text: t(`prec-${precedence}`) }));
+}
+
+export function highest(msgs) {
+  let best = "routine";
+  for (const m of msgs) if ((RANK[m.precedence] || 0) > RANK[best]) best = m.precedence;
+  return best;
+}
+
+export function screen(titleId, ...body) {
+  return [h("h2", { class: "screen-title", id: "screen-title", text: t(titleId) }), ...body];
+}
+
+export function notice(titleId, helpId, extraId) {
+  return h("section", { class: "notice" },
+    h("h2", { class: "screen-title", id: "screen-title", text: t(titleId) }),
+    extraId ? h("p", { class: "error", role: "alert", text: t(extraId) }) : null,
+    h("p", { text: t(helpId) }));
+}
+
+// The conversation list: title, last message, unread count, highest unread precedence.
+export function list(items) {
+  if (items.length === 0) return screen("list-title", h("p", { class: "empty", text: t("list-empty") }));
+  const rows = items.map(({ conv, last, unread, unreadPrecedence }) =>
+    h("li", { class: "conv-row" },
+      h("a", { href: `#/c/${encodeURIComponent(conv.id)}`, class: "conv-link", "data-conversation": conv.id },
+        h("span", { class: "conv-line" },
+          h("span", { class: "conv-title", text: conv.title }),
+          unread > 0 ? h("span", { class: "unread", text: t("list-unread", { count: unread }) }) : null),
+        h("span", { class: "conv-line" },
+          badge(unread > 0 ? unreadPrecedence : last && last.precedence),
+          h("span", { class: "conv-last", text: last ? `${last.author_name || ""}: ${last.deleted ? t("conv-deleted") : last.body}` : t("list-no-messages") }),
+          last ? h("time", { class: "when", datetime: new Date(last.sent_at_ms).toISOString(), text: dateTime(last.sent_at_ms) }) : null))));
+  return screen("list-title", h("ul", { class: "conv-list", "aria-labelledby": "screen-title" }, rows));
+}
+
+function stateText(m) {
+  if (!m.mine) return t("state-received");
+  const k = /^delivered to (\d+) of (\d+)$/.exec(m.state || "");
+  if (k) return t("state-delivered-count", { k: num(+k[1]), n: num(+k[2]) });
+  return m.state === "delivered" ? t("state-delivered") : t("state-sent");
+}
+
+// One message: author, time, precedence, the message it answers, body, state, Reply.
+export function message(m, byId, onReply) {
+  const author = m.mine ? t("conv-you") : m.author_name || m.author.slice(0, 8);
+  const parent = m.reply_to && byId.get(m.reply_to);
+  const p = m.precedence || "routine";
+  return h("li", { class: `msg prec-${p}${m.mine ? " mine" : ""}`, "data-id": m.id, "data-precedence": p },
+    h("div", { class: "msg-head" },
+      badge(p),
+      h("span", { class: "author", text: author }),
+      h("time", { datetime: new Date(m.sent_at_ms).toISOString(), text: dateTime(m.sent_at_ms) })),
+    parent ? h("p", { class: "reply-ref", text: `${t("conv-in-reply", { name: parent.mine ? t("conv-you") : parent.author_name || "" })}: ${parent.deleted ? t("conv-deleted") : parent.body}` }) : null,
+    h("p", { class: `body${m.deleted ? " deleted" : ""}`, dir: "auto", text: m.deleted ? t("conv-deleted") : m.body }),
+    h("div", { class: "msg-foot" },
+      m.edited_at_ms ? h("span", { class: "edited", text: t("conv-edited") }) : null,
+      m.reactions && m.reactions.length ? h("span", { class: "reactions", text: m.reactions.map((r) => r.emoji).join(" ") }) : null,
+      h("span", { class: "state", text: stateText(m) }),
+      m.deleted ? null : h("button", { type: "button", class: "link-button reply", onclick: () => onReply(m), text: t("conv-reply") })));
+}
+
+// The conversation screen's frame: header, message list (filled later), compose form.
+export function conversation(conv, onSend) {
+  const list = h("ol", { class: "messages", "aria-live": "polite", "aria-labelledby": "screen-title" });
+  const replying = h("div", { class: "replying", hidden: true });
+  const text = h("textarea", { id: "compose-text", name: "body", rows: "2", required: true, placeholder: t("compose-placeholder"), dir: "auto" });
+  const prec = h("select", { id: "compose-precedence", name: "precedence" },
+    ["routine", "priority", "immediate", "flash"].map((p) => h("option", { value: p, text: t(`prec-${p}`) })));
+  const error = h("p", { class: "error", role: "alert", hidden: true });
+  const form = h("form", { class: "compose", id: "compose" },
+    replying,
+    h("div", { class: "compose-row" },
+      h("label", { for: "compose-precedence", text: t("compose-precedence") }),
+      prec),
+    h("label", { for: "compose-text", class: "visually-hidden", text: t("compose-label") }),
+    h("div", { class: "compose-text-row" },
+      text,
+      h("button", { type: "submit", class: "primary", id: "compose-send", text: t("compose-send") })),
+    error);
+  text.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit();
+  });
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    onSend({ text, prec, error, form });
+  });
+  const members = conv.members ? conv.members.length : 0;
+  const view = [
+    h("div", { class: "conv-head" },
+      h("a", { href: "#/", class: "back", text: t("conv-back") }),
+      h("h2", { class: "screen-title", id: "screen-title", text: conv.title }),
+      h("span", { class: "members", text: t("conv-members", { count: members }) })),
+    list,
+    form,
+  ];
+  return { view, list, replying, text };
+}
+
+export function showReplying(el, m, onCancel) {
+  el.replaceChildren();
+  if (!m) {
+    el.hidden = true;
+    return;
+  }
+  el.hidden = false;
+  el.append(
+    h("span", { text: `${t("conv-replying", { name: m.mine ? t("conv-you") : m.author_name || "" })}: ${m.body}` }),
+    h("button", { type: "button", class: "link-button", onclick: onCancel, text: t("conv-reply-cancel") }));
+}
+
+function transport(addr) {
+  const a = addr || "";
+  if (a.includes("/quic")) return t("transport-quic");
+  if (a.includes("/tcp/")) return t("transport-tcp");
+  if (a.includes("ble") || a.includes("bluetooth")) return t("transport-ble");
+  return t("transport-other");
+}
+
+function facts(pairs) {
+  return h("dl", { class: "facts" }, pairs.map(([k, v]) => h("div", { class: "fact" }, h("dt", { text: t(k) }), h("dd", { text: v }))));
+}
+
+// Mesh health: the node's state, its links with their transports, the peers seen and when.
+export function mesh(status, peers) {
+  const tr = status.traffic || {};
+  const connected = (peers.connected || []).map((p) =>
+    h("li", { class: "peer" },
+      h("span", { class: "peer-name", text: p.name || t("mesh-unknown-peer") }),
+      h("span", { class: "peer-detail", text: `${transport(p.addr)} · ${t(p.outbound ? "mesh-outbound" : "mesh-inbound")} · ${t("mesh-since", { time: ago(p.since_ms) })}` }),
+      h("span", { class: "peer-detail", text: t("mesh-traffic-value", { in: bytes(p.bytes_in), out: bytes(p.bytes_out) }) })));
+  const seen = (peers.seen || []).map((p) =>
+    h("li", { class: "peer" },
+      h("span", { class: "peer-name", text: p.name || t("mesh-unknown-peer") }),
+      h("span", { class: "peer-detail", text: `${transport((p.addrs || [])[0])}${p.static ? ` · ${t("mesh-static")}` : ""} · ${t("mesh-last-seen", { time: ago(p.last_seen_ms) })}` })));
+  const unreachable = (peers.static || []).filter((s) => s.unreachable).map((s) =>
+    h("li", { class: "peer" }, h("span", { class: "peer-name addr", text: s.addr }),
+      h("span", { class: "peer-detail error", text: t("mesh-unreachable", { count: num(s.failures) }) })));
+  const warnings = status.warnings || [];
+  return screen("mesh-title",
+    facts([
+      ["mesh-state", t(status.online ? "mesh-online" : "mesh-offline")],
+      ["mesh-links", num(status.links)],
+      ["mesh-conversations", num(status.conversations)],
+      ["mesh-backlog", num(status.pending)],
+      ["mesh-stored", bytes(status.stored_bytes)],
+      ["mesh-traffic", t("mesh-traffic-value", { in: bytes(tr.bytes_in || 0), out: bytes(tr.bytes_out || 0) })],
+      ["mesh-refused", num(tr.refused || 0)],
+    ]),
+    h("h3", { text: t("mesh-connected") }),
+    connected.length ? h("ul", { class: "peers" }, connected) : h("p", { class: "empty", text: t("mesh-none-connected") }),
+    h("h3", { text: t("mesh-seen") }),
+    seen.length || unreachable.length ? h("ul", { class: "peers" }, seen, unreachable) : h("p", { class: "empty", text: t("mesh-none-seen") }),
+    warnings.length ? [h("h3", { text: t("mesh-warnings") }), h("ul", { class: "warnings" }, warnings.map((w) => h("li", { text: w })))] : null);
+}
+
+// Settings: language (switched at once), theme, this device, sign out.
+export function settings(status, theme, { onLanguage, onTheme, onSignOut }) {
+  const lang = h("select", { id: "settings-language", onchange: (e) => onLanguage(e.target.value) },
+    Object.entries(LANGUAGES).map(([code, name]) => h("option", { value: code, lang: code, selected: code === language(), text: name })));
+  const th = h("select", { id: "settings-theme", onchange: (e) => onTheme(e.target.value) },
+    ["system", "light", "dark"].map((v) => h("option", { value: v, selected: v === theme, text: t(`theme-${v}`) })));
+  return screen("settings-title",
+    h("div", { class: "field" }, h("label", { for: "settings-language", text: t("settings-language") }), lang),
+    h("div", { class: "field" }, h("label", { for: "settings-theme", text: t("settings-theme") }), th),
+    status ? h("h3", { text: t("settings-device") }) : null,
+    status ? facts([["settings-device", status.name], ["settings-safety", status.safety_number]]) : null,
+    h("button", { type: "button", class: "secondary", id: "signout", onclick: onSignOut, text: t("settings-signout") }));
+}
