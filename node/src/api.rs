@@ -317,6 +317,9 @@ pub struct NodeFacts {
     /// Static peers, link addresses and recently linked peers ([`crate::peers`]).
     #[serde(skip)]
     pub peers: crate::peers::PeerBook,
+    /// Each link's transport (tcp, quic, ble-l2cap, ble-gatt), by link id.
+    #[serde(skip)]
+    pub transports: std::collections::BTreeMap<u64, String>,
 }
 
 /// The answer to an empty conversation id (the client gives it too: an empty path segment
@@ -454,7 +457,8 @@ pub fn execute<S: Store>(
                 .map(|l| {
                     json!({"link": l.link.0, "peer": l.peer.as_str(), "device": l.device.map(|d| d.to_string()),
                            "name": l.name, "outbound": l.outbound, "ready": l.ready, "since_ms": l.since_ms,
-                           "bytes_in": l.bytes_in, "bytes_out": l.bytes_out})
+                           "bytes_in": l.bytes_in, "bytes_out": l.bytes_out,
+                           "transport": facts.transports.get(&l.link.0).map_or("tcp", |t| t.as_str())})
                 })
                 .collect();
             let linked: Vec<String> = engine

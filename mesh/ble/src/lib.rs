@@ -40,6 +40,8 @@
 //! Frames that arrived whole before the error are still delivered by `poll_event`.
 
 pub mod advert;
+#[cfg(feature = "ble")]
+pub mod driver;
 pub mod frag;
 pub mod manager;
 pub mod noise;
