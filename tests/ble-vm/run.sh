@@ -68,7 +68,7 @@ start=$(date +%s)
 set +e
 timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m 1536 -smp 1 -nographic -no-reboot -nic none \
   -kernel "kroot-$KV/boot/vmlinuz-$KV" -initrd initrd.cpio.gz \
-  -append "console=ttyS0 rdinit=/init panic=-1 quiet" | tee console.log
+  -append "console=ttyS0 rdinit=/init panic=-1 quiet vaarta_modes=${BLE_VM_MODES:-l2cap,gatt}" | tee console.log
 set -e
 echo "BLE-VM host: boot + test took $(( $(date +%s) - start ))s (kernel $KV)"
 grep -q '^BLE-VM RESULT PASS' console.log

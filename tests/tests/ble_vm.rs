@@ -63,7 +63,8 @@ fn ble_binary() -> Option<PathBuf> {
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
         .output()
         .ok()?;
-    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     (!text.contains("built without Bluetooth")).then_some(bin)
 }
 

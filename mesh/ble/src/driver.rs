@@ -32,9 +32,7 @@ use bluer::gatt::local::{
 use bluer::gatt::{CharacteristicReader, CharacteristicWriter};
 use bluer::l2cap::{SeqPacket, SeqPacketListener, Socket, SocketAddr};
 use bluer::{Address, AddressType};
-use btleplug::api::{
-    Central, CentralEvent, Manager as _, Peripheral as _, ScanFilter, WriteType,
-};
+use btleplug::api::{Central, CentralEvent, Manager as _, Peripheral as _, ScanFilter, WriteType};
 use futures::StreamExt;
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -300,7 +298,16 @@ pub async fn start(
                             }
                             let mtu = l2cap_mtu(&conn);
                             let io = Io::L2cap(Arc::new(conn));
-                            run_link(s.clone(), Role::Responder, io, Transport::L2cap, mtu, peer.addr, false).await;
+                            run_link(
+                                s.clone(),
+                                Role::Responder,
+                                io,
+                                Transport::L2cap,
+                                mtu,
+                                peer.addr,
+                                false,
+                            )
+                            .await;
                             s.busy.lock().unwrap().remove(&peer.addr);
                         });
                     }
@@ -331,7 +338,16 @@ pub async fn start(
     let s = shared.clone();
     tokio::spawn(async move {
         let _app = app_handle;
-        main_loop(s, adapter, advertiser, central, central_events, rx_ctl, tx_ctl).await;
+        main_loop(
+            s,
+            adapter,
+            advertiser,
+            central,
+            central_events,
+            rx_ctl,
+            tx_ctl,
+        )
+        .await;
     });
     tracing::info!(adapter = %name, address = %local, l2cap = shared.config.l2cap, "Bluetooth LE up");
     Ok(Handle { shared })
@@ -344,10 +360,7 @@ fn l2cap_mtu(conn: &SeqPacket) -> u16 {
     (m.min(L2CAP_MTU as usize) as u16).max(crate::frag::MIN_MTU)
 }
 
-async fn advertise(
-    adapter: &bluer::Adapter,
-    data: AdvertData,
-) -> Option<AdvertisementHandle> {
+async fn advertise(adapter: &bluer::Adapter, data: AdvertData) -> Option<AdvertisementHandle> {
     let full = Advertisement {
         advertisement_type: bluer::adv::Type::Peripheral,
         service_uuids: [SERVICE_UUID].into_iter().collect(),
@@ -357,13 +370,15 @@ async fn advertise(
     };
     match adapter.advertise(full).await {
         Ok(h) => return Some(h),
-        Err(e) => tracing::debug!(error = %e, "advert with the UUID list refused; trying service data only"),
+        Err(e) => {
+            tracing::debug!(error = %e, "advert with the UUID list refused; trying service data only")
+        }
     }
-    // A legacy advert (31 bytes) holds flags and the service data only.
+    // A legacy advert (31 bytes) holds the service data alone (30 bytes with the 128-bit
+    // UUID): no flags, no UUID list.
     let small = Advertisement {
         advertisement_type: bluer::adv::Type::Peripheral,
         service_data: [(SERVICE_UUID, data.to_vec())].into_iter().collect(),
-        discoverable: Some(true),
         ..Default::default()
     };
     match adapter.advertise(small).await {
@@ -481,7 +496,10 @@ fn start_peripheral(
     let (Some(r), Some(w)) = (readers.remove(&addr), writers.remove(&addr)) else {
         return;
     };
-    let mtu = r.mtu().min(w.mtu()).clamp(crate::frag::MIN_MTU as usize, crate::frag::MAX_MTU as usize) as u16;
+    let mtu = r
+        .mtu()
+        .min(w.mtu())
+        .clamp(crate::frag::MIN_MTU as usize, crate::frag::MAX_MTU as usize) as u16;
     let s = s.clone();
     tokio::spawn(async move {
         let io = Io::GattPeripheral(Arc::new(w), r);
@@ -509,7 +527,9 @@ async fn dial(
                 run_link(s, Role::Initiator, io, Transport::L2cap, mtu, addr, true).await;
                 return;
             }
-            Ok(Err(e)) => tracing::info!(peer = %addr, error = %e, "L2CAP connect failed; trying GATT"),
+            Ok(Err(e)) => {
+                tracing::info!(peer = %addr, error = %e, "L2CAP connect failed; trying GATT")
+            }
             Err(_) => tracing::info!(peer = %addr, "L2CAP connect timed out; trying GATT"),
         }
     }
@@ -522,7 +542,9 @@ async fn dial(
         let rx = chars.iter().find(|c| c.uuid == RX_UUID).cloned();
         let tx = chars.iter().find(|c| c.uuid == TX_UUID).cloned();
         let (Some(rx), Some(tx)) = (rx, tx) else {
-            return Err(btleplug::Error::NotSupported("no Vaarta characteristics".into()));
+            return Err(btleplug::Error::NotSupported(
+                "no Vaarta characteristics".into(),
+            ));
         };
         let notes = p.notifications().await?;
         p.subscribe(&tx).await?;
@@ -547,20 +569,28 @@ async fn dial(
     }
 }
 
-type Notes = std::pin::Pin<Box<dyn futures::Stream<Item = btleplug::api::ValueNotification> + Send>>;
+type Notes =
+    std::pin::Pin<Box<dyn futures::Stream<Item = btleplug::api::ValueNotification> + Send>>;
 
 /// One link's packet I/O.
 enum Io {
     L2cap(Arc<SeqPacket>),
     GattPeripheral(Arc<CharacteristicWriter>, CharacteristicReader),
-    GattCentral(Arc<btleplug::platform::Peripheral>, btleplug::api::Characteristic, Notes),
+    GattCentral(
+        Arc<btleplug::platform::Peripheral>,
+        btleplug::api::Characteristic,
+        Notes,
+    ),
 }
 
 /// The sending half, moved into the writer task.
 enum Tx {
     L2cap(Arc<SeqPacket>),
     GattPeripheral(Arc<CharacteristicWriter>),
-    GattCentral(Arc<btleplug::platform::Peripheral>, btleplug::api::Characteristic),
+    GattCentral(
+        Arc<btleplug::platform::Peripheral>,
+        btleplug::api::Characteristic,
+    ),
 }
 
 impl Tx {
@@ -640,7 +670,10 @@ async fn run_link(
     let now = s.now();
     s.manager.lock().unwrap().remove_link(id, now);
     if let Some(reason) = reason {
-        let _ = s.events.send(DriverEvent::LinkDown { link: id, reason }).await;
+        let _ = s
+            .events
+            .send(DriverEvent::LinkDown { link: id, reason })
+            .await;
     }
 }
 
@@ -657,8 +690,15 @@ async fn drive_link(
     outbound: bool,
     mut frames: mpsc::Receiver<Vec<u8>>,
 ) -> Option<String> {
-    let mut link = match Link::new(role, &s.identity, None, s.config.link.clone(), random32(), s.now())
-        .and_then(|mut l| l.set_mtu(mtu).map(|()| l))
+    let mut link = match Link::new(
+        role,
+        &s.identity,
+        None,
+        s.config.link.clone(),
+        random32(),
+        s.now(),
+    )
+    .and_then(|mut l| l.set_mtu(mtu).map(|()| l))
     {
         Ok(l) => l,
         Err(e) => {
@@ -694,7 +734,11 @@ async fn drive_link(
         }
         while let Some(ev) = link.poll_event() {
             match ev {
-                Event::Established { device, local_tid, remote_tid } => {
+                Event::Established {
+                    device,
+                    local_tid,
+                    remote_tid,
+                } => {
                     up = true;
                     let _ = s
                         .events
@@ -710,7 +754,13 @@ async fn drive_link(
                         .await;
                 }
                 Event::Frame { frame, .. } => {
-                    let _ = s.events.send(DriverEvent::Frame { link: id, bytes: frame }).await;
+                    let _ = s
+                        .events
+                        .send(DriverEvent::Frame {
+                            link: id,
+                            bytes: frame,
+                        })
+                        .await;
                 }
             }
         }
@@ -726,7 +776,9 @@ async fn drive_link(
         let deadline = link.poll_timeout();
         let sleep = async {
             match deadline {
-                Some(t) => tokio::time::sleep(Duration::from_millis(t.saturating_sub(s.now()))).await,
+                Some(t) => {
+                    tokio::time::sleep(Duration::from_millis(t.saturating_sub(s.now()))).await
+                }
                 None => std::future::pending().await,
             }
         };
