@@ -611,6 +611,30 @@ mod tests {
         assert!(read_frame(&mut r, 100).await.is_err());
     }
 
+    /// Bluetooth links take their ids from the mesh's allocator: one id space, no repeats
+    /// across clones and threads.
+    #[test]
+    fn link_ids_are_one_space_shared_by_every_transport() {
+        let ids = LinkIds::default();
+        let other = ids.clone();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let ids = ids.clone();
+                std::thread::spawn(move || (0..1000).map(|_| ids.next().0).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut all: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.push(other.next().0);
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "an id was handed out twice");
+        assert!(all[0] >= 1, "0 is never a link id");
+    }
+
     #[tokio::test]
     async fn two_meshes_link_over_loopback() {
         let cfg = Config {

@@ -541,4 +541,51 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn bluetooth_settings_come_from_flags_env_and_file() {
+        let e = with("", &Flags::default(), &[]).unwrap();
+        assert_eq!(e.options().ble, None, "off by default");
+        let text = "ble = true\nble_l2cap = false\nble_adapter = \"hci1\"\n";
+        let e = with(text, &Flags::default(), &[]).unwrap();
+        assert_eq!(
+            e.options().ble,
+            Some(crate::BleOptions {
+                adapter: Some("hci1".into()),
+                l2cap: false
+            })
+        );
+        assert_eq!(
+            e.to_json()["settings"]["ble_l2cap"],
+            json!({"value": false, "from": "file"})
+        );
+        let env = [("VAARTA_BLE_ADAPTER", "hci0"), ("VAARTA_BLE_L2CAP", "on")];
+        let e = with(text, &Flags::default(), &env).unwrap();
+        assert_eq!(
+            e.options().ble,
+            Some(crate::BleOptions {
+                adapter: Some("hci0".into()),
+                l2cap: true
+            })
+        );
+        let flags = Flags {
+            ble: Some(false),
+            ..Flags::default()
+        };
+        assert_eq!(with(text, &flags, &env).unwrap().options().ble, None);
+        let flags = Flags {
+            ble_l2cap: Some(false),
+            ..Flags::default()
+        };
+        let e = with("", &flags, &[("VAARTA_BLE", "1")]).unwrap();
+        assert_eq!(
+            e.options().ble,
+            Some(crate::BleOptions {
+                adapter: None,
+                l2cap: false
+            })
+        );
+        let e = with("ble = \"yes\"\n", &Flags::default(), &[]).unwrap_err().0;
+        assert!(e.contains(":1:7: invalid type"), "{e}");
+    }
 }

@@ -43,10 +43,12 @@ say() { echo "BLE-VM [$(up)s] $*"; }
 devid() { V $1 id --json | tr -d ' \n' | sed 's/.*"device_id":"\([^"]*\)".*/\1/'; }
 # wait_until SECONDS command...: polls every 0.5 s
 wait_until() { end=$(echo "$(up) $1" | awk '{print int($1+$2)}'); shift
-  while [ "$(up | cut -d. -f1)" -lt "$end" ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done; return 1; }
+  while [ "$(up | cut -d. -f1)" -lt "$end" ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done; "$@" >/dev/null 2>&1; }
 ready_over() { V $1 peers --json | tr -d ' \n' | grep -q "\"ready\":true[^}]*\"transport\":\"$2\""; }
 has_msg() { V $1 log "$CONV" --json --limit 1000 | grep -q "$2"; }
 bodies() { V $1 log "$CONV" --json --limit 1000 | tr -d '\n' | sed 's/}{/}\n{/g' | sed -n 's/.*"body":"\([^"]*\)".*/\1/p' | cut -c1-40 | md5sum | cut -d' ' -f1; }
+
+agree() { ha=$(bodies a); hb=$(bodies b); hc=$(bodies c); [ -n "$ha" ] && [ "$ha" = "$hb" ] && [ "$hb" = "$hc" ]; }
 
 run_mode() {
   MODE=$1; EXTRA=$2; WANT=$3
@@ -80,24 +82,31 @@ run_mode() {
   check $MODE c-to-a $r "(C -> B -> A in $(echo "$(up) $t" | awk '{printf "%.1f", $1-$2}')s)"
   if [ "$MODE" = l2cap ]; then
     # FLASH during a 1 MB bulk transfer: measured, not asserted (the engine numbers pushes
-    # per link, so a FLASH push cannot overtake bulk pushes yet).
+    # per link, so a FLASH push cannot overtake bulk pushes yet). A writes 16 messages of
+    # 64 KB while its node is down; once its Bluetooth link to B is back the catch-up (1 MB)
+    # is under way and A sends one FLASH message; B's log shows which arrived first.
     head -c 49000 /dev/urandom | base64 | tr -d '\n' | cut -c1-65000 > /tmp/bulk.txt
-    t=$(up)
+    kill $PA; wait $PA 2>/dev/null
     i=0; while [ $i -lt 16 ]; do V a send "$CONV" --file /tmp/bulk.txt >/dev/null; i=$((i+1)); done
+    UP a --ble --ble-adapter hci0 $EXTRA --listen /ip4/127.0.0.1/tcp/0 --no-mdns >> /tmp/$MODE/a.log 2>&1 &
+    PA=$!
+    wait_until 90 ready_over a "$WANT"
+    t=$(up)
     V a send "$CONV" "FLASH levee breach" --precedence flash >/dev/null
     ts=$(up)
-    flash=""; bulk=""
-    n=0; while [ $n -lt 600 ] && { [ -z "$flash" ] || [ -z "$bulk" ]; }; do
-      out=$(V b log "$CONV" --json --limit 1000 2>/dev/null)
+    flash=""; bulk=""; prefix=$(cut -c1-32 /tmp/bulk.txt)
+    end=$(echo "$(up)" | awk '{print int($1+300)}')
+    while [ "$(up | cut -d. -f1)" -lt "$end" ] && { [ -z "$flash" ] || [ -z "$bulk" ]; }; do
+      out=$(V b log "$CONV" --json --limit 100 2>/dev/null)
       [ -z "$flash" ] && echo "$out" | grep -q "FLASH levee breach" && flash=$(up)
-      [ -z "$bulk" ] && [ "$(echo "$out" | grep -c "$(cut -c1-32 /tmp/bulk.txt)")" -ge 16 ] && bulk=$(up)
-      sleep 0.5; n=$((n+1))
+      [ -z "$bulk" ] && [ "$(echo "$out" | grep -c "$prefix")" -ge 16 ] && bulk=$(up)
+      sleep 0.5
     done
-    echo "BLE-VM MEASURE l2cap flash-during-bulk queued_at=$(echo "$ts $t" | awk '{printf "%.1f", $1-$2}')s flash_at=$(echo "${flash:-0} $t" | awk '{printf "%.1f", $1-$2}')s bulk_done_at=$(echo "${bulk:-0} $t" | awk '{printf "%.1f", $1-$2}')s first=$( [ -n "$flash" ] && [ -n "$bulk" ] && awk "BEGIN{exit !($flash < $bulk)}" && echo flash || echo bulk)"
+    rel() { [ -n "$1" ] && echo "$1 $t" | awk '{printf "%.1fs", $1-$2}' || echo never; }
+    first=bulk; [ -n "$flash" ] && { [ -z "$bulk" ] || awk "BEGIN{exit !($flash < $bulk)}"; } && first=flash
+    echo "BLE-VM MEASURE $MODE flash-during-1MB-bulk link_up_to_flash_sent=$(rel $ts) flash_at_b=$(rel $flash) bulk_done_at_b=$(rel $bulk) first=$first"
   fi
-  sleep 3
-  ha=$(bodies a); hb=$(bodies b); hc=$(bodies c)
-  [ "$ha" = "$hb" ] && [ "$hb" = "$hc" ]; check $MODE logs-agree $? "($ha $hb $hc)"
+  wait_until 180 agree; check $MODE logs-agree $? "($ha $hb $hc)"
   kill $PA $PB $PC 2>/dev/null
   sleep 2
 }

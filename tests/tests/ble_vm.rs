@@ -117,3 +117,42 @@ fn a_to_c_through_b_over_l2cap_and_gatt_in_a_qemu_guest() {
         );
     }
 }
+
+/// The default build has no Bluetooth: `--ble` (flag or config file) says how to get it and
+/// the node does not start.
+#[test]
+fn up_ble_without_the_feature_says_how_to_rebuild() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().join("h");
+    let bin = vaarta_tests::bin();
+    let ok = Command::new(&bin)
+        .arg("--home")
+        .arg(&h)
+        .args(["init", "--name", "n"])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let up = |extra: &[&str]| {
+        Command::new("timeout")
+            .arg("30")
+            .arg(&bin)
+            .arg("--home")
+            .arg(&h)
+            .args(["up", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = up(&["--ble"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("built without Bluetooth: rebuild with --features ble"),
+        "{err}"
+    );
+    std::fs::write(h.join("vaarta.toml"), "ble = true\nble_l2cap = false\n").unwrap();
+    let out = up(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("built without Bluetooth"), "{err}");
+}
