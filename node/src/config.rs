@@ -585,7 +585,9 @@ mod tests {
                 l2cap: false
             })
         );
-        let e = with("ble = \"yes\"\n", &Flags::default(), &[]).unwrap_err().0;
+        let e = with("ble = \"yes\"\n", &Flags::default(), &[])
+            .unwrap_err()
+            .0;
         assert!(e.contains(":1:7: invalid type"), "{e}");
     }
 }

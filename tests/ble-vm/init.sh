@@ -44,7 +44,10 @@ devid() { V $1 id --json | tr -d ' \n' | sed 's/.*"device_id":"\([^"]*\)".*/\1/'
 # wait_until SECONDS command...: polls every 0.5 s
 wait_until() { end=$(echo "$(up) $1" | awk '{print int($1+$2)}'); shift
   while [ "$(up | cut -d. -f1)" -lt "$end" ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done; "$@" >/dev/null 2>&1; }
-ready_over() { V $1 peers --json | tr -d ' \n' | grep -q "\"ready\":true[^}]*\"transport\":\"$2\""; }
+# ready_over NODE DEVICE TRANSPORT: NODE has a ready link to DEVICE over TRANSPORT.
+# (DEVICE "": any; a device shows only once the two share a conversation.)
+ready_over() { d="\"device\":\"$2\""; [ -z "$2" ] && d=""
+  V $1 peers --json | tr -d ' \n' | grep -q "$d[^}]*\"ready\":true[^}]*\"transport\":\"$3\""; }
 has_msg() { V $1 log "$CONV" --json --limit 1000 | grep -q "$2"; }
 bodies() { V $1 log "$CONV" --json --limit 1000 | tr -d '\n' | sed 's/}{/}\n{/g' | sed -n 's/.*"body":"\([^"]*\)".*/\1/p' | cut -c1-40 | md5sum | cut -d' ' -f1; }
 
@@ -58,6 +61,7 @@ run_mode() {
   A=$(devid a); B=$(devid b); C=$(devid c)
   say "devices A=$A B=$B C=$C"
   V b invites accept "$A" >/dev/null; V c invites accept "$A" >/dev/null
+  V b invites accept "$C" >/dev/null; V c invites accept "$B" >/dev/null
   export RUST_LOG=info,vaarta_ble=debug
   UP b --ble --ble-adapter hci1 $EXTRA --listen /ip4/127.0.0.1/tcp/7447 --no-mdns > /tmp/$MODE/b.log 2>&1 &
   PB=$!
@@ -67,9 +71,9 @@ run_mode() {
   PC=$!
   say "nodes started"
   t=$(up)
-  wait_until 90 ready_over a "$WANT"; r=$?
+  wait_until 90 ready_over a "" "$WANT"; r=$?
   check $MODE link-a-b-$WANT $r "(A linked to B over $WANT after $(echo "$(up) $t" | awk '{printf "%.1f", $1-$2}')s)"
-  wait_until 60 ready_over c tcp; check $MODE link-c-b-tcp $? ""
+  wait_until 60 ready_over c "" tcp; check $MODE link-c-b-tcp $? ""
   if V a peers --json | tr -d ' \n' | grep -q '"transport":"tcp"'; then check $MODE a-has-no-tcp-link 1 ""; else check $MODE a-has-no-tcp-link 0 ""; fi
   CONV=$(V a conv create "Flood $MODE" --member "$B" --member "$C" | tr -d ' \n')
   t=$(up)
@@ -80,6 +84,9 @@ run_mode() {
   V c send "$CONV" "reply to A from C ($MODE)" >/dev/null
   wait_until 60 has_msg a "reply to A from C"; r=$?
   check $MODE c-to-a $r "(C -> B -> A in $(echo "$(up) $t" | awk '{printf "%.1f", $1-$2}')s)"
+  # This mode's B, not a node left from the last mode: the devices show now.
+  wait_until 30 ready_over a "$B" "$WANT"; check $MODE a-linked-to-this-b-over-$WANT $? ""
+  wait_until 30 ready_over c "$B" tcp; check $MODE c-linked-to-this-b-over-tcp $? ""
   if [ "$MODE" = l2cap ]; then
     # FLASH during a 1 MB bulk transfer: measured, not asserted (the engine numbers pushes
     # per link, so a FLASH push cannot overtake bulk pushes yet). A writes 16 messages of
@@ -90,7 +97,7 @@ run_mode() {
     i=0; while [ $i -lt 16 ]; do V a send "$CONV" --file /tmp/bulk.txt >/dev/null; i=$((i+1)); done
     UP a --ble --ble-adapter hci0 $EXTRA --listen /ip4/127.0.0.1/tcp/0 --no-mdns >> /tmp/$MODE/a.log 2>&1 &
     PA=$!
-    wait_until 90 ready_over a "$WANT"
+    wait_until 90 ready_over a "" "$WANT"
     t=$(up)
     V a send "$CONV" "FLASH levee breach" --precedence flash >/dev/null
     ts=$(up)
@@ -107,8 +114,13 @@ run_mode() {
     echo "BLE-VM MEASURE $MODE flash-during-1MB-bulk link_up_to_flash_sent=$(rel $ts) flash_at_b=$(rel $flash) bulk_done_at_b=$(rel $bulk) first=$first"
   fi
   wait_until 180 agree; check $MODE logs-agree $? "($ha $hb $hc)"
+  # Every node gone before the next mode (a left-over B would still serve hci1).
   kill $PA $PB $PC 2>/dev/null
-  sleep 2
+  ( sleep 20; kill -9 $PA $PB $PC 2>/dev/null ) &
+  K=$!
+  wait $PA $PB $PC 2>/dev/null
+  kill $K 2>/dev/null
+  sleep 1
 }
 
 MODES=$(sed -n 's/.*vaarta_modes=\([a-z0-9,]*\).*/\1/p' /proc/cmdline)
