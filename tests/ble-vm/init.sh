@@ -71,18 +71,18 @@ run_mode() {
   PC=$!
   say "nodes started"
   t=$(up)
-  wait_until 90 ready_over a "" "$WANT"; r=$?
+  wait_until 240 ready_over a "" "$WANT"; r=$?
   check $MODE link-a-b-$WANT $r "(A linked to B over $WANT after $(echo "$(up) $t" | awk '{printf "%.1f", $1-$2}')s)"
   wait_until 60 ready_over c "" tcp; check $MODE link-c-b-tcp $? ""
   if V a peers --json | tr -d ' \n' | grep -q '"transport":"tcp"'; then check $MODE a-has-no-tcp-link 1 ""; else check $MODE a-has-no-tcp-link 0 ""; fi
   CONV=$(V a conv create "Flood $MODE" --member "$B" --member "$C" | tr -d ' \n')
   t=$(up)
   V a send "$CONV" "hello C from A over Bluetooth ($MODE)" >/dev/null
-  wait_until 60 has_msg c "hello C from A"; r=$?
+  wait_until 120 has_msg c "hello C from A"; r=$?
   check $MODE a-to-c $r "(A -> B -> C in $(echo "$(up) $t" | awk '{printf "%.1f", $1-$2}')s)"
   t=$(up)
   V c send "$CONV" "reply to A from C ($MODE)" >/dev/null
-  wait_until 60 has_msg a "reply to A from C"; r=$?
+  wait_until 120 has_msg a "reply to A from C"; r=$?
   check $MODE c-to-a $r "(C -> B -> A in $(echo "$(up) $t" | awk '{printf "%.1f", $1-$2}')s)"
   # This mode's B, not a node left from the last mode: the devices show now.
   wait_until 30 ready_over a "$B" "$WANT"; check $MODE a-linked-to-this-b-over-$WANT $? ""
@@ -97,7 +97,7 @@ run_mode() {
     i=0; while [ $i -lt 16 ]; do V a send "$CONV" --file /tmp/bulk.txt >/dev/null; i=$((i+1)); done
     UP a --ble --ble-adapter hci0 $EXTRA --listen /ip4/127.0.0.1/tcp/0 --no-mdns >> /tmp/$MODE/a.log 2>&1 &
     PA=$!
-    wait_until 90 ready_over a "" "$WANT"
+    wait_until 150 ready_over a "" "$WANT"
     t=$(up)
     V a send "$CONV" "FLASH levee breach" --precedence flash >/dev/null
     ts=$(up)
