@@ -176,6 +176,25 @@ struct Behaviour {
 pub struct Handle {
     pub local_peer_id: PeerId,
     commands: mpsc::Sender<Command>,
+    link_ids: LinkIds,
+}
+
+/// The node's one link id space: libp2p links and any other transport's (Bluetooth) take
+/// their ids from here, so no two links ever share one.
+#[derive(Debug, Clone)]
+pub struct LinkIds(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Default for LinkIds {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1)))
+    }
+}
+
+impl LinkIds {
+    /// A fresh id, never handed out before.
+    pub fn next(&self) -> LinkId {
+        LinkId(self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 impl Handle {
@@ -186,6 +205,11 @@ impl Handle {
     /// For callers outside the async runtime (the engine thread): waits for room.
     pub fn blocking_command(&self, c: Command) -> bool {
         self.commands.blocking_send(c).is_ok()
+    }
+
+    /// The allocator this mesh takes its link ids from, for other transports.
+    pub fn link_ids(&self) -> LinkIds {
+        self.link_ids.clone()
     }
 }
 
@@ -315,11 +339,13 @@ pub async fn start(config: Config) -> Result<(Handle, mpsc::Receiver<Event>), Er
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (ev_tx, ev_rx) = mpsc::channel(4096);
-    tokio::spawn(run(swarm, cmd_rx, ev_tx, config.ban));
+    let link_ids = LinkIds::default();
+    tokio::spawn(run(swarm, cmd_rx, ev_tx, config.ban, link_ids.clone()));
     Ok((
         Handle {
             local_peer_id,
             commands: cmd_tx,
+            link_ids,
         },
         ev_rx,
     ))
@@ -335,6 +361,7 @@ async fn run(
     mut cmds: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     ban_for: Duration,
+    link_ids: LinkIds,
 ) {
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = match control.accept(PROTOCOL) {
@@ -345,7 +372,6 @@ async fn run(
         }
     };
     let mut links: BTreeMap<LinkId, LinkState> = BTreeMap::new();
-    let mut next_link: u64 = 1;
     let (done_tx, mut done_rx) = mpsc::channel::<(LinkId, LinkEnd)>(256);
     // Streams opened or accepted by helper tasks, to be registered here.
     let (new_tx, mut new_rx) =
@@ -420,8 +446,7 @@ async fn run(
                     }
                     continue;
                 }
-                let link = LinkId(next_link);
-                next_link += 1;
+                let link = link_ids.next();
                 let (tx, rx) = mpsc::channel(LINK_QUEUE);
                 links.insert(link, LinkState { peer, tx });
                 let _ = events.send(Event::LinkUp { link, peer, outbound, dialed, remote }).await;
@@ -584,6 +609,30 @@ mod tests {
         // Padded length.
         let mut r = futures::io::Cursor::new(vec![0x85, 0x00, 1, 2, 3, 4, 5]);
         assert!(read_frame(&mut r, 100).await.is_err());
+    }
+
+    /// Bluetooth links take their ids from the mesh's allocator: one id space, no repeats
+    /// across clones and threads.
+    #[test]
+    fn link_ids_are_one_space_shared_by_every_transport() {
+        let ids = LinkIds::default();
+        let other = ids.clone();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let ids = ids.clone();
+                std::thread::spawn(move || (0..1000).map(|_| ids.next().0).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut all: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.push(other.next().0);
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "an id was handed out twice");
+        assert!(all[0] >= 1, "0 is never a link id");
     }
 
     #[tokio::test]

@@ -321,6 +321,9 @@ pub struct NodeFacts {
     /// (the running node's; none for a command run offline).
     #[serde(skip)]
     pub credentials_dir: Option<std::path::PathBuf>,
+    /// Each link's transport (tcp, quic, ble-l2cap, ble-gatt), by link id.
+    #[serde(skip)]
+    pub transports: std::collections::BTreeMap<u64, String>,
 }
 
 /// The answer to an empty conversation id (the client gives it too: an empty path segment
@@ -460,6 +463,7 @@ pub fn execute<S: Store>(
                            "name": l.name, "outbound": l.outbound, "ready": l.ready, "since_ms": l.since_ms,
                            "bytes_in": l.bytes_in, "bytes_out": l.bytes_out,
                            "addr": facts.peers.link_addr(l.link.0),
+                           "transport": facts.transports.get(&l.link.0).map_or("tcp", |t| t.as_str()),
                            "credential": credential_json(l.credential.as_ref())})
                 })
                 .collect();

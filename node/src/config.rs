@@ -8,11 +8,14 @@
 //! relay = true
 //! api = "127.0.0.1:7450"
 //! log_level = "info"
+//! ble = false           # Bluetooth LE links (a build with `--features ble`)
+//! ble_l2cap = true      # false: GATT only
+//! ble_adapter = "hci0"  # default: BlueZ's default adapter
 //! ```
 //!
 //! Every setting is optional. Precedence, highest first: a command-line flag, an environment
 //! variable (`VAARTA_LISTEN`, `VAARTA_PEERS` (comma- or space-separated), `VAARTA_MDNS`,
-//! `VAARTA_RELAY` (true/false, 1/0, yes/no, on/off), `VAARTA_API`, and `RUST_LOG` for the log
+//! `VAARTA_RELAY`, `VAARTA_BLE`, `VAARTA_BLE_L2CAP` (true/false, 1/0, yes/no, on/off), `VAARTA_API`, `VAARTA_BLE_ADAPTER`, and `RUST_LOG` for the log
 //! level), the file, the default. A flag or variable replaces a list, it does not add to it.
 //! An unknown key, a value of the wrong type or a bad address is an error that names the
 //! file, the line and the column.
@@ -43,6 +46,9 @@ struct File {
     relay: Option<bool>,
     api: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
+    ble: Option<bool>,
+    ble_l2cap: Option<bool>,
+    ble_adapter: Option<Spanned<String>>,
 }
 
 /// A bad configuration: one line naming the file (and line and column) or the variable.
@@ -89,6 +95,12 @@ pub struct Flags {
     pub api: Option<String>,
     /// The level `-q`/`-v` asked for.
     pub log_level: Option<String>,
+    /// `--ble` / `--no-ble`.
+    pub ble: Option<bool>,
+    /// `--ble-no-l2cap` (`Some(false)`).
+    pub ble_l2cap: Option<bool>,
+    /// `--ble-adapter`.
+    pub ble_adapter: Option<String>,
 }
 
 /// The settings in force, each with its source.
@@ -102,6 +114,10 @@ pub struct Effective {
     pub relay: Setting<bool>,
     pub api: Setting<SocketAddr>,
     pub log_level: Setting<String>,
+    pub ble: Setting<bool>,
+    pub ble_l2cap: Setting<bool>,
+    /// Empty: BlueZ's default adapter.
+    pub ble_adapter: Setting<String>,
 }
 
 /// Line and column (from 1) of byte `at` of `text`.
@@ -278,6 +294,29 @@ impl Effective {
         };
         let mdns = switch(flags.mdns, "VAARTA_MDNS", file.mdns, defaults.mdns)?;
         let relay = switch(flags.relay, "VAARTA_RELAY", file.relay, defaults.relay)?;
+        let ble = switch(flags.ble, "VAARTA_BLE", file.ble, false)?;
+        let ble_l2cap = switch(flags.ble_l2cap, "VAARTA_BLE_L2CAP", file.ble_l2cap, true)?;
+        let ble_adapter = if let Some(a) = &flags.ble_adapter {
+            Setting {
+                value: a.trim().to_string(),
+                from: Source::Flag,
+            }
+        } else if let Some(v) = env_of("VAARTA_BLE_ADAPTER") {
+            Setting {
+                value: v.trim().to_string(),
+                from: Source::Env("VAARTA_BLE_ADAPTER"),
+            }
+        } else if let Some(s) = &file.ble_adapter {
+            Setting {
+                value: s.get_ref().trim().to_string(),
+                from: Source::File,
+            }
+        } else {
+            Setting {
+                value: String::new(),
+                from: Source::Default,
+            }
+        };
         let api = if let Some(a) = &flags.api {
             Setting {
                 value: parse_api(a).map_err(|m| ConfigError(format!("--api: {m}")))?,
@@ -329,6 +368,9 @@ impl Effective {
             relay,
             api,
             log_level,
+            ble,
+            ble_l2cap,
+            ble_adapter,
         })
     }
 
@@ -345,6 +387,10 @@ impl Effective {
             mdns: self.mdns.value,
             relay: self.relay.value,
             api: self.api.value,
+            ble: self.ble.value.then(|| crate::BleOptions {
+                adapter: Some(self.ble_adapter.value.clone()).filter(|a| !a.is_empty()),
+                l2cap: self.ble_l2cap.value,
+            }),
             ..Options::default()
         }
     }
@@ -364,6 +410,9 @@ impl Effective {
                 "relay": s(self.relay.value.into(), self.relay.from),
                 "api": s(self.api.value.to_string().into(), self.api.from),
                 "log_level": s(self.log_level.value.clone().into(), self.log_level.from),
+                "ble": s(self.ble.value.into(), self.ble.from),
+                "ble_l2cap": s(self.ble_l2cap.value.into(), self.ble_l2cap.from),
+                "ble_adapter": s(self.ble_adapter.value.clone().into(), self.ble_adapter.from),
             }
         })
     }
@@ -491,5 +540,54 @@ mod tests {
             e.starts_with("--listen: 'tcp:7447' is not a multiaddr"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn bluetooth_settings_come_from_flags_env_and_file() {
+        let e = with("", &Flags::default(), &[]).unwrap();
+        assert_eq!(e.options().ble, None, "off by default");
+        let text = "ble = true\nble_l2cap = false\nble_adapter = \"hci1\"\n";
+        let e = with(text, &Flags::default(), &[]).unwrap();
+        assert_eq!(
+            e.options().ble,
+            Some(crate::BleOptions {
+                adapter: Some("hci1".into()),
+                l2cap: false
+            })
+        );
+        assert_eq!(
+            e.to_json()["settings"]["ble_l2cap"],
+            json!({"value": false, "from": "file"})
+        );
+        let env = [("VAARTA_BLE_ADAPTER", "hci0"), ("VAARTA_BLE_L2CAP", "on")];
+        let e = with(text, &Flags::default(), &env).unwrap();
+        assert_eq!(
+            e.options().ble,
+            Some(crate::BleOptions {
+                adapter: Some("hci0".into()),
+                l2cap: true
+            })
+        );
+        let flags = Flags {
+            ble: Some(false),
+            ..Flags::default()
+        };
+        assert_eq!(with(text, &flags, &env).unwrap().options().ble, None);
+        let flags = Flags {
+            ble_l2cap: Some(false),
+            ..Flags::default()
+        };
+        let e = with("", &flags, &[("VAARTA_BLE", "1")]).unwrap();
+        assert_eq!(
+            e.options().ble,
+            Some(crate::BleOptions {
+                adapter: None,
+                l2cap: false
+            })
+        );
+        let e = with("ble = \"yes\"\n", &Flags::default(), &[])
+            .unwrap_err()
+            .0;
+        assert!(e.contains(":1:7: invalid type"), "{e}");
     }
 }

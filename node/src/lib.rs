@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod at_rest;
+pub mod ble;
 pub mod client;
 pub mod config;
 pub mod credentials;
@@ -32,6 +33,7 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::store::StoreError;
 
 pub use api::{ApiError, NodeFacts, Request};
+pub use ble::BleOptions;
 pub use store::SledStore;
 
 /// Milliseconds since the Unix epoch (the daemon is the one place that reads the clock).
@@ -614,6 +616,8 @@ pub struct Options {
     /// Write api.json (off for nodes embedded in tests or the demo that should not be found
     /// by CLI commands).
     pub publish_api: bool,
+    /// Bluetooth LE links too (`--ble`; a build with the `ble` feature).
+    pub ble: Option<BleOptions>,
 }
 
 impl Default for Options {
@@ -625,6 +629,7 @@ impl Default for Options {
             api: "127.0.0.1:0".parse().expect("valid"),
             relay: true,
             publish_api: true,
+            ble: None,
         }
     }
 }
@@ -633,6 +638,8 @@ impl Default for Options {
 #[derive(Debug)]
 pub enum Input {
     Mesh(vaarta_mesh::Event),
+    /// From the Bluetooth driver (none in a build without it).
+    Ble(ble::Event),
     Api(api::Call),
     Shutdown(oneshot::Sender<Result<(), String>>),
 }
@@ -759,6 +766,7 @@ pub struct Node {
 impl Node {
     /// Starts a node from its home on the current tokio runtime. Returns once it listens.
     pub async fn start(home: &Home, opts: Options) -> Result<Node, NodeError> {
+        ble::check(opts.ble.as_ref())?;
         let statics: Vec<String> = opts.peers.iter().map(|m| m.to_string()).collect();
         let book = peers::PeerBook::new(&statics);
         let relay = opts.relay;
@@ -792,6 +800,13 @@ impl Node {
         for e in early {
             let _ = inputs_tx.send(Input::Mesh(e)).await;
         }
+        let radio = match &opts.ble {
+            Some(b) => {
+                let (identity, _) = home.load()?;
+                Some(ble::start(identity, b, mesh.link_ids(), inputs_tx.clone()).await?)
+            }
+            None => None,
+        };
         let fwd = inputs_tx.clone();
         tokio::spawn(async move {
             while let Some(e) = mesh_events.recv().await {
@@ -836,6 +851,7 @@ impl Node {
             online: true,
             peers: book,
             credentials_dir: Some(credentials::dir(&home.dir)),
+            transports: Default::default(),
         };
         let events = events_tx.clone();
         let thread = std::thread::Builder::new()
@@ -851,7 +867,11 @@ impl Node {
                         return;
                     }
                 };
-                engine_loop(&mut engine, &rt, &mut inputs_rx, &mesh, facts, &events);
+                let out = Outputs {
+                    mesh: &mesh,
+                    radio: radio.as_ref(),
+                };
+                engine_loop(&mut engine, &rt, &mut inputs_rx, out, facts, &events);
             })?;
         Ok(Node {
             inputs: inputs_tx,
@@ -943,14 +963,14 @@ fn engine_loop(
     engine: &mut Engine<SledStore>,
     rt: &tokio::runtime::Runtime,
     inputs: &mut mpsc::Receiver<Input>,
-    mesh: &vaarta_mesh::Handle,
+    out: Outputs<'_>,
     mut facts: NodeFacts,
     events: &broadcast::Sender<String>,
 ) {
     type Reply = Result<serde_json::Value, ApiError>;
     let mut replies: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::new();
     let mut stop: Option<oneshot::Sender<Result<(), String>>> = None;
-    let local_tid = mesh.local_peer_id.to_bytes();
+    let local_tid = out.mesh.local_peer_id.to_bytes();
     loop {
         let now = now_ms();
         let wait = engine
@@ -983,6 +1003,10 @@ fn engine_loop(
                     }
                     news.extend(on_mesh(engine, ev, &local_tid, &mut facts, now));
                 }
+                Input::Ble(ev) => {
+                    closed.extend(ble::link_down_of(&ev));
+                    news.extend(ble::on_event(engine, ev, &mut facts, now));
+                }
                 Input::Api(call) => {
                     let r = api::execute(engine, call.request, now, &facts);
                     replies.push((call.reply, r));
@@ -1007,7 +1031,7 @@ fn engine_loop(
             };
             let _ = tx.send(r);
         }
-        for e in pump(engine, mesh) {
+        for e in pump(engine, &out) {
             if let (Event::RevocationsLearnt { records }, Some(dir)) = (&e, &facts.credentials_dir)
                 && let Err(err) = credentials::save_revocations(dir, records)
             {
@@ -1022,6 +1046,7 @@ fn engine_loop(
         // After the engine's peer_down events, which the book names.
         for link in closed {
             facts.peers.link_down(link, now);
+            facts.transports.remove(&link);
         }
         for v in news {
             let _ = events.send(v.to_string());
@@ -1056,6 +1081,12 @@ fn on_mesh(
             dialed,
             remote,
         } => {
+            let quic = remote
+                .iter()
+                .any(|p| matches!(p, vaarta_mesh::libp2p::multiaddr::Protocol::QuicV1));
+            facts
+                .transports
+                .insert(link.0, if quic { "quic" } else { "tcp" }.into());
             facts.peers.link_up(
                 link.0,
                 &peer.to_string(),
@@ -1102,11 +1133,15 @@ fn on_mesh(
 /// Hands the engine's outputs to the mesh (the engine's poll order, [`vaarta_engine::drive`]):
 /// frames first, so a link's last frames (a bye) leave before it is closed; then dials and
 /// closes. Returns the events for the application.
-fn pump(engine: &mut Engine<SledStore>, mesh: &vaarta_mesh::Handle) -> Vec<Event> {
+fn pump(engine: &mut Engine<SledStore>, to: &Outputs<'_>) -> Vec<Event> {
     use vaarta_mesh::Command as C;
+    let mesh = to.mesh;
     let out = vaarta_engine::drive::drain(engine);
     for (link, frame) in out.frames {
-        send(mesh, C::Send { link, frame });
+        match to.radio_of(link) {
+            Some(r) => r.send(link, frame),
+            None => send(mesh, C::Send { link, frame }),
+        }
     }
     for a in out.actions {
         let cmd = match a {
@@ -1122,12 +1157,30 @@ fn pump(engine: &mut Engine<SledStore>, mesh: &vaarta_mesh::Handle) -> Vec<Event
             },
             Action::Close { link, reason, ban } => {
                 tracing::info!(%link, %reason, ban, "closing link");
+                if let Some(r) = to.radio_of(link) {
+                    // A Bluetooth peer has no stable address to ban: the link is cut.
+                    r.close(link);
+                    continue;
+                }
                 C::Close { link, ban }
             }
         };
         send(mesh, cmd);
     }
     out.events
+}
+
+/// Where the engine's outputs go: the mesh, or the Bluetooth driver for its links.
+#[derive(Debug, Clone, Copy)]
+struct Outputs<'a> {
+    mesh: &'a vaarta_mesh::Handle,
+    radio: Option<&'a ble::Radio>,
+}
+
+impl<'a> Outputs<'a> {
+    fn radio_of(&self, link: vaarta_engine::LinkId) -> Option<&'a ble::Radio> {
+        self.radio.filter(|r| r.owns(link))
+    }
 }
 
 fn send(mesh: &vaarta_mesh::Handle, c: vaarta_mesh::Command) {

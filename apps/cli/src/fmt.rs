@@ -395,8 +395,9 @@ pub fn peers_lines(p: &Value, online: bool, now_ms: u64) -> Vec<String> {
     }
     for c in &connected {
         out.push(format!(
-            "connected  {} {}  {} in / {} out bytes",
+            "connected  {} {} {}  {} in / {} out bytes",
             pad(&name(c["name"].as_str().unwrap_or("?")), 12),
+            pad(&clean(c["transport"].as_str().unwrap_or("?")), 9),
             clean(c["device"].as_str().unwrap_or(if c["ready"] == true {
                 "(device not shown: no shared tag)"
             } else {
@@ -522,7 +523,17 @@ pub fn config_lines(c: &Value) -> Vec<String> {
         "file:       {}{found}",
         clean(c["file"].as_str().unwrap_or(""))
     )];
-    for key in ["listen", "peers", "mdns", "relay", "api", "log_level"] {
+    for key in [
+        "listen",
+        "peers",
+        "mdns",
+        "relay",
+        "api",
+        "log_level",
+        "ble",
+        "ble_l2cap",
+        "ble_adapter",
+    ] {
         let s = &c["settings"][key];
         let value = match &s["value"] {
             Value::Array(a) if a.is_empty() => "(none)".to_string(),

@@ -167,6 +167,18 @@ pub enum Command {
         /// switched it off)
         #[arg(long)]
         relay: bool,
+        /// Also link over Bluetooth LE (L2CAP, else GATT; a build with `--features ble`)
+        #[arg(long, conflicts_with = "no_ble")]
+        ble: bool,
+        /// No Bluetooth LE (over a file or variable that switched it on)
+        #[arg(long)]
+        no_ble: bool,
+        /// Bluetooth: GATT only, no L2CAP channels
+        #[arg(long)]
+        ble_no_l2cap: bool,
+        /// The Bluetooth adapter, e.g. hci1 (default: BlueZ's default)
+        #[arg(long, value_name = "NAME")]
+        ble_adapter: Option<String>,
         /// Run this program for each message from another member: the message as JSON on
         /// its standard input, VAARTA_CONVERSATION, VAARTA_MESSAGE, VAARTA_AUTHOR,
         /// VAARTA_AUTHOR_NAME, VAARTA_PRECEDENCE in its environment; run directly, never
@@ -742,6 +754,10 @@ pub fn run(cli: Cli) -> Result<()> {
             api,
             no_relay,
             relay,
+            ble,
+            no_ble,
+            ble_no_l2cap,
+            ble_adapter,
             on_message,
             on_message_jobs,
         } => up(
@@ -753,6 +769,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 relay: (relay || no_relay).then_some(relay),
                 api,
                 log_level: level_flag,
+                ble: (ble || no_ble).then_some(ble),
+                ble_l2cap: ble_no_l2cap.then_some(false),
+                ble_adapter,
             },
             on_message.map(|p| (p, usize::from(on_message_jobs))),
         ),
@@ -996,7 +1015,7 @@ pub const FILES: [(&str, &str); 2] = [
     ),
     (
         "~/.vaarta/vaarta.toml",
-        "settings of `vaarta up`: listen, peers, mdns, relay, api, log_level (`vaarta config` shows them)",
+        "settings of `vaarta up`: listen, peers, mdns, relay, api, log_level, ble, ble_l2cap, ble_adapter (`vaarta config` shows them)",
     ),
 ];
 

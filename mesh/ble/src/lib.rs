@@ -24,14 +24,13 @@
 //!   scan duty cycle.
 //!
 //! **Ordering.** Frames on one lane arrive in the order sent; frames on different lanes may
-//! overtake each other (that is the point of the lanes). The engine today numbers its pushes
-//! per link and treats a push that does not follow the last one as a fault
-//! (`Fault::PushSequence`), and acknowledges cumulatively, so a FLASH push that overtook a
-//! bulk push would cut the link and could let the bulk one be acknowledged unseen. Until the
-//! engine accepts pushes out of order across precedences (per-precedence numbering — a
-//! follow-up), a driver puts every engine frame on one lane and pulls from the engine only
-//! when [`Link::queued`] is low, so the engine's own precedence-ordered push queue decides
-//! what goes next and FLASH waits for at most the frame on the air.
+//! overtake each other (that is the point of the lanes). The engine is built for that
+//! (protocol 6): pushes and acknowledgements are numbered per precedence lane, so a FLASH push
+//! that overtook routine ones is taken and each lane is acknowledged on its own. A driver puts
+//! each engine frame on the lane [`sched::lane_of`] names (the engine's
+//! `wire::frame_priority`: handshake and acknowledgements first, pushes by precedence,
+//! reconciliation last) and keeps one pending queue per lane, so a FLASH frame never waits
+//! behind bulk in the driver either.
 //!
 //! **Driving a [`Link`]** (quinn's order): after every `handle_packet` / `handle_timeout` /
 //! `send`, drain [`Link::poll_event`] then [`Link::poll_transmit`], and arm one timer at
@@ -40,6 +39,8 @@
 //! Frames that arrived whole before the error are still delivered by `poll_event`.
 
 pub mod advert;
+#[cfg(feature = "ble")]
+pub mod driver;
 pub mod frag;
 pub mod manager;
 pub mod noise;

@@ -100,7 +100,7 @@ fn auth_message(role: Role, hash: &[u8; 32]) -> Vec<u8> {
 
 /// Tests: builds the auth plaintext from the handshake hash.
 #[cfg(test)]
-type Forge = Box<dyn Fn(&[u8; 32]) -> Vec<u8>>;
+type Forge = Box<dyn Fn(&[u8; 32]) -> Vec<u8> + Send>;
 
 /// One side of one link's secure channel.
 pub struct Channel {

@@ -29,6 +29,27 @@ pub enum Priority {
 
 pub const LANES: usize = 5;
 
+/// The lane an engine frame goes on, from the engine's classifier
+/// ([`vaarta_engine::wire::frame_priority`]): handshake frames, acknowledgements, receipts and
+/// revocations on the FLASH lane (everything else waits on them, and they are small), pushes
+/// on their precedence's lane, reconciliation and announcements on the bulk lane. Frames of
+/// one lane keep their order; the engine is built for frames of different lanes overtaking
+/// one another (pushes and acknowledgements are numbered per lane).
+pub fn lane_of(frame: &[u8]) -> Priority {
+    use vaarta_engine::wire::{FramePriority, frame_priority};
+    use vaarta_sync::envelope::Precedence;
+    match frame_priority(frame) {
+        FramePriority::Control => Priority::Flash,
+        FramePriority::Push(std::cmp::Reverse(p)) => match p {
+            Precedence::Flash => Priority::Flash,
+            Precedence::Immediate => Priority::Immediate,
+            Precedence::Priority => Priority::Priority,
+            Precedence::Routine => Priority::Routine,
+        },
+        FramePriority::Bulk => Priority::Bulk,
+    }
+}
+
 impl Priority {
     pub const ALL: [Priority; LANES] = [
         Priority::Flash,
@@ -231,5 +252,29 @@ mod tests {
         assert_eq!(Priority::from(Precedence::Routine), Priority::Routine);
         assert_eq!(Priority::from_lane(4), Some(Priority::Bulk));
         assert_eq!(Priority::from_lane(5), None);
+    }
+
+    #[test]
+    fn engine_frames_take_the_lane_of_their_priority() {
+        use vaarta_engine::Frame;
+        use vaarta_sync::envelope::Precedence;
+        let push = |p| {
+            Frame::Push {
+                lane: p,
+                seq: 1,
+                envelope: vec![1; 20],
+            }
+            .encode()
+        };
+        assert_eq!(lane_of(&push(Precedence::Flash)), Priority::Flash);
+        assert_eq!(lane_of(&push(Precedence::Immediate)), Priority::Immediate);
+        assert_eq!(lane_of(&push(Precedence::Priority)), Priority::Priority);
+        assert_eq!(lane_of(&push(Precedence::Routine)), Priority::Routine);
+        assert_eq!(
+            lane_of(&Frame::Hello { nonce: [0; 32] }.encode()),
+            Priority::Flash
+        );
+        assert_eq!(lane_of(&Frame::Have { ids: vec![] }.encode()), Priority::Bulk);
+        assert_eq!(lane_of(&[]), Priority::Bulk);
     }
 }
