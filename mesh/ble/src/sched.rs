@@ -274,7 +274,10 @@ mod tests {
             lane_of(&Frame::Hello { nonce: [0; 32] }.encode()),
             Priority::Flash
         );
-        assert_eq!(lane_of(&Frame::Have { ids: vec![] }.encode()), Priority::Bulk);
+        assert_eq!(
+            lane_of(&Frame::Have { ids: vec![] }.encode()),
+            Priority::Bulk
+        );
         assert_eq!(lane_of(&[]), Priority::Bulk);
     }
 }
