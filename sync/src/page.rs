@@ -180,8 +180,6 @@ pub enum RuleError {
     Equivocation,
     #[error("sequence number {got} where {expected} was expected")]
     OutOfSequence { expected: u64, got: u64 },
-    #[error("too many changes held out of one page (equivocation)")]
-    TooManyHeldOut,
     #[error("Automerge failed: {0}")]
     Automerge(String),
     #[error("Automerge panicked on this input (caught)")]
@@ -330,27 +328,94 @@ pub struct Page {
     /// depends on one that did. Kept as evidence and to decide again when more arrives; at
     /// most [`MAX_HELD_OUT_PER_PAGE`].
     held_out: BTreeMap<ChangeHash, Change>,
+    /// Where held-out changes stop, once some were dropped ([`trim_held_out`]); saved with
+    /// the page.
+    held_cutoff: Option<HeldCutoff>,
     /// Actors found signing two different changes with one sequence number here.
     equivocators: BTreeSet<Vec<u8>>,
 }
 
 /// Changes a page keeps out of its document (lost equivocations and what depends on them);
-/// past this a further contested change is refused. A guess: an equivocator gains nothing by
-/// more, and honest changes built on a losing fork are few.
+/// past this (or past [`MAX_HELD_OUT_BYTES_PER_PAGE`]) the held-out changes with the highest
+/// hashes are dropped ([`trim_held_out`]). A guess: an equivocator gains nothing by more, and
+/// honest changes built on a losing fork are few.
 pub const MAX_HELD_OUT_PER_PAGE: usize = 256;
+/// Bytes of held-out changes a page keeps (their encoded size): a change may be 256 KiB, so
+/// the count alone would let one page hold 64 MiB of evidence in memory. A guess: 8 KiB per
+/// held-out change on average, far above an honest message.
+pub const MAX_HELD_OUT_BYTES_PER_PAGE: usize = 2 * 1024 * 1024;
+
+/// Where a page's held-out changes stop: (start op, hash) of the first contested change that
+/// did not fit. Nothing at or past it is held out again, so forgetting what was dropped never
+/// lets a later change take its place ([`trim_held_out`]).
+pub type HeldCutoff = (u64, ChangeHash);
+
+/// The held-out changes a page keeps, out of `candidates` (every change of `all` the document
+/// does not keep), and the cutoff from now on. Candidates are taken in (start op, hash) order
+/// — an order of the changes alone, parents before children (a change's start op is past its
+/// dependencies') — up to `cutoff`: a candidate with a dependency neither kept in the
+/// document nor taken before it is skipped (it counts for nothing); the others are taken
+/// while they fit [`MAX_HELD_OUT_PER_PAGE`] and [`MAX_HELD_OUT_BYTES_PER_PAGE`], and the first
+/// that does not fit becomes the cutoff (it and all after it are dropped).
+///
+/// So the result is a function of the set of changes the page was ever given, whatever their
+/// order: more candidates only move the cutoff earlier (a dropped change is never needed
+/// back), what is dropped is at or past the cutoff (the walk stops there anyway) or skipped
+/// (it counted for nothing), and a change whose dependency was dropped waits in the pending
+/// set where it arrives after the drop and is skipped where it came before — out of the page
+/// either way. What is dropped is forgotten by the page (its envelope stays stored, spreads,
+/// and a reload decides the same).
+fn trim_held_out(
+    candidates: BTreeMap<ChangeHash, Change>,
+    kept: &BTreeSet<ChangeHash>,
+    cutoff: Option<HeldCutoff>,
+) -> (BTreeMap<ChangeHash, Change>, Option<HeldCutoff>) {
+    let mut order: Vec<(HeldCutoff, Change)> = candidates
+        .into_iter()
+        .map(|(h, c)| ((c.start_op().get(), h), c))
+        .collect();
+    order.sort_by_key(|a| a.0);
+    let mut bytes = 0usize;
+    let mut held: BTreeMap<ChangeHash, Change> = BTreeMap::new();
+    for (key, c) in order {
+        if cutoff.is_some_and(|cut| key >= cut) {
+            return (held, cutoff);
+        }
+        if c.deps()
+            .iter()
+            .any(|d| !kept.contains(d) && !held.contains_key(d))
+        {
+            continue;
+        }
+        let len = c.raw_bytes().len();
+        if held.len() >= MAX_HELD_OUT_PER_PAGE
+            || bytes.saturating_add(len) > MAX_HELD_OUT_BYTES_PER_PAGE
+        {
+            return (held, Some(key));
+        }
+        bytes += len;
+        held.insert(key.1, c);
+    }
+    (held, cutoff)
+}
 
 /// What [`Page::resolve`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resolved {
     /// Changes that left the document (a fork that lost to one arriving now, and what was
     /// built on it).
     pub removed: Vec<ChangeHash>,
+    /// The same changes, whole (some may be dropped rather than held out).
+    pub left: Vec<Change>,
     /// Actors newly found equivocating.
     pub new_equivocators: Vec<Vec<u8>>,
 }
 
 /// Magic of a saved page that carries held-out changes after its document.
 const HELD_MAGIC: &[u8; 4] = b"vhp1";
+/// Magic of a saved page that also carries its held-out cutoff (8-byte start op, 32-byte
+/// hash) before its document: written only by a page that dropped held-out changes.
+const CUTOFF_MAGIC: &[u8; 4] = b"vhp2";
 
 /// The changes of `all` a page holds in its document, and the actors found equivocating —
 /// a function of the set alone, so every replica holding the same changes keeps the same
@@ -471,6 +536,7 @@ impl Page {
             progress: BTreeMap::new(),
             staged: 0,
             held_out: BTreeMap::new(),
+            held_cutoff: None,
             equivocators: BTreeSet::new(),
         }
     }
@@ -478,7 +544,21 @@ impl Page {
     /// Loads a page saved with [`Page::save`]. Saved pages come from our own store, but are
     /// still parsed behind the panic boundary.
     pub fn load(number: u32, bytes: &[u8], actor: ActorId) -> Result<Self, RuleError> {
-        let (doc_bytes, held) = match bytes.strip_prefix(HELD_MAGIC.as_slice()) {
+        let mut cutoff = None;
+        let held_parts = match bytes.strip_prefix(CUTOFF_MAGIC.as_slice()) {
+            Some(rest) => {
+                let (op, rest) = rest
+                    .split_first_chunk::<8>()
+                    .ok_or(RuleError::Malformed("saved page".into()))?;
+                let (hash, rest) = rest
+                    .split_first_chunk::<32>()
+                    .ok_or(RuleError::Malformed("saved page".into()))?;
+                cutoff = Some((u64::from_be_bytes(*op), ChangeHash(*hash)));
+                Some(rest)
+            }
+            None => bytes.strip_prefix(HELD_MAGIC.as_slice()),
+        };
+        let (doc_bytes, held) = match held_parts {
             None => (bytes, Vec::new()),
             Some(rest) => {
                 let mut parts = Vec::new();
@@ -510,12 +590,14 @@ impl Page {
             progress: BTreeMap::new(),
             staged: 0,
             held_out: BTreeMap::new(),
+            held_cutoff: None,
             equivocators: BTreeSet::new(),
         };
         page.recount();
         // Saved with its document in one record, so the two agree; the caller decides again
         // with what removals pin now ([`Page::resolve`]).
         page.held_out = held.into_iter().map(|c| (c.hash(), c)).collect();
+        page.held_cutoff = cutoff;
         Ok(page)
     }
 
@@ -566,6 +648,11 @@ impl Page {
         self.held_out.contains_key(hash)
     }
 
+    /// The hashes of the held-out changes, in hash order.
+    pub fn held_out_hashes(&self) -> impl Iterator<Item = &ChangeHash> {
+        self.held_out.keys()
+    }
+
     /// A held-out change.
     pub fn held_out_change(&self, hash: &ChangeHash) -> Option<&Change> {
         self.held_out.get(hash)
@@ -609,8 +696,10 @@ impl Page {
     /// other and everything built on it are held out (kept, not shown). When a change the
     /// document held loses, the document is rebuilt from the kept changes. What removals
     /// pinned (`pinned`, hashes) and its ancestors are always kept: a removed device cannot
-    /// fork what it wrote before its removal. Refused, and the
-    /// page left as it was, when more than [`MAX_HELD_OUT_PER_PAGE`] would be held out.
+    /// fork what it wrote before its removal. Past [`MAX_HELD_OUT_PER_PAGE`] or
+    /// [`MAX_HELD_OUT_BYTES_PER_PAGE`] the held-out changes are trimmed ([`trim_held_out`]):
+    /// which ones a page holds out is a function of the changes it was given too, never of
+    /// their order.
     pub fn resolve(
         &mut self,
         new: Vec<Change>,
@@ -633,15 +722,14 @@ impl Page {
         }
         let (kept, equivocators) = resolve_set(&all, pinned);
         let kept_set: BTreeSet<ChangeHash> = kept.iter().copied().collect();
-        let held: BTreeMap<ChangeHash, Change> = all
+        let candidates: BTreeMap<ChangeHash, Change> = all
             .iter()
             .filter(|(h, _)| !kept_set.contains(h))
             .map(|(h, c)| (*h, c.clone()))
             .collect();
-        if held.len() > MAX_HELD_OUT_PER_PAGE {
-            return Err(RuleError::TooManyHeldOut);
-        }
+        let (held, cutoff) = trim_held_out(candidates, &kept_set, self.held_cutoff);
         let removed: Vec<ChangeHash> = before.difference(&kept_set).copied().collect();
+        let left: Vec<Change> = removed.iter().map(|h| all[h].clone()).collect();
         let added: Vec<Change> = kept
             .iter()
             .filter(|h| !before.contains(h))
@@ -663,10 +751,12 @@ impl Page {
             .cloned()
             .collect();
         self.held_out = held;
+        self.held_cutoff = cutoff;
         self.equivocators = equivocators;
         self.recount();
         Ok(Resolved {
             removed,
+            left,
             new_equivocators,
         })
     }
@@ -877,13 +967,20 @@ impl Page {
     }
 
     /// The page's bytes: the Automerge document, followed (when some are held out) by the
-    /// held-out changes, each with its length.
+    /// held-out changes, each with its length; a page that dropped held-out changes puts its
+    /// cutoff first.
     pub fn save(&mut self) -> Vec<u8> {
         let doc = self.doc.save();
-        if self.held_out.is_empty() {
-            return doc;
-        }
-        let mut out = HELD_MAGIC.to_vec();
+        let mut out = match self.held_cutoff {
+            Some((op, hash)) => {
+                let mut out = CUTOFF_MAGIC.to_vec();
+                out.extend_from_slice(&op.to_be_bytes());
+                out.extend_from_slice(&hash.0);
+                out
+            }
+            None if self.held_out.is_empty() => return doc,
+            None => HELD_MAGIC.to_vec(),
+        };
         for part in
             std::iter::once(doc.as_slice()).chain(self.held_out.values().map(|c| c.raw_bytes()))
         {
@@ -1307,6 +1404,126 @@ mod tests {
         }
         // The first message, the winning fork and the change built on it.
         assert_eq!(seen.unwrap().1, 3);
+    }
+
+    /// Past the bound, what a page holds out and where it stops are the same whatever order
+    /// the forks come in, and a saved page keeps its cutoff: a fork that was dropped before
+    /// the save is not taken back after it.
+    #[test]
+    fn held_out_trim_is_a_function_of_the_set_and_survives_a_save() {
+        let mut a = Page::new(0, actor(1));
+        a.add_message(Hlc { ms: 1, counter: 0 }, &Draft::default())
+            .unwrap();
+        let c1 = a.commit().unwrap();
+        let forks: Vec<Change> = (0..MAX_HELD_OUT_PER_PAGE as u64 + 40)
+            .map(|i| {
+                let mut f = Page::new(0, actor(1));
+                f.apply(vec![(c1.clone(), 1)]).unwrap();
+                f.add_message(
+                    Hlc {
+                        ms: 2 + i,
+                        counter: 0,
+                    },
+                    &Draft::default(),
+                )
+                .unwrap();
+                f.commit().unwrap()
+            })
+            .collect();
+        let run = |order: &mut dyn Iterator<Item = &Change>, save_after: usize| {
+            let mut p = Page::new(0, actor(9));
+            p.apply(vec![(c1.clone(), 1)]).unwrap();
+            for (i, c) in order.enumerate() {
+                if i == save_after {
+                    p = Page::load(0, &p.save(), actor(9)).unwrap();
+                    p.resolve(Vec::new(), &BTreeSet::new()).unwrap();
+                }
+                p.resolve(vec![c.clone()], &BTreeSet::new()).unwrap();
+            }
+            let held: Vec<ChangeHash> = p.held_out_hashes().copied().collect();
+            (held, p.held_cutoff, p.heads())
+        };
+        let forward = run(&mut forks.iter(), usize::MAX);
+        assert_eq!(forward.0.len(), MAX_HELD_OUT_PER_PAGE);
+        assert!(forward.1.is_some());
+        assert_eq!(run(&mut forks.iter().rev(), usize::MAX), forward);
+        // Saved and loaded past the bound, then the lowest-hash forks last.
+        let mut by_hash: Vec<&Change> = forks.iter().collect();
+        by_hash.sort_by_key(|c| std::cmp::Reverse(c.hash()));
+        assert_eq!(
+            run(&mut by_hash.into_iter(), MAX_HELD_OUT_PER_PAGE + 10),
+            forward
+        );
+    }
+
+    /// The bytes bound, with large and small forks mixed: the small ones past the first that
+    /// did not fit stay out, in every order and across saves (the cutoff is saved with the
+    /// page; without it a reloaded page would take small forks the others dropped).
+    #[test]
+    fn held_out_bytes_bound_holds_alike_in_every_order_and_across_saves() {
+        let mut a = Page::new(0, actor(1));
+        a.add_message(Hlc { ms: 1, counter: 0 }, &Draft::default())
+            .unwrap();
+        let c1 = a.commit().unwrap();
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let forks: Vec<Change> = (0..120u64)
+            .map(|i| {
+                let mut body = String::new();
+                if i % 2 == 0 {
+                    let mut h = blake3::hash(&i.to_le_bytes());
+                    while body.len() < 60_000 {
+                        body.extend(
+                            h.as_bytes()
+                                .iter()
+                                .map(|b| ALPHABET[*b as usize % 64] as char),
+                        );
+                        h = blake3::hash(h.as_bytes());
+                    }
+                }
+                let mut f = Page::new(0, actor(1));
+                f.apply(vec![(c1.clone(), 1)]).unwrap();
+                f.add_message(
+                    Hlc {
+                        ms: 2 + i,
+                        counter: 0,
+                    },
+                    &Draft {
+                        body,
+                        ..Draft::default()
+                    },
+                )
+                .unwrap();
+                f.commit().unwrap()
+            })
+            .collect();
+        let run = |order: &[&Change], save_at: &[usize]| {
+            let mut p = Page::new(0, actor(9));
+            p.apply(vec![(c1.clone(), 1)]).unwrap();
+            for (i, c) in order.iter().enumerate() {
+                if save_at.contains(&i) {
+                    p = Page::load(0, &p.save(), actor(9)).unwrap();
+                }
+                p.resolve(vec![(*c).clone()], &BTreeSet::new()).unwrap();
+            }
+            let bytes: usize = p.held_out.values().map(|c| c.raw_bytes().len()).sum();
+            assert!(bytes <= MAX_HELD_OUT_BYTES_PER_PAGE);
+            let held: Vec<ChangeHash> = p.held_out_hashes().copied().collect();
+            (held, p.held_cutoff, p.heads())
+        };
+        let forward: Vec<&Change> = forks.iter().collect();
+        let mut by_hash = forward.clone();
+        by_hash.sort_by_key(|c| std::cmp::Reverse(c.hash()));
+        let first = run(&forward, &[]);
+        assert!(first.0.len() < forks.len() - 1, "the bytes bound binds");
+        assert!(first.1.is_some());
+        let reverse: Vec<&Change> = forward.iter().rev().copied().collect();
+        // Lowest hash first: after the cutoff is set, everything else arrives past it.
+        let ascending: Vec<&Change> = by_hash.iter().rev().copied().collect();
+        for order in [&forward, &reverse, &by_hash, &ascending] {
+            assert_eq!(run(order, &[]), first);
+            assert_eq!(run(order, &[30, 60, 90, 100, 105, 110, 115]), first);
+        }
     }
 
     #[test]

@@ -1166,6 +1166,148 @@ fn equivocating_changes_converge_in_every_order() {
     }
 }
 
+/// `n` forks of Mallory's (replica 3's) next change, each its own envelope: every one signed
+/// with the same sequence number, with bodies `body(i)`.
+fn forks(
+    rs: &[Replica<MemoryStore>],
+    c: &ConversationId,
+    n: u16,
+    body: impl Fn(u16) -> String,
+) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut seed = [0x77; 32];
+            seed[..2].copy_from_slice(&i.to_le_bytes());
+            let mut twin =
+                Replica::open(Identity::from_seed([3; 32]), rs[2].store().clone(), seed).unwrap();
+            let (_, e) = twin.send_message(c, text(&body(i)), T0 + 300).unwrap();
+            twin.store().find_envelope(&e).unwrap().unwrap()
+        })
+        .collect()
+}
+
+/// What a replica holds of `c`: held-out changes per page, its digest and what it shows.
+type HeldState = (Vec<(u32, Vec<u8>)>, [u8; 32], Vec<String>);
+
+fn held_state(r: &mut Replica<MemoryStore>, c: &ConversationId) -> HeldState {
+    let shown = bodies(r, c)
+        .into_iter()
+        .map(|b| b.chars().take(16).collect())
+        .collect();
+    let held = r
+        .held_out(c)
+        .unwrap()
+        .into_iter()
+        .map(|(p, h)| (p, h.into_iter().map(|h| h[0]).collect()))
+        .collect();
+    (held, r.state_digest(c).unwrap(), shown)
+}
+
+/// Delivers `forks` to five honest replicas in five ways — in order, in reverse, split
+/// between two replicas (odd and even) that then sync, and one that built a message on one
+/// fork — then syncs everyone, restarts one cleanly and another after a power cut (getting
+/// everything again): all end with the same held-out set, the same document and the same
+/// messages. Returns that state.
+fn deliver_forks_every_way(
+    mut rs: Vec<Replica<MemoryStore>>,
+    c: &ConversationId,
+    forks: &[Vec<u8>],
+) -> HeldState {
+    // Bhavesh builds on fork 7.
+    rs[1].ingest(&forks[7], T0 + 310).unwrap();
+    let (_, on) = rs[1].send_message(c, text("on 7"), T0 + 320).unwrap();
+    let on = rs[1].store().find_envelope(&on).unwrap().unwrap();
+    let mut all: Vec<Vec<u8>> = forks.to_vec();
+    all.insert(40, on);
+    for b in &all {
+        let _ = rs[3].ingest(b, T0 + 400);
+    }
+    for b in all.iter().rev() {
+        let _ = rs[4].ingest(b, T0 + 400);
+    }
+    for (i, b) in all.iter().enumerate() {
+        let to = if i % 2 == 0 { 0 } else { 5 };
+        let _ = rs[to].ingest(b, T0 + 400);
+    }
+    // The split pair sees each other's half; then everyone meets.
+    deliver(&mut rs, 0, 5, T0 + 450);
+    deliver(&mut rs, 5, 0, T0 + 450);
+    assert_eq!(
+        held_state(&mut rs[0], c),
+        held_state(&mut rs[5], c),
+        "split pair"
+    );
+    rs.remove(2);
+    sync_all(&mut rs, T0 + 500);
+    let first = held_state(&mut rs[0], c);
+    for (i, r) in rs.iter_mut().enumerate() {
+        assert_eq!(held_state(r, c), first, "replica {i}");
+    }
+    // A clean restart (from the page saved with what it holds out, and its cutoff) decides
+    // the same; so does a power cut that forgets everything this
+    // replica got since it joined, once it gets it all again (from one peer, in its order).
+    let mut a = rs.remove(2);
+    a.checkpoint().unwrap();
+    a.store_mut().flush().unwrap();
+    let mut a = reopen(a, 4);
+    assert_eq!(held_state(&mut a, c), first, "after a restart");
+    let mut st = rs.remove(2).into_store();
+    st.crash();
+    let mut b = Replica::open(Identity::from_seed([5; 32]), st, [105; 32]).unwrap();
+    sync(&a, &mut b, T0 + 700);
+    assert_eq!(held_state(&mut b, c), first, "after a power cut and a sync");
+    first
+}
+
+/// B3 past the bound: Mallory signs 300 forks of one change (more than
+/// `MAX_HELD_OUT_PER_PAGE` can hold out). Before, past the bound a page refused further
+/// contested changes, so replicas that got them in different orders held different sets for
+/// good. Now what a page holds out is the lowest-hash run of the contested changes, closed
+/// under dependencies: the same wherever and in whatever order they arrive.
+#[test]
+fn held_out_changes_past_the_bound_do_not_depend_on_arrival_order() {
+    use vaarta_sync::page::MAX_HELD_OUT_PER_PAGE;
+    let (mut rs, c) = group(6, &[], History::Shared);
+    rs[2].send_message(&c, text("before"), T0 + 150).unwrap();
+    sync_all(&mut rs, T0 + 200);
+    let forks = forks(&rs, &c, 300, |i| format!("fork {i}"));
+    let (held, _, shown) = deliver_forks_every_way(rs, &c, &forks);
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        held[0].1.len(),
+        MAX_HELD_OUT_PER_PAGE,
+        "held out: the bound, filled"
+    );
+    // "before", the winning fork, and Bhavesh's message (on 7, or sent again).
+    assert_eq!(shown.len(), 3, "{shown:?}");
+    assert!(shown.iter().any(|b| b == "on 7"), "{shown:?}");
+}
+
+/// The same with forks of 60 KB of text each: the bytes bound binds before the count.
+#[test]
+fn held_out_changes_are_bounded_by_bytes_whatever_the_order() {
+    use vaarta_sync::page::MAX_HELD_OUT_PER_PAGE;
+    let (mut rs, c) = group(6, &[], History::Shared);
+    rs[2].send_message(&c, text("before"), T0 + 150).unwrap();
+    sync_all(&mut rs, T0 + 200);
+    let forks = forks(&rs, &c, 120, |i| {
+        let mut s = String::new();
+        let mut h = blake3::hash(&i.to_le_bytes());
+        while s.len() < 60_000 {
+            s.push_str(&h.to_hex());
+            h = blake3::hash(h.as_bytes());
+        }
+        s
+    });
+    let (held, _, shown) = deliver_forks_every_way(rs, &c, &forks);
+    let n = held.iter().map(|(_, h)| h.len()).sum::<usize>();
+    assert!(
+        n > 0 && n < MAX_HELD_OUT_PER_PAGE.min(forks.len() - 1),
+        "{n} held out"
+    );
+    assert_eq!(shown.len(), 3);
+}
+
 /// B3 across power cuts and checkpoints: a replica that held the losing fork learns of the
 /// winner; whether it then checkpoints (the page saved with what it holds out), reopens
 /// cleanly, or loses everything unflushed in a crash and gets the winner again, its page

@@ -993,11 +993,9 @@ impl<S: Store> Replica<S> {
         // Our own messages built on a fork that lost are held out everywhere: send them
         // again, as new messages on what is kept (their edits and reactions are not redone).
         let lost: Vec<MessageView> = {
-            let page = self.pages.get(&conv, page_no);
             resolved
-                .removed
+                .left
                 .iter()
-                .filter_map(|h| page.and_then(|p| p.held_out_change(h)))
                 .filter(|c| c.actor_id() == &mine)
                 .flat_map(|c| own_created(c, page_no))
                 .filter_map(|id| before.get(&id.key).cloned())

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// A page number and the hashes of the changes it holds out ([`Replica::held_out`]).
+pub type HeldOut = (u32, Vec<[u8; 32]>);
+
 impl<S: Store> Replica<S> {
     pub fn conversation(&self, id: &ConversationId) -> Option<&Conversation> {
         self.convs.get(id)
@@ -220,6 +223,31 @@ impl<S: Store> Replica<S> {
         out.sort_by(|a, b| (a.view.sent_at, &a.view.id).cmp(&(b.view.sent_at, &b.view.id)));
         let skip = out.len().saturating_sub(limit);
         Ok(out.into_iter().skip(skip).collect())
+    }
+
+    /// The hashes of the changes each page of `id` holds out of its document (lost
+    /// equivocations and what is built on them), per page number, in hash order: equal on
+    /// two replicas that have the same changes, whatever order they came in.
+    pub fn held_out(&mut self, id: &ConversationId) -> Result<Vec<HeldOut>, CommandError> {
+        let pages: Vec<u32> = self
+            .convs
+            .get(id)
+            .ok_or(CommandError::NoSuchConversation)?
+            .pages()
+            .collect();
+        let mut out = Vec::new();
+        for p in pages {
+            self.ensure_page(id, p)?;
+            let page = self
+                .pages
+                .get(id, p)
+                .ok_or(CommandError::NoSuchConversation)?;
+            let held: Vec<[u8; 32]> = page.held_out_hashes().map(|h| h.0).collect();
+            if !held.is_empty() {
+                out.push((p, held));
+            }
+        }
+        Ok(out)
     }
 
     /// Heads of every page and the membership state: equal on two replicas iff they converged.
