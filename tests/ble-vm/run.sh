@@ -18,7 +18,8 @@ cd "$WORK"
 
 # The newest Debian 6.1 kernel the archive has (the guest's Bluetooth modules come with it).
 if [ -z "${KV:-}" ]; then
-  KV=$(ls debs 2>/dev/null | sed -n 's/^linux-image-\(6\.1\.0-[0-9]*-amd64\)\.deb$/\1/p' | sort -V | tail -1)
+  # (No debs/ yet on a fresh clone: `ls` fails, which must not end the script under pipefail.)
+  KV=$( (ls debs 2>/dev/null || true) | sed -n 's/^linux-image-\(6\.1\.0-[0-9]*-amd64\)\.deb$/\1/p' | sort -V | tail -1)
 fi
 if [ -z "${KV:-}" ]; then
   pkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}' | sort -V | tail -1)
@@ -41,7 +42,7 @@ cp /bin/busybox initrd/bin/
 for m in lib/crc16 crypto/ecc crypto/ecdh_generic crypto/ecb crypto/cmac crypto/af_alg \
          crypto/algif_hash crypto/algif_skcipher net/rfkill/rfkill net/bluetooth/bluetooth \
          drivers/bluetooth/hci_vhci; do
-  f=$(ls "$K/$m.ko"* 2>/dev/null | head -1)
+  f=$( (ls "$K/$m.ko"* 2>/dev/null || true) | head -1)
   [ -n "$f" ] || { echo "module $m missing in $KV"; exit 2; }
   case $f in
     *.xz) xz -dc "$f" > "initrd/mods/$(basename "$m").ko" ;;
