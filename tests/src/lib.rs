@@ -611,6 +611,29 @@ pub fn exists(p: &Path) -> bool {
     p.exists()
 }
 
+/// How long [`pair`] waits for the link and for the member to join.
+const PAIR_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Two linked nodes on loopback and a conversation of both, created by Asha and known to
+/// Bhavesh.
+pub fn pair() -> (Node, Node, String) {
+    let mut a = Node::init("Asha");
+    let mut b = Node::init("Bhavesh");
+    a.up_loopback(&[]);
+    let addr = a.addr("/tcp/");
+    b.up_loopback(&[&addr]);
+    wait_for("a link", PAIR_TIMEOUT, || (a.linked() >= 1).then_some(()));
+    b.accept(&a);
+    let conv = a
+        .ok(&["conv", "create", "Flood relief", "--member", &b.device_id()])
+        .trim()
+        .to_string();
+    wait_for("Bhavesh to join", PAIR_TIMEOUT, || {
+        b.is_member_of(&conv, 2).then_some(())
+    });
+    (a, b, conv)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

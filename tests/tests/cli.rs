@@ -5,32 +5,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use vaarta_tests::{Node, bin, wait_for};
+use vaarta_tests::{Node, bin, pair, wait_for};
 
 const T: Duration = Duration::from_secs(60);
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-/// Two linked nodes on loopback and a conversation of both, created by Asha and known to
-/// Bhavesh.
-fn pair() -> (Node, Node, String) {
-    let mut a = Node::init("Asha");
-    let mut b = Node::init("Bhavesh");
-    a.up_loopback(&[]);
-    let addr = a.addr("/tcp/");
-    b.up_loopback(&[&addr]);
-    wait_for("a link", T, || (a.linked() >= 1).then_some(()));
-    b.accept(&a);
-    let conv = a
-        .ok(&["conv", "create", "Flood relief", "--member", &b.device_id()])
-        .trim()
-        .to_string();
-    wait_for("Bhavesh to join", T, || {
-        b.is_member_of(&conv, 2).then_some(())
-    });
-    (a, b, conv)
 }
 
 /// Bug 2: a member's message that holds a newline, a fake header and escape sequences shows

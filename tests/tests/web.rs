@@ -324,20 +324,7 @@ fn a_flash_message_from_a_hindi_page_shows_live_on_a_tamil_page() {
     if !browser_available() {
         return;
     }
-    let mut a = Node::init("Asha");
-    let mut b = Node::init("Bhavesh");
-    a.up_loopback(&[]);
-    let peer = a.addr("/tcp/");
-    b.up_loopback(&[&peer]);
-    wait_for("a link", T, || (a.linked() >= 1).then_some(()));
-    b.accept(&a);
-    let conv = a
-        .ok(&["conv", "create", "Flood relief", "--member", &b.device_id()])
-        .trim()
-        .to_string();
-    wait_for("Bhavesh to join", T, || {
-        b.is_member_of(&conv, 2).then_some(())
-    });
+    let (a, mut b, conv) = vaarta_tests::pair();
     a.ok(&["send", &conv, "Boats at ghat 3 from 6 am"]);
     b.ok(&[
         "send",
