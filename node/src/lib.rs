@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod envlog;
+pub mod journal;
 pub mod peers;
 pub mod store;
 pub mod web;

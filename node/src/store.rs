@@ -1,7 +1,9 @@
 //! The node's [`Store`] on sled 0.34 (the stable line; the 1.0 alphas still change format)
 //! and the envelope log beside it ([`crate::envlog`]).
 //!
-//! Two trees: `env` (tag ‖ id → where the envelope's bytes are) and `meta`. Envelopes are
+//! Two trees: `env` (tag ‖ id → where the envelope's bytes are) and `meta`; the sync core's
+//! page journal (keys under `l/`) is not in sled but in a file of its own
+//! ([`crate::journal`]: in sled its put-and-delete per message cost ~390 B of disk). Envelopes are
 //! looked up by (tag, id) ([`Store`]), so there is no id → tag index: the `idx` tree of
 //! earlier versions (about 500 B of disk per message, issue 11) is dropped at open if
 //! present. Envelope bytes are appended to the envelope log; `env` holds their 14-byte
@@ -40,6 +42,7 @@ use vaarta_sync::store::{Store, StoreError, Summary};
 
 use crate::at_rest::{OVERHEAD, Sealer, Secret};
 use crate::envlog::{EnvLog, Location, Pos};
+use crate::journal::{Journal, Mark};
 
 /// Associated-data spaces of sealed values (one per tree).
 const SPACE_ENV: u8 = 0;
@@ -49,6 +52,10 @@ const CANARY_KEY: &[u8] = b"canary";
 const CANARY: &[u8] = b"vaarta sealed store v1";
 /// The envelope log's durable end, in `rest` ([`crate::envlog`]).
 const LOG_END_KEY: &[u8] = b"log-end";
+/// The journal's durable generation and length, in `rest` ([`crate::journal`]).
+const JOURNAL_MARK_KEY: &[u8] = b"journal-mark";
+/// The keys the sync core writes for its page journal: they go to [`crate::journal`], not sled.
+const JOURNAL_PREFIX: &[u8] = vaarta_sync::replica::keys::JOURNAL;
 /// The id → tag tree of earlier versions, dropped at open.
 const OLD_INDEX_TREE: &[u8] = b"idx";
 /// The envelope log's directory inside the sled directory (why: [`crate::envlog`]).
@@ -97,6 +104,7 @@ pub struct SledStore {
     meta: sled::Tree,
     rest: sled::Tree,
     log: EnvLog,
+    journal: Journal,
     sealer: Sealer,
     summaries: BTreeMap<Tag, Summary>,
     bytes: u64,
@@ -194,6 +202,14 @@ impl SledStore {
                 .ok_or_else(|| StoreError::Corrupt("the envelope log's end is malformed".into()))?,
         };
         let log = EnvLog::open(&path.join(LOG_DIR), sealer.clone(), mark)?;
+        let journal_mark = match rest.get(JOURNAL_MARK_KEY).map_err(io)? {
+            None => None,
+            Some(v) => Some(
+                Mark::decode(&v)
+                    .ok_or_else(|| StoreError::Corrupt("the journal's mark is malformed".into()))?,
+            ),
+        };
+        let journal = Journal::open(path, sealer.clone(), journal_mark)?;
         restrict_permissions(path);
         let mut s = Self {
             db,
@@ -201,13 +217,42 @@ impl SledStore {
             meta,
             rest,
             log,
+            journal,
             sealer,
             summaries: BTreeMap::new(),
             bytes: 0,
             flushes: 0,
         };
         s.load_index()?;
+        s.move_journal_out_of_sled()?;
         Ok(s)
+    }
+
+    /// A database of the previous version keeps its page journal in `meta`: move it to the
+    /// journal file (written and synced, then the mark and the removals in one sled flush).
+    fn move_journal_out_of_sled(&mut self) -> Result<(), StoreError> {
+        let mut old = Vec::new();
+        for item in self.meta.scan_prefix(JOURNAL_PREFIX) {
+            let (k, v) = item.map_err(io)?;
+            let v = self
+                .sealer
+                .open(SPACE_META, &k, &v)
+                .ok_or_else(|| corrupt_value("metadata"))?;
+            old.push((k, v));
+        }
+        if old.is_empty() {
+            return Ok(());
+        }
+        for (k, v) in &old {
+            self.journal.put(k, v)?;
+            self.meta.remove(k).map_err(io)?;
+        }
+        tracing::info!(records = old.len(), "moved the page journal out of sled");
+        self.flush()
+    }
+
+    fn is_journal(key: &[u8]) -> bool {
+        key.starts_with(JOURNAL_PREFIX)
     }
 
     /// Rebuilds the per-tag summaries and the byte count from the `env` keys (one scan of
@@ -238,6 +283,7 @@ impl SledStore {
             let (k, v) = item.map_err(io)?;
             self.bytes += (k.len() + v.len().saturating_sub(OVERHEAD)) as u64;
         }
+        self.bytes += self.journal.stats().1;
         if !cut.is_empty() {
             tracing::warn!(
                 envelopes = cut.len(),
@@ -251,9 +297,9 @@ impl SledStore {
         Ok(())
     }
 
-    /// sled's files and the envelope log's segments.
+    /// sled's files, the envelope log's segments and the journal file.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0) + self.log.bytes()
+        self.db.size_on_disk().unwrap_or(0) + self.log.bytes() + self.journal.stats().2
     }
 
     /// What the database holds, by kind of record: every record of every tree is visited
@@ -314,6 +360,9 @@ impl SledStore {
         );
         row("log live envelopes", live, live_bytes);
         row("log dead bytes", 0, st.payload.saturating_sub(live_bytes));
+        let (records, record_bytes, file_bytes) = self.journal.stats();
+        row("journal records", records, record_bytes);
+        row("journal file", 1, file_bytes);
         Ok(rows.into_values().collect())
     }
 }
@@ -510,6 +559,9 @@ impl Store for SledStore {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if Self::is_journal(key) {
+            return Ok(self.journal.get(key));
+        }
         match self.meta.get(key).map_err(io)? {
             None => Ok(None),
             Some(v) => self
@@ -521,6 +573,13 @@ impl Store for SledStore {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if Self::is_journal(key) {
+            if let Some(old) = self.journal.put(key, value)? {
+                self.bytes = self.bytes.saturating_sub((key.len() + old) as u64);
+            }
+            self.bytes += (key.len() + value.len()) as u64;
+            return Ok(());
+        }
         let sealed = self.sealer.seal(SPACE_META, key, value);
         if let Some(old) = self.meta.insert(key, sealed).map_err(io)? {
             self.bytes = self
@@ -532,6 +591,12 @@ impl Store for SledStore {
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        if Self::is_journal(key) {
+            if let Some(old) = self.journal.delete(key) {
+                self.bytes = self.bytes.saturating_sub((key.len() + old) as u64);
+            }
+            return Ok(());
+        }
         if let Some(old) = self.meta.remove(key).map_err(io)? {
             self.bytes = self
                 .bytes
@@ -545,6 +610,33 @@ impl Store for SledStore {
         prefix: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
+        if Self::is_journal(prefix) {
+            self.journal.scan(prefix, f);
+            return Ok(());
+        }
+        if JOURNAL_PREFIX.starts_with(prefix) {
+            // A prefix shorter than the journal's (none in the sync core today): both, in
+            // key order.
+            let mut all = BTreeMap::new();
+            for item in self.meta.scan_prefix(prefix) {
+                let (k, v) = item.map_err(io)?;
+                let v = self
+                    .sealer
+                    .open(SPACE_META, &k, &v)
+                    .ok_or_else(|| corrupt_value("metadata"))?;
+                all.insert(k.to_vec(), v);
+            }
+            self.journal.scan(prefix, &mut |k, v| {
+                all.insert(k.to_vec(), v.to_vec());
+                true
+            });
+            for (k, v) in &all {
+                if !f(k, v) {
+                    break;
+                }
+            }
+            return Ok(());
+        }
         for item in self.meta.scan_prefix(prefix) {
             let (k, v) = item.map_err(io)?;
             let v = self
@@ -558,8 +650,9 @@ impl Store for SledStore {
         Ok(())
     }
 
-    /// The log's new frames first (written and `fdatasync`ed), then their end in `rest` and
-    /// sled's flush: once this returns, every envelope put so far is on disk and indexed.
+    /// The log's new frames and the journal's new operations first (written and
+    /// `fdatasync`ed), then their ends in `rest` and sled's flush: once this returns, every
+    /// envelope put so far is on disk and indexed, and the journal agrees with the saved pages.
     fn flush(&mut self) -> Result<(), StoreError> {
         let end = if self.log.has_pending() {
             let end = self.log.write_pending()?;
@@ -568,11 +661,24 @@ impl Store for SledStore {
         } else {
             None
         };
+        if let Some(m) = self.journal.write_pending()? {
+            self.rest
+                .insert(JOURNAL_MARK_KEY, &m.encode())
+                .map_err(io)?;
+        }
         self.db.flush().map_err(io)?;
         if let Some(end) = end {
             self.log.committed(end);
         }
         self.flushes += 1;
+        if self.journal.wants_compaction() {
+            let (file, m) = self.journal.compact()?;
+            self.rest
+                .insert(JOURNAL_MARK_KEY, &m.encode())
+                .map_err(io)?;
+            self.db.flush().map_err(io)?;
+            self.journal.switch(file, m);
+        }
         Ok(())
     }
 
@@ -645,6 +751,7 @@ mod tests {
         s.put(b"j/abc", b"v").unwrap();
         s.put(b"j/abd", b"vv").unwrap();
         s.put(b"h", b"12345678").unwrap();
+        s.put(b"l/\0\0\0\0\0\0\0\x01", b"0123").unwrap();
         s.flush().unwrap();
         s.remove_envelope(&tag, &two.0).unwrap();
         let rows = s.census().unwrap();
@@ -665,7 +772,12 @@ mod tests {
         let live = row("log live envelopes");
         assert_eq!((live.records, live.value_bytes), (1, 5));
         assert_eq!(row("log dead bytes").value_bytes, 3);
-        assert_eq!(rows.len(), 8, "{rows:?}");
+        // The journal's record is in its file, not in sled's meta.
+        assert!(!rows.iter().any(|r| r.kind == "meta l/"), "{rows:?}");
+        let jr = row("journal records");
+        assert_eq!((jr.records, jr.value_bytes), (1, 14));
+        assert!(row("journal file").value_bytes > 14 + 44);
+        assert_eq!(rows.len(), 10, "{rows:?}");
     }
 
     #[test]
@@ -1190,6 +1302,122 @@ mod tests {
 
     /// A store written by the previous version (envelopes sealed inline in `env`, written
     /// here the way it wrote them) opens with every envelope, and new ones go to the log.
+    fn jkey(seq: u64) -> Vec<u8> {
+        [JOURNAL_PREFIX, &seq.to_be_bytes()].concat()
+    }
+
+    fn journal_of(s: &SledStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut v = Vec::new();
+        s.scan_prefix(JOURNAL_PREFIX, &mut |k, val| {
+            v.push((k.to_vec(), val.to_vec()));
+            true
+        })
+        .unwrap();
+        v
+    }
+
+    #[test]
+    fn the_journal_lives_in_its_file_and_a_store_of_the_previous_version_moves_it_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        {
+            // The previous version: journal records sealed in `meta`, no journal mark.
+            let s = SledStore::open(&p, &key()).unwrap();
+            for i in 0..5u64 {
+                let k = jkey(i);
+                s.meta
+                    .insert(&k, s.sealer.seal(SPACE_META, &k, &[i as u8; 52]))
+                    .unwrap();
+            }
+            s.rest.remove(JOURNAL_MARK_KEY).unwrap();
+            s.db.flush().unwrap();
+        }
+        released(&p);
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            assert_eq!(s.meta.scan_prefix(JOURNAL_PREFIX).count(), 0);
+            assert_eq!(journal_of(&s).len(), 5);
+            assert_eq!(s.get(&jkey(3)).unwrap(), Some(vec![3; 52]));
+            s.delete(&jkey(0)).unwrap();
+            s.put(&jkey(9), b"nine").unwrap();
+            // Other keys under a shorter prefix are still sled's, and both are scanned.
+            s.put(b"lx", b"sled").unwrap();
+            let mut under_l = Vec::new();
+            s.scan_prefix(b"l", &mut |k, _| {
+                under_l.push(k.to_vec());
+                true
+            })
+            .unwrap();
+            assert_eq!(under_l.len(), 6);
+            assert!(under_l.windows(2).all(|w| w[0] < w[1]));
+            s.flush().unwrap();
+        }
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        let keys: Vec<_> = journal_of(&s).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![jkey(1), jkey(2), jkey(3), jkey(4), jkey(9)]);
+        assert_eq!(s.get(b"lx").unwrap().as_deref(), Some(&b"sled"[..]));
+    }
+
+    #[test]
+    fn a_journal_delete_is_durable_only_with_the_flush_that_saves_its_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            s.put(&jkey(1), b"entry").unwrap();
+            s.put(b"p/page", b"old save").unwrap();
+            s.flush().unwrap();
+            // The page is saved and its record deleted; the journal's new frame is written
+            // and synced, then the process dies before sled's flush records the new mark.
+            s.put(b"p/page", b"new save").unwrap();
+            s.delete(&jkey(1)).unwrap();
+            s.journal.write_pending().unwrap().unwrap();
+        }
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        let page = s.get(b"p/page").unwrap();
+        let record = s.get(&jkey(1)).unwrap();
+        // What must never happen: the record gone and the page's new save lost with it.
+        assert!(
+            !(page.as_deref() == Some(&b"old save"[..]) && record.is_none()),
+            "the page's save was lost together with its journal record"
+        );
+        // The journal's new mark never reached sled (sled may have written the page in the
+        // background or on drop), so the record is back: replaying it into a page that
+        // holds its changes changes nothing.
+        assert_eq!(record.as_deref(), Some(&b"entry"[..]));
+    }
+
+    #[test]
+    fn the_journal_file_stays_small_while_records_come_and_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let mut s = SledStore::open(&p, &key()).unwrap();
+        for i in 0..60_000u64 {
+            s.put(&jkey(i), &[1; 52]).unwrap();
+            if i >= 256 {
+                s.delete(&jkey(i - 256)).unwrap();
+            }
+            if i % 3 == 2 {
+                s.flush().unwrap();
+            }
+        }
+        s.flush().unwrap();
+        let (live, _, file) = s.journal.stats();
+        assert_eq!(live, 256);
+        // 60,000 records of 62 bytes went through; the file holds about the live ones.
+        assert!(
+            file <= 4 * crate::journal::COMPACT_MIN,
+            "journal file of {file} bytes"
+        );
+        drop(s);
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        assert_eq!(journal_of(&s).len(), 256);
+        assert_eq!(journal_of(&s)[0].0, jkey(60_000 - 256));
+    }
+
     #[test]
     fn a_store_of_the_previous_format_opens_with_every_envelope() {
         let dir = tempfile::tempdir().unwrap();

@@ -493,6 +493,12 @@ fn measure(a: Args) -> Result<()> {
     drop(client);
     run.stop()?;
     let (apparent, allocated) = disk(&run.home.dir)?;
+    // Where the bytes are: the envelope log (the envelopes themselves, sealed in frames)
+    // and the sled database beside it (the `env` locations, pages, journal, metadata).
+    let db = run.home.db_path();
+    let (log_bytes, _) = disk(&db.join(vaarta_node::store::LOG_DIR))?;
+    let (db_bytes, _) = disk(&db)?;
+    let sled_bytes = db_bytes.saturating_sub(log_bytes);
 
     // Restart: cold start and memory with the whole history on disk.
     let (client, cold) = run.start()?;
@@ -587,6 +593,8 @@ fn measure(a: Args) -> Result<()> {
         "disk_allocated_bytes": allocated,
         "disk_apparent_bytes_per_message": per(apparent),
         "disk_allocated_bytes_per_message": per(allocated),
+        "envelope_log_bytes": log_bytes,
+        "sled_bytes": sled_bytes,
         "first_start_ms": ms(first_start),
         "cold_start_ms": ms(cold),
         "rss_after_fill_bytes": rss_after_fill,
@@ -619,6 +627,12 @@ fn measure(a: Args) -> Result<()> {
     println!(
         "| disk per message, everything under the home after a clean stop (apparent size; {apparent} B) | {:.0} B | ≤ 400 |",
         per(apparent)
+    );
+    println!(
+        "| of which the envelope log ({log_bytes} B) / the sled database ({sled_bytes} B) / the rest of the home | {:.0} / {:.0} / {:.0} B | |",
+        per(log_bytes),
+        per(sled_bytes),
+        per(apparent.saturating_sub(db_bytes))
     );
     println!(
         "| disk per message, allocated blocks ({allocated} B) | {:.0} B | ≤ 400 |",
