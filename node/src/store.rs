@@ -1,7 +1,8 @@
 //! The node's [`Store`] on sled 0.34 (the stable line; the 1.0 alphas still change format)
 //! and the envelope log beside it ([`crate::envlog`]).
 //!
-//! Two trees: `env` (tag ‖ id → where the envelope's bytes are) and `meta`; the sync core's
+//! Two trees: `env` (tag number ‖ id → where the envelope's bytes are; `tags` numbers the
+//! tags, so a key is 36 bytes, not 48) and `meta`; the sync core's
 //! page journal (keys under `l/`) is not in sled but in a file of its own
 //! ([`crate::journal`]: in sled its put-and-delete per message cost ~390 B of disk). Envelopes are
 //! looked up by (tag, id) ([`Store`]), so there is no id → tag index: the `idx` tree of
@@ -101,6 +102,10 @@ fn verified(id: &EnvelopeId, bytes: Vec<u8>) -> Result<Vec<u8>, StoreError> {
 pub struct SledStore {
     db: sled::Db,
     env: sled::Tree,
+    tag_numbers: sled::Tree,
+    /// Each tag that has records in `env`, and its number; and the reverse.
+    numbers: BTreeMap<Tag, u32>,
+    tags_by_number: BTreeMap<u32, Tag>,
     meta: sled::Tree,
     rest: sled::Tree,
     log: EnvLog,
@@ -141,12 +146,28 @@ fn corrupt_value(what: &str) -> StoreError {
     ))
 }
 
+/// The envelope's logical key, tag ‖ id: the `env` key of earlier versions, and what an
+/// inline value is sealed to (its associated data) in every version.
 fn env_key(tag: &Tag, id: &EnvelopeId) -> [u8; 48] {
     let mut k = [0u8; 48];
     k[..16].copy_from_slice(&tag.0);
     k[16..].copy_from_slice(&id.0);
     k
 }
+
+/// The `env` key: the tag's number ([`TAGS_TREE`]) ‖ id, 36 bytes instead of 48 (sled's disk
+/// cost grows with the key; issue 11's layout study, `frames-id`).
+const ENV_KEY_LEN: usize = 4 + 32;
+
+fn short_key(no: u32, id: &EnvelopeId) -> [u8; ENV_KEY_LEN] {
+    let mut k = [0u8; ENV_KEY_LEN];
+    k[..4].copy_from_slice(&no.to_be_bytes());
+    k[4..].copy_from_slice(&id.0);
+    k
+}
+
+/// The tree of tag numbers: tag (16 bytes) → its number (u32 BE) in `env` keys.
+const TAGS_TREE: &[u8] = b"tags";
 
 /// What happened when the database was opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +195,7 @@ impl SledStore {
         }
         let meta = db.open_tree("meta").map_err(io)?;
         let rest = db.open_tree("rest").map_err(io)?;
+        let tag_numbers = db.open_tree(TAGS_TREE).map_err(io)?;
         let sealer = Sealer::new(key);
         match rest.get(CANARY_KEY).map_err(io)? {
             Some(v) => {
@@ -214,6 +236,9 @@ impl SledStore {
         let mut s = Self {
             db,
             env,
+            tag_numbers,
+            numbers: BTreeMap::new(),
+            tags_by_number: BTreeMap::new(),
             meta,
             rest,
             log,
@@ -251,6 +276,71 @@ impl SledStore {
         self.flush()
     }
 
+    /// `env` keys of the previous version (tag ‖ id, 48 bytes) become number ‖ id, once, at
+    /// open; values are kept as they are (an inline value is sealed to tag ‖ id, which does
+    /// not change). A crash part-way leaves both kinds, and the next open goes on.
+    fn shorten_keys(&mut self) -> Result<(), StoreError> {
+        let mut old = Vec::new();
+        for item in self.env.iter() {
+            let (k, v) = item.map_err(io)?;
+            if k.len() == 48 {
+                old.push((k, v));
+            }
+        }
+        if old.is_empty() {
+            return Ok(());
+        }
+        let n = old.len();
+        for (k, v) in old {
+            let tag = Tag(k[..16].try_into().unwrap_or_default());
+            let id = EnvelopeId(k[16..].try_into().unwrap_or_default());
+            let no = self.number_for(&tag)?;
+            self.env.insert(short_key(no, &id), v).map_err(io)?;
+            self.env.remove(k).map_err(io)?;
+        }
+        self.db.flush().map_err(io)?;
+        tracing::info!(
+            envelopes = n,
+            "shortened the envelope keys of an earlier version"
+        );
+        Ok(())
+    }
+
+    /// The tag's number, given one (durable with the next flush, before or with the record
+    /// that uses it) if it has none.
+    fn number_for(&mut self, tag: &Tag) -> Result<u32, StoreError> {
+        if let Some(&no) = self.numbers.get(tag) {
+            return Ok(no);
+        }
+        let no = match self.tags_by_number.last_key_value() {
+            None => 0,
+            Some((&last, _)) => last.checked_add(1).ok_or_else(|| {
+                StoreError::Io("the store has used every tag number (2^32)".into())
+            })?,
+        };
+        self.tag_numbers
+            .insert(tag.0, &no.to_be_bytes())
+            .map_err(io)?;
+        self.numbers.insert(*tag, no);
+        self.tags_by_number.insert(no, *tag);
+        Ok(no)
+    }
+
+    /// Drops the number of a tag with no record left in `env`, so that tags seen once (a
+    /// stranger's junk, carried envelopes evicted) do not stay in the store for ever.
+    fn forget_number(&mut self, tag: &Tag) -> Result<(), StoreError> {
+        if let Some(no) = self.numbers.remove(tag) {
+            self.tags_by_number.remove(&no);
+            self.tag_numbers.remove(tag.0).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// The `env` key of (tag, id), if the tag has a number (else no record has it).
+    fn key(&self, tag: &Tag, id: &EnvelopeId) -> Option<[u8; ENV_KEY_LEN]> {
+        self.numbers.get(tag).map(|no| short_key(*no, id))
+    }
+
     fn is_journal(key: &[u8]) -> bool {
         key.starts_with(JOURNAL_PREFIX)
     }
@@ -259,14 +349,37 @@ impl SledStore {
     /// every envelope record: keys and 14-byte locations), and cuts the locations past the
     /// log's recorded end (written after the last flush: never acknowledged).
     fn load_index(&mut self) -> Result<(), StoreError> {
+        for item in self.tag_numbers.iter() {
+            let (k, v) = item.map_err(io)?;
+            let (Ok(tag), Ok(no)) = (<[u8; 16]>::try_from(&k[..]), <[u8; 4]>::try_from(&v[..]))
+            else {
+                return Err(StoreError::Corrupt(
+                    "a tag number record is malformed".into(),
+                ));
+            };
+            let no = u32::from_be_bytes(no);
+            if self.tags_by_number.insert(no, Tag(tag)).is_some() {
+                return Err(StoreError::Corrupt(format!(
+                    "tag number {no} is given twice"
+                )));
+            }
+            self.numbers.insert(Tag(tag), no);
+        }
+        self.shorten_keys()?;
         let mut cut = Vec::new();
         for item in self.env.iter() {
             let (k, v) = item.map_err(io)?;
-            if k.len() != 48 {
+            if k.len() != ENV_KEY_LEN {
                 return Err(StoreError::Corrupt("envelope key of the wrong size".into()));
             }
-            let tag = Tag(k[..16].try_into().unwrap_or_default());
-            let id = EnvelopeId(k[16..].try_into().unwrap_or_default());
+            let no = u32::from_be_bytes(k[..4].try_into().unwrap_or_default());
+            let id = EnvelopeId(k[4..].try_into().unwrap_or_default());
+            let Some(&tag) = self.tags_by_number.get(&no) else {
+                // sled writes in order, so a record whose tag number is not durable was
+                // written after the last flush: never acknowledged.
+                cut.push(k);
+                continue;
+            };
             let held = match classify(v)? {
                 Stored::Tomb => 0,
                 Stored::At(l) if !self.log.holds(&l) => {
@@ -277,7 +390,17 @@ impl SledStore {
                 Stored::Inline(v) => v.len() - OVERHEAD,
             };
             self.summaries.entry(tag).or_default().add(&id);
-            self.bytes += held as u64 + 48;
+            self.bytes += (held + ENV_KEY_LEN) as u64;
+        }
+        // Numbers of tags with no record left (a crash after the last removal).
+        let unused: Vec<Tag> = self
+            .numbers
+            .keys()
+            .filter(|t| !self.summaries.contains_key(t))
+            .copied()
+            .collect();
+        for t in unused {
+            self.forget_number(&t)?;
         }
         for item in self.meta.iter() {
             let (k, v) = item.map_err(io)?;
@@ -460,7 +583,8 @@ impl Store for SledStore {
         id: &EnvelopeId,
         bytes: &[u8],
     ) -> Result<bool, StoreError> {
-        let k = env_key(tag, id);
+        let no = self.number_for(tag)?;
+        let k = short_key(no, id);
         let replaces_tomb = match self.env.get(k).map_err(io)? {
             Some(old) if !old.is_empty() || bytes.is_empty() => return Ok(false),
             Some(_) => true,
@@ -475,14 +599,16 @@ impl Store for SledStore {
         self.env.insert(k, stored).map_err(io)?;
         if !replaces_tomb {
             // The tombstone it replaces was counted already.
-            self.bytes += 48;
+            self.bytes += ENV_KEY_LEN as u64;
             self.summaries.entry(*tag).or_default().add(id);
         }
         Ok(true)
     }
 
     fn envelope(&self, tag: &Tag, id: &EnvelopeId) -> Result<Option<Vec<u8>>, StoreError> {
-        let k = env_key(tag, id);
+        let Some(k) = self.key(tag, id) else {
+            return Ok(None);
+        };
         let Some(v) = self.env.get(k).map_err(io)? else {
             return Ok(None);
         };
@@ -491,14 +617,17 @@ impl Store for SledStore {
             Stored::At(l) => self.log.read(&l)?,
             Stored::Inline(v) => self
                 .sealer
-                .open(SPACE_ENV, &k, &v)
+                .open(SPACE_ENV, &env_key(tag, id), &v)
                 .ok_or_else(|| corrupt_value("envelope"))?,
         };
         verified(id, bytes).map(Some)
     }
 
     fn envelope_len(&self, tag: &Tag, id: &EnvelopeId) -> Result<Option<usize>, StoreError> {
-        let Some(v) = self.env.get(env_key(tag, id)).map_err(io)? else {
+        let Some(k) = self.key(tag, id) else {
+            return Ok(None);
+        };
+        let Some(v) = self.env.get(k).map_err(io)? else {
             return Ok(None);
         };
         Ok(Some(match classify(v)? {
@@ -509,11 +638,17 @@ impl Store for SledStore {
     }
 
     fn contains(&self, tag: &Tag, id: &EnvelopeId) -> Result<bool, StoreError> {
-        self.env.contains_key(env_key(tag, id)).map_err(io)
+        match self.key(tag, id) {
+            None => Ok(false),
+            Some(k) => self.env.contains_key(k).map_err(io),
+        }
     }
 
     fn remove_envelope(&mut self, tag: &Tag, id: &EnvelopeId) -> Result<bool, StoreError> {
-        let Some(old) = self.env.remove(env_key(tag, id)).map_err(io)? else {
+        let Some(k) = self.key(tag, id) else {
+            return Ok(false);
+        };
+        let Some(old) = self.env.remove(k).map_err(io)? else {
             return Ok(false);
         };
         // A location's bytes stay in the log (dead until compaction, crate::envlog).
@@ -522,11 +657,12 @@ impl Store for SledStore {
             Ok(Stored::At(_)) => Location::LEN,
             _ => 0,
         };
-        self.bytes = self.bytes.saturating_sub(held as u64 + 48);
+        self.bytes = self.bytes.saturating_sub((held + ENV_KEY_LEN) as u64);
         if let Some(s) = self.summaries.get_mut(tag) {
             s.sub(id);
             if s.count == 0 {
                 self.summaries.remove(tag);
+                self.forget_number(tag)?;
             }
         }
         Ok(true)
@@ -546,11 +682,14 @@ impl Store for SledStore {
         from: &[u8; 32],
         f: &mut dyn FnMut(&EnvelopeId) -> bool,
     ) -> Result<(), StoreError> {
-        let start = env_key(tag, &EnvelopeId(*from));
-        let end = env_key(tag, &EnvelopeId([0xff; 32]));
+        let Some(&no) = self.numbers.get(tag) else {
+            return Ok(());
+        };
+        let start = short_key(no, &EnvelopeId(*from));
+        let end = short_key(no, &EnvelopeId([0xff; 32]));
         for item in self.env.range(start..=end) {
             let (k, _) = item.map_err(io)?;
-            let id = EnvelopeId(k[16..].try_into().unwrap_or_default());
+            let id = EnvelopeId(k[4..].try_into().unwrap_or_default());
             if !f(&id) {
                 break;
             }
@@ -757,7 +896,7 @@ mod tests {
         let rows = s.census().unwrap();
         let row = |k: &str| rows.iter().find(|r| r.kind == k).cloned().unwrap();
         let env = row("env locations");
-        assert_eq!((env.records, env.key_bytes), (1, 48));
+        assert_eq!((env.records, env.key_bytes), (1, ENV_KEY_LEN as u64));
         assert_eq!(env.value_bytes, Location::LEN as u64);
         assert_eq!(row("env tombstones").value_bytes, 0);
         let j = row("meta j/");
@@ -939,7 +1078,7 @@ mod tests {
         assert_eq!(seg.len(), 14 + 44);
         assert!(!seg.windows(8).any(|w| w == b"envelope"));
         // The location (14) and key (48), the frame (14 + 44), the metadata record.
-        assert_eq!(s.bytes_used(), 14 + 48 + 14 + 44 + 6 + 14);
+        assert_eq!(s.bytes_used(), 14 + 36 + 14 + 44 + 6 + 14);
         // A value moved under another key does not open.
         s.meta
             .insert(b"p/other", s.meta.get(b"p/page").unwrap().unwrap())
@@ -1199,8 +1338,8 @@ mod tests {
             s.put_envelope(&tag, id, b).unwrap();
         }
         s.flush().unwrap();
-        let other = s.env.get(env_key(&tag, &es[1].0)).unwrap().unwrap();
-        s.env.insert(env_key(&tag, &es[0].0), other).unwrap();
+        let other = s.env.get(s.key(&tag, &es[1].0).unwrap()).unwrap().unwrap();
+        s.env.insert(s.key(&tag, &es[0].0).unwrap(), other).unwrap();
         assert!(matches!(
             s.envelope(&tag, &es[0].0),
             Err(StoreError::Corrupt(_))
@@ -1211,21 +1350,27 @@ mod tests {
         );
         // A location past its frame's payload, or past the log's end: corruption too.
         let mut l =
-            Location::decode(&s.env.get(env_key(&tag, &es[1].0)).unwrap().unwrap()).unwrap();
+            Location::decode(&s.env.get(s.key(&tag, &es[1].0).unwrap()).unwrap().unwrap()).unwrap();
         l.len += 1_000;
-        s.env.insert(env_key(&tag, &es[0].0), &l.encode()).unwrap();
+        s.env
+            .insert(s.key(&tag, &es[0].0).unwrap(), &l.encode())
+            .unwrap();
         assert!(matches!(
             s.envelope(&tag, &es[0].0),
             Err(StoreError::Corrupt(_))
         ));
         l.frame.seg += 5;
-        s.env.insert(env_key(&tag, &es[0].0), &l.encode()).unwrap();
+        s.env
+            .insert(s.key(&tag, &es[0].0).unwrap(), &l.encode())
+            .unwrap();
         assert!(matches!(
             s.envelope(&tag, &es[0].0),
             Err(StoreError::Corrupt(_))
         ));
         // A value of no known shape.
-        s.env.insert(env_key(&tag, &es[0].0), &[1u8; 20]).unwrap();
+        s.env
+            .insert(s.key(&tag, &es[0].0).unwrap(), &[1u8; 20])
+            .unwrap();
         assert!(matches!(
             s.envelope(&tag, &es[0].0),
             Err(StoreError::Corrupt(_))
@@ -1419,6 +1564,52 @@ mod tests {
     }
 
     #[test]
+    fn env_keys_are_short_and_a_tag_with_no_record_left_loses_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let (a, b) = (Tag([1; 16]), Tag([2; 16]));
+        let es = many(4, 100);
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            s.put_envelope(&a, &es[0].0, &es[0].1).unwrap();
+            s.put_envelope(&a, &es[1].0, &es[1].1).unwrap();
+            s.put_envelope(&b, &es[2].0, &es[2].1).unwrap();
+            s.flush().unwrap();
+            assert!(s.env.iter().keys().all(|k| k.unwrap().len() == ENV_KEY_LEN));
+            assert_eq!(s.tag_numbers.len(), 2);
+            // The same id under another tag is another record.
+            assert!(!s.contains(&b, &es[0].0).unwrap());
+            s.remove_envelope(&b, &es[2].0).unwrap();
+            assert_eq!(s.tag_numbers.len(), 1);
+            assert_eq!(s.envelope(&b, &es[2].0).unwrap(), None);
+            // Back again: a new number, found as before.
+            s.put_envelope(&b, &es[3].0, &es[3].1).unwrap();
+            s.flush().unwrap();
+        }
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        assert_eq!(s.summary(&a).count, 2);
+        assert_eq!(s.summary(&b).count, 1);
+        assert_eq!(
+            s.envelope(&b, &es[3].0).unwrap().as_deref(),
+            Some(&es[3].1[..])
+        );
+        assert_eq!(
+            s.envelope(&a, &es[1].0).unwrap().as_deref(),
+            Some(&es[1].1[..])
+        );
+        let mut ids = Vec::new();
+        s.for_each_id(&a, &[0; 32], &mut |id| {
+            ids.push(*id);
+            true
+        })
+        .unwrap();
+        let mut want = vec![es[0].0, es[1].0];
+        want.sort();
+        assert_eq!(ids, want);
+    }
+
+    #[test]
     fn a_store_of_the_previous_format_opens_with_every_envelope() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("db");
@@ -1472,9 +1663,9 @@ mod tests {
         assert!(!s.contains(&tag, &old[1].0).unwrap());
         assert_eq!(s.summary(&tag).count, 40);
         // An inline value moved under another id does not open (sealed to its key).
-        let k0 = env_key(&tag, &old[0].0);
+        let k0 = s.key(&tag, &old[0].0).unwrap();
         let v = s.env.get(k0).unwrap().unwrap();
-        s.env.insert(env_key(&tag, &old[2].0), v).unwrap();
+        s.env.insert(s.key(&tag, &old[2].0).unwrap(), v).unwrap();
         assert!(matches!(
             s.envelope(&tag, &old[2].0),
             Err(StoreError::Corrupt(_))
