@@ -17,7 +17,8 @@
 //!   that failed (the channel refused, a handshake that stalled) or a link that ended is
 //!   retried with backoff from the driver's tick, not only when another advert arrives (a
 //!   scanner reports a known device once, and a connected peripheral may stop advertising).
-//!   L2CAP is tried [`DialConfig::l2cap_tries`] times in a row before a dial uses GATT.
+//!   L2CAP is given up for GATT only after [`DialConfig::l2cap_tries`] failures in a row
+//!   spanning [`DialConfig::l2cap_grace_ms`].
 //!
 //! Every link runs in its own task: frames from the engine go into one queue per lane
 //! ([`frame_priority`] picks it), and from there into [`crate::Link::send`] while the link's
@@ -47,7 +48,7 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::DeviceId;
 
 use crate::advert::{self, AdvertData, Advertiser};
-use crate::manager::{DialConfig, Dials, Manager, ManagerConfig, Outcome, Path, Scan};
+use crate::manager::{Devices, DialConfig, Dials, Manager, ManagerConfig, Outcome, Path, Scan};
 use crate::{Config, Event, Link, Priority, Role};
 
 /// Vaarta's GATT service (random, version 1).
@@ -158,6 +159,8 @@ struct Shared {
     manager: Mutex<Manager>,
     /// Peer addresses with a link or a dial under way.
     busy: Mutex<BTreeSet<Address>>,
+    /// The link each peer device is on (a device that rotated its address keeps its newest).
+    devices: Mutex<Devices<DeviceId, Address>>,
     /// Peers this device dials, with their backoff.
     dials: Mutex<Dials<Address, Target>>,
     epoch: Instant,
@@ -245,6 +248,7 @@ pub async fn start(
     let shared = Arc::new(Shared {
         manager: Mutex::new(Manager::new(config.manager.clone(), 0)),
         dials: Mutex::new(Dials::new(config.dials.clone())),
+        devices: Mutex::new(Devices::default()),
         identity,
         config,
         local,
@@ -557,7 +561,7 @@ fn dial_due(s: &Arc<Shared>, ours: &AdvertData) {
                 continue;
             }
             dials
-                .start(&addr, s.config.l2cap)
+                .start(&addr, s.config.l2cap, now)
                 .map(|(p, t)| (p, t.clone()))
         };
         let Some((path, target)) = started else {
@@ -594,7 +598,7 @@ async fn dial(s: Arc<Shared>, target: Target, addr: Address, path: Path) -> Outc
                 tracing::debug!(peer = %addr, mtu, ms = t0.elapsed().as_millis() as u64, "L2CAP channel connected");
                 let io = Io::L2cap(Arc::new(conn));
                 if run_link(s, Role::Initiator, io, Transport::L2cap, mtu, addr, true).await {
-                    Outcome::Linked
+                    Outcome::Linked(Path::L2cap)
                 } else {
                     Outcome::Failed(Path::L2cap)
                 }
@@ -633,7 +637,7 @@ async fn dial(s: Arc<Shared>, target: Target, addr: Address, path: Path) -> Outc
             let p = Arc::new(p.clone());
             let io = Io::GattCentral(p, rx, notes);
             if run_link(s, Role::Initiator, io, Transport::Gatt, mtu, addr, true).await {
-                Outcome::Linked
+                Outcome::Linked(Path::Gatt)
             } else {
                 Outcome::Failed(Path::Gatt)
             }
@@ -750,6 +754,7 @@ async fn run_link(
     s.links.lock().unwrap().insert(id, frames_tx);
     let reason = drive_link(&s, id, role, io, transport, mtu, peer, outbound, frames_rx).await;
     s.links.lock().unwrap().remove(&id);
+    s.devices.lock().unwrap().link_down(id);
     let now = s.now();
     s.manager.lock().unwrap().remove_link(id, now);
     let was_up = reason.is_some();
@@ -828,6 +833,11 @@ async fn drive_link(
                     remote_tid,
                 } => {
                     up = true;
+                    let old = s.devices.lock().unwrap().established(device, id, peer);
+                    if let Some(old) = old {
+                        tracing::info!(%id, %old, %device, "the device is back from a new address: its older link is closed");
+                        s.links.lock().unwrap().remove(&old);
+                    }
                     tracing::info!(%id, %peer, %device, ms = t0.elapsed().as_millis() as u64, pkts_in, pkts_out, "Bluetooth link authenticated");
                     let _ = s
                         .events
