@@ -38,7 +38,10 @@ dump() {
   done
 }
 V() { h=$1; shift; timeout 30 vaarta --home /tmp/$MODE/$h "$@"; }
-UP() { h=$1; shift; vaarta --home /tmp/$MODE/$h up "$@"; }
+# Started with `&`: exec, so that $! is the node itself (a subshell killed in its place
+# left the node running: the "bulk while A is down" never had A down, and the last mode's
+# B kept hci1 and port 7447 in the next mode).
+UP() { h=$1; shift; exec vaarta --home /tmp/$MODE/$h up "$@"; }
 say() { echo "BLE-VM [$(up)s] $*"; }
 devid() { V $1 id --json | tr -d ' \n' | sed 's/.*"device_id":"\([^"]*\)".*/\1/'; }
 # wait_until SECONDS command...: polls every 0.5 s
@@ -96,6 +99,7 @@ run_mode() {
     head -c 49000 /dev/urandom | base64 | tr -d '\n' | cut -c1-65000 > /tmp/bulk.txt
     prefix=$(cut -c1-32 /tmp/bulk.txt)
     kill $PA; wait $PA 2>/dev/null
+    if V a peers --json >/dev/null 2>&1; then check $MODE a-is-down-for-the-bulk 1 "(its node still answers)"; fi
     i=0; while [ $i -lt 16 ]; do V a send "$CONV" --file /tmp/bulk.txt >/dev/null; i=$((i+1)); done
     vaarta --home /tmp/$MODE/b log "$CONV" --follow --json --limit 1 > /tmp/$MODE/follow.txt 2>&1 &
     PF=$!

@@ -185,7 +185,9 @@ pub struct DialConfig {
     /// first tens of seconds of a connection is usually transient (seen in the BlueZ guest:
     /// no data from the peripheral for ~50 s after the controllers connected, while both
     /// bluetoothds ran their own GATT discovery): a few quick failures must not pin a peer to
-    /// the slower path. Once fallen back, the peer stays on GATT while it is remembered.
+    /// the slower path. The fallback is for one dial: after a GATT dial (linked or not) the
+    /// count starts again, so a peer that was merely away (its node restarting: no listener,
+    /// no GATT service either) is back on L2CAP when it returns.
     pub l2cap_tries: u32,
     pub l2cap_grace_ms: u64,
     /// Peers remembered at once (a crowd of adverts, or one device rotating its address,
@@ -347,11 +349,9 @@ impl<K: Ord + Clone, V> Dials<K, V> {
         };
         c.dialing = false;
         match outcome {
-            Outcome::Linked(path) => {
-                if path == Path::L2cap {
-                    c.l2cap_failures = 0;
-                    c.l2cap_failing_since = None;
-                }
+            Outcome::Linked(_) => {
+                c.l2cap_failures = 0;
+                c.l2cap_failing_since = None;
                 c.failures = 0;
                 c.last_seen = c.last_seen.max(now_ms);
                 c.next_try = now_ms + self.config.backoff_min_ms;
@@ -361,6 +361,9 @@ impl<K: Ord + Clone, V> Dials<K, V> {
                 if path == Path::L2cap {
                     c.l2cap_failures = c.l2cap_failures.saturating_add(1);
                     c.l2cap_failing_since.get_or_insert(now_ms);
+                } else {
+                    c.l2cap_failures = 0;
+                    c.l2cap_failing_since = None;
                 }
                 let exp = (c.failures - 1).min(20);
                 let wait = self
@@ -489,9 +492,18 @@ mod tests {
         assert_eq!(d.start(&1, true, 69_999).map(|x| x.0), Some(Path::L2cap));
         d.finished(&1, Outcome::Failed(Path::L2cap), 69_999);
         assert_eq!(d.start(&1, true, 70_000).map(|x| x.0), Some(Path::Gatt));
-        // Linked over GATT: it stays there.
-        d.finished(&1, Outcome::Linked(Path::Gatt), 80_000);
-        assert_eq!(d.start(&1, true, 90_000).map(|x| x.0), Some(Path::Gatt));
+        // One GATT dial, then L2CAP again (whether GATT failed or linked).
+        d.finished(&1, Outcome::Failed(Path::Gatt), 71_000);
+        assert_eq!(d.start(&1, true, 90_000).map(|x| x.0), Some(Path::L2cap));
+        d.finished(&1, Outcome::Failed(Path::L2cap), 90_000);
+        assert_eq!(d.start(&1, true, 100_000).map(|x| x.0), Some(Path::L2cap));
+        assert_eq!(d.start(&1, true, 100_000), None, "one dial at a time");
+        d.finished(&1, Outcome::Failed(Path::L2cap), 100_000);
+        assert_eq!(d.start(&1, true, 150_000).map(|x| x.0), Some(Path::L2cap));
+        d.finished(&1, Outcome::Failed(Path::L2cap), 150_000);
+        assert_eq!(d.start(&1, true, 150_000).map(|x| x.0), Some(Path::Gatt));
+        d.finished(&1, Outcome::Linked(Path::Gatt), 160_000);
+        assert_eq!(d.start(&1, true, 170_000).map(|x| x.0), Some(Path::L2cap));
         // A success over L2CAP clears the run.
         let mut d = dials();
         d.seen(1, "p", 0);
