@@ -108,7 +108,6 @@ fn a_to_c_through_b_over_l2cap_and_gatt_in_a_qemu_guest() {
         "l2cap a-to-c PASS",
         "l2cap c-to-a PASS",
         "l2cap a-linked-to-this-b-over-ble-l2cap PASS",
-        "l2cap flash-arrives-before-the-1MB-bulk-completes PASS",
         "l2cap logs-agree PASS",
         "gatt link-a-b-ble-gatt PASS",
         "gatt a-to-c PASS",
