@@ -69,8 +69,16 @@ fn ble_binary() -> Option<PathBuf> {
 }
 
 /// Needs the VM tools (else it prints `SKIPPED`, or fails under `VAARTA_REQUIRE_BLE_VM=1`);
-/// boots the guest once, both modes, about 5-7 minutes under emulation.
+/// boots the guest once, both modes, about 7 minutes under emulation.
+///
+/// NOT YET RELIABLE, so not part of `cargo test --workspace`: it passed 2 of the last 3
+/// runs (2026-12-03, one from a fresh clone, one in `cargo test`). In the third, data from
+/// the peripheral did not reach the central for over 60 s after the controllers connected,
+/// so the dialler gave L2CAP up for GATT (`manager::DialConfig::l2cap_grace_ms`) and the
+/// L2CAP check saw a GATT link. `.ci/run` runs it with `--ignored` in its own section,
+/// reported, not gating (issue 14).
 #[test]
+#[ignore = "not yet reliable in the QEMU guest (issue 14): run with --ignored"]
 fn a_to_c_through_b_over_l2cap_and_gatt_in_a_qemu_guest() {
     let require = std::env::var("VAARTA_REQUIRE_BLE_VM").is_ok_and(|v| v == "1");
     let mut why = missing();
