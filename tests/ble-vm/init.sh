@@ -34,11 +34,14 @@ check() { # mode name ok(0/1) detail
 dump() {
   for n in a b c; do
     echo "--- $MODE node $n: peers $(V $n peers --json 2>&1 | tr -d ' \n' | cut -c1-400)"
-    grep -v "^ " /tmp/$MODE/$n.log | tail -12 | cut -c1-300
+    grep -v "^ " /tmp/$MODE/$n.log | grep -v "handshake packet" | tail -40 | cut -c1-300
   done
 }
 V() { h=$1; shift; timeout 30 vaarta --home /tmp/$MODE/$h "$@"; }
-UP() { h=$1; shift; vaarta --home /tmp/$MODE/$h up "$@"; }
+# Started with `&`: exec, so that $! is the node itself (a subshell killed in its place
+# left the node running: the "bulk while A is down" never had A down, and the last mode's
+# B kept hci1 and port 7447 in the next mode).
+UP() { h=$1; shift; exec vaarta --home /tmp/$MODE/$h up "$@"; }
 say() { echo "BLE-VM [$(up)s] $*"; }
 devid() { V $1 id --json | tr -d ' \n' | sed 's/.*"device_id":"\([^"]*\)".*/\1/'; }
 # wait_until SECONDS command...: polls every 0.5 s
@@ -88,32 +91,45 @@ run_mode() {
   wait_until 30 ready_over a "$B" "$WANT"; check $MODE a-linked-to-this-b-over-$WANT $? ""
   wait_until 30 ready_over c "$B" tcp; check $MODE c-linked-to-this-b-over-tcp $? ""
   if [ "$MODE" = l2cap ]; then
-    # FLASH during a 1 MB bulk transfer: measured, not asserted (the engine numbers pushes
-    # per link, so a FLASH push cannot overtake bulk pushes yet). A writes 16 messages of
-    # 64 KB while its node is down; once its Bluetooth link to B is back the catch-up (1 MB)
-    # is under way and A sends one FLASH message; B's log shows which arrived first.
+    # FLASH during a 1 MB bulk transfer. A writes 16 messages of 64 KB while its node is
+    # down; once its Bluetooth link to B is back the catch-up (1 MB) is under way and A sends
+    # one FLASH message. B's `log --follow` prints messages as they arrive (a batch that
+    # arrived together in log order, FLASH last): FLASH first means its line comes before
+    # the 16th bulk line.
     head -c 49000 /dev/urandom | base64 | tr -d '\n' | cut -c1-65000 > /tmp/bulk.txt
+    prefix=$(cut -c1-32 /tmp/bulk.txt)
     kill $PA; wait $PA 2>/dev/null
     i=0; while [ $i -lt 16 ]; do V a send "$CONV" --file /tmp/bulk.txt >/dev/null; i=$((i+1)); done
+    vaarta --home /tmp/$MODE/b log "$CONV" --follow --json --limit 1 > /tmp/$MODE/follow.txt 2>&1 &
+    PF=$!
     UP a --ble --ble-adapter hci0 $EXTRA --listen /ip4/127.0.0.1/tcp/0 --no-mdns >> /tmp/$MODE/a.log 2>&1 &
     PA=$!
     wait_until 150 ready_over a "" "$WANT"
     t=$(up)
     V a send "$CONV" "FLASH levee breach" --precedence flash >/dev/null
     ts=$(up)
-    flash=""; bulk=""; prefix=$(cut -c1-32 /tmp/bulk.txt)
+    flash=""; bulk=""
     end=$(echo "$(up)" | awk '{print int($1+300)}')
     while [ "$(up | cut -d. -f1)" -lt "$end" ] && { [ -z "$flash" ] || [ -z "$bulk" ]; }; do
-      out=$(V b log "$CONV" --json --limit 100 2>/dev/null)
-      [ -z "$flash" ] && echo "$out" | grep -q "FLASH levee breach" && flash=$(up)
-      [ -z "$bulk" ] && [ "$(echo "$out" | grep -c "$prefix")" -ge 16 ] && bulk=$(up)
-      sleep 0.5
+      [ -z "$flash" ] && grep -q "FLASH levee breach" /tmp/$MODE/follow.txt && flash=$(up)
+      [ -z "$bulk" ] && [ "$(grep -c "$prefix" /tmp/$MODE/follow.txt)" -ge 16 ] && bulk=$(up)
+      sleep 0.2
     done
+    kill $PF 2>/dev/null
+    fl=$(grep -n "FLASH levee breach" /tmp/$MODE/follow.txt | head -1 | cut -d: -f1)
+    bl=$(grep -n "$prefix" /tmp/$MODE/follow.txt | sed -n 16p | cut -d: -f1)
     rel() { [ -n "$1" ] && echo "$1 $t" | awk '{printf "%.1fs", $1-$2}' || echo never; }
-    first=bulk; [ -n "$flash" ] && { [ -z "$bulk" ] || awk "BEGIN{exit !($flash < $bulk)}"; } && first=flash
-    echo "BLE-VM MEASURE $MODE flash-during-1MB-bulk link_up_to_flash_sent=$(rel $ts) flash_at_b=$(rel $flash) bulk_done_at_b=$(rel $bulk) first=$first"
+    echo "BLE-VM MEASURE $MODE flash-during-1MB-bulk link_up_to_flash_sent=$(rel $ts) flash_at_b=$(rel $flash) bulk_done_at_b=$(rel $bulk) follow_lines flash=${fl:-none} 16th_bulk=${bl:-none}"
+    # Measured, not asserted yet: with A really down (it was not, before the nodes were
+    # exec'd) the catch-up arrives as one burst and the FLASH came with its last message
+    # (line 18 after the 16th bulk at 17, 2026-12-03): what holds it is upstream of the
+    # driver's lanes (issue 14).
   fi
   wait_until 180 agree; check $MODE logs-agree $? "($ha $hb $hc)"
+  for n in a b; do
+    grep -E "authenticated|link down|connect failed|timed out|refused" /tmp/$MODE/$n.log | grep vaarta_ble \
+      | cut -c12-300 | sed "s/^/BLE-VM DRIVER $MODE $n: /" | tail -15
+  done
   # Every node gone before the next mode (a left-over B would still serve hci1).
   kill $PA $PB $PC 2>/dev/null
   ( sleep 20; kill -9 $PA $PB $PC 2>/dev/null ) &

@@ -13,6 +13,12 @@
 //! * The dialer (central) is the Noise initiator. Of two devices that see each other, only
 //!   the one whose advert is lower dials ([`crate::advert::should_dial`]); the link limit and
 //!   the scan duty cycle are [`crate::manager::Manager`]'s.
+//! * A peer to dial stays in [`crate::manager::Dials`] while it was seen recently: a dial
+//!   that failed (the channel refused, a handshake that stalled) or a link that ended is
+//!   retried with backoff from the driver's tick, not only when another advert arrives (a
+//!   scanner reports a known device once, and a connected peripheral may stop advertising).
+//!   L2CAP is given up for GATT only after [`DialConfig::l2cap_tries`] failures in a row
+//!   spanning [`DialConfig::l2cap_grace_ms`].
 //!
 //! Every link runs in its own task: frames from the engine go into one queue per lane
 //! ([`frame_priority`] picks it), and from there into [`crate::Link::send`] while the link's
@@ -42,7 +48,7 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::DeviceId;
 
 use crate::advert::{self, AdvertData, Advertiser};
-use crate::manager::{Manager, ManagerConfig, Scan};
+use crate::manager::{Devices, DialConfig, Dials, Manager, ManagerConfig, Outcome, Path, Scan};
 use crate::{Config, Event, Link, Priority, Role};
 
 /// Vaarta's GATT service (random, version 1).
@@ -91,6 +97,7 @@ pub struct DriverConfig {
     /// Listen on and dial L2CAP; `false` forces the GATT path both ways.
     pub l2cap: bool,
     pub manager: ManagerConfig,
+    pub dials: DialConfig,
     pub link: Config,
 }
 
@@ -100,6 +107,7 @@ impl Default for DriverConfig {
             adapter: None,
             l2cap: true,
             manager: ManagerConfig::default(),
+            dials: DialConfig::default(),
             link: Config::default(),
         }
     }
@@ -151,6 +159,10 @@ struct Shared {
     manager: Mutex<Manager>,
     /// Peer addresses with a link or a dial under way.
     busy: Mutex<BTreeSet<Address>>,
+    /// The link each peer device is on (a device that rotated its address keeps its newest).
+    devices: Mutex<Devices<DeviceId, Address>>,
+    /// Peers this device dials, with their backoff.
+    dials: Mutex<Dials<Address, Target>>,
     epoch: Instant,
 }
 
@@ -235,6 +247,8 @@ pub async fn start(
     let now0 = Instant::now();
     let shared = Arc::new(Shared {
         manager: Mutex::new(Manager::new(config.manager.clone(), 0)),
+        dials: Mutex::new(Dials::new(config.dials.clone())),
+        devices: Mutex::new(Devices::default()),
         identity,
         config,
         local,
@@ -295,6 +309,7 @@ pub async fn start(
                                 return;
                             }
                             let mtu = l2cap_mtu(&conn);
+                            tracing::debug!(peer = %peer.addr, mtu, "L2CAP channel accepted");
                             let io = Io::L2cap(Arc::new(conn));
                             run_link(
                                 s.clone(),
@@ -432,6 +447,7 @@ async fn main_loop(
                     adv = advertise(&adapter, ours).await;
                     rotate_at = advert::Advertiser::next_rotation(wall());
                 }
+                dial_due(&s, &ours);
             }
             ev = central_events.next() => {
                 let Some(ev) = ev else { break };
@@ -445,22 +461,18 @@ async fn main_loop(
                 let Ok(Some(props)) = p.properties().await else { continue };
                 let Some(theirs) = props.service_data.get(&SERVICE_UUID) else { continue };
                 let Ok(theirs) = <AdvertData>::try_from(theirs.as_slice()) else { continue };
-                if !advert::should_dial(&ours, &theirs) {
-                    continue;
-                }
                 let addr = Address(props.address.into_inner());
-                if s.manager.lock().unwrap().is_full() || !s.busy.lock().unwrap().insert(addr) {
+                if !advert::should_dial(&ours, &theirs) {
+                    s.dials.lock().unwrap().forget(&addr);
                     continue;
                 }
                 let addr_type = match props.address_type {
                     Some(btleplug::api::AddressType::Random) => AddressType::LeRandom,
                     _ => AddressType::LePublic,
                 };
-                let s2 = s.clone();
-                tokio::spawn(async move {
-                    dial(s2.clone(), p, addr, addr_type).await;
-                    s2.busy.lock().unwrap().remove(&addr);
-                });
+                let target = Target { peripheral: p, addr_type, theirs };
+                s.dials.lock().unwrap().seen(addr, target, s.now());
+                dial_due(&s, &ours);
             }
             ev = rx_ctl.next() => {
                 let Some(CharacteristicControlEvent::Write(req)) = ev else { continue };
@@ -500,36 +512,106 @@ fn start_peripheral(
         .clamp(crate::frag::MIN_MTU as usize, crate::frag::MAX_MTU as usize) as u16;
     let s = s.clone();
     tokio::spawn(async move {
+        // No dial of our own to this peer while its link runs.
+        let mine = s.busy.lock().unwrap().insert(addr);
+        tracing::debug!(peer = %addr, mtu, "GATT central subscribed and wrote");
         let io = Io::GattPeripheral(Arc::new(w), r);
-        run_link(s, Role::Responder, io, Transport::Gatt, mtu, addr, false).await;
+        run_link(
+            s.clone(),
+            Role::Responder,
+            io,
+            Transport::Gatt,
+            mtu,
+            addr,
+            false,
+        )
+        .await;
+        if mine {
+            s.busy.lock().unwrap().remove(&addr);
+        }
     });
 }
 
-/// Dials a peer: L2CAP first (if on), else GATT.
-async fn dial(
-    s: Arc<Shared>,
-    p: btleplug::platform::Peripheral,
-    addr: Address,
+/// What a dial needs: the central's handle, the address type and the advert it was seen with.
+#[derive(Debug, Clone)]
+struct Target {
+    peripheral: btleplug::platform::Peripheral,
     addr_type: AddressType,
-) {
-    if s.config.l2cap {
+    theirs: AdvertData,
+}
+
+/// Starts the dials that are due (within the link limit, one per peer).
+fn dial_due(s: &Arc<Shared>, ours: &AdvertData) {
+    let now = s.now();
+    let due = s.dials.lock().unwrap().due(now);
+    for addr in due {
+        if s.manager.lock().unwrap().is_full() {
+            return;
+        }
+        let started = {
+            let mut dials = s.dials.lock().unwrap();
+            let Some(t) = dials.get(&addr) else { continue };
+            if !advert::should_dial(ours, &t.theirs) {
+                // Our advert rotated since: the rule now says the peer dials.
+                dials.forget(&addr);
+                continue;
+            }
+            // A link with it is up already (it dialled us, or we are its peripheral).
+            if !s.busy.lock().unwrap().insert(addr) {
+                continue;
+            }
+            dials
+                .start(&addr, s.config.l2cap, now)
+                .map(|(p, t)| (p, t.clone()))
+        };
+        let Some((path, target)) = started else {
+            s.busy.lock().unwrap().remove(&addr);
+            continue;
+        };
+        let s2 = s.clone();
+        tokio::spawn(async move {
+            let outcome = dial(s2.clone(), target, addr, path).await;
+            s2.busy.lock().unwrap().remove(&addr);
+            tracing::debug!(peer = %addr, ?outcome, "dial ended");
+            s2.dials.lock().unwrap().finished(&addr, outcome, s2.now());
+        });
+    }
+}
+
+/// Dials a peer over one path ([`Dials::start`] picks it); whether a link came up.
+async fn dial(s: Arc<Shared>, target: Target, addr: Address, path: Path) -> Outcome {
+    let Target {
+        peripheral: p,
+        addr_type,
+        ..
+    } = target;
+    let t0 = Instant::now();
+    if path == Path::L2cap {
         let conn = async {
             let sock = Socket::<SeqPacket>::new_seq_packet()?;
             sock.bind(SocketAddr::new(s.local, AddressType::LePublic, 0))?;
             sock.connect(SocketAddr::new(addr, addr_type, PSM)).await
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, conn).await {
+        return match tokio::time::timeout(CONNECT_TIMEOUT, conn).await {
             Ok(Ok(conn)) => {
                 let mtu = l2cap_mtu(&conn);
+                tracing::debug!(peer = %addr, mtu, ms = t0.elapsed().as_millis() as u64, "L2CAP channel connected");
                 let io = Io::L2cap(Arc::new(conn));
-                run_link(s, Role::Initiator, io, Transport::L2cap, mtu, addr, true).await;
-                return;
+                if run_link(s, Role::Initiator, io, Transport::L2cap, mtu, addr, true).await {
+                    Outcome::Linked(Path::L2cap)
+                } else {
+                    Outcome::Failed(Path::L2cap)
+                }
             }
             Ok(Err(e)) => {
-                tracing::info!(peer = %addr, error = %e, "L2CAP connect failed; trying GATT")
+                tracing::info!(peer = %addr, error = %e, ms = t0.elapsed().as_millis() as u64, "L2CAP connect failed");
+                Outcome::Failed(Path::L2cap)
             }
-            Err(_) => tracing::info!(peer = %addr, "L2CAP connect timed out; trying GATT"),
-        }
+            Err(_) => {
+                tracing::info!(peer = %addr, "L2CAP connect timed out");
+                Outcome::Failed(Path::L2cap)
+            }
+        };
     }
     let setup = async {
         if !p.is_connected().await? {
@@ -548,23 +630,29 @@ async fn dial(
         p.subscribe(&tx).await?;
         Ok((rx, notes))
     };
-    match tokio::time::timeout(CONNECT_TIMEOUT, setup).await {
+    let outcome = match tokio::time::timeout(CONNECT_TIMEOUT, setup).await {
         Ok(Ok((rx, notes))) => {
             let mtu = p.mtu().clamp(crate::frag::MIN_MTU, crate::frag::MAX_MTU);
-            let p = Arc::new(p);
-            let io = Io::GattCentral(p.clone(), rx, notes);
-            run_link(s, Role::Initiator, io, Transport::Gatt, mtu, addr, true).await;
-            let _ = p.disconnect().await;
+            tracing::debug!(peer = %addr, mtu, ms = t0.elapsed().as_millis() as u64, "GATT subscribed");
+            let p = Arc::new(p.clone());
+            let io = Io::GattCentral(p, rx, notes);
+            if run_link(s, Role::Initiator, io, Transport::Gatt, mtu, addr, true).await {
+                Outcome::Linked(Path::Gatt)
+            } else {
+                Outcome::Failed(Path::Gatt)
+            }
         }
         Ok(Err(e)) => {
             tracing::info!(peer = %addr, error = %e, "GATT connect failed");
-            let _ = p.disconnect().await;
+            Outcome::Failed(Path::Gatt)
         }
         Err(_) => {
             tracing::info!(peer = %addr, "GATT connect timed out");
-            let _ = p.disconnect().await;
+            Outcome::Failed(Path::Gatt)
         }
-    }
+    };
+    let _ = p.disconnect().await;
+    outcome
 }
 
 type Notes =
@@ -645,7 +733,8 @@ impl Io {
     }
 }
 
-/// Runs one link until either side ends it.
+/// Runs one link until either side ends it; whether it had come up (the peer proved its
+/// key).
 async fn run_link(
     s: Arc<Shared>,
     role: Role,
@@ -654,25 +743,28 @@ async fn run_link(
     mtu: u16,
     peer: Address,
     outbound: bool,
-) {
+) -> bool {
     let id = (s.next_id)();
     let now = s.now();
     if let Err(e) = s.manager.lock().unwrap().add_link(id, now) {
         tracing::info!(%peer, error = %e, "Bluetooth link refused");
-        return;
+        return false;
     }
     let (frames_tx, frames_rx) = mpsc::channel(LINK_QUEUE);
     s.links.lock().unwrap().insert(id, frames_tx);
     let reason = drive_link(&s, id, role, io, transport, mtu, peer, outbound, frames_rx).await;
     s.links.lock().unwrap().remove(&id);
+    s.devices.lock().unwrap().link_down(id);
     let now = s.now();
     s.manager.lock().unwrap().remove_link(id, now);
+    let was_up = reason.is_some();
     if let Some(reason) = reason {
         let _ = s
             .events
             .send(DriverEvent::LinkDown { link: id, reason })
             .await;
     }
+    was_up
 }
 
 /// Returns `Some(reason)` if the link had been reported up.
@@ -716,6 +808,9 @@ async fn drive_link(
     let mut lanes: [VecDeque<Vec<u8>>; crate::sched::LANES] = Default::default();
     let mut up = false;
     let mut engine_closed = false;
+    // Diagnostics (`RUST_LOG=vaarta_ble=debug`): how far and how fast a handshake got.
+    let t0 = Instant::now();
+    let (mut pkts_in, mut pkts_out) = (0u64, 0u64);
     let end = loop {
         // Lanes → link, highest first, while the link takes them.
         for p in Priority::ALL {
@@ -738,6 +833,12 @@ async fn drive_link(
                     remote_tid,
                 } => {
                     up = true;
+                    let old = s.devices.lock().unwrap().established(device, id, peer);
+                    if let Some(old) = old {
+                        tracing::info!(%id, %old, %device, "the device is back from a new address: its older link is closed");
+                        s.links.lock().unwrap().remove(&old);
+                    }
+                    tracing::info!(%id, %peer, %device, ms = t0.elapsed().as_millis() as u64, pkts_in, pkts_out, "Bluetooth link authenticated");
                     let _ = s
                         .events
                         .send(DriverEvent::LinkUp {
@@ -784,11 +885,19 @@ async fn drive_link(
             permit = wtx.reserve(), if link.wants_transmit() => {
                 let Ok(permit) = permit else { break "writer stopped".into() };
                 if let Some(p) = link.poll_transmit() {
+                    pkts_out += 1;
+                    if !up {
+                        tracing::debug!(%id, len = p.len(), ms = t0.elapsed().as_millis() as u64, "handshake packet out");
+                    }
                     permit.send(p);
                 }
             }
             r = rx.recv() => match r {
                 Ok(Some(pkt)) => {
+                    pkts_in += 1;
+                    if !up {
+                        tracing::debug!(%id, len = pkt.len(), ms = t0.elapsed().as_millis() as u64, "handshake packet in");
+                    }
                     if let Err(e) = link.handle_packet(&pkt, s.now()) {
                         tracing::info!(%id, %peer, error = %e, "Bluetooth link cut");
                     }
@@ -819,6 +928,6 @@ async fn drive_link(
         }
     };
     writer.abort();
-    tracing::info!(%id, %peer, reason = %end, "Bluetooth link down");
+    tracing::info!(%id, %peer, reason = %end, up, pkts_in, pkts_out, secs = t0.elapsed().as_secs(), "Bluetooth link down");
     up.then_some(end)
 }

@@ -84,8 +84,11 @@ pub struct Config {
     pub lane_budget: [usize; sched::LANES],
     /// A record must arrive within this (bitchat's reassembly timeout).
     pub reassembly_timeout_ms: u64,
-    /// The handshake and both auth records must complete within this (a guess: three
-    /// round trips at ~30 ms on a good link, seconds on a poor one).
+    /// Each step of the handshake (the first record, then every next one until the peer's
+    /// auth record) must arrive within this of the last one received (one round trip), and the whole handshake within
+    /// [`HANDSHAKE_STEPS`] times it. Per step, not in total: a slow phone (or an emulated
+    /// one, `tests/ble-vm`) that makes progress is not cut off, one that stalls is. A guess:
+    /// three round trips at ~30 ms on a good link, seconds on a poor one.
     pub handshake_timeout_ms: u64,
 }
 
@@ -103,6 +106,11 @@ impl Default for Config {
         }
     }
 }
+
+/// Records a side receives until its link is up (the responder: XX messages 1 and 3 and
+/// the initiator's auth; the initiator: message 2 and the responder's auth), plus the wait
+/// for the first: the handshake's whole budget is this many [`Config::handshake_timeout_ms`].
+pub const HANDSHAKE_STEPS: u64 = 4;
 
 /// A malformed chunk (after decryption: the peer completed a handshake, and is still not
 /// trusted).
@@ -278,6 +286,8 @@ pub struct Link {
     events: VecDeque<Event>,
     announced: bool,
     handshake_deadline: u64,
+    /// The handshake's last possible deadline ([`HANDSHAKE_STEPS`] steps).
+    handshake_cap: u64,
     dead: Option<Error>,
     /// Fragments and bytes handed to the driver (before the ATT header).
     pub packets_out: u64,
@@ -315,6 +325,8 @@ impl Link {
             events: VecDeque::new(),
             announced: false,
             handshake_deadline: now_ms.saturating_add(config.handshake_timeout_ms),
+            handshake_cap: now_ms
+                .saturating_add(config.handshake_timeout_ms.saturating_mul(HANDSHAKE_STEPS)),
             dead: None,
             packets_out: 0,
             bytes_out: 0,
@@ -405,6 +417,12 @@ impl Link {
             return Ok(());
         };
         let chunk = self.noise.handle_record(&record)?;
+        if !self.announced {
+            // Progress: the next step gets a full step's time, within the whole budget.
+            self.handshake_deadline = now_ms
+                .saturating_add(self.config.handshake_timeout_ms)
+                .min(self.handshake_cap);
+        }
         if !self.announced
             && let Some(device) = self.noise.established()
         {

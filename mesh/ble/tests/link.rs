@@ -723,3 +723,97 @@ proptest! {
         }
     }
 }
+
+/// Moves everything `from` has to send into `to` at `now`.
+fn flush(from: &mut Link, to: &mut Link, now: u64) -> usize {
+    let mut n = 0;
+    while let Some(p) = from.poll_transmit() {
+        to.handle_packet(&p, now).unwrap();
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn a_slow_handshake_that_makes_progress_completes_and_a_stalled_one_is_cut() {
+    // Every hop 4.5 s (an emulated CPU, a busy phone): each round trip within the 10 s step,
+    // the whole handshake (four hops) well past it, and still up.
+    let mut a = Link::new(Role::Initiator, &ident(1), None, config(185), [1; 32], 0).unwrap();
+    let mut b = Link::new(Role::Responder, &ident(2), None, config(185), [2; 32], 0).unwrap();
+    let mut now = 0;
+    let mut hops = 0;
+    while a.remote_device().is_none() || b.remote_device().is_none() {
+        now += 4_500;
+        a.handle_timeout(now).unwrap();
+        b.handle_timeout(now).unwrap();
+        // What each side had to send before this hop arrives at the other now.
+        let from_a: Vec<_> = std::iter::from_fn(|| a.poll_transmit()).collect();
+        let from_b: Vec<_> = std::iter::from_fn(|| b.poll_transmit()).collect();
+        assert!(
+            !from_a.is_empty() || !from_b.is_empty(),
+            "stuck after {hops} hops"
+        );
+        for p in from_a {
+            b.handle_packet(&p, now).unwrap();
+        }
+        for p in from_b {
+            a.handle_packet(&p, now).unwrap();
+        }
+        hops += 1;
+        assert!(hops < 10);
+    }
+    assert!(now > 10_000, "the handshake took {now} ms");
+    assert_eq!(a.remote_device(), Some(ident(2).device_id()));
+    assert_eq!(b.remote_device(), Some(ident(1).device_id()));
+    assert_eq!(a.poll_timeout(), None);
+
+    // A peer that answers once and then goes silent: cut one step after its last record.
+    let mut a = Link::new(Role::Initiator, &ident(1), None, config(185), [3; 32], 0).unwrap();
+    let mut b = Link::new(Role::Responder, &ident(2), None, config(185), [4; 32], 0).unwrap();
+    flush(&mut a, &mut b, 5_000);
+    flush(&mut b, &mut a, 8_000);
+    assert_eq!(a.poll_timeout(), Some(18_000));
+    a.handle_timeout(17_999).unwrap();
+    assert_eq!(
+        a.handle_timeout(18_000),
+        Err(Error::HandshakeTimeout(10_000))
+    );
+    // b heard message 1 at 5 s and nothing since.
+    assert_eq!(b.poll_timeout(), Some(15_000));
+    assert!(b.handle_timeout(15_000).is_err());
+}
+
+#[test]
+fn the_whole_handshake_is_bounded_by_its_steps() {
+    let mut a = Link::new(
+        Role::Initiator,
+        &ident(1),
+        None,
+        config(185),
+        [5; 32],
+        1_000,
+    )
+    .unwrap();
+    let mut b = Link::new(
+        Role::Responder,
+        &ident(2),
+        None,
+        config(185),
+        [6; 32],
+        1_000,
+    )
+    .unwrap();
+    // Each record lands just before the step ends; no deadline ever passes the cap.
+    let cap = 1_000 + vaarta_ble::HANDSHAKE_STEPS * 10_000;
+    let mut now = 1_000;
+    for _ in 0..4 {
+        now += 9_999;
+        flush(&mut a, &mut b, now);
+        flush(&mut b, &mut a, now);
+        for l in [&a, &b] {
+            if let Some(t) = l.poll_timeout() {
+                assert!(t <= cap, "deadline {t} past the cap {cap}");
+            }
+        }
+    }
+}
