@@ -8,6 +8,7 @@ impl<S: Store> Replica<S> {
         self.load_held()?;
         self.load_owed()?;
         self.load_invites()?;
+        self.load_sent()?;
         if let Some(h) = self.store.get(keys::HLC)?
             && let Ok(v) = <[u8; 8]>::try_from(h.as_slice())
         {
