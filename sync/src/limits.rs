@@ -31,6 +31,15 @@ pub const MAX_CONTROL_OPS_PER_MEMBER: usize = 256;
 /// ex-members"). A guess: a removal reaches the removed device within a few dozen of its
 /// envelopes.
 pub const MAX_LATE_CHANGES_PER_PAGE: u64 = 64;
+/// How long an invitation this device sealed is kept for its invitee (from when it was
+/// sealed, by the local clock). The invitee looks for invitations under its inbox tags of
+/// the last week ([`crate::crypto::inbox_tag`]; the engine's inbox window), so past that only
+/// a relay that carries it can still bring it; 30 days leaves room for clocks weeks off and
+/// for invitees long offline that a relay reaches.
+pub const SENT_INVITATION_TTL_MS: u64 = 30 * 86_400_000;
+/// Invitations this device sealed and keeps for their invitees; past it the oldest goes.
+/// One per device named in an `Add` this device signed; a guess: 4 × a full conversation.
+pub const MAX_SENT_INVITATIONS: usize = 4096;
 /// Parents of one membership operation.
 pub const MAX_OP_PARENTS: usize = 32;
 /// Members of one conversation (WhatsApp allows 1,024, Signal 1,000: docs/performance.md).

@@ -464,6 +464,20 @@ impl State {
         if self.members.contains_key(author) {
             return Some(true);
         }
+        self.removed.get(author)?;
+        Some(self.late_ceiling(author, page).is_none_or(|max| seq <= max))
+    }
+
+    /// The highest sequence number of a removed device's changes that page `page` takes:
+    /// its pin there (0 where it has none) plus [`MAX_LATE_CHANGES_PER_PAGE`]; `None` for a
+    /// member or a device the log does not name. A page leaves out the removed device's
+    /// changes past it, and what is built on them, whenever they came
+    /// ([`crate::page::Page::set_late_ceilings`]), so a replica that took them before it
+    /// learnt of the removal ends with the document of one that learnt of it first.
+    pub fn late_ceiling(&self, author: &DeviceId, page: u32) -> Option<u64> {
+        if self.members.contains_key(author) {
+            return None;
+        }
         let pins = self.removed.get(author)?;
         let pinned = pins
             .iter()
@@ -471,7 +485,7 @@ impl State {
             .map(|p| p.seq)
             .max()
             .unwrap_or(0);
-        Some(seq <= pinned.saturating_add(MAX_LATE_CHANGES_PER_PAGE))
+        Some(pinned.saturating_add(MAX_LATE_CHANGES_PER_PAGE))
     }
 
     /// What of `author`'s writes in `page` is shown: everything (`None`) for a member and for

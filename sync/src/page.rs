@@ -333,7 +333,15 @@ pub struct Page {
     held_cutoff: Option<HeldCutoff>,
     /// Actors found signing two different changes with one sequence number here.
     equivocators: BTreeSet<Vec<u8>>,
+    /// Removed devices' actors and the highest sequence number of theirs the page takes
+    /// ([`Page::set_late_ceilings`]): a change past it is not part of the page.
+    late_ceilings: LateCeilings,
 }
+
+/// Per actor (its bytes), the highest sequence number the page takes from it: set for
+/// removed devices only (their pin for the page plus
+/// [`crate::limits::MAX_LATE_CHANGES_PER_PAGE`]).
+pub type LateCeilings = BTreeMap<Vec<u8>, u64>;
 
 /// Changes a page keeps out of its document (lost equivocations and what depends on them);
 /// past this (or past [`MAX_HELD_OUT_BYTES_PER_PAGE`]) the held-out changes with the highest
@@ -538,6 +546,7 @@ impl Page {
             held_out: BTreeMap::new(),
             held_cutoff: None,
             equivocators: BTreeSet::new(),
+            late_ceilings: LateCeilings::new(),
         }
     }
 
@@ -592,6 +601,7 @@ impl Page {
             held_out: BTreeMap::new(),
             held_cutoff: None,
             equivocators: BTreeSet::new(),
+            late_ceilings: LateCeilings::new(),
         };
         page.recount();
         // Saved with its document in one record, so the two agree; the caller decides again
@@ -658,6 +668,30 @@ impl Page {
         self.held_out.get(hash)
     }
 
+    /// Sets which removed devices' changes the page takes, up to which sequence number
+    /// ([`LateCeilings`]; from the membership: the caller sets them whenever it loads the
+    /// page and when membership changes, then [`Page::resolve`]s if
+    /// [`Page::over_ceiling`]).
+    pub fn set_late_ceilings(&mut self, ceilings: LateCeilings) {
+        self.late_ceilings = ceilings;
+    }
+
+    /// Whether `c` is past its actor's ceiling: a removed device's change the page does not
+    /// take, whenever it came.
+    fn past_ceiling(&self, c: &Change) -> bool {
+        self.late_ceilings
+            .get(c.actor_id().to_bytes())
+            .is_some_and(|max| c.seq() > *max)
+    }
+
+    /// Whether the document holds a change past its actor's ceiling (taken before the
+    /// removal was known here): [`Page::resolve`] takes it out.
+    pub fn over_ceiling(&self) -> bool {
+        self.late_ceilings
+            .iter()
+            .any(|(a, max)| self.progress.get(a).is_some_and(|p| p.seq > *max))
+    }
+
     /// Whether the page has this change, in its document or held out.
     pub fn holds(&mut self, hash: &ChangeHash) -> bool {
         self.is_held_out(hash) || self.has_change(hash)
@@ -671,7 +705,7 @@ impl Page {
         let mut slots: BTreeSet<(Vec<u8>, u64)> = BTreeSet::new();
         for c in changes {
             let h = c.hash();
-            if self.held_out.contains_key(&h) {
+            if self.held_out.contains_key(&h) || self.past_ceiling(c) {
                 return true;
             }
             if self.has_change(&h) {
@@ -699,7 +733,9 @@ impl Page {
     /// fork what it wrote before its removal. Past [`MAX_HELD_OUT_PER_PAGE`] or
     /// [`MAX_HELD_OUT_BYTES_PER_PAGE`] the held-out changes are trimmed ([`trim_held_out`]):
     /// which ones a page holds out is a function of the changes it was given too, never of
-    /// their order.
+    /// their order. A removed device's changes past its ceiling ([`Page::set_late_ceilings`])
+    /// leave the page (neither kept nor held out), and so does what is built on them: a
+    /// replica that took them before it knew of the removal ends as one that never did.
     pub fn resolve(
         &mut self,
         new: Vec<Change>,
@@ -720,9 +756,16 @@ impl Page {
         for c in new {
             all.entry(c.hash()).or_insert(c);
         }
-        let (kept, equivocators) = resolve_set(&all, pinned);
+        // A removed device's changes past its ceiling are no part of the page, whenever
+        // they came: not kept, not held out; what is built on them is skipped too.
+        let admitted: BTreeMap<ChangeHash, Change> = all
+            .iter()
+            .filter(|(_, c)| !self.past_ceiling(c))
+            .map(|(h, c)| (*h, c.clone()))
+            .collect();
+        let (kept, equivocators) = resolve_set(&admitted, pinned);
         let kept_set: BTreeSet<ChangeHash> = kept.iter().copied().collect();
-        let candidates: BTreeMap<ChangeHash, Change> = all
+        let candidates: BTreeMap<ChangeHash, Change> = admitted
             .iter()
             .filter(|(h, _)| !kept_set.contains(h))
             .map(|(h, c)| (*h, c.clone()))
@@ -938,6 +981,7 @@ impl Page {
             // A used sequence number, or a change built on a held-out one: for
             // [`Page::resolve`].
             if c.seq() < next
+                || self.past_ceiling(&c)
                 || self.held_out.contains_key(&c.hash())
                 || c.deps().iter().any(|d| self.held_out.contains_key(d))
             {

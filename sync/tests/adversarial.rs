@@ -19,7 +19,7 @@ use vaarta_sync::envelope::{self, Envelope, Header, Kind, Precedence};
 use vaarta_sync::hlc::{Hlc, MAX_FORWARD_SKEW_MS};
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, OpHash, Tag};
-use vaarta_sync::limits::{MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER};
+use vaarta_sync::limits::{MAX_CONTROL_OPS, MAX_CONTROL_OPS_PER_MEMBER, MAX_LATE_CHANGES_PER_PAGE};
 use vaarta_sync::membership::{Action, ControlOp, History};
 use vaarta_sync::replica::{CommandError, Config, Replica};
 use vaarta_sync::store::testing::FindEnvelope;
@@ -1077,6 +1077,148 @@ fn removed_member_late_writes_converge_in_every_order() {
 /// same messages, nothing waits for ever, both forks still spread (evidence), Mallory is
 /// flagged everywhere, and the honest message built on the losing fork is sent again by its
 /// author.
+/// Every id a replica holds under `tag`, envelope or tombstone (what reconciliation offers).
+fn held_ids(r: &Replica<MemoryStore>, tag: &Tag) -> BTreeSet<EnvelopeId> {
+    let mut ids = BTreeSet::new();
+    r.store()
+        .for_each_id(tag, &[0; 32], &mut |id| {
+            ids.insert(*id);
+            true
+        })
+        .unwrap();
+    ids
+}
+
+/// What a replica shows of a conversation and its digest (page heads and membership).
+fn view(r: &mut Replica<MemoryStore>, c: &ConversationId) -> (Vec<String>, [u8; 32]) {
+    (bodies(r, c), r.state_digest(c).unwrap())
+}
+
+/// Issue 9, last hardening, item 1: a removed device that writes more than
+/// `MAX_LATE_CHANGES_PER_PAGE` changes in a page before it learns of its removal. Replicas
+/// that took the excess before they learnt of the removal kept it in their documents, and
+/// an honest change built on it, while those that learnt first refused it (and the honest
+/// change waited there for ever): the documents differed for good. Now a page leaves out a
+/// removed device's changes past its ceiling, and what is built on them, whenever they came.
+/// Asha (0) removes Mallory (2), who writes on; Bhavesh (1) and Chitra (3) get the late
+/// writes before or after the removal, or half of them each (then sync); Chitra builds on
+/// the excess (her message leaves the page with it, and she sends it again). All end with
+/// the same document, the same ids held, and so after a reload and after a power cut.
+#[test]
+fn a_removed_members_changes_past_the_late_bound_converge_in_every_order() {
+    let extra = 5u64;
+    let mut seen: Option<(Vec<String>, [u8; 32])> = None;
+    for order in 0..4 {
+        let (mut rs, c) = group(4, &[], History::Shared);
+        rs[2].send_message(&c, text("before"), T0 + 150).unwrap();
+        sync_all(&mut rs, T0 + 200);
+        let mallory = rs[2].device_id();
+        rs[0].remove_member(&c, mallory, T0 + 400).unwrap();
+        let removal = envelopes(&rs[0]);
+        // Mallory, not knowing, writes past the bound: one change per message.
+        let before: BTreeSet<Vec<u8>> = envelopes(&rs[2]).into_iter().collect();
+        for i in 0..MAX_LATE_CHANGES_PER_PAGE + extra {
+            rs[2]
+                .send_message(&c, text(&format!("late {i}")), T0 + 500 + i)
+                .unwrap();
+        }
+        let late: Vec<Vec<u8>> = envelopes(&rs[2])
+            .into_iter()
+            .filter(|b| !before.contains(b))
+            .collect();
+        assert_eq!(late.len() as u64, MAX_LATE_CHANGES_PER_PAGE + extra);
+        // Chitra takes every late write first and builds on the last (past the bound).
+        for _ in 0..2 {
+            for b in &late {
+                let _ = rs[3].ingest(b, T0 + 600);
+            }
+        }
+        rs[3]
+            .send_message(&c, text("honest on top"), T0 + 610)
+            .unwrap();
+        let chitra = envelopes(&rs[3]);
+        match order {
+            // Bhavesh: the removal first, then the late writes.
+            0 => {
+                for b in removal.iter().chain(&late) {
+                    let _ = rs[1].ingest(b, T0 + 700);
+                }
+            }
+            // The late writes first, then the removal.
+            1 => {
+                for b in late.iter().chain(&removal) {
+                    let _ = rs[1].ingest(b, T0 + 700);
+                }
+            }
+            // In reverse, what Chitra wrote first.
+            2 => {
+                for b in chitra.iter().rev().chain(late.iter().rev()).chain(&removal) {
+                    let _ = rs[1].ingest(b, T0 + 700);
+                }
+            }
+            // Split: Bhavesh gets the removal and the first half, Chitra kept the rest.
+            _ => {
+                let half = late.len() / 2;
+                for b in removal.iter().chain(&late[..half]) {
+                    let _ = rs[1].ingest(b, T0 + 700);
+                }
+            }
+        }
+        let mut honest: Vec<Replica<MemoryStore>> = vec![rs.remove(0), rs.remove(0)];
+        honest.push(rs.remove(1));
+        // Asha gets the late writes after her removal of Mallory; then everyone syncs.
+        for b in &late {
+            let _ = honest[0].ingest(b, T0 + 800);
+        }
+        sync_all(&mut honest, T0 + 900);
+        for r in honest.iter_mut() {
+            r.maintain(T0 + 20_000).expect("maintain");
+        }
+        sync_all(&mut honest, T0 + 21_000);
+        let tag = honest[0].conversation(&c).unwrap().tag;
+        let views: Vec<_> = honest.iter_mut().map(|r| view(r, &c)).collect();
+        let ids: Vec<_> = honest.iter().map(|r| held_ids(r, &tag)).collect();
+        for i in 1..3 {
+            assert_eq!(views[i], views[0], "order {order}: replica {i}");
+            assert_eq!(ids[i], ids[0], "order {order}: replica {i}, ids");
+        }
+        // What the removal pinned shows, nothing past it; Chitra's message left the page
+        // with the excess it was built on, and she sent it again on what is kept.
+        assert_eq!(
+            views[0].0,
+            vec!["before".to_string(), "honest on top".to_string()],
+            "order {order}"
+        );
+        match &seen {
+            None => seen = Some(views[0].clone()),
+            Some(s) => assert_eq!(&views[0], s, "order {order}: differs from order 0"),
+        }
+        // A reload (saved page or journal) and a power cut decide the same.
+        for (i, r) in honest.into_iter().enumerate() {
+            let n = [1u8, 2, 4][i];
+            let mut r = r;
+            r.store_mut().flush().unwrap();
+            let mut r = reopen(r, n);
+            assert_eq!(view(&mut r, &c), views[0], "order {order}: reopened {i}");
+            r.checkpoint().unwrap();
+            r.store_mut().flush().unwrap();
+            let mut st = r.into_store();
+            st.crash();
+            let mut r = Replica::open(Identity::from_seed([n; 32]), st, [n + 100; 32]).unwrap();
+            assert_eq!(
+                view(&mut r, &c),
+                views[0],
+                "order {order}: after a crash {i}"
+            );
+            assert_eq!(
+                held_ids(&r, &tag),
+                ids[0],
+                "order {order}: ids after a crash {i}"
+            );
+        }
+    }
+}
+
 #[test]
 fn equivocating_changes_converge_in_every_order() {
     let mut seen: Option<Vec<String>> = None;

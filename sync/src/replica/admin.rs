@@ -141,9 +141,11 @@ impl<S: Store> Replica<S> {
 
     /// Runs admin duties: rotate the key if a removed device still holds the current one, and
     /// share the current key with members who lack it. Returns envelopes created. First it
-    /// reads again the woken pending envelopes a store error left queued.
+    /// reads again the woken pending envelopes a store error left queued, and deletes the
+    /// invitations this device sealed that are no longer needed (`sent`).
     pub fn maintain(&mut self, now_ms: u64) -> Result<Vec<EnvelopeId>, CommandError> {
         self.retry(Vec::new(), now_ms)?;
+        self.sweep_sent_invitations(now_ms)?;
         let me = self.me.device_id();
         let mut out = Vec::new();
         let ids: Vec<ConversationId> = self.convs.keys().copied().collect();

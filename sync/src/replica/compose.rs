@@ -267,7 +267,15 @@ impl<S: Store> Replica<S> {
         let env = envelope::seal_invite(&header, &self.me, &device, hlc, &inv.encode(), seed)?;
         // Marked ours before it is stored, so that no open takes it for a carried envelope
         // (the tag is the invitee's, and the sealer cannot open it again to see the signer).
-        self.store.put(&keys::sent_invitation(&env.id()), &id.0)?;
+        self.record_sent_invitation(
+            &env.id(),
+            super::sent::SentInvitation {
+                conv: *id,
+                invitee: Some(device),
+                sealed_at: now_ms,
+                tag: Some(header.tag),
+            },
+        )?;
         self.store
             .put_envelope(&header.tag, &env.id(), env.bytes())?;
         self.record_sealed(Sealed::of(env.id(), &header, *id, Vec::new()));

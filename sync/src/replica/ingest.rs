@@ -506,7 +506,7 @@ impl<S: Store> Replica<S> {
                         self.park(conv, env, Waiting::Parents)
                     }
                     Ok(r) => {
-                        self.reresolve_pages(&conv)?;
+                        self.reresolve_pages(&conv, now_ms)?;
                         self.wake_conversation(&conv, now_ms)?;
                         Ok(r)
                     }
@@ -760,11 +760,15 @@ impl<S: Store> Replica<S> {
             newest = newest.max(at);
             checked.push((ch, created));
         }
-        let last_seq = checked.iter().map(|(c, _)| c.seq()).max().unwrap_or(0);
+        // Refused only when every change is past what the page takes from a removed
+        // device: an envelope that also holds changes the page takes is stored, and the
+        // page leaves out the rest ([`crate::page::Page::set_late_ceilings`]), as a replica
+        // that took it before it learnt of the removal does.
+        let first_seq = checked.iter().map(|(c, _)| c.seq()).min().unwrap_or(0);
         match c
             .membership
             .state()
-            .change_allowed(&opened.signer, page_no, last_seq)
+            .change_allowed(&opened.signer, page_no, first_seq)
         {
             None => Ok(Verdict::Wait(Waiting::Author(opened.signer))),
             Some(false) => Err(IngestError::AuthorRemoved),
@@ -884,32 +888,87 @@ impl<S: Store> Replica<S> {
         Ok(Ingested::Applied(conv))
     }
 
-    /// Decides again the loaded pages of `conv` that hold changes out, with what removals
-    /// pin now (pages not loaded are decided again when they load).
-    pub(super) fn reresolve_pages(&mut self, conv: &ConversationId) -> Result<(), StoreError> {
+    /// Decides again the loaded pages of `conv` that hold changes out, or hold a removed
+    /// device's changes past its ceiling, with what removals pin now (pages not loaded are
+    /// decided again when they load).
+    pub(super) fn reresolve_pages(
+        &mut self,
+        conv: &ConversationId,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let Some(c) = self.convs.get(conv) else {
             return Ok(());
         };
         let loaded = self.pages.loaded(conv);
-        let pins: Vec<(u32, BTreeSet<ChangeHash>)> = loaded
+        let pins: Vec<(u32, BTreeSet<ChangeHash>, crate::page::LateCeilings)> = loaded
             .iter()
-            .map(|n| (*n, super::load::pinned_hashes(c, *n)))
+            .map(|n| {
+                (
+                    *n,
+                    super::load::pinned_hashes(c, *n),
+                    super::load::late_ceilings(c, *n),
+                )
+            })
             .collect();
-        for (n, pinned) in pins {
+        for (n, pinned, ceilings) in pins {
             let Some(page) = self.pages.get_mut(conv, n) else {
                 continue;
             };
-            if !page.has_held_out() || page.has_staged() {
+            page.set_late_ceilings(ceilings);
+            // A removal that arrived now may leave out changes its device wrote past the
+            // ceiling, which this replica took before it knew.
+            if !(page.has_held_out() || page.over_ceiling()) || page.has_staged() {
                 continue;
             }
+            let before = own_messages(page, &self.me.device_id());
             match page.resolve(Vec::new(), &pinned) {
                 Ok(r) if r.removed.is_empty() => {}
-                Ok(_) => self.emit(Event::MessagesChanged {
-                    conversation: *conv,
-                    page: n,
-                }),
+                Ok(r) => {
+                    self.emit(Event::MessagesChanged {
+                        conversation: *conv,
+                        page: n,
+                    });
+                    self.send_again(conv, n, &before, &r.left, now_ms)?;
+                }
                 // Reloads from durable state (and is decided again there).
                 Err(_) => self.pages.discard(conv, n),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends again, as new messages on what the page keeps, our own messages that were in
+    /// `before` and whose creating change is among `left` (changes that left the page: built
+    /// on a fork that lost, or on a removed device's change past its ceiling). Their edits
+    /// and reactions are not redone.
+    fn send_again(
+        &mut self,
+        conv: &ConversationId,
+        page_no: u32,
+        before: &BTreeMap<String, MessageView>,
+        left: &[Change],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mine = self.me.device_id().actor();
+        let lost: Vec<MessageView> = left
+            .iter()
+            .filter(|c| c.actor_id() == &mine)
+            .flat_map(|c| own_created(c, page_no))
+            .filter_map(|id| before.get(&id.key).cloned())
+            .filter(|m| !m.deleted)
+            .collect();
+        for m in lost {
+            let draft = Draft {
+                body: m.body,
+                reply_to: m.reply_to,
+                precedence: m.precedence,
+                expiry: m.expiry,
+            };
+            match self.send_message(conv, draft, now_ms) {
+                Ok(_) => {}
+                Err(CommandError::Store(e)) => return Err(e),
+                // Not a member any more, no key, every epoch used: nothing to send with.
+                Err(_) => {}
             }
         }
         Ok(())
@@ -936,13 +995,7 @@ impl<S: Store> Replica<S> {
             .get_mut(&conv, page_no)
             .ok_or(StoreError::Corrupt("page vanished".into()))?;
         // Our own messages as they stand, in case a fork they were built on loses now.
-        let mine = self.me.device_id().actor();
-        let before: BTreeMap<String, MessageView> = page
-            .messages()
-            .into_iter()
-            .filter(|m| m.actor == mine.to_bytes())
-            .map(|m| (m.id.key.clone(), m))
-            .collect();
+        let before = own_messages(page, &self.me.device_id());
         let pinned = super::load::pinned_hashes(&self.convs[&conv], page_no);
         let page = self
             .pages
@@ -992,32 +1045,19 @@ impl<S: Store> Replica<S> {
         self.wake_deps(&hashes)?;
         // Our own messages built on a fork that lost are held out everywhere: send them
         // again, as new messages on what is kept (their edits and reactions are not redone).
-        let lost: Vec<MessageView> = {
-            resolved
-                .left
-                .iter()
-                .filter(|c| c.actor_id() == &mine)
-                .flat_map(|c| own_created(c, page_no))
-                .filter_map(|id| before.get(&id.key).cloned())
-                .filter(|m| !m.deleted)
-                .collect()
-        };
-        for m in lost {
-            let draft = Draft {
-                body: m.body,
-                reply_to: m.reply_to,
-                precedence: m.precedence,
-                expiry: m.expiry,
-            };
-            match self.send_message(&conv, draft, now_ms) {
-                Ok(_) => {}
-                Err(CommandError::Store(e)) => return Err(e.into()),
-                // Not a member any more, no key, every epoch used: nothing to send with.
-                Err(_) => {}
-            }
-        }
+        self.send_again(&conv, page_no, &before, &resolved.left, now_ms)?;
         Ok(Ingested::Applied(conv))
     }
+}
+
+/// Our own messages in `page` as they stand, by key.
+fn own_messages(page: &Page, me: &DeviceId) -> BTreeMap<String, MessageView> {
+    let mine = me.actor();
+    page.messages()
+        .into_iter()
+        .filter(|m| m.actor == mine.to_bytes())
+        .map(|m| (m.id.key.clone(), m))
+        .collect()
 }
 
 #[cfg(test)]

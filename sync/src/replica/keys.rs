@@ -25,7 +25,7 @@
 //! | `a/` | `a/` ‖ device id | a device the user accepted: its invitations are taken | empty |
 //! | `r/` | `r/` ‖ envelope id | an envelope carried for others (relay quotas and eviction) | order u64 BE ‖ length u32 BE ‖ tag (16) ‖ origin flag (1) ‖ origin device id or zeros (32) |
 //! | `n/` | `n/` ‖ author device id ‖ envelope id | a receipt owed to the author: the envelope was applied here and its author's own push did not bring it (it waited, or came by another device); the engine sends it in a `Receipt` frame and deletes it (bounded per author and in all: `owed`) | order u64 BE |
-//! | `s/` | `s/` ‖ envelope id | an invitation this device sealed for another device (under its inbox tag): ours, never carried | conversation id (16) |
+//! | `s/` | `s/` ‖ envelope id | an invitation this device sealed for another device (under its inbox tag): ours, never carried; deleted once the invitee joined, after 30 days, or past 4,096 (`sent`) | conversation id (16) ‖ invitee (32) ‖ sealed-at ms u64 BE ‖ tag (16) (before: conversation id alone) |
 //!
 //! Sizes: conversation id and tag 16 bytes, envelope and device id 32, epoch id 4.
 //! No prefix is a prefix of another (a unit test checks it), so a scan of one kind never

@@ -8,6 +8,7 @@ impl<S: Store> Replica<S> {
         self.load_held()?;
         self.load_owed()?;
         self.load_invites()?;
+        self.load_sent()?;
         if let Some(h) = self.store.get(keys::HLC)?
             && let Ok(v) = <[u8; 8]>::try_from(h.as_slice())
         {
@@ -143,6 +144,7 @@ impl<S: Store> Replica<S> {
                 .map_err(|e| StoreError::Corrupt(format!("page {n}: {e}")))?,
             None => Page::new(n, actor.clone()),
         };
+        page.set_late_ceilings(late_ceilings(c, n));
         // Own messages: saved with the page, or (saved before issue 11) in `m/` records.
         let mut legacy = false;
         let mut own = match own {
@@ -241,6 +243,10 @@ impl<S: Store> Replica<S> {
                         }
                         None => Page::new(n, actor.clone()),
                     })
+                    .map(|mut p| {
+                        p.set_late_ceilings(late_ceilings(c, n));
+                        p
+                    })
                 };
                 page = base(&self.store)?;
                 let mut good: Vec<(Change, u32)> = Vec::new();
@@ -260,7 +266,9 @@ impl<S: Store> Replica<S> {
         }
         // Held-out changes are decided again with what removals pin now (a removal that
         // arrived since the page was saved may pin a fork that had lost).
-        if page.has_held_out() {
+        // So are changes of a removed device past its ceiling that the saved page holds
+        // (taken before the removal was known here).
+        if page.has_held_out() || page.over_ceiling() {
             page.resolve(Vec::new(), &pinned)
                 .map_err(|e| StoreError::Corrupt(format!("page {n}: {e}")))?;
         }
@@ -314,6 +322,19 @@ impl<S: Store> Replica<S> {
 
 /// Journal seqs at open, per conversation and page, in application order.
 type JournalIndex = BTreeMap<ConversationId, BTreeMap<u32, Vec<u64>>>;
+
+/// The highest sequence number of each removed device's actor that page `n` of `c` takes
+/// ([`crate::membership::State::late_ceiling`]).
+pub(super) fn late_ceilings(c: &Conversation, n: u32) -> crate::page::LateCeilings {
+    let st = c.membership.state();
+    st.removed
+        .keys()
+        .filter_map(|d| {
+            st.late_ceiling(d, n)
+                .map(|max| (d.actor().to_bytes().to_vec(), max))
+        })
+        .collect()
+}
 
 /// The hashes of the changes removals pinned in page `n` of `c`.
 pub(super) fn pinned_hashes(c: &Conversation, n: u32) -> BTreeSet<ChangeHash> {

@@ -23,6 +23,7 @@
 //! * `owed` — receipts owed to the authors of envelopes applied here that their author's
 //!   own push did not bring (bounded per author and in all);
 //! * `page_cache` — loaded pages, their eviction and their journal;
+//! * `sent` — invitations this device sealed: kept until their invitee joins, bounded;
 //! * [`keys`] — every store key, in one table.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -68,6 +69,7 @@ mod owed;
 mod page_cache;
 mod pending;
 mod query;
+mod sent;
 
 /// How far ahead of the newest timestamp issued the stored clock bound is written
 /// ([`Replica::tick`]): one store write per second of sending at most, and a restart resumes
@@ -400,6 +402,8 @@ pub struct Replica<S: Store> {
     relay: RelayPolicy,
     carried: carry::Carried,
     invites: invites::Invites,
+    /// Invitations this device sealed for others, oldest first (`sent`).
+    sent: sent::SentIndex,
     config: Config,
     /// Counters for reports.
     pub stats: Stats,
@@ -481,6 +485,7 @@ impl<S: Store> Replica<S> {
             relay: RelayPolicy::default(),
             carried: Default::default(),
             invites: Default::default(),
+            sent: Default::default(),
             config,
             stats: Stats::default(),
         };
