@@ -245,6 +245,10 @@ pub enum Item {
     Header(Header),
     /// An envelope record's content (not checked here: the engine checks it like a push).
     Envelope(Vec<u8>),
+    /// The BLAKE3 of every byte up to and including the `records`-th record, after every
+    /// `every` records of a reader made by [`Reader::with_checkpoints`]: a driver that reads
+    /// a file twice compares them, so the second pass takes only bytes the first verified.
+    Checkpoint { records: u64, hash: [u8; 32] },
     /// The signed trailer verified: the bundle is whole and the header's exporter wrote it.
     /// `hash` is the BLAKE3 the signature covers.
     End { count: u64, hash: [u8; 32] },
@@ -273,6 +277,7 @@ pub struct Reader {
     count: u64,
     bytes: u64,
     failed: Option<BundleError>,
+    checkpoint_every: u64,
 }
 
 impl Default for Reader {
@@ -291,19 +296,21 @@ impl Reader {
             count: 0,
             bytes: 0,
             failed: None,
+            checkpoint_every: 0,
+        }
+    }
+
+    /// A reader that also reports an [`Item::Checkpoint`] after every `every` records.
+    pub fn with_checkpoints(every: u64) -> Self {
+        Self {
+            checkpoint_every: every,
+            ..Self::new()
         }
     }
 
     /// Records read so far.
     pub fn count(&self) -> u64 {
         self.count
-    }
-
-    /// The BLAKE3 of every whole item read so far (a driver that reads a file twice compares
-    /// these at the same record counts, so the second pass takes only bytes the first one
-    /// verified).
-    pub fn prefix_hash(&self) -> [u8; 32] {
-        *self.hasher.finalize().as_bytes()
     }
 
     /// Takes the next bytes; appends to `out` what they complete.
@@ -415,6 +422,12 @@ impl Reader {
                 self.hasher.update(&self.buf);
                 self.count += 1;
                 out.push(Item::Envelope(self.buf[RECORD_HEAD_LEN..].to_vec()));
+                if self.checkpoint_every > 0 && self.count % self.checkpoint_every == 0 {
+                    out.push(Item::Checkpoint {
+                        records: self.count,
+                        hash: *self.hasher.finalize().as_bytes(),
+                    });
+                }
                 self.buf.clear();
                 self.state = State::RecordHead;
             }

@@ -162,27 +162,29 @@ fn a_writer_stops_at_its_byte_budget_and_the_bundle_stays_valid() {
 }
 
 #[test]
-fn prefix_hashes_agree_between_two_reads_of_the_same_bytes_only() {
+fn checkpoints_agree_between_two_reads_of_the_same_bytes_only() {
     let id = Identity::from_seed([7; 32]);
     let b = bundle(&id, &records());
-    let hashes = |bytes: &[u8]| {
-        let mut r = Reader::new();
-        let mut v = Vec::new();
+    let checkpoints = |bytes: &[u8]| {
+        let mut r = Reader::with_checkpoints(1);
+        let mut items = Vec::new();
         for piece in bytes.chunks(3) {
-            let mut items = Vec::new();
             let _ = r.feed(piece, &mut items);
-            for i in items {
-                if matches!(i, Item::Envelope(_)) {
-                    v.push(r.prefix_hash());
-                }
-            }
         }
-        v
+        items
+            .into_iter()
+            .filter_map(|i| match i {
+                Item::Checkpoint { records, hash } => Some((records, hash)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
     };
-    assert_eq!(hashes(&b), hashes(&b));
+    let h1 = checkpoints(&b);
+    assert_eq!(h1.iter().map(|c| c.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(h1, checkpoints(&b));
     let mut t = b.clone();
     t[HEADER_LEN + 5 + 10 + 5 + 1] ^= 1; // inside the second record
-    let (h1, h2) = (hashes(&b), hashes(&t));
+    let h2 = checkpoints(&t);
     assert_eq!(h1[0], h2[0]);
     assert_ne!(h1[1], h2[1]);
 }
