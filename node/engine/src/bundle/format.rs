@@ -314,33 +314,35 @@ impl Reader {
     }
 
     /// Takes the next bytes; appends to `out` what they complete.
-    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<Item>) -> Result<(), BundleError> {
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<Item>) -> Result<(), BundleError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let r = (|| {
-            self.bytes += data.len() as u64;
-            if self.bytes > MAX_BUNDLE_BYTES {
-                return Err(BundleError::TooLarge);
-            }
-            while !data.is_empty() {
-                if self.state == State::Done {
-                    return Err(BundleError::TrailingBytes);
-                }
-                let need = self.need() - self.buf.len();
-                let take = need.min(data.len());
-                self.buf.extend_from_slice(&data[..take]);
-                data = &data[take..];
-                if self.buf.len() == self.need() {
-                    self.step(out)?;
-                }
-            }
-            Ok(())
-        })();
+        let r = self.feed_inner(data, out);
         if let Err(e) = &r {
             self.failed = Some(e.clone());
         }
         r
+    }
+
+    fn feed_inner(&mut self, mut data: &[u8], out: &mut Vec<Item>) -> Result<(), BundleError> {
+        self.bytes += data.len() as u64;
+        if self.bytes > MAX_BUNDLE_BYTES {
+            return Err(BundleError::TooLarge);
+        }
+        while !data.is_empty() {
+            if self.state == State::Done {
+                return Err(BundleError::TrailingBytes);
+            }
+            let need = self.need() - self.buf.len();
+            let take = need.min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == self.need() {
+                self.step(out)?;
+            }
+        }
+        Ok(())
     }
 
     /// The input ended: an error unless the trailer was read and verified.
