@@ -284,7 +284,10 @@ pub fn import_file(
                     }
                     k += 1;
                     taken += batch.len() as u64;
-                    tally.add(&tally_of(&take(header.exporter, std::mem::take(&mut batch))?));
+                    tally.add(&tally_of(&take(
+                        header.exporter,
+                        std::mem::take(&mut batch),
+                    )?));
                     progress("import", taken, count);
                 }
                 // The end verified again: the last records are covered by its signature.
@@ -294,7 +297,10 @@ pub fn import_file(
                     }
                     if !batch.is_empty() {
                         taken += batch.len() as u64;
-                        tally.add(&tally_of(&take(header.exporter, std::mem::take(&mut batch))?));
+                        tally.add(&tally_of(&take(
+                            header.exporter,
+                            std::mem::take(&mut batch),
+                        )?));
                     }
                     progress("import", taken, count);
                 }

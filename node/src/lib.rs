@@ -10,8 +10,8 @@
 
 pub mod api;
 pub mod at_rest;
-pub mod bundle;
 pub mod ble;
+pub mod bundle;
 pub mod client;
 pub mod config;
 pub mod credentials;
@@ -737,9 +737,8 @@ impl Offline {
         path: &str,
         progress: bundle::Progress<'_>,
     ) -> Result<serde_json::Value, ApiError> {
-        let mut take = |exporter, records| {
-            self.execute(Request::BundleRecords { exporter, records })
-        };
+        let mut take =
+            |exporter, records| self.execute(Request::BundleRecords { exporter, records });
         bundle::import_path(path, &mut take, progress)
     }
 

@@ -73,7 +73,10 @@ fn three_nodes_that_never_link_pass_messages_on_files() {
     // Twice: nothing new.
     let second = c.json(&["bundle", "import", from_b.to_str().unwrap()]);
     assert_eq!(second["new"], 0, "{second}");
-    assert_eq!(second["already_held"], first["new"], "{first} then {second}");
+    assert_eq!(
+        second["already_held"], first["new"],
+        "{first} then {second}"
+    );
     assert_eq!(c.bodies(&conv), sent);
 
     // Never linked.

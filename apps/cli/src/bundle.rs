@@ -66,13 +66,10 @@ fn absolute(p: &Path) -> Result<String> {
 pub fn parse_since(s: &str, now_ms: u64) -> Result<u64> {
     let s = s.trim();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse()
-            .map_err(|_| anyhow!("--since {s}: out of range"));
+        return s.parse().map_err(|_| anyhow!("--since {s}: out of range"));
     }
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
-        return u64::try_from(t.as_millisecond())
-            .map_err(|_| anyhow!("--since {s}: before 1970"));
+        return u64::try_from(t.as_millisecond()).map_err(|_| anyhow!("--since {s}: before 1970"));
     }
     match humantime::parse_duration(s) {
         Ok(d) => Ok(now_ms.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
@@ -136,7 +133,10 @@ pub fn run(home: &Home, c: BundleCommand, json: bool) -> Result<()> {
             max_bytes,
             file,
         } => {
-            let since_ms = since.as_deref().map(|s| parse_since(s, now_ms())).transpose()?;
+            let since_ms = since
+                .as_deref()
+                .map(|s| parse_since(s, now_ms()))
+                .transpose()?;
             let r = conn.request(Request::BundleExport(ExportArgs {
                 path: absolute(&file)?,
                 conversations,
@@ -208,7 +208,10 @@ mod tests {
     fn since_takes_a_time_a_duration_or_milliseconds() {
         let now = 1_790_000_000_000;
         assert_eq!(parse_since("2h", now).unwrap(), now - 7_200_000);
-        assert_eq!(parse_since("1700000000000", now).unwrap(), 1_700_000_000_000);
+        assert_eq!(
+            parse_since("1700000000000", now).unwrap(),
+            1_700_000_000_000
+        );
         assert_eq!(
             parse_since("2026-12-01T08:00:00Z", now).unwrap(),
             1_796_112_000_000

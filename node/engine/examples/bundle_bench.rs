@@ -6,8 +6,8 @@
 
 use std::time::Instant;
 
-use vaarta_engine::bundle::{For, Selection};
 use vaarta_engine::bundle::format::MAX_BUNDLE_BYTES;
+use vaarta_engine::bundle::{For, Selection};
 use vaarta_engine::testing::Network;
 use vaarta_sync::membership::History;
 use vaarta_sync::page::Draft;
@@ -30,7 +30,9 @@ fn main() {
             body: format!("message {i}: water level at the embankment is rising"),
             ..Draft::default()
         };
-        net.nodes[0].send_message(&c, draft, now + i as u64).unwrap();
+        net.nodes[0]
+            .send_message(&c, draft, now + i as u64)
+            .unwrap();
         net.nodes[0].flush(now + i as u64).unwrap();
     }
     let sel = Selection {
@@ -41,10 +43,15 @@ fn main() {
     let t = Instant::now();
     let mut bundle = Vec::new();
     let x = net.nodes[0]
-        .export_bundle::<std::convert::Infallible>(&sel, MAX_BUNDLE_BYTES, now + n as u64, &mut |b| {
-            bundle.extend_from_slice(b);
-            Ok(())
-        })
+        .export_bundle::<std::convert::Infallible>(
+            &sel,
+            MAX_BUNDLE_BYTES,
+            now + n as u64,
+            &mut |b| {
+                bundle.extend_from_slice(b);
+                Ok(())
+            },
+        )
         .unwrap();
     let export = t.elapsed();
     let t = Instant::now();

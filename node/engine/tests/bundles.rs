@@ -5,10 +5,10 @@
 mod common;
 
 use common::*;
+use vaarta_engine::Config;
 use vaarta_engine::bundle::format::{self, BundleError, HEADER_LEN, MAX_BUNDLE_BYTES};
 use vaarta_engine::bundle::{For, ImportError, Selection, Tally};
 use vaarta_engine::testing::Network;
-use vaarta_engine::Config;
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::ConversationId;
 use vaarta_sync::store::{MemoryStore, Store};
@@ -64,7 +64,11 @@ fn three(n: usize) -> (Network, ConversationId, Vec<String>) {
 /// and tombstones, as the reconciliation summary of the set), and what it carries.
 fn held(e: &Engine) -> (Vec<(vaarta_sync::ids::Tag, u64, [u8; 32])>, u64, usize) {
     let s = e.replica().store();
-    let sets = s.tags().iter().map(|(t, sum)| (*t, sum.count, sum.sum)).collect();
+    let sets = s
+        .tags()
+        .iter()
+        .map(|(t, sum)| (*t, sum.count, sum.sum))
+        .collect();
     let u = e.replica().carried_usage();
     (sets, u.bytes, u.envelopes)
 }
@@ -103,7 +107,10 @@ fn three_devices_that_never_link_pass_messages_by_a_carrier() {
     assert!(t.new > 0 && t.refused == 0, "{t:?}");
     assert_eq!(t.new, t.waiting, "B reads nothing: {t:?}");
     assert!(net.nodes[B].conversations().is_empty());
-    assert_eq!(net.nodes[B].replica().carried_usage().envelopes as u64, t.new);
+    assert_eq!(
+        net.nodes[B].replica().carried_usage().envelopes as u64,
+        t.new
+    );
     // B re-exports for a relay (everything it carries); C imports and reads A's messages.
     let relay = Selection {
         for_: For::Relay,
@@ -143,7 +150,9 @@ fn a_bundle_for_a_device_holds_only_what_it_may_read_or_carry() {
         .create_conversation("admins", vaarta_sync::membership::History::Shared, now)
         .unwrap()
         .0;
-    net.nodes[A].send_message(&other, text("private"), now).unwrap();
+    net.nodes[A]
+        .send_message(&other, text("private"), now)
+        .unwrap();
     net.nodes[A].flush(now).unwrap();
     let for_c = Selection {
         for_: For::Device(net.nodes[C].device_id()),
@@ -204,7 +213,11 @@ fn tampered_truncated_foreign_signed_and_oversized_bundles_are_refused_and_nothi
                 format::MAX_ENVELOPE_BYTES as u64 + 1,
             )),
         ),
-        ("foreign", &b"%PDF-1.7 relief list".to_vec(), Some(BundleError::NotABundle)),
+        (
+            "foreign",
+            &b"%PDF-1.7 relief list".to_vec(),
+            Some(BundleError::NotABundle),
+        ),
     ] {
         match import(&mut net.nodes[C], bad, now) {
             Err(ImportError::Bundle(e)) => {
@@ -297,7 +310,11 @@ fn restart_after_crash(net: &mut Network, node: usize) {
 fn a_carriers_import_over_the_relay_quota_refuses_and_counts_the_excess() {
     // B carries at most 40 KB, of which one origin (the bundle's exporter) a quarter.
     let mut net = Network::with(3, |i| Config {
-        relay_max_bytes: if i == B { 40_000 } else { Config::default().relay_max_bytes },
+        relay_max_bytes: if i == B {
+            40_000
+        } else {
+            Config::default().relay_max_bytes
+        },
         ..named(i)
     });
     let c = invite(&mut net, A, C, "camp");

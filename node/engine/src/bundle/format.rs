@@ -107,7 +107,9 @@ impl Header {
         }
         let exporter = DeviceId(h[10..42].try_into().unwrap());
         if !exporter.is_valid() {
-            return Err(BundleError::Malformed("the exporter key is not a valid device key"));
+            return Err(BundleError::Malformed(
+                "the exporter key is not a valid device key",
+            ));
         }
         let created_ms = u64::from_be_bytes(h[42..50].try_into().unwrap());
         let dev: [u8; 32] = h[51..83].try_into().unwrap();
@@ -248,10 +250,16 @@ pub enum Item {
     /// The BLAKE3 of every byte up to and including the `records`-th record, after every
     /// `every` records of a reader made by [`Reader::with_checkpoints`]: a driver that reads
     /// a file twice compares them, so the second pass takes only bytes the first verified.
-    Checkpoint { records: u64, hash: [u8; 32] },
+    Checkpoint {
+        records: u64,
+        hash: [u8; 32],
+    },
     /// The signed trailer verified: the bundle is whole and the header's exporter wrote it.
     /// `hash` is the BLAKE3 the signature covers.
-    End { count: u64, hash: [u8; 32] },
+    End {
+        count: u64,
+        hash: [u8; 32],
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,9 +268,13 @@ enum State {
     Magic,
     Header,
     RecordHead,
-    RecordBody { len: usize },
+    RecordBody {
+        len: usize,
+    },
     Count,
-    Trailer { count: u64 },
+    Trailer {
+        count: u64,
+    },
     Done,
 }
 
@@ -353,7 +365,10 @@ impl Reader {
         match self.state {
             State::Done => Ok(()),
             // Too short to say what it is: judge by the bytes there are.
-            State::Magic if self.buf.is_empty() || !MAGIC.starts_with(&self.buf[..self.buf.len().min(8)]) => {
+            State::Magic
+                if self.buf.is_empty()
+                    || !MAGIC.starts_with(&self.buf[..self.buf.len().min(8)]) =>
+            {
                 Err(BundleError::NotABundle)
             }
             _ => Err(BundleError::Truncated),
@@ -450,8 +465,7 @@ impl Reader {
                 let sig: [u8; 64] = self.buf[32..96].try_into().unwrap();
                 let exporter = self.header.map(|h| h.exporter);
                 if self.buf[..32] != hash
-                    || exporter
-                        .is_none_or(|e| e.verify(&signed_message(&hash), &sig).is_err())
+                    || exporter.is_none_or(|e| e.verify(&signed_message(&hash), &sig).is_err())
                 {
                     return Err(BundleError::BadSignature);
                 }

@@ -345,7 +345,11 @@ impl<S: Store> Engine<S> {
     /// taken from a bundle that fails), then takes its records in batches of
     /// [`IMPORT_BATCH`]. The caller flushes before reporting it done. Drivers reading a
     /// file do the same in two streaming passes (`vaarta-node`'s `bundle.rs`).
-    pub fn import_bundle(&mut self, bytes: &[u8], now_ms: u64) -> Result<(Header, Tally), ImportError> {
+    pub fn import_bundle(
+        &mut self,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<(Header, Tally), ImportError> {
         let header = verify(bytes)?;
         let mut r = Reader::new();
         let mut items = Vec::new();
