@@ -1403,7 +1403,7 @@ async fn bundle_import(
         // At most one progress line per percent (verify) or batch (import).
         let mut last = (String::new(), u64::MAX);
         let mut progress = |phase: &str, done: u64, of: u64| {
-            let pct = if of == 0 { 100 } else { done * 100 / of };
+            let pct = (done * 100).checked_div(of).unwrap_or(100);
             if (phase, pct) != (last.0.as_str(), last.1) || phase == "import" {
                 last = (phase.to_string(), pct);
                 line(json!({"progress": {"phase": phase, "done": done, "of": of}}));

@@ -89,7 +89,7 @@ fn now_ms() -> u64 {
 /// One line on standard error per percent verified, and per batch imported.
 fn progress_line(phase: &str, done: u64, of: u64) {
     if phase == "verify" {
-        let pct = if of == 0 { 100 } else { done * 100 / of };
+        let pct = (done * 100).checked_div(of).unwrap_or(100);
         eprintln!("verifying: {pct}% ({done} of {of} bytes)");
     } else {
         eprintln!("importing: {done} of {of} records");
@@ -176,7 +176,7 @@ pub fn run(home: &Home, c: BundleCommand, json: bool) -> Result<()> {
                 Conn::Offline(h, _) => {
                     let mut last = (String::new(), u64::MAX);
                     let mut progress = |phase: &str, done: u64, of: u64| {
-                        let pct = if of == 0 { 100 } else { done * 100 / of };
+                        let pct = (done * 100).checked_div(of).unwrap_or(100);
                         if phase == "import" || (phase, pct) != (last.0.as_str(), last.1) {
                             last = (phase.to_string(), pct);
                             progress_line(phase, done, of);

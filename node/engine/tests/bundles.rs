@@ -52,7 +52,7 @@ fn three(n: usize) -> (Network, ConversationId, Vec<String>) {
         let body = format!("embankment breach report {i}");
         net.nodes[A].send_message(&c, text(&body), now).unwrap();
         sent.push(body);
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             net.nodes[A].flush(now).unwrap();
         }
     }

@@ -439,7 +439,7 @@ impl Reader {
                 self.hasher.update(&self.buf);
                 self.count += 1;
                 out.push(Item::Envelope(self.buf[RECORD_HEAD_LEN..].to_vec()));
-                if self.checkpoint_every > 0 && self.count % self.checkpoint_every == 0 {
+                if self.checkpoint_every > 0 && self.count.is_multiple_of(self.checkpoint_every) {
                     out.push(Item::Checkpoint {
                         records: self.count,
                         hash: *self.hasher.finalize().as_bytes(),
