@@ -62,7 +62,9 @@ fn three(n: usize) -> (Network, ConversationId, Vec<String>) {
 
 /// What a device holds, for "nothing changed" checks: every tag's set of ids (envelopes
 /// and tombstones, as the reconciliation summary of the set), and what it carries.
-fn held(e: &Engine) -> (Vec<(vaarta_sync::ids::Tag, u64, [u8; 32])>, u64, usize) {
+type Held = (Vec<(vaarta_sync::ids::Tag, u64, [u8; 32])>, u64, usize);
+
+fn held(e: &Engine) -> Held {
     let s = e.replica().store();
     let sets = s
         .tags()
