@@ -101,6 +101,15 @@ pub enum Request {
     DeclineInvitation {
         id: String,
     },
+    /// Writes a bundle file (docs/bundles.md; `POST /v1/bundles/export`, token only).
+    BundleExport(crate::bundle::ExportArgs),
+    /// Records of a bundle whose signature was verified, from the import task (no endpoint
+    /// of its own: `POST /v1/bundles/import` reads the file and sends these).
+    #[serde(skip)]
+    BundleRecords {
+        exporter: DeviceId,
+        records: Vec<Vec<u8>>,
+    },
 }
 
 fn default_limit() -> usize {
@@ -331,7 +340,7 @@ pub struct NodeFacts {
 pub const EMPTY_CONVERSATION: &str = "no conversation id given";
 
 /// A conversation by its id or a unique prefix of it: no match is 404, several are 400.
-fn conv<S: Store>(engine: &Engine<S>, s: &str) -> Result<ConversationId, ApiError> {
+pub(crate) fn conv<S: Store>(engine: &Engine<S>, s: &str) -> Result<ConversationId, ApiError> {
     if let Ok(id) = s.parse::<ConversationId>()
         && engine.replica().conversation(&id).is_some()
     {
@@ -359,7 +368,7 @@ fn conv<S: Store>(engine: &Engine<S>, s: &str) -> Result<ConversationId, ApiErro
     }
 }
 
-fn device(s: &str) -> Result<DeviceId, ApiError> {
+pub(crate) fn device(s: &str) -> Result<DeviceId, ApiError> {
     let d: DeviceId = s.parse().map_err(|_| {
         ApiError::bad(format!(
             "'{s}' is not a device id (52 base32 characters, as `vaarta id` prints)"
@@ -759,6 +768,13 @@ pub fn execute<S: Store>(
             let c = held_invitation(engine, &id)?;
             engine.decline_invitation(&c)?;
             Ok(json!({"ok": true, "conversation": c.to_string()}))
+        }
+        Request::BundleExport(args) => crate::bundle::export(engine, &args, now_ms),
+        Request::BundleRecords { exporter, records } => {
+            let t = engine
+                .handle_bundle_records(exporter, &records, now_ms)
+                .map_err(|e| ApiError::internal(format!("storage: {e}")))?;
+            Ok(crate::bundle::tally_json(&t))
         }
     }
 }
@@ -1290,6 +1306,8 @@ pub async fn serve(
             "/v1/invitations/{id}/decline",
             post(by_id(|id| Request::DeclineInvitation { id })),
         )
+        .route("/v1/bundles/export", post(bundle_export))
+        .route("/v1/bundles/import", post(bundle_import))
         .route("/v1/events", get(events_stream))
         .fallback(static_asset)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
@@ -1333,6 +1351,92 @@ async fn static_asset(method: axum::http::Method, uri: axum::http::Uri) -> Respo
         }),
         _ => error_response(ApiError::not_found("no such endpoint (see docs/api.md)")),
     }
+}
+
+/// Bundles name files on this machine: only a program with the token may have the node
+/// read or write one, never a page.
+fn program_only(who: Caller) -> Result<(), ApiError> {
+    if who != Caller::Program {
+        return Err(ApiError {
+            status: 403,
+            message: "bundles are exported and imported with the API token (`vaarta bundle`)"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// `POST /v1/bundles/export`: writes a bundle file (docs/api.md).
+async fn bundle_export(
+    State(s): State<AppState>,
+    axum::Extension(who): axum::Extension<Caller>,
+    Json(args): Json<crate::bundle::ExportArgs>,
+) -> Response {
+    if let Err(e) = program_only(who) {
+        return error_response(e);
+    }
+    call(&s, Request::BundleExport(args)).await
+}
+
+#[derive(Deserialize)]
+struct ImportBody {
+    path: String,
+}
+
+/// `POST /v1/bundles/import`: imports a bundle file, answering a stream of JSON lines:
+/// `{"progress": {"phase", "done", "of"}}` while it runs, then `{"done": report}` or
+/// `{"error": message, "status": code}` (docs/api.md).
+async fn bundle_import(
+    State(s): State<AppState>,
+    axum::Extension(who): axum::Extension<Caller>,
+    Json(b): Json<ImportBody>,
+) -> Response {
+    if let Err(e) = program_only(who) {
+        return error_response(e);
+    }
+    let (tx, rx) = mpsc::channel::<String>(64);
+    let calls = s.calls.clone();
+    tokio::task::spawn_blocking(move || {
+        let line = |v: Value| {
+            let _ = tx.blocking_send(format!("{v}\n"));
+        };
+        // At most one progress line per percent (verify) or batch (import).
+        let mut last = (String::new(), u64::MAX);
+        let mut progress = |phase: &str, done: u64, of: u64| {
+            let pct = (done * 100).checked_div(of).unwrap_or(100);
+            if (phase, pct) != (last.0.as_str(), last.1) || phase == "import" {
+                last = (phase.to_string(), pct);
+                line(json!({"progress": {"phase": phase, "done": done, "of": of}}));
+            }
+        };
+        let mut take = |exporter: DeviceId, records: Vec<Vec<u8>>| {
+            let (rtx, rrx) = oneshot::channel();
+            calls
+                .blocking_send(crate::Input::Api(Call {
+                    request: Request::BundleRecords { exporter, records },
+                    reply: rtx,
+                }))
+                .map_err(|_| ApiError {
+                    status: 503,
+                    message: "the node is shutting down".into(),
+                })?;
+            rrx.blocking_recv()
+                .map_err(|_| ApiError::internal("the node stopped before answering"))?
+        };
+        match crate::bundle::import_path(&b.path, &mut take, &mut progress) {
+            Ok(report) => line(json!({"done": report})),
+            Err(e) => line(json!({"error": e.message, "status": e.status})),
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let l = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(l), rx))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// `POST /v1/login-codes`: a one-time sign-in code and its link, for a program holding the

@@ -236,7 +236,69 @@ impl Client {
                 &format!("/v1/invitations/{}/decline", enc(&id)),
                 Value::Null,
             ),
+            Request::BundleExport(args) => {
+                // A large bundle takes longer than the usual timeout.
+                let r = self
+                    .agent
+                    .post(format!("{}/v1/bundles/export", self.base))
+                    .header("Authorization", format!("Bearer {}", self.token))
+                    .config()
+                    .timeout_global(None)
+                    .build()
+                    .send_json(serde_json::to_value(args).unwrap_or(Value::Null));
+                self.finish(r)
+            }
+            Request::BundleRecords { .. } => Err(ApiError::bad(
+                "bundle records are taken through POST /v1/bundles/import",
+            )),
         }
+    }
+
+    /// `POST /v1/bundles/import`: the node imports the bundle at `path` (absolute); each
+    /// progress line goes to `progress`; the answer is the final report.
+    pub fn import_bundle(
+        &self,
+        path: &str,
+        progress: &mut dyn FnMut(&Value),
+    ) -> Result<Value, ApiError> {
+        use std::io::BufRead;
+        let r = self
+            .agent
+            .post(format!("{}/v1/bundles/import", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .config()
+            .timeout_global(None)
+            .build()
+            .send_json(serde_json::json!({"path": path}));
+        let r = r.map_err(|e| ApiError {
+            status: 503,
+            message: format!("cannot reach the node's API at {}: {e}", self.base),
+        })?;
+        if r.status().as_u16() != 200 {
+            return self.finish(Ok(r));
+        }
+        let reader = std::io::BufReader::new(r.into_body().into_reader());
+        for line in reader.lines() {
+            let line = line.map_err(|e| ApiError::internal(format!("the node's answer: {e}")))?;
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Some(d) = v.get("done") {
+                return Ok(d.clone());
+            }
+            if let Some(e) = v.get("error") {
+                return Err(ApiError {
+                    status: v.get("status").and_then(Value::as_u64).unwrap_or(500) as u16,
+                    message: e.as_str().unwrap_or("import failed").to_string(),
+                });
+            }
+            if let Some(p) = v.get("progress") {
+                progress(p);
+            }
+        }
+        Err(ApiError::internal(
+            "the node ended the import without a report (it may have stopped): run it again",
+        ))
     }
 
     /// A one-time sign-in link for the web app (`POST /v1/login-codes`, docs/web.md):

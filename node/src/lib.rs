@@ -11,6 +11,7 @@
 pub mod api;
 pub mod at_rest;
 pub mod ble;
+pub mod bundle;
 pub mod client;
 pub mod config;
 pub mod credentials;
@@ -728,6 +729,18 @@ impl Offline {
     /// The engine, to read.
     pub fn engine(&self) -> &Engine<SledStore> {
         &self.engine
+    }
+
+    /// Imports a bundle file with no node running (the same two passes as
+    /// `POST /v1/bundles/import`; each batch flushed before the next).
+    pub fn import_bundle(
+        &mut self,
+        path: &str,
+        progress: bundle::Progress<'_>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let mut take =
+            |exporter, records| self.execute(Request::BundleRecords { exporter, records });
+        bundle::import_path(path, &mut take, progress)
     }
 
     /// Runs one request, then flushes and checkpoints.

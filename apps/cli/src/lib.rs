@@ -20,6 +20,7 @@ macro_rules! say {
 }
 
 pub mod bench;
+pub mod bundle;
 pub mod corpus;
 pub mod demo;
 pub mod fmt;
@@ -221,6 +222,9 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<invites::InvitesCommand>,
     },
+    /// Carry envelopes on a file (USB stick) between devices with no network in common
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Send a message; returns once it is durable on this device
     Send {
         /// Conversation id (or a unique prefix of it)
@@ -829,6 +833,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Conv(c) => conv(&home, c, json),
         Command::Invites { action } => invites::run(&home, action, json),
+        Command::Bundle(c) => bundle::run(&home, c, json),
         Command::Send {
             conv,
             text,

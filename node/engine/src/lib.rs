@@ -44,6 +44,7 @@
 //! `ARCHITECTURE.md` for the life of a message.
 
 pub mod ack;
+pub mod bundle;
 pub mod commands;
 pub mod config;
 mod credentials;
