@@ -193,16 +193,16 @@ fn frame_ad(at: Pos, len: usize) -> [u8; 12] {
 }
 
 #[cfg(unix)]
-fn private_file(o: &mut OpenOptions) -> &mut OpenOptions {
+pub(crate) fn private_file(o: &mut OpenOptions) -> &mut OpenOptions {
     use std::os::unix::fs::OpenOptionsExt;
     o.mode(0o600)
 }
 #[cfg(not(unix))]
-fn private_file(o: &mut OpenOptions) -> &mut OpenOptions {
+pub(crate) fn private_file(o: &mut OpenOptions) -> &mut OpenOptions {
     o
 }
 
-fn read_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+pub(crate) fn read_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileExt;
@@ -574,7 +574,7 @@ fn read_frame_part(f: &File, buf: &mut [u8], off: u64) -> Result<(), Option<std:
     }
 }
 
-fn write_at(f: &mut File, buf: &[u8], off: u64) -> std::io::Result<()> {
+pub(crate) fn write_at(f: &mut File, buf: &[u8], off: u64) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileExt;
@@ -589,7 +589,7 @@ fn write_at(f: &mut File, buf: &[u8], off: u64) -> std::io::Result<()> {
 }
 
 /// fsyncs a directory so that a file created or removed in it survives a power cut.
-fn sync_dir(dir: &Path) {
+pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }

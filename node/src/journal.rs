@@ -55,6 +55,7 @@ use std::path::{Path, PathBuf};
 use vaarta_sync::store::StoreError;
 
 use crate::at_rest::{OVERHEAD, Sealer};
+use crate::envlog::{private_file, read_at, sync_dir, write_at};
 
 /// The file name's prefix; the generation follows in eight digits.
 pub const FILE_PREFIX: &str = "journal.";
@@ -116,23 +117,30 @@ fn frame_ad(generation: u32, off: u64, len: usize) -> [u8; 16] {
 }
 
 fn open_file(path: &Path) -> Result<File, StoreError> {
-    let mut o = OpenOptions::new();
-    o.read(true).write(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o.open(path).map_err(|e| io_err("open", e))
+    private_file(OpenOptions::new().read(true).write(true).create(true))
+        .open(path)
+        .map_err(|e| io_err("open", e))
 }
 
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
+/// Appends a put of `key` = `value` to a frame's payload.
+fn encode_put(payload: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    payload.push(OP_PUT);
+    payload.push(key.len() as u8);
+    payload.extend_from_slice(key);
+    payload.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    payload.extend_from_slice(value);
+}
+
+/// Appends `payload` sealed as the frame at `at` of `generation` to `out`; returns its size.
+fn seal_frame(sealer: &Sealer, generation: u32, out: &mut Vec<u8>, at: u64, payload: &[u8]) -> u64 {
+    let sealed = sealer.seal(
+        SPACE_JOURNAL,
+        &frame_ad(generation, at, payload.len()),
+        payload,
+    );
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&sealed);
+    4 + sealed.len() as u64
 }
 
 /// One operation not yet written to the file.
@@ -215,7 +223,7 @@ impl Journal {
         let corrupt =
             |at: u64, why: &str| StoreError::Corrupt(format!("journal frame at byte {at}: {why}"));
         let mut buf = vec![0u8; self.len as usize];
-        read_exact_at(&self.file, &mut buf, 0).map_err(|e| io_err("read", e))?;
+        read_at(&self.file, &mut buf, 0).map_err(|e| io_err("read", e))?;
         let mut off = 0usize;
         while off < buf.len() {
             let at = off as u64;
@@ -345,11 +353,7 @@ impl Journal {
                         continue;
                     };
                     r.written = true;
-                    payload.push(OP_PUT);
-                    payload.push(k.len() as u8);
-                    payload.extend_from_slice(k);
-                    payload.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
-                    payload.extend_from_slice(&r.value);
+                    encode_put(&mut payload, k, &r.value);
                 }
                 Op::Delete(k) => {
                     payload.push(OP_DELETE);
@@ -358,28 +362,17 @@ impl Journal {
                 }
             }
             if payload.len() >= FRAME_MAX {
-                at += self.seal_frame(&mut out, at, &payload);
+                at += seal_frame(&self.sealer, self.generation, &mut out, at, &payload);
                 payload.clear();
             }
         }
         if !payload.is_empty() {
-            self.seal_frame(&mut out, at, &payload);
+            seal_frame(&self.sealer, self.generation, &mut out, at, &payload);
         }
-        write_all_at(&self.file, &out, self.len).map_err(|e| io_err("write", e))?;
+        write_at(&mut self.file, &out, self.len).map_err(|e| io_err("write", e))?;
         self.file.sync_data().map_err(|e| io_err("sync", e))?;
         self.len += out.len() as u64;
         Ok(Some(self.mark()))
-    }
-
-    fn seal_frame(&self, out: &mut Vec<u8>, at: u64, payload: &[u8]) -> u64 {
-        let sealed = self.sealer.seal(
-            SPACE_JOURNAL,
-            &frame_ad(self.generation, at, payload.len()),
-            payload,
-        );
-        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(&sealed);
-        4 + sealed.len() as u64
     }
 
     pub fn mark(&self) -> Mark {
@@ -402,36 +395,22 @@ impl Journal {
     pub fn compact(&self) -> Result<(File, Mark), StoreError> {
         let generation = self.generation.wrapping_add(1);
         let path = self.dir.join(file_name(generation));
-        let file = open_file(&path)?;
+        let mut file = open_file(&path)?;
         file.set_len(0).map_err(|e| io_err("truncate", e))?;
         let mut out = Vec::new();
         let mut payload = Vec::new();
         let mut at = 0u64;
-        let seal = |out: &mut Vec<u8>, at: u64, payload: &[u8]| {
-            let sealed = self.sealer.seal(
-                SPACE_JOURNAL,
-                &frame_ad(generation, at, payload.len()),
-                payload,
-            );
-            out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            out.extend_from_slice(&sealed);
-            4 + sealed.len() as u64
-        };
         for (k, r) in &self.live {
-            payload.push(OP_PUT);
-            payload.push(k.len() as u8);
-            payload.extend_from_slice(k);
-            payload.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
-            payload.extend_from_slice(&r.value);
+            encode_put(&mut payload, k, &r.value);
             if payload.len() >= FRAME_MAX {
-                at += seal(&mut out, at, &payload);
+                at += seal_frame(&self.sealer, generation, &mut out, at, &payload);
                 payload.clear();
             }
         }
         if !payload.is_empty() {
-            seal(&mut out, at, &payload);
+            seal_frame(&self.sealer, generation, &mut out, at, &payload);
         }
-        write_all_at(&file, &out, 0).map_err(|e| io_err("write", e))?;
+        write_at(&mut file, &out, 0).map_err(|e| io_err("write", e))?;
         file.sync_data().map_err(|e| io_err("sync", e))?;
         sync_dir(&self.dir);
         Ok((
@@ -457,36 +436,6 @@ impl Journal {
     /// Live records and the file's length in bytes (for the census and `size_on_disk`).
     pub fn stats(&self) -> (u64, u64, u64) {
         (self.live.len() as u64, self.live_bytes, self.len)
-    }
-}
-
-fn read_exact_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        f.read_exact_at(buf, off)
-    }
-    #[cfg(not(unix))]
-    {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = f;
-        f.seek(SeekFrom::Start(off))?;
-        f.read_exact(buf)
-    }
-}
-
-fn write_all_at(f: &File, buf: &[u8], off: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        f.write_all_at(buf, off)
-    }
-    #[cfg(not(unix))]
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = f;
-        f.seek(SeekFrom::Start(off))?;
-        f.write_all(buf)
     }
 }
 

@@ -259,10 +259,7 @@ impl SledStore {
         let mut old = Vec::new();
         for item in self.meta.scan_prefix(JOURNAL_PREFIX) {
             let (k, v) = item.map_err(io)?;
-            let v = self
-                .sealer
-                .open(SPACE_META, &k, &v)
-                .ok_or_else(|| corrupt_value("metadata"))?;
+            let v = self.open_meta(&k, &v)?;
             old.push((k, v));
         }
         if old.is_empty() {
@@ -343,6 +340,13 @@ impl SledStore {
 
     fn is_journal(key: &[u8]) -> bool {
         key.starts_with(JOURNAL_PREFIX)
+    }
+
+    /// A `meta` value opened (it is sealed to its key).
+    fn open_meta(&self, key: &[u8], sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.sealer
+            .open(SPACE_META, key, sealed)
+            .ok_or_else(|| corrupt_value("metadata"))
     }
 
     /// Rebuilds the per-tag summaries and the byte count from the `env` keys (one scan of
@@ -703,11 +707,7 @@ impl Store for SledStore {
         }
         match self.meta.get(key).map_err(io)? {
             None => Ok(None),
-            Some(v) => self
-                .sealer
-                .open(SPACE_META, key, &v)
-                .map(Some)
-                .ok_or_else(|| corrupt_value("metadata")),
+            Some(v) => self.open_meta(key, &v).map(Some),
         }
     }
 
@@ -759,10 +759,7 @@ impl Store for SledStore {
             let mut all = BTreeMap::new();
             for item in self.meta.scan_prefix(prefix) {
                 let (k, v) = item.map_err(io)?;
-                let v = self
-                    .sealer
-                    .open(SPACE_META, &k, &v)
-                    .ok_or_else(|| corrupt_value("metadata"))?;
+                let v = self.open_meta(&k, &v)?;
                 all.insert(k.to_vec(), v);
             }
             self.journal.scan(prefix, &mut |k, v| {
@@ -778,10 +775,7 @@ impl Store for SledStore {
         }
         for item in self.meta.scan_prefix(prefix) {
             let (k, v) = item.map_err(io)?;
-            let v = self
-                .sealer
-                .open(SPACE_META, &k, &v)
-                .ok_or_else(|| corrupt_value("metadata"))?;
+            let v = self.open_meta(&k, &v)?;
             if !f(&k, &v) {
                 break;
             }
