@@ -71,8 +71,9 @@ fn ble_binary() -> Option<PathBuf> {
 /// Needs the VM tools (else it prints `SKIPPED`, or fails under `VAARTA_REQUIRE_BLE_VM=1`);
 /// boots the guest once, both modes, about 7 minutes under emulation.
 ///
-/// NOT YET RELIABLE, so not part of `cargo test --workspace`: it passed 2 of the last 3
-/// runs (2026-12-03, one from a fresh clone, one in `cargo test`). In the third, data from
+/// NOT YET RELIABLE, so not part of `cargo test --workspace`: it passed 3 of the last 4
+/// runs (2026-12-03: two from a fresh clone, the last of them in CI; one in `cargo test`).
+/// In the one that failed, data from
 /// the peripheral did not reach the central for over 60 s after the controllers connected,
 /// so the dialler gave L2CAP up for GATT (`manager::DialConfig::l2cap_grace_ms`) and the
 /// L2CAP check saw a GATT link. `.ci/run` runs it with `--ignored` in its own section,
