@@ -222,3 +222,39 @@ fn a_repeated_push_within_a_lane_is_a_fault_and_lanes_number_apart() {
         "the same push twice on one lane is refused"
     );
 }
+
+/// A guess from the Bluetooth guest run (docs/performance.md, "FLASH during a 1 MB bulk
+/// transfer") was that a FLASH written after messages the peer does not hold yet cannot be
+/// shown before them, its change following the author's earlier ones. It does not hold: the
+/// FLASH alone reaches B and B shows it at once.
+#[test]
+fn a_flash_that_arrives_before_its_authors_backlog_is_shown_at_once() {
+    let (mut net, c) = pair(1024);
+    for i in 0..5 {
+        net.nodes[0]
+            .send_message(&c, text(&format!("routine {i}")), net.now)
+            .unwrap();
+        net.nodes[0].flush(net.now).unwrap();
+    }
+    let mut frames = drain(&mut net, 0);
+    net.nodes[0]
+        .send_message(&c, flash("FLASH: dam breach"), net.now)
+        .unwrap();
+    net.nodes[0].flush(net.now).unwrap();
+    frames.extend(drain(&mut net, 0));
+    // Only the FLASH push reaches B: the routine ones are still on their way.
+    let flash_only: Vec<_> = frames
+        .into_iter()
+        .filter(|(_, f)| {
+            matches!(Frame::decode(f), Ok(Frame::Push { lane, .. }) if lane == Precedence::Flash)
+        })
+        .collect();
+    assert_eq!(flash_only.len(), 1);
+    deliver(&mut net, 0, flash_only);
+    net.nodes[1].flush(net.now).unwrap();
+    let got = bodies(&mut net.nodes[1], &c);
+    assert!(
+        got.iter().any(|b| b.contains("FLASH")),
+        "B does not show the FLASH before the author's earlier messages: {got:?}"
+    );
+}
