@@ -164,7 +164,7 @@ pub struct Journal {
     sealer: Sealer,
     generation: u32,
     file: File,
-    /// Bytes in the file (written; durable once [`Journal::committed`] says so).
+    /// Bytes in the file (written; durable once sled's flush has recorded them as the mark).
     len: u64,
     live: BTreeMap<Vec<u8>, Record>,
     live_bytes: u64,
