@@ -268,6 +268,15 @@ pub fn import_file(
     let mut batch: Vec<Vec<u8>> = Vec::new();
     let mut taken = 0u64;
     let mut k = 0usize;
+    // A verified batch goes in (and is flushed) before it is counted.
+    let mut take_batch = |batch: &mut Vec<Vec<u8>>| -> Result<(), ApiError> {
+        if !batch.is_empty() {
+            taken += batch.len() as u64;
+            tally.add(&tally_of(&take(header.exporter, std::mem::take(batch))?));
+        }
+        progress("import", taken, count);
+        Ok(())
+    };
     pass(
         path,
         &mut Reader::with_checkpoints(every),
@@ -283,26 +292,14 @@ pub fn import_file(
                         return Err(changed());
                     }
                     k += 1;
-                    taken += batch.len() as u64;
-                    tally.add(&tally_of(&take(
-                        header.exporter,
-                        std::mem::take(&mut batch),
-                    )?));
-                    progress("import", taken, count);
+                    take_batch(&mut batch)?;
                 }
                 // The end verified again: the last records are covered by its signature.
                 Item::End { hash, .. } => {
                     if hash != end_hash {
                         return Err(changed());
                     }
-                    if !batch.is_empty() {
-                        taken += batch.len() as u64;
-                        tally.add(&tally_of(&take(
-                            header.exporter,
-                            std::mem::take(&mut batch),
-                        )?));
-                    }
-                    progress("import", taken, count);
+                    take_batch(&mut batch)?;
                 }
             }
             Ok(())

@@ -11,7 +11,7 @@ use vaarta_engine::bundle::{For, ImportError, Selection, Tally};
 use vaarta_engine::testing::Network;
 use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::ConversationId;
-use vaarta_sync::store::{MemoryStore, Store};
+use vaarta_sync::store::Store;
 
 const A: usize = 0;
 const B: usize = 1;
@@ -282,30 +282,6 @@ fn an_import_cut_halfway_and_run_again_ends_in_the_same_state() {
     import(&mut net.nodes[C], &bundle, now + 1).unwrap();
     assert_eq!(bodies(&mut net.nodes[C], &c), sent);
     assert!(holds_all_of(&net, C, A, &c));
-}
-
-/// Node `node` loses what it did not flush and starts again on its store.
-fn restart_after_crash(net: &mut Network, node: usize) {
-    let config = net.nodes[node].config().clone();
-    let placeholder = vaarta_engine::Engine::new(
-        Identity::from_seed([200; 32]),
-        MemoryStore::new(),
-        Config::default(),
-        [200; 32],
-        net.now,
-    )
-    .unwrap();
-    let old = std::mem::replace(&mut net.nodes[node], placeholder);
-    let mut store = old.crash();
-    store.crash();
-    net.nodes[node] = vaarta_engine::Engine::new(
-        Identity::from_seed([node as u8 + 1; 32]),
-        store,
-        config,
-        [node as u8; 32],
-        net.now,
-    )
-    .unwrap();
 }
 
 #[test]

@@ -99,25 +99,29 @@ fn frames_are_classified_by_lane() {
     assert_eq!(frame_priority(&[3, 9]), FramePriority::Bulk);
 }
 
+/// Five routine messages, one envelope each (messages written between two flushes are sealed
+/// together), their pushes out on the link; then a FLASH. Every frame node 0 sent, in order.
+fn routine_then_flash(net: &mut Network, c: &ConversationId) -> Vec<(LinkId, Vec<u8>)> {
+    for i in 0..5 {
+        net.nodes[0]
+            .send_message(c, text(&format!("routine {i}")), net.now)
+            .unwrap();
+        net.nodes[0].flush(net.now).unwrap();
+    }
+    let mut frames = drain(net, 0);
+    net.nodes[0]
+        .send_message(c, flash("FLASH: dam breach"), net.now)
+        .unwrap();
+    net.nodes[0].flush(net.now).unwrap();
+    frames.extend(drain(net, 0));
+    frames
+}
+
 #[test]
 fn a_flash_push_overtaking_routine_pushes_is_taken_and_everything_is_delivered() {
     let (mut net, c) = pair(1024);
     let b = net.nodes[1].device_id();
-    // One envelope each (messages written between two flushes are sealed together).
-    for i in 0..5 {
-        net.nodes[0]
-            .send_message(&c, text(&format!("routine {i}")), net.now)
-            .unwrap();
-        net.nodes[0].flush(net.now).unwrap();
-    }
-    // The routine pushes are out, on the link, when the FLASH is written.
-    let mut frames = drain(&mut net, 0);
-    net.nodes[0]
-        .send_message(&c, flash("FLASH: dam breach"), net.now)
-        .unwrap();
-    net.nodes[0].flush(net.now).unwrap();
-    frames.extend(drain(&mut net, 0));
-    let frames = by_lane(frames);
+    let frames = by_lane(routine_then_flash(&mut net, &c));
     let first_push = frames
         .iter()
         .find_map(|(_, f)| match Frame::decode(f) {
@@ -230,20 +234,8 @@ fn a_repeated_push_within_a_lane_is_a_fault_and_lanes_number_apart() {
 #[test]
 fn a_flash_that_arrives_before_its_authors_backlog_is_shown_at_once() {
     let (mut net, c) = pair(1024);
-    for i in 0..5 {
-        net.nodes[0]
-            .send_message(&c, text(&format!("routine {i}")), net.now)
-            .unwrap();
-        net.nodes[0].flush(net.now).unwrap();
-    }
-    let mut frames = drain(&mut net, 0);
-    net.nodes[0]
-        .send_message(&c, flash("FLASH: dam breach"), net.now)
-        .unwrap();
-    net.nodes[0].flush(net.now).unwrap();
-    frames.extend(drain(&mut net, 0));
     // Only the FLASH push reaches B: the routine ones are still on their way.
-    let flash_only: Vec<_> = frames
+    let flash_only: Vec<_> = routine_then_flash(&mut net, &c)
         .into_iter()
         .filter(|(_, f)| {
             matches!(Frame::decode(f), Ok(Frame::Push { lane, .. }) if lane == Precedence::Flash)

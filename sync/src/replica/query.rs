@@ -225,16 +225,21 @@ impl<S: Store> Replica<S> {
         Ok(out.into_iter().skip(skip).collect())
     }
 
-    /// The hashes of the changes each page of `id` holds out of its document (lost
-    /// equivocations and what is built on them), per page number, in hash order: equal on
-    /// two replicas that have the same changes, whatever order they came in.
-    pub fn held_out(&mut self, id: &ConversationId) -> Result<Vec<HeldOut>, CommandError> {
-        let pages: Vec<u32> = self
+    /// The numbers of the pages `id` has.
+    fn page_numbers(&self, id: &ConversationId) -> Result<Vec<u32>, CommandError> {
+        Ok(self
             .convs
             .get(id)
             .ok_or(CommandError::NoSuchConversation)?
             .pages()
-            .collect();
+            .collect())
+    }
+
+    /// The hashes of the changes each page of `id` holds out of its document (lost
+    /// equivocations and what is built on them), per page number, in hash order: equal on
+    /// two replicas that have the same changes, whatever order they came in.
+    pub fn held_out(&mut self, id: &ConversationId) -> Result<Vec<HeldOut>, CommandError> {
+        let pages = self.page_numbers(id)?;
         let mut out = Vec::new();
         for p in pages {
             self.ensure_page(id, p)?;
@@ -252,12 +257,7 @@ impl<S: Store> Replica<S> {
 
     /// Heads of every page and the membership state: equal on two replicas iff they converged.
     pub fn state_digest(&mut self, id: &ConversationId) -> Result<[u8; 32], CommandError> {
-        let pages: Vec<u32> = self
-            .convs
-            .get(id)
-            .ok_or(CommandError::NoSuchConversation)?
-            .pages()
-            .collect();
+        let pages = self.page_numbers(id)?;
         let mut h = blake3::Hasher::new();
         for p in pages {
             self.ensure_page(id, p)?;

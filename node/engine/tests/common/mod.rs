@@ -79,6 +79,18 @@ pub fn connect_and_invite(
 pub fn restart(net: &mut Network, node: usize) {
     let config = net.nodes[node].config().clone();
     let store = net.nodes.remove(node).close().unwrap();
+    reopen(net, node, store, config);
+}
+
+/// Node `node` loses what it did not flush (a power cut) and starts again on its store.
+pub fn restart_after_crash(net: &mut Network, node: usize) {
+    let config = net.nodes[node].config().clone();
+    let mut store = net.nodes.remove(node).crash();
+    store.crash();
+    reopen(net, node, store, config);
+}
+
+fn reopen(net: &mut Network, node: usize, store: MemoryStore, config: Config) {
     let e = vaarta_engine::Engine::new(
         Identity::from_seed([node as u8 + 1; 32]),
         store,
