@@ -783,6 +783,19 @@ impl Store for SledStore {
         Ok(())
     }
 
+    /// Keys only: no value is opened (a value that does not open is found when it is read).
+    fn scan_keys(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8]) -> bool) -> Result<(), StoreError> {
+        if JOURNAL_PREFIX.starts_with(prefix) || Self::is_journal(prefix) {
+            return self.scan_prefix(prefix, &mut |k, _| f(k));
+        }
+        for item in self.meta.scan_prefix(prefix).keys() {
+            if !f(&item.map_err(io)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The log's new frames and the journal's new operations first (written and
     /// `fdatasync`ed), then their ends in `rest` and sled's flush: once this returns, every
     /// envelope put so far is on disk and indexed, and the journal agrees with the saved pages.
@@ -1078,6 +1091,55 @@ mod tests {
             .insert(b"p/other", s.meta.get(b"p/page").unwrap().unwrap())
             .unwrap();
         assert!(matches!(s.get(b"p/other"), Err(StoreError::Corrupt(_))));
+    }
+
+    /// A key scan lists what a full scan lists, journal keys included, and opens no value:
+    /// a value that does not open stops the full scan but not the key scan.
+    #[test]
+    fn key_scans_list_every_key_and_open_no_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SledStore::open(&dir.path().join("db"), &key()).unwrap();
+        for k in [&b"p/1"[..], b"p/2", b"p/3", b"q/1"] {
+            s.put(k, b"value").unwrap();
+        }
+        let journal = [JOURNAL_PREFIX, b"a"].concat();
+        s.put(&journal, b"journal record").unwrap();
+        s.flush().unwrap();
+        let keys = |s: &SledStore, prefix: &[u8]| {
+            let mut v = Vec::new();
+            s.scan_keys(prefix, &mut |k| {
+                v.push(k.to_vec());
+                true
+            })
+            .map(|()| v)
+        };
+        let full = |s: &SledStore, prefix: &[u8]| {
+            let mut v = Vec::new();
+            s.scan_prefix(prefix, &mut |k, _| {
+                v.push(k.to_vec());
+                true
+            })
+            .map(|()| v)
+        };
+        for prefix in [&b"p/"[..], b"", JOURNAL_PREFIX] {
+            assert_eq!(keys(&s, prefix).unwrap(), full(&s, prefix).unwrap());
+        }
+        assert_eq!(keys(&s, b"p/").unwrap().len(), 3);
+        assert_eq!(keys(&s, JOURNAL_PREFIX).unwrap(), vec![journal]);
+        // Stops when told to.
+        let mut first = Vec::new();
+        s.scan_keys(b"p/", &mut |k| {
+            first.push(k.to_vec());
+            false
+        })
+        .unwrap();
+        assert_eq!(first, vec![b"p/1".to_vec()]);
+        // A value sealed to another key: the full scan finds it corrupt, the key scan lists it.
+        s.meta
+            .insert(b"p/2", s.meta.get(b"p/1").unwrap().unwrap())
+            .unwrap();
+        assert!(matches!(full(&s, b"p/"), Err(StoreError::Corrupt(_))));
+        assert_eq!(keys(&s, b"p/").unwrap().len(), 3);
     }
 
     /// The relay count at open reads lengths, not sealed bytes: no decryption per carried

@@ -115,6 +115,12 @@ pub trait Store {
         prefix: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
+    /// Visits the keys of the metadata entries under `prefix`, in order, until `f` is false.
+    /// For the scans that need no value: a store that seals values at rest need not open
+    /// them (at start-up the replica lists every conversation's pages this way).
+    fn scan_keys(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8]) -> bool) -> Result<(), StoreError> {
+        self.scan_prefix(prefix, &mut |k, _| f(k))
+    }
 
     /// Makes every write so far durable.
     fn flush(&mut self) -> Result<(), StoreError>;

@@ -137,7 +137,8 @@ struct Run {
     home: Home,
     log: PathBuf,
     // Declared last: removed after `drop` has killed the daemon.
-    _root: tempfile::TempDir,
+    /// `None` once kept ([`Run::keep`]).
+    root: Option<tempfile::TempDir>,
 }
 
 impl Drop for Run {
@@ -160,7 +161,7 @@ impl Run {
             home: Home::new(root.path().join("home")),
             // Outside the home, so it is not counted as stored bytes.
             log: root.path().join("daemon.log"),
-            _root: root,
+            root: Some(root),
         };
         let out = run
             .vaarta()
@@ -176,6 +177,16 @@ impl Run {
             );
         }
         Ok(run)
+    }
+
+    /// Keeps the temporary home (the daemon is down) for `census` and prints where it is.
+    fn keep(&mut self) {
+        if let Some(root) = self.root.take() {
+            eprintln!(
+                "VAARTA_CORPUS_KEEP: the home is kept at {}",
+                root.keep().join("home").display()
+            );
+        }
     }
 
     /// This binary against the temporary home, with no peers or addresses from the
@@ -577,6 +588,9 @@ fn measure(a: Args) -> Result<()> {
     }
     drop(client);
     run.stop()?;
+    if std::env::var_os("VAARTA_CORPUS_KEEP").is_some() {
+        run.keep();
+    }
 
     let p50 = pct(&reads, 0.5);
     let p99 = pct(&reads, 0.99);

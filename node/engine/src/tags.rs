@@ -247,7 +247,7 @@ impl<S: Store> Engine<S> {
                 let _ = self
                     .replica
                     .store()
-                    .scan_prefix(&awaiting_prefix(t), &mut |_, _| {
+                    .scan_keys(&awaiting_prefix(t), &mut |_| {
                         any = true;
                         false
                     });

@@ -576,7 +576,7 @@ impl<S: Store> Replica<S> {
         // Held invitations and the invitations this device sealed are never carried.
         let mut held: BTreeSet<EnvelopeId> =
             self.invitations().iter().map(|h| h.envelope).collect();
-        self.store.scan_prefix(keys::SENT_INVITATION, &mut |k, _| {
+        self.store.scan_keys(keys::SENT_INVITATION, &mut |k| {
             if let Some(id) = k.get(2..).and_then(EnvelopeId::from_slice) {
                 held.insert(id);
             }

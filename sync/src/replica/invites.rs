@@ -183,7 +183,7 @@ impl<S: Store> Replica<S> {
         }
         let held = found;
         let mut accepted = Vec::new();
-        self.store.scan_prefix(keys::ACCEPTED_DEVICE, &mut |k, _| {
+        self.store.scan_keys(keys::ACCEPTED_DEVICE, &mut |k| {
             if let Some(d) = k.get(2..34).and_then(|b| <[u8; 32]>::try_from(b).ok()) {
                 accepted.push(DeviceId(d));
             }

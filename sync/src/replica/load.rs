@@ -19,7 +19,7 @@ impl<S: Store> Replica<S> {
         let mut journals = self.load_journal()?;
         // Stores written before issue 11 kept own messages' envelope ids in `m/` records.
         let mut legacy = false;
-        self.store.scan_prefix(keys::OWN_MESSAGE, &mut |_, _| {
+        self.store.scan_keys(keys::OWN_MESSAGE, &mut |_| {
             legacy = true;
             false
         })?;
@@ -50,7 +50,7 @@ impl<S: Store> Replica<S> {
             c.keys.extend(keys);
             let mut pe: Vec<(u32, EpochId)> = Vec::new();
             self.store
-                .scan_prefix(&keys::page_epoch_prefix(&id), &mut |k, _| {
+                .scan_keys(&keys::page_epoch_prefix(&id), &mut |k| {
                     if let (Ok(p), Ok(e)) = (
                         <[u8; 4]>::try_from(&k[18..22]),
                         <[u8; 4]>::try_from(&k[22..26]),
@@ -63,13 +63,12 @@ impl<S: Store> Replica<S> {
                 c.page_epochs.entry(p).or_default().insert(e);
             }
             let mut pages = BTreeSet::new();
-            self.store
-                .scan_prefix(&keys::pages_prefix(&id), &mut |k, _| {
-                    if let Ok(n) = <[u8; 4]>::try_from(&k[18..22]) {
-                        pages.insert(u32::from_be_bytes(n));
-                    }
-                    true
-                })?;
+            self.store.scan_keys(&keys::pages_prefix(&id), &mut |k| {
+                if let Ok(n) = <[u8; 4]>::try_from(&k[18..22]) {
+                    pages.insert(u32::from_be_bytes(n));
+                }
+                true
+            })?;
             c.known_pages.extend(pages);
             for (page, seqs) in journals.remove(&id).unwrap_or_default() {
                 c.known_pages.insert(page);
@@ -81,13 +80,12 @@ impl<S: Store> Replica<S> {
             self.convs.insert(id, c);
             // Membership from the stored control envelopes.
             let mut ctl = Vec::new();
-            self.store
-                .scan_prefix(&keys::control_prefix(&id), &mut |k, _| {
-                    if let Ok(e) = <[u8; 32]>::try_from(&k[18..]) {
-                        ctl.push(EnvelopeId(e));
-                    }
-                    true
-                })?;
+            self.store.scan_keys(&keys::control_prefix(&id), &mut |k| {
+                if let Ok(e) = <[u8; 32]>::try_from(&k[18..]) {
+                    ctl.push(EnvelopeId(e));
+                }
+                true
+            })?;
             let mut envs = Vec::new();
             let tag = self.convs[&id].tag;
             for e in ctl {
@@ -101,7 +99,7 @@ impl<S: Store> Replica<S> {
         }
         // Pending envelopes: retry each (they may have become applicable).
         let mut pend = Vec::new();
-        self.store.scan_prefix(keys::PENDING, &mut |k, _| {
+        self.store.scan_keys(keys::PENDING, &mut |k| {
             if let Ok(e) = <[u8; 32]>::try_from(&k[2..]) {
                 pend.push(EnvelopeId(e));
             }

@@ -177,7 +177,7 @@ impl Loaded {
         self.journal.remove(&n);
         if slot.legacy {
             let mut old = Vec::new();
-            store.scan_prefix(&keys::own_messages_prefix(id, n), &mut |k, _| {
+            store.scan_keys(&keys::own_messages_prefix(id, n), &mut |k| {
                 old.push(k.to_vec());
                 true
             })?;

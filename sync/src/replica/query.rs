@@ -51,7 +51,7 @@ impl<S: Store> Replica<S> {
                 // A view: a store error here reads as no flag (the records stay).
                 let _ = self
                     .store
-                    .scan_prefix(&keys::equivocators_prefix(id), &mut |k, _| {
+                    .scan_keys(&keys::equivocators_prefix(id), &mut |k| {
                         if let Ok(d) = <[u8; 32]>::try_from(&k[18..]) {
                             ds.push(DeviceId(d));
                         }

@@ -167,6 +167,9 @@ impl Store for Faulty {
     ) -> Result<(), StoreError> {
         self.inner().scan_prefix(prefix, f)
     }
+    fn scan_keys(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8]) -> bool) -> Result<(), StoreError> {
+        self.inner().scan_keys(prefix, f)
+    }
     fn flush(&mut self) -> Result<(), StoreError> {
         if let Some(e) = &self.faults.borrow().fail {
             return Err(e.clone());
