@@ -55,7 +55,7 @@ use std::path::{Path, PathBuf};
 use vaarta_sync::store::StoreError;
 
 use crate::at_rest::{OVERHEAD, Sealer};
-use crate::envlog::{private_file, read_at, sync_dir, write_at};
+use crate::envlog::{Syncs, private_file, read_at, sync_dir, write_at};
 
 /// The file name's prefix; the generation follows in eight digits.
 pub const FILE_PREFIX: &str = "journal.";
@@ -339,6 +339,21 @@ impl Journal {
     /// Writes the operations since the last call as sealed frames and `fdatasync`s the
     /// file; returns the mark to record in sled before its flush (`None`: nothing to write).
     pub fn write_pending(&mut self) -> Result<Option<Mark>, StoreError> {
+        let mut syncs = Syncs::default();
+        let m = self.write_pending_unsynced(&mut syncs)?;
+        syncs.run()?;
+        if let Some(m) = m {
+            self.synced(m);
+        }
+        Ok(m)
+    }
+
+    /// [`Journal::write_pending`] without the `fdatasync`: the file goes to `syncs`; once
+    /// they ran, the caller calls [`Journal::synced`] with the mark, then records it.
+    pub(crate) fn write_pending_unsynced(
+        &mut self,
+        syncs: &mut Syncs,
+    ) -> Result<Option<Mark>, StoreError> {
         if self.ops.is_empty() {
             return Ok(None);
         }
@@ -370,9 +385,18 @@ impl Journal {
             seal_frame(&self.sealer, self.generation, &mut out, at, &payload);
         }
         write_at(&mut self.file, &out, self.len).map_err(|e| io_err("write", e))?;
-        self.file.sync_data().map_err(|e| io_err("sync", e))?;
-        self.len += out.len() as u64;
-        Ok(Some(self.mark()))
+        syncs.file(&self.file)?;
+        Ok(Some(Mark {
+            generation: self.generation,
+            len: self.len + out.len() as u64,
+        }))
+    }
+
+    /// The frames up to `m` are on the disk: the next ones go after them. (Until then a
+    /// failed sync leaves the length alone, so the next flush writes over them.)
+    pub fn synced(&mut self, m: Mark) {
+        debug_assert_eq!(m.generation, self.generation);
+        self.len = m.len;
     }
 
     pub fn mark(&self) -> Mark {

@@ -42,7 +42,7 @@ use vaarta_sync::ids::{EnvelopeId, Tag};
 use vaarta_sync::store::{Store, StoreError, Summary};
 
 use crate::at_rest::{OVERHEAD, Sealer, Secret};
-use crate::envlog::{EnvLog, Location, Pos};
+use crate::envlog::{EnvLog, Location, Pos, Syncs};
 use crate::journal::{Journal, Mark};
 
 /// Associated-data spaces of sealed values (one per tree).
@@ -800,14 +800,20 @@ impl Store for SledStore {
     /// `fdatasync`ed), then their ends in `rest` and sled's flush: once this returns, every
     /// envelope put so far is on disk and indexed, and the journal agrees with the saved pages.
     fn flush(&mut self) -> Result<(), StoreError> {
+        let (mut log_syncs, mut journal_syncs) = (Syncs::default(), Syncs::default());
         let end = if self.log.has_pending() {
-            let end = self.log.write_pending()?;
-            self.rest.insert(LOG_END_KEY, &end.encode()).map_err(io)?;
-            Some(end)
+            Some(self.log.write_pending_unsynced(&mut log_syncs)?)
         } else {
             None
         };
-        if let Some(m) = self.journal.write_pending()? {
+        let mark = self.journal.write_pending_unsynced(&mut journal_syncs)?;
+        // Both on the disk before sled records their ends.
+        Syncs::run_both(log_syncs, journal_syncs)?;
+        if let Some(end) = end {
+            self.rest.insert(LOG_END_KEY, &end.encode()).map_err(io)?;
+        }
+        if let Some(m) = mark {
+            self.journal.synced(m);
             self.rest
                 .insert(JOURNAL_MARK_KEY, &m.encode())
                 .map_err(io)?;
