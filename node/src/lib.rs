@@ -17,6 +17,7 @@ pub mod config;
 pub mod credentials;
 pub mod envlog;
 pub mod journal;
+pub mod pages;
 pub mod peers;
 pub mod store;
 pub mod web;

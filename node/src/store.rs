@@ -44,6 +44,7 @@ use vaarta_sync::store::{Store, StoreError, Summary};
 use crate::at_rest::{OVERHEAD, Sealer, Secret};
 use crate::envlog::{EnvLog, Location, Pos, Syncs};
 use crate::journal::{Journal, Mark};
+use crate::pages::{PageFiles, Pointer};
 
 /// Associated-data spaces of sealed values (one per tree).
 const SPACE_ENV: u8 = 0;
@@ -57,6 +58,10 @@ const LOG_END_KEY: &[u8] = b"log-end";
 const JOURNAL_MARK_KEY: &[u8] = b"journal-mark";
 /// The keys the sync core writes for its page journal: they go to [`crate::journal`], not sled.
 const JOURNAL_PREFIX: &[u8] = vaarta_sync::replica::keys::JOURNAL;
+/// The keys the sync core writes for its saved pages: they go to [`crate::pages`], not sled.
+const PAGE_PREFIX: &[u8] = vaarta_sync::replica::keys::PAGE;
+/// The tree of page pointers (key → generation ‖ length, [`crate::pages`]).
+const PAGES_TREE: &[u8] = b"pages";
 /// The id → tag tree of earlier versions, dropped at open.
 const OLD_INDEX_TREE: &[u8] = b"idx";
 /// The envelope log's directory inside the sled directory (why: [`crate::envlog`]).
@@ -110,6 +115,8 @@ pub struct SledStore {
     rest: sled::Tree,
     log: EnvLog,
     journal: Journal,
+    pages: PageFiles,
+    page_pointers: sled::Tree,
     sealer: Sealer,
     summaries: BTreeMap<Tag, Summary>,
     bytes: u64,
@@ -232,6 +239,15 @@ impl SledStore {
             ),
         };
         let journal = Journal::open(path, sealer.clone(), journal_mark)?;
+        let page_pointers = db.open_tree(PAGES_TREE).map_err(io)?;
+        let mut index = BTreeMap::new();
+        for item in page_pointers.iter() {
+            let (k, v) = item.map_err(io)?;
+            let p = Pointer::decode(&v)
+                .ok_or_else(|| StoreError::Corrupt("a page pointer is malformed".into()))?;
+            index.insert(k.to_vec(), p);
+        }
+        let pages = PageFiles::open(path, sealer.clone(), index)?;
         restrict_permissions(path);
         let mut s = Self {
             db,
@@ -243,6 +259,8 @@ impl SledStore {
             rest,
             log,
             journal,
+            pages,
+            page_pointers,
             sealer,
             summaries: BTreeMap::new(),
             bytes: 0,
@@ -250,7 +268,28 @@ impl SledStore {
         };
         s.load_index()?;
         s.move_journal_out_of_sled()?;
+        s.move_pages_out_of_sled()?;
         Ok(s)
+    }
+
+    /// A database of the previous version keeps its saved pages in `meta`: move them to
+    /// page files (written and synced, then the pointers and the removals in one sled flush).
+    fn move_pages_out_of_sled(&mut self) -> Result<(), StoreError> {
+        let mut old = Vec::new();
+        for item in self.meta.scan_prefix(PAGE_PREFIX) {
+            let (k, v) = item.map_err(io)?;
+            let v = self.open_meta(&k, &v)?;
+            old.push((k, v));
+        }
+        if old.is_empty() {
+            return Ok(());
+        }
+        for (k, v) in &old {
+            self.meta.remove(k).map_err(io)?;
+            self.pages.put(k, v)?;
+        }
+        tracing::info!(pages = old.len(), "moved the saved pages out of sled");
+        self.flush()
     }
 
     /// A database of the previous version keeps its page journal in `meta`: move it to the
@@ -342,6 +381,12 @@ impl SledStore {
         key.starts_with(JOURNAL_PREFIX)
     }
 
+    /// Whether keys under `prefix` may be in the journal or the page files as well as in
+    /// `meta` (a prefix shorter than theirs).
+    fn spans_side_files(prefix: &[u8]) -> bool {
+        JOURNAL_PREFIX.starts_with(prefix) || PAGE_PREFIX.starts_with(prefix)
+    }
+
     /// A `meta` value opened (it is sealed to its key).
     fn open_meta(&self, key: &[u8], sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
         self.sealer
@@ -411,6 +456,9 @@ impl SledStore {
             self.bytes += (k.len() + v.len().saturating_sub(OVERHEAD)) as u64;
         }
         self.bytes += self.journal.stats().1;
+        for (k, p) in self.pages.pointers() {
+            self.bytes += (k.len() + p.len as usize) as u64;
+        }
         if !cut.is_empty() {
             tracing::warn!(
                 envelopes = cut.len(),
@@ -490,6 +538,9 @@ impl SledStore {
         let (records, record_bytes, file_bytes) = self.journal.stats();
         row("journal records", records, record_bytes);
         row("journal file", 1, file_bytes);
+        let (records, value_bytes, file_bytes) = self.pages.stats();
+        row("page records", records, value_bytes);
+        row("page files", records, file_bytes);
         Ok(rows.into_values().collect())
     }
 }
@@ -705,6 +756,9 @@ impl Store for SledStore {
         if Self::is_journal(key) {
             return Ok(self.journal.get(key));
         }
+        if PageFiles::is_page(key) {
+            return self.pages.get(key);
+        }
         match self.meta.get(key).map_err(io)? {
             None => Ok(None),
             Some(v) => self.open_meta(key, &v).map(Some),
@@ -714,6 +768,13 @@ impl Store for SledStore {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         if Self::is_journal(key) {
             if let Some(old) = self.journal.put(key, value)? {
+                self.bytes = self.bytes.saturating_sub((key.len() + old) as u64);
+            }
+            self.bytes += (key.len() + value.len()) as u64;
+            return Ok(());
+        }
+        if PageFiles::is_page(key) {
+            if let Some(old) = self.pages.put(key, value)? {
                 self.bytes = self.bytes.saturating_sub((key.len() + old) as u64);
             }
             self.bytes += (key.len() + value.len()) as u64;
@@ -736,6 +797,12 @@ impl Store for SledStore {
             }
             return Ok(());
         }
+        if PageFiles::is_page(key) {
+            if let Some(old) = self.pages.delete(key) {
+                self.bytes = self.bytes.saturating_sub((key.len() + old) as u64);
+            }
+            return Ok(());
+        }
         if let Some(old) = self.meta.remove(key).map_err(io)? {
             self.bytes = self
                 .bytes
@@ -753,9 +820,18 @@ impl Store for SledStore {
             self.journal.scan(prefix, f);
             return Ok(());
         }
-        if JOURNAL_PREFIX.starts_with(prefix) {
-            // A prefix shorter than the journal's (none in the sync core today): both, in
-            // key order.
+        if PageFiles::is_page(prefix) {
+            for k in self.pages.keys(prefix) {
+                let v = self.pages.get(&k)?.unwrap_or_default();
+                if !f(&k, &v) {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        if Self::spans_side_files(prefix) {
+            // A prefix shorter than the journal's or the pages' (none in the sync core
+            // today): all three, in key order.
             let mut all = BTreeMap::new();
             for item in self.meta.scan_prefix(prefix) {
                 let (k, v) = item.map_err(io)?;
@@ -766,6 +842,10 @@ impl Store for SledStore {
                 all.insert(k.to_vec(), v.to_vec());
                 true
             });
+            for k in self.pages.keys(prefix) {
+                let v = self.pages.get(&k)?.unwrap_or_default();
+                all.insert(k, v);
+            }
             for (k, v) in &all {
                 if !f(k, v) {
                     break;
@@ -785,8 +865,16 @@ impl Store for SledStore {
 
     /// Keys only: no value is opened (a value that does not open is found when it is read).
     fn scan_keys(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8]) -> bool) -> Result<(), StoreError> {
-        if JOURNAL_PREFIX.starts_with(prefix) || Self::is_journal(prefix) {
+        if Self::is_journal(prefix) || Self::spans_side_files(prefix) {
             return self.scan_prefix(prefix, &mut |k, _| f(k));
+        }
+        if PageFiles::is_page(prefix) {
+            for k in self.pages.keys(prefix) {
+                if !f(&k) {
+                    break;
+                }
+            }
+            return Ok(());
         }
         for item in self.meta.scan_prefix(prefix).keys() {
             if !f(&item.map_err(io)?) {
@@ -807,8 +895,20 @@ impl Store for SledStore {
             None
         };
         let mark = self.journal.write_pending_unsynced(&mut journal_syncs)?;
-        // Both on the disk before sled records their ends.
+        let pages = if self.pages.has_pending() {
+            Some(self.pages.write_pending_unsynced(&mut log_syncs)?)
+        } else {
+            None
+        };
+        // All on the disk before sled records their ends and pointers.
         Syncs::run_both(log_syncs, journal_syncs)?;
+        for (k, p) in pages.iter().flatten() {
+            match p {
+                Some(p) => self.page_pointers.insert(k, &p.encode()).map(|_| ()),
+                None => self.page_pointers.remove(k).map(|_| ()),
+            }
+            .map_err(io)?;
+        }
         if let Some(end) = end {
             self.rest.insert(LOG_END_KEY, &end.encode()).map_err(io)?;
         }
@@ -821,6 +921,9 @@ impl Store for SledStore {
         self.db.flush().map_err(io)?;
         if let Some(end) = end {
             self.log.committed(end);
+        }
+        if let Some(updates) = pages {
+            self.pages.committed(updates);
         }
         self.flushes += 1;
         if self.journal.wants_compaction() {
@@ -904,6 +1007,7 @@ mod tests {
         s.put(b"j/abd", b"vv").unwrap();
         s.put(b"h", b"12345678").unwrap();
         s.put(b"l/\0\0\0\0\0\0\0\x01", b"0123").unwrap();
+        s.put(b"p/page", b"saved page").unwrap();
         s.flush().unwrap();
         s.remove_envelope(&tag, &two.0).unwrap();
         let rows = s.census().unwrap();
@@ -929,7 +1033,12 @@ mod tests {
         let jr = row("journal records");
         assert_eq!((jr.records, jr.value_bytes), (1, 14));
         assert!(row("journal file").value_bytes > 14 + 44);
-        assert_eq!(rows.len(), 10, "{rows:?}");
+        // The saved page is a file, not in sled's meta.
+        assert!(!rows.iter().any(|r| r.kind == "meta p/"), "{rows:?}");
+        let pr = row("page records");
+        assert_eq!((pr.records, pr.value_bytes), (1, 10));
+        assert_eq!(row("page files").value_bytes, (10 + OVERHEAD) as u64);
+        assert_eq!(rows.len(), 12, "{rows:?}");
     }
 
     #[test]
@@ -1083,9 +1192,9 @@ mod tests {
         let mut s = SledStore::open(&p, &key()).unwrap();
         let e = real(b"envelope-bytes");
         s.put_envelope(&tag, &e.0, &e.1).unwrap();
-        s.put(b"p/page", b"plaintext-page").unwrap();
+        s.put(b"c/conv", b"plaintext-page").unwrap();
         s.flush().unwrap();
-        let raw = s.meta.get(b"p/page").unwrap().unwrap();
+        let raw = s.meta.get(b"c/conv").unwrap().unwrap();
         assert!(!raw.windows(9).any(|w| w == b"plaintext"));
         let seg = std::fs::read(s.log.segment_path(0)).unwrap();
         assert_eq!(seg.len(), 14 + 44);
@@ -1094,9 +1203,9 @@ mod tests {
         assert_eq!(s.bytes_used(), 14 + 36 + 14 + 44 + 6 + 14);
         // A value moved under another key does not open.
         s.meta
-            .insert(b"p/other", s.meta.get(b"p/page").unwrap().unwrap())
+            .insert(b"c/other", s.meta.get(b"c/conv").unwrap().unwrap())
             .unwrap();
-        assert!(matches!(s.get(b"p/other"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(s.get(b"c/other"), Err(StoreError::Corrupt(_))));
     }
 
     /// A key scan lists what a full scan lists, journal keys included, and opens no value:
@@ -1105,7 +1214,7 @@ mod tests {
     fn key_scans_list_every_key_and_open_no_value() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SledStore::open(&dir.path().join("db"), &key()).unwrap();
-        for k in [&b"p/1"[..], b"p/2", b"p/3", b"q/1"] {
+        for k in [&b"k/1"[..], b"k/2", b"k/3", b"q/1"] {
             s.put(k, b"value").unwrap();
         }
         let journal = [JOURNAL_PREFIX, b"a"].concat();
@@ -1127,25 +1236,25 @@ mod tests {
             })
             .map(|()| v)
         };
-        for prefix in [&b"p/"[..], b"", JOURNAL_PREFIX] {
+        for prefix in [&b"k/"[..], b"", JOURNAL_PREFIX] {
             assert_eq!(keys(&s, prefix).unwrap(), full(&s, prefix).unwrap());
         }
-        assert_eq!(keys(&s, b"p/").unwrap().len(), 3);
+        assert_eq!(keys(&s, b"k/").unwrap().len(), 3);
         assert_eq!(keys(&s, JOURNAL_PREFIX).unwrap(), vec![journal]);
         // Stops when told to.
         let mut first = Vec::new();
-        s.scan_keys(b"p/", &mut |k| {
+        s.scan_keys(b"k/", &mut |k| {
             first.push(k.to_vec());
             false
         })
         .unwrap();
-        assert_eq!(first, vec![b"p/1".to_vec()]);
+        assert_eq!(first, vec![b"k/1".to_vec()]);
         // A value sealed to another key: the full scan finds it corrupt, the key scan lists it.
         s.meta
-            .insert(b"p/2", s.meta.get(b"p/1").unwrap().unwrap())
+            .insert(b"k/2", s.meta.get(b"k/1").unwrap().unwrap())
             .unwrap();
-        assert!(matches!(full(&s, b"p/"), Err(StoreError::Corrupt(_))));
-        assert_eq!(keys(&s, b"p/").unwrap().len(), 3);
+        assert!(matches!(full(&s, b"k/"), Err(StoreError::Corrupt(_))));
+        assert_eq!(keys(&s, b"k/").unwrap().len(), 3);
     }
 
     /// The relay count at open reads lengths, not sealed bytes: no decryption per carried
@@ -1594,6 +1703,173 @@ mod tests {
         // background or on drop), so the record is back: replaying it into a page that
         // holds its changes changes nothing.
         assert_eq!(record.as_deref(), Some(&b"entry"[..]));
+    }
+
+    fn page_files(p: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(p.join(crate::pages::PAGES_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Saved pages are files, one per page, not sled values: a new save replaces the file
+    /// once durable, a delete removes it, and all of it survives reopen.
+    #[test]
+    fn saved_pages_live_in_files_one_per_page_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            s.put(b"p/one", b"first save of one").unwrap();
+            s.put(b"p/two", b"first save of two").unwrap();
+            s.put(b"q/other", b"not a page").unwrap();
+            // Read before the flush.
+            assert_eq!(
+                s.get(b"p/one").unwrap().as_deref(),
+                Some(&b"first save of one"[..])
+            );
+            assert!(page_files(&p).is_empty());
+            s.flush().unwrap();
+            assert_eq!(page_files(&p).len(), 2);
+            assert!(
+                s.meta.get(b"p/one").unwrap().is_none(),
+                "a page went to sled"
+            );
+            // The file is sealed.
+            for f in page_files(&p) {
+                let b = std::fs::read(p.join(crate::pages::PAGES_DIR).join(f)).unwrap();
+                assert!(!b.windows(4).any(|w| w == b"save"));
+            }
+            s.put(b"p/one", b"second save of one").unwrap();
+            s.delete(b"p/two").unwrap();
+            assert_eq!(s.get(b"p/two").unwrap(), None);
+            s.flush().unwrap();
+            assert_eq!(page_files(&p).len(), 1, "{:?}", page_files(&p));
+            let mut listed = Vec::new();
+            s.scan_prefix(b"p/", &mut |k, v| {
+                listed.push((k.to_vec(), v.to_vec()));
+                true
+            })
+            .unwrap();
+            assert_eq!(
+                listed,
+                vec![(b"p/one".to_vec(), b"second save of one".to_vec())]
+            );
+            // A scan wider than the pages' prefix sees the pages and sled's records.
+            let mut keys = Vec::new();
+            s.scan_keys(b"", &mut |k| {
+                keys.push(k.to_vec());
+                true
+            })
+            .unwrap();
+            assert!(keys.contains(&b"p/one".to_vec()) && keys.contains(&b"q/other".to_vec()));
+        }
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        assert_eq!(
+            s.get(b"p/one").unwrap().as_deref(),
+            Some(&b"second save of one"[..])
+        );
+        assert_eq!(s.get(b"p/two").unwrap(), None);
+        assert_eq!(
+            s.get(b"q/other").unwrap().as_deref(),
+            Some(&b"not a page"[..])
+        );
+    }
+
+    /// A flush cut short after writing a page's file and before sled's flush: the page keeps
+    /// its previous save, the journal keeps its record, and the stray file is deleted at open.
+    #[test]
+    fn a_page_file_written_by_a_flush_that_did_not_complete_is_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            s.put(&jkey(1), b"entry").unwrap();
+            s.put(b"p/page", b"old save").unwrap();
+            s.flush().unwrap();
+            s.put(b"p/page", b"new save").unwrap();
+            s.delete(&jkey(1)).unwrap();
+            let mut syncs = crate::envlog::Syncs::default();
+            s.pages.write_pending_unsynced(&mut syncs).unwrap();
+            s.journal.write_pending().unwrap().unwrap();
+            syncs.run().unwrap();
+            assert_eq!(page_files(&p).len(), 2);
+            s.pages.crash();
+        }
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        assert_eq!(s.get(b"p/page").unwrap().as_deref(), Some(&b"old save"[..]));
+        assert_eq!(s.get(&jkey(1)).unwrap().as_deref(), Some(&b"entry"[..]));
+        assert_eq!(page_files(&p).len(), 1);
+    }
+
+    /// A page file that is missing, damaged or moved to another page is corruption, never a
+    /// page silently gone.
+    #[test]
+    fn a_missing_damaged_or_moved_page_file_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            s.put(b"p/a", b"save of a").unwrap();
+            s.put(b"p/b", b"save of b").unwrap();
+            s.flush().unwrap();
+        }
+        released(&p);
+        let pages = p.join(crate::pages::PAGES_DIR);
+        let files = page_files(&p);
+        // Damaged.
+        flip(&pages.join(&files[0]), 30);
+        {
+            let s = SledStore::open(&p, &key()).unwrap();
+            assert!(matches!(s.get(b"p/a"), Err(StoreError::Corrupt(_))));
+            assert_eq!(s.get(b"p/b").unwrap().as_deref(), Some(&b"save of b"[..]));
+        }
+        released(&p);
+        // b's file moved over a's name: it does not open as a's.
+        std::fs::copy(pages.join(&files[1]), pages.join(&files[0])).unwrap();
+        {
+            let s = SledStore::open(&p, &key()).unwrap();
+            assert!(matches!(s.get(b"p/a"), Err(StoreError::Corrupt(_))));
+        }
+        released(&p);
+        // Missing.
+        std::fs::remove_file(pages.join(&files[0])).unwrap();
+        assert!(matches!(
+            SledStore::open(&p, &key()),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    /// A database of the previous version holds its saved pages in sled: they move to files
+    /// at open, once.
+    #[test]
+    fn saved_pages_of_the_previous_version_move_to_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        {
+            let s = SledStore::open(&p, &key()).unwrap();
+            // As the previous version wrote them: sealed values in `meta`.
+            for (k, v) in [(&b"p/x"[..], &b"save of x"[..]), (b"p/y", b"save of y")] {
+                s.meta.insert(k, s.sealer.seal(SPACE_META, k, v)).unwrap();
+            }
+            s.db.flush().unwrap();
+        }
+        released(&p);
+        {
+            let s = SledStore::open(&p, &key()).unwrap();
+            assert!(s.meta.scan_prefix(b"p/").next().is_none());
+            assert_eq!(page_files(&p).len(), 2);
+            assert_eq!(s.get(b"p/x").unwrap().as_deref(), Some(&b"save of x"[..]));
+            assert_eq!(s.bytes_used(), 2 * (3 + 9) + s.log.bytes());
+        }
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        assert_eq!(s.get(b"p/y").unwrap().as_deref(), Some(&b"save of y"[..]));
+        assert_eq!(page_files(&p).len(), 2);
     }
 
     #[test]

@@ -504,12 +504,14 @@ fn measure(a: Args) -> Result<()> {
     drop(client);
     run.stop()?;
     let (apparent, allocated) = disk(&run.home.dir)?;
-    // Where the bytes are: the envelope log (the envelopes themselves, sealed in frames)
-    // and the sled database beside it (the `env` locations, pages, journal, metadata).
+    // Where the bytes are: the envelope log (the envelopes themselves, sealed in frames),
+    // the saved pages' files, and the sled database beside them (the `env` locations and
+    // metadata; the page journal's file is counted with it).
     let db = run.home.db_path();
     let (log_bytes, _) = disk(&db.join(vaarta_node::store::LOG_DIR))?;
+    let (page_bytes, _) = disk(&db.join(vaarta_node::pages::PAGES_DIR))?;
     let (db_bytes, _) = disk(&db)?;
-    let sled_bytes = db_bytes.saturating_sub(log_bytes);
+    let sled_bytes = db_bytes.saturating_sub(log_bytes + page_bytes);
 
     // Restart: cold start and memory with the whole history on disk.
     let (client, cold) = run.start()?;
@@ -608,6 +610,7 @@ fn measure(a: Args) -> Result<()> {
         "disk_apparent_bytes_per_message": per(apparent),
         "disk_allocated_bytes_per_message": per(allocated),
         "envelope_log_bytes": log_bytes,
+        "page_files_bytes": page_bytes,
         "sled_bytes": sled_bytes,
         "first_start_ms": ms(first_start),
         "cold_start_ms": ms(cold),
@@ -643,8 +646,9 @@ fn measure(a: Args) -> Result<()> {
         per(apparent)
     );
     println!(
-        "| of which the envelope log ({log_bytes} B) / the sled database ({sled_bytes} B) / the rest of the home | {:.0} / {:.0} / {:.0} B | |",
+        "| of which the envelope log ({log_bytes} B) / saved pages ({page_bytes} B) / the sled database and journal ({sled_bytes} B) / the rest of the home | {:.0} / {:.0} / {:.0} / {:.0} B | |",
         per(log_bytes),
+        per(page_bytes),
         per(sled_bytes),
         per(apparent.saturating_sub(db_bytes))
     );
