@@ -1067,7 +1067,7 @@ fn engine_loop(
             let _ = events.send(v.to_string());
         }
         if let Some(tx) = stop.take() {
-            let r = engine.checkpoint().map_err(|e| e.to_string());
+            let r = engine.stop().map_err(|e| e.to_string());
             let _ = tx.send(r);
             return;
         }

@@ -236,10 +236,20 @@ impl PageFiles {
     /// The keys under `prefix`, pending writes included, in order.
     pub fn keys(&self, prefix: &[u8]) -> Vec<Vec<u8>> {
         let mut all: BTreeMap<&[u8], bool> = BTreeMap::new();
-        for k in self.index.keys().filter(|k| k.starts_with(prefix)) {
+        let under = |k: &&Vec<u8>| k.starts_with(prefix);
+        for k in self
+            .index
+            .range(prefix.to_vec()..)
+            .map(|(k, _)| k)
+            .take_while(under)
+        {
             all.insert(k, true);
         }
-        for (k, v) in self.pending.iter().filter(|(k, _)| k.starts_with(prefix)) {
+        for (k, v) in self
+            .pending
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| under(k))
+        {
             all.insert(k, v.is_some());
         }
         all.into_iter()

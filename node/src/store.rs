@@ -50,6 +50,13 @@ use crate::pages::{PageFiles, Pointer};
 const SPACE_ENV: u8 = 0;
 const SPACE_META: u8 = 1;
 const SPACE_CANARY: u8 = 2;
+/// Of the index snapshot a clean close leaves (3, 4 and 5 are the log's, the journal's and
+/// the page files').
+const SPACE_SNAPSHOT: u8 = 6;
+/// In `rest`: the per-tag summaries and byte count at a clean close ([`Store::close`]), so
+/// the next open need not scan every `env` record. Taken out at open, used or not.
+const SNAPSHOT_KEY: &[u8] = b"index-snapshot";
+const SNAPSHOT_VERSION: u8 = 1;
 const CANARY_KEY: &[u8] = b"canary";
 const CANARY: &[u8] = b"vaarta sealed store v1";
 /// The envelope log's durable end, in `rest` ([`crate::envlog`]).
@@ -121,6 +128,11 @@ pub struct SledStore {
     summaries: BTreeMap<Tag, Summary>,
     bytes: u64,
     pub flushes: u64,
+    /// Whether a snapshot of the index is in `rest` (written by [`Store::close`]): the next
+    /// write takes it out, so no open can use a snapshot older than the store.
+    snapshot_out: bool,
+    /// Whether this open rebuilt the index by scanning `env` (no usable snapshot).
+    pub scanned_at_open: bool,
 }
 
 /// What a sled error means for the caller. Only sled's own verdict of corruption (or a file
@@ -265,6 +277,8 @@ impl SledStore {
             summaries: BTreeMap::new(),
             bytes: 0,
             flushes: 0,
+            snapshot_out: false,
+            scanned_at_open: false,
         };
         s.load_index()?;
         s.move_journal_out_of_sled()?;
@@ -290,6 +304,111 @@ impl SledStore {
         }
         tracing::info!(pages = old.len(), "moved the saved pages out of sled");
         self.flush()
+    }
+
+    /// The `rest` values a snapshot must match: the log's end and the journal's mark.
+    fn ends(&self) -> Result<Vec<u8>, StoreError> {
+        let mut v = Vec::new();
+        for k in [LOG_END_KEY, JOURNAL_MARK_KEY] {
+            let b = self
+                .rest
+                .get(k)
+                .map_err(io)?
+                .map(|b| b.to_vec())
+                .unwrap_or_default();
+            v.push(b.len() as u8);
+            v.extend_from_slice(&b);
+        }
+        Ok(v)
+    }
+
+    fn encode_snapshot(&self) -> Result<Vec<u8>, StoreError> {
+        let mut v = vec![SNAPSHOT_VERSION];
+        v.extend_from_slice(&self.ends()?);
+        v.extend_from_slice(&self.bytes.to_be_bytes());
+        v.extend_from_slice(&(self.summaries.len() as u32).to_be_bytes());
+        for (t, s) in &self.summaries {
+            v.extend_from_slice(&t.0);
+            v.extend_from_slice(&s.count.to_be_bytes());
+            v.extend_from_slice(&s.sum);
+        }
+        Ok(v)
+    }
+
+    /// The summaries and byte count of a snapshot, if it is of this store as it is: the
+    /// same log end and journal mark, and a summary for exactly the tags that have numbers.
+    fn decode_snapshot(
+        &self,
+        b: &[u8],
+    ) -> Result<Option<(BTreeMap<Tag, Summary>, u64)>, StoreError> {
+        let ends = self.ends()?;
+        let Some(rest) = b
+            .strip_prefix(&[SNAPSHOT_VERSION][..])
+            .and_then(|r| r.strip_prefix(&ends[..]))
+        else {
+            return Ok(None);
+        };
+        let (Some(bytes), Some(n)) = (
+            rest.get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes),
+            rest.get(8..12)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes),
+        ) else {
+            return Ok(None);
+        };
+        let entries = &rest[12..];
+        if entries.len() != n as usize * 56 || n as usize != self.numbers.len() {
+            return Ok(None);
+        }
+        let mut sums = BTreeMap::new();
+        for e in entries.chunks_exact(56) {
+            let tag = Tag(e[..16].try_into().unwrap_or_default());
+            if !self.numbers.contains_key(&tag) {
+                return Ok(None);
+            }
+            let count = u64::from_be_bytes(e[16..24].try_into().unwrap_or_default());
+            sums.insert(
+                tag,
+                Summary {
+                    count,
+                    sum: e[24..].try_into().unwrap_or_default(),
+                },
+            );
+        }
+        Ok(Some((sums, bytes)))
+    }
+
+    /// Uses the snapshot a clean close left, if it matches; takes it out either way (and
+    /// flushes that), so a crash after this open cannot bring back a stale one.
+    fn take_snapshot(&mut self) -> Result<bool, StoreError> {
+        let Some(sealed) = self.rest.get(SNAPSHOT_KEY).map_err(io)? else {
+            return Ok(false);
+        };
+        let found = match self.sealer.open(SPACE_SNAPSHOT, SNAPSHOT_KEY, &sealed) {
+            Some(b) => self.decode_snapshot(&b)?,
+            None => None,
+        };
+        self.rest.remove(SNAPSHOT_KEY).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        let Some((summaries, bytes)) = found else {
+            tracing::warn!("the index snapshot does not match the store: scanning instead");
+            return Ok(false);
+        };
+        self.summaries = summaries;
+        self.bytes = bytes;
+        Ok(true)
+    }
+
+    /// The next write makes the snapshot stale: take it out first.
+    fn void_snapshot(&mut self) -> Result<(), StoreError> {
+        if self.snapshot_out {
+            self.rest.remove(SNAPSHOT_KEY).map_err(io)?;
+            self.db.flush().map_err(io)?;
+            self.snapshot_out = false;
+        }
+        Ok(())
     }
 
     /// A database of the previous version keeps its page journal in `meta`: move it to the
@@ -414,6 +533,10 @@ impl SledStore {
             }
             self.numbers.insert(Tag(tag), no);
         }
+        if self.take_snapshot()? {
+            return Ok(());
+        }
+        self.scanned_at_open = true;
         self.shorten_keys()?;
         let mut cut = Vec::new();
         for item in self.env.iter() {
@@ -638,6 +761,7 @@ impl Store for SledStore {
         id: &EnvelopeId,
         bytes: &[u8],
     ) -> Result<bool, StoreError> {
+        self.void_snapshot()?;
         let no = self.number_for(tag)?;
         let k = short_key(no, id);
         let replaces_tomb = match self.env.get(k).map_err(io)? {
@@ -700,6 +824,7 @@ impl Store for SledStore {
     }
 
     fn remove_envelope(&mut self, tag: &Tag, id: &EnvelopeId) -> Result<bool, StoreError> {
+        self.void_snapshot()?;
         let Some(k) = self.key(tag, id) else {
             return Ok(false);
         };
@@ -766,6 +891,7 @@ impl Store for SledStore {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.void_snapshot()?;
         if Self::is_journal(key) {
             if let Some(old) = self.journal.put(key, value)? {
                 self.bytes = self.bytes.saturating_sub((key.len() + old) as u64);
@@ -791,6 +917,7 @@ impl Store for SledStore {
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.void_snapshot()?;
         if Self::is_journal(key) {
             if let Some(old) = self.journal.delete(key) {
                 self.bytes = self.bytes.saturating_sub((key.len() + old) as u64);
@@ -934,6 +1061,23 @@ impl Store for SledStore {
             self.db.flush().map_err(io)?;
             self.journal.switch(file, m);
         }
+        Ok(())
+    }
+
+    /// Flushes, then leaves a snapshot of the per-tag summaries and the byte count for the
+    /// next open, which then reads it instead of every `env` record (cold start independent
+    /// of history, issue 11). Any write after this takes it out again.
+    fn close(&mut self) -> Result<(), StoreError> {
+        self.flush()?;
+        let snap = self.encode_snapshot()?;
+        self.rest
+            .insert(
+                SNAPSHOT_KEY,
+                self.sealer.seal(SPACE_SNAPSHOT, SNAPSHOT_KEY, &snap),
+            )
+            .map_err(io)?;
+        self.db.flush().map_err(io)?;
+        self.snapshot_out = true;
         Ok(())
     }
 
@@ -1870,6 +2014,82 @@ mod tests {
         let s = SledStore::open(&p, &key()).unwrap();
         assert_eq!(s.get(b"p/y").unwrap().as_deref(), Some(&b"save of y"[..]));
         assert_eq!(page_files(&p).len(), 2);
+    }
+
+    /// A clean close leaves a snapshot of the index: the next open reads it instead of every
+    /// `env` record and ends with the same summaries and byte count as a scan.
+    #[test]
+    fn a_clean_close_lets_the_next_open_skip_the_envelope_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let (a, b) = (Tag([1; 16]), Tag([2; 16]));
+        let es = many(30, 100);
+        let state = |s: &SledStore| (s.tags(), s.bytes_used());
+        let closed = {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            assert!(s.scanned_at_open, "a new store has no snapshot");
+            for (i, (id, bytes)) in es.iter().enumerate() {
+                s.put_envelope(if i % 3 == 0 { &a } else { &b }, id, bytes)
+                    .unwrap();
+            }
+            s.put_envelope(&a, &EnvelopeId([9; 32]), b"").unwrap();
+            s.remove_envelope(&b, &es[1].0).unwrap();
+            s.put(b"c/conv", b"metadata").unwrap();
+            s.put(b"p/page", b"a saved page").unwrap();
+            s.close().unwrap();
+            state(&s)
+        };
+        released(&p);
+        {
+            let s = SledStore::open(&p, &key()).unwrap();
+            assert!(!s.scanned_at_open, "the snapshot was not used");
+            assert_eq!(state(&s), closed);
+            assert_eq!(s.summary(&b).count, 19);
+            // Not closed this time (a crash): the snapshot was taken out at open.
+        }
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        assert!(s.scanned_at_open, "a snapshot was used twice");
+        assert_eq!(state(&s), closed, "the scan and the snapshot disagree");
+    }
+
+    /// A write after the close voids the snapshot, so the next open scans and sees it; a
+    /// snapshot that does not match the store (another log end) is not used.
+    #[test]
+    fn a_write_after_close_or_a_stale_snapshot_means_a_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        let tag = Tag([1; 16]);
+        let es = many(3, 100);
+        {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            s.put_envelope(&tag, &es[0].0, &es[0].1).unwrap();
+            s.close().unwrap();
+            s.put_envelope(&tag, &es[1].0, &es[1].1).unwrap();
+            s.flush().unwrap();
+        }
+        released(&p);
+        let stale = {
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            assert!(s.scanned_at_open);
+            assert_eq!(s.summary(&tag).count, 2);
+            s.close().unwrap();
+            s.rest.get(SNAPSHOT_KEY).unwrap().unwrap()
+        };
+        released(&p);
+        {
+            // The snapshot of two envelopes planted back after a third was stored.
+            let mut s = SledStore::open(&p, &key()).unwrap();
+            assert!(!s.scanned_at_open);
+            s.put_envelope(&tag, &es[2].0, &es[2].1).unwrap();
+            s.flush().unwrap();
+            s.rest.insert(SNAPSHOT_KEY, stale).unwrap();
+            s.db.flush().unwrap();
+        }
+        released(&p);
+        let s = SledStore::open(&p, &key()).unwrap();
+        assert!(s.scanned_at_open, "a stale snapshot was used");
+        assert_eq!(s.summary(&tag).count, 3);
     }
 
     #[test]

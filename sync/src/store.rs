@@ -124,6 +124,12 @@ pub trait Store {
 
     /// Makes every write so far durable.
     fn flush(&mut self) -> Result<(), StoreError>;
+    /// A clean stop: flushes, and may record what lets the next open skip work (the node's
+    /// store keeps its per-tag summaries, so it need not scan every envelope record). A
+    /// write after it is allowed and undoes that.
+    fn close(&mut self) -> Result<(), StoreError> {
+        self.flush()
+    }
     /// Bytes held (envelopes and metadata), for quotas and reports.
     fn bytes_used(&self) -> u64;
 }

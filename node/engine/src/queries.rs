@@ -134,9 +134,16 @@ impl<S: Store> Engine<S> {
         self.replica.store_mut().flush()
     }
 
-    /// Ends the engine cleanly: checkpoints, flushes, and hands back the store.
+    /// A clean stop of the driver: checkpoints and closes the store ([`Store::close`]: the
+    /// next open can skip its scans). The engine may still be used; a write undoes the close.
+    pub fn stop(&mut self) -> Result<(), StoreError> {
+        self.replica.checkpoint()?;
+        self.replica.store_mut().close()
+    }
+
+    /// Ends the engine cleanly: checkpoints, closes the store, and hands it back.
     pub fn close(mut self) -> Result<S, StoreError> {
-        self.checkpoint()?;
+        self.stop()?;
         Ok(self.replica.into_store())
     }
 

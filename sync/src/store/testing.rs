@@ -176,6 +176,12 @@ impl Store for Faulty {
         }
         self.inner_mut().flush()
     }
+    fn close(&mut self) -> Result<(), StoreError> {
+        if let Some(e) = &self.faults.borrow().fail {
+            return Err(e.clone());
+        }
+        self.inner_mut().close()
+    }
     fn bytes_used(&self) -> u64 {
         self.inner().bytes_used()
     }
