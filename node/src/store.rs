@@ -1,36 +1,42 @@
 //! The node's [`Store`] on sled 0.34 (the stable line; the 1.0 alphas still change format)
-//! and the envelope log beside it ([`crate::envlog`]).
+//! and the files beside it: the envelope log ([`crate::envlog`]), the page journal
+//! ([`crate::journal`]) and the saved pages ([`crate::pages`]).
 //!
-//! Two trees: `env` (tag number ‖ id → where the envelope's bytes are; `tags` numbers the
-//! tags, so a key is 36 bytes, not 48) and `meta`; the sync core's
-//! page journal (keys under `l/`) is not in sled but in a file of its own
-//! ([`crate::journal`]: in sled its put-and-delete per message cost ~390 B of disk). Envelopes are
+//! sled holds `env` (tag number ‖ id → where the envelope's bytes are; `tags` numbers the
+//! tags, so a key is 36 bytes, not 48), `meta`, the page pointers (`pages`) and `rest`. What
+//! sled stores badly stays out of it (issue 11: sled keeps every written, rewritten and
+//! removed version until it cleans a segment): the journal's put-and-delete per message
+//! (~390 B of disk per message in sled) goes to the journal file, and each saved page (`p/`,
+//! rewritten at every checkpoint: 249 → 157 B of sled per message at 20,000) to a file of its
+//! own, sled keeping a 12-byte pointer. Envelopes are
 //! looked up by (tag, id) ([`Store`]), so there is no id → tag index: the `idx` tree of
 //! earlier versions (about 500 B of disk per message, issue 11) is dropped at open if
 //! present. Envelope bytes are appended to the envelope log; `env` holds their 14-byte
 //! [`Location`] (segment, frame, slice). A value in `env` is told apart by its length alone:
 //! empty is a tombstone, 14 bytes a location, 40 bytes or more an envelope sealed inline by
 //! the previous version (read as before; such stores are not rewritten). Writes go to sled's
-//! page cache and the log's pending frames; [`Store::flush`] makes them durable: first the
-//! log's new frames (`fdatasync`), then the log's new end in the `rest` tree and sled
+//! page cache and the files' pending writes; [`Store::flush`] makes them durable: first the
+//! log's new frames, the journal's new operations and the new page files (`fdatasync`, the
+//! log's and the journal's in parallel), then their ends and pointers in sled
 //! (`Db::flush`, which fsyncs), so an acknowledged envelope's bytes are always on disk.
-//! The engine flushes once per batch before acknowledging anything (group commit), so
-//! durability does not cost throughput (sled does 3.4–5.2k single flushed inserts/s, 30–51k/s
-//! in batches).
+//! The engine flushes once per batch before acknowledging anything (group commit).
 //!
 //! An envelope is one `env` record, so no crash can leave two trees disagreeing about it.
 //! What a crash can leave is a location past the log's recorded end (written by sled in the
 //! background after the last flush), whose envelope was never acknowledged: open cuts those.
-//! That needs a scan of the `env` keys and values (14 bytes each), which open makes anyway to
-//! rebuild the per-tag summaries (count and sum of ids) that reconciliation needs; so cold
-//! start still grows with the number of envelopes (issue 11's later steps: persist the
-//! summaries with the log position and scan only newer keys). A database that is *corrupt* is moved aside, never deleted (docs/security.md,
+//! That needs a scan of the `env` keys and values (14 bytes each), which also rebuilds the
+//! per-tag summaries (count and sum of ids) that reconciliation needs. After a clean stop
+//! ([`Store::close`]) no scan is needed: the close leaves a sealed snapshot of the summaries
+//! and the byte count in `rest`, which the next open reads instead, so cold start does not
+//! grow with the number of envelopes. The snapshot is taken out at open (used or not) and by
+//! any write after the close, and is used only if the log's end and the journal's mark are
+//! those it was written with; after a crash, open scans. A database that is *corrupt* is moved aside, never deleted (docs/security.md,
 //! "Nothing acknowledged is ever lost" and E3): see [`open_or_quarantine`]. Any other failure
 //! (a lock, a full disk, an I/O error, a wrong key) is reported and leaves the database alone.
 //!
 //! Every value is sealed at rest under the device's storage key ([`crate::at_rest`]): envelope
 //! bytes in the log's frames (one seal per frame; tombstones stay empty), every metadata value
-//! in `meta`. A fourth tree, `rest`, holds a sealed canary so that a wrong key is told apart
+//! in `meta`, each page file, the snapshot. `rest` holds a sealed canary so that a wrong key is told apart
 //! from corruption at open, and the log's end (the mark, 8 bytes in the clear like the
 //! locations). Envelope reads check the bytes' BLAKE3 hash against the id, so a location (or
 //! an inline value) that points at other bytes is [`StoreError::Corrupt`].
