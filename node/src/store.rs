@@ -80,6 +80,9 @@ const OLD_INDEX_TREE: &[u8] = b"idx";
 /// The envelope log's directory inside the sled directory (why: [`crate::envlog`]).
 pub const LOG_DIR: &str = "envlog";
 
+/// A clean close's record of the index: the per-tag summaries and the byte count.
+type Snapshot = (BTreeMap<Tag, Summary>, u64);
+
 /// What an `env` value is, by its length.
 enum Stored {
     Tomb,
@@ -343,10 +346,7 @@ impl SledStore {
 
     /// The summaries and byte count of a snapshot, if it is of this store as it is: the
     /// same log end and journal mark, and a summary for exactly the tags that have numbers.
-    fn decode_snapshot(
-        &self,
-        b: &[u8],
-    ) -> Result<Option<(BTreeMap<Tag, Summary>, u64)>, StoreError> {
+    fn decode_snapshot(&self, b: &[u8]) -> Result<Option<Snapshot>, StoreError> {
         let ends = self.ends()?;
         let Some(rest) = b
             .strip_prefix(&[SNAPSHOT_VERSION][..])
