@@ -550,6 +550,17 @@ impl Page {
         }
     }
 
+    /// A page rebuilt from changes alone (a verifier's view: `crate::export`), in any
+    /// order; changes whose dependencies are not among them are left out, as Automerge
+    /// leaves them. The caller has checked each against the page rules. Parsed behind the
+    /// panic boundary.
+    pub fn from_changes(number: u32, changes: Vec<Change>) -> Result<Self, RuleError> {
+        let mut page = Self::new(number, ActorId::from(&[0u8; 16][..]));
+        guarded(|| am(page.doc.apply_changes(changes)))?;
+        page.recount();
+        Ok(page)
+    }
+
     /// Loads a page saved with [`Page::save`]. Saved pages come from our own store, but are
     /// still parsed behind the panic boundary.
     pub fn load(number: u32, bytes: &[u8], actor: ActorId) -> Result<Self, RuleError> {
