@@ -425,3 +425,81 @@ fn structure_errors_are_named() {
     bundle.extend_from_slice(&[0; 200]);
     assert_eq!(parse(&bundle).unwrap_err(), ExportError::NotAnExport);
 }
+
+/// Every envelope `from` holds under the conversation's tag, for `to`.
+fn pass_all<S: Store, T: Store>(
+    from: &Replica<S>,
+    to: &mut Replica<T>,
+    c: &ConversationId,
+    now: u64,
+) {
+    let tag = from.conversation(c).unwrap().tag;
+    let mut ids = Vec::new();
+    from.store()
+        .for_each_id(&tag, &[0; 32], &mut |e| {
+            ids.push(*e);
+            true
+        })
+        .unwrap();
+    for e in ids {
+        if let Some(b) = from
+            .store()
+            .envelope(&tag, &e)
+            .unwrap()
+            .filter(|b| !b.is_empty())
+        {
+            let _ = to.ingest(&b, now);
+        }
+    }
+}
+
+#[test]
+fn a_conversation_with_an_equivocating_member_exports_what_the_log_shows() {
+    let (mut a, mut b, c) = joined_pair(MemoryStore::new(), T0);
+    let e = b.send_message(&c, draft("before"), T0 + 100).unwrap().1;
+    pass(&b, &mut a, &[e], T0 + 100);
+    // The same device state twice: one sequence number, two changes.
+    let mut twin =
+        Replica::open(Identity::from_seed([2; 32]), b.store().clone(), [77; 32]).unwrap();
+    let x = b.send_message(&c, draft("fork x"), T0 + 200).unwrap().1;
+    let y = twin.send_message(&c, draft("fork y"), T0 + 200).unwrap().1;
+    pass(&b, &mut a, &[x], T0 + 300);
+    pass(&twin, &mut a, &[y], T0 + 300);
+    assert_eq!(a.info(&c).unwrap().equivocators, vec![b.device_id()]);
+    let shown: Vec<String> = a
+        .messages(&c, 100)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.view.body)
+        .collect();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    let x = a.export_conversation(&c, T0 + 400).unwrap();
+    let bodies: Vec<String> = x.verified.messages.iter().map(|m| m.body.clone()).collect();
+    assert_eq!(bodies, shown);
+}
+
+#[test]
+fn a_removed_members_late_edit_is_exported_as_the_log_shows_it() {
+    let (mut a, mut b, c) = joined_pair(MemoryStore::new(), T0);
+    let (m, e) = b.send_message(&c, draft("from b"), T0 + 100).unwrap();
+    pass(&b, &mut a, &[e], T0 + 100);
+    // B edits and reacts after A removed it, before it learns of it.
+    a.remove_member(&c, b.device_id(), T0 + 200).unwrap();
+    let late = [
+        b.edit_message(&c, &m, "rewritten", T0 + 210).unwrap(),
+        b.react(&c, &m, Some("👍"), T0 + 220).unwrap(),
+    ];
+    pass(&b, &mut a, &late, T0 + 300);
+    let shown = a.messages(&c, 10).unwrap();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].view.body, "from b");
+    let x = a.export_conversation(&c, T0 + 400).unwrap();
+    assert_eq!(x.verified.messages.len(), 1);
+    assert_eq!(x.verified.messages[0].body, "from b");
+    assert_eq!(x.verified.messages[0].edited_at_ms, None);
+    assert!(x.verified.messages[0].reactions.is_empty());
+    // B's own export still shows its edit: each device exports what it shows.
+    pass_all(&a, &mut b, &c, T0 + 500);
+    let y = b.export_conversation(&c, T0 + 600);
+    assert!(y.is_ok(), "{y:?}");
+}

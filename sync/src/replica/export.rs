@@ -5,10 +5,11 @@
 
 use thiserror::Error;
 
+use crate::codec::Reader;
 use crate::envelope::{self, Envelope, Kind, SignedContent};
 use crate::export::{self, DocInfo, DocMessage, ExportError, Header};
 use crate::ids::ConversationId;
-use crate::replica::{CommandError, Replica};
+use crate::replica::{CommandError, Replica, decode_changes};
 use crate::store::{Store, StoreError};
 
 /// Why an export was not written.
@@ -85,6 +86,7 @@ impl<S: Store> Replica<S> {
                 signed.push(s);
             }
         }
+        let signed = self.shown_only(id, signed)?;
         let me = self.me.device_id();
         let header = Header {
             exporter: me,
@@ -104,6 +106,47 @@ impl<S: Store> Replica<S> {
             .map_err(ExportFailed::Unverifiable)?;
         let verified = export::verify(&bytes).map_err(ExportFailed::Unverifiable)?;
         Ok(Exported { bytes, verified })
+    }
+
+    /// The signed changes whose changes make what the pages show, so that a verifier who
+    /// rebuilds the pages from them alone sees what `log` shows: an envelope none of whose
+    /// changes is in its page's document is left out (a fork that lost an equivocation, and
+    /// what was built on it; one still waiting for a dependency), and so is one whose every
+    /// change is past its author's cut (a removed member's late writes, which `log` does not
+    /// show either).
+    fn shown_only(
+        &mut self,
+        id: &ConversationId,
+        signed: Vec<SignedContent>,
+    ) -> Result<Vec<SignedContent>, ExportFailed> {
+        let mut out = Vec::with_capacity(signed.len());
+        for s in signed {
+            let mut r = Reader::new(&s.payload);
+            let Ok(page_no) = r.u32_varint("page") else {
+                continue;
+            };
+            let Ok(changes) = decode_changes(r.rest(), &s.signer.actor()) else {
+                continue;
+            };
+            let cut = self
+                .convs
+                .get(id)
+                .ok_or(CommandError::NoSuchConversation)?
+                .membership
+                .state()
+                .cut(&s.signer, page_no);
+            if cut.is_some_and(|cut| changes.iter().all(|ch| ch.seq() > cut.seq)) {
+                continue;
+            }
+            self.ensure_page(id, page_no)?;
+            let Some(page) = self.pages.get_mut(id, page_no) else {
+                continue;
+            };
+            if changes.iter().any(|ch| page.has_change(&ch.hash())) {
+                out.push(s);
+            }
+        }
+        Ok(out)
     }
 
     /// Every key of a conversation (epoch keys and the control key), for tests that check
