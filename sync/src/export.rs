@@ -161,6 +161,8 @@ pub enum ExportError {
     TrailingBytes,
     #[error("signed change {index} does not verify: {why}")]
     Signed { index: u64, why: String },
+    #[error("the signed changes of page {page} cannot be put together: {why}")]
+    Rebuild { page: u32, why: String },
     #[error("the Automerge document cannot be read: {0}")]
     Document(String),
     #[error(
@@ -223,6 +225,28 @@ fn put_text(
     Ok(())
 }
 
+/// An identifier or a fixed word: a scalar string (one op, where text is one per character).
+fn put_str(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    key: &str,
+    s: &str,
+) -> Result<(), automerge::AutomergeError> {
+    doc.put(obj, key, s)
+}
+
+fn put_opt_str(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    key: &str,
+    s: Option<&str>,
+) -> Result<(), automerge::AutomergeError> {
+    match s {
+        Some(s) => put_str(doc, obj, key, s),
+        None => doc.put(obj, key, ScalarValue::Null),
+    }
+}
+
 fn put_opt_text(
     doc: &mut AutoCommit,
     obj: &ObjId,
@@ -249,28 +273,31 @@ fn put_opt_ms(
 
 /// The export's Automerge document: `{format, version, conversation, title, exporter,
 /// exported_at_ms, messages: [{id, author, author_name, sent_at_ms, body, reply_to,
-/// precedence, expires_at_ms, edited_at_ms, deleted, reactions: [{by, emoji}]}]}`, strings
-/// as Automerge text (plain strings in JavaScript), times as integers (ms since the Unix
-/// epoch), absent values as null. One change by an actor derived from the exporter's key.
+/// precedence, expires_at_ms, edited_at_ms, deleted, reactions: [{by, emoji}]}]}`. What
+/// people wrote (title, author_name, body, emoji) is Automerge text (a plain string in
+/// JavaScript); identifiers and fixed words are scalar strings (one op each, where text costs
+/// one per character; `ImmutableString` in JavaScript, a string in its JSON); times are
+/// integers (ms since the Unix epoch), absent values null. One change by an actor derived
+/// from the exporter's key.
 pub fn build_document(info: &DocInfo, messages: &[DocMessage]) -> Vec<u8> {
     let mut doc = AutoCommit::new().with_actor(ActorId::from(&actor_bytes(&info.exporter)[..]));
     let r = (|| -> Result<(), automerge::AutomergeError> {
-        put_text(&mut doc, &ROOT, "format", DOCUMENT_FORMAT)?;
+        put_str(&mut doc, &ROOT, "format", DOCUMENT_FORMAT)?;
         doc.put(&ROOT, "version", i64::from(VERSION))?;
-        put_text(
+        put_str(
             &mut doc,
             &ROOT,
             "conversation",
             &info.conversation.to_string(),
         )?;
         put_text(&mut doc, &ROOT, "title", &info.title)?;
-        put_text(&mut doc, &ROOT, "exporter", &info.exporter.to_string())?;
+        put_str(&mut doc, &ROOT, "exporter", &info.exporter.to_string())?;
         doc.put(&ROOT, "exported_at_ms", ms_i64(info.exported_at_ms))?;
         let list = doc.put_object(&ROOT, "messages", ObjType::List)?;
         for (i, m) in messages.iter().enumerate() {
             let o = doc.insert_object(&list, i, ObjType::Map)?;
-            put_text(&mut doc, &o, "id", &m.id)?;
-            put_opt_text(
+            put_str(&mut doc, &o, "id", &m.id)?;
+            put_opt_str(
                 &mut doc,
                 &o,
                 "author",
@@ -279,15 +306,15 @@ pub fn build_document(info: &DocInfo, messages: &[DocMessage]) -> Vec<u8> {
             put_opt_text(&mut doc, &o, "author_name", m.author_name.as_deref())?;
             doc.put(&o, "sent_at_ms", ms_i64(m.sent_at_ms))?;
             put_text(&mut doc, &o, "body", &m.body)?;
-            put_opt_text(&mut doc, &o, "reply_to", m.reply_to.as_deref())?;
-            put_text(&mut doc, &o, "precedence", m.precedence.as_str())?;
+            put_opt_str(&mut doc, &o, "reply_to", m.reply_to.as_deref())?;
+            put_str(&mut doc, &o, "precedence", m.precedence.as_str())?;
             put_opt_ms(&mut doc, &o, "expires_at_ms", m.expires_at_ms)?;
             put_opt_ms(&mut doc, &o, "edited_at_ms", m.edited_at_ms)?;
             doc.put(&o, "deleted", m.deleted)?;
             let rs = doc.put_object(&o, "reactions", ObjType::List)?;
             for (j, (by, emoji)) in m.reactions.iter().enumerate() {
                 let ro = doc.insert_object(&rs, j, ObjType::Map)?;
-                put_text(&mut doc, &ro, "by", by)?;
+                put_str(&mut doc, &ro, "by", by)?;
                 put_text(&mut doc, &ro, "emoji", emoji)?;
             }
         }
@@ -684,9 +711,9 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, ExportError> {
     }
     let mut rebuilt: BTreeMap<String, Rebuilt> = BTreeMap::new();
     for (no, changes) in pages {
-        let page = Page::from_changes(no, changes).map_err(|e| ExportError::Signed {
-            index: 0,
-            why: format!("page {no} cannot be rebuilt: {e}"),
+        let page = Page::from_changes(no, changes).map_err(|e| ExportError::Rebuild {
+            page: no,
+            why: e.to_string(),
         })?;
         for v in page.messages() {
             let Some(author) = actors.get(&v.actor).copied() else {

@@ -944,6 +944,16 @@ impl Page {
     }
 
     /// Whether the document already has this change.
+    /// The hashes of every change in the document (one pass over the history: for many
+    /// lookups, where [`Page::has_change`] costs a search each).
+    pub fn change_hashes(&mut self) -> std::collections::HashSet<ChangeHash> {
+        self.doc
+            .get_changes_meta(&[])
+            .into_iter()
+            .map(|m| m.hash)
+            .collect()
+    }
+
     pub fn has_change(&mut self, hash: &ChangeHash) -> bool {
         self.doc.get_change_meta_by_hash(hash).is_some()
     }

@@ -476,6 +476,22 @@ fn a_conversation_with_an_equivocating_member_exports_what_the_log_shows() {
     let x = a.export_conversation(&c, T0 + 400).unwrap();
     let bodies: Vec<String> = x.verified.messages.iter().map(|m| m.body.clone()).collect();
     assert_eq!(bodies, shown);
+    // Both forks in one export (B's own and its twin's signed changes together, re-signed by
+    // the exporter): the page cannot be put together, and the verifier says so.
+    let mut both: Vec<SignedContent> = Vec::new();
+    for r in [&mut b, &mut twin] {
+        let e = r.export_conversation(&c, T0 + 400).unwrap().bytes;
+        for s in parse(&e).unwrap().signed {
+            let s = decode_signed(s).unwrap();
+            if !both.contains(&s) {
+                both.push(s);
+            }
+        }
+    }
+    let p = parse(&x.bytes).unwrap();
+    let t = write(&p.header, p.document, &both, &alice()).unwrap();
+    let e = verify(&t).unwrap_err();
+    assert!(matches!(e, ExportError::Rebuild { page: 0, .. }), "{e}");
 }
 
 #[test]

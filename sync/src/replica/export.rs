@@ -3,6 +3,10 @@
 //! out of the envelopes this device holds. The file is verified here before it is handed
 //! back, so a device never writes an export a verifier would refuse.
 
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashSet};
+
+use automerge::ChangeHash;
 use thiserror::Error;
 
 use crate::codec::Reader;
@@ -40,7 +44,9 @@ impl<S: Store> Replica<S> {
         id: &ConversationId,
         now_ms: u64,
     ) -> Result<Exported, ExportFailed> {
+        let t0 = std::time::Instant::now();
         let msgs = self.messages(id, usize::MAX)?;
+        eprintln!("messages {:?}", t0.elapsed());
         let info = self.info(id).ok_or(CommandError::NoSuchConversation)?;
         let c = self.convs.get(id).ok_or(CommandError::NoSuchConversation)?;
         let messages: Vec<DocMessage> = msgs
@@ -86,7 +92,9 @@ impl<S: Store> Replica<S> {
                 signed.push(s);
             }
         }
+        eprintln!("opened {:?}", t0.elapsed());
         let signed = self.shown_only(id, signed)?;
+        eprintln!("shown_only {:?}", t0.elapsed());
         let me = self.me.device_id();
         let header = Header {
             exporter: me,
@@ -102,6 +110,7 @@ impl<S: Store> Replica<S> {
             },
             &messages,
         );
+        eprintln!("doc {:?}", t0.elapsed());
         let bytes = export::write(&header, &document, &signed, &self.me)
             .map_err(ExportFailed::Unverifiable)?;
         let verified = export::verify(&bytes).map_err(ExportFailed::Unverifiable)?;
@@ -120,6 +129,7 @@ impl<S: Store> Replica<S> {
         signed: Vec<SignedContent>,
     ) -> Result<Vec<SignedContent>, ExportFailed> {
         let mut out = Vec::with_capacity(signed.len());
+        let mut in_doc: BTreeMap<u32, HashSet<ChangeHash>> = BTreeMap::new();
         for s in signed {
             let mut r = Reader::new(&s.payload);
             let Ok(page_no) = r.u32_varint("page") else {
@@ -138,11 +148,17 @@ impl<S: Store> Replica<S> {
             if cut.is_some_and(|cut| changes.iter().all(|ch| ch.seq() > cut.seq)) {
                 continue;
             }
-            self.ensure_page(id, page_no)?;
-            let Some(page) = self.pages.get_mut(id, page_no) else {
-                continue;
+            let hashes = match in_doc.entry(page_no) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    self.ensure_page(id, page_no)?;
+                    let Some(page) = self.pages.get_mut(id, page_no) else {
+                        continue;
+                    };
+                    e.insert(page.change_hashes())
+                }
             };
-            if changes.iter().any(|ch| page.has_change(&ch.hash())) {
+            if changes.iter().any(|ch| hashes.contains(&ch.hash())) {
                 out.push(s);
             }
         }
