@@ -103,6 +103,9 @@ pub enum Request {
     },
     /// Writes a bundle file (docs/bundles.md; `POST /v1/bundles/export`, token only).
     BundleExport(crate::bundle::ExportArgs),
+    /// Writes a signed export of a conversation (docs/export.md; `POST /v1/export`, token
+    /// only).
+    Export(crate::export::ExportArgs),
     /// Records of a bundle whose signature was verified, from the import task (no endpoint
     /// of its own: `POST /v1/bundles/import` reads the file and sends these).
     #[serde(skip)]
@@ -770,6 +773,7 @@ pub fn execute<S: Store>(
             Ok(json!({"ok": true, "conversation": c.to_string()}))
         }
         Request::BundleExport(args) => crate::bundle::export(engine, &args, now_ms),
+        Request::Export(args) => crate::export::export(engine, &args, now_ms),
         Request::BundleRecords { exporter, records } => {
             let t = engine
                 .handle_bundle_records(exporter, &records, now_ms)
@@ -1308,6 +1312,7 @@ pub async fn serve(
         )
         .route("/v1/bundles/export", post(bundle_export))
         .route("/v1/bundles/import", post(bundle_import))
+        .route("/v1/export", post(conversation_export))
         .route("/v1/events", get(events_stream))
         .fallback(static_asset)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
@@ -1376,6 +1381,21 @@ async fn bundle_export(
         return error_response(e);
     }
     call(&s, Request::BundleExport(args)).await
+}
+
+/// `POST /v1/export`: writes a signed export of a conversation (docs/api.md, docs/export.md).
+async fn conversation_export(
+    State(s): State<AppState>,
+    axum::Extension(who): axum::Extension<Caller>,
+    Json(args): Json<crate::export::ExportArgs>,
+) -> Response {
+    if who != Caller::Program {
+        return error_response(ApiError {
+            status: 403,
+            message: "exports are written with the API token (`vaarta export`)".into(),
+        });
+    }
+    call(&s, Request::Export(args)).await
 }
 
 #[derive(Deserialize)]

@@ -248,6 +248,21 @@ impl Client {
                     .send_json(serde_json::to_value(args).unwrap_or(Value::Null));
                 self.finish(r)
             }
+            Request::Export(args) => {
+                if args.conversation.trim().is_empty() {
+                    return Err(ApiError::bad(crate::api::EMPTY_CONVERSATION));
+                }
+                // A long conversation takes longer than the usual timeout.
+                let r = self
+                    .agent
+                    .post(format!("{}/v1/export", self.base))
+                    .header("Authorization", format!("Bearer {}", self.token))
+                    .config()
+                    .timeout_global(None)
+                    .build()
+                    .send_json(serde_json::to_value(args).unwrap_or(Value::Null));
+                self.finish(r)
+            }
             Request::BundleRecords { .. } => Err(ApiError::bad(
                 "bundle records are taken through POST /v1/bundles/import",
             )),

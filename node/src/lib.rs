@@ -16,6 +16,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod envlog;
+pub mod export;
 pub mod journal;
 pub mod pages;
 pub mod peers;

@@ -507,6 +507,89 @@ pub fn open_cached(
     )
 }
 
+/// What the author of a Change envelope signed, taken out of its encryption: the cleartext
+/// header as carried, the salt, the full signer key, the payload (page number and
+/// compressed changes) and the signature. Anyone can check it with
+/// [`SignedContent::verify`] knowing only the conversation id, with no epoch key: the
+/// signature covers the plaintext (sign-then-encrypt), so a signed export
+/// (`crate::export`) carries these instead of the envelopes and their keys, and discloses
+/// nothing but what it exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedContent {
+    /// The envelope's cleartext header bytes, exactly as carried.
+    pub header: Vec<u8>,
+    pub salt: [u8; SALT_LEN],
+    pub signer: DeviceId,
+    pub payload: Vec<u8>,
+    pub signature: [u8; SIG_LEN],
+}
+
+impl SignedContent {
+    /// Checks the author's signature over the content for `conversation`: the header must
+    /// be a canonical Change header and the signature the signer's (strict Ed25519) under the
+    /// envelope domain. Returns the decoded header.
+    pub fn verify(&self, conversation: &ConversationId) -> Result<Header, OpenError> {
+        let mut r = Reader::new(&self.header);
+        let header = Header::decode(&mut r)?;
+        r.finish()?;
+        if header.kind != Kind::Change {
+            return Err(OpenError::WrongKind {
+                expected: Kind::Change,
+                got: header.kind,
+            });
+        }
+        let mut full = Vec::with_capacity(32 + self.payload.len());
+        full.extend_from_slice(&self.signer.0);
+        full.extend_from_slice(&self.payload);
+        let signed = signed_bytes(
+            SIG_DOMAIN,
+            &signed_context(conversation, &self.salt),
+            &self.header,
+            &full,
+        );
+        self.signer.verify(&signed, &self.signature)?;
+        Ok(header)
+    }
+}
+
+/// Opens a Change envelope as [`open`] does and hands back what its author signed
+/// ([`SignedContent`]), verified.
+pub fn open_signed(
+    env: &Envelope,
+    key: &Key,
+    conversation: &ConversationId,
+    resolve: Resolver<'_>,
+) -> Result<SignedContent, OpenError> {
+    if env.header.kind != Kind::Change {
+        return Err(OpenError::WrongKind {
+            expected: Kind::Change,
+            got: env.header.kind,
+        });
+    }
+    let inner = decrypt(env, key, conversation)?;
+    let salt: [u8; SALT_LEN] = env.bytes[env.header_len..env.header_len + SALT_LEN]
+        .try_into()
+        .map_err(|_| DecodeError::Truncated("salt"))?;
+    let opened = parse_inner(
+        &inner,
+        SIG_DOMAIN,
+        &signed_context(conversation, &salt),
+        env.header_bytes(),
+        &mut KeyCache::default(),
+        Some(resolve),
+    )?;
+    let signature: [u8; SIG_LEN] = inner[inner.len() - SIG_LEN..]
+        .try_into()
+        .map_err(|_| DecodeError::Truncated("signature"))?;
+    Ok(SignedContent {
+        header: env.header_bytes().to_vec(),
+        salt,
+        signer: opened.signer,
+        payload: opened.payload,
+        signature,
+    })
+}
+
 /// Seals an invite to `recipient` (Noise `X`), signed by `sender`.
 pub fn seal_invite(
     header: &Header,
@@ -615,6 +698,42 @@ mod tests {
         assert!(can_decrypt(&decoded, &[7; 32], &conv));
         assert!(!can_decrypt(&decoded, &[6; 32], &conv));
         assert!(!can_decrypt(&decoded, &[7; 32], &ConversationId([8; 16])));
+    }
+
+    #[test]
+    fn signed_content_verifies_without_the_key_and_refuses_any_change() {
+        let alice = Identity::from_seed([1; 32]);
+        let bob = Identity::from_seed([2; 32]);
+        let conv = ConversationId([9; 16]);
+        let env = seal(
+            &header(Kind::Change),
+            &[7; 32],
+            &conv,
+            &alice,
+            Hlc::default(),
+            b"payload",
+            [3; 12],
+        );
+        let s = open_signed(&env, &[7; 32], &conv, &mut |_| vec![alice.device_id()]).unwrap();
+        assert_eq!(s.signer, alice.device_id());
+        assert_eq!(s.payload, b"payload");
+        assert_eq!(s.verify(&conv).unwrap(), header(Kind::Change));
+        assert!(s.verify(&ConversationId([8; 16])).is_err());
+        let mut t = s.clone();
+        t.payload[0] ^= 1;
+        assert!(t.verify(&conv).is_err());
+        let mut t = s.clone();
+        t.salt[0] ^= 1;
+        assert!(t.verify(&conv).is_err());
+        let mut t = s.clone();
+        t.header[1] ^= 1 << 2;
+        assert!(t.verify(&conv).is_err());
+        let mut t = s.clone();
+        t.signer = bob.device_id();
+        assert!(t.verify(&conv).is_err());
+        let mut t = s.clone();
+        t.signature[10] ^= 1;
+        assert!(t.verify(&conv).is_err());
     }
 
     #[test]

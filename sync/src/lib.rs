@@ -4,6 +4,7 @@ pub mod compress;
 pub mod conversation;
 pub mod crypto;
 pub mod envelope;
+pub mod export;
 pub mod hlc;
 pub mod identity;
 pub mod ids;

@@ -550,6 +550,17 @@ impl Page {
         }
     }
 
+    /// A page rebuilt from changes alone (a verifier's view: `crate::export`), in any
+    /// order; changes whose dependencies are not among them are left out, as Automerge
+    /// leaves them. The caller has checked each against the page rules. Parsed behind the
+    /// panic boundary.
+    pub fn from_changes(number: u32, changes: Vec<Change>) -> Result<Self, RuleError> {
+        let mut page = Self::new(number, ActorId::from(&[0u8; 16][..]));
+        guarded(|| am(page.doc.apply_changes(changes)))?;
+        page.recount();
+        Ok(page)
+    }
+
     /// Loads a page saved with [`Page::save`]. Saved pages come from our own store, but are
     /// still parsed behind the panic boundary.
     pub fn load(number: u32, bytes: &[u8], actor: ActorId) -> Result<Self, RuleError> {
@@ -933,6 +944,16 @@ impl Page {
     }
 
     /// Whether the document already has this change.
+    /// The hashes of every change in the document (one pass over the history: for many
+    /// lookups, where [`Page::has_change`] costs a search each).
+    pub fn change_hashes(&mut self) -> std::collections::HashSet<ChangeHash> {
+        self.doc
+            .get_changes_meta(&[])
+            .into_iter()
+            .map(|m| m.hash)
+            .collect()
+    }
+
     pub fn has_change(&mut self, hash: &ChangeHash) -> bool {
         self.doc.get_change_meta_by_hash(hash).is_some()
     }

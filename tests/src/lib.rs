@@ -6,6 +6,7 @@
 //! (as `.ci/run` does) a missing capability is a failure, never a silent pass.
 
 pub mod emulate;
+pub mod nodejs;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};

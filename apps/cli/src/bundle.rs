@@ -49,7 +49,7 @@ pub enum BundleCommand {
     },
 }
 
-fn absolute(p: &Path) -> Result<String> {
+pub(crate) fn absolute(p: &Path) -> Result<String> {
     let abs = if p.is_absolute() {
         p.to_path_buf()
     } else {

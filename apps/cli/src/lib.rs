@@ -23,6 +23,7 @@ pub mod bench;
 pub mod bundle;
 pub mod corpus;
 pub mod demo;
+pub mod export;
 pub mod fmt;
 pub mod follow;
 pub mod hook;
@@ -225,6 +226,23 @@ pub enum Command {
     /// Carry envelopes on a file (USB stick) between devices with no network in common
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// Write a signed export of a conversation for the record (docs/export.md): an
+    /// Automerge document of its messages, what their authors signed, and this device's
+    /// signature over the file. It holds the messages in the clear
+    Export {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The file to write (replaced atomically, owner-only)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check a signed export with no store and no node: prints who wrote what and when,
+    /// and exits 0 only if every message is as its author signed it and the file as its
+    /// exporter signed it
+    VerifyExport {
+        /// The export file
+        file: PathBuf,
+    },
     /// Send a message; returns once it is durable on this device
     Send {
         /// Conversation id (or a unique prefix of it)
@@ -705,6 +723,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Man { dir } => return man(dir.as_deref(), json),
         // Works with no home at all (the root key lives on an offline laptop).
         Command::Org(c) => return org::run(cli.home.clone(), c, json),
+        // Needs nothing but the file: a third party checks an export with it.
+        Command::VerifyExport { file } => return export::verify(&file, json),
         other => other,
     };
     let home = Home::resolve(cli.home.clone()).map_err(|e| anyhow!("{e}"))?;
@@ -834,6 +854,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Conv(c) => conv(&home, c, json),
         Command::Invites { action } => invites::run(&home, action, json),
         Command::Bundle(c) => bundle::run(&home, c, json),
+        Command::Export { conv, out } => export::export(&home, conv, &out, json),
         Command::Send {
             conv,
             text,
@@ -946,7 +967,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             messages, history, ..
         } => bench::run(messages as usize, history, json),
-        Command::Completions { .. } | Command::Man { .. } | Command::Org(_) => Ok(()),
+        Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Org(_)
+        | Command::VerifyExport { .. } => Ok(()),
     }
 }
 

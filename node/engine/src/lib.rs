@@ -51,6 +51,13 @@ mod credentials;
 pub mod dial;
 pub mod drive;
 pub mod event;
+/// Signed export of a conversation (docs/export.md): the format and [`export::verify`],
+/// which checks a file with no store, key or network. The format lives in `vaarta-sync`
+/// (it reads Automerge pages); [`Engine::export_conversation`] writes one.
+pub mod export {
+    pub use vaarta_sync::export::*;
+    pub use vaarta_sync::replica::export::{ExportFailed, Exported};
+}
 pub mod link;
 pub mod push;
 pub mod queries;

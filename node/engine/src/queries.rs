@@ -85,6 +85,18 @@ impl<S: Store> Engine<S> {
         Ok(out)
     }
 
+    /// A signed export of a conversation (docs/export.md): the messages [`Engine::messages`]
+    /// shows, in an Automerge document, with what their authors signed, signed by this
+    /// device, verified before it is handed back ([`crate::export::verify`] checks one).
+    pub fn export_conversation(
+        &mut self,
+        conv: &ConversationId,
+        now_ms: u64,
+    ) -> Result<vaarta_sync::replica::export::Exported, vaarta_sync::replica::export::ExportFailed>
+    {
+        self.replica.export_conversation(conv, now_ms)
+    }
+
     /// A digest of a conversation's state (equal on two devices that hold the same).
     pub fn state_digest(&mut self, conv: &ConversationId) -> Result<[u8; 32], CommandError> {
         self.replica.state_digest(conv)

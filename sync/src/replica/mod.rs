@@ -59,6 +59,7 @@ use pending::{Held, Pending};
 mod admin;
 mod carry;
 mod compose;
+pub mod export;
 mod ingest;
 mod invites;
 #[cfg(test)]
@@ -421,7 +422,7 @@ pub struct Stats {
 
 /// Decompresses an envelope's change list and restores each change under its signer's actor
 /// (see [`crate::wirechange`]).
-fn decode_changes(blob: &[u8], actor: &ActorId) -> Result<Vec<Change>, IngestError> {
+pub(crate) fn decode_changes(blob: &[u8], actor: &ActorId) -> Result<Vec<Change>, IngestError> {
     let raw = with_codec(|c| c.decompress(blob))?;
     let mut r = Reader::new(&raw);
     let n = r.count("changes", MAX_CHANGES_PER_ENVELOPE, 1)?;
