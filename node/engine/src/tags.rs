@@ -32,7 +32,7 @@ use vaarta_sync::recon;
 use vaarta_sync::replica::keys::awaiting_prefix;
 use vaarta_sync::store::{MemoryStore, Store};
 
-use crate::link::{Link, Sent, SentTag};
+use crate::link::{Link, Sent, SentTag, TagKind};
 use crate::wire::{self, Frame, Hello};
 use crate::{Engine, Fault, LinkId};
 
@@ -71,16 +71,60 @@ fn item_tag(id: &EnvelopeId) -> Tag {
     Tag(t)
 }
 
-/// Our tags with their blinds for one session (in the order given).
-pub(crate) fn blinded(key: &wire::Blinder, tags: &[Tag]) -> Vec<SentTag> {
-    tags.iter()
-        .map(|t| SentTag {
-            tag: *t,
-            ours: key.ours(t),
-            theirs: key.theirs(t),
-            held_theirs: key.held_theirs(t),
+/// One entry of our intro before it is blinded: a tag, how it counts, and the value
+/// blinded (the tag itself, or for `Member` a conversation's presence, with the previous
+/// epoch's presence).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Item {
+    pub(crate) tag: Tag,
+    pub(crate) kind: TagKind,
+    pub(crate) value: Tag,
+    pub(crate) previous: Option<Tag>,
+}
+
+impl Item {
+    fn plain(tag: Tag) -> Self {
+        Self {
+            tag,
+            kind: TagKind::Plain,
+            value: tag,
+            previous: None,
+        }
+    }
+}
+
+/// Our intro's entries with their blinds for one session (in the order given).
+pub(crate) fn blind_items(key: &wire::Blinder, items: &[Item]) -> Vec<SentTag> {
+    items
+        .iter()
+        .map(|i| match i.kind {
+            TagKind::Member => SentTag {
+                tag: i.tag,
+                kind: i.kind,
+                ours: key.member_ours(&i.value),
+                theirs: key.member_theirs(&i.value),
+                held_theirs: key.held_theirs(&i.value),
+                lag: i
+                    .previous
+                    .map(|p| (key.member_theirs(&p), key.held_ours(&p))),
+            },
+            TagKind::Plain | TagKind::Offer => SentTag {
+                tag: i.tag,
+                kind: i.kind,
+                ours: key.ours(&i.value),
+                theirs: key.theirs(&i.value),
+                held_theirs: key.held_theirs(&i.value),
+                lag: None,
+            },
         })
         .collect()
+}
+
+/// Plain tags with their blinds for one session (in the order given).
+#[cfg(test)]
+pub(crate) fn blinded(key: &wire::Blinder, tags: &[Tag]) -> Vec<SentTag> {
+    let items: Vec<Item> = tags.iter().map(|t| Item::plain(*t)).collect();
+    blind_items(key, &items)
 }
 
 /// Tags two devices reconcile on a link (see the module docs), and whether the peer
@@ -93,7 +137,7 @@ pub(crate) fn session_tags(l: &Link, my_carry: &[Tag]) -> (Vec<Tag>, bool) {
     let mut t: Vec<Tag> = sent
         .tags
         .iter()
-        .filter(|s| r.blinds.contains(&s.theirs))
+        .filter(|s| s.kind != TagKind::Offer && r.blinds.contains(&s.theirs))
         .map(|s| s.tag)
         .collect();
     t.extend(&l.held);
@@ -115,32 +159,58 @@ pub(crate) fn session_tags(l: &Link, my_carry: &[Tag]) -> (Vec<Tag>, bool) {
 }
 
 impl<S: Store> Engine<S> {
-    /// What this device lists (blinded) in an intro: its tags of interest (conversations,
-    /// inbox window) and, unless it relays, the other tags it holds envelopes under
-    /// (invitations it sent), up to [`wire::MAX_HELLO_TAGS`]; sorted. (A relay's carried
-    /// tags could be thousands on every contact: it tells each peer which of the peer's
-    /// blinds it carries instead, in `Held`.)
-    pub(crate) fn my_tags(&self) -> Vec<Tag> {
-        let mut own = self.replica.tags_of_interest(self.now);
-        own.truncate(wire::MAX_HELLO_TAGS);
-        if self.replica.carries() {
-            // A relay answers with `Held` instead of listing what it carries.
-            return own;
+    /// What this device lists (blinded) in an intro, at most [`wire::MAX_HELLO_TAGS`]
+    /// entries, in this order of precedence: each conversation's presence under its current
+    /// epoch (`Member`, what members recognise), its inbox window (`Plain`), each
+    /// conversation's plain tag (`Offer`, for relays to offer what they carry) and, unless
+    /// it relays, the other tags it holds envelopes under (invitations it sent, `Plain`).
+    /// (A relay's carried tags could be thousands on every contact: it tells each peer
+    /// which of the peer's blinds it carries instead, in `Held`.)
+    pub(crate) fn my_tags(&self) -> Vec<Item> {
+        let mut items: Vec<Item> = Vec::new();
+        let convs = self.replica.hello_presences();
+        for (tag, listed, previous) in &convs {
+            let one = listed.len() == 1;
+            items.extend(listed.iter().map(|p| Item {
+                tag: *tag,
+                kind: TagKind::Member,
+                value: *p,
+                previous: previous.filter(|_| one),
+            }));
         }
-        let room = wire::MAX_HELLO_TAGS - own.len();
-        let set: BTreeSet<Tag> = own.iter().copied().collect();
-        let held: Vec<Tag> = self
-            .replica
-            .store()
-            .tags()
-            .into_iter()
-            .map(|(t, _)| t)
-            .filter(|t| !set.contains(t))
-            .take(room)
-            .collect();
-        own.extend(held);
-        own.sort();
-        own
+        items.extend(
+            self.replica
+                .inbox_tags(self.now)
+                .into_iter()
+                .map(Item::plain),
+        );
+        items.extend(convs.iter().map(|(tag, _, _)| Item {
+            tag: *tag,
+            kind: TagKind::Offer,
+            value: *tag,
+            previous: None,
+        }));
+        if !self.replica.carries() {
+            // A relay answers with `Held` instead of listing what it carries.
+            let own: BTreeSet<Tag> = self
+                .replica
+                .tags_of_interest(self.now)
+                .into_iter()
+                .collect();
+            let room = wire::MAX_HELLO_TAGS.saturating_sub(items.len());
+            items.extend(
+                self.replica
+                    .store()
+                    .tags()
+                    .into_iter()
+                    .map(|(t, _)| t)
+                    .filter(|t| !own.contains(t))
+                    .take(room)
+                    .map(Item::plain),
+            );
+        }
+        items.truncate(wire::MAX_HELLO_TAGS);
+        items
     }
 
     /// Tags this relay carries for others (sent only to other relays).
@@ -168,14 +238,19 @@ impl<S: Store> Engine<S> {
     /// Sends our intro on a link whose session key is known: our tags, blinded.
     pub(crate) fn send_intro(&mut self, link: LinkId) {
         let tags = self.my_tags();
-        self.announced = tags.iter().copied().collect();
+        self.announced = tags.iter().map(|i| i.tag).collect();
+        self.announced_presence = tags
+            .iter()
+            .filter(|i| i.kind == TagKind::Member)
+            .map(|i| i.value)
+            .collect();
         self.hello_day = vaarta_sync::crypto::day_of(self.now);
         let relay = self.replica.carries();
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
         let Some(key) = l.key else { return };
-        let sent = blinded(&key, &tags);
+        let sent = blind_items(&key, &tags);
         let mut blinds: Vec<wire::Blind> = sent.iter().map(|s| s.ours).collect();
         blinds.sort_unstable();
         blinds.dedup();
@@ -195,6 +270,28 @@ impl<S: Store> Engine<S> {
         };
         if l.remote.is_none() {
             return;
+        }
+        // A conversation the peer listed under its previous epoch (it has not seen our
+        // latest rotation, or that rotation removed it): shared only once its device is
+        // proven a current member; then we tell it so (`Held` with that presence) and both
+        // reconcile it, which brings it the rotation.
+        if let (Some(d), Some(sent), Some(r)) = (l.device(), &l.sent, &l.remote) {
+            let mut claims: Vec<wire::Blind> = Vec::new();
+            for s in &sent.tags {
+                if let Some((theirs, claim)) = s.lag
+                    && r.blinds.contains(&theirs)
+                    && !l.held.contains(&s.tag)
+                    && self.replica.is_member_of_tag(&s.tag, &d)
+                {
+                    claims.push(claim);
+                    l.held.insert(s.tag);
+                }
+            }
+            if !claims.is_empty() {
+                claims.sort_unstable();
+                l.frames_out
+                    .push_back(Frame::Held { blinds: claims }.encode());
+            }
         }
         let (tags, recognised) = session_tags(l, &carry);
         if tags != l.tags {
