@@ -205,6 +205,7 @@ impl<S: Store> Engine<S> {
             tag_share: config.relay_tag_share,
             origin_share: config.relay_origin_share,
             stranger_share: config.relay_stranger_share,
+            vouched_share: config.relay_vouched_share,
             ..RelayPolicy::new(config.relay, config.relay_max_bytes)
         });
         replica.set_invite_policy(config.invitations);
@@ -706,9 +707,13 @@ impl<S: Store> Engine<S> {
         }
         let credential = match credentials::judge(&h, &self.credentials, self.now) {
             Ok(c) => c,
-            Err(f) => return self.fault(link, f),
+            Err(f) => {
+                self.vouch(&h.device, None);
+                return self.fault(link, f);
+            }
         };
         let peer = l.peer.clone();
+        self.vouch(&h.device, credential.as_ref());
         self.dialer.hello(&peer, h.device, &h.name);
         let (device, name) = (h.device, h.name.clone());
         let verified = matches!(credential, Some(PeerCredential::Verified(_)));

@@ -93,6 +93,15 @@ impl Item {
     }
 }
 
+/// The tag an enrolled device lists for an organisation whose root it pinned: anyone who
+/// knows the root's id can compute it (docs/security.md, "What a stranger learns from a
+/// hello"). No envelope is ever stored under it.
+pub(crate) fn org_tag(org: &vaarta_sync::ids::OrgId) -> Tag {
+    let mut t = [0u8; 16];
+    t.copy_from_slice(&blake3::derive_key("vaarta 2026 organisation presence v1", &org.0)[..16]);
+    Tag(t)
+}
+
 /// Our intro's entries with their blinds for one session (in the order given).
 pub(crate) fn blind_items(key: &wire::Blinder, items: &[Item]) -> Vec<SentTag> {
     items
@@ -177,6 +186,17 @@ impl<S: Store> Engine<S> {
                 value: *p,
                 previous: previous.filter(|_| one),
             }));
+        }
+        if self.credentials.own.is_some() {
+            // Enrolled: each organisation we pinned, so its enrolled devices recognise each
+            // other and show their chains (a relay then carries for a verified one in the
+            // vouched share; `Replica::vouch`).
+            items.extend(
+                self.credentials
+                    .pinned
+                    .iter()
+                    .map(|o| Item::plain(org_tag(o))),
+            );
         }
         items.extend(
             self.replica
