@@ -292,6 +292,9 @@ pub(crate) enum TagKind {
     /// A conversation's plain tag, for relays: they offer (`Held`) what they carry under
     /// it. A peer listing it too shares nothing (an ex-member knows the tag).
     Offer,
+    /// A conversation's presence under its previous epoch: a peer listing it shares the
+    /// conversation only once proven a current member (`tags::Engine::retag`).
+    Lag,
 }
 
 /// One of our tags as this session shows it.
@@ -305,9 +308,12 @@ pub(crate) struct SentTag {
     pub(crate) theirs: Blind,
     /// As the peer claims, in a `Held`, to carry it.
     pub(crate) held_theirs: Blind,
-    /// `Member` entries: how the peer lists the previous epoch's presence (a member that
-    /// has not seen our latest rotation), and how we then tell it we hold the conversation.
-    pub(crate) lag: Option<(Blind, Blind)>,
+    /// `Lag` entries: how the peer lists that presence as its current or as its previous,
+    /// and how we then tell it we hold the conversation.
+    pub(crate) lag: Option<(Blind, Blind, Blind)>,
+    /// `Member` entries: how the peer lists that presence as its previous (it is a
+    /// rotation ahead of us: it will tell us once we proved our device).
+    pub(crate) ahead: Option<Blind>,
 }
 
 /// The peer's last `Intro`.

@@ -72,14 +72,12 @@ fn item_tag(id: &EnvelopeId) -> Tag {
 }
 
 /// One entry of our intro before it is blinded: a tag, how it counts, and the value
-/// blinded (the tag itself, or for `Member` a conversation's presence, with the previous
-/// epoch's presence).
+/// blinded (the tag itself, or for `Member` and `Lag` a conversation's presence).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Item {
     pub(crate) tag: Tag,
     pub(crate) kind: TagKind,
     pub(crate) value: Tag,
-    pub(crate) previous: Option<Tag>,
 }
 
 impl Item {
@@ -88,7 +86,6 @@ impl Item {
             tag,
             kind: TagKind::Plain,
             value: tag,
-            previous: None,
         }
     }
 }
@@ -113,9 +110,21 @@ pub(crate) fn blind_items(key: &wire::Blinder, items: &[Item]) -> Vec<SentTag> {
                 ours: key.member_ours(&i.value),
                 theirs: key.member_theirs(&i.value),
                 held_theirs: key.held_theirs(&i.value),
-                lag: i
-                    .previous
-                    .map(|p| (key.member_theirs(&p), key.held_ours(&p))),
+                lag: None,
+                ahead: Some(key.lag_theirs(&i.value)),
+            },
+            TagKind::Lag => SentTag {
+                tag: i.tag,
+                kind: i.kind,
+                ours: key.lag_ours(&i.value),
+                theirs: key.lag_theirs(&i.value),
+                held_theirs: key.held_theirs(&i.value),
+                lag: Some((
+                    key.member_theirs(&i.value),
+                    key.lag_theirs(&i.value),
+                    key.held_ours(&i.value),
+                )),
+                ahead: None,
             },
             TagKind::Plain | TagKind::Offer => SentTag {
                 tag: i.tag,
@@ -124,6 +133,7 @@ pub(crate) fn blind_items(key: &wire::Blinder, items: &[Item]) -> Vec<SentTag> {
                 theirs: key.theirs(&i.value),
                 held_theirs: key.held_theirs(&i.value),
                 lag: None,
+                ahead: None,
             },
         })
         .collect()
@@ -146,7 +156,8 @@ pub(crate) fn session_tags(l: &Link, my_carry: &[Tag]) -> (Vec<Tag>, bool) {
     let mut t: Vec<Tag> = sent
         .tags
         .iter()
-        .filter(|s| s.kind != TagKind::Offer && r.blinds.contains(&s.theirs))
+        .filter(|s| matches!(s.kind, TagKind::Plain | TagKind::Member))
+        .filter(|s| r.blinds.contains(&s.theirs))
         .map(|s| s.tag)
         .collect();
     t.extend(&l.held);
@@ -178,13 +189,11 @@ impl<S: Store> Engine<S> {
     pub(crate) fn my_tags(&self) -> Vec<Item> {
         let mut items: Vec<Item> = Vec::new();
         let convs = self.replica.hello_presences();
-        for (tag, listed, previous) in &convs {
-            let one = listed.len() == 1;
+        for (tag, listed, _) in &convs {
             items.extend(listed.iter().map(|p| Item {
                 tag: *tag,
                 kind: TagKind::Member,
                 value: *p,
-                previous: previous.filter(|_| one),
             }));
         }
         if self.credentials.own.is_some() {
@@ -204,11 +213,20 @@ impl<S: Store> Engine<S> {
                 .into_iter()
                 .map(Item::plain),
         );
+        // The previous epoch's presence: a member that has not seen our latest rotation
+        // lists it as its current, and one whose side of a split rotated apart lists it as
+        // its previous (`retag`).
+        items.extend(convs.iter().filter_map(|(tag, _, previous)| {
+            previous.map(|p| Item {
+                tag: *tag,
+                kind: TagKind::Lag,
+                value: p,
+            })
+        }));
         items.extend(convs.iter().map(|(tag, _, _)| Item {
             tag: *tag,
             kind: TagKind::Offer,
             value: *tag,
-            previous: None,
         }));
         if !self.replica.carries() {
             // A relay answers with `Held` instead of listing what it carries.
@@ -291,20 +309,30 @@ impl<S: Store> Engine<S> {
         if l.remote.is_none() {
             return;
         }
-        // A conversation the peer listed under its previous epoch (it has not seen our
-        // latest rotation, or that rotation removed it): shared only once its device is
+        // A conversation the peer listed under our previous epoch (it has not seen our
+        // latest rotation, its side of a split rotated apart, or that rotation removed it):
+        // we show our device, and share the conversation only once the peer's device is
         // proven a current member; then we tell it so (`Held` with that presence) and both
         // reconcile it, which brings it the rotation.
-        if let (Some(d), Some(sent), Some(r)) = (l.device(), &l.sent, &l.remote) {
+        let mut lagging = false;
+        if let (Some(sent), Some(r)) = (&l.sent, &l.remote) {
+            let d = l.device();
             let mut claims: Vec<wire::Blind> = Vec::new();
             for s in &sent.tags {
-                if let Some((theirs, claim)) = s.lag
-                    && r.blinds.contains(&theirs)
-                    && !l.held.contains(&s.tag)
-                    && self.replica.is_member_of_tag(&s.tag, &d)
+                if s.ahead.is_some_and(|b| r.blinds.contains(&b)) {
+                    lagging = true;
+                }
+                if let Some((current, previous, claim)) = s.lag
+                    && (r.blinds.contains(&current) || r.blinds.contains(&previous))
                 {
-                    claims.push(claim);
-                    l.held.insert(s.tag);
+                    lagging = true;
+                    if let Some(d) = d
+                        && !l.held.contains(&s.tag)
+                        && self.replica.is_member_of_tag(&s.tag, &d)
+                    {
+                        claims.push(claim);
+                        l.held.insert(s.tag);
+                    }
                 }
             }
             if !claims.is_empty() {
@@ -322,7 +350,7 @@ impl<S: Store> Engine<S> {
                 l.sessions.initiator = None;
             }
         }
-        if !l.proved && (recognised || l.static_peer) {
+        if !l.proved && (recognised || lagging || l.static_peer) {
             self.send_proof(link);
         }
     }

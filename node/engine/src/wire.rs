@@ -121,6 +121,8 @@ enum Use {
     /// A conversation's presence (its tag under its current epoch's key), listed in an
     /// `Intro`: what only a current member can compute.
     Member = 4,
+    /// A conversation's presence under the sender's previous epoch.
+    Lag = 6,
 }
 
 /// One side's blinding for one session. Blinds are separated by direction (which side sends
@@ -177,6 +179,16 @@ impl Blinder {
     /// How the peer lists a conversation's presence in its intro (if it can compute it).
     pub fn member_theirs(&self, presence: &Tag) -> Blind {
         self.blind(!self.lo, Use::Member, presence)
+    }
+
+    /// How we list a conversation's presence under our previous epoch.
+    pub fn lag_ours(&self, presence: &Tag) -> Blind {
+        self.blind(self.lo, Use::Lag, presence)
+    }
+
+    /// How the peer lists a conversation's presence under its previous epoch.
+    pub fn lag_theirs(&self, presence: &Tag) -> Blind {
+        self.blind(!self.lo, Use::Lag, presence)
     }
 
     /// How we claim, in a `Held`, to carry the peer's `tag`.

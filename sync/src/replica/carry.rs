@@ -29,7 +29,15 @@
 //! 4. **in all** ([`RelayPolicy::max_bytes`] and [`RelayPolicy::max_envelopes`]): the
 //!    oldest envelope of the stranger origin that holds the most (with or without an
 //!    expiry); only when no stranger envelope is left, and only for a contact's envelope,
-//!    the oldest of the contact origin that holds the most.
+//!    the oldest of the vouched origin, then of the contact origin, that holds the most.
+//!
+//! A third class sits between the two (issue 9, C4): a stranger **vouched for** by an
+//! organisation root pinned here (`vouched.rs`, told by the engine when the device's chain
+//! verified on a link). It has a pool of its own ([`RelayPolicy::max_vouched_bytes`] and
+//! [`RelayPolicy::max_vouched_envelopes`], 1/4) that makes room like the strangers' pool;
+//! under a full tag it evicts the tag's oldest stranger envelope, then its own; in all,
+//! strangers' envelopes only. A stranger never takes its room, and it never takes a
+//! contact's: what would need that is refused before anything is evicted.
 //!
 //! A stranger's envelope that could only fit by evicting a contact's (under its tag or in
 //! all) is refused before anything is evicted. A class change can leave the pool over its
