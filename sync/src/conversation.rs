@@ -62,6 +62,18 @@ pub fn conversation_tag(secret: &ConversationSecret, creator: &DeviceId) -> Tag 
     Tag(t)
 }
 
+/// What a hello proves about a conversation (docs/security.md, "What a stranger learns from
+/// a hello"): a value only a holder of both the tag and the epoch's key can compute, so a
+/// device removed by the rotation that started the epoch cannot.
+pub fn presence(tag: &Tag, key: &Key) -> Tag {
+    let mut h = blake3::Hasher::new_derive_key("vaarta 2026 hello presence v1");
+    h.update(key);
+    h.update(&tag.0);
+    let mut t = [0u8; 16];
+    t.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    Tag(t)
+}
+
 /// Parameters of the ops staged (not yet sealed) in one page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Staged {
@@ -200,6 +212,32 @@ impl Conversation {
             .iter()
             .rev()
             .find_map(|e| self.key(&e.id).map(|k| (e.id, *k)))
+    }
+
+    /// What this device's hello proves for the conversation ([`presence`]): of its current
+    /// epoch (the newest whose key it holds, checked); before any key is checked (an invitee
+    /// whose membership has not arrived), of each key it holds; nothing without a key.
+    pub fn listed_presences(&self) -> Vec<Tag> {
+        if let Some((_, k)) = self.sending_epoch() {
+            return vec![presence(&self.tag, &k)];
+        }
+        let mut v: Vec<Tag> = self.keys.values().map(|k| presence(&self.tag, k)).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The presence of the epoch before the current one (its key held and checked): what a
+    /// member that has not yet seen the latest rotation lists.
+    pub fn previous_presence(&self) -> Option<Tag> {
+        let st = self.membership.state();
+        let (current, _) = self.sending_epoch()?;
+        let at = st.epochs.iter().position(|e| e.id == current)?;
+        st.epochs[..at]
+            .iter()
+            .rev()
+            .find_map(|e| self.key(&e.id))
+            .map(|k| presence(&self.tag, k))
     }
 
     /// The page new messages go to with `epoch`: the newest page unless it is full or was

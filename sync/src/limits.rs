@@ -122,6 +122,14 @@ pub const RELAY_ORIGIN_SHARE: u64 = 4;
 /// push, contacts keep at least the other half (a guess: half is still room to carry for
 /// the strangers a relay exists to serve).
 pub const RELAY_STRANGER_SHARE: u64 = 2;
+/// Devices an organisation pinned here vouches for (their credential chain verified on a
+/// link), when they are not contacts, hold at most 1/4 of the relay quota together, bytes
+/// and envelopes, which strangers never evict: sybils cost nothing, credentials cost an
+/// enrolment by a registrar (a guess: a quarter still leaves contacts at least a quarter
+/// and strangers their half).
+pub const RELAY_VOUCHED_SHARE: u64 = 4;
+/// Devices remembered as vouched for (an entry is 40 bytes; the one expiring first goes).
+pub const MAX_VOUCHED_DEVICES: usize = 4_096;
 /// Carried envelopes held at most (their index costs about 250 bytes each in memory, so
 /// 16 MiB at most; 4 KiB on average at the default byte quota).
 pub const MAX_CARRIED_ENVELOPES: usize = 65_536;

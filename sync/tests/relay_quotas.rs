@@ -370,3 +370,97 @@ fn an_invitation_we_sealed_is_not_carried_after_a_restart() {
     let r = Replica::open(Identity::from_seed([1; 32]), r.into_store(), [4; 32]).unwrap();
     assert_eq!(r.carried_usage(), usage);
 }
+
+/// Issue 9, C4: device ids are free, so a per-origin quota does not stop a thousand sybils
+/// from taking the strangers' half from an honest stranger. A stranger whose credential
+/// chain verified against a root pinned here (the engine calls `vouch`) is carried in a
+/// share of its own that no stranger evicts, across a restart; an honest stranger without
+/// a credential still competes with the sybils (what remains), and a vouch that ends
+/// (revoked, expired) puts the device back among the strangers.
+#[test]
+fn a_thousand_sybils_do_not_evict_what_a_vouched_stranger_asked_us_to_carry() {
+    let (mut r, contact) = relay_with_contact();
+    let (by_contact, _) = carry_for_contacts(&mut r, contact);
+    let officer = Identity::from_seed([40; 32]).device_id();
+    let plain = Identity::from_seed([41; 32]).device_id();
+    assert!(!r.is_contact(&officer) && !r.is_contact(&plain));
+    r.vouch(&officer, T0 + 30 * 86_400_000).unwrap();
+    assert!(r.is_vouched(&officer) && !r.is_vouched(&plain));
+    let (mut vouched, mut unvouched) = (Pushed::default(), Pushed::default());
+    for k in 0..8 {
+        let got = vouched.push(&mut r, junk(tag_n(500 + k), 500 + k, 1_000), Some(officer));
+        assert_eq!(got, Ingested::Carried);
+        let got = unvouched.push(&mut r, junk(tag_n(600 + k), 600 + k, 1_000), Some(plain));
+        assert_eq!(got, Ingested::Carried);
+    }
+    let usage = r.carried_usage();
+    assert!(usage.vouched_bytes > 8_000 && usage.vouched_bytes <= Q / 4);
+    // 1,000 fresh ids, one envelope each under a fresh tag: 27 times the relay quota.
+    let sybils = |r: &mut Replica<MemoryStore>, first: u64| {
+        let mut p = Pushed::default();
+        for n in first..first + 1_000 {
+            p.push(
+                r,
+                junk(tag_n(1_000_000 + n), 1_000_000 + n, 1_000),
+                Some(sybil(n)),
+            );
+        }
+        p
+    };
+    let first = sybils(&mut r, 0);
+    assert!(
+        vouched.all_held(&r),
+        "a sybil evicted a vouched stranger's envelope"
+    );
+    assert!(by_contact.all_held(&r));
+    assert_eq!(
+        unvouched.held(&r),
+        0,
+        "what remains: an honest stranger's went"
+    );
+    assert!(first.held(&r) <= Q / 2 && r.carried_usage().bytes <= Q);
+    // Across a restart: the vouch and the classes are rebuilt from the store.
+    let usage = r.carried_usage();
+    let mut r = Replica::open(Identity::from_seed([1; 32]), r.into_store(), [3; 32]).unwrap();
+    r.set_relay_policy(policy());
+    assert!(r.is_vouched(&officer));
+    assert_eq!(r.carried_usage(), usage, "the index is rebuilt");
+    let second = sybils(&mut r, 1_000);
+    assert!(vouched.all_held(&r), "evicted after the restart");
+    assert!(by_contact.all_held(&r));
+    assert!(first.held(&r) + second.held(&r) <= Q / 2);
+    // The vouched device is still served, within its share (its own oldest goes first).
+    let mut more = Pushed::default();
+    let got = more.push(&mut r, junk(tag_n(700), 700, 1_000), Some(officer));
+    assert_eq!(got, Ingested::Carried);
+    assert!(r.carried_usage().vouched_bytes <= Q / 4);
+    // Its credential revoked: back among the strangers, whom the next sybils evict.
+    r.unvouch(&officer).unwrap();
+    assert_eq!(r.carried_usage().vouched_bytes, 0);
+    sybils(&mut r, 2_000);
+    assert_eq!(vouched.held(&r) + more.held(&r), 0);
+    assert!(by_contact.all_held(&r));
+}
+
+/// A vouch past its chain's expiry counts for nothing, and is dropped at the next open.
+#[test]
+fn an_expired_vouch_counts_for_nothing() {
+    let (mut r, _) = relay_with_contact();
+    let officer = Identity::from_seed([40; 32]).device_id();
+    r.vouch(&officer, T0 - 1).unwrap();
+    assert!(!r.is_vouched(&officer));
+    let mut p = Pushed::default();
+    p.push(&mut r, junk(tag_n(1), 1, 1_000), Some(officer));
+    let usage = r.carried_usage();
+    assert_eq!((usage.vouched_bytes, usage.stranger_envelopes), (0, 1));
+    let r = Replica::open(Identity::from_seed([1; 32]), r.into_store(), [3; 32]).unwrap();
+    assert!(!r.is_vouched(&officer));
+    let mut n = 0;
+    r.store()
+        .scan_prefix(vaarta_sync::replica::keys::VOUCHED, &mut |_, _| {
+            n += 1;
+            true
+        })
+        .unwrap();
+    assert_eq!(n, 0, "the record is gone");
+}

@@ -175,6 +175,8 @@ impl<S: Store> Engine<S> {
         self.credentials = c;
         self.rejudge_links();
         self.share_revocations_with_all();
+        // Our intro lists the organisations we are enrolled with (`tags::org_tag`).
+        self.tags_changed();
         self.settle();
         Ok(())
     }

@@ -24,6 +24,10 @@ pub struct Config {
     /// never evicts a contact's carried envelope
     /// ([`vaarta_sync::limits::RELAY_STRANGER_SHARE`]).
     pub relay_stranger_share: u64,
+    /// What peers whose credential chain verified against a root pinned here pushed, when
+    /// they are not contacts, holds at most `relay_max_bytes / relay_vouched_share` together,
+    /// and strangers never evict it ([`vaarta_sync::limits::RELAY_VOUCHED_SHARE`]).
+    pub relay_vouched_share: u64,
     /// Re-reconcile each link this often even if nothing seems new (guess: cheap, ~25 bytes).
     pub resync_interval_ms: u64,
     /// Links at most (rust-libp2p's connection-limit guidance; a phone rarely sees more;
@@ -84,6 +88,7 @@ impl Default for Config {
             relay_tag_share: vaarta_sync::limits::RELAY_TAG_SHARE,
             relay_origin_share: vaarta_sync::limits::RELAY_ORIGIN_SHARE,
             relay_stranger_share: vaarta_sync::limits::RELAY_STRANGER_SHARE,
+            relay_vouched_share: vaarta_sync::limits::RELAY_VOUCHED_SHARE,
             resync_interval_ms: 30_000,
             max_links: 64,
             max_inbound_links: 48,

@@ -168,13 +168,33 @@ impl<S: Store> Engine<S> {
             };
             match judge(&h, &self.credentials, now) {
                 Ok(c) => {
+                    self.vouch(&h.device, c.as_ref());
                     if let Some(l) = self.links.get_mut(&link) {
                         l.credential = c;
                     }
                 }
-                Err(f) => self.fault(link, f),
+                Err(f) => {
+                    self.vouch(&h.device, None);
+                    self.fault(link, f)
+                }
             }
         }
+    }
+
+    /// Tells the relay quotas what a peer's chain says: a chain verified against a root
+    /// pinned here vouches for the device until its earliest expiry (what it pushes is
+    /// carried in a share strangers never evict, `vaarta_sync::replica::Replica::vouch`);
+    /// any other outcome (none, unverified, revoked) ends that. A store error loses only
+    /// the vouch: the device counts as a stranger until its chain is judged again.
+    pub(crate) fn vouch(
+        &mut self,
+        device: &vaarta_sync::ids::DeviceId,
+        c: Option<&PeerCredential>,
+    ) {
+        let _ = match c {
+            Some(PeerCredential::Verified(v)) => self.replica.vouch(device, v.expires),
+            _ => self.replica.unvouch(device),
+        };
     }
 
     /// After new credentials: every link of the organisation gets what we hold.

@@ -168,6 +168,8 @@ pub struct Engine<S: Store> {
     profiled: BTreeSet<ConversationId>,
     /// Tags in the last hello we sent.
     announced: BTreeSet<Tag>,
+    /// The conversation presences our last intro listed (a rotation changes them).
+    announced_presence: BTreeSet<Tag>,
     /// Day of the last hello (a new day moves the inbox window: hello again).
     hello_day: u64,
     /// Tags in the last `Carry` we sent.
@@ -210,6 +212,7 @@ impl<S: Store> Engine<S> {
             tag_share: config.relay_tag_share,
             origin_share: config.relay_origin_share,
             stranger_share: config.relay_stranger_share,
+            vouched_share: config.relay_vouched_share,
             ..RelayPolicy::new(config.relay, config.relay_max_bytes)
         });
         replica.set_invite_policy(config.invitations);
@@ -229,6 +232,7 @@ impl<S: Store> Engine<S> {
             expire_at: now_ms + EXPIRE_INTERVAL_MS,
             profiled: BTreeSet::new(),
             announced: BTreeSet::new(),
+            announced_presence: BTreeSet::new(),
             announced_carry: BTreeSet::new(),
             hello_day: 0,
             requested: BTreeMap::new(),
@@ -710,9 +714,13 @@ impl<S: Store> Engine<S> {
         }
         let credential = match credentials::judge(&h, &self.credentials, self.now) {
             Ok(c) => c,
-            Err(f) => return self.fault(link, f),
+            Err(f) => {
+                self.vouch(&h.device, None);
+                return self.fault(link, f);
+            }
         };
         let peer = l.peer.clone();
+        self.vouch(&h.device, credential.as_ref());
         self.dialer.hello(&peer, h.device, &h.name);
         let (device, name) = (h.device, h.name.clone());
         let verified = matches!(credential, Some(PeerCredential::Verified(_)));
@@ -725,6 +733,8 @@ impl<S: Store> Engine<S> {
         }
         self.event(Event::LinkReady { link, device, name });
         self.send_owed_receipts(Some(link));
+        // A conversation it listed under our previous epoch may now be shared.
+        self.retag(link);
     }
 
     fn on_have(&mut self, link: LinkId, ids: Vec<EnvelopeId>) {
@@ -1142,8 +1152,18 @@ impl<S: Store> Engine<S> {
         for f in &self.fresh {
             let t = f.tag;
             if self.replica.is_own_tag(&t, now_ms) {
-                own_new |=
-                    self.replica.conversation_of_tag(&t).is_some() && !self.announced.contains(&t);
+                let conv = self
+                    .replica
+                    .conversation_of_tag(&t)
+                    .and_then(|id| self.replica.conversation(&id));
+                // A new conversation, or a new epoch (its presence changed).
+                own_new |= conv.is_some_and(|c| {
+                    !self.announced.contains(&t)
+                        || !c
+                            .listed_presences()
+                            .iter()
+                            .all(|p| self.announced_presence.contains(p))
+                });
             } else if self.replica.carries() {
                 // Carried for others (an invitation we sent, too): `Carry` to relays, `Held`
                 // to peers that listed it.

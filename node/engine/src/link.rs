@@ -281,16 +281,39 @@ pub(crate) struct Sent {
     pub(crate) tags: Vec<SentTag>,
 }
 
+/// How an entry of our intro counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TagKind {
+    /// An inbox tag or a tag we hold envelopes under: a match shares it.
+    Plain,
+    /// A conversation's presence under its current epoch's key: a match shares the
+    /// conversation (only current members compute it).
+    Member,
+    /// A conversation's plain tag, for relays: they offer (`Held`) what they carry under
+    /// it. A peer listing it too shares nothing (an ex-member knows the tag).
+    Offer,
+    /// A conversation's presence under its previous epoch: a peer listing it shares the
+    /// conversation only once proven a current member (`tags::Engine::retag`).
+    Lag,
+}
+
 /// One of our tags as this session shows it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SentTag {
     pub(crate) tag: Tag,
+    pub(crate) kind: TagKind,
     /// As we list it.
     pub(crate) ours: Blind,
     /// As the peer lists it, if it knows it.
     pub(crate) theirs: Blind,
     /// As the peer claims, in a `Held`, to carry it.
     pub(crate) held_theirs: Blind,
+    /// `Lag` entries: how the peer lists that presence as its current or as its previous,
+    /// and how we then tell it we hold the conversation.
+    pub(crate) lag: Option<(Blind, Blind, Blind)>,
+    /// `Member` entries: how the peer lists that presence as its previous (it is a
+    /// rotation ahead of us: it will tell us once we proved our device).
+    pub(crate) ahead: Option<Blind>,
 }
 
 /// The peer's last `Intro`.

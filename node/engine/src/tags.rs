@@ -32,7 +32,7 @@ use vaarta_sync::recon;
 use vaarta_sync::replica::keys::awaiting_prefix;
 use vaarta_sync::store::{MemoryStore, Store};
 
-use crate::link::{Link, Sent, SentTag};
+use crate::link::{Link, Sent, SentTag, TagKind};
 use crate::wire::{self, Frame, Hello};
 use crate::{Engine, Fault, LinkId};
 
@@ -71,16 +71,79 @@ fn item_tag(id: &EnvelopeId) -> Tag {
     Tag(t)
 }
 
-/// Our tags with their blinds for one session (in the order given).
-pub(crate) fn blinded(key: &wire::Blinder, tags: &[Tag]) -> Vec<SentTag> {
-    tags.iter()
-        .map(|t| SentTag {
-            tag: *t,
-            ours: key.ours(t),
-            theirs: key.theirs(t),
-            held_theirs: key.held_theirs(t),
+/// One entry of our intro before it is blinded: a tag, how it counts, and the value
+/// blinded (the tag itself, or for `Member` and `Lag` a conversation's presence).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Item {
+    pub(crate) tag: Tag,
+    pub(crate) kind: TagKind,
+    pub(crate) value: Tag,
+}
+
+impl Item {
+    fn plain(tag: Tag) -> Self {
+        Self {
+            tag,
+            kind: TagKind::Plain,
+            value: tag,
+        }
+    }
+}
+
+/// The tag an enrolled device lists for an organisation whose root it pinned: anyone who
+/// knows the root's id can compute it (docs/security.md, "What a stranger learns from a
+/// hello"). No envelope is ever stored under it.
+pub(crate) fn org_tag(org: &vaarta_sync::ids::OrgId) -> Tag {
+    let mut t = [0u8; 16];
+    t.copy_from_slice(&blake3::derive_key("vaarta 2026 organisation presence v1", &org.0)[..16]);
+    Tag(t)
+}
+
+/// Our intro's entries with their blinds for one session (in the order given).
+pub(crate) fn blind_items(key: &wire::Blinder, items: &[Item]) -> Vec<SentTag> {
+    items
+        .iter()
+        .map(|i| match i.kind {
+            TagKind::Member => SentTag {
+                tag: i.tag,
+                kind: i.kind,
+                ours: key.member_ours(&i.value),
+                theirs: key.member_theirs(&i.value),
+                held_theirs: key.held_theirs(&i.value),
+                lag: None,
+                ahead: Some(key.lag_theirs(&i.value)),
+            },
+            TagKind::Lag => SentTag {
+                tag: i.tag,
+                kind: i.kind,
+                ours: key.lag_ours(&i.value),
+                theirs: key.lag_theirs(&i.value),
+                held_theirs: key.held_theirs(&i.value),
+                lag: Some((
+                    key.member_theirs(&i.value),
+                    key.lag_theirs(&i.value),
+                    key.held_ours(&i.value),
+                )),
+                ahead: None,
+            },
+            TagKind::Plain | TagKind::Offer => SentTag {
+                tag: i.tag,
+                kind: i.kind,
+                ours: key.ours(&i.value),
+                theirs: key.theirs(&i.value),
+                held_theirs: key.held_theirs(&i.value),
+                lag: None,
+                ahead: None,
+            },
         })
         .collect()
+}
+
+/// Plain tags with their blinds for one session (in the order given).
+#[cfg(test)]
+pub(crate) fn blinded(key: &wire::Blinder, tags: &[Tag]) -> Vec<SentTag> {
+    let items: Vec<Item> = tags.iter().map(|t| Item::plain(*t)).collect();
+    blind_items(key, &items)
 }
 
 /// Tags two devices reconcile on a link (see the module docs), and whether the peer
@@ -93,6 +156,7 @@ pub(crate) fn session_tags(l: &Link, my_carry: &[Tag]) -> (Vec<Tag>, bool) {
     let mut t: Vec<Tag> = sent
         .tags
         .iter()
+        .filter(|s| matches!(s.kind, TagKind::Plain | TagKind::Member))
         .filter(|s| r.blinds.contains(&s.theirs))
         .map(|s| s.tag)
         .collect();
@@ -115,32 +179,76 @@ pub(crate) fn session_tags(l: &Link, my_carry: &[Tag]) -> (Vec<Tag>, bool) {
 }
 
 impl<S: Store> Engine<S> {
-    /// What this device lists (blinded) in an intro: its tags of interest (conversations,
-    /// inbox window) and, unless it relays, the other tags it holds envelopes under
-    /// (invitations it sent), up to [`wire::MAX_HELLO_TAGS`]; sorted. (A relay's carried
-    /// tags could be thousands on every contact: it tells each peer which of the peer's
-    /// blinds it carries instead, in `Held`.)
-    pub(crate) fn my_tags(&self) -> Vec<Tag> {
-        let mut own = self.replica.tags_of_interest(self.now);
-        own.truncate(wire::MAX_HELLO_TAGS);
-        if self.replica.carries() {
-            // A relay answers with `Held` instead of listing what it carries.
-            return own;
+    /// What this device lists (blinded) in an intro, at most [`wire::MAX_HELLO_TAGS`]
+    /// entries, in this order of precedence: each conversation's presence under its current
+    /// epoch (`Member`, what members recognise), its inbox window (`Plain`), each
+    /// conversation's plain tag (`Offer`, for relays to offer what they carry) and, unless
+    /// it relays, the other tags it holds envelopes under (invitations it sent, `Plain`).
+    /// (A relay's carried tags could be thousands on every contact: it tells each peer
+    /// which of the peer's blinds it carries instead, in `Held`.)
+    pub(crate) fn my_tags(&self) -> Vec<Item> {
+        let mut items: Vec<Item> = Vec::new();
+        let convs = self.replica.hello_presences();
+        for (tag, listed, _) in &convs {
+            items.extend(listed.iter().map(|p| Item {
+                tag: *tag,
+                kind: TagKind::Member,
+                value: *p,
+            }));
         }
-        let room = wire::MAX_HELLO_TAGS - own.len();
-        let set: BTreeSet<Tag> = own.iter().copied().collect();
-        let held: Vec<Tag> = self
-            .replica
-            .store()
-            .tags()
-            .into_iter()
-            .map(|(t, _)| t)
-            .filter(|t| !set.contains(t))
-            .take(room)
-            .collect();
-        own.extend(held);
-        own.sort();
-        own
+        if self.credentials.own.is_some() {
+            // Enrolled: each organisation we pinned, so its enrolled devices recognise each
+            // other and show their chains (a relay then carries for a verified one in the
+            // vouched share; `Replica::vouch`).
+            items.extend(
+                self.credentials
+                    .pinned
+                    .iter()
+                    .map(|o| Item::plain(org_tag(o))),
+            );
+        }
+        items.extend(
+            self.replica
+                .inbox_tags(self.now)
+                .into_iter()
+                .map(Item::plain),
+        );
+        // The previous epoch's presence: a member that has not seen our latest rotation
+        // lists it as its current, and one whose side of a split rotated apart lists it as
+        // its previous (`retag`).
+        items.extend(convs.iter().filter_map(|(tag, _, previous)| {
+            previous.map(|p| Item {
+                tag: *tag,
+                kind: TagKind::Lag,
+                value: p,
+            })
+        }));
+        items.extend(convs.iter().map(|(tag, _, _)| Item {
+            tag: *tag,
+            kind: TagKind::Offer,
+            value: *tag,
+        }));
+        if !self.replica.carries() {
+            // A relay answers with `Held` instead of listing what it carries.
+            let own: BTreeSet<Tag> = self
+                .replica
+                .tags_of_interest(self.now)
+                .into_iter()
+                .collect();
+            let room = wire::MAX_HELLO_TAGS.saturating_sub(items.len());
+            items.extend(
+                self.replica
+                    .store()
+                    .tags()
+                    .into_iter()
+                    .map(|(t, _)| t)
+                    .filter(|t| !own.contains(t))
+                    .take(room)
+                    .map(Item::plain),
+            );
+        }
+        items.truncate(wire::MAX_HELLO_TAGS);
+        items
     }
 
     /// Tags this relay carries for others (sent only to other relays).
@@ -168,14 +276,19 @@ impl<S: Store> Engine<S> {
     /// Sends our intro on a link whose session key is known: our tags, blinded.
     pub(crate) fn send_intro(&mut self, link: LinkId) {
         let tags = self.my_tags();
-        self.announced = tags.iter().copied().collect();
+        self.announced = tags.iter().map(|i| i.tag).collect();
+        self.announced_presence = tags
+            .iter()
+            .filter(|i| i.kind == TagKind::Member)
+            .map(|i| i.value)
+            .collect();
         self.hello_day = vaarta_sync::crypto::day_of(self.now);
         let relay = self.replica.carries();
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
         let Some(key) = l.key else { return };
-        let sent = blinded(&key, &tags);
+        let sent = blind_items(&key, &tags);
         let mut blinds: Vec<wire::Blind> = sent.iter().map(|s| s.ours).collect();
         blinds.sort_unstable();
         blinds.dedup();
@@ -196,6 +309,38 @@ impl<S: Store> Engine<S> {
         if l.remote.is_none() {
             return;
         }
+        // A conversation the peer listed under our previous epoch (it has not seen our
+        // latest rotation, its side of a split rotated apart, or that rotation removed it):
+        // we show our device, and share the conversation only once the peer's device is
+        // proven a current member; then we tell it so (`Held` with that presence) and both
+        // reconcile it, which brings it the rotation.
+        let mut lagging = false;
+        if let (Some(sent), Some(r)) = (&l.sent, &l.remote) {
+            let d = l.device();
+            let mut claims: Vec<wire::Blind> = Vec::new();
+            for s in &sent.tags {
+                if s.ahead.is_some_and(|b| r.blinds.contains(&b)) {
+                    lagging = true;
+                }
+                if let Some((current, previous, claim)) = s.lag
+                    && (r.blinds.contains(&current) || r.blinds.contains(&previous))
+                {
+                    lagging = true;
+                    if let Some(d) = d
+                        && !l.held.contains(&s.tag)
+                        && self.replica.is_member_of_tag(&s.tag, &d)
+                    {
+                        claims.push(claim);
+                        l.held.insert(s.tag);
+                    }
+                }
+            }
+            if !claims.is_empty() {
+                claims.sort_unstable();
+                l.frames_out
+                    .push_back(Frame::Held { blinds: claims }.encode());
+            }
+        }
         let (tags, recognised) = session_tags(l, &carry);
         if tags != l.tags {
             l.tags = tags;
@@ -205,7 +350,7 @@ impl<S: Store> Engine<S> {
                 l.sessions.initiator = None;
             }
         }
-        if !l.proved && (recognised || l.static_peer) {
+        if !l.proved && (recognised || lagging || l.static_peer) {
             self.send_proof(link);
         }
     }

@@ -81,7 +81,10 @@ use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
 ///    push may overtake routine pushes on a link that schedules by priority (Bluetooth LE)
 ///    and is not held back by a window full of routine pushes (issue 14, 2026-12); the
 ///    `Proof` carries the device's organisation credentials, signed with it (issue 12).
-pub const VERSION: u8 = 6;
+/// 7: a conversation is recognised by its *presence* (its tag under its current epoch's
+///    key, blinded for `Member`), so the device a rotation removed no longer recognises
+///    it; the plain tag is still listed, for relays only (issue 9, C5, 2026-12).
+pub const VERSION: u8 = 7;
 /// Largest frame: an envelope plus a little framing. Anything larger is refused unread.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;
 /// Tags one `Intro` may list (blinded), and one `Ask`.
@@ -115,6 +118,11 @@ pub fn session_key(a_tid: &[u8], a_nonce: &[u8; 32], b_tid: &[u8], b_nonce: &[u8
 enum Use {
     Intro = 0,
     Held = 2,
+    /// A conversation's presence (its tag under its current epoch's key), listed in an
+    /// `Intro`: what only a current member can compute.
+    Member = 4,
+    /// A conversation's presence under the sender's previous epoch.
+    Lag = 6,
 }
 
 /// One side's blinding for one session. Blinds are separated by direction (which side sends
@@ -160,6 +168,27 @@ impl Blinder {
     /// How the peer lists `tag` in its intro (if it knows it).
     pub fn theirs(&self, tag: &Tag) -> Blind {
         self.blind(!self.lo, Use::Intro, tag)
+    }
+
+    /// How we list a conversation's presence in our intro
+    /// ([`vaarta_sync::conversation::presence`]).
+    pub fn member_ours(&self, presence: &Tag) -> Blind {
+        self.blind(self.lo, Use::Member, presence)
+    }
+
+    /// How the peer lists a conversation's presence in its intro (if it can compute it).
+    pub fn member_theirs(&self, presence: &Tag) -> Blind {
+        self.blind(!self.lo, Use::Member, presence)
+    }
+
+    /// How we list a conversation's presence under our previous epoch.
+    pub fn lag_ours(&self, presence: &Tag) -> Blind {
+        self.blind(self.lo, Use::Lag, presence)
+    }
+
+    /// How the peer lists a conversation's presence under its previous epoch.
+    pub fn lag_theirs(&self, presence: &Tag) -> Blind {
+        self.blind(!self.lo, Use::Lag, presence)
     }
 
     /// How we claim, in a `Held`, to carry the peer's `tag`.
@@ -826,7 +855,7 @@ mod tests {
             Frame::decode(&[1, 3]),
             Err(DecodeError::UnknownVersion(3))
         ));
-        assert!(bye_version(3).contains("version 6"));
+        assert!(bye_version(3).contains(&format!("version {VERSION}")));
     }
 
     #[test]

@@ -117,8 +117,14 @@ impl Stranger {
     }
 
     fn intro(&self, relay: bool, tags: &[Tag]) -> Vec<u8> {
+        self.intro_with(relay, tags, &[])
+    }
+
+    /// An intro listing plain `tags` and conversation `presences` (what a member lists).
+    fn intro_with(&self, relay: bool, tags: &[Tag], presences: &[Tag]) -> Vec<u8> {
         let key = self.key();
         let mut blinds: Vec<Blind> = tags.iter().map(|t| key.ours(t)).collect();
+        blinds.extend(presences.iter().map(|p| key.member_ours(p)));
         // Padding a stranger might list (random-looking values).
         blinds.extend((0..5u8).map(|i| {
             let mut b = [0u8; wire::BLIND_BYTES];
@@ -157,6 +163,15 @@ impl Stranger {
     fn all_bytes(&self) -> Vec<u8> {
         self.got.concat()
     }
+}
+
+/// What node `node`'s hello proves for conversation `c` now (its current epoch).
+fn presences(net: &Network, node: usize, c: &ConversationId) -> Vec<Tag> {
+    net.nodes[node]
+        .replica()
+        .conversation(c)
+        .expect("the conversation")
+        .listed_presences()
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -227,18 +242,32 @@ fn a_stranger_learns_no_tag_and_no_device() {
     }
 }
 
-/// A peer that already knows a tag recognises it: the node reconciles that tag with it and
-/// shows it its device, proven over this session.
+/// A peer that already knows a conversation — its tag and its current key — recognises it:
+/// the node reconciles that tag with it and shows it its device, proven over this session.
+/// The plain tag alone (what a relay, or a device removed from the conversation, knows) is
+/// not enough.
 #[test]
 fn a_peer_that_knows_a_tag_recognises_it_and_sees_the_device() {
     let mut net = Network::new(2);
-    let (_c, tag) = member_pair(&mut net);
+    let (c, tag) = member_pair(&mut net);
+    let presence = presences(&net, 0, &c);
     let now = net.now;
     let e = &mut net.nodes[0];
+    let mut plain = Stranger::open(e, 2, b"plain", [43; 32], now);
+    let hello = plain.hello();
+    plain.send(e, &hello, now);
+    let intro = plain.intro(false, &[tag]);
+    plain.send(e, &intro, now);
+    assert_eq!(
+        link_info(e, plain.link).tags,
+        0,
+        "the plain tag shares nothing"
+    );
+    assert!(plain.proof().is_none());
     let mut s = Stranger::open(e, 1, b"stranger", [42; 32], now);
     let hello = s.hello();
     s.send(e, &hello, now);
-    let intro = s.intro(false, &[tag]);
+    let intro = s.intro_with(false, &[tag], &presence);
     s.send(e, &intro, now);
     assert_eq!(link_info(e, s.link).tags, 1, "the shared tag");
     let (h, sig) = s.proof().expect("a proof to a peer that knew a tag");
@@ -321,15 +350,16 @@ fn blinded_values_differ_between_two_sessions_of_the_same_pair() {
 #[test]
 fn a_replayed_hello_from_an_old_session_does_not_match() {
     let mut net = Network::new(2);
-    let (_c, tag) = member_pair(&mut net);
+    let (c, tag) = member_pair(&mut net);
+    let presence = presences(&net, 0, &c);
     let now = net.now;
     let e = &mut net.nodes[0];
     let who = Identity::from_seed([77; 32]);
-    // Session 1: a peer that knows the tag, and proves its device.
+    // Session 1: a peer that knows the conversation, and proves its device.
     let mut s = Stranger::open(e, 1, b"stranger", [42; 32], now);
     let hello = s.hello();
     s.send(e, &hello, now);
-    let intro = s.intro(false, &[tag]);
+    let intro = s.intro_with(false, &[tag], &presence);
     s.send(e, &intro, now);
     assert_eq!(link_info(e, s.link).tags, 1);
     let proof = Frame::proof(
@@ -503,4 +533,202 @@ fn asks_are_bounded_per_link() {
         s.send(e, &ask, now);
     }
     assert_eq!(link_info(e, s.link).tags, wire::MAX_CARRY_TAGS);
+}
+
+/// Issue 9, C5: a device removed from a conversation knows its tag and every key up to its
+/// removal. After the rotation that removed it, nothing it can list — the plain tag, the
+/// presence it could compute before (which a member then recognised, as checked first), both,
+/// relay or not, then its own proof — makes a member share the conversation: no shared tag,
+/// no `Held`, not the tag in any byte sent to it. (It lists the previous epoch, as a lagging
+/// member does, so it is shown the device, whose id it knew: docs/security.md.)
+#[test]
+fn an_ex_member_after_the_rotation_that_removed_it_gets_nothing_of_the_conversation() {
+    let mut net = Network::with(3, configs(|_| false));
+    let (c, _, _) = connect_and_invite(&mut net, (0, 1), 0, 1, "EOC");
+    let (l02, _) = net.connect(0, 2);
+    let x = net.nodes[2].device_id();
+    net.nodes[0].add_member(&c, x, false, net.now).unwrap();
+    net.settle();
+    assert!(
+        !presences(&net, 2, &c).is_empty(),
+        "the member holds the key"
+    );
+    let tag = conversation_tag(&net, 2, &c);
+    // What it knows before its removal is what a member lists: recognised.
+    let before = presences(&net, 2, &c);
+    {
+        let now = net.now;
+        let e = &mut net.nodes[0];
+        let mut s = Stranger::open(e, 1, b"member", [41; 32], now);
+        let hello = s.hello();
+        s.send(e, &hello, now);
+        let intro = s.intro_with(false, &[tag], &before);
+        s.send(e, &intro, now);
+        assert_eq!(link_info(e, s.link).tags, 1, "a member is recognised");
+        assert!(s.proof().is_some());
+        e.handle_link_down(s.link, now);
+    }
+    net.nodes[0].remove_member(&c, x, net.now).unwrap();
+    net.settle();
+    net.cut(0, l02);
+    assert_ne!(
+        presences(&net, 0, &c),
+        before,
+        "the rotation changed the presence"
+    );
+    assert_eq!(bodies(&mut net.nodes[1], &c), Vec::<String>::new());
+    // Everything the removed device can compute: the plain tag, and the presence of every
+    // epoch whose key it holds (it never got the new one).
+    let mut knows = before.clone();
+    knows.extend(presences(&net, 2, &c));
+    knows.sort();
+    knows.dedup();
+    let now = net.now;
+    let e = &mut net.nodes[0];
+    let secrets = [tag.0.to_vec()];
+    for (n, relay) in [(2u64, false), (3, true)] {
+        let mut s = Stranger::open(e, n, b"ex-member", [44 + n as u8; 32], now);
+        let hello = s.hello();
+        s.send(e, &hello, now);
+        let intro = s.intro_with(relay, &[tag], &knows);
+        s.send(e, &intro, now);
+        let info = link_info(e, s.link);
+        // A peer that says it relays is asked, in the clear, to carry the tags the node is
+        // about to hand it envelopes under (here the invitations it sealed, under the
+        // invitees' inbox tags): never the conversation's.
+        let asked: Vec<Tag> = s
+            .frames()
+            .into_iter()
+            .filter_map(|f| match f {
+                Frame::Ask { tags } => Some(tags),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(!asked.contains(&tag));
+        assert_eq!(asked.is_empty(), !relay);
+        assert_eq!(
+            info.tags,
+            asked.len(),
+            "the ex-member shares nothing but what it was asked to carry (relay: {relay})"
+        );
+        assert_eq!(info.device, None);
+        let held = |s: &Stranger| {
+            s.frames()
+                .into_iter()
+                .filter(|f| matches!(f, Frame::Held { .. }))
+                .count()
+        };
+        assert_eq!(held(&s), 0, "no claim to the ex-member (relay: {relay})");
+        let bytes = s.all_bytes();
+        for secret in &secrets {
+            assert!(!contains(&bytes, secret), "the ex-member saw {secret:?}");
+        }
+        // Proving its own device changes nothing: it is no member now.
+        let proof = Frame::proof(
+            &Identity::from_seed([3; 32]),
+            wire::Hello {
+                device: x,
+                name: "x".into(),
+                chain: Vec::new(),
+            },
+            (&s.tid, &s.nonce),
+            (VICTIM_TID, &s.theirs.unwrap()),
+        )
+        .encode();
+        s.send(e, &proof, now);
+        let info = link_info(e, s.link);
+        assert_eq!(info.device, Some(x), "its proof verified");
+        assert_eq!(
+            info.tags,
+            asked.len(),
+            "still nothing more (relay: {relay})"
+        );
+        assert_eq!(held(&s), 0, "still no claim (relay: {relay})");
+        e.handle_link_down(s.link, now);
+    }
+}
+
+/// Members still recognise each other across a rotation only one of them has seen: node 1
+/// was away when node 0 removed node 2. Node 1 lists the conversation under the previous
+/// epoch; node 0 takes that from a device proven (here through another conversation they
+/// share) to be a current member, tells it so, and both reconcile, which brings node 1 the
+/// rotation and what was sent after it: equal logs and messages, and node 1's hello then
+/// proves the new epoch. Without relays, so no `Ask` carries the tag instead.
+#[test]
+fn members_across_a_rotation_seen_by_one_side_still_sync() {
+    let mut net = Network::with(3, configs(|_| false));
+    let (c, l01, _) = connect_and_invite(&mut net, (0, 1), 0, 1, "EOC");
+    let d = invite(&mut net, 0, 1, "other");
+    net.connect(0, 2);
+    let x = net.nodes[2].device_id();
+    net.nodes[0].add_member(&c, x, false, net.now).unwrap();
+    net.settle();
+    let before = presences(&net, 1, &c);
+    assert_eq!(before, presences(&net, 0, &c));
+    net.cut(0, l01);
+    net.nodes[0].remove_member(&c, x, net.now).unwrap();
+    net.nodes[0]
+        .send_message(&c, text("after the removal"), net.now)
+        .unwrap();
+    net.settle();
+    assert_eq!(
+        presences(&net, 1, &c),
+        before,
+        "node 1 has not seen the rotation"
+    );
+    assert_ne!(presences(&net, 0, &c), before);
+    net.connect(0, 1);
+    net.settle();
+    assert_eq!(bodies(&mut net.nodes[1], &c), vec!["after the removal"]);
+    assert_eq!(presences(&net, 1, &c), presences(&net, 0, &c));
+    let log = |net: &Network, n: usize| {
+        net.nodes[n]
+            .replica()
+            .conversation(&c)
+            .unwrap()
+            .membership
+            .state()
+            .order
+            .clone()
+    };
+    assert_eq!(log(&net, 0), log(&net, 1), "equal logs");
+    assert!(
+        !net.nodes[1]
+            .replica()
+            .conversation(&c)
+            .unwrap()
+            .membership
+            .state()
+            .is_member(&x)
+    );
+    assert!(net.nodes[1].replica().conversation(&d).is_some());
+    ends_agree(&net);
+}
+
+/// The same across a rotation with the default configuration (every device relays) and no
+/// other conversation shared: the side that rotated asks the other, as a relay, to carry the
+/// conversation's tag (it has envelopes awaiting that member's receipts), which brings the
+/// rotation.
+#[test]
+fn members_across_a_rotation_sync_through_the_ask_when_both_relay() {
+    let mut net = Network::new(3);
+    let (c, l01, _) = connect_and_invite(&mut net, (0, 1), 0, 1, "EOC");
+    net.connect(0, 2);
+    let x = net.nodes[2].device_id();
+    net.nodes[0].add_member(&c, x, false, net.now).unwrap();
+    net.settle();
+    let before = presences(&net, 1, &c);
+    net.cut(0, l01);
+    net.nodes[0].remove_member(&c, x, net.now).unwrap();
+    net.nodes[0]
+        .send_message(&c, text("after the removal"), net.now)
+        .unwrap();
+    net.settle();
+    assert_eq!(presences(&net, 1, &c), before);
+    net.connect(0, 1);
+    net.settle();
+    assert_eq!(bodies(&mut net.nodes[1], &c), vec!["after the removal"]);
+    assert_eq!(presences(&net, 1, &c), presences(&net, 0, &c));
+    ends_agree(&net);
 }

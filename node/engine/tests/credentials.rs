@@ -299,3 +299,38 @@ fn revocations_from_a_peer_whose_credentials_do_not_verify_are_ignored_unread() 
     assert_eq!(net.nodes[0].counters().revocations_ignored, 1);
     assert_eq!(net.nodes[0].links().len(), 1, "not a fault: unread");
 }
+
+/// Issue 9, C4: enrolled devices of one organisation recognise each other by it (no
+/// conversation shared), so their chains are judged; a relay then carries what a verified
+/// one asks it to in the vouched share, which sybil strangers cannot evict, and still after
+/// a restart. A device without a credential that asks the same is a stranger.
+#[test]
+fn a_relay_carries_for_a_verified_stranger_in_the_vouched_share_across_a_restart() {
+    let mut net = Network::strangers(4, common::named);
+    let org = TestOrg::new(100, "District Emergency Operations Centre, Puri");
+    for (i, name) in [(0, "Relay Van"), (1, "Bhavesh Rao")] {
+        let c = org.credentials(org.enrol(i, name, "Officer", "puri"));
+        net.nodes[i].set_credentials(c, T0).unwrap();
+    }
+    // Nodes 1 and 3 each write to node 2, who is away, and meet relay node 0.
+    for writer in [1, 3] {
+        let c = common::invite(&mut net, writer, 2, "for node 2");
+        net.nodes[writer]
+            .send_message(&c, text("carry me"), net.now)
+            .unwrap();
+        net.connect(writer, 0);
+    }
+    net.settle();
+    let officer = net.nodes[1].device_id();
+    let relay = net.nodes[0].replica();
+    assert!(!relay.is_contact(&officer));
+    assert!(relay.is_vouched(&officer), "its chain verified on the link");
+    assert!(!relay.is_vouched(&net.nodes[3].device_id()));
+    let usage = relay.carried_usage();
+    assert!(usage.vouched_bytes > 0, "{usage:?}");
+    assert!(usage.stranger_bytes > 0, "{usage:?}");
+    common::restart(&mut net, 0);
+    let relay = net.nodes[0].replica();
+    assert!(relay.is_vouched(&officer));
+    assert_eq!(relay.carried_usage(), usage, "rebuilt at open");
+}

@@ -29,7 +29,15 @@
 //! 4. **in all** ([`RelayPolicy::max_bytes`] and [`RelayPolicy::max_envelopes`]): the
 //!    oldest envelope of the stranger origin that holds the most (with or without an
 //!    expiry); only when no stranger envelope is left, and only for a contact's envelope,
-//!    the oldest of the contact origin that holds the most.
+//!    the oldest of the vouched origin, then of the contact origin, that holds the most.
+//!
+//! A third class sits between the two (issue 9, C4): a stranger **vouched for** by an
+//! organisation root pinned here (`vouched.rs`, told by the engine when the device's chain
+//! verified on a link). It has a pool of its own ([`RelayPolicy::max_vouched_bytes`] and
+//! [`RelayPolicy::max_vouched_envelopes`], 1/4) that makes room like the strangers' pool;
+//! under a full tag it evicts the tag's oldest stranger envelope, then its own; in all,
+//! strangers' envelopes only. A stranger never takes its room, and it never takes a
+//! contact's: what would need that is refused before anything is evicted.
 //!
 //! A stranger's envelope that could only fit by evicting a contact's (under its tag or in
 //! all) is refused before anything is evicted. A class change can leave the pool over its
@@ -113,8 +121,13 @@ type Origin = Option<DeviceId>;
 enum Class {
     /// A contact, this device, or no peer (a file, an old record).
     Contact = 0,
-    Stranger = 1,
+    /// A stranger whose credential chain verified against a root pinned here (the engine
+    /// says so, [`Replica::vouch`]): its own share, which strangers never evict.
+    Vouched = 1,
+    Stranger = 2,
 }
+
+const CLASSES: usize = 3;
 
 /// Origins by (bytes, oldest first): the last is the largest (the oldest among equals).
 type BySize = BTreeSet<(u64, std::cmp::Reverse<u64>, Origin)>;
@@ -129,14 +142,14 @@ pub(super) struct Carried {
     /// Each origin's envelopes under each tag.
     per_tag_origin: BTreeMap<(Tag, Origin), Usage>,
     /// Orders of strangers' envelopes under each tag.
-    per_tag_stranger: BTreeMap<Tag, BTreeSet<u64>>,
-    /// The origins held that are strangers (all others are contacts).
-    strangers: BTreeSet<DeviceId>,
+    per_tag_stranger: BTreeMap<Tag, Usage>,
+    /// The origins held that are not contacts, and their class (all others are contacts).
+    strangers: BTreeMap<DeviceId, Class>,
     /// Origins of each class by size ([`Class`] as the index).
-    by_size: [BySize; 2],
+    by_size: [BySize; CLASSES],
     /// Bytes and envelopes of each class.
-    class_bytes: [u64; 2],
-    class_len: [usize; 2],
+    class_bytes: [u64; CLASSES],
+    class_len: [usize; CLASSES],
     bytes: u64,
     next_order: u64,
 }
@@ -144,8 +157,8 @@ pub(super) struct Carried {
 impl Carried {
     fn class_of(&self, o: &Origin) -> Class {
         match o {
-            Some(d) if self.strangers.contains(d) => Class::Stranger,
-            _ => Class::Contact,
+            Some(d) => self.strangers.get(d).copied().unwrap_or(Class::Contact),
+            None => Class::Contact,
         }
     }
 
@@ -171,14 +184,15 @@ impl Carried {
         }
     }
 
-    /// Indexes a carried envelope; `stranger` is its origin's class now (an origin already
-    /// held in the other class moves there first).
-    fn insert(&mut self, id: EnvelopeId, e: Entry, stranger: bool) {
-        self.set_class(&e.origin, stranger);
+    /// Indexes a carried envelope; `class` is its origin's class now (an origin already
+    /// held in another class moves there first).
+    fn insert(&mut self, id: EnvelopeId, e: Entry, class: Class) {
+        self.set_class(&e.origin, class);
         if !self.per_origin.contains_key(&e.origin)
-            && let (Some(d), true) = (e.origin, stranger)
+            && let Some(d) = e.origin
+            && class != Class::Contact
         {
-            self.strangers.insert(d);
+            self.strangers.insert(d, class);
         }
         let class = self.class_of(&e.origin);
         self.next_order = self.next_order.max(e.order + 1);
@@ -195,10 +209,9 @@ impl Carried {
         to.bytes += e.len;
         to.orders.insert(e.order);
         if class == Class::Stranger {
-            self.per_tag_stranger
-                .entry(e.tag)
-                .or_default()
-                .insert(e.order);
+            let s = self.per_tag_stranger.entry(e.tag).or_default();
+            s.bytes += e.len;
+            s.orders.insert(e.order);
         }
         self.class_bytes[class as usize] += e.len;
         self.class_len[class as usize] += 1;
@@ -239,8 +252,9 @@ impl Carried {
         if class == Class::Stranger
             && let Some(s) = self.per_tag_stranger.get_mut(&e.tag)
         {
-            s.remove(&e.order);
-            if s.is_empty() {
+            s.bytes -= e.len;
+            s.orders.remove(&e.order);
+            if s.orders.is_empty() {
                 self.per_tag_stranger.remove(&e.tag);
             }
         }
@@ -250,30 +264,24 @@ impl Carried {
         Some(e)
     }
 
-    /// Moves a held origin to the class `stranger` says, if it is in the other one: work in
-    /// the envelopes it holds, done only when its class changes. An origin of no peer is
-    /// always a contact's.
-    fn set_class(&mut self, o: &Origin, stranger: bool) {
+    /// Moves a held origin to `to`, if it is in another class: work in the envelopes it
+    /// holds, done only when its class changes. An origin of no peer is always a contact's.
+    fn set_class(&mut self, o: &Origin, to: Class) {
         let Some(d) = o else { return };
         let Some(u) = self.per_origin.get(o) else {
             return;
         };
         let from = self.class_of(o);
-        let to = if stranger {
-            Class::Stranger
-        } else {
-            Class::Contact
-        };
         if from == to {
             return;
         }
         let orders: Vec<u64> = u.orders.iter().copied().collect();
         let bytes = u.bytes;
         self.unsize(o);
-        if stranger {
-            self.strangers.insert(*d);
-        } else {
+        if to == Class::Contact {
             self.strangers.remove(d);
+        } else {
+            self.strangers.insert(*d, to);
         }
         self.resize(o);
         self.class_bytes[from as usize] -= bytes;
@@ -281,19 +289,24 @@ impl Carried {
         self.class_len[from as usize] -= orders.len();
         self.class_len[to as usize] += orders.len();
         for order in orders {
-            let Some(tag) = self
+            let Some((tag, len)) = self
                 .by_order
                 .get(&order)
                 .and_then(|id| self.entries.get(id))
-                .map(|e| e.tag)
+                .map(|e| (e.tag, e.len))
             else {
                 continue;
             };
-            if stranger {
-                self.per_tag_stranger.entry(tag).or_default().insert(order);
-            } else if let Some(s) = self.per_tag_stranger.get_mut(&tag) {
-                s.remove(&order);
-                if s.is_empty() {
+            if to == Class::Stranger {
+                let s = self.per_tag_stranger.entry(tag).or_default();
+                s.bytes += len;
+                s.orders.insert(order);
+            } else if from == Class::Stranger
+                && let Some(s) = self.per_tag_stranger.get_mut(&tag)
+            {
+                s.bytes -= len;
+                s.orders.remove(&order);
+                if s.orders.is_empty() {
                     self.per_tag_stranger.remove(&tag);
                 }
             }
@@ -317,7 +330,7 @@ impl Carried {
 
     /// The oldest strangers' envelope under `tag`.
     fn oldest_stranger_of_tag(&self, tag: &Tag) -> Option<EnvelopeId> {
-        self.first_of(self.per_tag_stranger.get(tag))
+        self.first_of(self.per_tag_stranger.get(tag).map(|u| &u.orders))
     }
 
     /// The oldest envelope under `tag`.
@@ -332,15 +345,15 @@ impl Carried {
         self.oldest_of_origin(o)
     }
 
-    /// The oldest envelope of the largest stranger origin, `own`'s if it holds as much as
-    /// the largest: what makes room in the strangers' pool for `own`.
-    fn oldest_of_largest_or_own(&self, own: &Origin) -> Option<EnvelopeId> {
-        let largest = self.by_size[Class::Stranger as usize].iter().next_back()?.0;
+    /// The oldest envelope of the largest origin of `class`, `own`'s if it holds as much as
+    /// the largest: what makes room in that class's pool for `own`.
+    fn oldest_of_largest_or_own(&self, class: Class, own: &Origin) -> Option<EnvelopeId> {
+        let largest = self.by_size[class as usize].iter().next_back()?.0;
         let mine = self.per_origin.get(own).map_or(0, |u| u.bytes);
         if mine > 0 && mine >= largest {
             self.oldest_of_origin(own)
         } else {
-            self.oldest_of_largest(Class::Stranger)
+            self.oldest_of_largest(class)
         }
     }
 
@@ -390,13 +403,20 @@ pub struct CarriedUsage {
     /// [`RelayPolicy::max_stranger_envelopes`], checked as each arrives).
     pub stranger_bytes: u64,
     pub stranger_envelopes: usize,
+    /// What vouched devices that are not contacts pushed (within
+    /// [`RelayPolicy::max_vouched_bytes`] and [`RelayPolicy::max_vouched_envelopes`]).
+    pub vouched_bytes: u64,
+    pub vouched_envelopes: usize,
 }
 
 impl<S: Store> Replica<S> {
     /// How much this device carries for others now.
     pub fn carried_usage(&self) -> CarriedUsage {
         let (stranger_bytes, stranger_envelopes) = self.carried.class_usage(Class::Stranger);
+        let (vouched_bytes, vouched_envelopes) = self.carried.class_usage(Class::Vouched);
         CarriedUsage {
+            vouched_bytes,
+            vouched_envelopes,
             bytes: self.carried.bytes(),
             envelopes: self.carried.len(),
             tags: self.carried.per_tag.len(),
@@ -414,10 +434,20 @@ impl<S: Store> Replica<S> {
         )
     }
 
-    /// True if what `origin` pushes counts as a stranger's: a peer device that is not a
-    /// contact ([`Replica::is_contact`]). No origin (a file, an old record) is local.
-    fn is_stranger(&self, origin: &Origin) -> bool {
-        origin.is_some_and(|d| !self.is_contact(&d))
+    /// The class of what `origin` pushes: a stranger's if it is a peer device that is not
+    /// a contact ([`Replica::is_contact`]), unless it is vouched for now ([`Replica::vouch`]).
+    /// No origin (a file, an old record) is local.
+    fn class_for(&self, origin: &Origin) -> Class {
+        match origin {
+            Some(d) if !self.is_contact(d) => {
+                if self.is_vouched(d) {
+                    Class::Vouched
+                } else {
+                    Class::Stranger
+                }
+            }
+            _ => Class::Contact,
+        }
     }
 
     /// Evaluates again the class of those of `devices` that have carried envelopes (their
@@ -426,8 +456,8 @@ impl<S: Store> Replica<S> {
         for d in devices {
             let o = Some(*d);
             if self.carried.holds(&o) {
-                let stranger = self.is_stranger(&o);
-                self.carried.set_class(&o, stranger);
+                let class = self.class_for(&o);
+                self.carried.set_class(&o, class);
             }
         }
     }
@@ -449,19 +479,42 @@ impl<S: Store> Replica<S> {
         if len > p.max_bytes.min(tag_q) || (origin.is_some() && len > origin_q) {
             return Ok(Ingested::NotWanted);
         }
-        let stranger = self.is_stranger(&origin);
-        self.carried.set_class(&origin, stranger);
+        let class = self.class_for(&origin);
+        let stranger = class == Class::Stranger;
+        let vouched = class == Class::Vouched;
+        let (vouched_q, vouched_n) = (p.max_vouched_bytes(), p.max_vouched_envelopes());
+        self.carried.set_class(&origin, class);
         let c = &self.carried;
-        if stranger {
+        if stranger || vouched {
             // Room a stranger may not take: others' under the tag (it evicts only its own
-            // there), contacts' in all, past the pool.
+            // there), contacts' and vouched devices' in all, past the pool. A vouched
+            // device may take strangers' room, never a contact's or another vouched one's.
             let (contact_bytes, contact_len) = c.class_usage(Class::Contact);
-            let others_under_tag = c.tag_bytes(&tag) - c.tag_origin_bytes(&tag, &origin);
-            if len > pool_q
-                || pool_n == 0
-                || others_under_tag + len > tag_q
-                || contact_bytes + len > p.max_bytes
-                || contact_len >= p.max_envelopes
+            let (v_bytes, v_len) = c.class_usage(Class::Vouched);
+            let (kept_bytes, kept_len, under_tag) = if stranger {
+                (
+                    contact_bytes + v_bytes,
+                    contact_len + v_len,
+                    c.tag_bytes(&tag) - c.tag_origin_bytes(&tag, &origin),
+                )
+            } else {
+                let strangers_under_tag = c.per_tag_stranger.get(&tag).map_or(0, |s| s.bytes);
+                (
+                    contact_bytes,
+                    contact_len,
+                    c.tag_bytes(&tag) - c.tag_origin_bytes(&tag, &origin) - strangers_under_tag,
+                )
+            };
+            let (q, n) = if stranger {
+                (pool_q, pool_n)
+            } else {
+                (vouched_q, vouched_n)
+            };
+            if len > q
+                || n == 0
+                || under_tag + len > tag_q
+                || kept_bytes + len > p.max_bytes
+                || kept_len >= p.max_envelopes
             {
                 return Ok(Ingested::NotWanted);
             }
@@ -478,6 +531,9 @@ impl<S: Store> Replica<S> {
             let c = &self.carried;
             let id = if stranger {
                 c.oldest_of_tag_origin(&tag, &origin)
+            } else if vouched {
+                c.oldest_stranger_of_tag(&tag)
+                    .or_else(|| c.oldest_of_tag_origin(&tag, &origin))
             } else {
                 c.oldest_stranger_of_tag(&tag)
                     .or_else(|| c.oldest_of_tag_origin(&tag, &origin))
@@ -486,13 +542,18 @@ impl<S: Store> Replica<S> {
             let Some(id) = id else { break };
             self.evict_carried(&id)?;
         }
-        if stranger {
+        if stranger || vouched {
+            let (q, n) = if stranger {
+                (pool_q, pool_n)
+            } else {
+                (vouched_q, vouched_n)
+            };
             loop {
-                let (b, n) = self.carried.class_usage(Class::Stranger);
-                if b + len <= pool_q && n < pool_n {
+                let (b, k) = self.carried.class_usage(class);
+                if b + len <= q && k < n {
                     break;
                 }
-                let Some(id) = self.carried.oldest_of_largest_or_own(&origin) else {
+                let Some(id) = self.carried.oldest_of_largest_or_own(class, &origin) else {
                     break;
                 };
                 self.evict_carried(&id)?;
@@ -500,9 +561,13 @@ impl<S: Store> Replica<S> {
         }
         while self.carried.bytes() + len > p.max_bytes || self.carried.len() >= p.max_envelopes {
             let c = &self.carried;
+            // Strangers' room first; a contact then takes vouched devices', then contacts'.
             let id = c.oldest_of_largest(Class::Stranger).or_else(|| {
-                (!stranger)
-                    .then(|| c.oldest_of_largest(Class::Contact))
+                (class == Class::Contact)
+                    .then(|| {
+                        c.oldest_of_largest(Class::Vouched)
+                            .or_else(|| c.oldest_of_largest(Class::Contact))
+                    })
                     .flatten()
             });
             let Some(id) = id else { break };
@@ -523,7 +588,7 @@ impl<S: Store> Replica<S> {
             origin,
         };
         self.store.put(&keys::carried(&id), &e.encode())?;
-        self.carried.insert(id, e, stranger);
+        self.carried.insert(id, e, class);
         self.stats.carried += 1;
         Ok(Ingested::Carried)
     }
@@ -584,7 +649,7 @@ impl<S: Store> Replica<S> {
         })?;
         let mut c = Carried::default();
         // Each origin's class, evaluated once.
-        let mut classes: BTreeMap<DeviceId, bool> = BTreeMap::new();
+        let mut classes: BTreeMap<DeviceId, Class> = BTreeMap::new();
         for (k, v) in records {
             let id = k.get(2..).and_then(EnvelopeId::from_slice);
             let live = match (id, Entry::decode(&v)) {
@@ -598,11 +663,11 @@ impl<S: Store> Replica<S> {
             };
             match live {
                 Some((id, e)) => {
-                    let stranger = match e.origin {
-                        Some(d) => *classes.entry(d).or_insert_with(|| !self.is_contact(&d)),
-                        None => false,
+                    let class = match e.origin {
+                        Some(d) => *classes.entry(d).or_insert_with(|| self.class_for(&Some(d))),
+                        None => Class::Contact,
                     };
-                    c.insert(id, e, stranger)
+                    c.insert(id, e, class)
                 }
                 None => self.store.delete(&k)?,
             }
@@ -631,7 +696,7 @@ impl<S: Store> Replica<S> {
                     origin: None,
                 };
                 self.store.put(&keys::carried(&id), &e.encode())?;
-                c.insert(id, e, false);
+                c.insert(id, e, Class::Contact);
             }
         }
         self.carried = c;
@@ -682,7 +747,7 @@ mod tests {
                 tag,
                 origin,
             };
-            c.insert(EnvelopeId([i as u8; 32]), e, false);
+            c.insert(EnvelopeId([i as u8; 32]), e, Class::Contact);
         }
         assert_eq!((c.bytes(), c.len()), (100, 4));
         assert_eq!((c.tag_bytes(&t1), c.tag_bytes(&t2)), (40, 60));
@@ -735,7 +800,15 @@ mod tests {
                 tag,
                 origin,
             };
-            c.insert(EnvelopeId([i as u8; 32]), e, stranger);
+            c.insert(
+                EnvelopeId([i as u8; 32]),
+                e,
+                if stranger {
+                    Class::Stranger
+                } else {
+                    Class::Contact
+                },
+            );
         }
         let id = |n: u8| Some(EnvelopeId([n; 32]));
         // No origin is never a stranger's, whatever the caller says.
@@ -744,8 +817,8 @@ mod tests {
         assert_eq!(c.oldest_stranger_of_tag(&t1), id(0));
         assert_eq!(c.oldest_of_largest(Class::Stranger), id(0));
         // `s` becomes a contact, `k` a stranger.
-        c.set_class(&Some(s), false);
-        c.set_class(&Some(k), true);
+        c.set_class(&Some(s), Class::Contact);
+        c.set_class(&Some(k), Class::Stranger);
         assert_eq!(c.class_usage(Class::Stranger), (10, 1));
         assert_eq!(c.class_usage(Class::Contact), (30, 3));
         assert_eq!(c.oldest_stranger_of_tag(&t1), id(1));
@@ -759,7 +832,7 @@ mod tests {
             tag: t2,
             origin: Some(s),
         };
-        c.insert(EnvelopeId([9; 32]), e, true);
+        c.insert(EnvelopeId([9; 32]), e, Class::Stranger);
         assert_eq!(c.class_usage(Class::Stranger), (40, 4));
         assert_eq!(c.oldest_stranger_of_tag(&t2), id(2));
         for i in [0, 1, 2, 3, 9] {

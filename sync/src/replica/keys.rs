@@ -82,6 +82,8 @@ pub const CARRIED: &[u8] = b"r/";
 pub const OWED_RECEIPT: &[u8] = b"n/";
 /// `s/`: invitations this device sealed for others.
 pub const SENT_INVITATION: &[u8] = b"s/";
+/// `g/`: devices vouched for by a pinned organisation, with the expiry of their chain.
+pub const VOUCHED: &[u8] = b"g/";
 
 /// Every prefix above (the table's rows, in order).
 pub const ALL: &[&[u8]] = &[
@@ -106,6 +108,7 @@ pub const ALL: &[&[u8]] = &[
     CARRIED,
     OWED_RECEIPT,
     SENT_INVITATION,
+    VOUCHED,
 ];
 
 pub(crate) fn conv(c: &ConversationId) -> Vec<u8> {
@@ -227,6 +230,10 @@ pub(crate) fn sent_invitation(e: &EnvelopeId) -> Vec<u8> {
     [SENT_INVITATION, &e.0].concat()
 }
 
+pub(crate) fn vouched(d: &DeviceId) -> Vec<u8> {
+    [VOUCHED, &d.0].concat()
+}
+
 pub(crate) fn accepted_device(d: &DeviceId) -> Vec<u8> {
     [ACCEPTED_DEVICE, &d.0].concat()
 }
@@ -299,7 +306,7 @@ mod tests {
 
     #[test]
     fn no_prefix_is_a_prefix_of_another() {
-        assert_eq!(ALL.len(), 21);
+        assert_eq!(ALL.len(), 22);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!a.is_empty());
             for (j, b) in ALL.iter().enumerate() {

@@ -116,6 +116,7 @@ impl<S: Store> Replica<S> {
             self.retry_unreadable(&id, self.clock.last().ms)?;
         }
         self.events.clear();
+        self.load_vouched()?;
         self.load_carried()?;
         Ok(())
     }

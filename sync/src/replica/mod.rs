@@ -71,6 +71,7 @@ mod page_cache;
 mod pending;
 mod query;
 mod sent;
+mod vouched;
 
 /// How far ahead of the newest timestamp issued the stored clock bound is written
 /// ([`Replica::tick`]): one store write per second of sending at most, and a restart resumes
@@ -230,6 +231,11 @@ pub struct RelayPolicy {
     /// `max_bytes / stranger_share` bytes and `max_envelopes / stranger_share` envelopes
     /// together (0 counts as 1).
     pub stranger_share: u64,
+    /// What devices vouched for by a pinned organisation ([`Replica::vouch`]) pushed, when
+    /// they are not contacts, holds at most `max_bytes / vouched_share` bytes and
+    /// `max_envelopes / vouched_share` envelopes together (0 counts as 1); strangers never
+    /// evict it.
+    pub vouched_share: u64,
     /// Largest number of carried envelopes.
     pub max_envelopes: usize,
 }
@@ -243,6 +249,7 @@ impl RelayPolicy {
             tag_share: crate::limits::RELAY_TAG_SHARE,
             origin_share: crate::limits::RELAY_ORIGIN_SHARE,
             stranger_share: crate::limits::RELAY_STRANGER_SHARE,
+            vouched_share: crate::limits::RELAY_VOUCHED_SHARE,
             max_envelopes: crate::limits::MAX_CARRIED_ENVELOPES,
         }
     }
@@ -261,6 +268,14 @@ impl RelayPolicy {
 
     pub fn max_stranger_envelopes(&self) -> usize {
         self.max_envelopes / self.stranger_share.max(1) as usize
+    }
+
+    pub fn max_vouched_bytes(&self) -> u64 {
+        self.max_bytes / self.vouched_share.max(1)
+    }
+
+    pub fn max_vouched_envelopes(&self) -> usize {
+        self.max_envelopes / self.vouched_share.max(1) as usize
     }
 }
 
@@ -402,6 +417,8 @@ pub struct Replica<S: Store> {
     events: VecDeque<Event>,
     relay: RelayPolicy,
     carried: carry::Carried,
+    /// Devices an organisation pinned here vouches for ([`Replica::vouch`]), until when.
+    vouched: BTreeMap<DeviceId, u64>,
     invites: invites::Invites,
     /// Invitations this device sealed for others, oldest first (`sent`).
     sent: sent::SentIndex,
@@ -485,6 +502,7 @@ impl<S: Store> Replica<S> {
             events: VecDeque::new(),
             relay: RelayPolicy::default(),
             carried: Default::default(),
+            vouched: Default::default(),
             invites: Default::default(),
             sent: Default::default(),
             config,

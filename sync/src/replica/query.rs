@@ -81,6 +81,23 @@ impl<S: Store> Replica<S> {
         inbox_window(&self.me.device_id(), crypto::day_of(now_ms))
     }
 
+    /// For each conversation: its tag, what this device's hello proves for it (its current
+    /// epoch, [`Conversation::listed_presences`]) and the presence of the previous epoch.
+    pub fn hello_presences(&self) -> Vec<(Tag, Vec<Tag>, Option<Tag>)> {
+        self.by_tag
+            .iter()
+            .filter_map(|(t, id)| self.convs.get(id).map(|c| (t, c)))
+            .map(|(t, c)| (*t, c.listed_presences(), c.previous_presence()))
+            .collect()
+    }
+
+    /// True if `device` is a current member of the conversation under `tag`.
+    pub fn is_member_of_tag(&self, tag: &Tag, device: &DeviceId) -> bool {
+        self.conversation_of_tag(tag)
+            .and_then(|id| self.convs.get(&id))
+            .is_some_and(|c| c.membership.state().is_member(device))
+    }
+
     /// The conversations' tags (without inbox tags).
     pub fn conversation_tags(&self) -> Vec<Tag> {
         self.by_tag.keys().copied().collect()
