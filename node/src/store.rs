@@ -290,29 +290,9 @@ impl SledStore {
             scanned_at_open: false,
         };
         s.load_index()?;
-        s.move_journal_out_of_sled()?;
-        s.move_pages_out_of_sled()?;
+        s.move_out_of_sled(JOURNAL_PREFIX, "the page journal")?;
+        s.move_out_of_sled(PAGE_PREFIX, "the saved pages")?;
         Ok(s)
-    }
-
-    /// A database of the previous version keeps its saved pages in `meta`: move them to
-    /// page files (written and synced, then the pointers and the removals in one sled flush).
-    fn move_pages_out_of_sled(&mut self) -> Result<(), StoreError> {
-        let mut old = Vec::new();
-        for item in self.meta.scan_prefix(PAGE_PREFIX) {
-            let (k, v) = item.map_err(io)?;
-            let v = self.open_meta(&k, &v)?;
-            old.push((k, v));
-        }
-        if old.is_empty() {
-            return Ok(());
-        }
-        for (k, v) in &old {
-            self.meta.remove(k).map_err(io)?;
-            self.pages.put(k, v)?;
-        }
-        tracing::info!(pages = old.len(), "moved the saved pages out of sled");
-        self.flush()
     }
 
     /// The `rest` values a snapshot must match: the log's end and the journal's mark.
@@ -417,11 +397,12 @@ impl SledStore {
         Ok(())
     }
 
-    /// A database of the previous version keeps its page journal in `meta`: move it to the
-    /// journal file (written and synced, then the mark and the removals in one sled flush).
-    fn move_journal_out_of_sled(&mut self) -> Result<(), StoreError> {
+    /// A database of an earlier version keeps in `meta` what now lives in files of its own
+    /// (`what`: the page journal, the saved pages): move it there (written and synced, then
+    /// the marks or pointers and the removals in one sled flush).
+    fn move_out_of_sled(&mut self, prefix: &[u8], what: &str) -> Result<(), StoreError> {
         let mut old = Vec::new();
-        for item in self.meta.scan_prefix(JOURNAL_PREFIX) {
+        for item in self.meta.scan_prefix(prefix) {
             let (k, v) = item.map_err(io)?;
             let v = self.open_meta(&k, &v)?;
             old.push((k, v));
@@ -430,10 +411,14 @@ impl SledStore {
             return Ok(());
         }
         for (k, v) in &old {
-            self.journal.put(k, v)?;
             self.meta.remove(k).map_err(io)?;
+            if Self::is_journal(k) {
+                self.journal.put(k, v)?;
+            } else {
+                self.pages.put(k, v)?;
+            }
         }
-        tracing::info!(records = old.len(), "moved the page journal out of sled");
+        tracing::info!(records = old.len(), "moved {what} out of sled");
         self.flush()
     }
 
