@@ -1018,15 +1018,11 @@ impl Store for SledStore {
         } else {
             None
         };
-        // All on the disk before sled records their ends and pointers.
+        // All on the disk before sled records their ends and pointers. The ends go first:
+        // sled recovers a prefix of its writes, so a page pointer that survives a crash
+        // comes with the log end and journal mark of its flush (a page never holds changes
+        // whose envelopes the next open cuts, nor misses records the journal dropped).
         Syncs::run_both(log_syncs, journal_syncs)?;
-        for (k, p) in pages.iter().flatten() {
-            match p {
-                Some(p) => self.page_pointers.insert(k, &p.encode()).map(|_| ()),
-                None => self.page_pointers.remove(k).map(|_| ()),
-            }
-            .map_err(io)?;
-        }
         if let Some(end) = end {
             self.rest.insert(LOG_END_KEY, &end.encode()).map_err(io)?;
         }
@@ -1035,6 +1031,13 @@ impl Store for SledStore {
             self.rest
                 .insert(JOURNAL_MARK_KEY, &m.encode())
                 .map_err(io)?;
+        }
+        for (k, p) in pages.iter().flatten() {
+            match p {
+                Some(p) => self.page_pointers.insert(k, &p.encode()).map(|_| ()),
+                None => self.page_pointers.remove(k).map(|_| ()),
+            }
+            .map_err(io)?;
         }
         self.db.flush().map_err(io)?;
         if let Some(end) = end {
