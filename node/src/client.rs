@@ -45,6 +45,19 @@ impl Client {
         }
     }
 
+    /// POSTs `body` to `path` with no overall timeout (exports and bundles of any size).
+    fn post_untimed(&self, path: &str, body: &impl serde::Serialize) -> Result<Value, ApiError> {
+        let r = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .config()
+            .timeout_global(None)
+            .build()
+            .send_json(serde_json::to_value(body).unwrap_or(Value::Null));
+        self.finish(r)
+    }
+
     fn finish(
         &self,
         r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
@@ -236,32 +249,14 @@ impl Client {
                 &format!("/v1/invitations/{}/decline", enc(&id)),
                 Value::Null,
             ),
-            Request::BundleExport(args) => {
-                // A large bundle takes longer than the usual timeout.
-                let r = self
-                    .agent
-                    .post(format!("{}/v1/bundles/export", self.base))
-                    .header("Authorization", format!("Bearer {}", self.token))
-                    .config()
-                    .timeout_global(None)
-                    .build()
-                    .send_json(serde_json::to_value(args).unwrap_or(Value::Null));
-                self.finish(r)
-            }
+            // A large bundle takes longer than the usual timeout.
+            Request::BundleExport(args) => self.post_untimed("/v1/bundles/export", &args),
             Request::Export(args) => {
                 if args.conversation.trim().is_empty() {
                     return Err(ApiError::bad(crate::api::EMPTY_CONVERSATION));
                 }
                 // A long conversation takes longer than the usual timeout.
-                let r = self
-                    .agent
-                    .post(format!("{}/v1/export", self.base))
-                    .header("Authorization", format!("Bearer {}", self.token))
-                    .config()
-                    .timeout_global(None)
-                    .build()
-                    .send_json(serde_json::to_value(args).unwrap_or(Value::Null));
-                self.finish(r)
+                self.post_untimed("/v1/export", &args)
             }
             Request::BundleRecords { .. } => Err(ApiError::bad(
                 "bundle records are taken through POST /v1/bundles/import",
