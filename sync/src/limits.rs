@@ -93,6 +93,13 @@ pub const MAX_LOADED_PAGES: usize = 4;
 /// 1,000 conversations of issue 11's corpus: below the number of conversations written in
 /// turn, every message would save one page whole and load another.
 pub const MAX_LOADED_PAGES_TOTAL: usize = 1024;
+/// Of [`MAX_LOADED_PAGES_TOTAL`], pages only read since they were loaded (least recently used
+/// out first). Dropping one costs a reload when it is next read, never a save, so this can be
+/// small: 64 pages (~11 MB) hold the newest page of the conversations a user moves between,
+/// and scrolling one conversation back needs at most [`MAX_LOADED_PAGES`]. Without it,
+/// reading the newest 50 of each of 1,000 conversations after a restart kept 1,000 pages
+/// (+175 MB of RSS, issue 11).
+pub const MAX_READ_PAGES_TOTAL: usize = 64;
 /// Invitations from devices that are not contacts (share no conversation with us and were
 /// never accepted) held until the user accepts or declines them; past it the oldest is
 /// dropped (and remembered as a tombstone). A guess: more than a screenful of strangers is

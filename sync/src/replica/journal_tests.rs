@@ -326,6 +326,51 @@ fn the_global_page_bound_holds_across_conversations_and_evicted_pages_reload_who
     }
 }
 
+#[test]
+fn pages_only_read_are_bounded_apart_from_the_pages_being_written() {
+    let config = Config {
+        max_read_pages: 2,
+        ..Config::default()
+    };
+    let mut r = Replica::open_with_config(me(), MemoryStore::new(), [1; 32], config).unwrap();
+    let mut convs = Vec::new();
+    for i in 0..8u64 {
+        let (c, _) = r.create_conversation("t", History::Shared, T0 + i).unwrap();
+        convs.push((c, Vec::new()));
+    }
+    // Messages to each conversation in turn: the pages written stay loaded (none is saved
+    // and reloaded per message), past the bound of the pages only read.
+    for j in 0..3 {
+        for (i, (c, sent)) in convs.iter_mut().enumerate() {
+            sent.push(
+                r.send_message(c, draft(j), T0 + 100 + (j * 8 + i) as u64)
+                    .unwrap(),
+            );
+        }
+    }
+    assert_eq!(r.loaded_pages(), convs.len(), "the pages written stay");
+    assert_eq!(r.journal_len(), 3 * convs.len(), "and none was saved whole");
+    r.store_mut().flush().unwrap();
+    // After a restart every page is only read: reading all eight keeps at most two.
+    let mut again = Replica::open_with_config(me(), r.into_store(), [1; 32], config).unwrap();
+    for _ in 0..2 {
+        for (c, sent) in &convs {
+            assert_envelopes(&mut again, c, sent, "read after restart");
+            assert!(again.loaded_pages() <= 2, "{} loaded", again.loaded_pages());
+        }
+    }
+    // A page read, then written to, leaves the read-only count: it stays beside two others.
+    let (c0, sent0) = &mut convs[0];
+    sent0.push(again.send_message(c0, draft(9), T0 + 1_000).unwrap());
+    let (c1, sent1) = &convs[1];
+    assert_envelopes(&mut again, c1, sent1, "read after a write");
+    let (c2, sent2) = &convs[2];
+    assert_envelopes(&mut again, c2, sent2, "read after a write");
+    assert_eq!(again.loaded_pages(), 3);
+    let (c0, sent0) = &convs[0];
+    assert_envelopes(&mut again, c0, sent0, "the written page");
+}
+
 /// `sent` are among `c`'s messages with their envelopes (others may be there too).
 fn assert_envelopes_subset<S: Store>(
     r: &mut Replica<S>,

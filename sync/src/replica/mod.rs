@@ -43,8 +43,8 @@ use crate::identity::Identity;
 use crate::ids::{ConversationId, DeviceId, EnvelopeId, EpochId, OpHash, Tag, actor_bytes};
 use crate::limits::{
     MAX_CHANGES_PER_ENVELOPE, MAX_LOADED_PAGES, MAX_LOADED_PAGES_TOTAL, MAX_PENDING,
-    MAX_QUEUED_EVENTS, MAX_TOMBSTONES, MAX_TOMBSTONES_PER_TAG, MAX_UNREADABLE,
-    MAX_UNREADABLE_PER_TAG, MAX_UNVERIFIED_BYTES, MAX_UNVERIFIED_BYTES_PER_TAG,
+    MAX_QUEUED_EVENTS, MAX_READ_PAGES_TOTAL, MAX_TOMBSTONES, MAX_TOMBSTONES_PER_TAG,
+    MAX_UNREADABLE, MAX_UNREADABLE_PER_TAG, MAX_UNVERIFIED_BYTES, MAX_UNVERIFIED_BYTES_PER_TAG,
     MAX_UNVERIFIED_PER_TAG, PAGE_CAPACITY,
 };
 use crate::membership::{self, Action, ControlOp, Entry, History, Pin};
@@ -297,6 +297,9 @@ pub struct Config {
     /// ([`crate::limits::MAX_LOADED_PAGES_TOTAL`], the default). Not a protocol parameter
     /// (replicas may differ); lowered by tests that push past it.
     pub max_loaded_pages: usize,
+    /// Of those, pages only read since they were loaded
+    /// ([`crate::limits::MAX_READ_PAGES_TOTAL`], the default). Not a protocol parameter.
+    pub max_read_pages: usize,
 }
 
 impl Default for Config {
@@ -304,6 +307,7 @@ impl Default for Config {
         Self {
             max_epochs: crate::limits::MAX_EPOCHS,
             max_loaded_pages: MAX_LOADED_PAGES_TOTAL,
+            max_read_pages: MAX_READ_PAGES_TOTAL,
         }
     }
 }
@@ -496,7 +500,7 @@ impl<S: Store> Replica<S> {
             held: Held::default(),
             pushed_by: BTreeSet::new(),
             owed: Default::default(),
-            pages: PageCache::new(config.max_loaded_pages),
+            pages: PageCache::new(config.max_loaded_pages, config.max_read_pages),
             sealed_unreported: Vec::new(),
             sealed: None,
             events: VecDeque::new(),

@@ -3,8 +3,13 @@
 //! A page document is loaded on demand ([`Replica::ensure_page`]: the saved page, `p/`, plus
 //! its journal replayed) and stays loaded until it is the least recently used page of its
 //! conversation past [`MAX_LOADED_PAGES`], or of the whole replica past
-//! [`Config::max_loaded_pages`] ([`MAX_LOADED_PAGES_TOTAL`] by default). Pages with staged
-//! ops stay (saving them would commit the ops outside any envelope).
+//! [`Config::max_loaded_pages`] ([`MAX_LOADED_PAGES_TOTAL`] by default). Pages only read
+//! since they were loaded (no envelope applied to them) have a smaller bound of their own,
+//! [`Config::max_read_pages`] ([`MAX_READ_PAGES_TOTAL`]): dropping one costs a reload, never
+//! a save, so reading every conversation does not keep a page of each in memory, while the
+//! pages being written stay loaded (saving and reloading one per message would be the cost
+//! otherwise). Pages with staged ops stay (saving them would commit the ops outside any
+//! envelope).
 //!
 //! **Journal.** Every envelope applied to a page is written to the journal: `l/` ‖ seq →
 //! conversation ‖ page ‖ envelope id, seq being one counter for the whole replica, so every
@@ -112,13 +117,17 @@ pub(super) struct PageCache {
     /// At most this many pages loaded, every conversation together (pages with staged ops
     /// may exceed it until they are sealed).
     max_total: usize,
+    /// Loaded pages no envelope was applied to since they were loaded.
+    read_only: usize,
+    /// At most this many of them (the least recently used go first).
+    max_read: usize,
     /// The store may hold `m/` records (written before issue 11): checked once at open.
     pub(super) legacy_own: bool,
 }
 
 impl Default for PageCache {
     fn default() -> Self {
-        Self::new(MAX_LOADED_PAGES_TOTAL)
+        Self::new(MAX_LOADED_PAGES_TOTAL, MAX_READ_PAGES_TOTAL)
     }
 }
 
@@ -128,6 +137,9 @@ struct Slot {
     page: Page,
     /// Its place in [`PageCache::lru`].
     used: u64,
+    /// An envelope was applied to it since it was loaded (it counts in
+    /// [`PageCache::read_only`] until then).
+    written: bool,
     /// Messages written on this device → the envelope that carried each.
     own: BTreeMap<String, EnvelopeId>,
     /// `m/` records of this page were read at load: the page is saved at the next
@@ -138,7 +150,10 @@ struct Slot {
 /// One conversation's loaded pages and journals.
 #[derive(Debug, Default)]
 struct Loaded {
-    pages: BTreeMap<u32, Slot>,
+    /// Boxed: a page document is a few KB inline, and a map's node holds eleven entries and
+    /// stays allocated when emptied, so unboxed slots kept ~49 KB per conversation ever
+    /// read (heaptrack, issue 11: 49 MB for 1,000 conversations with no page loaded).
+    pages: BTreeMap<u32, Box<Slot>>,
     /// Journal seqs per page since it was last saved (loaded or not), in application order.
     journal: BTreeMap<u32, Vec<u64>>,
 }
@@ -191,8 +206,9 @@ impl Loaded {
 }
 
 impl PageCache {
-    /// A cache of at most `max_total` loaded pages (every conversation together).
-    pub(super) fn new(max_total: usize) -> Self {
+    /// A cache of at most `max_total` loaded pages (every conversation together), of which
+    /// at most `max_read` only read since they were loaded.
+    pub(super) fn new(max_total: usize, max_read: usize) -> Self {
         Self {
             journal_seq: 0,
             convs: BTreeMap::new(),
@@ -200,6 +216,8 @@ impl PageCache {
             clock: 0,
             loaded: 0,
             max_total: max_total.max(1),
+            read_only: 0,
+            max_read: max_read.max(1),
             legacy_own: false,
         }
     }
@@ -225,9 +243,15 @@ impl PageCache {
         self.loaded
     }
 
+    /// Loaded pages no envelope was applied to since they were loaded.
+    pub(super) fn read_only_total(&self) -> usize {
+        self.read_only
+    }
+
     /// More pages are loaded than a bound allows (some stayed because they were staged).
     pub(super) fn over_bound(&self, id: &ConversationId) -> bool {
         self.loaded > self.max_total
+            || self.read_only > self.max_read
             || self
                 .convs
                 .get(id)
@@ -266,14 +290,16 @@ impl PageCache {
         let used = self.tick();
         self.lru.insert(used, (*id, n));
         self.loaded += 1;
+        self.read_only += 1;
         self.convs.entry(*id).or_default().pages.insert(
             n,
-            Slot {
+            Box::new(Slot {
                 page,
                 used,
+                written: false,
                 own,
                 legacy,
-            },
+            }),
         );
     }
 
@@ -283,6 +309,9 @@ impl PageCache {
         if let Some(slot) = self.convs.get_mut(id).and_then(|l| l.pages.remove(&n)) {
             self.lru.remove(&slot.used);
             self.loaded -= 1;
+            if !slot.written {
+                self.read_only -= 1;
+            }
         }
     }
 
@@ -342,17 +371,23 @@ impl PageCache {
             };
             self.unload(store, id, victim, actor)?;
         }
-        // The bound of every conversation together.
-        while self.loaded > self.max_total {
-            let Some((c, n)) = self.lru.values().copied().find(|(c, n)| {
-                self.convs
-                    .get(c)
-                    .and_then(|l| l.pages.get(n))
-                    .is_some_and(|s| !stays(c, *n, s))
-            }) else {
-                break;
-            };
-            self.unload(store, &c, n, actor)?;
+        // The bound of every conversation together, then that of the pages only read.
+        for read_only in [false, true] {
+            while if read_only {
+                self.read_only > self.max_read
+            } else {
+                self.loaded > self.max_total
+            } {
+                let Some((c, n)) = self.lru.values().copied().find(|(c, n)| {
+                    self.convs
+                        .get(c)
+                        .and_then(|l| l.pages.get(n))
+                        .is_some_and(|s| !stays(c, *n, s) && !(read_only && s.written))
+                }) else {
+                    break;
+                };
+                self.unload(store, &c, n, actor)?;
+            }
         }
         Ok(())
     }
@@ -416,13 +451,14 @@ impl PageCache {
     /// Counts journal entry `seq` of page `n`; true once the page has [`JOURNAL_MAX`] of
     /// them (time to save it whole).
     pub(super) fn note_journal_entry(&mut self, id: &ConversationId, n: u32, seq: u64) -> bool {
-        let j = self
-            .convs
-            .entry(*id)
-            .or_default()
-            .journal
-            .entry(n)
-            .or_default();
+        let l = self.convs.entry(*id).or_default();
+        if let Some(slot) = l.pages.get_mut(&n)
+            && !slot.written
+        {
+            slot.written = true;
+            self.read_only -= 1;
+        }
+        let j = l.journal.entry(n).or_default();
         j.push(seq);
         j.len() >= JOURNAL_MAX as usize
     }
@@ -597,7 +633,7 @@ mod tests {
 
     /// Loads `n` pages (0..n) with a journal entry each, as the replica would.
     fn filled(st: &mut MemoryStore, n: u32, max_total: usize) -> PageCache {
-        let mut c = PageCache::new(max_total);
+        let mut c = PageCache::new(max_total, max_total);
         for p in 0..n {
             put_entry(st, &mut c, p);
             c.insert(
@@ -722,7 +758,7 @@ mod tests {
     #[test]
     fn the_global_bound_evicts_the_least_recently_used_of_any_conversation() {
         let mut st = MemoryStore::new();
-        let mut c = PageCache::new(3);
+        let mut c = PageCache::new(3, 3);
         let convs: Vec<ConversationId> = (0..5).map(|i| ConversationId([i; 16])).collect();
         for (i, id) in convs.iter().enumerate() {
             c.insert(
@@ -743,6 +779,43 @@ mod tests {
         // 3 is staged (stays), 4 was just loaded, 0 was used after 1 and 2.
         let loaded: Vec<usize> = (0..5).filter(|i| c.get(&convs[*i], 0).is_some()).collect();
         assert_eq!(loaded, vec![0, 3, 4]);
+    }
+
+    #[test]
+    fn pages_only_read_have_a_smaller_bound_and_written_pages_stay() {
+        let mut st = MemoryStore::new();
+        let mut c = PageCache::new(10, 2);
+        let convs: Vec<ConversationId> = (0..6).map(|i| ConversationId([i; 16])).collect();
+        for (i, id) in convs.iter().enumerate() {
+            c.insert(
+                id,
+                0,
+                page_with(0, &format!("c{i}")),
+                BTreeMap::new(),
+                false,
+            );
+            c.evict(&mut st, id, 0, &a(), &|_, _| false).unwrap();
+            if i < 2 {
+                // An envelope is applied to the pages of conversations 0 and 1.
+                let seq = c.next_journal_seq();
+                c.note_journal_entry(id, 0, seq);
+            }
+            assert!(
+                c.read_only_total() <= 2,
+                "{} read only",
+                c.read_only_total()
+            );
+        }
+        // 0 and 1 were written and stay; of the pages only read, the two newest stay.
+        let loaded: Vec<usize> = (0..6).filter(|i| c.get(&convs[*i], 0).is_some()).collect();
+        assert_eq!(loaded, vec![0, 1, 4, 5]);
+        assert_eq!((c.loaded_total(), c.read_only_total()), (4, 2));
+        // A page only read left without a save: nothing was written to the store.
+        assert!(st.get(&keys::page(&convs[2], 0)).unwrap().is_none());
+        // Unloading a written page takes it out of neither count wrongly.
+        c.discard(&convs[0], 0);
+        c.discard(&convs[4], 0);
+        assert_eq!((c.loaded_total(), c.read_only_total()), (2, 1));
     }
 
     #[test]
