@@ -115,7 +115,8 @@ fn a_revoked_devices_later_and_backdated_writes_are_refused_on_every_replica() {
         assert_eq!(bodies(&mut rs[i], &c), vec!["before the theft"]);
     }
     // Carried by a relay (a replica that is no member, relaying): still refused.
-    let mut relay = Replica::open(Identity::from_seed([9; 32]), MemoryStore::new(), [9; 32]).unwrap();
+    let mut relay =
+        Replica::open(Identity::from_seed([9; 32]), MemoryStore::new(), [9; 32]).unwrap();
     for b in &late {
         let _ = relay.ingest(b, T0 + 2_200);
     }
@@ -134,7 +135,14 @@ fn a_revoked_devices_later_and_backdated_writes_are_refused_on_every_replica() {
     }
     let sealed = rs[0].revoke_devices(&[m], T0 + 3_000).unwrap();
     assert_eq!(sealed.len(), 2, "a removal and a rotation");
-    assert!(!rs[0].conversation(&c).unwrap().membership.state().is_member(&m));
+    assert!(
+        !rs[0]
+            .conversation(&c)
+            .unwrap()
+            .membership
+            .state()
+            .is_member(&m)
+    );
     sync_among(&mut rs, &[0, 1, 2], T0 + 4_000);
     let shown = converged(&mut rs, &[0, 1, 2], &c);
     assert!(
@@ -191,7 +199,11 @@ fn replicas_that_learn_the_revocation_at_different_times_end_with_the_same_pages
         sync_among(&mut rs, &[0, 1, 2], T0 + 31_000);
         let shown = converged(&mut rs, &[0, 1, 2], &c);
         // What the admin held when the revocation reached it is what stays.
-        let expected = if admin_first { vec!["m1"] } else { vec!["m1", "m2"] };
+        let expected = if admin_first {
+            vec!["m1"]
+        } else {
+            vec!["m1", "m2"]
+        };
         assert_eq!(shown, expected, "admin first: {admin_first}");
     }
 }
@@ -267,7 +279,10 @@ fn revoked_devices_survive_a_restart() {
     // Chitra's writes go in; Mallory's are refused, after the restart as before.
     rs[1].send_message(&c, text("after"), T0 + 2_000).unwrap();
     for b in envelopes(&rs[1]) {
-        assert!(!matches!(r1.ingest(&b, T0 + 2_100), Err(IngestError::AuthorRevoked)));
+        assert!(!matches!(
+            r1.ingest(&b, T0 + 2_100),
+            Err(IngestError::AuthorRevoked)
+        ));
     }
     assert!(bodies(&mut r1, &c).contains(&"after".to_string()));
     let mut stolen = rs.remove(2);

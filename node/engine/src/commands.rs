@@ -174,6 +174,7 @@ impl<S: Store> Engine<S> {
         self.own_chain = c.own.as_ref().map(|ch| ch.encode()).unwrap_or_default();
         self.credentials = c;
         self.rejudge_links();
+        self.enforce_revocations();
         self.share_revocations_with_all();
         // Our intro lists the organisations we are enrolled with (`tags::org_tag`).
         self.tags_changed();

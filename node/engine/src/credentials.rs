@@ -25,9 +25,9 @@
 //! reported ([`crate::Event::RevocationsLearnt`], which the daemon saves) and every link is
 //! judged again, cutting the revoked device wherever it is linked.
 
-use vaarta_sync::ids::OrgId;
+use vaarta_sync::ids::{DeviceId, OrgId};
 use vaarta_sync::org::{
-    Chain, CredError, DEFAULT_SKEW_MS, Record, Revocation, Revocations, Verified,
+    Chain, CredError, DEFAULT_SKEW_MS, Record, Revocation, Revocations, Target, Verified,
 };
 use vaarta_sync::store::Store;
 
@@ -37,6 +37,11 @@ use crate::{Engine, Event, Fault, LinkId};
 /// Revocations a device sends a peer of its organisation when their link comes up (the
 /// newest; older ones reach it from others or from the registrar's files).
 pub const MAX_REVOCATIONS_SENT: usize = 256;
+
+/// Peers' chains an engine keeps to tell which device keys a revocation of a person or a
+/// registrar kills, or a registrar's revocation of a device it has authority over
+/// ([`Engine::enforce_revocations`]). Past it, new chains are not kept.
+pub const MAX_CHAINS_SEEN: usize = 4096;
 
 /// What this device knows of organisations.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +67,50 @@ impl Credentials {
         }
     }
 
+    /// The device keys the revocations held kill at `now`: a device a pinned root revoked
+    /// (a root has authority over everything of its organisation), and every device whose
+    /// chain in `chains` no longer verifies because it, its person or (for what it issued
+    /// after) its registrar is revoked — the authority and cascade rules of
+    /// `vaarta_sync::org::verify`. A revocation effective later than `now` plus the clock
+    /// tolerance kills nothing yet. Sorted, no repeats.
+    pub fn revoked_devices(
+        &self,
+        chains: &std::collections::BTreeMap<DeviceId, Chain>,
+        now: u64,
+    ) -> Vec<DeviceId> {
+        let horizon = now.saturating_add(Self::SKEW_MS);
+        let mut out: std::collections::BTreeSet<DeviceId> = self
+            .revocations
+            .iter()
+            .filter(|r| {
+                r.issuer_cert.is_none()
+                    && self.pinned.contains(&OrgId(r.issuer.0))
+                    && r.effective_at <= horizon
+            })
+            .filter_map(|r| match r.target {
+                Target::Device(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        for (d, chain) in chains {
+            if matches!(
+                vaarta_sync::org::verify_device(
+                    chain,
+                    &self.pinned,
+                    &self.revocations,
+                    now,
+                    Self::SKEW_MS
+                ),
+                Err(CredError::DeviceRevoked { .. }
+                    | CredError::PersonRevoked { .. }
+                    | CredError::RegistrarRevoked { .. })
+            ) {
+                out.insert(*d);
+            }
+        }
+        out.into_iter().collect()
+    }
+
     /// The revocations held, newest first, at most `n`, encoded.
     fn newest(&self, n: usize) -> Vec<Vec<u8>> {
         let mut all: Vec<&Revocation> = self.revocations.iter().collect();
@@ -79,6 +128,38 @@ pub enum PeerCredential {
 }
 
 impl<S: Store> Engine<S> {
+    /// Keeps the chain a peer presented (its own, judged already), for
+    /// [`Engine::enforce_revocations`].
+    pub(crate) fn remember_chain(&mut self, h: &Hello) {
+        if self.chains_seen.len() >= MAX_CHAINS_SEEN && !self.chains_seen.contains_key(&h.device) {
+            return;
+        }
+        if let Ok(chain) = Chain::decode(&h.chain)
+            && chain.device.device == h.device
+        {
+            self.chains_seen.insert(h.device, chain);
+        }
+    }
+
+    /// Tells the replica which device keys the revocations held kill
+    /// ([`Credentials::revoked_devices`]): from then on it refuses what they signed that it
+    /// does not hold, and removes them (with a key rotation) from every conversation where
+    /// this device is an admin (`vaarta_sync::replica::Replica::revoke_devices`). Called
+    /// when credentials are set (at start, from the saved files), when revocations are
+    /// learnt, and when a peer's chain is found revoked.
+    pub(crate) fn enforce_revocations(&mut self) {
+        let devices = self
+            .credentials
+            .revoked_devices(&self.chains_seen, self.now);
+        if devices.is_empty() {
+            return;
+        }
+        match self.replica.revoke_devices(&devices, self.now) {
+            Ok(_) => self.note_sealed(),
+            Err(e) => tracing::error!(error = %e, "cannot take in revoked devices"),
+        }
+    }
+
     /// Sends `records` to `link` in frames of at most [`MAX_REVOCATIONS_PER_FRAME`].
     fn send_revocation_records(&mut self, link: LinkId, records: &[Vec<u8>]) {
         for chunk in records.chunks(MAX_REVOCATIONS_PER_FRAME) {
@@ -153,6 +234,7 @@ impl<S: Store> Engine<S> {
             records: new.clone(),
         });
         self.rejudge_links();
+        self.enforce_revocations();
         for other in self.verified_links(Some(link)) {
             self.send_revocation_records(other, &new);
         }

@@ -52,10 +52,10 @@ use crate::page::{self, Draft, MessageId, MessageView, Page, RuleError};
 use crate::store::{Store, StoreError};
 use crate::wirechange::StripError;
 pub use carry::CarriedUsage;
-pub use revoked::MAX_REVOKED_DEVICES;
 pub use invites::{HeldInvitation, InvitePolicy};
 use page_cache::PageCache;
 use pending::{Held, Pending};
+pub use revoked::MAX_REVOKED_DEVICES;
 
 mod admin;
 mod carry;
