@@ -193,6 +193,8 @@ pub struct Engine<S: Store> {
     /// what says which revocation kills which device key, for the replica
     /// (`credentials::Engine::enforce_revocations`). At most `MAX_CHAINS_SEEN`.
     chains_seen: BTreeMap<DeviceId, vaarta_sync::org::Chain>,
+    /// A valid wipe order for this device was reported (`Event::WipeOrdered`).
+    wipe_ordered: bool,
 }
 
 impl<S: Store> Engine<S> {
@@ -248,6 +250,7 @@ impl<S: Store> Engine<S> {
             credentials: Credentials::default(),
             own_chain: Vec::new(),
             chains_seen: BTreeMap::new(),
+            wipe_ordered: false,
         };
         e.settle();
         Ok(e)
@@ -724,6 +727,7 @@ impl<S: Store> Engine<S> {
                 if matches!(f, Fault::Revoked(_)) {
                     self.remember_chain(&h);
                     self.enforce_revocations();
+                    return self.cut_revoked(link, &h.device, f);
                 }
                 return self.fault(link, f);
             }

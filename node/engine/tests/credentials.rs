@@ -441,3 +441,73 @@ fn a_revocation_learnt_in_one_partition_while_the_device_writes_in_the_other_con
         assert!(!bodies(&mut net.nodes[2], &c).contains(&"new plan".to_string()));
     }
 }
+
+fn wipe_ordered(net: &Network, node: usize) -> bool {
+    net.events[node]
+        .iter()
+        .any(|e| matches!(e, Event::WipeOrdered { .. }))
+}
+
+/// Issue 12, remote wipe: a registrar's wipe order for node 2 handed to node 0 travels like
+/// a revocation (node 0 → node 1), implies the revocation (node 1 cuts node 2), and reaches
+/// node 2 itself, the one device that acts on it, before the cut. A forged order (signed by
+/// a key that is no registrar) is refused by the device it names, which stays linked.
+#[test]
+fn a_wipe_order_travels_like_a_revocation_and_only_the_named_device_obeys_it() {
+    let (mut net, org, creds, [l01, l10, l12]) = line_of_three();
+    let mut c0 = creds[0].clone();
+    let order = org.wipe_node(2, net.now);
+    c0.wipes.insert(order.device(), order);
+    net.nodes[0].set_credentials(c0, net.now).unwrap();
+    net.settle();
+    assert_eq!(
+        learnt(&net, 1),
+        2,
+        "node 1 took the order and the revocation it implies in (and saves them)"
+    );
+    assert!(
+        net.nodes[1].replica().is_revoked(&net.nodes[2].device_id()),
+        "the order implies the revocation"
+    );
+    assert!(
+        net.nodes[1].links().iter().all(|l| l.link != l12),
+        "node 1 cut node 2"
+    );
+    assert!(
+        wipe_ordered(&net, 2),
+        "node 2 heard its wipe order: {:?}",
+        net.events[2]
+            .iter()
+            .filter(|e| !matches!(e, Event::Sync(_)))
+            .collect::<Vec<_>>()
+    );
+    assert!(!wipe_ordered(&net, 0) && !wipe_ordered(&net, 1));
+    // A forged order for node 1, from a verified peer: refused, nothing changes.
+    let nobody = vaarta_sync::identity::Identity::from_seed([99; 32]);
+    let forged = vaarta_sync::org::WipeOrder::new(
+        &nobody,
+        net.nodes[1].device_id(),
+        None,
+        net.now,
+        net.now + 1_000,
+    )
+    .unwrap();
+    use vaarta_sync::org::Record;
+    let f = vaarta_engine::Frame::Revocations {
+        records: vec![forged.encode()],
+    }
+    .encode();
+    net.nodes[1].handle_frame(l10, &f, net.now);
+    net.settle();
+    assert!(!wipe_ordered(&net, 1));
+    assert!(net.events[1].iter().any(|e| matches!(
+        e,
+        Event::WipeRefused { reason } if reason.contains("no authority")
+    )));
+    assert_eq!(net.nodes[1].counters().wipes_refused, 1);
+    assert!(
+        net.nodes[1].links().iter().any(|l| l.link == l10),
+        "still linked"
+    );
+    let _ = l01;
+}
