@@ -173,6 +173,17 @@ mod tests {
     }
 
     #[test]
+    fn a_wipe_order_learnt_is_saved_and_loads_as_a_wipe_order() {
+        let home = tempfile::tempdir().unwrap();
+        let org = TestOrg::new(100, "DEOC Puri");
+        let order = org.wipe_node(5, T0);
+        save_revocations(&dir(home.path()), &[order.encode()]).unwrap();
+        let (c, warnings) = load(home.path());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.wipes.get(&order.device()), Some(&order));
+    }
+
+    #[test]
     fn a_home_without_credentials_has_none_and_no_warning() {
         let home = tempfile::tempdir().unwrap();
         let (c, warnings) = load(home.path());
