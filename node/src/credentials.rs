@@ -1,7 +1,8 @@
 //! The organisation credentials a home holds, read when the engine opens
 //! (docs/organisations.md): `<home>/credentials/root` (the pinned root, written by
 //! `vaarta org enrol`), `<home>/credentials/chain` (this device's chain) and every file in
-//! `<home>/credentials/revocations/` (revocations the user took in, text or raw).
+//! `<home>/credentials/revocations/` (revocations and wipe orders the user took in or the
+//! node learnt from peers, text or raw).
 //!
 //! A file that cannot be read or does not verify is reported and left out; the node starts
 //! anyway (with fewer credentials, never with a forged one).
@@ -9,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use vaarta_engine::Credentials;
-use vaarta_sync::org::{Chain, OrgRoot, Record, Revocation, armor, dearmor};
+use vaarta_sync::org::{Chain, OrgRoot, Record, Revocation, WipeOrder, armor, dearmor, kind_of};
 
 /// `<home>/credentials`.
 pub fn dir(home: &Path) -> PathBuf {
@@ -102,6 +103,13 @@ pub fn load(home: &Path) -> (Credentials, Vec<String>) {
     for f in files {
         let r = read_record_bytes(&f).and_then(|b| {
             let b = b.ok_or_else(|| format!("{} is gone", f.display()))?;
+            if kind_of(&b) == Some(WipeOrder::KIND) {
+                // A wipe order: the engine judges it (and takes in the revocation it
+                // implies) when the credentials are set.
+                let o = WipeOrder::decode(&b).map_err(|e| format!("{}: {e}", f.display()))?;
+                c.wipes.entry(o.device()).or_insert(o);
+                return Ok(true);
+            }
             let r = Revocation::decode(&b).map_err(|e| format!("{}: {e}", f.display()))?;
             c.revocations
                 .insert(r)
@@ -162,6 +170,17 @@ mod tests {
         let (c, warnings) = load(home.path());
         assert_eq!(c.revocations.len(), 3);
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_wipe_order_learnt_is_saved_and_loads_as_a_wipe_order() {
+        let home = tempfile::tempdir().unwrap();
+        let org = TestOrg::new(100, "DEOC Puri");
+        let order = org.wipe_node(5, T0);
+        save_revocations(&dir(home.path()), &[order.encode()]).unwrap();
+        let (c, warnings) = load(home.path());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.wipes.get(&order.device()), Some(&order));
     }
 
     #[test]

@@ -301,6 +301,45 @@ impl Home {
     pub fn key_path(&self) -> PathBuf {
         self.dir.join("identity.key")
     }
+
+    /// Remote wipe (issue 12): overwrites the two key files with zeros and deletes them,
+    /// then deletes the database, the credentials and the API files; leaves a `WIPED` note
+    /// saying why. Without the keys nothing left of the database could be read, even if a
+    /// deletion failed; every failure is returned (the caller reports it and stops anyway).
+    pub fn wipe(&self, note: &str) -> Vec<String> {
+        use std::io::Write;
+        let mut failed = Vec::new();
+        for p in [self.key_path(), self.storage_key_path()] {
+            let r = (|| -> std::io::Result<()> {
+                let len = match std::fs::metadata(&p) {
+                    Ok(m) => m.len(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                let mut f = std::fs::OpenOptions::new().write(true).open(&p)?;
+                f.write_all(&vec![0u8; len as usize])?;
+                f.sync_all()?;
+                std::fs::remove_file(&p)
+            })();
+            if let Err(e) = r {
+                failed.push(format!("{}: {e}", p.display()));
+            }
+        }
+        for d in [self.db_path(), credentials::dir(&self.dir)] {
+            match std::fs::remove_dir_all(&d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => failed.push(format!("{}: {e}", d.display())),
+            }
+        }
+        for p in [self.api_path(), self.token_path(), self.info_path()] {
+            let _ = std::fs::remove_file(p);
+        }
+        if let Err(e) = write_private(&self.dir.join("WIPED"), note.as_bytes()) {
+            failed.push(format!("WIPED note: {e}"));
+        }
+        failed
+    }
     pub fn info_path(&self) -> PathBuf {
         self.dir.join("node.json")
     }
@@ -968,12 +1007,35 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::RevocationsLearnt { records } => {
             json!({"type": "revocations_learnt", "count": records.len()})
         }
+        Event::WipeOrdered { issuer, issued_at } => {
+            json!({"type": "wipe_ordered", "issuer": issuer.to_string(), "issued_at": issued_at})
+        }
+        Event::WipeRefused { reason } => json!({"type": "wipe_refused", "reason": reason}),
         Event::Reconciled { link, stats } => {
             json!({"type": "reconciled", "link": link.0, "rounds": stats.messages_sent + stats.messages_received,
             "bytes_sent": stats.bytes_sent, "bytes_received": stats.bytes_received})
         }
     }
 }
+
+/// A valid wipe order named this device: erase the home ([`Home::wipe`]) and stop the
+/// process at once (nothing more is written: no flush, no checkpoint), with a clear message
+/// and exit status [`WIPED_EXIT_CODE`].
+fn obey_wipe(home: &std::path::Path, issuer: &vaarta_sync::ids::DeviceId, issued_at: u64) -> ! {
+    let note = format!(
+        "this device was wiped by order of {issuer} (issued at {issued_at} ms since 1970): its identity keys, messages and credentials are erased\n"
+    );
+    let failed = Home::new(home.to_path_buf()).wipe(&note);
+    eprintln!("vaarta: {}", note.trim_end());
+    for f in &failed {
+        eprintln!("vaarta: could not erase {f}");
+    }
+    tracing::error!(%issuer, issued_at, "wiped by order of the organisation; stopping");
+    std::process::exit(WIPED_EXIT_CODE)
+}
+
+/// Exit status of a node that obeyed a wipe order.
+pub const WIPED_EXIT_CODE: i32 = 3;
 
 fn engine_loop(
     engine: &mut Engine<SledStore>,
@@ -1048,6 +1110,19 @@ fn engine_loop(
             let _ = tx.send(r);
         }
         for e in pump(engine, &out) {
+            if let (Event::WipeOrdered { issuer, issued_at }, Some(dir)) =
+                (&e, &facts.credentials_dir)
+                && let Some(home) = dir.parent()
+            {
+                obey_wipe(home, issuer, *issued_at);
+            }
+            if let Event::WipeRefused { reason } = &e {
+                tracing::warn!(%reason, "refused a wipe order for this device");
+                facts
+                    .warnings
+                    .push(format!("refused a wipe order for this device: {reason}"));
+                facts.warnings.truncate(16);
+            }
             if let (Event::RevocationsLearnt { records }, Some(dir)) = (&e, &facts.credentials_dir)
                 && let Err(err) = credentials::save_revocations(dir, records)
             {

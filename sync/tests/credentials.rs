@@ -858,3 +858,87 @@ proptest! {
         let _ = dearmor(&String::from_utf8_lossy(&bytes));
     }
 }
+
+/// Issue 12, remote wipe: the named device obeys an order from its root or a registrar in
+/// scope; an order from anyone else, for another device, by a registrar out of scope or one
+/// its root revoked, altered, or from another organisation is refused.
+#[test]
+fn a_wipe_order_is_obeyed_only_from_an_authority_over_the_device() {
+    use vaarta_sync::org::{WipeOrder, verify_wipe};
+    let org = Org::new(1, "Bihar Police");
+    let reg = org.registrar(2, "bihar", T0 - 10 * DAY, T0 + 365 * DAY);
+    let other_reg = org.registrar(3, "odisha", T0 - 10 * DAY, T0 + 365 * DAY);
+    let chain = raw_chain(&reg, 7, 8, "bihar/darbhanga", T0 - DAY);
+    let me = chain.device.device;
+    let pinned = [org.id()];
+    let check = |o: &WipeOrder, held: &Revocations| verify_wipe(o, &chain, &pinned, held, T0, SKEW);
+    // Its registrar, and its root.
+    let by_reg = reg.wipe(me, T0).unwrap();
+    assert_eq!(check(&by_reg, &none()), Ok(()));
+    let by_root = WipeOrder::new(&org.key, me, None, T0, T0 + 365 * DAY).unwrap();
+    assert_eq!(check(&by_root, &none()), Ok(()));
+    // Round trip through the canonical encoding and the text form.
+    let back = WipeOrder::decode(&dearmor(&armor(&by_reg.encode())).unwrap()).unwrap();
+    assert_eq!(back, by_reg);
+    // The implied revocation kills the device's chain.
+    let mut revs = none();
+    revs.insert(by_reg.revocation.clone()).unwrap();
+    assert!(matches!(
+        verify(&chain, &pinned, &revs, T0),
+        Err(CredError::DeviceRevoked { .. })
+    ));
+    // A key that is no registrar (wrong signer), and one posing with a stolen certificate.
+    let nobody = key(99);
+    let forged = WipeOrder::new(&nobody, me, None, T0, T0 + DAY).unwrap();
+    assert!(matches!(
+        check(&forged, &none()),
+        Err(CredError::WipeNotAuthorised { .. })
+    ));
+    assert!(matches!(
+        WipeOrder::new(&nobody, me, Some(reg.cert.clone()), T0, T0 + DAY).map(|_| ()),
+        Err(CredError::RevokerCertMismatch { .. })
+    ));
+    // A registrar of the organisation, out of scope.
+    let out_of_scope = other_reg.wipe(me, T0).unwrap();
+    assert!(matches!(
+        check(&out_of_scope, &none()),
+        Err(CredError::WipeNotAuthorised { .. })
+    ));
+    // Another organisation's root.
+    let other = Org::new(50, "Another State Police");
+    let foreign = WipeOrder::new(&other.key, me, None, T0, T0 + DAY).unwrap();
+    assert!(check(&foreign, &none()).is_err());
+    // For another device.
+    let not_me = reg.wipe(key(9).device_id(), T0).unwrap();
+    assert!(matches!(
+        check(&not_me, &none()),
+        Err(CredError::WipeForAnotherDevice { .. })
+    ));
+    // A registrar its root revoked before it signed.
+    let reg_revoked = {
+        let mut h = none();
+        // After it enrolled this device (which stays valid), before it signed the order.
+        h.insert(org.revoke(Target::Registrar(reg.key.device_id()), T0 - DAY / 2))
+            .unwrap();
+        h
+    };
+    assert!(matches!(
+        check(&by_reg, &reg_revoked),
+        Err(CredError::WipeNotAuthorised { .. })
+    ));
+    // Revoked already (honestly): a forged order is still refused.
+    let mut held = none();
+    held.insert(org.revoke(Target::Device(me), T0 - DAY))
+        .unwrap();
+    assert!(check(&forged, &held).is_err());
+    // Any byte altered: refused at decoding.
+    let bytes = by_reg.encode();
+    for at in [0, 1, 5, bytes.len() / 2, bytes.len() - 1] {
+        let mut bad = bytes.clone();
+        bad[at] ^= 1;
+        assert!(WipeOrder::decode(&bad).is_err(), "byte {at}");
+    }
+    // A revocation is not a wipe order, nor the reverse.
+    assert!(WipeOrder::decode(&by_reg.revocation.encode()).is_err());
+    assert!(Revocation::decode(&bytes).is_err());
+}

@@ -576,3 +576,141 @@ fn running_nodes_show_verified_peers_and_refuse_a_revoked_one() {
     field.stop();
     eoc.stop();
 }
+
+/// Issue 12, remote wipe, with real processes. A forged wipe order (signed by another
+/// organisation's root, which the field device did not pin) is refused: the node keeps
+/// running with its keys and messages. The registrar's wipe order, handed to the EOC, reaches
+/// the field device when it links; the field device erases its keys, database and
+/// credentials and stops with a clear message and exit status 3.
+#[test]
+fn a_wipe_order_erases_the_named_device_and_a_forged_one_is_refused() {
+    let office = tempfile::tempdir().unwrap();
+    let o = office.path();
+    let nohome = o.join("no-home");
+    let path = |n: &str| o.join(n).to_string_lossy().to_string();
+    let (root_key, reg_key, fake_key) = (path("root.key"), path("reg.key"), path("fake.key"));
+    ok_json(
+        &nohome,
+        &[
+            "org", "create", "--name", "OSDMA", "--out", &root_key, "--json",
+        ],
+    );
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "create",
+            "--name",
+            "Impostors",
+            "--out",
+            &fake_key,
+            "--json",
+        ],
+    );
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "registrar",
+            "--root",
+            &root_key,
+            "--scope",
+            "odisha",
+            "--out",
+            &reg_key,
+            "--json",
+        ],
+    );
+    let mut eoc = Node::init("EOC");
+    let mut field = Node::init("Field");
+    enrol(
+        &nohome,
+        &reg_key,
+        &eoc,
+        "Anita Das",
+        "Tehsildar",
+        &path("eoc.bundle"),
+    );
+    enrol(
+        &nohome,
+        &reg_key,
+        &field,
+        "Bhavesh Rao",
+        "Sub-Inspector",
+        &path("f.bundle"),
+    );
+    let field_id = field.device_id();
+    eoc.up_loopback(&[]);
+    let addr = eoc.addr("/tcp/");
+    field.up_loopback(&[&addr]);
+    let t = Duration::from_secs(60);
+    vaarta_tests::wait_for("a link", t, || (eoc.linked() >= 1).then_some(()));
+    field.accept(&eoc);
+    let conv = eoc
+        .ok(&["conv", "create", "Flood cell", "--member", &field_id])
+        .trim()
+        .to_string();
+    vaarta_tests::wait_for("the field device to join", t, || {
+        field.is_member_of(&conv, 2).then_some(())
+    });
+    eoc.ok(&["send", &conv, "convoy at 6"]);
+    vaarta_tests::wait_for("the message on the field device", t, || {
+        field
+            .bodies(&conv)
+            .contains(&"convoy at 6".to_string())
+            .then_some(())
+    });
+
+    // A forged order: another organisation's root signs a wipe of the field device.
+    let forged = path("forged.wipe");
+    let j = ok_json(
+        &nohome,
+        &[
+            "org", "wipe", "--device", &field_id, "--key", &fake_key, "--out", &forged, "--json",
+        ],
+    );
+    assert_eq!(j["device"], field_id.as_str(), "{j}");
+    field.stop();
+    let frdir = field.home.join("credentials/revocations");
+    std::fs::create_dir_all(&frdir).unwrap();
+    std::fs::copy(&forged, frdir.join("forged")).unwrap();
+    field.up_loopback(&[&addr]);
+    let id = vaarta_tests::wait_for("the refusal", t, || {
+        let id = field.json(&["id"]);
+        id["warnings"]
+            .as_array()?
+            .iter()
+            .any(|w| w.as_str().unwrap_or("").contains("refused a wipe order"))
+            .then_some(id)
+    });
+    assert!(id["warnings"].to_string().contains("no authority"), "{id}");
+    assert!(field.home.join("identity.key").exists());
+    assert_eq!(field.bodies(&conv), vec!["convoy at 6"], "nothing lost");
+
+    // The registrar's order, handed to the EOC.
+    let order = path("field.wipe");
+    ok_json(
+        &nohome,
+        &[
+            "org", "wipe", "--device", &field_id, "--key", &reg_key, "--out", &order, "--json",
+        ],
+    );
+    eoc.stop();
+    let rdir = eoc.home.join("credentials/revocations");
+    std::fs::create_dir_all(&rdir).unwrap();
+    std::fs::copy(&order, rdir.join("field.wipe")).unwrap();
+    eoc.up(&["--listen", &addr, "--no-mdns"]);
+    let mut child = field.take_child().expect("the field node runs");
+    let status = vaarta_tests::wait_for("the field device to obey", t, || {
+        child.try_wait().ok().flatten()
+    });
+    assert_eq!(status.code(), Some(3), "{}", field.log());
+    assert!(field.log().contains("wiped by order of"), "{}", field.log());
+    for gone in ["identity.key", "storage.key", "db", "credentials"] {
+        assert!(!field.home.join(gone).exists(), "{gone} is still there");
+    }
+    assert!(field.home.join("WIPED").exists());
+    // The EOC holds on, and took the implied revocation: the device is cut off.
+    assert!(eoc.home.join("identity.key").exists());
+    eoc.stop();
+}

@@ -17,7 +17,8 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{DeviceId, OrgId, PersonId};
 use vaarta_sync::org::{
     Chain, CredError, DEFAULT_SKEW_MS, OrgRoot, PersonCred, Record, Registrar, RegistrarCert,
-    Revocation, Revocations, Target, Unit, Verified, armor, dearmor, enrol, verify_device,
+    Revocation, Revocations, Target, Unit, Verified, WipeOrder, armor, dearmor, enrol,
+    verify_device,
 };
 
 use crate::{emit, fmt, print_json};
@@ -166,6 +167,22 @@ pub enum OrgCommand {
         effective: Option<String>,
         /// The revocation file to write
         #[arg(long, value_name = "REVOCATION")]
+        out: PathBuf,
+    },
+    /// Order a device to erase its keys and store (remote wipe): writes a signed wipe order
+    /// file, which also revokes the device. Hand it to any device of the organisation (copy
+    /// it into `<home>/credentials/revocations/`): it travels like a revocation, and the
+    /// named device, when it hears it, erases itself and stops
+    Wipe {
+        /// The device to wipe (its id)
+        #[arg(long, value_name = "DEVICE_ID")]
+        device: String,
+        /// The signing key: a registrar's key file (`vaarta org registrar`) or the
+        /// organisation's root key file (`vaarta org create`)
+        #[arg(long, value_name = "KEY_FILE")]
+        key: PathBuf,
+        /// The wipe order file to write
+        #[arg(long, value_name = "WIPE")]
         out: PathBuf,
     },
 }
@@ -808,14 +825,54 @@ pub fn run(home_flag: Option<PathBuf>, c: OrgCommand, json: bool) -> Result<()> 
                 }))
             } else {
                 emit(&format!(
-                    "revoked {} from {}: wrote {} (hand it to devices; spreading it is a later part)",
+                    "revoked {} from {}: wrote {} (hand it to any device of the organisation: it spreads from there)",
                     rev.target,
                     fmt::local(rev.effective_at),
                     out.display()
                 ))
             }
         }
+        OrgCommand::Wipe { device, key, out } => {
+            let device: DeviceId = parse_id(&device, "--device")?;
+            let order = match load_signer(&key)? {
+                Ok(reg) => reg.wipe(device, now).map_err(cred)?,
+                Err(root) => {
+                    WipeOrder::new(&root.key, device, None, now, root.rec.expires.max(now))
+                        .map_err(cred)?
+                }
+            };
+            write_file(&out, &format!("{}\n", armor(&order.encode())))?;
+            if json {
+                print_json(&json!({
+                    "wipe_order": out,
+                    "device": device.to_string(),
+                    "issuer": order.issuer.to_string(),
+                    "issued_at": order.issued_at,
+                }))
+            } else {
+                emit(&format!(
+                    "ordered device {device} to erase itself (and revoked it) at {}: wrote {} (hand it to any device of the organisation)",
+                    fmt::local(order.issued_at),
+                    out.display()
+                ))
+            }
+        }
     }
+}
+
+/// A registrar's or a root's key file, whichever `path` is.
+fn load_signer(path: &Path) -> Result<std::result::Result<Registrar, RootKey>> {
+    let text = read_text(path)?;
+    if text.contains(REGISTRAR_HEADER) {
+        return load_registrar(path).map(Ok);
+    }
+    if text.contains(ROOT_HEADER) {
+        return load_root(path).map(Err);
+    }
+    bail!(
+        "{}: not a registrar or organisation root key file",
+        path.display()
+    )
 }
 
 fn target_json(t: &Target) -> Value {

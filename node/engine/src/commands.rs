@@ -173,7 +173,19 @@ impl<S: Store> Engine<S> {
         }
         self.own_chain = c.own.as_ref().map(|ch| ch.encode()).unwrap_or_default();
         self.credentials = c;
+        // Wipe orders imply their revocations; only admitted ones are held and passed on.
+        let wipes = std::mem::take(&mut self.credentials.wipes);
+        let mine = wipes.get(&me).cloned();
+        for o in wipes.into_values() {
+            if self.credentials.admits(&o.revocation) {
+                let _ = self.credentials.hold_wipe(o);
+            }
+        }
+        if let Some(o) = mine {
+            self.obey_wipe(&o);
+        }
         self.rejudge_links();
+        self.enforce_revocations();
         self.share_revocations_with_all();
         // Our intro lists the organisations we are enrolled with (`tags::org_tag`).
         self.tags_changed();

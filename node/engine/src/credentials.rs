@@ -25,9 +25,10 @@
 //! reported ([`crate::Event::RevocationsLearnt`], which the daemon saves) and every link is
 //! judged again, cutting the revoked device wherever it is linked.
 
-use vaarta_sync::ids::OrgId;
+use vaarta_sync::ids::{DeviceId, OrgId};
 use vaarta_sync::org::{
-    Chain, CredError, DEFAULT_SKEW_MS, Record, Revocation, Revocations, Verified,
+    Chain, CredError, DEFAULT_SKEW_MS, Record, Revocation, Revocations, Target, Verified,
+    WipeOrder, kind_of, verify_wipe,
 };
 use vaarta_sync::store::Store;
 
@@ -38,6 +39,16 @@ use crate::{Engine, Event, Fault, LinkId};
 /// newest; older ones reach it from others or from the registrar's files).
 pub const MAX_REVOCATIONS_SENT: usize = 256;
 
+/// Wipe orders a device holds and passes on (one per device named, the first kept).
+pub const MAX_WIPES: usize = 4096;
+/// Wipe orders sent to a peer of the organisation when their link comes up (the newest).
+pub const MAX_WIPES_SENT: usize = 64;
+
+/// Peers' chains an engine keeps to tell which device keys a revocation of a person or a
+/// registrar kills, or a registrar's revocation of a device it has authority over
+/// ([`Engine::enforce_revocations`]). Past it, new chains are not kept.
+pub const MAX_CHAINS_SEEN: usize = 4096;
+
 /// What this device knows of organisations.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
@@ -46,6 +57,9 @@ pub struct Credentials {
     /// Roots this device trusts.
     pub pinned: Vec<OrgId>,
     pub revocations: Revocations,
+    /// Wipe orders held, by the device they name: passed on like revocations (each implies
+    /// its revocation, which is in `revocations` too); only the named device acts on one.
+    pub wipes: std::collections::BTreeMap<DeviceId, WipeOrder>,
 }
 
 impl Credentials {
@@ -62,11 +76,74 @@ impl Credentials {
         }
     }
 
-    /// The revocations held, newest first, at most `n`, encoded.
+    /// The device keys the revocations held kill at `now`: a device a pinned root revoked
+    /// (a root has authority over everything of its organisation), and every device whose
+    /// chain in `chains` no longer verifies because it, its person or (for what it issued
+    /// after) its registrar is revoked — the authority and cascade rules of
+    /// `vaarta_sync::org::verify`. A revocation effective later than `now` plus the clock
+    /// tolerance kills nothing yet. Sorted, no repeats.
+    pub fn revoked_devices(
+        &self,
+        chains: &std::collections::BTreeMap<DeviceId, Chain>,
+        now: u64,
+    ) -> Vec<DeviceId> {
+        let horizon = now.saturating_add(Self::SKEW_MS);
+        let mut out: std::collections::BTreeSet<DeviceId> = self
+            .revocations
+            .iter()
+            .filter(|r| {
+                r.issuer_cert.is_none()
+                    && self.pinned.contains(&OrgId(r.issuer.0))
+                    && r.effective_at <= horizon
+            })
+            .filter_map(|r| match r.target {
+                Target::Device(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        for (d, chain) in chains {
+            if matches!(
+                vaarta_sync::org::verify_device(
+                    chain,
+                    &self.pinned,
+                    &self.revocations,
+                    now,
+                    Self::SKEW_MS
+                ),
+                Err(CredError::DeviceRevoked { .. }
+                    | CredError::PersonRevoked { .. }
+                    | CredError::RegistrarRevoked { .. })
+            ) {
+                out.insert(*d);
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// The revocations held, newest first, at most `n`, encoded; then the wipe orders
+    /// held, newest first, at most [`MAX_WIPES_SENT`].
     fn newest(&self, n: usize) -> Vec<Vec<u8>> {
         let mut all: Vec<&Revocation> = self.revocations.iter().collect();
         all.sort_by_key(|r| std::cmp::Reverse(r.issued_at));
-        all.into_iter().take(n).map(|r| r.encode()).collect()
+        let mut wipes: Vec<&WipeOrder> = self.wipes.values().collect();
+        wipes.sort_by_key(|o| std::cmp::Reverse(o.issued_at));
+        all.into_iter()
+            .take(n)
+            .map(|r| r.encode())
+            .chain(wipes.into_iter().take(MAX_WIPES_SENT).map(|o| o.encode()))
+            .collect()
+    }
+
+    /// Holds a wipe order (its revocation must be admitted: [`Credentials::admits`]) and the
+    /// revocation it implies. `Ok(true)` if the order is new here.
+    pub fn hold_wipe(&mut self, o: WipeOrder) -> Result<bool, CredError> {
+        self.revocations.insert(o.revocation.clone())?;
+        let d = o.device();
+        if self.wipes.contains_key(&d) || self.wipes.len() >= MAX_WIPES {
+            return Ok(false);
+        }
+        self.wipes.insert(d, o);
+        Ok(true)
     }
 }
 
@@ -79,6 +156,94 @@ pub enum PeerCredential {
 }
 
 impl<S: Store> Engine<S> {
+    /// Acts on a wipe order naming this device: once it verifies against this device's
+    /// own chain and pinned roots ([`verify_wipe`]), [`Event::WipeOrdered`] (once); else
+    /// [`Event::WipeRefused`] with the reason, and nothing changes.
+    pub(crate) fn obey_wipe(&mut self, o: &WipeOrder) {
+        if self.wipe_ordered {
+            return;
+        }
+        let Some(own) = &self.credentials.own else {
+            self.counters.wipes_refused += 1;
+            return self.event(Event::WipeRefused {
+                reason: "this device is enrolled nowhere: no root to verify a wipe order against"
+                    .into(),
+            });
+        };
+        match verify_wipe(
+            o,
+            own,
+            &self.credentials.pinned,
+            &self.credentials.revocations,
+            self.now,
+            Credentials::SKEW_MS,
+        ) {
+            Ok(()) => {
+                self.wipe_ordered = true;
+                self.event(Event::WipeOrdered {
+                    issuer: o.issuer,
+                    issued_at: o.issued_at,
+                });
+            }
+            Err(e) => {
+                self.counters.wipes_refused += 1;
+                tracing::warn!(error = %e, "a wipe order for this device was refused");
+                self.event(Event::WipeRefused {
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Cuts the link of a revoked `device` for `f`; the wipe order held for it, if any,
+    /// leaves first (before the `Bye`), so that it hears it: it takes one naming itself
+    /// from any peer.
+    pub(crate) fn cut_revoked(&mut self, link: LinkId, device: &DeviceId, f: Fault) {
+        self.fault(link, f);
+        if let Some(o) = self.credentials.wipes.get(device)
+            && let Some(l) = self.links.get_mut(&link)
+        {
+            l.frames_out.push_front(
+                Frame::Revocations {
+                    records: vec![o.encode()],
+                }
+                .encode(),
+            );
+        }
+    }
+
+    /// Keeps the chain a peer presented (its own, judged already), for
+    /// [`Engine::enforce_revocations`].
+    pub(crate) fn remember_chain(&mut self, h: &Hello) {
+        if self.chains_seen.len() >= MAX_CHAINS_SEEN && !self.chains_seen.contains_key(&h.device) {
+            return;
+        }
+        if let Ok(chain) = Chain::decode(&h.chain)
+            && chain.device.device == h.device
+        {
+            self.chains_seen.insert(h.device, chain);
+        }
+    }
+
+    /// Tells the replica which device keys the revocations held kill
+    /// ([`Credentials::revoked_devices`]): from then on it refuses what they signed that it
+    /// does not hold, and removes them (with a key rotation) from every conversation where
+    /// this device is an admin (`vaarta_sync::replica::Replica::revoke_devices`). Called
+    /// when credentials are set (at start, from the saved files), when revocations are
+    /// learnt, and when a peer's chain is found revoked.
+    pub(crate) fn enforce_revocations(&mut self) {
+        let devices = self
+            .credentials
+            .revoked_devices(&self.chains_seen, self.now);
+        if devices.is_empty() {
+            return;
+        }
+        match self.replica.revoke_devices(&devices, self.now) {
+            Ok(_) => self.note_sealed(),
+            Err(e) => tracing::error!(error = %e, "cannot take in revoked devices"),
+        }
+    }
+
     /// Sends `records` to `link` in frames of at most [`MAX_REVOCATIONS_PER_FRAME`].
     fn send_revocation_records(&mut self, link: LinkId, records: &[Vec<u8>]) {
         for chunk in records.chunks(MAX_REVOCATIONS_PER_FRAME) {
@@ -119,12 +284,42 @@ impl<S: Store> Engine<S> {
         let Some(l) = self.links.get(&link) else {
             return;
         };
-        if !matches!(l.credential, Some(PeerCredential::Verified(_))) {
-            self.counters.revocations_ignored += records.len() as u64;
-            return;
-        }
+        let verified = matches!(l.credential, Some(PeerCredential::Verified(_)));
+        let me = self.replica.device_id();
         let mut new = Vec::new();
         for bytes in records {
+            if kind_of(&bytes) == Some(WipeOrder::KIND) {
+                // A wipe order naming this device is judged whoever brings it (it is
+                // verified against the root pinned here); others only from a verified peer.
+                let o = match WipeOrder::decode(&bytes) {
+                    Ok(o) => o,
+                    Err(e) if verified => return self.fault(link, Fault::Credential(e)),
+                    Err(_) => {
+                        self.counters.revocations_ignored += 1;
+                        continue;
+                    }
+                };
+                if o.device() == me {
+                    self.obey_wipe(&o);
+                }
+                if !verified || !self.credentials.admits(&o.revocation) {
+                    self.counters.revocations_ignored += 1;
+                    continue;
+                }
+                match self.credentials.hold_wipe(o) {
+                    Ok(true) => new.push(bytes),
+                    Ok(false) => {}
+                    Err(CredError::RevocationsFull { max }) => {
+                        tracing::warn!(max, "the revocation set is full: a wipe order is not held");
+                    }
+                    Err(e) => return self.fault(link, Fault::Credential(e)),
+                }
+                continue;
+            }
+            if !verified {
+                self.counters.revocations_ignored += 1;
+                continue;
+            }
             let r = match Revocation::decode(&bytes) {
                 Ok(r) => r,
                 Err(e) => return self.fault(link, Fault::Credential(e)),
@@ -153,6 +348,7 @@ impl<S: Store> Engine<S> {
             records: new.clone(),
         });
         self.rejudge_links();
+        self.enforce_revocations();
         for other in self.verified_links(Some(link)) {
             self.send_revocation_records(other, &new);
         }
@@ -175,7 +371,7 @@ impl<S: Store> Engine<S> {
                 }
                 Err(f) => {
                     self.vouch(&h.device, None);
-                    self.fault(link, f)
+                    self.cut_revoked(link, &h.device, f)
                 }
             }
         }

@@ -141,6 +141,18 @@ pub enum Event {
     RevocationsLearnt {
         records: Vec<Vec<u8>>,
     },
+    /// A valid wipe order names this device (verified against the root it pinned): the
+    /// daemon erases the identity keys and the store, and stops. Reported once.
+    WipeOrdered {
+        /// The root or registrar key that signed it.
+        issuer: DeviceId,
+        issued_at: u64,
+    },
+    /// A wipe order naming this device was refused (forged, out of scope, ...): nothing is
+    /// erased.
+    WipeRefused {
+        reason: String,
+    },
     /// A peer sent something refused; `cut` if the link was closed for it.
     Refused {
         link: LinkId,
@@ -195,6 +207,8 @@ pub struct Counters {
     /// Revocation records passed over: from a peer whose credentials did not verify here,
     /// or not signed by a root this device pinned (nor by a registrar it certified).
     pub revocations_ignored: u64,
+    /// Wipe orders naming this device that were refused (`Event::WipeRefused`).
+    pub wipes_refused: u64,
 }
 
 #[derive(Debug, Error)]

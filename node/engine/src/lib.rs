@@ -189,6 +189,12 @@ pub struct Engine<S: Store> {
     credentials: Credentials,
     /// Our chain as the `Proof` carries it (encoded once).
     own_chain: Vec<u8>,
+    /// Chains peers presented that a pinned root vouched for (or that a revocation killed):
+    /// what says which revocation kills which device key, for the replica
+    /// (`credentials::Engine::enforce_revocations`). At most `MAX_CHAINS_SEEN`.
+    chains_seen: BTreeMap<DeviceId, vaarta_sync::org::Chain>,
+    /// A valid wipe order for this device was reported (`Event::WipeOrdered`).
+    wipe_ordered: bool,
 }
 
 impl<S: Store> Engine<S> {
@@ -243,6 +249,8 @@ impl<S: Store> Engine<S> {
             now: now_ms,
             credentials: Credentials::default(),
             own_chain: Vec::new(),
+            chains_seen: BTreeMap::new(),
+            wipe_ordered: false,
         };
         e.settle();
         Ok(e)
@@ -716,10 +724,18 @@ impl<S: Store> Engine<S> {
             Ok(c) => c,
             Err(f) => {
                 self.vouch(&h.device, None);
+                if matches!(f, Fault::Revoked(_)) {
+                    self.remember_chain(&h);
+                    self.enforce_revocations();
+                    return self.cut_revoked(link, &h.device, f);
+                }
                 return self.fault(link, f);
             }
         };
         let peer = l.peer.clone();
+        if matches!(credential, Some(PeerCredential::Verified(_))) {
+            self.remember_chain(&h);
+        }
         self.vouch(&h.device, credential.as_ref());
         self.dialer.hello(&peer, h.device, &h.name);
         let (device, name) = (h.device, h.name.clone());

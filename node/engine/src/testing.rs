@@ -166,19 +166,34 @@ impl Network {
             }
             for i in 0..self.nodes.len() {
                 let out = pump(&mut self.nodes[i], now).expect("memory store flush");
-                for a in out.actions {
-                    if let Action::Close { link, .. } = a {
-                        // Frames already queued on it leave first (the transport flushes).
-                        self.cut(i, link);
-                        moved = true;
-                    }
-                }
                 for (l, mut f) in out.frames {
                     self.spoil_push(&mut f);
                     if let Some((o, ol)) = self.peer_of(i, l) {
                         self.next_frame += 1;
                         self.in_flight
                             .insert((now + self.latency_ms, self.next_frame), (o, ol, f));
+                        moved = true;
+                    }
+                }
+                for a in out.actions {
+                    if let Action::Close { link, .. } = a {
+                        // Frames already queued on it leave first (the transport flushes):
+                        // they arrive before the other end sees the link go down.
+                        if let Some((o, ol)) = self.peer_of(i, link) {
+                            let queued: Vec<(u64, u64)> = self
+                                .in_flight
+                                .iter()
+                                .filter(|(_, (to, l, _))| (*to, *l) == (o, ol))
+                                .map(|(k, _)| *k)
+                                .collect();
+                            for k in queued {
+                                if let Some((to, l, f)) = self.in_flight.remove(&k) {
+                                    self.frames_delivered += 1;
+                                    self.nodes[to].handle_frame(l, &f, now);
+                                }
+                            }
+                        }
+                        self.cut(i, link);
                         moved = true;
                     }
                 }
@@ -317,7 +332,14 @@ impl TestOrg {
             own: Some(chain),
             pinned: vec![self.id()],
             revocations: vaarta_sync::org::Revocations::new(),
+            wipes: Default::default(),
         }
+    }
+
+    /// The registrar's wipe order of network node `node`'s device, at `at`.
+    pub fn wipe_node(&self, node: usize, at: u64) -> vaarta_sync::org::WipeOrder {
+        let device = Identity::from_seed([node as u8 + 1; 32]).device_id();
+        self.registrar.wipe(device, at).expect("a valid wipe order")
     }
 
     /// The root's revocation of network node `node`'s device, effective at `at`.

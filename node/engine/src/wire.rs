@@ -37,9 +37,11 @@
 //! Want  = 7 count:varint ids:[32]*    (please push these)
 //! Carry = 8 count:varint tags:[16]*   (relay to relay: tags I carry that you did not know of)
 //! TagSync = 9 session:varint message   (relay to relay: reconciliation of carried tag sets)
-//! Revocations = 15 count:varint records:bytes*   (organisation revocations, to a peer whose
-//!         credentials verified against a root this device pinned: at most
-//!         `MAX_REVOCATIONS_PER_FRAME`, each at most `vaarta_sync::org::MAX_RECORD_BYTES`)
+//! Revocations = 15 count:varint records:bytes*   (organisation revocations and wipe orders,
+//!         to a peer whose credentials verified against a root this device pinned, and a
+//!         wipe order to the device it names before cutting it: at most
+//!         `MAX_REVOCATIONS_PER_FRAME`, each at most `vaarta_sync::org::MAX_RECORD_BYTES`;
+//!         a record's kind byte tells a revocation (5) from a wipe order (6))
 //! Receipt = 14 count:varint ids:[32]*  (to the author's own device: I now hold and have read
 //!         these envelopes of yours, which I did not acknowledge to you as stored: they
 //!         waited here, or came by another device; sent once, best effort. The receiver
@@ -84,7 +86,10 @@ use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
 /// 7: a conversation is recognised by its *presence* (its tag under its current epoch's
 ///    key, blinded for `Member`), so the device a rotation removed no longer recognises
 ///    it; the plain tag is still listed, for relays only (issue 9, C5, 2026-12).
-pub const VERSION: u8 = 7;
+/// 8: a `Revocations` frame may carry wipe orders (organisation record kind 6) beside
+///    revocations, and a wipe order naming the receiver is read from any peer (a version-7
+///    peer would take one for a forged revocation and cut the link) (issue 12, 2026-12).
+pub const VERSION: u8 = 8;
 /// Largest frame: an envelope plus a little framing. Anything larger is refused unread.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;
 /// Tags one `Intro` may list (blinded), and one `Ask`.

@@ -334,3 +334,180 @@ fn a_relay_carries_for_a_verified_stranger_in_the_vouched_share_across_a_restart
     assert!(relay.is_vouched(&officer));
     assert_eq!(relay.carried_usage(), usage, "rebuilt at open");
 }
+
+/// Issue 12: a revocation learnt in one partition while the revoked device writes in the
+/// other, then the heal, in both orders (the admin's side learning first or last). The
+/// revocation reaches the replicas (`Replica::revoke_devices`), the admin removes the device
+/// with a key rotation when it learns, and both sides end with the same pages: what the
+/// admin held when the revocation reached it, nothing the device wrote after.
+#[test]
+fn a_revocation_learnt_in_one_partition_while_the_device_writes_in_the_other_converges() {
+    for admin_first in [false, true] {
+        let mut net = Network::new(3);
+        let org = TestOrg::new(100, "DEOC Puri");
+        let mut creds = Vec::new();
+        for i in 0..3 {
+            let c = org.credentials(org.enrol(i, &format!("officer {i}"), "Constable", "puri"));
+            net.nodes[i].set_credentials(c.clone(), T0).unwrap();
+            creds.push(c);
+        }
+        // Node 0 (the admin) with node 1 and Mallory (node 2) in one conversation.
+        let (c, l01, _) = connect_and_invite(&mut net, (0, 1), 0, 1, "flood cell");
+        let mallory = net.nodes[2].device_id();
+        net.nodes[0]
+            .add_member(&c, mallory, false, net.now)
+            .unwrap();
+        let (l02, _) = net.connect(0, 2);
+        let (l12, _) = net.connect(1, 2);
+        net.settle();
+        net.nodes[2].send_message(&c, text("m1"), net.now).unwrap();
+        net.settle();
+        assert_eq!(bodies(&mut net.nodes[1], &c), vec!["m1"]);
+        // Partition: the learning side is cut off from the other.
+        let (learner, other, other_link) = if admin_first {
+            (0, 1, l12)
+        } else {
+            (1, 0, l02)
+        };
+        net.cut(0, l01);
+        net.cut(learner, if learner == 0 { l02 } else { l12 });
+        let _ = other_link;
+        let mut learnt = creds[learner].clone();
+        learnt
+            .revocations
+            .insert(org.revoke_node(2, net.now - 1))
+            .unwrap();
+        net.nodes[learner].set_credentials(learnt, net.now).unwrap();
+        net.settle();
+        assert!(net.nodes[learner].replica().is_revoked(&mallory));
+        assert_eq!(
+            net.nodes[0]
+                .replica()
+                .conversation(&c)
+                .unwrap()
+                .membership
+                .state()
+                .is_member(&mallory),
+            !admin_first,
+            "the admin removed the revoked device when it learnt"
+        );
+        // Mallory writes on the other side, which does not know yet.
+        net.nodes[2].send_message(&c, text("m2"), net.now).unwrap();
+        net.settle();
+        assert!(bodies(&mut net.nodes[other], &c).contains(&"m2".to_string()));
+        // Heal: the revocation spreads over the organisation's link.
+        net.now += 1;
+        net.connect(0, 1);
+        net.settle();
+        net.run_for(120_000);
+        for n in [0, 1] {
+            assert!(net.nodes[n].replica().is_revoked(&mallory), "node {n}");
+            assert!(
+                !net.nodes[n]
+                    .replica()
+                    .conversation(&c)
+                    .unwrap()
+                    .membership
+                    .state()
+                    .is_member(&mallory),
+                "node {n}"
+            );
+        }
+        let expected = if admin_first {
+            vec!["m1"]
+        } else {
+            vec!["m1", "m2"]
+        };
+        assert_eq!(
+            bodies(&mut net.nodes[0], &c),
+            expected,
+            "admin first: {admin_first}"
+        );
+        assert_eq!(
+            bodies(&mut net.nodes[1], &c),
+            expected,
+            "admin first: {admin_first}"
+        );
+        assert_eq!(
+            net.nodes[0].state_digest(&c).unwrap(),
+            net.nodes[1].state_digest(&c).unwrap()
+        );
+        // After the rotation the admin's news does not reach the stolen key.
+        net.nodes[0]
+            .send_message(&c, text("new plan"), net.now)
+            .unwrap();
+        net.settle();
+        assert!(bodies(&mut net.nodes[1], &c).contains(&"new plan".to_string()));
+        assert!(!bodies(&mut net.nodes[2], &c).contains(&"new plan".to_string()));
+    }
+}
+
+fn wipe_ordered(net: &Network, node: usize) -> bool {
+    net.events[node]
+        .iter()
+        .any(|e| matches!(e, Event::WipeOrdered { .. }))
+}
+
+/// Issue 12, remote wipe: a registrar's wipe order for node 2 handed to node 0 travels like
+/// a revocation (node 0 → node 1), implies the revocation (node 1 cuts node 2), and reaches
+/// node 2 itself, the one device that acts on it, before the cut. A forged order (signed by
+/// a key that is no registrar) is refused by the device it names, which stays linked.
+#[test]
+fn a_wipe_order_travels_like_a_revocation_and_only_the_named_device_obeys_it() {
+    let (mut net, org, creds, [l01, l10, l12]) = line_of_three();
+    let mut c0 = creds[0].clone();
+    let order = org.wipe_node(2, net.now);
+    c0.wipes.insert(order.device(), order);
+    net.nodes[0].set_credentials(c0, net.now).unwrap();
+    net.settle();
+    assert_eq!(
+        learnt(&net, 1),
+        2,
+        "node 1 took the order and the revocation it implies in (and saves them)"
+    );
+    assert!(
+        net.nodes[1].replica().is_revoked(&net.nodes[2].device_id()),
+        "the order implies the revocation"
+    );
+    assert!(
+        net.nodes[1].links().iter().all(|l| l.link != l12),
+        "node 1 cut node 2"
+    );
+    assert!(
+        wipe_ordered(&net, 2),
+        "node 2 heard its wipe order: {:?}",
+        net.events[2]
+            .iter()
+            .filter(|e| !matches!(e, Event::Sync(_)))
+            .collect::<Vec<_>>()
+    );
+    assert!(!wipe_ordered(&net, 0) && !wipe_ordered(&net, 1));
+    // A forged order for node 1, from a verified peer: refused, nothing changes.
+    let nobody = vaarta_sync::identity::Identity::from_seed([99; 32]);
+    let forged = vaarta_sync::org::WipeOrder::new(
+        &nobody,
+        net.nodes[1].device_id(),
+        None,
+        net.now,
+        net.now + 1_000,
+    )
+    .unwrap();
+    use vaarta_sync::org::Record;
+    let f = vaarta_engine::Frame::Revocations {
+        records: vec![forged.encode()],
+    }
+    .encode();
+    net.nodes[1].handle_frame(l10, &f, net.now);
+    net.settle();
+    assert!(!wipe_ordered(&net, 1));
+    assert!(net.events[1].iter().any(|e| matches!(
+        e,
+        Event::WipeRefused { reason } if reason.contains("no authority")
+    )));
+    assert_eq!(net.nodes[1].counters().wipes_refused, 1);
+    assert!(
+        net.nodes[1].links().iter().any(|l| l.link == l10),
+        "still linked"
+    );
+    let _ = l01;
+}

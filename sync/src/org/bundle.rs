@@ -8,7 +8,9 @@ use crate::identity::Identity;
 use crate::ids::{DeviceId, PersonId};
 
 use super::CredError;
-use super::record::{DeviceCred, OrgRoot, PersonCred, RegistrarCert, Revocation, Target, Unit};
+use super::record::{
+    DeviceCred, OrgRoot, PersonCred, RegistrarCert, Revocation, Target, Unit, WipeOrder,
+};
 use super::verify::{Chain, Revocations, Verified, verify_device};
 
 /// The start of every credential text (QR alphanumeric mode holds `A–Z 0–9 :`).
@@ -167,6 +169,18 @@ impl Registrar {
             person,
             device,
         }
+    }
+
+    /// A wipe order of `device` signed by this registrar (with the revocation it implies,
+    /// effective now, and its certificate attached).
+    pub fn wipe(&self, device: DeviceId, now: u64) -> Result<WipeOrder, CredError> {
+        WipeOrder::new(
+            &self.key,
+            device,
+            Some(self.cert.clone()),
+            now,
+            self.root.expires.max(now),
+        )
     }
 
     /// A revocation signed by this registrar, with its certificate attached. It may be

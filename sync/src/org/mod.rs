@@ -12,6 +12,7 @@
 //!          └─ DeviceCred  registrar → device key, for a person id, label
 //!   [RegistrarCert from another organisation's root: cross-certification]
 //!   Revocation  root or registrar → device | person | registrar, effective time
+//!   WipeOrder   root or registrar → a device: erase yourself (carries its revocation)
 //! ```
 //!
 //! Every record is `version · kind · issuer · issued-at · expiry · body · signature`, in the
@@ -33,8 +34,9 @@ pub mod verify;
 pub use bundle::{Registrar, armor, dearmor, enrol};
 pub use record::{
     DeviceCred, OrgRoot, PersonCred, Record, RegistrarCert, Revocation, Target, Unit, UnitError,
+    WipeOrder, kind_of,
 };
-pub use verify::{Chain, Revocations, Verified, verify_device};
+pub use verify::{Chain, Revocations, Verified, verify_device, verify_wipe};
 
 use thiserror::Error;
 
@@ -153,6 +155,14 @@ pub enum CredError {
     NotMyDevice { bundle_for: DeviceId, me: DeviceId },
     #[error("the signing key is not the record's issuer")]
     WrongSigner,
+    #[error("the wipe order's revocation is not its signer's, or not of a device")]
+    BadWipeOrder,
+    #[error("the wipe order is for device {named}, not this device")]
+    WipeForAnotherDevice { named: DeviceId },
+    #[error(
+        "the wipe order's signer {issuer} has no authority over this device (not its organisation's root, nor a registrar in scope)"
+    )]
+    WipeNotAuthorised { issuer: DeviceId },
     #[error("not a credential text: {0}")]
     BadText(&'static str),
 }

@@ -9,6 +9,7 @@
 //!                  designation:str unit:str m:varint language:str{m, no repeats}
 //! device    body = person:[16] device:[32] label:str
 //! revocation body = target:(u8 [32|16]) effective_at:varint cert:(0 | 1 registrar-record:bytes)
+//! wipe order body = revocation:bytes   (the same signer's revocation of the device to wipe)
 //! ```
 //!
 //! Decoding refuses unknown versions and kinds, oversized fields, control characters,
@@ -690,6 +691,91 @@ impl Record for Revocation {
             sig: [0; 64],
         })
     }
+}
+
+/// A root or a registrar orders a device to erase its keys and store (a remote wipe). It
+/// carries the same signer's revocation of the device, so a wipe order implies the
+/// revocation wherever it travels, and the authority to order it is the authority to revoke
+/// the device ([`super::verify::verify_wipe`]). Nodes hold and pass it on like revocations;
+/// only the named device acts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WipeOrder {
+    pub issuer: DeviceId,
+    /// A revocation of [`WipeOrder::device`] by the same issuer.
+    pub revocation: Revocation,
+    pub issued_at: u64,
+    pub expires: u64,
+    pub sig: [u8; 64],
+}
+
+impl WipeOrder {
+    /// Signs a wipe order of `device` by `issuer` (a root key, or a registrar key with its
+    /// certificate), with the revocation it implies, effective at `now`.
+    pub fn new(
+        issuer: &Identity,
+        device: DeviceId,
+        issuer_cert: Option<RegistrarCert>,
+        now: u64,
+        expires: u64,
+    ) -> Result<Self, CredError> {
+        let revocation = Revocation::new(
+            issuer,
+            Target::Device(device),
+            now,
+            issuer_cert,
+            now,
+            expires.max(now),
+        )?;
+        WipeOrder {
+            issuer: issuer.device_id(),
+            revocation,
+            issued_at: now,
+            expires: expires.max(now),
+            sig: [0; 64],
+        }
+        .signed(issuer)
+    }
+
+    /// The device to wipe.
+    pub fn device(&self) -> DeviceId {
+        match self.revocation.target {
+            Target::Device(d) => d,
+            // Refused at decoding.
+            _ => DeviceId([0; 32]),
+        }
+    }
+}
+
+impl Record for WipeOrder {
+    const KIND: u8 = 6;
+    const CONTEXT: &'static [u8] = b"vaarta 2026 org wipe order v1";
+    const WHAT: &'static str = "wipe order";
+
+    fn issuer_key(&self) -> [u8; 32] {
+        self.issuer.0
+    }
+    common_fields!();
+    fn write_body(&self, w: &mut Writer) {
+        w.bytes(&self.revocation.encode());
+    }
+    fn read_body(h: Header, r: &mut Reader<'_>) -> Result<Self, CredError> {
+        let revocation = Revocation::decode(r.bytes("wipe order revocation", MAX_RECORD_BYTES)?)?;
+        if revocation.issuer.0 != h.issuer || !matches!(revocation.target, Target::Device(_)) {
+            return Err(CredError::BadWipeOrder);
+        }
+        Ok(WipeOrder {
+            issuer: DeviceId(h.issuer),
+            revocation,
+            issued_at: h.issued_at,
+            expires: h.expires,
+            sig: [0; 64],
+        })
+    }
+}
+
+/// The kind byte of an encoded record (its second byte), if it has one.
+pub fn kind_of(bytes: &[u8]) -> Option<u8> {
+    bytes.get(1).copied()
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ use crate::codec::{DecodeError, Reader, Writer};
 use crate::ids::{DeviceId, OrgId, PersonId};
 
 use super::record::{
-    DeviceCred, OrgRoot, PersonCred, Record, RegistrarCert, Revocation, Target, Unit,
+    DeviceCred, OrgRoot, PersonCred, Record, RegistrarCert, Revocation, Target, Unit, WipeOrder,
 };
 use super::{CredError, MAX_RECORD_BYTES, MAX_REVOCATIONS, VERSION};
 
@@ -293,6 +293,53 @@ pub fn verify_device(
         label: device.label.clone(),
         expires: periods.iter().map(|p| p.2).min().unwrap_or(0),
     })
+}
+
+/// Whether `order` is one this device must obey: it names `chain`'s device (this device's
+/// own enrolment), and its signer has authority to revoke that device under the rules of
+/// this module — the organisation's root (or the cross-certifying root), or a registrar of
+/// that root, certified when it signed, whose scope covers the person's unit (or who
+/// issued the chain), and that a root has not revoked by then. The revocations this device
+/// holds count only for that last point (its own earlier revocation does not make a forged
+/// order valid). A chain that no longer verifies for another reason (expired) still obeys
+/// its root. Pure.
+pub fn verify_wipe(
+    order: &WipeOrder,
+    chain: &Chain,
+    pinned: &[OrgId],
+    held: &Revocations,
+    now: u64,
+    skew: u64,
+) -> Result<(), CredError> {
+    order.check_signature()?;
+    order.revocation.check_signature()?;
+    let named = order.device();
+    if named != chain.device.device {
+        return Err(CredError::WipeForAnotherDevice { named });
+    }
+    let not_authorised = CredError::WipeNotAuthorised {
+        issuer: order.issuer,
+    };
+    if order.revocation.issuer_cert.is_none()
+        && order.issuer.0 == chain.root.org.0
+        && pinned.contains(&chain.root.org)
+    {
+        return Ok(());
+    }
+    // Only the order's own revocation can revoke the device here; registrars' revocations
+    // held still void a revoked registrar's order.
+    let mut set = Revocations::new();
+    for r in held.iter() {
+        if matches!(r.target, Target::Registrar(_)) {
+            let _ = set.insert(r.clone());
+        }
+    }
+    set.insert(order.revocation.clone())?;
+    match verify_device(chain, pinned, &set, now, skew) {
+        Err(CredError::DeviceRevoked { .. }) => Ok(()),
+        Ok(_) => Err(not_authorised),
+        Err(e) => Err(e),
+    }
 }
 
 /// `at` (an issue time) inside `[from − skew, until]`.

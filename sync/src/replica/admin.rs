@@ -139,7 +139,8 @@ impl<S: Store> Replica<S> {
         Ok(out)
     }
 
-    /// Runs admin duties: rotate the key if a removed device still holds the current one, and
+    /// Runs admin duties: remove revoked devices that are still members (`revoked`), rotate
+    /// the key if a removed device still holds the current one, and
     /// share the current key with members who lack it. Returns envelopes created. First it
     /// reads again the woken pending envelopes a store error left queued, and deletes the
     /// invitations this device sealed that are no longer needed (`sent`).
@@ -148,6 +149,9 @@ impl<S: Store> Replica<S> {
         self.sweep_sent_invitations(now_ms)?;
         let me = self.me.device_id();
         let mut out = Vec::new();
+        // Revoked devices still members where this device is an admin (revoked before it
+        // became one, or a removal that could not go in): removed now.
+        out.extend(self.remove_revoked(now_ms)?);
         let ids: Vec<ConversationId> = self.convs.keys().copied().collect();
         for id in ids {
             out.extend(self.share_voided_keys(&id, now_ms)?);

@@ -387,8 +387,11 @@ impl<S: Store> Replica<S> {
             && e.is_peer_fault()
         {
             self.stats.refused += 1;
-            // Remember the refusal so reconciliation does not fetch it again.
-            self.tombstone(&env.header().tag, &env.id())?;
+            // Remember the refusal so reconciliation does not fetch it again (a revoked
+            // author's envelope may be judged again once a removal pins it: `revoked`).
+            if e.tombstones() {
+                self.tombstone(&env.header().tag, &env.id())?;
+            }
         }
         r
     }
@@ -749,6 +752,10 @@ impl<S: Store> Replica<S> {
                 }
                 r => r?,
             };
+        // A revoked member's change this replica did not hold, whatever time it claims.
+        if self.refused_as_revoked(&conv, &opened.signer) {
+            return Err(IngestError::AuthorRevoked);
+        }
         let mut r = Reader::new(&opened.payload);
         let page_no = r.u32_varint("page")?;
         let actor = opened.signer.actor();

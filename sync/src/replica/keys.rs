@@ -26,6 +26,7 @@
 //! | `r/` | `r/` ‖ envelope id | an envelope carried for others (relay quotas and eviction) | order u64 BE ‖ length u32 BE ‖ tag (16) ‖ origin flag (1) ‖ origin device id or zeros (32) |
 //! | `n/` | `n/` ‖ author device id ‖ envelope id | a receipt owed to the author: the envelope was applied here and its author's own push did not bring it (it waited, or came by another device); the engine sends it in a `Receipt` frame and deletes it (bounded per author and in all: `owed`) | order u64 BE |
 //! | `s/` | `s/` ‖ envelope id | an invitation this device sealed for another device (under its inbox tag): ours, never carried; deleted once the invitee joined, after 30 days, or past 4,096 (`sent`) | conversation id (16) ‖ invitee (32) ‖ sealed-at ms u64 BE ‖ tag (16) (before: conversation id alone) |
+//! | `z/` | `z/` ‖ device id | a device its organisation revoked (`revoked`, [`Replica::revoke_devices`](crate::replica::Replica::revoke_devices)): what it signed and this replica does not hold is refused; an admin removes it | empty |
 //!
 //! Sizes: conversation id and tag 16 bytes, envelope and device id 32, epoch id 4.
 //! No prefix is a prefix of another (a unit test checks it), so a scan of one kind never
@@ -84,6 +85,8 @@ pub const OWED_RECEIPT: &[u8] = b"n/";
 pub const SENT_INVITATION: &[u8] = b"s/";
 /// `g/`: devices vouched for by a pinned organisation, with the expiry of their chain.
 pub const VOUCHED: &[u8] = b"g/";
+/// `z/`: devices revoked by their organisation.
+pub const REVOKED: &[u8] = b"z/";
 
 /// Every prefix above (the table's rows, in order).
 pub const ALL: &[&[u8]] = &[
@@ -109,6 +112,7 @@ pub const ALL: &[&[u8]] = &[
     OWED_RECEIPT,
     SENT_INVITATION,
     VOUCHED,
+    REVOKED,
 ];
 
 pub(crate) fn conv(c: &ConversationId) -> Vec<u8> {
@@ -230,6 +234,10 @@ pub(crate) fn sent_invitation(e: &EnvelopeId) -> Vec<u8> {
     [SENT_INVITATION, &e.0].concat()
 }
 
+pub(crate) fn revoked(d: &DeviceId) -> Vec<u8> {
+    [REVOKED, &d.0].concat()
+}
+
 pub(crate) fn vouched(d: &DeviceId) -> Vec<u8> {
     [VOUCHED, &d.0].concat()
 }
@@ -306,7 +314,7 @@ mod tests {
 
     #[test]
     fn no_prefix_is_a_prefix_of_another() {
-        assert_eq!(ALL.len(), 22);
+        assert_eq!(ALL.len(), 23);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!a.is_empty());
             for (j, b) in ALL.iter().enumerate() {

@@ -97,6 +97,7 @@ impl<S: Store> Replica<S> {
             }
             self.replay_controls(id, envs)?;
         }
+        self.load_revoked()?;
         // Pending envelopes: retry each (they may have become applicable).
         let mut pend = Vec::new();
         self.store.scan_keys(keys::PENDING, &mut |k| {

@@ -55,6 +55,7 @@ pub use carry::CarriedUsage;
 pub use invites::{HeldInvitation, InvitePolicy};
 use page_cache::PageCache;
 use pending::{Held, Pending};
+pub use revoked::MAX_REVOKED_DEVICES;
 
 mod admin;
 mod carry;
@@ -70,6 +71,7 @@ mod owed;
 mod page_cache;
 mod pending;
 mod query;
+mod revoked;
 mod sent;
 mod vouched;
 
@@ -130,6 +132,10 @@ pub enum IngestError {
     Compress(#[from] CompressError),
     #[error("the author was removed from the conversation before this change")]
     AuthorRemoved,
+    #[error(
+        "the author's device was revoked by its organisation: what it signed is refused until a removal pins what it wrote"
+    )]
+    AuthorRevoked,
     #[error("the conversation holds too many membership operations")]
     ControlFull,
     #[error("a membership operation by a device that was never a member where it signed")]
@@ -146,6 +152,12 @@ impl IngestError {
     /// True if the peer that sent it misbehaved (as opposed to our storage failing).
     pub fn is_peer_fault(&self) -> bool {
         !matches!(self, IngestError::Store(_))
+    }
+
+    /// True if the refusal is remembered (a tombstone): every peer fault but a revoked
+    /// author's envelope, which a removal may later let in (`revoked`).
+    pub fn tombstones(&self) -> bool {
+        self.is_peer_fault() && !matches!(self, IngestError::AuthorRevoked)
     }
 }
 
@@ -423,6 +435,8 @@ pub struct Replica<S: Store> {
     carried: carry::Carried,
     /// Devices an organisation pinned here vouches for ([`Replica::vouch`]), until when.
     vouched: BTreeMap<DeviceId, u64>,
+    /// Devices their organisation revoked ([`Replica::revoke_devices`]).
+    revoked: BTreeSet<DeviceId>,
     invites: invites::Invites,
     /// Invitations this device sealed for others, oldest first (`sent`).
     sent: sent::SentIndex,
@@ -507,6 +521,7 @@ impl<S: Store> Replica<S> {
             relay: RelayPolicy::default(),
             carried: Default::default(),
             vouched: Default::default(),
+            revoked: Default::default(),
             invites: Default::default(),
             sent: Default::default(),
             config,

@@ -418,7 +418,9 @@ impl<S: Store> Replica<S> {
                     // Refused now that it can be read: a tombstone takes its place.
                     self.release_unreadable(&e)?;
                     self.store.remove_envelope(&tag, &e)?;
-                    self.tombstone(&tag, &e)?;
+                    if err.tombstones() {
+                        self.tombstone(&tag, &e)?;
+                    }
                 }
                 Err(err) => {
                     return Err(match err {
@@ -557,7 +559,9 @@ impl<S: Store> Replica<S> {
             Ok(_) => self.store.delete(&keys::pending(e)),
             Err(err) if err.is_peer_fault() => {
                 self.store.remove_envelope(&tag, e)?;
-                self.tombstone(&tag, e)?;
+                if err.tombstones() {
+                    self.tombstone(&tag, e)?;
+                }
                 self.store.delete(&keys::pending(e))
             }
             Err(err) => {
