@@ -244,6 +244,7 @@ impl PageCache {
     }
 
     /// Loaded pages no envelope was applied to since they were loaded.
+    #[cfg(test)]
     pub(super) fn read_only_total(&self) -> usize {
         self.read_only
     }
@@ -382,7 +383,7 @@ impl PageCache {
                     self.convs
                         .get(c)
                         .and_then(|l| l.pages.get(n))
-                        .is_some_and(|s| !stays(c, *n, s) && !(read_only && s.written))
+                        .is_some_and(|s| !(stays(c, *n, s) || read_only && s.written))
                 }) else {
                     break;
                 };
