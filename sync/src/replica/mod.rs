@@ -70,6 +70,7 @@ mod owed;
 mod page_cache;
 mod pending;
 mod query;
+pub mod receipts;
 mod sent;
 mod vouched;
 
@@ -423,6 +424,8 @@ pub struct Replica<S: Store> {
     /// Invitations this device sealed for others, oldest first (`sent`).
     sent: sent::SentIndex,
     config: Config,
+    /// Read watermarks owed ([`Replica::mark_read`]).
+    reads: receipts::ReadsOwed,
     /// Counters for reports.
     pub stats: Stats,
 }
@@ -506,6 +509,7 @@ impl<S: Store> Replica<S> {
             invites: Default::default(),
             sent: Default::default(),
             config,
+            reads: Default::default(),
             stats: Stats::default(),
         };
         r.load()?;
