@@ -84,7 +84,11 @@ use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
 /// 7: a conversation is recognised by its *presence* (its tag under its current epoch's
 ///    key, blinded for `Member`), so the device a rotation removed no longer recognises
 ///    it; the plain tag is still listed, for relays only (issue 9, C5, 2026-12).
-pub const VERSION: u8 = 7;
+/// 8: pages take read watermarks and alert acknowledgements (`^reader`, `!message‖acker`,
+///    issue 13, 2026-12): the frames are unchanged, but a version-7 member would refuse
+///    those changes by its page rules (and what builds on them would wait for ever), so the
+///    two do not link.
+pub const VERSION: u8 = 8;
 /// Largest frame: an envelope plus a little framing. Anything larger is refused unread.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;
 /// Tags one `Intro` may list (blinded), and one `Ask`.
