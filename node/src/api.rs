@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -89,6 +89,31 @@ pub enum Request {
         conversation: String,
         message: String,
         emoji: Option<String>,
+    },
+    /// Acknowledges a FLASH or IMMEDIATE message of another member ("received, acting").
+    Ack {
+        conversation: String,
+        message: String,
+    },
+    /// The user read this message (and what came before it): a read watermark is owed.
+    Read {
+        conversation: String,
+        message: String,
+    },
+    /// Per member: acknowledged (when), read, delivered, not delivered.
+    Rollcall {
+        conversation: String,
+        message: String,
+    },
+    /// A FLASH reply to an own alert for the members who have not acknowledged it.
+    Realert {
+        conversation: String,
+        message: String,
+    },
+    /// Turns this device's read receipts in a conversation on or off (default on).
+    ReadReceipts {
+        conversation: String,
+        on: bool,
     },
     /// Invitations from strangers held for the user.
     Invitations,
@@ -511,7 +536,14 @@ pub fn execute<S: Store>(
                 .replica()
                 .info(&id)
                 .ok_or_else(|| ApiError::not_found("no such conversation"))?;
-            Ok(conversation_json(&c))
+            let mut v = conversation_json(&c);
+            if let Some(o) = v.as_object_mut() {
+                o.insert(
+                    "read_receipts".into(),
+                    Value::Bool(engine.replica().read_receipts(&id)),
+                );
+            }
+            Ok(v)
         }
         Request::Rename {
             conversation,
@@ -745,6 +777,50 @@ pub fn execute<S: Store>(
             changeable(engine, &id, &msg, false)?;
             engine.react(&id, &msg, emoji.as_deref(), now_ms)?;
             Ok(json!({"ok": true}))
+        }
+        Request::Ack {
+            conversation,
+            message,
+        } => {
+            let id = conv(engine, &conversation)?;
+            let msg = message_id(&message)?;
+            changeable(engine, &id, &msg, false)?;
+            engine.acknowledge(&id, &msg, now_ms)?;
+            Ok(json!({"ok": true}))
+        }
+        Request::Read {
+            conversation,
+            message,
+        } => {
+            let id = conv(engine, &conversation)?;
+            let msg = message_id(&message)?;
+            let owed = engine.mark_read(&id, &msg)?;
+            Ok(json!({"ok": true, "owed": owed}))
+        }
+        Request::Rollcall {
+            conversation,
+            message,
+        } => {
+            let id = conv(engine, &conversation)?;
+            let msg = message_id(&message)?;
+            Ok(rollcall_json(&engine.rollcall(&id, &msg)?))
+        }
+        Request::Realert {
+            conversation,
+            message,
+        } => {
+            let id = conv(engine, &conversation)?;
+            let msg = message_id(&message)?;
+            let (sent, pending) = engine.realert(&id, &msg, now_ms)?;
+            Ok(json!({
+                "id": sent.map(|m| m.to_string()),
+                "pending": pending.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            }))
+        }
+        Request::ReadReceipts { conversation, on } => {
+            let id = conv(engine, &conversation)?;
+            engine.set_read_receipts(&id, on)?;
+            Ok(json!({"ok": true, "read_receipts": on}))
         }
         Request::Invitations => Ok(Value::Array(
             engine
@@ -1099,6 +1175,55 @@ struct ReactBody {
     emoji: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct ReadReceiptsBody {
+    on: bool,
+}
+
+/// A roll-call as the API shows it (docs/api.md).
+pub fn rollcall_json(call: &vaarta_engine::rollcall::RollCall) -> Value {
+    use vaarta_engine::rollcall::Answer;
+    let (acknowledged, read, delivered, not_delivered) = call.counts();
+    let v = &call.message.view;
+    json!({
+        "message": v.id.to_string(),
+        "precedence": v.precedence.as_str(),
+        "body": v.body,
+        "author": call.message.author.map(|a| a.to_string()),
+        "counts": {
+            "acknowledged": acknowledged,
+            "read": read,
+            "delivered": delivered,
+            "not_delivered": not_delivered,
+        },
+        "members": call.members.iter().map(|m| json!({
+            "device": m.device.to_string(),
+            "name": m.name,
+            "state": m.answer.as_str(),
+            "acknowledged_at_ms": match m.answer {
+                Answer::Acknowledged(at) => Some(at.ms),
+                _ => None,
+            },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A handler for one message of one conversation (`{id}`, `{msg}`): calls `make`.
+fn message_call(
+    make: fn(String, String) -> Request,
+) -> impl Fn(
+    State<AppState>,
+    Path<(String, String)>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
++ Clone
++ Send
++ Sync
++ 'static {
+    move |State(s): State<AppState>, Path((id, msg)): Path<(String, String)>| {
+        Box::pin(async move { call(&s, make(id, msg)).await })
+    }
+}
+
 /// Serves the API on `addr` until the process ends. Returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
@@ -1290,6 +1415,51 @@ pub async fn serve(
                             conversation: id,
                             message: msg,
                             emoji: b.emoji,
+                        },
+                    )
+                    .await
+                },
+            ),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{msg}/ack",
+            post(message_call(|conversation, message| Request::Ack {
+                conversation,
+                message,
+            })),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{msg}/read",
+            post(message_call(|conversation, message| Request::Read {
+                conversation,
+                message,
+            })),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{msg}/rollcall",
+            get(message_call(|conversation, message| Request::Rollcall {
+                conversation,
+                message,
+            })),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{msg}/realert",
+            post(message_call(|conversation, message| Request::Realert {
+                conversation,
+                message,
+            })),
+        )
+        .route(
+            "/v1/conversations/{id}/read-receipts",
+            put(
+                |State(s): State<AppState>,
+                 Path(id): Path<String>,
+                 Json(b): Json<ReadReceiptsBody>| async move {
+                    call(
+                        &s,
+                        Request::ReadReceipts {
+                            conversation: id,
+                            on: b.on,
                         },
                     )
                     .await
