@@ -1874,6 +1874,140 @@ mod tests {
         assert_eq!(shown["equivocators"][0], shown["members"][0]["device"]);
     }
 
+    /// The roll-call endpoints on one device (the two-device flow is the engine's
+    /// `tests/rollcall.rs` and the process test): shapes, refusals, the setting.
+    #[test]
+    fn rollcall_ack_and_realert_answer_and_refuse_clearly() {
+        let mut e = engine(1, "Asha");
+        let other = Identity::from_seed([2; 32]).device_id().to_string();
+        let id = run(
+            &mut e,
+            Request::CreateConversation {
+                title: "district control".into(),
+                members: vec![other.clone()],
+                history_from_join: false,
+            },
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let send = |e: &mut Engine<MemoryStore>, body: &str, p: Option<&str>| {
+            run(
+                e,
+                Request::Send {
+                    conversation: id.clone(),
+                    messages: vec![OutgoingMessage {
+                        body: body.into(),
+                        precedence: p.map(str::to_string),
+                        expires_in_ms: None,
+                        removed_expires_in_s: None,
+                        reply_to: None,
+                    }],
+                },
+            )["ids"][0]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let flash = send(&mut e, "flood at the bridge", Some("flash"));
+        let routine = send(&mut e, "tea at four", None);
+        let call = run(
+            &mut e,
+            Request::Rollcall {
+                conversation: id.clone(),
+                message: flash.clone(),
+            },
+        );
+        assert_eq!(call["precedence"], "flash");
+        assert_eq!(call["counts"]["not_delivered"], 1);
+        assert_eq!(call["members"][0]["device"], other.as_str());
+        assert_eq!(call["members"][0]["state"], "not_delivered");
+        assert_eq!(call["members"][0]["acknowledged_at_ms"], Value::Null);
+        let err = |e: &mut Engine<MemoryStore>, r: Request| {
+            execute(e, r, NOW, &NodeFacts::default()).unwrap_err()
+        };
+        // One's own alert needs no acknowledgement; a routine message takes none.
+        for m in [&flash, &routine] {
+            let x = err(
+                &mut e,
+                Request::Ack {
+                    conversation: id.clone(),
+                    message: m.clone(),
+                },
+            );
+            assert_eq!(x.status, 400, "{}", x.message);
+        }
+        let x = err(
+            &mut e,
+            Request::Rollcall {
+                conversation: id.clone(),
+                message: "0.nonsense".into(),
+            },
+        );
+        assert_eq!(x.status, 400, "{}", x.message);
+        // Re-alert: the member who has not acknowledged, and a FLASH reply.
+        let r = run(
+            &mut e,
+            Request::Realert {
+                conversation: id.clone(),
+                message: flash.clone(),
+            },
+        );
+        assert_eq!(r["pending"], json!([other]));
+        let again = r["id"].as_str().unwrap().to_string();
+        let msgs = run(
+            &mut e,
+            Request::Messages {
+                conversation: id.clone(),
+                limit: 10,
+                from_page: None,
+                before: None,
+            },
+        );
+        let nudge = msgs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == again.as_str())
+            .unwrap();
+        assert_eq!(nudge["reply_to"], flash.as_str());
+        assert_eq!(nudge["precedence"], "flash");
+        let x = err(
+            &mut e,
+            Request::Realert {
+                conversation: id.clone(),
+                message: routine,
+            },
+        );
+        assert_eq!(x.status, 400, "{}", x.message);
+        // Read receipts: on by default, off per conversation.
+        let conv_json = |e: &mut Engine<MemoryStore>| {
+            run(
+                e,
+                Request::Conversation {
+                    conversation: id.clone(),
+                },
+            )
+        };
+        assert_eq!(conv_json(&mut e)["read_receipts"], true);
+        run(
+            &mut e,
+            Request::ReadReceipts {
+                conversation: id.clone(),
+                on: false,
+            },
+        );
+        assert_eq!(conv_json(&mut e)["read_receipts"], false);
+        let r = run(
+            &mut e,
+            Request::Read {
+                conversation: id.clone(),
+                message: flash,
+            },
+        );
+        assert_eq!(r["owed"], false);
+    }
+
     #[test]
     fn reactions_name_their_author() {
         let mut e = engine(3, "Asha");
