@@ -1028,7 +1028,9 @@ impl Page {
             return Err(RuleError::Forbidden("no such message"));
         };
         if author == actor_prefix(&me) {
-            return Err(RuleError::Forbidden("one's own message needs no acknowledgement"));
+            return Err(RuleError::Forbidden(
+                "one's own message needs no acknowledgement",
+            ));
         }
         match self.precedence_at(key, None) {
             None => return Err(RuleError::Forbidden("no such message")),
@@ -1139,8 +1141,7 @@ impl Page {
             if msg != key {
                 continue;
             }
-            if let automerge::ValueRef::Scalar(automerge::ScalarValueRef::Uint(at)) = &item.value
-            {
+            if let automerge::ValueRef::Scalar(automerge::ScalarValueRef::Uint(at)) = &item.value {
                 out.push((who.to_string(), Hlc::unpack(*at)));
             }
         }
@@ -1661,7 +1662,10 @@ mod tests {
                 }
             });
             assert!(
-                matches!(judged(&mut alice, &c, &actor(2)), Err(RuleError::BadValue(_))),
+                matches!(
+                    judged(&mut alice, &c, &actor(2)),
+                    Err(RuleError::BadValue(_))
+                ),
                 "withdraw {withdraw}"
             );
         }

@@ -72,7 +72,11 @@ fn calls(
 fn the_sender_sees_who_acknowledged_who_read_and_who_did_neither() {
     let (mut rs, c) = group(4);
     let (m, _) = rs[0]
-        .send_message(&c, alert("flood at the bridge", Precedence::Flash), T0 + 200)
+        .send_message(
+            &c,
+            alert("flood at the bridge", Precedence::Flash),
+            T0 + 200,
+        )
         .unwrap();
     sync_all(&mut rs, T0 + 300);
     // Bhavesh acknowledges; Chitra only reads; Deepa does nothing.
@@ -218,7 +222,9 @@ fn reading_a_busy_conversation_costs_one_watermark_per_interval() {
     sync_all(&mut rs, next + 100);
     assert!(calls(&mut rs[0], &c, ids.last().unwrap())[0].2);
     // Owed watermarks ride free with the reader's own message on the page.
-    let (m, _) = rs[0].send_message(&c, text("one more"), next + 200).unwrap();
+    let (m, _) = rs[0]
+        .send_message(&c, text("one more"), next + 200)
+        .unwrap();
     sync_all(&mut rs, next + 300);
     rs[1].mark_read(&c, &m).unwrap();
     rs[1].stage_message(&c, text("seen"), next + 400).unwrap();
@@ -246,4 +252,30 @@ fn read_receipts_can_be_turned_off_per_conversation() {
     assert!(!b.read_receipts(&c));
     b.set_read_receipts(&c, true).unwrap();
     assert!(b.mark_read(&c, &m).unwrap());
+}
+
+/// What a receipt costs on the wire and in the store: its envelope's bytes (printed; the
+/// bound is the storage budget of ~400 B per message, docs/performance.md, which one
+/// receipt per member per *alert* and one watermark per member per 30 s must not double).
+#[test]
+fn a_receipt_envelope_is_small() {
+    use vaarta_sync::store::testing::FindEnvelope;
+    let (mut rs, c) = group(3);
+    let (m, msg_env) = rs[0]
+        .send_message(
+            &c,
+            alert("flood at the bridge", Precedence::Flash),
+            T0 + 200,
+        )
+        .unwrap();
+    sync_all(&mut rs, T0 + 300);
+    let ack = rs[1].acknowledge(&c, &m, T0 + 400).unwrap();
+    rs[2].mark_read(&c, &m).unwrap();
+    let read = rs[2].seal_staged(T0 + 400).unwrap()[0];
+    let len = |r: &Replica<MemoryStore>, id| r.store().find_envelope(&id).unwrap().unwrap().len();
+    let (msg_len, ack_len, read_len) = (len(&rs[0], msg_env), len(&rs[1], ack), len(&rs[2], read));
+    println!(
+        "envelope bytes: message {msg_len}, acknowledgement {ack_len}, read watermark {read_len}"
+    );
+    assert!(ack_len < 400 && read_len < 400, "{ack_len} {read_len}");
 }

@@ -465,7 +465,10 @@ fn a_flash_message_from_a_hindi_page_shows_live_on_a_tamil_page() {
     assert_eq!(state[0], b_device.as_str(), "{state:?}");
     let acked_hi = catalogue_value("hi", "roll-acknowledged-at");
     let acked_hi = acked_hi.split('{').next().unwrap().trim();
-    assert!(state[1].as_str().unwrap().starts_with(acked_hi), "{state:?}");
+    assert!(
+        state[1].as_str().unwrap().starts_with(acked_hi),
+        "{state:?}"
+    );
 
     // Bhavesh answers it from his page (Reply on the message); Asha's page shows the answer,
     // live, under "in reply to" her message.

@@ -1026,8 +1026,13 @@ pub fn run(cli: Cli) -> Result<()> {
             } else {
                 let n = r["pending"].as_array().map_or(0, Vec::len);
                 match r["id"].as_str() {
-                    Some(id) => out!("re-alerted {n} member(s) who had not acknowledged (message {id})"),
-                    None => out!("everyone acknowledged {}: nothing sent", fmt::clean(&message)),
+                    Some(id) => {
+                        out!("re-alerted {n} member(s) who had not acknowledged (message {id})")
+                    }
+                    None => out!(
+                        "everyone acknowledged {}: nothing sent",
+                        fmt::clean(&message)
+                    ),
                 }
             }
             Ok(())

@@ -189,7 +189,6 @@ impl<S: Store> Engine<S> {
 
     /// Arms `Timer::Read` at the next read watermark due.
     pub(crate) fn settle_reads(&mut self) {
-        self.timers
-            .set(crate::Timer::Read, self.replica.read_due());
+        self.timers.set(crate::Timer::Read, self.replica.read_due());
     }
 }

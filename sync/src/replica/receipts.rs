@@ -71,7 +71,11 @@ impl<S: Store> Replica<S> {
     /// [`READ_RECEIPT_INTERVAL_MS`]) or with this device's next message on its page. Returns
     /// whether a watermark is now owed (false with read receipts off, or for a message that
     /// is not newer than the one owed).
-    pub fn mark_read(&mut self, id: &ConversationId, msg: &MessageId) -> Result<bool, CommandError> {
+    pub fn mark_read(
+        &mut self,
+        id: &ConversationId,
+        msg: &MessageId,
+    ) -> Result<bool, CommandError> {
         let c = self.convs.get(id).ok_or(CommandError::NoSuchConversation)?;
         if !c.membership.state().is_member(&self.me.device_id()) {
             return Err(CommandError::NotMember);
