@@ -1208,17 +1208,13 @@ pub fn rollcall_json(call: &vaarta_engine::rollcall::RollCall) -> Value {
     })
 }
 
+/// What a route handler returns: the API's answer, later.
+type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
 /// A handler for one message of one conversation (`{id}`, `{msg}`): calls `make`.
 fn message_call(
     make: fn(String, String) -> Request,
-) -> impl Fn(
-    State<AppState>,
-    Path<(String, String)>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
+) -> impl Fn(State<AppState>, Path<(String, String)>) -> Answer + Clone + Send + Sync + 'static {
     move |State(s): State<AppState>, Path((id, msg)): Path<(String, String)>| {
         Box::pin(async move { call(&s, make(id, msg)).await })
     }
