@@ -424,10 +424,12 @@ fn actor_hint(d: &DeviceId) -> String {
 }
 
 /// A conversation as `GET /v1/conversations` lists it and `GET /v1/conversations/{id}` shows it.
-fn conversation_json(c: &ConversationInfo) -> Value {
+/// `read_receipts`: whether this device sends read receipts there.
+fn conversation_json(c: &ConversationInfo, read_receipts: bool) -> Value {
     json!({"id": c.id.to_string(), "title": c.title, "members": c.members.iter().map(member_json).collect::<Vec<_>>(),
            "admin": c.me_admin, "member": c.me_member, "removed": c.me_removed, "epochs": c.epochs, "pages": c.pages,
-           "equivocators": c.equivocators.iter().map(|d| d.to_string()).collect::<Vec<_>>()})
+           "equivocators": c.equivocators.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+           "read_receipts": read_receipts})
 }
 
 /// A held invitation named by its conversation id or a unique prefix of it.
@@ -527,7 +529,7 @@ pub fn execute<S: Store>(
             engine
                 .conversations()
                 .iter()
-                .map(conversation_json)
+                .map(|c| conversation_json(c, engine.replica().read_receipts(&c.id)))
                 .collect(),
         )),
         Request::Conversation { conversation } => {
@@ -536,14 +538,7 @@ pub fn execute<S: Store>(
                 .replica()
                 .info(&id)
                 .ok_or_else(|| ApiError::not_found("no such conversation"))?;
-            let mut v = conversation_json(&c);
-            if let Some(o) = v.as_object_mut() {
-                o.insert(
-                    "read_receipts".into(),
-                    Value::Bool(engine.replica().read_receipts(&id)),
-                );
-            }
-            Ok(v)
+            Ok(conversation_json(&c, engine.replica().read_receipts(&id)))
         }
         Request::Rename {
             conversation,
@@ -1827,6 +1822,7 @@ mod tests {
                 "member",
                 "members",
                 "pages",
+                "read_receipts",
                 "removed",
                 "title"
             ]
@@ -1865,7 +1861,7 @@ mod tests {
             pages: 1,
             equivocators: vec![mallory],
         };
-        let shown = conversation_json(&info);
+        let shown = conversation_json(&info, true);
         assert_eq!(shown["equivocators"], json!([mallory.to_string()]));
         assert_eq!(shown["equivocators"][0], shown["members"][0]["device"]);
     }
