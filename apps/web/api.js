@@ -31,5 +31,9 @@ export const api = {
   conversations: () => request("GET", "/v1/conversations"),
   messages: (id, limit = 100) => request("GET", `/v1/conversations/${seg(id)}/messages?limit=${limit}`),
   send: (id, message) => request("POST", `/v1/conversations/${seg(id)}/messages`, message),
+  ack: (id, msg) => request("POST", `/v1/conversations/${seg(id)}/messages/${seg(msg)}/ack`),
+  read: (id, msg) => request("POST", `/v1/conversations/${seg(id)}/messages/${seg(msg)}/read`),
+  rollcall: (id, msg) => request("GET", `/v1/conversations/${seg(id)}/messages/${seg(msg)}/rollcall`),
+  realert: (id, msg) => request("POST", `/v1/conversations/${seg(id)}/messages/${seg(msg)}/realert`),
   logout: () => request("POST", "/v1/logout"),
 };

@@ -101,6 +101,52 @@ async function renderMessages() {
   c.seen = new Set(msgs.map((m) => m.id));
   c.rendered = true;
   if (newest) localStorage.setItem(readKey(c.id), String(newest));
+  // Read receipts: the newest message of another member shown here (a watermark; the node
+  // sends at most one per conversation every half minute).
+  const last = [...msgs].reverse().find((m) => !m.mine);
+  if (last && c.lastRead !== last.id) {
+    c.lastRead = last.id;
+    api.read(c.id, last.id).catch(() => {});
+  }
+  await renderAlerts(c, msgs);
+}
+
+// The answers to the alerts shown: each alert's roll-call, placed under it.
+async function renderAlerts(c, msgs) {
+  const shown = msgs.filter(v.isAlert);
+  const calls = await Promise.all(shown.map((m) => api.rollcall(c.id, m.id).catch(() => null)));
+  if (state.conv !== c) return;
+  const me = state.status && state.status.device_id;
+  shown.forEach((m, i) => {
+    const li = c.list.querySelector(`li[data-id="${CSS.escape(m.id)}"]`);
+    if (!li) return;
+    const old = li.querySelector(".alert-answers");
+    const panel = v.alertPanel(m, calls[i], me, { onAck: acknowledge, onRealert: realert });
+    const box = v.h("div", { class: "alert-answers" }, panel);
+    if (old) old.replaceWith(box);
+    else li.append(box);
+  });
+}
+
+async function acknowledge(m) {
+  const c = state.conv;
+  try {
+    await api.ack(c.id, m.id);
+  } catch (e) {
+    alerts.textContent = t("error-generic", { error: e.message });
+  }
+  await renderMessages().catch(failure);
+}
+
+async function realert(m) {
+  const c = state.conv;
+  try {
+    const r = await api.realert(c.id, m.id);
+    alerts.textContent = t("roll-realerted", { count: (r.pending || []).length });
+  } catch (e) {
+    alerts.textContent = t("error-generic", { error: e.message });
+  }
+  await renderMessages().catch(failure);
 }
 
 function reply(m) {

@@ -103,6 +103,32 @@ export function message(m, byId, onReply) {
       m.deleted ? null : h("button", { type: "button", class: "link-button reply", onclick: () => onReply(m), text: t("conv-reply") })));
 }
 
+export const isAlert = (m) => !m.deleted && (m.precedence === "flash" || m.precedence === "immediate");
+
+// The answers to an alert: for its sender the roll-call (counts, each member, Alert again);
+// for a member an Acknowledge button, or when it acknowledged.
+export function alertPanel(m, call, me, { onAck, onRealert }) {
+  if (!call) return null;
+  if (!m.mine) {
+    const mine = (call.members || []).find((x) => x.device === me);
+    if (!mine) return null;
+    if (mine.state === "acknowledged") {
+      return h("p", { class: "ack-done", "data-ack": "done", text: t("ack-done", { time: dateTime(mine.acknowledged_at_ms) }) });
+    }
+    return h("button", { type: "button", class: "primary ack", "data-ack": m.id, onclick: (e) => { e.target.disabled = true; onAck(m); }, text: t("ack-button") });
+  }
+  const c = call.counts || {};
+  const rows = (call.members || []).map((x) =>
+    h("li", { class: `roll-member roll-${x.state}`, "data-device": x.device, "data-state": x.state },
+      h("span", { class: "roll-name", text: x.name || x.device.slice(0, 8) }),
+      h("span", { class: "roll-state", text: x.state === "acknowledged" ? t("roll-acknowledged-at", { time: dateTime(x.acknowledged_at_ms) }) : t(`roll-${x.state.replace("_", "-")}`) })));
+  const pending = (call.members || []).some((x) => x.state !== "acknowledged");
+  return h("details", { class: "rollcall", "data-rollcall": m.id },
+    h("summary", { text: t("roll-summary", { ack: num(c.acknowledged || 0), read: num(c.read || 0), delivered: num(c.delivered || 0), missing: num(c.not_delivered || 0) }) }),
+    h("ul", { class: "roll-members", "aria-label": t("roll-title") }, rows),
+    pending ? h("button", { type: "button", class: "secondary realert", "data-realert": m.id, onclick: (e) => { e.target.disabled = true; onRealert(m); }, text: t("roll-realert") }) : null);
+}
+
 // The conversation screen's frame: header, message list (filled later), compose form.
 export function conversation(conv, onSend) {
   const list = h("ol", { class: "messages", "aria-live": "polite", "aria-labelledby": "screen-title" });

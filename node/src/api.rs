@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -89,6 +89,31 @@ pub enum Request {
         conversation: String,
         message: String,
         emoji: Option<String>,
+    },
+    /// Acknowledges a FLASH or IMMEDIATE message of another member ("received, acting").
+    Ack {
+        conversation: String,
+        message: String,
+    },
+    /// The user read this message (and what came before it): a read watermark is owed.
+    Read {
+        conversation: String,
+        message: String,
+    },
+    /// Per member: acknowledged (when), read, delivered, not delivered.
+    Rollcall {
+        conversation: String,
+        message: String,
+    },
+    /// A FLASH reply to an own alert for the members who have not acknowledged it.
+    Realert {
+        conversation: String,
+        message: String,
+    },
+    /// Turns this device's read receipts in a conversation on or off (default on).
+    ReadReceipts {
+        conversation: String,
+        on: bool,
     },
     /// Invitations from strangers held for the user.
     Invitations,
@@ -399,10 +424,12 @@ fn actor_hint(d: &DeviceId) -> String {
 }
 
 /// A conversation as `GET /v1/conversations` lists it and `GET /v1/conversations/{id}` shows it.
-fn conversation_json(c: &ConversationInfo) -> Value {
+/// `read_receipts`: whether this device sends read receipts there.
+fn conversation_json(c: &ConversationInfo, read_receipts: bool) -> Value {
     json!({"id": c.id.to_string(), "title": c.title, "members": c.members.iter().map(member_json).collect::<Vec<_>>(),
            "admin": c.me_admin, "member": c.me_member, "removed": c.me_removed, "epochs": c.epochs, "pages": c.pages,
-           "equivocators": c.equivocators.iter().map(|d| d.to_string()).collect::<Vec<_>>()})
+           "equivocators": c.equivocators.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+           "read_receipts": read_receipts})
 }
 
 /// A held invitation named by its conversation id or a unique prefix of it.
@@ -502,7 +529,7 @@ pub fn execute<S: Store>(
             engine
                 .conversations()
                 .iter()
-                .map(conversation_json)
+                .map(|c| conversation_json(c, engine.replica().read_receipts(&c.id)))
                 .collect(),
         )),
         Request::Conversation { conversation } => {
@@ -511,7 +538,7 @@ pub fn execute<S: Store>(
                 .replica()
                 .info(&id)
                 .ok_or_else(|| ApiError::not_found("no such conversation"))?;
-            Ok(conversation_json(&c))
+            Ok(conversation_json(&c, engine.replica().read_receipts(&id)))
         }
         Request::Rename {
             conversation,
@@ -745,6 +772,50 @@ pub fn execute<S: Store>(
             changeable(engine, &id, &msg, false)?;
             engine.react(&id, &msg, emoji.as_deref(), now_ms)?;
             Ok(json!({"ok": true}))
+        }
+        Request::Ack {
+            conversation,
+            message,
+        } => {
+            let id = conv(engine, &conversation)?;
+            let msg = message_id(&message)?;
+            changeable(engine, &id, &msg, false)?;
+            engine.acknowledge(&id, &msg, now_ms)?;
+            Ok(json!({"ok": true}))
+        }
+        Request::Read {
+            conversation,
+            message,
+        } => {
+            let id = conv(engine, &conversation)?;
+            let msg = message_id(&message)?;
+            let owed = engine.mark_read(&id, &msg)?;
+            Ok(json!({"ok": true, "owed": owed}))
+        }
+        Request::Rollcall {
+            conversation,
+            message,
+        } => {
+            let id = conv(engine, &conversation)?;
+            let msg = message_id(&message)?;
+            Ok(rollcall_json(&engine.rollcall(&id, &msg)?))
+        }
+        Request::Realert {
+            conversation,
+            message,
+        } => {
+            let id = conv(engine, &conversation)?;
+            let msg = message_id(&message)?;
+            let (sent, pending) = engine.realert(&id, &msg, now_ms)?;
+            Ok(json!({
+                "id": sent.map(|m| m.to_string()),
+                "pending": pending.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            }))
+        }
+        Request::ReadReceipts { conversation, on } => {
+            let id = conv(engine, &conversation)?;
+            engine.set_read_receipts(&id, on)?;
+            Ok(json!({"ok": true, "read_receipts": on}))
         }
         Request::Invitations => Ok(Value::Array(
             engine
@@ -1099,6 +1170,51 @@ struct ReactBody {
     emoji: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct ReadReceiptsBody {
+    on: bool,
+}
+
+/// A roll-call as the API shows it (docs/api.md).
+pub fn rollcall_json(call: &vaarta_engine::rollcall::RollCall) -> Value {
+    use vaarta_engine::rollcall::Answer;
+    let (acknowledged, read, delivered, not_delivered) = call.counts();
+    let v = &call.message.view;
+    json!({
+        "message": v.id.to_string(),
+        "precedence": v.precedence.as_str(),
+        "body": v.body,
+        "author": call.message.author.map(|a| a.to_string()),
+        "counts": {
+            "acknowledged": acknowledged,
+            "read": read,
+            "delivered": delivered,
+            "not_delivered": not_delivered,
+        },
+        "members": call.members.iter().map(|m| json!({
+            "device": m.device.to_string(),
+            "name": m.name,
+            "state": m.answer.as_str(),
+            "acknowledged_at_ms": match m.answer {
+                Answer::Acknowledged(at) => Some(at.ms),
+                _ => None,
+            },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// What a route handler returns: the API's answer, later.
+type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
+/// A handler for one message of one conversation (`{id}`, `{msg}`): calls `make`.
+fn message_call(
+    make: fn(String, String) -> Request,
+) -> impl Fn(State<AppState>, Path<(String, String)>) -> Answer + Clone + Send + Sync + 'static {
+    move |State(s): State<AppState>, Path((id, msg)): Path<(String, String)>| {
+        Box::pin(async move { call(&s, make(id, msg)).await })
+    }
+}
+
 /// Serves the API on `addr` until the process ends. Returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
@@ -1290,6 +1406,51 @@ pub async fn serve(
                             conversation: id,
                             message: msg,
                             emoji: b.emoji,
+                        },
+                    )
+                    .await
+                },
+            ),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{msg}/ack",
+            post(message_call(|conversation, message| Request::Ack {
+                conversation,
+                message,
+            })),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{msg}/read",
+            post(message_call(|conversation, message| Request::Read {
+                conversation,
+                message,
+            })),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{msg}/rollcall",
+            get(message_call(|conversation, message| Request::Rollcall {
+                conversation,
+                message,
+            })),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{msg}/realert",
+            post(message_call(|conversation, message| Request::Realert {
+                conversation,
+                message,
+            })),
+        )
+        .route(
+            "/v1/conversations/{id}/read-receipts",
+            put(
+                |State(s): State<AppState>,
+                 Path(id): Path<String>,
+                 Json(b): Json<ReadReceiptsBody>| async move {
+                    call(
+                        &s,
+                        Request::ReadReceipts {
+                            conversation: id,
+                            on: b.on,
                         },
                     )
                     .await
@@ -1661,6 +1822,7 @@ mod tests {
                 "member",
                 "members",
                 "pages",
+                "read_receipts",
                 "removed",
                 "title"
             ]
@@ -1699,9 +1861,143 @@ mod tests {
             pages: 1,
             equivocators: vec![mallory],
         };
-        let shown = conversation_json(&info);
+        let shown = conversation_json(&info, true);
         assert_eq!(shown["equivocators"], json!([mallory.to_string()]));
         assert_eq!(shown["equivocators"][0], shown["members"][0]["device"]);
+    }
+
+    /// The roll-call endpoints on one device (the two-device flow is the engine's
+    /// `tests/rollcall.rs` and the process test): shapes, refusals, the setting.
+    #[test]
+    fn rollcall_ack_and_realert_answer_and_refuse_clearly() {
+        let mut e = engine(1, "Asha");
+        let other = Identity::from_seed([2; 32]).device_id().to_string();
+        let id = run(
+            &mut e,
+            Request::CreateConversation {
+                title: "district control".into(),
+                members: vec![other.clone()],
+                history_from_join: false,
+            },
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let send = |e: &mut Engine<MemoryStore>, body: &str, p: Option<&str>| {
+            run(
+                e,
+                Request::Send {
+                    conversation: id.clone(),
+                    messages: vec![OutgoingMessage {
+                        body: body.into(),
+                        precedence: p.map(str::to_string),
+                        expires_in_ms: None,
+                        removed_expires_in_s: None,
+                        reply_to: None,
+                    }],
+                },
+            )["ids"][0]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let flash = send(&mut e, "flood at the bridge", Some("flash"));
+        let routine = send(&mut e, "tea at four", None);
+        let call = run(
+            &mut e,
+            Request::Rollcall {
+                conversation: id.clone(),
+                message: flash.clone(),
+            },
+        );
+        assert_eq!(call["precedence"], "flash");
+        assert_eq!(call["counts"]["not_delivered"], 1);
+        assert_eq!(call["members"][0]["device"], other.as_str());
+        assert_eq!(call["members"][0]["state"], "not_delivered");
+        assert_eq!(call["members"][0]["acknowledged_at_ms"], Value::Null);
+        let err = |e: &mut Engine<MemoryStore>, r: Request| {
+            execute(e, r, NOW, &NodeFacts::default()).unwrap_err()
+        };
+        // One's own alert needs no acknowledgement; a routine message takes none.
+        for m in [&flash, &routine] {
+            let x = err(
+                &mut e,
+                Request::Ack {
+                    conversation: id.clone(),
+                    message: m.clone(),
+                },
+            );
+            assert_eq!(x.status, 400, "{}", x.message);
+        }
+        let x = err(
+            &mut e,
+            Request::Rollcall {
+                conversation: id.clone(),
+                message: "0.nonsense".into(),
+            },
+        );
+        assert_eq!(x.status, 400, "{}", x.message);
+        // Re-alert: the member who has not acknowledged, and a FLASH reply.
+        let r = run(
+            &mut e,
+            Request::Realert {
+                conversation: id.clone(),
+                message: flash.clone(),
+            },
+        );
+        assert_eq!(r["pending"], json!([other]));
+        let again = r["id"].as_str().unwrap().to_string();
+        let msgs = run(
+            &mut e,
+            Request::Messages {
+                conversation: id.clone(),
+                limit: 10,
+                from_page: None,
+                before: None,
+            },
+        );
+        let nudge = msgs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == again.as_str())
+            .unwrap();
+        assert_eq!(nudge["reply_to"], flash.as_str());
+        assert_eq!(nudge["precedence"], "flash");
+        let x = err(
+            &mut e,
+            Request::Realert {
+                conversation: id.clone(),
+                message: routine,
+            },
+        );
+        assert_eq!(x.status, 400, "{}", x.message);
+        // Read receipts: on by default, off per conversation.
+        let conv_json = |e: &mut Engine<MemoryStore>| {
+            run(
+                e,
+                Request::Conversation {
+                    conversation: id.clone(),
+                },
+            )
+        };
+        assert_eq!(conv_json(&mut e)["read_receipts"], true);
+        run(
+            &mut e,
+            Request::ReadReceipts {
+                conversation: id.clone(),
+                on: false,
+            },
+        );
+        assert_eq!(conv_json(&mut e)["read_receipts"], false);
+        let r = run(
+            &mut e,
+            Request::Read {
+                conversation: id.clone(),
+                message: flash,
+            },
+        );
+        assert_eq!(r["owed"], false);
     }
 
     #[test]

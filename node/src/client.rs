@@ -105,6 +105,11 @@ impl Client {
                 .patch(url)
                 .header("Authorization", auth)
                 .send_json(body),
+            "PUT" => self
+                .agent
+                .put(url)
+                .header("Authorization", auth)
+                .send_json(body),
             _ => self.agent.delete(url).header("Authorization", auth).call(),
         };
         self.finish(r)
@@ -114,6 +119,13 @@ impl Client {
     pub fn request(&self, req: Request) -> Result<Value, ApiError> {
         use serde_json::json;
         let enc = |s: &str| segment(s);
+        let message_path = |conv: &str, msg: &str, what: &str| {
+            format!(
+                "/v1/conversations/{}/messages/{}/{what}",
+                segment(conv),
+                segment(msg)
+            )
+        };
         if let Request::Conversation { conversation }
         | Request::Rename { conversation, .. }
         | Request::AddMember { conversation, .. }
@@ -122,7 +134,12 @@ impl Client {
         | Request::Send { conversation, .. }
         | Request::Edit { conversation, .. }
         | Request::Delete { conversation, .. }
-        | Request::React { conversation, .. } = &req
+        | Request::React { conversation, .. }
+        | Request::Ack { conversation, .. }
+        | Request::Read { conversation, .. }
+        | Request::Rollcall { conversation, .. }
+        | Request::Realert { conversation, .. }
+        | Request::ReadReceipts { conversation, .. } = &req
             && conversation.trim().is_empty()
         {
             return Err(ApiError::bad(crate::api::EMPTY_CONVERSATION));
@@ -237,6 +254,39 @@ impl Client {
                     enc(&message)
                 ),
                 json!({"emoji": emoji}),
+            ),
+            Request::Ack {
+                conversation,
+                message,
+            } => self.send_json(
+                "POST",
+                &message_path(&conversation, &message, "ack"),
+                Value::Null,
+            ),
+            Request::Read {
+                conversation,
+                message,
+            } => self.send_json(
+                "POST",
+                &message_path(&conversation, &message, "read"),
+                Value::Null,
+            ),
+            Request::Rollcall {
+                conversation,
+                message,
+            } => self.get(&message_path(&conversation, &message, "rollcall")),
+            Request::Realert {
+                conversation,
+                message,
+            } => self.send_json(
+                "POST",
+                &message_path(&conversation, &message, "realert"),
+                Value::Null,
+            ),
+            Request::ReadReceipts { conversation, on } => self.send_json(
+                "PUT",
+                &format!("/v1/conversations/{}/read-receipts", enc(&conversation)),
+                json!({"on": on}),
             ),
             Request::Invitations => self.get("/v1/invitations"),
             Request::AcceptInvitation { id } => self.send_json(

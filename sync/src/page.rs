@@ -16,6 +16,13 @@
 //!   d?: deleted}`. The key is the author's HLC (fixed-width base36, so keys sort by time) and
 //!   the first 8 bytes of the author's actor in hex, so keys of different authors never collide.
 //! * `~<message key><reactor actor hex>` → the reactor's emoji (deleted to withdraw it).
+//! * `!<message key><acknowledger actor hex>` → when the acknowledger acknowledged a FLASH or
+//!   IMMEDIATE message ("received, acting"; its HLC, packed). Set once, never changed or
+//!   withdrawn, only for a message of another author that the acknowledger's change builds
+//!   on ([`Page::check_acks`]).
+//! * `^<reader actor hex>` → the key of the newest message of this page the reader has read
+//!   (its *read watermark*: one per member per page, moved forward, never deleted; a
+//!   watermark on a later page means everything before it was read too).
 //!
 //! # Rules (checked on every remote change before Automerge sees it)
 //! A change by actor *A* may only: create a message map at a root key carrying *A*'s actor
@@ -150,8 +157,35 @@ fn reaction_key(message_key: &str, actor: &[u8]) -> String {
     format!("~{message_key}{}", actor_prefix(actor))
 }
 
+fn ack_key(message_key: &str, actor: &[u8]) -> String {
+    format!("!{message_key}{}", actor_prefix(actor))
+}
+
+fn read_key(actor: &[u8]) -> String {
+    format!("^{}", actor_prefix(actor))
+}
+
+/// The actor prefix of a read watermark key.
+fn parse_read_key(k: &str) -> Option<&str> {
+    let who = k.strip_prefix('^')?;
+    (who.len() == KEY_ACTOR
+        && who.is_ascii()
+        && hex_decode(who).is_some()
+        && !who.bytes().any(|c| c.is_ascii_uppercase()))
+    .then_some(who)
+}
+
 fn parse_reaction_key(k: &str) -> Option<(&str, &str)> {
-    let rest = k.strip_prefix('~')?;
+    parse_pair_key(k, '~')
+}
+
+/// (message key, acknowledger prefix) of an acknowledgement key.
+fn parse_ack_key(k: &str) -> Option<(&str, &str)> {
+    parse_pair_key(k, '!')
+}
+
+fn parse_pair_key(k: &str, mark: char) -> Option<(&str, &str)> {
+    let rest = k.strip_prefix(mark)?;
     if rest.len() != KEY_LEN + KEY_ACTOR || !rest.is_ascii() {
         return None;
     }
@@ -222,6 +256,23 @@ pub fn check_change(change: &Change, author: &ActorId) -> Result<u32, RuleError>
 /// [`check_change`], also returning the newest clock among the messages it creates: the
 /// message keys are the author's clock readings, so a change needs no separate timestamp.
 pub fn check_change_timed(change: &Change, author: &ActorId) -> Result<(u32, Hlc), RuleError> {
+    check_change_full(change, author).map(|c| (c.created, c.newest))
+}
+
+/// What [`check_change_full`] found in a change that passed the rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckedChange {
+    /// Messages it creates.
+    pub created: u32,
+    /// The newest clock among the messages it creates.
+    pub newest: Hlc,
+    /// The message keys it acknowledges: each must be checked against the page
+    /// ([`Page::check_acks`]) before the change is applied.
+    pub acks: Vec<String>,
+}
+
+/// [`check_change`], with everything the rules found ([`CheckedChange`]).
+pub fn check_change_full(change: &Change, author: &ActorId) -> Result<CheckedChange, RuleError> {
     use automerge::legacy::{Key, ObjectId, OpType};
     if change.actor_id() != author {
         return Err(RuleError::ActorMismatch);
@@ -238,6 +289,7 @@ pub fn check_change_timed(change: &Change, author: &ActorId) -> Result<(u32, Hlc
     let expanded = guarded(|| Ok(change.decode()))?;
     let mut created = 0;
     let mut newest = Hlc::default();
+    let mut acks = Vec::new();
     for op in &expanded.operations {
         if op.insert {
             return Err(RuleError::Forbidden("sequence insert"));
@@ -265,6 +317,28 @@ pub fn check_change_timed(change: &Change, author: &ActorId) -> Result<(u32, Hlc
                         OpType::Delete => {}
                         _ => return Err(RuleError::BadValue("reaction".into())),
                     }
+                } else if let Some((msg, who)) = parse_ack_key(key) {
+                    if who != prefix {
+                        return Err(RuleError::Forbidden("acknowledgement of another author"));
+                    }
+                    // Set once: a put over nothing (an acknowledgement is never changed or
+                    // withdrawn, so one member's acknowledgement of one message is one op).
+                    match &op.action {
+                        OpType::Put(ScalarValue::Uint(_)) if op.pred.is_empty() => {}
+                        _ => return Err(RuleError::BadValue("acknowledgement".into())),
+                    }
+                    if acks.iter().any(|a| a == msg) {
+                        return Err(RuleError::Forbidden("acknowledgement given twice"));
+                    }
+                    acks.push(msg.to_string());
+                } else if let Some(who) = parse_read_key(key) {
+                    if who != prefix {
+                        return Err(RuleError::Forbidden("read watermark of another author"));
+                    }
+                    match &op.action {
+                        OpType::Put(ScalarValue::Str(s)) if parse_key(s).is_some() => {}
+                        _ => return Err(RuleError::BadValue("read watermark".into())),
+                    }
                 } else {
                     return Err(RuleError::Forbidden("unknown root key"));
                 }
@@ -277,7 +351,11 @@ pub fn check_change_timed(change: &Change, author: &ActorId) -> Result<(u32, Hlc
             }
         }
     }
-    Ok((created, newest))
+    Ok(CheckedChange {
+        created,
+        newest,
+        acks,
+    })
 }
 
 /// A message as an application shows it.
@@ -918,6 +996,175 @@ impl Page {
         Ok(())
     }
 
+    /// The precedence of the message at `key` as the document stood at `heads` (now with
+    /// `None`), if it exists there.
+    fn precedence_at(&self, key: &str, heads: Option<&[ChangeHash]>) -> Option<Precedence> {
+        let got = match heads {
+            None => self.doc.get(automerge::ROOT, key),
+            Some(h) => self.doc.get_at(automerge::ROOT, key, h),
+        };
+        let Ok(Some((Value::Object(ObjType::Map), obj))) = got else {
+            return None;
+        };
+        let p = match heads {
+            None => self.doc.get(&obj, "p"),
+            Some(h) => self.doc.get_at(&obj, "p", h),
+        };
+        Some(match p {
+            Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
+                ScalarValue::Uint(p) => Precedence::from_u8(*p as u8).unwrap_or_default(),
+                _ => Precedence::Routine,
+            },
+            _ => Precedence::Routine,
+        })
+    }
+
+    /// Stages this device's acknowledgement of the FLASH or IMMEDIATE message at `key`
+    /// ("received, acting") at `hlc`. Refused for a message that is not here, of lower
+    /// precedence, this device's own, or acknowledged by it already.
+    pub fn acknowledge(&mut self, key: &str, hlc: Hlc) -> Result<(), RuleError> {
+        let me = self.doc.get_actor().to_bytes().to_vec();
+        let Some((_, author)) = parse_key(key) else {
+            return Err(RuleError::Forbidden("no such message"));
+        };
+        if author == actor_prefix(&me) {
+            return Err(RuleError::Forbidden(
+                "one's own message needs no acknowledgement",
+            ));
+        }
+        match self.precedence_at(key, None) {
+            None => return Err(RuleError::Forbidden("no such message")),
+            Some(p) if p < Precedence::Immediate => {
+                return Err(RuleError::Forbidden(
+                    "only FLASH and IMMEDIATE messages are acknowledged",
+                ));
+            }
+            Some(_) => {}
+        }
+        let ak = ack_key(key, &me);
+        if self.doc.get(automerge::ROOT, &ak).ok().flatten().is_some() {
+            return Err(RuleError::Forbidden("acknowledged already"));
+        }
+        am(self.doc.put(automerge::ROOT, ak, hlc.pack()))?;
+        Ok(())
+    }
+
+    /// Moves this device's read watermark on this page up to `key` (staged; committed by
+    /// [`Page::commit`]). Returns `false`, staging nothing, when it is there already.
+    pub fn mark_read(&mut self, key: &str) -> Result<bool, RuleError> {
+        if parse_key(key).is_none() {
+            return Err(RuleError::Forbidden("no such message"));
+        }
+        let me = self.doc.get_actor().to_bytes().to_vec();
+        let rk = read_key(&me);
+        if self
+            .read_marks()
+            .get(&actor_prefix(&me))
+            .is_some_and(|k| k.as_str() >= key)
+        {
+            return Ok(false);
+        }
+        am(self.doc.put(automerge::ROOT, rk, key))?;
+        Ok(true)
+    }
+
+    /// Checks the acknowledgements a remote change carries (`acks`, from
+    /// [`check_change_full`]) against the document as the change's author saw it (at the
+    /// change's dependencies, which must be present): each must name a FLASH or IMMEDIATE
+    /// message of another author that existed there, not acknowledged by this author before.
+    /// A function of the change and its causal past only, so every replica decides alike
+    /// whatever else it holds.
+    pub fn check_acks(&mut self, change: &Change, acks: &[String]) -> Result<(), RuleError> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let author = change.actor_id().to_bytes().to_vec();
+        let prefix = actor_prefix(&author);
+        let heads: Vec<ChangeHash> = change.deps().to_vec();
+        if heads.iter().any(|h| !self.has_change(h)) {
+            return Err(RuleError::Forbidden(
+                "acknowledgement of a message not in its past",
+            ));
+        }
+        guarded(|| {
+            for key in acks {
+                let Some((_, by)) = parse_key(key) else {
+                    return Err(RuleError::Forbidden("acknowledgement of no message"));
+                };
+                if by == prefix {
+                    return Err(RuleError::Forbidden("acknowledgement of one's own message"));
+                }
+                match self.precedence_at(key, Some(&heads)) {
+                    Some(p) if p >= Precedence::Immediate => {}
+                    Some(_) => {
+                        return Err(RuleError::Forbidden(
+                            "acknowledgement of a message below IMMEDIATE",
+                        ));
+                    }
+                    None => {
+                        return Err(RuleError::Forbidden(
+                            "acknowledgement of a message not in its past",
+                        ));
+                    }
+                }
+                // Only its author writes this key, and its author's earlier changes are all
+                // applied before this one (sequence order), so the document now tells alike
+                // on every replica whether it acknowledged before, even in a change that
+                // does not build on that one.
+                let ak = ack_key(key, &author);
+                if self.doc.get(automerge::ROOT, &ak).ok().flatten().is_some()
+                    || self
+                        .doc
+                        .get_at(automerge::ROOT, &ak, &heads)
+                        .ok()
+                        .flatten()
+                        .is_some()
+                {
+                    return Err(RuleError::Forbidden("acknowledgement given twice"));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Acknowledgements of the message at `key`: (acknowledger actor prefix, when), by prefix.
+    pub fn acks_of(&self, key: &str) -> Vec<(String, Hlc)> {
+        let start = format!("!{key}");
+        let mut out = Vec::new();
+        for item in self.doc.map_range(automerge::ROOT, start.clone()..) {
+            if !item.key.starts_with(&start) {
+                break;
+            }
+            let Some((msg, who)) = parse_ack_key(&item.key) else {
+                continue;
+            };
+            if msg != key {
+                continue;
+            }
+            if let automerge::ValueRef::Scalar(automerge::ScalarValueRef::Uint(at)) = &item.value {
+                out.push((who.to_string(), Hlc::unpack(*at)));
+            }
+        }
+        out
+    }
+
+    /// Every member's read watermark on this page: actor prefix → message key.
+    pub fn read_marks(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for item in self.doc.map_range(automerge::ROOT, "^".to_string()..) {
+            let Some(who) = parse_read_key(&item.key) else {
+                if !item.key.starts_with('^') {
+                    break;
+                }
+                continue;
+            };
+            if let automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) = &item.value {
+                out.insert(who.to_string(), s.to_string());
+            }
+        }
+        out
+    }
+
     /// Commits staged operations into one change (time 0: the HLC lives in the keys).
     pub fn commit(&mut self) -> Option<Change> {
         self.doc
@@ -1261,6 +1508,229 @@ mod tests {
 
     fn actor(n: u8) -> ActorId {
         ActorId::from(&[n; 16][..])
+    }
+
+    /// A page of Alice (actor 1) with a FLASH and a ROUTINE message, and Bhavesh's copy
+    /// (actor 2).
+    fn alert_pages() -> (Page, Page, String, String) {
+        let mut alice = Page::new(0, actor(1));
+        let flash = alice
+            .add_message(
+                Hlc { ms: 10, counter: 0 },
+                &Draft {
+                    body: "flood at the bridge".into(),
+                    precedence: Precedence::Flash,
+                    ..Draft::default()
+                },
+            )
+            .unwrap();
+        let routine = alice
+            .add_message(
+                Hlc { ms: 11, counter: 0 },
+                &Draft {
+                    body: "tea at four".into(),
+                    ..Draft::default()
+                },
+            )
+            .unwrap();
+        let c = alice.commit().unwrap();
+        let mut bhavesh = Page::new(0, actor(2));
+        bhavesh.apply(vec![(c, 2)]).unwrap();
+        (alice, bhavesh, flash.key, routine.key)
+    }
+
+    /// A change by `who` on a copy of `page`, made by `f` on the raw document (what a
+    /// hostile member can sign: anything Automerge can express).
+    fn raw_change(page: &mut Page, who: ActorId, f: impl FnOnce(&mut AutoCommit)) -> Change {
+        let mut doc = AutoCommit::load(&page.save()).unwrap().with_actor(who);
+        f(&mut doc);
+        doc.commit_with(CommitOptions::default().with_time(0));
+        doc.get_last_local_change().unwrap().clone()
+    }
+
+    /// What ingest decides of a change: the rules, then its acknowledgements on the page.
+    fn judged(page: &mut Page, c: &Change, who: &ActorId) -> Result<(), RuleError> {
+        let found = check_change_full(c, who)?;
+        page.check_acks(c, &found.acks)
+    }
+
+    #[test]
+    fn acknowledgements_are_bound_to_their_author_alerts_that_exist_and_once() {
+        let (mut alice, mut bhavesh, flash, routine) = alert_pages();
+        // The honest path: Bhavesh acknowledges the FLASH message, Alice takes it.
+        bhavesh
+            .acknowledge(&flash, Hlc { ms: 20, counter: 0 })
+            .unwrap();
+        let ack = bhavesh.commit().unwrap();
+        assert_eq!(
+            check_change_full(&ack, &actor(2)).unwrap().acks,
+            vec![flash.clone()]
+        );
+        judged(&mut alice, &ack, &actor(2)).unwrap();
+        alice.apply(vec![(ack.clone(), 0)]).unwrap();
+        assert_eq!(
+            alice.acks_of(&flash),
+            vec![(actor_prefix(&[2; 16]), Hlc { ms: 20, counter: 0 })]
+        );
+        assert!(alice.acks_of(&routine).is_empty());
+        // Once applied, the same acknowledgement again is refused (the document has it).
+        assert_eq!(
+            alice.check_acks(&ack, std::slice::from_ref(&flash)),
+            Err(RuleError::Forbidden("acknowledgement given twice"))
+        );
+        // The commands refuse what the rules refuse.
+        let later = Hlc { ms: 21, counter: 0 };
+        assert!(bhavesh.acknowledge(&flash, later).is_err(), "twice");
+        assert!(bhavesh.acknowledge(&routine, later).is_err(), "routine");
+        assert!(alice.acknowledge(&flash, later).is_err(), "own message");
+        let nowhere = message_key(Hlc { ms: 5, counter: 0 }, &[1; 16]);
+        assert!(bhavesh.acknowledge(&nowhere, later).is_err(), "no message");
+
+        // Hostile changes Bhavesh signs himself, each refused before Automerge sees it:
+        let (mut alice, mut bhavesh, flash, routine) = alert_pages();
+        let at = ScalarValue::Uint(Hlc { ms: 30, counter: 0 }.pack());
+        // for someone else (Chitra's prefix);
+        let c = raw_change(&mut bhavesh, actor(2), |d| {
+            d.put(automerge::ROOT, ack_key(&flash, &[3; 16]), at.clone())
+                .unwrap();
+        });
+        assert_eq!(
+            judged(&mut alice, &c, &actor(2)),
+            Err(RuleError::Forbidden("acknowledgement of another author"))
+        );
+        // of a ROUTINE message;
+        let c = raw_change(&mut bhavesh, actor(2), |d| {
+            d.put(automerge::ROOT, ack_key(&routine, &[2; 16]), at.clone())
+                .unwrap();
+        });
+        assert!(check_change_full(&c, &actor(2)).is_ok());
+        assert_eq!(
+            judged(&mut alice, &c, &actor(2)),
+            Err(RuleError::Forbidden(
+                "acknowledgement of a message below IMMEDIATE"
+            ))
+        );
+        // of messages that do not exist (store growth by made-up keys);
+        let c = raw_change(&mut bhavesh, actor(2), |d| {
+            for n in 0..3u64 {
+                let made_up = message_key(
+                    Hlc {
+                        ms: 100 + n,
+                        counter: 0,
+                    },
+                    &[1; 16],
+                );
+                d.put(automerge::ROOT, ack_key(&made_up, &[2; 16]), at.clone())
+                    .unwrap();
+            }
+        });
+        assert_eq!(
+            judged(&mut alice, &c, &actor(2)),
+            Err(RuleError::Forbidden(
+                "acknowledgement of a message not in its past"
+            ))
+        );
+        // of a message that exists on Alice's page but not in the change's past;
+        let mut empty = Page::new(0, actor(2));
+        let c = raw_change(&mut empty, actor(2), |d| {
+            d.put(automerge::ROOT, ack_key(&flash, &[2; 16]), at.clone())
+                .unwrap();
+        });
+        assert!(judged(&mut alice, &c, &actor(2)).is_err());
+        // not a time; withdrawn; changed after it was given.
+        let c = raw_change(&mut bhavesh, actor(2), |d| {
+            d.put(automerge::ROOT, ack_key(&flash, &[2; 16]), "yes")
+                .unwrap();
+        });
+        assert!(matches!(
+            judged(&mut alice, &c, &actor(2)),
+            Err(RuleError::BadValue(_))
+        ));
+        bhavesh
+            .acknowledge(&flash, Hlc { ms: 40, counter: 0 })
+            .unwrap();
+        let first = bhavesh.commit().unwrap();
+        judged(&mut alice, &first, &actor(2)).unwrap();
+        alice.apply(vec![(first, 0)]).unwrap();
+        for withdraw in [false, true] {
+            let c = raw_change(&mut bhavesh, actor(2), |d| {
+                let k = ack_key(&flash, &[2; 16]);
+                if withdraw {
+                    d.delete(automerge::ROOT, k).unwrap();
+                } else {
+                    d.put(automerge::ROOT, k, at.clone()).unwrap();
+                }
+            });
+            assert!(
+                matches!(
+                    judged(&mut alice, &c, &actor(2)),
+                    Err(RuleError::BadValue(_))
+                ),
+                "withdraw {withdraw}"
+            );
+        }
+        // An IMMEDIATE message is acknowledged like a FLASH one.
+        let mut alice = Page::new(0, actor(1));
+        let imm = alice
+            .add_message(
+                Hlc { ms: 10, counter: 0 },
+                &Draft {
+                    body: "road closed".into(),
+                    precedence: Precedence::Immediate,
+                    ..Draft::default()
+                },
+            )
+            .unwrap();
+        let c = alice.commit().unwrap();
+        let mut bhavesh = Page::new(0, actor(2));
+        bhavesh.apply(vec![(c, 1)]).unwrap();
+        bhavesh
+            .acknowledge(&imm.key, Hlc { ms: 20, counter: 0 })
+            .unwrap();
+        let ack = bhavesh.commit().unwrap();
+        judged(&mut alice, &ack, &actor(2)).unwrap();
+    }
+
+    #[test]
+    fn read_watermarks_are_one_per_member_forward_only_and_bound_to_their_author() {
+        let (mut alice, mut bhavesh, flash, routine) = alert_pages();
+        assert!(bhavesh.mark_read(&flash).unwrap());
+        assert!(bhavesh.mark_read(&routine).unwrap());
+        // Not backwards, not twice: nothing staged.
+        assert!(!bhavesh.mark_read(&flash).unwrap());
+        assert!(!bhavesh.mark_read(&routine).unwrap());
+        let c = bhavesh.commit().unwrap();
+        judged(&mut alice, &c, &actor(2)).unwrap();
+        alice.apply(vec![(c, 0)]).unwrap();
+        let marks = alice.read_marks();
+        assert_eq!(marks.len(), 1, "one watermark per member: {marks:?}");
+        assert_eq!(marks.get(&actor_prefix(&[2; 16])), Some(&routine));
+        // Hostile: for someone else, a value that is not a message key, a withdrawal.
+        let c = raw_change(&mut bhavesh, actor(2), |d| {
+            d.put(automerge::ROOT, read_key(&[1; 16]), flash.as_str())
+                .unwrap();
+        });
+        assert_eq!(
+            judged(&mut alice, &c, &actor(2)),
+            Err(RuleError::Forbidden("read watermark of another author"))
+        );
+        let c = raw_change(&mut bhavesh, actor(2), |d| {
+            d.put(automerge::ROOT, read_key(&[2; 16]), "everything")
+                .unwrap();
+        });
+        assert!(matches!(
+            judged(&mut alice, &c, &actor(2)),
+            Err(RuleError::BadValue(_))
+        ));
+        let c = raw_change(&mut bhavesh, actor(2), |d| {
+            d.delete(automerge::ROOT, read_key(&[2; 16])).unwrap();
+        });
+        assert!(matches!(
+            judged(&mut alice, &c, &actor(2)),
+            Err(RuleError::BadValue(_))
+        ));
+        // Receipts are not messages.
+        assert_eq!(alice.messages().len(), 2);
     }
 
     #[test]

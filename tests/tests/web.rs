@@ -417,6 +417,59 @@ fn a_flash_message_from_a_hindi_page_shows_live_on_a_tamil_page() {
     assert_eq!(shown_b[2], "yes", "shown live, not after a reload");
     assert_ne!(shown_b[3], "rgba(0, 0, 0, 0)", "and in colour");
 
+    // Bhavesh acknowledges it on his page ("received, acting", in Tamil); Asha's roll-call
+    // under her message turns to acknowledged for him, live (issue 13).
+    let ack_ta = catalogue_value("ta", "ack-button");
+    let button = pb.wait(
+        "the Acknowledge button on Bhavesh's page",
+        T,
+        "for (const m of document.querySelectorAll('.msg')) {
+             if (m.querySelector('.body').textContent === arguments[0]) {
+                 const b = m.querySelector('button.ack');
+                 return b ? b.textContent : null;
+             }
+         }
+         return null;",
+        json!([text]),
+    );
+    assert_eq!(button, ack_ta.as_str(), "the button in Tamil");
+    pb.js(
+        "for (const m of document.querySelectorAll('.msg')) {
+             if (m.querySelector('.body').textContent === arguments[0]) m.querySelector('button.ack').click();
+         }",
+        json!([text]),
+    );
+    pb.wait(
+        "Bhavesh's page shows his acknowledgement",
+        T,
+        "for (const m of document.querySelectorAll('.msg')) {
+             if (m.querySelector('.body').textContent === arguments[0]) return !!m.querySelector('.ack-done');
+         }
+         return false;",
+        json!([text]),
+    );
+    let b_device = b.device_id();
+    let state = pa.wait(
+        "Bhavesh acknowledged in Asha's roll-call",
+        T,
+        "for (const m of document.querySelectorAll('.msg')) {
+             if (m.querySelector('.body').textContent !== arguments[0]) continue;
+             const rows = [...m.querySelectorAll('.roll-member')];
+             const acked = rows.find((r) => r.dataset.state === 'acknowledged');
+             return acked ? [acked.dataset.device, acked.querySelector('.roll-state').textContent,
+                             m.querySelector('.rollcall summary').textContent] : null;
+         }
+         return null;",
+        json!([text]),
+    );
+    assert_eq!(state[0], b_device.as_str(), "{state:?}");
+    let acked_hi = catalogue_value("hi", "roll-acknowledged-at");
+    let acked_hi = acked_hi.split('{').next().unwrap().trim();
+    assert!(
+        state[1].as_str().unwrap().starts_with(acked_hi),
+        "{state:?}"
+    );
+
     // Bhavesh answers it from his page (Reply on the message); Asha's page shows the answer,
     // live, under "in reply to" her message.
     pb.js(

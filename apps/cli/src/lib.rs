@@ -296,6 +296,29 @@ pub enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Acknowledge a FLASH or IMMEDIATE message ("received, acting"); its sender's roll-call
+    /// shows it
+    Ack {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The message id (as `log --ids` or `log --json` shows it)
+        message: String,
+    },
+    /// Who acknowledged, read, holds or has not yet received a message (the roll-call)
+    Rollcall {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The message id (as `log --ids` or `log --json` shows it)
+        message: String,
+    },
+    /// Alert again those who have not acknowledged your FLASH or IMMEDIATE message (a FLASH
+    /// reply with its text)
+    Realert {
+        /// Conversation id (or a unique prefix of it)
+        conv: String,
+        /// The message id (as `log --ids` or `log --json` shows it)
+        message: String,
+    },
     /// Show the messages of a conversation in order, with edits, deletions, reactions and
     /// reply links
     Log {
@@ -604,6 +627,28 @@ pub fn emit(text: &str) -> Result<()> {
 /// [`emit`] for several lines.
 pub fn emit_all(lines: &[String]) -> Result<()> {
     lines.iter().try_for_each(|l| emit(l))
+}
+
+/// A roll-call as lines: the counts, then one member a line (name or device, answer).
+fn print_rollcall(r: &Value) -> Result<()> {
+    let c = &r["counts"];
+    out!(
+        "{} acknowledged, {} read, {} delivered only, {} not yet delivered",
+        c["acknowledged"],
+        c["read"],
+        c["delivered"],
+        c["not_delivered"]
+    );
+    for m in r["members"].as_array().into_iter().flatten() {
+        let device = m["device"].as_str().unwrap_or_default();
+        let who = m["name"]
+            .as_str()
+            .map(fmt::clean)
+            .unwrap_or_else(|| device.chars().take(12).collect());
+        let state = m["state"].as_str().unwrap_or_default().replace('_', " ");
+        out!("{who:<24} {state}");
+    }
+    Ok(())
 }
 
 pub(crate) fn print_json(v: &Value) -> Result<()> {
@@ -941,6 +986,54 @@ pub fn run(cli: Cli) -> Result<()> {
                 out!("reacted {} to {}", fmt::clean(&e), fmt::clean(&message));
             } else {
                 out!("took back your reaction to {}", fmt::clean(&message));
+            }
+            Ok(())
+        }
+        Command::Ack { conv, message } => {
+            let conn = Conn::open(&home)?;
+            let r = conn.request(Request::Ack {
+                conversation: conv,
+                message: message.clone(),
+            })?;
+            if json {
+                print_json(&r)?;
+            } else {
+                out!("acknowledged {}", fmt::clean(&message));
+            }
+            Ok(())
+        }
+        Command::Rollcall { conv, message } => {
+            let conn = Conn::open(&home)?;
+            let r = conn.request(Request::Rollcall {
+                conversation: conv,
+                message,
+            })?;
+            if json {
+                print_json(&r)?;
+            } else {
+                print_rollcall(&r)?;
+            }
+            Ok(())
+        }
+        Command::Realert { conv, message } => {
+            let conn = Conn::open(&home)?;
+            let r = conn.request(Request::Realert {
+                conversation: conv,
+                message: message.clone(),
+            })?;
+            if json {
+                print_json(&r)?;
+            } else {
+                let n = r["pending"].as_array().map_or(0, Vec::len);
+                match r["id"].as_str() {
+                    Some(id) => {
+                        out!("re-alerted {n} member(s) who had not acknowledged (message {id})")
+                    }
+                    None => out!(
+                        "everyone acknowledged {}: nothing sent",
+                        fmt::clean(&message)
+                    ),
+                }
             }
             Ok(())
         }

@@ -46,6 +46,20 @@ state-received = প্রাপ্ত
 state-sent = পাঠানো হয়েছে
 state-delivered = পৌঁছেছে
 state-delivered-count = { $n } জনের মধ্যে { $k } জনের কাছে পৌঁছেছে
+ack-button = প্রাপ্তি স্বীকার করুন
+ack-done = আপনি প্রাপ্তি স্বীকার করেছেন · { $time }
+roll-title = হাজিরা
+roll-summary = { $ack } জন প্রাপ্তি স্বীকার করেছেন · { $read } জন পড়েছেন · { $delivered } জনের কাছে পৌঁছেছে · { $missing } জনের কাছে পৌঁছায়নি
+roll-acknowledged-at = প্রাপ্তি স্বীকার করেছেন · { $time }
+roll-read = পড়েছেন
+roll-delivered = পৌঁছেছে, পড়েননি
+roll-not-delivered = এখনও পৌঁছায়নি
+roll-realert = আবার সতর্ক করুন
+roll-realerted =
+    { $count ->
+        [one] { $count } জন সদস্যকে আবার সতর্ক করা হয়েছে
+       *[other] { $count } জন সদস্যকে আবার সতর্ক করা হয়েছে
+    }
 mesh-title = মেশের অবস্থা
 mesh-state = নোড
 mesh-online = অনলাইন

@@ -46,6 +46,20 @@ state-received = Received
 state-sent = Sent
 state-delivered = Delivered
 state-delivered-count = Delivered to { $k } of { $n }
+ack-button = Acknowledge
+ack-done = You acknowledged · { $time }
+roll-title = Roll-call
+roll-summary = { $ack } acknowledged · { $read } read · { $delivered } delivered · { $missing } not delivered
+roll-acknowledged-at = Acknowledged · { $time }
+roll-read = Read
+roll-delivered = Delivered, not read
+roll-not-delivered = Not delivered yet
+roll-realert = Alert again
+roll-realerted =
+    { $count ->
+        [one] Alerted { $count } member again
+       *[other] Alerted { $count } members again
+    }
 mesh-title = Mesh health
 mesh-state = Node
 mesh-online = Online

@@ -46,6 +46,20 @@ state-received = મળ્યો
 state-sent = મોકલ્યો
 state-delivered = પહોંચ્યો
 state-delivered-count = { $n } માંથી { $k } સુધી પહોંચ્યો
+ack-button = મળ્યાની પુષ્ટિ કરો
+ack-done = તમે પુષ્ટિ કરી · { $time }
+roll-title = હાજરી
+roll-summary = { $ack } એ પુષ્ટિ કરી · { $read } એ વાંચ્યું · { $delivered } સુધી પહોંચ્યું · { $missing } સુધી પહોંચ્યું નથી
+roll-acknowledged-at = પુષ્ટિ કરી · { $time }
+roll-read = વાંચ્યું
+roll-delivered = પહોંચ્યું, વાંચ્યું નથી
+roll-not-delivered = હજી પહોંચ્યું નથી
+roll-realert = ફરી ચેતવો
+roll-realerted =
+    { $count ->
+        [one] { $count } સભ્યને ફરી ચેતવ્યા
+       *[other] { $count } સભ્યોને ફરી ચેતવ્યા
+    }
 mesh-title = મેશની સ્થિતિ
 mesh-state = નોડ
 mesh-online = ઓનલાઇન

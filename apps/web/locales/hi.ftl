@@ -46,6 +46,20 @@ state-received = प्राप्त
 state-sent = भेजा गया
 state-delivered = पहुँचा
 state-delivered-count = { $n } में से { $k } तक पहुँचा
+ack-button = पावती दें
+ack-done = आपने पावती दी · { $time }
+roll-title = हाज़िरी
+roll-summary = { $ack } ने पावती दी · { $read } ने पढ़ा · { $delivered } तक पहुँचा · { $missing } तक नहीं पहुँचा
+roll-acknowledged-at = पावती दी · { $time }
+roll-read = पढ़ लिया
+roll-delivered = पहुँचा, पढ़ा नहीं
+roll-not-delivered = अभी नहीं पहुँचा
+roll-realert = फिर से सचेत करें
+roll-realerted =
+    { $count ->
+        [one] { $count } सदस्य को फिर से सचेत किया
+       *[other] { $count } सदस्यों को फिर से सचेत किया
+    }
 mesh-title = मेश की स्थिति
 mesh-state = नोड
 mesh-online = ऑनलाइन

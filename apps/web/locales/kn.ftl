@@ -46,6 +46,20 @@ state-received = ಸ್ವೀಕರಿಸಲಾಗಿದೆ
 state-sent = ಕಳುಹಿಸಲಾಗಿದೆ
 state-delivered = ತಲುಪಿದೆ
 state-delivered-count = { $n } ರಲ್ಲಿ { $k } ಜನರಿಗೆ ತಲುಪಿದೆ
+ack-button = ತಲುಪಿದ್ದನ್ನು ದೃಢೀಕರಿಸಿ
+ack-done = ನೀವು ದೃಢೀಕರಿಸಿದ್ದೀರಿ · { $time }
+roll-title = ಹಾಜರಾತಿ
+roll-summary = { $ack } ದೃಢೀಕರಿಸಿದರು · { $read } ಓದಿದರು · { $delivered } ಜನರಿಗೆ ತಲುಪಿದೆ · { $missing } ಜನರಿಗೆ ತಲುಪಿಲ್ಲ
+roll-acknowledged-at = ದೃಢೀಕರಿಸಿದರು · { $time }
+roll-read = ಓದಿದರು
+roll-delivered = ತಲುಪಿದೆ, ಓದಿಲ್ಲ
+roll-not-delivered = ಇನ್ನೂ ತಲುಪಿಲ್ಲ
+roll-realert = ಮತ್ತೆ ಎಚ್ಚರಿಸಿ
+roll-realerted =
+    { $count ->
+        [one] { $count } ಸದಸ್ಯರನ್ನು ಮತ್ತೆ ಎಚ್ಚರಿಸಲಾಗಿದೆ
+       *[other] { $count } ಸದಸ್ಯರನ್ನು ಮತ್ತೆ ಎಚ್ಚರಿಸಲಾಗಿದೆ
+    }
 mesh-title = ಮೆಶ್ ಸ್ಥಿತಿ
 mesh-state = ನೋಡ್
 mesh-online = ಆನ್‌ಲೈನ್

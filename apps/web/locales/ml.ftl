@@ -46,6 +46,20 @@ state-received = ലഭിച്ചു
 state-sent = അയച്ചു
 state-delivered = എത്തി
 state-delivered-count = { $n } പേരിൽ { $k } പേർക്ക് എത്തി
+ack-button = ലഭിച്ചെന്ന് സ്ഥിരീകരിക്കുക
+ack-done = നിങ്ങൾ സ്ഥിരീകരിച്ചു · { $time }
+roll-title = ഹാജർ
+roll-summary = { $ack } പേർ സ്ഥിരീകരിച്ചു · { $read } പേർ വായിച്ചു · { $delivered } പേർക്ക് എത്തി · { $missing } പേർക്ക് എത്തിയില്ല
+roll-acknowledged-at = സ്ഥിരീകരിച്ചു · { $time }
+roll-read = വായിച്ചു
+roll-delivered = എത്തി, വായിച്ചില്ല
+roll-not-delivered = ഇതുവരെ എത്തിയില്ല
+roll-realert = വീണ്ടും മുന്നറിയിപ്പ് നൽകുക
+roll-realerted =
+    { $count ->
+        [one] { $count } അംഗത്തിന് വീണ്ടും മുന്നറിയിപ്പ് നൽകി
+       *[other] { $count } അംഗങ്ങൾക്ക് വീണ്ടും മുന്നറിയിപ്പ് നൽകി
+    }
 mesh-title = മെഷ് നില
 mesh-state = നോഡ്
 mesh-online = ഓൺലൈൻ

@@ -46,6 +46,20 @@ state-received = मिळाला
 state-sent = पाठवला
 state-delivered = पोहोचला
 state-delivered-count = { $n } पैकी { $k } जणांना पोहोचला
+ack-button = पोच द्या
+ack-done = तुम्ही पोच दिली · { $time }
+roll-title = हजेरी
+roll-summary = { $ack } जणांनी पोच दिली · { $read } जणांनी वाचले · { $delivered } जणांपर्यंत पोहोचले · { $missing } जणांपर्यंत पोहोचले नाही
+roll-acknowledged-at = पोच दिली · { $time }
+roll-read = वाचले
+roll-delivered = पोहोचले, वाचले नाही
+roll-not-delivered = अजून पोहोचले नाही
+roll-realert = पुन्हा सावध करा
+roll-realerted =
+    { $count ->
+        [one] { $count } सदस्याला पुन्हा सावध केले
+       *[other] { $count } सदस्यांना पुन्हा सावध केले
+    }
 mesh-title = मेशची स्थिती
 mesh-state = नोड
 mesh-online = ऑनलाइन

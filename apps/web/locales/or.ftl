@@ -46,6 +46,20 @@ state-received = ପ୍ରାପ୍ତ
 state-sent = ପଠାଗଲା
 state-delivered = ପହଞ୍ଚିଲା
 state-delivered-count = { $n } ମଧ୍ୟରୁ { $k } ଜଣଙ୍କ ପାଖରେ ପହଞ୍ଚିଲା
+ack-button = ପ୍ରାପ୍ତି ସ୍ୱୀକାର କରନ୍ତୁ
+ack-done = ଆପଣ ପ୍ରାପ୍ତି ସ୍ୱୀକାର କଲେ · { $time }
+roll-title = ହାଜିରା
+roll-summary = { $ack } ଜଣ ସ୍ୱୀକାର କଲେ · { $read } ଜଣ ପଢ଼ିଲେ · { $delivered } ଜଣଙ୍କ ପାଖରେ ପହଞ୍ଚିଲା · { $missing } ଜଣଙ୍କ ପାଖରେ ପହଞ୍ଚିନାହିଁ
+roll-acknowledged-at = ସ୍ୱୀକାର କଲେ · { $time }
+roll-read = ପଢ଼ିଲେ
+roll-delivered = ପହଞ୍ଚିଲା, ପଢ଼ିନାହାନ୍ତି
+roll-not-delivered = ଏପର୍ଯ୍ୟନ୍ତ ପହଞ୍ଚିନାହିଁ
+roll-realert = ପୁଣି ସତର୍କ କରନ୍ତୁ
+roll-realerted =
+    { $count ->
+        [one] { $count } ଜଣ ସଦସ୍ୟଙ୍କୁ ପୁଣି ସତର୍କ କରାଗଲା
+       *[other] { $count } ଜଣ ସଦସ୍ୟଙ୍କୁ ପୁଣି ସତର୍କ କରାଗଲା
+    }
 mesh-title = ମେଶ୍ ସ୍ଥିତି
 mesh-state = ନୋଡ୍
 mesh-online = ଅନଲାଇନ୍

@@ -46,6 +46,20 @@ state-received = ਮਿਲਿਆ
 state-sent = ਭੇਜਿਆ
 state-delivered = ਪਹੁੰਚਿਆ
 state-delivered-count = { $n } ਵਿੱਚੋਂ { $k } ਤੱਕ ਪਹੁੰਚਿਆ
+ack-button = ਪ੍ਰਾਪਤੀ ਦੀ ਪੁਸ਼ਟੀ ਕਰੋ
+ack-done = ਤੁਸੀਂ ਪੁਸ਼ਟੀ ਕੀਤੀ · { $time }
+roll-title = ਹਾਜ਼ਰੀ
+roll-summary = { $ack } ਨੇ ਪੁਸ਼ਟੀ ਕੀਤੀ · { $read } ਨੇ ਪੜ੍ਹਿਆ · { $delivered } ਤੱਕ ਪਹੁੰਚਿਆ · { $missing } ਤੱਕ ਨਹੀਂ ਪਹੁੰਚਿਆ
+roll-acknowledged-at = ਪੁਸ਼ਟੀ ਕੀਤੀ · { $time }
+roll-read = ਪੜ੍ਹ ਲਿਆ
+roll-delivered = ਪਹੁੰਚਿਆ, ਪੜ੍ਹਿਆ ਨਹੀਂ
+roll-not-delivered = ਹਾਲੇ ਨਹੀਂ ਪਹੁੰਚਿਆ
+roll-realert = ਮੁੜ ਚੇਤਾਵਨੀ ਦਿਓ
+roll-realerted =
+    { $count ->
+        [one] { $count } ਮੈਂਬਰ ਨੂੰ ਮੁੜ ਚੇਤਾਵਨੀ ਦਿੱਤੀ
+       *[other] { $count } ਮੈਂਬਰਾਂ ਨੂੰ ਮੁੜ ਚੇਤਾਵਨੀ ਦਿੱਤੀ
+    }
 mesh-title = ਮੈਸ਼ ਦੀ ਹਾਲਤ
 mesh-state = ਨੋਡ
 mesh-online = ਔਨਲਾਈਨ

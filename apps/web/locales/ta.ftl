@@ -46,6 +46,20 @@ state-received = பெறப்பட்டது
 state-sent = அனுப்பப்பட்டது
 state-delivered = சேர்ந்தது
 state-delivered-count = { $n } இல் { $k } பேருக்குச் சேர்ந்தது
+ack-button = பெற்றதை உறுதிசெய்
+ack-done = நீங்கள் உறுதிசெய்தீர்கள் · { $time }
+roll-title = வருகைப் பதிவு
+roll-summary = { $ack } பேர் உறுதிசெய்தனர் · { $read } பேர் படித்தனர் · { $delivered } பேருக்குச் சேர்ந்தது · { $missing } பேருக்குச் சேரவில்லை
+roll-acknowledged-at = உறுதிசெய்தார் · { $time }
+roll-read = படித்தார்
+roll-delivered = சேர்ந்தது, படிக்கவில்லை
+roll-not-delivered = இன்னும் சேரவில்லை
+roll-realert = மீண்டும் எச்சரி
+roll-realerted =
+    { $count ->
+        [one] { $count } உறுப்பினருக்கு மீண்டும் எச்சரிக்கை அனுப்பப்பட்டது
+       *[other] { $count } உறுப்பினர்களுக்கு மீண்டும் எச்சரிக்கை அனுப்பப்பட்டது
+    }
 mesh-title = மெஷ் நிலை
 mesh-state = நோட்
 mesh-online = இணைப்பில்

@@ -46,6 +46,20 @@ state-received = అందింది
 state-sent = పంపబడింది
 state-delivered = చేరింది
 state-delivered-count = { $n } లో { $k } మందికి చేరింది
+ack-button = అందినట్లు నిర్ధారించండి
+ack-done = మీరు నిర్ధారించారు · { $time }
+roll-title = హాజరు
+roll-summary = { $ack } నిర్ధారించారు · { $read } చదివారు · { $delivered } మందికి చేరింది · { $missing } మందికి చేరలేదు
+roll-acknowledged-at = నిర్ధారించారు · { $time }
+roll-read = చదివారు
+roll-delivered = చేరింది, చదవలేదు
+roll-not-delivered = ఇంకా చేరలేదు
+roll-realert = మళ్లీ హెచ్చరించండి
+roll-realerted =
+    { $count ->
+        [one] { $count } సభ్యుడిని మళ్లీ హెచ్చరించాము
+       *[other] { $count } మంది సభ్యులను మళ్లీ హెచ్చరించాము
+    }
 mesh-title = మెష్ ఆరోగ్యం
 mesh-state = నోడ్
 mesh-online = ఆన్‌లైన్

@@ -46,6 +46,20 @@ state-received = موصول
 state-sent = بھیج دیا
 state-delivered = پہنچ گیا
 state-delivered-count = { $n } میں سے { $k } تک پہنچا
+ack-button = وصولی کی تصدیق کریں
+ack-done = آپ نے تصدیق کی · { $time }
+roll-title = حاضری
+roll-summary = { $ack } نے تصدیق کی · { $read } نے پڑھا · { $delivered } تک پہنچا · { $missing } تک نہیں پہنچا
+roll-acknowledged-at = تصدیق کی · { $time }
+roll-read = پڑھ لیا
+roll-delivered = پہنچ گیا، پڑھا نہیں
+roll-not-delivered = ابھی نہیں پہنچا
+roll-realert = دوبارہ خبردار کریں
+roll-realerted =
+    { $count ->
+        [one] { $count } رکن کو دوبارہ خبردار کیا گیا
+       *[other] { $count } اراکین کو دوبارہ خبردار کیا گیا
+    }
 mesh-title = میش کی حالت
 mesh-state = نوڈ
 mesh-online = آن لائن

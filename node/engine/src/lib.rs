@@ -62,6 +62,7 @@ pub mod link;
 pub mod push;
 pub mod queries;
 pub mod receipts;
+pub mod rollcall;
 pub mod session;
 pub mod tags;
 #[cfg(any(test, feature = "testing"))]
@@ -364,6 +365,7 @@ impl<S: Store> Engine<S> {
         let day = (!self.links.is_empty())
             .then(|| (vaarta_sync::crypto::day_of(self.now) + 1) * vaarta_sync::crypto::DAY_MS);
         self.timers.set(Timer::Day, day);
+        self.settle_reads();
         // Admin duties and expiry exist once something is held; an empty device sleeps.
         if self.timers.get(Timer::Maintain).is_none() && self.replica.holds_anything() {
             self.timers.set(Timer::Maintain, Some(self.now));

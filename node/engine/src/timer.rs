@@ -8,6 +8,7 @@
 //! | `Dial` | a static peer is due for a dial | its backoff, after the least dial interval | [`crate::dial::Dialer::due`] |
 //! | `Ack(link)` | durable pushes wait for an acknowledgement | oldest + `ack_delay_ms` | the cumulative `Ack` |
 //! | `Hello(link)` | the link's peer has not sent its hello and intro | link up + `hello_timeout_ms` | the link is closed |
+//! | `Read` | a read watermark is owed ([`vaarta_sync::replica::Replica::mark_read`]) | the last one sealed for its conversation + 30 s | the watermark is sealed at the next flush |
 //! | `Resync(link)` | our outbound link is ready | its resync time; with our session outstanding, one interval later | a reconciliation; or the stalled one is abandoned and started over |
 //!
 //! An engine that holds nothing, has no link and no static peer to dial has no deadline:
@@ -28,6 +29,7 @@ pub enum Timer {
     Dial,
     Ack(LinkId),
     Hello(LinkId),
+    Read,
     /// Last in the order ([`TimerTable::expired`] ranges up to it).
     Resync(LinkId),
 }

@@ -88,7 +88,10 @@ use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
 ///    it; the plain tag is still listed, for relays only (issue 9, C5, 2026-12).
 /// 8: a `Revocations` frame may carry wipe orders (organisation record kind 6) beside
 ///    revocations, and a wipe order naming the receiver is read from any peer (a version-7
-///    peer would take one for a forged revocation and cut the link) (issue 12, 2026-12).
+///    peer would take one for a forged revocation and cut the link) (issue 12); and pages
+///    take read watermarks and alert acknowledgements (`^reader`, `!message‖acker`, issue
+///    13), which a version-7 member would refuse by its page rules (and what builds on them
+///    would wait for ever). Both in one version, 2026-12: the two do not link.
 pub const VERSION: u8 = 8;
 /// Largest frame: an envelope plus a little framing. Anything larger is refused unread.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;

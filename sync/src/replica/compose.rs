@@ -421,6 +421,11 @@ impl<S: Store> Replica<S> {
             .ok_or(CommandError::NoSuchConversation)?;
         let mid = page.add_message(hlc, &draft)?;
         c.known_pages.insert(page_no);
+        self.piggyback_read(id, page_no, now_ms);
+        let c = self
+            .convs
+            .get_mut(id)
+            .ok_or(CommandError::NoSuchConversation)?;
         let st = c.staged.entry(page_no).or_insert(Staged {
             precedence: draft.precedence,
             expiry: draft.expiry,
@@ -436,7 +441,10 @@ impl<S: Store> Replica<S> {
     }
 
     /// Seals every staged page into envelopes (one per page), stores them. Returns their ids.
+    /// Read watermarks that are due ([`Replica::mark_read`]) are staged first and travel with
+    /// the rest.
     pub fn seal_staged(&mut self, now_ms: u64) -> Result<Vec<EnvelopeId>, CommandError> {
+        self.stage_due_reads(now_ms)?;
         let work: Vec<(ConversationId, u32)> = self
             .convs
             .iter()

@@ -11,6 +11,9 @@ pub(super) struct Checked {
     pub(super) hlc: Hlc,
     /// Each change with the number of messages it creates.
     pub(super) changes: Vec<(Change, u32)>,
+    /// The acknowledgements its changes carry (index into `changes`, message keys): checked
+    /// against the page before they are applied ([`crate::page::Page::check_acks`]).
+    pub(super) acks: Vec<(usize, Vec<String>)>,
 }
 
 /// What [`Replica::verify_change`] concluded about a change envelope it did not refuse.
@@ -157,6 +160,9 @@ impl<S: Store> Replica<S> {
             return Fast::Slow;
         }
         match self.verify_change(conv, &env) {
+            // Acknowledgements are checked against the page as their author saw it, one
+            // envelope at a time (they are few: one per member per alert).
+            Ok(Verdict::Ready(checked)) if !checked.acks.is_empty() => Fast::Slow,
             Ok(Verdict::Ready(checked)) => Fast::Ready(Box::new(Verified { conv, env, checked })),
             // From here on, what `ingest` would do for this envelope (it would decode it,
             // find it absent, route it to `ingest_change` and verify it to the same verdict).
@@ -762,10 +768,14 @@ impl<S: Store> Replica<S> {
         let changes = decode_changes(r.rest(), &actor)?;
         let mut checked = Vec::with_capacity(changes.len());
         let mut newest = Hlc::default();
+        let mut acks = Vec::new();
         for ch in changes {
-            let (created, at) = page::check_change_timed(&ch, &actor)?;
-            newest = newest.max(at);
-            checked.push((ch, created));
+            let found = page::check_change_full(&ch, &actor)?;
+            newest = newest.max(found.newest);
+            if !found.acks.is_empty() {
+                acks.push((checked.len(), found.acks));
+            }
+            checked.push((ch, found.created));
         }
         // Refused only when every change is past what the page takes from a removed
         // device: an envelope that also holds changes the page takes is stored, and the
@@ -784,6 +794,7 @@ impl<S: Store> Replica<S> {
                 signer: opened.signer,
                 hlc: newest,
                 changes: checked,
+                acks,
             })),
         }
     }
@@ -821,6 +832,7 @@ impl<S: Store> Replica<S> {
             signer,
             hlc: newest,
             changes: checked,
+            acks,
         } = checked;
         let epoch = env.header().epoch;
         self.ensure_page(&conv, page_no).map_err(|e| match e {
@@ -844,6 +856,12 @@ impl<S: Store> Replica<S> {
             return self.park(conv, env, Waiting::Dependencies(missing));
         }
         let hashes: Vec<ChangeHash> = only.iter().map(|c| c.hash()).collect();
+        if !hashes.iter().all(|h| page.holds(h)) {
+            // Acknowledgements name messages their author saw (a refusal tombstones it).
+            for (i, keys) in &acks {
+                page.check_acks(&only[*i], keys)?;
+            }
+        }
         if hashes.iter().all(|h| page.holds(h)) {
             // Every change is in the page already: the same content under another envelope
             // (its author sealed it twice). Held, so reconciliation does not fetch it again,

@@ -27,6 +27,7 @@
 //! | `n/` | `n/` ‖ author device id ‖ envelope id | a receipt owed to the author: the envelope was applied here and its author's own push did not bring it (it waited, or came by another device); the engine sends it in a `Receipt` frame and deletes it (bounded per author and in all: `owed`) | order u64 BE |
 //! | `s/` | `s/` ‖ envelope id | an invitation this device sealed for another device (under its inbox tag): ours, never carried; deleted once the invitee joined, after 30 days, or past 4,096 (`sent`) | conversation id (16) ‖ invitee (32) ‖ sealed-at ms u64 BE ‖ tag (16) (before: conversation id alone) |
 //! | `z/` | `z/` ‖ device id | a device its organisation revoked (`revoked`, [`Replica::revoke_devices`](crate::replica::Replica::revoke_devices)): what it signed and this replica does not hold is refused; an admin removes it | empty |
+//! | `b/` | `b/` ‖ conversation id | this device sends no read receipts in the conversation (`receipts`: on unless this is present) | empty |
 //!
 //! Sizes: conversation id and tag 16 bytes, envelope and device id 32, epoch id 4.
 //! No prefix is a prefix of another (a unit test checks it), so a scan of one kind never
@@ -87,6 +88,9 @@ pub const SENT_INVITATION: &[u8] = b"s/";
 pub const VOUCHED: &[u8] = b"g/";
 /// `z/`: devices revoked by their organisation.
 pub const REVOKED: &[u8] = b"z/";
+/// `b/` ‖ conversation id → empty: this device sends no read receipts there (a local
+/// setting, `receipts`).
+pub const READ_OFF: &[u8] = b"b/";
 
 /// Every prefix above (the table's rows, in order).
 pub const ALL: &[&[u8]] = &[
@@ -113,7 +117,12 @@ pub const ALL: &[&[u8]] = &[
     SENT_INVITATION,
     VOUCHED,
     REVOKED,
+    READ_OFF,
 ];
+
+pub(crate) fn read_off(c: &ConversationId) -> Vec<u8> {
+    [READ_OFF, &c.0[..]].concat()
+}
 
 pub(crate) fn conv(c: &ConversationId) -> Vec<u8> {
     [CONVERSATION, &c.0].concat()
@@ -339,7 +348,8 @@ mod tests {
             page: 5,
             key: "k".into(),
         };
-        let cases: [(&[u8], Vec<u8>, usize); 19] = [
+        let cases: [(&[u8], Vec<u8>, usize); 20] = [
+            (READ_OFF, read_off(&c), 18),
             (OWED_RECEIPT, owed_receipt(&DeviceId([6; 32]), &env), 66),
             (VOIDED_SHARED, voided_shared(&c, &e), 22),
             (EQUIVOCATOR, equivocator(&c, &DeviceId([6; 32])), 50),

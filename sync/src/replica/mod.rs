@@ -72,6 +72,7 @@ mod page_cache;
 mod pending;
 mod query;
 mod revoked;
+pub mod receipts;
 mod sent;
 mod vouched;
 
@@ -441,6 +442,8 @@ pub struct Replica<S: Store> {
     /// Invitations this device sealed for others, oldest first (`sent`).
     sent: sent::SentIndex,
     config: Config,
+    /// Read watermarks owed ([`Replica::mark_read`]).
+    reads: receipts::ReadsOwed,
     /// Counters for reports.
     pub stats: Stats,
 }
@@ -525,6 +528,7 @@ impl<S: Store> Replica<S> {
             invites: Default::default(),
             sent: Default::default(),
             config,
+            reads: Default::default(),
             stats: Stats::default(),
         };
         r.load()?;

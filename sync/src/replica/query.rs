@@ -197,7 +197,7 @@ impl<S: Store> Replica<S> {
     }
 
     /// The messages of page `p` that are shown, with the envelope ids of own messages.
-    fn page_messages(
+    pub(super) fn page_messages(
         &mut self,
         id: &ConversationId,
         p: u32,
