@@ -71,8 +71,8 @@ mod owed;
 mod page_cache;
 mod pending;
 mod query;
-mod revoked;
 pub mod receipts;
+mod revoked;
 mod sent;
 mod vouched;
 
