@@ -13,6 +13,7 @@ const state = {
   route: null,
   conv: null, // the open conversation's frame (views.conversation) and its id
   replyTo: null,
+  editing: null, // one's own message being edited in compose
   events: null,
   signedIn: false,
   status: null,
@@ -21,6 +22,46 @@ const state = {
 
 const readKey = (id) => `vaarta.read.${id}`;
 const THEME = "vaarta.theme";
+const SOUND = "vaarta.sound";
+const soundOn = () => localStorage.getItem(SOUND) !== "off";
+
+// FLASH and IMMEDIATE messages from others are also heard (and felt, on a phone): FLASH three
+// short high tones, IMMEDIATE two lower ones, so the two are told apart without looking.
+// Generated with Web Audio (no sound file). `data-alarms` counts them (for the browser test).
+let audio = null;
+function alarm(precedence) {
+  document.body.dataset.alarms = String(Number(document.body.dataset.alarms || 0) + 1);
+  document.body.dataset.lastAlarm = precedence;
+  if (navigator.vibrate) navigator.vibrate(precedence === "flash" ? [200, 100, 200, 100, 200] : [200, 100, 200]);
+  if (!soundOn()) return;
+  try {
+    audio = audio || new AudioContext();
+    if (audio.state === "suspended") audio.resume().catch(() => {});
+    const [count, freq] = precedence === "flash" ? [3, 1175] : [2, 784];
+    for (let i = 0; i < count; i++) {
+      const start = audio.currentTime + i * 0.25;
+      const osc = audio.createOscillator();
+      const gain = audio.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.3, start);
+      gain.gain.exponentialRampToValueAtTime(0.001, start + 0.18);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(start);
+      osc.stop(start + 0.2);
+    }
+  } catch (e) {
+    console.warn("alert sound:", e);
+  }
+}
+
+function notify(m) {
+  if (typeof Notification === "undefined" || Notification.permission !== "granted" || !document.hidden) return;
+  try {
+    new Notification(t("conv-new-alert", { precedence: t(`prec-${m.precedence}`), name: m.author_name || "" }), { body: m.body, tag: m.id, requireInteraction: m.precedence === "flash" });
+  } catch (e) {
+    console.warn("notification:", e);
+  }
+}
 
 function applyTheme(theme) {
   if (theme === "light" || theme === "dark") document.documentElement.dataset.theme = theme;
@@ -85,8 +126,22 @@ async function renderMessages() {
   if (state.conv !== c) return;
   const byId = new Map(msgs.map((m) => [m.id, m]));
   const atEnd = c.list.scrollHeight - c.list.scrollTop - c.list.clientHeight < 40;
+  const ui = {
+    me: state.status && state.status.device_id,
+    onReply: reply,
+    onEdit: edit,
+    onDelete: deleteMessage,
+    onReact: react,
+    onDetail: toggleDetail,
+    onMenu: (m, open) => {
+      if (open) c.menuOpen = m.id;
+      else if (c.menuOpen === m.id) c.menuOpen = null;
+    },
+    detailOpen: c.detailOpen,
+    menuOpen: c.menuOpen,
+  };
   c.list.replaceChildren(...(msgs.length
-    ? msgs.map((m) => v.message(m, byId, reply))
+    ? msgs.map((m) => v.message(m, byId, ui))
     : [v.h("li", { class: "empty", text: t("conv-empty") })]));
   if (atEnd || !c.rendered) c.list.scrollTop = c.list.scrollHeight;
   const newest = msgs.reduce((a, m) => Math.max(a, m.sent_at_ms), 0);
@@ -95,6 +150,8 @@ async function renderMessages() {
     for (const m of msgs) {
       if (!m.mine && !c.seen.has(m.id) && (m.precedence === "flash" || m.precedence === "immediate")) {
         alerts.textContent = t("conv-new-alert", { precedence: t(`prec-${m.precedence}`), name: m.author_name || "" });
+        alarm(m.precedence);
+        notify(m);
       }
     }
   }
@@ -108,7 +165,136 @@ async function renderMessages() {
     c.lastRead = last.id;
     api.read(c.id, last.id).catch(() => {});
   }
-  await renderAlerts(c, msgs);
+  await Promise.all([renderAlerts(c, msgs), renderDetails(c, msgs)]);
+}
+
+// The delivery detail of one's own messages that are open: who has it, who read it.
+async function renderDetails(c, msgs) {
+  const open = msgs.filter((m) => c.detailOpen.has(m.id));
+  const calls = await Promise.all(open.map((m) => api.rollcall(c.id, m.id).catch(() => null)));
+  if (state.conv !== c) return;
+  open.forEach((m, i) => {
+    const li = c.list.querySelector(`li[data-id="${CSS.escape(m.id)}"]`);
+    if (!li || !calls[i]) return;
+    const old = li.querySelector(".delivery-detail");
+    const detail = v.deliveryDetail(calls[i]);
+    if (old) old.replaceWith(detail);
+    else li.querySelector(".msg-foot").after(detail);
+  });
+}
+
+async function toggleDetail(m) {
+  const c = state.conv;
+  if (c.detailOpen.has(m.id)) c.detailOpen.delete(m.id);
+  else c.detailOpen.add(m.id);
+  await renderMessages().catch(failure);
+}
+
+// The conversation's details panel, refreshed with the conversation (members change live).
+async function renderInfo(c, conv) {
+  conv = conv || await api.conversation(c.id);
+  if (state.conv !== c) return;
+  c.info.querySelector("summary").textContent = t("conv-members", { count: (conv.members || []).length });
+  for (const el of [...c.info.children].slice(1)) el.remove();
+  c.info.append(...v.conversationInfo(conv, state.status && state.status.device_id, {
+    onAdd: addMember,
+    onRemove: removeMember,
+    onReadReceipts: async (on, box) => {
+      try {
+        const r = await api.readReceipts(c.id, on);
+        box.checked = r.read_receipts;
+      } catch (e) {
+        box.checked = !on;
+        alerts.textContent = t("error-generic", { error: e.message });
+      }
+    },
+  }));
+}
+
+async function addMember({ device, error, form }) {
+  const c = state.conv;
+  const id = device.value.trim();
+  if (!id) return;
+  form.querySelector("button[type=submit]").disabled = true;
+  error.hidden = true;
+  try {
+    await api.addMember(c.id, id);
+    await renderInfo(c);
+  } catch (e) {
+    error.textContent = t("info-add-failed", { error: e.message });
+    error.hidden = false;
+    form.querySelector("button[type=submit]").disabled = false;
+  }
+}
+
+async function removeMember(device) {
+  const c = state.conv;
+  try {
+    const r = await api.removeMember(c.id, device);
+    if (r.left) {
+      location.hash = "#/";
+      return;
+    }
+    await renderInfo(c);
+  } catch (e) {
+    alerts.textContent = t("error-generic", { error: e.message });
+  }
+}
+
+async function react(m, emoji) {
+  const c = state.conv;
+  c.menuOpen = null;
+  try {
+    await api.react(c.id, m.id, emoji);
+  } catch (e) {
+    alerts.textContent = t("error-generic", { error: e.message });
+  }
+  await renderMessages().catch(failure);
+}
+
+async function deleteMessage(m) {
+  const c = state.conv;
+  c.menuOpen = null;
+  if (state.editing && state.editing.id === m.id) edit(null);
+  try {
+    await api.remove(c.id, m.id);
+  } catch (e) {
+    alerts.textContent = t("error-generic", { error: e.message });
+  }
+  await renderMessages().catch(failure);
+}
+
+// Editing puts the message's text in compose; Send saves it (precedence and expiry stay).
+function edit(m) {
+  const c = state.conv;
+  state.editing = m;
+  if (m) state.replyTo = null;
+  c.menuOpen = null;
+  c.prec.disabled = !!m;
+  c.expiry.disabled = !!m;
+  v.showReplying(c.replying, m, () => {
+    edit(null);
+    c.text.value = "";
+  }, true);
+  if (m) {
+    c.text.value = m.body;
+    c.text.focus();
+  }
+}
+
+async function createConversation({ title, members, error, form }) {
+  const name = title.value.trim();
+  if (!name) return;
+  form.querySelector("button[type=submit]").disabled = true;
+  error.hidden = true;
+  try {
+    const r = await api.create(name, v.deviceIds(members.value));
+    location.hash = `#/c/${encodeURIComponent(r.id)}`;
+  } catch (e) {
+    error.textContent = t("new-failed", { error: e.message });
+    error.hidden = false;
+    form.querySelector("button[type=submit]").disabled = false;
+  }
 }
 
 // The answers to the alerts shown: each alert's roll-call, placed under it.
@@ -150,25 +336,34 @@ async function realert(m) {
 }
 
 function reply(m) {
-  state.replyTo = m;
   const c = state.conv;
+  if (m && state.editing) edit(null);
+  state.replyTo = m;
   v.showReplying(c.replying, m, () => reply(null));
   if (m) c.text.focus();
 }
 
-async function send({ text, prec, error, form }) {
+async function send({ text, prec, expiry, error, form }) {
   const c = state.conv;
   const body = text.value;
   if (!body.trim()) return;
   const msg = { body, precedence: prec.value };
+  const ttl = v.EXPIRIES[expiry.value];
+  if (ttl) msg.expires_in_ms = ttl;
   if (state.replyTo) msg.reply_to = state.replyTo.id;
   form.querySelector("button[type=submit]").disabled = true;
   error.hidden = true;
   try {
-    await api.send(c.id, msg);
+    if (state.editing) {
+      await api.edit(c.id, state.editing.id, body);
+      edit(null);
+    } else {
+      await api.send(c.id, msg);
+      prec.value = "routine";
+      expiry.value = "never";
+      reply(null);
+    }
     text.value = "";
-    prec.value = "routine";
-    reply(null);
     await renderMessages();
   } catch (e) {
     error.textContent = t("compose-failed", { error: e.message });
@@ -195,7 +390,7 @@ async function render() {
     if (r.name === "list") {
       const items = await listItems();
       if (!current()) return;
-      show(v.list(items));
+      show(v.list(items, createConversation));
     } else if (r.name === "conversation") {
       const conv = (await api.conversations()).find((c) => c.id === r.id);
       if (!current()) return;
@@ -204,10 +399,11 @@ async function render() {
         return;
       }
       const frame = v.conversation(conv, send);
-      state.conv = { id: conv.id, ...frame, rendered: false, seen: new Set() };
+      state.conv = { id: conv.id, ...frame, rendered: false, seen: new Set(), detailOpen: new Set(), menuOpen: null };
       state.replyTo = null;
+      state.editing = null;
       show(frame.view);
-      await renderMessages();
+      await Promise.all([renderMessages(), renderInfo(state.conv, conv)]);
       if (!current()) return;
     } else if (r.name === "mesh") {
       const [status, peers] = await Promise.all([api.status(), api.peers()]);
@@ -216,7 +412,12 @@ async function render() {
     } else if (r.name === "settings") {
       const status = await api.status().catch(() => null);
       if (!current()) return;
-      show(v.settings(status, localStorage.getItem(THEME) || "system", {
+      show(v.settings(status, localStorage.getItem(THEME) || "system", soundOn(), {
+        onSound: (on) => localStorage.setItem(SOUND, on ? "on" : "off"),
+        onNotify: async () => {
+          await Notification.requestPermission().catch(() => {});
+          await render();
+        },
         onLanguage: async (lang) => {
           await setLanguage(lang);
           await render();
@@ -257,6 +458,8 @@ function listen() {
   const refresh = async (ev) => {
     const r = state.route || {};
     if (r.name === "conversation" && state.conv && (!ev.conversation || ev.conversation === state.conv.id)) {
+      const c = state.conv;
+      if (ev.type === "membership_changed") await renderInfo(c).catch(failure);
       await renderMessages().catch(failure);
     } else if (r.name === "list" && (ev.type === "messages" || ev.type === "conversation_added" || ev.type === "membership_changed" || ev.type === "lagged")) {
       await render();
