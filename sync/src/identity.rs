@@ -138,6 +138,103 @@ impl DeviceId {
     }
 }
 
+/// The text a verification QR code holds: `vaarta:<device id>#<the 30 digits>`. The digits
+/// are the device's safety number (a function of the id), so a code whose digits do not
+/// belong to its id is not one of ours: refused, not trusted.
+pub const VERIFICATION_CODE_PREFIX: &str = "vaarta:";
+/// The longest verification code read (the real ones are 90 bytes); longer text is refused
+/// before it is looked at.
+pub const MAX_VERIFICATION_CODE_BYTES: usize = 256;
+
+/// Why a verification code or a typed safety number was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SafetyError {
+    #[error(
+        "not a Vaarta verification code (it starts with `vaarta:` and holds a device id and 30 digits)"
+    )]
+    NotACode,
+    #[error("{0} is not a valid device id")]
+    BadDevice(String),
+    #[error("a safety number has 30 digits (in groups of five); this has {0}")]
+    WrongLength(usize),
+    #[error("a safety number is digits, spaces and dashes only; found {0:?}")]
+    NotDigits(char),
+    #[error(
+        "the safety number does not match device {0}: this is not the device you were shown (or a digit was mistyped)"
+    )]
+    Mismatch(String),
+}
+
+/// The value 0–9 of a decimal digit in any script Indian users type in (ASCII, Devanagari,
+/// Bengali, Gurmukhi, Gujarati, Odia, Tamil, Telugu, Kannada, Malayalam, Arabic-Indic and
+/// Urdu's Extended Arabic-Indic), so a number read out in Hindi and typed on a Hindi keyboard
+/// still compares.
+fn digit_value(c: char) -> Option<u8> {
+    const ZEROS: [u32; 12] = [
+        0x30, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6, 0xD66, 0x660, 0x6F0,
+    ];
+    let c = c as u32;
+    ZEROS
+        .iter()
+        .find(|&&z| (z..z + 10).contains(&c))
+        .map(|&z| (c - z) as u8)
+}
+
+/// The 30 digits of a typed safety number, as ASCII without separators (spaces, dashes and
+/// dots are ignored; anything else is refused).
+pub fn normalize_safety_number(typed: &str) -> Result<String, SafetyError> {
+    let mut out = String::with_capacity(30);
+    for c in typed.chars().take(MAX_VERIFICATION_CODE_BYTES) {
+        match digit_value(c) {
+            Some(d) => out.push(char::from(b'0' + d)),
+            None if c.is_whitespace() || matches!(c, '-' | '.' | '\u{2010}'..='\u{2015}') => {}
+            None => return Err(SafetyError::NotDigits(c)),
+        }
+    }
+    if out.len() != 30 {
+        return Err(SafetyError::WrongLength(out.len()));
+    }
+    Ok(out)
+}
+
+impl DeviceId {
+    /// Whether `typed` is this device's safety number (any script's digits, any grouping).
+    pub fn check_safety_number(&self, typed: &str) -> Result<(), SafetyError> {
+        let typed = normalize_safety_number(typed)?;
+        let mine = normalize_safety_number(&self.safety_number())?;
+        if typed != mine {
+            return Err(SafetyError::Mismatch(self.to_string()));
+        }
+        Ok(())
+    }
+
+    /// This device's verification code (what its QR code holds).
+    pub fn verification_code(&self) -> String {
+        let digits: String = self.safety_number().split(' ').collect();
+        format!("{VERIFICATION_CODE_PREFIX}{self}#{digits}")
+    }
+}
+
+/// The device a verification code names, once its digits are checked against its id.
+pub fn parse_verification_code(code: &str) -> Result<DeviceId, SafetyError> {
+    if code.len() > MAX_VERIFICATION_CODE_BYTES {
+        return Err(SafetyError::NotACode);
+    }
+    let rest = code
+        .trim()
+        .strip_prefix(VERIFICATION_CODE_PREFIX)
+        .ok_or(SafetyError::NotACode)?;
+    let (id, digits) = rest.split_once('#').ok_or(SafetyError::NotACode)?;
+    let device: DeviceId = id
+        .parse()
+        .map_err(|_| SafetyError::BadDevice(id.to_string()))?;
+    if !device.is_valid() {
+        return Err(SafetyError::BadDevice(id.to_string()));
+    }
+    device.check_safety_number(digits)?;
+    Ok(device)
+}
+
 /// The number two devices compare to be sure they hold each other's real keys: the same
 /// on both sides whatever the order of the arguments.
 pub fn safety_number(a: &DeviceId, b: &DeviceId) -> String {
@@ -201,6 +298,78 @@ mod tests {
         let ba =
             MontgomeryPoint(a.device_id().x25519_public().unwrap()).mul_clamped(b.x25519_secret());
         assert_eq!(ab, ba);
+    }
+
+    #[test]
+    fn a_verification_code_names_its_device_and_refuses_digits_of_another() {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let a = Identity::generate(&mut rng).device_id();
+        let b = Identity::generate(&mut rng).device_id();
+        let code = a.verification_code();
+        assert!(code.starts_with("vaarta:"), "{code}");
+        assert_eq!(parse_verification_code(&code), Ok(a));
+        assert_eq!(parse_verification_code(&format!("  {code}\n")), Ok(a));
+        // Another device's id with these digits (a substituted code), or one digit changed.
+        let (_, digits) = code.split_once('#').unwrap();
+        let swapped = format!("vaarta:{b}#{digits}");
+        assert_eq!(
+            parse_verification_code(&swapped),
+            Err(SafetyError::Mismatch(b.to_string()))
+        );
+        let mut one_off = code.clone().into_bytes();
+        let last = one_off.len() - 1;
+        one_off[last] = if one_off[last] == b'0' { b'1' } else { b'0' };
+        let one_off = String::from_utf8(one_off).unwrap();
+        assert!(matches!(
+            parse_verification_code(&one_off),
+            Err(SafetyError::Mismatch(_))
+        ));
+        for bad in [
+            "",
+            "hello",
+            "vaarta:",
+            "vaarta:nope#123",
+            &format!("vaarta:{a}"),
+            &format!("vaarta:{a}#12345"),
+            &format!("vaarta:{a}#{digits}x"),
+            &"vaarta:".repeat(100),
+        ] {
+            assert!(parse_verification_code(bad).is_err(), "{bad:?} was taken");
+        }
+    }
+
+    #[test]
+    fn a_safety_number_typed_in_any_indian_script_or_grouping_checks() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let a = Identity::generate(&mut rng).device_id();
+        let s = a.safety_number();
+        assert_eq!(a.check_safety_number(&s), Ok(()));
+        assert_eq!(a.check_safety_number(&s.replace(' ', "")), Ok(()));
+        assert_eq!(a.check_safety_number(&s.replace(' ', "-")), Ok(()));
+        // Devanagari (Hindi, Marathi) and Tamil digits, as typed on those keyboards.
+        for zero in ['\u{966}', '\u{BE6}', '\u{6F0}'] {
+            let typed: String = s
+                .chars()
+                .map(|c| match c.to_digit(10) {
+                    Some(d) => char::from_u32(zero as u32 + d).unwrap(),
+                    None => c,
+                })
+                .collect();
+            assert_eq!(a.check_safety_number(&typed), Ok(()), "{typed}");
+        }
+        assert_eq!(
+            a.check_safety_number("12345"),
+            Err(SafetyError::WrongLength(5))
+        );
+        assert_eq!(
+            a.check_safety_number(&format!("{s}a")),
+            Err(SafetyError::NotDigits('a'))
+        );
+        let b = Identity::generate(&mut rng).device_id();
+        assert_eq!(
+            a.check_safety_number(&b.safety_number()),
+            Err(SafetyError::Mismatch(a.to_string()))
+        );
     }
 
     #[test]

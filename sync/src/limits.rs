@@ -113,6 +113,9 @@ pub const MAX_HELD_PER_INVITER: usize = 4;
 pub const MAX_HELD_PER_CONVERSATION: usize = 4;
 /// Devices the user accepted (invitations from them are taken like a member's).
 pub const MAX_ACCEPTED_DEVICES: usize = 4096;
+/// Devices the user verified by safety number (`replica/verified.rs`; 42 bytes each): a user
+/// action, refused past the bound rather than forgetting one.
+pub const MAX_VERIFIED_DEVICES: usize = 4096;
 /// Events waiting to be polled before the oldest are dropped.
 pub const MAX_QUEUED_EVENTS: usize = 4096;
 /// Bytes a relay carries for conversations it is not in, by default (a phone can spare

@@ -28,6 +28,7 @@
 //! | `s/` | `s/` ‖ envelope id | an invitation this device sealed for another device (under its inbox tag): ours, never carried; deleted once the invitee joined, after 30 days, or past 4,096 (`sent`) | conversation id (16) ‖ invitee (32) ‖ sealed-at ms u64 BE ‖ tag (16) (before: conversation id alone) |
 //! | `z/` | `z/` ‖ device id | a device its organisation revoked (`revoked`, [`Replica::revoke_devices`](crate::replica::Replica::revoke_devices)): what it signed and this replica does not hold is refused; an admin removes it | empty |
 //! | `b/` | `b/` ‖ conversation id | this device sends no read receipts in the conversation (`receipts`: on unless this is present) | empty |
+//! | `y/` | `y/` ‖ device id | a device the user verified by its safety number or QR code (`verified`) | verified-at ms u64 BE |
 //!
 //! Sizes: conversation id and tag 16 bytes, envelope and device id 32, epoch id 4.
 //! No prefix is a prefix of another (a unit test checks it), so a scan of one kind never
@@ -91,6 +92,8 @@ pub const REVOKED: &[u8] = b"z/";
 /// `b/` ‖ conversation id → empty: this device sends no read receipts there (a local
 /// setting, `receipts`).
 pub const READ_OFF: &[u8] = b"b/";
+/// `y/` ‖ device id → verified-at ms: a device the user verified (`verified`).
+pub const VERIFIED: &[u8] = b"y/";
 
 /// Every prefix above (the table's rows, in order).
 pub const ALL: &[&[u8]] = &[
@@ -118,7 +121,12 @@ pub const ALL: &[&[u8]] = &[
     VOUCHED,
     REVOKED,
     READ_OFF,
+    VERIFIED,
 ];
+
+pub(crate) fn verified(d: &DeviceId) -> Vec<u8> {
+    [VERIFIED, &d.0[..]].concat()
+}
 
 pub(crate) fn read_off(c: &ConversationId) -> Vec<u8> {
     [READ_OFF, &c.0[..]].concat()
@@ -323,7 +331,7 @@ mod tests {
 
     #[test]
     fn no_prefix_is_a_prefix_of_another() {
-        assert_eq!(ALL.len(), 24);
+        assert_eq!(ALL.len(), 25);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!a.is_empty());
             for (j, b) in ALL.iter().enumerate() {
@@ -348,8 +356,9 @@ mod tests {
             page: 5,
             key: "k".into(),
         };
-        let cases: [(&[u8], Vec<u8>, usize); 20] = [
+        let cases: [(&[u8], Vec<u8>, usize); 21] = [
             (READ_OFF, read_off(&c), 18),
+            (VERIFIED, verified(&DeviceId([6; 32])), 34),
             (OWED_RECEIPT, owed_receipt(&DeviceId([6; 32]), &env), 66),
             (VOIDED_SHARED, voided_shared(&c, &e), 22),
             (EQUIVOCATOR, equivocator(&c, &DeviceId([6; 32])), 50),

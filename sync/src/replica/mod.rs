@@ -74,6 +74,7 @@ mod query;
 pub mod receipts;
 mod revoked;
 mod sent;
+mod verified;
 mod vouched;
 
 /// How far ahead of the newest timestamp issued the stored clock bound is written
@@ -203,6 +204,10 @@ pub enum CommandError {
     TooManyConversations,
     #[error("the invitation cannot be taken: {0}")]
     InvitationRefused(String),
+    #[error("{0}")]
+    Safety(String),
+    #[error("too many verified devices: remove one first")]
+    TooManyVerified,
 }
 
 /// Something the application may want to know.
