@@ -34,6 +34,9 @@ use vaarta_sync::store::Store;
 use crate::wire::{Frame, MAX_DIR_RECORDS_PER_FRAME, MAX_IDS_PER_FRAME};
 use crate::{Credentials, Engine, EngineError, Event, Fault, LinkId, PeerCredential};
 
+/// A batch stopped at a forged or malformed record: the new records before it, and why.
+type Stopped = (Vec<Vec<u8>>, CredError);
+
 /// The end of a role conversation's title: `role ` and the role's short id.
 pub fn role_marker(role: &RoleId) -> String {
     format!("role {}", role.short())
@@ -53,7 +56,7 @@ impl<S: Store> Engine<S> {
         &mut self,
         records: &[Vec<u8>],
         now: u64,
-    ) -> Result<Vec<Vec<u8>>, (Vec<Vec<u8>>, CredError)> {
+    ) -> Result<Vec<Vec<u8>>, Stopped> {
         let mut new = Vec::new();
         for bytes in records {
             let c = &mut self.credentials;
