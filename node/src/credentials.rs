@@ -234,6 +234,37 @@ mod tests {
     }
 
     #[test]
+    fn directory_records_are_saved_once_load_again_verified_and_bad_ones_are_reported() {
+        let home = tempfile::tempdir().unwrap();
+        let d = dir(home.path());
+        std::fs::create_dir_all(&d).unwrap();
+        let org = TestOrg::new(100, "DEOC Puri");
+        let chain = org.enrol(0, "Anita Das", "Tehsildar", "puri");
+        std::fs::write(d.join("root"), armor(&chain.root.encode())).unwrap();
+        std::fs::write(d.join("chain"), armor(&chain.encode())).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let role = org.assign(0, "puri", "tehsildar", "Tehsildar Puri", now - 1);
+        let other = org.enrol(1, "Bhavesh Rao", "SI", "puri").encode();
+        let records = vec![role.encode(), other.clone()];
+        save_directory(&d, &records).unwrap();
+        save_directory(&d, &records[..1]).unwrap();
+        assert_eq!(std::fs::read_dir(d.join("directory")).unwrap().count(), 2);
+        // Another organisation's assignment (not verifiable here) is left out with a warning.
+        let stranger = TestOrg::new(120, "Elsewhere").assign(3, "x", "lead", "Lead", now - 1);
+        save_directory(&d, &[stranger.encode()]).unwrap();
+        let (c, warnings) = load(home.path());
+        assert_eq!(c.directory.len(), 3, "own chain, the other chain, the role");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("directory record left out"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
     fn a_home_without_credentials_has_none_and_no_warning() {
         let home = tempfile::tempdir().unwrap();
         let (c, warnings) = load(home.path());

@@ -52,11 +52,7 @@ impl<S: Store> Engine<S> {
     /// Takes `records` into the directory, judged at `now`; returns the new ones. Errors
     /// other than "forged or malformed" are counted and passed over; a forged or malformed
     /// record stops the batch with its error.
-    fn learn_directory(
-        &mut self,
-        records: &[Vec<u8>],
-        now: u64,
-    ) -> Result<Vec<Vec<u8>>, Stopped> {
+    fn learn_directory(&mut self, records: &[Vec<u8>], now: u64) -> Result<Vec<Vec<u8>>, Stopped> {
         let mut new = Vec::new();
         for bytes in records {
             let c = &mut self.credentials;
