@@ -163,7 +163,8 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// After new credentials: every verified link gets our list again.
+    /// After new credentials: every verified link gets the records it has not listed or
+    /// been sent (the lists were exchanged when it came up).
     pub(crate) fn share_directory_with_all(&mut self) {
         let links: Vec<LinkId> = self
             .links
@@ -171,8 +172,18 @@ impl<S: Store> Engine<S> {
             .into_iter()
             .filter(|l| self.link_verified(*l))
             .collect();
+        if links.is_empty() {
+            return;
+        }
+        let records: Vec<Vec<u8>> = self
+            .credentials
+            .directory
+            .records()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
         for link in links {
-            self.share_directory(link);
+            self.send_directory_records(link, &records);
         }
     }
 
@@ -283,14 +294,30 @@ impl<S: Store> Engine<S> {
 
     /// The conversation this device created for `role`, if any.
     pub fn find_role_conversation(&self, role: &RoleId) -> Option<ConversationId> {
+        self.role_conversations().remove(&role.short())
+    }
+
+    /// The role conversations this device created, by the role's short id (one pass over
+    /// the conversations).
+    fn role_conversations(&self) -> std::collections::BTreeMap<String, ConversationId> {
         let me = self.replica.device_id();
-        let marker = role_marker(role);
-        self.replica.conversation_ids().into_iter().find(|id| {
-            self.replica.conversation(id).is_some_and(|c| {
-                let st = c.membership.state();
-                st.creator == Some(me) && st.title.ends_with(&marker)
-            })
-        })
+        let mut out = std::collections::BTreeMap::new();
+        for id in self.replica.conversation_ids() {
+            let Some(c) = self.replica.conversation(&id) else {
+                continue;
+            };
+            let st = c.membership.state();
+            if st.creator != Some(me) {
+                continue;
+            }
+            if let Some((_, short)) = st.title.rsplit_once(" role ")
+                && short.len() == 16
+                && short.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                out.entry(short.to_string()).or_insert(id);
+            }
+        }
+        out
     }
 
     /// Stages a message to whoever holds the role `query` names now (module docs); returns
@@ -374,17 +401,17 @@ impl<S: Store> Engine<S> {
     /// `now_ms` (a handover, a revocation, a holder's new device). A vacant role leaves
     /// this device alone in its conversation.
     pub fn sync_role_conversations(&mut self, now_ms: u64) {
-        let me = self.replica.device_id();
-        let roles: Vec<RoleId> = self.credentials.directory.roles().cloned().collect();
-        for role in roles {
-            let Some(conv) = self.find_role_conversation(&role) else {
-                continue;
-            };
-            debug_assert!(
-                self.replica
-                    .conversation(&conv)
-                    .is_some_and(|c| c.membership.state().creator == Some(me))
-            );
+        let convs = self.role_conversations();
+        if convs.is_empty() {
+            return;
+        }
+        let roles: Vec<(RoleId, ConversationId)> = self
+            .credentials
+            .directory
+            .roles()
+            .filter_map(|r| convs.get(&r.short()).map(|c| (r.clone(), *c)))
+            .collect();
+        for (role, conv) in roles {
             let devices = self
                 .credentials
                 .directory
