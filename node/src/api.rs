@@ -117,6 +117,26 @@ pub enum Request {
     },
     /// Invitations from strangers held for the user.
     Invitations,
+    /// The people of the signed directory whose names (any script), designation, unit or
+    /// roles held now contain `query` (NFKC, case folded); empty: everyone.
+    Directory {
+        #[serde(default)]
+        query: String,
+    },
+    /// The roles the directory knows, and who holds each now.
+    Roles,
+    /// Takes directory records in (role assignments or chains, each in its text form
+    /// `VORG1:…` or hex); each must verify here. They spread to the organisation's devices.
+    DirectoryAdd {
+        records: Vec<String>,
+    },
+    /// Sends to whoever holds a role now (its title in any script, key, or `unit/key`):
+    /// in the role's own conversation, created on first use, its members the holder's
+    /// devices.
+    SendToRole {
+        role: String,
+        messages: Vec<OutgoingMessage>,
+    },
     /// Accepts a held invitation (`id`: its conversation id or a unique prefix), or a device
     /// (`id`: a device id): its held invitations and all later ones are taken.
     AcceptInvitation {
@@ -212,6 +232,106 @@ pub fn check_emoji(e: &str) -> Result<(), ApiError> {
 /// A message of a conversation, if it is there (and shown to this device). Reads the newest
 /// messages, in a window that grows until it holds the message or the whole conversation
 /// (so an absent id costs a read of the conversation; edits, replies and reactions are rare).
+/// Every message checked before any is staged (all or nothing); a reply needs `conv`.
+fn drafts<S: Store>(
+    engine: &mut Engine<S>,
+    conv: Option<&ConversationId>,
+    messages: Vec<OutgoingMessage>,
+    now_ms: u64,
+) -> Result<Vec<Draft>, ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::bad("no messages to send"));
+    }
+    let mut drafts = Vec::with_capacity(messages.len());
+    for m in messages {
+        check_body(&m.body)?;
+        let precedence = match &m.precedence {
+            Some(p) => p.parse::<Precedence>().map_err(ApiError::bad)?,
+            None => Precedence::Routine,
+        };
+        let reply_to = m.reply_to.as_deref().map(message_id).transpose()?;
+        if let Some(r) = &reply_to {
+            let Some(id) = conv else {
+                return Err(ApiError::bad(
+                    "a message to a role cannot reply to a message (send it in the conversation)",
+                ));
+            };
+            if find_message(engine, id, r)?.is_none() {
+                return Err(ApiError::not_found(format!(
+                    "no message {r} in this conversation to reply to"
+                )));
+            }
+        }
+        if m.removed_expires_in_s.is_some() {
+            return Err(ApiError::bad(
+                "expires_in_s was replaced by expires_in_ms (milliseconds, like every time of the API)",
+            ));
+        }
+        let expiry = m
+            .expires_in_ms
+            .map(|ms| expiry_of(now_ms, ms))
+            .transpose()?;
+        drafts.push(Draft {
+            body: m.body,
+            reply_to,
+            precedence,
+            expiry,
+        });
+    }
+    Ok(drafts)
+}
+
+/// A directory entry, for `/v1/directory`.
+fn entry_json(e: &vaarta_sync::org::Entry) -> Value {
+    json!({
+        "org": e.org.to_string(),
+        "org_name": e.org_name,
+        "person": e.person.to_string(),
+        "names": e.names.iter().map(|(l, n)| json!({"lang": l, "name": n})).collect::<Vec<_>>(),
+        "designation": e.designation,
+        "unit": e.unit.to_string(),
+        "devices": e.devices.iter().map(|(d, l)| json!({"device": d.to_string(), "label": l})).collect::<Vec<_>>(),
+        "roles": e.roles.iter().map(role_json).collect::<Vec<_>>(),
+    })
+}
+
+fn role_json(r: &vaarta_sync::org::VerifiedRole) -> Value {
+    json!({
+        "role": r.role,
+        "unit": r.unit.to_string(),
+        "titles": r.titles.iter().map(|(l, t)| json!({"lang": l, "title": t})).collect::<Vec<_>>(),
+        "holder": r.holder.to_string(),
+        "from_ms": r.from,
+        "issuer": r.issuer.to_string(),
+        "expires_ms": r.expires,
+    })
+}
+
+/// A directory record from its text form (`VORG1:…`) or hex.
+fn directory_record(s: &str) -> Result<Vec<u8>, ApiError> {
+    let t = s.trim();
+    if t.to_ascii_uppercase().starts_with("VORG1:") {
+        return vaarta_sync::org::dearmor(t).map_err(|e| ApiError::bad(e.to_string()));
+    }
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(t.as_bytes())
+        .map_err(|_| ApiError::bad("a directory record is its VORG1: text or hex"))
+}
+
+impl From<vaarta_sync::org::RoleError> for ApiError {
+    fn from(e: vaarta_sync::org::RoleError) -> Self {
+        use vaarta_sync::org::RoleError;
+        match e {
+            RoleError::NoSuchRole(_) => ApiError::not_found(e.to_string()),
+            RoleError::Ambiguous { .. } => ApiError::bad(e.to_string()),
+            RoleError::Vacant(_) | RoleError::NoDevices { .. } => ApiError {
+                status: 409,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
 fn find_message<S: Store>(
     engine: &mut Engine<S>,
     id: &ConversationId,
@@ -314,6 +434,7 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Command(c) => c.into(),
+            EngineError::Role(r) => r.into(),
             EngineError::Store(s) => ApiError::internal(format!("storage: {s}")),
         }
     }
@@ -354,8 +475,9 @@ pub struct NodeFacts {
     /// Static peers, link addresses and recently linked peers ([`crate::peers`]).
     #[serde(skip)]
     pub peers: crate::peers::PeerBook,
-    /// The home's credentials directory, where revocations learnt from peers are saved
-    /// (the running node's; none for a command run offline).
+    /// The home's credentials directory, where revocations and directory records learnt
+    /// from peers are saved (by the running node), and directory records taken in by
+    /// `DirectoryAdd` (running or offline).
     #[serde(skip)]
     pub credentials_dir: Option<std::path::PathBuf>,
     /// Each link's transport (tcp, quic, ble-l2cap, ble-gatt), by link id.
@@ -696,41 +818,7 @@ pub fn execute<S: Store>(
             messages,
         } => {
             let id = conv(engine, &conversation)?;
-            if messages.is_empty() {
-                return Err(ApiError::bad("no messages to send"));
-            }
-            // Every message is checked before any is staged: all or nothing.
-            let mut drafts = Vec::with_capacity(messages.len());
-            for m in messages {
-                check_body(&m.body)?;
-                let precedence = match &m.precedence {
-                    Some(p) => p.parse::<Precedence>().map_err(ApiError::bad)?,
-                    None => Precedence::Routine,
-                };
-                let reply_to = m.reply_to.as_deref().map(message_id).transpose()?;
-                if let Some(r) = &reply_to
-                    && find_message(engine, &id, r)?.is_none()
-                {
-                    return Err(ApiError::not_found(format!(
-                        "no message {r} in this conversation to reply to"
-                    )));
-                }
-                if m.removed_expires_in_s.is_some() {
-                    return Err(ApiError::bad(
-                        "expires_in_s was replaced by expires_in_ms (milliseconds, like every time of the API)",
-                    ));
-                }
-                let expiry = m
-                    .expires_in_ms
-                    .map(|ms| expiry_of(now_ms, ms))
-                    .transpose()?;
-                drafts.push(Draft {
-                    body: m.body,
-                    reply_to,
-                    precedence,
-                    expiry,
-                });
-            }
+            let drafts = drafts(engine, Some(&id), messages, now_ms)?;
             let mut ids = Vec::with_capacity(drafts.len());
             for draft in drafts {
                 ids.push(engine.send_message(&id, draft, now_ms)?.to_string());
@@ -816,6 +904,85 @@ pub fn execute<S: Store>(
             let id = conv(engine, &conversation)?;
             engine.set_read_receipts(&id, on)?;
             Ok(json!({"ok": true, "read_receipts": on}))
+        }
+        Request::Directory { query } => {
+            let j = engine.directory_judge(now_ms);
+            let found = engine.directory().search(&query, &j);
+            Ok(json!({
+                "people": found.iter().map(entry_json).collect::<Vec<_>>(),
+                "records": engine.directory().len(),
+            }))
+        }
+        Request::Roles => {
+            let j = engine.directory_judge(now_ms);
+            let d = engine.directory();
+            let roles: Vec<Value> = d
+                .roles()
+                .map(|r| {
+                    let held = d.holder(r, &j);
+                    let names = held.as_ref().and_then(|h| {
+                        d.search("", &j)
+                            .into_iter()
+                            .find(|e| e.person == h.holder && e.org == r.org)
+                            .map(|e| e.names)
+                    });
+                    json!({
+                        "role": r.role,
+                        "unit": r.unit.to_string(),
+                        "org": r.org.to_string(),
+                        "titles": d.titles(r).iter().map(|(l, t)| json!({"lang": l, "title": t})).collect::<Vec<_>>(),
+                        "holder": held.as_ref().map(role_json),
+                        "holder_names": names.map(|n| n.iter().map(|(l, x)| json!({"lang": l, "name": x})).collect::<Vec<_>>()),
+                        "conversation": engine.find_role_conversation(r).map(|c| c.to_string()),
+                    })
+                })
+                .collect();
+            Ok(json!({"roles": roles}))
+        }
+        Request::DirectoryAdd { records } => {
+            if records.is_empty() {
+                return Err(ApiError::bad("no directory records given"));
+            }
+            if records.len() > 1024 {
+                return Err(ApiError::bad("at most 1,024 directory records at once"));
+            }
+            let bytes = records
+                .iter()
+                .map(|r| directory_record(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            let new = engine
+                .add_directory_records(&bytes, now_ms)
+                .map_err(|e| ApiError::bad(format!("not taken in: {e}")))?;
+            // Saved here too (a command run offline has no node to save what it learns).
+            if let Some(dir) = &facts.credentials_dir {
+                crate::credentials::save_directory(dir, &bytes).map_err(ApiError::internal)?;
+            }
+            Ok(json!({"new": new, "records": engine.directory().len()}))
+        }
+        Request::SendToRole { role, messages } => {
+            let drafts = drafts(engine, None, messages, now_ms)?;
+            let r = engine.directory().find_role(&role)?;
+            let c = engine.role_conversation(&r, now_ms)?;
+            let mut ids = Vec::with_capacity(drafts.len());
+            for draft in drafts {
+                ids.push(engine.send_message(&c, draft, now_ms)?.to_string());
+            }
+            let members: Vec<String> = engine
+                .replica()
+                .conversation(&c)
+                .map(|x| {
+                    x.membership
+                        .state()
+                        .members
+                        .keys()
+                        .filter(|d| **d != engine.device_id())
+                        .map(|d| d.to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(
+                json!({"conversation": c.to_string(), "role": r.to_string(), "ids": ids, "to": members}),
+            )
         }
         Request::Invitations => Ok(Value::Array(
             engine
@@ -1123,6 +1290,22 @@ async fn call(state: &AppState, request: Request) -> Response {
         Ok(Err(e)) => error_response(e),
         Err(_) => error_response(ApiError::internal("the node stopped before answering")),
     }
+}
+
+#[derive(Deserialize)]
+struct DirectoryQuery {
+    q: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DirectoryAddBody {
+    records: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RoleMessageBody {
+    role: String,
+    messages: Vec<OutgoingMessage>,
 }
 
 #[derive(Deserialize)]
@@ -1451,6 +1634,44 @@ pub async fn serve(
                         Request::ReadReceipts {
                             conversation: id,
                             on: b.on,
+                        },
+                    )
+                    .await
+                },
+            ),
+        )
+        .route(
+            "/v1/directory",
+            get(
+                |State(s): State<AppState>, Query(q): Query<DirectoryQuery>| async move {
+                    call(
+                        &s,
+                        Request::Directory {
+                            query: q.q.unwrap_or_default(),
+                        },
+                    )
+                    .await
+                },
+            )
+            .post(
+                |State(s): State<AppState>, Json(b): Json<DirectoryAddBody>| async move {
+                    call(&s, Request::DirectoryAdd { records: b.records }).await
+                },
+            ),
+        )
+        .route(
+            "/v1/roles",
+            get(|State(s): State<AppState>| async move { call(&s, Request::Roles).await }),
+        )
+        .route(
+            "/v1/roles/messages",
+            post(
+                |State(s): State<AppState>, Json(b): Json<RoleMessageBody>| async move {
+                    call(
+                        &s,
+                        Request::SendToRole {
+                            role: b.role,
+                            messages: b.messages,
                         },
                     )
                     .await

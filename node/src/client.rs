@@ -289,6 +289,16 @@ impl Client {
                 json!({"on": on}),
             ),
             Request::Invitations => self.get("/v1/invitations"),
+            Request::Directory { query } => self.get(&format!("/v1/directory?q={}", enc(&query))),
+            Request::Roles => self.get("/v1/roles"),
+            Request::DirectoryAdd { records } => {
+                self.send_json("POST", "/v1/directory", json!({"records": records}))
+            }
+            Request::SendToRole { role, messages } => self.send_json(
+                "POST",
+                "/v1/roles/messages",
+                json!({"role": role, "messages": messages}),
+            ),
             Request::AcceptInvitation { id } => self.send_json(
                 "POST",
                 &format!("/v1/invitations/{}/accept", enc(&id)),

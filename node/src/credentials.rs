@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 
 use vaarta_engine::Credentials;
-use vaarta_sync::org::{Chain, OrgRoot, Record, Revocation, WipeOrder, armor, dearmor, kind_of};
+use vaarta_sync::org::{
+    Chain, Judge, OrgRoot, Record, Revocation, WipeOrder, armor, dearmor, kind_of,
+};
 
 /// `<home>/credentials`.
 pub fn dir(home: &Path) -> PathBuf {
@@ -55,12 +57,22 @@ pub fn read_chain(path: &Path) -> Result<Option<Chain>, String> {
 /// temporary name, synced and renamed into place. They are held by the engine already; the
 /// files make them survive a restart.
 pub fn save_revocations(dir: &Path, records: &[Vec<u8>]) -> Result<(), String> {
+    save_records(&dir.join("revocations"), "revocation", records)
+}
+
+/// Saves directory records (chains, role assignments) learnt from peers or taken in by the
+/// user in `<dir>/directory/`, like [`save_revocations`]; read again at start and verified
+/// again then.
+pub fn save_directory(dir: &Path, records: &[Vec<u8>]) -> Result<(), String> {
+    save_records(&dir.join("directory"), "record", records)
+}
+
+fn save_records(rdir: &Path, ext: &str, records: &[Vec<u8>]) -> Result<(), String> {
     use std::io::Write;
-    let rdir = dir.join("revocations");
-    std::fs::create_dir_all(&rdir).map_err(|e| format!("cannot create {}: {e}", rdir.display()))?;
+    std::fs::create_dir_all(rdir).map_err(|e| format!("cannot create {}: {e}", rdir.display()))?;
     for r in records {
         let name = blake3::hash(r).to_hex();
-        let path = rdir.join(format!("{}.revocation", &name[..32]));
+        let path = rdir.join(format!("{}.{ext}", &name[..32]));
         if path.exists() {
             continue;
         }
@@ -70,11 +82,32 @@ pub fn save_revocations(dir: &Path, records: &[Vec<u8>]) -> Result<(), String> {
             f.write_all(format!("{}\n", armor(r)).as_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(&rdir)?.sync_all()
+            std::fs::File::open(rdir)?.sync_all()
         };
         write().map_err(|e| format!("cannot save {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// The files of `rdir` but temporary ones, sorted (none if it does not exist).
+fn files_in(rdir: &Path, warnings: &mut Vec<String>) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(rdir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                !p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            warnings.push(format!("cannot read {}: {e}", rdir.display()));
+            Vec::new()
+        }
+    };
+    files.sort();
+    files
 }
 
 /// Everything the home holds, and a warning for each file left out.
@@ -90,16 +123,7 @@ pub fn load(home: &Path) -> (Credentials, Vec<String>) {
         Ok(own) => c.own = own,
         Err(e) => warnings.push(format!("this device's credentials left out: {e}")),
     }
-    let rdir = dir(home).join("revocations");
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&rdir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            warnings.push(format!("cannot read {}: {e}", rdir.display()));
-            Vec::new()
-        }
-    };
-    files.sort();
+    let files = files_in(&dir(home).join("revocations"), &mut warnings);
     for f in files {
         let r = read_record_bytes(&f).and_then(|b| {
             let b = b.ok_or_else(|| format!("{} is gone", f.display()))?;
@@ -117,6 +141,32 @@ pub fn load(home: &Path) -> (Credentials, Vec<String>) {
         });
         if let Err(e) = r {
             warnings.push(format!("revocation left out: {e}"));
+        }
+    }
+    // The directory, verified again against the roots and revocations just read (the
+    // engine judges every query again as time passes); this device's own chain first.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let own = c.own.as_ref().map(|ch| ch.encode());
+    let mut records: Vec<(Option<PathBuf>, Vec<u8>)> = own.into_iter().map(|o| (None, o)).collect();
+    for f in files_in(&dir(home).join("directory"), &mut warnings) {
+        match read_record_bytes(&f) {
+            Ok(Some(b)) => records.push((Some(f), b)),
+            Ok(None) => {}
+            Err(e) => warnings.push(format!("directory record left out: {e}")),
+        }
+    }
+    for (f, b) in records {
+        let j = Judge {
+            pinned: &c.pinned,
+            revocations: &c.revocations,
+            now,
+            skew: Credentials::SKEW_MS,
+        };
+        if let (Err(e), Some(f)) = (c.directory.insert(&b, &j), f) {
+            warnings.push(format!("directory record left out: {}: {e}", f.display()));
         }
     }
     (c, warnings)
@@ -181,6 +231,37 @@ mod tests {
         let (c, warnings) = load(home.path());
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(c.wipes.get(&order.device()), Some(&order));
+    }
+
+    #[test]
+    fn directory_records_are_saved_once_load_again_verified_and_bad_ones_are_reported() {
+        let home = tempfile::tempdir().unwrap();
+        let d = dir(home.path());
+        std::fs::create_dir_all(&d).unwrap();
+        let org = TestOrg::new(100, "DEOC Puri");
+        let chain = org.enrol(0, "Anita Das", "Tehsildar", "puri");
+        std::fs::write(d.join("root"), armor(&chain.root.encode())).unwrap();
+        std::fs::write(d.join("chain"), armor(&chain.encode())).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let role = org.assign(0, "puri", "tehsildar", "Tehsildar Puri", now - 1);
+        let other = org.enrol(1, "Bhavesh Rao", "SI", "puri").encode();
+        let records = vec![role.encode(), other.clone()];
+        save_directory(&d, &records).unwrap();
+        save_directory(&d, &records[..1]).unwrap();
+        assert_eq!(std::fs::read_dir(d.join("directory")).unwrap().count(), 2);
+        // Another organisation's assignment (not verifiable here) is left out with a warning.
+        let stranger = TestOrg::new(120, "Elsewhere").assign(3, "x", "lead", "Lead", now - 1);
+        save_directory(&d, &[stranger.encode()]).unwrap();
+        let (c, warnings) = load(home.path());
+        assert_eq!(c.directory.len(), 3, "own chain, the other chain, the role");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("directory record left out"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -762,6 +762,7 @@ impl Offline {
             open_engine(home, |_| {}).map_err(|e| ApiError::internal(e.to_string()))?;
         let facts = NodeFacts {
             warnings,
+            credentials_dir: Some(credentials::dir(&home.dir)),
             ..NodeFacts::default()
         };
         Ok(Offline { engine, facts })
@@ -1007,6 +1008,9 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::RevocationsLearnt { records } => {
             json!({"type": "revocations_learnt", "count": records.len()})
         }
+        Event::DirectoryLearnt { records } => {
+            json!({"type": "directory_learnt", "count": records.len()})
+        }
         Event::WipeOrdered { issuer, issued_at } => {
             json!({"type": "wipe_ordered", "issuer": issuer.to_string(), "issued_at": issued_at})
         }
@@ -1127,6 +1131,13 @@ fn engine_loop(
                 && let Err(err) = credentials::save_revocations(dir, records)
             {
                 tracing::error!(error = %err, "cannot save revocations learnt from peers");
+                facts.warnings.push(err);
+                facts.warnings.truncate(16);
+            }
+            if let (Event::DirectoryLearnt { records }, Some(dir)) = (&e, &facts.credentials_dir)
+                && let Err(err) = credentials::save_directory(dir, records)
+            {
+                tracing::error!(error = %err, "cannot save directory records");
                 facts.warnings.push(err);
                 facts.warnings.truncate(16);
             }

@@ -714,3 +714,242 @@ fn a_wipe_order_erases_the_named_device_and_a_forged_one_is_refused() {
     assert!(eoc.home.join("identity.key").exists());
     eoc.stop();
 }
+
+/// The README's organisation walkthrough, second half, with real processes: three enrolled
+/// devices learn each other's chains into their directories over the links; the control
+/// room finds the DM by name in Devanagari and by role; a message to the role reaches the
+/// holder; after a handover (a new assignment taken in at the control room) the next
+/// message reaches the new holder and not the old, in the same conversation.
+#[test]
+fn directory_search_and_role_messages_follow_a_handover_between_running_nodes() {
+    let office = tempfile::tempdir().unwrap();
+    let o = office.path();
+    let nohome = o.join("no-home");
+    let path = |n: &str| o.join(n).to_string_lossy().to_string();
+    let (root_key, reg_key) = (path("root.key"), path("reg.key"));
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "create",
+            "--name",
+            "बिहार सरकार",
+            "--out",
+            &root_key,
+            "--json",
+        ],
+    );
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "registrar",
+            "--root",
+            &root_key,
+            "--scope",
+            "bihar",
+            "--out",
+            &reg_key,
+            "--json",
+        ],
+    );
+    let mut control = Node::init("Control");
+    let mut anita = Node::init("Anita-phone");
+    let mut ravi = Node::init("Ravi-phone");
+    let mut people = Vec::new();
+    for (node, names, designation, file) in [
+        (
+            &control,
+            vec!["en=Control Room"],
+            "Duty Officer",
+            "control.bundle",
+        ),
+        (
+            &anita,
+            vec!["en=Anita Kumari", "hi=अनीता कुमारी"],
+            "District Magistrate",
+            "anita.bundle",
+        ),
+        (
+            &ravi,
+            vec!["en=Ravi Shankar"],
+            "Additional DM",
+            "ravi.bundle",
+        ),
+    ] {
+        let bundle = path(file);
+        let mut args = vec!["org", "issue", "--registrar", &reg_key];
+        for n in &names {
+            args.extend(["--name", n]);
+        }
+        let device = node.device_id();
+        args.extend([
+            "--designation",
+            designation,
+            "--unit",
+            "bihar/darbhanga",
+            "--device",
+            &device,
+            "--out",
+            &bundle,
+            "--json",
+        ]);
+        let issued = ok_json(&nohome, &args);
+        people.push(issued["person"].as_str().unwrap().to_string());
+        ok_json(&node.home, &["org", "enrol", &bundle, "--json"]);
+    }
+    // The DM role, signed by the registrar, taken in at the control room (no node yet).
+    let dm1 = path("dm1.role");
+    let a = ok_json(
+        &nohome,
+        &[
+            "org",
+            "assign",
+            "--key",
+            &reg_key,
+            "--person",
+            &people[1],
+            "--unit",
+            "bihar/darbhanga",
+            "--role",
+            "dm",
+            "--title",
+            "en=DM Darbhanga",
+            "--title",
+            "hi=डीएम दरभंगा",
+            "--out",
+            &dm1,
+            "--json",
+        ],
+    );
+    assert_eq!(a["holder"], people[1].as_str());
+    // A role key that is a title is refused with a sentence.
+    fails(
+        &nohome,
+        &[
+            "org",
+            "assign",
+            "--key",
+            &reg_key,
+            "--person",
+            &people[1],
+            "--unit",
+            "bihar/darbhanga",
+            "--role",
+            "DM Darbhanga",
+            "--title",
+            "en=x",
+            "--out",
+            &path("bad.role"),
+        ],
+        "role key",
+    );
+    // Outside the registrar's scope: refused.
+    fails(
+        &nohome,
+        &[
+            "org",
+            "assign",
+            "--key",
+            &reg_key,
+            "--person",
+            &people[1],
+            "--unit",
+            "odisha/puri",
+            "--role",
+            "dm",
+            "--title",
+            "en=DM Puri",
+            "--out",
+            &path("puri.role"),
+        ],
+        "outside",
+    );
+    assert_eq!(
+        ok_json(&control.home, &["directory", "add", &dm1, "--json"])["new"],
+        1
+    );
+
+    control.up_loopback(&[]);
+    let addr = control.addr("/tcp/");
+    anita.up_loopback(&[&addr]);
+    ravi.up_loopback(&[&addr]);
+    anita.accept(&control);
+    ravi.accept(&control);
+    // The control room learns both officers' chains from the links.
+    let found = vaarta_tests::wait_for("the DM in the directory", Duration::from_secs(30), || {
+        let r = control.json(&["directory", "search", "कुमारी"]);
+        (r["people"].as_array()?.len() == 1).then_some(r)
+    });
+    let p = &found["people"][0];
+    assert_eq!(p["names"][0]["name"], "Anita Kumari");
+    assert_eq!(p["roles"][0]["role"], "dm");
+    assert_eq!(
+        control.json(&["directory", "search", "dm darbhanga"])["people"][0]["person"],
+        people[1].as_str()
+    );
+    vaarta_tests::wait_for("Ravi in the directory", Duration::from_secs(30), || {
+        let r = control.json(&["directory", "search", "ravi"]);
+        (r["people"].as_array()?.len() == 1).then_some(())
+    });
+    let shown = control.ok(&["directory", "show"]);
+    assert!(shown.contains("DM Darbhanga"), "{shown}");
+    // The role reached the DM's phone through the directory too.
+    vaarta_tests::wait_for("the role at Anita's phone", Duration::from_secs(30), || {
+        let r = anita.json(&["directory", "show"]);
+        (r["roles"].as_array()?.len() == 1).then_some(())
+    });
+
+    let sent = control.json(&["send", "--role", "DM Darbhanga", "flood at Kusheshwar"]);
+    let conv = sent["conversation"].as_str().unwrap().to_string();
+    assert_eq!(sent["to"], serde_json::json!([anita.device_id()]));
+    vaarta_tests::wait_for("the DM to get it", Duration::from_secs(60), || {
+        anita
+            .bodies(&conv)
+            .contains(&"flood at Kusheshwar".to_string())
+            .then_some(())
+    });
+
+    // The handover: Ravi is DM from now.
+    let dm2 = path("dm2.role");
+    ok_json(
+        &nohome,
+        &[
+            "org",
+            "assign",
+            "--key",
+            &reg_key,
+            "--person",
+            &people[2],
+            "--unit",
+            "bihar/darbhanga",
+            "--role",
+            "dm",
+            "--title",
+            "en=DM Darbhanga",
+            "--title",
+            "hi=डीएम दरभंगा",
+            "--out",
+            &dm2,
+            "--json",
+        ],
+    );
+    control.json(&["directory", "add", &dm2]);
+    let sent = control.json(&["send", "--role", "डीएम दरभंगा", "after the handover"]);
+    assert_eq!(sent["conversation"], conv.as_str(), "no group re-created");
+    assert_eq!(sent["to"], serde_json::json!([ravi.device_id()]));
+    vaarta_tests::wait_for("the new DM to get it", Duration::from_secs(60), || {
+        (ravi.bodies(&conv) == vec!["after the handover".to_string()]).then_some(())
+    });
+    // Give the old holder's node time to receive anything it could.
+    std::thread::sleep(Duration::from_secs(2));
+    let old = anita.bodies(&conv);
+    assert!(
+        !old.contains(&"after the handover".to_string()),
+        "the old DM reads nothing sent after the handover: {old:?}"
+    );
+    // The directory survives a restart (saved files).
+    control.stop();
+    let r = control.json(&["directory", "search", "anita"]);
+    assert_eq!(r["people"].as_array().unwrap().len(), 1, "{r}");
+}

@@ -23,6 +23,7 @@ pub mod bench;
 pub mod bundle;
 pub mod corpus;
 pub mod demo;
+pub mod directory;
 pub mod export;
 pub mod fmt;
 pub mod follow;
@@ -243,13 +244,19 @@ pub enum Command {
         /// The export file
         file: PathBuf,
     },
-    /// Send a message; returns once it is durable on this device
+    /// Send a message; returns once it is durable on this device. With --role, to whoever
+    /// holds a role now (`vaarta send --role "DM Darbhanga" TEXT`)
     Send {
-        /// Conversation id (or a unique prefix of it)
-        conv: String,
+        /// Conversation id (or a unique prefix of it); with --role, the message text
+        #[arg(required_unless_present = "role")]
+        conv: Option<String>,
         /// The message text (any language); `-` reads it from standard input
-        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        #[arg(required_unless_present_any = ["file", "role"], conflicts_with = "file")]
         text: Option<String>,
+        /// Send to the holder of this role (its title in any script, its key or unit/key,
+        /// from the directory): in the role's own conversation, which follows handovers
+        #[arg(long, value_name = "ROLE")]
+        role: Option<String>,
         /// Read the message text from this file (UTF-8)
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
@@ -344,6 +351,10 @@ pub enum Command {
     /// issue and enrol credentials, show and revoke them (docs/organisations.md)
     #[command(subcommand)]
     Org(org::OrgCommand),
+    /// The signed directory of your organisation: search people by name in any script,
+    /// designation, unit or role; the roles and who holds each now; take records in
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
     /// Print a shell completion script, e.g. `vaarta completions bash > /etc/bash_completion.d/vaarta`
     Completions {
         /// The shell to complete for
@@ -898,17 +909,63 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Conv(c) => conv(&home, c, json),
         Command::Invites { action } => invites::run(&home, action, json),
+        Command::Directory(c) => directory::run(&home, c, json),
         Command::Bundle(c) => bundle::run(&home, c, json),
         Command::Export { conv, out } => export::export(&home, conv, &out, json),
         Command::Send {
             conv,
             text,
+            role,
             file,
             precedence,
             expires,
             reply_to,
         } => {
             let expires_in_ms = expires.as_deref().map(parse_duration).transpose()?;
+            if let Some(role) = role {
+                // `send --role ROLE TEXT`: the first positional is the text.
+                let text = match (conv, text) {
+                    (Some(_), Some(_)) => bail!(
+                        "with --role, give only the message text (the role picks the conversation)"
+                    ),
+                    (t, None) | (None, t) => t,
+                };
+                if reply_to.is_some() {
+                    bail!("--reply-to needs a conversation: send the reply there");
+                }
+                let body = message_text(text, file)?;
+                let conn = Conn::open(&home)?;
+                let r = conn.request(Request::SendToRole {
+                    role,
+                    messages: vec![OutgoingMessage {
+                        body,
+                        precedence: Some(Precedence::from(precedence).as_str().to_string()),
+                        expires_in_ms,
+                        removed_expires_in_s: None,
+                        reply_to: None,
+                    }],
+                })?;
+                if json {
+                    print_json(&r)?;
+                } else {
+                    let id = r["ids"][0].as_str().unwrap_or("");
+                    let to = r["to"].as_array().map_or(0, Vec::len);
+                    let conv = r["conversation"].as_str().unwrap_or("");
+                    if conn.online() {
+                        out!(
+                            "sent {id} to {} ({to} device(s)) in {conv} (saved; delivering to peers in reach)",
+                            r["role"].as_str().unwrap_or("")
+                        );
+                    } else {
+                        out!(
+                            "saved {id} for {} ({to} device(s)) in {conv} (no node running: it leaves with the next `vaarta up`)",
+                            r["role"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+                return Ok(());
+            }
+            let conv = conv.ok_or_else(|| anyhow!("give the conversation id (or --role)"))?;
             let body = message_text(text, file)?;
             let conn = Conn::open(&home)?;
             let r = conn.request(Request::Send {

@@ -17,8 +17,8 @@ use vaarta_sync::identity::Identity;
 use vaarta_sync::ids::{DeviceId, OrgId, PersonId};
 use vaarta_sync::org::{
     Chain, CredError, DEFAULT_SKEW_MS, OrgRoot, PersonCred, Record, Registrar, RegistrarCert,
-    Revocation, Revocations, Target, Unit, Verified, WipeOrder, armor, dearmor, enrol,
-    verify_device,
+    Revocation, Revocations, RoleAssignment, Target, Unit, Verified, WipeOrder, armor, dearmor,
+    enrol, verify_device,
 };
 
 use crate::{emit, fmt, print_json};
@@ -167,6 +167,37 @@ pub enum OrgCommand {
         effective: Option<String>,
         /// The revocation file to write
         #[arg(long, value_name = "REVOCATION")]
+        out: PathBuf,
+    },
+    /// Assign a role of a unit to a person (a registrar in scope, or the root): writes a
+    /// signed role assignment, for the directory (`vaarta directory add FILE`). A later
+    /// assignment of the same role (unit and key) hands it over
+    Assign {
+        /// The signing key: a registrar's key file or the organisation's root key file
+        #[arg(long, value_name = "KEY_FILE")]
+        key: PathBuf,
+        /// The person who holds the role (their person id, as `issue` printed it)
+        #[arg(long, value_name = "PERSON_ID")]
+        person: String,
+        /// The unit the role belongs to, e.g. bihar/darbhanga
+        #[arg(long)]
+        unit: String,
+        /// The role's key within the unit: lower-case letters, digits, `-`, `_`, `.`
+        /// (e.g. dm, sp, ndrf-team-7-leader)
+        #[arg(long, value_name = "KEY")]
+        role: String,
+        /// The role's title in one script as TAG=TEXT, e.g. "en=DM Darbhanga",
+        /// "hi=डीएम दरभंगा" (repeatable, at least one)
+        #[arg(long, value_name = "TAG=TEXT", required = true)]
+        title: Vec<String>,
+        /// From when the person holds it (RFC 3339; default now): the handover time
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// How long the assignment is valid (never past the registrar's certificate)
+        #[arg(long, default_value = "365d", value_name = "DURATION")]
+        expires: String,
+        /// The assignment file to write
+        #[arg(long, value_name = "ASSIGNMENT")]
         out: PathBuf,
     },
     /// Order a device to erase its keys and store (remote wipe): writes a signed wipe order
@@ -787,14 +818,7 @@ pub fn run(home_flag: Option<PathBuf>, c: OrgCommand, json: bool) -> Result<()> 
             };
             let effective_at = match effective {
                 None => now,
-                Some(t) => {
-                    let ts: jiff::Timestamp = t
-                        .trim()
-                        .parse()
-                        .map_err(|e| anyhow!("--effective {t}: not an RFC 3339 time ({e})"))?;
-                    u64::try_from(ts.as_millisecond())
-                        .map_err(|_| anyhow!("--effective {t}: before 1970"))?
-                }
+                Some(t) => rfc3339_ms(&t, "--effective")?,
             };
             let rev = match (registrar, root) {
                 (Some(r), _) => load_registrar(&r)?
@@ -832,6 +856,84 @@ pub fn run(home_flag: Option<PathBuf>, c: OrgCommand, json: bool) -> Result<()> 
                 ))
             }
         }
+        OrgCommand::Assign {
+            key,
+            person,
+            unit,
+            role,
+            title,
+            from,
+            expires,
+            out,
+        } => {
+            let holder: PersonId = parse_id(&person, "--person")?;
+            let unit = parse_unit(&unit)?;
+            let role = role.trim().to_string();
+            if !vaarta_sync::org::is_role_key(&role) {
+                bail!(
+                    "--role {role}: a role key is 1 to 64 lower-case letters, digits, '-', '_' or '.' (e.g. dm); put the name people read in --title"
+                );
+            }
+            let titles = parse_names(&title).map_err(|e| {
+                anyhow!(
+                    "{}",
+                    e.to_string()
+                        .replace("--name", "--title")
+                        .replace("names", "titles")
+                )
+            })?;
+            let from = match from {
+                None => now,
+                Some(t) => rfc3339_ms(&t, "--from")?,
+            };
+            let valid_for = parse_validity(&expires)?;
+            let a = match load_signer(&key)? {
+                Ok(reg) => reg
+                    .assign(unit, &role, titles, holder, from, now, valid_for)
+                    .map_err(cred)?,
+                Err(root) => RoleAssignment::new(
+                    &root.key,
+                    root.rec.org,
+                    None,
+                    unit,
+                    &role,
+                    titles,
+                    holder,
+                    from,
+                    now,
+                    now.saturating_add(valid_for).min(root.rec.expires),
+                )
+                .map_err(cred)?,
+            };
+            write_file(&out, &format!("{}\n", armor(&a.encode())))?;
+            let role_path = if a.unit.as_str().is_empty() {
+                a.role.clone()
+            } else {
+                format!("{}/{}", a.unit.as_str(), a.role)
+            };
+            if json {
+                print_json(&json!({
+                    "assignment": out,
+                    "org": a.org.to_string(),
+                    "role": a.role,
+                    "unit": a.unit.to_string(),
+                    "titles": a.titles.iter().map(|(l, t)| json!({"lang": l, "title": t})).collect::<Vec<_>>(),
+                    "holder": a.holder.to_string(),
+                    "from_ms": a.from,
+                    "issuer": a.issuer.to_string(),
+                    "expires_ms": a.expires,
+                }))
+            } else {
+                emit(&format!(
+                    "assigned {role_path} ({}) to person {} from {}: wrote {} (take it into a device's directory with `vaarta directory add {}`: it spreads from there)",
+                    a.title_for("en"),
+                    a.holder,
+                    fmt::local(a.from),
+                    out.display(),
+                    out.display()
+                ))
+            }
+        }
         OrgCommand::Wipe { device, key, out } => {
             let device: DeviceId = parse_id(&device, "--device")?;
             let order = match load_signer(&key)? {
@@ -858,6 +960,15 @@ pub fn run(home_flag: Option<PathBuf>, c: OrgCommand, json: bool) -> Result<()> 
             }
         }
     }
+}
+
+/// An RFC 3339 time in ms.
+fn rfc3339_ms(t: &str, flag: &str) -> Result<u64> {
+    let ts: jiff::Timestamp = t
+        .trim()
+        .parse()
+        .map_err(|e| anyhow!("{flag} {t}: not an RFC 3339 time ({e})"))?;
+    u64::try_from(ts.as_millisecond()).map_err(|_| anyhow!("{flag} {t}: before 1970"))
 }
 
 /// A registrar's or a root's key file, whichever `path` is.

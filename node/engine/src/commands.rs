@@ -184,9 +184,22 @@ impl<S: Store> Engine<S> {
         if let Some(o) = mine {
             self.obey_wipe(&o);
         }
+        // Our own chain is in our directory (peers get it in our proof too).
+        if let Some(own) = self.credentials.own.as_ref().map(|c| c.encode()) {
+            let c = &mut self.credentials;
+            let j = vaarta_sync::org::Judge {
+                pinned: &c.pinned,
+                revocations: &c.revocations,
+                now: now_ms,
+                skew: Credentials::SKEW_MS,
+            };
+            let _ = c.directory.insert(&own, &j);
+        }
         self.rejudge_links();
         self.enforce_revocations();
         self.share_revocations_with_all();
+        self.share_directory_with_all();
+        self.sync_role_conversations(now_ms);
         // Our intro lists the organisations we are enrolled with (`tags::org_tag`).
         self.tags_changed();
         self.settle();

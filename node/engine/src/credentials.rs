@@ -60,6 +60,10 @@ pub struct Credentials {
     /// Wipe orders held, by the device they name: passed on like revocations (each implies
     /// its revocation, which is in `revocations` too); only the named device acts on one.
     pub wipes: std::collections::BTreeMap<DeviceId, WipeOrder>,
+    /// The signed directory: chains and role assignments verified here
+    /// (`vaarta_sync::org::Directory`), spread among the organisation's devices
+    /// (`crate::directory`).
+    pub directory: vaarta_sync::org::Directory,
 }
 
 impl Credentials {
@@ -352,6 +356,9 @@ impl<S: Store> Engine<S> {
         for other in self.verified_links(Some(link)) {
             self.send_revocation_records(other, &new);
         }
+        // A revoked holder leaves its role conversations.
+        let now = self.now;
+        self.sync_role_conversations(now);
     }
 
     /// Judges every link's peer again (credentials or revocations changed): a revoked one is

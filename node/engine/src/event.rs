@@ -141,6 +141,12 @@ pub enum Event {
     RevocationsLearnt {
         records: Vec<Vec<u8>>,
     },
+    /// Directory records new to this device, learnt from a peer and verified (each an
+    /// encoded `vaarta_sync::org::DirRecord`): the daemon saves them with the home's
+    /// credentials.
+    DirectoryLearnt {
+        records: Vec<Vec<u8>>,
+    },
     /// A valid wipe order names this device (verified against the root it pinned): the
     /// daemon erases the identity keys and the store, and stops. Reported once.
     WipeOrdered {
@@ -207,6 +213,8 @@ pub struct Counters {
     /// Revocation records passed over: from a peer whose credentials did not verify here,
     /// or not signed by a root this device pinned (nor by a registrar it certified).
     pub revocations_ignored: u64,
+    /// Directory records not taken in (from an unverified peer, or not verifying here).
+    pub directory_ignored: u64,
     /// Wipe orders naming this device that were refused (`Event::WipeRefused`).
     pub wipes_refused: u64,
 }
@@ -217,6 +225,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Command(#[from] CommandError),
+    #[error(transparent)]
+    Role(#[from] vaarta_sync::org::RoleError),
 }
 
 #[cfg(test)]

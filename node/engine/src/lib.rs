@@ -49,6 +49,7 @@ pub mod commands;
 pub mod config;
 mod credentials;
 pub mod dial;
+pub mod directory;
 pub mod drive;
 pub mod event;
 /// Signed export of a conversation (docs/export.md): the format and [`export::verify`],
@@ -532,6 +533,8 @@ impl<S: Store> Engine<S> {
             } => self.on_ack(link, lane, up_to, &refused, &deferred),
             Frame::Receipt { ids } => self.on_receipt(link, &ids, now_ms),
             Frame::Revocations { records } => self.on_revocations(link, records),
+            Frame::DirHave { last, ids } => self.on_dir_have(link, last, ids),
+            Frame::Directory { records } => self.on_directory(link, records),
             Frame::Have { ids } => self.on_have(link, ids),
             Frame::Carry { tags } => self.on_carry(link, tags),
             Frame::TagSync { session, message } => self.on_tag_sync(link, session, &message),
@@ -748,6 +751,7 @@ impl<S: Store> Engine<S> {
         }
         if verified {
             self.share_revocations(link);
+            self.share_directory(link);
         }
         self.event(Event::LinkReady { link, device, name });
         self.send_owed_receipts(Some(link));

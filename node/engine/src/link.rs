@@ -157,6 +157,12 @@ pub(crate) struct Link {
     pub(crate) served: BTreeSet<EnvelopeId>,
     /// How many `Receipt` ids this link may still have looked up.
     pub(crate) receipt_budget: Budget,
+    /// The directory records the peer said it holds (`DirHave`), plus those sent to it or
+    /// received from it; at most `vaarta_sync::org::MAX_DIRECTORY_RECORDS`.
+    pub(crate) dir_peer_has: BTreeSet<[u8; 16]>,
+    /// We answered the peer's final `DirHave` (once per link: a peer cannot make us send
+    /// the whole directory over and over).
+    pub(crate) dir_answered: bool,
 }
 
 /// A token bucket: `burst` tokens at most, regaining `per_s` a second.
@@ -241,6 +247,8 @@ impl Link {
                 crate::config::RECEIPT_IDS_PER_S,
                 now,
             ),
+            dir_peer_has: BTreeSet::new(),
+            dir_answered: false,
         }
     }
 

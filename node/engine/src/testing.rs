@@ -333,7 +333,31 @@ impl TestOrg {
             pinned: vec![self.id()],
             revocations: vaarta_sync::org::Revocations::new(),
             wipes: Default::default(),
+            directory: Default::default(),
         }
+    }
+
+    /// The registrar assigns role `role` of unit `unit` (titled `title` in English) to the
+    /// person enrolled for network node `node` ([`Self::enrol`]), from `from`.
+    pub fn assign(
+        &self,
+        node: usize,
+        unit: &str,
+        role: &str,
+        title: &str,
+        from: u64,
+    ) -> vaarta_sync::org::RoleAssignment {
+        self.registrar
+            .assign(
+                vaarta_sync::org::Unit::parse(unit).expect("a valid unit path"),
+                role,
+                vec![("en".into(), title.into())],
+                vaarta_sync::ids::PersonId([node as u8 + 1; 16]),
+                from,
+                from,
+                Self::YEAR,
+            )
+            .expect("within the registrar's scope")
     }
 
     /// The registrar's wipe order of network node `node`'s device, at `at`.

@@ -42,6 +42,13 @@
 //!         wipe order to the device it names before cutting it: at most
 //!         `MAX_REVOCATIONS_PER_FRAME`, each at most `vaarta_sync::org::MAX_RECORD_BYTES`;
 //!         a record's kind byte tells a revocation (5) from a wipe order (6))
+//! DirHave = 16 last:u8 count:varint ids:[16]*   (organisation directory: the ids of the
+//!         directory records I hold, to a peer whose credentials verified against a root
+//!         this device pinned, in frames of at most `MAX_IDS_PER_FRAME`; `last` = 1 on the
+//!         final one, after which the peer sends what it holds and I lack)
+//! Directory = 17 count:varint records:bytes*   (directory records: credential chains
+//!         (kind 0x10) and role assignments (kind 7), at most `MAX_DIR_RECORDS_PER_FRAME`,
+//!         each at most `MAX_CHAIN_BYTES`)
 //! Receipt = 14 count:varint ids:[32]*  (to the author's own device: I now hold and have read
 //!         these envelopes of yours, which I did not acknowledge to you as stored: they
 //!         waited here, or came by another device; sent once, best effort. The receiver
@@ -92,7 +99,9 @@ use vaarta_sync::limits::MAX_ENVELOPE_BYTES;
 ///    take read watermarks and alert acknowledgements (`^reader`, `!message‖acker`, issue
 ///    13), which a version-7 member would refuse by its page rules (and what builds on them
 ///    would wait for ever). Both in one version, 2026-12: the two do not link.
-pub const VERSION: u8 = 8;
+/// 9: the signed directory (`DirHave`, `Directory`, issue 12): a version-8 peer would
+///    take either frame for garbage and cut the link (2026-12).
+pub const VERSION: u8 = 9;
 /// Largest frame: an envelope plus a little framing. Anything larger is refused unread.
 pub const MAX_FRAME_BYTES: usize = MAX_ENVELOPE_BYTES + 64;
 /// Tags one `Intro` may list (blinded), and one `Ask`.
@@ -276,6 +285,16 @@ pub enum Frame {
     Revocations {
         records: Vec<Vec<u8>>,
     },
+    /// The ids of the directory records the sender holds (`vaarta_sync::org::DirId`);
+    /// `last` on the final frame of the list.
+    DirHave {
+        last: bool,
+        ids: Vec<[u8; 16]>,
+    },
+    /// Directory records (`vaarta_sync::org::DirRecord::encode`).
+    Directory {
+        records: Vec<Vec<u8>>,
+    },
     Bye {
         reason: String,
     },
@@ -306,6 +325,10 @@ pub fn bye_version(theirs: u8) -> String {
 
 /// Revocation records in one `Revocations` frame.
 pub const MAX_REVOCATIONS_PER_FRAME: usize = 64;
+
+/// Records in one `Directory` frame (chains are at most [`MAX_CHAIN_BYTES`], so a full
+/// frame stays well under [`MAX_FRAME_BYTES`]).
+pub const MAX_DIR_RECORDS_PER_FRAME: usize = 8;
 
 /// Tags in one `Carry` frame.
 pub const MAX_CARRY_TAGS: usize = 16_000;
@@ -348,10 +371,12 @@ pub enum FrameType {
     Held = 13,
     Receipt = 14,
     Revocations = 15,
+    DirHave = 16,
+    Directory = 17,
 }
 
 impl FrameType {
-    const ALL: [FrameType; 15] = [
+    const ALL: [FrameType; 17] = [
         FrameType::Hello,
         FrameType::Recon,
         FrameType::Push,
@@ -367,6 +392,8 @@ impl FrameType {
         FrameType::Held,
         FrameType::Receipt,
         FrameType::Revocations,
+        FrameType::DirHave,
+        FrameType::Directory,
     ];
 
     /// The type a frame's first byte names, if any.
@@ -392,6 +419,8 @@ impl FrameType {
             FrameType::Held => "held",
             FrameType::Receipt => "receipt",
             FrameType::Revocations => "revocations",
+            FrameType::DirHave => "directory-have",
+            FrameType::Directory => "directory",
         }
     }
 }
@@ -467,6 +496,8 @@ impl Frame {
             Frame::TagSync { .. } => FrameType::TagSync,
             Frame::Receipt { .. } => FrameType::Receipt,
             Frame::Revocations { .. } => FrameType::Revocations,
+            Frame::DirHave { .. } => FrameType::DirHave,
+            Frame::Directory { .. } => FrameType::Directory,
         }
     }
 
@@ -528,7 +559,13 @@ impl Frame {
             Frame::Bye { reason } => {
                 w.str(reason);
             }
-            Frame::Revocations { records } => {
+            Frame::DirHave { last, ids } => {
+                w.u8(u8::from(*last)).varint(ids.len() as u64);
+                for id in ids {
+                    w.raw(id);
+                }
+            }
+            Frame::Revocations { records } | Frame::Directory { records } => {
                 w.varint(records.len() as u64);
                 for r in records {
                     w.bytes(r);
@@ -627,6 +664,27 @@ impl Frame {
                 }
                 Frame::Revocations { records }
             }
+            FrameType::DirHave => {
+                let last = match r.u8("last")? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::NonCanonical("directory-have last flag")),
+                };
+                let n = r.count("directory ids", MAX_IDS_PER_FRAME, 16)?;
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(r.array::<16>("directory id")?);
+                }
+                Frame::DirHave { last, ids }
+            }
+            FrameType::Directory => {
+                let n = r.count("directory records", MAX_DIR_RECORDS_PER_FRAME, 1)?;
+                let mut records = Vec::with_capacity(n);
+                for _ in 0..n {
+                    records.push(r.bytes("directory record", MAX_CHAIN_BYTES)?.to_vec());
+                }
+                Frame::Directory { records }
+            }
             FrameType::Bye => Frame::Bye {
                 reason: r.str("reason", 256)?.to_string(),
             },
@@ -700,6 +758,8 @@ pub fn frame_priority(frame: &[u8]) -> FramePriority {
         | FrameType::Ack
         | FrameType::Receipt
         | FrameType::Revocations => FramePriority::Control,
+        // The directory may wait behind messages.
+        FrameType::DirHave | FrameType::Directory => FramePriority::Bulk,
         FrameType::Push => match frame.get(1).and_then(|l| Precedence::from_u8(*l)) {
             Some(p) if frame.len() > 2 => FramePriority::push(p),
             _ => FramePriority::Bulk,
@@ -919,6 +979,17 @@ mod tests {
                 records: vec![vec![1, 2, 3], vec![]],
             },
             Frame::Receipt { ids: vec![] },
+            Frame::DirHave {
+                last: true,
+                ids: vec![[1; 16], [2; 16]],
+            },
+            Frame::DirHave {
+                last: false,
+                ids: vec![],
+            },
+            Frame::Directory {
+                records: vec![vec![0x10, 2], vec![]],
+            },
             Frame::Bye {
                 reason: "bye".into(),
             },
@@ -938,7 +1009,7 @@ mod tests {
             assert_eq!(FrameType::of(t as u8), Some(t));
         }
         assert_eq!(FrameType::of(0), None);
-        assert_eq!(FrameType::of(16), None);
+        assert_eq!(FrameType::of(18), None);
         assert!(Frame::decode(&[]).is_err());
         assert!(Frame::decode(&[9]).is_err());
         assert!(Frame::decode(&[4, 0, 1, 0, 0, 0]).is_err(), "trailing byte");

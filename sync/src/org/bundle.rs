@@ -9,7 +9,8 @@ use crate::ids::{DeviceId, PersonId};
 
 use super::CredError;
 use super::record::{
-    DeviceCred, OrgRoot, PersonCred, RegistrarCert, Revocation, Target, Unit, WipeOrder,
+    DeviceCred, OrgRoot, PersonCred, RegistrarCert, Revocation, RoleAssignment, Target, Unit,
+    WipeOrder,
 };
 use super::verify::{Chain, Revocations, Verified, verify_device};
 
@@ -169,6 +170,40 @@ impl Registrar {
             person,
             device,
         }
+    }
+
+    /// A role assignment signed by this registrar (its certificate attached), refused
+    /// when the unit is outside its scope or the key is not a role key.
+    #[allow(clippy::too_many_arguments)]
+    pub fn assign(
+        &self,
+        unit: Unit,
+        role: &str,
+        titles: Vec<(String, String)>,
+        holder: PersonId,
+        from: u64,
+        now: u64,
+        valid_for: u64,
+    ) -> Result<RoleAssignment, CredError> {
+        if !self.cert.scope.covers(&unit) {
+            return Err(CredError::OutsideScope {
+                unit: unit.as_str().into(),
+                scope: self.cert.scope.as_str().into(),
+            });
+        }
+        let expires = self.until(now, valid_for)?;
+        RoleAssignment::new(
+            &self.key,
+            self.root.org,
+            Some(self.cert.clone()),
+            unit,
+            role,
+            titles,
+            holder,
+            from,
+            now,
+            expires,
+        )
     }
 
     /// A wipe order of `device` signed by this registrar (with the revocation it implies,

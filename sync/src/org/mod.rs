@@ -13,6 +13,7 @@
 //!   [RegistrarCert from another organisation's root: cross-certification]
 //!   Revocation  root or registrar → device | person | registrar, effective time
 //!   WipeOrder   root or registrar → a device: erase yourself (carries its revocation)
+//!   RoleAssignment root or registrar in scope → role (unit, key, titles) held by a person from a time
 //! ```
 //!
 //! Every record is `version · kind · issuer · issued-at · expiry · body · signature`, in the
@@ -25,18 +26,23 @@
 //!
 //! Parts: [`record`] (the five records and their bounds), [`verify`] (the chain rule, the
 //! time rule, revocations and their cascade), [`bundle`] (the enrolment bundle, its text
-//! form for a QR code, and the registrar's issuing helper).
+//! form for a QR code, and the registrar's issuing helper), [`directory`] (the signed
+//! directory of people, devices and roles, its bounds, handover and search).
 
 pub mod bundle;
+pub mod directory;
 pub mod record;
 pub mod verify;
 
 pub use bundle::{Registrar, armor, dearmor, enrol};
+pub use directory::{DirId, DirRecord, Directory, Entry, Judge, RoleError, RoleId, fold};
 pub use record::{
-    DeviceCred, OrgRoot, PersonCred, Record, RegistrarCert, Revocation, Target, Unit, UnitError,
-    WipeOrder, kind_of,
+    DeviceCred, OrgRoot, PersonCred, Record, RegistrarCert, Revocation, RoleAssignment, Target,
+    Unit, UnitError, WipeOrder, is_role_key, kind_of,
 };
-pub use verify::{Chain, Revocations, Verified, verify_device, verify_wipe};
+pub use verify::{
+    Chain, Revocations, Verified, VerifiedRole, verify_device, verify_role, verify_wipe,
+};
 
 use thiserror::Error;
 
@@ -71,6 +77,16 @@ pub const MAX_CHAIN_LINKS: usize = 3;
 pub const DEFAULT_SKEW_MS: u64 = 7 * 86_400_000;
 /// Revocations a [`Revocations`] set holds by default (about 20 MiB at most).
 pub const MAX_REVOCATIONS: usize = 65_536;
+/// Records a [`Directory`] holds (chains of about 1 KiB, assignments of about 0.5 KiB:
+/// some 16 MiB at most), enough for a district's officials and their devices several
+/// times over. A full directory refuses new records rather than forget one.
+pub const MAX_DIRECTORY_RECORDS: usize = 16_384;
+/// Records one registrar key may have in a [`Directory`]: a rogue registrar's flood fills
+/// its own quota, never the whole directory.
+pub const MAX_DIRECTORY_PER_ISSUER: usize = 4_096;
+/// Assignments of one role a [`Directory`] keeps (the latest in the handover order; an
+/// older one matters only if every later one is revoked or expires).
+pub const MAX_ASSIGNMENTS_PER_ROLE: usize = 4;
 
 /// Why a credential, chain or revocation was refused. Every variant is a clear sentence.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -163,6 +179,10 @@ pub enum CredError {
         "the wipe order's signer {issuer} has no authority over this device (not its organisation's root, nor a registrar in scope)"
     )]
     WipeNotAuthorised { issuer: DeviceId },
+    #[error("the directory is full ({max} records)")]
+    DirectoryFull { max: usize },
+    #[error("registrar {issuer} already has {max} records in the directory")]
+    IssuerQuotaFull { issuer: DeviceId, max: usize },
     #[error("not a credential text: {0}")]
     BadText(&'static str),
 }

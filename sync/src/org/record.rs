@@ -1,4 +1,4 @@
-//! The five signed records, their canonical encoding and their bounds.
+//! The signed records, their canonical encoding and their bounds.
 //!
 //! ```text
 //! record    = version:u8 kind:u8 issuer:[32] issued_at:varint expires:varint body sig:[64]
@@ -10,6 +10,8 @@
 //! device    body = person:[16] device:[32] label:str
 //! revocation body = target:(u8 [32|16]) effective_at:varint cert:(0 | 1 registrar-record:bytes)
 //! wipe order body = revocation:bytes   (the same signer's revocation of the device to wipe)
+//! role body  = org:[32] cert:(0 | 1 registrar-record:bytes) unit:str role:str
+//!              n:varint (tag:str title:str){n, tags strictly ascending} holder:[16] from:varint
 //! ```
 //!
 //! Decoding refuses unknown versions and kinds, oversized fields, control characters,
@@ -766,6 +768,182 @@ impl Record for WipeOrder {
         Ok(WipeOrder {
             issuer: DeviceId(h.issuer),
             revocation,
+            issued_at: h.issued_at,
+            expires: h.expires,
+            sig: [0; 64],
+        })
+    }
+}
+
+/// Bytes of a role key (`dm`, `sp`, `ndrf-team-7-leader`).
+pub const MAX_ROLE_KEY_BYTES: usize = 64;
+
+/// Whether `s` is a role key: 1 to 64 of ASCII lower-case letters, digits, `-`, `_`, `.`.
+/// The key is what identifies a role within a unit (its titles, in any script, are for
+/// people), so it is compared byte for byte and needs no Unicode normalisation.
+pub fn is_role_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ROLE_KEY_BYTES
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+}
+
+/// A registrar in scope (or the organisation's root) assigns a role of a unit to a person
+/// from a time: "DM Darbhanga" (`dm` in `bihar/darbhanga`) is Anita Kumari's from 1 March.
+/// A later assignment of the same role (same organisation, unit and key) hands it over
+/// (`super::directory`). The registrar's certificate is attached, so any device can judge
+/// its authority offline (`super::verify::verify_role`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAssignment {
+    /// A registrar key, or the organisation's root key itself.
+    pub issuer: DeviceId,
+    pub org: OrgId,
+    /// The issuer's certificate (from `org`'s root); `None` when the root signs.
+    pub issuer_cert: Option<RegistrarCert>,
+    pub unit: Unit,
+    /// The role's key within the unit ([`is_role_key`]).
+    pub role: String,
+    /// (BCP-47 tag, title in that script), tags strictly ascending: `en=DM Darbhanga`,
+    /// `hi=डीएम दरभंगा`. At least one.
+    pub titles: Vec<(String, String)>,
+    /// Who holds the role.
+    pub holder: PersonId,
+    /// From when (ms): the handover time.
+    pub from: u64,
+    pub issued_at: u64,
+    pub expires: u64,
+    pub sig: [u8; 64],
+}
+
+impl RoleAssignment {
+    /// Signs an assignment (titles are put in tag order). `issuer_cert` is the signer's
+    /// certificate, `None` when `issuer` is the root of `org`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        issuer: &Identity,
+        org: OrgId,
+        issuer_cert: Option<RegistrarCert>,
+        unit: Unit,
+        role: &str,
+        mut titles: Vec<(String, String)>,
+        holder: PersonId,
+        from: u64,
+        issued_at: u64,
+        expires: u64,
+    ) -> Result<Self, CredError> {
+        titles.sort();
+        RoleAssignment {
+            issuer: issuer.device_id(),
+            org,
+            issuer_cert,
+            unit,
+            role: role.to_string(),
+            titles,
+            holder,
+            from,
+            issued_at,
+            expires,
+            sig: [0; 64],
+        }
+        .signed(issuer)
+    }
+
+    /// The title for a reader of `lang` (its tag or primary language), else the first.
+    pub fn title_for(&self, lang: &str) -> &str {
+        let primary = |t: &str| t.split('-').next().unwrap_or("").to_ascii_lowercase();
+        self.titles
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(lang))
+            .or_else(|| {
+                self.titles
+                    .iter()
+                    .find(|(t, _)| primary(t) == primary(lang))
+            })
+            .or(self.titles.first())
+            .map(|(_, n)| n.as_str())
+            .unwrap_or("")
+    }
+}
+
+impl Record for RoleAssignment {
+    const KIND: u8 = 7;
+    const CONTEXT: &'static [u8] = b"vaarta 2026 org role assignment v1";
+    const WHAT: &'static str = "role assignment";
+
+    fn issuer_key(&self) -> [u8; 32] {
+        self.issuer.0
+    }
+    common_fields!();
+    fn write_body(&self, w: &mut Writer) {
+        w.raw(&self.org.0);
+        match &self.issuer_cert {
+            None => w.u8(0),
+            Some(c) => w.u8(1).bytes(&c.encode()),
+        };
+        w.str(self.unit.as_str())
+            .str(&self.role)
+            .varint(self.titles.len() as u64);
+        for (t, n) in &self.titles {
+            w.str(t).str(n);
+        }
+        w.raw(&self.holder.0).varint(self.from);
+    }
+    fn read_body(h: Header, r: &mut Reader<'_>) -> Result<Self, CredError> {
+        let org = OrgId(r.array::<32>("organisation")?);
+        let issuer_cert = match r.u8("issuer certificate flag")? {
+            0 => None,
+            1 => Some(RegistrarCert::decode(
+                r.bytes("issuer certificate", MAX_RECORD_BYTES)?,
+            )?),
+            _ => return Err(DecodeError::NonCanonical("issuer certificate flag").into()),
+        };
+        // The signer is the certified registrar, or the root itself.
+        match &issuer_cert {
+            Some(c) if c.registrar.0 != h.issuer => {
+                return Err(CredError::NotARegistrar {
+                    issuer: DeviceId(h.issuer),
+                });
+            }
+            Some(c) if c.issuer != org => return Err(CredError::NotIssuedByRoot),
+            None if h.issuer != org.0 => {
+                return Err(CredError::NotARegistrar {
+                    issuer: DeviceId(h.issuer),
+                });
+            }
+            _ => {}
+        }
+        let unit = Unit::read(r, "unit")?;
+        let role = r.str("role key", MAX_ROLE_KEY_BYTES)?;
+        if !is_role_key(role) {
+            return Err(DecodeError::Invalid("role key").into());
+        }
+        let role = role.to_string();
+        let n = r.count("role titles", MAX_NAMES, 3)?;
+        if n == 0 {
+            return Err(DecodeError::Invalid("role titles (at least one)").into());
+        }
+        let mut titles: Vec<(String, String)> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = tag(r, "title script tag")?;
+            let title = text(r, "role title", MAX_TEXT_BYTES, true)?;
+            if titles.last().is_some_and(|(prev, _)| *prev >= t) {
+                return Err(
+                    DecodeError::NonCanonical("role titles (one per tag, tags ascending)").into(),
+                );
+            }
+            titles.push((t, title));
+        }
+        let holder = PersonId(r.array::<16>("holder")?);
+        let from = r.varint("from")?;
+        Ok(RoleAssignment {
+            issuer: DeviceId(h.issuer),
+            org,
+            issuer_cert,
+            unit,
+            role,
+            titles,
+            holder,
+            from,
             issued_at: h.issued_at,
             expires: h.expires,
             sig: [0; 64],

@@ -49,7 +49,8 @@ use crate::codec::{DecodeError, Reader, Writer};
 use crate::ids::{DeviceId, OrgId, PersonId};
 
 use super::record::{
-    DeviceCred, OrgRoot, PersonCred, Record, RegistrarCert, Revocation, Target, Unit, WipeOrder,
+    DeviceCred, OrgRoot, PersonCred, Record, RegistrarCert, Revocation, RoleAssignment, Target,
+    Unit, WipeOrder,
 };
 use super::{CredError, MAX_RECORD_BYTES, MAX_REVOCATIONS, VERSION};
 
@@ -342,6 +343,112 @@ pub fn verify_wipe(
     }
 }
 
+/// What a verified role assignment says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedRole {
+    pub org: OrgId,
+    pub unit: Unit,
+    pub role: String,
+    pub titles: Vec<(String, String)>,
+    pub holder: PersonId,
+    pub from: u64,
+    /// The registrar that signed it (the root's key when the root did).
+    pub issuer: DeviceId,
+    /// The earliest of the assignment's and its certificate's expiry.
+    pub expires: u64,
+}
+
+/// Checks a role assignment at `now`, beside [`verify_device`] and by the same rules: the
+/// signer is `org`'s root, or a registrar whose attached certificate that root signed; the
+/// root is pinned here (`UnknownRoot`); the unit is inside the registrar's scope
+/// (`OutsideScope`); the assignment was issued while the certificate was valid
+/// (`RegistrarExpiredAtIssue`, `IssuedBeforeIssuer`); it and the certificate are valid now
+/// (`Expired`, `NotYetValid`, with `skew` either way); and the registrar was not revoked
+/// at or before it signed (`RegistrarRevoked`: the cascade). A key nobody certified, a
+/// member's own device key among them, is `NotARegistrar` (refused at decoding, and again
+/// here for a record built in memory). Whether the holder is a person of `org` is the
+/// directory's question (it knows the people). Pure.
+pub fn verify_role(
+    a: &RoleAssignment,
+    pinned: &[OrgId],
+    revocations: &Revocations,
+    now: u64,
+    skew: u64,
+) -> Result<VerifiedRole, CredError> {
+    a.check_signature()?;
+    let mut periods = Vec::with_capacity(2);
+    match &a.issuer_cert {
+        None => {
+            if a.issuer.0 != a.org.0 {
+                return Err(CredError::NotARegistrar { issuer: a.issuer });
+            }
+        }
+        Some(c) => {
+            c.check_signature()?;
+            if c.registrar != a.issuer {
+                return Err(CredError::NotARegistrar { issuer: a.issuer });
+            }
+            if c.issuer != a.org {
+                return Err(CredError::NotIssuedByRoot);
+            }
+        }
+    }
+    if !pinned.contains(&a.org) {
+        return Err(CredError::UnknownRoot(a.org));
+    }
+    if let Some(c) = &a.issuer_cert {
+        if !c.scope.covers(&a.unit) {
+            return Err(CredError::OutsideScope {
+                unit: a.unit.as_str().into(),
+                scope: c.scope.as_str().into(),
+            });
+        }
+        issued_within(
+            RoleAssignment::WHAT,
+            a.issued_at,
+            c.issued_at,
+            c.expires,
+            skew,
+        )?;
+        periods.push((RegistrarCert::WHAT, c.issued_at, c.expires));
+    }
+    periods.push((RoleAssignment::WHAT, a.issued_at, a.expires));
+    for &(record, issued_at, expires) in &periods {
+        if now.saturating_add(skew) < issued_at {
+            return Err(CredError::NotYetValid {
+                record,
+                issued_at,
+                now,
+                skew,
+            });
+        }
+        if now > expires.saturating_add(skew) {
+            return Err(CredError::Expired {
+                record,
+                expires,
+                now,
+                skew,
+            });
+        }
+    }
+    if let Some(c) = &a.issuer_cert
+        && let Some(at) = revocations.registrar_revoked_from(c, &[a.org], skew)
+        && a.issued_at >= at
+    {
+        return Err(CredError::RegistrarRevoked { effective_at: at });
+    }
+    Ok(VerifiedRole {
+        org: a.org,
+        unit: a.unit.clone(),
+        role: a.role.clone(),
+        titles: a.titles.clone(),
+        holder: a.holder,
+        from: a.from,
+        issuer: a.issuer,
+        expires: periods.iter().map(|p| p.2).min().unwrap_or(a.expires),
+    })
+}
+
 /// `at` (an issue time) inside `[from − skew, until]`.
 fn issued_within(
     record: &'static str,
@@ -486,19 +593,56 @@ impl Revocations {
 
     /// Whether `r`'s issuer may revoke its target as it concerns `chain` (module docs).
     fn authorised(&self, r: &Revocation, chain: &Chain, roots: &[OrgId], skew: u64) -> bool {
+        self.authorised_over(
+            r,
+            chain.root.org,
+            &chain.registrar,
+            Some(&chain.person.unit),
+            roots,
+            skew,
+        )
+    }
+
+    /// The earliest effective time of an authorised revocation of the registrar `cert`
+    /// certifies (by its root, or a registrar of `cert`'s organisation whose scope covers
+    /// its scope): what it signed at or after that time is dead (the cascade).
+    pub fn registrar_revoked_from(
+        &self,
+        cert: &RegistrarCert,
+        roots: &[OrgId],
+        skew: u64,
+    ) -> Option<u64> {
+        self.of(&Target::Registrar(cert.registrar))
+            .filter(|r| self.authorised_over(r, cert.issuer, cert, None, roots, skew))
+            .map(|r| r.effective_at)
+            .min()
+    }
+
+    /// Whether `r`'s issuer may revoke its target, for what `registrar` (of `org`) issued
+    /// to a person of `unit` (`None`: no person concerned; only the issuing registrar
+    /// itself, or a root, may then revoke a device or person).
+    fn authorised_over(
+        &self,
+        r: &Revocation,
+        org: OrgId,
+        registrar: &RegistrarCert,
+        unit: Option<&Unit>,
+        roots: &[OrgId],
+        skew: u64,
+    ) -> bool {
         if roots.iter().any(|o| o.0 == r.issuer.0) {
             return true;
         }
-        let own = r.issuer == chain.registrar.registrar;
+        let own = r.issuer == registrar.registrar;
         let cert = if own {
-            Some(&chain.registrar)
+            Some(registrar)
         } else {
             r.issuer_cert.as_ref()
         };
         let Some(cert) = cert else {
             return false;
         };
-        if cert.issuer != chain.root.org
+        if cert.issuer != org
             || cert.registrar != r.issuer
             || cert.check_signature().is_err()
             || r.issued_at > cert.expires
@@ -514,8 +658,10 @@ impl Revocations {
             return false;
         }
         match r.target {
-            Target::Device(_) | Target::Person(_) => own || cert.scope.covers(&chain.person.unit),
-            Target::Registrar(_) => cert.scope.covers(&chain.registrar.scope),
+            Target::Device(_) | Target::Person(_) => {
+                own || unit.is_some_and(|u| cert.scope.covers(u))
+            }
+            Target::Registrar(_) => cert.scope.covers(&registrar.scope),
         }
     }
 }
